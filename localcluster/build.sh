@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the pinned upstream Kubernetes control plane, etcd and kwok from the Go module
+# proxy into a per-version cache outside the repository. Skips everything when cached.
+#
+#   localcluster/build.sh            # prints the bin directory on the last line
+#
+# Versions come from localcluster/versions.env; the cache root from MOONHUB_CACHE
+# (default ~/.cache/moonhub).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+cache=${MOONHUB_CACHE:-$HOME/.cache/moonhub}
+bin="$cache/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+
+have_all() { for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
+if have_all; then
+  echo "local cluster binaries cached in $bin" >&2
+  echo "$bin"
+  exit 0
+fi
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+start=$(date +%s)
+work="$cache/build-k8s-$K8S_VERSION"
+mkdir -p "$work" "$bin"
+cd "$work"
+export GOFLAGS="-buildvcs=false -mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+if [ ! -f go.mod ]; then
+  log "creating wrapper module for k8s.io/kubernetes $K8S_VERSION"
+  go mod init moonhub.local/k8sbuild >/dev/null 2>&1
+fi
+log "reading the staging modules from the proxy's go.mod of k8s.io/kubernetes"
+gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+staging_minor="v0.${K8S_VERSION#v1.}"
+mods=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
+[ -n "$mods" ] || { log "no staging replaces found in $gomod"; exit 1; }
+go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+for m in $mods; do go mod edit -replace="$m=$m@$staging_minor"; done
+log "$(echo "$mods" | wc -l) staging modules pinned to $staging_minor"
+
+# copy the upstream replaces/excludes that are not staging paths (they pin versions)
+sed -n '/^replace (/,/^)/p' "$gomod" | grep -v './staging' | grep '=>' | while read -r l; do
+  go mod edit -replace="$(echo "$l" | awk '{print $1"="$3"@"$4}')" || true
+done || true
+
+pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
+# A tools file pins the commands as imports so that `go mod tidy` resolves them at the
+# versions k8s.io/kubernetes requires (a bare `go get` would upgrade to the newest).
+{ printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  for p in "${pkgs[@]}"; do printf '\t_ "%s"\n' "$p"; done
+  printf ')\n'; } > tools.go
+log "resolving dependencies (downloads modules on a cold cache)"
+go mod tidy >&2
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+i=0
+for p in "${pkgs[@]}"; do
+  i=$((i + 1)); name=$(basename "$p"); [ "$name" = v3 ] && name=etcd
+  [ -x "$bin/$name" ] && { log "[$i/6] $name cached"; continue; }
+  log "[$i/6] building $name ..."
+  t0=$(date +%s)
+  go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$bin/$name.tmp" "$p"
+  mv "$bin/$name.tmp" "$bin/$name"
+  log "[$i/6] $name built in $(( $(date +%s) - t0 ))s"
+done
+if [ ! -x "$bin/kwok" ]; then
+  log "[6/6] building kwok $KWOK_VERSION ..."
+  t0=$(date +%s)
+  GOBIN="$work/gobin" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$work/gobin/kwok" "$bin/kwok"
+  log "[6/6] kwok built in $(( $(date +%s) - t0 ))s"
+fi
+have_all
+log "done in $(( $(date +%s) - start ))s: $bin"
+echo "$bin"

@@ -1,0 +1,122 @@
+"""``python -m localcluster {up,down,status,kubectl}``: the local cluster as one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .config import REPO, ClusterConfig, default_state_dir
+from .controlplane import components, prepare
+from .nodes import FLEET, node_object
+from .supervisor import StartError, Supervisor
+
+log = logging.getLogger("moonhub.localcluster")
+HERE = Path(__file__).resolve().parent
+
+
+def build() -> Path:
+    """Build (or find cached) binaries; return their folder."""
+    out = subprocess.run([str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def supervisor(cfg: ClusterConfig) -> Supervisor:
+    return Supervisor(cfg.run, cfg.logs, REPO)
+
+
+def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        [str(bin_dir / "kubectl"), f"--kubeconfig={cfg.admin_kubeconfig}", *args],
+        input=stdin, text=True, capture_output=True,
+    )
+    if proc.returncode:
+        raise StartError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def bootstrap(cfg: ClusterConfig, bin_dir: Path) -> None:
+    """Apply the StorageClass, user namespace, hub RBAC and the simulated nodes."""
+    kubectl(cfg, bin_dir, "apply", "-f", str(HERE / "manifests" / "bootstrap.yaml"))
+    nodes = yaml.safe_dump_all([node_object(n) for n in FLEET])
+    kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=nodes)
+
+
+def wait_node_ready(cfg: ClusterConfig, bin_dir: Path, node: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    path = '{.status.conditions[?(@.type=="Ready")].status}'
+    while time.monotonic() < deadline:
+        try:
+            if kubectl(cfg, bin_dir, "get", "node", node, "-o", f"jsonpath={path}") == "True":
+                return
+        except StartError:
+            pass
+        time.sleep(0.5)
+    raise StartError(f"node {node} not Ready after {timeout:.0f}s; see {cfg.logs}")
+
+
+def up(cfg: ClusterConfig) -> Path:
+    t0 = time.monotonic()
+    bin_dir = build()
+    prepare(cfg)
+    sup = supervisor(cfg)
+    for comp in components(cfg, bin_dir):
+        sup.start(comp.name, comp.argv)
+        sup.wait_healthy(comp.name, comp.health)
+        log.info("%s healthy", comp.name)
+        if comp.name == "kube-apiserver":
+            bootstrap(cfg, bin_dir)
+    wait_node_ready(cfg, bin_dir, cfg.agent_node)
+    log.info("local cluster up in %.1fs", time.monotonic() - t0)
+    return bin_dir
+
+
+def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
+    sup = supervisor(cfg)
+    names = [c.name for c in components(cfg, bin_dir or Path("/nonexistent"))]
+    for name in reversed(names):
+        if sup.stop(name):
+            log.info("stopped %s", name)
+
+
+def status(cfg: ClusterConfig) -> int:
+    sup = supervisor(cfg)
+    down_count = 0
+    for comp in components(cfg, Path("/")):
+        pid = sup.pid(comp.name)
+        down_count += pid is None
+        print(f"{comp.name:24} {'running (pid %d)' % pid if pid else 'stopped'}")
+    print(f"KUBECONFIG={cfg.admin_kubeconfig}\nlogs: {cfg.logs}")
+    return 1 if down_count else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "kubectl"])
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir())
+    parser.add_argument("--port-offset", type=int, default=0, help="added to every port (new clusters only)")
+    parser.add_argument("--pod-ip-octet", type=int, default=10, help="pods get 127.<n>.x.y (new clusters only)")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[cluster %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    cfg = ClusterConfig.load(args.state_dir.resolve(), port_offset=args.port_offset, pod_ip_octet=args.pod_ip_octet)
+    try:
+        if args.command == "up":
+            up(cfg)
+            print(f"export KUBECONFIG={cfg.admin_kubeconfig}")
+        elif args.command == "down":
+            down(cfg)
+        elif args.command == "status":
+            return status(cfg)
+        else:
+            bin_dir = build()
+            os.execv(str(bin_dir / "kubectl"), ["kubectl", f"--kubeconfig={cfg.admin_kubeconfig}", *rest])
+    except StartError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,67 @@
+"""Simulated nodes managed by kwok: CPU nodes and GPU nodes of several products (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class SimulatedNode:
+    name: str
+    cpu: str = "32"
+    memory: str = "256Gi"
+    gpus: int = 0
+    #: the value of ``nvidia.com/gpu.product`` (as NVIDIA's GPU feature discovery names it)
+    gpu_product: str | None = None
+    gpu_memory_mib: int = 0
+
+
+#: the simulated fleet started with every local cluster
+FLEET = (
+    SimulatedNode("kwok-cpu-0"),
+    SimulatedNode("kwok-cpu-1"),
+    SimulatedNode("kwok-gpu-a100-0", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB", gpu_memory_mib=81920),
+    SimulatedNode("kwok-gpu-v100-0", gpus=8, gpu_product="Tesla-V100-SXM2-32GB", gpu_memory_mib=32768),
+    SimulatedNode("kwok-gpu-t4-0", gpus=4, gpu_product="Tesla-T4", gpu_memory_mib=15360),
+)
+
+
+def node_object(n: SimulatedNode) -> dict[str, Any]:
+    """The Node manifest for ``n``.
+
+    Every simulated node carries kwok's taint, so only pods that tolerate it are placed
+    there; GPU nodes also carry the usual ``nvidia.com/gpu`` taint and NVIDIA's labels.
+    """
+    labels = {
+        "kubernetes.io/hostname": n.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+        "moonhub.io/node-kind": "gpu" if n.gpus else "cpu",
+    }
+    capacity = {"cpu": n.cpu, "memory": n.memory, "pods": "110", "ephemeral-storage": "500Gi"}
+    taints = [KWOK_TAINT]
+    if n.gpus:
+        capacity["nvidia.com/gpu"] = str(n.gpus)
+        labels |= {
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": n.gpu_product or "unknown",
+            "nvidia.com/gpu.count": str(n.gpus),
+            "nvidia.com/gpu.memory": str(n.gpu_memory_mib),
+        }
+        taints = [KWOK_TAINT, GPU_TAINT]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": n.name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        "spec": {"taints": taints},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
+        },
+    }

@@ -1,0 +1,130 @@
+"""Start, watch and stop the local cluster's processes.
+
+Each process runs in its own session with its output in ``<state>/logs/<name>.log`` and its
+pid in ``<state>/run/<name>.pid``, so ``up`` and ``down`` can be separate commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("moonhub.localcluster")
+
+
+class StartError(RuntimeError):
+    """A process did not come up; the message names it and points at its log."""
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path, log_dir: Path, cwd: Path) -> None:
+        self.run_dir, self.log_dir, self.cwd = run_dir, log_dir, cwd
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of ``name`` if it is running, else None (stale pid files are removed)."""
+        path = self.run_dir / f"{name}.pid"
+        try:
+            pid = int(path.read_text().split()[0])
+            expected = path.read_text().split(maxsplit=1)[1].strip()
+            # /proc/<pid>/exe, not cmdline: a Go binary's cmdline reads empty for a moment
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except (OSError, ValueError, IndexError):
+            path.unlink(missing_ok=True)
+            return None
+        if exe != os.path.realpath(expected) or not _alive(pid):
+            path.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` in the background unless ``name`` already runs; return its pid."""
+        running = self.pid(name)
+        if running:
+            log.info("%s already running (pid %s)", name, running)
+            return running
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = self.log_path(name).open("ab")
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        out.close()
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid} {argv[0]}\n")
+        log.info("started %s (pid %s), log %s", name, proc.pid, self.log_path(name))
+        return proc.pid
+
+    def stop(self, name: str, grace: float = 20.0) -> bool:
+        """SIGTERM ``name``'s process group, SIGKILL after ``grace`` seconds."""
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            log.warning("%s did not stop in %ss; killing it", name, grace)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+        return True
+
+    def wait_healthy(self, name: str, url: str | None, timeout: float = 90.0) -> None:
+        """Wait until ``url`` answers 200 (or, without a URL, the process stays up 1s)."""
+        deadline = time.monotonic() + timeout
+        check: Callable[[], bool] = (lambda: _http_ok(url)) if url else (lambda: True)
+        if url is None:
+            time.sleep(1)
+        while time.monotonic() < deadline:
+            if self.pid(name) is None:
+                raise StartError(f"{name} exited during start-up; see {self.log_path(name)}:\n{self.tail(name)}")
+            if check():
+                return
+            time.sleep(0.3)
+        raise StartError(f"{name} not healthy after {timeout:.0f}s at {url}; see {self.log_path(name)}:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except Exception:  # noqa: BLE001 - any failure means "not yet"
+        return False
