@@ -14,6 +14,7 @@ import yaml
 
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import components, prepare
+from .hub import dev_password, hub_up
 from .nodes import FLEET, node_object
 from .supervisor import StartError, Supervisor
 
@@ -79,7 +80,7 @@ def up(cfg: ClusterConfig) -> Path:
 
 def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
     sup = supervisor(cfg)
-    names = [c.name for c in components(cfg, bin_dir or Path("/nonexistent"))]
+    names = [c.name for c in components(cfg, bin_dir or Path("/nonexistent"))] + ["hub"]
     for name in reversed(names):
         if sup.stop(name):
             log.info("stopped %s", name)
@@ -88,17 +89,18 @@ def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
 def status(cfg: ClusterConfig) -> int:
     sup = supervisor(cfg)
     down_count = 0
-    for comp in components(cfg, Path("/")):
-        pid = sup.pid(comp.name)
+    for name in [c.name for c in components(cfg, Path("/"))] + ["hub"]:
+        pid = sup.pid(name)
         down_count += pid is None
-        print(f"{comp.name:24} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:24} {'running (pid %d)' % pid if pid else 'stopped'}")
     print(f"KUBECONFIG={cfg.admin_kubeconfig}\nlogs: {cfg.logs}")
     return 1 if down_count else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "kubectl"])
+    parser.add_argument("command", choices=["up", "down", "status", "kubectl", "platform"],
+                        help="up/down: the cluster (down also stops the hub); platform: cluster and hub")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--port-offset", type=int, default=0, help="added to every port (new clusters only)")
     parser.add_argument("--pod-ip-octet", type=int, default=10, help="pods get 127.<n>.x.y (new clusters only)")
@@ -109,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             up(cfg)
             print(f"export KUBECONFIG={cfg.admin_kubeconfig}")
+        elif args.command == "platform":
+            up(cfg)
+            url = hub_up(cfg, supervisor(cfg))
+            password = dev_password()
+            print(
+                f"\nMoonHub is running: open {url}/\n"
+                f"  log in with any user name and the development password: {password}\n"
+                f"  (the user 'admin' is an admin; the password is kept in .state/hub/dev-password)\n"
+                f"  kubectl: ./moonhub kubectl get pods -A    logs: {cfg.logs}/\n"
+                f"  stop everything: ./moonhub down"
+            )
         elif args.command == "down":
             down(cfg)
         elif args.command == "status":

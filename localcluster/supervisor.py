@@ -41,7 +41,7 @@ class Supervisor:
         except (OSError, ValueError, IndexError):
             path.unlink(missing_ok=True)
             return None
-        if exe != os.path.realpath(expected) or not _alive(pid):
+        if exe != expected or not _alive(pid):
             path.unlink(missing_ok=True)
             return None
         return pid
@@ -62,7 +62,9 @@ class Supervisor:
             cwd=self.cwd, env={**os.environ, **(env or {})}, start_new_session=True,
         )
         out.close()
-        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid} {argv[0]}\n")
+        # remember the executable the kernel ran (a script's interpreter) to spot pid reuse
+        exe = os.readlink(f"/proc/{proc.pid}/exe")
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid} {exe}\n")
         log.info("started %s (pid %s), log %s", name, proc.pid, self.log_path(name))
         return proc.pid
 

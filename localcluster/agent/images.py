@@ -17,6 +17,7 @@ import yaml
 from ..config import REPO
 
 MAPPING_FILE = Path(os.environ.get("MOONHUB_IMAGES", REPO / "localcluster" / "images.yaml"))
+ENVS_DIR = os.environ.get("MOONHUB_ENVS", "/var/cache/moonhub/envs")
 
 
 @dataclass(frozen=True)
@@ -70,5 +71,6 @@ def resolve(image: str, mapping: dict[str, LocalImage]) -> LocalImage:
 
 
 def search_path(img: LocalImage) -> str:
-    dirs = [str((REPO / p).resolve()) for p in img.path]
+    expanded = [p.replace("$MOONHUB_ENVS", ENVS_DIR) for p in img.path]
+    dirs = [str((REPO / p).resolve()) for p in expanded]
     return ":".join([*dirs, "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"])

@@ -1,0 +1,47 @@
+"""Apply a :class:`~hub_config.platform.PlatformConfig` to JupyterHub's config object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config_paths import REPO
+from .devlogin import BANNER, DevelopmentAuthenticator, ensure_password
+from .platform import PlatformConfig
+
+
+def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
+    """Set traitlets on ``c`` (a ``traitlets.config.Config``); ``base`` resolves relative paths."""
+    state = (base / cfg.hub.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+
+    c.JupyterHub.bind_url = cfg.hub.public_url
+    c.JupyterHub.hub_bind_url = cfg.hub.api_url
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.api_url = cfg.hub.proxy_api_url
+    c.ConfigurableHTTPProxy.command = [str((REPO / cfg.hub.proxy_command).resolve())]
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+
+    c.Authenticator.admin_users = set(cfg.auth.admin_users)
+    if cfg.auth.type == "development":
+        c.JupyterHub.authenticator_class = DevelopmentAuthenticator
+        c.DummyAuthenticator.password = ensure_password(state / cfg.auth.development.password_file)
+        c.Authenticator.allow_all = True
+        c.JupyterHub.template_vars = {"announcement_login": BANNER}
+
+    sp = cfg.spawner
+    c.JupyterHub.spawner_class = "moon"
+    c.KubeSpawner.namespace = sp.namespace
+    c.KubeSpawner.image = sp.image
+    c.KubeSpawner.image_pull_policy = "IfNotPresent"
+    c.MoonSpawner.bind_pod_ip = sp.bind_pod_ip
+    c.KubeSpawner.start_timeout = sp.start_timeout
+    c.KubeSpawner.http_timeout = 120
+    c.KubeSpawner.storage_class = sp.storage.storage_class
+    c.KubeSpawner.storage_capacity = sp.storage.capacity
+    c.KubeSpawner.storage_access_modes = [sp.storage.access_mode]
+    c.KubeSpawner.default_url = "/lab"
+    c.Spawner.cmd = ["jupyterhub-singleuser"]

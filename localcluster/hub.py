@@ -1,0 +1,34 @@
+"""Run MoonHub's JupyterHub (and its proxy) on the host against a local cluster."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hub_config.platform import load
+
+from .config import REPO, ClusterConfig
+from .supervisor import Supervisor
+
+log = logging.getLogger("moonhub.localcluster")
+DEFAULT_PLATFORM_CONFIG = REPO / "hub_config" / "examples" / "local.yaml"
+
+
+def hub_up(cfg: ClusterConfig, sup: Supervisor, platform_config: Path = DEFAULT_PLATFORM_CONFIG) -> str:
+    """Start the hub unless it runs; wait until it answers; return its public URL."""
+    platform = load(platform_config)  # fail here, with the key named, before starting
+    argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
+    env = {"MOONHUB_CONFIG": str(platform_config.resolve()), "KUBECONFIG": str(cfg.kubeconfig("hub"))}
+    sup.start("hub", argv, env)
+    url = platform.hub.public_url.rstrip("/")
+    sup.wait_healthy("hub", f"{url}/hub/health", timeout=120)
+    return url
+
+
+def dev_password(platform_config: Path = DEFAULT_PLATFORM_CONFIG) -> str | None:
+    platform = load(platform_config)
+    if platform.auth.type != "development":
+        return None
+    path = (platform_config.parent / platform.hub.state_dir / platform.auth.development.password_file).resolve()
+    return path.read_text().strip() if path.exists() else None
