@@ -17,7 +17,7 @@ BANNER = (
 )
 
 
-class DevelopmentAuthenticator(DummyAuthenticator):  # type: ignore[misc]
+class DevelopmentAuthenticator(DummyAuthenticator):
     """JupyterHub's dummy authenticator, renamed so logs and pages show what it is."""
 
     login_service = "MoonHub development login"

@@ -35,7 +35,9 @@ def supervisor(cfg: ClusterConfig) -> Supervisor:
 def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run(
         [str(bin_dir / "kubectl"), f"--kubeconfig={cfg.admin_kubeconfig}", *args],
-        input=stdin, text=True, capture_output=True,
+        input=stdin,
+        text=True,
+        capture_output=True,
     )
     if proc.returncode:
         raise StartError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
@@ -92,15 +94,18 @@ def status(cfg: ClusterConfig) -> int:
     for name in [c.name for c in components(cfg, Path("/"))] + ["hub"]:
         pid = sup.pid(name)
         down_count += pid is None
-        print(f"{name:24} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:24} {f'running (pid {pid})' if pid else 'stopped'}")
     print(f"KUBECONFIG={cfg.admin_kubeconfig}\nlogs: {cfg.logs}")
     return 1 if down_count else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "kubectl", "platform"],
-                        help="up/down: the cluster (down also stops the hub); platform: cluster and hub")
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status", "kubectl", "platform"],
+        help="up/down: the cluster (down also stops the hub); platform: cluster and hub",
+    )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--port-offset", type=int, default=0, help="added to every port (new clusters only)")
     parser.add_argument("--pod-ip-octet", type=int, default=10, help="pods get 127.<n>.x.y (new clusters only)")

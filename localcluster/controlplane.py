@@ -18,8 +18,13 @@ from .pki import CertificateAuthority, service_account_keys
 
 SERVICE_CIDR = "10.96.0.0/16"
 API_SANS = (
-    "127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default",
-    "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+    "127.0.0.1",
+    "localhost",
+    "10.96.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
 )
 
 #: client identities: kubeconfig name -> (common name, groups)
@@ -43,12 +48,8 @@ def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": "moonhub-local", "cluster": {"server": server, "certificate-authority": str(ca)}}
-        ],
-        "users": [
-            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
-        ],
+        "clusters": [{"name": "moonhub-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
         "contexts": [{"name": "moonhub-local", "context": {"cluster": "moonhub-local", "user": user}}],
         "current-context": "moonhub-local",
     }
@@ -91,13 +92,17 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     etcd = Component(
         "etcd",
         [
-            str(b / "etcd"), "--name=moonhub", f"--data-dir={cfg.state_dir / 'etcd'}",
+            str(b / "etcd"),
+            "--name=moonhub",
+            f"--data-dir={cfg.state_dir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{cfg.etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{cfg.etcd_port}",
             f"--listen-peer-urls=http://127.0.0.1:{cfg.etcd_peer_port}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{cfg.etcd_peer_port}",
             f"--initial-cluster=moonhub=http://127.0.0.1:{cfg.etcd_peer_port}",
-            "--listen-metrics-urls=", "--unsafe-no-fsync", "--log-level=warn",
+            "--listen-metrics-urls=",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
         ],
         f"http://127.0.0.1:{cfg.etcd_port}/health",
     )
@@ -106,9 +111,11 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [
             str(b / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
             f"--secure-port={cfg.apiserver_port}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
@@ -120,7 +127,9 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
             "--kubelet-preferred-address-types=InternalIP",
-            "--allow-privileged=true", "--profiling=false", "--v=1",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
         ],
         f"https://127.0.0.1:{cfg.apiserver_port}/readyz",
     )
@@ -131,13 +140,18 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             f"--kubeconfig={cfg.kubeconfig('controller-manager')}",
             f"--authentication-kubeconfig={cfg.kubeconfig('controller-manager')}",
             f"--authorization-kubeconfig={cfg.kubeconfig('controller-manager')}",
-            "--bind-address=127.0.0.1", f"--secure-port={cfg.kcm_port}",
-            "--controllers=*", "--use-service-account-credentials=true",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={cfg.kcm_port}",
+            "--controllers=*",
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={p / 'sa.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
-            f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
-            "--enable-hostpath-provisioner=true", "--leader-elect=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--v=1",
+            f"--cluster-signing-cert-file={p / 'ca.crt'}",
+            f"--cluster-signing-key-file={p / 'ca.key'}",
+            "--enable-hostpath-provisioner=true",
+            "--leader-elect=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--v=1",
         ],
         f"https://127.0.0.1:{cfg.kcm_port}/healthz",
     )
@@ -148,15 +162,18 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             f"--kubeconfig={cfg.kubeconfig('scheduler')}",
             f"--authentication-kubeconfig={cfg.kubeconfig('scheduler')}",
             f"--authorization-kubeconfig={cfg.kubeconfig('scheduler')}",
-            "--bind-address=127.0.0.1", f"--secure-port={cfg.scheduler_port}",
-            "--leader-elect=false", "--v=1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={cfg.scheduler_port}",
+            "--leader-elect=false",
+            "--v=1",
         ],
         f"https://127.0.0.1:{cfg.scheduler_port}/healthz",
     )
     kwok = Component(
         "kwok",
         [
-            str(b / "kwok"), f"--kubeconfig={cfg.kubeconfig('kwok')}",
+            str(b / "kwok"),
+            f"--kubeconfig={cfg.kubeconfig('kwok')}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{cfg.kwok_port}",
@@ -167,8 +184,11 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     agent = Component(
         "node-agent",
         [
-            sys.executable, "-m", "localcluster.agent",
-            "--state-dir", str(cfg.state_dir),
+            sys.executable,
+            "-m",
+            "localcluster.agent",
+            "--state-dir",
+            str(cfg.state_dir),
         ],
         f"https://127.0.0.1:{cfg.kubelet_port}/healthz",
     )

@@ -58,8 +58,13 @@ class Supervisor:
         out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.cwd, env={**os.environ, **(env or {})}, start_new_session=True,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
         out.close()
         # remember the executable the kernel ran (a script's interpreter) to spot pid reuse
@@ -101,7 +106,9 @@ class Supervisor:
             if check():
                 return
             time.sleep(0.3)
-        raise StartError(f"{name} not healthy after {timeout:.0f}s at {url}; see {self.log_path(name)}:\n{self.tail(name)}")
+        raise StartError(
+            f"{name} not healthy after {timeout:.0f}s at {url}; see {self.log_path(name)}:\n{self.tail(name)}"
+        )
 
     def tail(self, name: str, lines: int = 15) -> str:
         try:
@@ -126,7 +133,7 @@ def _http_ok(url: str) -> bool:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
             return bool(resp.status == 200)
-    except Exception:  # noqa: BLE001 - any failure means "not yet"
+    except Exception:
         return False

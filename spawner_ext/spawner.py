@@ -12,7 +12,7 @@ from .security import NB_GID, NB_UID, container_security_context, pod_security_c
 POD_IP_ENV = "MOONHUB_POD_IP"
 
 
-class MoonSpawner(KubeSpawner):  # type: ignore[misc]
+class MoonSpawner(KubeSpawner):
     """KubeSpawner with MoonHub's defaults: restricted pods, no API credentials, a
     per-user workspace volume kept across restarts."""
 

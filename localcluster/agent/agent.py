@@ -53,17 +53,40 @@ def node_manifest(name: str, port: int, cpu: str, memory: str) -> tuple[dict[str
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {
-            "machineID": name, "systemUUID": name, "bootID": "moonhub",
-            "kernelVersion": platform.release(), "osImage": "MoonHub local node agent",
-            "containerRuntimeVersion": "moonhub-local://1", "kubeletVersion": "v0.0.0-moonhub",
-            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+            "machineID": name,
+            "systemUUID": name,
+            "bootID": "moonhub",
+            "kernelVersion": platform.release(),
+            "osImage": "MoonHub local node agent",
+            "containerRuntimeVersion": "moonhub-local://1",
+            "kubeletVersion": "v0.0.0-moonhub",
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
         },
         "conditions": [
-            {"type": t, "status": "False", "reason": f"KubeletHas{r}", "lastHeartbeatTime": now(), "lastTransitionTime": now()}
-            for t, r in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"), ("PIDPressure", "SufficientPID"))
-        ] + [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "moonhub node agent is posting ready status",
-             "lastHeartbeatTime": now(), "lastTransitionTime": now()}
+            {
+                "type": t,
+                "status": "False",
+                "reason": f"KubeletHas{r}",
+                "lastHeartbeatTime": now(),
+                "lastTransitionTime": now(),
+            }
+            for t, r in (
+                ("MemoryPressure", "SufficientMemory"),
+                ("DiskPressure", "NoDiskPressure"),
+                ("PIDPressure", "SufficientPID"),
+            )
+        ]
+        + [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "moonhub node agent is posting ready status",
+                "lastHeartbeatTime": now(),
+                "lastTransitionTime": now(),
+            }
         ],
     }
     return node, status
@@ -80,6 +103,13 @@ class NodeAgent:
         net = ipaddress.ip_network(f"127.{cfg.pod_ip_octet}.0.0/16")
         self._free_ips = (str(ip) for ip in net.hosts() if not str(ip).endswith((".0", ".1", ".255")))
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---- setup ----------------------------------------------------------------------
     async def connect(self) -> None:
@@ -91,7 +121,7 @@ class NodeAgent:
     async def register(self) -> None:
         node, status = node_manifest(self.name, self.cfg.kubelet_port, self.cpu, self.memory)
         try:
-            await self.core.create_node(node)
+            await self.core.create_node(node)  # type: ignore[arg-type]  # dict bodies serialise as-is
             log.info("registered node %s", self.name)
         except client.ApiException as e:
             if e.status != 409:
@@ -102,14 +132,14 @@ class NodeAgent:
         lease_ns = "kube-node-lease"
         while not self._stop.is_set():
             micro = now().replace("Z", ".000000Z")
-            body = {
+            body: dict[str, Any] = {
                 "metadata": {"name": self.name, "namespace": lease_ns},
                 "spec": {"holderIdentity": self.name, "leaseDurationSeconds": 40, "renewTime": micro},
             }
             try:
                 try:
                     lease = await self.coord.read_namespaced_lease(self.name, lease_ns)
-                    lease.spec.renew_time = micro
+                    lease.spec.renew_time = micro  # type: ignore[assignment]  # sent as RFC 3339
                     lease.spec.holder_identity = self.name
                     await self.coord.replace_namespaced_lease(self.name, lease_ns, lease)
                 except client.ApiException as e:
@@ -119,10 +149,10 @@ class NodeAgent:
                     body["metadata"]["ownerReferences"] = [
                         {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": node.metadata.uid}
                     ]
-                    await self.coord.create_namespaced_lease(lease_ns, body)
+                    await self.coord.create_namespaced_lease(lease_ns, body)  # type: ignore[arg-type]
                 _, status = node_manifest(self.name, self.cfg.kubelet_port, self.cpu, self.memory)
                 await self.core.patch_node_status(self.name, {"status": {"conditions": status["conditions"]}})
-            except Exception as e:  # noqa: BLE001 - keep beating through API restarts
+            except Exception as e:
                 log.warning("node %s: heartbeat failed: %s", self.name, e)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=10)
@@ -147,15 +177,25 @@ class NodeAgent:
         meta = pod["metadata"]
         body = {
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
-            "involvedObject": {"kind": "Pod", "name": meta["name"], "namespace": meta["namespace"],
-                               "uid": meta["uid"], "apiVersion": "v1"},
-            "reason": reason, "message": message, "type": kind,
+            "involvedObject": {
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "apiVersion": "v1",
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
             "source": {"component": "kubelet", "host": self.name},
-            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-            "reportingComponent": "kubelet", "reportingInstance": self.name,
+            "firstTimestamp": now(),
+            "lastTimestamp": now(),
+            "count": 1,
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.name,
         }
         try:
-            await self.core.create_namespaced_event(meta["namespace"], body)
+            await self.core.create_namespaced_event(meta["namespace"], body)  # type: ignore[arg-type]
         except client.ApiException as e:
             log.debug("event for pod %s/%s not recorded: %s", meta["namespace"], meta["name"], e.reason)
 
@@ -173,7 +213,7 @@ class NodeAgent:
             worker.final_phase = "Failed"
             for c in worker.main:
                 c.exit(137, "NodeAgentRestarted", "the node agent restarted while this container ran")
-            asyncio.create_task(worker.push())
+            self._spawn(worker.push())
             return
         if at_start and ran:
             for c in worker.main:
@@ -190,8 +230,12 @@ class NodeAgent:
             await worker.push()
         try:
             await self.core.delete_namespaced_pod(
-                meta["name"], meta["namespace"], grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": meta["uid"]}),
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+                ),
             )
             log.info("pod %s deleted", key)
         except client.ApiException as e:
@@ -202,7 +246,7 @@ class NodeAgent:
         worker = self.workers.pop(key, None)
         if worker is not None:
             if worker.task and not worker.task.done():
-                asyncio.create_task(worker.stop(0))
+                self._spawn(worker.stop(0))
             worker.cleanup()
 
     async def watch_pods(self) -> None:
@@ -220,8 +264,10 @@ class NodeAgent:
                 first = False
                 rv = pods.metadata.resource_version
                 async with watch.Watch().stream(
-                    self.core.list_pod_for_all_namespaces, field_selector=selector,
-                    resource_version=rv, timeout_seconds=300,
+                    self.core.list_pod_for_all_namespaces,
+                    field_selector=selector,
+                    resource_version=rv,
+                    timeout_seconds=300,
                 ) as stream:
                     async for ev in stream:
                         pod = self.api.sanitize_for_serialization(ev["object"])
@@ -231,7 +277,7 @@ class NodeAgent:
                             self._handle(pod, False)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001 - relist after any watch failure
+            except Exception as e:
                 log.warning("node %s: pod watch interrupted (%s); relisting", self.name, e)
                 await asyncio.sleep(1)
 
@@ -246,7 +292,7 @@ class NodeAgent:
             if worker is None or not worker.deleting:
                 if worker is not None:
                     worker.deleting = True
-                asyncio.create_task(self._finish_deletion(pod))
+                self._spawn(self._finish_deletion(pod))
             return key
         if worker is None:
             self._adopt(pod, at_start)
@@ -263,11 +309,19 @@ class NodeAgent:
         pki = self.cfg.pki
         runner = web.AppRunner(make_app(self.find))
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.cfg.kubelet_port,
-                           ssl_context=server_ssl(pki / "kubelet-serving.crt", pki / "kubelet-serving.key", pki / "ca.crt"))
+        site = web.TCPSite(
+            runner,
+            "127.0.0.1",
+            self.cfg.kubelet_port,
+            ssl_context=server_ssl(pki / "kubelet-serving.crt", pki / "kubelet-serving.key", pki / "ca.crt"),
+        )
         await site.start()
-        log.info("node %s ready; kubelet endpoint https://127.0.0.1:%s; pod IPs 127.%s.x.y",
-                 self.name, self.cfg.kubelet_port, self.cfg.pod_ip_octet)
+        log.info(
+            "node %s ready; kubelet endpoint https://127.0.0.1:%s; pod IPs 127.%s.x.y",
+            self.name,
+            self.cfg.kubelet_port,
+            self.cfg.pod_ip_octet,
+        )
         tasks = [asyncio.create_task(self.heartbeat()), asyncio.create_task(self.watch_pods())]
         await self._stop.wait()
         log.info("node %s stopping: stopping %d pods", self.name, len(self.workers))
@@ -281,7 +335,8 @@ class NodeAgent:
 
 
 def main(state_dir: Path) -> None:
-    logging.basicConfig(level=os.environ.get("MOONHUB_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("MOONHUB_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     cfg = ClusterConfig.load(state_dir)
     asyncio.run(NodeAgent(cfg).run())

@@ -59,13 +59,17 @@ class PodWorker:
     # ---- status ---------------------------------------------------------------------
     async def push(self) -> None:
         status = pod_status(
-            containers=self.main, init_containers=self.init, restart_policy=self.policy,
-            pod_ip=self.pod_ip, host_ip="127.0.0.1", start_time=self.start_time,
+            containers=self.main,
+            init_containers=self.init,
+            restart_policy=self.policy,
+            pod_ip=self.pod_ip,
+            host_ip="127.0.0.1",
+            start_time=self.start_time,
             final_phase=self.final_phase,
         )
         async with self._push_lock:
             try:
-                await self.agent.core.patch_namespaced_pod_status(
+                await self.agent.core.patch_namespaced_pod_status(  # type: ignore[call-arg]
                     self.name, self.ns, {"status": status}, _content_type="application/merge-patch+json"
                 )
             except client.ApiException as e:
@@ -100,7 +104,9 @@ class PodWorker:
                     return
                 log.info("pod %s: init container %s failed (%s)", self.key, spec["name"], code)
         specs = self.pod["spec"]["containers"]
-        await asyncio.gather(*(self._run_container(s, c, restartable=True) for s, c in zip(self.main, specs, strict=True)))
+        await asyncio.gather(
+            *(self._run_container(s, c, restartable=True) for s, c in zip(self.main, specs, strict=True))
+        )
         if not self.stopping:
             codes = [(c.terminated or {}).get("exitCode", 1) for c in self.main]
             self.final_phase = "Succeeded" if all(c == 0 for c in codes) else "Failed"
@@ -165,8 +171,11 @@ class PodWorker:
             "argv": ctr.container_argv(spec, image, env),
             "env": env,
             "cwd": spec.get("workingDir") or image.workdir,
-            "uid": who.uid, "gid": who.gid, "groups": list(who.groups),
-            "home": image.home, "mounts": mounts,
+            "uid": who.uid,
+            "gid": who.gid,
+            "groups": list(who.groups),
+            "home": image.home,
+            "mounts": mounts,
             "hostname": self.pod["spec"].get("hostname") or self.name,
         }
 
@@ -207,10 +216,21 @@ class PodWorker:
         spec_file.chmod(0o600)
         with logs.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                sys.executable, "-m", "localcluster.agent.podexec", str(spec_file),
-                stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]),
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-m",
+                "localcluster.agent.podexec",
+                str(spec_file),
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(Path(__file__).resolve().parents[2]),
             )
         self.procs[state.name] = proc
         state.start(f"moonhub-local://{uuid.uuid4().hex[:16]}")
@@ -248,7 +268,9 @@ class PodWorker:
         if "tcpSocket" in probe:
             return await _tcp_ok(self.pod_ip, int(probe["tcpSocket"]["port"]))
         if "exec" in probe:
-            p = await asyncio.create_subprocess_exec(*probe["exec"]["command"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            p = await asyncio.create_subprocess_exec(
+                *probe["exec"]["command"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
             return await p.wait() == 0
         results = [await _tcp_ok(self.pod_ip, port) for port in ports]
         return all(results)

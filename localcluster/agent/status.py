@@ -133,5 +133,9 @@ def pod_status(
         ],
         "containerStatuses": [c.render() for c in containers],
         "initContainerStatuses": [c.render() for c in init_containers],
-        **({"message": f"containers with unready status: [{' '.join(not_ready)}]"} if not ready and not_ready and ph == "Running" else {}),
+        **(
+            {"message": f"containers with unready status: [{' '.join(not_ready)}]"}
+            if not ready and not_ready and ph == "Running"
+            else {}
+        ),
     }

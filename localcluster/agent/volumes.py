@@ -25,9 +25,7 @@ class VolumeNotReady(RuntimeError):
 
 def _write_items(folder: Path, data: dict[str, bytes], items: list[dict] | None, mode: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    chosen = [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [
-        (k, k, mode) for k in data
-    ]
+    chosen = [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [(k, k, mode) for k in data]
     for key, rel, m in chosen:
         if key not in data:
             raise ConfigError(f"key {key!r} not found")
@@ -70,7 +68,7 @@ class VolumeBuilder:
         self.core, self.api = core, api
 
     def _dict(self, obj: Any) -> dict[str, Any]:
-        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+        return self.api.sanitize_for_serialization(obj)
 
     async def configmap(self, ns: str, name: str, optional: bool = False) -> dict[str, Any] | None:
         try:
@@ -104,7 +102,11 @@ class VolumeBuilder:
             },
         }
         sa = pod["spec"].get("serviceAccountName") or "default"
-        result = await self.core.create_namespaced_service_account_token(sa, meta["namespace"], body)
+        result = await self.core.create_namespaced_service_account_token(
+            sa,
+            meta["namespace"],
+            body,  # type: ignore[arg-type]  # dict bodies serialise as-is
+        )
         return str(result.status.token).encode()
 
     async def host_path(self, pod: dict[str, Any], volume: dict[str, Any], pod_dir: Path) -> Path:
@@ -154,7 +156,11 @@ class VolumeBuilder:
         return own
 
     async def _downward(self, pod: dict[str, Any], spec: dict[str, Any], folder: Path, mode: int) -> None:
-        data = {i["path"]: field_value(pod, i["fieldRef"]["fieldPath"]).encode() for i in spec.get("items") or [] if "fieldRef" in i}
+        data = {
+            i["path"]: field_value(pod, i["fieldRef"]["fieldPath"]).encode()
+            for i in spec.get("items") or []
+            if "fieldRef" in i
+        }
         _write_items(folder, data, None, mode)
 
     async def _projected_source(self, pod: dict[str, Any], src: dict[str, Any], folder: Path, mode: int) -> None:

@@ -1,0 +1,105 @@
+"""CronJobs and Jobs run for real on the local node agent, with PVCs and logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubernetes_asyncio import client
+
+from tests.helpers import describe_pod, wait_for
+
+
+def job_template(command: str, claim: str | None = None) -> dict:
+    container: dict = {"name": "main", "image": "busybox", "command": ["sh", "-c", command]}
+    spec: dict = {"restartPolicy": "Never", "containers": [container]}
+    if claim:
+        container["volumeMounts"] = [{"name": "work", "mountPath": "/work-volume"}]
+        spec["volumes"] = [{"name": "work", "persistentVolumeClaim": {"claimName": claim}}]
+    return {"spec": {"backoffLimit": 0, "template": {"spec": spec}}}
+
+
+async def _pvc_host_path(core: client.CoreV1Api, ns: str, claim: str) -> Path:
+    pvc = await wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim(claim, ns),
+        lambda c: c.status.phase == "Bound",
+        timeout=60,
+        what=f"PVC {claim} Bound",
+    )
+    pv = await core.read_persistent_volume(pvc.spec.volume_name)
+    assert pv.spec.host_path is not None, "the test StorageClass provisions host path volumes"
+    return Path(pv.spec.host_path.path)
+
+
+async def _job_pods(core: client.CoreV1Api, ns: str, job: str) -> list:
+    return list((await core.list_namespaced_pod(ns, label_selector=f"job-name={job}")).items)
+
+
+async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    batch = client.BatchV1Api(api)
+    await core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "workspace"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    host_dir = await _pvc_host_path(core, namespace, "workspace")
+    tmpl = job_template('echo "ran in $(hostname)"; echo done > /work-volume/result.txt', claim="workspace")
+    await batch.create_namespaced_cron_job(
+        namespace,
+        {
+            "metadata": {"name": "every-minute"},
+            "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid", "jobTemplate": tmpl},
+        },
+    )
+    # the CronJob controller fires on the next minute boundary
+    jobs = await wait_for(
+        lambda: batch.list_namespaced_job(namespace),
+        lambda r: bool(r.items),
+        timeout=90,
+        what="the CronJob to create a Job",
+    )
+    job_name = jobs.items[0].metadata.name
+    job = await wait_for(
+        lambda: batch.read_namespaced_job(job_name, namespace),
+        lambda j: any(c.type in ("Complete", "Failed") and c.status == "True" for c in j.status.conditions or []),
+        timeout=60,
+        what=f"job {job_name} to finish",
+    )
+    pods = await _job_pods(core, namespace, job_name)
+    assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Complete", await describe_pod(
+        core, namespace, pods[0].metadata.name
+    )
+    pod = pods[0]
+    assert pod.spec.node_name.startswith("moon-"), "job pods run on the local node agent"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    assert (host_dir / "result.txt").read_text() == "done\n"
+    log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container="main")
+    assert log.strip() == f"ran in {pod.metadata.name}"
+
+
+async def test_failing_job_is_failed_with_exit_code_and_logs(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "fails"},
+            **job_template("echo about to fail >&2; exit 3"),
+        },
+    )
+    await wait_for(
+        lambda: batch.read_namespaced_job("fails", namespace),
+        lambda j: any(c.type == "Failed" and c.status == "True" for c in j.status.conditions or []),
+        timeout=60,
+        what="job 'fails' to be Failed",
+    )
+    pod = (await _job_pods(core, namespace, "fails"))[0]
+    term = pod.status.container_statuses[0].state.terminated
+    assert term.exit_code == 3 and term.reason == "Error"
+    assert pod.status.phase == "Failed"
+    log = await core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    assert log == "about to fail\n"

@@ -1,0 +1,103 @@
+"""Session fixtures: one real local cluster (or $KUBECONFIG's), a fresh namespace per test,
+and the hub running against it.
+
+The suite starts its own cluster in ``.state/test-cluster`` (ports +1000, pod IPs
+127.20.x.y) so it never disturbs the developer's one; with ``MOONHUB_TEST_KUBECONFIG`` set
+the tests use that cluster instead (kind, k3d, a real one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from localcluster import cli
+from localcluster.config import REPO, ClusterConfig
+
+TEST_STATE = REPO / ".state" / "test-cluster"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder: tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in ("unit", "cluster", "hub", "browser"):
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+_TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def timings() -> dict[str, float]:
+    """Durations tests measure; printed at the end of the run (figures, not assertions)."""
+    return _TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _TIMINGS:
+        terminalreporter.section("MoonHub timings")
+        for what, seconds in _TIMINGS.items():
+            terminalreporter.write_line(f"{what}: {seconds:.1f}s")
+
+
+@pytest.fixture(scope="session")
+def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
+    """The cluster under test: a fresh local one, or None when an external one is given."""
+    if os.environ.get("MOONHUB_TEST_KUBECONFIG"):
+        yield None
+        return
+    cfg = ClusterConfig(state_dir=TEST_STATE, port_offset=1000, pod_ip_octet=20, agent_node="moon-test-0")
+    if TEST_STATE.exists():
+        cli.down(ClusterConfig.load(TEST_STATE))
+        shutil.rmtree(TEST_STATE)
+    t0 = time.monotonic()
+    cli.up(cfg)
+    timings["local cluster start (fresh state, binaries cached)"] = time.monotonic() - t0
+    yield cfg
+    cli.down(cfg)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(local_cluster: ClusterConfig | None) -> Path:
+    if local_cluster is None:
+        return Path(os.environ["MOONHUB_TEST_KUBECONFIG"])
+    return local_cluster.admin_kubeconfig
+
+
+@pytest.fixture(scope="session")
+async def api(kubeconfig: Path) -> AsyncIterator[client.ApiClient]:
+    c = await config.new_client_from_config(str(kubeconfig))
+    yield c
+    await c.close()
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+async def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh namespace for one test, deleted afterwards (with everything in it)."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:5]}"
+    await core.create_namespace({"metadata": {"name": name, "labels": {"moonhub.io/test": "true"}}})
+    # the default ServiceAccount appears asynchronously; pods need it for admission
+    from tests.helpers import wait_for
+
+    await wait_for(
+        lambda: core.list_namespaced_service_account(name),
+        lambda r: bool(r.items),
+        timeout=30,
+        what=f"default ServiceAccount in {name}",
+    )
+    yield name
+    await core.delete_namespace(name)

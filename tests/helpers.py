@@ -1,0 +1,51 @@
+"""Waiting helpers for cluster tests: poll with a timeout, fail with what was last seen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+) -> T:
+    """Call ``probe`` until ``done(result)``; on timeout fail naming ``what`` and the last result."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await probe()
+            if done(last):
+                return last  # type: ignore[no-any-return]
+        except client.ApiException as e:
+            last = f"ApiException {e.status}: {e.reason}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last}")
+        await asyncio.sleep(interval)
+
+
+async def pod_events(core: client.CoreV1Api, ns: str, pod: str) -> list[Any]:
+    events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod}")
+    return list(events.items)
+
+
+async def describe_pod(core: client.CoreV1Api, ns: str, name: str) -> str:
+    """A short description for failure messages: phase, container states and events."""
+    try:
+        pod = await core.read_namespaced_pod(name, ns)
+    except client.ApiException as e:
+        return f"pod {ns}/{name}: {e.status} {e.reason}"
+    states = [(c.name, c.state.to_dict()) for c in pod.status.container_statuses or []]
+    events = [(e.reason, e.message) for e in await pod_events(core, ns, name)]
+    return f"pod {ns}/{name} phase={pod.status.phase} node={pod.spec.node_name} containers={states} events={events}"

@@ -1,0 +1,103 @@
+"""Log in, spawn, reach JupyterLab through the proxy, stop: against the real cluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from kubernetes_asyncio import client
+
+from localcluster.config import ClusterConfig
+from tests.helpers import wait_for
+from tests.hub.conftest import Hub
+
+USER_NS = "moonhub-users"
+
+
+def _wait_lab(s: requests.Session, hub: Hub, user: str, timeout: float = 120) -> requests.Response:
+    """Open the lab like a browser (the OAuth redirects set the server's cookie), then
+    return the server's ``/api/status``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lab = s.get(f"{hub.url}/user/{user}/lab")
+        if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{user}'s lab not reachable after {timeout}s: {lab.status_code} {lab.url}")
+        time.sleep(0.5)
+    r = s.get(f"{hub.url}/user/{user}/api/status")
+    assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
+    return r
+
+
+async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, timings: dict[str, float]) -> None:
+    user = "alice"
+    s = hub.login(user)
+    t0 = time.monotonic()
+    r = s.get(f"{hub.url}/hub/spawn/{user}")
+    assert r.status_code == 200, r.text[:500]
+    status = _wait_lab(s, hub, user)
+    timings["spawn (login -> /api/status answers)"] = time.monotonic() - t0
+    assert "started" in status.json()
+    lab = s.get(f"{hub.url}/user/{user}/lab")
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+
+    pod = await core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
+    assert pod.spec.node_name.startswith("moon-"), "the server runs on the local node agent"
+    assert pod.spec.automount_service_account_token is False
+    assert pod.spec.security_context.run_as_non_root is True
+    pvc = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
+    assert pvc.spec.storage_class_name == "local-hostpath"
+
+    # stop through the hub API (the browser's "Stop My Server"), with the page's XSRF token
+    r = s.delete(
+        f"{hub.url}/hub/api/users/{user}/server", headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
+    )
+    assert r.status_code in (202, 204), r.text
+    await wait_for(lambda: _pod_gone(core, f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod to go away")
+    kept = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
+    assert kept.metadata.uid == pvc.metadata.uid, "the workspace volume survives a stop"
+
+
+async def test_server_is_private_to_its_user(hub: Hub) -> None:
+    owner, other = "carol", "mallory"
+    s = hub.login(owner)
+    s.get(f"{hub.url}/hub/spawn/{owner}")
+    _wait_lab(s, hub, owner)
+    intruder = hub.login(other)
+    r = intruder.get(f"{hub.url}/user/{owner}/api/status", allow_redirects=True)
+    assert r.status_code == 403 or not r.headers.get("content-type", "").startswith("application/json")
+    s.delete(f"{hub.url}/hub/api/users/{owner}/server", headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")})
+
+
+async def test_hub_identity_is_limited_to_user_namespace(local_cluster: ClusterConfig | None) -> None:
+    if local_cluster is None:
+        pytest.skip("needs the local cluster's hub identity")
+    from kubernetes_asyncio import config
+
+    api = await config.new_client_from_config(str(local_cluster.kubeconfig("hub")))
+    try:
+        authz = client.AuthorizationV1Api(api)
+
+        async def can(verb: str, resource: str, ns: str) -> bool:
+            review = await authz.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": ns}}}
+            )
+            return bool(review.status.allowed)
+
+        assert await can("create", "pods", USER_NS)
+        assert await can("create", "persistentvolumeclaims", USER_NS)
+        assert not await can("create", "pods", "default")
+        assert not await can("get", "secrets", USER_NS)
+        assert not await can("create", "cronjobs", USER_NS)
+    finally:
+        await api.close()
+
+
+async def _pod_gone(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        await core.read_namespaced_pod(name, USER_NS)
+    except client.ApiException as e:
+        return e.status == 404
+    return False
