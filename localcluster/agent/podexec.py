@@ -3,8 +3,8 @@
 The agent runs ``unshare --mount --uts --propagation private -- python -m
 localcluster.agent.podexec SPEC.json``; this module sets the pod's hostname (own UTS
 namespace), mounts a fresh home (tmpfs), bind-mounts the volumes at their mount paths, drops
-to the container's user and groups, changes to the working dir and execs the command. Mount points missing on the host are created as empty
-folders (the only change made outside the namespace).
+to the container's user and groups, changes to the working dir and execs the command.
+Mount points missing on the host are created as empty folders (the only change made outside the namespace).
 """
 
 from __future__ import annotations
