@@ -18,9 +18,10 @@ BANNER = (
 
 
 class DevelopmentAuthenticator(DummyAuthenticator):
-    """JupyterHub's dummy authenticator, renamed so logs and pages show what it is."""
+    """JupyterHub's dummy authenticator under a name that says what it is in logs.
 
-    login_service = "MoonHub development login"
+    (``login_service`` stays unset: setting it turns the form into an OAuth button.)
+    """
 
 
 def ensure_password(path: Path) -> str:

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             up(cfg)
-            print(f"export KUBECONFIG={cfg.admin_kubeconfig}")
+            print(f"local cluster running; admin kubeconfig: {cfg.admin_kubeconfig} (or use ./moonhub kubectl)")
         elif args.command == "platform":
             up(cfg)
             url = hub_up(cfg, supervisor(cfg))

@@ -2,8 +2,9 @@
 and the hub running against it.
 
 The suite starts its own cluster in ``.state/test-cluster`` (ports +1000, pod IPs
-127.20.x.y) so it never disturbs the developer's one; with ``MOONHUB_TEST_KUBECONFIG`` set
-the tests use that cluster instead (kind, k3d, a real one).
+127.20.x.y) so it never disturbs the developer's one. When ``KUBECONFIG`` points at an
+existing cluster (kind, k3d, a real one), the tests use that one instead; tests of the
+local node agent and of the host-run hub are then skipped.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 from kubernetes_asyncio import client, config
 
 from localcluster import cli
 from localcluster.config import REPO, ClusterConfig
+from localcluster.hub import dev_password, hub_up
+from localcluster.supervisor import Supervisor
 
 TEST_STATE = REPO / ".state" / "test-cluster"
 
@@ -51,7 +57,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
     """The cluster under test: a fresh local one, or None when an external one is given."""
-    if os.environ.get("MOONHUB_TEST_KUBECONFIG"):
+    if os.environ.get("KUBECONFIG"):
         yield None
         return
     cfg = ClusterConfig(state_dir=TEST_STATE, port_offset=1000, pod_ip_octet=20, agent_node="moon-test-0")
@@ -68,7 +74,7 @@ def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
 @pytest.fixture(scope="session")
 def kubeconfig(local_cluster: ClusterConfig | None) -> Path:
     if local_cluster is None:
-        return Path(os.environ["MOONHUB_TEST_KUBECONFIG"])
+        return Path(os.environ["KUBECONFIG"])
     return local_cluster.admin_kubeconfig
 
 
@@ -101,3 +107,46 @@ async def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> A
     )
     yield name
     await core.delete_namespace(name)
+
+
+HUB_STATE = REPO / ".state" / "test-hub"
+
+
+@dataclass
+class Hub:
+    url: str
+    password: str
+    config: Path
+
+    def login(self, user: str) -> requests.Session:
+        """A browser-like session logged in through the hub's login form."""
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login").raise_for_status()
+        r = s.post(
+            f"{self.url}/hub/login", data={"username": user, "password": self.password, "_xsrf": s.cookies.get("_xsrf")}
+        )
+        r.raise_for_status()
+        assert any(c.name.startswith("jupyterhub-session") for c in s.cookies), f"login of {user} failed: {r.url}"
+        return s
+
+
+@pytest.fixture(scope="session")
+def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
+    if local_cluster is None:
+        pytest.skip("hub tests start the hub on the host against the local cluster")
+    if HUB_STATE.exists():
+        shutil.rmtree(HUB_STATE)
+    HUB_STATE.mkdir(parents=True)
+    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
+    doc["hub"] |= {
+        "public_url": "http://127.0.0.1:18000",
+        "api_url": "http://127.0.0.1:18081",
+        "proxy_api_url": "http://127.0.0.1:18001",
+        "state_dir": ".",
+    }
+    config = HUB_STATE / "platform.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
+    url = hub_up(local_cluster, sup, config)
+    yield Hub(url=url, password=dev_password(config) or "", config=config)
+    sup.stop("hub")

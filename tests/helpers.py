@@ -49,3 +49,36 @@ async def describe_pod(core: client.CoreV1Api, ns: str, name: str) -> str:
     states = [(c.name, c.state.to_dict()) for c in pod.status.container_statuses or []]
     events = [(e.reason, e.message) for e in await pod_events(core, ns, name)]
     return f"pod {ns}/{name} phase={pod.status.phase} node={pod.spec.node_name} containers={states} events={events}"
+
+
+async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) -> str:
+    """``cat`` a file of a PVC from a short-lived pod (works on any cluster)."""
+    name = f"read-{claim}"[:50]
+    await core.create_namespaced_pod(
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "cat",
+                        "image": "busybox",
+                        "command": ["cat", f"/pvc/{path}"],
+                        "volumeMounts": [{"name": "v", "mountPath": "/pvc", "readOnly": True}],
+                    }
+                ],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        },
+    )
+    pod = await wait_for(
+        lambda: core.read_namespaced_pod(name, ns),
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=60,
+        what=f"pod {name} to end",
+    )
+    log = await core.read_namespaced_pod_log(name, ns)
+    await core.delete_namespaced_pod(name, ns)
+    assert pod.status.phase == "Succeeded", f"reading {path} from {claim} failed: {log}"
+    return str(log)

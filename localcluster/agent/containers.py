@@ -75,12 +75,20 @@ def container_env(
     image: LocalImage,
     configmaps: dict[str, dict[str, Any]],
     secrets: dict[str, dict[str, Any]],
+    api_server: tuple[str, int] | None = None,
 ) -> dict[str, str]:
-    """The process environment of ``container``, in Kubernetes' order of precedence."""
+    """The process environment of ``container``, in Kubernetes' order of precedence.
+
+    ``api_server`` (host, port) becomes ``KUBERNETES_SERVICE_HOST`` / ``_PORT``, as the
+    kubelet sets them, so in-cluster clients find the API server.
+    """
     env: dict[str, str] = {"PATH": search_path(image), **image.env}
     if image.home:
         env["HOME"] = image.home
     env["HOSTNAME"] = pod["metadata"]["name"]
+    if api_server:
+        env["KUBERNETES_SERVICE_HOST"], port = api_server[0], str(api_server[1])
+        env["KUBERNETES_SERVICE_PORT"] = env["KUBERNETES_SERVICE_PORT_HTTPS"] = port
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")
         for kind, store in (("configMapRef", configmaps), ("secretRef", secrets)):

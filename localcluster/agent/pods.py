@@ -157,7 +157,8 @@ class PodWorker:
     async def _process_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
         image = resolve(spec["image"], self.agent.images)
         cms, secrets = await self._env_sources(spec)
-        env = ctr.container_env(self.pod, spec, image, cms, secrets)
+        api_server = ("127.0.0.1", self.agent.cfg.apiserver_port)
+        env = ctr.container_env(self.pod, spec, image, cms, secrets, api_server)
         who = ctr.identity(self.pod, spec, image)
         mounts = []
         for m in spec.get("volumeMounts") or []:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kubernetes_asyncio import client
 
-from tests.helpers import describe_pod, wait_for
+from localcluster.config import ClusterConfig
+from tests.helpers import describe_pod, read_from_pvc, wait_for
 
 
 def job_template(command: str, claim: str | None = None) -> dict:
@@ -18,24 +17,12 @@ def job_template(command: str, claim: str | None = None) -> dict:
     return {"spec": {"backoffLimit": 0, "template": {"spec": spec}}}
 
 
-async def _pvc_host_path(core: client.CoreV1Api, ns: str, claim: str) -> Path:
-    pvc = await wait_for(
-        lambda: core.read_namespaced_persistent_volume_claim(claim, ns),
-        lambda c: c.status.phase == "Bound",
-        timeout=60,
-        what=f"PVC {claim} Bound",
-    )
-    pv = await core.read_persistent_volume(pvc.spec.volume_name)
-    assert pv.spec.host_path is not None, "the test StorageClass provisions host path volumes"
-    return Path(pv.spec.host_path.path)
-
-
 async def _job_pods(core: client.CoreV1Api, ns: str, job: str) -> list:
     return list((await core.list_namespaced_pod(ns, label_selector=f"job-name={job}")).items)
 
 
 async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
-    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str, local_cluster: ClusterConfig | None
 ) -> None:
     batch = client.BatchV1Api(api)
     await core.create_namespaced_persistent_volume_claim(
@@ -45,7 +32,6 @@ async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         },
     )
-    host_dir = await _pvc_host_path(core, namespace, "workspace")
     tmpl = job_template('echo "ran in $(hostname)"; echo done > /work-volume/result.txt', claim="workspace")
     await batch.create_namespaced_cron_job(
         namespace,
@@ -73,9 +59,10 @@ async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
         core, namespace, pods[0].metadata.name
     )
     pod = pods[0]
-    assert pod.spec.node_name.startswith("moon-"), "job pods run on the local node agent"
+    if local_cluster is not None:
+        assert pod.spec.node_name == local_cluster.agent_node, "job pods run on the local node agent"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
-    assert (host_dir / "result.txt").read_text() == "done\n"
+    assert await read_from_pvc(core, namespace, "workspace", "result.txt") == "done\n"
     log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container="main")
     assert log.strip() == f"ran in {pod.metadata.name}"
 

@@ -6,9 +6,17 @@ import base64
 import time
 from pathlib import Path
 
+import pytest
 from kubernetes_asyncio import client
 
+from localcluster.config import ClusterConfig
 from tests.helpers import describe_pod, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _only_on_local_cluster(local_cluster: ClusterConfig | None) -> None:
+    if local_cluster is None:
+        pytest.skip("tests of MoonHub's local node agent (KUBECONFIG names another cluster)")
 
 
 def _running(p: client.V1Pod) -> bool:
@@ -203,3 +211,37 @@ async def _gone(core: client.CoreV1Api, ns: str, name: str) -> bool:
     except client.ApiException as e:
         return e.status == 404
     return False
+
+
+async def test_service_account_token_authenticates_in_cluster(core: client.CoreV1Api, namespace: str) -> None:
+    """The projected token (TokenRequest) and KUBERNETES_SERVICE_* let a pod call the API."""
+    script = (
+        "import os, ssl, urllib.request, urllib.error\n"
+        "d = '/var/run/secrets/kubernetes.io/serviceaccount/'\n"
+        "ctx = ssl.create_default_context(cafile=d + 'ca.crt')\n"
+        "url = 'https://%s:%s/api/v1/namespaces/kube-system/secrets' % ("
+        "os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT'])\n"
+        "req = urllib.request.Request(url, headers={'Authorization': 'Bearer ' + open(d + 'token').read()})\n"
+        "try:\n    urllib.request.urlopen(req, context=ctx)\n"
+        "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n"
+    )
+    await core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "in-cluster"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox", "command": ["python3", "-c", script]}],
+            },
+        },
+    )
+    pod = await wait_for(
+        lambda: core.read_namespaced_pod("in-cluster", namespace),
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=60,
+        what="pod in-cluster to end",
+    )
+    assert pod.status.phase == "Succeeded", await describe_pod(core, namespace, "in-cluster")
+    log = await core.read_namespaced_pod_log("in-cluster", namespace)
+    # authenticated as the pod's service account, and refused by RBAC: 403, not 401
+    assert log.startswith("403 ") and f"system:serviceaccount:{namespace}:default" in log, log

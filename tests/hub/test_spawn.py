@@ -9,8 +9,8 @@ import requests
 from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
+from tests.conftest import Hub
 from tests.helpers import wait_for
-from tests.hub.conftest import Hub
 
 USER_NS = "moonhub-users"
 

@@ -92,3 +92,9 @@ def test_identity_precedence_and_run_as_non_root() -> None:
 )
 def test_repository_strips_tag_and_digest(image: str, repo: str) -> None:
     assert repository(image) == repo
+
+
+def test_api_server_env_like_the_kubelet() -> None:
+    env = container_env(POD, {}, IMG, {}, {}, ("127.0.0.1", 7443))
+    assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("127.0.0.1", "7443")
+    assert "KUBERNETES_SERVICE_HOST" not in container_env(POD, {}, IMG, {}, {})

@@ -1,0 +1,44 @@
+"""A user logs in with the browser and JupyterLab opens, served from the cluster."""
+
+from __future__ import annotations
+
+import time
+from playwright.async_api import Browser
+
+from localcluster.config import REPO
+from tests.conftest import Hub
+
+SHOTS = REPO / "test-results"
+
+
+async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: dict[str, float]) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{hub.url}/hub/login")
+
+    banner = page.locator(".announcement")
+    assert "Development login" in (await banner.inner_text())
+    await page.fill("#username_input", "dana")
+    await page.fill("#password_input", hub.password)
+    t0 = time.monotonic()
+    await page.click("#login_submit")
+    # the hub spawns the server, shows progress, then redirects into JupyterLab
+    await page.wait_for_url("**/user/dana/lab**", timeout=120_000)
+    await page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    await page.wait_for_selector(".jp-Launcher", timeout=60_000)
+    timings["browser: login click -> JupyterLab launcher shown"] = time.monotonic() - t0
+    assert "JupyterLab" in await page.title()
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "jupyterlab-after-login.png"))
+
+    # a notebook's kernel runs inside the pod: its hostname is the pod's name
+    await page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+    await page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+    await page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    await page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    await page.keyboard.type("import socket; print(socket.gethostname())")
+    await page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output").first
+    await output.wait_for(timeout=60_000)
+    assert (await output.inner_text()).strip() == "jupyter-dana"
+    await page.screenshot(path=str(SHOTS / "notebook-in-pod.png"))
+    await page.close()
