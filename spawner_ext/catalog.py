@@ -1,0 +1,245 @@
+"""The catalog admins curate: environments, sizes, GPU types, storage and who may use what.
+
+One YAML document (``MoonSpawner.catalog_path``; a ConfigMap in the chart). It is
+validated on load; errors name the file, the key path and the problem. :class:`CatalogStore`
+re-reads it when it changes and keeps serving the last good version when an edit is broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+from hub_config.typed import DocumentError, load_file
+
+log = logging.getLogger("moonhub.catalog")
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+class CatalogError(DocumentError):
+    """A catalog that can not be used; the message names the file and the key path."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    display_name: str
+    image: str
+    description: str = ""
+    #: e.g. ``pytorch`` / ``tensorflow``; empty for a plain Python environment
+    framework: str = ""
+    framework_version: str = ""
+    #: the CUDA version the image's frameworks were built for; empty for CPU-only images
+    cuda: str = ""
+    default: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    display_name: str
+    cpu_guarantee: float
+    cpu_limit: float
+    memory_guarantee: str
+    memory_limit: str
+    description: str = ""
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    display_name: str
+    #: labels a node of this type carries, e.g. ``{nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}``
+    node_selector: dict[str, str]
+    counts: list[int] = field(default_factory=lambda: [1])
+    tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(GPU_TOLERATION)])
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A shared, read-only dataset volume mounted into every server and job."""
+
+    name: str
+    claim: str
+    mount_path: str
+
+
+@dataclass(frozen=True)
+class Storage:
+    storage_class: str = "glusterfs"
+    capacity: str = "10Gi"
+    access_mode: str = "ReadWriteOnce"
+    mount_path: str = "/home/jovyan"
+    #: ``per_server``: each named server gets its own volume; ``shared``: one per user
+    named_servers: str = "shared"
+    shm_size: str = "1Gi"
+    datasets: list[Dataset] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What members of ``groups`` may use (``*`` in a list means everything / everyone)."""
+
+    groups: list[str]
+    environments: list[str] = field(default_factory=lambda: ["*"])
+    sizes: list[str] = field(default_factory=lambda: ["*"])
+    gpu_types: list[str] = field(default_factory=list)
+    #: the most GPUs one user may hold at once (all servers together)
+    max_gpus_per_user: int = 0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    environments: list[Environment]
+    sizes: list[Size]
+    gpu_types: list[GpuType] = field(default_factory=list)
+    storage: Storage = field(default_factory=Storage)
+    entitlements: list[Entitlement] = field(default_factory=lambda: [Entitlement(groups=["*"])])
+    #: the most GPUs all members of a group may hold at once
+    group_gpu_quotas: dict[str, int] = field(default_factory=dict)
+
+    def environment(self, name: str) -> Environment | None:
+        return next((e for e in self.environments if e.name == name and e.enabled), None)
+
+    def size(self, name: str) -> Size | None:
+        return next((s for s in self.sizes if s.name == name), None)
+
+    def gpu_type(self, name: str) -> GpuType | None:
+        return next((g for g in self.gpu_types if g.name == name), None)
+
+    @property
+    def default_environment(self) -> Environment:
+        enabled = [e for e in self.environments if e.enabled]
+        return next((e for e in enabled if e.default), enabled[0])
+
+    @property
+    def default_size(self) -> Size:
+        return next((s for s in self.sizes if s.default), self.sizes[0])
+
+
+def _unique(items: list[Any], what: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise CatalogError(f"{what}[{i}].name: {item.name!r} is used twice")
+        seen.add(item.name)
+
+
+def _quantity(value: str, path: str) -> None:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        raise CatalogError(f"{path}: {value!r} is not a Kubernetes quantity (e.g. 4Gi, 500m)") from None
+
+
+def validate(cat: Catalog) -> Catalog:
+    """Checks across fields (types were checked while parsing); returns ``cat``."""
+    if not [e for e in cat.environments if e.enabled]:
+        raise CatalogError("environments: at least one enabled environment is needed")
+    if not cat.sizes:
+        raise CatalogError("sizes: at least one size is needed")
+    for items, what in ((cat.environments, "environments"), (cat.sizes, "sizes"), (cat.gpu_types, "gpu_types")):
+        _unique(items, what)  # type: ignore[arg-type]
+    for what, items in (("environments", cat.environments), ("sizes", cat.sizes)):
+        if sum(1 for x in items if x.default) > 1:
+            raise CatalogError(f"{what}: more than one is marked default")
+    for i, s in enumerate(cat.sizes):
+        p = f"sizes[{i}]"
+        if not 0 < s.cpu_guarantee <= s.cpu_limit:
+            raise CatalogError(f"{p}: needs 0 < cpu_guarantee <= cpu_limit ({s.cpu_guarantee} / {s.cpu_limit})")
+        _quantity(s.memory_guarantee, f"{p}.memory_guarantee")
+        _quantity(s.memory_limit, f"{p}.memory_limit")
+        if parse_quantity(s.memory_guarantee) > parse_quantity(s.memory_limit):
+            raise CatalogError(f"{p}: memory_guarantee is larger than memory_limit")
+    for i, g in enumerate(cat.gpu_types):
+        if not g.node_selector:
+            raise CatalogError(f"gpu_types[{i}].node_selector: must name at least one node label")
+        if not g.counts or any(c < 1 for c in g.counts):
+            raise CatalogError(f"gpu_types[{i}].counts: must be a non-empty list of positive integers")
+    st = cat.storage
+    _quantity(st.capacity, "storage.capacity")
+    _quantity(st.shm_size, "storage.shm_size")
+    if st.access_mode not in ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"):
+        raise CatalogError(f"storage.access_mode: {st.access_mode!r} is not a Kubernetes access mode")
+    if st.named_servers not in ("shared", "per_server"):
+        raise CatalogError(f"storage.named_servers: must be 'shared' or 'per_server', not {st.named_servers!r}")
+    known = {
+        "environments": {e.name for e in cat.environments},
+        "sizes": {s.name for s in cat.sizes},
+        "gpu_types": {g.name for g in cat.gpu_types},
+    }
+    for i, ent in enumerate(cat.entitlements):
+        for what, names in known.items():
+            for j, name in enumerate(getattr(ent, what)):
+                if name != "*" and name not in names:
+                    raise CatalogError(f"entitlements[{i}].{what}[{j}]: unknown {what[:-1].replace('_', ' ')} {name!r}")
+        if ent.max_gpus_per_user < 0:
+            raise CatalogError(f"entitlements[{i}].max_gpus_per_user: must not be negative")
+    for group, quota in cat.group_gpu_quotas.items():
+        if quota < 0:
+            raise CatalogError(f"group_gpu_quotas.{group}: must not be negative")
+    return cat
+
+
+def load(path: Path) -> Catalog:
+    """Read and validate the catalog at ``path``."""
+    try:
+        cat = load_file(Catalog, path)
+        return validate(cat)
+    except CatalogError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise CatalogError(f"{path}: {e}") from None
+    except DocumentError as e:
+        raise CatalogError(str(e)) from None
+
+
+class CatalogStore:
+    """The current catalog, re-read when the file changes; a broken edit keeps the last good.
+
+    ``error`` holds the message of the last failed load (shown to admins) until a good
+    version loads again. The first load must succeed: a hub without a catalog can not spawn.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self._catalog = load(path)
+        self.error: str | None = None
+
+    def _stat(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_mtime_ns, st.st_size
+
+    def get(self) -> Catalog:
+        try:
+            stamp = self._stat()
+        except OSError as e:
+            self._fail(f"{self.path}: cannot read: {e.strerror}")
+            return self._catalog
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._catalog = load(self.path)
+            except CatalogError as e:
+                self._fail(str(e))
+            else:
+                if self.error:
+                    log.info("catalog %s is valid again", self.path)
+                self.error = None
+                log.info("catalog %s reloaded", self.path)
+        return self._catalog
+
+    def _fail(self, message: str) -> None:
+        if message != self.error:
+            log.error("catalog edit refused, the last good catalog stays in use: %s", message)
+        self.error = message
