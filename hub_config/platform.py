@@ -47,20 +47,15 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
-class StorageSection:
-    storage_class: str = "glusterfs"
-    capacity: str = "10Gi"
-    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
-
-
-@dataclass(frozen=True)
 class SpawnerSection:
     namespace: str = "moonhub-users"
-    image: str = "moonhub/base-notebook:latest"
+    #: the catalog document (relative: to this config file); empty: the example catalog
+    catalog: str = ""
+    #: a StorageClass to use instead of the catalog's, for clusters that lack it
+    storage_class_override: str = ""
     #: listen on the pod IP (required on the local cluster, where pods share the host network)
     bind_pod_ip: bool = False
     start_timeout: int = 300
-    storage: StorageSection = field(default_factory=StorageSection)
 
 
 @dataclass(frozen=True)

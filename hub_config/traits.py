@@ -35,13 +35,12 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     sp = cfg.spawner
     c.JupyterHub.spawner_class = "moon"
     c.KubeSpawner.namespace = sp.namespace
-    c.KubeSpawner.image = sp.image
     c.KubeSpawner.image_pull_policy = "IfNotPresent"
+    if sp.catalog:
+        c.MoonSpawner.catalog_path = str((base / sp.catalog).resolve())
+    c.MoonSpawner.storage_class_override = sp.storage_class_override
     c.MoonSpawner.bind_pod_ip = sp.bind_pod_ip
     c.KubeSpawner.start_timeout = sp.start_timeout
     c.KubeSpawner.http_timeout = 120
-    c.KubeSpawner.storage_class = sp.storage.storage_class
-    c.KubeSpawner.storage_capacity = sp.storage.capacity
-    c.KubeSpawner.storage_access_modes = [sp.storage.access_mode]
     c.KubeSpawner.default_url = "/lab"
     c.Spawner.cmd = ["jupyterhub-singleuser"]

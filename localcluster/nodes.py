@@ -33,8 +33,9 @@ FLEET = (
 def node_object(n: SimulatedNode) -> dict[str, Any]:
     """The Node manifest for ``n``.
 
-    Every simulated node carries kwok's taint, so only pods that tolerate it are placed
-    there; GPU nodes also carry the usual ``nvidia.com/gpu`` taint and NVIDIA's labels.
+    Simulated CPU nodes carry kwok's taint, so ordinary pods run on the real node agent;
+    GPU nodes carry the usual ``nvidia.com/gpu`` taint instead (only GPU workloads, which
+    tolerate it, land there) and NVIDIA's labels.
     """
     labels = {
         "kubernetes.io/hostname": n.name,
@@ -53,7 +54,7 @@ def node_object(n: SimulatedNode) -> dict[str, Any]:
             "nvidia.com/gpu.count": str(n.gpus),
             "nvidia.com/gpu.memory": str(n.gpu_memory_mib),
         }
-        taints = [KWOK_TAINT, GPU_TAINT]
+        taints = [GPU_TAINT]
     return {
         "apiVersion": "v1",
         "kind": "Node",

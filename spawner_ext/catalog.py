@@ -148,7 +148,7 @@ def validate(cat: Catalog) -> Catalog:
     if not cat.sizes:
         raise CatalogError("sizes: at least one size is needed")
     for items, what in ((cat.environments, "environments"), (cat.sizes, "sizes"), (cat.gpu_types, "gpu_types")):
-        _unique(items, what)  # type: ignore[arg-type]
+        _unique(items, what)
     for what, items in (("environments", cat.environments), ("sizes", cat.sizes)):
         if sum(1 for x in items if x.default) > 1:
             raise CatalogError(f"{what}: more than one is marked default")

@@ -9,7 +9,7 @@ def test_gpu_node_has_capacity_labels_and_taints() -> None:
     node = node_object(SimulatedNode("g", gpus=4, gpu_product="Tesla-T4", gpu_memory_mib=15360))
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "4"
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "Tesla-T4"
-    assert node["spec"]["taints"] == [KWOK_TAINT, GPU_TAINT]
+    assert node["spec"]["taints"] == [GPU_TAINT]
     assert node["metadata"]["annotations"] == {"kwok.x-k8s.io/node": "fake"}
 
 

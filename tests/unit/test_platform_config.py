@@ -20,7 +20,7 @@ def test_empty_document_gives_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ("spawner:\n  storage:\n    capacty: 1Gi\n", "spawner.storage.capacty: unknown key (did you mean 'capacity'?)"),
+        ("spawner:\n  catalogue: x\n", "spawner.catalogue: unknown key (did you mean 'catalog'?)"),
         ("hubb: {}\n", "hubb: unknown key (did you mean 'hub'?)"),
         ("auth:\n  type: magic\n", "auth.type: must be one of 'development', not 'magic'"),
         ("spawner:\n  start_timeout: soon\n", "spawner.start_timeout: must be an integer, not 'soon'"),

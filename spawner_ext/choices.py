@@ -1,0 +1,162 @@
+"""What a user may choose, and turning raw options (form or REST ``user_options``) into a
+validated :class:`Choices`. Pure: no Kubernetes, no JupyterHub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Catalog, Environment, GpuType, Size
+from .errors import NotEntitled, OverQuota, UnknownChoice
+
+FIELDS = ("environment", "size", "gpu_type", "gpu_count")
+#: fields people try to pass that would bypass the catalog; refused with a pointer
+RAW_FIELDS = {
+    "image": "choose an environment instead",
+    "volumes": "volumes come from the catalog",
+    "volume_mounts": "volumes come from the catalog",
+    "env": "environment variables can not be set at spawn",
+    "environment_variables": "environment variables can not be set at spawn",
+    "node_selector": "choose a GPU type instead",
+    "tolerations": "choose a GPU type instead",
+    "profile": "choose an environment, a size and GPUs instead",
+}
+
+
+@dataclass(frozen=True)
+class Choices:
+    environment: str
+    size: str
+    gpu_type: str | None = None
+    gpu_count: int = 0
+
+    def as_options(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "size": self.size,
+            "gpu_type": self.gpu_type or "",
+            "gpu_count": self.gpu_count,
+        }
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The part of the catalog a user is entitled to."""
+
+    environments: list[Environment]
+    sizes: list[Size]
+    gpu_types: list[GpuType]
+    max_gpus_per_user: int
+    #: the groups whose GPU quota applies to this user
+    quota_groups: dict[str, int]
+
+
+def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> Allowed:
+    """The union of the entitlements matching ``groups`` (``*`` matches everyone).
+
+    Admins may use everything; their GPUs are limited only by the largest GPU type count.
+    """
+    groups = set(groups)
+    envs = [e for e in catalog.environments if e.enabled]
+    if admin:
+        most = max((max(g.counts) for g in catalog.gpu_types), default=0)
+        return Allowed(envs, list(catalog.sizes), list(catalog.gpu_types), most, {})
+    matching = [ent for ent in catalog.entitlements if "*" in ent.groups or groups & set(ent.groups)]
+
+    def names(attr: str) -> set[str]:
+        return {n for ent in matching for n in getattr(ent, attr)}
+
+    def pick(items: list[Any], attr: str) -> list[Any]:
+        wanted = names(attr)
+        return [x for x in items if "*" in wanted or x.name in wanted]
+
+    quotas = {g: q for g, q in catalog.group_gpu_quotas.items() if g in groups}
+    return Allowed(
+        environments=pick(envs, "environments"),
+        sizes=pick(list(catalog.sizes), "sizes"),
+        gpu_types=pick(list(catalog.gpu_types), "gpu_types"),
+        max_gpus_per_user=max((ent.max_gpus_per_user for ent in matching), default=0),
+        quota_groups=quotas,
+    )
+
+
+def _first(raw: Mapping[str, Any], key: str) -> Any:
+    value = raw.get(key)
+    if isinstance(value, list):  # HTML forms give lists
+        value = value[0] if value else None
+    return value
+
+
+def parse(raw: Mapping[str, Any], catalog: Catalog, ok: Allowed) -> Choices:
+    """Validate raw options against the catalog and the user's entitlements."""
+    for key in raw:
+        if key in RAW_FIELDS:
+            raise UnknownChoice(key, f"is not accepted: {RAW_FIELDS[key]}")
+        if key not in FIELDS:
+            raise UnknownChoice(key, f"unknown option (accepted: {', '.join(FIELDS)})")
+    env_name = _first(raw, "environment") or catalog.default_environment.name
+    size_name = _first(raw, "size") or catalog.default_size.name
+    gpu_name = _first(raw, "gpu_type") or None
+    count_raw = _first(raw, "gpu_count")
+    for name, value in (("environment", env_name), ("size", size_name), ("gpu_type", gpu_name)):
+        if value is not None and not isinstance(value, str):
+            raise UnknownChoice(name, f"must be a name, not {value!r}")
+
+    env = catalog.environment(env_name)
+    if env is None:
+        raise UnknownChoice("environment", f"no environment named {env_name!r}")
+    if env not in ok.environments:
+        raise NotEntitled("environment", f"your groups may not use {env.display_name!r}")
+    size = catalog.size(size_name)
+    if size is None:
+        raise UnknownChoice("size", f"no size named {size_name!r}")
+    if size not in ok.sizes:
+        raise NotEntitled("size", f"your groups may not use size {size.display_name!r}")
+
+    try:
+        count = int(count_raw) if count_raw not in (None, "") else (1 if gpu_name else 0)
+    except (TypeError, ValueError):
+        raise UnknownChoice("gpu_count", f"must be a whole number, not {count_raw!r}") from None
+    if isinstance(count_raw, bool) or count < 0:
+        raise UnknownChoice("gpu_count", f"must be a whole number, not {count_raw!r}")
+    if gpu_name is None:
+        if count:
+            raise UnknownChoice("gpu_count", "choose a GPU type to ask for GPUs")
+        return Choices(env.name, size.name)
+    gpu = catalog.gpu_type(gpu_name)
+    if gpu is None:
+        raise UnknownChoice("gpu_type", f"no GPU type named {gpu_name!r}")
+    if gpu not in ok.gpu_types:
+        raise NotEntitled("gpu_type", f"your groups may not use {gpu.display_name} GPUs")
+    if count == 0:
+        return Choices(env.name, size.name)
+    if count not in gpu.counts:
+        raise UnknownChoice(
+            "gpu_count", f"{gpu.display_name} comes in {', '.join(map(str, gpu.counts))} GPUs, not {count}"
+        )
+    if not env.cuda:
+        raise UnknownChoice("environment", f"{env.display_name!r} has no CUDA: pick a GPU environment to use GPUs")
+    return Choices(env.name, size.name, gpu.name, count)
+
+
+def check_quota(
+    choices: Choices,
+    ok: Allowed,
+    user_gpus_in_use: int,
+    group_gpus_in_use: Mapping[str, int],
+) -> None:
+    """Refuse a request that would exceed the user's or one of their groups' GPU quota."""
+    want = choices.gpu_count
+    if not want:
+        return
+    if user_gpus_in_use + want > ok.max_gpus_per_user:
+        left = max(0, ok.max_gpus_per_user - user_gpus_in_use)
+        raise OverQuota(
+            "gpu_count",
+            f"your GPU quota is {ok.max_gpus_per_user} and you hold {user_gpus_in_use}: you may ask for {left} more",
+        )
+    for group, quota in sorted(ok.quota_groups.items()):
+        used = group_gpus_in_use.get(group, 0)
+        if used + want > quota:
+            raise OverQuota("gpu_count", f"group {group!r} may hold {quota} GPUs and holds {used} now")

@@ -1,0 +1,32 @@
+"""Domain errors that carry their HTTP status and the field they are about."""
+
+from __future__ import annotations
+
+
+class ChoiceError(Exception):
+    """A refused spawn or job choice. ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownChoice(ChoiceError):
+    """A value the catalog does not have, a malformed value, or a field that is not accepted."""
+
+    status = 400
+
+
+class NotEntitled(ChoiceError):
+    """The user's groups do not allow this item."""
+
+    status = 403
+
+
+class OverQuota(ChoiceError):
+    """The request would exceed the user's or a group's GPU quota."""
+
+    status = 403

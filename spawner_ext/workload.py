@@ -1,0 +1,99 @@
+"""The workload builder: (catalog, choices, user) -> the pieces of a pod. Pure.
+
+The spawner applies a :class:`Workload` to KubeSpawner's traits; the jobs service builds
+its CronJob pod template from the same object, so a scheduled notebook runs with exactly
+the image, resources, GPUs, placement and volumes it was developed with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog
+from .choices import Choices
+from .security import container_security_context, pod_security_context
+
+WORKSPACE_VOLUME = "workspace"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: a label every GPU node carries (NVIDIA GPU feature discovery); CPU pods avoid such nodes
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+LABEL_PREFIX = "moonhub.io/"
+
+
+@dataclass(frozen=True)
+class Workload:
+    image: str
+    cpu_guarantee: float
+    cpu_limit: float
+    mem_guarantee: str
+    mem_limit: str
+    extra_resource_limits: dict[str, str] = field(default_factory=dict)
+    extra_resource_guarantees: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    node_affinity_required: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    pod_security_context: dict[str, Any] = field(default_factory=pod_security_context)
+    container_security_context: dict[str, Any] = field(default_factory=container_security_context)
+
+    @property
+    def gpus(self) -> int:
+        return int(self.extra_resource_limits.get(GPU_RESOURCE, "0"))
+
+
+def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
+    """The pod pieces for ``choices``; ``claim_name`` is the owner's workspace PVC."""
+    env_ = catalog.environment(choices.environment)
+    size = catalog.size(choices.size)
+    if env_ is None or size is None:  # parse() guarantees both; a stale catalog may not
+        raise LookupError(f"catalog has no environment {choices.environment!r} or size {choices.size!r}")
+    st = catalog.storage
+    volumes: list[dict[str, Any]] = [
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": claim_name}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": st.shm_size}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": WORKSPACE_VOLUME, "mountPath": st.mount_path},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    for ds in st.datasets:
+        name = f"dataset-{ds.name}"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": ds.claim, "readOnly": True}})
+        mounts.append({"name": name, "mountPath": ds.mount_path, "readOnly": True})
+
+    labels = {
+        f"{LABEL_PREFIX}environment": env_.name,
+        f"{LABEL_PREFIX}size": size.name,
+        f"{LABEL_PREFIX}gpu-type": choices.gpu_type or "none",
+        f"{LABEL_PREFIX}gpu-count": str(choices.gpu_count),
+    }
+    common: dict[str, Any] = dict(
+        image=env_.image,
+        cpu_guarantee=size.cpu_guarantee,
+        cpu_limit=size.cpu_limit,
+        mem_guarantee=size.memory_guarantee,
+        mem_limit=size.memory_limit,
+        volumes=volumes,
+        volume_mounts=mounts,
+        labels=labels,
+    )
+    gpu = catalog.gpu_type(choices.gpu_type) if choices.gpu_type else None
+    if gpu is None or choices.gpu_count == 0:
+        return Workload(
+            **common,
+            node_affinity_required=[{"matchExpressions": [{"key": GPU_NODE_LABEL, "operator": "DoesNotExist"}]}],
+            # no GPU is visible even where the NVIDIA runtime would expose all by default
+            env={"NVIDIA_VISIBLE_DEVICES": "void"},
+        )
+    count = str(choices.gpu_count)
+    return Workload(
+        **common,
+        extra_resource_limits={GPU_RESOURCE: count},
+        extra_resource_guarantees={GPU_RESOURCE: count},
+        node_selector=dict(gpu.node_selector),
+        tolerations=[dict(t) for t in gpu.tolerations],
+    )

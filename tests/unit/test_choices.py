@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import pytest
+
+from spawner_ext import choices as ch
+from spawner_ext.catalog import load
+from spawner_ext.errors import NotEntitled, OverQuota, UnknownChoice
+
+CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+EVERYONE = ch.allowed(CAT, [])
+RESEARCH = ch.allowed(CAT, ["ml-research"])
+
+
+def test_entitlements_union_by_group() -> None:
+    assert [g.name for g in EVERYONE.gpu_types] == ["t4"]
+    assert [s.name for s in EVERYONE.sizes] == ["small", "medium"]
+    assert EVERYONE.max_gpus_per_user == 1 and EVERYONE.quota_groups == {}
+    assert {g.name for g in RESEARCH.gpu_types} == {"a100", "v100", "t4"}
+    assert RESEARCH.max_gpus_per_user == 8 and RESEARCH.quota_groups == {"ml-research": 16}
+    admin = ch.allowed(CAT, [], admin=True)
+    assert len(admin.sizes) == 3 and admin.max_gpus_per_user == 8
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok", "want"),
+    [
+        ({}, EVERYONE, ch.Choices("python", "small")),
+        (
+            {"environment": ["pytorch"], "size": ["medium"], "gpu_type": ["t4"], "gpu_count": ["1"]},
+            EVERYONE,
+            ch.Choices("pytorch", "medium", "t4", 1),
+        ),
+        (
+            {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 4},
+            RESEARCH,
+            ch.Choices("pytorch", "small", "a100", 4),
+        ),
+        ({"environment": "pytorch", "gpu_type": "a100"}, RESEARCH, ch.Choices("pytorch", "small", "a100", 1)),
+        ({"gpu_type": "", "gpu_count": "0"}, EVERYONE, ch.Choices("python", "small")),
+    ],
+)
+def test_parse_accepts(raw: dict, ok: ch.Allowed, want: ch.Choices) -> None:
+    assert ch.parse(raw, CAT, ok) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok", "error", "field", "text"),
+    [
+        ({"image": "evil/miner"}, EVERYONE, UnknownChoice, "image", "choose an environment instead"),
+        ({"env": {"NVIDIA_VISIBLE_DEVICES": "all"}}, RESEARCH, UnknownChoice, "env", "can not be set"),
+        ({"node_selector": {"a": "b"}}, EVERYONE, UnknownChoice, "node_selector", "choose a GPU type"),
+        ({"volumes": []}, EVERYONE, UnknownChoice, "volumes", "from the catalog"),
+        ({"colour": "red"}, EVERYONE, UnknownChoice, "colour", "unknown option"),
+        ({"environment": "julia"}, EVERYONE, UnknownChoice, "environment", "no environment named 'julia'"),
+        ({"environment": ["python"], "size": "huge"}, EVERYONE, UnknownChoice, "size", "no size named 'huge'"),
+        ({"size": "large"}, EVERYONE, NotEntitled, "size", "may not use size"),
+        ({"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}, EVERYONE, NotEntitled, "gpu_type", "A100"),
+        ({"environment": "pytorch", "gpu_type": "h100"}, RESEARCH, UnknownChoice, "gpu_type", "no GPU type"),
+        (
+            {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 3},
+            RESEARCH,
+            UnknownChoice,
+            "gpu_count",
+            "comes in 1, 2, 4, 8 GPUs, not 3",
+        ),
+        (
+            {"environment": "pytorch", "gpu_type": "t4", "gpu_count": "two"},
+            EVERYONE,
+            UnknownChoice,
+            "gpu_count",
+            "whole number",
+        ),
+        (
+            {"environment": "pytorch", "gpu_type": "t4", "gpu_count": -1},
+            EVERYONE,
+            UnknownChoice,
+            "gpu_count",
+            "whole number",
+        ),
+        ({"gpu_count": 2}, RESEARCH, UnknownChoice, "gpu_count", "choose a GPU type"),
+        (
+            {"environment": "python", "gpu_type": "t4", "gpu_count": 1},
+            EVERYONE,
+            UnknownChoice,
+            "environment",
+            "has no CUDA",
+        ),
+        ({"environment": 3}, EVERYONE, UnknownChoice, "environment", "must be a name"),
+    ],
+)
+def test_parse_refuses_naming_the_field(raw: dict, ok: ch.Allowed, error: type, field: str, text: str) -> None:
+    with pytest.raises(error) as err:
+        ch.parse(raw, CAT, ok)
+    assert err.value.field == field and text in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("ok", "count", "mine", "groups", "text"),
+    [
+        (EVERYONE, 1, 1, {}, "your GPU quota is 1 and you hold 1: you may ask for 0 more"),
+        (RESEARCH, 8, 4, {}, "your GPU quota is 8 and you hold 4"),
+        (RESEARCH, 4, 0, {"ml-research": 14}, "group 'ml-research' may hold 16 GPUs and holds 14 now"),
+    ],
+)
+def test_quota_refusals(ok: ch.Allowed, count: int, mine: int, groups: dict, text: str) -> None:
+    gpu = "t4" if ok is EVERYONE else "a100"
+    with pytest.raises(OverQuota) as err:
+        ch.check_quota(ch.Choices("pytorch", "small", gpu, count), ok, mine, groups)
+    assert err.value.status == 403 and text in err.value.message
+
+
+def test_quota_allows_within_limits() -> None:
+    ch.check_quota(ch.Choices("pytorch", "small", "a100", 4), RESEARCH, 4, {"ml-research": 12})
+    ch.check_quota(ch.Choices("python", "small"), EVERYONE, 5, {})

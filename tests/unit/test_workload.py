@@ -1,0 +1,117 @@
+from pathlib import Path
+
+from spawner_ext.capacity import GpuCapacity, gpu_capacity
+from spawner_ext.catalog import load
+from spawner_ext.choices import Choices
+from spawner_ext.failfast import image_problem, unschedulable_message
+from spawner_ext.workload import build
+
+CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+
+
+def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
+    w = build(CAT, Choices("python", "medium"), "claim-alice")
+    assert (w.image, w.cpu_guarantee, w.cpu_limit, w.mem_guarantee, w.mem_limit) == (
+        "moonhub/base-notebook:dev",
+        2.0,
+        4.0,
+        "8Gi",
+        "16Gi",
+    )
+    assert w.extra_resource_limits == {} and w.tolerations == [] and w.node_selector == {}
+    assert w.node_affinity_required == [
+        {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]}
+    ]
+    assert w.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert w.gpus == 0
+
+
+def test_gpu_workload_targets_the_gpu_type() -> None:
+    w = build(CAT, Choices("pytorch", "small", "a100", 4), "claim-bob")
+    assert w.extra_resource_limits == {"nvidia.com/gpu": "4"} == w.extra_resource_guarantees
+    assert w.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert w.tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "NVIDIA_VISIBLE_DEVICES" not in w.env and w.node_affinity_required == []
+    assert w.labels["moonhub.io/gpu-count"] == "4" and w.labels["moonhub.io/gpu-type"] == "a100"
+
+
+def test_volumes_workspace_shm_and_security() -> None:
+    w = build(CAT, Choices("python", "small"), "claim-carol")
+    assert w.volumes[0] == {"name": "workspace", "persistentVolumeClaim": {"claimName": "claim-carol"}}
+    assert w.volumes[1] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
+    assert {m["mountPath"] for m in w.volume_mounts} == {"/home/jovyan", "/dev/shm"}
+    assert w.pod_security_context["runAsNonRoot"] and w.pod_security_context["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
+    assert w.container_security_context == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+    }
+
+
+def _node(name: str, product: str, gpus: int, ready: str = "True") -> dict:
+    return {
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
+        "spec": {},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}, "conditions": [{"type": "Ready", "status": ready}]},
+    }
+
+
+def _pod(node: str, gpus: int, phase: str = "Running") -> dict:
+    return {
+        "spec": {"nodeName": node, "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
+        "status": {"phase": phase},
+    }
+
+
+def test_gpu_capacity_subtracts_live_requests() -> None:
+    nodes = [
+        _node("a", "NVIDIA-A100-SXM4-80GB", 8),
+        _node("b", "NVIDIA-A100-SXM4-80GB", 8),
+        _node("c", "NVIDIA-A100-SXM4-80GB", 8, ready="False"),
+        _node("t", "Tesla-T4", 4),
+    ]
+    pods = [_pod("a", 6), _pod("b", 4), _pod("b", 2, phase="Succeeded"), _pod("t", 1)]
+    cap = gpu_capacity(CAT.gpu_types, nodes, pods)
+    assert cap["a100"] == GpuCapacity(total=16, free=6, largest_free=4)
+    assert cap["t4"] == GpuCapacity(total=4, free=3, largest_free=3)
+    assert cap["v100"] == GpuCapacity(0, 0, 0)
+
+
+def test_failfast_reads_scheduler_and_image_errors() -> None:
+    pvc_wait = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/6 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+                }
+            ]
+        }
+    }
+    assert unschedulable_message(pvc_wait) is None
+    no_gpu = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/6 nodes are available: 1 Insufficient nvidia.com/gpu.",
+                }
+            ]
+        }
+    }
+    assert "Insufficient nvidia.com/gpu" in (unschedulable_message(no_gpu) or "")
+    bad_image = {
+        "status": {
+            "containerStatuses": [
+                {"image": "x/y:1", "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}
+            ]
+        }
+    }
+    assert image_problem(bad_image) == ("x/y:1", "ErrImagePull: not found")
+    assert image_problem({"status": {}}) is None
