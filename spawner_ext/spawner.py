@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
 from jupyterhub import orm
+from kubernetes.utils.quantity import parse_quantity
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Bool, Unicode, default
@@ -113,8 +114,9 @@ class MoonSpawner(KubeSpawner):
         ser = self.api.api_client.sanitize_for_serialization
         return gpu_capacity(cat.gpu_types, [ser(n) for n in nodes.items], [ser(p) for p in pods.items])
 
-    def gpus_in_use(self) -> tuple[int, dict[str, int]]:
+    async def gpus_in_use(self) -> tuple[int, dict[str, int]]:
         """GPUs held by this user's other servers, and by each of the user's quota groups."""
+        await self._start_watching_pods()  # the shared pod reflector (a no-op once running)
         members: dict[str, set[str]] = {}
         for group in self.allowed().quota_groups:
             g = orm.Group.find(self.user.db, group)
@@ -140,7 +142,7 @@ class MoonSpawner(KubeSpawner):
         cat, ok = self.catalog, self.allowed()
         try:
             choice = ch.parse(self.user_options or {}, cat, ok)  # type: ignore[has-type]
-            mine, groups = self.gpus_in_use()
+            mine, groups = await self.gpus_in_use()
             ch.check_quota(choice, ok, mine, groups)
         except ChoiceError as e:
             self.log.warning("spawn of %s refused: %s", self._log_name, e)
@@ -157,7 +159,9 @@ class MoonSpawner(KubeSpawner):
         env, labels = self._configured
         self.image = w.image
         self.cpu_guarantee, self.cpu_limit = w.cpu_guarantee, w.cpu_limit
-        self.mem_guarantee, self.mem_limit = w.mem_guarantee, w.mem_limit
+        # JupyterHub's byte traits do not take Kubernetes suffixes (Gi): give them bytes
+        self.mem_guarantee = int(parse_quantity(w.mem_guarantee))
+        self.mem_limit = int(parse_quantity(w.mem_limit))
         self.extra_resource_limits = dict(w.extra_resource_limits)
         self.extra_resource_guarantees = dict(w.extra_resource_guarantees)
         self.node_selector = dict(w.node_selector)

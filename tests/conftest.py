@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -117,6 +118,7 @@ class Hub:
     url: str
     password: str
     config: Path
+    catalog: Path
 
     def login(self, user: str) -> requests.Session:
         """A browser-like session logged in through the hub's login form."""
@@ -129,6 +131,16 @@ class Hub:
         assert any(c.name.startswith("jupyterhub-session") for c in s.cookies), f"login of {user} failed: {r.url}"
         return s
 
+    def api(self, s: requests.Session, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Call the hub's REST API as the logged-in browser would (cookie + XSRF header)."""
+        headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
+        return s.request(method, f"{self.url}/hub/api{path}", headers=headers, **kwargs)
+
+    def spawn_form(self, s: requests.Session, user: str, **choices: str) -> requests.Response:
+        """Submit the spawn form like the browser does."""
+        data = {"_xsrf": s.cookies.get("_xsrf", path="/hub/") or "", **choices}
+        return s.post(f"{self.url}/hub/spawn/{user}", data=data)
+
 
 @pytest.fixture(scope="session")
 def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
@@ -138,6 +150,9 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         shutil.rmtree(HUB_STATE)
     HUB_STATE.mkdir(parents=True)
     doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
+    catalog = HUB_STATE / "catalog.yaml"
+    shutil.copy(REPO / "spawner_ext" / "examples" / "catalog.yaml", catalog)
+    doc["spawner"]["catalog"] = str(catalog)
     doc["hub"] |= {
         "public_url": "http://127.0.0.1:18000",
         "api_url": "http://127.0.0.1:18081",
@@ -148,5 +163,5 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     config.write_text(yaml.safe_dump(doc))
     sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
     url = hub_up(local_cluster, sup, config)
-    yield Hub(url=url, password=dev_password(config) or "", config=config)
+    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=catalog)
     sup.stop("hub")

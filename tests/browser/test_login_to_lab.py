@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 from playwright.async_api import Browser
 
 from localcluster.config import REPO
@@ -12,6 +13,7 @@ SHOTS = REPO / "test-results"
 
 
 async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: dict[str, float]) -> None:
+    SHOTS.mkdir(exist_ok=True)
     page = await browser.new_page()
     await page.goto(f"{hub.url}/hub/login")
 
@@ -21,6 +23,11 @@ async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: di
     await page.fill("#password_input", hub.password)
     t0 = time.monotonic()
     await page.click("#login_submit")
+    # the spawn form: separate choices; the defaults are fine
+    await page.wait_for_selector("input[name='environment']", timeout=30_000)
+    assert await page.locator("#env-python").is_checked()
+    await page.screenshot(path=str(SHOTS / "spawn-form.png"), full_page=True)
+    await page.click("button[type='submit']")
     # the hub spawns the server, shows progress, then redirects into JupyterLab
     await page.wait_for_url("**/user/dana/lab**", timeout=120_000)
     await page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
@@ -33,12 +40,17 @@ async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: di
     # a notebook's kernel runs inside the pod: its hostname is the pod's name
     await page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
     await page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
-    await page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    # the kernel has connected when the status bar says so
+    await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
     await page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
     await page.keyboard.type("import socket; print(socket.gethostname())")
     await page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output").first
-    await output.wait_for(timeout=60_000)
+    try:
+        await output.wait_for(timeout=60_000)
+    except Exception:
+        await page.screenshot(path=str(SHOTS / "notebook-no-output.png"))
+        raise
     assert (await output.inner_text()).strip() == "jupyter-dana"
     await page.screenshot(path=str(SHOTS / "notebook-in-pod.png"))
     await page.close()

@@ -35,7 +35,7 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     user = "alice"
     s = hub.login(user)
     t0 = time.monotonic()
-    r = s.get(f"{hub.url}/hub/spawn/{user}")
+    r = hub.spawn_form(s, user, environment="python", size="small")
     assert r.status_code == 200, r.text[:500]
     status = _wait_lab(s, hub, user)
     timings["spawn (login -> /api/status answers)"] = time.monotonic() - t0
@@ -50,25 +50,37 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     pvc = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
     assert pvc.spec.storage_class_name == "local-hostpath"
 
-    # stop through the hub API (the browser's "Stop My Server"), with the page's XSRF token
-    r = s.delete(
-        f"{hub.url}/hub/api/users/{user}/server", headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")}
-    )
+    # a file written in the workspace survives a stop and a new start (same PVC)
+    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
+    body = {"type": "file", "format": "text", "content": "kept across restarts"}
+    r = s.put(f"{hub.url}/user/{user}/api/contents/keep.txt", json=body, headers=xsrf)
+    assert r.status_code in (200, 201), r.text
+
+    # stop through the hub API (the browser's "Stop My Server")
+    r = hub.api(s, "DELETE", f"/users/{user}/server")
     assert r.status_code in (202, 204), r.text
     await wait_for(lambda: _pod_gone(core, f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod to go away")
     kept = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
     assert kept.metadata.uid == pvc.metadata.uid, "the workspace volume survives a stop"
 
+    hub.spawn_form(s, user, environment="python", size="small")
+    _wait_lab(s, hub, user)
+    r = s.get(f"{hub.url}/user/{user}/api/contents/keep.txt")
+    assert r.status_code == 200 and r.json()["content"] == "kept across restarts"
+    reused = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
+    assert reused.metadata.uid == pvc.metadata.uid, "the next start reuses the volume"
+    hub.api(s, "DELETE", f"/users/{user}/server")
+
 
 async def test_server_is_private_to_its_user(hub: Hub) -> None:
     owner, other = "carol", "mallory"
     s = hub.login(owner)
-    s.get(f"{hub.url}/hub/spawn/{owner}")
+    hub.spawn_form(s, owner)
     _wait_lab(s, hub, owner)
     intruder = hub.login(other)
     r = intruder.get(f"{hub.url}/user/{owner}/api/status", allow_redirects=True)
     assert r.status_code == 403 or not r.headers.get("content-type", "").startswith("application/json")
-    s.delete(f"{hub.url}/hub/api/users/{owner}/server", headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/")})
+    hub.api(s, "DELETE", f"/users/{owner}/server")
 
 
 async def test_hub_identity_is_limited_to_user_namespace(local_cluster: ClusterConfig | None) -> None:
