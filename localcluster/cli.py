@@ -64,6 +64,18 @@ def wait_node_ready(cfg: ClusterConfig, bin_dir: Path, node: str, timeout: float
     raise StartError(f"node {node} not Ready after {timeout:.0f}s; see {cfg.logs}")
 
 
+def wait_service_account(cfg: ClusterConfig, bin_dir: Path, namespace: str, timeout: float = 60) -> None:
+    """Pods are refused until the controller manager has made the namespace's default SA."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kubectl(cfg, bin_dir, "get", "serviceaccount", "default", "-n", namespace)
+            return
+        except StartError:
+            time.sleep(0.5)
+    raise StartError(f"no default ServiceAccount in {namespace} after {timeout:.0f}s; see {cfg.logs}")
+
+
 def up(cfg: ClusterConfig) -> Path:
     t0 = time.monotonic()
     bin_dir = build()
@@ -76,6 +88,7 @@ def up(cfg: ClusterConfig) -> Path:
         if comp.name == "kube-apiserver":
             bootstrap(cfg, bin_dir)
     wait_node_ready(cfg, bin_dir, cfg.agent_node)
+    wait_service_account(cfg, bin_dir, "moonhub-users")
     log.info("local cluster up in %.1fs", time.monotonic() - t0)
     return bin_dir
 
