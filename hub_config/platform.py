@@ -30,6 +30,8 @@ class HubSection:
     state_dir: str = "."
     #: the configurable-http-proxy executable (relative: to the repository)
     proxy_command: str = "node_modules/.bin/configurable-http-proxy"
+    #: named servers each user may run besides the default one (0: named servers off)
+    named_servers: int = 0
 
 
 @dataclass(frozen=True)

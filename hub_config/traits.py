@@ -24,6 +24,8 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.ConfigurableHTTPProxy.command = [str((REPO / cfg.hub.proxy_command).resolve())]
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
+    c.JupyterHub.allow_named_servers = cfg.hub.named_servers > 0
+    c.JupyterHub.named_server_limit_per_user = cfg.hub.named_servers
 
     c.Authenticator.admin_users = set(cfg.auth.admin_users)
     if cfg.auth.type == "development":

@@ -53,4 +53,25 @@ async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: di
         raise
     assert (await output.inner_text()).strip() == "jupyter-dana"
     await page.screenshot(path=str(SHOTS / "notebook-in-pod.png"))
+
+    # a kernel the user registers lives in the workspace and survives a restart
+    cell = page.locator(".jp-Notebook .jp-Cell .cm-content").last
+    await cell.click()
+    await page.keyboard.type(
+        "import subprocess, sys; print(subprocess.run([sys.executable, '-m', 'ipykernel', 'install', '--user', "
+        "'--name', 'niche', '--display-name', 'Niche (workspace)'], capture_output=True, text=True).returncode)"
+    )
+    await page.keyboard.press("Shift+Enter")
+    await page.locator(".jp-OutputArea-output").nth(1).wait_for(timeout=60_000)
+    assert (await page.locator(".jp-OutputArea-output").nth(1).inner_text()).strip() == "0"
+    xsrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == "/hub/")
+    r = await page.request.delete(f"{hub.url}/hub/api/users/dana/server", headers={"X-XSRFToken": xsrf})
+    assert r.status in (202, 204)
+    await page.goto(f"{hub.url}/hub/spawn/dana")
+    await page.wait_for_selector("input[name='environment']", timeout=60_000)
+    await page.click("button[type='submit']")
+    await page.wait_for_url("**/user/dana/lab**", timeout=120_000)
+    specs = await (await page.request.get(f"{hub.url}/user/dana/api/kernelspecs")).json()
+    # the pod home is fresh on every start: only the workspace volume can have kept it
+    assert specs["kernelspecs"]["niche"]["spec"]["display_name"] == "Niche (workspace)"
     await page.close()

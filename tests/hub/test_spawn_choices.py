@@ -187,3 +187,29 @@ async def test_catalog_edit_applies_without_restart_and_broken_edit_keeps_last_g
     finally:
         hub.catalog.write_text(original)
     assert "Catalog edit refused" not in admin.get(f"{hub.url}/hub/spawn/admin").text
+
+
+async def test_named_servers_share_or_own_a_volume_as_the_catalog_says(hub: Hub, core: client.CoreV1Api) -> None:
+    user = "leo"
+    s = hub.login(user)
+    original = hub.catalog.read_text()
+    try:
+        for mode, claim in (("shared", f"claim-{user}"), ("per_server", f"claim-{user}--exp-per-server")):
+            doc = yaml.safe_load(original)
+            doc["storage"]["named_servers"] = mode
+            hub.catalog.write_text(yaml.safe_dump(doc))
+            server = f"exp-{mode}".replace("_", "-")
+            r = hub.api(s, "POST", f"/users/{user}/servers/{server}", json={"environment": "python"})
+            assert r.status_code in (201, 202), r.text
+            pod = await wait_for(
+                lambda sv=server: core.read_namespaced_pod(f"jupyter-{user}--{sv}", USER_NS),
+                lambda p: bool(p.spec.node_name),
+                timeout=60,
+                what=f"{user}'s server {server}",
+            )
+            claims = [v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim]
+            assert claims == [claim], (mode, claims)
+            await core.read_namespaced_persistent_volume_claim(claim, USER_NS)
+            hub.api(s, "DELETE", f"/users/{user}/servers/{server}")
+    finally:
+        hub.catalog.write_text(original)
