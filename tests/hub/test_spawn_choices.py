@@ -122,6 +122,9 @@ async def test_cpu_choice_lands_on_a_cpu_node(hub: Hub, core: client.CoreV1Api) 
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert parse_quantity(pod.spec.containers[0].resources.limits["memory"]) == parse_quantity("16Gi")
     hub.api(s, "DELETE", f"/users/{user}/server")
+    await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod removed")
+    form = " ".join(s.get(f"{hub.url}/hub/spawn/{user}").text.split())
+    assert '<option value="medium" selected>' in form, "the form preselects the last choice"
 
 
 async def test_unschedulable_gpu_spawn_fails_fast_and_explains(
@@ -211,5 +214,28 @@ async def test_named_servers_share_or_own_a_volume_as_the_catalog_says(hub: Hub,
             assert claims == [claim], (mode, claims)
             await core.read_namespaced_persistent_volume_claim(claim, USER_NS)
             hub.api(s, "DELETE", f"/users/{user}/servers/{server}")
+    finally:
+        hub.catalog.write_text(original)
+
+
+async def test_unpullable_image_fails_fast_and_explains(hub: Hub, core: client.CoreV1Api) -> None:
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["environments"].append({"name": "broken", "display_name": "Broken", "image": "nowhere/missing:1"})
+    user = "mallet"
+    s = hub.login(user)
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        t0 = time.monotonic()
+        r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "broken"})
+        if r.status_code in (201, 202):
+            last = _progress_until_done(hub, s, user)
+            assert last.get("failed"), last
+            message = last.get("message", "")
+        else:
+            message = r.json()["message"]
+        assert time.monotonic() - t0 < 30
+        assert "the image nowhere/missing:1 of environment 'broken' can not be pulled" in message, message
+        await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=30, what="the failed pod removed")
     finally:
         hub.catalog.write_text(original)
