@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-class ChoiceError(Exception):
-    """A refused spawn or job choice. ``status`` is the HTTP status to answer with."""
+class FieldError(Exception):
+    """Bad input about one field. ``status`` is the HTTP status to answer with; API layers
+    render ``{"status": ..., "field": ..., "message": ...}`` from it."""
 
     status = 400
 
@@ -12,6 +13,10 @@ class ChoiceError(Exception):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class ChoiceError(FieldError):
+    """A refused spawn or job choice (environment, size, GPUs)."""
 
 
 class UnknownChoice(ChoiceError):

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
+from spawner_ext.security import container_security_context, pod_security_context
+
 T = TypeVar("T")
 
 
@@ -53,18 +55,20 @@ async def describe_pod(core: client.CoreV1Api, ns: str, name: str) -> str:
 
 async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) -> str:
     """``cat`` a file of a PVC from a short-lived pod (works on any cluster)."""
-    name = f"read-{claim}"[:50]
+    name = f"read-{claim}-{abs(hash(path)) % 10**6}"[:60]
     await core.create_namespaced_pod(
         ns,
         {
             "metadata": {"name": name},
             "spec": {
                 "restartPolicy": "Never",
+                "securityContext": pod_security_context(),  # admitted where `restricted` is enforced
                 "containers": [
                     {
                         "name": "cat",
                         "image": "busybox",
                         "command": ["cat", f"/pvc/{path}"],
+                        "securityContext": container_security_context(),
                         "volumeMounts": [{"name": "v", "mountPath": "/pvc", "readOnly": True}],
                     }
                 ],
@@ -78,7 +82,9 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
         timeout=60,
         what=f"pod {name} to end",
     )
-    log = await core.read_namespaced_pod_log(name, ns)
+    # raw text: the client would otherwise parse a log that looks like JSON into a dict
+    resp = await core.read_namespaced_pod_log(name, ns, _preload_content=False)
+    log = await resp.text()
     await core.delete_namespaced_pod(name, ns)
     assert pod.status.phase == "Succeeded", f"reading {path} from {claim} failed: {log}"
     return str(log)

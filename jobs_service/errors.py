@@ -1,0 +1,17 @@
+"""Errors of the jobs service; each carries its HTTP status and names the field."""
+
+from __future__ import annotations
+
+from spawner_ext.errors import FieldError
+
+
+class InvalidField(FieldError):
+    status = 400
+
+
+class NotFound(FieldError):
+    status = 404
+
+
+class Conflict(FieldError):
+    status = 409

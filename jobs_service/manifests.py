@@ -1,0 +1,158 @@
+"""Pure builders: a job definition -> its snapshot ConfigMap, CronJob and run-now Job.
+
+The pod comes from the spawner's workload builder, so a job runs with the image,
+resources, GPUs, placement, volumes and security context its notebook was developed with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubespawner.slugs import safe_slug
+
+from spawner_ext.workload import Workload
+
+from .validation import CONCURRENCY_POLICY, Definition
+
+LABEL = "moonhub.io/"
+SNAPSHOT_MOUNT = "/snapshot"
+#: where outputs land in the owner's workspace: jobs/<definition>/<k8s job name>.ipynb
+OUTPUT_DIR = "jobs"
+RUNNER = "moonhub-run-notebook"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Kubernetes names of one definition's objects; CronJob names are at most 52 chars."""
+
+    owner: str
+    definition: str
+
+    @property
+    def owner_slug(self) -> str:
+        return safe_slug(self.owner, max_length=16)
+
+    @property
+    def cronjob(self) -> str:
+        return f"nb-{self.owner_slug}-{self.definition}"[:52].rstrip("-")
+
+    def snapshot(self, version: int) -> str:
+        return f"{self.cronjob}-v{version}"
+
+    def labels(self) -> dict[str, str]:
+        return {
+            f"{LABEL}component": "notebook-job",
+            f"{LABEL}owner": self.owner_slug,
+            f"{LABEL}job": self.definition,
+        }
+
+
+def snapshot_configmap(names: Names, version: int, notebook: dict[str, Any], namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names.snapshot(version),
+            "namespace": namespace,
+            "labels": {**names.labels(), f"{LABEL}version": str(version)},
+        },
+        "data": {"notebook.ipynb": json.dumps(notebook)},
+        "immutable": True,
+    }
+
+
+def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:
+    output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
+    env = [
+        {"name": "MOONHUB_RUN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+        {"name": "MOONHUB_PARAMETERS", "value": json.dumps(defn.parameters)},
+        {"name": "HOME", "value": workspace},
+        *({"name": k, "value": v} for k, v in sorted(w.env.items())),
+    ]
+    resources = {
+        "requests": {"cpu": str(w.cpu_guarantee), "memory": w.mem_guarantee, **w.extra_resource_guarantees},
+        "limits": {"cpu": str(w.cpu_limit), "memory": w.mem_limit, **w.extra_resource_limits},
+    }
+    volumes = [*w.volumes, {"name": "snapshot", "configMap": {"name": names.snapshot(version)}}]
+    mounts = [*w.volume_mounts, {"name": "snapshot", "mountPath": SNAPSHOT_MOUNT, "readOnly": True}]
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": w.pod_security_context,
+        "containers": [
+            {
+                "name": "notebook",
+                "image": w.image,
+                "command": [RUNNER, f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace],
+                "workingDir": workspace,
+                "env": env,
+                "resources": resources,
+                "volumeMounts": mounts,
+                "securityContext": w.container_security_context,
+            }
+        ],
+        "volumes": volumes,
+    }
+    if w.node_selector:
+        spec["nodeSelector"] = w.node_selector
+    if w.tolerations:
+        spec["tolerations"] = w.tolerations
+    if w.node_affinity_required:
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": w.node_affinity_required}
+            }
+        }
+    return spec
+
+
+def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:
+    return {
+        "activeDeadlineSeconds": defn.timeout_seconds,
+        "backoffLimit": defn.retries,
+        "ttlSecondsAfterFinished": 24 * 3600,
+        "template": {
+            "metadata": {"labels": {**names.labels(), **w.labels, f"{LABEL}version": str(version)}},
+            "spec": pod_spec(defn, names, version, w, workspace),
+        },
+    }
+
+
+def cronjob(
+    defn: Definition, names: Names, version: int, w: Workload, namespace: str, workspace: str
+) -> dict[str, Any]:
+    labels = {**names.labels(), f"{LABEL}version": str(version)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": names.cronjob, "namespace": namespace, "labels": labels},
+        "spec": {
+            # a definition without a schedule exists only to be run by hand: it stays suspended
+            "schedule": defn.schedule or "0 0 1 1 *",
+            "timeZone": defn.timezone,
+            "concurrencyPolicy": CONCURRENCY_POLICY[defn.concurrency],
+            "suspend": not (defn.active and defn.schedule),
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec(defn, names, version, w, workspace)},
+        },
+    }
+
+
+def manual_job(cron: dict[str, Any], run_name: str) -> dict[str, Any]:
+    """A Job made from a CronJob's template, as ``kubectl create job --from=cronjob`` does."""
+    tmpl = cron["spec"]["jobTemplate"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run_name,
+            "namespace": cron["metadata"]["namespace"],
+            "labels": {**tmpl["metadata"]["labels"], f"{LABEL}trigger": "manual"},
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+        },
+        "spec": tmpl["spec"],
+    }

@@ -1,0 +1,187 @@
+"""Validate a job definition submitted to the service. Pure: no Kubernetes, no database."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from .errors import InvalidField
+
+Concurrency = Literal["allow", "skip", "replace"]
+#: our words for Kubernetes' CronJob concurrencyPolicy
+CONCURRENCY_POLICY = {"allow": "Allow", "skip": "Forbid", "replace": "Replace"}
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_NAME = 30
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_PARAMETERS_BYTES = 16 * 1024
+MAX_NOTEBOOK_BYTES = 900 * 1024  # stored in a ConfigMap (1 MiB at most, with overhead)
+FIELDS = {
+    "name",
+    "notebook",
+    "schedule",
+    "timezone",
+    "environment",
+    "size",
+    "gpu_type",
+    "gpu_count",
+    "parameters",
+    "timeout_seconds",
+    "retries",
+    "concurrency",
+    "active",
+    "keep_runs",
+}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated job definition (what the user asked for; choices checked separately)."""
+
+    name: str
+    notebook: str
+    schedule: str | None
+    timezone: str = "UTC"
+    environment: str | None = None
+    size: str | None = None
+    gpu_type: str | None = None
+    gpu_count: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: int = 3600
+    retries: int = 0
+    concurrency: Concurrency = "skip"
+    active: bool = True
+    keep_runs: int = 20
+
+    def choices(self) -> dict[str, Any]:
+        """The environment / size / GPU part, in the spawner's option format."""
+        raw = {
+            "environment": self.environment,
+            "size": self.size,
+            "gpu_type": self.gpu_type or "",
+            "gpu_count": self.gpu_count,
+        }
+        return {k: v for k, v in raw.items() if v not in (None, "")} | {"gpu_count": self.gpu_count}
+
+
+def _int(data: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(key, f"must be a whole number, not {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidField(key, f"must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def check_notebook_path(path: Any) -> str:
+    if not isinstance(path, str) or not path:
+        raise InvalidField("notebook", "must be the notebook's path in your workspace")
+    p = PurePosixPath(path)
+    if p.is_absolute() or path.startswith("~"):
+        raise InvalidField("notebook", f"must be relative to your workspace, not {path!r}")
+    if ".." in p.parts:
+        raise InvalidField("notebook", "may not contain '..'")
+    if p.suffix != ".ipynb":
+        raise InvalidField("notebook", "must be a .ipynb file")
+    if len(path) > 255 or "\x00" in path:
+        raise InvalidField("notebook", "is not a usable path")
+    return str(p)
+
+
+def check_schedule(schedule: Any, timezone: Any, min_interval: timedelta) -> tuple[str | None, str]:
+    if not isinstance(timezone, str):
+        raise InvalidField("timezone", "must be an IANA time zone name such as Europe/Berlin")
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidField(
+            "timezone", f"unknown time zone {timezone!r} (use an IANA name such as Asia/Shanghai)"
+        ) from None
+    if schedule in (None, ""):
+        return None, timezone
+    if not isinstance(schedule, str):
+        raise InvalidField("schedule", "must be a cron expression such as '0 6 * * 1-5'")
+    fields = schedule.split()
+    if len(fields) != 5:
+        raise InvalidField("schedule", f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
+    if not croniter.is_valid(schedule):
+        raise InvalidField("schedule", f"{schedule!r} is not a valid cron expression")
+    it = croniter(schedule, datetime(2026, 1, 1, tzinfo=tz))
+    times = [it.get_next(datetime) for _ in range(3)]
+    gap = min(b - a for a, b in itertools.pairwise(times))
+    if gap < min_interval:
+        raise InvalidField("schedule", f"runs every {gap}, more often than the allowed {min_interval}")
+    return " ".join(fields), timezone
+
+
+def check_parameters(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidField("parameters", "must be an object of name: value")
+    for k, v in params.items():
+        if not PARAM_NAME.match(str(k)):
+            raise InvalidField("parameters", f"{k!r} is not a Python identifier")
+        if not isinstance(v, str | int | float | bool | list | dict) and v is not None:
+            raise InvalidField("parameters", f"{k}: values must be JSON")
+    if len(json.dumps(params)) > MAX_PARAMETERS_BYTES:
+        raise InvalidField("parameters", f"are larger than {MAX_PARAMETERS_BYTES // 1024} KiB")
+    return dict(params)
+
+
+def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definition:
+    """A :class:`Definition` from the JSON body of a create / update request."""
+    if not isinstance(data, dict):
+        raise InvalidField("body", "must be a JSON object")
+    for key in data:
+        if key not in FIELDS:
+            raise InvalidField(key, f"unknown field (accepted: {', '.join(sorted(FIELDS))})")
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidField(
+            "name", "must be lower-case letters, digits and '-', starting and ending with a letter or digit"
+        )
+    if len(name) > MAX_NAME:
+        raise InvalidField("name", f"is {len(name)} characters; at most {MAX_NAME} fit in Kubernetes names")
+    schedule, tz = check_schedule(data.get("schedule"), data.get("timezone", "UTC"), min_interval)
+    concurrency = data.get("concurrency", "skip")
+    if concurrency not in CONCURRENCY_POLICY:
+        raise InvalidField("concurrency", "must be 'skip' (if still running), 'replace' (the running one) or 'allow'")
+    for key in ("environment", "size", "gpu_type"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise InvalidField(key, "must be a name from the catalog")
+    active = data.get("active", True)
+    if not isinstance(active, bool):
+        raise InvalidField("active", "must be true or false")
+    return Definition(
+        name=name,
+        notebook=check_notebook_path(data.get("notebook")),
+        schedule=schedule,
+        timezone=tz,
+        environment=data.get("environment"),
+        size=data.get("size"),
+        gpu_type=data.get("gpu_type") or None,
+        gpu_count=_int(data, "gpu_count", 0, 0, 64),
+        parameters=check_parameters(data.get("parameters")),
+        timeout_seconds=_int(data, "timeout_seconds", 3600, 60, 7 * 24 * 3600),
+        retries=_int(data, "retries", 0, 0, 10),
+        concurrency=concurrency,
+        active=active,
+        keep_runs=_int(data, "keep_runs", 20, 1, 1000),
+    )
+
+
+def check_notebook(content: Any) -> dict[str, Any]:
+    """The snapshot's content: an nbformat-4 notebook small enough for a ConfigMap."""
+    if not isinstance(content, dict) or content.get("nbformat") != 4 or not isinstance(content.get("cells"), list):
+        raise InvalidField("notebook_content", "must be a Jupyter notebook (nbformat 4)")
+    if len(json.dumps(content)) > MAX_NOTEBOOK_BYTES:
+        raise InvalidField("notebook_content", f"is larger than {MAX_NOTEBOOK_BYTES // 1024} KiB")
+    return content

@@ -1,0 +1,82 @@
+"""Run one notebook snapshot as a scheduled job: ``moonhub-run-notebook``.
+
+Executes the snapshot with papermill, injecting parameters, and writes the output notebook
+into the owner's workspace as it goes (papermill saves after every cell). Exits 0 on
+success and 1 when a cell fails; the failing cell is printed and recorded in a small JSON
+result file next to the output (``<output>.result.json``), which the jobs service reads.
+
+Parameters come from ``$MOONHUB_PARAMETERS`` (a JSON object) or ``--parameters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _result(path: Path, **fields: Any) -> None:
+    path.write_text(json.dumps(fields, indent=2))
+
+
+def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | None, kernel: str | None) -> int:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = output.with_name(output.name + ".result.json")
+    started = time.time()
+    print(f"moonhub-run-notebook: {notebook} -> {output} with parameters {sorted(parameters)}", flush=True)
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            cwd=str(cwd) if cwd else None,
+            kernel_name=kernel,
+            progress_bar=False,
+            log_output=True,
+            request_save_on_cell_execute=True,
+        )
+    except PapermillExecutionError as e:
+        print(f"moonhub-run-notebook: cell {e.exec_count} failed: {e.ename}: {e.evalue}", file=sys.stderr, flush=True)
+        _result(
+            result,
+            status="failed",
+            cell=e.exec_count,
+            error=e.ename,
+            message=str(e.evalue),
+            started=started,
+            finished=time.time(),
+        )
+        return 1
+    _result(result, status="succeeded", started=started, finished=time.time())
+    print("moonhub-run-notebook: done", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="moonhub-run-notebook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("notebook", type=Path, help="the snapshot to execute")
+    p.add_argument("output", type=Path, help="where the executed notebook goes (in the workspace)")
+    p.add_argument("--parameters", default=os.environ.get("MOONHUB_PARAMETERS", "{}"), help="a JSON object")
+    p.add_argument("--cwd", type=Path, default=None, help="working directory for the kernel")
+    p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+    args = p.parse_args(argv)
+    try:
+        params = json.loads(args.parameters)
+    except json.JSONDecodeError as e:
+        p.error(f"--parameters is not JSON: {e}")
+    if not isinstance(params, dict):
+        p.error("--parameters must be a JSON object")
+    return run(args.notebook, args.output, params, args.cwd, args.kernel)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Notebook jobs for real: the jobs service's manifests, run by the runner on the node agent."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client
+
+from jobs_service import manifests, validation
+from localcluster.config import ClusterConfig
+from spawner_ext import choices as ch
+from spawner_ext.catalog import load
+from spawner_ext.workload import build
+from tests.helpers import describe_pod, read_from_pvc, wait_for
+
+CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+WORKSPACE = "/home/jovyan"
+
+
+@pytest.fixture(autouse=True)
+def _runs_on_node_agent(local_cluster: ClusterConfig | None) -> None:
+    if local_cluster is None:
+        pytest.skip("needs the local node agent's notebook environment")
+
+
+def notebook(*cells: tuple[str, list[str]]) -> dict:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"c{i}",
+                "metadata": {"tags": tags},
+                "execution_count": None,
+                "outputs": [],
+                "source": src,
+            }
+            for i, (src, tags) in enumerate(cells)
+        ],
+    }
+
+
+async def _submit(api: client.ApiClient, ns: str, owner: str, body: dict, nb: dict, run: str) -> manifests.Names:
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    timeout = body.pop("_timeout", None)
+    defn = validation.parse(body)
+    if timeout:  # below the API's 60 s minimum, to keep the test short
+        defn = dataclasses.replace(defn, timeout_seconds=timeout)
+    choice = ch.parse(defn.choices(), CATALOG, ch.allowed(CATALOG, []))
+    names = manifests.Names(owner, defn.name)
+    w = build(CATALOG, choice, f"claim-{owner}")
+    await core.create_namespaced_config_map(ns, manifests.snapshot_configmap(names, 1, nb, ns))
+    cron = manifests.cronjob(defn, names, 1, w, ns, WORKSPACE)
+    await batch.create_namespaced_cron_job(ns, cron)
+    await batch.create_namespaced_job(ns, manifests.manual_job(cron, run))
+    return names
+
+
+async def _finished(batch: client.BatchV1Api, ns: str, job: str) -> client.V1Job:
+    return await wait_for(
+        lambda: batch.read_namespaced_job(job, ns),
+        lambda j: any(c.type in ("Complete", "Failed") and c.status == "True" for c in j.status.conditions or []),
+        timeout=120,
+        what=f"job {job} to finish",
+    )
+
+
+async def test_run_now_executes_snapshot_with_parameters(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    await core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    owner = "olga"
+    await core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": f"claim-{owner}"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    good = notebook(
+        ("greeting = 'default'\nrepeat = 1", ["parameters"]),
+        ("import socket\nprint(greeting * repeat, socket.gethostname().startswith('daily-report-run1'))", []),
+    )
+    bad = notebook(("x = 1", ["parameters"]), ("raise ValueError('boom at cell 2')", []))
+    batch = client.BatchV1Api(api)
+    await asyncio.gather(
+        _submit(
+            api,
+            namespace,
+            owner,
+            {
+                "name": "daily-report",
+                "notebook": "reports/daily.ipynb",
+                "schedule": "0 6 * * 1-5",
+                "timezone": "Asia/Shanghai",
+                "parameters": {"greeting": "hello ", "repeat": 2},
+            },
+            good,
+            "daily-report-run1",
+        ),
+        _submit(
+            api, namespace, owner, {"name": "broken", "notebook": "broken.ipynb", "schedule": None}, bad, "broken-run1"
+        ),
+    )
+    job = await _finished(batch, namespace, "daily-report-run1")
+    pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=daily-report-run1")).items
+    assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Complete", await describe_pod(
+        core, namespace, pods[0].metadata.name
+    )
+    out = json.loads(
+        await read_from_pvc(core, namespace, f"claim-{owner}", "jobs/daily-report/daily-report-run1.ipynb")
+    )
+    injected = [c for c in out["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and 'greeting = "hello "' in "".join(injected[0]["source"])
+    printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
+    assert printed.strip() == "hello hello  True"
+    result = json.loads(
+        await read_from_pvc(core, namespace, f"claim-{owner}", "jobs/daily-report/daily-report-run1.ipynb.result.json")
+    )
+    assert result["status"] == "succeeded"
+
+    job = await _finished(batch, namespace, "broken-run1")
+    assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
+    result = json.loads(
+        await read_from_pvc(core, namespace, f"claim-{owner}", "jobs/broken/broken-run1.ipynb.result.json")
+    )
+    assert (result["status"], result["cell"], result["error"]) == ("failed", 2, "ValueError")
+    pod = (await core.list_namespaced_pod(namespace, label_selector="job-name=broken-run1")).items[0]
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 1
+    log = await core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    assert "cell 2 failed: ValueError: boom at cell 2" in log
+
+    cron = await batch.read_namespaced_cron_job("nb-olga-daily-report", namespace)
+    assert (cron.spec.schedule, cron.spec.time_zone, cron.spec.concurrency_policy, cron.spec.suspend) == (
+        "0 6 * * 1-5",
+        "Asia/Shanghai",
+        "Forbid",
+        False,
+    )
+
+
+async def test_timeout_ends_the_run(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
+    owner = "pavel"
+    await core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": f"claim-{owner}"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    slow = notebook(("import time\ntime.sleep(600)", []))
+    await _submit(api, namespace, owner, {"name": "slow", "notebook": "slow.ipynb", "_timeout": 8}, slow, "slow-run1")
+    job = await _finished(client.BatchV1Api(api), namespace, "slow-run1")
+    failed = next(c for c in job.status.conditions if c.type == "Failed" and c.status == "True")
+    assert failed.reason == "DeadlineExceeded"

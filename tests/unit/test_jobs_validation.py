@@ -1,0 +1,116 @@
+from datetime import timedelta
+
+import pytest
+
+from jobs_service import manifests, validation
+from jobs_service.errors import InvalidField
+from spawner_ext import choices as ch
+from spawner_ext.workload import build
+from tests.unit.test_choices import CAT
+
+BASE = {"name": "daily", "notebook": "reports/daily.ipynb", "schedule": "0 6 * * *"}
+
+
+def test_defaults() -> None:
+    d = validation.parse(BASE)
+    assert (d.timezone, d.concurrency, d.retries, d.timeout_seconds, d.active, d.parameters) == (
+        "UTC",
+        "skip",
+        0,
+        3600,
+        True,
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "text"),
+    [
+        ({"notebook": "/etc/passwd.ipynb"}, "notebook", "relative to your workspace"),
+        ({"notebook": "../other/x.ipynb"}, "notebook", "may not contain '..'"),
+        ({"notebook": "a/../../x.ipynb"}, "notebook", "may not contain '..'"),
+        ({"notebook": "~/x.ipynb"}, "notebook", "relative to your workspace"),
+        ({"notebook": "script.py"}, "notebook", "must be a .ipynb file"),
+        ({"schedule": "0 0 6 * * *"}, "schedule", "needs 5 fields"),
+        ({"schedule": "61 * * * *"}, "schedule", "not a valid cron expression"),
+        ({"schedule": "every day"}, "schedule", "needs 5 fields"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
+        ({"name": "Daily Report"}, "name", "lower-case letters"),
+        ({"name": "x" * 31}, "name", "at most 30 fit"),
+        ({"concurrency": "queue"}, "concurrency", "must be 'skip'"),
+        ({"timeout_seconds": 5}, "timeout_seconds", "between 60 and"),
+        ({"retries": "3"}, "retries", "whole number"),
+        ({"retries": 99}, "retries", "between 0 and 10"),
+        ({"parameters": {"not valid": 1}}, "parameters", "not a Python identifier"),
+        ({"parameters": {"blob": "x" * 20000}}, "parameters", "larger than 16 KiB"),
+        ({"image": "evil"}, "image", "unknown field"),
+        ({"active": "yes"}, "active", "true or false"),
+    ],
+)
+def test_bad_definitions_name_the_field(change: dict, field: str, text: str) -> None:
+    with pytest.raises(InvalidField) as err:
+        validation.parse({**BASE, **change})
+    assert err.value.status == 400 and err.value.field == field and text in err.value.message
+
+
+def test_too_frequent_schedule_is_refused() -> None:
+    with pytest.raises(InvalidField, match="more often than the allowed"):
+        validation.parse({**BASE, "schedule": "*/5 * * * *"}, min_interval=timedelta(minutes=15))
+    assert validation.parse({**BASE, "schedule": "*/15 * * * *"}, min_interval=timedelta(minutes=15))
+
+
+def test_notebook_content_must_be_a_notebook() -> None:
+    with pytest.raises(InvalidField, match="nbformat 4"):
+        validation.check_notebook({"cells": []})
+    assert validation.check_notebook({"nbformat": 4, "cells": []})
+
+
+def test_cronjob_from_the_workload_builder() -> None:
+    d = validation.parse(
+        {
+            **BASE,
+            "concurrency": "replace",
+            "timezone": "Europe/Berlin",
+            "retries": 2,
+            "environment": "pytorch",
+            "gpu_type": "t4",
+            "gpu_count": 1,
+            "parameters": {"n": 3},
+        }
+    )
+    choice = ch.parse(d.choices(), CAT, ch.allowed(CAT, []))
+    w = build(CAT, choice, "claim-ann")
+    names = manifests.Names("Ann.Lee@corp", d.name)
+    cron = manifests.cronjob(d, names, 4, w, "moonhub-users", "/home/jovyan")
+    assert len(names.cronjob) <= 52 and names.cronjob.startswith("nb-")
+    spec = cron["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"], spec["suspend"]) == (
+        "0 6 * * *",
+        "Europe/Berlin",
+        "Replace",
+        False,
+    )
+    job = spec["jobTemplate"]["spec"]
+    assert (job["activeDeadlineSeconds"], job["backoffLimit"]) == (3600, 2) and job["ttlSecondsAfterFinished"] > 0
+    pod = job["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "moonhub/pytorch-notebook:dev"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert {"name": "MOONHUB_PARAMETERS", "value": '{"n": 3}'} in c["env"]
+    assert c["command"][:2] == ["moonhub-run-notebook", "/snapshot/notebook.ipynb"]
+    assert c["command"][2] == "/home/jovyan/jobs/daily/$(MOONHUB_RUN).ipynb"
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["claim-ann"], "only the owner's workspace"
+    assert {"name": "snapshot", "configMap": {"name": names.snapshot(4)}} in pod["volumes"]
+
+
+def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() -> None:
+    d = validation.parse({**BASE, "schedule": None})
+    w = build(CAT, ch.parse({}, CAT, ch.allowed(CAT, [])), "claim-bo")
+    cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, w, "ns", "/home/jovyan")
+    assert cron["spec"]["suspend"] is True
+    job = manifests.manual_job(cron, "daily-abc")
+    assert job["metadata"]["name"] == "daily-abc" and job["spec"] == cron["spec"]["jobTemplate"]["spec"]
+    assert job["metadata"]["labels"]["moonhub.io/trigger"] == "manual"
