@@ -61,10 +61,21 @@ class SpawnerSection:
 
 
 @dataclass(frozen=True)
+class JobsSection:
+    #: run the jobs service as a JupyterHub-managed service
+    enabled: bool = False
+    #: where the service listens (the hub proxies /services/jobs/ to it)
+    url: str = "http://127.0.0.1:8090"
+    #: JupyterHub groups whose members see and manage every user's jobs (hub admins always do)
+    admin_groups: list[str] = field(default_factory=lambda: ["job-admins"])
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     hub: HubSection = field(default_factory=HubSection)
     auth: AuthSection = field(default_factory=AuthSection)
     spawner: SpawnerSection = field(default_factory=SpawnerSection)
+    jobs: JobsSection = field(default_factory=JobsSection)
 
 
 def load(path: Path) -> PlatformConfig:

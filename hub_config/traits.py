@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,27 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.KubeSpawner.http_timeout = 120
     c.KubeSpawner.default_url = "/lab"
     c.Spawner.cmd = ["jupyterhub-singleuser"]
+
+    if cfg.jobs.enabled:
+        catalog = str((base / sp.catalog).resolve()) if sp.catalog else ""
+        c.JupyterHub.services = [
+            {
+                "name": "jobs",
+                "url": cfg.jobs.url,
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jobs_service",
+                    f"--JobsServiceApp.admin_groups={cfg.jobs.admin_groups!r}",
+                ],
+                "oauth_no_confirm": True,
+                "environment": {
+                    # the service's own Kubernetes identity (local development; in-cluster otherwise)
+                    "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
+                    "MOONHUB_CATALOG": catalog,
+                    "MOONHUB_JOBS_DB": f"sqlite:///{state / 'jobs.sqlite'}",
+                },
+            }
+        ]
+        # every user may call the jobs service; it decides what each may see
+        c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services!service=jobs"]}]

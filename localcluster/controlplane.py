@@ -35,6 +35,8 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "kwok": ("kwok-controller", ("system:masters",)),
     # the hub's identity in local development; RBAC grants it the user namespace only
     "hub": ("moonhub:hub", ("moonhub:platform",)),
+    # the jobs service's identity: CronJobs, Jobs and snapshots in the user namespace only
+    "jobs": ("moonhub:jobs", ("moonhub:platform",)),
 }
 
 

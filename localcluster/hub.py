@@ -19,7 +19,11 @@ def hub_up(cfg: ClusterConfig, sup: Supervisor, platform_config: Path = DEFAULT_
     """Start the hub unless it runs; wait until it answers; return its public URL."""
     platform = load(platform_config)  # fail here, with the key named, before starting
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
-    env = {"MOONHUB_CONFIG": str(platform_config.resolve()), "KUBECONFIG": str(cfg.kubeconfig("hub"))}
+    env = {
+        "MOONHUB_CONFIG": str(platform_config.resolve()),
+        "KUBECONFIG": str(cfg.kubeconfig("hub")),
+        "MOONHUB_JOBS_KUBECONFIG": str(cfg.kubeconfig("jobs")),
+    }
     sup.start("hub", argv, env)
     url = platform.hub.public_url.rstrip("/")
     sup.wait_healthy("hub", f"{url}/hub/health", timeout=120)

@@ -136,6 +136,12 @@ class Hub:
         headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
         return s.request(method, f"{self.url}/hub/api{path}", headers=headers, **kwargs)
 
+    def token(self, s: requests.Session, user: str, *scopes: str) -> str:
+        """An API token of ``user`` (as the server extension would hold), made through the hub API."""
+        r = self.api(s, "POST", f"/users/{user}/tokens", json={"scopes": list(scopes), "note": "test"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
     def spawn_form(self, s: requests.Session, user: str, **choices: str) -> requests.Response:
         """Submit the spawn form like the browser does."""
         data = {"_xsrf": s.cookies.get("_xsrf", path="/hub/") or "", **choices}
@@ -159,6 +165,7 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         "proxy_api_url": "http://127.0.0.1:18001",
         "state_dir": ".",
     }
+    doc["jobs"]["url"] = "http://127.0.0.1:18090"
     config = HUB_STATE / "platform.yaml"
     config.write_text(yaml.safe_dump(doc))
     sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)

@@ -1,0 +1,131 @@
+"""The REST API (v1): JupyterHub-authenticated handlers, each ending in the route list.
+
+Every route but ``/health`` needs a JupyterHub login (the browser's OAuth cookie) or a
+token with access to this service (e.g. the user's server token). Errors are JSON:
+``{"status": 400, "field": "schedule", "message": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from kubernetes_asyncio import client
+from tornado import web
+
+from spawner_ext.errors import FieldError
+
+from .service import Caller, JobsService
+
+MAX_BODY = 1024 * 1024
+
+
+class APIHandler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def jobs(self) -> JobsService:
+        return self.settings["jobs"]
+
+    def caller(self) -> Caller:
+        user = self.current_user or {}
+        groups = tuple(user.get("groups") or ())
+        admin = bool(user.get("admin")) or bool(set(groups) & set(self.settings["admin_groups"]))
+        return Caller(name=user["name"], groups=groups, admin=admin)
+
+    def check_xsrf_cookie(self) -> None:
+        # token requests need no XSRF; cookie requests must come from our own origin
+        if self.request.headers.get("Authorization"):
+            return
+        super().check_xsrf_cookie()
+
+    def body(self) -> Any:
+        if len(self.request.body) > MAX_BODY:
+            raise web.HTTPError(413, f"request body larger than {MAX_BODY // 1024} KiB")
+        try:
+            return json.loads(self.request.body or b"null")
+        except json.JSONDecodeError as e:
+            raise FieldError("body", f"is not valid JSON ({e.msg})") from None
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any] = {"status": status_code, "message": self._reason}
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            body["message"] = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, FieldError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+def _guard(handler: Any) -> Any:
+    """Turn domain errors raised in a handler method into their JSON response."""
+
+    async def wrapper(self: APIHandler, *args: Any) -> None:
+        try:
+            await handler(self, *args)
+        except FieldError as e:
+            self.send({"status": e.status, "field": e.field, "message": str(e)}, e.status)
+        except client.ApiException as e:
+            msg = json.loads(e.body).get("message", e.reason) if e.body else e.reason
+            self.send({"status": 502, "message": f"Kubernetes refused: {msg}"}, 502)
+
+    return web.authenticated(wrapper)
+
+
+class JobsHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        self.send({"jobs": self.jobs.list_jobs(self.caller())})
+
+    @_guard
+    async def post(self) -> None:
+        self.send(await self.jobs.create(self.caller(), self.body()), 201)
+
+
+class JobHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str) -> None:
+        self.send(self.jobs.get(self.caller(), int(job_id)))
+
+    @_guard
+    async def delete(self, job_id: str) -> None:
+        await self.jobs.delete(self.caller(), int(job_id))
+        self.set_status(204)
+        self.finish()
+
+
+class RunNowHandler(APIHandler):
+    @_guard
+    async def post(self, job_id: str) -> None:
+        self.send(await self.jobs.run_now(self.caller(), int(job_id)), 201)
+
+
+class RunsHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str) -> None:
+        self.send({"runs": self.jobs.runs(self.caller(), int(job_id))})
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.finish({"status": "ok"})
+
+
+def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    api = f"{prefix}api/v1"
+    return [
+        (f"{api}/jobs", JobsHandler),
+        (rf"{api}/jobs/(\d+)", JobHandler),
+        (rf"{api}/jobs/(\d+)/run", RunNowHandler),
+        (rf"{api}/jobs/(\d+)/runs", RunsHandler),
+        (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
+        (f"{prefix}health", HealthHandler),
+    ]

@@ -1,0 +1,74 @@
+"""The service's database: definitions, their notebook versions, and run history.
+
+SQLAlchemy 2 (SQLite by default, PostgreSQL through the URL). History lives here, so it
+outlives Kubernetes Jobs and pods.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint, create_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime.datetime: DateTime(timezone=True)}
+
+
+class DefinitionRow(Base):
+    __tablename__ = "definitions"
+    __table_args__ = (UniqueConstraint("owner", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    #: the validated definition (see validation.Definition), as JSON
+    spec: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    cronjob: Mapped[str] = mapped_column(String(63))
+    created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    versions: Mapped[list[VersionRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
+    runs: Mapped[list[RunRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
+
+
+class VersionRow(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("definition_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    notebook: Mapped[dict[str, Any]]
+    created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    definition: Mapped[DefinitionRow] = relationship(back_populates="versions")
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"), index=True)
+    job_name: Mapped[str] = mapped_column(String(63), unique=True)
+    version: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")
+    #: queued | running | succeeded | failed | timed_out | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    output: Mapped[str] = mapped_column(String(512), default="")
+    created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    started: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    finished: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    definition: Mapped[DefinitionRow] = relationship(back_populates="runs")
+
+
+def open_db(url: str) -> sessionmaker[Any]:
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,233 @@
+"""The jobs service's operations: validate, snapshot, create Kubernetes objects, track runs.
+
+Every operation takes the caller (:class:`Caller`) and enforces ownership: users see and
+change only their own definitions; job admins see all. Validation happens before anything
+is written, so a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from spawner_ext import choices as ch
+from spawner_ext.catalog import CatalogStore
+from spawner_ext.workload import build
+
+from . import manifests, validation
+from .db import DefinitionRow, RunRow, VersionRow, utcnow
+from .errors import Conflict, InvalidField, NotFound
+
+log = logging.getLogger("moonhub.jobs")
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+
+
+class JobsService:
+    def __init__(
+        self, db: sessionmaker[Session], catalog: CatalogStore, api: client.ApiClient, namespace: str, workspace: str
+    ) -> None:
+        self.db, self.catalog, self.namespace, self.workspace = db, catalog, namespace, workspace
+        self.api = api
+        self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
+
+    # ---- helpers ---------------------------------------------------------------------
+    def _own(self, s: Session, caller: Caller, job_id: int) -> DefinitionRow:
+        row = s.get(DefinitionRow, job_id)
+        if row is None or (row.owner != caller.name and not caller.admin):
+            raise NotFound("id", f"no job {job_id}")  # another user's id looks like a missing one
+        return row
+
+    def _cronjob(self, defn: validation.Definition, owner: Caller, version: int) -> dict[str, Any]:
+        cat = self.catalog.get()
+        choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.admin))
+        w = build(cat, choice, f"claim-{owner.name}")
+        return manifests.cronjob(
+            defn, manifests.Names(owner.name, defn.name), version, w, self.namespace, self.workspace
+        )
+
+    @staticmethod
+    def view(row: DefinitionRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "owner": row.owner,
+            "version": row.version,
+            "cronjob": row.cronjob,
+            "created": row.created.isoformat(),
+            "updated": row.updated.isoformat(),
+            **row.spec,
+        }
+
+    @staticmethod
+    def run_view(run: RunRow) -> dict[str, Any]:
+        def iso(t: datetime.datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        duration = (run.finished - run.started).total_seconds() if run.started and run.finished else None
+        return {
+            "id": run.id,
+            "job_id": run.definition_id,
+            "name": run.job_name,
+            "version": run.version,
+            "trigger": run.trigger,
+            "status": run.status,
+            "reason": run.reason,
+            "output": run.output,
+            "created": iso(run.created),
+            "started": iso(run.started),
+            "finished": iso(run.finished),
+            "duration_seconds": duration,
+        }
+
+    # ---- definitions -------------------------------------------------------------------
+    async def create(self, caller: Caller, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidField("body", "must be a JSON object")
+        body = dict(body)
+        content = validation.check_notebook(body.pop("notebook_content", None))
+        defn = validation.parse(body)
+        cron = self._cronjob(defn, caller, 1)  # entitlements checked before anything exists
+        names = manifests.Names(caller.name, defn.name)
+        with self.db() as s:
+            if s.scalar(
+                select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)
+            ):
+                raise Conflict("name", f"you already have a job named {defn.name!r}")
+            row = DefinitionRow(
+                owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=names.cronjob
+            )
+            row.versions.append(VersionRow(number=1, notebook=content))
+            s.add(row)
+            s.flush()
+            snapshot = manifests.snapshot_configmap(names, 1, content, self.namespace)
+            await self.core.create_namespaced_config_map(self.namespace, snapshot)  # type: ignore[arg-type]
+            try:
+                await self.batch.create_namespaced_cron_job(self.namespace, cron)  # type: ignore[arg-type]
+            except client.ApiException:
+                await self.core.delete_namespaced_config_map(names.snapshot(1), self.namespace)
+                raise
+            s.commit()
+            log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, names.cronjob)
+            return self.view(row)
+
+    def list_jobs(self, caller: Caller) -> list[dict[str, Any]]:
+        with self.db() as s:
+            q = select(DefinitionRow).order_by(DefinitionRow.id)
+            if not caller.admin:
+                q = q.where(DefinitionRow.owner == caller.name)
+            return [self.view(r) for r in s.scalars(q)]
+
+    def get(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        with self.db() as s:
+            return self.view(self._own(s, caller, job_id))
+
+    async def delete(self, caller: Caller, job_id: int) -> None:
+        with self.db() as s:
+            row = self._own(s, caller, job_id)
+            try:
+                await self.batch.delete_namespaced_cron_job(
+                    row.cronjob, self.namespace, propagation_policy="Background"
+                )
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+            names = manifests.Names(row.owner, row.name)
+            for v in row.versions:
+                try:
+                    await self.core.delete_namespaced_config_map(names.snapshot(v.number), self.namespace)
+                except client.ApiException as e:
+                    if e.status != 404:
+                        raise
+            s.delete(row)
+            s.commit()
+
+    # ---- runs --------------------------------------------------------------------------
+    async def run_now(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        with self.db() as s:
+            row = self._own(s, caller, job_id)
+            cron = await self.batch.read_namespaced_cron_job(row.cronjob, self.namespace)
+            raw = self.api.sanitize_for_serialization(cron)
+            name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
+            job = manifests.manual_job(raw, name)
+            await self.batch.create_namespaced_job(self.namespace, job)  # type: ignore[arg-type]
+            run = RunRow(
+                definition_id=row.id,
+                job_name=name,
+                version=row.version,
+                trigger="manual",
+                output=f"{manifests.OUTPUT_DIR}/{row.name}/{name}.ipynb",
+            )
+            s.add(run)
+            s.commit()
+            return self.run_view(run)
+
+    def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
+        with self.db() as s:
+            row = self._own(s, caller, job_id)
+            return [self.run_view(r) for r in sorted(row.runs, key=lambda r: r.id, reverse=True)]
+
+    async def sync_runs(self) -> None:
+        """Record every notebook Job the cluster has and its state (Kubernetes is the truth)."""
+        jobs = await self.batch.list_namespaced_job(
+            self.namespace, label_selector=f"{manifests.LABEL}component=notebook-job"
+        )
+        with self.db() as s:
+            known = {r.job_name: r for r in s.scalars(select(RunRow))}
+            by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
+            for job in jobs.items:
+                name = job.metadata.name
+                run = known.get(name)
+                if run is None:
+                    owner_cron = next(
+                        (o.name for o in job.metadata.owner_references or [] if o.kind == "CronJob"), None
+                    )
+                    defn = by_cron.get(owner_cron or "")
+                    if defn is None:
+                        continue
+                    run = RunRow(
+                        definition_id=defn.id,
+                        job_name=name,
+                        version=defn.version,
+                        trigger="schedule",
+                        output=f"{manifests.OUTPUT_DIR}/{defn.name}/{name}.ipynb",
+                    )
+                    s.add(run)
+                _apply_job_status(run, job)
+            s.commit()
+
+    async def sync_forever(self, interval: float = 2.0) -> None:
+        while True:
+            try:
+                await self.sync_runs()
+            except Exception:
+                log.exception("syncing runs failed")
+            await asyncio.sleep(interval)
+
+
+def _apply_job_status(run: RunRow, job: client.V1Job) -> None:
+    st = job.status
+    if st.start_time and not run.started:
+        run.started = st.start_time
+    conds = {c.type: c for c in st.conditions or [] if c.status == "True"}
+    if "Complete" in conds:
+        run.status, run.finished = "succeeded", st.completion_time or conds["Complete"].last_transition_time
+    elif "Failed" in conds:
+        c = conds["Failed"]
+        run.status = "timed_out" if c.reason == "DeadlineExceeded" else "failed"
+        run.reason, run.finished = f"{c.reason}: {c.message}"[:1024], c.last_transition_time or utcnow()
+    elif st.active:
+        run.status = "running"

@@ -1,0 +1,172 @@
+"""The jobs service through the real hub: authentication, ownership, validation, runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+from kubernetes_asyncio import client
+
+from tests.conftest import Hub
+from tests.helpers import read_from_pvc, wait_for
+
+USER_NS = "moonhub-users"
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "p",
+            "metadata": {"tags": ["parameters"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": "rows = 10",
+        },
+        {
+            "cell_type": "code",
+            "id": "w",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "print('rows:', rows)",
+        },
+    ],
+}
+
+
+class Jobs:
+    """A client of the jobs service holding one user's token."""
+
+    def __init__(self, hub: Hub, token: str) -> None:
+        self.base = f"{hub.url}/services/jobs/api/v1"
+        self.headers = {"Authorization": f"token {token}"}
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        return requests.request(method, f"{self.base}{path}", headers=self.headers, data=data, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def clients(hub: Hub) -> dict[str, Jobs]:
+    out = {}
+    for user in ("quinn", "rita", "admin"):
+        s = hub.login(user)
+        out[user] = Jobs(hub, hub.token(s, user, "access:services!service=jobs"))
+    return out
+
+
+def job_body(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "notebook": "analysis/report.ipynb",
+        "notebook_content": NOTEBOOK,
+        "schedule": None,
+        "parameters": {"rows": 42},
+        **extra,
+    }
+
+
+async def test_create_run_and_history(
+    hub: Hub, clients: dict[str, Jobs], core: client.CoreV1Api, api: client.ApiClient
+) -> None:
+    quinn = clients["quinn"]
+    await core.create_namespaced_persistent_volume_claim(
+        USER_NS,
+        {  # quinn has used MoonHub before
+            "metadata": {"name": "claim-quinn"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    r = quinn.call("POST", "/jobs", job_body("report"))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert (job["owner"], job["version"], job["schedule"]) == ("quinn", 1, None)
+    cron = await client.BatchV1Api(api).read_namespaced_cron_job(job["cronjob"], USER_NS)
+    assert cron.spec.suspend is True, "a job without a schedule only runs when asked"
+
+    r = quinn.call("POST", f"/jobs/{job['id']}/run")
+    assert r.status_code == 201, r.text
+    run = r.json()
+    t0 = time.monotonic()
+    runs = await wait_for(
+        lambda: _runs(quinn, job["id"]),
+        lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
+        timeout=120,
+        what="the run to finish",
+    )
+    assert runs[0]["status"] == "succeeded", runs[0]
+    assert runs[0]["name"] == run["name"] and runs[0]["duration_seconds"] is not None
+    out = json.loads(await read_from_pvc(core, USER_NS, "claim-quinn", runs[0]["output"]))
+    printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
+    assert printed.strip() == "rows: 42"
+    print(f"run now -> succeeded in {time.monotonic() - t0:.1f}s")
+
+
+async def _runs(c: Jobs, job_id: int) -> list[dict[str, Any]]:
+    r = c.call("GET", f"/jobs/{job_id}/runs")
+    assert r.status_code == 200, r.text
+    return list(r.json()["runs"])
+
+
+def test_owners_only_and_admins_see_all(clients: dict[str, Jobs]) -> None:
+    quinn, rita, admin = clients["quinn"], clients["rita"], clients["admin"]
+    r = quinn.call("POST", "/jobs", job_body("private"))
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    assert [j["name"] for j in rita.call("GET", "/jobs").json()["jobs"]] == []
+    assert "private" in [j["name"] for j in admin.call("GET", "/jobs").json()["jobs"]]
+    for method, path in (
+        ("GET", f"/jobs/{job_id}"),
+        ("DELETE", f"/jobs/{job_id}"),
+        ("POST", f"/jobs/{job_id}/run"),
+        ("GET", f"/jobs/{job_id}/runs"),
+    ):
+        r = rita.call(method, path)
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    assert admin.call("GET", f"/jobs/{job_id}").status_code == 200
+    assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
+    assert quinn.call("GET", f"/jobs/{job_id}").status_code == 404
+
+
+def test_unauthenticated_requests_are_refused(hub: Hub) -> None:
+    r = requests.get(f"{hub.url}/services/jobs/api/v1/jobs", allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 403)
+    r = requests.post(f"{hub.url}/services/jobs/api/v1/jobs", data="{}", allow_redirects=False, timeout=10)
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"schedule": "0 0 6 * * *"}, 400, "schedule"),
+        ({"schedule": "0 6 * * *", "timezone": "Nowhere/City"}, 400, "timezone"),
+        ({"notebook": "../../etc/x.ipynb"}, 400, "notebook"),
+        ({"notebook": "/abs/x.ipynb"}, 400, "notebook"),
+        ({"name": "n" * 40}, 400, "name"),
+        ({"environment": "cobol"}, 400, "environment"),
+        ({"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}, 403, "gpu_type"),
+        ({"image": "evil/miner"}, 400, "image"),
+        ({"notebook_content": {"cells": "nope"}}, 400, "notebook_content"),
+    ],
+)
+def test_bad_input_names_the_field_and_creates_nothing(
+    clients: dict[str, Jobs], change: dict, status: int, field: str
+) -> None:
+    rita = clients["rita"]
+    r = rita.call("POST", "/jobs", {**job_body("bad"), **change})
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field, r.json()
+    assert rita.call("GET", "/jobs").json()["jobs"] == []
+
+
+def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
+    rita = clients["rita"]
+    r = rita.call("POST", "/jobs", raw=b"{not json")
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    r = rita.call("POST", "/jobs", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert r.status_code == 413
