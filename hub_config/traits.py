@@ -66,6 +66,7 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
                     # the service's own Kubernetes identity (local development; in-cluster otherwise)
                     "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
                     "MOONHUB_CATALOG": catalog,
+                    "MOONHUB_STORAGE_CLASS_OVERRIDE": sp.storage_class_override,
                     "MOONHUB_JOBS_DB": f"sqlite:///{state / 'jobs.sqlite'}",
                 },
             }

@@ -16,6 +16,7 @@ from tornado import web
 
 from spawner_ext.errors import FieldError
 
+from .errors import NotFound
 from .service import Caller, JobsService
 
 MAX_BODY = 1024 * 1024
@@ -96,10 +97,20 @@ class JobHandler(APIHandler):
         self.send(self.jobs.get(self.caller(), int(job_id)))
 
     @_guard
+    async def patch(self, job_id: str) -> None:
+        self.send(await self.jobs.update(self.caller(), int(job_id), self.body()))
+
+    @_guard
     async def delete(self, job_id: str) -> None:
         await self.jobs.delete(self.caller(), int(job_id))
         self.set_status(204)
         self.finish()
+
+
+class VersionsHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str) -> None:
+        self.send({"versions": self.jobs.versions(self.caller(), int(job_id))})
 
 
 class RunNowHandler(APIHandler):
@@ -114,6 +125,22 @@ class RunsHandler(APIHandler):
         self.send({"runs": self.jobs.runs(self.caller(), int(job_id))})
 
 
+class RunHandler(APIHandler):
+    @_guard
+    async def delete(self, job_id: str, run_id: str) -> None:
+        """Cancel a queued or running run."""
+        self.send(await self.jobs.cancel(self.caller(), int(job_id), int(run_id)))
+
+
+class RunLogHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str) -> None:
+        found = await self.jobs.log(self.caller(), int(job_id), int(run_id))
+        if found is None:
+            raise NotFound("run", "has no pod (not started yet, or its pod was cleaned up)")
+        self.send({"pod": found[0], "log": found[1]})
+
+
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
         self.finish({"status": "ok"})
@@ -126,6 +153,9 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)", JobHandler),
         (rf"{api}/jobs/(\d+)/run", RunNowHandler),
         (rf"{api}/jobs/(\d+)/runs", RunsHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
+        (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         (f"{prefix}health", HealthHandler),
     ]

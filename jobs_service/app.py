@@ -36,6 +36,9 @@ class JobsServiceApp(Application):
     admin_groups = List(Unicode(), ["job-admins"], help="JupyterHub groups whose members see all jobs.").tag(
         config=True
     )
+    storage_class_override = Unicode(
+        "", help="StorageClass for workspace volumes the service creates, instead of the catalog's."
+    ).tag(config=True)
     sync_interval = Integer(2, help="Seconds between reading the Jobs' state from Kubernetes.").tag(config=True)
 
     aliases = {
@@ -53,6 +56,10 @@ class JobsServiceApp(Application):
     def _default_db(self) -> str:
         return os.environ.get("MOONHUB_JOBS_DB", "sqlite:///moonhub-jobs.sqlite")
 
+    @default("storage_class_override")
+    def _default_storage_class(self) -> str:
+        return os.environ.get("MOONHUB_STORAGE_CLASS_OVERRIDE", "")
+
     @default("kubeconfig")
     def _default_kubeconfig(self) -> str:
         return os.environ.get("MOONHUB_JOBS_KUBECONFIG", "")
@@ -66,7 +73,12 @@ class JobsServiceApp(Application):
 
             api = client.ApiClient()
         jobs = JobsService(
-            open_db(self.db_url), CatalogStore(Path(self.catalog_path)), api, self.namespace, self.workspace
+            open_db(self.db_url),
+            CatalogStore(Path(self.catalog_path)),
+            api,
+            self.namespace,
+            self.workspace,
+            self.storage_class_override,
         )
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))

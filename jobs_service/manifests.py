@@ -10,8 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes_asyncio.client import ApiClient
+from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
+from spawner_ext.catalog import Storage
 from spawner_ext.workload import Workload
 
 from .validation import CONCURRENCY_POLICY, Definition
@@ -38,6 +41,11 @@ class Names:
     def cronjob(self) -> str:
         return f"nb-{self.owner_slug}-{self.definition}"[:52].rstrip("-")
 
+    @property
+    def workspace_claim(self) -> str:
+        """The owner's workspace PVC, named as MoonSpawner (KubeSpawner's slugs) names it."""
+        return f"claim-{safe_slug(self.owner, max_length=48)}"
+
     def snapshot(self, version: int) -> str:
         return f"{self.cronjob}-v{version}"
 
@@ -61,6 +69,22 @@ def snapshot_configmap(names: Names, version: int, notebook: dict[str, Any], nam
         "data": {"notebook.ipynb": json.dumps(notebook)},
         "immutable": True,
     }
+
+
+def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace: str) -> dict[str, Any]:
+    """The owner's workspace PVC, made like the spawner makes it, for owners who never spawned."""
+    pvc = make_pvc(
+        name=names.workspace_claim,
+        storage_class=storage_class,
+        access_modes=[storage.access_mode],
+        selector=None,
+        storage=storage.capacity,
+        labels={"app.kubernetes.io/component": "singleuser-storage", f"{LABEL}owner": names.owner_slug},
+        annotations={"hub.jupyter.org/username": names.owner},
+    )
+    out: dict[str, Any] = ApiClient().sanitize_for_serialization(pvc)
+    out["metadata"]["namespace"] = namespace
+    return out
 
 
 def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:

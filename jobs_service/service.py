@@ -39,9 +39,16 @@ class Caller:
 
 class JobsService:
     def __init__(
-        self, db: sessionmaker[Session], catalog: CatalogStore, api: client.ApiClient, namespace: str, workspace: str
+        self,
+        db: sessionmaker[Session],
+        catalog: CatalogStore,
+        api: client.ApiClient,
+        namespace: str,
+        workspace: str,
+        storage_class_override: str = "",
     ) -> None:
         self.db, self.catalog, self.namespace, self.workspace = db, catalog, namespace, workspace
+        self.storage_class_override = storage_class_override
         self.api = api
         self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
 
@@ -55,10 +62,28 @@ class JobsService:
     def _cronjob(self, defn: validation.Definition, owner: Caller, version: int) -> dict[str, Any]:
         cat = self.catalog.get()
         choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.admin))
-        w = build(cat, choice, f"claim-{owner.name}")
+        w = build(cat, choice, manifests.Names(owner.name, defn.name).workspace_claim)
         return manifests.cronjob(
             defn, manifests.Names(owner.name, defn.name), version, w, self.namespace, self.workspace
         )
+
+    async def ensure_workspace(self, owner: str) -> None:
+        """Create the owner's workspace PVC when they never started a server (it is kept)."""
+        names = manifests.Names(owner, "")
+        try:
+            await self.core.read_namespaced_persistent_volume_claim(names.workspace_claim, self.namespace)
+            return
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        st = self.catalog.get().storage
+        pvc = manifests.workspace_pvc(names, st, self.storage_class_override or st.storage_class, self.namespace)
+        try:
+            await self.core.create_namespaced_persistent_volume_claim(self.namespace, pvc)  # type: ignore[arg-type]
+            log.info("created workspace volume %s for %s", names.workspace_claim, owner)
+        except client.ApiException as e:
+            if e.status != 409:  # made by the spawner meanwhile
+                raise
 
     @staticmethod
     def view(row: DefinitionRow) -> dict[str, Any]:
@@ -74,10 +99,12 @@ class JobsService:
 
     @staticmethod
     def run_view(run: RunRow) -> dict[str, Any]:
-        def iso(t: datetime.datetime | None) -> str | None:
-            return t.isoformat() if t else None
+        def utc(t: datetime.datetime | None) -> datetime.datetime | None:
+            # SQLite gives back naive datetimes; everything is stored in UTC
+            return t.replace(tzinfo=datetime.UTC) if t and t.tzinfo is None else t
 
-        duration = (run.finished - run.started).total_seconds() if run.started and run.finished else None
+        started, finished, created = utc(run.started), utc(run.finished), utc(run.created)
+        duration = (finished - started).total_seconds() if started and finished else None
         return {
             "id": run.id,
             "job_id": run.definition_id,
@@ -87,9 +114,9 @@ class JobsService:
             "status": run.status,
             "reason": run.reason,
             "output": run.output,
-            "created": iso(run.created),
-            "started": iso(run.started),
-            "finished": iso(run.finished),
+            "created": created.isoformat() if created else None,
+            "started": started.isoformat() if started else None,
+            "finished": finished.isoformat() if finished else None,
             "duration_seconds": duration,
         }
 
@@ -102,6 +129,7 @@ class JobsService:
         defn = validation.parse(body)
         cron = self._cronjob(defn, caller, 1)  # entitlements checked before anything exists
         names = manifests.Names(caller.name, defn.name)
+        await self.ensure_workspace(caller.name)
         with self.db() as s:
             if s.scalar(
                 select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)
@@ -123,6 +151,44 @@ class JobsService:
             s.commit()
             log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, names.cronjob)
             return self.view(row)
+
+    async def update(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
+        """Change a definition; new notebook content freezes a new snapshot version."""
+        if not isinstance(body, dict):
+            raise InvalidField("body", "must be a JSON object")
+        body = dict(body)
+        content = body.pop("notebook_content", None)
+        with self.db() as s:
+            row = self._own(s, caller, job_id)
+            if "name" in body and body["name"] != row.name:
+                raise InvalidField("name", "a job can not be renamed; create a new one")
+            merged = {**{k: v for k, v in row.spec.items()}, **body}
+            defn = validation.parse(merged)
+            version = row.version
+            if content is not None:
+                content = validation.check_notebook(content)
+                version += 1
+            owner = caller if row.owner == caller.name else Caller(row.owner)
+            cron = self._cronjob(defn, owner, version)
+            names = manifests.Names(row.owner, row.name)
+            if content is not None:
+                snapshot = manifests.snapshot_configmap(names, version, content, self.namespace)
+                await self.core.create_namespaced_config_map(self.namespace, snapshot)  # type: ignore[arg-type]
+                row.versions.append(VersionRow(number=version, notebook=content))
+            current = await self.batch.read_namespaced_cron_job(row.cronjob, self.namespace)
+            cron["metadata"]["resourceVersion"] = current.metadata.resource_version
+            await self.batch.replace_namespaced_cron_job(row.cronjob, self.namespace, cron)  # type: ignore[arg-type]
+            row.spec, row.version = dataclasses.asdict(defn), version
+            s.commit()
+            return self.view(row)
+
+    def versions(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
+        with self.db() as s:
+            row = self._own(s, caller, job_id)
+            return [
+                {"number": v.number, "created": v.created.isoformat(), "cells": len(v.notebook.get("cells", []))}
+                for v in sorted(row.versions, key=lambda v: v.number)
+            ]
 
     def list_jobs(self, caller: Caller) -> list[dict[str, Any]]:
         with self.db() as s:
@@ -175,6 +241,38 @@ class JobsService:
             s.commit()
             return self.run_view(run)
 
+    def _run(self, s: Session, caller: Caller, job_id: int, run_id: int) -> RunRow:
+        self._own(s, caller, job_id)
+        run = s.get(RunRow, run_id)
+        if run is None or run.definition_id != job_id:
+            raise NotFound("run", f"no run {run_id} of job {job_id}")
+        return run
+
+    async def cancel(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
+        with self.db() as s:
+            run = self._run(s, caller, job_id, run_id)
+            if run.status in ("succeeded", "failed", "timed_out", "cancelled"):
+                raise Conflict("run", f"run {run_id} already ended ({run.status})")
+            try:
+                await self.batch.delete_namespaced_job(run.job_name, self.namespace, propagation_policy="Background")
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+            run.status, run.reason, run.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
+            s.commit()
+            return self.run_view(run)
+
+    async def log(self, caller: Caller, job_id: int, run_id: int) -> tuple[str, str] | None:
+        """(pod name, log text) of the run's latest pod, or None when it has none (yet / any more)."""
+        with self.db() as s:
+            run = self._run(s, caller, job_id, run_id)
+        pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={run.job_name}")
+        if not pods.items:
+            return None
+        pod = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
+        resp: Any = await self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, _preload_content=False)
+        return pod.metadata.name, await resp.text()
+
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
             row = self._own(s, caller, job_id)
@@ -206,7 +304,8 @@ class JobsService:
                         output=f"{manifests.OUTPUT_DIR}/{defn.name}/{name}.ipynb",
                     )
                     s.add(run)
-                _apply_job_status(run, job)
+                if run.status != "cancelled":
+                    _apply_job_status(run, job)
             s.commit()
 
     async def sync_forever(self, interval: float = 2.0) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cwd", type=Path, default=None, help="working directory for the kernel")
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
     args = p.parse_args(argv)
+    # papermill reports each cell and streams its outputs through logging: the live log
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     try:
         params = json.loads(args.parameters)
     except json.JSONDecodeError as e:

@@ -75,19 +75,14 @@ async def test_create_run_and_history(
     hub: Hub, clients: dict[str, Jobs], core: client.CoreV1Api, api: client.ApiClient
 ) -> None:
     quinn = clients["quinn"]
-    await core.create_namespaced_persistent_volume_claim(
-        USER_NS,
-        {  # quinn has used MoonHub before
-            "metadata": {"name": "claim-quinn"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
     r = quinn.call("POST", "/jobs", job_body("report"))
     assert r.status_code == 201, r.text
     job = r.json()
     assert (job["owner"], job["version"], job["schedule"]) == ("quinn", 1, None)
     cron = await client.BatchV1Api(api).read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.suspend is True, "a job without a schedule only runs when asked"
+    pvc = await core.read_namespaced_persistent_volume_claim("claim-quinn", USER_NS)
+    assert pvc.spec.storage_class_name == "local-hostpath", "quinn never spawned: the service made the workspace"
 
     r = quinn.call("POST", f"/jobs/{job['id']}/run")
     assert r.status_code == 201, r.text
@@ -170,3 +165,60 @@ def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
     assert r.status_code == 400 and r.json()["field"] == "body"
     r = rita.call("POST", "/jobs", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
     assert r.status_code == 413
+
+
+async def test_edit_pause_versions_cancel_and_logs(
+    clients: dict[str, Jobs], core: client.CoreV1Api, api: client.ApiClient
+) -> None:
+    quinn = clients["quinn"]
+    batch = client.BatchV1Api(api)
+    r = quinn.call("POST", "/jobs", job_body("nightly", schedule="30 2 * * *", timezone="Europe/Paris"))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
+    assert (cron.spec.suspend, cron.spec.time_zone, cron.spec.concurrency_policy) == (False, "Europe/Paris", "Forbid")
+
+    # pause, and switch to "replace the previous run"
+    r = quinn.call("PATCH", f"/jobs/{job['id']}", {"active": False, "concurrency": "replace"})
+    assert r.status_code == 200 and r.json()["version"] == 1, r.text
+    cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
+    assert (cron.spec.suspend, cron.spec.concurrency_policy) == (True, "Replace")
+    assert quinn.call("PATCH", f"/jobs/{job['id']}", {"name": "other"}).json()["field"] == "name"
+    assert quinn.call("PATCH", f"/jobs/{job['id']}", {"schedule": "* * *"}).status_code == 400
+
+    # a new notebook freezes a new version; runs use it
+    slow = {
+        **NOTEBOOK,
+        "cells": [{**NOTEBOOK["cells"][1], "source": "import time\nprint('sleeping', flush=True)\ntime.sleep(300)"}],
+    }
+    r = quinn.call("PATCH", f"/jobs/{job['id']}", {"notebook_content": slow})
+    assert r.json()["version"] == 2
+    assert [v["number"] for v in quinn.call("GET", f"/jobs/{job['id']}/versions").json()["versions"]] == [1, 2]
+
+    run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    assert run["version"] == 2
+    await wait_for(
+        lambda: _runs(quinn, job["id"]), lambda rs: rs[0]["status"] == "running", timeout=60, what="the run to start"
+    )
+    log = await wait_for(
+        lambda: _log(quinn, job["id"], run["id"]), lambda t: "sleeping" in t, timeout=60, what="the run's live log"
+    )
+    assert "moonhub-run-notebook" in log
+    r = quinn.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    await wait_for(lambda: _job_gone(batch, run["name"]), bool, timeout=30, what="the cancelled Job deleted")
+    assert (await _runs(quinn, job["id"]))[0]["status"] == "cancelled"
+    assert clients["rita"].call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
+
+
+async def _log(c: Jobs, job_id: int, run_id: int) -> str:
+    r = c.call("GET", f"/jobs/{job_id}/runs/{run_id}/log")
+    return str(r.json().get("log", "")) if r.status_code == 200 else ""
+
+
+async def _job_gone(batch: client.BatchV1Api, name: str) -> bool:
+    try:
+        await batch.read_namespaced_job(name, USER_NS)
+    except client.ApiException as e:
+        return e.status == 404
+    return False
