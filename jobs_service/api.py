@@ -8,8 +8,10 @@ token with access to this service (e.g. the user's server token). Errors are JSO
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import yaml
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from kubernetes_asyncio import client
 from tornado import web
@@ -141,6 +143,15 @@ class RunLogHandler(APIHandler):
         self.send({"pod": found[0], "log": found[1]})
 
 
+OPENAPI = Path(__file__).with_name("openapi.yaml")
+
+
+class OpenAPIHandler(APIHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.send(yaml.safe_load(OPENAPI.read_text()))
+
+
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
         self.finish({"status": "ok"})
@@ -156,6 +167,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
+        (f"{api}/openapi.json", OpenAPIHandler),
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         (f"{prefix}health", HealthHandler),
     ]
