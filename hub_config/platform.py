@@ -68,6 +68,8 @@ class JobsSection:
     url: str = "http://127.0.0.1:8090"
     #: JupyterHub groups whose members see and manage every user's jobs (hub admins always do)
     admin_groups: list[str] = field(default_factory=lambda: ["job-admins"])
+    #: SMTP server for failure e-mails ("host:port"; credentials come from the environment)
+    smtp: str = ""
 
 
 @dataclass(frozen=True)

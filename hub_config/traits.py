@@ -67,6 +67,8 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
                     "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
                     "MOONHUB_CATALOG": catalog,
                     "MOONHUB_STORAGE_CLASS_OVERRIDE": sp.storage_class_override,
+                    "MOONHUB_SMTP_HOST": cfg.jobs.smtp.rsplit(":", 1)[0] if cfg.jobs.smtp else "",
+                    "MOONHUB_SMTP_PORT": cfg.jobs.smtp.rsplit(":", 1)[1] if ":" in cfg.jobs.smtp else "25",
                     "MOONHUB_JOBS_DB": f"sqlite:///{state / 'jobs.sqlite'}",
                 },
             }

@@ -17,6 +17,7 @@ from spawner_ext.catalog import CatalogStore
 
 from .api import routes
 from .db import open_db
+from .notify import SmtpSettings
 from .service import JobsService
 
 
@@ -39,6 +40,9 @@ class JobsServiceApp(Application):
     storage_class_override = Unicode(
         "", help="StorageClass for workspace volumes the service creates, instead of the catalog's."
     ).tag(config=True)
+    smtp_host = Unicode("", help="SMTP server for failure e-mails; empty: no e-mail.").tag(config=True)
+    smtp_port = Integer(25, help="SMTP port.").tag(config=True)
+    smtp_from = Unicode("moonhub@localhost", help="Sender address of notification e-mails.").tag(config=True)
     sync_interval = Integer(2, help="Seconds between reading the Jobs' state from Kubernetes.").tag(config=True)
 
     aliases = {
@@ -79,6 +83,14 @@ class JobsServiceApp(Application):
             self.namespace,
             self.workspace,
             self.storage_class_override,
+            SmtpSettings(
+                host=self.smtp_host or os.environ.get("MOONHUB_SMTP_HOST", ""),
+                port=int(os.environ.get("MOONHUB_SMTP_PORT", self.smtp_port)),
+                sender=self.smtp_from,
+                # credentials only from the environment, never from config files or job specs
+                username=os.environ.get("MOONHUB_SMTP_USERNAME", ""),
+                password=os.environ.get("MOONHUB_SMTP_PASSWORD", ""),
+            ),
         )
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))

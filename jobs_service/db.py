@@ -65,6 +65,8 @@ class RunRow(Base):
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     started: Mapped[datetime.datetime | None] = mapped_column(default=None)
     finished: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    #: the owner was told about the end of this run (kept so a restart does not tell twice)
+    notified: Mapped[bool] = mapped_column(default=False)
     definition: Mapped[DefinitionRow] = relationship(back_populates="runs")
 
 

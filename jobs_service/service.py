@@ -23,7 +23,7 @@ from spawner_ext import choices as ch
 from spawner_ext.catalog import CatalogStore
 from spawner_ext.workload import build
 
-from . import manifests, validation
+from . import manifests, notify, validation
 from .db import DefinitionRow, RunRow, VersionRow, utcnow
 from .errors import Conflict, InvalidField, NotFound
 
@@ -46,7 +46,9 @@ class JobsService:
         namespace: str,
         workspace: str,
         storage_class_override: str = "",
+        smtp: notify.SmtpSettings | None = None,
     ) -> None:
+        self.smtp = smtp or notify.SmtpSettings()
         self.db, self.catalog, self.namespace, self.workspace = db, catalog, namespace, workspace
         self.storage_class_override = storage_class_override
         self.api = api
@@ -279,10 +281,12 @@ class JobsService:
             return [self.run_view(r) for r in sorted(row.runs, key=lambda r: r.id, reverse=True)]
 
     async def sync_runs(self) -> None:
-        """Record every notebook Job the cluster has and its state (Kubernetes is the truth)."""
+        """Record every notebook Job the cluster has and its state (Kubernetes is the truth),
+        then tell owners about runs that ended."""
         jobs = await self.batch.list_namespaced_job(
             self.namespace, label_selector=f"{manifests.LABEL}component=notebook-job"
         )
+        to_tell: list[tuple[dict[str, Any], dict[str, Any]]] = []
         with self.db() as s:
             known = {r.job_name: r for r in s.scalars(select(RunRow))}
             by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
@@ -306,7 +310,26 @@ class JobsService:
                     s.add(run)
                 if run.status != "cancelled":
                     _apply_job_status(run, job)
+                s.flush()
+                wants = run.definition.spec.get("notify") or {}
+                ended_badly = run.status in ("failed", "timed_out")
+                if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
+                    run.notified = True
+                    if wants.get("emails") or wants.get("webhook"):
+                        to_tell.append((self.view(run.definition), self.run_view(run)))
             s.commit()
+        for job_view, run_view in to_tell:
+            await self._tell(job_view, run_view)
+
+    async def _tell(self, job: dict[str, Any], run: dict[str, Any]) -> None:
+        wants = job.get("notify") or {}
+        try:
+            if wants.get("emails"):
+                await notify.email(self.smtp, job, run, wants["emails"])
+            if wants.get("webhook"):
+                await notify.webhook(wants["webhook"], job, run)
+        except Exception as e:
+            log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], type(e).__name__)
 
     async def sync_forever(self, interval: float = 2.0) -> None:
         while True:

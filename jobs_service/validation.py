@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -38,6 +39,7 @@ FIELDS = {
     "concurrency",
     "active",
     "keep_runs",
+    "notify",
 }
 
 
@@ -59,6 +61,8 @@ class Definition:
     concurrency: Concurrency = "skip"
     active: bool = True
     keep_runs: int = 20
+    #: {"emails": [...], "webhook": "https://...", "on_success": false}
+    notify: dict[str, Any] = field(default_factory=dict)
 
     def choices(self) -> dict[str, Any]:
         """The environment / size / GPU part, in the spawner's option format."""
@@ -136,6 +140,30 @@ def check_parameters(params: Any) -> dict[str, Any]:
     return dict(params)
 
 
+def check_notify(value: Any) -> dict[str, Any]:
+    if value in (None, {}):
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidField("notify", "must be an object with emails, webhook and on_success")
+    unknown = set(value) - {"emails", "webhook", "on_success"}
+    if unknown:
+        raise InvalidField("notify", f"unknown key(s) {', '.join(sorted(unknown))}")
+    emails = value.get("emails") or []
+    if (
+        not isinstance(emails, list)
+        or len(emails) > 20
+        or not all(isinstance(e, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", e) for e in emails)
+    ):
+        raise InvalidField("notify", "emails must be a list of at most 20 e-mail addresses")
+    hook = value.get("webhook") or ""
+    if hook and (not isinstance(hook, str) or urlparse(hook).scheme not in ("http", "https") or len(hook) > 2048):
+        raise InvalidField("notify", "webhook must be an http(s) URL")
+    on_success = value.get("on_success", False)
+    if not isinstance(on_success, bool):
+        raise InvalidField("notify", "on_success must be true or false")
+    return {"emails": emails, "webhook": hook, "on_success": on_success}
+
+
 def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definition:
     """A :class:`Definition` from the JSON body of a create / update request."""
     if not isinstance(data, dict):
@@ -175,6 +203,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         concurrency=concurrency,
         active=active,
         keep_runs=_int(data, "keep_runs", 20, 1, 1000),
+        notify=check_notify(data.get("notify")),
     )
 
 

@@ -15,12 +15,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as email_policy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
+from aiosmtpd.controller import Controller
 from kubernetes_asyncio import client, config
 
 from localcluster import cli
@@ -111,6 +115,18 @@ async def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> A
 
 
 HUB_STATE = REPO / ".state" / "test-hub"
+SMTP_PORT = 18025
+
+
+class Mailbox:
+    """aiosmtpd handler keeping every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=email_policy))  # type: ignore[arg-type]
+        return "250 OK"
 
 
 @dataclass
@@ -119,6 +135,8 @@ class Hub:
     password: str
     config: Path
     catalog: Path
+    #: e-mails the real SMTP server (aiosmtpd) received
+    mailbox: list[EmailMessage]
 
     def login(self, user: str) -> requests.Session:
         """A browser-like session logged in through the hub's login form."""
@@ -166,9 +184,14 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         "state_dir": ".",
     }
     doc["jobs"]["url"] = "http://127.0.0.1:18090"
+    doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
+    mail = Mailbox()
+    smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
+    smtp.start()
     config = HUB_STATE / "platform.yaml"
     config.write_text(yaml.safe_dump(doc))
     sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
     url = hub_up(local_cluster, sup, config)
-    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=catalog)
+    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=catalog, mailbox=mail.messages)
     sup.stop("hub")
+    smtp.stop()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 from kubernetes_asyncio import client
+from tornado import web
 
 from tests.conftest import Hub
 from tests.helpers import read_from_pvc, wait_for
@@ -222,3 +223,46 @@ async def _job_gone(batch: client.BatchV1Api, name: str) -> bool:
     except client.ApiException as e:
         return e.status == 404
     return False
+
+
+async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: dict[str, Jobs]) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(web.RequestHandler):
+        def post(self) -> None:
+            received.append(json.loads(self.request.body))
+
+    server = web.Application([("/hook", Hook)]).listen(18026, "127.0.0.1")
+    try:
+        failing = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "1 / 0"}]}
+        body = {
+            **job_body("alerting"),
+            "notebook_content": failing,
+            "notify": {"emails": ["quinn@example.org"], "webhook": "http://127.0.0.1:18026/hook?token=s3cret"},
+        }
+        quinn = clients["quinn"]
+        job = quinn.call("POST", "/jobs", body).json()
+        run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+        await wait_for(
+            lambda: _runs(quinn, job["id"]), lambda rs: rs[0]["status"] == "failed", timeout=120, what="the failing run"
+        )
+        await wait_for(_async(lambda: received), bool, timeout=30, what="the webhook call")
+        assert received[0]["event"] == "run.failed" and received[0]["run"]["name"] == run["name"]
+        mails = await wait_for(
+            _async(lambda: [m for m in hub.mailbox if "alerting" in m["Subject"]]),
+            bool,
+            timeout=30,
+            what="the failure e-mail",
+        )
+        assert mails[0]["To"] == "quinn@example.org"
+        assert "failed" in mails[0]["Subject"] and run["name"] in mails[0].get_content()
+        assert len(received) == 1, "told once"
+    finally:
+        server.stop()
+
+
+def _async(fn: Any) -> Any:
+    async def probe() -> Any:
+        return fn()
+
+    return probe
