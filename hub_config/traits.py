@@ -74,4 +74,8 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
             }
         ]
         # every user may call the jobs service; it decides what each may see
-        c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "access:services!service=jobs"]}]
+        c.JupyterHub.load_roles = [
+            {"name": "user", "scopes": ["self", "access:services!service=jobs"]},
+            # the service removes the jobs of users the hub no longer has
+            {"name": "moonhub-jobs", "scopes": ["list:users", "read:users:name"], "services": ["jobs"]},
+        ]

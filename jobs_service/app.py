@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from urllib.parse import urlparse
 
 from kubernetes_asyncio import config as kconfig
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Integer, List, Unicode, default
 from traitlets.config import Application
 
@@ -101,9 +103,27 @@ class JobsServiceApp(Application):
             cookie_secret=os.urandom(32),
             xsrf_cookies=False,
         )
+        await jobs.reconcile(await self.hub_users())
         app.listen(url.port or 80, url.hostname or "")
         self.log.info("jobs service on %s (prefix %s), namespace %s", url.geturl(), prefix, self.namespace)
         await jobs.sync_forever(self.sync_interval)
+
+    async def hub_users(self) -> set[str] | None:
+        """The hub's user names (None when the hub can not be asked: then nobody is removed)."""
+        api = os.environ.get("JUPYTERHUB_API_URL")
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not api or not token:
+            return None
+        try:
+            resp = await AsyncHTTPClient().fetch(
+                f"{api}/users?limit=10000", headers={"Authorization": f"token {token}"}
+            )
+        except Exception as e:
+            self.log.warning("could not list the hub's users (%s); keeping every owner's jobs", e)
+            return None
+        data = json.loads(resp.body)
+        items = data["items"] if isinstance(data, dict) else data
+        return {u["name"] for u in items}
 
 
 def main() -> None:

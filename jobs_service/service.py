@@ -331,10 +331,68 @@ class JobsService:
         except Exception as e:
             log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], type(e).__name__)
 
+    async def reconcile(self, hub_users: set[str] | None = None) -> dict[str, list[str]]:
+        """Make Kubernetes match the database: recreate missing CronJobs and snapshots, remove
+        orphaned CronJobs, and remove the jobs of users the hub no longer has."""
+        report: dict[str, list[str]] = {"recreated": [], "orphans_removed": [], "owner_gone": []}
+        selector = f"{manifests.LABEL}component=notebook-job"
+        existing = {
+            c.metadata.name
+            for c in (await self.batch.list_namespaced_cron_job(self.namespace, label_selector=selector)).items
+        }
+        snapshots = {
+            c.metadata.name
+            for c in (await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)).items
+        }
+        with self.db() as s:
+            rows = list(s.scalars(select(DefinitionRow)))
+            for row in rows:
+                if hub_users is not None and row.owner not in hub_users:
+                    report["owner_gone"].append(row.cronjob)
+                    continue
+                names = manifests.Names(row.owner, row.name)
+                for v in row.versions:
+                    if names.snapshot(v.number) not in snapshots and v.number == row.version:
+                        cm = manifests.snapshot_configmap(names, v.number, v.notebook, self.namespace)
+                        await self.core.create_namespaced_config_map(self.namespace, cm)  # type: ignore[arg-type]
+                if row.cronjob not in existing:
+                    defn = validation.Definition(**row.spec)
+                    cron = self._cronjob(defn, Caller(row.owner, admin=True), row.version)
+                    await self.batch.create_namespaced_cron_job(self.namespace, cron)  # type: ignore[arg-type]
+                    report["recreated"].append(row.cronjob)
+            known = {r.cronjob for r in rows}
+        for name in sorted(existing - known):
+            await self.batch.delete_namespaced_cron_job(name, self.namespace, propagation_policy="Background")
+            report["orphans_removed"].append(name)
+        for name in report["owner_gone"]:
+            with self.db() as s:
+                gone = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == name))
+            if gone is not None:
+                await self.delete(Caller(gone.owner, admin=True), gone.id)
+        for what, objects in report.items():
+            if objects:
+                log.warning("reconcile: %s: %s", what.replace("_", " "), ", ".join(objects))
+        return report
+
+    def trim_history(self) -> int:
+        """Keep each job's newest ``keep_runs`` runs; outputs in workspaces stay."""
+        removed = 0
+        with self.db() as s:
+            for row in s.scalars(select(DefinitionRow)):
+                keep = int(row.spec.get("keep_runs", 20))
+                old = sorted(row.runs, key=lambda r: r.id, reverse=True)[keep:]
+                for run in old:
+                    if run.status in ("succeeded", "failed", "timed_out", "cancelled"):
+                        s.delete(run)
+                        removed += 1
+            s.commit()
+        return removed
+
     async def sync_forever(self, interval: float = 2.0) -> None:
         while True:
             try:
                 await self.sync_runs()
+                self.trim_history()
             except Exception:
                 log.exception("syncing runs failed")
             await asyncio.sleep(interval)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,3 +269,79 @@ def _async(fn: Any) -> Any:
         return fn()
 
     return probe
+
+
+async def test_service_restart_loses_nothing_and_reconciles(
+    hub: Hub, clients: dict[str, Jobs], api: client.ApiClient
+) -> None:
+    quinn = clients["quinn"]
+    batch = client.BatchV1Api(api)
+    job = quinn.call("POST", "/jobs", job_body("survivor", schedule="0 3 * * *")).json()
+    quinn.call("POST", f"/jobs/{job['id']}/run")
+    await wait_for(
+        lambda: _runs(quinn, job["id"]),
+        lambda rs: rs[0]["status"] == "succeeded",
+        timeout=120,
+        what="a finished run before the restart",
+    )
+    before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"]}
+    runs_before = await _runs(quinn, job["id"])
+
+    # behind the service's back: its CronJob disappears, and a stray one appears
+    await batch.delete_namespaced_cron_job(job["cronjob"], USER_NS)
+    stray = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nb-nobody-stray", "labels": {"moonhub.io/component": "notebook-job"}},
+        "spec": {
+            "schedule": "0 0 * * *",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+                }
+            },
+        },
+    }
+    await batch.create_namespaced_cron_job(USER_NS, stray)
+
+    pid = _service_pid()
+    os.kill(pid, signal.SIGKILL)  # the hub restarts its managed service
+    await wait_for(_async(lambda: _health(hub)), bool, timeout=60, what="the jobs service back")
+    await wait_for(
+        _async(lambda: quinn.call("GET", "/jobs").status_code == 200), bool, timeout=30, what="the API answering again"
+    )
+
+    after = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"]}
+    assert after == before, "definitions survive"
+    assert await _runs(quinn, job["id"]) == runs_before, "history survives, no duplicate run"
+    cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
+    assert cron.spec.schedule == "0 3 * * *", "the missing CronJob was recreated"
+    await wait_for(lambda: _cron_gone(batch, "nb-nobody-stray"), bool, timeout=30, what="the orphan removed")
+
+
+def _service_pid() -> int:
+    """The jobs service process the test hub started (found in /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and b"jobs_service" in cmd and b"-m" in cmd:
+            return int(proc.name)
+    raise AssertionError("no jobs service process found")
+
+
+def _health(hub: Hub) -> bool:
+    try:
+        return requests.get(f"{hub.url}/services/jobs/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+async def _cron_gone(batch: client.BatchV1Api, name: str) -> bool:
+    try:
+        await batch.read_namespaced_cron_job(name, USER_NS)
+    except client.ApiException as e:
+        return e.status == 404
+    return False
