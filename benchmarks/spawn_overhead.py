@@ -19,16 +19,15 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcluster import cli
-from localcluster.config import REPO, ClusterConfig
+from localcluster.config import ClusterConfig
 
-STATE = REPO / ".state" / "bench-cluster"
+from .cluster import STATE, bench_cluster
+
 NS = "moonhub-users"
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
 
@@ -182,15 +181,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    cfg = ClusterConfig(state_dir=STATE, port_offset=2000, pod_ip_octet=30, agent_node="moon-bench-0")
-    if STATE.exists():
-        cli.down(ClusterConfig.load(STATE))
-        shutil.rmtree(STATE)
-    cli.up(cfg)
-    try:
+    with bench_cluster():
         asyncio.run(run(min(args.users, 8), args.rounds))
-    finally:
-        cli.down(cfg)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import V1PersistentVolumeClaim
 from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
@@ -71,9 +71,10 @@ def snapshot_configmap(names: Names, version: int, notebook: dict[str, Any], nam
     }
 
 
-def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace: str) -> dict[str, Any]:
-    """The owner's workspace PVC, made like the spawner makes it, for owners who never spawned."""
-    pvc = make_pvc(
+def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace: str) -> V1PersistentVolumeClaim:
+    """The owner's workspace PVC, made by KubeSpawner's own builder as the spawner makes it,
+    for owners who never started a server."""
+    pvc: V1PersistentVolumeClaim = make_pvc(
         name=names.workspace_claim,
         storage_class=storage_class,
         access_modes=[storage.access_mode],
@@ -82,9 +83,8 @@ def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace:
         labels={"app.kubernetes.io/component": "singleuser-storage", f"{LABEL}owner": names.owner_slug},
         annotations={"hub.jupyter.org/username": names.owner},
     )
-    out: dict[str, Any] = ApiClient().sanitize_for_serialization(pvc)
-    out["metadata"]["namespace"] = namespace
-    return out
+    pvc.metadata.namespace = namespace
+    return pvc
 
 
 def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class JobsService:
         st = self.catalog.get().storage
         pvc = manifests.workspace_pvc(names, st, self.storage_class_override or st.storage_class, self.namespace)
         try:
-            await self.core.create_namespaced_persistent_volume_claim(self.namespace, pvc)  # type: ignore[arg-type]
+            await self.core.create_namespaced_persistent_volume_claim(self.namespace, pvc)
             log.info("created workspace volume %s for %s", names.workspace_claim, owner)
         except client.ApiException as e:
             if e.status != 409:  # made by the spawner meanwhile
