@@ -290,6 +290,7 @@ class JobsService:
         with self.db() as s:
             known = {r.job_name: r for r in s.scalars(select(RunRow))}
             by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
+            seen: set[str] = set()
             for job in jobs.items:
                 name = job.metadata.name
                 run = known.get(name)
@@ -311,12 +312,21 @@ class JobsService:
                 if run.status != "cancelled":
                     _apply_job_status(run, job)
                 s.flush()
+                seen.add(name)
                 wants = run.definition.spec.get("notify") or {}
                 ended_badly = run.status in ("failed", "timed_out")
                 if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
                     run.notified = True
                     if wants.get("emails") or wants.get("webhook"):
                         to_tell.append((self.view(run.definition), self.run_view(run)))
+            # a run whose Job vanished before it ended was replaced ("replace the previous run")
+            # or deleted behind our back
+            grace = utcnow() - datetime.timedelta(seconds=30)
+            for name, run in known.items():
+                created = run.created.replace(tzinfo=datetime.UTC) if run.created.tzinfo is None else run.created
+                if name not in seen and run.status in ("queued", "running") and created < grace:
+                    run.status, run.finished = "cancelled", utcnow()
+                    run.reason = "its Job is gone: replaced by a newer run, or deleted"
             s.commit()
         for job_view, run_view in to_tell:
             await self._tell(job_view, run_view)

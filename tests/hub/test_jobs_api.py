@@ -345,3 +345,41 @@ async def _cron_gone(batch: client.BatchV1Api, name: str) -> bool:
     except client.ApiException as e:
         return e.status == 404
     return False
+
+
+async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], timings: dict[str, float]) -> None:
+    """Two every-minute jobs whose runs outlast a minute: one skips, one replaces."""
+    quinn = clients["quinn"]
+    slow = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "import time\ntime.sleep(240)"}]}
+    ids = {}
+    for mode in ("skip", "replace"):
+        body = {
+            **job_body(f"every-minute-{mode}"),
+            "notebook_content": slow,
+            "schedule": "* * * * *",
+            "concurrency": mode,
+        }
+        r = quinn.call("POST", "/jobs", body)
+        assert r.status_code == 201, r.text
+        ids[mode] = r.json()["id"]
+    t0 = time.monotonic()
+    for mode, job_id in ids.items():
+        await wait_for(
+            lambda j=job_id: _runs(quinn, j),
+            lambda rs: rs and rs[0]["status"] == "running",
+            timeout=150,
+            what=f"the first scheduled run of the {mode} job",
+        )
+    # the next minute's tick: "replace" swaps the run, "skip" leaves the running one alone
+    replaced = await wait_for(
+        lambda: _runs(quinn, ids["replace"]),
+        lambda rs: len(rs) >= 2 and rs[1]["status"] == "cancelled",
+        timeout=150,
+        what="the replace job's next run to replace the running one",
+    )
+    timings["two CronJob ticks (skip / replace check)"] = time.monotonic() - t0
+    assert replaced[0]["trigger"] == "schedule" and "replaced" in replaced[1]["reason"]
+    skipped = await _runs(quinn, ids["skip"])
+    assert [r["status"] for r in skipped] == ["running"], "skip-if-running started no second run"
+    for job_id in ids.values():
+        assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
