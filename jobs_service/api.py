@@ -140,7 +140,7 @@ class RunLogHandler(APIHandler):
         found = await self.jobs.log(self.caller(), int(job_id), int(run_id))
         if found is None:
             raise NotFound("run", "has no pod (not started yet, or its pod was cleaned up)")
-        self.send({"pod": found[0], "log": found[1]})
+        self.send(found)
 
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")

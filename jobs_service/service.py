@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -264,16 +265,19 @@ class JobsService:
             s.commit()
             return self.run_view(run)
 
-    async def log(self, caller: Caller, job_id: int, run_id: int) -> tuple[str, str] | None:
-        """(pod name, log text) of the run's latest pod, or None when it has none (yet / any more)."""
+    async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
+        """The run's latest pod, its log and progress (cell i of n), or None without a pod."""
         with self.db() as s:
             run = self._run(s, caller, job_id, run_id)
+            version = next((v for v in run.definition.versions if v.number == run.version), None)
+            cells = len(version.notebook.get("cells", [])) if version else 0
         pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={run.job_name}")
         if not pods.items:
             return None
         pod = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
         resp: Any = await self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, _preload_content=False)
-        return pod.metadata.name, await resp.text()
+        text = await resp.text()
+        return {"pod": pod.metadata.name, "log": text, "progress": progress(text, cells)}
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
@@ -406,6 +410,17 @@ class JobsService:
             except Exception:
                 log.exception("syncing runs failed")
             await asyncio.sleep(interval)
+
+
+def progress(log_text: str, cells: int) -> dict[str, int] | None:
+    """Cell i of n from papermill's "Executing Cell i" log lines (pure). papermill numbers
+    every cell, and adds one when it injects parameters (the runner's first line lists them)."""
+    found = re.findall(r"Executing Cell (\d+)-", log_text)
+    if not found:
+        return None
+    injected = "with parameters [" in log_text and "with parameters []" not in log_text
+    done = int(found[-1])
+    return {"cell": done, "of": max(cells + injected, done)}
 
 
 def _apply_job_status(run: RunRow, job: client.V1Job) -> None:

@@ -208,6 +208,9 @@ async def test_edit_pause_versions_cancel_and_logs(
         lambda: _log(quinn, job["id"], run["id"]), lambda t: "sleeping" in t, timeout=60, what="the run's live log"
     )
     assert "moonhub-run-notebook" in log
+    live = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()
+    # the injected parameters are cell 1, the sleeping cell is 2 of 2
+    assert live["progress"] == {"cell": 2, "of": 2}, live["progress"]
     r = quinn.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     await wait_for(lambda: _job_gone(batch, run["name"]), bool, timeout=30, what="the cancelled Job deleted")

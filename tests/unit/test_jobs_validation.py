@@ -114,3 +114,18 @@ def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() ->
     job = manifests.manual_job(cron, "daily-abc")
     assert job["metadata"]["name"] == "daily-abc" and job["spec"] == cron["spec"]["jobTemplate"]["spec"]
     assert job["metadata"]["labels"]["moonhub.io/trigger"] == "manual"
+
+
+def test_progress_from_papermill_log() -> None:
+    from jobs_service.service import progress
+
+    log = (
+        "moonhub-run-notebook: a -> b with parameters ['rows']\nExecuting notebook with kernel: python3\n"
+        "Executing Cell 1---------\nExecuting Cell 2---------\n"
+    )
+    assert progress(log, 3) == {"cell": 2, "of": 4}
+    assert progress("moonhub-run-notebook: a -> b with parameters []\nExecuting Cell 1----\n", 2) == {
+        "cell": 1,
+        "of": 2,
+    }
+    assert progress("starting", 3) is None
