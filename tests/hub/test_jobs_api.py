@@ -287,7 +287,14 @@ async def test_service_restart_loses_nothing_and_reconciles(
         timeout=120,
         what="a finished run before the restart",
     )
-    before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"]}
+    # a user who leaves: their job goes when the service next reconciles
+    leaver = hub.login("sam")
+    sams = Jobs(hub, hub.token(leaver, "sam", "access:services!service=jobs")).call("POST", "/jobs", job_body("gone"))
+    assert sams.status_code == 201, sams.text
+    admin = hub.login("admin")
+    assert hub.api(admin, "DELETE", "/users/sam").status_code == 204
+
+    before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"] if j["owner"] != "sam"}
     runs_before = await _runs(quinn, job["id"])
 
     # behind the service's back: its CronJob disappears, and a stray one appears
@@ -321,6 +328,7 @@ async def test_service_restart_loses_nothing_and_reconciles(
     cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.schedule == "0 3 * * *", "the missing CronJob was recreated"
     await wait_for(lambda: _cron_gone(batch, "nb-nobody-stray"), bool, timeout=30, what="the orphan removed")
+    assert await _cron_gone(batch, sams.json()["cronjob"]), "the departed user's CronJob is removed"
 
 
 def _service_pid() -> int:
