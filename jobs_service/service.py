@@ -165,7 +165,7 @@ class JobsService:
             row = self._own(s, caller, job_id)
             if "name" in body and body["name"] != row.name:
                 raise InvalidField("name", "a job can not be renamed; create a new one")
-            merged = {**{k: v for k, v in row.spec.items()}, **body}
+            merged = {**row.spec, **body}
             defn = validation.parse(merged)
             version = row.version
             if content is not None:
@@ -178,9 +178,14 @@ class JobsService:
                 snapshot = manifests.snapshot_configmap(names, version, content, self.namespace)
                 await self.core.create_namespaced_config_map(self.namespace, snapshot)  # type: ignore[arg-type]
                 row.versions.append(VersionRow(number=version, notebook=content))
-            current = await self.batch.read_namespaced_cron_job(row.cronjob, self.namespace)
-            cron["metadata"]["resourceVersion"] = current.metadata.resource_version
-            await self.batch.replace_namespaced_cron_job(row.cronjob, self.namespace, cron)  # type: ignore[arg-type]
+            try:
+                current = await self.batch.read_namespaced_cron_job(row.cronjob, self.namespace)
+                cron["metadata"]["resourceVersion"] = current.metadata.resource_version
+                await self.batch.replace_namespaced_cron_job(row.cronjob, self.namespace, cron)  # type: ignore[arg-type]
+            except client.ApiException:
+                if content is not None:  # leave nothing half-made: the new snapshot goes too
+                    await self.core.delete_namespaced_config_map(names.snapshot(version), self.namespace)
+                raise
             row.spec, row.version = dataclasses.asdict(defn), version
             s.commit()
             return self.view(row)
