@@ -45,6 +45,9 @@ class JobsServiceApp(Application):
     smtp_host = Unicode("", help="SMTP server for failure e-mails; empty: no e-mail.").tag(config=True)
     smtp_port = Integer(25, help="SMTP port.").tag(config=True)
     smtp_from = Unicode("moonhub@localhost", help="Sender address of notification e-mails.").tag(config=True)
+    reconcile_interval = Integer(
+        300, help="Seconds between reconciliations with Kubernetes and the hub's users (also done at start)."
+    ).tag(config=True)
     sync_interval = Integer(2, help="Seconds between reading the Jobs' state from Kubernetes.").tag(config=True)
 
     aliases = {
@@ -106,7 +109,7 @@ class JobsServiceApp(Application):
         await jobs.reconcile(await self.hub_users())
         app.listen(url.port or 80, url.hostname or "")
         self.log.info("jobs service on %s (prefix %s), namespace %s", url.geturl(), prefix, self.namespace)
-        await jobs.sync_forever(self.sync_interval)
+        await jobs.sync_forever(self.sync_interval, self.reconcile_interval, self.hub_users)
 
     async def hub_users(self) -> set[str] | None:
         """The hub's user names (None when the hub can not be asked: then nobody is removed)."""

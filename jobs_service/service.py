@@ -13,6 +13,8 @@ import datetime
 import logging
 import re
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,6 +286,19 @@ class JobsService:
         text = await resp.text()
         return {"pod": pod.metadata.name, "log": text, "progress": progress(text, cells)}
 
+    async def follow_log(self, caller: Caller, job_id: int, run_id: int) -> Any:
+        """An open response streaming the run's pod log as it grows, or None without a pod."""
+        with self.db() as s:
+            run = self._run(s, caller, job_id, run_id)
+        pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={run.job_name}")
+        running = [p for p in pods.items if p.status.phase in ("Running", "Succeeded", "Failed")]
+        if not running:
+            return None
+        pod = max(running, key=lambda p: p.metadata.creation_timestamp)
+        return await self.core.read_namespaced_pod_log(
+            pod.metadata.name, self.namespace, follow=True, _preload_content=False
+        )
+
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
             row = self._own(s, caller, job_id)
@@ -407,11 +422,22 @@ class JobsService:
             s.commit()
         return removed
 
-    async def sync_forever(self, interval: float = 2.0) -> None:
+    async def sync_forever(
+        self,
+        interval: float = 2.0,
+        reconcile_every: float = 300.0,
+        hub_users: Callable[[], Awaitable[set[str] | None]] | None = None,
+    ) -> None:
+        """Follow runs every ``interval`` seconds; reconcile (departed users included) every
+        ``reconcile_every`` seconds."""
+        last = time.monotonic()
         while True:
             try:
                 await self.sync_runs()
                 self.trim_history()
+                if time.monotonic() - last >= reconcile_every:
+                    last = time.monotonic()
+                    await self.reconcile(await hub_users() if hub_users else None)
             except Exception:
                 log.exception("syncing runs failed")
             await asyncio.sleep(interval)

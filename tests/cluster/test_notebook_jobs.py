@@ -161,3 +161,22 @@ async def test_timeout_ends_the_run(api: client.ApiClient, core: client.CoreV1Ap
     job = await _finished(client.BatchV1Api(api), namespace, "slow-run1")
     failed = next(c for c in job.status.conditions if c.type == "Failed" and c.status == "True")
     assert failed.reason == "DeadlineExceeded"
+
+
+async def test_retries_run_the_notebook_again(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
+    owner = "quentin"
+    await core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": f"claim-{owner}"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    flaky = notebook(("raise RuntimeError('always fails')", []))
+    await _submit(
+        api, namespace, owner, {"name": "flaky", "notebook": "flaky.ipynb", "retries": 1}, flaky, "flaky-run1"
+    )
+    job = await _finished(client.BatchV1Api(api), namespace, "flaky-run1")
+    assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
+    pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=flaky-run1")).items
+    assert len(pods) == 2 and job.status.failed == 2, "one try plus one retry"

@@ -83,28 +83,44 @@ async def test_server_is_private_to_its_user(hub: Hub) -> None:
     hub.api(s, "DELETE", f"/users/{owner}/server")
 
 
-async def test_hub_identity_is_limited_to_user_namespace(local_cluster: ClusterConfig | None) -> None:
-    if local_cluster is None:
-        pytest.skip("needs the local cluster's hub identity")
+async def _allowed(kubeconfig: str, checks: list[tuple[str, str, str, str]]) -> list[bool]:
+    """Ask the API server (SelfSubjectAccessReview) what the identity in ``kubeconfig`` may do."""
     from kubernetes_asyncio import config
 
-    api = await config.new_client_from_config(str(local_cluster.kubeconfig("hub")))
+    api = await config.new_client_from_config(kubeconfig)
     try:
         authz = client.AuthorizationV1Api(api)
-
-        async def can(verb: str, resource: str, ns: str) -> bool:
-            review = await authz.create_self_subject_access_review(
-                {"spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": ns}}}
-            )
-            return bool(review.status.allowed)
-
-        assert await can("create", "pods", USER_NS)
-        assert await can("create", "persistentvolumeclaims", USER_NS)
-        assert not await can("create", "pods", "default")
-        assert not await can("get", "secrets", USER_NS)
-        assert not await can("create", "cronjobs", USER_NS)
+        out = []
+        for verb, resource, ns, group in checks:
+            attrs = {"verb": verb, "resource": resource, "namespace": ns, "group": group}
+            review = await authz.create_self_subject_access_review({"spec": {"resourceAttributes": attrs}})
+            out.append(bool(review.status.allowed))
+        return out
     finally:
         await api.close()
+
+
+async def test_platform_identities_are_limited_to_the_user_namespace(local_cluster: ClusterConfig | None) -> None:
+    if local_cluster is None:
+        pytest.skip("needs the local cluster's identities")
+    hub = [
+        ("create", "pods", USER_NS, ""),
+        ("create", "persistentvolumeclaims", USER_NS, ""),
+        ("create", "pods", "default", ""),
+        ("get", "secrets", USER_NS, ""),
+        ("create", "cronjobs", USER_NS, "batch"),
+        ("create", "jobs", USER_NS, "batch"),
+    ]
+    assert await _allowed(str(local_cluster.kubeconfig("hub")), hub) == [True, True, False, False, False, False]
+    # the jobs service: the only identity that creates CronJobs / Jobs, in the user namespace only
+    jobs = [
+        ("create", "cronjobs", USER_NS, "batch"),
+        ("create", "jobs", USER_NS, "batch"),
+        ("create", "cronjobs", "default", "batch"),
+        ("create", "pods", USER_NS, ""),
+        ("get", "secrets", USER_NS, ""),
+    ]
+    assert await _allowed(str(local_cluster.kubeconfig("jobs")), jobs) == [True, True, False, False, False]
 
 
 async def _pod_gone(core: client.CoreV1Api, name: str) -> bool:
