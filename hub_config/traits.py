@@ -73,6 +73,10 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
                 },
             }
         ]
+        # the user's server reaches the service directly, with its own token, which carries
+        # exactly what it needs: activity, access to its own server, and the jobs service
+        c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
+        c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=jobs"]
         # every user may call the jobs service; it decides what each may see
         c.JupyterHub.load_roles = [
             {"name": "user", "scopes": ["self", "access:services!service=jobs"]},

@@ -408,3 +408,22 @@ async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], ti
     assert [r["status"] for r in skipped] == ["running"], "skip-if-running started no second run"
     for job_id in ids.values():
         assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
+
+
+async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(hub: Hub) -> None:
+    """The browser talks only to its own server; the server extension calls the service."""
+    from tests.hub.test_spawn import _wait_lab
+
+    user = "uma"
+    s = hub.login(user)
+    hub.spawn_form(s, user, environment="python", size="small")
+    _wait_lab(s, hub, user)
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
+    base = f"{hub.url}/user/{user}/moonhub/api/v1"
+    r = s.post(f"{base}/jobs", data=json.dumps(job_body("from-lab")), headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["owner"] == user, "the service saw the server's user"
+    assert [j["name"] for j in s.get(f"{base}/jobs").json()["jobs"]] == ["from-lab"]
+    bad = s.post(f"{base}/jobs", data=json.dumps({**job_body("x"), "schedule": "* * *"}), headers=headers)
+    assert bad.status_code == 400 and bad.json()["field"] == "schedule", "field errors come through unchanged"
+    hub.api(s, "DELETE", f"/users/{user}/server")
