@@ -240,13 +240,7 @@ class JobsService:
             name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
             job = manifests.manual_job(raw, name)
             await self.batch.create_namespaced_job(self.namespace, job)  # type: ignore[arg-type]
-            run = RunRow(
-                definition_id=row.id,
-                job_name=name,
-                version=row.version,
-                trigger="manual",
-                output=f"{manifests.OUTPUT_DIR}/{row.name}/{name}.ipynb",
-            )
+            run = _new_run(row, name, "manual")
             s.add(run)
             s.commit()
             return self.run_view(run)
@@ -325,13 +319,7 @@ class JobsService:
                     defn = by_cron.get(owner_cron or "")
                     if defn is None:
                         continue
-                    run = RunRow(
-                        definition_id=defn.id,
-                        job_name=name,
-                        version=defn.version,
-                        trigger="schedule",
-                        output=f"{manifests.OUTPUT_DIR}/{defn.name}/{name}.ipynb",
-                    )
+                    run = _new_run(defn, name, "schedule")
                     s.add(run)
                 if run.status != "cancelled":
                     _apply_job_status(run, job)
@@ -441,6 +429,12 @@ class JobsService:
             except Exception:
                 log.exception("syncing runs failed")
             await asyncio.sleep(interval)
+
+
+def _new_run(defn: DefinitionRow, job_name: str, trigger: str) -> RunRow:
+    """A run of the definition's current version; its output lands in the owner's workspace."""
+    output = f"{manifests.OUTPUT_DIR}/{defn.name}/{job_name}.ipynb"
+    return RunRow(definition_id=defn.id, job_name=job_name, version=defn.version, trigger=trigger, output=output)
 
 
 def progress(log_text: str, cells: int) -> dict[str, int] | None:

@@ -37,6 +37,15 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def gone(read: Callable[[], Awaitable[Any]]) -> bool:
+    """True when ``read()`` (e.g. ``lambda: core.read_namespaced_pod(name, ns)``) answers 404."""
+    try:
+        await read()
+    except client.ApiException as e:
+        return e.status == 404
+    return False
+
+
 async def pod_events(core: client.CoreV1Api, ns: str, pod: str) -> list[Any]:
     events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod}")
     return list(events.items)

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from tornado import web
 
 from tests.conftest import Hub
-from tests.helpers import read_from_pvc, wait_for
+from tests.helpers import gone, read_from_pvc, wait_for
 
 USER_NS = "moonhub-users"
 NOTEBOOK = {
@@ -215,7 +215,12 @@ async def test_edit_pause_versions_cancel_and_logs(
     assert live["progress"] == {"cell": 2, "of": 2}, live["progress"]
     r = quinn.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
-    await wait_for(lambda: _job_gone(batch, run["name"]), bool, timeout=30, what="the cancelled Job deleted")
+    await wait_for(
+        lambda: gone(lambda: batch.read_namespaced_job(run["name"], USER_NS)),
+        bool,
+        timeout=30,
+        what="the cancelled Job deleted",
+    )
     assert (await _runs(quinn, job["id"]))[0]["status"] == "cancelled"
     assert clients["rita"].call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
 
@@ -235,14 +240,6 @@ def _stream_until(c: Jobs, path: str, marker: bytes) -> bytes:
 async def _log(c: Jobs, job_id: int, run_id: int) -> str:
     r = c.call("GET", f"/jobs/{job_id}/runs/{run_id}/log")
     return str(r.json().get("log", "")) if r.status_code == 200 else ""
-
-
-async def _job_gone(batch: client.BatchV1Api, name: str) -> bool:
-    try:
-        await batch.read_namespaced_job(name, USER_NS)
-    except client.ApiException as e:
-        return e.status == 404
-    return False
 
 
 async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: dict[str, Jobs]) -> None:
@@ -341,8 +338,14 @@ async def test_service_restart_loses_nothing_and_reconciles(
     assert await _runs(quinn, job["id"]) == runs_before, "history survives, no duplicate run"
     cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.schedule == "0 3 * * *", "the missing CronJob was recreated"
-    await wait_for(lambda: _cron_gone(batch, "nb-nobody-stray"), bool, timeout=30, what="the orphan removed")
-    assert await _cron_gone(batch, sams.json()["cronjob"]), "the departed user's CronJob is removed"
+    await wait_for(
+        lambda: gone(lambda: batch.read_namespaced_cron_job("nb-nobody-stray", USER_NS)),
+        bool,
+        timeout=30,
+        what="the orphan removed",
+    )
+    sams_cron = sams.json()["cronjob"]
+    assert await gone(lambda: batch.read_namespaced_cron_job(sams_cron, USER_NS)), "the departed user's job is removed"
 
 
 def _service_pid() -> int:
@@ -362,14 +365,6 @@ def _health(hub: Hub) -> bool:
         return requests.get(f"{hub.url}/services/jobs/health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-async def _cron_gone(batch: client.BatchV1Api, name: str) -> bool:
-    try:
-        await batch.read_namespaced_cron_job(name, USER_NS)
-    except client.ApiException as e:
-        return e.status == 404
-    return False
 
 
 async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], timings: dict[str, float]) -> None:
