@@ -112,7 +112,7 @@ async def _runs(c: Jobs, job_id: int) -> list[dict[str, Any]]:
     return list(r.json()["runs"])
 
 
-def test_owners_only_and_admins_see_all(clients: dict[str, Jobs]) -> None:
+def test_owners_only_and_admins_see_all(hub: Hub, clients: dict[str, Jobs]) -> None:
     quinn, rita, admin = clients["quinn"], clients["rita"], clients["admin"]
     r = quinn.call("POST", "/jobs", job_body("private"))
     assert r.status_code == 201, r.text
@@ -127,7 +127,21 @@ def test_owners_only_and_admins_see_all(clients: dict[str, Jobs]) -> None:
     ):
         r = rita.call(method, path)
         assert r.status_code == 404, (method, path, r.status_code, r.text)
-    assert admin.call("GET", f"/jobs/{job_id}").status_code == 200
+    # the admin may do everything to it; a member of the job-admin group too
+    for method, path, body in (
+        ("GET", f"/jobs/{job_id}", None),
+        ("GET", f"/jobs/{job_id}/runs", None),
+        ("GET", f"/jobs/{job_id}/versions", None),
+        ("PATCH", f"/jobs/{job_id}", {"retries": 1}),
+    ):
+        r = admin.call(method, path, body)
+        assert r.status_code == 200, (method, path, r.text)
+    victor_session = hub.login("victor")
+    admin_session = hub.login("admin")
+    assert hub.api(admin_session, "POST", "/groups/job-admins").status_code in (201, 409)
+    assert hub.api(admin_session, "POST", "/groups/job-admins/users", json={"users": ["victor"]}).status_code == 200
+    victor = Jobs(hub, hub.token(victor_session, "victor", "access:services!service=jobs"))
+    assert "private" in [j["name"] for j in victor.call("GET", "/jobs").json()["jobs"]], "job admins see all"
     assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
     assert quinn.call("GET", f"/jobs/{job_id}").status_code == 404
 
