@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
@@ -16,7 +17,7 @@ from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import components, prepare
 from .hub import dev_password, hub_up
 from .nodes import FLEET, node_object
-from .supervisor import StartError, Supervisor
+from .supervisor import StartError, Supervisor, ensure_free
 
 log = logging.getLogger("moonhub.localcluster")
 HERE = Path(__file__).resolve().parent
@@ -82,6 +83,9 @@ def up(cfg: ClusterConfig) -> Path:
     prepare(cfg)
     sup = supervisor(cfg)
     for comp in components(cfg, bin_dir):
+        if sup.pid(comp.name) is None and comp.health:
+            url = urlparse(comp.health)
+            ensure_free(comp.name, [(url.hostname or "127.0.0.1", url.port or 443)])
         sup.start(comp.name, comp.argv)
         sup.wait_healthy(comp.name, comp.health)
         log.info("%s healthy", comp.name)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hub_config.platform import load
 
 from .config import REPO, ClusterConfig
-from .supervisor import Supervisor
+from .supervisor import Supervisor, ensure_free
 
 log = logging.getLogger("moonhub.localcluster")
 DEFAULT_PLATFORM_CONFIG = REPO / "hub_config" / "examples" / "local.yaml"
@@ -19,6 +20,11 @@ def hub_up(cfg: ClusterConfig, sup: Supervisor, platform_config: Path = DEFAULT_
     """Start the hub unless it runs; wait until it answers; return its public URL."""
     platform = load(platform_config)  # fail here, with the key named, before starting
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
+    if sup.pid("hub") is None:
+        urls = [platform.hub.public_url, platform.hub.api_url, platform.hub.proxy_api_url]
+        if platform.jobs.enabled:
+            urls.append(platform.jobs.url)
+        ensure_free("the hub", [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)])
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -115,6 +116,19 @@ class Supervisor:
             return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def ensure_free(name: str, addresses: list[tuple[str, int]]) -> None:
+    """Refuse to start ``name`` when something else already listens on one of its ports:
+    a health check would otherwise talk to that stranger and report success."""
+    for host, port in addresses:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                raise StartError(
+                    f"cannot start {name}: {host}:{port} is already in use by another process "
+                    f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
+                )
 
 
 def _alive(pid: int) -> bool:

@@ -31,6 +31,10 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
     output.parent.mkdir(parents=True, exist_ok=True)
     result = output.with_name(output.name + ".result.json")
     started = time.time()
+    if kernel is None:
+        # a notebook saved without kernel metadata runs on the image's default Python kernel
+        meta = json.loads(notebook.read_text()).get("metadata", {})
+        kernel = None if meta.get("kernelspec", {}).get("name") else "python3"
     print(f"moonhub-run-notebook: {notebook} -> {output} with parameters {sorted(parameters)}", flush=True)
     try:
         pm.execute_notebook(
@@ -54,6 +58,10 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
             started=started,
             finished=time.time(),
         )
+        return 1
+    except Exception as e:  # the notebook could not run at all (no such kernel, bad file)
+        print(f"moonhub-run-notebook: could not run the notebook: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        _result(result, status="error", error=type(e).__name__, message=str(e), started=started, finished=time.time())
         return 1
     _result(result, status="succeeded", started=started, finished=time.time())
     print("moonhub-run-notebook: done", flush=True)
