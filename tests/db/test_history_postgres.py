@@ -1,0 +1,82 @@
+"""The run history on a real PostgreSQL server (Debian's, started for this test)."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
+from jobs_service.service import JobsService
+
+PORT = 15432
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.fail("PostgreSQL is not installed: ./moonhub test installs it (Debian package postgresql)")
+    bindir = Path(initdb).resolve().parent
+    data = Path(tempfile.mkdtemp(prefix="moonhub-pg-"))
+    shutil.chown(data, "postgres")
+    run = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*run, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {PORT} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{PORT}/postgres"
+    finally:
+        subprocess.run([*run, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
+    db = open_db(postgres_url)
+    start = datetime.datetime(2026, 11, 23, 6, 0, tzinfo=datetime.UTC)
+    with db() as s:
+        row = DefinitionRow(
+            owner="ann", name="daily", spec={"name": "daily", "parameters": {"n": [1, 2]}}, cronjob="nb-ann-daily"
+        )
+        row.versions.append(VersionRow(number=1, notebook={"nbformat": 4, "cells": []}))
+        row.runs.append(
+            RunRow(
+                job_name="nb-ann-daily-1",
+                version=1,
+                status="succeeded",
+                started=start,
+                finished=start + datetime.timedelta(seconds=90),
+            )
+        )
+        s.add(row)
+        s.commit()
+    with db() as s:
+        got = s.scalar(select(DefinitionRow).where(DefinitionRow.owner == "ann"))
+        assert got is not None and got.spec["parameters"] == {"n": [1, 2]}
+        assert got.versions[0].notebook["nbformat"] == 4
+        view = JobsService.run_view(got.runs[0])
+        assert view["duration_seconds"] == 90 and view["started"] == start.isoformat()
