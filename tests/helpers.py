@@ -37,6 +37,37 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def create_pvc(core: client.CoreV1Api, ns: str, name: str, size: str = "1Gi") -> None:
+    """A ReadWriteOnce claim from the cluster's default StorageClass."""
+    await core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+        },
+    )
+
+
+async def pod_ended(core: client.CoreV1Api, ns: str, name: str, timeout: float = 60) -> Any:
+    """Wait for the pod to reach Succeeded or Failed; return it."""
+    return await wait_for(
+        lambda: core.read_namespaced_pod(name, ns),
+        lambda p: p.status.phase in ("Succeeded", "Failed"),
+        timeout=timeout,
+        what=f"pod {name} to end",
+    )
+
+
+async def pod_scheduled(core: client.CoreV1Api, ns: str, name: str, timeout: float = 60) -> Any:
+    """Wait for the scheduler to bind the pod to a node; return it."""
+    return await wait_for(
+        lambda: core.read_namespaced_pod(name, ns),
+        lambda p: bool(p.spec.node_name),
+        timeout=timeout,
+        what=f"pod {name} to be scheduled",
+    )
+
+
 async def gone(read: Callable[[], Awaitable[Any]]) -> bool:
     """True when ``read()`` (e.g. ``lambda: core.read_namespaced_pod(name, ns)``) answers 404."""
     try:
@@ -85,12 +116,7 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
             },
         },
     )
-    pod = await wait_for(
-        lambda: core.read_namespaced_pod(name, ns),
-        lambda p: p.status.phase in ("Succeeded", "Failed"),
-        timeout=60,
-        what=f"pod {name} to end",
-    )
+    pod = await pod_ended(core, ns, name)
     # raw text: the client would otherwise parse a log that looks like JSON into a dict
     resp = await core.read_namespaced_pod_log(name, ns, _preload_content=False)
     log = await resp.text()

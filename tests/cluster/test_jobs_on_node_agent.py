@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
-from tests.helpers import describe_pod, read_from_pvc, wait_for
+from tests.helpers import create_pvc, describe_pod, read_from_pvc, wait_for
 
 
 def job_template(command: str, claim: str | None = None) -> dict:
@@ -25,13 +25,7 @@ async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
     api: client.ApiClient, core: client.CoreV1Api, namespace: str, local_cluster: ClusterConfig | None
 ) -> None:
     batch = client.BatchV1Api(api)
-    await core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": "workspace"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
+    await create_pvc(core, namespace, "workspace")
     tmpl = job_template('echo "ran in $(hostname)"; echo done > /work-volume/result.txt', claim="workspace")
     await batch.create_namespaced_cron_job(
         namespace,

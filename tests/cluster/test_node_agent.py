@@ -10,7 +10,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
-from tests.helpers import describe_pod, wait_for
+from tests.helpers import create_pvc, describe_pod, gone, pod_ended, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -74,12 +74,7 @@ async def test_volumes_env_and_pod_ip(core: client.CoreV1Api, namespace: str) ->
             },
         },
     )
-    pod = await wait_for(
-        lambda: core.read_namespaced_pod("env-volumes", namespace),
-        lambda p: p.status.phase in ("Succeeded", "Failed"),
-        timeout=60,
-        what="pod env-volumes to end",
-    )
+    pod = await pod_ended(core, namespace, "env-volumes")
     assert pod.status.phase == "Succeeded", await describe_pod(core, namespace, "env-volumes")
     ip = pod.status.pod_ip
     assert ip.startswith("127.") and ip != "127.0.0.1"
@@ -130,13 +125,7 @@ async def test_readiness_follows_the_listening_port(core: client.CoreV1Api, name
 
 
 async def test_graceful_deletion_sends_sigterm_then_kills(core: client.CoreV1Api, namespace: str) -> None:
-    await core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": "marks"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
+    await create_pvc(core, namespace, "marks")
     trap = "trap 'echo got-term > /m/term; exit 0' TERM; echo started > /m/start; while true; do sleep 0.1; done"
     stubborn = "trap '' TERM; echo started > /m/stubborn; while true; do sleep 0.1; done"
     for name, script in (("polite", trap), ("stubborn", stubborn)):
@@ -172,12 +161,19 @@ async def test_graceful_deletion_sends_sigterm_then_kills(core: client.CoreV1Api
         await wait_for(lambda m=mark: _exists(folder / m), bool, timeout=20, what=f"{name} to start")
     t0 = time.monotonic()
     await core.delete_namespaced_pod("polite", namespace)
-    await wait_for(lambda: _gone(core, namespace, "polite"), bool, timeout=30, what="pod polite deleted")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod("polite", namespace)), bool, timeout=30, what="pod polite deleted"
+    )
     polite = time.monotonic() - t0
     assert (folder / "term").read_text() == "got-term\n", "the container saw SIGTERM"
     t0 = time.monotonic()
     await core.delete_namespaced_pod("stubborn", namespace)
-    await wait_for(lambda: _gone(core, namespace, "stubborn"), bool, timeout=30, what="pod stubborn deleted")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod("stubborn", namespace)),
+        bool,
+        timeout=30,
+        what="pod stubborn deleted",
+    )
     stubborn_s = time.monotonic() - t0
     assert polite < 3 <= stubborn_s + 0.5, f"SIGKILL only after the grace period ({polite:.1f}s, {stubborn_s:.1f}s)"
 
@@ -205,14 +201,6 @@ async def _exists(path: Path) -> bool:
     return path.exists()
 
 
-async def _gone(core: client.CoreV1Api, ns: str, name: str) -> bool:
-    try:
-        await core.read_namespaced_pod(name, ns)
-    except client.ApiException as e:
-        return e.status == 404
-    return False
-
-
 async def test_service_account_token_authenticates_in_cluster(core: client.CoreV1Api, namespace: str) -> None:
     """The projected token (TokenRequest) and KUBERNETES_SERVICE_* let a pod call the API."""
     script = (
@@ -235,12 +223,7 @@ async def test_service_account_token_authenticates_in_cluster(core: client.CoreV
             },
         },
     )
-    pod = await wait_for(
-        lambda: core.read_namespaced_pod("in-cluster", namespace),
-        lambda p: p.status.phase in ("Succeeded", "Failed"),
-        timeout=60,
-        what="pod in-cluster to end",
-    )
+    pod = await pod_ended(core, namespace, "in-cluster")
     assert pod.status.phase == "Succeeded", await describe_pod(core, namespace, "in-cluster")
     log = await core.read_namespaced_pod_log("in-cluster", namespace)
     # authenticated as the pod's service account, and refused by RBAC: 403, not 401

@@ -15,7 +15,7 @@ from localcluster.config import ClusterConfig
 from spawner_ext import choices as ch
 from spawner_ext.catalog import load
 from spawner_ext.workload import build
-from tests.helpers import describe_pod, read_from_pvc, wait_for
+from tests.helpers import create_pvc, describe_pod, read_from_pvc, wait_for
 
 CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
 WORKSPACE = "/home/jovyan"
@@ -78,13 +78,7 @@ async def test_run_now_executes_snapshot_with_parameters(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
     owner = "olga"
-    await core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": f"claim-{owner}"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
+    await create_pvc(core, namespace, f"claim-{owner}")
     good = notebook(
         ("greeting = 'default'\nrepeat = 1", ["parameters"]),
         ("import socket\nprint(greeting * repeat, socket.gethostname().startswith('daily-report-run1'))", []),
@@ -149,13 +143,7 @@ async def test_run_now_executes_snapshot_with_parameters(
 
 async def test_timeout_ends_the_run(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
     owner = "pavel"
-    await core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": f"claim-{owner}"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
+    await create_pvc(core, namespace, f"claim-{owner}")
     slow = notebook(("import time\ntime.sleep(600)", []))
     await _submit(api, namespace, owner, {"name": "slow", "notebook": "slow.ipynb", "_timeout": 8}, slow, "slow-run1")
     job = await _finished(client.BatchV1Api(api), namespace, "slow-run1")
@@ -165,13 +153,7 @@ async def test_timeout_ends_the_run(api: client.ApiClient, core: client.CoreV1Ap
 
 async def test_retries_run_the_notebook_again(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
     owner = "quentin"
-    await core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": f"claim-{owner}"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        },
-    )
+    await create_pvc(core, namespace, f"claim-{owner}")
     flaky = notebook(("raise RuntimeError('always fails')", []))
     await _submit(
         api, namespace, owner, {"name": "flaky", "notebook": "flaky.ipynb", "retries": 1}, flaky, "flaky-run1"

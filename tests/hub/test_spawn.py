@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
 from tests.conftest import Hub
-from tests.helpers import wait_for
+from tests.helpers import gone, wait_for
 
 USER_NS = "moonhub-users"
 
@@ -59,7 +59,12 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     # stop through the hub API (the browser's "Stop My Server")
     r = hub.api(s, "DELETE", f"/users/{user}/server")
     assert r.status_code in (202, 204), r.text
-    await wait_for(lambda: _pod_gone(core, f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod to go away")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)),
+        bool,
+        timeout=60,
+        what=f"{user}'s pod to go away",
+    )
     kept = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
     assert kept.metadata.uid == pvc.metadata.uid, "the workspace volume survives a stop"
 
@@ -121,11 +126,3 @@ async def test_platform_identities_are_limited_to_the_user_namespace(local_clust
         ("get", "secrets", USER_NS, ""),
     ]
     assert await _allowed(str(local_cluster.kubeconfig("jobs")), jobs) == [True, True, False, False, False]
-
-
-async def _pod_gone(core: client.CoreV1Api, name: str) -> bool:
-    try:
-        await core.read_namespaced_pod(name, USER_NS)
-    except client.ApiException as e:
-        return e.status == 404
-    return False

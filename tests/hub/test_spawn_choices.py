@@ -11,19 +11,10 @@ from kubernetes.utils.quantity import parse_quantity
 from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import wait_for
+from tests.helpers import gone, pod_scheduled, wait_for
 
 USER_NS = "moonhub-users"
 RESEARCH = "ml-research"
-
-
-async def _gone(core: client.CoreV1Api, kind: str, name: str) -> bool:
-    read = core.read_namespaced_pod if kind == "pod" else core.read_namespaced_persistent_volume_claim
-    try:
-        await read(name, USER_NS)
-    except client.ApiException as e:
-        return e.status == 404
-    return False
 
 
 def _researcher(hub: Hub, name: str) -> requests.Session:
@@ -50,6 +41,17 @@ def _progress_until_done(hub: Hub, s: requests.Session, user: str, timeout: floa
     return last
 
 
+def _failed_spawn(hub: Hub, s: requests.Session, user: str, options: dict) -> str:
+    """Start a spawn that must fail; return the message the user sees (the API's answer if
+    it failed at once, else the last event of the spawn page's progress stream)."""
+    r = hub.api(s, "POST", f"/users/{user}/server", json=options)
+    if r.status_code not in (201, 202):
+        return str(r.json()["message"])
+    last = _progress_until_done(hub, s, user)
+    assert last.get("failed"), last
+    return str(last.get("message", ""))
+
+
 async def test_bad_options_are_refused_and_nothing_is_created(hub: Hub, core: client.CoreV1Api) -> None:
     user = "eve"
     s = hub.login(user)
@@ -67,8 +69,10 @@ async def test_bad_options_are_refused_and_nothing_is_created(hub: Hub, core: cl
         r = hub.api(s, "POST", f"/users/{user}/server", json=options)
         assert r.status_code == status, (options, r.status_code, r.text)
         assert message in r.json()["message"], (options, r.json())
-    assert await _gone(core, "pod", f"jupyter-{user}")
-    assert await _gone(core, "pvc", f"claim-{user}"), "a refused spawn creates no volume"
+    assert await gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS))
+    assert await gone(lambda: core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)), (
+        "a refused spawn creates no volume"
+    )
 
 
 async def test_form_offers_only_entitled_choices_with_free_gpus(hub: Hub) -> None:
@@ -87,12 +91,7 @@ async def test_gpu_choice_lands_on_a_node_of_that_type(hub: Hub, core: client.Co
     s = _researcher(hub, user)
     r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "pytorch", "gpu_type": "v100", "gpu_count": 2})
     assert r.status_code in (201, 202), r.text
-    pod = await wait_for(
-        lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS),
-        lambda p: bool(p.spec.node_name),
-        timeout=60,
-        what=f"{user}'s GPU pod to be scheduled",
-    )
+    pod = await pod_scheduled(core, USER_NS, f"jupyter-{user}")
     node = await core.read_node(pod.spec.node_name)
     assert node.metadata.labels["nvidia.com/gpu.product"] == "Tesla-V100-SXM2-32GB"
     c = pod.spec.containers[0]
@@ -103,26 +102,31 @@ async def test_gpu_choice_lands_on_a_node_of_that_type(hub: Hub, core: client.Co
     assert not any(e.name == "NVIDIA_VISIBLE_DEVICES" for e in c.env or [])
     r = hub.api(s, "DELETE", f"/users/{user}/server")
     assert r.status_code in (202, 204), r.text
-    await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod removed")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)),
+        bool,
+        timeout=60,
+        what=f"{user}'s pod removed",
+    )
 
 
 async def test_cpu_choice_lands_on_a_cpu_node(hub: Hub, core: client.CoreV1Api) -> None:
     user = "ivan"
     s = hub.login(user)
     hub.spawn_form(s, user, environment="python", size="medium")
-    pod = await wait_for(
-        lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS),
-        lambda p: bool(p.spec.node_name),
-        timeout=60,
-        what=f"{user}'s pod to be scheduled",
-    )
+    pod = await pod_scheduled(core, USER_NS, f"jupyter-{user}")
     node = await core.read_node(pod.spec.node_name)
     assert "nvidia.com/gpu" not in (node.status.allocatable or {})
     env = {e.name: e.value for e in pod.spec.containers[0].env or []}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert parse_quantity(pod.spec.containers[0].resources.limits["memory"]) == parse_quantity("16Gi")
     hub.api(s, "DELETE", f"/users/{user}/server")
-    await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=60, what=f"{user}'s pod removed")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)),
+        bool,
+        timeout=60,
+        what=f"{user}'s pod removed",
+    )
     form = " ".join(s.get(f"{hub.url}/hub/spawn/{user}").text.split())
     assert '<option value="medium" selected>' in form, "the form preselects the last choice"
 
@@ -158,18 +162,17 @@ async def test_unschedulable_gpu_spawn_fails_fast_and_explains(
     user = "judy"
     s = _researcher(hub, user)
     t0 = time.monotonic()
-    r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "pytorch", "gpu_type": "a100", "gpu_count": 4})
-    if r.status_code in (201, 202):
-        last = _progress_until_done(hub, s, user)
-        message = last.get("message", "")
-        assert last.get("failed"), last
-    else:
-        message = r.json()["message"]
+    message = _failed_spawn(hub, s, user, {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 4})
     elapsed = time.monotonic() - t0
     timings["unschedulable GPU spawn: request -> failure explained"] = elapsed
     assert "no NVIDIA A100 80GB node has 4 free GPUs right now: 0 of 8 are free" in message, message
     assert elapsed < 30
-    await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=30, what="the failed pod removed")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)),
+        bool,
+        timeout=30,
+        what="the failed pod removed",
+    )
 
 
 async def test_catalog_edit_applies_without_restart_and_broken_edit_keeps_last_good(hub: Hub) -> None:
@@ -227,15 +230,14 @@ async def test_unpullable_image_fails_fast_and_explains(hub: Hub, core: client.C
     try:
         hub.catalog.write_text(yaml.safe_dump(doc))
         t0 = time.monotonic()
-        r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "broken"})
-        if r.status_code in (201, 202):
-            last = _progress_until_done(hub, s, user)
-            assert last.get("failed"), last
-            message = last.get("message", "")
-        else:
-            message = r.json()["message"]
+        message = _failed_spawn(hub, s, user, {"environment": "broken"})
         assert time.monotonic() - t0 < 30
         assert "the image nowhere/missing:1 of environment 'broken' can not be pulled" in message, message
-        await wait_for(lambda: _gone(core, "pod", f"jupyter-{user}"), bool, timeout=30, what="the failed pod removed")
+        await wait_for(
+            lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)),
+            bool,
+            timeout=30,
+            what="the failed pod removed",
+        )
     finally:
         hub.catalog.write_text(original)
