@@ -20,6 +20,8 @@ from tornado.iostream import StreamClosedError
 from spawner_ext.errors import FieldError
 
 from .errors import NotFound
+from .options import entitled
+from .preview import preview
 from .service import Caller, JobsService
 
 MAX_BODY = 1024 * 1024
@@ -164,6 +166,21 @@ class RunLogHandler(APIHandler):
         self.finish()
 
 
+class SchedulePreviewHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """A schedule in words and its next runs; the same field errors as saving a job."""
+        self.send(preview(self.get_argument("schedule", None), self.get_argument("timezone", "UTC")))
+
+
+class OptionsHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """The environments, sizes and GPUs the caller's jobs may use."""
+        caller = self.caller()
+        self.send(entitled(self.jobs.catalog.get(), caller.groups, caller.admin))
+
+
 OPENAPI = Path(__file__).with_name("openapi.yaml")
 
 
@@ -188,6 +205,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
+        (f"{api}/schedule-preview", SchedulePreviewHandler),
+        (f"{api}/options", OptionsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         (f"{prefix}health", HealthHandler),

@@ -26,7 +26,7 @@ from spawner_ext import choices as ch
 from spawner_ext.catalog import CatalogStore
 from spawner_ext.workload import build
 
-from . import manifests, notify, validation
+from . import manifests, notify, preview, validation
 from .db import DefinitionRow, RunRow, VersionRow, utcnow
 from .errors import Conflict, InvalidField, NotFound
 
@@ -90,8 +90,14 @@ class JobsService:
             if e.status != 409:  # made by the spawner meanwhile
                 raise
 
-    @staticmethod
-    def view(row: DefinitionRow) -> dict[str, Any]:
+    @classmethod
+    def view(cls, row: DefinitionRow) -> dict[str, Any]:
+        """A definition as the API shows it, with its schedule in words, its next run
+        (while active) and its newest run."""
+        spec = row.spec
+        schedule, tz = spec.get("schedule"), spec.get("timezone") or "UTC"
+        now = datetime.datetime.now(datetime.UTC)
+        last = max(row.runs, key=lambda r: r.id, default=None)
         return {
             "id": row.id,
             "owner": row.owner,
@@ -99,7 +105,12 @@ class JobsService:
             "cronjob": row.cronjob,
             "created": row.created.isoformat(),
             "updated": row.updated.isoformat(),
-            **row.spec,
+            **spec,
+            "schedule_description": preview.describe(schedule) if schedule else preview.BY_HAND,
+            "next_run": preview.next_runs(schedule, tz, now, 1)[0].isoformat()
+            if schedule and spec.get("active", True)
+            else None,
+            "last_run": cls.run_view(last) if last else None,
         }
 
     @staticmethod

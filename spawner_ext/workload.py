@@ -71,6 +71,13 @@ def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
         f"{LABEL_PREFIX}gpu-type": choices.gpu_type or "none",
         f"{LABEL_PREFIX}gpu-count": str(choices.gpu_count),
     }
+    # the choices, for what runs in the pod (the lab extension defaults a job to them)
+    chosen = {
+        "MOONHUB_ENVIRONMENT": env_.name,
+        "MOONHUB_SIZE": size.name,
+        "MOONHUB_GPU_TYPE": choices.gpu_type or "",
+        "MOONHUB_GPU_COUNT": str(choices.gpu_count),
+    }
     common: dict[str, Any] = dict(
         image=env_.image,
         cpu_guarantee=size.cpu_guarantee,
@@ -87,11 +94,12 @@ def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
             **common,
             node_affinity_required=[{"matchExpressions": [{"key": GPU_NODE_LABEL, "operator": "DoesNotExist"}]}],
             # no GPU is visible even where the NVIDIA runtime would expose all by default
-            env={"NVIDIA_VISIBLE_DEVICES": "void"},
+            env={**chosen, "NVIDIA_VISIBLE_DEVICES": "void"},
         )
     count = str(choices.gpu_count)
     return Workload(
         **common,
+        env=chosen,
         extra_resource_limits={GPU_RESOURCE: count},
         extra_resource_guarantees={GPU_RESOURCE: count},
         node_selector=dict(gpu.node_selector),

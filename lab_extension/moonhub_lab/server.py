@@ -67,10 +67,28 @@ class ForwardHandler(APIHandler):
         await self._forward(path)
 
 
+class ServerInfoHandler(APIHandler):
+    """What this server runs (the spawner's choices): a new job's defaults."""
+
+    @web.authenticated
+    def get(self) -> None:
+        count = os.environ.get("MOONHUB_GPU_COUNT", "0")
+        self.finish(
+            {
+                "environment": os.environ.get("MOONHUB_ENVIRONMENT") or None,
+                "size": os.environ.get("MOONHUB_SIZE") or None,
+                "gpu_type": os.environ.get("MOONHUB_GPU_TYPE") or None,
+                "gpu_count": int(count) if count.isdigit() else 0,
+                "jobs_service": bool(os.environ.get("MOONHUB_JOBS_URL")),
+            }
+        )
+
+
 def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app = server_app.web_app
     route = url_path_join(web_app.settings["base_url"], "moonhub/api/v1/(.*)")
-    web_app.add_handlers(".*$", [(route, ForwardHandler)])
+    info = url_path_join(web_app.settings["base_url"], "moonhub/server")
+    web_app.add_handlers(".*$", [(route, ForwardHandler), (info, ServerInfoHandler)])
     server_app.log.info("MoonHub: forwarding %s to the jobs service", route)
 
 

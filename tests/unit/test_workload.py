@@ -22,7 +22,13 @@ def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
     assert w.node_affinity_required == [
         {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]}
     ]
-    assert w.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert w.env == {
+        "NVIDIA_VISIBLE_DEVICES": "void",
+        "MOONHUB_ENVIRONMENT": "python",
+        "MOONHUB_SIZE": "medium",
+        "MOONHUB_GPU_TYPE": "",
+        "MOONHUB_GPU_COUNT": "0",
+    }
     assert w.gpus == 0
 
 

@@ -1,0 +1,40 @@
+"""What a caller may pick for a job: the catalog entries they are entitled to. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spawner_ext import choices as ch
+from spawner_ext.catalog import Catalog
+
+
+def entitled(catalog: Catalog, groups: tuple[str, ...], admin: bool) -> dict[str, Any]:
+    """The environments, sizes and GPU types (with the counts within the caller's limit)
+    a job of this caller may use, the catalog's order and defaults kept."""
+    ok = ch.allowed(catalog, groups, admin)
+    gpus = []
+    for g in ok.gpu_types:
+        counts = [n for n in g.counts if n <= ok.max_gpus_per_user]
+        if counts:
+            gpus.append(
+                {"name": g.name, "display_name": g.display_name, "description": g.description, "counts": counts}
+            )
+    return {
+        "environments": [
+            {
+                "name": e.name,
+                "display_name": e.display_name,
+                "description": e.description,
+                "framework": e.framework,
+                "cuda": e.cuda,
+                "default": e.default,
+            }
+            for e in ok.environments
+        ],
+        "sizes": [
+            {"name": s.name, "display_name": s.display_name, "description": s.description, "default": s.default}
+            for s in ok.sizes
+        ],
+        "gpu_types": gpus,
+        "max_gpus": ok.max_gpus_per_user,
+    }

@@ -1,0 +1,86 @@
+/**
+ * The jobs service as seen from JupyterLab: every request goes to the user's own server
+ * (`<base>/moonhub/api/v1/...`), whose server extension forwards it with the server's hub
+ * token. The browser never talks to the service directly.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { errorFrom, JobsError } from './errors';
+import type { Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
+
+/** A new job: the definition plus the notebook to freeze. */
+export type NewJob = JobInput & { name: string; notebook: string; notebook_content: Record<string, unknown> };
+
+export class JobsClient {
+  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  listJobs(): Promise<Job[]> {
+    return this.api<{ jobs?: Job[] }>('jobs').then(r => r.jobs ?? []);
+  }
+
+  getJob(id: number): Promise<Job> {
+    return this.api(`jobs/${id}`);
+  }
+
+  createJob(job: NewJob): Promise<Job> {
+    return this.api('jobs', { method: 'POST', body: JSON.stringify(job) });
+  }
+
+  /** Change a job; with `notebook_content` the service freezes a new version. */
+  updateJob(id: number, change: Partial<NewJob>): Promise<Job> {
+    return this.api(`jobs/${id}`, { method: 'PATCH', body: JSON.stringify(change) });
+  }
+
+  deleteJob(id: number): Promise<void> {
+    return this.api(`jobs/${id}`, { method: 'DELETE' });
+  }
+
+  runNow(id: number): Promise<Run> {
+    return this.api(`jobs/${id}/run`, { method: 'POST' });
+  }
+
+  runs(id: number): Promise<Run[]> {
+    return this.api<{ runs?: Run[] }>(`jobs/${id}/runs`).then(r => r.runs ?? []);
+  }
+
+  cancelRun(id: number, runId: number): Promise<Run> {
+    return this.api(`jobs/${id}/runs/${runId}`, { method: 'DELETE' });
+  }
+
+  log(id: number, runId: number): Promise<RunLog> {
+    return this.api(`jobs/${id}/runs/${runId}/log`);
+  }
+
+  preview(schedule: string | null, timezone: string): Promise<SchedulePreview> {
+    const query = URLExt.objectToQueryString(schedule ? { schedule, timezone } : { timezone });
+    return this.api(`schedule-preview${query}`);
+  }
+
+  options(): Promise<Options> {
+    return this.api('options');
+  }
+
+  /** What this server runs: a new job's environment, size and GPUs default to it. */
+  serverInfo(): Promise<IServerInfo> {
+    return this.request(URLExt.join(this.settings.baseUrl, 'moonhub/server'), {});
+  }
+
+  private api<T>(path: string, init: RequestInit = {}): Promise<T> {
+    return this.request(URLExt.join(this.settings.baseUrl, 'moonhub/api/v1', path), init);
+  }
+
+  private async request<T>(url: string, init: RequestInit): Promise<T> {
+    let resp: Response;
+    try {
+      resp = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (e) {
+      throw new JobsError(`Your server did not answer (${(e as Error).message}).`, 0);
+    }
+    const body = await resp.text();
+    if (!resp.ok) {
+      throw errorFrom(resp.status, body);
+    }
+    return (body ? JSON.parse(body) : undefined) as T;
+  }
+}

@@ -1,0 +1,27 @@
+/** Names for the jobs service's schemas; all generated from jobs_service/openapi.yaml. */
+import type { components, paths } from './schema';
+
+type Schemas = components['schemas'];
+
+export type Job = Schemas['Job'];
+export type JobInput = Schemas['JobInput'];
+export type Run = Schemas['Run'];
+export type Notify = Schemas['Notify'];
+export type SchedulePreview = Schemas['SchedulePreview'];
+export type Options = Schemas['Options'];
+export type Choice = Schemas['Choice'];
+export type GpuChoice = Schemas['GpuChoice'];
+export type Concurrency = NonNullable<JobInput['concurrency']>;
+
+/** The log route's answer: the log so far and the progress (cells executed of all). */
+export type RunLog =
+  paths['/jobs/{job_id}/runs/{run_id}/log']['get']['responses']['200']['content']['application/json'];
+
+/** What the user's own server runs (answered by the server extension, not the service). */
+export interface IServerInfo {
+  environment: string | null;
+  size: string | null;
+  gpu_type: string | null;
+  gpu_count: number;
+  jobs_service: boolean;
+}

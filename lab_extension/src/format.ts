@@ -1,0 +1,105 @@
+/**
+ * Words and numbers as the panel and the dialog show them. Pure: no JupyterLab imports.
+ */
+
+/** 42 -> "42 s", 125 -> "2 min 05 s", 3725 -> "1 h 02 min". */
+export function duration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) {
+    return '';
+  }
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) {
+    return `${s} s`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  }
+  const h = Math.floor(s / 3600);
+  return `${h} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+/** A time relative to `now`: "in 5 min", "3 h ago", "just now". */
+export function relative(iso: string | null | undefined, now: Date = new Date()): string {
+  if (!iso) {
+    return '';
+  }
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) {
+    return '';
+  }
+  const diff = Math.round((t - now.getTime()) / 1000);
+  const abs = Math.abs(diff);
+  if (abs < 45) {
+    return 'just now';
+  }
+  const [n, unit] =
+    abs < 3600
+      ? [Math.round(abs / 60), 'min']
+      : abs < 86400
+        ? [Math.round(abs / 3600), 'h']
+        : [Math.round(abs / 86400), abs < 2 * 86400 ? 'day' : 'days'];
+  return diff > 0 ? `in ${n} ${unit}` : `${n} ${unit} ago`;
+}
+
+/** A date-time for people, in the given IANA zone (the job's), e.g. "Tue 24 Nov, 06:00". */
+export function when(iso: string, timeZone?: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) {
+    return iso;
+  }
+  return d.toLocaleString(undefined, {
+    weekday: 'short',
+    day: 'numeric',
+    month: 'short',
+    hour: '2-digit',
+    minute: '2-digit',
+    hour12: false,
+    timeZone
+  });
+}
+
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+
+export const STATUS_LABELS: Record<RunStatus, string> = {
+  queued: 'Queued',
+  running: 'Running',
+  succeeded: 'Succeeded',
+  failed: 'Failed',
+  timed_out: 'Timed out',
+  cancelled: 'Cancelled'
+};
+
+export function statusLabel(status: string | undefined): string {
+  return (status && STATUS_LABELS[status as RunStatus]) || 'Never run';
+}
+
+/** Whether a run may still change (the panel keeps polling while one does). */
+export function isLive(status: string | undefined): boolean {
+  return status === 'queued' || status === 'running';
+}
+
+export const CONCURRENCY_LABELS: Record<'skip' | 'replace' | 'allow', string> = {
+  skip: 'Skip the new run if the previous one is still running',
+  replace: 'Replace the previous run (stop it, start the new one)',
+  allow: 'Allow overlapping runs'
+};
+
+/** A job name the service accepts, made from a notebook path: "Train Model v2.ipynb" -> "train-model-v2". */
+export function jobName(path: string, maxLength = 30): string {
+  const base = path.split('/').pop() ?? path;
+  const stem = base.replace(/\.ipynb$/i, '');
+  const slug = stem
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .slice(0, maxLength)
+    .replace(/^-+|-+$/g, '');
+  return slug || 'notebook-job';
+}
+
+/** Percent done from the runner's progress (cells executed of all), or null. */
+export function percent(progress: { cell?: number; of?: number } | null | undefined): number | null {
+  if (!progress || !progress.of) {
+    return null;
+  }
+  return Math.min(100, Math.round((100 * (progress.cell ?? 0)) / progress.of));
+}

@@ -1,0 +1,176 @@
+/**
+ * MoonHub's JupyterLab plugin: the "Schedule this notebook" command (notebook toolbar, file
+ * browser context menu, command palette, Jobs menu; all declared in schema/plugin.json)
+ * and the Jobs panel in the left sidebar.
+ */
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, Notification, showErrorMessage } from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { LabIcon } from '@jupyterlab/ui-components';
+
+import { JobsClient } from './api/client';
+import type { Job, Run } from './api/types';
+import { ScheduleDialog } from './dialog';
+import { RunLogView } from './logview';
+import { JobsPanel } from './panel';
+
+const PLUGIN_ID = 'moonhub-lab:plugin';
+
+export namespace CommandIDs {
+  export const schedule = 'moonhub:schedule-notebook';
+  export const openJobs = 'moonhub:open-jobs';
+  export const refreshJobs = 'moonhub:refresh-jobs';
+}
+
+export const scheduleIcon = new LabIcon({
+  name: 'moonhub:schedule',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">' +
+    '<g class="jp-icon3" fill="#616161"><path d="M19 4h-1V2h-2v2H8V2H6v2H5a2 2 0 0 0-2 2v13a2 2 0 0 0 2 2h6.3a7 7 0 0 1-.9-2H5V9h14v1.4a7 7 0 0 1 2 .9V6a2 2 0 0 0-2-2z"/>' +
+    '<path d="M17 12a5 5 0 1 0 0 10 5 5 0 0 0 0-10zm1.6 7.4L16.3 17V13.8h1.4v2.6l1.9 1.9z"/></g></svg>'
+});
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'Schedule notebooks as production jobs and watch their runs.',
+  autoStart: true,
+  requires: [IDocumentManager],
+  optional: [INotebookTracker, IFileBrowserFactory, ICommandPalette, ILayoutRestorer, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    docs: IDocumentManager,
+    notebooks: INotebookTracker | null,
+    browsers: IFileBrowserFactory | null,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    settings: ISettingRegistry | null
+  ) => {
+    const client = new JobsClient(app.serviceManager.serverSettings);
+    let refreshSeconds = 10;
+
+    /** The notebook a command means: the one right-clicked in the file browser, else the current one. */
+    const target = (args: { path?: unknown }): { path: string; panel: NotebookPanel | null } | null => {
+      if (typeof args.path === 'string' && args.path) {
+        return { path: args.path, panel: null };
+      }
+      const browser = browsers?.tracker.currentWidget;
+      const node = app.contextMenuHitTest(n => n.classList.contains('jp-DirListing-item'));
+      if (browser && node) {
+        const item = browser.selectedItems().next();
+        if (!item.done && item.value.type === 'notebook') {
+          return { path: item.value.path, panel: null };
+        }
+      }
+      const panel = notebooks?.currentWidget ?? null;
+      return panel ? { path: panel.context.path, panel } : null;
+    };
+
+    /** The notebook as saved (unsaved edits are saved first): the snapshot to freeze. */
+    const snapshot = async (path: string, panel: NotebookPanel | null): Promise<Record<string, unknown>> => {
+      const open = panel ?? (docs.findWidget(path) as NotebookPanel | undefined) ?? null;
+      if (open?.context?.model?.dirty) {
+        await open.context.save();
+      }
+      const model = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
+      return model.content as Record<string, unknown>;
+    };
+
+    const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {
+      try {
+        const [notebook, options, server] = await Promise.all([
+          snapshot(path, panel),
+          client.options(),
+          client.serverInfo().catch(() => null)
+        ]);
+        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job });
+        if (!result) {
+          return;
+        }
+        const what = job ? `Job "${result.job.name}" saved as version ${result.job.version}` : `Scheduled "${result.job.name}"`;
+        Notification.success(result.run ? `${what}; a run has started.` : `${what}.`, {
+          autoClose: 5000,
+          actions: [{ label: 'Show jobs', callback: () => void app.commands.execute(CommandIDs.openJobs) }]
+        });
+        await app.commands.execute(CommandIDs.openJobs);
+      } catch (e) {
+        await showErrorMessage(job ? 'Could not edit the job' : 'Could not schedule the notebook', e as Error);
+      }
+    };
+
+    const panel = new JobsPanel(
+      client,
+      {
+        edit: (job: Job) => openDialog(job.notebook ?? '', null, job),
+        openLog: (job: Job, run: Run) => {
+          const id = `moonhub-log-${job.id}-${run.id}`;
+          const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
+          if (existing) {
+            app.shell.activateById(id);
+            return;
+          }
+          const view = new MainAreaWidget({ content: new RunLogView(client, job, run) });
+          view.id = id;
+          view.title.label = `Log: ${job.name} #${run.id}`;
+          view.title.icon = scheduleIcon;
+          app.shell.add(view, 'main');
+        },
+        openOutput: async (path: string) => {
+          await app.serviceManager.contents.get(path, { content: false });
+          docs.openOrReveal(path);
+        }
+      },
+      () => refreshSeconds * 1000
+    );
+    panel.title.icon = scheduleIcon;
+    app.shell.add(panel, 'left', { rank: 450 });
+    restorer?.add(panel, 'moonhub-jobs');
+
+    app.commands.addCommand(CommandIDs.schedule, {
+      label: args => (args.isPalette ? 'Schedule This Notebook' : 'Schedule…'),
+      caption: 'Run this notebook as a scheduled production job',
+      icon: args => (args.isPalette ? undefined : scheduleIcon),
+      isEnabled: args => target(args) !== null,
+      execute: async args => {
+        const t = target(args);
+        if (!t) {
+          await showErrorMessage('Nothing to schedule', 'Open a notebook (or right-click one in the file browser) first.');
+          return;
+        }
+        await openDialog(t.path, t.panel);
+      }
+    });
+    app.commands.addCommand(CommandIDs.openJobs, {
+      label: 'Show Scheduled Jobs',
+      caption: 'Open the Jobs panel',
+      execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.refreshJobs, {
+      label: 'Refresh Scheduled Jobs',
+      execute: () => panel.refresh()
+    });
+    if (palette) {
+      const category = 'Jobs';
+      palette.addItem({ command: CommandIDs.schedule, category, args: { isPalette: true } });
+      palette.addItem({ command: CommandIDs.openJobs, category });
+      palette.addItem({ command: CommandIDs.refreshJobs, category });
+    }
+
+    if (settings) {
+      const apply = (s: ISettingRegistry.ISettings) => {
+        refreshSeconds = (s.get('refreshSeconds').composite as number) ?? 10;
+      };
+      void settings
+        .load(PLUGIN_ID)
+        .then(s => {
+          apply(s);
+          s.changed.connect(apply);
+        })
+        .catch(e => console.warn('moonhub-lab: settings not loaded', e));
+    }
+  }
+};
+
+export default plugin;

@@ -1,0 +1,72 @@
+/**
+ * A run's live log in the main area: polls the service while the run goes on, shows the
+ * progress (cells executed of all) and stops when the run has ended.
+ */
+import { Widget } from '@lumino/widgets';
+
+import type { JobsClient } from './api/client';
+import type { Job, Run } from './api/types';
+import { h } from './dom';
+import { duration, isLive, percent, statusLabel } from './format';
+
+const POLL_MS = 2000;
+
+export class RunLogView extends Widget {
+  private readonly pre = h('pre', { className: 'moonhub-Log', tabindex: 0, 'aria-label': 'Run log' });
+  private readonly status = h('div', { className: 'moonhub-LogStatus', 'aria-live': 'polite' });
+  private readonly bar = h('progress', { max: 100, className: 'moonhub-Progress' });
+  private timer = 0;
+
+  constructor(
+    private readonly client: JobsClient,
+    readonly job: Job,
+    private run: Run
+  ) {
+    super();
+    this.id = `moonhub-log-${job.id}-${run.id}`;
+    this.addClass('moonhub-LogView');
+    this.title.label = `Log: ${job.name} #${run.id}`;
+    this.title.closable = true;
+    this.node.append(this.status, this.bar, this.pre);
+    void this.poll();
+  }
+
+  private async poll(): Promise<void> {
+    if (this.isDisposed) {
+      return;
+    }
+    try {
+      const runs = await this.client.runs(this.job.id!);
+      this.run = runs.find(r => r.id === this.run.id) ?? this.run;
+      const log = await this.client.log(this.job.id!, this.run.id!);
+      const atBottom = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
+      this.pre.textContent = log.log || '(no output yet)';
+      if (atBottom) {
+        this.pre.scrollTop = this.pre.scrollHeight;
+      }
+      const pct = percent(log.progress);
+      this.bar.hidden = pct === null;
+      if (pct !== null) {
+        this.bar.value = pct;
+        this.bar.textContent = `${pct}%`;
+      }
+      const cells = log.progress?.of ? ` — cell ${log.progress.cell ?? 0} of ${log.progress.of}` : '';
+      const took = this.run.duration_seconds ? ` in ${duration(this.run.duration_seconds)}` : '';
+      this.status.textContent = `${statusLabel(this.run.status)}${took}${cells}${this.run.reason ? ` — ${this.run.reason}` : ''}`;
+      this.status.dataset.status = this.run.status ?? '';
+    } catch (e) {
+      this.status.textContent = `Could not read the log: ${(e as Error).message}`;
+      if (!isLive(this.run.status)) {
+        return;
+      }
+    }
+    if (isLive(this.run.status)) {
+      this.timer = window.setTimeout(() => void this.poll(), POLL_MS);
+    }
+  }
+
+  dispose(): void {
+    window.clearTimeout(this.timer);
+    super.dispose();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The Jobs panel (left sidebar): each definition with its schedule, next run and last
+ * status; open one for its runs (status, duration, progress, log, output, cancel) and its
+ * actions (run now, pause / resume, edit, delete). Refreshes itself while shown.
+ */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import type { JobsClient } from './api/client';
+import { JobsError } from './api/errors';
+import type { Job, Run } from './api/types';
+import { button, h } from './dom';
+import { duration, isLive, percent, relative, statusLabel, when } from './format';
+
+export interface IPanelActions {
+  /** open the dialog to edit a job (a new snapshot of its notebook) */
+  edit(job: Job): Promise<void>;
+  /** open a run's live log */
+  openLog(job: Job, run: Run): void;
+  /** open a run's output notebook */
+  openOutput(path: string): Promise<void>;
+}
+
+export class JobsPanel extends Widget {
+  private readonly list = h('ul', { className: 'moonhub-JobList', 'aria-label': 'Scheduled jobs' });
+  private readonly message = h('div', { className: 'moonhub-PanelMessage', 'aria-live': 'polite' });
+  private readonly expanded = new Set<number>();
+  private readonly runs = new Map<number, Run[]>();
+  /** percent done of the running runs of the open jobs */
+  private readonly progress = new Map<number, number | null>();
+  private timer = 0;
+  private busy = false;
+
+  constructor(
+    private readonly client: JobsClient,
+    private readonly actions: IPanelActions,
+    private readonly intervalMs: () => number
+  ) {
+    super();
+    this.id = 'moonhub-jobs-panel';
+    this.addClass('moonhub-JobsPanel');
+    this.title.caption = 'Scheduled notebook jobs';
+    const refresh = button('Refresh', { className: 'jp-mod-styled moonhub-Refresh', title: 'Refresh the jobs' }, () =>
+      void this.refresh()
+    );
+    this.node.append(
+      h('div', { className: 'moonhub-PanelHeader' }, h('h2', { text: 'Scheduled jobs' }), refresh),
+      this.message,
+      this.list
+    );
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  protected onAfterHide(): void {
+    window.clearTimeout(this.timer);
+  }
+
+  /** Read the jobs (and the runs of the open ones) and redraw; polls again while shown. */
+  async refresh(): Promise<void> {
+    window.clearTimeout(this.timer);
+    if (this.busy) {
+      return;
+    }
+    this.busy = true;
+    try {
+      const jobs = await this.client.listJobs();
+      for (const id of this.expanded) {
+        if (jobs.some(j => j.id === id)) {
+          const runs = await this.client.runs(id);
+          this.runs.set(id, runs);
+          for (const r of runs.filter(r => r.status === 'running')) {
+            const log = await this.client.log(id, r.id!).catch(() => null);
+            this.progress.set(r.id!, percent(log?.progress));
+          }
+        }
+      }
+      this.render(jobs);
+    } catch (e) {
+      this.showProblem(e);
+    } finally {
+      this.busy = false;
+      if (this.isVisible) {
+        this.timer = window.setTimeout(() => void this.refresh(), this.intervalMs());
+      }
+    }
+  }
+
+  private showProblem(e: unknown): void {
+    const msg = e instanceof Error ? e.message : String(e);
+    const hint =
+      e instanceof JobsError && (e.status === 0 || e.status >= 500)
+        ? ' Check that your server is running; the panel retries by itself.'
+        : '';
+    this.message.className = 'moonhub-PanelMessage moonhub-mod-error';
+    this.message.replaceChildren(
+      h('p', { text: `Could not load your jobs: ${msg}${hint}` }),
+      button('Try again', { className: 'jp-mod-styled' }, () => void this.refresh())
+    );
+  }
+
+  private render(jobs: Job[]): void {
+    this.message.className = 'moonhub-PanelMessage';
+    if (!jobs.length) {
+      this.message.replaceChildren(
+        h('p', { text: 'No scheduled notebooks yet.' }),
+        h('p', {
+          text: 'Open a notebook and click "Schedule" in its toolbar, or right-click a notebook in the file browser.'
+        })
+      );
+    } else {
+      this.message.replaceChildren();
+    }
+    const focused = document.activeElement?.getAttribute('data-key');
+    this.list.replaceChildren(...jobs.map(j => this.renderJob(j)));
+    if (focused) {
+      this.list.querySelector<HTMLElement>(`[data-key="${focused}"]`)?.focus();
+    }
+  }
+
+  private renderJob(job: Job): HTMLElement {
+    const id = job.id!;
+    const open = this.expanded.has(id);
+    const last = job.last_run;
+    const status = last?.status ?? 'never';
+    const toggle = h(
+      'button',
+      {
+        type: 'button',
+        className: 'moonhub-JobToggle',
+        'aria-expanded': open ? 'true' : 'false',
+        'data-key': `toggle-${id}`,
+        title: open ? 'Hide the runs' : 'Show the runs'
+      },
+      h('span', { className: 'moonhub-JobName', text: job.name }),
+      h('span', { className: `moonhub-Badge moonhub-mod-${status}`, text: statusLabel(last?.status) })
+    );
+    toggle.addEventListener('click', () => {
+      if (open) {
+        this.expanded.delete(id);
+      } else {
+        this.expanded.add(id);
+      }
+      void this.refresh();
+    });
+    const next = job.next_run
+      ? `Next: ${when(job.next_run, job.timezone)} (${relative(job.next_run)})`
+      : job.active === false
+        ? 'Paused'
+        : 'Runs only when asked';
+    const li = h(
+      'li',
+      { className: `moonhub-Job${job.active === false ? ' moonhub-mod-paused' : ''}`, 'data-job': job.name },
+      toggle,
+      h('div', { className: 'moonhub-JobMeta', text: `${job.schedule_description ?? ''} · ${job.timezone ?? 'UTC'}` }),
+      h('div', { className: 'moonhub-JobMeta', text: `${next} · notebook ${job.notebook} v${job.version}` })
+    );
+    if (open) {
+      li.append(this.renderActions(job), this.renderRuns(job));
+    }
+    return li;
+  }
+
+  private renderActions(job: Job): HTMLElement {
+    const id = job.id!;
+    const act = (label: string, key: string, fn: () => Promise<unknown>) =>
+      button(label, { className: 'jp-mod-styled moonhub-Action', 'data-key': `${key}-${id}` }, () =>
+        void fn()
+          .then(() => this.refresh())
+          .catch(e => this.showProblem(e))
+      );
+    return h(
+      'div',
+      { className: 'moonhub-Actions', role: 'group', 'aria-label': `Actions for ${job.name}` },
+      act('Run now', 'run', () => this.client.runNow(id)),
+      act(job.active === false ? 'Resume' : 'Pause', 'pause', () =>
+        this.client.updateJob(id, { active: job.active === false })
+      ),
+      act('Edit', 'edit', () => this.actions.edit(job)),
+      act('Delete', 'delete', () => this.confirmDelete(job))
+    );
+  }
+
+  private async confirmDelete(job: Job): Promise<void> {
+    const answer = await showDialog({
+      title: `Delete job "${job.name}"?`,
+      body: 'Its schedule, frozen notebook versions and run history go; output notebooks in your workspace stay.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (answer.button.accept) {
+      this.expanded.delete(job.id!);
+      await this.client.deleteJob(job.id!);
+    }
+  }
+
+  private renderRuns(job: Job): HTMLElement {
+    const runs = this.runs.get(job.id!) ?? [];
+    if (!runs.length) {
+      return h('p', { className: 'moonhub-Help', text: 'No runs yet. "Run now" starts one.' });
+    }
+    return h(
+      'table',
+      { className: 'moonhub-Runs' },
+      h('caption', { className: 'moonhub-SrOnly', text: `Runs of ${job.name}` }),
+      h(
+        'thead',
+        {},
+        h('tr', {}, ...['Run', 'Status', 'Started', 'Took', ''].map(t => h('th', { scope: 'col', text: t })))
+      ),
+      h('tbody', {}, ...runs.map(r => this.renderRun(job, r)))
+    );
+  }
+
+  private renderRun(job: Job, run: Run): HTMLElement {
+    const live = isLive(run.status);
+    const started = run.started ?? run.created;
+    const links = h(
+      'td',
+      { className: 'moonhub-RunActions' },
+      button('Log', { className: 'jp-mod-styled', 'data-key': `log-${run.id}` }, () => this.actions.openLog(job, run))
+    );
+    if (run.output && (run.status === 'succeeded' || run.status === 'failed' || live)) {
+      links.append(
+        button('Output', { className: 'jp-mod-styled', 'data-key': `output-${run.id}`, title: run.output }, () =>
+          void this.actions.openOutput(run.output!).catch(e => this.showProblem(e))
+        )
+      );
+    }
+    if (live) {
+      links.append(
+        button('Cancel', { className: 'jp-mod-styled', 'data-key': `cancel-${run.id}` }, () =>
+          void this.client
+            .cancelRun(job.id!, run.id!)
+            .then(() => this.refresh())
+            .catch(e => this.showProblem(e))
+        )
+      );
+    }
+    return h(
+      'tr',
+      { 'data-run': run.id, 'data-status': run.status },
+      h('td', { text: `#${run.id}${run.trigger === 'manual' ? ' (by hand)' : ''}` }),
+      h(
+        'td',
+        { title: run.reason ?? '' },
+        h('span', { className: `moonhub-Badge moonhub-mod-${run.status}`, text: statusLabel(run.status) })
+      ),
+      h('td', { text: started ? relative(started) : '' }),
+      h('td', {}, live ? this.progressBar(run) : duration(run.duration_seconds)),
+      links
+    );
+  }
+
+  private progressBar(run: Run): HTMLElement | string {
+    const pct = this.progress.get(run.id!);
+    if (pct === null || pct === undefined) {
+      return '';
+    }
+    const bar = h('progress', { max: 100, className: 'moonhub-Progress', 'aria-label': `Run ${run.id} progress` });
+    bar.value = pct;
+    return h('span', {}, bar, ` ${pct}%`);
+  }
+
+  dispose(): void {
+    window.clearTimeout(this.timer);
+    super.dispose();
+  }
+}

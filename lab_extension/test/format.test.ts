@@ -1,0 +1,54 @@
+import { errorFrom, fieldMessage, JobsError } from '../src/api/errors';
+import { duration, isLive, jobName, percent, relative, statusLabel } from '../src/format';
+
+describe('formatting', () => {
+  it.each([
+    [null, ''],
+    [42, '42 s'],
+    [125, '2 min 05 s'],
+    [3725, '1 h 02 min']
+  ])('duration(%s) = %s', (s, text) => {
+    expect(duration(s)).toBe(text);
+  });
+
+  it('says times relative to now', () => {
+    const now = new Date('2026-11-23T12:00:00Z');
+    expect(relative('2026-11-23T12:00:10Z', now)).toBe('just now');
+    expect(relative('2026-11-23T12:05:00Z', now)).toBe('in 5 min');
+    expect(relative('2026-11-23T09:00:00Z', now)).toBe('3 h ago');
+    expect(relative('2026-11-25T12:00:00Z', now)).toBe('in 2 days');
+    expect(relative(null, now)).toBe('');
+  });
+
+  it('names statuses', () => {
+    expect(statusLabel('timed_out')).toBe('Timed out');
+    expect(statusLabel(undefined)).toBe('Never run');
+    expect(isLive('queued') && isLive('running') && !isLive('failed')).toBe(true);
+  });
+
+  it('makes job names the service accepts', () => {
+    expect(jobName('work/Train Model v2.ipynb')).toBe('train-model-v2');
+    expect(jobName('__.ipynb')).toBe('notebook-job');
+    expect(jobName('a'.repeat(40) + '.ipynb')).toHaveLength(30);
+    expect(jobName('x'.repeat(29) + '-y.ipynb')).toBe('x'.repeat(29));
+  });
+
+  it('turns progress into percent', () => {
+    expect(percent({ cell: 3, of: 4 })).toBe(75);
+    expect(percent({ cell: 0, of: 0 })).toBeNull();
+    expect(percent(null)).toBeNull();
+  });
+});
+
+describe('service errors', () => {
+  it('keep the field the service names', () => {
+    const e = errorFrom(400, JSON.stringify({ status: 400, field: 'schedule', message: 'schedule: needs 5 fields' }));
+    expect(e).toBeInstanceOf(JobsError);
+    expect([e.status, e.field, fieldMessage(e)]).toEqual([400, 'schedule', 'needs 5 fields']);
+  });
+
+  it('explain what is not JSON', () => {
+    expect(errorFrom(503, '<html>').message).toMatch(/not reachable/);
+    expect(errorFrom(418, '').message).toBe('The jobs service answered 418.');
+  });
+});
