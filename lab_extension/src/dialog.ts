@@ -110,6 +110,7 @@ export class ScheduleDialog extends Widget {
     this.req = req;
     this.result = new Promise(r => (this.resolve = r));
     this.addClass('jp-Dialog');
+    this.addClass('jp-ThemedContainer');
     this.addClass('moonhub-ScheduleDialog');
     const job = req.job;
     const id = (f: string) => `${this.uid}-${f}`;
@@ -313,7 +314,7 @@ export class ScheduleDialog extends Widget {
       { className: 'jp-Dialog-content moonhub-ScheduleDialog-content', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': id('title') },
       h('div', { className: 'jp-Dialog-header', id: id('title') }, title),
       body,
-      h('div', { className: 'jp-Dialog-footer' }, cancel, this.accept)
+      h('div', { className: 'jp-Dialog-footer' }, h('div', { className: 'jp-Dialog-footerButtons' }, cancel, this.accept))
     );
   }
 

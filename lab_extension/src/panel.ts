@@ -200,36 +200,26 @@ export class JobsPanel extends Widget {
     if (!runs.length) {
       return h('p', { className: 'moonhub-Help', text: 'No runs yet. "Run now" starts one.' });
     }
-    return h(
-      'table',
-      { className: 'moonhub-Runs' },
-      h('caption', { className: 'moonhub-SrOnly', text: `Runs of ${job.name}` }),
-      h(
-        'thead',
-        {},
-        h('tr', {}, ...['Run', 'Status', 'Started', 'Took', ''].map(t => h('th', { scope: 'col', text: t })))
-      ),
-      h('tbody', {}, ...runs.map(r => this.renderRun(job, r)))
-    );
+    return h('ul', { className: 'moonhub-Runs', 'aria-label': `Runs of ${job.name}` }, ...runs.map(r => this.renderRun(job, r)));
   }
 
   private renderRun(job: Job, run: Run): HTMLElement {
     const live = isLive(run.status);
     const started = run.started ?? run.created;
-    const links = h(
-      'td',
-      { className: 'moonhub-RunActions' },
+    const actions = h(
+      'div',
+      { className: 'moonhub-RunActions', role: 'group', 'aria-label': `Run ${run.id}` },
       button('Log', { className: 'jp-mod-styled', 'data-key': `log-${run.id}` }, () => this.actions.openLog(job, run))
     );
-    if (run.output && (run.status === 'succeeded' || run.status === 'failed' || live)) {
-      links.append(
+    if (run.output && run.status !== 'queued' && run.status !== 'cancelled') {
+      actions.append(
         button('Output', { className: 'jp-mod-styled', 'data-key': `output-${run.id}`, title: run.output }, () =>
           void this.actions.openOutput(run.output!).catch(e => this.showProblem(e))
         )
       );
     }
     if (live) {
-      links.append(
+      actions.append(
         button('Cancel', { className: 'jp-mod-styled', 'data-key': `cancel-${run.id}` }, () =>
           void this.client
             .cancelRun(job.id!, run.id!)
@@ -238,18 +228,20 @@ export class JobsPanel extends Widget {
         )
       );
     }
+    const when = [started ? relative(started) : '', live ? '' : duration(run.duration_seconds)].filter(Boolean);
     return h(
-      'tr',
-      { 'data-run': run.id, 'data-status': run.status },
-      h('td', { text: `#${run.id}${run.trigger === 'manual' ? ' (by hand)' : ''}` }),
+      'li',
+      { className: 'moonhub-Run', 'data-run': run.id, 'data-status': run.status },
       h(
-        'td',
-        { title: run.reason ?? '' },
-        h('span', { className: `moonhub-Badge moonhub-mod-${run.status}`, text: statusLabel(run.status) })
+        'div',
+        { className: 'moonhub-RunLine' },
+        h('span', { text: `#${run.id}${run.trigger === 'manual' ? ' by hand' : ''}` }),
+        h('span', { className: `moonhub-Badge moonhub-mod-${run.status}`, text: statusLabel(run.status), title: run.reason ?? '' }),
+        h('span', { className: 'moonhub-JobMeta', text: when.join(' · ') }),
+        live ? this.progressBar(run) : ''
       ),
-      h('td', { text: started ? relative(started) : '' }),
-      h('td', {}, live ? this.progressBar(run) : duration(run.duration_seconds)),
-      links
+      run.reason && !live && run.status !== 'succeeded' ? h('div', { className: 'moonhub-RunReason', text: run.reason }) : '',
+      actions
     );
   }
 

@@ -104,6 +104,37 @@ async def test_create_run_and_history(
     printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
     assert printed.strip() == "rows: 42"
     print(f"run now -> succeeded in {time.monotonic() - t0:.1f}s")
+    # the definition shows its newest run, and that nothing is scheduled
+    shown = quinn.call("GET", f"/jobs/{job['id']}").json()
+    assert shown["last_run"]["id"] == runs[0]["id"] and shown["last_run"]["status"] == "succeeded"
+    assert (shown["next_run"], shown["schedule_description"]) == (None, "Only when run by hand")
+
+
+def test_schedule_preview_and_entitled_options(hub: Hub, clients: dict[str, Jobs]) -> None:
+    quinn, admin = clients["quinn"], clients["admin"]
+    r = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+1-5&timezone=Asia/Tokyo")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["description"] == "At 06:00, Monday through Friday" and len(got["next"]) == 3
+    assert all(t.endswith("+09:00") and "T06:00:00" in t for t in got["next"])
+    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*&timezone=UTC")
+    assert bad.status_code == 400 and bad.json()["field"] == "schedule"
+    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+*&timezone=Moon/Base")
+    assert bad.status_code == 400 and bad.json()["field"] == "timezone"
+    # what a job may use follows the caller's entitlements
+    mine = quinn.call("GET", "/options").json()
+    assert [(g["name"], g["counts"]) for g in mine["gpu_types"]] == [("t4", [1])]
+    assert len(admin.call("GET", "/options").json()["gpu_types"]) == 3
+    r = requests.get(f"{hub.url}/services/jobs/api/v1/options", allow_redirects=False, timeout=10)
+    assert r.status_code in (302, 403), "no login, no catalog"
+    # a scheduled job says when it runs next (in its zone)
+    r = quinn.call("POST", "/jobs", job_body("daily", schedule="30 7 * * *", timezone="Asia/Tokyo"))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["next_run"].endswith("T07:30:00+09:00") and job["schedule_description"] == "At 07:30"
+    paused = quinn.call("PATCH", f"/jobs/{job['id']}", {"active": False}).json()
+    assert paused["next_run"] is None, "a paused job has no next run"
+    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
 
 
 async def _runs(c: Jobs, job_id: int) -> list[dict[str, Any]]:
@@ -433,6 +464,9 @@ async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(hub: H
     assert r.status_code == 201, r.text
     assert r.json()["owner"] == user, "the service saw the server's user"
     assert [j["name"] for j in s.get(f"{base}/jobs").json()["jobs"]] == ["from-lab"]
+    # what this server runs: a new job's defaults
+    info = s.get(f"{hub.url}/user/{user}/moonhub/server").json()
+    assert info == {"environment": "python", "size": "small", "gpu_type": None, "gpu_count": 0, "jobs_service": True}
     bad = s.post(f"{base}/jobs", data=json.dumps({**job_body("x"), "schedule": "* * *"}), headers=headers)
     assert bad.status_code == 400 and bad.json()["field"] == "schedule", "field errors come through unchanged"
     hub.api(s, "DELETE", f"/users/{user}/server")

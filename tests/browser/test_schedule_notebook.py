@@ -1,0 +1,187 @@
+"""The one click: a notebook scheduled from JupyterLab, run now, watched in the Jobs panel,
+its log and output opened; a bad cron shows the field error. JupyterLab is served from the
+local cluster through the real hub and proxy; the jobs service runs the notebook in a pod."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from playwright.async_api import Browser, Page, expect
+
+from localcluster.config import REPO
+from tests.conftest import Hub
+
+SHOTS = REPO / "test-results"
+USER = "nora"
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "params",
+            "metadata": {"tags": ["parameters"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": 'rows = 10  # how many\nlabel = "weekly"\n',
+        },
+        {
+            "cell_type": "code",
+            "id": "work",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "print('rows:', rows, label)",
+        },
+    ],
+}
+
+
+async def _open_lab(page: Page, hub: Hub) -> None:
+    await page.goto(f"{hub.url}/hub/login")
+    await page.fill("#username_input", USER)
+    await page.fill("#password_input", hub.password)
+    await page.click("#login_submit")
+    await page.wait_for_selector("input[name='environment']", timeout=30_000)
+    await page.click("button[type='submit']")
+    await page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
+    await page.wait_for_selector(".jp-Launcher", timeout=60_000)
+
+
+async def _put_notebook(page: Page, hub: Hub, path: str) -> None:
+    xsrf = next(
+        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
+    )
+    r = await page.request.put(
+        f"{hub.url}/user/{USER}/api/contents/{path}",
+        data=json.dumps({"type": "notebook", "format": "json", "content": NOTEBOOK}),
+        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    )
+    assert r.status in (200, 201), await r.text()
+
+
+async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser, timings: dict[str, float]) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await _open_lab(page, hub)
+    await _put_notebook(page, hub, "report.ipynb")
+
+    # the entry points: the Jobs menu, the file browser's context menu, the notebook toolbar
+    await expect(page.locator(".lm-MenuBar-itemLabel", has_text="Jobs")).to_be_visible()
+    await page.goto(f"{hub.url}/user/{USER}/lab/tree/report.ipynb")
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    item = page.locator(".jp-DirListing-item[data-file-type='notebook']", has_text="report.ipynb")
+    await item.click(button="right")
+    await expect(page.locator(".lm-Menu-itemLabel", has_text="Schedule…")).to_be_visible()
+    await page.keyboard.press("Escape")
+    # the command palette, by keyboard; Escape closes the dialog
+    dialog = page.locator(".moonhub-ScheduleDialog")
+    await page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+    await page.keyboard.press("Control+Shift+C")
+    await page.keyboard.type("Schedule This Notebook")
+    await page.keyboard.press("Enter")
+    await expect(dialog).to_have_count(1)
+    await expect(dialog.get_by_role("dialog")).to_have_attribute("aria-modal", "true")
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_have_count(0)
+    toolbar = page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='moonhub-schedule']")
+    await toolbar.get_by_role("button", name="Schedule").click()
+
+    # the dialog: name from the file, the server's environment, parameters from the cell
+    await expect(dialog.locator(".jp-Dialog-header")).to_have_text("Schedule this notebook")
+    name = dialog.locator("[data-field='name'] input")
+    await expect(name).to_have_value("report")
+    await expect(name).to_be_focused()
+    await expect(dialog.locator("[data-field='environment'] select")).to_have_value("python")
+    await expect(dialog.locator("[data-field='size'] select")).to_have_value("small")
+    await expect(dialog.locator("[data-param='rows']")).to_have_value("10")
+    await expect(dialog.locator("[data-param='label']")).to_have_value('"weekly"')
+    # the default, daily at 06:00 in the browser's zone, described with its next runs
+    preview = dialog.locator(".moonhub-Preview")
+    await expect(preview).to_contain_text("At 06:00")
+    await expect(preview).to_contain_text("next runs")
+
+    # a bad cron: the service's field error appears next to the schedule; nothing is made
+    await dialog.locator("[data-field='schedule'] select").select_option("custom")
+    await dialog.get_by_label("Cron expression").fill("0 6 * *")
+    err = dialog.locator("[data-field='schedule'] .moonhub-FieldError")
+    await expect(err).to_contain_text("needs 5 fields")
+    await dialog.get_by_role("button", name="Schedule").click()
+    await expect(err).to_contain_text("needs 5 fields")
+    await expect(dialog.locator("[data-field='schedule'] select")).to_have_attribute("aria-invalid", "true")
+    await page.screenshot(path=str(SHOTS / "schedule-dialog-error.png"))
+    jobs = await (await page.request.get(f"{hub.url}/user/{USER}/moonhub/api/v1/jobs")).json()
+    assert jobs == {"jobs": []}, "a refused job leaves nothing behind"
+
+    # a good weekly schedule, a changed parameter, run once now as well
+    await dialog.locator("[data-field='schedule'] select").select_option("weekly")
+    await dialog.get_by_label("Wednesday").check()
+    await dialog.get_by_label("Time of day").fill("07:30")
+    await expect(err).to_be_empty()
+    await expect(preview).to_contain_text("At 07:30, only on Monday and Wednesday")
+    await dialog.locator("[data-param='rows']").fill("25")
+    await dialog.get_by_label("Run once now as well").check()
+    await page.screenshot(path=str(SHOTS / "schedule-dialog.png"))
+    t0 = time.monotonic()
+    await dialog.get_by_role("button", name="Schedule").click()
+    await expect(dialog).to_have_count(0)
+
+    # the Jobs panel opens with the job; its run succeeds
+    panel = page.locator("#moonhub-jobs-panel")
+    await expect(panel).to_be_visible()
+    job = panel.locator(".moonhub-Job[data-job='report']")
+    await expect(job).to_contain_text("At 07:30, only on Monday and Wednesday")
+    await job.locator(".moonhub-JobToggle").click()
+    run = job.locator("[data-run]").first
+    await expect(run).to_be_visible(timeout=30_000)
+    for _ in range(60):  # the panel refreshes itself; a click on Refresh hurries it
+        if await run.get_attribute("data-status") in ("succeeded", "failed", "timed_out"):
+            break
+        await page.wait_for_timeout(2000)
+        await panel.get_by_role("button", name="Refresh").click()
+    assert await run.get_attribute("data-status") == "succeeded", await job.inner_text()
+    timings["browser: Schedule click -> run succeeded (seen in the panel)"] = time.monotonic() - t0
+    await expect(job.locator(".moonhub-JobToggle .moonhub-Badge")).to_have_text("Succeeded")
+    await page.screenshot(path=str(SHOTS / "jobs-panel.png"))
+
+    # its log, then its output notebook, with the parameter the dialog set
+    await run.get_by_role("button", name="Log").click()
+    log = page.locator(".moonhub-LogView")
+    await expect(log.locator(".moonhub-LogStatus")).to_contain_text("Succeeded")
+    await expect(log.locator(".moonhub-Log")).to_contain_text("rows: 25 weekly")
+    await run.get_by_role("button", name="Output").click()
+    out = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")
+    await expect(out.first).to_contain_text("rows: 25 weekly", timeout=30_000)
+
+    # edit: the notebook is frozen again as version 2, with the new retries
+    await job.get_by_role("button", name="Edit").click()
+    await expect(dialog.locator(".jp-Dialog-header")).to_have_text('Edit job "report"')
+    await expect(dialog.locator("[data-param='rows']")).to_have_value("25")
+    await dialog.locator("[data-field='retries'] input").fill("2")
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_have_count(0)
+    await expect(job).to_contain_text("report.ipynb v2")
+
+    # JupyterLab's dark theme: the panel follows it
+    await page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    await page.locator(".lm-Menu-itemLabel").get_by_text("Theme", exact=True).hover()
+    await page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
+    await page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
+    await page.wait_for_timeout(500)
+    await page.screenshot(path=str(SHOTS / "jobs-panel-dark.png"))
+
+    # pause, then delete with confirmation
+    await job.get_by_role("button", name="Pause").click()
+    await expect(job).to_contain_text("Paused")
+    await expect(job.get_by_role("button", name="Resume")).to_be_visible()
+    await job.get_by_role("button", name="Delete").click()
+    confirm = page.locator(".jp-Dialog").filter(has_text='Delete job "report"?')
+    await confirm.get_by_role("button", name="Delete").click()
+    await expect(panel.locator(".moonhub-Job")).to_have_count(0)
+    await expect(panel).to_contain_text("No scheduled notebooks yet")
+
+    xsrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == "/hub/")
+    await page.request.delete(f"{hub.url}/hub/api/users/{USER}/server", headers={"X-XSRFToken": xsrf})
+    await page.close()
