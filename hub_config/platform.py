@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import yaml
 
 from .typed import DocumentError, load_file
 
@@ -32,6 +34,9 @@ class HubSection:
     proxy_command: str = "node_modules/.bin/configurable-http-proxy"
     #: named servers each user may run besides the default one (0: named servers off)
     named_servers: int = 0
+    #: the hub's database URL comes from this environment variable when it is set
+    #: (e.g. ``postgresql+psycopg://...``); otherwise SQLite in ``state_dir``
+    db_url_env: str = "MOONHUB_HUB_DB_URL"
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,59 @@ class DevelopmentLogin:
 
 
 @dataclass(frozen=True)
+class OAuthSection:
+    """What every OAuth provider (OIDC, GitLab, GitHub) needs. The client secret is never
+    in the document: it comes from ``client_secret_file`` or ``$MOONHUB_OAUTH_CLIENT_SECRET``."""
+
+    client_id: str = ""
+    #: file holding the OAuth client secret (relative: to this config file)
+    client_secret_file: str = ""
+    #: default: <hub.public_url>/hub/oauth_callback
+    callback_url: str = ""
+    #: user names let in whatever their groups
+    allowed_users: list[str] = field(default_factory=list)
+    #: OIDC: values of the groups claim; GitLab: group paths; GitHub: organisations or org:team
+    allowed_groups: list[str] = field(default_factory=list)
+    #: members of these groups are hub admins
+    admin_groups: list[str] = field(default_factory=list)
+    #: keep JupyterHub's groups equal to the provider's at every login (the catalog's
+    #: entitlements and GPU quotas follow them)
+    manage_groups: bool = True
+    #: extra OAuth scopes; the provider's defaults are always asked for
+    scopes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OIDCSection:
+    #: the issuer; endpoints come from <issuer>/.well-known/openid-configuration
+    issuer: str = ""
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    #: refuse users whose ``email_verified`` claim is not true
+    require_verified_email: bool = True
+
+
+@dataclass(frozen=True)
+class GitLabSection:
+    url: str = "https://gitlab.com"
+
+
+@dataclass(frozen=True)
+class GitHubSection:
+    url: str = "https://github.com"
+
+
+@dataclass(frozen=True)
 class AuthSection:
-    #: ``development`` is a local login for development only; issue 6 adds OAuth / OIDC
-    type: Literal["development"] = "development"
-    admin_users: list[str] = field(default_factory=lambda: ["admin"])
+    #: ``oidc`` (e.g. Keycloak), ``gitlab``, ``github``; ``development`` is a local login
+    #: (any name + a shared password) that is on only when named here
+    type: Literal["oidc", "gitlab", "github", "development"] = "oidc"
+    admin_users: list[str] = field(default_factory=list)
     development: DevelopmentLogin = field(default_factory=DevelopmentLogin)
+    oauth: OAuthSection = field(default_factory=OAuthSection)
+    oidc: OIDCSection = field(default_factory=OIDCSection)
+    gitlab: GitLabSection = field(default_factory=GitLabSection)
+    github: GitHubSection = field(default_factory=GitHubSection)
 
 
 @dataclass(frozen=True)
@@ -73,16 +126,87 @@ class JobsSection:
 
 
 @dataclass(frozen=True)
+class CullingSection:
+    """jupyterhub-idle-culler plus MoonHub's GPU-aware reclaim (docs/culling.md)."""
+
+    enabled: bool = True
+    #: seconds without activity before the idle culler stops a server
+    idle_timeout: int = 3600
+    #: seconds with every GPU at or below ``gpu_idle_threshold`` % before a GPU server is
+    #: stopped, even with its browser tab open (0: never)
+    gpu_idle_timeout: int = 1800
+    gpu_idle_threshold: int = 0
+    #: how often a server samples its GPUs (NVML)
+    gpu_sample_seconds: int = 15
+    #: users are warned in JupyterLab this long before a stop
+    warn_before: int = 600
+    #: seconds between checks
+    every: int = 60
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     hub: HubSection = field(default_factory=HubSection)
     auth: AuthSection = field(default_factory=AuthSection)
     spawner: SpawnerSection = field(default_factory=SpawnerSection)
     jobs: JobsSection = field(default_factory=JobsSection)
+    culling: CullingSection = field(default_factory=CullingSection)
+
+
+#: keys that would put a secret into the document, and where the secret goes instead
+SECRET_KEYS = {
+    ("auth", "oauth", "client_secret"): "auth.oauth.client_secret_file or $MOONHUB_OAUTH_CLIENT_SECRET",
+    ("hub", "cookie_secret"): "$JPY_COOKIE_SECRET or the file in hub.state_dir",
+    ("hub", "db_url"): "the environment variable hub.db_url_env names",
+}
+
+
+def _refuse_secrets(data: Any) -> None:
+    for path, instead in SECRET_KEYS.items():
+        node = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            raise DocumentError(f"{'.'.join(path)}: secrets never go in this document; use {instead}")
+
+
+def check_consistency(cfg: PlatformConfig) -> None:
+    """What the types alone can not say: settings each auth type needs, sane timeouts."""
+    cu = cfg.culling
+    for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds"):
+        if getattr(cu, key) < 0:
+            raise DocumentError(f"culling.{key}: must not be negative")
+    if cu.enabled and cu.every < 1:
+        raise DocumentError("culling.every: must be at least 1 (second)")
+    for key in ("idle_timeout", "gpu_idle_timeout"):
+        if getattr(cu, key) and cu.warn_before >= getattr(cu, key):
+            raise DocumentError(f"culling.warn_before: must be shorter than culling.{key}")
+    if not 0 <= cu.gpu_idle_threshold <= 100:
+        raise DocumentError("culling.gpu_idle_threshold: a percentage, 0-100")
+    a = cfg.auth
+    if a.type == "development":
+        return
+    if not a.oauth.client_id:
+        raise DocumentError(f"auth.oauth.client_id: required for auth.type {a.type}")
+    if a.type == "oidc" and not a.oidc.issuer.startswith(("https://", "http://")):
+        raise DocumentError("auth.oidc.issuer: required for auth.type oidc (an http(s) URL)")
+    if not (a.oauth.allowed_users or a.oauth.allowed_groups or a.admin_users or a.oauth.admin_groups):
+        raise DocumentError("auth.oauth.allowed_groups: nobody could log in; name allowed_groups or allowed_users")
 
 
 def load(path: Path) -> PlatformConfig:
     """Read and validate the platform config at ``path``."""
     try:
-        return load_file(PlatformConfig, path)
+        data = yaml.safe_load(path.read_text()) if path.exists() else None
+        _refuse_secrets(data)
+        cfg = load_file(PlatformConfig, path)
+        check_consistency(cfg)
+        return cfg
+    except yaml.YAMLError:
+        try:
+            return load_file(PlatformConfig, path)  # names the YAML error with the file
+        except DocumentError as e:
+            raise ConfigError(str(e)) from None
     except DocumentError as e:
-        raise ConfigError(str(e)) from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(f"{path}: ") else f"{path}: {msg}") from None

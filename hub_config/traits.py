@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
+from admin_console.handlers import handlers as console_handlers
+
+from . import auth, services
 from .config_paths import REPO
-from .devlogin import BANNER, DevelopmentAuthenticator, ensure_password
 from .platform import PlatformConfig
 
 
@@ -19,7 +21,9 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
 
     c.JupyterHub.bind_url = cfg.hub.public_url
     c.JupyterHub.hub_bind_url = cfg.hub.api_url
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    # secrets never come from the document: the database URL from the environment, the
+    # cookie secret from $JPY_COOKIE_SECRET (JupyterHub reads it) or a file in the state folder
+    c.JupyterHub.db_url = os.environ.get(cfg.hub.db_url_env) or f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
     c.ConfigurableHTTPProxy.api_url = cfg.hub.proxy_api_url
@@ -29,19 +33,14 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.JupyterHub.allow_named_servers = cfg.hub.named_servers > 0
     c.JupyterHub.named_server_limit_per_user = cfg.hub.named_servers
 
-    c.Authenticator.admin_users = set(cfg.auth.admin_users)
-    if cfg.auth.type == "development":
-        c.JupyterHub.authenticator_class = DevelopmentAuthenticator
-        c.DummyAuthenticator.password = ensure_password(state / cfg.auth.development.password_file)
-        c.Authenticator.allow_all = True
-        c.JupyterHub.template_vars = {"announcement_login": BANNER}
+    auth.apply(c, cfg, base, state)
 
     sp = cfg.spawner
     c.JupyterHub.spawner_class = "moon"
     c.KubeSpawner.namespace = sp.namespace
     c.KubeSpawner.image_pull_policy = "IfNotPresent"
     if sp.catalog:
-        c.MoonSpawner.catalog_path = str((base / sp.catalog).resolve())
+        c.MoonSpawner.catalog_path = catalog_path(cfg, base)
     c.MoonSpawner.storage_class_override = sp.storage_class_override
     c.MoonSpawner.bind_pod_ip = sp.bind_pod_ip
     c.KubeSpawner.start_timeout = sp.start_timeout
@@ -49,37 +48,20 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.KubeSpawner.default_url = "/lab"
     c.Spawner.cmd = ["jupyterhub-singleuser"]
 
-    if cfg.jobs.enabled:
-        catalog = str((base / sp.catalog).resolve()) if sp.catalog else ""
-        c.JupyterHub.services = [
-            {
-                "name": "jobs",
-                "url": cfg.jobs.url,
-                "command": [
-                    sys.executable,
-                    "-m",
-                    "jobs_service",
-                    f"--JobsServiceApp.admin_groups={cfg.jobs.admin_groups!r}",
-                ],
-                "oauth_no_confirm": True,
-                "environment": {
-                    # the service's own Kubernetes identity (local development; in-cluster otherwise)
-                    "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
-                    "MOONHUB_CATALOG": catalog,
-                    "MOONHUB_STORAGE_CLASS_OVERRIDE": sp.storage_class_override,
-                    "MOONHUB_SMTP_HOST": cfg.jobs.smtp.rsplit(":", 1)[0] if cfg.jobs.smtp else "",
-                    "MOONHUB_SMTP_PORT": cfg.jobs.smtp.rsplit(":", 1)[1] if ":" in cfg.jobs.smtp else "25",
-                    "MOONHUB_JOBS_DB": f"sqlite:///{state / 'jobs.sqlite'}",
-                },
-            }
-        ]
-        # the user's server reaches the service directly, with its own token, which carries
-        # exactly what it needs: activity, access to its own server, and the jobs service
-        c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
-        c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=jobs"]
-        # every user may call the jobs service; it decides what each may see
-        c.JupyterHub.load_roles = [
-            {"name": "user", "scopes": ["self", "access:services!service=jobs"]},
-            # the service removes the jobs of users the hub no longer has
-            {"name": "moonhub-jobs", "scopes": ["list:users", "read:users:name"], "services": ["jobs"]},
-        ]
+    services.apply(c, cfg, base, state)
+    # the admin console (hub admins only) edits the catalog the spawner reads
+    c.JupyterHub.extra_handlers = console_handlers()
+    c.JupyterHub.template_paths = [str(CONSOLE_TEMPLATES)]
+    c.JupyterHub.tornado_settings = {"moonhub_catalog": catalog_path(cfg, base)}
+    # what the pods' GPU sampler uses (moonhub_lab.gpu)
+    env = dict(c.KubeSpawner.environment) if "environment" in c.KubeSpawner else {}
+    env["MOONHUB_GPU_SAMPLE_SECONDS"] = str(cfg.culling.gpu_sample_seconds)
+    env["MOONHUB_GPU_IDLE_THRESHOLD"] = str(cfg.culling.gpu_idle_threshold)
+    c.KubeSpawner.environment = env
+
+
+def catalog_path(cfg: PlatformConfig, base: Path) -> str:
+    """The catalog the spawner, the jobs service and the admin console share."""
+    if cfg.spawner.catalog:
+        return str((base / cfg.spawner.catalog).resolve())
+    return str(REPO / "spawner_ext" / "examples" / "catalog.yaml")

@@ -138,7 +138,11 @@ def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
         "backoffLimit": defn.retries,
         "ttlSecondsAfterFinished": 24 * 3600,
         "template": {
-            "metadata": {"labels": {**names.labels(), **w.labels, f"{LABEL}version": str(version)}},
+            "metadata": {
+                "labels": {**names.labels(), **w.labels, f"{LABEL}version": str(version)},
+                # the owner's hub name (labels hold only a slug): the admin console shows it
+                "annotations": {f"{LABEL}owner": names.owner},
+            },
             "spec": pod_spec(defn, names, version, w, workspace),
         },
     }

@@ -27,6 +27,9 @@ class ClusterConfig:
     #: second octet of the pod IPs handed out by this cluster's node agent (127.<n>.x.y)
     pod_ip_octet: int = 10
     agent_node: str = "moon-local-0"
+    #: GPUs the node agent advertises (``nvidia.com/gpu``, label ``moonhub.io/simulated-gpu``);
+    #: pods that get them read their utilization from a file the agent provides
+    simulated_gpus: int = 0
 
     @property
     def etcd_port(self) -> int:

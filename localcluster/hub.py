@@ -16,11 +16,18 @@ log = logging.getLogger("moonhub.localcluster")
 DEFAULT_PLATFORM_CONFIG = REPO / "hub_config" / "examples" / "local.yaml"
 
 
-def hub_up(cfg: ClusterConfig, sup: Supervisor, platform_config: Path = DEFAULT_PLATFORM_CONFIG) -> str:
-    """Start the hub unless it runs; wait until it answers; return its public URL."""
+def hub_up(
+    cfg: ClusterConfig,
+    sup: Supervisor,
+    platform_config: Path = DEFAULT_PLATFORM_CONFIG,
+    name: str = "hub",
+    extra_env: dict[str, str] | None = None,
+) -> str:
+    """Start the hub (supervised as ``name``) unless it runs; wait until it answers; return
+    its public URL."""
     platform = load(platform_config)  # fail here, with the key named, before starting
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
-    if sup.pid("hub") is None:
+    if sup.pid(name) is None:
         urls = [platform.hub.public_url, platform.hub.api_url, platform.hub.proxy_api_url]
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)
@@ -29,10 +36,11 @@ def hub_up(cfg: ClusterConfig, sup: Supervisor, platform_config: Path = DEFAULT_
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),
         "MOONHUB_JOBS_KUBECONFIG": str(cfg.kubeconfig("jobs")),
+        **(extra_env or {}),
     }
-    sup.start("hub", argv, env)
+    sup.start(name, argv, env)
     url = platform.hub.public_url.rstrip("/")
-    sup.wait_healthy("hub", f"{url}/hub/health", timeout=120)
+    sup.wait_healthy(name, f"{url}/hub/health", timeout=120)
     return url
 
 

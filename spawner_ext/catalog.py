@@ -39,6 +39,8 @@ class Environment:
     cuda: str = ""
     default: bool = False
     enabled: bool = True
+    #: only members of these groups may use it (on top of the entitlements); empty: no limit
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Size:
     memory_limit: str
     description: str = ""
     default: bool = False
+    #: only members of these groups may use it (on top of the entitlements); empty: no limit
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class GpuType:
     counts: list[int] = field(default_factory=lambda: [1])
     tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(GPU_TOLERATION)])
     description: str = ""
+    #: only members of these groups may use it (on top of the entitlements); empty: no limit
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

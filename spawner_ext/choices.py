@@ -69,7 +69,7 @@ def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> All
 
     def pick(items: list[Any], attr: str) -> list[Any]:
         wanted = names(attr)
-        return [x for x in items if "*" in wanted or x.name in wanted]
+        return [x for x in items if ("*" in wanted or x.name in wanted) and (not x.groups or groups & set(x.groups))]
 
     quotas = {g: q for g, q in catalog.group_gpu_quotas.items() if g in groups}
     return Allowed(

@@ -21,6 +21,7 @@ from tornado import web
 from traitlets import Bool, Unicode, default
 
 from . import choices as ch
+from . import metrics
 from .capacity import gpu_capacity
 from .catalog import Catalog, CatalogStore
 from .errors import ChoiceError
@@ -139,6 +140,8 @@ class MoonSpawner(KubeSpawner):
     async def load_user_options(self) -> None:
         """Validate ``user_options`` (form or REST) and apply the workload; nothing is
         created when this raises."""
+        # the GPU gauge reads the shared pod reflector (registered once per hub)
+        metrics.watch_gpus(lambda: list(self.pod_reflector.pods.values()) if self.pod_reflector else [])
         cat, ok = self.catalog, self.allowed()
         try:
             choice = ch.parse(self.user_options or {}, cat, ok)  # type: ignore[has-type]
@@ -146,6 +149,7 @@ class MoonSpawner(KubeSpawner):
             ch.check_quota(choice, ok, mine, groups)
         except ChoiceError as e:
             self.log.warning("spawn of %s refused: %s", self._log_name, e)
+            metrics.SPAWN_FAILURES.labels(reason=_reason(e)).inc()
             raise web.HTTPError(e.status, str(e)) from None
         self.user_options = choice.as_options()
         self.apply_workload(build(cat, choice, self.pvc_name), cat)
@@ -186,9 +190,19 @@ class MoonSpawner(KubeSpawner):
         done, _ = await asyncio.wait({start, guard}, return_when=asyncio.FIRST_COMPLETED)
         if start in done:
             guard.cancel()
-            return start.result()
+            try:
+                result = start.result()
+            except Exception as e:
+                reason = "timeout" if isinstance(e, TimeoutError) else "error"
+                metrics.SPAWN_FAILURES.labels(reason=reason).inc()
+                raise
+            opts = self.user_options or {}
+            env, gpu = opts.get("environment", ""), opts.get("gpu_type") or "none"
+            metrics.SPAWNS.labels(environment=env, gpu_type=gpu).inc()
+            return result
         start.cancel()
         message = guard.result()
+        metrics.SPAWN_FAILURES.labels(reason="image" if "image" in message.lower() else "unschedulable").inc()
         self.log.warning("spawn of %s failed fast: %s", self._log_name, message)
         await self.stop(now=True)
         raise web.HTTPError(503, message)
@@ -241,3 +255,8 @@ class MoonSpawner(KubeSpawner):
     @default("ip")
     def _default_ip(self) -> str:
         return f"$({POD_IP_ENV})" if self.bind_pod_ip else "0.0.0.0"
+
+
+def _reason(e: ChoiceError) -> str:
+    """``NotEntitled`` -> ``not_entitled``: the failure reason label."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in type(e).__name__).lstrip("_")

@@ -65,7 +65,9 @@ def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    cfg = ClusterConfig(state_dir=TEST_STATE, port_offset=1000, pod_ip_octet=20, agent_node="moon-test-0")
+    cfg = ClusterConfig(
+        state_dir=TEST_STATE, port_offset=1000, pod_ip_octet=20, agent_node="moon-test-0", simulated_gpus=4
+    )
     if TEST_STATE.exists():
         cli.down(ClusterConfig.load(TEST_STATE))
         shutil.rmtree(TEST_STATE)

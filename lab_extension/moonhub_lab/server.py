@@ -8,15 +8,21 @@ MoonSpawner sets.
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.ioloop import PeriodicCallback
+
+from .gpu import IdleTracker, pick_source
 
 MAX_BODY = 2 * 1024 * 1024
+MAX_NOTICES = 20
 
 
 class ForwardHandler(APIHandler):
@@ -84,11 +90,86 @@ class ServerInfoHandler(APIHandler):
         )
 
 
+class GpuHandler(APIHandler):
+    """This server's GPUs: utilization and since when all are idle (for GPU-aware reclaim).
+    Reading it is not activity: the reclaim service asks without keeping the server alive."""
+
+    _track_activity = False
+
+    @web.authenticated
+    def get(self) -> None:
+        src, tracker = self.settings.get("moonhub_gpu_source"), self.settings["moonhub_gpu_idle"]
+        since = tracker.idle_since
+        self.finish(
+            {
+                "source": src.name if src else None,
+                "count": len(tracker.last or []),
+                "utilization": tracker.last or [],
+                "idle_since": datetime.fromtimestamp(since, UTC).isoformat() if since else None,
+                "idle_seconds": round(tracker.idle_seconds()),
+            }
+        )
+
+
+class NoticesHandler(APIHandler):
+    """Warnings for the user (e.g. "this server will be stopped at ..."), posted by the
+    hub's culling services and shown by the JupyterLab extension. Not activity."""
+
+    _track_activity = False
+
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"notices": list(self.settings["moonhub_notices"].values())})
+
+    @web.authenticated
+    def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+            notice = {k: str(body[k]) for k in ("id", "kind", "message")} | {"at": str(body.get("at", ""))}
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPError(400, "a notice needs id, kind and message") from None
+        notices = self.settings["moonhub_notices"]
+        notices[notice["id"]] = notice
+        while len(notices) > MAX_NOTICES:
+            notices.pop(next(iter(notices)))
+        self.set_status(201)
+        self.finish(notice)
+
+
+def _start_gpu_sampling(server_app: Any) -> None:
+    settings = server_app.web_app.settings
+    settings["moonhub_gpu_idle"] = tracker = IdleTracker(int(os.environ.get("MOONHUB_GPU_IDLE_THRESHOLD", "0")))
+    settings["moonhub_gpu_source"] = source = pick_source()
+    if source is None:
+        return
+
+    def sample() -> None:
+        try:
+            tracker.observe(source.utilization())
+        except Exception as e:  # a driver hiccup must not stop the server
+            server_app.log.warning("MoonHub: GPU sample failed: %s", e)
+
+    sample()
+    every = float(os.environ.get("MOONHUB_GPU_SAMPLE_SECONDS", "15"))
+    PeriodicCallback(sample, every * 1000).start()
+    server_app.log.info("MoonHub: sampling GPU utilization (%s) every %.0fs", source.name, every)
+
+
 def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app = server_app.web_app
-    route = url_path_join(web_app.settings["base_url"], "moonhub/api/v1/(.*)")
-    info = url_path_join(web_app.settings["base_url"], "moonhub/server")
-    web_app.add_handlers(".*$", [(route, ForwardHandler), (info, ServerInfoHandler)])
+    web_app.settings["moonhub_notices"] = {}
+    _start_gpu_sampling(server_app)
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "moonhub/api/v1/(.*)"), ForwardHandler),
+            (url_path_join(base, "moonhub/server"), ServerInfoHandler),
+            (url_path_join(base, "moonhub/gpu"), GpuHandler),
+            (url_path_join(base, "moonhub/notices"), NoticesHandler),
+        ],
+    )
+    route = url_path_join(base, "moonhub/api/v1/(.*)")
     server_app.log.info("MoonHub: forwarding %s to the jobs service", route)
 
 

@@ -15,6 +15,7 @@ import { JobsClient } from './api/client';
 import type { Job, Run } from './api/types';
 import { ScheduleDialog } from './dialog';
 import { RunLogView } from './logview';
+import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
@@ -157,6 +158,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.openJobs, category });
       palette.addItem({ command: CommandIDs.refreshJobs, category });
     }
+
+    watchNotices(client);
 
     if (settings) {
       const apply = (s: ISettingRegistry.ISettings) => {

@@ -31,8 +31,13 @@ log = logging.getLogger("moonhub.nodeagent")
 TERMINAL = ("Succeeded", "Failed")
 
 
-def node_manifest(name: str, port: int, cpu: str, memory: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The Node object and its status for this agent (pure)."""
+SIMULATED_GPU_LABEL = "moonhub.io/simulated-gpu"
+
+
+def node_manifest(name: str, port: int, cpu: str, memory: str, gpus: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Node object and its status for this agent (pure). With ``gpus``, the node offers
+    that many simulated ``nvidia.com/gpu`` (no ``nvidia.com/gpu.present`` label, so CPU
+    workloads still land here)."""
     node = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -47,6 +52,9 @@ def node_manifest(name: str, port: int, cpu: str, memory: str) -> tuple[dict[str
         },
     }
     capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
+    if gpus:
+        capacity["nvidia.com/gpu"] = str(gpus)
+        node["metadata"]["labels"][SIMULATED_GPU_LABEL] = "true"  # type: ignore[index]
     status = {
         "capacity": capacity,
         "allocatable": capacity,
@@ -119,7 +127,7 @@ class NodeAgent:
         self.volumes = VolumeBuilder(self.core, self.api)
 
     async def register(self) -> None:
-        node, status = node_manifest(self.name, self.cfg.kubelet_port, self.cpu, self.memory)
+        node, status = node_manifest(self.name, self.cfg.kubelet_port, self.cpu, self.memory, self.cfg.simulated_gpus)
         try:
             await self.core.create_node(node)  # type: ignore[arg-type]  # dict bodies serialise as-is
             log.info("registered node %s", self.name)
@@ -150,7 +158,9 @@ class NodeAgent:
                         {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": node.metadata.uid}
                     ]
                     await self.coord.create_namespaced_lease(lease_ns, body)  # type: ignore[arg-type]
-                _, status = node_manifest(self.name, self.cfg.kubelet_port, self.cpu, self.memory)
+                _, status = node_manifest(
+                    self.name, self.cfg.kubelet_port, self.cpu, self.memory, self.cfg.simulated_gpus
+                )
                 await self.core.patch_node_status(self.name, {"status": {"conditions": status["conditions"]}})
             except Exception as e:
                 log.warning("node %s: heartbeat failed: %s", self.name, e)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .agent import NodeAgent
 
 log = logging.getLogger("moonhub.nodeagent")
+#: where a pod with simulated GPUs finds their utilization (read by moonhub_lab.gpu)
+SIMULATED_GPU_ENV = "MOONHUB_SIMULATED_GPU_FILE"
 RESTART_BACKOFF_MAX = 10.0
 
 
@@ -154,11 +156,25 @@ class PodWorker:
                         store[ref[key]["name"]] = obj
         return cms, secrets
 
+    def _simulated_gpus(self, count: int) -> Path:
+        """The file this pod's simulated GPUs report their utilization from (what a real
+        node's NVIDIA runtime provides through NVML); idle at first. Tests write it."""
+        path = self.agent.state_dir / "simulated-gpus" / f"{self.ns}_{self.pod['metadata']['name']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o755)
+        if not path.exists():
+            path.write_text(json.dumps([0] * count))
+        path.chmod(0o644)
+        return path
+
     async def _process_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
         image = resolve(spec["image"], self.agent.images)
         cms, secrets = await self._env_sources(spec)
         api_server = ("127.0.0.1", self.agent.cfg.apiserver_port)
         env = ctr.container_env(self.pod, spec, image, cms, secrets, api_server)
+        gpus = int(((spec.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", "0"))
+        if gpus and self.agent.cfg.simulated_gpus:
+            env[SIMULATED_GPU_ENV] = str(self._simulated_gpus(gpus))
         who = ctr.identity(self.pod, spec, image)
         mounts = []
         for m in spec.get("volumeMounts") or []:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_config.platform import ConfigError, PlatformConfig, load
+from hub_config.platform import AuthSection, ConfigError, PlatformConfig, load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "hub_config" / "examples"
 
@@ -12,9 +12,16 @@ def test_example_config_loads() -> None:
     assert cfg.auth.type == "development" and cfg.spawner.bind_pod_ip
 
 
-def test_empty_document_gives_defaults(tmp_path: Path) -> None:
+def test_development_login_only_when_named(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("auth:\n  type: development\n")
+    assert load(tmp_path / "p.yaml") == PlatformConfig(auth=AuthSection(type="development"))
+    # an empty document does not fall back to it: identity must be configured
     (tmp_path / "p.yaml").write_text("")
-    assert load(tmp_path / "p.yaml") == PlatformConfig()
+    with pytest.raises(ConfigError, match=r"auth\.oauth\.client_id: required for auth\.type oidc"):
+        load(tmp_path / "p.yaml")
+
+
+OIDC = "auth:\n  type: oidc\n  oidc: {issuer: 'https://id.example.com/realms/ml'}\n"
 
 
 @pytest.mark.parametrize(
@@ -22,7 +29,18 @@ def test_empty_document_gives_defaults(tmp_path: Path) -> None:
     [
         ("spawner:\n  catalogue: x\n", "spawner.catalogue: unknown key (did you mean 'catalog'?)"),
         ("hubb: {}\n", "hubb: unknown key (did you mean 'hub'?)"),
-        ("auth:\n  type: magic\n", "auth.type: must be one of 'development', not 'magic'"),
+        ("auth:\n  type: magic\n", "auth.type: must be one of 'oidc', 'gitlab', 'github', 'development', not 'magic'"),
+        (
+            OIDC + "  oauth: {client_id: hub, client_secret: abc}\n",
+            "auth.oauth.client_secret: secrets never go in this document; use auth.oauth.client_secret_file",
+        ),
+        ("hub:\n  db_url: postgresql://u:p@db/hub\n", "hub.db_url: secrets never go in this document"),
+        ("hub:\n  cookie_secret: abc\n", "hub.cookie_secret: secrets never go in this document"),
+        ("auth:\n  type: oidc\n  oauth: {client_id: hub}\n", "auth.oidc.issuer: required for auth.type oidc"),
+        (OIDC + "  oauth: {client_id: hub}\n", "auth.oauth.allowed_groups: nobody could log in"),
+        (OIDC + "  oauth: {client_id: hub, allowed_groups: ml}\n", "auth.oauth.allowed_groups: must be a list"),
+        (OIDC + "  oidc: {isuer: x}\n", "auth.oidc.isuer: unknown key (did you mean 'issuer'?)"),
+        ("auth:\n  type: github\n  oauth: {allowed_groups: [acme]}\n", "auth.oauth.client_id: required"),
         ("spawner:\n  start_timeout: soon\n", "spawner.start_timeout: must be an integer, not 'soon'"),
         ("spawner:\n  bind_pod_ip: 'yes'\n", "spawner.bind_pod_ip: must be true or false"),
         ("auth:\n  admin_users: admin\n", "auth.admin_users: must be a list"),
@@ -37,3 +55,13 @@ def test_bad_values_name_the_file_and_key(tmp_path: Path, doc: str, message: str
         load(path)
     assert str(err.value).startswith(f"{path}: ")
     assert message in str(err.value)
+
+
+def test_a_complete_oidc_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "auth:\n  type: oidc\n  oidc: {issuer: 'https://id.example.com/realms/ml'}\n"
+        "  oauth: {client_id: hub, client_secret_file: secret, allowed_groups: [ml], admin_groups: [ops]}\n"
+    )
+    cfg = load(path)
+    assert cfg.auth.oauth.allowed_groups == ["ml"] and cfg.auth.oidc.require_verified_email

@@ -7,7 +7,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { errorFrom, JobsError } from './errors';
-import type { Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
+import type { INotice, Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
 
 /** A new job: the definition plus the notebook to freeze. */
 export type NewJob = JobInput & { name: string; notebook: string; notebook_content: Record<string, unknown> };
@@ -64,6 +64,13 @@ export class JobsClient {
   /** What this server runs: a new job's environment, size and GPUs default to it. */
   serverInfo(): Promise<IServerInfo> {
     return this.request(URLExt.join(this.settings.baseUrl, 'moonhub/server'), {});
+  }
+
+  /** Warnings the hub's culling services left for this server's user. */
+  notices(): Promise<INotice[]> {
+    return this.request<{ notices?: INotice[] }>(URLExt.join(this.settings.baseUrl, 'moonhub/notices'), {}).then(
+      r => r.notices ?? []
+    );
   }
 
   private api<T>(path: string, init: RequestInit = {}): Promise<T> {

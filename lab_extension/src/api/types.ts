@@ -25,3 +25,12 @@ export interface IServerInfo {
   gpu_count: number;
   jobs_service: boolean;
 }
+
+/** A warning for the user from the hub's culling services (server extension route). */
+export interface INotice {
+  id: string;
+  kind: 'idle' | 'gpu-idle' | string;
+  message: string;
+  /** when the server will be stopped (ISO date-time) */
+  at: string;
+}

@@ -1,0 +1,2 @@
+"""GPU-aware reclaim and idle warnings: a JupyterHub-managed service next to
+jupyterhub-idle-culler (see docs/culling.md)."""

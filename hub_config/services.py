@@ -1,0 +1,109 @@
+"""The hub-managed services and the roles they (and users) get: the jobs service, the
+idle culler and the GPU reclaim service. Each gets exactly the scopes it needs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .platform import PlatformConfig
+
+#: every user's role: their own things, and calling the jobs service (which decides what
+#: each may see)
+USER_ROLE = {"name": "user", "scopes": ["self", "access:services!service=jobs"]}
+#: what a user's server token may do: report activity, be reached, call the jobs service
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "access:services!service=jobs"]
+
+
+def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    sp = cfg.spawner
+    catalog = str((base / sp.catalog).resolve()) if sp.catalog else ""
+    service = {
+        "name": "jobs",
+        "url": cfg.jobs.url,
+        "command": [sys.executable, "-m", "jobs_service", f"--JobsServiceApp.admin_groups={cfg.jobs.admin_groups!r}"],
+        "oauth_no_confirm": True,
+        "environment": {
+            # the service's own Kubernetes identity (local development; in-cluster otherwise)
+            "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
+            "MOONHUB_CATALOG": catalog,
+            "MOONHUB_STORAGE_CLASS_OVERRIDE": sp.storage_class_override,
+            "MOONHUB_SMTP_HOST": cfg.jobs.smtp.rsplit(":", 1)[0] if cfg.jobs.smtp else "",
+            "MOONHUB_SMTP_PORT": cfg.jobs.smtp.rsplit(":", 1)[1] if ":" in cfg.jobs.smtp else "25",
+            "MOONHUB_JOBS_DB": os.environ.get("MOONHUB_JOBS_DB_URL") or f"sqlite:///{state / 'jobs.sqlite'}",
+        },
+    }
+    # the service removes the jobs of users the hub no longer has
+    role = {"name": "moonhub-jobs", "scopes": ["list:users", "read:users:name"], "services": ["jobs"]}
+    return service, [role]
+
+
+def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    cu = cfg.culling
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
+    if cu.idle_timeout:
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={cu.idle_timeout}",
+                    f"--cull-every={cu.every}",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "moonhub-idle-culler",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": ["idle-culler"],
+            }
+        )
+    services.append(
+        {
+            "name": "gpu-reclaim",
+            "command": [
+                sys.executable,
+                "-m",
+                "culling",
+                f"--namespace={cfg.spawner.namespace}",
+                f"--idle-timeout={cu.idle_timeout}",
+                f"--gpu-idle-timeout={cu.gpu_idle_timeout}",
+                f"--warn-before={cu.warn_before}",
+                f"--every={cu.every}",
+            ],
+            # reads pods in the user namespace with the hub's Kubernetes identity
+            "environment": {"KUBECONFIG": os.environ.get("KUBECONFIG", "")},
+        }
+    )
+    roles.append(
+        {
+            "name": "moonhub-gpu-reclaim",
+            # reaching servers directly (their GPU use, warnings) and stopping them
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"],
+            "services": ["gpu-reclaim"],
+        }
+    )
+    return services, roles
+
+
+def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = [USER_ROLE]
+    if cfg.jobs.enabled:
+        service, jobs_roles = jobs(cfg, base, state)
+        services.append(service)
+        roles += jobs_roles
+        c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
+    if cfg.culling.enabled:
+        more, culling_roles = culling(cfg)
+        services += more
+        roles += culling_roles
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES

@@ -1,0 +1,103 @@
+"""The admin console and the metrics through the real hub: only admins reach the console;
+catalog edits are validated and take effect at the next spawn form; usage per user and
+per GPU type; MoonHub's counters on the hub's Prometheus endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.conftest import Hub
+
+ROUTES = [
+    ("GET", "/hub/moonhub-admin"),
+    ("GET", "/hub/moonhub-admin/api/usage"),
+    ("GET", "/hub/moonhub-admin/api/catalog"),
+]
+
+
+@pytest.fixture
+def restore_catalog(hub: Hub) -> Iterator[None]:
+    before = hub.catalog.read_text()
+    yield
+    hub.catalog.write_text(before)
+
+
+def _call(hub: Hub, s: requests.Session, method: str, path: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
+    return s.request(method, f"{hub.url}{path}", headers=headers, allow_redirects=False, timeout=30, **kw)
+
+
+def test_only_admins_reach_the_console(hub: Hub) -> None:
+    nia = hub.login("nia")
+    for method, path in [*ROUTES, ("PATCH", "/hub/moonhub-admin/api/catalog")]:
+        r = _call(hub, nia, method, path, json={"op": "gpu_quota", "group": "x", "gpus": 1})
+        assert r.status_code == 403, (method, path, r.status_code)
+    for method, path in ROUTES:
+        r = requests.request(method, f"{hub.url}{path}", allow_redirects=False, timeout=30)
+        assert r.status_code in (302, 403), (path, r.status_code)
+    admin = hub.login("admin")
+    page = _call(hub, admin, "GET", "/hub/moonhub-admin")
+    assert page.status_code == 200 and "Who runs what" in page.text and "GPU quotas by group" in page.text
+
+
+def test_usage_shows_gpus_by_type(hub: Hub) -> None:
+    admin = hub.login("admin")
+    got = _call(hub, admin, "GET", "/hub/moonhub-admin/api/usage").json()
+    a100 = next(g for g in got["gpu_types"] if g["name"] == "a100")
+    assert a100["total"] == 8 and a100["used"] + a100["free"] == a100["total"]
+    assert isinstance(got["users"], list)
+
+
+def test_catalog_edits_are_validated_and_take_effect(hub: Hub, restore_catalog: None) -> None:
+    admin = hub.login("admin")
+    patch = lambda edit: _call(hub, admin, "PATCH", "/hub/moonhub-admin/api/catalog", json=edit)  # noqa: E731
+    r = patch({"op": "environment", "name": "tensorflow", "enabled": False})
+    assert r.status_code == 200, r.text
+    user = hub.login("ivo")
+    form = user.get(f"{hub.url}/hub/spawn/ivo", timeout=30).text
+    assert 'value="tensorflow"' not in form and 'value="pytorch"' in form, "the spawn form follows the edit"
+
+    # restricting a GPU type to a group: members of ml-research lose A100s unless in it
+    assert hub.api(admin, "POST", "/groups/ml-research").status_code in (201, 409)
+    assert hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["ivo"]}).status_code == 200
+    assert 'value="a100"' in user.get(f"{hub.url}/hub/spawn/ivo", timeout=30).text
+    assert patch({"op": "gpu_type", "name": "a100", "groups": ["gpu-elite"]}).status_code == 200
+    assert 'value="a100"' not in user.get(f"{hub.url}/hub/spawn/ivo", timeout=30).text
+    r = patch({"op": "gpu_quota", "group": "ml-research", "gpus": 4})
+    assert r.status_code == 200 and r.json()["group_gpu_quotas"]["ml-research"] == 4
+    r = patch({"op": "size", "name": "medium", "default": True})
+    assert [s["name"] for s in r.json()["sizes"] if s.get("default")] == ["medium"]
+
+    # refused edits name the field and leave the file as it was
+    before = hub.catalog.read_text()
+    for edit, field in [
+        ({"op": "environment", "name": "python", "enabled": False}, None),  # then pytorch: none left
+        ({"op": "environment", "name": "pytorch", "enabled": False}, "catalog"),
+        ({"op": "environment", "name": "cobol", "enabled": True}, "name"),
+        ({"op": "gpu_quota", "group": "ml-research", "gpus": -1}, "gpus"),
+        ({"op": "size", "name": "small", "image": "evil"}, "image"),
+        ({"op": "rename"}, "op"),
+    ]:
+        r = patch(edit)
+        if field is None:
+            assert r.status_code == 200, r.text
+            before = hub.catalog.read_text()
+            continue
+        assert r.status_code == 400 and r.json()["field"] == field, (edit, r.text)
+        assert hub.catalog.read_text() == before, "a refused edit changes nothing"
+    assert "at least one enabled environment" in patch({"op": "environment", "name": "pytorch", "enabled": False}).text
+
+
+def test_metrics_count_spawns_and_failures(hub: Hub) -> None:
+    nia = hub.login("nia")
+    r = hub.api(nia, "POST", "/users/nia/server", json={"environment": "pytorch", "gpu_type": "a100", "gpu_count": 8})
+    assert r.status_code == 403, r.text
+    admin = hub.login("admin")
+    text = _call(hub, admin, "GET", "/hub/metrics").text
+    assert 'moonhub_spawn_failures_total{reason="not_entitled"}' in text
+    assert "# TYPE moonhub_spawns_total counter" in text and "# TYPE moonhub_gpus_in_use gauge" in text
+    assert "jupyterhub_" in text, "the hub's own metrics are served alongside"
+    assert requests.get(f"{hub.url}/hub/metrics", timeout=30).status_code == 403, "metrics need a login"

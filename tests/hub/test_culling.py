@@ -1,0 +1,145 @@
+"""Culling with short clocks: an idle GPU server is warned in JupyterLab and reclaimed
+before an idle CPU server is culled by jupyterhub-idle-culler; a busy GPU is not
+reclaimed. The GPUs are the local node's simulated ones (its node agent plays the NVIDIA
+runtime: the test sets their utilization as NVML would report it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from kubernetes_asyncio import client
+
+from localcluster.config import REPO, ClusterConfig
+from localcluster.hub import dev_password, hub_up
+from localcluster.supervisor import Supervisor
+from tests.conftest import Hub
+from tests.helpers import wait_for
+
+STATE = REPO / ".state" / "test-hub-culling"
+NS = "moonhub-users"
+CLOCKS = {"idle_timeout": 70, "gpu_idle_timeout": 20, "warn_before": 12, "every": 3, "gpu_sample_seconds": 2}
+SIM_GPU = {"environment": "pytorch", "size": "small", "gpu_type": "sim", "gpu_count": 1}
+CPU = {"environment": "python", "size": "small"}
+
+
+@pytest.fixture(scope="module")
+def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
+    if local_cluster is None:
+        pytest.skip("the culling hub runs on the host against the local cluster")
+    if STATE.exists():
+        shutil.rmtree(STATE)
+    STATE.mkdir(parents=True)
+    catalog = yaml.safe_load((REPO / "spawner_ext" / "examples" / "catalog.yaml").read_text())
+    catalog["gpu_types"].append(
+        {
+            "name": "sim",
+            "display_name": "Simulated GPU (local node)",
+            "node_selector": {"moonhub.io/simulated-gpu": "true"},
+            "counts": [1],
+        }
+    )
+    catalog["entitlements"][0]["gpu_types"].append("sim")
+    (STATE / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
+    doc["hub"] |= {
+        "public_url": "http://127.0.0.1:18400",
+        "api_url": "http://127.0.0.1:18481",
+        "proxy_api_url": "http://127.0.0.1:18401",
+        "state_dir": ".",
+    }
+    doc["spawner"]["catalog"] = "catalog.yaml"
+    doc["jobs"]["enabled"] = False
+    doc["culling"] = {"enabled": True, **CLOCKS}
+    config = STATE / "platform.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
+    url = hub_up(local_cluster, sup, config, name="hub-culling")
+    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
+    sup.stop("hub-culling")
+
+
+def _servers(hub: Hub, admin: requests.Session, user: str) -> dict[str, Any]:
+    r = hub.api(admin, "GET", f"/users/{user}")
+    assert r.status_code == 200, r.text
+    return dict(r.json()["servers"])
+
+
+async def _notices(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str) -> list[dict[str, Any]]:
+    """The notices on the user's server, read at the pod itself: through the proxy the
+    read would count as activity and keep the server alive."""
+    pod = await core.read_namespaced_pod(f"jupyter-{user}", NS)
+    token = hub.token(s, user, f"access:servers!server={user}/")
+    r = await asyncio.to_thread(
+        requests.get,
+        f"http://{pod.status.pod_ip}:8888/user/{user}/moonhub/notices",
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json()["notices"])
+
+
+async def test_idle_gpu_server_goes_before_idle_cpu_server(
+    cull_hub: Hub, local_cluster: ClusterConfig, core: client.CoreV1Api, timings: dict[str, float]
+) -> None:
+    hub = cull_hub
+    admin = hub.login("admin")
+    sessions = {}
+    for user, options in (("gia", SIM_GPU), ("gus", SIM_GPU), ("cal", CPU)):
+        sessions[user] = s = hub.login(user)
+        r = hub.api(s, "POST", f"/users/{user}/server", json=options)
+        assert r.status_code in (201, 202), r.text
+    for user in sessions:
+        await wait_for(
+            lambda u=user: _ready(hub, admin, u), lambda ok: ok, timeout=120, what=f"{user}'s server to be ready"
+        )
+    t0 = time.monotonic()
+    # gus's GPU is busy (what NVML would report under load); gia's stays at 0%
+    gpus = local_cluster.state_dir / "node-agent" / "simulated-gpus"
+    (gpus / f"{NS}_jupyter-gus.json").write_text(json.dumps([97]))
+    assert json.loads((gpus / f"{NS}_jupyter-gia.json").read_text()) == [0]
+
+    # gia is warned in JupyterLab first, then reclaimed
+    warned = await wait_for(
+        lambda: _notices(core, hub, sessions["gia"], "gia"),
+        lambda ns: any(n["kind"] == "gpu-idle" for n in ns),
+        timeout=60,
+        what="a GPU-idle warning on gia's server",
+    )
+    assert "GPUs have been idle" in warned[0]["message"]
+    await wait_for(
+        lambda: _async(_servers(hub, admin, "gia")), lambda s: not s, timeout=60, what="gia's idle GPU server reclaimed"
+    )
+    timings["culling: idle GPU server reclaimed after ready"] = time.monotonic() - t0
+    assert _servers(hub, admin, "gus"), "a busy GPU is not reclaimed"
+    assert _servers(hub, admin, "cal"), "the idle CPU server outlives the idle GPU server"
+
+    # the idle CPU server is warned, then stopped by jupyterhub-idle-culler
+    idle = await wait_for(
+        lambda: _notices(core, hub, sessions["cal"], "cal"),
+        lambda ns: any(n["kind"] == "idle" for n in ns),
+        timeout=90,
+        what="an inactivity warning on cal's server",
+    )
+    assert "will be stopped at" in idle[0]["message"]
+    await wait_for(
+        lambda: _async(_servers(hub, admin, "cal")), lambda s: not s, timeout=90, what="cal culled for inactivity"
+    )
+    timings["culling: idle CPU server culled after ready"] = time.monotonic() - t0
+    hub.api(admin, "DELETE", "/users/gus/server")
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _ready(hub: Hub, admin: requests.Session, user: str) -> bool:
+    return bool(_servers(hub, admin, user).get("", {}).get("ready"))
