@@ -67,11 +67,22 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await _open_lab(page, hub)
     await _put_notebook(page, hub, "report.ipynb")
+    # a culling warning left on the server (as the reclaim service posts it) shows in the lab
+    xsrf = next(
+        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
+    )
+    r = await page.request.post(
+        f"{hub.url}/user/{USER}/moonhub/notices",
+        data=json.dumps({"id": "t1", "kind": "idle", "message": "This server will be stopped at 12:00 UTC.", "at": ""}),
+        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    )
+    assert r.status == 201, await r.text()
 
     # the entry points: the Jobs menu, the file browser's context menu, the notebook toolbar
     await expect(page.locator(".lm-MenuBar-itemLabel", has_text="Jobs")).to_be_visible()
     await page.goto(f"{hub.url}/user/{USER}/lab/tree/report.ipynb")
     await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    await expect(page.get_by_text("This server will be stopped at 12:00 UTC.")).to_be_visible(timeout=15_000)
     item = page.locator(".jp-DirListing-item[data-file-type='notebook']", has_text="report.ipynb")
     await item.click(button="right")
     await expect(page.locator(".lm-Menu-itemLabel", has_text="Schedule…")).to_be_visible()

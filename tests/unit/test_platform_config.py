@@ -7,6 +7,18 @@ from hub_config.platform import AuthSection, ConfigError, PlatformConfig, load
 EXAMPLES = Path(__file__).resolve().parents[2] / "hub_config" / "examples"
 
 
+@pytest.mark.parametrize("name", ["local.yaml", "keycloak.yaml", "github.yaml", "gitlab.yaml"])
+def test_every_example_loads(name: str) -> None:
+    assert load(EXAMPLES / name).auth.type in ("development", "oidc", "github", "gitlab")
+
+
+def test_github_teams_become_groups() -> None:
+    from hub_config.authenticators import github_teams
+
+    state = {"teams": [{"organization": {"login": "acme-ml"}, "slug": "platform"}]}
+    assert github_teams(state) == ["acme-ml:platform"] and github_teams({}) == []
+
+
 def test_example_config_loads() -> None:
     cfg = load(EXAMPLES / "local.yaml")
     assert cfg.auth.type == "development" and cfg.spawner.bind_pod_ip

@@ -1,0 +1,87 @@
+"""The platform config onto JupyterHub: services, roles and token scopes are exactly
+what each part needs; secrets come from files or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from traitlets.config import Config
+
+from hub_config.auth import client_secret
+from hub_config.platform import ConfigError, load
+from hub_config.traits import apply
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
+
+
+def _configured(tmp_path: Path, **sections: dict) -> Config:  # type: ignore[type-arg]
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["hub"]["state_dir"] = "."
+    doc["spawner"]["catalog"] = str(EXAMPLE.parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    path = tmp_path / "platform.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    c = Config()
+    apply(c, load(path), tmp_path)
+    return c
+
+
+def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> None:
+    c = _configured(tmp_path)
+    assert c.Spawner.server_token_scopes == [
+        "users:activity!user",
+        "access:servers!server",
+        "access:services!service=jobs",
+    ]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", "access:services!service=jobs"]
+    assert roles["moonhub-jobs"]["scopes"] == ["list:users", "read:users:name"]
+    culler_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    assert roles["moonhub-idle-culler"]["scopes"] == culler_scopes
+    assert set(roles["moonhub-gpu-reclaim"]["scopes"]) == {
+        "list:users",
+        "read:users:activity",
+        "read:servers",
+        "delete:servers",
+        "access:servers",
+    }
+    assert not any("admin" in s for r in roles.values() for s in r["scopes"]), "no service is an admin"
+    assert [s["name"] for s in c.JupyterHub.services] == ["jobs", "idle-culler", "gpu-reclaim"]
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    assert "--timeout=3600" in culler["command"]
+    assert c.KubeSpawner.environment["MOONHUB_GPU_SAMPLE_SECONDS"] == "15"
+    assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
+
+
+def test_culling_off_and_short_clocks(tmp_path: Path) -> None:
+    c = _configured(tmp_path, culling={"enabled": False})
+    assert [s["name"] for s in c.JupyterHub.services] == ["jobs"]
+    with pytest.raises(ConfigError, match=r"culling\.warn_before: must be shorter than culling\.gpu_idle_timeout"):
+        _configured(tmp_path, culling={"gpu_idle_timeout": 60, "warn_before": 600})
+
+
+def test_database_url_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _configured(tmp_path).JupyterHub.db_url.startswith("sqlite:///")
+    monkeypatch.setenv("MOONHUB_HUB_DB_URL", "postgresql+psycopg://hub@db/hub")
+    assert _configured(tmp_path).JupyterHub.db_url == "postgresql+psycopg://hub@db/hub"
+
+
+def test_client_secret_from_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "p.yaml"
+    doc.write_text(
+        "auth:\n  type: gitlab\n  oauth: {client_id: hub, allowed_groups: [ml], client_secret_file: s.txt}\n"
+    )
+    cfg = load(doc)
+    with pytest.raises(ConfigError, match=r"client_secret_file: cannot read"):
+        client_secret(cfg, tmp_path)
+    (tmp_path / "s.txt").write_text("from-file\n")
+    assert client_secret(cfg, tmp_path) == "from-file"
+    doc.write_text("auth:\n  type: gitlab\n  oauth: {client_id: hub, allowed_groups: [ml]}\n")
+    monkeypatch.delenv("MOONHUB_OAUTH_CLIENT_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"MOONHUB_OAUTH_CLIENT_SECRET is empty"):
+        client_secret(load(doc), tmp_path)
+    monkeypatch.setenv("MOONHUB_OAUTH_CLIENT_SECRET", "from-env")
+    assert client_secret(load(doc), tmp_path) == "from-env"
