@@ -1,5 +1,8 @@
 """The thin server extension: the browser talks only to its own server, which forwards
-``/moonhub/api/v1/...`` to the jobs service with the server's own hub token.
+``/moonhub/api/v1/...`` to the jobs service with the server's own hub token. Also:
+``/moonhub/server`` (what this server runs: a new job's defaults), ``/moonhub/gpu`` (GPU
+utilization and idleness, for GPU-aware reclaim) and ``/moonhub/notices`` (warnings the
+hub's culling services leave for the user; JupyterLab shows them).
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
 ``$MOONHUB_JOBS_URL`` (the jobs service, e.g. ``http://hub:8090/services/jobs/``), which
