@@ -95,5 +95,10 @@ async def test_cpu_pod_never_lands_on_gpu_or_simulated_nodes(core: client.CoreV1
         what=f"pod {name} to be scheduled",
     )
     node = await core.read_node(pod.spec.node_name)
-    assert "nvidia.com/gpu" not in (node.status.allocatable or {})
+    # never a GPU node (the local node agent's simulated GPUs are not one: it is the CPU node too)
+    assert (node.metadata.labels or {}).get("nvidia.com/gpu.present") != "true"
+    assert (
+        "nvidia.com/gpu" not in (node.status.allocatable or {})
+        or (node.metadata.labels or {}).get("moonhub.io/simulated-gpu") == "true"
+    )
     assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {}), "simulated nodes only take tolerating pods"

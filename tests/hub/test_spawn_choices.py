@@ -96,7 +96,7 @@ async def test_gpu_choice_lands_on_a_node_of_that_type(hub: Hub, core: client.Co
     assert node.metadata.labels["nvidia.com/gpu.product"] == "Tesla-V100-SXM2-32GB"
     c = pod.spec.containers[0]
     assert c.resources.limits["nvidia.com/gpu"] == "2"
-    assert c.image == "moonhub/pytorch-notebook:dev"
+    assert c.image == "moonhub/pytorch-notebook:pytorch-2.9-cuda12.8"
     assert pod.metadata.labels["moonhub.io/gpu-type"] == "v100"
     assert c.security_context.capabilities.drop == ["ALL"], "GPU pods are restricted too"
     assert not any(e.name == "NVIDIA_VISIBLE_DEVICES" for e in c.env or [])
@@ -116,7 +116,12 @@ async def test_cpu_choice_lands_on_a_cpu_node(hub: Hub, core: client.CoreV1Api) 
     hub.spawn_form(s, user, environment="python", size="medium")
     pod = await pod_scheduled(core, USER_NS, f"jupyter-{user}")
     node = await core.read_node(pod.spec.node_name)
-    assert "nvidia.com/gpu" not in (node.status.allocatable or {})
+    # never a GPU node (the local node agent's simulated GPUs are not one: it is the CPU node too)
+    assert (node.metadata.labels or {}).get("nvidia.com/gpu.present") != "true"
+    assert (
+        "nvidia.com/gpu" not in (node.status.allocatable or {})
+        or (node.metadata.labels or {}).get("moonhub.io/simulated-gpu") == "true"
+    )
     env = {e.name: e.value for e in pod.spec.containers[0].env or []}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert parse_quantity(pod.spec.containers[0].resources.limits["memory"]) == parse_quantity("16Gi")

@@ -1,0 +1,332 @@
+"""Build, tag and size MoonHub's images from images/spec.yaml, with the machine's own means.
+
+    python -m images.build                 # the CI images (base notebook, hub)
+    python -m images.build --gpu           # also the framework (CUDA) images
+    python -m images.build pytorch-notebook  # one image and its parents
+
+No registry is reachable: the base OS is a Debian rootfs made with debootstrap from
+Debian's mirror and imported; Debian's Docker engine is started here when none runs.
+Python packages are fetched on the host (whose pip trusts this machine's TLS set-up) into
+a wheelhouse cached in ~/.cache/moonhub/wheelhouse and served to the builds over the
+Docker bridge, so nothing in a build reaches the internet but Debian's mirror. Layers are
+cached by Docker; an unchanged image rebuilds in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = Path(os.environ.get("MOONHUB_CACHE", Path.home() / ".cache" / "moonhub"))
+WHEELHOUSE = CACHE / "wheelhouse"
+DOCKER_ROOT = Path(os.environ.get("MOONHUB_DOCKER_ROOT", "/var/cache/moonhub/docker"))
+BUILD_DIR = REPO / ".state" / "image-build"
+WHEEL_PORT = 18700
+#: the lines of `docker build` shown as progress
+PROGRESS = ("Step ", " ---> Using cache", "Successfully built", "Successfully tagged")
+
+
+def say(msg: str) -> None:
+    print(f"[images {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    parent: str
+    context: str
+    requirements: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    framework: dict[str, str] = field(default_factory=dict)
+    ci: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"moonhub/{self.name}:latest"
+
+
+@dataclass(frozen=True)
+class Spec:
+    os: dict[str, str]
+    images: dict[str, Image]
+
+    @property
+    def os_ref(self) -> str:
+        return f"{self.os['image']}:{self.os['tag']}"
+
+    def parent_ref(self, img: Image) -> str:
+        return self.os_ref if img.parent == "os" else self.images[img.parent].ref
+
+    def lineage(self, name: str) -> list[Image]:
+        """``name`` and its ancestors, oldest first."""
+        out: list[Image] = []
+        while name != "os":
+            out.insert(0, self.images[name])
+            name = self.images[name].parent
+        return out
+
+    def descendants(self, name: str) -> list[str]:
+        """``name`` and every image built on it."""
+        return [n for n in self.images if name in [i.name for i in self.lineage(n)]]
+
+
+def load_spec(path: Path = HERE / "spec.yaml") -> Spec:
+    doc = yaml.safe_load(path.read_text())
+    images = {}
+    for name, raw in (doc.get("images") or {}).items():
+        unknown = set(raw) - {"parent", "context", "requirements", "tags", "framework", "ci"}
+        if unknown:
+            raise SystemExit(f"{path}: images.{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        images[name] = Image(name=name, **raw)
+    spec = Spec(os=doc["os"], images=images)
+    for img in images.values():
+        if img.parent != "os" and img.parent not in images:
+            raise SystemExit(f"{path}: images.{img.name}.parent: no image {img.parent!r}")
+        if not (HERE / img.context / "Dockerfile").exists():
+            raise SystemExit(f"{path}: images.{img.name}.context: no {img.context}/Dockerfile")
+        spec.lineage(img.name)  # a cycle would not end; the names above make that impossible
+    return spec
+
+
+def run(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, text=True, **kw)
+
+
+# ---- the Docker engine ------------------------------------------------------------------
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def ensure_docker() -> None:
+    if not shutil.which("dockerd"):
+        say("installing Debian's Docker engine and debootstrap (apt)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "-q", "docker.io", "debootstrap"], env=env).returncode:
+            run("apt-get", "update", "-q")
+            run("apt-get", "install", "-y", "-q", "docker.io", "debootstrap", env=env)
+    if docker_ok():
+        return
+    DOCKER_ROOT.mkdir(parents=True, exist_ok=True)
+    log = DOCKER_ROOT.parent / "dockerd.log"
+    say(f"starting dockerd (data in {DOCKER_ROOT}, log {log})")
+    with log.open("ab") as out:
+        subprocess.Popen(
+            ["dockerd", "--data-root", str(DOCKER_ROOT), "--pidfile", "/var/run/moonhub-dockerd.pid"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    for _ in range(60):
+        if docker_ok():
+            return
+        time.sleep(1)
+    raise SystemExit(f"dockerd did not start; see {log}")
+
+
+def image_exists(ref: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode == 0
+
+
+# ---- the base OS ------------------------------------------------------------------------
+def ensure_os(spec: Spec) -> None:
+    if image_exists(spec.os_ref):
+        return
+    suite, mirror = spec.os["suite"], spec.os["mirror"]
+    tar = CACHE / "rootfs" / f"debian-{suite}.tar"
+    if not tar.exists():
+        root = CACHE / "rootfs" / f"debian-{suite}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        say(f"debootstrap: a minimal Debian {suite} from {mirror} (a minute or so)")
+        run("debootstrap", "--variant=minbase", "--include=ca-certificates", suite, str(root), mirror)
+        (root / "etc" / "apt" / "sources.list").write_text(
+            f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\n"
+            f"deb {mirror.rsplit('/', 1)[0]}/debian-security {suite}-security main\n"
+        )
+        shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        run("tar", "-C", str(root), "-cf", str(tar), ".")
+        shutil.rmtree(root)
+    say(f"importing the Debian {suite} rootfs as {spec.os_ref}")
+    with tar.open("rb") as f:
+        run("docker", "import", "-c", 'CMD ["bash"]', "-", spec.os_ref, stdin=f, stdout=subprocess.DEVNULL)
+
+
+# ---- what goes into the builds ----------------------------------------------------------
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def target_flags(os_spec: dict[str, str]) -> list[str]:
+    """pip's flags for the images' interpreter and libc (Debian's python3, not this one)."""
+    glibc_minor = int(os_spec["glibc"].split(".")[1])
+    platforms = [f"manylinux_2_{m}_x86_64" for m in range(glibc_minor, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    return [
+        "--only-binary=:all:",
+        f"--python-version={os_spec['python']}",
+        "--implementation=cp",
+        *(f"--abi={a}" for a in (f"cp{''.join(os_spec['python'].split('.')[:2])}", "abi3", "none")),
+        *(f"--platform={p}" for p in platforms),
+    ]
+
+
+def fill_wheelhouse(spec: Spec, inputs: list[Path]) -> None:
+    """Wheels for the images' Python (requirements files, and what our own wheels need),
+    fetched on this host once per input content."""
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    for f in inputs:
+        stamp = WHEELHOUSE / f".{f.parent.name}-{f.name}.{_digest(f)}"
+        if stamp.exists():
+            continue
+        say(f"wheelhouse: {f.relative_to(REPO)}")
+        what = ["-r", str(f)] if f.suffix == ".txt" else [str(f)]
+        pip = [sys.executable, "-m", "pip", "download", "-q", *target_flags(spec.os), "--find-links", str(WHEELHOUSE)]
+        run(*pip, "-d", str(WHEELHOUSE), *what)
+        stamp.touch()
+
+
+def own_wheel(project: Path, into: Path) -> None:
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(into), str(project))
+    shutil.rmtree(project / "build", ignore_errors=True)
+
+
+def chp(into: Path) -> None:
+    """configurable-http-proxy for the hub image, at the version the repository pins."""
+    version = yaml.safe_load((REPO / "package.json").read_text())["dependencies"]["configurable-http-proxy"]
+    cached = CACHE / "chp" / version.strip("^~")
+    if not (cached / "node_modules" / ".bin" / "configurable-http-proxy").exists():
+        say(f"npm: configurable-http-proxy@{version}")
+        cached.mkdir(parents=True, exist_ok=True)
+        run(
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--omit=dev",
+            "--prefix",
+            str(cached),
+            f"configurable-http-proxy@{version}",
+        )
+    shutil.copytree(cached, into, symlinks=True)
+
+
+def context(img: Image) -> Path:
+    ctx = BUILD_DIR / img.name
+    shutil.rmtree(ctx, ignore_errors=True)
+    shutil.copytree(HERE / img.context, ctx)
+    if img.name == "base-notebook":
+        own_wheel(REPO / "lab_extension", ctx)
+    if img.name == "hub":
+        own_wheel(REPO, ctx)
+        chp(ctx / "chp")
+    return ctx
+
+
+def bridge_address() -> str:
+    """The host's address on Docker's default bridge, which build containers reach."""
+    bridge = run(
+        "docker", "network", "inspect", "bridge", "-f", '{{index .Options "com.docker.network.bridge.name"}}',
+        capture_output=True,
+    ).stdout.strip() or "docker0"  # fmt: skip
+    out = run("ip", "-4", "-o", "addr", "show", bridge, capture_output=True).stdout.split()
+    return out[out.index("inet") + 1].split("/")[0]
+
+
+class Wheelhouse:
+    """The wheelhouse over HTTP on the Docker bridge, for the length of the builds."""
+
+    def __enter__(self) -> str:
+        gw = bridge_address()
+        handler = functools.partial(QuietHandler, directory=str(WHEELHOUSE))
+        self.server = http.server.ThreadingHTTPServer((gw, WHEEL_PORT), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://{gw}:{WHEEL_PORT}/"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# ---- building ---------------------------------------------------------------------------
+def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
+    t0 = time.monotonic()
+    argv = [
+        "docker", "build",
+        "--build-arg", f"PARENT={spec.parent_ref(img)}",
+        "--build-arg", f"WHEELS={wheels}",
+        "--build-arg", f"WHEELS_HOST={wheels.split('/')[2].split(':')[0]}",
+        "--label", f"io.moonhub.image={img.name}",
+        "-t", img.ref,
+    ]  # fmt: skip
+    if img.requirements and img.context != img.name:
+        argv += ["--build-arg", f"REQUIREMENTS={' '.join(img.requirements)}"]
+    for tag in img.tags:
+        argv += ["-t", f"moonhub/{img.name}:{tag}"]
+    say(f"building {img.ref} on {spec.parent_ref(img)}")
+    proc = subprocess.Popen([*argv, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # progress: the engine's step lines, prefixed
+        if line.startswith(PROGRESS) or "ERROR" in line:
+            print(f"  {img.name}: {line.rstrip()}", file=sys.stderr, flush=True)
+    if proc.wait():
+        raise SystemExit(f"building {img.name} failed (docker build exit {proc.returncode}); context {ctx}")
+    return time.monotonic() - t0
+
+
+def size(ref: str) -> int:
+    return int(run("docker", "image", "inspect", ref, "-f", "{{.Size}}", capture_output=True).stdout.strip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m images.build", description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help="images to build (with their parents); default: the CI images")
+    p.add_argument("--gpu", action="store_true", help="also build the framework (CUDA) images")
+    a = p.parse_args(argv)
+    spec = load_spec()
+    wanted = a.names or [n for n, i in spec.images.items() if i.ci or a.gpu]
+    for n in wanted:
+        if n not in spec.images:
+            raise SystemExit(f"no image {n!r} in images/spec.yaml (known: {', '.join(spec.images)})")
+    order: list[Image] = []
+    for n in wanted:
+        for img in spec.lineage(n):
+            if img not in order:
+                order.append(img)
+    ensure_docker()
+    ensure_os(spec)
+    contexts = {img.name: context(img) for img in order}
+    own = [w for ctx in contexts.values() for w in ctx.glob("*.whl")]
+    fill_wheelhouse(spec, [HERE / i.context / r for i in order for r in i.requirements] + own)
+    times = {}
+    with Wheelhouse() as wheels:
+        for img in order:
+            times[img.name] = build(spec, img, contexts[img.name], wheels)
+    for img in order:
+        tags = ", ".join(img.tags)
+        say(f"{img.ref:40} {size(img.ref) / 1e9:6.2f} GB  built in {times[img.name]:6.1f}s  tags: {tags}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The base notebook image (and, inherited, every image built on it)."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import Container, notebook
+
+IMAGE = "base-notebook"
+
+
+def test_jupyterlab_serves(lab: Container) -> None:
+    assert lab.get("/api/status").status_code == 200
+    r = lab.get("/lab")
+    assert r.status_code == 200 and "JupyterLab" in r.text
+
+
+def test_runs_as_the_fixed_non_root_user(lab: Container) -> None:
+    assert lab.exec("id", "-u").strip() == "1000"
+    assert lab.exec("id", "-un").strip() == "jovyan"
+    assert lab.exec("sh", "-c", "echo $HOME && touch $HOME/w && echo ok").split() == ["/home/jovyan", "ok"]
+
+
+def test_moonhub_extensions_installed_and_enabled(lab: Container) -> None:
+    labext = lab.exec("jupyter", "labextension", "list")
+    assert "moonhub-lab v0.1.0" in labext and "enabled" in labext.split("moonhub-lab v0.1.0", 1)[1].splitlines()[0]
+    server = lab.exec("jupyter", "server", "extension", "list")
+    assert "moonhub_lab.server" in server and "moonhub_lab.server  OK" in server.replace("\x1b[32m", "").replace(
+        "\x1b[0m", ""
+    )
+    # the server extension answers in the running lab (what runs here, GPU idleness)
+    assert lab.get("/moonhub/server").json()["jobs_service"] is False
+    assert lab.get("/moonhub/gpu").json()["source"] is None, "no GPU, no NVIDIA driver here"
+
+
+def test_runner_executes_a_parameterised_notebook(lab: Container) -> None:
+    nb = notebook('print("rows:", rows)', "rows = 1")
+    lab.exec("sh", "-c", f"cat > /tmp/nb.ipynb <<'EOF'\n{nb}\nEOF")
+    out = lab.exec(
+        "moonhub-run-notebook", "/tmp/nb.ipynb", "/home/jovyan/out.ipynb", env={"MOONHUB_PARAMETERS": '{"rows": 7}'}
+    )
+    assert "moonhub-run-notebook" in out
+    result = json.loads(lab.exec("cat", "/home/jovyan/out.ipynb"))
+    printed = "".join("".join(o.get("text", [])) for c in result["cells"] for o in c.get("outputs", []))
+    assert printed.strip() == "rows: 7"
+
+
+def test_an_environment_made_in_the_workspace_becomes_a_kernel(lab: Container) -> None:
+    # no package index is reachable from here: the new environment sees the image's
+    # packages through a .pth file (online, users `pip install ipykernel` into it instead)
+    lab.exec(
+        "sh",
+        "-c",
+        "python3 -m venv $HOME/envs/proj && "
+        "python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])' "
+        "> $($HOME/envs/proj/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')/base.pth && "
+        "$HOME/envs/proj/bin/python -m ipykernel install --user --name proj --display-name 'Project (workspace)'",
+    )
+    specs = lab.get("/api/kernelspecs").json()["kernelspecs"]
+    assert specs["proj"]["spec"]["display_name"] == "Project (workspace)"
+    assert specs["proj"]["spec"]["argv"][0] == "/home/jovyan/envs/proj/bin/python"

@@ -1,0 +1,45 @@
+"""The hub image: JupyterHub, the proxy and MoonHub's packages, run as non-root."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from images.build import image_exists
+
+from .conftest import SPEC
+
+REF = SPEC.images["hub"].ref
+
+
+def run(*argv: str) -> str:
+    if not image_exists(REF):
+        pytest.fail(f"{REF} is not built: ./moonhub test builds it (python -m images.build)")
+    r = subprocess.run(["docker", "run", "--rm", REF, *argv], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip()
+
+
+def test_hub_proxy_and_moonhub_packages() -> None:
+    assert run("jupyterhub", "--version") == "6.1.1"
+    assert run("configurable-http-proxy", "--version").startswith("5.")
+    out = run(
+        "python",
+        "-c",
+        "import hub_config, spawner_ext, jobs_service, culling, admin_console, kubespawner, oauthenticator;"
+        "from spawner_ext.catalog import load; from pathlib import Path;"
+        "print(len(load(Path(spawner_ext.__file__).parent / 'examples/catalog.yaml').environments))",
+    )
+    assert out == "3"
+    assert run("id", "-u") == "1000"
+
+
+def test_the_example_platform_config_loads_in_the_image() -> None:
+    out = run(
+        "python",
+        "-c",
+        "import hub_config, os; from hub_config.platform import load; from pathlib import Path;"
+        "print(load(Path(hub_config.__file__).parent / 'examples/keycloak.yaml').auth.type)",
+    )
+    assert out == "oidc"
