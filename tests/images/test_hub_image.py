@@ -43,3 +43,16 @@ def test_the_example_platform_config_loads_in_the_image() -> None:
         "print(load(Path(hub_config.__file__).parent / 'examples/keycloak.yaml').auth.type)",
     )
     assert out == "oidc"
+
+
+def test_the_proxy_runs_in_the_image() -> None:
+    out = run(
+        "sh",
+        "-c",
+        "configurable-http-proxy --port 8000 --api-port 8001 >/tmp/chp.log 2>&1 & "
+        'for i in $(seq 50); do python -c "import urllib.request as u; '
+        "print(u.urlopen('http://127.0.0.1:8001/api/routes').read().decode())\" 2>/dev/null && exit 0; "
+        "sleep 0.2; done; "
+        "cat /tmp/chp.log; exit 1",
+    )
+    assert out.startswith("{"), out
