@@ -11,19 +11,9 @@ import { fieldMessage, JobsError } from './api/errors';
 import type { Concurrency, Job, Options, Run, IServerInfo } from './api/types';
 import { button, h, select } from './dom';
 import { CONCURRENCY_LABELS, jobName, when } from './format';
-import { IParameter, overrides, parametersCell, parseParameters, toPython } from './parameters';
-import {
-  browserTimeZone,
-  formatTime,
-  fromCron,
-  parseTime,
-  Preset,
-  PRESET_LABELS,
-  PresetKind,
-  timeZones,
-  toCron,
-  WEEKDAYS
-} from './schedule';
+import { ParametersEditor } from './parameterseditor';
+import { browserTimeZone, timeZones } from './schedule';
+import { SchedulePicker } from './schedulepicker';
 
 export interface IScheduleRequest {
   client: JobsClient;
@@ -77,8 +67,7 @@ export class ScheduleDialog extends Widget {
   private readonly errors = new Map<string, HTMLElement>();
   private readonly controls = new Map<string, HTMLElement>();
   private readonly general = h('div', { className: 'moonhub-FormError', role: 'alert' });
-  private readonly params: IParameter[];
-  private readonly paramInputs = new Map<string, HTMLInputElement>();
+  private readonly params: ParametersEditor;
   private readonly previewEl = h('div', { className: 'moonhub-Preview', 'aria-live': 'polite' });
   private previewTimer = 0;
   private previewSeq = 0;
@@ -86,11 +75,7 @@ export class ScheduleDialog extends Widget {
 
   // controls
   private readonly name: HTMLInputElement;
-  private readonly preset: HTMLSelectElement;
-  private readonly minute: HTMLInputElement;
-  private readonly time: HTMLInputElement;
-  private readonly days: HTMLInputElement[];
-  private readonly cron: HTMLInputElement;
+  private readonly schedule: SchedulePicker;
   private readonly timezone: HTMLInputElement;
   private readonly environment: HTMLSelectElement;
   private readonly size: HTMLSelectElement;
@@ -115,8 +100,9 @@ export class ScheduleDialog extends Widget {
     const job = req.job;
     const id = (f: string) => `${this.uid}-${f}`;
 
-    const source = parametersCell(req.notebook as { cells?: [] });
-    this.params = source === null ? [] : parseParameters(source);
+    const paramsError = h('div', { id: id('parameters-error'), className: 'moonhub-FieldError', role: 'alert' });
+    this.errors.set('parameters', paramsError);
+    this.params = new ParametersEditor(id, req.notebook, (job?.parameters ?? {}) as Record<string, unknown>, paramsError);
 
     this.name = h('input', {
       id: id('name'),
@@ -128,37 +114,7 @@ export class ScheduleDialog extends Widget {
     });
 
     // schedule
-    const p: Preset = job ? fromCron(job.schedule) : { kind: 'daily', hour: 6, minute: 0 };
-    this.preset = select(
-      id('schedule'),
-      (Object.keys(PRESET_LABELS) as PresetKind[]).map(k => ({ value: k, label: PRESET_LABELS[k] })),
-      p.kind
-    );
-    this.minute = h('input', {
-      id: id('minute'),
-      type: 'number',
-      min: 0,
-      max: 59,
-      className: 'jp-mod-styled',
-      value: p.kind === 'hourly' ? p.minute : 0,
-      'aria-label': 'Minute past the hour'
-    });
-    const hm = p.kind === 'daily' || p.kind === 'weekly' ? formatTime(p.hour, p.minute) : '06:00';
-    this.time = h('input', { id: id('time'), type: 'time', className: 'jp-mod-styled', value: hm, 'aria-label': 'Time of day' });
-    const chosen = new Set(p.kind === 'weekly' ? p.days : [1]);
-    this.days = WEEKDAYS.map(d => {
-      const box = h('input', { type: 'checkbox', value: d.day, 'aria-label': d.long });
-      box.checked = chosen.has(d.day);
-      return box;
-    });
-    this.cron = h('input', {
-      id: id('cron'),
-      className: 'jp-mod-styled',
-      value: p.kind === 'custom' ? p.cron : job?.schedule ?? '0 6 * * 1-5',
-      placeholder: 'minute hour day month weekday, e.g. 0 6 * * 1-5',
-      'aria-label': 'Cron expression',
-      spellcheck: false
-    });
+    this.schedule = new SchedulePicker(id, job?.schedule, !!job, () => this.schedulePreview());
     this.timezone = h('input', {
       id: id('timezone'),
       className: 'jp-mod-styled',
@@ -227,7 +183,7 @@ export class ScheduleDialog extends Widget {
     );
 
     this.controls.set('name', this.name);
-    this.controls.set('schedule', this.preset);
+    this.controls.set('schedule', this.schedule.preset);
     this.controls.set('timezone', this.timezone);
     this.controls.set('environment', this.environment);
     this.controls.set('size', this.size);
@@ -240,45 +196,26 @@ export class ScheduleDialog extends Widget {
 
     this.node.append(this.build(zones));
     this.node.addEventListener('keydown', e => this.onKey(e));
-    for (const el of [this.preset, this.minute, this.time, this.cron, this.timezone, ...this.days]) {
-      el.addEventListener('input', () => this.schedulePreview());
-      el.addEventListener('change', () => this.schedulePreview());
-    }
-    this.preset.addEventListener('change', () => this.showPresetControls());
-    this.showPresetControls();
+    this.timezone.addEventListener('input', () => this.schedulePreview());
     this.schedulePreview(0);
   }
 
   focusFirst(): void {
-    (this.req.job ? this.preset : this.name).focus();
+    (this.req.job ? this.schedule.preset : this.name).focus();
   }
 
   // ---- layout ---------------------------------------------------------------------------
   private build(zones: HTMLElement): HTMLElement {
     const id = (f: string) => `${this.uid}-${f}`;
     const title = this.req.job ? `Edit job "${this.req.job.name}"` : 'Schedule this notebook';
-    const days = h(
-      'fieldset',
-      { className: 'moonhub-Days', 'data-when': 'weekly' },
-      h('legend', { text: 'Days' }),
-      ...this.days.map((box, i) => h('label', {}, box, WEEKDAYS[i].short))
-    );
-    const schedule = h(
-      'div',
-      { className: 'moonhub-ScheduleRow' },
-      this.preset,
-      h('span', { 'data-when': 'hourly' }, 'at minute ', this.minute),
-      h('span', { 'data-when': 'daily weekly' }, this.time),
-      h('span', { 'data-when': 'custom', className: 'moonhub-Cron' }, this.cron)
-    );
     const body = h(
       'form',
       { className: 'jp-Dialog-body moonhub-Form', novalidate: true },
       this.general,
       h('p', { className: 'moonhub-Notebook' }, 'Notebook: ', h('code', { text: this.req.path })),
       this.field('name', 'Job name', this.name, 'Lower-case letters, digits and "-"; names the job in the Jobs panel.'),
-      this.field('schedule', 'Schedule', schedule),
-      days,
+      this.field('schedule', 'Schedule', this.schedule.row),
+      this.schedule.days,
       this.field('timezone', 'Time zone', this.timezone),
       zones,
       this.previewEl,
@@ -290,7 +227,7 @@ export class ScheduleDialog extends Widget {
         this.field('gpu_type', 'GPU type', this.gpuType),
         this.field('gpu_count', 'GPUs', this.gpuCount)
       ),
-      this.parametersSection(),
+      this.params.node,
       h(
         'div',
         { className: 'moonhub-Grid' },
@@ -334,37 +271,6 @@ export class ScheduleDialog extends Widget {
     );
   }
 
-  private parametersSection(): HTMLElement {
-    const err = h('div', { id: `${this.uid}-parameters-error`, className: 'moonhub-FieldError', role: 'alert' });
-    this.errors.set('parameters', err);
-    const section = h('fieldset', { className: 'moonhub-Parameters', 'data-field': 'parameters' }, h('legend', { text: 'Parameters' }));
-    if (!this.params.length) {
-      section.append(
-        h('p', {
-          className: 'moonhub-Help',
-          text: 'No parameters found. Tag a cell "parameters" (papermill\'s convention) to set values per job.'
-        })
-      );
-    }
-    const stored = (this.req.job?.parameters ?? {}) as Record<string, unknown>;
-    for (const p of this.params) {
-      const input = h('input', {
-        id: `${this.uid}-param-${p.name}`,
-        className: 'jp-mod-styled',
-        value: p.name in stored ? toPython(stored[p.name]) : p.text,
-        placeholder: p.text,
-        spellcheck: false,
-        'data-param': p.name
-      });
-      this.paramInputs.set(p.name, input);
-      section.append(
-        h('div', { className: 'moonhub-Param' }, h('label', { for: input.id }, h('code', { text: p.name })), input)
-      );
-    }
-    section.append(err);
-    return section;
-  }
-
   private fillGpuCounts(want: number): void {
     const type = this.req.options.gpu_types.find(g => g.name === this.gpuType.value);
     this.gpuCount.replaceChildren();
@@ -377,39 +283,6 @@ export class ScheduleDialog extends Widget {
     this.gpuCount.disabled = !type;
   }
 
-  private showPresetControls(): void {
-    const kind = this.preset.value;
-    for (const el of Array.from(this.node.querySelectorAll<HTMLElement>('[data-when]'))) {
-      el.hidden = !(el.dataset.when ?? '').split(' ').includes(kind);
-    }
-  }
-
-  // ---- schedule and its preview -------------------------------------------------------
-  /** The cron expression the controls say, or a message for the schedule field. */
-  private currentCron(): { cron: string | null } | { error: string } {
-    const kind = this.preset.value as PresetKind;
-    const t = parseTime(this.time.value);
-    switch (kind) {
-      case 'none':
-        return { cron: null };
-      case 'hourly': {
-        const m = Number(this.minute.value);
-        return Number.isInteger(m) && m >= 0 && m < 60 ? { cron: toCron({ kind, minute: m }) } : { error: 'minute must be 0-59' };
-      }
-      case 'daily':
-        return t ? { cron: toCron({ kind, ...t }) } : { error: 'choose a time of day' };
-      case 'weekly': {
-        const days = this.days.filter(d => d.checked).map(d => Number(d.value));
-        if (!days.length) {
-          return { error: 'choose at least one day' };
-        }
-        return t ? { cron: toCron({ kind, days, ...t }) } : { error: 'choose a time of day' };
-      }
-      case 'custom':
-        return this.cron.value.trim() ? { cron: toCron({ kind, cron: this.cron.value }) } : { error: 'enter a cron expression' };
-    }
-  }
-
   private schedulePreview(delay = 300): void {
     window.clearTimeout(this.previewTimer);
     this.previewTimer = window.setTimeout(() => void this.refreshPreview(), delay);
@@ -419,7 +292,7 @@ export class ScheduleDialog extends Widget {
     const seq = ++this.previewSeq;
     this.setError('schedule', '');
     this.setError('timezone', '');
-    const c = this.currentCron();
+    const c = this.schedule.picked();
     if ('error' in c) {
       this.previewEl.textContent = '';
       this.setError('schedule', c.error);
@@ -447,11 +320,7 @@ export class ScheduleDialog extends Widget {
 
   // ---- saving ---------------------------------------------------------------------------
   private input(): Partial<NewJob> {
-    const c = this.currentCron();
-    const edited: Record<string, string> = {};
-    for (const [name, input] of this.paramInputs) {
-      edited[name] = input.value;
-    }
+    const c = this.schedule.picked();
     const emails = this.emails.value
       .split(/[,;\s]+/)
       .map(s => s.trim())
@@ -466,7 +335,7 @@ export class ScheduleDialog extends Widget {
       size: this.size.value,
       gpu_type: gpuType,
       gpu_count: gpuType ? Number(this.gpuCount.value) : 0,
-      parameters: overrides(this.params, edited),
+      parameters: this.params.values(),
       timeout_seconds: Math.round(Number(this.timeout.value) * 60),
       retries: Number(this.retries.value),
       concurrency: this.concurrency.value as Concurrency,
@@ -479,7 +348,7 @@ export class ScheduleDialog extends Widget {
       return;
     }
     this.clearErrors();
-    const c = this.currentCron();
+    const c = this.schedule.picked();
     if ('error' in c) {
       this.setError('schedule', c.error, true);
       return;
@@ -517,7 +386,7 @@ export class ScheduleDialog extends Widget {
     }
     err.textContent = message;
     const control =
-      field === 'parameters' ? this.paramInputs.values().next().value : (this.controls.get(field) as HTMLElement | undefined);
+      field === 'parameters' ? this.params.first : (this.controls.get(field) as HTMLElement | undefined);
     control?.setAttribute('aria-invalid', message ? 'true' : 'false');
     if (message && focus) {
       control?.focus();

@@ -92,8 +92,10 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     await page.locator(".jp-NotebookPanel .jp-Cell").first.click()
     await page.keyboard.press("Control+Shift+C")
     await page.keyboard.type("Schedule This Notebook")
+    # Enter runs the highlighted item: wait until the filter has caught up with the typing
+    await expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text("Schedule This Notebook")
     await page.keyboard.press("Enter")
-    await expect(dialog).to_have_count(1)
+    await expect(dialog).to_have_count(1, timeout=30_000)
     await expect(dialog.get_by_role("dialog")).to_have_attribute("aria-modal", "true")
     await page.keyboard.press("Escape")
     await expect(dialog).to_have_count(0)

@@ -20,10 +20,14 @@ def framework(image: str) -> dict[str, str]:
 
 def test_framework_reports_its_cuda(lab: Container, framework: dict[str, str]) -> None:
     if framework["module"] == "torch":
-        code = "import torch; print(torch.__version__, torch.version.cuda)"
+        code = "import torch; print('FRAMEWORK', torch.__version__, torch.version.cuda)"
     else:
-        code = "import tensorflow as tf; b = tf.sysconfig.get_build_info(); print(tf.__version__, b['cuda_version'])"
-    version, cuda = lab.exec("python", "-c", code).strip().splitlines()[-1].split()
+        code = (
+            "import tensorflow as tf; b = tf.sysconfig.get_build_info();"
+            "print('FRAMEWORK', tf.__version__, b['cuda_version'])"
+        )
+    line = next(x for x in lab.exec("python", "-c", code).splitlines() if x.startswith("FRAMEWORK "))
+    version, cuda = line.split()[1:]
     assert version.startswith(framework["version"]), version
     assert cuda.startswith(framework["cuda"]), cuda
 
