@@ -168,32 +168,48 @@ class Hub:
         return s.post(f"{self.url}/hub/spawn/{user}", data=data)
 
 
+def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The local example platform config for a test hub in ``state`` on its own ports
+    (``port``: public; +81 the hub API; +1 the proxy API), with a copy of the example
+    catalog (or ``catalog``) next to it. Callers edit the document, then :func:`start_hub`."""
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    if catalog is None:
+        shutil.copy(REPO / "spawner_ext" / "examples" / "catalog.yaml", state / "catalog.yaml")
+    else:
+        (state / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
+    doc["spawner"]["catalog"] = str(state / "catalog.yaml")
+    doc["hub"] |= {
+        "public_url": f"http://127.0.0.1:{port}",
+        "api_url": f"http://127.0.0.1:{port + 81}",
+        "proxy_api_url": f"http://127.0.0.1:{port + 1}",
+        "state_dir": ".",
+    }
+    return dict(doc)
+
+
+def start_hub(cluster: ClusterConfig, state: Path, doc: dict[str, Any], name: str) -> tuple[str, Path, Supervisor]:
+    """Write ``doc`` into ``state`` and start that hub (supervised as ``name``)."""
+    config = state / "platform.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    sup = Supervisor(cluster.run, cluster.logs, REPO)
+    return hub_up(cluster, sup, config, name=name), config, sup
+
+
 @pytest.fixture(scope="session")
 def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     if local_cluster is None:
         pytest.skip("hub tests start the hub on the host against the local cluster")
-    if HUB_STATE.exists():
-        shutil.rmtree(HUB_STATE)
-    HUB_STATE.mkdir(parents=True)
-    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
-    catalog = HUB_STATE / "catalog.yaml"
-    shutil.copy(REPO / "spawner_ext" / "examples" / "catalog.yaml", catalog)
-    doc["spawner"]["catalog"] = str(catalog)
-    doc["hub"] |= {
-        "public_url": "http://127.0.0.1:18000",
-        "api_url": "http://127.0.0.1:18081",
-        "proxy_api_url": "http://127.0.0.1:18001",
-        "state_dir": ".",
-    }
+    doc = platform_doc(HUB_STATE, 18000)
     doc["jobs"]["url"] = "http://127.0.0.1:18090"
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
     mail = Mailbox()
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
     smtp.start()
-    config = HUB_STATE / "platform.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
-    url = hub_up(local_cluster, sup, config)
+    url, config, sup = start_hub(local_cluster, HUB_STATE, doc, "hub")
+    catalog = HUB_STATE / "catalog.yaml"
     yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=catalog, mailbox=mail.messages)
     sup.stop("hub")
     smtp.stop()

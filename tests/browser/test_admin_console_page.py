@@ -20,7 +20,9 @@ async def test_admin_console(hub: Hub, browser: Browser) -> None:
         await page.fill("#username_input", "admin")
         await page.fill("#password_input", hub.password)
         await page.click("#login_submit")
-        await page.goto(f"{hub.url}/hub/moonhub-admin")
+        # admins find it in the hub's navigation bar
+        await page.goto(f"{hub.url}/hub/home")
+        await page.get_by_role("link", name="MoonHub admin").click()
         await expect(page.get_by_role("heading", name="MoonHub admin console")).to_be_visible()
         await expect(page.locator("#gpu-usage tr[data-gpu-type='a100']")).to_contain_text("NVIDIA A100")
         row = page.locator("#sizes tr[data-name='medium']")

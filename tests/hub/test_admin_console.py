@@ -41,6 +41,8 @@ def test_only_admins_reach_the_console(hub: Hub) -> None:
     admin = hub.login("admin")
     page = _call(hub, admin, "GET", "/hub/moonhub-admin")
     assert page.status_code == 200 and "Who runs what" in page.text and "GPU quotas by group" in page.text
+    assert "MoonHub admin" in _call(hub, admin, "GET", "/hub/home").text, "linked in the admin's navigation bar"
+    assert "MoonHub admin" not in _call(hub, nia, "GET", "/hub/home").text
 
 
 def test_usage_shows_gpus_by_type(hub: Hub) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,8 @@ import yaml
 from kubernetes_asyncio import client
 
 from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import dev_password, hub_up
-from localcluster.supervisor import Supervisor
-from tests.conftest import Hub
+from localcluster.hub import dev_password
+from tests.conftest import Hub, platform_doc, start_hub
 from tests.helpers import wait_for
 
 STATE = REPO / ".state" / "test-hub-culling"
@@ -34,9 +32,6 @@ CPU = {"environment": "python", "size": "small"}
 def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     if local_cluster is None:
         pytest.skip("the culling hub runs on the host against the local cluster")
-    if STATE.exists():
-        shutil.rmtree(STATE)
-    STATE.mkdir(parents=True)
     catalog = yaml.safe_load((REPO / "spawner_ext" / "examples" / "catalog.yaml").read_text())
     catalog["gpu_types"].append(
         {
@@ -47,21 +42,10 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         }
     )
     catalog["entitlements"][0]["gpu_types"].append("sim")
-    (STATE / "catalog.yaml").write_text(yaml.safe_dump(catalog))
-    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
-    doc["hub"] |= {
-        "public_url": "http://127.0.0.1:18400",
-        "api_url": "http://127.0.0.1:18481",
-        "proxy_api_url": "http://127.0.0.1:18401",
-        "state_dir": ".",
-    }
-    doc["spawner"]["catalog"] = "catalog.yaml"
+    doc = platform_doc(STATE, 18400, catalog)
     doc["jobs"]["enabled"] = False
     doc["culling"] = {"enabled": True, **CLOCKS}
-    config = STATE / "platform.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    sup = Supervisor(local_cluster.run, local_cluster.logs, REPO)
-    url = hub_up(local_cluster, sup, config, name="hub-culling")
+    url, config, sup = start_hub(local_cluster, STATE, doc, "hub-culling")
     yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
     sup.stop("hub-culling")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-import yaml
 
 from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import hub_up
 from localcluster.supervisor import Supervisor
+from tests.conftest import platform_doc, start_hub
 
 STATE = REPO / ".state" / "test-hub-oidc"
 PROVIDER_PORT = 18310
@@ -63,9 +61,7 @@ class OIDCHub:
 def oidc_hub(local_cluster: ClusterConfig | None) -> Iterator[OIDCHub]:
     if local_cluster is None:
         pytest.skip("the OIDC hub runs on the host against the local cluster")
-    if STATE.exists():
-        shutil.rmtree(STATE)
-    STATE.mkdir(parents=True)
+    doc = platform_doc(STATE, 18300)  # a fresh state folder first
     accounts = STATE / "accounts.json"
     accounts.write_text(json.dumps(ACCOUNTS))
     (STATE / "client-secret").write_text("s3cret-for-tests\n")
@@ -83,13 +79,6 @@ def oidc_hub(local_cluster: ClusterConfig | None) -> Iterator[OIDCHub]:
         },
     )
     sup.wait_healthy("oidc-provider", f"http://127.0.0.1:{PROVIDER_PORT}/.well-known/openid-configuration", 60)
-    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
-    doc["hub"] |= {
-        "public_url": HUB,
-        "api_url": "http://127.0.0.1:18381",
-        "proxy_api_url": "http://127.0.0.1:18301",
-        "state_dir": ".",
-    }
     doc["auth"] = {
         "type": "oidc",
         "oauth": {
@@ -102,12 +91,9 @@ def oidc_hub(local_cluster: ClusterConfig | None) -> Iterator[OIDCHub]:
         "oidc": {"issuer": f"http://127.0.0.1:{PROVIDER_PORT}"},
     }
     doc["jobs"]["enabled"] = False
-    doc["spawner"]["catalog"] = str(REPO / "spawner_ext" / "examples" / "catalog.yaml")
-    config = STATE / "platform.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    url = hub_up(local_cluster, sup, config, name="hub-oidc")
+    url, _, hub_sup = start_hub(local_cluster, STATE, doc, "hub-oidc")
     yield OIDCHub(url, accounts)
-    sup.stop("hub-oidc")
+    hub_sup.stop("hub-oidc")
     sup.stop("oidc-provider")
 
 
