@@ -26,7 +26,7 @@ from spawner_ext import choices as ch
 from spawner_ext.catalog import CatalogStore
 from spawner_ext.workload import build
 
-from . import manifests, notify, preview, validation
+from . import manifests, notify, validation, views
 from .db import DefinitionRow, RunRow, VersionRow, utcnow
 from .errors import Conflict, InvalidField, NotFound
 
@@ -90,52 +90,6 @@ class JobsService:
             if e.status != 409:  # made by the spawner meanwhile
                 raise
 
-    @classmethod
-    def view(cls, row: DefinitionRow) -> dict[str, Any]:
-        """A definition as the API shows it, with its schedule in words, its next run
-        (while active) and its newest run."""
-        spec = row.spec
-        schedule, tz = spec.get("schedule"), spec.get("timezone") or "UTC"
-        now = datetime.datetime.now(datetime.UTC)
-        last = max(row.runs, key=lambda r: r.id, default=None)
-        return {
-            "id": row.id,
-            "owner": row.owner,
-            "version": row.version,
-            "cronjob": row.cronjob,
-            "created": row.created.isoformat(),
-            "updated": row.updated.isoformat(),
-            **spec,
-            "schedule_description": preview.describe(schedule) if schedule else preview.BY_HAND,
-            "next_run": preview.next_runs(schedule, tz, now, 1)[0].isoformat()
-            if schedule and spec.get("active", True)
-            else None,
-            "last_run": cls.run_view(last) if last else None,
-        }
-
-    @staticmethod
-    def run_view(run: RunRow) -> dict[str, Any]:
-        def utc(t: datetime.datetime | None) -> datetime.datetime | None:
-            # SQLite gives back naive datetimes; everything is stored in UTC
-            return t.replace(tzinfo=datetime.UTC) if t and t.tzinfo is None else t
-
-        started, finished, created = utc(run.started), utc(run.finished), utc(run.created)
-        duration = (finished - started).total_seconds() if started and finished else None
-        return {
-            "id": run.id,
-            "job_id": run.definition_id,
-            "name": run.job_name,
-            "version": run.version,
-            "trigger": run.trigger,
-            "status": run.status,
-            "reason": run.reason,
-            "output": run.output,
-            "created": created.isoformat() if created else None,
-            "started": started.isoformat() if started else None,
-            "finished": finished.isoformat() if finished else None,
-            "duration_seconds": duration,
-        }
-
     # ---- definitions -------------------------------------------------------------------
     async def create(self, caller: Caller, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -166,7 +120,7 @@ class JobsService:
                 raise
             s.commit()
             log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, names.cronjob)
-            return self.view(row)
+            return views.job(row)
 
     async def update(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
         """Change a definition; new notebook content freezes a new snapshot version."""
@@ -201,7 +155,7 @@ class JobsService:
                 raise
             row.spec, row.version = dataclasses.asdict(defn), version
             s.commit()
-            return self.view(row)
+            return views.job(row)
 
     def versions(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
@@ -216,11 +170,11 @@ class JobsService:
             q = select(DefinitionRow).order_by(DefinitionRow.id)
             if not caller.admin:
                 q = q.where(DefinitionRow.owner == caller.name)
-            return [self.view(r) for r in s.scalars(q)]
+            return [views.job(r) for r in s.scalars(q)]
 
     def get(self, caller: Caller, job_id: int) -> dict[str, Any]:
         with self.db() as s:
-            return self.view(self._own(s, caller, job_id))
+            return views.job(self._own(s, caller, job_id))
 
     async def delete(self, caller: Caller, job_id: int) -> None:
         with self.db() as s:
@@ -254,7 +208,7 @@ class JobsService:
             run = _new_run(row, name, "manual")
             s.add(run)
             s.commit()
-            return self.run_view(run)
+            return views.run(run)
 
     def _run(self, s: Session, caller: Caller, job_id: int, run_id: int) -> RunRow:
         self._own(s, caller, job_id)
@@ -275,7 +229,7 @@ class JobsService:
                     raise
             run.status, run.reason, run.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
             s.commit()
-            return self.run_view(run)
+            return views.run(run)
 
     async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
         """The run's latest pod, its log and progress (cell i of n), or None without a pod."""
@@ -307,7 +261,7 @@ class JobsService:
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
             row = self._own(s, caller, job_id)
-            return [self.run_view(r) for r in sorted(row.runs, key=lambda r: r.id, reverse=True)]
+            return [views.run(r) for r in sorted(row.runs, key=lambda r: r.id, reverse=True)]
 
     async def sync_runs(self) -> None:
         """Record every notebook Job the cluster has and its state (Kubernetes is the truth),
@@ -341,7 +295,7 @@ class JobsService:
                 if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
                     run.notified = True
                     if wants.get("emails") or wants.get("webhook"):
-                        to_tell.append((self.view(run.definition), self.run_view(run)))
+                        to_tell.append((views.job(run.definition), views.run(run)))
             # a run whose Job vanished before it ended was replaced ("replace the previous run")
             # or deleted behind our back
             grace = utcnow() - datetime.timedelta(seconds=30)

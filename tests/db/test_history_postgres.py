@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
-from jobs_service.service import JobsService
 
 PORT = 15432
 
@@ -78,5 +78,5 @@ def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
         got = s.scalar(select(DefinitionRow).where(DefinitionRow.owner == "ann"))
         assert got is not None and got.spec["parameters"] == {"n": [1, 2]}
         assert got.versions[0].notebook["nbformat"] == 4
-        view = JobsService.run_view(got.runs[0])
+        view = views.run(got.runs[0])
         assert view["duration_seconds"] == 90 and view["started"] == start.isoformat()

@@ -1,0 +1,55 @@
+"""Definitions and runs as the API shows them. Pure (rows in, JSON-ready dicts out)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from . import preview
+from .db import DefinitionRow, RunRow
+
+
+def _utc(t: datetime.datetime | None) -> datetime.datetime | None:
+    # SQLite gives back naive datetimes; everything is stored in UTC
+    return t.replace(tzinfo=datetime.UTC) if t and t.tzinfo is None else t
+
+
+def job(row: DefinitionRow) -> dict[str, Any]:
+    """A definition with its schedule in words, its next run (while active) and its newest run."""
+    spec = row.spec
+    schedule, tz = spec.get("schedule"), spec.get("timezone") or "UTC"
+    now = datetime.datetime.now(datetime.UTC)
+    last = max(row.runs, key=lambda r: r.id, default=None)
+    return {
+        "id": row.id,
+        "owner": row.owner,
+        "version": row.version,
+        "cronjob": row.cronjob,
+        "created": row.created.isoformat(),
+        "updated": row.updated.isoformat(),
+        **spec,
+        "schedule_description": preview.describe(schedule) if schedule else preview.BY_HAND,
+        "next_run": preview.next_runs(schedule, tz, now, 1)[0].isoformat()
+        if schedule and spec.get("active", True)
+        else None,
+        "last_run": run(last) if last else None,
+    }
+
+
+def run(r: RunRow) -> dict[str, Any]:
+    started, finished, created = _utc(r.started), _utc(r.finished), _utc(r.created)
+    duration = (finished - started).total_seconds() if started and finished else None
+    return {
+        "id": r.id,
+        "job_id": r.definition_id,
+        "name": r.job_name,
+        "version": r.version,
+        "trigger": r.trigger,
+        "status": r.status,
+        "reason": r.reason,
+        "output": r.output,
+        "created": created.isoformat() if created else None,
+        "started": started.isoformat() if started else None,
+        "finished": finished.isoformat() if finished else None,
+        "duration_seconds": duration,
+    }
