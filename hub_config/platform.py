@@ -32,6 +32,9 @@ class HubSection:
     state_dir: str = "."
     #: the configurable-http-proxy executable (relative: to the repository)
     proxy_command: str = "node_modules/.bin/configurable-http-proxy"
+    #: ``false``: the proxy runs on its own (e.g. its own Deployment); the hub reaches it at
+    #: ``proxy_api_url`` with the token in ``$CONFIGPROXY_AUTH_TOKEN``
+    start_proxy: bool = True
     #: named servers each user may run besides the default one (0: named servers off)
     named_servers: int = 0
     #: the hub's database URL comes from this environment variable when it is set
@@ -123,6 +126,10 @@ class JobsSection:
     admin_groups: list[str] = field(default_factory=lambda: ["job-admins"])
     #: SMTP server for failure e-mails ("host:port"; credentials come from the environment)
     smtp: str = ""
+    #: ``true``: the hub starts the service; ``false``: it runs on its own (e.g. its own
+    #: Deployment with its own Kubernetes identity) and authenticates with the token in
+    #: ``$MOONHUB_JOBS_API_TOKEN``
+    managed: bool = True
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .platform import PlatformConfig
+from .platform import ConfigError, PlatformConfig
+
+JOBS_TOKEN_ENV = "MOONHUB_JOBS_API_TOKEN"
 
 #: every user's role: their own things, and calling the jobs service (which decides what
 #: each may see)
@@ -35,6 +37,12 @@ def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], 
             "MOONHUB_JOBS_DB": os.environ.get("MOONHUB_JOBS_DB_URL") or f"sqlite:///{state / 'jobs.sqlite'}",
         },
     }
+    if not cfg.jobs.managed:
+        # it runs on its own: the hub knows it by URL and the token it authenticates with
+        token = os.environ.get(JOBS_TOKEN_ENV, "")
+        if not token:
+            raise ConfigError(f"jobs.managed: false needs the service's token in ${JOBS_TOKEN_ENV}")
+        service = {"name": "jobs", "url": cfg.jobs.url, "api_token": token, "oauth_no_confirm": True}
     # the service removes the jobs of users the hub no longer has
     role = {"name": "moonhub-jobs", "scopes": ["list:users", "read:users:name"], "services": ["jobs"]}
     return service, [role]

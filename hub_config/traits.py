@@ -29,7 +29,7 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.ConfigurableHTTPProxy.api_url = cfg.hub.proxy_api_url
     c.ConfigurableHTTPProxy.command = [str((REPO / cfg.hub.proxy_command).resolve())]
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
-    c.ConfigurableHTTPProxy.should_start = True
+    c.ConfigurableHTTPProxy.should_start = cfg.hub.start_proxy
     c.JupyterHub.allow_named_servers = cfg.hub.named_servers > 0
     c.JupyterHub.named_server_limit_per_user = cfg.hub.named_servers
 

@@ -10,6 +10,7 @@ local node agent and of the host-run hub are then skipped.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -100,7 +101,8 @@ def core(api: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture
 async def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A fresh namespace for one test, deleted afterwards (with everything in it)."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    # a DNS label from the test's name (parametrized names carry brackets and commas)
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
     name = f"t-{base}-{uuid.uuid4().hex[:5]}"
     await core.create_namespace({"metadata": {"name": name, "labels": {"moonhub.io/test": "true"}}})
     # the default ServiceAccount appears asynchronously; pods need it for admission

@@ -85,3 +85,14 @@ def test_client_secret_from_file_or_environment(tmp_path: Path, monkeypatch: pyt
         client_secret(load(doc), tmp_path)
     monkeypatch.setenv("MOONHUB_OAUTH_CLIENT_SECRET", "from-env")
     assert client_secret(load(doc), tmp_path) == "from-env"
+
+
+def test_jobs_service_and_proxy_on_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOONHUB_JOBS_API_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"MOONHUB_JOBS_API_TOKEN"):
+        _configured(tmp_path, jobs={"managed": False, "url": "http://moonhub-jobs:8090"})
+    monkeypatch.setenv("MOONHUB_JOBS_API_TOKEN", "t0ken")
+    c = _configured(tmp_path, jobs={"managed": False, "url": "http://moonhub-jobs:8090"}, hub={"start_proxy": False})
+    jobs = next(s for s in c.JupyterHub.services if s["name"] == "jobs")
+    assert jobs == {"name": "jobs", "url": "http://moonhub-jobs:8090", "api_token": "t0ken", "oauth_no_confirm": True}
+    assert c.ConfigurableHTTPProxy.should_start is False

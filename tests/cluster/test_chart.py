@@ -1,0 +1,148 @@
+"""The Helm chart: lint, render with several values files, validate the manifests offline
+(kubernetes-validate) and by a server-side dry run on the real API server, refuse unknown
+values, and grant the hub and the jobs service exactly their RBAC (asked through the
+authorization API)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from localcluster.config import REPO
+
+CHART = REPO / "helm" / "moonhub"
+VALUES = sorted((CHART / "ci").glob("*.yaml"))
+K8S = "1.36.3"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    out = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    out = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+    return str(Path(out.stdout.strip().splitlines()[-1]) / "kubectl")
+
+
+def render(helm: str, *args: str, namespace: str = "moonhub") -> list[dict]:
+    r = subprocess.run(
+        [helm, "template", "t", str(CHART), "-n", namespace, "--kube-version", K8S, *args],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+@pytest.mark.parametrize("values", [None, *VALUES], ids=["defaults", *(v.stem for v in VALUES)])
+def test_lint_render_and_validate_offline(helm: str, values: Path | None) -> None:
+    args = ["-f", str(values)] if values else []
+    lint = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "--kube-version", K8S, *args], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    docs = render(helm, *args)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S, strict=True)
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "Role", "RoleBinding", "ConfigMap", "Secret"} <= kinds
+    if values and values.stem.startswith("glusterfs"):
+        sc = next(d for d in docs if d["kind"] == "StorageClass")
+        legacy = values.stem.endswith("heketi")
+        assert sc["provisioner"] == ("kubernetes.io/glusterfs" if legacy else "org.gluster.glusterfs")
+
+
+def test_unknown_value_fails_naming_the_key(helm: str) -> None:
+    r = subprocess.run(
+        [helm, "template", "t", str(CHART), "--kube-version", K8S, "--set", "hub.publcUrl=x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode != 0 and "publcUrl" in r.stderr and "not allowed" in r.stderr
+
+
+def test_user_namespace_and_secrets(helm: str) -> None:
+    docs = render(helm)
+    ns = next(d for d in docs if d["kind"] == "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    secret = next(d for d in docs if d["kind"] == "Secret")["stringData"]
+    assert len(secret["cookie-secret"]) == 64 and int(secret["cookie-secret"], 16) >= 0, "hex, as JupyterHub wants"
+    platform = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["platform.yaml"])
+    assert platform["jobs"]["managed"] is False and platform["hub"]["start_proxy"] is False
+    assert platform["spawner"]["namespace"] == "moonhub-users"
+
+
+@pytest.fixture
+def installed_rbac(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> Iterator[tuple[str, str]]:
+    """The chart's RBAC applied for real, with the release and the user namespace both the
+    test's namespace; yields (hub, jobs) service-account users."""
+    args = ["--set", "userNamespace.create=false", "--set", f"userNamespace.name={namespace}"]
+    rbac = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    docs = [d for d in render(helm, *args, namespace=namespace) if d["kind"] in rbac]
+    for d in docs:
+        if not d["kind"].startswith("Cluster"):
+            d["metadata"].setdefault("namespace", namespace)
+    text = yaml.safe_dump_all(docs)
+
+    def run(*a: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", *a], input=stdin, capture_output=True, text=True)
+
+    r = run("apply", "-f", "-", stdin=text)
+    assert r.returncode == 0, r.stderr
+    yield f"system:serviceaccount:{namespace}:t-moonhub-hub", f"system:serviceaccount:{namespace}:t-moonhub-jobs"
+    run("delete", "-f", "-", "--ignore-not-found", stdin=text)
+
+
+def test_server_side_dry_run(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> None:
+    args = ["--set", "userNamespace.create=false", "--set", f"userNamespace.name={namespace}"]
+    text = yaml.safe_dump_all(render(helm, *args, namespace=namespace))
+    r = subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", "apply", "--dry-run=server", "-n", namespace, "-f", "-"],
+        input=text, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "deployment.apps/t-moonhub-hub created (server dry run)" in r.stdout
+
+
+#: (who, verb, resource, where: "users" = the user namespace / a namespace / None = cluster, allowed)
+RBAC = [
+    ("hub", "create", "pods", "users", True),
+    ("hub", "delete", "persistentvolumeclaims", "users", True),
+    ("hub", "watch", "events", "users", True),
+    ("hub", "list", "nodes", None, True),
+    ("hub", "create", "pods", "kube-system", False),
+    ("hub", "get", "secrets", "users", False),
+    ("hub", "create", "cronjobs.batch", "users", False),
+    ("hub", "delete", "nodes", None, False),
+    ("jobs", "create", "cronjobs.batch", "users", True),
+    ("jobs", "create", "jobs.batch", "users", True),
+    ("jobs", "get", "pods/log", "users", True),
+    ("jobs", "create", "configmaps", "users", True),
+    ("jobs", "create", "pods", "users", False),
+    ("jobs", "delete", "persistentvolumeclaims", "users", False),
+    ("jobs", "create", "cronjobs.batch", "kube-system", False),
+    ("jobs", "get", "secrets", "users", False),
+    ("jobs", "list", "nodes", None, False),
+]
+
+
+def test_rbac_exactly_what_each_needs(
+    installed_rbac: tuple[str, str], kubectl: str, kubeconfig: Path, namespace: str
+) -> None:
+    wrong = []
+    for who, verb, resource, where, allowed in RBAC:
+        user = installed_rbac[0] if who == "hub" else installed_rbac[1]
+        scope = ["-n", namespace if where == "users" else where] if where else []
+        r = subprocess.run(
+            [kubectl, f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource, f"--as={user}", *scope],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if r.stdout.strip() != ("yes" if allowed else "no"):
+            wrong.append((who, verb, resource, where, r.stdout.strip(), r.stderr.strip()))
+    assert not wrong, wrong
