@@ -24,6 +24,7 @@ from ..config import ClusterConfig
 from .images import load_mapping
 from .kubelet_api import make_app, server_ssl
 from .pods import PodWorker
+from .services import HostsFile, service_hosts
 from .status import now
 from .volumes import VolumeBuilder
 
@@ -105,6 +106,8 @@ class NodeAgent:
         self.cfg = cfg
         self.name = cfg.agent_node
         self.state_dir = cfg.state_dir / "node-agent"
+        #: bind-mounted at /etc/hosts in every pod: the host's entries plus Service names
+        self.hosts = HostsFile(self.state_dir / "hosts")
         self.cpu, self.memory = cpu, memory
         self.images = load_mapping()
         self.workers: dict[str, PodWorker] = {}
@@ -166,6 +169,23 @@ class NodeAgent:
                 log.warning("node %s: heartbeat failed: %s", self.name, e)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=10)
+            except TimeoutError:
+                pass
+
+    async def resolve_services(self) -> None:
+        """Keep the pods' hosts file in step with Services and this node's ready pods."""
+        while not self._stop.is_set():
+            try:
+                ser = self.api.sanitize_for_serialization
+                services = await self.core.list_service_for_all_namespaces()
+                pods = await self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.name}")
+                lines = service_hosts([ser(x) for x in services.items], [ser(x) for x in pods.items])
+                if self.hosts.write(lines):
+                    log.info("service names: %d", len(lines))
+            except Exception as e:
+                log.warning("node %s: reading Services failed: %s", self.name, e)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=2)
             except TimeoutError:
                 pass
 
@@ -332,7 +352,11 @@ class NodeAgent:
             self.cfg.kubelet_port,
             self.cfg.pod_ip_octet,
         )
-        tasks = [asyncio.create_task(self.heartbeat()), asyncio.create_task(self.watch_pods())]
+        tasks = [
+            asyncio.create_task(self.heartbeat()),
+            asyncio.create_task(self.watch_pods()),
+            asyncio.create_task(self.resolve_services()),
+        ]
         await self._stop.wait()
         log.info("node %s stopping: stopping %d pods", self.name, len(self.workers))
         tasks[1].cancel()

@@ -184,6 +184,8 @@ class PodWorker:
                 if not src.exists():
                     src.mkdir(parents=True)
             mounts.append({"source": str(src), "target": m["mountPath"], "readOnly": bool(m.get("readOnly"))})
+        # Service names (no cluster DNS on this node): the agent's hosts file
+        mounts.append({"source": str(self.agent.hosts.path), "target": "/etc/hosts", "readOnly": True})
         return {
             "argv": ctr.container_argv(spec, image, env),
             "env": env,

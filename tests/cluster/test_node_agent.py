@@ -228,3 +228,61 @@ async def test_service_account_token_authenticates_in_cluster(core: client.CoreV
     log = await core.read_namespaced_pod_log("in-cluster", namespace)
     # authenticated as the pod's service account, and refused by RBAC: 403, not 401
     assert log.startswith("403 ") and f"system:serviceaccount:{namespace}:default" in log, log
+
+
+async def test_service_names_resolve_to_ready_endpoints(core: client.CoreV1Api, namespace: str) -> None:
+    """No kube-proxy or cluster DNS here (and 127.x pod addresses can not be EndpointSlice
+    endpoints): the agent maps Service names to a ready selected pod in the pods' /etc/hosts."""
+    serve = "exec python3 -m http.server 8080 --bind $(POD_IP)"
+    await core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "backend", "labels": {"app": "backend"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": "busybox",
+                        "command": ["sh", "-c", serve],
+                        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                        "ports": [{"containerPort": 8080}],
+                    }
+                ]
+            },
+        },
+    )
+    await core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "backend"},
+            "spec": {"selector": {"app": "backend"}, "ports": [{"port": 8080, "targetPort": 8080}]},
+        },
+    )
+    backend = await wait_for(
+        lambda: core.read_namespaced_pod("backend", namespace),
+        lambda p: any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []),
+        timeout=60,
+        what="pod backend Ready",
+    )
+    # a client pod finds it by every name form and talks to it
+    fqdn = f"backend.{namespace}.svc.cluster.local"
+    probe = (
+        f"for i in $(seq 60); do getent hosts backend >/dev/null && break; sleep 1; done; "
+        f"getent hosts backend backend.{namespace} {fqdn}; "
+        f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{fqdn}:8080/').status)\""
+    )
+    await core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "client"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", probe]}],
+            },
+        },
+    )
+    pod = await pod_ended(core, namespace, "client", timeout=90)
+    log = await core.read_namespaced_pod_log("client", namespace, _preload_content=False)
+    text = (await log.text()).split()
+    assert pod.status.phase == "Succeeded", (await describe_pod(core, namespace, "client"), " ".join(text))
+    assert text.count(backend.status.pod_ip) == 3 and fqdn in text and text[-1] == "200"
