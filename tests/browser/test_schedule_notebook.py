@@ -8,6 +8,7 @@ import json
 import time
 
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from localcluster.config import REPO
 from tests.conftest import Hub
@@ -89,11 +90,22 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     await page.keyboard.press("Escape")
     # the command palette, by keyboard; Escape closes the dialog
     dialog = page.locator(".moonhub-ScheduleDialog")
-    await page.locator(".jp-NotebookPanel .jp-Cell").first.click()
-    await page.keyboard.press("Control+Shift+C")
-    await page.keyboard.type("Schedule This Notebook")
-    # Enter runs the highlighted item: wait until the filter has caught up with the typing
-    await expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text("Schedule This Notebook")
+    palette = page.locator(".lm-CommandPalette-input")
+    item = page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Schedule This Notebook")
+    for _ in range(3):  # right after opening, the lab may not have made the notebook current yet
+        await page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+        await page.keyboard.press("Escape")  # command mode
+        await page.keyboard.press("Control+Shift+C")
+        try:
+            await palette.wait_for(state="visible", timeout=5_000)
+            await expect(palette).to_be_focused()
+            await page.keyboard.type("Schedule This Notebook")
+            # Enter runs the highlighted item: wait until the filter has caught up with the typing
+            await item.wait_for(timeout=5_000)
+            break
+        except (PlaywrightTimeout, AssertionError):
+            await page.keyboard.press("Escape")
+    await expect(item).to_be_visible()
     await page.keyboard.press("Enter")
     await expect(dialog).to_have_count(1, timeout=30_000)
     await expect(dialog.get_by_role("dialog")).to_have_attribute("aria-modal", "true")
