@@ -7,18 +7,11 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from spawner_ext.capacity import gpu_capacity
+from spawner_ext.capacity import gpu_capacity, gpu_requests
 from spawner_ext.catalog import Catalog
 
 JOB_LABEL = "moonhub.io/component"
 OWNER_ANNOTATION = "hub.jupyter.org/username"
-
-
-def _gpus(pod: dict[str, Any]) -> int:
-    return sum(
-        int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", "0"))
-        for c in pod.get("spec", {}).get("containers") or []
-    )
 
 
 def usage(
@@ -41,7 +34,7 @@ def usage(
         if labels.get(JOB_LABEL) != "notebook-job" or p.get("status", {}).get("phase") not in ("Pending", "Running"):
             continue
         owner = (meta.get("annotations") or {}).get("moonhub.io/owner") or labels.get("moonhub.io/owner", "?")
-        gpus = _gpus(p)
+        gpus = gpu_requests(p)
         e = entry(owner)
         e["jobs"].append(
             {

@@ -18,7 +18,8 @@ class GpuCapacity:
     largest_free: int
 
 
-def _requests(pod: Mapping[str, Any]) -> int:
+def gpu_requests(pod: Mapping[str, Any]) -> int:
+    """The GPUs a pod asks for (all containers)."""
     n = 0
     for c in pod["spec"].get("containers") or []:
         res = c.get("resources") or {}
@@ -41,7 +42,7 @@ def gpu_capacity(
     for pod in pods:
         node = pod["spec"].get("nodeName")
         if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            used[node] = used.get(node, 0) + _requests(pod)
+            used[node] = used.get(node, 0) + gpu_requests(pod)
     out = {}
     for gt in gpu_types:
         total = free = largest = 0

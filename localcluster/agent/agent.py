@@ -116,6 +116,13 @@ class NodeAgent:
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the agent is stopping."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
     def _spawn(self, coro: Any) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
         task = asyncio.create_task(coro)
@@ -167,10 +174,7 @@ class NodeAgent:
                 await self.core.patch_node_status(self.name, {"status": {"conditions": status["conditions"]}})
             except Exception as e:
                 log.warning("node %s: heartbeat failed: %s", self.name, e)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=10)
-            except TimeoutError:
-                pass
+            await self._pause(10)
 
     async def resolve_services(self) -> None:
         """Keep the pods' hosts file in step with Services and this node's ready pods."""
@@ -184,10 +188,7 @@ class NodeAgent:
                     log.info("service names: %d", len(lines))
             except Exception as e:
                 log.warning("node %s: reading Services failed: %s", self.name, e)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=2)
-            except TimeoutError:
-                pass
+            await self._pause(2)
 
     # ---- pods -----------------------------------------------------------------------
     def find(self, ns: str, name: str) -> PodWorker | None:
