@@ -15,7 +15,7 @@ from kubespawner.clients import load_config, shared_client
 from tornado import web
 
 from spawner_ext.catalog import load
-from spawner_ext.errors import FieldError
+from spawner_ext.errors import FieldError, ReadOnly
 
 from . import edits
 from .usage import usage
@@ -27,6 +27,11 @@ class ConsoleHandler(BaseHandler):
     @property
     def catalog_path(self) -> Path:
         return Path(self.settings["moonhub_catalog"])
+
+    @property
+    def managed_by(self) -> str:
+        """Where the catalog is edited when not here (empty: here)."""
+        return str(self.settings.get("moonhub_catalog_managed_by") or "")
 
     def catalog_doc(self) -> dict[str, Any]:
         return dict(yaml.safe_load(self.catalog_path.read_text()) or {})
@@ -91,6 +96,7 @@ class PageHandler(ConsoleHandler):
             catalog=doc,
             usage=await self.usage(),
             catalog_path=str(self.catalog_path),
+            managed_by=self.managed_by,
         )
         self.finish(html)
 
@@ -117,6 +123,8 @@ class CatalogHandler(ConsoleHandler):
             self.send({"status": 400, "field": "body", "message": f"body: not JSON ({e.msg})"}, 400)
             return
         try:
+            if self.managed_by:
+                raise ReadOnly("catalog", f"read-only here: it is managed by {self.managed_by}")
             doc = edits.apply(self.catalog_doc(), edit)
             edits.write(self.catalog_path, doc)
         except FieldError as e:

@@ -26,6 +26,9 @@ class HubSection:
     public_url: str = "http://127.0.0.1:8000"
     #: where the hub API listens; user pods call it
     api_url: str = "http://127.0.0.1:8081"
+    #: where user pods and services reach the hub API when that is not ``api_url`` (e.g. the
+    #: hub's Service name when it listens on all addresses); empty: ``api_url``
+    connect_url: str = ""
     #: the proxy's REST API
     proxy_api_url: str = "http://127.0.0.1:8001"
     #: folder for the hub database, cookie secret and proxy token (relative: to the config file)
@@ -35,6 +38,9 @@ class HubSection:
     #: ``false``: the proxy runs on its own (e.g. its own Deployment); the hub reaches it at
     #: ``proxy_api_url`` with the token in ``$CONFIGPROXY_AUTH_TOKEN``
     start_proxy: bool = True
+    #: stop every user server when the hub stops; ``false`` keeps them running across hub
+    #: restarts and upgrades (the hub finds them again at start)
+    cleanup_servers: bool = True
     #: named servers each user may run besides the default one (0: named servers off)
     named_servers: int = 0
     #: the hub's database URL comes from this environment variable when it is set
@@ -109,6 +115,9 @@ class SpawnerSection:
     namespace: str = "moonhub-users"
     #: the catalog document (relative: to this config file); empty: the example catalog
     catalog: str = ""
+    #: where the catalog is edited when it is not by the admin console (e.g. "the Helm
+    #: release's `catalog` value"); set: the admin console shows it read-only and says so
+    catalog_managed_by: str = ""
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
     #: listen on the pod IP (required on the local cluster, where pods share the host network)

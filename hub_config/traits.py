@@ -21,6 +21,9 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
 
     c.JupyterHub.bind_url = cfg.hub.public_url
     c.JupyterHub.hub_bind_url = cfg.hub.api_url
+    if cfg.hub.connect_url:
+        c.JupyterHub.hub_connect_url = cfg.hub.connect_url
+    c.JupyterHub.cleanup_servers = cfg.hub.cleanup_servers
     # secrets never come from the document: the database URL from the environment, the
     # cookie secret from $JPY_COOKIE_SECRET (JupyterHub reads it) or a file in the state folder
     c.JupyterHub.db_url = os.environ.get(cfg.hub.db_url_env) or f"sqlite:///{state / 'jupyterhub.sqlite'}"
@@ -52,7 +55,10 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     # the admin console (hub admins only) edits the catalog the spawner reads
     c.JupyterHub.extra_handlers = console_handlers()
     c.JupyterHub.template_paths = [str(CONSOLE_TEMPLATES)]
-    c.JupyterHub.tornado_settings = {"moonhub_catalog": catalog_path(cfg, base)}
+    c.JupyterHub.tornado_settings = {
+        "moonhub_catalog": catalog_path(cfg, base),
+        "moonhub_catalog_managed_by": sp.catalog_managed_by,
+    }
     # what the pods' GPU sampler uses (moonhub_lab.gpu)
     env = dict(c.KubeSpawner.environment) if "environment" in c.KubeSpawner else {}
     env["MOONHUB_GPU_SAMPLE_SECONDS"] = str(cfg.culling.gpu_sample_seconds)

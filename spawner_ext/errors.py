@@ -15,6 +15,12 @@ class FieldError(Exception):
         self.message = message
 
 
+class ReadOnly(FieldError):
+    """The object is managed somewhere else and can not be changed here."""
+
+    status = 409
+
+
 class ChoiceError(FieldError):
     """A refused spawn or job choice (environment, size, GPUs)."""
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .images import LocalImage, search_path
+from .images import LocalImage, local_value, search_path
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -82,7 +82,7 @@ def container_env(
     ``api_server`` (host, port) becomes ``KUBERNETES_SERVICE_HOST`` / ``_PORT``, as the
     kubelet sets them, so in-cluster clients find the API server.
     """
-    env: dict[str, str] = {"PATH": search_path(image), **image.env}
+    env: dict[str, str] = {"PATH": search_path(image), **{k: local_value(v) for k, v in image.env.items()}}
     if image.home:
         env["HOME"] = image.home
     env["HOSTNAME"] = pod["metadata"]["name"]
@@ -157,3 +157,13 @@ def identity(pod: dict[str, Any], container: dict[str, Any], image: LocalImage) 
     if pod_sc.get("fsGroup") is not None:
         groups.append(pod_sc["fsGroup"])
     return Identity(int(uid), int(gid), tuple(int(g) for g in groups))
+
+
+def probe_port(port: int | str, container: dict[str, Any]) -> int:
+    """A probe's ``port``: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ConfigError(f"probe port {port!r} is not a port of container {container.get('name')!r}")

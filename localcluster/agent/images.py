@@ -70,7 +70,11 @@ def resolve(image: str, mapping: dict[str, LocalImage]) -> LocalImage:
     return found
 
 
+def local_value(text: str) -> str:
+    """``$MOONHUB_ENVS`` and ``$MOONHUB_REPO`` (this checkout) in a mapping's paths and env."""
+    return text.replace("$MOONHUB_ENVS", ENVS_DIR).replace("$MOONHUB_REPO", str(REPO))
+
+
 def search_path(img: LocalImage) -> str:
-    expanded = [p.replace("$MOONHUB_ENVS", ENVS_DIR) for p in img.path]
-    dirs = [str((REPO / p).resolve()) for p in expanded]
+    dirs = [str((REPO / local_value(p)).resolve()) for p in img.path]
     return ":".join([*dirs, "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"])

@@ -274,18 +274,22 @@ class PodWorker:
         await asyncio.sleep(probe.get("initialDelaySeconds", 0))
         period = probe.get("periodSeconds", 1 if not probe else 10)
         while state.running:
-            ok = await self._check(probe, ports)
+            try:
+                ok = await self._check(probe, ports, spec)
+            except ctr.ConfigError as e:  # the kubelet fails such a probe too
+                log.warning("pod %s: %s", self.key, e)
+                ok = False
             if ok != state.ready:
                 state.ready = ok
                 await self.push()
             await asyncio.sleep(min(period, 1) if not ok else period)
 
-    async def _check(self, probe: dict[str, Any], ports: list[int]) -> bool:
+    async def _check(self, probe: dict[str, Any], ports: list[int], spec: dict[str, Any]) -> bool:
         if "httpGet" in probe:
             h = probe["httpGet"]
-            return await _http_ok(self.pod_ip, int(h["port"]), h.get("path", "/"))
+            return await _http_ok(self.pod_ip, ctr.probe_port(h["port"], spec), h.get("path", "/"))
         if "tcpSocket" in probe:
-            return await _tcp_ok(self.pod_ip, int(probe["tcpSocket"]["port"]))
+            return await _tcp_ok(self.pod_ip, ctr.probe_port(probe["tcpSocket"]["port"], spec))
         if "exec" in probe:
             p = await asyncio.create_subprocess_exec(
                 *probe["exec"]["command"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL

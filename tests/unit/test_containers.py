@@ -1,7 +1,8 @@
 import pytest
 
-from localcluster.agent.containers import ConfigError, container_argv, container_env, expand, identity
-from localcluster.agent.images import LocalImage, repository
+from localcluster.agent.containers import ConfigError, container_argv, container_env, expand, identity, probe_port
+from localcluster.agent.images import ENVS_DIR, LocalImage, repository
+from localcluster.config import REPO
 
 IMG = LocalImage(entrypoint=("tini", "--"), cmd=("start.sh",), env={"LANG": "C"}, user=1000, home="/home/jovyan")
 POD = {
@@ -98,3 +99,20 @@ def test_api_server_env_like_the_kubelet() -> None:
     env = container_env(POD, {}, IMG, {}, {}, ("127.0.0.1", 7443))
     assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("127.0.0.1", "7443")
     assert "KUBERNETES_SERVICE_HOST" not in container_env(POD, {}, IMG, {}, {})
+
+
+def test_probe_port_by_number_or_name() -> None:
+    container = {"name": "hub", "ports": [{"name": "hub", "containerPort": 8081}]}
+    assert (probe_port(8081, container), probe_port("9000", container), probe_port("hub", container)) == (
+        8081,
+        9000,
+        8081,
+    )
+    with pytest.raises(ConfigError, match="'api' is not a port of container 'hub'"):
+        probe_port("api", container)
+
+
+def test_image_env_names_the_checkout_and_the_environments() -> None:
+    img = LocalImage(env={"PYTHONPATH": "$MOONHUB_REPO", "X": "$MOONHUB_ENVS/hub"})
+    env = container_env(POD, {}, img, {}, {})
+    assert env["PYTHONPATH"] == str(REPO) and env["X"] == f"{ENVS_DIR}/hub"

@@ -1,0 +1,227 @@
+"""The Helm chart installed into the local cluster, end to end: the hub, the proxy and the
+jobs service come up as pods on the node agent (the hub image maps to a local environment,
+localcluster/images.yaml); a user logs in through the proxy, spawns, schedules a notebook
+from the server (the route "Schedule this notebook" uses) and reads its output; then an
+upgrade with a changed value restarts the hub and the jobs service while the user's server,
+session, workspace, job definition and run history stay."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes_asyncio import client
+
+from localcluster.config import REPO, ClusterConfig
+from tests.conftest import Hub
+from tests.helpers import wait_for
+
+CHART = REPO / "helm" / "moonhub"
+VALUES = CHART / "ci" / "local-cluster.yaml"
+RELEASE, NS = "mh", "chart-e2e"
+USERS = f"{NS}-users"
+USER = "carla"
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "cells": [
+        {"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
+         "outputs": [], "source": "rows = 10"},
+        {"cell_type": "code", "id": "w", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "print('rows:', rows)"},
+    ],
+}  # fmt: skip
+
+
+class Release:
+    """``helm`` and ``kubectl`` against the test cluster, printing what they do."""
+
+    def __init__(self, helm: str, kubectl: str, kubeconfig: Path) -> None:
+        self.helm_bin, self.kubectl_bin = helm, kubectl
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def helm(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        r = subprocess.run([self.helm_bin, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        print(f"helm {args[0]}: rc {r.returncode} in {time.monotonic() - t0:.1f}s")
+        return r
+
+    def kubectl(self, *args: str) -> str:
+        r = subprocess.run([self.kubectl_bin, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        return r.stdout + r.stderr
+
+    def diagnose(self) -> str:
+        """What an operator would look at when the release does not come up."""
+        out = [self.kubectl("get", "pods,pvc", "-o", "wide", "-n", NS), self.kubectl("get", "pods", "-n", USERS)]
+        for component in ("hub", "proxy", "jobs"):
+            sel = f"app.kubernetes.io/component={component}"
+            out.append(f"--- {component} ---\n" + self.kubectl("logs", "-n", NS, "-l", sel, "--tail=40"))
+        return "\n".join(out)
+
+    def check(self, r: subprocess.CompletedProcess[str]) -> None:
+        assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{self.diagnose()}"
+
+
+@pytest.fixture(scope="module")
+def release(local_cluster: ClusterConfig | None, kubeconfig: Path) -> Iterator[Release]:
+    if local_cluster is None:
+        pytest.skip("the chart's hub image maps to a local environment only on the local node agent")
+    helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
+    k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+    rel = Release(
+        helm.stdout.strip().splitlines()[-1], str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"), kubeconfig
+    )
+    for ns in (NS, USERS):  # a previous run that was killed
+        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    yield rel
+    rel.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "120s")
+    for ns in (NS, USERS):  # the chart keeps the namespace and the state volumes on uninstall
+        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
+
+
+async def _pods(core: client.CoreV1Api, component: str) -> list[Any]:
+    sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+    pods = (await core.list_namespaced_pod(NS, label_selector=sel)).items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+async def _hub(core: client.CoreV1Api) -> Hub:
+    """The installed MoonHub as the test's browser reaches it: the proxy pod's address (the
+    local node has no kube-proxy; the public Service's port 80 is not the pod's 8000), and
+    the development password the hub wrote into its state volume."""
+    (proxy,) = await _pods(core, "proxy")
+    pvc = await core.read_namespaced_persistent_volume_claim(f"{RELEASE}-moonhub-hub-state", NS)
+    pv = await core.read_persistent_volume(pvc.spec.volume_name)
+    password = (Path(pv.spec.host_path.path) / "dev-password").read_text().strip()
+    return Hub(url=f"http://{proxy.status.pod_ip}:8000", password=password, config=VALUES, catalog=VALUES, mailbox=[])
+
+
+def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
+    """A call to the user's server as JupyterLab makes it (session cookie + XSRF header)."""
+    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{USER}/") or ""}
+    return s.request(kw.pop("method", "GET"), f"{hub.url}/user/{USER}/{path}", headers=xsrf, timeout=60, **kw)
+
+
+def _open_lab(s: requests.Session, hub: Hub, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = s.get(f"{hub.url}/user/{USER}/lab", timeout=30)
+        if r.status_code == 200 and r.url.endswith(f"/user/{USER}/lab"):
+            return
+        assert time.monotonic() < deadline, f"{USER}'s lab not reachable after {timeout}s: {r.status_code} {r.url}"
+        time.sleep(1)
+
+
+async def _runs(s: requests.Session, hub: Hub, job_id: int) -> list[dict[str, Any]]:
+    r = _lab(s, hub, f"moonhub/api/v1/jobs/{job_id}/runs")
+    assert r.status_code == 200, r.text
+    return list(r.json()["runs"])
+
+
+async def test_install_login_spawn_schedule_then_upgrade(release: Release, core: client.CoreV1Api) -> None:
+    t0 = time.monotonic()
+    release.check(
+        release.helm("install", RELEASE, str(CHART), "-n", NS, "--create-namespace", "-f", str(VALUES),
+                     "--set", f"userNamespace.name={USERS}", "--wait", "--timeout", "360s")
+    )  # fmt: skip
+    print(f"install -> hub, proxy and jobs service ready: {time.monotonic() - t0:.1f}s")
+    hub = await _hub(core)
+    users_ns = await core.read_namespace(USERS)
+    assert users_ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    # log in and spawn through the proxy, as a browser does
+    s = hub.login(USER)
+    t1 = time.monotonic()
+    r = hub.spawn_form(s, USER, environment="python", size="small")
+    assert r.status_code == 200, re.findall(r"(?s)<p>(.*?)</p>", r.text) or r.text[-2000:]
+    _open_lab(s, hub)
+    print(f"spawn -> lab answers: {time.monotonic() - t1:.1f}s")
+    server_pod = await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
+    assert server_pod.spec.service_account_name in (None, "default")
+    env = {e.name: e.value for e in server_pod.spec.containers[0].env if e.value}
+    assert env["JUPYTERHUB_API_URL"] == f"http://{RELEASE}-moonhub-hub:8081/hub/api", "pods reach the hub by name"
+
+    # a notebook in the workspace, scheduled from the server (the lab extension's route)
+    r = _lab(s, hub, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
+    assert r.status_code in (200, 201), r.text
+    body = {"name": "report", "notebook": "report.ipynb", "schedule": "0 6 * * 1-5", "timezone": "UTC",
+            "parameters": {"rows": 42}, "notebook_content": NOTEBOOK}  # fmt: skip
+    r = _lab(s, hub, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["owner"] == USER and job["schedule_description"] == "At 06:00, Monday through Friday"
+    cron = await client.BatchV1Api(core.api_client).read_namespaced_cron_job(job["cronjob"], USERS)
+    assert cron.spec.schedule == "0 6 * * 1-5"
+    r = _lab(s, hub, f"moonhub/api/v1/jobs/{job['id']}/run", method="POST")
+    assert r.status_code == 201, r.text
+    t2 = time.monotonic()
+    runs = await wait_for(
+        lambda: _runs(s, hub, job["id"]),
+        lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
+        timeout=180,
+        what="the run to finish",
+    )
+    assert runs[0]["status"] == "succeeded", f"{runs[0]}\n{release.diagnose()}"
+    print(f"run now -> succeeded: {time.monotonic() - t2:.1f}s")
+    out = _lab(s, hub, f"api/contents/{runs[0]['output']}")
+    assert out.status_code == 200, f"{runs[0]['output']}: {out.text[:300]}"
+    printed = "".join("".join(o.get("text", "")) for c in out.json()["content"]["cells"] for o in c.get("outputs", []))
+    assert printed.strip() == "rows: 42", "the output notebook is in the user's workspace"
+
+    # an upgrade with a changed value: the hub and the jobs service restart (their config
+    # changed), the proxy, the user's server, the session and every record stay
+    before = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
+    secret = await core.read_namespaced_secret(f"{RELEASE}-moonhub-secret", NS)
+    t3 = time.monotonic()
+    release.check(
+        release.helm("upgrade", RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), "--set",
+                     f"userNamespace.name={USERS}", "--set", "platform.culling.idle_timeout=7200",
+                     "--wait", "--timeout", "360s")
+    )  # fmt: skip
+    print(f"upgrade -> ready: {time.monotonic() - t3:.1f}s")
+    after = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
+    assert after["hub"] != before["hub"] and after["jobs"] != before["jobs"], "their config changed: new pods"
+    assert after["proxy"] == before["proxy"], "the proxy did not change: it keeps its routes"
+    kept = await core.read_namespaced_secret(f"{RELEASE}-moonhub-secret", NS)
+    assert {k: base64.b64decode(v) for k, v in kept.data.items()} == {
+        k: base64.b64decode(v) for k, v in secret.data.items()
+    }, "generated secrets are kept across upgrades"
+    config = await core.read_namespaced_config_map(f"{RELEASE}-moonhub-config", NS)
+    assert "idle_timeout: 7200" in config.data["platform.yaml"]
+
+    pod = await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
+    assert pod.metadata.uid == server_pod.metadata.uid and pod.status.phase == "Running", "the server kept running"
+    assert (pod.status.container_statuses[0].restart_count or 0) == 0
+    # the same browser session still reaches the lab and the workspace (same cookie secret)
+    r = await wait_for(
+        lambda: _async(lambda: _lab(s, hub, "api/contents/report.ipynb")),
+        lambda r: r.status_code == 200,
+        timeout=60,
+        what="the workspace through the proxy after the upgrade",
+    )
+    assert r.json()["type"] == "notebook"
+    status = hub.api(s, "GET", f"/users/{USER}")
+    assert status.status_code == 200 and status.json()["servers"][""]["ready"] is True, status.text
+    # the definition and its history survived in the jobs service's volume
+    jobs = await wait_for(
+        lambda: _async(lambda: _lab(s, hub, "moonhub/api/v1/jobs")),
+        lambda r: r.status_code == 200,
+        timeout=60,
+        what="the jobs service after the upgrade",
+    )
+    assert [j["name"] for j in jobs.json()["jobs"]] == ["report"]
+    assert [r["status"] for r in await _runs(s, hub, job["id"])] == ["succeeded"]
+
+
+async def _async(call: Any) -> Any:
+    return call()
