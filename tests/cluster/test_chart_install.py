@@ -178,6 +178,15 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
     printed = "".join("".join(o.get("text", "")) for c in out.json()["content"]["cells"] for o in c.get("outputs", []))
     assert printed.strip() == "rows: 42", "the output notebook is in the user's workspace"
 
+    # the catalog comes from the release's values: the admin console shows it read-only
+    admin = hub.login("admin")
+    page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30)
+    assert page.status_code == 200 and "read-only here" in page.text and "helm upgrade" in page.text
+    xsrf = {"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""}
+    edit = {"op": "environment", "name": "python", "enabled": False}
+    r = admin.patch(f"{hub.url}/hub/moonhub-admin/api/catalog", json=edit, headers=xsrf, timeout=30)
+    assert r.status_code == 409 and r.json()["field"] == "catalog", r.text
+
     # an upgrade with a changed value: the hub and the jobs service restart (their config
     # changed), the proxy, the user's server, the session and every record stay
     before = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
