@@ -56,3 +56,12 @@ def test_the_proxy_runs_in_the_image() -> None:
         "cat /tmp/chp.log; exit 1",
     )
     assert out.startswith("{"), out
+
+
+def test_the_default_command_runs_jupyterhub_with_moonhubs_config() -> None:
+    cmd = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{json .Config.Entrypoint}} {{json .Config.Cmd}}", REF],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert cmd == ['["tini","--"]', '["python","-m","hub_config"]'], "the chart passes its own args after tini"
+    assert run("python", "-m", "hub_config", "--version") == "6.1.1"

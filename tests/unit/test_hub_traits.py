@@ -96,3 +96,14 @@ def test_jobs_service_and_proxy_on_their_own(tmp_path: Path, monkeypatch: pytest
     jobs = next(s for s in c.JupyterHub.services if s["name"] == "jobs")
     assert jobs == {"name": "jobs", "url": "http://moonhub-jobs:8090", "api_token": "t0ken", "oauth_no_confirm": True}
     assert c.ConfigurableHTTPProxy.should_start is False
+
+
+def test_hub_in_a_cluster_is_reached_by_name_and_keeps_servers(tmp_path: Path) -> None:
+    default = _configured(tmp_path)
+    assert "hub_connect_url" not in default.JupyterHub and default.JupyterHub.cleanup_servers is True
+    hub = {"api_url": "http://0.0.0.0:8081", "connect_url": "http://mh-moonhub-hub:8081", "cleanup_servers": False}
+    c = _configured(tmp_path, hub=hub)
+    assert (c.JupyterHub.hub_bind_url, c.JupyterHub.hub_connect_url) == (hub["api_url"], hub["connect_url"])
+    assert c.JupyterHub.cleanup_servers is False, "an upgrade of the hub leaves users' servers running"
+    read_only = _configured(tmp_path, spawner={"catalog_managed_by": "the Helm release"})
+    assert read_only.JupyterHub.tornado_settings["moonhub_catalog_managed_by"] == "the Helm release"
