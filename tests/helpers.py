@@ -13,6 +13,31 @@ from spawner_ext.security import container_security_context, pod_security_contex
 
 T = TypeVar("T")
 
+#: a notebook with a `parameters` cell (rows = 10) printing `rows: <rows>`
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "cells": [
+        {
+            "cell_type": "code",
+            "id": "p",
+            "metadata": {"tags": ["parameters"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": "rows = 10",
+        },
+        {
+            "cell_type": "code",
+            "id": "w",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "print('rows:', rows)",
+        },
+    ],
+}
+
 
 async def wait_for(
     probe: Callable[[], Awaitable[T]],

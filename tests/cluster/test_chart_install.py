@@ -23,24 +23,13 @@ from kubernetes_asyncio import client
 
 from localcluster.config import REPO, ClusterConfig
 from tests.conftest import Hub
-from tests.helpers import wait_for
+from tests.helpers import NOTEBOOK, wait_for
 
 CHART = REPO / "helm" / "moonhub"
 VALUES = CHART / "ci" / "local-cluster.yaml"
 RELEASE, NS = "mh", "chart-e2e"
 USERS = f"{NS}-users"
 USER = "carla"
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "cells": [
-        {"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
-         "outputs": [], "source": "rows = 10"},
-        {"cell_type": "code", "id": "w", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": "print('rows:', rows)"},
-    ],
-}  # fmt: skip
 
 
 class Release:

@@ -15,32 +15,9 @@ from kubernetes_asyncio import client
 from tornado import web
 
 from tests.conftest import Hub
-from tests.helpers import gone, read_from_pvc, wait_for
+from tests.helpers import NOTEBOOK, gone, read_from_pvc, wait_for
 
 USER_NS = "moonhub-users"
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "cells": [
-        {
-            "cell_type": "code",
-            "id": "p",
-            "metadata": {"tags": ["parameters"]},
-            "execution_count": None,
-            "outputs": [],
-            "source": "rows = 10",
-        },
-        {
-            "cell_type": "code",
-            "id": "w",
-            "metadata": {},
-            "execution_count": None,
-            "outputs": [],
-            "source": "print('rows:', rows)",
-        },
-    ],
-}
 
 
 class Jobs:
