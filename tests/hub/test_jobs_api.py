@@ -348,7 +348,7 @@ async def test_service_restart_loses_nothing_and_reconciles(
     }
     await batch.create_namespaced_cron_job(USER_NS, stray)
 
-    pid = _service_pid()
+    pid = _service_pid(hub)
     os.kill(pid, signal.SIGKILL)  # the hub restarts its managed service
     await wait_for(_async(lambda: _health(hub)), bool, timeout=60, what="the jobs service back")
     await wait_for(
@@ -370,14 +370,17 @@ async def test_service_restart_loses_nothing_and_reconciles(
     assert await gone(lambda: batch.read_namespaced_cron_job(sams_cron, USER_NS)), "the departed user's job is removed"
 
 
-def _service_pid() -> int:
-    """The jobs service process the test hub started (found in /proc)."""
+def _service_pid(hub: Hub) -> int:
+    """The jobs service process the test hub started: its child (found in /proc), not another
+    hub's (a developer's cluster may run one too)."""
+    hub_pid = (hub.config.parent / "jupyterhub.pid").read_text().strip()
     for proc in Path("/proc").iterdir():
         try:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
             continue
-        if proc.name.isdigit() and b"jobs_service" in cmd and b"-m" in cmd:
+        if proc.name.isdigit() and b"jobs_service" in cmd and b"-m" in cmd and parent == hub_pid:
             return int(proc.name)
     raise AssertionError("no jobs service process found")
 
