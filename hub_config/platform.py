@@ -38,6 +38,9 @@ class HubSection:
     #: ``false``: the proxy runs on its own (e.g. its own Deployment); the hub reaches it at
     #: ``proxy_api_url`` with the token in ``$CONFIGPROXY_AUTH_TOKEN``
     start_proxy: bool = True
+    #: seconds between the hub's reads of the proxy's routes: users' activity, and routes
+    #: missing (e.g. after a proxy that runs on its own restarted) are added again
+    route_check_interval: int = 300
     #: stop every user server when the hub stops; ``false`` keeps them running across hub
     #: restarts and upgrades (the hub finds them again at start)
     cleanup_servers: bool = True
@@ -188,6 +191,8 @@ def _refuse_secrets(data: Any) -> None:
 
 def check_consistency(cfg: PlatformConfig) -> None:
     """What the types alone can not say: settings each auth type needs, sane timeouts."""
+    if cfg.hub.route_check_interval < 1:
+        raise DocumentError("hub.route_check_interval: must be at least 1 (second)")
     cu = cfg.culling
     for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds"):
         if getattr(cu, key) < 0:

@@ -24,6 +24,7 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     if cfg.hub.connect_url:
         c.JupyterHub.hub_connect_url = cfg.hub.connect_url
     c.JupyterHub.cleanup_servers = cfg.hub.cleanup_servers
+    c.JupyterHub.last_activity_interval = cfg.hub.route_check_interval
     # secrets never come from the document: the database URL from the environment, the
     # cookie secret from $JPY_COOKIE_SECRET (JupyterHub reads it) or a file in the state folder
     c.JupyterHub.db_url = os.environ.get(cfg.hub.db_url_env) or f"sqlite:///{state / 'jupyterhub.sqlite'}"

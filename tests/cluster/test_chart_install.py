@@ -220,6 +220,34 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
     assert [j["name"] for j in jobs.json()["jobs"]] == ["report"]
     assert [r["status"] for r in await _runs(s, hub, job["id"])] == ["succeeded"]
 
+    # the proxy pod replaced on its own (a node drained): the hub adds its routes again
+    # (hub.route_check_interval, 30 s in the chart) and the server answers through the new one
+    token = hub.token(s, USER, f"access:servers!user={USER}")
+    t4 = time.monotonic()
+    await core.delete_collection_namespaced_pod(NS, label_selector="app.kubernetes.io/component=proxy")
+    new = await wait_for(
+        lambda: _pods(core, "proxy"),
+        lambda ps: len(ps) == 1 and ps[0].metadata.uid not in before["proxy"] and ps[0].status.pod_ip is not None,
+        timeout=60,
+        what="a new proxy pod",
+    )
+    url = f"http://{new[0].status.pod_ip}:8000/user/{USER}/api/status"
+    await wait_for(
+        lambda: _async(lambda: _status(url, token)),
+        lambda code: code == 200,
+        timeout=90,
+        what="the user's server through the new proxy",
+    )
+    print(f"proxy pod replaced -> user's route back: {time.monotonic() - t4:.1f}s")
+
 
 async def _async(call: Any) -> Any:
     return call()
+
+
+def _status(url: str, token: str) -> int:
+    try:
+        r = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=10, allow_redirects=False)
+        return r.status_code  # 200 only from the server itself (the hub would redirect)
+    except requests.RequestException:
+        return 0

@@ -101,9 +101,11 @@ def test_jobs_service_and_proxy_on_their_own(tmp_path: Path, monkeypatch: pytest
 def test_hub_in_a_cluster_is_reached_by_name_and_keeps_servers(tmp_path: Path) -> None:
     default = _configured(tmp_path)
     assert "hub_connect_url" not in default.JupyterHub and default.JupyterHub.cleanup_servers is True
-    hub = {"api_url": "http://0.0.0.0:8081", "connect_url": "http://mh-moonhub-hub:8081", "cleanup_servers": False}
+    hub = {"api_url": "http://0.0.0.0:8081", "connect_url": "http://mh-moonhub-hub:8081", "cleanup_servers": False,
+           "route_check_interval": 30}  # fmt: skip
     c = _configured(tmp_path, hub=hub)
     assert (c.JupyterHub.hub_bind_url, c.JupyterHub.hub_connect_url) == (hub["api_url"], hub["connect_url"])
     assert c.JupyterHub.cleanup_servers is False, "an upgrade of the hub leaves users' servers running"
+    assert c.JupyterHub.last_activity_interval == 30, "a restarted proxy gets its routes back within 30 s"
     read_only = _configured(tmp_path, spawner={"catalog_managed_by": "the Helm release"})
     assert read_only.JupyterHub.tornado_settings["moonhub_catalog_managed_by"] == "the Helm release"
