@@ -92,7 +92,15 @@ async def _hub(core: client.CoreV1Api) -> Hub:
     pvc = await core.read_namespaced_persistent_volume_claim(f"{RELEASE}-moonhub-hub-state", NS)
     pv = await core.read_persistent_volume(pvc.spec.volume_name)
     password = (Path(pv.spec.host_path.path) / "dev-password").read_text().strip()
-    return Hub(url=f"http://{proxy.status.pod_ip}:8000", password=password, config=VALUES, catalog=VALUES, mailbox=[])
+    url = f"http://{proxy.status.pod_ip}:8000"
+    # ready pods are not yet reachable by name everywhere (Service names follow readiness)
+    await wait_for(
+        lambda: _async(lambda: _status(f"{url}/hub/health")),
+        lambda code: code == 200,
+        timeout=60,
+        what="the hub through the proxy",
+    )
+    return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[])
 
 
 def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
@@ -245,9 +253,10 @@ async def _async(call: Any) -> Any:
     return call()
 
 
-def _status(url: str, token: str) -> int:
+def _status(url: str, token: str = "") -> int:
     try:
-        r = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=10, allow_redirects=False)
+        headers = {"Authorization": f"token {token}"} if token else {}
+        r = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
         return r.status_code  # 200 only from the server itself (the hub would redirect)
     except requests.RequestException:
         return 0
