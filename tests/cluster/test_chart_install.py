@@ -93,14 +93,20 @@ async def _hub(core: client.CoreV1Api) -> Hub:
     pv = await core.read_persistent_volume(pvc.spec.volume_name)
     password = (Path(pv.spec.host_path.path) / "dev-password").read_text().strip()
     url = f"http://{proxy.status.pod_ip}:8000"
-    # ready pods are not yet reachable by name everywhere (Service names follow readiness)
+    await _hub_answers(url)
+    return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[])
+
+
+async def _hub_answers(url: str) -> None:
+    """Wait until the proxy reaches the hub: a ready pod is reachable by its Service name a
+    moment later (the name follows readiness), so right after install or upgrade the proxy
+    answers 503 for a few seconds."""
     await wait_for(
         lambda: _async(lambda: _status(f"{url}/hub/health")),
         lambda code: code == 200,
         timeout=60,
         what="the hub through the proxy",
     )
-    return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[])
 
 
 def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
@@ -195,6 +201,7 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
                      "--wait", "--timeout", "360s")
     )  # fmt: skip
     print(f"upgrade -> ready: {time.monotonic() - t3:.1f}s")
+    await _hub_answers(hub.url)
     after = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
     assert after["hub"] != before["hub"] and after["jobs"] != before["jobs"], "their config changed: new pods"
     assert after["proxy"] == before["proxy"], "the proxy did not change: it keeps its routes"
