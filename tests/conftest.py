@@ -34,6 +34,8 @@ from localcluster.hub import dev_password, hub_up
 from localcluster.supervisor import Supervisor
 
 TEST_STATE = REPO / ".state" / "test-cluster"
+#: the `chart` fixture: the Helm chart installed into the test cluster
+pytest_plugins = ["tests.chart_release"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -141,6 +143,8 @@ class Hub:
     catalog: Path
     #: e-mails the real SMTP server (aiosmtpd) received
     mailbox: list[EmailMessage]
+    #: which MoonHub this is when a test runs against several (empty: the host-run test hub)
+    label: str = ""
 
     def login(self, user: str) -> requests.Session:
         """A browser-like session logged in through the hub's login form."""

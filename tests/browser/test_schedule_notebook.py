@@ -1,12 +1,15 @@
 """The one click: a notebook scheduled from JupyterLab, run now, watched in the Jobs panel,
 its log and output opened; a bad cron shows the field error. JupyterLab is served from the
-local cluster through the real hub and proxy; the jobs service runs the notebook in a pod."""
+local cluster through the real hub and proxy; the jobs service runs the notebook in a pod.
+Run twice: against the hub run on the host, and against MoonHub installed with the Helm
+chart (tests/chart_release.py)."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
@@ -63,7 +66,19 @@ async def _put_notebook(page: Page, hub: Hub, path: str) -> None:
     assert r.status in (200, 201), await r.text()
 
 
-async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser, timings: dict[str, float]) -> None:
+@pytest.fixture(params=["host hub", "Helm install"])
+def moonhub(request: pytest.FixtureRequest) -> Hub:
+    """The hub run on the host, and MoonHub installed into the cluster with the Helm chart."""
+    if request.param == "host hub":
+        return request.getfixturevalue("hub")  # type: ignore[no-any-return]
+    return request.getfixturevalue("chart").hub()  # type: ignore[no-any-return]
+
+
+async def test_schedule_run_and_watch_from_jupyterlab(
+    moonhub: Hub, browser: Browser, timings: dict[str, float]
+) -> None:
+    hub = moonhub
+    shots = "helm-" if hub.label else ""  # screenshot names
     SHOTS.mkdir(exist_ok=True)
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await _open_lab(page, hub)
@@ -136,7 +151,7 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     await dialog.get_by_role("button", name="Schedule").click()
     await expect(err).to_contain_text("needs 5 fields")
     await expect(dialog.locator("[data-field='schedule'] select")).to_have_attribute("aria-invalid", "true")
-    await page.screenshot(path=str(SHOTS / "schedule-dialog-error.png"))
+    await page.screenshot(path=str(SHOTS / f"{shots}schedule-dialog-error.png"))
     jobs = await (await page.request.get(f"{hub.url}/user/{USER}/moonhub/api/v1/jobs")).json()
     assert jobs == {"jobs": []}, "a refused job leaves nothing behind"
 
@@ -148,7 +163,7 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     await expect(preview).to_contain_text("At 07:30, only on Monday and Wednesday")
     await dialog.locator("[data-param='rows']").fill("25")
     await dialog.get_by_label("Run once now as well").check()
-    await page.screenshot(path=str(SHOTS / "schedule-dialog.png"))
+    await page.screenshot(path=str(SHOTS / f"{shots}schedule-dialog.png"))
     t0 = time.monotonic()
     await dialog.get_by_role("button", name="Schedule").click()
     await expect(dialog).to_have_count(0)
@@ -167,9 +182,10 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
         await page.wait_for_timeout(2000)
         await panel.get_by_role("button", name="Refresh").click()
     assert await run.get_attribute("data-status") == "succeeded", await job.inner_text()
-    timings["browser: Schedule click -> run succeeded (seen in the panel)"] = time.monotonic() - t0
+    where = f" [{hub.label}]" if hub.label else ""
+    timings[f"browser: Schedule click -> run succeeded (seen in the panel){where}"] = time.monotonic() - t0
     await expect(job.locator(".moonhub-JobToggle .moonhub-Badge")).to_have_text("Succeeded")
-    await page.screenshot(path=str(SHOTS / "jobs-panel.png"))
+    await page.screenshot(path=str(SHOTS / f"{shots}jobs-panel.png"))
 
     # its log, then its output notebook, with the parameter the dialog set
     await run.get_by_role("button", name="Log").click()
@@ -195,7 +211,7 @@ async def test_schedule_run_and_watch_from_jupyterlab(hub: Hub, browser: Browser
     await page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
     await page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=30_000)
     await page.wait_for_timeout(500)
-    await page.screenshot(path=str(SHOTS / "jobs-panel-dark.png"))
+    await page.screenshot(path=str(SHOTS / f"{shots}jobs-panel-dark.png"))
 
     # pause, then delete with confirmation
     await job.get_by_role("button", name="Pause").click()

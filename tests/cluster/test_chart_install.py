@@ -9,104 +9,24 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from kubernetes_asyncio import client
 
-from localcluster.config import REPO, ClusterConfig
+from tests.chart_release import NS, RELEASE, USERS, Release, status
 from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, wait_for
 
-CHART = REPO / "helm" / "moonhub"
-VALUES = CHART / "ci" / "local-cluster.yaml"
-RELEASE, NS = "mh", "chart-e2e"
-USERS = f"{NS}-users"
 USER = "carla"
-
-
-class Release:
-    """``helm`` and ``kubectl`` against the test cluster, printing what they do."""
-
-    def __init__(self, helm: str, kubectl: str, kubeconfig: Path) -> None:
-        self.helm_bin, self.kubectl_bin = helm, kubectl
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-
-    def helm(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
-        t0 = time.monotonic()
-        r = subprocess.run([self.helm_bin, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        print(f"helm {args[0]}: rc {r.returncode} in {time.monotonic() - t0:.1f}s")
-        return r
-
-    def kubectl(self, *args: str) -> str:
-        r = subprocess.run([self.kubectl_bin, *args], env=self.env, capture_output=True, text=True, timeout=60)
-        return r.stdout + r.stderr
-
-    def diagnose(self) -> str:
-        """What an operator would look at when the release does not come up."""
-        out = [self.kubectl("get", "pods,pvc", "-o", "wide", "-n", NS), self.kubectl("get", "pods", "-n", USERS)]
-        for component in ("hub", "proxy", "jobs"):
-            sel = f"app.kubernetes.io/component={component}"
-            out.append(f"--- {component} ---\n" + self.kubectl("logs", "-n", NS, "-l", sel, "--tail=40"))
-        return "\n".join(out)
-
-    def check(self, r: subprocess.CompletedProcess[str]) -> None:
-        assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{self.diagnose()}"
-
-
-@pytest.fixture(scope="module")
-def release(local_cluster: ClusterConfig | None, kubeconfig: Path) -> Iterator[Release]:
-    if local_cluster is None:
-        pytest.skip("the chart's hub image maps to a local environment only on the local node agent")
-    helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
-    k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
-    rel = Release(
-        helm.stdout.strip().splitlines()[-1], str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"), kubeconfig
-    )
-    for ns in (NS, USERS):  # a previous run that was killed
-        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
-    yield rel
-    rel.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "120s")
-    for ns in (NS, USERS):  # the chart keeps the namespace and the state volumes on uninstall
-        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
 
 
 async def _pods(core: client.CoreV1Api, component: str) -> list[Any]:
     sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
     pods = (await core.list_namespaced_pod(NS, label_selector=sel)).items
     return [p for p in pods if p.metadata.deletion_timestamp is None]
-
-
-async def _hub(core: client.CoreV1Api) -> Hub:
-    """The installed MoonHub as the test's browser reaches it: the proxy pod's address (the
-    local node has no kube-proxy; the public Service's port 80 is not the pod's 8000), and
-    the development password the hub wrote into its state volume."""
-    (proxy,) = await _pods(core, "proxy")
-    pvc = await core.read_namespaced_persistent_volume_claim(f"{RELEASE}-moonhub-hub-state", NS)
-    pv = await core.read_persistent_volume(pvc.spec.volume_name)
-    password = (Path(pv.spec.host_path.path) / "dev-password").read_text().strip()
-    url = f"http://{proxy.status.pod_ip}:8000"
-    await _hub_answers(url)
-    return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[])
-
-
-async def _hub_answers(url: str) -> None:
-    """Wait until the proxy reaches the hub: a ready pod is reachable by its Service name a
-    moment later (the name follows readiness), so right after install or upgrade the proxy
-    answers 503 for a few seconds."""
-    await wait_for(
-        lambda: _async(lambda: _status(f"{url}/hub/health")),
-        lambda code: code == 200,
-        timeout=60,
-        what="the hub through the proxy",
-    )
 
 
 def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
@@ -131,14 +51,8 @@ async def _runs(s: requests.Session, hub: Hub, job_id: int) -> list[dict[str, An
     return list(r.json()["runs"])
 
 
-async def test_install_login_spawn_schedule_then_upgrade(release: Release, core: client.CoreV1Api) -> None:
-    t0 = time.monotonic()
-    release.check(
-        release.helm("install", RELEASE, str(CHART), "-n", NS, "--create-namespace", "-f", str(VALUES),
-                     "--set", f"userNamespace.name={USERS}", "--wait", "--timeout", "360s")
-    )  # fmt: skip
-    print(f"install -> hub, proxy and jobs service ready: {time.monotonic() - t0:.1f}s")
-    hub = await _hub(core)
+async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: client.CoreV1Api) -> None:
+    hub = chart.hub()
     users_ns = await core.read_namespace(USERS)
     assert users_ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -174,7 +88,7 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
         timeout=180,
         what="the run to finish",
     )
-    assert runs[0]["status"] == "succeeded", f"{runs[0]}\n{release.diagnose()}"
+    assert runs[0]["status"] == "succeeded", f"{runs[0]}\n{chart.diagnose()}"
     print(f"run now -> succeeded: {time.monotonic() - t2:.1f}s")
     out = _lab(s, hub, f"api/contents/{runs[0]['output']}")
     assert out.status_code == 200, f"{runs[0]['output']}: {out.text[:300]}"
@@ -195,13 +109,9 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
     before = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
     secret = await core.read_namespaced_secret(f"{RELEASE}-moonhub-secret", NS)
     t3 = time.monotonic()
-    release.check(
-        release.helm("upgrade", RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), "--set",
-                     f"userNamespace.name={USERS}", "--set", "platform.culling.idle_timeout=7200",
-                     "--wait", "--timeout", "360s")
-    )  # fmt: skip
+    chart.check(chart.helm("upgrade", *chart.install_args(), "--set", "platform.culling.idle_timeout=7200", "--wait"))
     print(f"upgrade -> ready: {time.monotonic() - t3:.1f}s")
-    await _hub_answers(hub.url)
+    chart.wait_hub(hub.url)
     after = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
     assert after["hub"] != before["hub"] and after["jobs"] != before["jobs"], "their config changed: new pods"
     assert after["proxy"] == before["proxy"], "the proxy did not change: it keeps its routes"
@@ -223,8 +133,8 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
         what="the workspace through the proxy after the upgrade",
     )
     assert r.json()["type"] == "notebook"
-    status = hub.api(s, "GET", f"/users/{USER}")
-    assert status.status_code == 200 and status.json()["servers"][""]["ready"] is True, status.text
+    user = hub.api(s, "GET", f"/users/{USER}")
+    assert user.status_code == 200 and user.json()["servers"][""]["ready"] is True, user.text
     # the definition and its history survived in the jobs service's volume
     jobs = await wait_for(
         lambda: _async(lambda: _lab(s, hub, "moonhub/api/v1/jobs")),
@@ -248,7 +158,7 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
     )
     url = f"http://{new[0].status.pod_ip}:8000/user/{USER}/api/status"
     await wait_for(
-        lambda: _async(lambda: _status(url, token)),
+        lambda: _async(lambda: status(url, token)),
         lambda code: code == 200,
         timeout=90,
         what="the user's server through the new proxy",
@@ -258,12 +168,3 @@ async def test_install_login_spawn_schedule_then_upgrade(release: Release, core:
 
 async def _async(call: Any) -> Any:
     return call()
-
-
-def _status(url: str, token: str = "") -> int:
-    try:
-        headers = {"Authorization": f"token {token}"} if token else {}
-        r = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
-        return r.status_code  # 200 only from the server itself (the hub would redirect)
-    except requests.RequestException:
-        return 0

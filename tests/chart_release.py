@@ -1,0 +1,109 @@
+"""The Helm chart installed into the test cluster once per session (a pytest plugin of
+tests/conftest.py): ``chart`` gives ``helm`` / ``kubectl`` against it and the installed
+MoonHub as a browser reaches it. Used by tests/cluster/test_chart_install.py (which also
+upgrades it) and by the browser test, which runs against both the host hub and this one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from localcluster.config import REPO, ClusterConfig
+from tests.conftest import Hub
+
+CHART = REPO / "helm" / "moonhub"
+VALUES = CHART / "ci" / "local-cluster.yaml"
+RELEASE, NS = "mh", "chart-e2e"
+USERS = f"{NS}-users"
+
+
+class Release:
+    """``helm`` and ``kubectl`` against the test cluster, printing what they do."""
+
+    def __init__(self, helm: str, kubectl: str, kubeconfig: Path) -> None:
+        self.helm_bin, self.kubectl_bin = helm, kubectl
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def helm(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        r = subprocess.run([self.helm_bin, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        print(f"helm {args[0]}: rc {r.returncode} in {time.monotonic() - t0:.1f}s")
+        return r
+
+    def kubectl(self, *args: str) -> str:
+        r = subprocess.run([self.kubectl_bin, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        return r.stdout + r.stderr
+
+    def diagnose(self) -> str:
+        """What an operator would look at when the release does not come up."""
+        out = [self.kubectl("get", "pods,pvc", "-o", "wide", "-n", NS), self.kubectl("get", "pods", "-n", USERS)]
+        for component in ("hub", "proxy", "jobs"):
+            sel = f"app.kubernetes.io/component={component}"
+            out.append(f"--- {component} ---\n" + self.kubectl("logs", "-n", NS, "-l", sel, "--tail=40"))
+        return "\n".join(out)
+
+    def check(self, r: subprocess.CompletedProcess[str]) -> None:
+        assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{self.diagnose()}"
+
+    def install_args(self) -> list[str]:
+        return [RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), "--set", f"userNamespace.name={USERS}"]
+
+    def hub(self) -> Hub:
+        """The installed MoonHub as the test's browser reaches it: the proxy pod's address (the
+        local node has no kube-proxy; the public Service's port 80 is not the pod's 8000), and
+        the development password the hub wrote into its state volume."""
+        sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=proxy"
+        ip = self.kubectl("get", "pods", "-n", NS, "-l", sel, "-o", "jsonpath={.items[0].status.podIP}").strip()
+        volume = self.kubectl(
+            "get", "pvc", "-n", NS, f"{RELEASE}-moonhub-hub-state", "-o", "jsonpath={.spec.volumeName}"
+        )
+        host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.hostPath.path}").strip()
+        url = f"http://{ip}:8000"
+        self.wait_hub(url)
+        password = (Path(host_path) / "dev-password").read_text().strip()
+        return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[], label="Helm install")
+
+    def wait_hub(self, url: str, timeout: float = 60) -> None:
+        """Until the proxy reaches the hub: a new hub pod is reachable by its Service name a
+        moment after it is ready (names follow readiness), so right after an install or an
+        upgrade the proxy answers 503 for a few seconds."""
+        deadline = time.monotonic() + timeout
+        while status(f"{url}/hub/health") != 200:
+            assert time.monotonic() < deadline, (
+                f"the hub not reachable through {url} after {timeout}s\n{self.diagnose()}"
+            )
+            time.sleep(0.5)
+
+
+def status(url: str, token: str = "") -> int:
+    """The status of a GET without following redirects (0: no answer)."""
+    try:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return requests.get(url, headers=headers, timeout=10, allow_redirects=False).status_code
+    except requests.RequestException:
+        return 0
+
+
+@pytest.fixture(scope="session")
+def chart(local_cluster: ClusterConfig | None, kubeconfig: Path, timings: dict[str, float]) -> Iterator[Release]:
+    """``helm install --wait`` of the chart with ``ci/local-cluster.yaml``; uninstalled after."""
+    if local_cluster is None:
+        pytest.skip("the chart's hub image maps to a local environment only on the local node agent")
+    helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
+    k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+    rel = Release(
+        helm.stdout.strip().splitlines()[-1], str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"), kubeconfig
+    )
+    t0 = time.monotonic()
+    rel.check(rel.helm("install", *rel.install_args(), "--create-namespace", "--wait", "--timeout", "360s"))
+    timings["helm install --wait (hub, proxy, jobs service ready)"] = time.monotonic() - t0
+    yield rel
+    rel.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "120s")
+    for ns in (NS, USERS):  # the chart keeps the user namespace and the state volumes
+        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
