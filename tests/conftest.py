@@ -168,6 +168,18 @@ class Hub:
         assert r.status_code == 201, r.text
         return str(r.json()["token"])
 
+    def open_lab(self, s: requests.Session, user: str, timeout: float = 120) -> None:
+        """Open ``user``'s lab like a browser (the OAuth redirects set the server's cookie),
+        retrying until the server answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lab = s.get(f"{self.url}/user/{user}/lab", timeout=30)
+            if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{user}'s lab not reachable after {timeout}s: {lab.status_code} {lab.url}")
+            time.sleep(0.5)
+
     def spawn_form(self, s: requests.Session, user: str, **choices: str) -> requests.Response:
         """Submit the spawn form like the browser does."""
         data = {"_xsrf": s.cookies.get("_xsrf", path="/hub/") or "", **choices}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -40,19 +41,22 @@ NOTEBOOK = {
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T] | T],
     done: Callable[[T], bool],
     *,
     timeout: float,
     what: str,
     interval: float = 0.5,
 ) -> T:
-    """Call ``probe`` until ``done(result)``; on timeout fail naming ``what`` and the last result."""
+    """Call ``probe`` (plain or async) until ``done(result)``; on timeout fail naming ``what``
+    and the last result."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         try:
-            last = await probe()
+            last = probe()
+            if inspect.isawaitable(last):
+                last = await last
             if done(last):
                 return last  # type: ignore[no-any-return]
         except client.ApiException as e:

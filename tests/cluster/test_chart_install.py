@@ -35,17 +35,7 @@ def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Respon
     return s.request(kw.pop("method", "GET"), f"{hub.url}/user/{USER}/{path}", headers=xsrf, timeout=60, **kw)
 
 
-def _open_lab(s: requests.Session, hub: Hub, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        r = s.get(f"{hub.url}/user/{USER}/lab", timeout=30)
-        if r.status_code == 200 and r.url.endswith(f"/user/{USER}/lab"):
-            return
-        assert time.monotonic() < deadline, f"{USER}'s lab not reachable after {timeout}s: {r.status_code} {r.url}"
-        time.sleep(1)
-
-
-async def _runs(s: requests.Session, hub: Hub, job_id: int) -> list[dict[str, Any]]:
+def _runs(s: requests.Session, hub: Hub, job_id: int) -> list[dict[str, Any]]:
     r = _lab(s, hub, f"moonhub/api/v1/jobs/{job_id}/runs")
     assert r.status_code == 200, r.text
     return list(r.json()["runs"])
@@ -61,7 +51,7 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     t1 = time.monotonic()
     r = hub.spawn_form(s, USER, environment="python", size="small")
     assert r.status_code == 200, re.findall(r"(?s)<p>(.*?)</p>", r.text) or r.text[-2000:]
-    _open_lab(s, hub)
+    hub.open_lab(s, USER, timeout=180)
     print(f"spawn -> lab answers: {time.monotonic() - t1:.1f}s")
     server_pod = await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
     assert server_pod.spec.service_account_name in (None, "default")
@@ -127,7 +117,7 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     assert (pod.status.container_statuses[0].restart_count or 0) == 0
     # the same browser session still reaches the lab and the workspace (same cookie secret)
     r = await wait_for(
-        lambda: _async(lambda: _lab(s, hub, "api/contents/report.ipynb")),
+        lambda: _lab(s, hub, "api/contents/report.ipynb"),
         lambda r: r.status_code == 200,
         timeout=60,
         what="the workspace through the proxy after the upgrade",
@@ -137,13 +127,13 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     assert user.status_code == 200 and user.json()["servers"][""]["ready"] is True, user.text
     # the definition and its history survived in the jobs service's volume
     jobs = await wait_for(
-        lambda: _async(lambda: _lab(s, hub, "moonhub/api/v1/jobs")),
+        lambda: _lab(s, hub, "moonhub/api/v1/jobs"),
         lambda r: r.status_code == 200,
         timeout=60,
         what="the jobs service after the upgrade",
     )
     assert [j["name"] for j in jobs.json()["jobs"]] == ["report"]
-    assert [r["status"] for r in await _runs(s, hub, job["id"])] == ["succeeded"]
+    assert [r["status"] for r in _runs(s, hub, job["id"])] == ["succeeded"]
 
     # the proxy pod replaced on its own (a node drained): the hub adds its routes again
     # (hub.route_check_interval, 30 s in the chart) and the server answers through the new one
@@ -158,13 +148,9 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     )
     url = f"http://{new[0].status.pod_ip}:8000/user/{USER}/api/status"
     await wait_for(
-        lambda: _async(lambda: status(url, token)),
+        lambda: status(url, token),
         lambda code: code == 200,
         timeout=90,
         what="the user's server through the new proxy",
     )
     print(f"proxy pod replaced -> user's route back: {time.monotonic() - t4:.1f}s")
-
-
-async def _async(call: Any) -> Any:
-    return call()

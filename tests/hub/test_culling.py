@@ -100,7 +100,7 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
     )
     assert "GPUs have been idle" in warned[0]["message"]
     await wait_for(
-        lambda: _async(_servers(hub, admin, "gia")), lambda s: not s, timeout=60, what="gia's idle GPU server reclaimed"
+        lambda: _servers(hub, admin, "gia"), lambda s: not s, timeout=60, what="gia's idle GPU server reclaimed"
     )
     timings["culling: idle GPU server reclaimed after ready"] = time.monotonic() - t0
     assert _servers(hub, admin, "gus"), "a busy GPU is not reclaimed"
@@ -114,15 +114,9 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
         what="an inactivity warning on cal's server",
     )
     assert "will be stopped at" in idle[0]["message"]
-    await wait_for(
-        lambda: _async(_servers(hub, admin, "cal")), lambda s: not s, timeout=90, what="cal culled for inactivity"
-    )
+    await wait_for(lambda: _servers(hub, admin, "cal"), lambda s: not s, timeout=90, what="cal culled for inactivity")
     timings["culling: idle CPU server culled after ready"] = time.monotonic() - t0
     hub.api(admin, "DELETE", "/users/gus/server")
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def _ready(hub: Hub, admin: requests.Session, user: str) -> bool:

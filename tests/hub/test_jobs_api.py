@@ -285,10 +285,10 @@ async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: 
         await wait_for(
             lambda: _runs(quinn, job["id"]), lambda rs: rs[0]["status"] == "failed", timeout=120, what="the failing run"
         )
-        await wait_for(_async(lambda: received), bool, timeout=30, what="the webhook call")
+        await wait_for(lambda: received, bool, timeout=30, what="the webhook call")
         assert received[0]["event"] == "run.failed" and received[0]["run"]["name"] == run["name"]
         mails = await wait_for(
-            _async(lambda: [m for m in hub.mailbox if "alerting" in m["Subject"]]),
+            lambda: [m for m in hub.mailbox if "alerting" in m["Subject"]],
             bool,
             timeout=30,
             what="the failure e-mail",
@@ -298,13 +298,6 @@ async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: 
         assert len(received) == 1, "told once"
     finally:
         server.stop()
-
-
-def _async(fn: Any) -> Any:
-    async def probe() -> Any:
-        return fn()
-
-    return probe
 
 
 async def test_service_restart_loses_nothing_and_reconciles(
@@ -350,9 +343,9 @@ async def test_service_restart_loses_nothing_and_reconciles(
 
     pid = _service_pid(hub)
     os.kill(pid, signal.SIGKILL)  # the hub restarts its managed service
-    await wait_for(_async(lambda: _health(hub)), bool, timeout=60, what="the jobs service back")
+    await wait_for(lambda: _health(hub), bool, timeout=60, what="the jobs service back")
     await wait_for(
-        _async(lambda: quinn.call("GET", "/jobs").status_code == 200), bool, timeout=30, what="the API answering again"
+        lambda: quinn.call("GET", "/jobs").status_code == 200, bool, timeout=30, what="the API answering again"
     )
 
     after = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"]}
@@ -432,12 +425,10 @@ async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], ti
 
 async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(hub: Hub) -> None:
     """The browser talks only to its own server; the server extension calls the service."""
-    from tests.hub.test_spawn import _wait_lab
-
     user = "uma"
     s = hub.login(user)
     hub.spawn_form(s, user, environment="python", size="small")
-    _wait_lab(s, hub, user)
+    hub.open_lab(s, user)
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
     base = f"{hub.url}/user/{user}/moonhub/api/v1"
     r = s.post(f"{base}/jobs", data=json.dumps(job_body("from-lab")), headers=headers)

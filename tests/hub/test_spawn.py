@@ -16,16 +16,8 @@ USER_NS = "moonhub-users"
 
 
 def _wait_lab(s: requests.Session, hub: Hub, user: str, timeout: float = 120) -> requests.Response:
-    """Open the lab like a browser (the OAuth redirects set the server's cookie), then
-    return the server's ``/api/status``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lab = s.get(f"{hub.url}/user/{user}/lab")
-        if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{user}'s lab not reachable after {timeout}s: {lab.status_code} {lab.url}")
-        time.sleep(0.5)
+    """Open the lab like a browser, then return the server's ``/api/status``."""
+    hub.open_lab(s, user, timeout)
     r = s.get(f"{hub.url}/user/{user}/api/status")
     assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
     return r
