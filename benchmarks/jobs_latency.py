@@ -57,7 +57,7 @@ async def run(cfg: ClusterConfig, users: int, per_user: int, lists: int) -> None
             api,
             "moonhub-users",
             "/home/jovyan",
-            storage_class_override="local-hostpath",
+            storage_class_override="local-path",
         )
         create: list[float] = []
         for u in range(users):

@@ -66,7 +66,7 @@ def _common(c: Any) -> None:
     c.KubeSpawner.start_timeout = 120
     c.KubeSpawner.events_enabled = False
     c.KubeSpawner.storage_pvc_ensure = True
-    c.KubeSpawner.storage_class = "local-hostpath"
+    c.KubeSpawner.storage_class = "local-path"
     c.KubeSpawner.pod_security_context = pod_security_context()
     c.KubeSpawner.container_security_context = container_security_context()
     c.KubeSpawner.automount_service_account_token = False
@@ -79,7 +79,7 @@ def moon_spawner(user: StandInUser) -> Any:
 
     c = Config()
     _common(c)
-    c.MoonSpawner.storage_class_override = "local-hostpath"
+    c.MoonSpawner.storage_class_override = "local-path"
     sp = MoonSpawner(user=user, hub=StandInHub(), config=c, api_token="bench", oauth_client_id=f"bench-{user.name}")
     sp.user_options = {"environment": "pytorch", "size": "small", "gpu_type": "a100", "gpu_count": 1}
     return sp

@@ -1,7 +1,7 @@
 """``python -m hub_config [jupyterhub options]``: run JupyterHub with MoonHub's config file.
 
 Options after it go to ``jupyterhub`` and win over the config file (e.g.
-``--JupyterHub.hub_bind_url=http://$(MOONHUB_POD_IP):8081`` in the Helm chart)."""
+``--JupyterHub.log_level=DEBUG``)."""
 
 import os
 import sys

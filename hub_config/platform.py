@@ -123,8 +123,6 @@ class SpawnerSection:
     catalog_managed_by: str = ""
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
-    #: listen on the pod IP (required on the local cluster, where pods share the host network)
-    bind_pod_ip: bool = False
     start_timeout: int = 300
 
 

@@ -46,7 +46,6 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     if sp.catalog:
         c.MoonSpawner.catalog_path = catalog_path(cfg, base)
     c.MoonSpawner.storage_class_override = sp.storage_class_override
-    c.MoonSpawner.bind_pod_ip = sp.bind_pod_ip
     c.KubeSpawner.start_timeout = sp.start_timeout
     c.KubeSpawner.http_timeout = 120
     c.KubeSpawner.default_url = "/lab"

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from localcluster import registry
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("MOONHUB_CACHE", Path.home() / ".cache" / "moonhub"))
@@ -295,6 +297,19 @@ def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
     return time.monotonic() - t0
 
 
+def push(name: str, tags: list[str]) -> float:
+    """Push ``moonhub/<name>`` with ``tags`` to the local registry (containerd pulls from there)."""
+    t0 = time.monotonic()
+    for tag in tags:
+        local, remote = f"moonhub/{name}:{tag}", registry.ref(f"moonhub/{name}", tag)
+        run("docker", "tag", local, remote)
+        proc = subprocess.run(["docker", "push", "-q", remote], capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"pushing {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    say(f"pushed moonhub/{name} ({', '.join(tags)}) to {registry.REGISTRY} in {time.monotonic() - t0:.1f}s")
+    return time.monotonic() - t0
+
+
 def size(ref: str) -> int:
     return int(run("docker", "image", "inspect", ref, "-f", "{{.Size}}", capture_output=True).stdout.strip())
 
@@ -323,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     with Wheelhouse() as wheels:
         for img in order:
             times[img.name] = build(spec, img, contexts[img.name], wheels)
+    # the base OS too: tests and the storage provisioner's helper pods use it as a shell image
+    registry.ensure()
+    push(spec.os["image"].split("/", 1)[1], [spec.os["tag"]])
+    for img in order:
+        push(img.name, ["latest", *img.tags])
     for img in order:
         tags = ", ".join(img.tags)
         say(f"{img.ref:40} {size(img.ref) / 1e9:6.2f} GB  built in {times[img.name]:6.1f}s  tags: {tags}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the pinned upstream Kubernetes control plane, etcd and kwok from the Go module
-# proxy into a per-version cache outside the repository. Skips everything when cached.
+# Build the pinned upstream Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok and
+# the node's add-ons (CoreDNS, kube-network-policies, crictl, the image registry) from the Go
+# module proxy into a per-version cache outside the repository. Skips everything when cached.
 #
 #   localcluster/build.sh            # prints the bin directory on the last line
 #
@@ -13,9 +14,26 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cache=${MOONHUB_CACHE:-$HOME/.cache/moonhub}
 bin="$cache/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin"
-want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok)
 
-have_all() { for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
+# the node's add-ons: name, Go package, version; each `go install`ed into its own folder
+addons=(
+  "coredns github.com/coredns/coredns $COREDNS_VERSION"
+  "kube-network-policies sigs.k8s.io/kube-network-policies/cmd/kube-network-policies/standard $NETPOL_VERSION"
+  "crictl sigs.k8s.io/cri-tools/cmd/crictl $CRICTL_VERSION"
+  "registry github.com/distribution/distribution/v3/cmd/registry $REGISTRY_VERSION"
+)
+addon_dir() { echo "$cache/addons/$1-$2"; }
+for a in "${addons[@]}"; do want+=("${a%% *}"); done
+
+have_all() {
+  for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done
+  # an add-on link must point at the pinned version
+  for a in "${addons[@]}"; do
+    read -r name _ version <<<"$a"
+    [ "$(readlink "$bin/$name")" = "$(addon_dir "$name" "$version")/$name" ] || return 1
+  done
+}
 if have_all; then
   echo "local cluster binaries cached in $bin" >&2
   echo "$bin"
@@ -48,7 +66,8 @@ sed -n '/^replace (/,/^)/p' "$gomod" | grep -v './staging' | grep '=>' | while r
 done || true
 
 pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
+      k8s.io/kubernetes/cmd/kube-proxy go.etcd.io/etcd/server/v3)
 # A tools file pins the commands as imports so that `go mod tidy` resolves them at the
 # versions k8s.io/kubernetes requires (a bare `go get` would upgrade to the newest).
 { printf '//go:build tools\n\npackage tools\n\nimport (\n'
@@ -60,20 +79,36 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.i
 i=0
 for p in "${pkgs[@]}"; do
   i=$((i + 1)); name=$(basename "$p"); [ "$name" = v3 ] && name=etcd
-  [ -x "$bin/$name" ] && { log "[$i/6] $name cached"; continue; }
-  log "[$i/6] building $name ..."
+  [ -x "$bin/$name" ] && { log "[$i/8] $name cached"; continue; }
+  log "[$i/8] building $name ..."
   t0=$(date +%s)
   go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$bin/$name.tmp" "$p"
   mv "$bin/$name.tmp" "$bin/$name"
-  log "[$i/6] $name built in $(( $(date +%s) - t0 ))s"
+  log "[$i/8] $name built in $(( $(date +%s) - t0 ))s"
 done
 if [ ! -x "$bin/kwok" ]; then
-  log "[6/6] building kwok $KWOK_VERSION ..."
+  log "[8/8] building kwok $KWOK_VERSION ..."
   t0=$(date +%s)
   GOBIN="$work/gobin" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mv "$work/gobin/kwok" "$bin/kwok"
-  log "[6/6] kwok built in $(( $(date +%s) - t0 ))s"
+  log "[8/8] kwok built in $(( $(date +%s) - t0 ))s"
 fi
+i=0
+for a in "${addons[@]}"; do
+  i=$((i + 1)); read -r name pkg version <<<"$a"
+  dir=$(addon_dir "$name" "$version")
+  if [ ! -x "$dir/$name" ]; then
+    log "[add-on $i/${#addons[@]}] building $name $version ($pkg) ..."
+    t0=$(date +%s)
+    rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+    (cd "$work" && GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -trimpath -ldflags "-s -w" "$pkg@$version")
+    # `go install` names the binary after the package's last element
+    mv "$dir.tmp/$(basename "$pkg")" "$dir.tmp/$name" 2>/dev/null || true
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    log "[add-on $i/${#addons[@]}] $name built in $(( $(date +%s) - t0 ))s"
+  fi
+  ln -sfn "$dir/$name" "$bin/$name"
+done
 have_all
 log "done in $(( $(date +%s) - start ))s: $bin"
 echo "$bin"

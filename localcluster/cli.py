@@ -13,11 +13,12 @@ from urllib.parse import urlparse
 
 import yaml
 
+from . import addons, network, node, registry, storage
 from .config import REPO, ClusterConfig, default_state_dir
-from .controlplane import components, prepare
+from .controlplane import Component, components, prepare
 from .hub import dev_password, hub_up
 from .nodes import FLEET, node_object
-from .supervisor import StartError, Supervisor, ensure_free
+from .supervisor import StartError, Supervisor, ensure_free, http_ok
 
 log = logging.getLogger("moonhub.localcluster")
 HERE = Path(__file__).resolve().parent
@@ -77,38 +78,109 @@ def wait_service_account(cfg: ClusterConfig, bin_dir: Path, namespace: str, time
     raise StartError(f"no default ServiceAccount in {namespace} after {timeout:.0f}s; see {cfg.logs}")
 
 
+def versions() -> dict[str, str]:
+    """localcluster/versions.env as a dict."""
+    out = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def all_components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
+    """The control plane, then the real node and its storage provisioner (when the cluster
+    has a real node)."""
+    if not cfg.real_node:
+        return components(cfg, bin_dir)
+    return components(cfg, bin_dir) + node.components(cfg, bin_dir) + [storage.component(cfg, bin_dir)]
+
+
+def _start(cfg: ClusterConfig, sup: Supervisor, comp: Component) -> None:
+    if comp.name == "metadata-stand-in" and comp.health and http_ok(comp.health):
+        # machine-wide: an earlier run's already answers
+        log.info("%s already answers at %s", comp.name, comp.health)
+        return
+    if sup.pid(comp.name) is None and comp.health:
+        url = urlparse(comp.health)
+        ensure_free(comp.name, [(url.hostname or "127.0.0.1", url.port or 443)])
+    sup.start(comp.name, comp.argv)
+    if comp.name == "containerd":
+        sup.wait_for(comp.name, node.containerd_socket(cfg).is_socket, "its socket")
+    else:
+        sup.wait_healthy(comp.name, comp.health)
+    log.info("%s healthy", comp.name)
+
+
 def up(cfg: ClusterConfig) -> Path:
     t0 = time.monotonic()
     bin_dir = build()
+    network.prepare_host(cfg)
     prepare(cfg)
+    if cfg.real_node:
+        try:
+            node.claim(cfg)
+        except RuntimeError as e:
+            raise StartError(str(e)) from None
+        node.write_configs(cfg)
+        registry.ensure(bin_dir)
+        addons.push_images(bin_dir, versions()["COREDNS_VERSION"])
     sup = supervisor(cfg)
-    for comp in components(cfg, bin_dir):
-        if sup.pid(comp.name) is None and comp.health:
-            url = urlparse(comp.health)
-            ensure_free(comp.name, [(url.hostname or "127.0.0.1", url.port or 443)])
-        sup.start(comp.name, comp.argv)
-        sup.wait_healthy(comp.name, comp.health)
-        log.info("%s healthy", comp.name)
+    for comp in all_components(cfg, bin_dir):
+        if comp.name == "local-path-provisioner":
+            storage.volumes_dir(cfg).mkdir(parents=True, exist_ok=True)
+            kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(storage.manifests(cfg)))
+        _start(cfg, sup, comp)
         if comp.name == "kube-apiserver":
             bootstrap(cfg, bin_dir)
-    wait_node_ready(cfg, bin_dir, cfg.agent_node)
+    if cfg.real_node:
+        wait_node_ready(cfg, bin_dir, cfg.real_node_name)
+        docs = addons.coredns_manifests(cfg, versions()["COREDNS_VERSION"])
+        kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        kubectl(cfg, bin_dir, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
+        log.info("cluster DNS ready at %s", cfg.dns_service_ip)
     wait_service_account(cfg, bin_dir, "moonhub-users")
     log.info("local cluster up in %.1fs", time.monotonic() - t0)
     return bin_dir
 
 
+def stop_pods(cfg: ClusterConfig, bin_dir: Path) -> None:
+    """Stop every pod sandbox on the real node (the kubelet is stopped first, so nothing
+    restarts them); ``up`` starts them again from the API's pods."""
+    crictl = [str(bin_dir / "crictl"), f"--runtime-endpoint=unix://{node.containerd_socket(cfg)}", "--timeout=60s"]
+    pods = subprocess.run([*crictl, "pods", "-q"], capture_output=True, text=True)
+    ids = pods.stdout.split()
+    if ids:
+        subprocess.run([*crictl, "stopp", *ids], capture_output=True)
+        log.info("stopped %d pod sandboxes", len(ids))
+
+
 def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
     sup = supervisor(cfg)
-    names = [c.name for c in components(cfg, bin_dir or Path("/nonexistent"))] + ["hub"]
+    bin_dir = bin_dir or _cached_bin_dir()
+    names = [c.name for c in all_components(cfg, bin_dir)] + ["hub"]
     for name in reversed(names):
+        if name == "containerd" and sup.pid(name) is not None:
+            stop_pods(cfg, bin_dir)
         if sup.stop(name):
             log.info("stopped %s", name)
+    if cfg.real_node:
+        node.release(cfg)
+        if registry.stop():
+            log.info("stopped the image registry")
+
+
+def _cached_bin_dir() -> Path:
+    """The binaries' folder without building (down and status must not build)."""
+    v = versions()
+    cache = Path(os.environ.get("MOONHUB_CACHE", Path.home() / ".cache" / "moonhub"))
+    return cache / f"k8s-{v['K8S_VERSION']}-kwok-{v['KWOK_VERSION']}" / "bin"
 
 
 def status(cfg: ClusterConfig) -> int:
     sup = supervisor(cfg)
     down_count = 0
-    for name in [c.name for c in components(cfg, Path("/"))] + ["hub"]:
+    for name in [c.name for c in all_components(cfg, Path("/"))] + ["hub"]:
         pid = sup.pid(name)
         down_count += pid is None
         print(f"{name:24} {f'running (pid {pid})' if pid else 'stopped'}")
@@ -125,10 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     parser.add_argument("--port-offset", type=int, default=0, help="added to every port (new clusters only)")
-    parser.add_argument("--pod-ip-octet", type=int, default=10, help="pods get 127.<n>.x.y (new clusters only)")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="[cluster %(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    cfg = ClusterConfig.load(args.state_dir.resolve(), port_offset=args.port_offset, pod_ip_octet=args.pod_ip_octet)
+    cfg = ClusterConfig.load(args.state_dir.resolve(), port_offset=args.port_offset)
     try:
         if args.command == "up":
             up(cfg)

@@ -1,17 +1,29 @@
-"""Where a local cluster keeps its state and which ports it uses.
+"""Where a local cluster keeps its state, which ports and which addresses it uses.
 
-Two clusters can run side by side (the developer's and the test suite's): each has its own
-state folder, a port offset and its own range of pod IPs on 127.0.0.0/8.
+Two control planes can run side by side (the developer's and the test suite's): each has its
+own state folder, a port offset, a node address and pod and service ranges of its own. The
+real node (kubelet, containerd, kube-proxy) owns machine-wide things (iptables chains, the
+kubelet's device-plugin folder), so one cluster at a time runs it (see :mod:`.node`).
+
+Every cluster range lies inside :data:`CLUSTER_RANGES`, which :mod:`.network` makes
+`unreachable` on the host before anything starts, so no cluster packet can leave the machine.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: the ranges every local cluster takes its addresses from (node addresses, pod and service
+#: ranges, kwok's pod range); routed `unreachable` on the host (nothing else uses them here)
+CLUSTER_RANGES = ("10.80.0.0/12", "10.96.0.0/12")
+#: the cloud-metadata address; a stand-in answers it on the host's dummy interface
+METADATA_IP = "169.254.169.254"
 
 
 def default_state_dir() -> Path:
@@ -30,6 +42,18 @@ class ClusterConfig:
     #: GPUs the node agent advertises (``nvidia.com/gpu``, label ``moonhub.io/simulated-gpu``);
     #: pods that get them read their utilization from a file the agent provides
     simulated_gpus: int = 0
+    #: the address the API server and the real node use, on the host's dummy interface
+    #: (``moonhub0``): reachable from pods, never routed off the machine
+    node_ip: str = "10.85.0.1"
+    #: the real node's pods get addresses from this range (its bridge ``moonhub-br``)
+    pod_cidr: str = "10.88.0.0/24"
+    service_cidr: str = "10.96.0.0/16"
+    #: kwok's simulated pods get addresses from this range (never used on a wire)
+    kwok_pod_cidr: str = "10.90.0.0/16"
+    #: run the real node (upstream kubelet, containerd, CNI, kube-proxy, CoreDNS,
+    #: kube-network-policies) in this cluster; name ``real_node_name``
+    real_node: bool = True
+    real_node_name: str = "moon-node-0"
 
     @property
     def etcd_port(self) -> int:
@@ -60,8 +84,35 @@ class ClusterConfig:
         return 10247 + self.port_offset
 
     @property
+    def kube_proxy_port(self) -> int:
+        return 10256 + self.port_offset
+
+    @property
+    def netpol_metrics_port(self) -> int:
+        return 9080 + self.port_offset
+
+    @property
+    def real_kubelet_port(self) -> int:
+        return 10350 + self.port_offset
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.node_ip}:{self.apiserver_port}"
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The first address of the service range: the ``kubernetes`` Service."""
+        return str(ipaddress.ip_network(self.service_cidr)[1])
+
+    @property
+    def dns_service_ip(self) -> str:
+        """The cluster DNS Service's address (the tenth of the range, as kubeadm does)."""
+        return str(ipaddress.ip_network(self.service_cidr)[10])
+
+    @property
+    def bridge_ip(self) -> str:
+        """The host's address on the pods' bridge (their gateway)."""
+        return str(ipaddress.ip_network(self.pod_cidr)[1])
 
     @property
     def pki(self) -> Path:

@@ -7,7 +7,6 @@ every process in start order. Nothing here starts a process: see :mod:`.supervis
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +15,9 @@ import yaml
 from .config import ClusterConfig
 from .pki import CertificateAuthority, service_account_keys
 
-SERVICE_CIDR = "10.96.0.0/16"
 API_SANS = (
     "127.0.0.1",
     "localhost",
-    "10.96.0.1",
     "kubernetes",
     "kubernetes.default",
     "kubernetes.default.svc",
@@ -33,6 +30,12 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "controller-manager": ("system:kube-controller-manager", ()),
     "scheduler": ("system:kube-scheduler", ()),
     "kwok": ("kwok-controller", ("system:masters",)),
+    # kube-proxy's user, bound to system:node-proxier by the API server's default RBAC
+    "kube-proxy": ("system:kube-proxy", ()),
+    # the NetworkPolicy enforcer: reads policies, pods, namespaces, nodes (bootstrap.yaml)
+    "network-policies": ("moonhub:network-policies", ()),
+    # the storage provisioner (local-path-provisioner; RBAC in storage.py)
+    "local-path-provisioner": ("moonhub:local-path-provisioner", ()),
     # the hub's identity in local development; RBAC grants it the user namespace only
     "hub": ("moonhub:hub", ("moonhub:platform",)),
     # the jobs service's identity: CronJobs, Jobs and snapshots in the user namespace only
@@ -63,12 +66,13 @@ def prepare(cfg: ClusterConfig) -> None:
         d.mkdir(parents=True, exist_ok=True)
     (cfg.state_dir / "etcd").chmod(0o700)
     ca = CertificateAuthority(cfg.pki)
-    ca.issue("apiserver", "kube-apiserver", server_names=API_SANS, client=False)
+    sans = (*API_SANS, cfg.node_ip, cfg.kubernetes_service_ip)
+    ca.issue("apiserver", "kube-apiserver", server_names=sans, client=False)
     ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
-    ca.issue("kubelet-serving", f"{cfg.agent_node}-serving", server_names=("127.0.0.1", "localhost"), client=False)
+    ca.issue("real-kubelet-serving", f"{cfg.real_node_name}-serving", server_names=(cfg.node_ip,), client=False)
     service_account_keys(cfg.pki)
     identities = dict(IDENTITIES)
-    identities[f"node-{cfg.agent_node}"] = node_identity(cfg.agent_node)
+    identities[f"node-{cfg.real_node_name}"] = node_identity(cfg.real_node_name)
     for name, (cn, orgs) in identities.items():
         crt, key = ca.issue(f"client-{name}", cn, orgs)
         path = cfg.admin_kubeconfig if name == "admin" else cfg.kubeconfig(name)
@@ -113,8 +117,9 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [
             str(b / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            # the node address: pods reach it through the `kubernetes` Service (kube-proxy)
+            f"--bind-address={cfg.node_ip}",
+            f"--advertise-address={cfg.node_ip}",
             f"--secure-port={cfg.apiserver_port}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -124,7 +129,7 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={cfg.service_cidr}",
             f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
@@ -133,7 +138,7 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             "--profiling=false",
             "--v=1",
         ],
-        f"https://127.0.0.1:{cfg.apiserver_port}/readyz",
+        f"{cfg.server}/readyz",
     )
     kcm = Component(
         "kube-controller-manager",
@@ -150,9 +155,8 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             f"--root-ca-file={p / 'ca.crt'}",
             f"--cluster-signing-cert-file={p / 'ca.crt'}",
             f"--cluster-signing-key-file={p / 'ca.key'}",
-            "--enable-hostpath-provisioner=true",
             "--leader-elect=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={cfg.service_cidr}",
             "--v=1",
         ],
         f"https://127.0.0.1:{cfg.kcm_port}/healthz",
@@ -183,15 +187,4 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://127.0.0.1:{cfg.kwok_port}/healthz",
     )
-    agent = Component(
-        "node-agent",
-        [
-            sys.executable,
-            "-m",
-            "localcluster.agent",
-            "--state-dir",
-            str(cfg.state_dir),
-        ],
-        f"https://127.0.0.1:{cfg.kubelet_port}/healthz",
-    )
-    return [etcd, apiserver, kcm, scheduler, kwok, agent]
+    return [etcd, apiserver, kcm, scheduler, kwok]

@@ -1,13 +1,22 @@
-"""Run MoonHub's JupyterHub (and its proxy) on the host against a local cluster."""
+"""Run MoonHub's JupyterHub (and its proxy) on the host against a local cluster.
+
+The hub API and the jobs service listen on the cluster's node address, where pods reach
+them; :func:`user_pod_policy` is the NetworkPolicy the chart's ``moonhub-user-pods`` plays
+on a real cluster: users' pods reach only those two ports and the cluster DNS.
+"""
 
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from hub_config.platform import load
+import yaml
+
+from hub_config.platform import PlatformConfig, load
 
 from .config import REPO, ClusterConfig
 from .supervisor import Supervisor, ensure_free
@@ -32,6 +41,7 @@ def hub_up(
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)
         ensure_free("the hub", [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)])
+    apply_user_pod_policy(cfg, user_pod_policy(platform))
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),
@@ -42,6 +52,50 @@ def hub_up(
     url = platform.hub.public_url.rstrip("/")
     sup.wait_healthy(name, f"{url}/hub/health", timeout=120)
     return url
+
+
+def user_pod_policy(platform: PlatformConfig) -> dict[str, Any]:
+    """Users' servers and job pods (the spawner's namespace): no ingress from other pods
+    (the host-run proxy and hub reach them as the node); egress only to the hub API, the
+    jobs service and the cluster DNS, so not to the Kubernetes API, the metadata address,
+    other users' pods or anything else on the host (pure)."""
+    targets = [urlparse(platform.hub.connect_url or platform.hub.api_url)]
+    if platform.jobs.enabled:
+        targets.append(urlparse(platform.jobs.url))
+    egress: list[dict[str, Any]] = [
+        {"to": [{"ipBlock": {"cidr": f"{u.hostname}/32"}}], "ports": [{"port": u.port or 80, "protocol": "TCP"}]}
+        for u in targets
+    ]
+    egress.append(
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        }
+    )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "moonhub-user-pods", "namespace": platform.spawner.namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
+    }
+
+
+def apply_user_pod_policy(cfg: ClusterConfig, policy: dict[str, Any]) -> None:
+    built = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+    kubectl = Path(built.stdout.split()[-1]) / "kubectl"
+    proc = subprocess.run(
+        [str(kubectl), f"--kubeconfig={cfg.admin_kubeconfig}", "apply", "-f", "-"],
+        input=yaml.safe_dump(policy),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"applying the user pods' NetworkPolicy failed: {proc.stderr.strip()}")
 
 
 def dev_password(platform_config: Path = DEFAULT_PLATFORM_CONFIG) -> str | None:

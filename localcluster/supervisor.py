@@ -97,19 +97,21 @@ class Supervisor:
 
     def wait_healthy(self, name: str, url: str | None, timeout: float = 90.0) -> None:
         """Wait until ``url`` answers 200 (or, without a URL, the process stays up 1s)."""
-        deadline = time.monotonic() + timeout
-        check: Callable[[], bool] = (lambda: _http_ok(url)) if url else (lambda: True)
         if url is None:
             time.sleep(1)
+        check: Callable[[], bool] = (lambda: http_ok(url)) if url else (lambda: True)
+        self.wait_for(name, check, f"healthy at {url}", timeout)
+
+    def wait_for(self, name: str, check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+        """Wait until ``check()`` while ``name`` runs; fail with its log's tail."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid(name) is None:
                 raise StartError(f"{name} exited during start-up; see {self.log_path(name)}:\n{self.tail(name)}")
             if check():
                 return
             time.sleep(0.3)
-        raise StartError(
-            f"{name} not healthy after {timeout:.0f}s at {url}; see {self.log_path(name)}:\n{self.tail(name)}"
-        )
+        raise StartError(f"{name} not {what} after {timeout:.0f}s; see {self.log_path(name)}:\n{self.tail(name)}")
 
     def tail(self, name: str, lines: int = 15) -> str:
         try:
@@ -142,7 +144,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

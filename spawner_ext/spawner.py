@@ -18,7 +18,7 @@ from jupyterhub import orm
 from kubernetes.utils.quantity import parse_quantity
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Bool, Unicode, default
+from traitlets import Unicode, default
 
 from . import choices as ch
 from . import metrics
@@ -29,7 +29,6 @@ from .failfast import FailFast
 from .security import NB_GID, NB_UID, container_security_context, pod_security_context
 from .workload import LABEL_PREFIX, Workload, build
 
-POD_IP_ENV = "MOONHUB_POD_IP"
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
 
@@ -47,17 +46,7 @@ class MoonSpawner(KubeSpawner):
     storage_class_override = Unicode(
         "",
         config=True,
-        help="Use this StorageClass instead of the catalog's (e.g. `local-hostpath` on the local cluster).",
-    )
-    bind_pod_ip = Bool(
-        False,
-        config=True,
-        help="""
-        Make the single-user server listen on its pod's IP instead of 0.0.0.0.
-
-        Needed on the local cluster, where every pod is a host process sharing the host's
-        network and owns one address on 127.0.0.0/8. Harmless on a real cluster.
-        """,
+        help="Use this StorageClass instead of the catalog's (e.g. `local-path` on the local cluster).",
     )
 
     _stores: ClassVar[dict[str, CatalogStore]] = {}
@@ -245,16 +234,10 @@ class MoonSpawner(KubeSpawner):
     def _default_pvc_ensure(self) -> bool:
         return True
 
-    def get_env(self) -> dict[str, Any]:
-        env: dict[str, Any] = super().get_env()
-        if self.bind_pod_ip:
-            # JUPYTERHUB_SERVICE_URL names $(MOONHUB_POD_IP); Kubernetes expands it in the pod
-            env[POD_IP_ENV] = {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-        return env
-
     @default("ip")
     def _default_ip(self) -> str:
-        return f"$({POD_IP_ENV})" if self.bind_pod_ip else "0.0.0.0"
+        # the server listens in its pod's own network namespace; the hub reaches it at the pod IP
+        return "0.0.0.0"
 
 
 def _reason(e: ChoiceError) -> str:

@@ -55,16 +55,17 @@ class Release:
         return [RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), "--set", f"userNamespace.name={USERS}"]
 
     def hub(self) -> Hub:
-        """The installed MoonHub as the test's browser reaches it: the proxy pod's address (the
-        local node has no kube-proxy; the public Service's port 80 is not the pod's 8000), and
-        the development password the hub wrote into its state volume."""
-        sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=proxy"
-        ip = self.kubectl("get", "pods", "-n", NS, "-l", sel, "-o", "jsonpath={.items[0].status.podIP}").strip()
+        """The installed MoonHub as the test's browser reaches it: the public Service's cluster
+        address (kube-proxy routes the host's connections too), and the development password
+        the hub wrote into its state volume (a `local` PV on the node)."""
+        svc = f"{RELEASE}-moonhub-proxy-public"
+        ip = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.clusterIP}").strip()
+        port = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.ports[0].port}").strip()
         volume = self.kubectl(
             "get", "pvc", "-n", NS, f"{RELEASE}-moonhub-hub-state", "-o", "jsonpath={.spec.volumeName}"
         )
-        host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.hostPath.path}").strip()
-        url = f"http://{ip}:8000"
+        host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.local.path}").strip()
+        url = f"http://{ip}:{port}"
         self.wait_hub(url)
         password = (Path(host_path) / "dev-password").read_text().strip()
         return Hub(url=url, password=password, config=VALUES, catalog=VALUES, mailbox=[], label="Helm install")
@@ -94,7 +95,9 @@ def status(url: str, token: str = "") -> int:
 def chart(local_cluster: ClusterConfig | None, kubeconfig: Path, timings: dict[str, float]) -> Iterator[Release]:
     """``helm install --wait`` of the chart with ``ci/local-cluster.yaml``; uninstalled after."""
     if local_cluster is None:
-        pytest.skip("the chart's hub image maps to a local environment only on the local node agent")
+        pytest.skip(
+            "the chart is installed end to end on the local cluster only (its images are in the local registry)"
+        )
     helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
     k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
     rel = Release(

@@ -1,10 +1,12 @@
 """Session fixtures: one real local cluster (or $KUBECONFIG's), a fresh namespace per test,
 and the hub running against it.
 
-The suite starts its own cluster in ``.state/test-cluster`` (ports +1000, pod IPs
-127.20.x.y) so it never disturbs the developer's one. When ``KUBECONFIG`` points at an
-existing cluster (kind, k3d, a real one), the tests use that one instead; tests of the
-local node agent and of the host-run hub are then skipped.
+The suite starts its own cluster in ``.state/test-cluster`` (ports +1000, its own node
+address and pod and service ranges) so it never disturbs the developer's control plane;
+the machine's one real node (kubelet, containerd, kube-proxy) must be free: stop the
+developer's cluster first (``./moonhub down``). When ``KUBECONFIG`` points at an existing
+cluster (kind, k3d, a real one), the tests use that one instead; tests of the local node and
+of the host-run hub are then skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ from localcluster.hub import dev_password, hub_up
 from localcluster.supervisor import Supervisor
 
 TEST_STATE = REPO / ".state" / "test-cluster"
+#: the test suite's cluster: 4 simulated GPUs on its real node (the GPU reclaim tests)
+TEST_CLUSTER = ClusterConfig(
+    state_dir=TEST_STATE,
+    port_offset=1000,
+    real_node_name="moon-test-0",
+    simulated_gpus=4,
+    node_ip="10.85.0.2",
+    pod_cidr="10.89.0.0/24",
+    service_cidr="10.97.0.0/16",
+    kwok_pod_cidr="10.91.0.0/16",
+)
 #: the `chart` fixture: the Helm chart installed into the test cluster
 pytest_plugins = ["tests.chart_release"]
 
@@ -68,9 +81,7 @@ def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    cfg = ClusterConfig(
-        state_dir=TEST_STATE, port_offset=1000, pod_ip_octet=20, agent_node="moon-test-0", simulated_gpus=4
-    )
+    cfg = TEST_CLUSTER
     if TEST_STATE.exists():
         cli.down(ClusterConfig.load(TEST_STATE))
         shutil.rmtree(TEST_STATE)
@@ -188,8 +199,9 @@ class Hub:
 
 def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) -> dict[str, Any]:
     """The local example platform config for a test hub in ``state`` on its own ports
-    (``port``: public; +81 the hub API; +1 the proxy API), with a copy of the example
-    catalog (or ``catalog``) next to it. Callers edit the document, then :func:`start_hub`."""
+    (``port``: public; +81 the hub API on the test cluster's node address, where pods reach
+    it; +1 the proxy API), with a copy of the example catalog (or ``catalog``) next to it.
+    Callers edit the document, then :func:`start_hub`."""
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
@@ -201,7 +213,7 @@ def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) 
     doc["spawner"]["catalog"] = str(state / "catalog.yaml")
     doc["hub"] |= {
         "public_url": f"http://127.0.0.1:{port}",
-        "api_url": f"http://127.0.0.1:{port + 81}",
+        "api_url": f"http://{TEST_CLUSTER.node_ip}:{port + 81}",
         "proxy_api_url": f"http://127.0.0.1:{port + 1}",
         "state_dir": ".",
     }
@@ -221,7 +233,7 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     if local_cluster is None:
         pytest.skip("hub tests start the hub on the host against the local cluster")
     doc = platform_doc(HUB_STATE, 18000)
-    doc["jobs"]["url"] = "http://127.0.0.1:18090"
+    doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:18090"
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
     mail = Mailbox()
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)

@@ -10,9 +10,15 @@ from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
+from localcluster.registry import ref
 from spawner_ext.security import container_security_context, pod_security_context
 
 T = TypeVar("T")
+
+#: test images, from the local registry (./moonhub images pushes them): a Debian shell
+#: (the images' base OS) and the base notebook image (Python 3)
+SHELL_IMAGE = ref("moonhub/debian", "bookworm")
+PYTHON_IMAGE = ref("moonhub/base-notebook", "latest")
 
 #: a notebook with a `parameters` cell (rows = 10) printing `rows: <rows>`
 NOTEBOOK = {
@@ -135,7 +141,7 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
                 "containers": [
                     {
                         "name": "cat",
-                        "image": "busybox",
+                        "image": SHELL_IMAGE,
                         "command": ["cat", f"/pvc/{path}"],
                         "securityContext": container_security_context(),
                         "volumeMounts": [{"name": "v", "mountPath": "/pvc", "readOnly": True}],

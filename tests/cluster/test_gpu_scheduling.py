@@ -8,7 +8,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster.nodes import FLEET
-from tests.helpers import pod_events, wait_for
+from tests.helpers import SHELL_IMAGE, pod_events, wait_for
 
 A100 = next(n for n in FLEET if n.gpu_product and "A100" in n.gpu_product)
 
@@ -32,7 +32,7 @@ def gpu_pod(name: str, gpus: int, product: str) -> dict:
             "containers": [
                 {
                     "name": "train",
-                    "image": "busybox",
+                    "image": SHELL_IMAGE,
                     "command": ["sleep", "3600"],
                     "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                 }
@@ -85,7 +85,7 @@ async def test_cpu_pod_never_lands_on_gpu_or_simulated_nodes(core: client.CoreV1
         namespace,
         {
             "metadata": {"name": name},
-            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "30"]}]},
+            "spec": {"containers": [{"name": "c", "image": SHELL_IMAGE, "command": ["sleep", "30"]}]},
         },
     )
     pod = await wait_for(
@@ -95,7 +95,7 @@ async def test_cpu_pod_never_lands_on_gpu_or_simulated_nodes(core: client.CoreV1
         what=f"pod {name} to be scheduled",
     )
     node = await core.read_node(pod.spec.node_name)
-    # never a GPU node (the local node agent's simulated GPUs are not one: it is the CPU node too)
+    # never a GPU node (the real node's simulated GPUs do not make it one: it is the CPU node too)
     assert (node.metadata.labels or {}).get("nvidia.com/gpu.present") != "true"
     assert (
         "nvidia.com/gpu" not in (node.status.allocatable or {})

@@ -1,4 +1,5 @@
-"""Notebook jobs for real: the jobs service's manifests, run by the runner on the node agent."""
+"""Notebook jobs for real: the jobs service's manifests, run by the runner in the notebook
+image on the local cluster's kubelet."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ WORKSPACE = "/home/jovyan"
 
 
 @pytest.fixture(autouse=True)
-def _runs_on_node_agent(local_cluster: ClusterConfig | None) -> None:
+def _runs_on_local_cluster(local_cluster: ClusterConfig | None) -> None:
     if local_cluster is None:
-        pytest.skip("needs the local node agent's notebook environment")
+        pytest.skip("needs the notebook image from the local registry")
 
 
 def notebook(*cells: tuple[str, list[str]]) -> dict:

@@ -1,14 +1,17 @@
 """Culling with short clocks: an idle GPU server is warned in JupyterLab and reclaimed
 before an idle CPU server is culled by jupyterhub-idle-culler; a busy GPU is not
-reclaimed. The GPUs are the local node's simulated ones (its node agent plays the NVIDIA
-runtime: the test sets their utilization as NVML would report it)."""
+reclaimed. The GPUs are the local node's simulated ones (a device plugin hands them out
+through the real kubelet and plays the NVIDIA runtime: the test sets their utilization as
+NVML would report it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ import requests
 import yaml
 from kubernetes_asyncio import client
 
+from localcluster import cli, node
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password
 from tests.conftest import Hub, platform_doc, start_hub
@@ -24,7 +28,7 @@ from tests.helpers import wait_for
 STATE = REPO / ".state" / "test-hub-culling"
 NS = "moonhub-users"
 CLOCKS = {"idle_timeout": 70, "gpu_idle_timeout": 20, "warn_before": 12, "every": 3, "gpu_sample_seconds": 2}
-SIM_GPU = {"environment": "pytorch", "size": "small", "gpu_type": "sim", "gpu_count": 1}
+SIM_GPU = {"environment": "python", "size": "small", "gpu_type": "sim", "gpu_count": 1}
 CPU = {"environment": "python", "size": "small"}
 
 
@@ -87,9 +91,9 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
         )
     t0 = time.monotonic()
     # gus's GPU is busy (what NVML would report under load); gia's stays at 0%
-    gpus = local_cluster.state_dir / "node-agent" / "simulated-gpus"
-    (gpus / f"{NS}_jupyter-gus.json").write_text(json.dumps([97]))
-    assert json.loads((gpus / f"{NS}_jupyter-gia.json").read_text()) == [0]
+    gus, gia = _gpu_file(local_cluster, "gus"), _gpu_file(local_cluster, "gia")
+    gus.write_text(json.dumps([97]))
+    assert json.loads(gia.read_text()) == [0]
 
     # gia is warned in JupyterLab first, then reclaimed
     warned = await wait_for(
@@ -117,6 +121,20 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
     await wait_for(lambda: _servers(hub, admin, "cal"), lambda s: not s, timeout=90, what="cal culled for inactivity")
     timings["culling: idle CPU server culled after ready"] = time.monotonic() - t0
     hub.api(admin, "DELETE", "/users/gus/server")
+
+
+def _gpu_file(cfg: ClusterConfig, user: str) -> Path:
+    """The host's copy of the utilization file of the GPUs the device plugin gave ``user``'s
+    server (named after its devices, which the container's NVIDIA_VISIBLE_DEVICES lists)."""
+    kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={cfg.admin_kubeconfig}"]
+    out = subprocess.run(
+        [*kubectl, "exec", "-n", NS, f"jupyter-{user}", "--", "printenv", "NVIDIA_VISIBLE_DEVICES"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    devices = sorted(out.stdout.strip().split(","))
+    return node.simulated_gpu_dir(cfg) / f"{'_'.join(devices)}.json"
 
 
 async def _ready(hub: Hub, admin: requests.Session, user: str) -> bool:

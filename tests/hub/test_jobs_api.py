@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from tornado import web
 
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, gone, read_from_pvc, wait_for
+from tests.helpers import NOTEBOOK, SHELL_IMAGE, gone, read_from_pvc, wait_for
 
 USER_NS = "moonhub-users"
 
@@ -63,7 +63,7 @@ async def test_create_run_and_history(
     cron = await client.BatchV1Api(api).read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.suspend is True, "a job without a schedule only runs when asked"
     pvc = await core.read_namespaced_persistent_volume_claim("claim-quinn", USER_NS)
-    assert pvc.spec.storage_class_name == "local-hostpath", "quinn never spawned: the service made the workspace"
+    assert pvc.spec.storage_class_name == "local-path", "quinn never spawned: the service made the workspace"
 
     r = quinn.call("POST", f"/jobs/{job['id']}/run")
     assert r.status_code == 201, r.text
@@ -334,7 +334,9 @@ async def test_service_restart_loses_nothing_and_reconciles(
             "suspend": True,
             "jobTemplate": {
                 "spec": {
-                    "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+                    "template": {
+                        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": SHELL_IMAGE}]}
+                    }
                 }
             },
         },

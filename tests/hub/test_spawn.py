@@ -36,11 +36,11 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     assert lab.status_code == 200 and "JupyterLab" in lab.text
 
     pod = await core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
-    assert pod.spec.node_name.startswith("moon-"), "the server runs on the local node agent"
+    assert pod.spec.node_name.startswith("moon-"), "the server runs on the local cluster's kubelet"
     assert pod.spec.automount_service_account_token is False
     assert pod.spec.security_context.run_as_non_root is True
     pvc = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
-    assert pvc.spec.storage_class_name == "local-hostpath"
+    assert pvc.spec.storage_class_name == "local-path"
 
     # a file written in the workspace survives a stop and a new start (same PVC)
     xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}

@@ -11,7 +11,7 @@ from kubernetes.utils.quantity import parse_quantity
 from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import gone, pod_scheduled, wait_for
+from tests.helpers import SHELL_IMAGE, gone, pod_scheduled, wait_for
 
 USER_NS = "moonhub-users"
 RESEARCH = "ml-research"
@@ -96,7 +96,7 @@ async def test_gpu_choice_lands_on_a_node_of_that_type(hub: Hub, core: client.Co
     assert node.metadata.labels["nvidia.com/gpu.product"] == "Tesla-V100-SXM2-32GB"
     c = pod.spec.containers[0]
     assert c.resources.limits["nvidia.com/gpu"] == "2"
-    assert c.image == "moonhub/pytorch-notebook:pytorch-2.9-cuda12.8"
+    assert c.image == "127.0.0.1:5000/moonhub/pytorch-notebook:pytorch-2.9-cuda12.8"
     assert pod.metadata.labels["moonhub.io/gpu-type"] == "v100"
     assert c.security_context.capabilities.drop == ["ALL"], "GPU pods are restricted too"
     assert not any(e.name == "NVIDIA_VISIBLE_DEVICES" for e in c.env or [])
@@ -116,7 +116,7 @@ async def test_cpu_choice_lands_on_a_cpu_node(hub: Hub, core: client.CoreV1Api) 
     hub.spawn_form(s, user, environment="python", size="medium")
     pod = await pod_scheduled(core, USER_NS, f"jupyter-{user}")
     node = await core.read_node(pod.spec.node_name)
-    # never a GPU node (the local node agent's simulated GPUs are not one: it is the CPU node too)
+    # never a GPU node (the real node's simulated GPUs do not make it one: it is the CPU node too)
     assert (node.metadata.labels or {}).get("nvidia.com/gpu.present") != "true"
     assert (
         "nvidia.com/gpu" not in (node.status.allocatable or {})
@@ -150,7 +150,7 @@ async def test_unschedulable_gpu_spawn_fails_fast_and_explains(
                 "containers": [
                     {
                         "name": "c",
-                        "image": "busybox",
+                        "image": SHELL_IMAGE,
                         "command": ["sleep", "3600"],
                         "resources": {"limits": {"nvidia.com/gpu": "8"}},
                     }

@@ -1,7 +1,17 @@
+import gzip
+import io
+import ipaddress
+import json
+import tarfile
 from pathlib import Path
 
-from localcluster.config import ClusterConfig
+import yaml
+
+from hub_config.platform import HubSection, JobsSection, PlatformConfig, SpawnerSection
+from localcluster import addons, network, node, oci, storage
+from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
+from localcluster.hub import user_pod_policy
 from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, SimulatedNode, node_object
 
 
@@ -25,7 +35,17 @@ def test_fleet_has_several_gpu_products() -> None:
 
 def test_two_clusters_do_not_share_ports() -> None:
     a, b = ClusterConfig(Path("/a")), ClusterConfig(Path("/b"), port_offset=1000)
-    ports = ("etcd_port", "etcd_peer_port", "apiserver_port", "kcm_port", "scheduler_port", "kubelet_port", "kwok_port")
+    ports = (
+        "etcd_port",
+        "etcd_peer_port",
+        "apiserver_port",
+        "kcm_port",
+        "scheduler_port",
+        "kwok_port",
+        "real_kubelet_port",
+        "kube_proxy_port",
+        "netpol_metrics_port",
+    )
     assert not {getattr(a, p) for p in ports} & {getattr(b, p) for p in ports}
 
 
@@ -36,11 +56,98 @@ def test_control_plane_flags_enable_security_and_controllers() -> None:
     assert "--enable-admission-plugins=NodeRestriction" in api
     assert any(a.startswith("--service-account-signing-key-file=") for a in api)
     kcm = comps["kube-controller-manager"]
-    assert "--controllers=*" in kcm and "--enable-hostpath-provisioner=true" in kcm
-    assert list(comps) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent"]
+    assert "--controllers=*" in kcm
+    assert list(comps) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 
 
 def test_kubeconfig_and_node_identity() -> None:
     doc = kubeconfig("https://127.0.0.1:6443", Path("/ca"), Path("/c"), Path("/k"), "u")
     assert doc["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:6443", "certificate-authority": "/ca"}
     assert node_identity("n1") == ("system:node:n1", ("system:nodes",))
+
+
+def test_every_cluster_address_is_in_a_range_made_unreachable() -> None:
+    """No packet for a cluster address can leave the machine: each lies in a range that
+    network.plan routes `unreachable` (the bridge and the dummy interface are more specific)."""
+    from tests.conftest import TEST_CLUSTER
+
+    ranges = [ipaddress.ip_network(r) for r in CLUSTER_RANGES]
+    for cfg in (ClusterConfig(Path("/a")), TEST_CLUSTER):
+        for net in (cfg.pod_cidr, cfg.service_cidr, cfg.kwok_pod_cidr, f"{cfg.node_ip}/32"):
+            assert any(ipaddress.ip_network(net).subnet_of(r) for r in ranges), net
+    cmds = network.plan(ClusterConfig(Path("/a")))
+    routes = [c[-1] for c in cmds if c[:4] == ["ip", "route", "replace", "unreachable"]]
+    assert routes == [*CLUSTER_RANGES, "169.254.0.0/16"]
+    assert cmds.index(["ip", "route", "replace", "unreachable", CLUSTER_RANGES[0]]) == 0, "routes come first"
+    flat = [" ".join(c) for c in cmds]
+    assert not any("default" in c or "-P " in c for c in flat), "never the default route or a chain's policy"
+
+
+def test_node_configs_for_this_machine() -> None:
+    cfg = ClusterConfig(Path("/s"), simulated_gpus=2)
+    kubelet = node.kubelet_config(cfg)
+    assert kubelet["failCgroupV1"] is False and kubelet["oomScoreAdj"] == 0
+    assert kubelet["address"] == cfg.node_ip and kubelet["clusterDNS"] == [cfg.dns_service_ip]
+    assert kubelet["authentication"]["anonymous"]["enabled"] is False
+    toml = node.containerd_config(cfg)
+    assert "restrict_oom_score_adj = true" in toml and "oom_score = 0" in toml
+    assert 'sandbox_image = "127.0.0.1:5000/moonhub/pause:3.10"' in toml
+    bridge = node.cni_config(cfg)["plugins"][0]
+    assert bridge["ipMasq"] is False and bridge["ipam"]["ranges"] == [
+        [{"subnet": cfg.pod_cidr, "gateway": cfg.bridge_ip}]
+    ]
+    proxy = node.kube_proxy_config(cfg)
+    assert proxy["nodePortAddresses"] == [f"{cfg.node_ip}/32"] and proxy["clusterCIDR"] == cfg.pod_cidr
+    names = [c.name for c in node.components(cfg, Path("/bin"))]
+    assert names == ["metadata-stand-in", "containerd", "kubelet", "kube-proxy", "kube-network-policies", "gpu-plugin"]
+    assert "moonhub.io/simulated-gpu=true" in node.node_labels(cfg)
+    assert "gpu-plugin" not in [c.name for c in node.components(ClusterConfig(Path("/s")), Path("/bin"))]
+
+
+def test_cluster_dns_answers_only_cluster_names() -> None:
+    cfg = ClusterConfig(Path("/s"))
+    docs = {d["kind"]: d for d in addons.coredns_manifests(cfg, "v1.15.0")}
+    assert docs["Service"]["spec"]["clusterIP"] == "10.96.0.10"
+    assert "forward" not in docs["ConfigMap"]["data"]["Corefile"], "no query leaves the machine"
+    ctr = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert ctr["securityContext"]["runAsNonRoot"] is True and ctr["securityContext"]["capabilities"] == {
+        "drop": ["ALL"]
+    }
+
+
+def test_storage_gives_local_volumes_the_kubelet_chowns() -> None:
+    docs = storage.manifests(ClusterConfig(Path("/s")))
+    sc = next(d for d in docs if d["kind"] == "StorageClass")
+    assert sc["metadata"]["annotations"]["defaultVolumeType"] == "local"
+    assert sc["provisioner"] == storage.PROVISIONER and sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    config = json.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.json"])
+    assert config["nodePathMap"][0]["paths"] == ["/s/node/volumes"]
+
+
+def test_oci_layer_is_reproducible_and_manifest_names_its_blobs(tmp_path: Path) -> None:
+    f = tmp_path / "tool"
+    f.write_bytes(b"#!/bin/true\n")
+    f.chmod(0o755)
+    (a, diff_a), (b, diff_b) = oci.layer({"/tool": f}), oci.layer({"/tool": f})
+    assert a.digest == b.digest and diff_a == diff_b, "same files, same digest"
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(a.data))) as tar:
+        (member,) = tar.getmembers()
+        assert (member.name, member.mode, member.uid) == ("tool", 0o755, 0)
+    config = oci.image_config(diff_a, ["/tool"], "65532")
+    m = json.loads(oci.manifest(config, a).data)
+    assert m["config"]["digest"] == config.digest and m["layers"][0]["digest"] == a.digest
+    assert json.loads(config.data)["rootfs"]["diff_ids"] == [diff_a]
+
+
+def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_and_dns() -> None:
+    platform = PlatformConfig(
+        hub=HubSection(api_url="http://10.85.0.1:8081"),
+        spawner=SpawnerSection(namespace="users"),
+        jobs=JobsSection(enabled=True, url="http://10.85.0.1:8090"),
+    )
+    policy = user_pod_policy(platform)
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "users" and spec["ingress"] == []
+    blocks = [(r["to"][0].get("ipBlock", {}).get("cidr"), [p["port"] for p in r["ports"]]) for r in spec["egress"]]
+    assert blocks == [("10.85.0.1/32", [8081]), ("10.85.0.1/32", [8090]), (None, [53, 53])]
+    yaml.safe_dump(policy)  # plain data

@@ -94,7 +94,7 @@ def test_cronjob_from_the_workload_builder() -> None:
     assert (job["activeDeadlineSeconds"], job["backoffLimit"]) == (3600, 2) and job["ttlSecondsAfterFinished"] > 0
     pod = job["template"]["spec"]
     c = pod["containers"][0]
-    assert c["image"] == "moonhub/pytorch-notebook:pytorch-2.9-cuda12.8"
+    assert c["image"] == "127.0.0.1:5000/moonhub/pytorch-notebook:pytorch-2.9-cuda12.8"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"

@@ -12,7 +12,7 @@ CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "c
 def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
     w = build(CAT, Choices("python", "medium"), "claim-alice")
     assert (w.image, w.cpu_guarantee, w.cpu_limit, w.mem_guarantee, w.mem_limit) == (
-        "moonhub/base-notebook:python-3.11-lab-4.6",
+        "127.0.0.1:5000/moonhub/base-notebook:python-3.11-lab-4.6",
         2.0,
         4.0,
         "8Gi",

@@ -50,8 +50,4 @@ securityContext:
   seccompProfile: {type: RuntimeDefault}
 {{- end -}}
 
-{{/* where a server listens: all addresses, or its pod's IP (bindPodIP; needs the podIP env) */}}
-{{- define "moonhub.bindIP" -}}{{ if .Values.bindPodIP }}$(MOONHUB_POD_IP){{ else }}0.0.0.0{{ end }}{{- end -}}
-{{- define "moonhub.podIPEnv" -}}
-- {name: MOONHUB_POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
-{{- end -}}
+

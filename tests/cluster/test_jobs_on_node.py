@@ -1,15 +1,15 @@
-"""CronJobs and Jobs run for real on the local node agent, with PVCs and logs."""
+"""CronJobs and Jobs run for real on the local cluster's kubelet, with PVCs and logs."""
 
 from __future__ import annotations
 
 from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
-from tests.helpers import create_pvc, describe_pod, read_from_pvc, wait_for
+from tests.helpers import SHELL_IMAGE, create_pvc, describe_pod, read_from_pvc, wait_for
 
 
 def job_template(command: str, claim: str | None = None) -> dict:
-    container: dict = {"name": "main", "image": "busybox", "command": ["sh", "-c", command]}
+    container: dict = {"name": "main", "image": SHELL_IMAGE, "command": ["sh", "-c", command]}
     spec: dict = {"restartPolicy": "Never", "containers": [container]}
     if claim:
         container["volumeMounts"] = [{"name": "work", "mountPath": "/work-volume"}]
@@ -21,7 +21,7 @@ async def _job_pods(core: client.CoreV1Api, ns: str, job: str) -> list:
     return list((await core.list_namespaced_pod(ns, label_selector=f"job-name={job}")).items)
 
 
-async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
+async def test_cronjob_runs_on_the_real_node_and_writes_to_pvc(
     api: client.ApiClient, core: client.CoreV1Api, namespace: str, local_cluster: ClusterConfig | None
 ) -> None:
     batch = client.BatchV1Api(api)
@@ -54,7 +54,7 @@ async def test_cronjob_runs_on_node_agent_and_writes_to_pvc(
     )
     pod = pods[0]
     if local_cluster is not None:
-        assert pod.spec.node_name == local_cluster.agent_node, "job pods run on the local node agent"
+        assert pod.spec.node_name == local_cluster.real_node_name, "job pods run on the local cluster's kubelet"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
     assert await read_from_pvc(core, namespace, "workspace", "result.txt") == "done\n"
     log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container="main")

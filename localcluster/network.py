@@ -1,0 +1,92 @@
+"""The host's side of the local cluster's network, made before anything starts.
+
+- Every cluster range (:data:`.config.CLUSTER_RANGES`) and the link-local range get an
+  ``unreachable`` route, so a packet for a pod, a Service or kwok's simulated pods can
+  never leave the machine; the pods' bridge (a longer prefix) and the addresses on the
+  dummy interface (the ``local`` table) still win where they exist.
+- A dummy interface ``moonhub0`` holds each cluster's node address (the API server, the
+  kubelet and host-run services listen there; pods reach it through the bridge) and the
+  cloud-metadata address, where a stand-in answers (:mod:`.metadata`).
+- Forwarding for the pods' bridge: IP forwarding on, bridged traffic through iptables (so
+  kube-proxy and the policy enforcer see it), an ACCEPT for the bridge in ``DOCKER-USER``
+  when Docker set FORWARD's policy to DROP, and a REJECT for anything from the pod range
+  that would leave by another interface (pods have no way off the machine).
+
+Nothing here touches the default route, DNS or a chain's default policy. Each step is
+idempotent; :func:`plan` is pure and unit-tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+from .config import CLUSTER_RANGES, METADATA_IP, ClusterConfig
+
+log = logging.getLogger("moonhub.localcluster")
+
+DUMMY = "moonhub0"
+BRIDGE = "moonhub-br"
+#: our own chain, jumped to from FORWARD (and DOCKER-USER, which Docker jumps to first)
+CHAIN = "MOONHUB-FORWARD"
+LINK_LOCAL = "169.254.0.0/16"
+
+
+def plan(cfg: ClusterConfig) -> list[list[str]]:
+    """The commands that make the host ready for ``cfg`` (pure; each is idempotent)."""
+    cmds: list[list[str]] = []
+    for cidr in (*CLUSTER_RANGES, LINK_LOCAL):
+        cmds.append(["ip", "route", "replace", "unreachable", cidr])
+    cmds += [
+        ["ip", "link", "add", DUMMY, "type", "dummy"],
+        ["ip", "link", "set", DUMMY, "up"],
+        ["ip", "addr", "replace", f"{cfg.node_ip}/32", "dev", DUMMY],
+        ["ip", "addr", "replace", f"{METADATA_IP}/32", "dev", DUMMY],
+        ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+        ["iptables", "-w", "-N", CHAIN],
+        ["iptables", "-w", "-F", CHAIN],
+        # pods talk to each other across the bridge; replies to host connections pass
+        ["iptables", "-w", "-A", CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
+        [
+            "iptables",
+            "-w",
+            "-A",
+            CHAIN,
+            "-o",
+            BRIDGE,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+        # nothing from a pod range leaves by another interface (eth0, docker0, ...)
+        ["iptables", "-w", "-A", CHAIN, "-s", CLUSTER_RANGES[0], "!", "-o", BRIDGE, "-j", "REJECT"],
+    ]
+    return cmds
+
+
+def _ensure_jump(parent: str) -> None:
+    """Put a jump to our chain first in ``parent`` (once)."""
+    if subprocess.run(["iptables", "-w", "-C", parent, "-j", CHAIN], capture_output=True).returncode:
+        subprocess.run(["iptables", "-w", "-I", parent, "1", "-j", CHAIN], check=True, capture_output=True)
+
+
+def prepare_host(cfg: ClusterConfig) -> None:
+    """Run :func:`plan` (errors of steps that exist already are ignored), then hook our chain
+    into FORWARD and, where Docker made it, DOCKER-USER."""
+    for cmd in plan(cfg):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode and "exists" not in proc.stderr and "already" not in proc.stderr:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    _ensure_jump("FORWARD")
+    if subprocess.run(["iptables", "-w", "-L", "DOCKER-USER", "-n"], capture_output=True).returncode == 0:
+        _ensure_jump("DOCKER-USER")
+    log.info("host network ready: %s unreachable, node address %s on %s", ", ".join(CLUSTER_RANGES), cfg.node_ip, DUMMY)
+
+
+def bridge_exists() -> bool:
+    return Path(f"/sys/class/net/{BRIDGE}").exists()

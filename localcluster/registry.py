@@ -1,0 +1,73 @@
+"""The local image registry: distribution's ``registry`` (built from the Go module proxy) on
+``127.0.0.1:5000``, its data in ``~/.cache/moonhub/registry``.
+
+One per machine, shared by every local cluster (whose containerd pulls from it) and by
+``./moonhub images`` (which pushes to it). It runs supervised with its own pid file and log
+in ``~/.cache/moonhub/run`` and ``.../logs``; :func:`ensure` starts it when nothing answers,
+:func:`stop` ends it (``./moonhub down``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .supervisor import StartError, Supervisor, ensure_free, http_ok
+
+#: Docker and containerd take 127.0.0.0/8 registries over plain HTTP
+REGISTRY = os.environ.get("MOONHUB_REGISTRY", "127.0.0.1:5000")
+CACHE = Path(os.environ.get("MOONHUB_CACHE", Path.home() / ".cache" / "moonhub"))
+DATA = CACHE / "registry"
+HERE = Path(__file__).resolve().parent
+
+
+def url() -> str:
+    return f"http://{REGISTRY}/v2/"
+
+
+def ref(repository: str, tag: str) -> str:
+    """``moonhub/base-notebook``, ``latest`` -> ``127.0.0.1:5000/moonhub/base-notebook:latest``."""
+    return f"{REGISTRY}/{repository}:{tag}"
+
+
+def config() -> str:
+    return yaml.safe_dump(
+        {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(DATA)}, "delete": {"enabled": True}},
+            "http": {"addr": REGISTRY},
+        }
+    )
+
+
+def _supervisor() -> Supervisor:
+    return Supervisor(CACHE / "run", CACHE / "logs", CACHE)
+
+
+def ensure(bin_dir: Path | None = None) -> None:
+    """Start the registry unless one answers."""
+    if http_ok(url()):
+        return
+    if bin_dir is None:
+        out = subprocess.run([str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+        bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    DATA.mkdir(parents=True, exist_ok=True)
+    conf = CACHE / "registry.yaml"
+    conf.write_text(config())
+    sup = _supervisor()
+    if sup.pid("registry") is None:
+        host, port = REGISTRY.rsplit(":", 1)
+        ensure_free("the image registry", [(host, int(port))])
+    sup.start("registry", [str(bin_dir / "registry"), "serve", str(conf)])
+    try:
+        sup.wait_healthy("registry", url(), timeout=30)
+    except StartError as e:
+        raise StartError(f"the image registry did not start: {e}") from None
+
+
+def stop() -> bool:
+    return _supervisor().stop("registry")
