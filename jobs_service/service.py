@@ -287,7 +287,13 @@ class JobsService:
                     run = _new_run(defn, name, "schedule")
                     s.add(run)
                 if run.status != "cancelled":
+                    was = run.status
                     _apply_job_status(run, job)
+                    if run.status == "failed" and was != "failed":
+                        pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={name}")
+                        why = failure_reason(pods.items)
+                        if why:
+                            run.reason = f"{why} ({run.reason})"[:1024]
                 s.flush()
                 seen.add(name)
                 wants = run.definition.spec.get("notify") or {}
@@ -411,6 +417,32 @@ def progress(log_text: str, cells: int) -> dict[str, int] | None:
     injected = "with parameters [" in log_text and "with parameters []" not in log_text
     done = int(found[-1])
     return {"cell": done, "of": max(cells + injected, done)}
+
+
+def failure_reason(pods: list[Any]) -> str | None:
+    """Why a run's pod failed, in words, when Kubernetes knows more than "backoff limit
+    exceeded" (pure): the container was OOM-killed (with its memory limit), or the runner left
+    a termination message (e.g. its kernel was killed for memory)."""
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp, reverse=True):
+        for cs in pod.status.container_statuses or []:
+            term = cs.state.terminated if cs.state else None
+            if term is None:
+                continue
+            if term.reason == "OOMKilled":
+                spec = next((c for c in pod.spec.containers if c.name == cs.name), None)
+                limit = ((spec.resources.limits or {}) if spec and spec.resources else {}).get("memory")
+                return f"out of memory (limit {_bytes_text(limit)})" if limit else "out of memory"
+            if term.message:
+                return str(term.message).strip()
+    return None
+
+
+def _bytes_text(quantity: str) -> str:
+    """``4Gi`` -> ``4 GiB``; other forms as they are."""
+    for suffix, unit in (("Gi", "GiB"), ("Mi", "MiB"), ("Ki", "KiB")):
+        if quantity.endswith(suffix):
+            return f"{quantity[: -len(suffix)]} {unit}"
+    return quantity
 
 
 def _apply_job_status(run: RunRow, job: client.V1Job) -> None:

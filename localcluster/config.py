@@ -110,6 +110,11 @@ class ClusterConfig:
         return str(ipaddress.ip_network(self.service_cidr)[10])
 
     @property
+    def kwok_node_ip(self) -> str:
+        """The simulated nodes' address (the last of kwok's range: never on a wire either)."""
+        return str(ipaddress.ip_network(self.kwok_pod_cidr)[-2])
+
+    @property
     def bridge_ip(self) -> str:
         """The host's address on the pods' bridge (their gateway)."""
         return str(ipaddress.ip_network(self.pod_cidr)[1])

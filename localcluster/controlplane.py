@@ -184,6 +184,9 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{cfg.kwok_port}",
             "--node-lease-duration-seconds=40",
+            # simulated pods' addresses: from a range routed `unreachable` (never on a wire)
+            f"--cidr={cfg.kwok_pod_cidr}",
+            f"--node-ip={cfg.kwok_node_ip}",
         ],
         f"http://127.0.0.1:{cfg.kwok_port}/healthz",
     )

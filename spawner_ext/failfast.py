@@ -1,8 +1,9 @@
 """Fail a spawn early, and explain why, when waiting can not help.
 
-Two cases end a spawn within seconds instead of at the start timeout: the scheduler keeps
-reporting the pod unschedulable (for GPUs the message says how many are free), or the
-image can not be pulled.
+Three cases end a spawn within seconds instead of at the start timeout: the scheduler keeps
+reporting the pod unschedulable (for GPUs the message says how many are free), the image
+can not be pulled, or the kubelet refuses to start the container as configured (e.g. an
+image that runs as root where the platform requires a non-root user).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from .spawner import MoonSpawner
 
 IMAGE_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
+#: the kubelet will not start the container as the pod asks; retrying does not help
+CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError")
 #: reported while the workspace volume is still being bound: that resolves by itself
 TRANSIENT = ("unbound immediate PersistentVolumeClaims", "persistentvolumeclaim", "not found")
 #: how long the scheduler must keep refusing before the spawn is ended
@@ -49,6 +52,23 @@ def image_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
     return None
 
 
+def container_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(image, explanation) when the kubelet refuses to start a container (pure)."""
+    if not pod:
+        return None
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in CONFIG_ERRORS:
+            message = waiting.get("message", "")
+            if "runAsNonRoot" in message:
+                return cs.get("image", "?"), (
+                    "the image runs as root and MoonHub starts servers only as a non-root user; "
+                    f"the image needs a numeric non-root USER (kubelet: {message})"
+                )
+            return cs.get("image", "?"), f"{waiting['reason']}: {message}".strip(": ")
+    return None
+
+
 class FailFast:
     def __init__(self, spawner: MoonSpawner) -> None:
         self.spawner = spawner
@@ -61,10 +81,13 @@ class FailFast:
         while True:
             await asyncio.sleep(1)
             pod = sp.pod_reflector.pods.get(key)
+            env = (sp.user_options or {}).get("environment", "?")
             problem = image_problem(pod)
             if problem:
-                env = (sp.user_options or {}).get("environment", "?")
                 return f"the image {problem[0]} of environment {env!r} can not be pulled ({problem[1]})"
+            refused = container_problem(pod)
+            if refused:
+                return f"the server of environment {env!r} ({refused[0]}) can not start: {refused[1]}"
             reason = unschedulable_message(pod)
             if reason is None:
                 since = None

@@ -3,7 +3,9 @@
 Executes the snapshot with papermill, injecting parameters, and writes the output notebook
 into the owner's workspace as it goes (papermill saves after every cell). Exits 0 on
 success and 1 when a cell fails; the failing cell is printed and recorded in a small JSON
-result file next to the output (``<output>.result.json``), which the jobs service reads.
+result file next to the output (``<output>.result.json``). A run whose kernel the OOM killer
+stopped says "out of memory (limit ...)" in the container's termination message, which the
+jobs service shows as the run's reason.
 
 Parameters come from ``$MOONHUB_PARAMETERS`` (a JSON object) or ``--parameters``.
 """
@@ -18,6 +20,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .memory import OomWatch, human_bytes
+
+#: where Kubernetes reads a container's termination message (the pod's default)
+TERMINATION_LOG = "/dev/termination-log"
 
 
 def _result(path: Path, **fields: Any) -> None:
@@ -36,6 +43,8 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
         meta = json.loads(notebook.read_text()).get("metadata", {})
         kernel = None if meta.get("kernelspec", {}).get("name") else "python3"
     print(f"moonhub-run-notebook: {notebook} -> {output} with parameters {sorted(parameters)}", flush=True)
+    oom = OomWatch()
+    oom.new_kills()  # the baseline: kills from now on are this run's
     try:
         pm.execute_notebook(
             str(notebook),
@@ -48,6 +57,7 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
             request_save_on_cell_execute=True,
         )
     except PapermillExecutionError as e:
+        _explain_oom(oom)
         print(f"moonhub-run-notebook: cell {e.exec_count} failed: {e.ename}: {e.evalue}", file=sys.stderr, flush=True)
         _result(
             result,
@@ -60,12 +70,28 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
         )
         return 1
     except Exception as e:  # the notebook could not run at all (no such kernel, bad file)
+        _explain_oom(oom)
         print(f"moonhub-run-notebook: could not run the notebook: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         _result(result, status="error", error=type(e).__name__, message=str(e), started=started, finished=time.time())
         return 1
     _result(result, status="succeeded", started=started, finished=time.time())
     print("moonhub-run-notebook: done", flush=True)
     return 0
+
+
+def _explain_oom(oom: OomWatch) -> None:
+    """When the run failed because the container ran out of memory (its kernel was killed),
+    say so in the log and in the container's termination message, which Kubernetes keeps
+    in the pod's status and the jobs service shows as the run's reason."""
+    kills, limit = oom.new_kills()
+    if not kills:
+        return
+    text = f"out of memory (limit {human_bytes(limit)})" if limit else "out of memory"
+    print(f"moonhub-run-notebook: {text}: the kernel was killed by the OOM killer", file=sys.stderr, flush=True)
+    try:
+        Path(TERMINATION_LOG).write_text(text)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

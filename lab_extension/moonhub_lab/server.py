@@ -2,7 +2,8 @@
 ``/moonhub/api/v1/...`` to the jobs service with the server's own hub token. Also:
 ``/moonhub/server`` (what this server runs: a new job's defaults), ``/moonhub/gpu`` (GPU
 utilization and idleness, for GPU-aware reclaim) and ``/moonhub/notices`` (warnings the
-hub's culling services leave for the user; JupyterLab shows them).
+hub's culling services leave for the user, and this server's out-of-memory kills, read from
+its cgroup; JupyterLab shows them).
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
 ``$MOONHUB_JOBS_URL`` (the jobs service, e.g. ``http://hub:8090/services/jobs/``), which
@@ -23,6 +24,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
 from .gpu import IdleTracker, pick_source
+from .memory import OomWatch, message
 
 MAX_BODY = 2 * 1024 * 1024
 MAX_NOTICES = 20
@@ -131,10 +133,7 @@ class NoticesHandler(APIHandler):
             notice = {k: str(body[k]) for k in ("id", "kind", "message")} | {"at": str(body.get("at", ""))}
         except (ValueError, KeyError, TypeError):
             raise web.HTTPError(400, "a notice needs id, kind and message") from None
-        notices = self.settings["moonhub_notices"]
-        notices[notice["id"]] = notice
-        while len(notices) > MAX_NOTICES:
-            notices.pop(next(iter(notices)))
+        add_notice(self.settings, notice)
         self.set_status(201)
         self.finish(notice)
 
@@ -158,10 +157,35 @@ def _start_gpu_sampling(server_app: Any) -> None:
     server_app.log.info("MoonHub: sampling GPU utilization (%s) every %.0fs", source.name, every)
 
 
+def add_notice(settings: dict[str, Any], notice: dict[str, str]) -> None:
+    notices = settings["moonhub_notices"]
+    notices[notice["id"]] = notice
+    while len(notices) > MAX_NOTICES:
+        notices.pop(next(iter(notices)))
+
+
+def _start_oom_watch(server_app: Any) -> None:
+    """A notice for each out-of-memory kill in this server's container."""
+    settings, watch = server_app.web_app.settings, OomWatch()
+    watch.new_kills()  # the baseline
+
+    def check() -> None:
+        kills, limit = watch.new_kills()
+        if kills:
+            at = datetime.now(UTC).isoformat()
+            server_app.log.warning("MoonHub: %d process(es) killed for memory (limit %s)", kills, limit)
+            add_notice(
+                settings, {"id": f"oom-{at}", "kind": "out-of-memory", "message": message(kills, limit), "at": at}
+            )
+
+    PeriodicCallback(check, float(os.environ.get("MOONHUB_OOM_CHECK_SECONDS", "2")) * 1000).start()
+
+
 def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app = server_app.web_app
     web_app.settings["moonhub_notices"] = {}
     _start_gpu_sampling(server_app)
+    _start_oom_watch(server_app)
     base = web_app.settings["base_url"]
     web_app.add_handlers(
         ".*$",

@@ -1,6 +1,6 @@
 /**
- * Warnings from the hub's culling services ("this server will be stopped at ..."), posted
- * to this server and shown once each as a JupyterLab notification.
+ * Warnings from the hub's culling services ("this server will be stopped at ...") and the
+ * server's own out-of-memory reports, shown once each as a JupyterLab notification.
  */
 import { Notification } from '@jupyterlab/apputils';
 

@@ -1,6 +1,6 @@
 """The Helm chart installed into the local cluster, end to end: the hub, the proxy and the
-jobs service come up as pods on the node agent (the hub image maps to a local environment,
-localcluster/images.yaml); a user logs in through the proxy, spawns, schedules a notebook
+jobs service come up as pods of the hub image (from the local registry) on the local
+cluster's kubelet; a user logs in through the proxy, spawns, schedules a notebook
 from the server (the route "Schedule this notebook" uses) and reads its output; then an
 upgrade with a changed value restarts the hub and the jobs service while the user's server,
 session, workspace, job definition and run history stay."""

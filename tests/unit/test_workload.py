@@ -3,7 +3,7 @@ from pathlib import Path
 from spawner_ext.capacity import GpuCapacity, gpu_capacity
 from spawner_ext.catalog import load
 from spawner_ext.choices import Choices
-from spawner_ext.failfast import image_problem, unschedulable_message
+from spawner_ext.failfast import container_problem, image_problem, unschedulable_message
 from spawner_ext.workload import build
 
 CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
@@ -121,3 +121,15 @@ def test_failfast_reads_scheduler_and_image_errors() -> None:
     }
     assert image_problem(bad_image) == ("x/y:1", "ErrImagePull: not found")
     assert image_problem({"status": {}}) is None
+
+
+def test_failfast_explains_a_root_image_under_run_as_non_root() -> None:
+    waiting = {
+        "reason": "CreateContainerConfigError",
+        "message": "container has runAsNonRoot and image will run as root (pod: x, container: notebook)",
+    }
+    pod = {"status": {"containerStatuses": [{"image": "r/root:1", "state": {"waiting": waiting}}]}}
+    image, why = container_problem(pod) or ("", "")
+    assert image == "r/root:1" and "runs as root" in why and "non-root USER" in why
+    pulling = {"status": {"containerStatuses": [{"image": "x", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
+    assert container_problem(pulling) is None
