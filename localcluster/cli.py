@@ -134,7 +134,7 @@ def up(cfg: ClusterConfig) -> Path:
         if comp.name == "kube-apiserver":
             bootstrap(cfg, bin_dir)
     if cfg.real_node:
-        wait_node_ready(cfg, bin_dir, cfg.real_node_name)
+        wait_node_ready(cfg, bin_dir, cfg.node_name)
         docs = addons.coredns_manifests(cfg, versions()["COREDNS_VERSION"])
         kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
         kubectl(cfg, bin_dir, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")

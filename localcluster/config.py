@@ -36,11 +36,8 @@ class ClusterConfig:
 
     state_dir: Path
     port_offset: int = 0
-    #: second octet of the pod IPs handed out by this cluster's node agent (127.<n>.x.y)
-    pod_ip_octet: int = 10
-    agent_node: str = "moon-local-0"
-    #: GPUs the node agent advertises (``nvidia.com/gpu``, label ``moonhub.io/simulated-gpu``);
-    #: pods that get them read their utilization from a file the agent provides
+    #: simulated GPUs the real node offers (``nvidia.com/gpu`` through a device plugin, label
+    #: ``moonhub.io/simulated-gpu``); pods that get them read their utilization from a file
     simulated_gpus: int = 0
     #: the address the API server and the real node use, on the host's dummy interface
     #: (``moonhub0``): reachable from pods, never routed off the machine
@@ -51,9 +48,9 @@ class ClusterConfig:
     #: kwok's simulated pods get addresses from this range (never used on a wire)
     kwok_pod_cidr: str = "10.90.0.0/16"
     #: run the real node (upstream kubelet, containerd, CNI, kube-proxy, CoreDNS,
-    #: kube-network-policies) in this cluster; name ``real_node_name``
+    #: kube-network-policies) in this cluster; name ``node_name``
     real_node: bool = True
-    real_node_name: str = "moon-node-0"
+    node_name: str = "moon-local-0"
 
     @property
     def etcd_port(self) -> int:
@@ -76,10 +73,6 @@ class ClusterConfig:
         return 10259 + self.port_offset
 
     @property
-    def kubelet_port(self) -> int:
-        return 10250 + self.port_offset
-
-    @property
     def kwok_port(self) -> int:
         return 10247 + self.port_offset
 
@@ -92,8 +85,8 @@ class ClusterConfig:
         return 9080 + self.port_offset
 
     @property
-    def real_kubelet_port(self) -> int:
-        return 10350 + self.port_offset
+    def kubelet_port(self) -> int:
+        return 10250 + self.port_offset
 
     @property
     def server(self) -> str:

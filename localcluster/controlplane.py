@@ -69,10 +69,10 @@ def prepare(cfg: ClusterConfig) -> None:
     sans = (*API_SANS, cfg.node_ip, cfg.kubernetes_service_ip)
     ca.issue("apiserver", "kube-apiserver", server_names=sans, client=False)
     ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
-    ca.issue("real-kubelet-serving", f"{cfg.real_node_name}-serving", server_names=(cfg.node_ip,), client=False)
+    ca.issue("real-kubelet-serving", f"{cfg.node_name}-serving", server_names=(cfg.node_ip,), client=False)
     service_account_keys(cfg.pki)
     identities = dict(IDENTITIES)
-    identities[f"node-{cfg.real_node_name}"] = node_identity(cfg.real_node_name)
+    identities[f"node-{cfg.node_name}"] = node_identity(cfg.node_name)
     for name, (cn, orgs) in identities.items():
         crt, key = ca.issue(f"client-{name}", cn, orgs)
         path = cfg.admin_kubeconfig if name == "admin" else cfg.kubeconfig(name)

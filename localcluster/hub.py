@@ -41,7 +41,7 @@ def hub_up(
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)
         ensure_free("the hub", [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)])
-    apply_user_pod_policy(cfg, user_pod_policy(platform))
+    apply_user_pod_policy(cfg, user_pod_policy(platform, f"moonhub-{name}-user-pods"))
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),
@@ -54,11 +54,12 @@ def hub_up(
     return url
 
 
-def user_pod_policy(platform: PlatformConfig) -> dict[str, Any]:
+def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -> dict[str, Any]:
     """Users' servers and job pods (the spawner's namespace): no ingress from other pods
     (the host-run proxy and hub reach them as the node); egress only to the hub API, the
     jobs service and the cluster DNS, so not to the Kubernetes API, the metadata address,
-    other users' pods or anything else on the host (pure)."""
+    other users' pods or anything else on the host (pure). Each host-run hub applies its own
+    (``name``); policies add up, so hubs sharing a namespace do not cut each other off."""
     targets = [urlparse(platform.hub.connect_url or platform.hub.api_url)]
     if platform.jobs.enabled:
         targets.append(urlparse(platform.jobs.url))
@@ -80,7 +81,7 @@ def user_pod_policy(platform: PlatformConfig) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "moonhub-user-pods", "namespace": platform.spawner.namespace},
+        "metadata": {"name": name, "namespace": platform.spawner.namespace},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
     }
 

@@ -44,7 +44,7 @@ def containerd_socket(cfg: ClusterConfig) -> Path:
 
 
 def kubelet_healthz_port(cfg: ClusterConfig) -> int:
-    return 10348 + cfg.port_offset
+    return 10248 + cfg.port_offset
 
 
 def containerd_config(cfg: ClusterConfig) -> str:
@@ -117,7 +117,7 @@ def kubelet_config(cfg: ClusterConfig) -> dict[str, Any]:
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": cfg.node_ip,
-        "port": cfg.real_kubelet_port,
+        "port": cfg.kubelet_port,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": kubelet_healthz_port(cfg),
@@ -161,7 +161,7 @@ def kube_proxy_config(cfg: ClusterConfig) -> dict[str, Any]:
         "kind": "KubeProxyConfiguration",
         "mode": "iptables",
         "clientConnection": {"kubeconfig": str(cfg.kubeconfig("kube-proxy"))},
-        "hostnameOverride": cfg.real_node_name,
+        "hostnameOverride": cfg.node_name,
         "bindAddress": cfg.node_ip,
         "clusterCIDR": cfg.pod_cidr,
         "healthzBindAddress": f"127.0.0.1:{cfg.kube_proxy_port}",
@@ -242,9 +242,9 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [
             str(b / "kubelet"),
             f"--config={d / 'kubelet' / 'config.yaml'}",
-            f"--kubeconfig={cfg.kubeconfig(f'node-{cfg.real_node_name}')}",
+            f"--kubeconfig={cfg.kubeconfig(f'node-{cfg.node_name}')}",
             f"--root-dir={d / 'kubelet' / 'root'}",
-            f"--hostname-override={cfg.real_node_name}",
+            f"--hostname-override={cfg.node_name}",
             f"--node-ip={cfg.node_ip}",
             f"--node-labels={node_labels(cfg)}",
             "--v=1",
@@ -261,7 +261,7 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [
             str(b / "kube-network-policies"),
             f"--kubeconfig={cfg.kubeconfig('network-policies')}",
-            f"--hostname-override={cfg.real_node_name}",
+            f"--hostname-override={cfg.node_name}",
             f"--metrics-bind-address=127.0.0.1:{cfg.netpol_metrics_port}",
             # containerd 1.6 has no NRI: pod addresses come from the API
             "--disable-nri",

@@ -54,7 +54,7 @@ async def test_cronjob_runs_on_the_real_node_and_writes_to_pvc(
     )
     pod = pods[0]
     if local_cluster is not None:
-        assert pod.spec.node_name == local_cluster.real_node_name, "job pods run on the local cluster's kubelet"
+        assert pod.spec.node_name == local_cluster.node_name, "job pods run on the local cluster's kubelet"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
     assert await read_from_pvc(core, namespace, "workspace", "result.txt") == "done\n"
     log = await core.read_namespaced_pod_log(pod.metadata.name, namespace, container="main")

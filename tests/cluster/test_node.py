@@ -61,7 +61,7 @@ async def test_pods_get_their_own_address_dns_and_services(
         lambda: core.read_namespaced_pod("backend", namespace), _ready, timeout=120, what="pod backend Ready"
     )
     assert ipaddress.ip_address(backend.status.pod_ip) in ipaddress.ip_network(local_cluster.pod_cidr)
-    assert backend.spec.node_name == local_cluster.real_node_name
+    assert backend.spec.node_name == local_cluster.node_name
     fqdn = f"backend.{namespace}.svc.cluster.local"
     probe = (
         "import socket, urllib.request as u\n"

@@ -42,7 +42,7 @@ def test_two_clusters_do_not_share_ports() -> None:
         "kcm_port",
         "scheduler_port",
         "kwok_port",
-        "real_kubelet_port",
+        "kubelet_port",
         "kube_proxy_port",
         "netpol_metrics_port",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from images.build import load_spec, target_flags
+from localcluster.registry import ref
 from spawner_ext.catalog import load
 
 CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
@@ -13,10 +14,10 @@ SPEC = load_spec()
 
 
 def test_catalog_names_exactly_the_notebook_images() -> None:
-    notebook_images = {f"moonhub/{n}:{i.tags[0]}" for n, i in SPEC.images.items() if n.endswith("-notebook")}
+    notebook_images = {ref(f"moonhub/{n}", i.tags[0]) for n, i in SPEC.images.items() if n.endswith("-notebook")}
     assert {e.image for e in CATALOG.environments} == notebook_images
     for env in CATALOG.environments:
-        img = SPEC.images[env.image.split("/")[1].split(":")[0]]
+        img = SPEC.images[env.image.split("/")[-1].split(":")[0]]
         if img.framework:
             assert (env.framework, env.framework_version, env.cuda) == (
                 img.framework["name"],

@@ -21,7 +21,7 @@ def test_github_teams_become_groups() -> None:
 
 def test_example_config_loads() -> None:
     cfg = load(EXAMPLES / "local.yaml")
-    assert cfg.auth.type == "development" and cfg.spawner.bind_pod_ip
+    assert cfg.auth.type == "development" and cfg.spawner.storage_class_override == "local-path"
 
 
 def test_development_login_only_when_named(tmp_path: Path) -> None:
@@ -54,7 +54,8 @@ OIDC = "auth:\n  type: oidc\n  oidc: {issuer: 'https://id.example.com/realms/ml'
         (OIDC + "  oidc: {isuer: x}\n", "auth.oidc.isuer: unknown key (did you mean 'issuer'?)"),
         ("auth:\n  type: github\n  oauth: {allowed_groups: [acme]}\n", "auth.oauth.client_id: required"),
         ("spawner:\n  start_timeout: soon\n", "spawner.start_timeout: must be an integer, not 'soon'"),
-        ("spawner:\n  bind_pod_ip: 'yes'\n", "spawner.bind_pod_ip: must be true or false"),
+        ("hub:\n  cleanup_servers: 'yes'\n", "hub.cleanup_servers: must be true or false"),
+        ("spawner:\n  bind_pod_ip: true\n", "spawner.bind_pod_ip: unknown key"),
         ("auth:\n  admin_users: admin\n", "auth.admin_users: must be a list"),
         ("- a\n", "the document: must be a mapping"),
         ("a: [\n", "not valid YAML"),
