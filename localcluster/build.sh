@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned upstream Kubernetes (control plane, kubelet, kube-proxy), etcd, kwok and
-# the node's add-ons (CoreDNS, kube-network-policies, crictl, the image registry) from the Go
+# the node's add-ons (CoreDNS, kube-router's firewall, crictl, the image registry, the storage
+# provisioner) from the Go
 # module proxy into a per-version cache outside the repository. Skips everything when cached.
 #
 #   localcluster/build.sh            # prints the bin directory on the last line
@@ -19,15 +20,22 @@ want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
 # the node's add-ons: name, Go package, version; each `go install`ed into its own folder
 addons=(
   "coredns github.com/coredns/coredns $COREDNS_VERSION"
-  "kube-network-policies sigs.k8s.io/kube-network-policies/cmd/kube-network-policies/standard $NETPOL_VERSION"
+  "kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router $KUBE_ROUTER_VERSION"
   "crictl sigs.k8s.io/cri-tools/cmd/crictl $CRICTL_VERSION"
   "registry github.com/distribution/distribution/v3/cmd/registry $REGISTRY_VERSION"
+  "local-path-provisioner github.com/rancher/local-path-provisioner $LOCAL_PATH_VERSION"
 )
+# ours, built in the wrapper module against the kubelet's device-plugin API (gpuplugin/main.go)
+plugin_src="$here/gpuplugin/main.go"
+plugin_sum=$(sha256sum "$plugin_src" | cut -c1-16)
 addon_dir() { echo "$cache/addons/$1-$2"; }
 for a in "${addons[@]}"; do want+=("${a%% *}"); done
 
+want+=(pause moonhub-gpu-plugin)
+
 have_all() {
   for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done
+  [ "$(cat "$bin/moonhub-gpu-plugin.sum" 2>/dev/null)" = "$plugin_sum" ] || return 1
   # an add-on link must point at the pinned version
   for a in "${addons[@]}"; do
     read -r name _ version <<<"$a"
@@ -41,6 +49,10 @@ if have_all; then
 fi
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# one build at a time (up, ./moonhub images and the tests may all ask at once)
+mkdir -p "$cache"; exec 9>"$cache/build.lock"
+if ! flock -n 9; then log "another build of the local cluster's binaries runs; waiting for it"; flock 9; fi
+if have_all; then echo "$bin"; exit 0; fi
 start=$(date +%s)
 work="$cache/build-k8s-$K8S_VERSION"
 mkdir -p "$work" "$bin"
@@ -109,6 +121,21 @@ for a in "${addons[@]}"; do
   fi
   ln -sfn "$dir/$name" "$bin/$name"
 done
+if [ ! -x "$bin/pause" ]; then
+  # the pause container: upstream's pause.c from the k8s.io/kubernetes module, static
+  src="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c"
+  log "building the pause binary from $src (gcc -static)"
+  gcc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION-moonhub" -o "$bin/pause.tmp" "$src"
+  mv "$bin/pause.tmp" "$bin/pause"
+fi
+if [ "$(cat "$bin/moonhub-gpu-plugin.sum" 2>/dev/null)" != "$plugin_sum" ] || [ ! -x "$bin/moonhub-gpu-plugin" ]; then
+  log "building moonhub-gpu-plugin (simulated GPUs through the kubelet's device-plugin API)"
+  t0=$(date +%s)
+  mkdir -p "$work/gpuplugin" && cp "$plugin_src" "$work/gpuplugin/main.go"
+  (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$bin/moonhub-gpu-plugin" ./gpuplugin)
+  echo "$plugin_sum" > "$bin/moonhub-gpu-plugin.sum"
+  log "moonhub-gpu-plugin built in $(( $(date +%s) - t0 ))s"
+fi
 have_all
 log "done in $(( $(date +%s) - start ))s: $bin"
 echo "$bin"

@@ -122,6 +122,7 @@ def up(cfg: ClusterConfig) -> Path:
             node.claim(cfg)
         except RuntimeError as e:
             raise StartError(str(e)) from None
+        network.reset_bridge(cfg)
         node.write_configs(cfg)
         registry.ensure(bin_dir)
         addons.push_images(bin_dir, versions()["COREDNS_VERSION"])
@@ -165,6 +166,8 @@ def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
         if sup.stop(name):
             log.info("stopped %s", name)
     if cfg.real_node:
+        if n := node.unmount_all(cfg):
+            log.info("unmounted %d of the kubelet's mounts", n)
         node.release(cfg)
         if registry.stop():
             log.info("stopped the image registry")

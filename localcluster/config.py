@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: the ranges every local cluster takes its addresses from (node addresses, pod and service
 #: ranges, kwok's pod range); routed `unreachable` on the host (nothing else uses them here)
 CLUSTER_RANGES = ("10.80.0.0/12", "10.96.0.0/12")
-#: the cloud-metadata address; a stand-in answers it on the host's dummy interface
+#: the cloud-metadata address; a stand-in answers it on the host's loopback interface
 METADATA_IP = "169.254.169.254"
 
 
@@ -39,8 +39,8 @@ class ClusterConfig:
     #: simulated GPUs the real node offers (``nvidia.com/gpu`` through a device plugin, label
     #: ``moonhub.io/simulated-gpu``); pods that get them read their utilization from a file
     simulated_gpus: int = 0
-    #: the address the API server and the real node use, on the host's dummy interface
-    #: (``moonhub0``): reachable from pods, never routed off the machine
+    #: the address the API server and the real node use, a /32 on the host's loopback
+    #: interface: reachable from pods, never routed off the machine
     node_ip: str = "10.85.0.1"
     #: the real node's pods get addresses from this range (its bridge ``moonhub-br``)
     pod_cidr: str = "10.88.0.0/24"
@@ -48,7 +48,7 @@ class ClusterConfig:
     #: kwok's simulated pods get addresses from this range (never used on a wire)
     kwok_pod_cidr: str = "10.90.0.0/16"
     #: run the real node (upstream kubelet, containerd, CNI, kube-proxy, CoreDNS,
-    #: kube-network-policies) in this cluster; name ``node_name``
+    #: kube-router's NetworkPolicy firewall) in this cluster; name ``node_name``
     real_node: bool = True
     node_name: str = "moon-local-0"
 

@@ -32,7 +32,8 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "kwok": ("kwok-controller", ("system:masters",)),
     # kube-proxy's user, bound to system:node-proxier by the API server's default RBAC
     "kube-proxy": ("system:kube-proxy", ()),
-    # the NetworkPolicy enforcer: reads policies, pods, namespaces, nodes (bootstrap.yaml)
+    # the NetworkPolicy enforcer (kube-router's firewall): reads policies, pods, namespaces,
+    # nodes, Services (bootstrap.yaml)
     "network-policies": ("moonhub:network-policies", ()),
     # the storage provisioner (local-path-provisioner; RBAC in storage.py)
     "local-path-provisioner": ("moonhub:local-path-provisioner", ()),

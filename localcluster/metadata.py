@@ -2,7 +2,7 @@
 
 Clouds answer instance metadata (and credentials) at 169.254.169.254; a pod that reaches it
 can read what the node may do. Here nothing real answers that address, so a stand-in
-serves it on the host's dummy interface: the NetworkPolicy tests prove that pods can NOT
+serves it on the host's loopback interface: the NetworkPolicy tests prove that pods can NOT
 reach it (and that they could without the policy enforcer), never by a missing route.
 """
 

@@ -3,10 +3,12 @@
 - Every cluster range (:data:`.config.CLUSTER_RANGES`) and the link-local range get an
   ``unreachable`` route, so a packet for a pod, a Service or kwok's simulated pods can
   never leave the machine; the pods' bridge (a longer prefix) and the addresses on the
-  dummy interface (the ``local`` table) still win where they exist.
-- A dummy interface ``moonhub0`` holds each cluster's node address (the API server, the
-  kubelet and host-run services listen there; pods reach it through the bridge) and the
-  cloud-metadata address, where a stand-in answers (:mod:`.metadata`).
+  node addresses (the ``local`` table) still win where they exist.
+- The loopback interface holds each cluster's node address (a /32 outside 127.0.0.0/8: the
+  API server, the kubelet and host-run services listen there; pods reach it through their
+  bridge) and the cloud-metadata address, where a stand-in answers (:mod:`.metadata`). This
+  VM's kernel has no ``dummy`` link type (no modules), and an address on ``lo`` is just as
+  local and can never be routed off the machine.
 - Forwarding for the pods' bridge: IP forwarding on, bridged traffic through iptables (so
   kube-proxy and the policy enforcer see it), an ACCEPT for the bridge in ``DOCKER-USER``
   when Docker set FORWARD's policy to DROP, and a REJECT for anything from the pod range
@@ -26,7 +28,8 @@ from .config import CLUSTER_RANGES, METADATA_IP, ClusterConfig
 
 log = logging.getLogger("moonhub.localcluster")
 
-DUMMY = "moonhub0"
+#: where the node and metadata addresses live
+NODE_IF = "lo"
 BRIDGE = "moonhub-br"
 #: our own chain, jumped to from FORWARD (and DOCKER-USER, which Docker jumps to first)
 CHAIN = "MOONHUB-FORWARD"
@@ -39,10 +42,8 @@ def plan(cfg: ClusterConfig) -> list[list[str]]:
     for cidr in (*CLUSTER_RANGES, LINK_LOCAL):
         cmds.append(["ip", "route", "replace", "unreachable", cidr])
     cmds += [
-        ["ip", "link", "add", DUMMY, "type", "dummy"],
-        ["ip", "link", "set", DUMMY, "up"],
-        ["ip", "addr", "replace", f"{cfg.node_ip}/32", "dev", DUMMY],
-        ["ip", "addr", "replace", f"{METADATA_IP}/32", "dev", DUMMY],
+        ["ip", "addr", "replace", f"{cfg.node_ip}/32", "dev", NODE_IF],
+        ["ip", "addr", "replace", f"{METADATA_IP}/32", "dev", NODE_IF],
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
         ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
         ["iptables", "-w", "-N", CHAIN],
@@ -85,8 +86,20 @@ def prepare_host(cfg: ClusterConfig) -> None:
     _ensure_jump("FORWARD")
     if subprocess.run(["iptables", "-w", "-L", "DOCKER-USER", "-n"], capture_output=True).returncode == 0:
         _ensure_jump("DOCKER-USER")
-    log.info("host network ready: %s unreachable, node address %s on %s", ", ".join(CLUSTER_RANGES), cfg.node_ip, DUMMY)
+    log.info(
+        "host network ready: %s unreachable, node address %s on %s", ", ".join(CLUSTER_RANGES), cfg.node_ip, NODE_IF
+    )
 
 
-def bridge_exists() -> bool:
-    return Path(f"/sys/class/net/{BRIDGE}").exists()
+def reset_bridge(cfg: ClusterConfig) -> bool:
+    """Remove the pods' bridge when another cluster's node left it with its own address
+    (the bridge plugin refuses to re-address it); the CNI plugin makes it again. True when
+    removed."""
+    if not Path(f"/sys/class/net/{BRIDGE}").exists():
+        return False
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", BRIDGE], capture_output=True, text=True).stdout
+    if f" {cfg.bridge_ip}/" in shown or "inet " not in shown:
+        return False
+    subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
+    log.info("removed the pods' bridge %s left by another cluster (%s)", BRIDGE, shown.split()[3])
+    return True

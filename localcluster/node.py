@@ -1,5 +1,5 @@
 """The real node: upstream kubelet on containerd and runc, CNI bridge, kube-proxy,
-kube-network-policies, with CoreDNS and the image registry.
+kube-router's firewall (NetworkPolicy), with CoreDNS and the image registry.
 
 Pure builders: the configuration files of containerd, CNI, the kubelet and kube-proxy and
 the command line of each process (:func:`components`). :func:`write_configs` writes the
@@ -7,7 +7,7 @@ files; starting and stopping is :mod:`.cli`'s job with :mod:`.supervisor`.
 
 What this machine needs (docs/local-cluster.md has the why of each): cgroup v1 with
 ``failCgroupV1: false``; ``oomScoreAdj: 0`` and containerd's ``restrict_oom_score_adj``
-(the VM lacks CAP_SYS_RESOURCE); a non-loopback node address (the dummy interface); the
+(the VM lacks CAP_SYS_RESOURCE); a node address outside 127.0.0.0/8 (a /32 on ``lo``); the
 pause image from the local registry.
 
 Machine-wide paths the kubelet keeps whatever its ``--root-dir`` (its device-plugin socket,
@@ -17,7 +17,9 @@ Machine-wide paths the kubelet keeps whatever its ``--root-dir`` (its device-plu
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from .registry import REGISTRY, ref
 
 PAUSE_IMAGE = ref("moonhub/pause", "3.10")
 CNI_BIN = "/usr/lib/cni"
+#: the NetworkPolicy enforcer's process name (kube-router's firewall)
+ENFORCER = "kube-router-firewall"
 #: which cluster runs the machine's one real node
 CLAIM = Path("/run/moonhub-node.claim")
 
@@ -181,7 +185,7 @@ def write_configs(cfg: ClusterConfig) -> None:
         (d / sub).mkdir(parents=True, exist_ok=True)
     (d / "containerd" / "config.toml").write_text(containerd_config(cfg))
     # containerd takes the first file by name; one file, one network
-    (d / "cni" / "10-moonhub.conflist").write_text(yaml.safe_dump(cni_config(cfg)))
+    (d / "cni" / "10-moonhub.conflist").write_text(json.dumps(cni_config(cfg), indent=2))
     (d / "kubelet" / "config.yaml").write_text(yaml.safe_dump(kubelet_config(cfg)))
     (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(cfg)))
     # no outside resolver: CoreDNS answers cluster names and refuses the rest
@@ -218,6 +222,21 @@ def _node_running(state_dir: Path) -> bool:
     except (OSError, ValueError, IndexError):
         return False
     return True
+
+
+def unmount_all(cfg: ClusterConfig) -> int:
+    """Unmount what the kubelet left mounted under the node's folder (its root's bind mount,
+    pods' token and secret tmpfs), deepest first, so the state folder can be removed; the
+    kubelet mounts again what running pods need when it starts. Returns how many."""
+    root = str(node_dir(cfg).resolve())
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == root or point.startswith(root + "/"):
+            points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    return len(points)
 
 
 def node_labels(cfg: ClusterConfig) -> str:
@@ -257,17 +276,24 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         f"http://127.0.0.1:{cfg.kube_proxy_port}/livez",
     )
     netpol = Component(
-        "kube-network-policies",
+        ENFORCER,
         [
-            str(b / "kube-network-policies"),
+            str(b / "kube-router"),
             f"--kubeconfig={cfg.kubeconfig('network-policies')}",
             f"--hostname-override={cfg.node_name}",
-            f"--metrics-bind-address=127.0.0.1:{cfg.netpol_metrics_port}",
-            # containerd 1.6 has no NRI: pod addresses come from the API
-            "--disable-nri",
-            "--v=1",
+            # its firewall only: kube-proxy serves Services, the bridge plugin the network
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--enable-cni=false",
+            "--enable-ipv6=false",
+            f"--service-cluster-ip-range={cfg.service_cidr}",
+            f"--health-port={cfg.netpol_metrics_port}",
+            "--metrics-port=0",
+            "--iptables-sync-period=30s",
+            "-v=1",
         ],
-        f"http://127.0.0.1:{cfg.netpol_metrics_port}/metrics",
+        f"http://127.0.0.1:{cfg.netpol_metrics_port}/healthz",
     )
     gpus = Component(
         "gpu-plugin",

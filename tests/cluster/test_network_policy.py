@@ -1,9 +1,11 @@
-"""NetworkPolicy is enforced on the real node (kube-network-policies), from a user's server
+"""NetworkPolicy is enforced on the real node (kube-router's firewall), from a user's server
 and from a job pod, and each check fails once the enforcer is stopped: the policy is what
 blocks, not a missing route."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -52,7 +54,9 @@ async def victim(core: client.CoreV1Api) -> AsyncIterator[str]:
     """Another user's server, in a namespace of its own; yields its pod IP."""
     ns = f"t-victim-{uuid.uuid4().hex[:5]}"
     await core.create_namespace({"metadata": {"name": ns, "labels": {"moonhub.io/test": "true"}}})
-    await wait_for(lambda: core.list_namespaced_service_account(ns), lambda r: bool(r.items), timeout=30)
+    await wait_for(
+        lambda: core.list_namespaced_service_account(ns), lambda r: bool(r.items), timeout=30, what="a ServiceAccount"
+    )
     await core.create_namespaced_pod(
         ns,
         {
@@ -154,10 +158,14 @@ async def test_user_pods_reach_only_the_hub_jobs_service_and_dns(
         expected = {name: "open" if name in ALLOWED else "blocked" for name in seen}
         assert seen == expected, f"from a {'job pod' if as_job else 'server pod'}"
 
-    # without the enforcer the same probe reaches everything: the policy did the blocking
+    # without the enforcer (stopped, its rules removed) the same probe reaches everything:
+    # the policy did the blocking, not a missing route
     sup = Supervisor(cfg.run, cfg.logs, REPO)
-    enforcer = next(c for c in node.components(cfg, cli.build()) if c.name == "kube-network-policies")
+    bin_dir = cli.build()
+    enforcer = next(c for c in node.components(cfg, bin_dir) if c.name == node.ENFORCER)
     sup.stop(enforcer.name)
+    cleanup = [str(bin_dir / "kube-router"), "--cleanup-config"]
+    await asyncio.to_thread(subprocess.run, cleanup, capture_output=True, timeout=60)
     try:
         seen = await _probe(api, core, namespace, script, as_job=False)
         assert set(seen.values()) == {"open"}, seen

@@ -99,7 +99,7 @@ def test_node_configs_for_this_machine() -> None:
     proxy = node.kube_proxy_config(cfg)
     assert proxy["nodePortAddresses"] == [f"{cfg.node_ip}/32"] and proxy["clusterCIDR"] == cfg.pod_cidr
     names = [c.name for c in node.components(cfg, Path("/bin"))]
-    assert names == ["metadata-stand-in", "containerd", "kubelet", "kube-proxy", "kube-network-policies", "gpu-plugin"]
+    assert names == ["metadata-stand-in", "containerd", "kubelet", "kube-proxy", node.ENFORCER, "gpu-plugin"]
     assert "moonhub.io/simulated-gpu=true" in node.node_labels(cfg)
     assert "gpu-plugin" not in [c.name for c in node.components(ClusterConfig(Path("/s")), Path("/bin"))]
 
