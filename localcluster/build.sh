@@ -31,10 +31,10 @@ plugin_sum=$(sha256sum "$plugin_src" | cut -c1-16)
 addon_dir() { echo "$cache/addons/$1-$2"; }
 for a in "${addons[@]}"; do want+=("${a%% *}"); done
 
-want+=(pause moonhub-gpu-plugin)
+want+=(pause moonhub-gpu-plugin kwok-stages/pod-complete.yaml)
 
 have_all() {
-  for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done
+  for b in "${want[@]}"; do [ -e "$bin/$b" ] || return 1; done
   [ "$(cat "$bin/moonhub-gpu-plugin.sum" 2>/dev/null)" = "$plugin_sum" ] || return 1
   # an add-on link must point at the pinned version
   for a in "${addons[@]}"; do
@@ -121,6 +121,12 @@ for a in "${addons[@]}"; do
   fi
   ln -sfn "$dir/$name" "$bin/$name"
 done
+if [ ! -f "$bin/kwok-stages/pod-complete.yaml" ]; then
+  # kwok's default pod stages, to run with one of ours (localcluster/nodes.py)
+  src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/kustomize/stage/pod/fast"
+  mkdir -p "$bin/kwok-stages" && cp "$src"/pod-*.yaml "$bin/kwok-stages/"
+  log "kwok's pod stages copied from $src"
+fi
 if [ ! -x "$bin/pause" ]; then
   # the pause container: upstream's pause.c from the k8s.io/kubernetes module, static
   src="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c"

@@ -17,7 +17,7 @@ from . import addons, network, node, registry, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
 from .hub import dev_password, hub_up
-from .nodes import FLEET, node_object
+from .nodes import FLEET, kwok_stages, node_object
 from .supervisor import StartError, Supervisor, ensure_free, http_ok
 
 log = logging.getLogger("moonhub.localcluster")
@@ -126,6 +126,8 @@ def up(cfg: ClusterConfig) -> Path:
         node.write_configs(cfg)
         registry.ensure(bin_dir)
         addons.push_images(bin_dir, versions()["COREDNS_VERSION"])
+    defaults = [yaml.safe_load(p.read_text()) for p in sorted((bin_dir / "kwok-stages").glob("pod-*.yaml"))]
+    (cfg.state_dir / "kwok.yaml").write_text(yaml.safe_dump_all(kwok_stages(defaults)))
     sup = supervisor(cfg)
     for comp in all_components(cfg, bin_dir):
         if comp.name == "local-path-provisioner":

@@ -188,6 +188,8 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             # simulated pods' addresses: from a range routed `unreachable` (never on a wire)
             f"--cidr={cfg.kwok_pod_cidr}",
             f"--node-ip={cfg.kwok_node_ip}",
+            # its pod stages (nodes.kwok_stages), written by `up`
+            f"--config={cfg.state_dir / 'kwok.yaml'}",
         ],
         f"http://127.0.0.1:{cfg.kwok_port}/healthz",
     )

@@ -29,7 +29,7 @@ import yaml
 from .config import METADATA_IP, ClusterConfig
 from .controlplane import Component
 from .network import BRIDGE
-from .registry import REGISTRY, ref
+from .registry import CACHE, REGISTRY, ref
 
 PAUSE_IMAGE = ref("moonhub/pause", "3.10")
 CNI_BIN = "/usr/lib/cni"
@@ -51,12 +51,17 @@ def kubelet_healthz_port(cfg: ClusterConfig) -> int:
     return 10248 + cfg.port_offset
 
 
+#: containerd's root (image content and snapshots): machine-wide like the node itself, so a
+#: new test cluster does not pull every image again
+CONTAINERD_ROOT = CACHE / "containerd"
+
+
 def containerd_config(cfg: ClusterConfig) -> str:
     """containerd 1.6's config (version 2 format)."""
     d = node_dir(cfg) / "containerd"
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
-root = "{d / "root"}"
+root = "{CONTAINERD_ROOT}"
 state = "{d / "state"}"
 # the VM lacks CAP_SYS_RESOURCE: a negative oom_score_adj can not be set (docs/local-cluster.md)
 oom_score = 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
+#: where the storage provisioner runs its helper pods (localcluster/storage.py)
+STORAGE_HELPER_NAMESPACE = "local-path-storage"
 KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
@@ -28,6 +31,20 @@ FLEET = (
     SimulatedNode("kwok-gpu-v100-0", gpus=8, gpu_product="Tesla-V100-SXM2-32GB", gpu_memory_mib=32768),
     SimulatedNode("kwok-gpu-t4-0", gpus=4, gpu_product="Tesla-T4", gpu_memory_mib=15360),
 )
+
+
+def kwok_stages(default_pod_stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """kwok's pod stages: its defaults (ready, complete Job pods, delete) and one of ours that
+    completes the storage provisioner's helper pods on simulated nodes (pure). A workspace
+    volume for a pod bound for a simulated node is a ``local`` PV on that node, made by a
+    helper pod there; kwok only plays it, so it must also play it finishing."""
+    complete = next(s for s in default_pod_stages if s["metadata"]["name"] == "pod-complete")
+    helpers = copy.deepcopy(complete)
+    helpers["metadata"]["name"] = "storage-helper-complete"
+    helpers["spec"]["selector"]["matchExpressions"] = [
+        e for e in helpers["spec"]["selector"]["matchExpressions"] if e["key"] != ".metadata.ownerReferences.[].kind"
+    ] + [{"key": ".metadata.namespace", "operator": "In", "values": [STORAGE_HELPER_NAMESPACE]}]
+    return [*default_pod_stages, helpers]
 
 
 def node_object(n: SimulatedNode) -> dict[str, Any]:

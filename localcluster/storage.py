@@ -19,9 +19,10 @@ from typing import Any
 
 from .config import ClusterConfig
 from .controlplane import Component
+from .nodes import STORAGE_HELPER_NAMESPACE
 from .registry import ref
 
-NAMESPACE = "local-path-storage"
+NAMESPACE = STORAGE_HELPER_NAMESPACE
 STORAGE_CLASS = "local-path"
 PROVISIONER = "rancher.io/local-path"
 IDENTITY = "moonhub:local-path-provisioner"

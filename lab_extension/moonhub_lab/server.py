@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -78,8 +80,24 @@ class ForwardHandler(APIHandler):
         await self._forward(path)
 
 
+#: the frameworks an environment's image may carry, by distribution name
+FRAMEWORKS = ("torch", "tensorflow", "jupyterlab")
+
+
+def image_versions() -> dict[str, Any]:
+    """What this server's image holds: its Python and the frameworks installed in it."""
+    found: dict[str, str] = {}
+    for dist in FRAMEWORKS:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"python": platform.python_version(), "packages": found}
+
+
 class ServerInfoHandler(APIHandler):
-    """What this server runs (the spawner's choices): a new job's defaults."""
+    """What this server runs (the spawner's choices, and its image's Python and
+    frameworks): a new job's defaults."""
 
     @web.authenticated
     def get(self) -> None:
@@ -91,6 +109,7 @@ class ServerInfoHandler(APIHandler):
                 "gpu_type": os.environ.get("MOONHUB_GPU_TYPE") or None,
                 "gpu_count": int(count) if count.isdigit() else 0,
                 "jobs_service": bool(os.environ.get("MOONHUB_JOBS_URL")),
+                "image": image_versions(),
             }
         )
 

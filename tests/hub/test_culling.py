@@ -23,12 +23,12 @@ from localcluster import cli, node
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password
 from tests.conftest import Hub, platform_doc, start_hub
-from tests.helpers import wait_for
+from tests.helpers import PYTHON_IMAGE, wait_for
 
 STATE = REPO / ".state" / "test-hub-culling"
 NS = "moonhub-users"
 CLOCKS = {"idle_timeout": 70, "gpu_idle_timeout": 20, "warn_before": 12, "every": 3, "gpu_sample_seconds": 2}
-SIM_GPU = {"environment": "python", "size": "small", "gpu_type": "sim", "gpu_count": 1}
+SIM_GPU = {"environment": "sim-cuda", "size": "small", "gpu_type": "sim", "gpu_count": 1}
 CPU = {"environment": "python", "size": "small"}
 
 
@@ -46,6 +46,16 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         }
     )
     catalog["entitlements"][0]["gpu_types"].append("sim")
+    # a GPU environment built here: the base image, declared with CUDA (the CUDA images are
+    # built with `./moonhub images --gpu` only; GPU sampling does not need CUDA)
+    catalog["environments"].append(
+        {
+            "name": "sim-cuda",
+            "display_name": "Python (simulated GPU)",
+            "image": PYTHON_IMAGE.replace(":latest", ":python-3.11-lab-4.6"),
+            "cuda": "12.8",
+        }
+    )
     doc = platform_doc(STATE, 18400, catalog)
     doc["jobs"]["enabled"] = False
     doc["culling"] = {"enabled": True, **CLOCKS}

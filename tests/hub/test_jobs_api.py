@@ -425,8 +425,11 @@ async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], ti
         assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
 
 
-async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(hub: Hub) -> None:
-    """The browser talks only to its own server; the server extension calls the service."""
+async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(
+    hub: Hub, core: client.CoreV1Api, api: client.ApiClient
+) -> None:
+    """The browser talks only to its own server; the server extension calls the service.
+    The job runs in the same image as the server it was scheduled from."""
     user = "uma"
     s = hub.login(user)
     hub.spawn_form(s, user, environment="python", size="small")
@@ -439,7 +442,12 @@ async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(hub: H
     assert [j["name"] for j in s.get(f"{base}/jobs").json()["jobs"]] == ["from-lab"]
     # what this server runs: a new job's defaults
     info = s.get(f"{hub.url}/user/{user}/moonhub/server").json()
+    assert info.pop("image")["python"], "the image's Python"
     assert info == {"environment": "python", "size": "small", "gpu_type": None, "gpu_count": 0, "jobs_service": True}
+    server = await core.read_namespaced_pod(f"jupyter-{user}", "moonhub-users")
+    crons = (await client.BatchV1Api(api).list_namespaced_cron_job("moonhub-users")).items
+    (cron,) = [c for c in crons if c.metadata.name.endswith(f"{user}-from-lab")]
+    assert cron.spec.job_template.spec.template.spec.containers[0].image == server.spec.containers[0].image
     bad = s.post(f"{base}/jobs", data=json.dumps({**job_body("x"), "schedule": "* * *"}), headers=headers)
     assert bad.status_code == 400 and bad.json()["field"] == "schedule", "field errors come through unchanged"
     hub.api(s, "DELETE", f"/users/{user}/server")

@@ -8,7 +8,9 @@ import pytest
 import requests
 from kubernetes_asyncio import client
 
+from images.build import load_spec
 from localcluster.config import ClusterConfig
+from spawner_ext.catalog import load
 from tests.conftest import Hub
 from tests.helpers import gone, wait_for
 
@@ -37,6 +39,13 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
 
     pod = await core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
     assert pod.spec.node_name.startswith("moon-"), "the server runs on the local cluster's kubelet"
+    # the environment's image, pulled from the registry: its Python is Debian's, not the host's
+    env = next(e for e in load(hub.catalog).environments if e.name == "python")
+    assert pod.spec.containers[0].image == env.image
+    assert pod.status.container_statuses[0].image_id.startswith(env.image.split(":")[0] + "@sha256:")
+    info = s.get(f"{hub.url}/user/{user}/moonhub/server").json()
+    assert info["image"]["python"] == load_spec().os["python"], info
+    assert info["image"]["packages"]["jupyterlab"].startswith("4.6"), info
     assert pod.spec.automount_service_account_token is False
     assert pod.spec.security_context.run_as_non_root is True
     pvc = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)

@@ -12,7 +12,7 @@ from localcluster import addons, network, node, oci, storage
 from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
 from localcluster.hub import user_pod_policy
-from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, SimulatedNode, node_object
+from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, SimulatedNode, kwok_stages, node_object
 
 
 def test_gpu_node_has_capacity_labels_and_taints() -> None:
@@ -151,3 +151,29 @@ def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_and_dns() -> Non
     blocks = [(r["to"][0].get("ipBlock", {}).get("cidr"), [p["port"] for p in r["ports"]]) for r in spec["egress"]]
     assert blocks == [("10.85.0.1/32", [8081]), ("10.85.0.1/32", [8090]), (None, [53, 53])]
     yaml.safe_dump(policy)  # plain data
+
+
+def test_kwok_also_completes_storage_helpers_on_simulated_nodes() -> None:
+    complete = {
+        "kind": "Stage",
+        "metadata": {"name": "pod-complete"},
+        "spec": {
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+                    {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]},
+                ]
+            },
+            "next": {"statusTemplate": "phase: Succeeded"},
+        },
+    }
+    ready = {"kind": "Stage", "metadata": {"name": "pod-ready"}, "spec": {}}
+    stages = kwok_stages([ready, complete])
+    assert stages[:2] == [ready, complete], "kwok's own stages stay as they are"
+    ours = stages[2]
+    assert ours["metadata"]["name"] == "storage-helper-complete"
+    assert ours["spec"]["selector"]["matchExpressions"] == [
+        {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+        {"key": ".metadata.namespace", "operator": "In", "values": [storage.NAMESPACE]},
+    ]
+    assert ours["spec"]["next"] == complete["spec"]["next"]
