@@ -85,8 +85,11 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
                 f"--warn-before={cu.warn_before}",
                 f"--every={cu.every}",
             ],
-            # reads pods in the user namespace with the hub's Kubernetes identity
-            "environment": {"KUBECONFIG": os.environ.get("KUBECONFIG", "")},
+            # reads pods in the user namespace with the hub's Kubernetes identity: its
+            # kubeconfig, or in a pod the in-cluster settings (JupyterHub passes a service
+            # only the environment it is given)
+            "environment": {"KUBECONFIG": os.environ.get("KUBECONFIG", "")}
+            | {k: os.environ[k] for k in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT") if k in os.environ},
         }
     )
     roles.append(

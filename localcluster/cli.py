@@ -107,6 +107,7 @@ def _start(cfg: ClusterConfig, sup: Supervisor, comp: Component) -> None:
     sup.start(comp.name, comp.argv)
     if comp.name == "containerd":
         sup.wait_for(comp.name, node.containerd_socket(cfg).is_socket, "its socket")
+        refresh_images(cfg)
     else:
         sup.wait_healthy(comp.name, comp.health)
     log.info("%s healthy", comp.name)
@@ -122,7 +123,7 @@ def up(cfg: ClusterConfig) -> Path:
             node.claim(cfg)
         except RuntimeError as e:
             raise StartError(str(e)) from None
-        network.reset_bridge(cfg)
+        network.prepare_bridge(cfg)
         node.write_configs(cfg)
         registry.ensure(bin_dir)
         addons.push_images(bin_dir, versions()["COREDNS_VERSION"])
@@ -145,6 +146,20 @@ def up(cfg: ClusterConfig) -> Path:
     wait_service_account(cfg, bin_dir, "moonhub-users")
     log.info("local cluster up in %.1fs", time.monotonic() - t0)
     return bin_dir
+
+
+def refresh_images(cfg: ClusterConfig) -> None:
+    """Pull every MoonHub image of the registry into the node's containerd: a tag pushed
+    again (`./moonhub images` after a change) then names the new image on the node too
+    (pods pull `IfNotPresent`), and the first spawn does not wait for a pull."""
+    crictl = [str(_cached_bin_dir() / "crictl"), f"--runtime-endpoint=unix://{node.containerd_socket(cfg)}"]
+    t0 = time.monotonic()
+    refs = registry.images()
+    for ref in refs:
+        proc = subprocess.run([*crictl, "--timeout=600s", "pull", ref], capture_output=True, text=True)
+        if proc.returncode:
+            log.warning("pulling %s failed: %s", ref, proc.stderr.strip())
+    log.info("images on the node match the registry (%d references, %.1fs)", len(refs), time.monotonic() - t0)
 
 
 def stop_pods(cfg: ClusterConfig, bin_dir: Path) -> None:

@@ -91,15 +91,30 @@ def prepare_host(cfg: ClusterConfig) -> None:
     )
 
 
-def reset_bridge(cfg: ClusterConfig) -> bool:
-    """Remove the pods' bridge when another cluster's node left it with its own address
-    (the bridge plugin refuses to re-address it); the CNI plugin makes it again. True when
-    removed."""
-    if not Path(f"/sys/class/net/{BRIDGE}").exists():
-        return False
-    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", BRIDGE], capture_output=True, text=True).stdout
-    if f" {cfg.bridge_ip}/" in shown or "inet " not in shown:
-        return False
-    subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
-    log.info("removed the pods' bridge %s left by another cluster (%s)", BRIDGE, shown.split()[3])
-    return True
+def bridge_plan(cfg: ClusterConfig) -> list[list[str]]:
+    """The pods' bridge with its gateway address (the CNI bridge plugin takes it as it is),
+    and the service range routed to it (pure). The route lets the host's own connections to
+    a Service address be made at all (the `unreachable` route would refuse them before
+    kube-proxy's DNAT rewrites them to a pod); a packet for an address no Service has goes
+    nowhere but the bridge."""
+    prefix = cfg.pod_cidr.split("/")[1]
+    return [
+        ["ip", "link", "add", BRIDGE, "type", "bridge"],
+        ["ip", "addr", "replace", f"{cfg.bridge_ip}/{prefix}", "dev", BRIDGE],
+        ["ip", "link", "set", BRIDGE, "up"],
+        ["ip", "route", "replace", cfg.service_cidr, "dev", BRIDGE, "src", cfg.bridge_ip],
+    ]
+
+
+def prepare_bridge(cfg: ClusterConfig) -> None:
+    """Run :func:`bridge_plan`, first removing a bridge another cluster's node left with its
+    own address (the bridge plugin refuses to re-address it)."""
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", BRIDGE], capture_output=True, text=True)
+        if "inet " in shown.stdout and f" {cfg.bridge_ip}/" not in shown.stdout:
+            subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
+            log.info("removed the pods' bridge %s left by another cluster (%s)", BRIDGE, shown.stdout.split()[3])
+    for cmd in bridge_plan(cfg):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode and "exists" not in proc.stderr:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")

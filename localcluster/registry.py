@@ -33,6 +33,22 @@ def ref(repository: str, tag: str) -> str:
     return f"{REGISTRY}/{repository}:{tag}"
 
 
+def images() -> list[str]:
+    """Every ``moonhub/*`` reference the registry holds (repository:tag)."""
+    import json
+    import urllib.request
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/{path}", timeout=10) as resp:
+            return dict(json.load(resp))
+
+    refs = []
+    for repo in get("_catalog").get("repositories") or []:
+        if repo.startswith("moonhub/"):
+            refs += [ref(repo, tag) for tag in get(f"{repo}/tags/list").get("tags") or []]
+    return sorted(refs)
+
+
 def config() -> str:
     return yaml.safe_dump(
         {

@@ -42,7 +42,7 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     # the environment's image, pulled from the registry: its Python is Debian's, not the host's
     env = next(e for e in load(hub.catalog).environments if e.name == "python")
     assert pod.spec.containers[0].image == env.image
-    assert pod.status.container_statuses[0].image_id.startswith(env.image.split(":")[0] + "@sha256:")
+    assert pod.status.container_statuses[0].image_id.startswith(env.image.rsplit(":", 1)[0] + "@sha256:")
     info = s.get(f"{hub.url}/user/{user}/moonhub/server").json()
     assert info["image"]["python"] == load_spec().os["python"], info
     assert info["image"]["packages"]["jupyterlab"].startswith("4.6"), info

@@ -13,9 +13,9 @@ def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
     w = build(CAT, Choices("python", "medium"), "claim-alice")
     assert (w.image, w.cpu_guarantee, w.cpu_limit, w.mem_guarantee, w.mem_limit) == (
         "127.0.0.1:5000/moonhub/base-notebook:python-3.11-lab-4.6",
-        2.0,
+        0.5,
         4.0,
-        "8Gi",
+        "2Gi",
         "16Gi",
     )
     assert w.extra_resource_limits == {} and w.tolerations == [] and w.node_selector == {}

@@ -1,0 +1,114 @@
+"""Spawns and runs on the local cluster's real node, as a user sees them (figures, no asserts).
+
+Against the platform ``./moonhub up`` runs (the hub at http://127.0.0.1:8000, the
+development login):
+
+- first spawn: login -> the spawn form -> JupyterLab answers, for ``--users`` new users (a
+  new workspace volume each; the image is already on the node after the first);
+- spawn again: each user's server stopped, then the same again (volume and image present);
+- run now -> first cell executing: a job made through the user's server (the Schedule
+  dialog's route), "run now", until the run's live log shows papermill executing cell 1.
+
+    ./moonhub up
+    .venv/bin/python -m benchmarks.real_node [--users 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import requests
+
+from localcluster.config import REPO
+from tests.helpers import NOTEBOOK
+
+URL = "http://127.0.0.1:8000"
+
+
+def login(user: str, password: str) -> requests.Session:
+    s = requests.Session()
+    s.get(f"{URL}/hub/login").raise_for_status()
+    s.post(f"{URL}/hub/login", data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf")})
+    return s
+
+
+def hub_api(s: requests.Session, method: str, path: str, **kw: Any) -> requests.Response:
+    return s.request(
+        method, f"{URL}/hub/api{path}", headers={"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}, **kw
+    )
+
+
+def spawn(s: requests.Session, user: str, timeout: float = 180) -> float:
+    """Seconds from submitting the spawn form to JupyterLab answering."""
+    t0 = time.monotonic()
+    xsrf = s.cookies.get("_xsrf", path="/hub/") or ""
+    s.post(f"{URL}/hub/spawn/{user}", data={"_xsrf": xsrf, "environment": "python", "size": "small"})
+    while time.monotonic() - t0 < timeout:
+        lab = s.get(f"{URL}/user/{user}/lab", timeout=30)
+        if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise SystemExit(f"{user}'s lab did not answer in {timeout}s")
+
+
+def stop(s: requests.Session, user: str) -> None:
+    hub_api(s, "DELETE", f"/users/{user}/server")
+    for _ in range(600):
+        if not hub_api(s, "GET", f"/users/{user}").json()["servers"]:
+            return
+        time.sleep(0.2)
+
+
+def run_now_to_first_cell(s: requests.Session, user: str) -> float:
+    base = f"{URL}/user/{user}/moonhub/api/v1"
+    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
+    body = {"name": f"bench-{int(time.time())}", "notebook": "bench.ipynb", "notebook_content": NOTEBOOK}
+    job = s.post(f"{base}/jobs", json=body, headers=xsrf)
+    job.raise_for_status()
+    job_id = job.json()["id"]
+    t0 = time.monotonic()
+    run = s.post(f"{base}/jobs/{job_id}/run", headers=xsrf)
+    run.raise_for_status()
+    run_id = run.json()["id"]
+    while time.monotonic() - t0 < 180:
+        log = s.get(f"{base}/jobs/{job_id}/runs/{run_id}/log", headers=xsrf)
+        if log.status_code == 200 and "Executing Cell 1" in (log.json().get("log") or ""):
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    raise SystemExit("the run did not start executing in 180 s")
+
+
+def figures(name: str, xs: list[float]) -> None:
+    xs = sorted(xs)
+    p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+    print(f"{name:44} n={len(xs):3}  p50 {statistics.median(xs):5.2f} s  p95 {p95:5.2f} s  max {xs[-1]:5.2f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", type=int, default=20)
+    p.add_argument("--runs", type=int, default=3)
+    a = p.parse_args()
+    password = (REPO / ".state" / "hub" / "dev-password").read_text().strip()
+    users = [f"bench{i:02d}" for i in range(a.users)]
+    first, again = [], []
+    sessions = {u: login(u, password) for u in users}
+    for u in users:  # one at a time: the node has 2 cores
+        first.append(spawn(sessions[u], u))
+        stop(sessions[u], u)
+    for u in users:
+        again.append(spawn(sessions[u], u))
+        if u != users[0]:
+            stop(sessions[u], u)
+    runs = [run_now_to_first_cell(sessions[users[0]], users[0]) for _ in range(a.runs)]
+    stop(sessions[users[0]], users[0])
+    figures("spawn, new user (new volume)", first)
+    figures("spawn again (volume and image present)", again)
+    figures("run now -> first cell executing", runs)
+
+
+if __name__ == "__main__":
+    main()
