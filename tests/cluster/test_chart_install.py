@@ -56,7 +56,8 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     server_pod = await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
     assert server_pod.spec.service_account_name in (None, "default")
     env = {e.name: e.value for e in server_pod.spec.containers[0].env if e.value}
-    assert env["JUPYTERHUB_API_URL"] == f"http://{RELEASE}-moonhub-hub.{NS}.svc:8081/hub/api", "pods reach the hub by name"
+    hub_api = f"http://{RELEASE}-moonhub-hub.{NS}.svc:8081/hub/api"
+    assert env["JUPYTERHUB_API_URL"] == hub_api, "pods in the user namespace reach the hub by its qualified name"
 
     # a notebook in the workspace, scheduled from the server (the lab extension's route)
     r = _lab(s, hub, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
