@@ -13,6 +13,8 @@ def test_jupyterlab_serves(lab: Container) -> None:
     assert lab.get("/api/status").status_code == 200
     r = lab.get("/lab")
     assert r.status_code == 200 and "JupyterLab" in r.text
+    # set up for a platform: JupyterLab does not ask users about fetching Jupyter news
+    assert "@jupyterlab/apputils-extension:announcements" in r.text.split("disabledExtensions", 1)[1][:300]
 
 
 def test_runs_as_the_fixed_non_root_user(lab: Container) -> None:
