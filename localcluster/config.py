@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,5 +144,7 @@ class ClusterConfig:
         if saved.exists():
             data = json.loads(saved.read_text())
             data["state_dir"] = Path(data["state_dir"])
-            return cls(**data)
+            # a state folder from an earlier version may name settings that are gone
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
         return cls(state_dir=state_dir, **defaults)  # type: ignore[arg-type]

@@ -177,3 +177,11 @@ def test_kwok_also_completes_storage_helpers_on_simulated_nodes() -> None:
         {"key": ".metadata.namespace", "operator": "In", "values": [storage.NAMESPACE]},
     ]
     assert ours["spec"]["next"] == complete["spec"]["next"]
+
+
+def test_state_saved_by_an_earlier_version_still_loads(tmp_path: Path) -> None:
+    cfg = ClusterConfig(tmp_path, port_offset=7)
+    cfg.save()
+    saved = json.loads((tmp_path / "cluster.json").read_text())
+    (tmp_path / "cluster.json").write_text(json.dumps({**saved, "pod_ip_octet": 10, "agent_node": "moon-local-0"}))
+    assert ClusterConfig.load(tmp_path) == cfg
