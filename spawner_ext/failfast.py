@@ -41,32 +41,33 @@ def unschedulable_message(pod: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _waiting(pod: dict[str, Any] | None, reasons: tuple[str, ...]) -> tuple[str, str, str] | None:
+    """(image, reason, message) of the first container waiting for one of ``reasons`` (pure)."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in reasons:
+            return cs.get("image", "?"), waiting["reason"], waiting.get("message", "")
+    return None
+
+
 def image_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
     """(image, message) when a container's image can not be pulled (pure)."""
-    if not pod:
-        return None
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in IMAGE_ERRORS:
-            return cs.get("image", "?"), f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
-    return None
+    found = _waiting(pod, IMAGE_ERRORS)
+    return (found[0], f"{found[1]}: {found[2]}".strip(": ")) if found else None
 
 
 def container_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
     """(image, explanation) when the kubelet refuses to start a container (pure)."""
-    if not pod:
+    found = _waiting(pod, CONFIG_ERRORS)
+    if not found:
         return None
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in CONFIG_ERRORS:
-            message = waiting.get("message", "")
-            if "runAsNonRoot" in message:
-                return cs.get("image", "?"), (
-                    "the image runs as root and MoonHub starts servers only as a non-root user; "
-                    f"the image needs a numeric non-root USER (kubelet: {message})"
-                )
-            return cs.get("image", "?"), f"{waiting['reason']}: {message}".strip(": ")
-    return None
+    image, reason, message = found
+    if "runAsNonRoot" in message:
+        return image, (
+            "the image runs as root and MoonHub starts servers only as a non-root user; "
+            f"the image needs a numeric non-root USER (kubelet: {message})"
+        )
+    return image, f"{reason}: {message}".strip(": ")
 
 
 class FailFast:

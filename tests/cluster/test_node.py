@@ -24,6 +24,18 @@ async def _log(core: client.CoreV1Api, ns: str, name: str) -> str:
     return str(await resp.text())
 
 
+async def _run_to_end(
+    core: client.CoreV1Api, ns: str, name: str, command: list[str], **container: object
+) -> tuple[client.V1Pod, str]:
+    """Run a one-container pod of the notebook image to its end; (pod, log)."""
+    spec = {"name": "c", "image": PYTHON_IMAGE, "command": command, **container}
+    await core.create_namespaced_pod(
+        ns, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [spec]}}
+    )
+    pod = await pod_ended(core, ns, name, timeout=120)
+    return pod, await _log(core, ns, name)
+
+
 def _ready(p: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
 
@@ -71,18 +83,7 @@ async def test_pods_get_their_own_address_dns_and_services(
         "try:\n    socket.gethostbyname('pypi.org')\n    print('pypi.org resolved')\n"
         "except OSError:\n    print('pypi.org unresolved')\n"
     )
-    await core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "client"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "c", "image": PYTHON_IMAGE, "command": ["python3", "-c", probe]}],
-            },
-        },
-    )
-    pod = await pod_ended(core, namespace, "client", timeout=120)
-    log = await _log(core, namespace, "client")
+    pod, log = await _run_to_end(core, namespace, "client", ["python3", "-c", probe])
     assert pod.status.phase == "Succeeded", (await describe_pod(core, namespace, "client"), log)
     ip = svc.spec.cluster_ip
     assert log.splitlines() == [
@@ -109,18 +110,7 @@ async def test_service_account_token_authenticates_through_the_kubernetes_servic
         "try:\n    urllib.request.urlopen(req, context=ctx)\n"
         "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n"
     )
-    await core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "in-cluster"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "c", "image": PYTHON_IMAGE, "command": ["python3", "-c", script]}],
-            },
-        },
-    )
-    pod = await pod_ended(core, namespace, "in-cluster", timeout=120)
-    log = await _log(core, namespace, "in-cluster")
+    pod, log = await _run_to_end(core, namespace, "in-cluster", ["python3", "-c", script])
     assert pod.status.phase == "Succeeded", (await describe_pod(core, namespace, "in-cluster"), log)
     # authenticated as the pod's service account, and refused by RBAC: 403, not 401
     assert log.startswith("403 ") and f"system:serviceaccount:{namespace}:default" in log, log
@@ -134,32 +124,12 @@ async def test_memory_limit_kills_and_cpu_limit_is_in_the_cgroup(core: client.Co
         "/sys/fs/cgroup/memory/memory.limit_in_bytes; "
         "python3 -c 'x = bytearray(300 * 2**20); print(\"survived\")'"
     )
-    await core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "hungry"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "c",
-                        "image": PYTHON_IMAGE,
-                        "command": ["sh", "-c", script],
-                        "resources": {
-                            "requests": {"cpu": "100m", "memory": "64Mi"},
-                            "limits": {"cpu": "250m", "memory": "128Mi"},
-                        },
-                    }
-                ],
-            },
-        },
-    )
-    pod = await pod_ended(core, namespace, "hungry", timeout=120)
+    limits = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "128Mi"}}
+    pod, log = await _run_to_end(core, namespace, "hungry", ["sh", "-c", script], resources=limits)
     term = pod.status.container_statuses[0].state.terminated
     assert (pod.status.phase, term.reason, term.exit_code) == ("Failed", "OOMKilled", 137), await describe_pod(
         core, namespace, "hungry"
     )
-    log = await _log(core, namespace, "hungry")
     assert log.split()[:3] == ["25000", "100000", str(128 * 2**20)], log
     assert "survived" not in log
 

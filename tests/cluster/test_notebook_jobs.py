@@ -12,6 +12,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from jobs_service import manifests, validation
+from jobs_service.service import failure_reason
 from localcluster.config import ClusterConfig
 from spawner_ext import choices as ch
 from spawner_ext.catalog import load
@@ -163,3 +164,20 @@ async def test_retries_run_the_notebook_again(api: client.ApiClient, core: clien
     assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
     pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=flaky-run1")).items
     assert len(pods) == 2 and job.status.failed == 2, "one try plus one retry"
+
+
+async def test_a_run_out_of_memory_says_so_with_its_limit(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    """The size's memory limit (small: 4 GiB) is enforced by the kernel: the OOM killer stops
+    the notebook's kernel, and the run's pod says why, which the jobs service shows."""
+    owner = "rita"
+    await create_pvc(core, namespace, f"claim-{owner}")
+    hungry = notebook(("x = b'\\x01' * (5 * 2**30)", []))
+    await _submit(api, namespace, owner, {"name": "hungry", "notebook": "hungry.ipynb"}, hungry, "hungry-run1")
+    job = await _finished(client.BatchV1Api(api), namespace, "hungry-run1")
+    assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
+    pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=hungry-run1")).items
+    assert failure_reason(pods) == "out of memory (limit 4 GiB)", await describe_pod(
+        core, namespace, pods[0].metadata.name
+    )
