@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 log = logging.getLogger("moonhub.localcluster")
@@ -74,11 +74,15 @@ class Supervisor:
         log.info("started %s (pid %s), log %s", name, proc.pid, self.log_path(name))
         return proc.pid
 
-    def stop(self, name: str, grace: float = 20.0) -> bool:
-        """SIGTERM ``name``'s process group, SIGKILL after ``grace`` seconds."""
+    def stop(self, name: str, grace: float | None = None) -> bool:
+        """SIGTERM ``name``'s process group, SIGKILL after ``grace`` seconds; then end whatever
+        it started in sessions of their own and left behind (a hub's proxy and services when
+        the hub was killed before it stopped them)."""
         pid = self.pid(name)
         if pid is None:
             return False
+        grace = grace if grace is not None else (HUB_GRACE if name.startswith("hub") else 20.0)
+        children = _descendants(pid)
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -92,6 +96,7 @@ class Supervisor:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        _end(c for c in children if _alive(c))
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         return True
 
@@ -131,6 +136,50 @@ def ensure_free(name: str, addresses: list[tuple[str, int]]) -> None:
                     f"cannot start {name}: {host}:{port} is already in use by another process "
                     f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
                 )
+
+
+#: seconds a hub (``hub``, ``hub-culling``, ...) gets to stop before SIGKILL: it stops its
+#: services (each up to 20 s by JupyterHub's own timeouts) and its users' servers first
+HUB_GRACE = 90.0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every living process below ``pid`` (from /proc's parent links)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # the field after the parenthesised command name is the state, then the ppid
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _end(pids: Iterable[int], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, processes left behind."""
+    left = list(pids)
+    for p in left:
+        log.warning("ending pid %s, left behind", p)
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in left):
+        time.sleep(0.1)
+    for p in left:
+        if _alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _alive(pid: int) -> bool:
