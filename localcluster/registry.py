@@ -9,8 +9,10 @@ in ``~/.cache/moonhub/run`` and ``.../logs``; :func:`ensure` starts it when noth
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -35,8 +37,6 @@ def ref(repository: str, tag: str) -> str:
 
 def images() -> list[str]:
     """Every ``moonhub/*`` reference the registry holds (repository:tag)."""
-    import json
-    import urllib.request
 
     def get(path: str) -> dict:
         with urllib.request.urlopen(f"http://{REGISTRY}/v2/{path}", timeout=10) as resp:
