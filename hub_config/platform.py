@@ -7,6 +7,7 @@ Secrets never live in the document: they come from files or the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +128,20 @@ class SpawnerSection:
 
 
 @dataclass(frozen=True)
+class JobsLimits:
+    """What one user may hold in the jobs service (a refusal names the limit)."""
+
+    #: job definitions per user
+    jobs_per_user: int = 50
+    #: notebook versions kept per job; older ones are pruned unless a run still uses them
+    versions_per_job: int = 10
+    #: runs of one user queued or running at once that "run now" may add to
+    active_runs_per_user: int = 10
+    #: live-log streams one user may hold open at once
+    log_streams_per_user: int = 4
+
+
+@dataclass(frozen=True)
 class JobsSection:
     #: run the jobs service as a JupyterHub-managed service
     enabled: bool = False
@@ -140,6 +155,19 @@ class JobsSection:
     #: Deployment with its own Kubernetes identity) and authenticates with the token in
     #: ``$MOONHUB_JOBS_API_TOKEN``
     managed: bool = True
+    #: seconds between the service's reconciliations with Kubernetes and the hub (missing
+    #: CronJobs, entitlements checked again, departed users); also done at start
+    reconcile_interval: int = 300
+    #: seconds a job's owner must have been gone from the hub (the hub answers 404 for
+    #: them) before their jobs and run history are removed
+    departed_grace: int = 7 * 24 * 3600
+    #: let job admins change other users' notebooks and run their jobs (code execution as
+    #: that user); off: they may view, pause, resume, cancel and delete
+    admins_may_edit: bool = False
+    #: networks (CIDR) job webhooks may reach although they are not public (e.g. an internal
+    #: chat relay); every other private, loopback, link-local or cluster address is refused
+    webhook_allowed_networks: list[str] = field(default_factory=list)
+    limits: JobsLimits = field(default_factory=JobsLimits)
 
 
 @dataclass(frozen=True)
@@ -202,6 +230,20 @@ def check_consistency(cfg: PlatformConfig) -> None:
             raise DocumentError(f"culling.warn_before: must be shorter than culling.{key}")
     if not 0 <= cu.gpu_idle_threshold <= 100:
         raise DocumentError("culling.gpu_idle_threshold: a percentage, 0-100")
+    j = cfg.jobs
+    if j.departed_grace < 0:
+        raise DocumentError("jobs.departed_grace: must not be negative")
+    if j.reconcile_interval < 1:
+        raise DocumentError("jobs.reconcile_interval: must be at least 1 (second)")
+    for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user", "log_streams_per_user"):
+        if getattr(j.limits, key) < 1:
+            raise DocumentError(f"jobs.limits.{key}: must be at least 1")
+    for net in j.webhook_allowed_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            msg = f"jobs.webhook_allowed_networks: {net!r} is not a network (e.g. 10.20.0.0/16)"
+            raise DocumentError(msg) from None
     a = cfg.auth
     if a.type == "development":
         return

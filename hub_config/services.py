@@ -11,6 +11,8 @@ from typing import Any
 from .platform import ConfigError, PlatformConfig
 
 JOBS_TOKEN_ENV = "MOONHUB_JOBS_API_TOKEN"
+#: the platform document the hub reads when $MOONHUB_CONFIG is not set
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
 
 #: every user's role: their own things, and calling the jobs service (which decides what
 #: each may see)
@@ -35,6 +37,8 @@ def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], 
             "MOONHUB_SMTP_HOST": cfg.jobs.smtp.rsplit(":", 1)[0] if cfg.jobs.smtp else "",
             "MOONHUB_SMTP_PORT": cfg.jobs.smtp.rsplit(":", 1)[1] if ":" in cfg.jobs.smtp else "25",
             "MOONHUB_JOBS_DB": os.environ.get("MOONHUB_JOBS_DB_URL") or f"sqlite:///{state / 'jobs.sqlite'}",
+            # the platform document: its jobs section holds the service's limits and policies
+            "MOONHUB_CONFIG": os.environ.get("MOONHUB_CONFIG", str(DEFAULT_CONFIG)),
         },
     }
     if not cfg.jobs.managed:
@@ -43,8 +47,10 @@ def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], 
         if not token:
             raise ConfigError(f"jobs.managed: false needs the service's token in ${JOBS_TOKEN_ENV}")
         service = {"name": "jobs", "url": cfg.jobs.url, "api_token": token, "oauth_no_confirm": True}
-    # the service removes the jobs of users the hub no longer has
-    role = {"name": "moonhub-jobs", "scopes": ["list:users", "read:users:name"], "services": ["jobs"]}
+    # the service reads users' groups (what their jobs may use: entitlements are checked
+    # again at every run) and who has left the hub (their jobs go after a grace period)
+    scopes = ["list:users", "read:users:name", "read:users:groups"]
+    role = {"name": "moonhub-jobs", "scopes": scopes, "services": ["jobs"]}
     return service, [role]
 
 

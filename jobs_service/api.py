@@ -25,30 +25,46 @@ from .preview import preview
 from .service import Caller, JobsService
 
 MAX_BODY = 1024 * 1024
+#: what the HTTP server reads at most of any request (API routes keep at most MAX_BODY
+#: of it and answer 413 past that)
+MAX_BUFFERED_BODY = 64 * MAX_BODY
 
 
+@web.stream_request_body
 class APIHandler(HubOAuthenticated, web.RequestHandler):
+    """A route of the API. Bodies are read as they arrive and never buffered past
+    ``MAX_BODY``: a larger one is read to its end and dropped (answering before the sender
+    is done makes proxies report an error instead of the 413), then refused with 413."""
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        length = self.request.headers.get("Content-Length", "")
+        self._too_large = length.isdigit() and int(length) > MAX_BODY
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._too_large or self._size > MAX_BODY:
+            self._too_large, self._chunks = True, []
+            return
+        self._chunks.append(chunk)
+
     @property
     def jobs(self) -> JobsService:
         return self.settings["jobs"]
 
     def caller(self) -> Caller:
-        user = self.current_user or {}
-        groups = tuple(user.get("groups") or ())
-        admin = bool(user.get("admin")) or bool(set(groups) & set(self.settings["admin_groups"]))
-        return Caller(name=user["name"], groups=groups, admin=admin)
+        return Caller.from_model(self.current_user or {}, self.settings["admin_groups"])
 
-    def check_xsrf_cookie(self) -> None:
-        # token requests need no XSRF; cookie requests must come from our own origin
-        if self.request.headers.get("Authorization"):
-            return
-        super().check_xsrf_cookie()
+    # XSRF: JupyterHub's HubOAuth checks it for every request authenticated by the cookie and
+    # skips it only for requests that a valid token authenticated (a bare or bogus
+    # ``Authorization`` header does not turn the check off). Do not override check_xsrf_cookie.
 
     def body(self) -> Any:
-        if len(self.request.body) > MAX_BODY:
+        if self._too_large:
             raise web.HTTPError(413, f"request body larger than {MAX_BODY // 1024} KiB")
         try:
-            return json.loads(self.request.body or b"null")
+            return json.loads(b"".join(self._chunks) or b"null")
         except json.JSONDecodeError as e:
             raise FieldError("body", f"is not valid JSON ({e.msg})") from None
 
@@ -69,6 +85,17 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         if isinstance(value, FieldError):
             return
         super().log_exception(typ, value, tb)
+
+
+#: ids are 64-bit integers in the database; a longer number names nothing
+MAX_ID = 2**63 - 1
+
+
+def _id(field: str, text: str) -> int:
+    value = int(text)
+    if value > MAX_ID:
+        raise NotFound(field, f"no {field} {text}")
+    return value
 
 
 def _guard(handler: Any) -> Any:
@@ -99,15 +126,15 @@ class JobsHandler(APIHandler):
 class JobHandler(APIHandler):
     @_guard
     async def get(self, job_id: str) -> None:
-        self.send(self.jobs.get(self.caller(), int(job_id)))
+        self.send(self.jobs.get(self.caller(), _id("id", job_id)))
 
     @_guard
     async def patch(self, job_id: str) -> None:
-        self.send(await self.jobs.update(self.caller(), int(job_id), self.body()))
+        self.send(await self.jobs.update(self.caller(), _id("id", job_id), self.body()))
 
     @_guard
     async def delete(self, job_id: str) -> None:
-        await self.jobs.delete(self.caller(), int(job_id))
+        await self.jobs.delete(self.caller(), _id("id", job_id))
         self.set_status(204)
         self.finish()
 
@@ -115,55 +142,64 @@ class JobHandler(APIHandler):
 class VersionsHandler(APIHandler):
     @_guard
     async def get(self, job_id: str) -> None:
-        self.send({"versions": self.jobs.versions(self.caller(), int(job_id))})
+        self.send({"versions": self.jobs.versions(self.caller(), _id("id", job_id))})
 
 
 class RunNowHandler(APIHandler):
     @_guard
     async def post(self, job_id: str) -> None:
-        self.send(await self.jobs.run_now(self.caller(), int(job_id)), 201)
+        self.send(await self.jobs.run_now(self.caller(), _id("id", job_id)), 201)
 
 
 class RunsHandler(APIHandler):
     @_guard
     async def get(self, job_id: str) -> None:
-        self.send({"runs": self.jobs.runs(self.caller(), int(job_id))})
+        self.send({"runs": self.jobs.runs(self.caller(), _id("id", job_id))})
 
 
 class RunHandler(APIHandler):
     @_guard
     async def delete(self, job_id: str, run_id: str) -> None:
         """Cancel a queued or running run."""
-        self.send(await self.jobs.cancel(self.caller(), int(job_id), int(run_id)))
+        self.send(await self.jobs.cancel(self.caller(), _id("id", job_id), _id("run", run_id)))
 
 
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
         if self.get_argument("follow", "false") == "true":
-            await self._follow(int(job_id), int(run_id))
+            await self._follow(_id("id", job_id), _id("run", run_id))
             return
-        found = await self.jobs.log(self.caller(), int(job_id), int(run_id))
+        found = await self.jobs.log(self.caller(), _id("id", job_id), _id("run", run_id))
         if found is None:
             raise NotFound("run", "has no pod (not started yet, or its pod was cleaned up)")
         self.send(found)
 
     async def _follow(self, job_id: int, run_id: int) -> None:
         """Stream the log as plain text until the pod's container ends (live logs)."""
-        resp = await self.jobs.follow_log(self.caller(), job_id, run_id)
-        if resp is None:
-            raise NotFound("run", "has no started pod yet; try again in a moment")
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        try:
-            async for chunk in resp.content.iter_any():
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return  # the reader went away
-        finally:
-            resp.release()
+        async with self.jobs.log_stream(self.caller(), job_id, run_id) as resp:
+            if resp is None:
+                raise NotFound("run", "has no started pod yet; try again in a moment")
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.set_header("Cache-Control", "no-cache")
+            try:
+                async for chunk in resp.content.iter_any():
+                    self.write(chunk)
+                    await self.flush()
+            except StreamClosedError:
+                return  # the reader went away
         self.finish()
+
+
+class AuditHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """Who did what to whose jobs, newest first: job admins see everyone's (or one
+        owner's, ``?owner=``), users what was done to their own."""
+        limit = self.get_argument("limit", "200")
+        if not limit.isdigit():
+            raise FieldError("limit", "must be a whole number")
+        self.send({"entries": self.jobs.audit(self.caller(), self.get_argument("owner", None), int(limit))})
 
 
 class SchedulePreviewHandler(APIHandler):
@@ -205,6 +241,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
+        (f"{api}/audit", AuditHandler),
         (f"{api}/schedule-preview", SchedulePreviewHandler),
         (f"{api}/options", OptionsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),

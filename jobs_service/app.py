@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import datetime
 import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from jupyterhub.services.auth import HubOAuth
 from kubernetes_asyncio import config as kconfig
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient
-from traitlets import Integer, List, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
+from hub_config import platform
+from hubclient.users import HubUsers
 from spawner_ext.catalog import CatalogStore
 
-from .api import routes
+from .api import MAX_BUFFERED_BODY, routes
 from .db import open_db
-from .notify import SmtpSettings
+from .limits import Limits
+from .notify import SmtpSettings, WebhookPolicy
 from .service import JobsService
 
 
@@ -49,6 +52,36 @@ class JobsServiceApp(Application):
         300, help="Seconds between reconciliations with Kubernetes and the hub's users (also done at start)."
     ).tag(config=True)
     sync_interval = Integer(2, help="Seconds between reading the Jobs' state from Kubernetes.").tag(config=True)
+    departed_grace = Integer(
+        7 * 24 * 3600,
+        help="Seconds a job's owner must have been gone from the hub (the hub answers 404 for them) "
+        "before their jobs and run history are removed.",
+    ).tag(config=True)
+    admins_may_edit = Bool(
+        False,
+        help="Let job admins change other users' notebooks and run their jobs (code execution as that user, "
+        "with their workspace). Off: job admins may view, pause, resume, cancel and delete.",
+    ).tag(config=True)
+    webhook_allowed_networks = List(
+        Unicode(),
+        [],
+        help="Networks (CIDR) that job webhooks may reach although they are not public, e.g. an internal chat relay.",
+    ).tag(config=True)
+    max_jobs_per_user = Integer(Limits.jobs_per_user, help="Job definitions one user may have.").tag(config=True)
+    max_versions_per_job = Integer(
+        Limits.versions_per_job, help="Notebook versions kept per job (older ones are pruned)."
+    ).tag(config=True)
+    max_active_runs_per_user = Integer(
+        Limits.active_runs_per_user, help="Runs of one user queued or running at once that 'run now' may add to."
+    ).tag(config=True)
+    max_log_streams_per_user = Integer(
+        Limits.log_streams_per_user, help="Live-log streams one user may hold open at once."
+    ).tag(config=True)
+
+    platform = Unicode(
+        help="The platform document (platform.yaml) whose jobs section sets this service's limits and policies: "
+        "the hub and the service read one document. Default: $MOONHUB_CONFIG.",
+    ).tag(config=True)
 
     aliases = {
         "namespace": "JobsServiceApp.namespace",
@@ -56,6 +89,32 @@ class JobsServiceApp(Application):
         "db-url": "JobsServiceApp.db_url",
         "kubeconfig": "JobsServiceApp.kubeconfig",
     }
+
+    @default("platform")
+    def _default_platform(self) -> str:
+        return os.environ.get("MOONHUB_CONFIG", "")
+
+    def apply_platform(self) -> None:
+        """Settings from the platform document's jobs section (settings given to this
+        service directly win)."""
+        if not self.platform:
+            return
+        j = platform.load(Path(self.platform)).jobs
+        given = self.config.get("JobsServiceApp", {})
+        values = {
+            "admin_groups": j.admin_groups,
+            "departed_grace": j.departed_grace,
+            "reconcile_interval": j.reconcile_interval,
+            "admins_may_edit": j.admins_may_edit,
+            "webhook_allowed_networks": j.webhook_allowed_networks,
+            "max_jobs_per_user": j.limits.jobs_per_user,
+            "max_versions_per_job": j.limits.versions_per_job,
+            "max_active_runs_per_user": j.limits.active_runs_per_user,
+            "max_log_streams_per_user": j.limits.log_streams_per_user,
+        }
+        for name, value in values.items():
+            if name not in given:
+                setattr(self, name, value)
 
     @default("catalog_path")
     def _default_catalog(self) -> str:
@@ -74,6 +133,7 @@ class JobsServiceApp(Application):
         return os.environ.get("MOONHUB_JOBS_KUBECONFIG", "")
 
     async def serve(self) -> None:
+        self.apply_platform()
         if self.kubeconfig:
             api = await kconfig.new_client_from_config(self.kubeconfig)
         else:
@@ -81,6 +141,7 @@ class JobsServiceApp(Application):
             from kubernetes_asyncio import client
 
             api = client.ApiClient()
+        hub_api, hub_token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         jobs = JobsService(
             open_db(self.db_url),
             CatalogStore(Path(self.catalog_path)),
@@ -96,7 +157,21 @@ class JobsServiceApp(Application):
                 username=os.environ.get("MOONHUB_SMTP_USERNAME", ""),
                 password=os.environ.get("MOONHUB_SMTP_PASSWORD", ""),
             ),
+            hub=HubUsers(hub_api, hub_token) if hub_api and hub_token else None,
+            admin_groups=list(self.admin_groups),
+            limits=Limits(
+                jobs_per_user=self.max_jobs_per_user,
+                versions_per_job=self.max_versions_per_job,
+                active_runs_per_user=self.max_active_runs_per_user,
+                log_streams_per_user=self.max_log_streams_per_user,
+            ),
+            departed_grace=datetime.timedelta(seconds=self.departed_grace),
+            admins_may_edit=self.admins_may_edit,
+            webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks)),
         )
+        # who a request comes from is cached a short while (JupyterHub's default is 5 min):
+        # a user removed from the job-admin group stops seeing others' jobs soon after
+        HubOAuth.instance(cache_max_age=30)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
         app = web.Application(
@@ -106,27 +181,10 @@ class JobsServiceApp(Application):
             cookie_secret=os.urandom(32),
             xsrf_cookies=False,
         )
-        await jobs.reconcile(await self.hub_users())
-        app.listen(url.port or 80, url.hostname or "")
+        await jobs.reconcile()
+        app.listen(url.port or 80, url.hostname or "", max_body_size=MAX_BUFFERED_BODY)
         self.log.info("jobs service on %s (prefix %s), namespace %s", url.geturl(), prefix, self.namespace)
-        await jobs.sync_forever(self.sync_interval, self.reconcile_interval, self.hub_users)
-
-    async def hub_users(self) -> set[str] | None:
-        """The hub's user names (None when the hub can not be asked: then nobody is removed)."""
-        api = os.environ.get("JUPYTERHUB_API_URL")
-        token = os.environ.get("JUPYTERHUB_API_TOKEN")
-        if not api or not token:
-            return None
-        try:
-            resp = await AsyncHTTPClient().fetch(
-                f"{api}/users?limit=10000", headers={"Authorization": f"token {token}"}
-            )
-        except Exception as e:
-            self.log.warning("could not list the hub's users (%s); keeping every owner's jobs", e)
-            return None
-        data = json.loads(resp.body)
-        items = data["items"] if isinstance(data, dict) else data
-        return {u["name"] for u in items}
+        await jobs.sync_forever(self.sync_interval, self.reconcile_interval)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ class DefinitionRow(Base):
     updated: Mapped[datetime.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     versions: Mapped[list[VersionRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
     runs: Mapped[list[RunRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
+    hold: Mapped[HoldRow | None] = relationship(cascade="all, delete-orphan")
 
 
 class VersionRow(Base):
@@ -68,6 +69,43 @@ class RunRow(Base):
     #: the owner was told about the end of this run (kept so a restart does not tell twice)
     notified: Mapped[bool] = mapped_column(default=False)
     definition: Mapped[DefinitionRow] = relationship(back_populates="runs")
+
+
+class DepartureRow(Base):
+    """An owner the hub answered 404 for, and since when (the grace period counts from
+    here; an owner the hub knows again is forgotten)."""
+
+    __tablename__ = "departures"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+
+class HoldRow(Base):
+    """A definition MoonHub suspended because its owner may no longer run it as defined
+    (left a group, or an admin took an environment, size or GPU type away): its CronJob is
+    suspended until the owner (or an admin) saves it with choices they are entitled to."""
+
+    __tablename__ = "holds"
+
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(1024))
+    since: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+
+class AuditRow(Base):
+    """Who did what to whose job, and when. Kept when the job is deleted."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
+    job_name: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(String(1024), default="")
 
 
 def open_db(url: str) -> sessionmaker[Any]:

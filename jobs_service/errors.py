@@ -15,3 +15,13 @@ class NotFound(FieldError):
 
 class Conflict(FieldError):
     status = 409
+
+
+class Forbidden(FieldError):
+    status = 403
+
+
+class Unavailable(FieldError):
+    """Something the answer depends on (the hub) can not be asked now; retry."""
+
+    status = 503

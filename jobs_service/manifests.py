@@ -6,6 +6,7 @@ resources, GPUs, placement, volumes and security context its notebook was develo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,17 @@ RUNNER = "moonhub-run-notebook"
 
 @dataclass(frozen=True)
 class Names:
-    """Kubernetes names of one definition's objects; CronJob names are at most 52 chars."""
+    """Kubernetes names of one definition's objects; CronJob names are at most 52 chars.
+
+    The CronJob's name ends in a hash of the (owner, job) pair, so two pairs never share a
+    name ("alice" + "bob-x" and "alice-bob" + "x" once did): readable parts for people, the
+    hash for uniqueness. A definition keeps the name it was created with (``stored``)."""
 
     owner: str
     definition: str
+    #: the CronJob name recorded when the definition was created (names made by older
+    #: versions stay as they were)
+    stored: str = ""
 
     @property
     def owner_slug(self) -> str:
@@ -39,7 +47,10 @@ class Names:
 
     @property
     def cronjob(self) -> str:
-        return f"nb-{self.owner_slug}-{self.definition}"[:52].rstrip("-")
+        if self.stored:
+            return self.stored
+        digest = hashlib.sha256(f"{self.owner}\0{self.definition}".encode()).hexdigest()[:8]
+        return f"nb-{self.owner_slug}-{self.definition[:22]}-{digest}"
 
     @property
     def workspace_claim(self) -> str:
@@ -87,11 +98,17 @@ def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace:
     return pvc
 
 
+def literal_env(value: str) -> str:
+    """``value`` as a container environment value that Kubernetes passes on unchanged: it
+    expands ``$(NAME)`` in values and turns ``$$`` into ``$``, so every ``$`` is doubled."""
+    return value.replace("$", "$$")
+
+
 def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:
     output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
     env = [
         {"name": "MOONHUB_RUN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
-        {"name": "MOONHUB_PARAMETERS", "value": json.dumps(defn.parameters)},
+        {"name": "MOONHUB_PARAMETERS", "value": literal_env(json.dumps(defn.parameters))},
         {"name": "HOME", "value": workspace},
         *({"name": k, "value": v} for k, v in sorted(w.env.items())),
     ]

@@ -2,20 +2,34 @@
 
 Secrets stay out of CronJobs and logs: SMTP credentials come from the service's
 environment, and webhook URLs (which often carry a token) are logged by host only.
+
+A webhook is a request the service makes from inside the cluster to an address a user chose,
+so it must not reach what only the cluster can reach (server-side request forgery): the
+service's loopback, the cluster's pods and Services, private networks, the cloud metadata
+address. :class:`WebhookPolicy` refuses such hosts when a job is saved (literal addresses
+and internal names) and again when it sends: the name is resolved then, every address it
+resolves to must be public, and the connection goes to the address that was checked
+(no second lookup to rebind). Redirects are not followed. Operators allow internal
+receivers (a chat relay in their network) by listing their networks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import smtplib
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlparse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.netutil import DefaultLoopResolver, Resolver
+
+from .errors import InvalidField
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -65,10 +79,97 @@ async def email(smtp: SmtpSettings, job: dict[str, Any], run: dict[str, Any], to
     log.info("job %s of %s: mailed %d recipient(s) about run %s", job["name"], job["owner"], len(to), run["name"])
 
 
-async def webhook(url: str, job: dict[str, Any], run: dict[str, Any]) -> None:
+async def plain(smtp: SmtpSettings, to: list[str], subject: str, text: str) -> None:
+    """A short message to ``to`` (e.g. "an admin paused your job")."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = smtp.sender, ", ".join(to), subject
+    msg.set_content(text)
+    await asyncio.to_thread(_send, smtp, msg)
+
+
+#: host names that only mean something inside a machine or a cluster
+INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".svc", ".cluster.local", ".localdomain")
+
+
+class WebhookRefused(Exception):
+    """The webhook's address is not one the service may call."""
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    #: networks (CIDR) that webhooks may reach although they are not public
+    allowed_networks: tuple[str, ...] = ()
+    _nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_nets", tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks))
+
+    def address_ok(self, addr: str) -> bool:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if any(ip in n for n in self._nets):
+            return True
+        return ip.is_global and not ip.is_multicast
+
+    def check_url(self, url: str) -> None:
+        """Refuse, when a job is saved, URLs that name an internal host outright."""
+        host = (urlparse(url).hostname or "").rstrip(".").lower()
+        if not host:
+            raise InvalidField("notify", "webhook needs a host name")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if host == "localhost" or host.endswith(INTERNAL_SUFFIXES) or "." not in host:
+                raise InvalidField("notify", f"webhook host {host!r} is an internal name; use a public one") from None
+            return
+        if not self.address_ok(host):
+            raise InvalidField("notify", f"webhook address {host} is not public (loopback, private or cluster)")
+
+
+class _CheckedResolver(Resolver):
+    """Resolves like the default resolver, then keeps only the addresses the policy allows
+    (the connection uses what is returned here: no second lookup)."""
+
+    def initialize(self, policy: WebhookPolicy) -> None:
+        self.policy, self.inner = policy, DefaultLoopResolver()
+
+    async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC) -> Any:
+        found = await self.inner.resolve(host, port, family)
+        bad = [a[1][0] for a in found if not self.policy.address_ok(a[1][0])]
+        if bad:
+            raise WebhookRefused(f"{host} resolves to {', '.join(sorted(set(bad)))}, which webhooks may not reach")
+        return found
+
+
+async def webhook(url: str, job: dict[str, Any], run: dict[str, Any], policy: WebhookPolicy | None = None) -> None:
+    policy = policy or WebhookPolicy()
+    host = urlparse(url).hostname
+    try:
+        policy.check_url(url)
+    except InvalidField as e:
+        log.warning("job %s of %s: webhook not sent: %s", job["name"], job["owner"], e.message)
+        return
     body = json.dumps(
         {"event": f"run.{run['status']}", "job": {k: job[k] for k in ("id", "name", "owner")}, "run": run}
     )
-    req = HTTPRequest(url, method="POST", body=body, headers={"Content-Type": "application/json"}, request_timeout=30)
-    resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-    log.info("job %s of %s: webhook to %s answered %s", job["name"], job["owner"], urlparse(url).hostname, resp.code)
+    req = HTTPRequest(
+        url,
+        method="POST",
+        body=body,
+        headers={"Content-Type": "application/json"},
+        request_timeout=30,
+        follow_redirects=False,
+    )
+    http = AsyncHTTPClient(force_instance=True, resolver=_CheckedResolver(policy=policy))
+    try:
+        resp = await http.fetch(req, raise_error=False)
+    except WebhookRefused as e:
+        log.warning("job %s of %s: webhook not sent: %s", job["name"], job["owner"], e)
+        return
+    finally:
+        http.close()
+    if resp.code == 599 and isinstance(resp.error, WebhookRefused):
+        log.warning("job %s of %s: webhook not sent: %s", job["name"], job["owner"], resp.error)
+        return
+    log.info("job %s of %s: webhook to %s answered %s", job["name"], job["owner"], host, resp.code)

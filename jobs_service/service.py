@@ -14,30 +14,47 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio import client
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hubclient.users import HubReadError, HubUsers
 from spawner_ext import choices as ch
 from spawner_ext.catalog import CatalogStore
+from spawner_ext.errors import ChoiceError
 from spawner_ext.workload import build
 
-from . import manifests, notify, validation, views
-from .db import DefinitionRow, RunRow, VersionRow, utcnow
-from .errors import Conflict, InvalidField, NotFound
+from . import departures, manifests, notify, validation, views
+from .db import AuditRow, DefinitionRow, HoldRow, RunRow, VersionRow, utcnow
+from .errors import Conflict, Forbidden, InvalidField, NotFound, Unavailable
+from .limits import Limits, TooMany, check_count
 
 log = logging.getLogger("moonhub.jobs")
+
+ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 @dataclass(frozen=True)
 class Caller:
     name: str
     groups: tuple[str, ...] = ()
+    #: sees and manages every user's jobs (hub admins and the job-admin groups)
     admin: bool = False
+    #: may use the whole catalog (hub admins); everyone else's jobs follow their groups
+    hub_admin: bool = False
+
+    @classmethod
+    def from_model(cls, model: dict[str, Any], admin_groups: Iterable[str]) -> Caller:
+        """The caller a JupyterHub user model describes."""
+        groups = tuple(str(g) for g in model.get("groups") or ())
+        hub_admin = bool(model.get("admin"))
+        return cls(str(model["name"]), groups, hub_admin or bool(set(groups) & set(admin_groups)), hub_admin)
 
 
 class JobsService:
@@ -50,12 +67,30 @@ class JobsService:
         workspace: str,
         storage_class_override: str = "",
         smtp: notify.SmtpSettings | None = None,
+        *,
+        hub: HubUsers | None = None,
+        admin_groups: Iterable[str] = ("job-admins",),
+        limits: Limits | None = None,
+        departed_grace: datetime.timedelta = datetime.timedelta(days=7),
+        admins_may_edit: bool = False,
+        webhooks: notify.WebhookPolicy | None = None,
     ) -> None:
         self.smtp = smtp or notify.SmtpSettings()
         self.db, self.catalog, self.namespace, self.workspace = db, catalog, namespace, workspace
         self.storage_class_override = storage_class_override
         self.api = api
         self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        #: the hub, asked for owners' groups (entitlements) and who has left; None: no hub
+        #: (every owner has no groups, and nobody ever counts as departed)
+        self.hub = hub
+        self.admin_groups = tuple(admin_groups)
+        self.limits = limits or Limits()
+        self.departed_grace = departed_grace
+        #: job admins may change other users' notebooks and run them (code execution as
+        #: that user: off unless the operator opts in)
+        self.admins_may_edit = admins_may_edit
+        self.webhooks = webhooks or notify.WebhookPolicy()
+        self._streams: Counter[str] = Counter()
 
     # ---- helpers ---------------------------------------------------------------------
     def _own(self, s: Session, caller: Caller, job_id: int) -> DefinitionRow:
@@ -64,12 +99,89 @@ class JobsService:
             raise NotFound("id", f"no job {job_id}")  # another user's id looks like a missing one
         return row
 
-    def _cronjob(self, defn: validation.Definition, owner: Caller, version: int) -> dict[str, Any]:
+    def _cronjob(
+        self, defn: validation.Definition, owner: Caller, version: int, names: manifests.Names
+    ) -> dict[str, Any]:
+        """The CronJob of ``defn`` as ``owner`` may run it now (their groups, today's
+        catalog); :class:`ChoiceError` when they may not."""
         cat = self.catalog.get()
-        choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.admin))
-        w = build(cat, choice, manifests.Names(owner.name, defn.name).workspace_claim)
-        return manifests.cronjob(
-            defn, manifests.Names(owner.name, defn.name), version, w, self.namespace, self.workspace
+        choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
+        w = build(cat, choice, names.workspace_claim)
+        return manifests.cronjob(defn, names, version, w, self.namespace, self.workspace)
+
+    def _parse(self, body: dict[str, Any]) -> validation.Definition:
+        defn = validation.parse(body)
+        if defn.notify.get("webhook"):
+            self.webhooks.check_url(defn.notify["webhook"])
+        return defn
+
+    async def owner(self, name: str, known: Caller | None = None) -> Caller:
+        """``name`` as the hub knows them now: their groups decide what their jobs may use
+        (asked each time: the model that came with a request may be minutes old). Without a
+        hub: ``known``, or no groups."""
+        if self.hub is None:
+            return known or Caller(name)
+        try:
+            model = await self.hub.user(name)
+        except HubReadError as e:
+            raise Unavailable("owner", f"can not check {name}'s entitlements now ({e}); try again") from None
+        if model is None:
+            raise Forbidden("owner", f"{name} is no longer a user of this hub")
+        return Caller.from_model(model, self.admin_groups)
+
+    async def _acting_for(self, caller: Caller, row: DefinitionRow, action: str) -> Caller:
+        """The owner whose entitlements apply when ``caller`` does ``action`` to ``row``.
+        A job admin acting on someone else's job may pause, resume, cancel and delete it;
+        changing its notebook or running it is code execution as the owner, allowed only
+        when the operator opted in (``jobs.admins_may_edit``)."""
+        if row.owner == caller.name:
+            return await self.owner(caller.name, caller)
+        if action not in ("pause", "resume", "cancel", "delete") and not self.admins_may_edit:
+            raise Forbidden(
+                "id",
+                f"job admins may pause, resume, cancel and delete {row.owner}'s jobs, not {action} them "
+                "(the operator can allow it: jobs.admins_may_edit)",
+            )
+        return await self.owner(row.owner)
+
+    def _audit(self, s: Session, actor: str, action: str, row: DefinitionRow, detail: str = "") -> AuditRow:
+        entry = AuditRow(
+            actor=actor, action=action, owner=row.owner, job_id=row.id, job_name=row.name, detail=detail[:1024]
+        )
+        s.add(entry)
+        return entry
+
+    async def _tell_owner(self, row: DefinitionRow, subject: str, text: str) -> None:
+        """Tell a job's owner about something done to their job by someone else (an admin,
+        or MoonHub itself) at the addresses the job notifies."""
+        emails = (row.spec.get("notify") or {}).get("emails") or []
+        if not emails or not self.smtp.host:
+            return
+        try:
+            await notify.plain(self.smtp, emails, f"[MoonHub] job {row.name}: {subject}", text)
+        except Exception as e:
+            log.warning("job %s of %s: could not tell the owner: %s", row.name, row.owner, type(e).__name__)
+
+    async def _suspend(self, cronjob: str) -> None:
+        try:
+            await self.batch.patch_namespaced_cron_job(cronjob, self.namespace, {"spec": {"suspend": True}})
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def _hold(self, s: Session, row: DefinitionRow, reason: str) -> None:
+        """Suspend ``row`` because its owner may no longer run it as defined; tell them."""
+        if row.hold is not None:
+            return
+        await self._suspend(row.cronjob)
+        row.hold = HoldRow(reason=reason[:1024])
+        self._audit(s, "moonhub", "hold", row, reason)
+        log.warning("job %s of %s suspended: %s", row.name, row.owner, reason)
+        await self._tell_owner(
+            row,
+            "suspended",
+            f"Your job {row.name} was suspended: {reason}.\nEdit it with choices you may use (or ask an admin) "
+            "to resume it.\n",
         )
 
     async def ensure_workspace(self, owner: str) -> None:
@@ -90,21 +202,49 @@ class JobsService:
             if e.status != 409:  # made by the spawner meanwhile
                 raise
 
+    async def _prune_snapshots(self, s: Session, row: DefinitionRow) -> None:
+        """Keep the newest ``versions_per_job`` versions in the database (and any a run that
+        has not ended uses), and in the cluster only the snapshots a run may still mount:
+        the current and previous versions, and those of runs that have not ended."""
+        busy = {r.version for r in row.runs if r.status not in ENDED}
+        newest = sorted(row.versions, key=lambda v: v.number, reverse=True)
+        for v in newest[self.limits.versions_per_job :]:
+            if v.number not in busy:
+                row.versions.remove(v)
+        names = _names(row)
+        keep = busy | {row.version, row.version - 1}
+        selector = f"{manifests.LABEL}component=notebook-job,{manifests.LABEL}job={row.name}"
+        maps = await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)
+        for cm in maps.items:
+            number = (cm.metadata.labels or {}).get(f"{manifests.LABEL}version", "")
+            if not cm.metadata.name.startswith(f"{names.cronjob}-v") or not number.isdigit():
+                continue
+            if int(number) not in keep:
+                try:
+                    await self.core.delete_namespaced_config_map(cm.metadata.name, self.namespace)
+                except client.ApiException as e:
+                    if e.status != 404:
+                        raise
+
     # ---- definitions -------------------------------------------------------------------
     async def create(self, caller: Caller, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidField("body", "must be a JSON object")
         body = dict(body)
         content = validation.check_notebook(body.pop("notebook_content", None))
-        defn = validation.parse(body)
-        cron = self._cronjob(defn, caller, 1)  # entitlements checked before anything exists
+        defn = self._parse(body)
         names = manifests.Names(caller.name, defn.name)
-        await self.ensure_workspace(caller.name)
+        owner = await self.owner(caller.name, caller)
+        cron = self._cronjob(defn, owner, 1, names)  # entitlements checked before anything exists
         with self.db() as s:
             if s.scalar(
                 select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)
             ):
                 raise Conflict("name", f"you already have a job named {defn.name!r}")
+            have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
+            check_count("name", "jobs", have or 0, self.limits.jobs_per_user)
+        await self.ensure_workspace(caller.name)
+        with self.db() as s:
             row = DefinitionRow(
                 owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=names.cronjob
             )
@@ -118,6 +258,7 @@ class JobsService:
             except client.ApiException:
                 await self.core.delete_namespaced_config_map(names.snapshot(1), self.namespace)
                 raise
+            self._audit(s, caller.name, "create", row)
             s.commit()
             log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, names.cronjob)
             return views.job(row)
@@ -132,15 +273,31 @@ class JobsService:
             row = self._own(s, caller, job_id)
             if "name" in body and body["name"] != row.name:
                 raise InvalidField("name", "a job can not be renamed; create a new one")
-            merged = {**row.spec, **body}
-            defn = validation.parse(merged)
+            changes = {k for k, v in body.items() if row.spec.get(k) != v}
+            if content is not None or changes - {"active"}:
+                action = "edit"
+            else:
+                action = "resume" if body.get("active", row.spec.get("active", True)) else "pause"
+            owner = await self._acting_for(caller, row, action)
+            defn = self._parse({**row.spec, **body})
             version = row.version
             if content is not None:
                 content = validation.check_notebook(content)
                 version += 1
-            owner = caller if row.owner == caller.name else Caller(row.owner)
-            cron = self._cronjob(defn, owner, version)
-            names = manifests.Names(row.owner, row.name)
+            names = _names(row)
+            held = row.hold is not None
+            try:
+                cron = self._cronjob(defn, owner, version, names)
+            except ChoiceError:
+                if action == "pause" and held:  # pausing a held job needs no entitlement
+                    cron = None
+                else:
+                    raise
+            if cron is None:
+                row.spec = dataclasses.asdict(defn)
+                self._audit(s, caller.name, action, row)
+                s.commit()
+                return views.job(row)
             if content is not None:
                 snapshot = manifests.snapshot_configmap(names, version, content, self.namespace)
                 await self.core.create_namespaced_config_map(self.namespace, snapshot)  # type: ignore[arg-type]
@@ -154,7 +311,15 @@ class JobsService:
                     await self.core.delete_namespaced_config_map(names.snapshot(version), self.namespace)
                 raise
             row.spec, row.version = dataclasses.asdict(defn), version
+            if held:
+                row.hold = None
+            detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if content is not None else "")
+            self._audit(s, caller.name, action, row, detail)
             s.commit()
+            await self._prune_snapshots(s, row)
+            s.commit()
+            if row.owner != caller.name:
+                await self._tell_owner(row, f"{action} by {caller.name}", f"{caller.name} ({action}) {detail}\n")
             return views.job(row)
 
     def versions(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
@@ -176,7 +341,18 @@ class JobsService:
         with self.db() as s:
             return views.job(self._own(s, caller, job_id))
 
-    async def delete(self, caller: Caller, job_id: int) -> None:
+    def audit(self, caller: Caller, owner: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Who did what to whose jobs, newest first: a job admin's view of everyone's (or
+        ``owner``'s), a user's of their own."""
+        with self.db() as s:
+            q = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 1000)))
+            if not caller.admin:
+                q = q.where(AuditRow.owner == caller.name)
+            elif owner:
+                q = q.where(AuditRow.owner == owner)
+            return [views.audit(a) for a in s.scalars(q)]
+
+    async def delete(self, caller: Caller, job_id: int, why: str = "") -> None:
         with self.db() as s:
             row = self._own(s, caller, job_id)
             try:
@@ -186,27 +362,48 @@ class JobsService:
             except client.ApiException as e:
                 if e.status != 404:
                     raise
-            names = manifests.Names(row.owner, row.name)
+            names = _names(row)
             for v in row.versions:
                 try:
                     await self.core.delete_namespaced_config_map(names.snapshot(v.number), self.namespace)
                 except client.ApiException as e:
                     if e.status != 404:
                         raise
+            self._audit(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
             s.delete(row)
             s.commit()
+            if row.owner != caller.name and not why:
+                text = f"{caller.name} deleted your job {row.name}.\n"
+                await self._tell_owner(row, f"deleted by {caller.name}", text)
 
     # ---- runs --------------------------------------------------------------------------
     async def run_now(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        """Start a run of the current version, built from the definition as its owner may
+        run it today (not from the stored CronJob: groups and the catalog may have changed)."""
         with self.db() as s:
             row = self._own(s, caller, job_id)
-            cron = await self.batch.read_namespaced_cron_job(row.cronjob, self.namespace)
-            raw = self.api.sanitize_for_serialization(cron)
+            owner = await self._acting_for(caller, row, "run")
+            if row.hold is not None:
+                raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
+            active = s.scalar(
+                select(func.count())
+                .select_from(RunRow)
+                .join(DefinitionRow)
+                .where(DefinitionRow.owner == row.owner, RunRow.status.in_(("queued", "running")))
+            )
+            check_count("id", "runs queued or running", active or 0, self.limits.active_runs_per_user)
+            try:
+                cron = self._cronjob(validation.Definition(**row.spec), owner, row.version, _names(row))
+            except ChoiceError as e:
+                await self._hold(s, row, str(e))
+                s.commit()
+                raise
             name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
-            job = manifests.manual_job(raw, name)
+            job = manifests.manual_job(cron, name)
             await self.batch.create_namespaced_job(self.namespace, job)  # type: ignore[arg-type]
             run = _new_run(row, name, "manual")
             s.add(run)
+            self._audit(s, caller.name, "run", row, name)
             s.commit()
             return views.run(run)
 
@@ -220,7 +417,7 @@ class JobsService:
     async def cancel(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
         with self.db() as s:
             run = self._run(s, caller, job_id, run_id)
-            if run.status in ("succeeded", "failed", "timed_out", "cancelled"):
+            if run.status in ENDED:
                 raise Conflict("run", f"run {run_id} already ended ({run.status})")
             try:
                 await self.batch.delete_namespaced_job(run.job_name, self.namespace, propagation_policy="Background")
@@ -228,11 +425,16 @@ class JobsService:
                 if e.status != 404:
                     raise
             run.status, run.reason, run.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
+            self._audit(s, caller.name, "cancel", run.definition, run.job_name)
             s.commit()
+            if run.definition.owner != caller.name:
+                text = f"{caller.name} cancelled run {run.job_name} of your job {run.definition.name}.\n"
+                await self._tell_owner(run.definition, f"run cancelled by {caller.name}", text)
             return views.run(run)
 
     async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
-        """The run's latest pod, its log and progress (cell i of n), or None without a pod."""
+        """The run's latest pod, the newest part of its log (at most ``limits.log_bytes``)
+        and progress (cell i of n), or None without a pod."""
         with self.db() as s:
             run = self._run(s, caller, job_id, run_id)
             version = next((v for v in run.definition.versions if v.number == run.version), None)
@@ -241,22 +443,44 @@ class JobsService:
         if not pods.items:
             return None
         pod = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
-        resp: Any = await self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace, _preload_content=False)
-        text = await resp.text()
-        return {"pod": pod.metadata.name, "log": text, "progress": progress(text, cells)}
+        cap = self.limits.log_bytes
+        resp: Any = await self.core.read_namespaced_pod_log(
+            pod.metadata.name, self.namespace, limit_bytes=cap + 1, _preload_content=False
+        )
+        data = await resp.content.read(cap + 1)
+        resp.release()
+        text = data[:cap].decode("utf-8", "replace")
+        return {"pod": pod.metadata.name, "log": text, "truncated": len(data) > cap, "progress": progress(text, cells)}
 
-    async def follow_log(self, caller: Caller, job_id: int, run_id: int) -> Any:
-        """An open response streaming the run's pod log as it grows, or None without a pod."""
+    @asynccontextmanager
+    async def log_stream(self, caller: Caller, job_id: int, run_id: int) -> AsyncIterator[Any]:
+        """An open response streaming the run's pod log as it grows (None without a started
+        pod); at most ``limits.log_streams_per_user`` open per user."""
         with self.db() as s:
             run = self._run(s, caller, job_id, run_id)
-        pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={run.job_name}")
-        running = [p for p in pods.items if p.status.phase in ("Running", "Succeeded", "Failed")]
-        if not running:
-            return None
-        pod = max(running, key=lambda p: p.metadata.creation_timestamp)
-        return await self.core.read_namespaced_pod_log(
-            pod.metadata.name, self.namespace, follow=True, _preload_content=False
-        )
+        if self._streams[caller.name] >= self.limits.log_streams_per_user:
+            raise TooMany(
+                "follow",
+                f"you have {self._streams[caller.name]} live logs open; close one (at most "
+                f"{self.limits.log_streams_per_user})",
+            )
+        self._streams[caller.name] += 1
+        resp: Any = None
+        try:
+            pods = await self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={run.job_name}")
+            running = [p for p in pods.items if p.status.phase in ("Running", "Succeeded", "Failed")]
+            if running:
+                pod = max(running, key=lambda p: p.metadata.creation_timestamp)
+                resp = await self.core.read_namespaced_pod_log(
+                    pod.metadata.name, self.namespace, follow=True, _preload_content=False
+                )
+            yield resp
+        finally:
+            if resp is not None:
+                resp.release()
+            self._streams[caller.name] -= 1
+            if self._streams[caller.name] <= 0:
+                del self._streams[caller.name]
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         with self.db() as s:
@@ -320,14 +544,22 @@ class JobsService:
             if wants.get("emails"):
                 await notify.email(self.smtp, job, run, wants["emails"])
             if wants.get("webhook"):
-                await notify.webhook(wants["webhook"], job, run)
+                await notify.webhook(wants["webhook"], job, run, self.webhooks)
         except Exception as e:
-            log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], type(e).__name__)
+            log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], e)
 
-    async def reconcile(self, hub_users: set[str] | None = None) -> dict[str, list[str]]:
-        """Make Kubernetes match the database: recreate missing CronJobs and snapshots, remove
-        orphaned CronJobs, and remove the jobs of users the hub no longer has."""
-        report: dict[str, list[str]] = {"recreated": [], "orphans_removed": [], "owner_gone": []}
+    async def reconcile(self) -> dict[str, list[str]]:
+        """Make Kubernetes match the database: recreate missing CronJobs and snapshots,
+        remove orphaned CronJobs, suspend jobs their owners may no longer run as defined (and
+        resume them when they may again), and remove the jobs of users gone from the hub for
+        the grace period. Nothing is decided from a hub answer that could not be read in full."""
+        report: dict[str, list[str]] = {
+            "recreated": [],
+            "orphans_removed": [],
+            "owner_gone": [],
+            "suspended": [],
+            "resumed": [],
+        }
         selector = f"{manifests.LABEL}component=notebook-job"
         existing = {
             c.metadata.name
@@ -337,35 +569,84 @@ class JobsService:
             c.metadata.name
             for c in (await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)).items
         }
+        users: dict[str, dict[str, Any]] | None = None
+        if self.hub is not None:
+            try:
+                users = {u["name"]: u for u in await self.hub.all_users()}
+            except HubReadError as e:
+                log.warning("reconcile: %s; entitlements and departures wait for the next pass", e)
+        with self.db() as s:
+            owners = set(s.scalars(select(DefinitionRow.owner)))
+        gone: set[str] = set()
+        if self.hub is not None and users is not None:
+            gone = await departures.departed(self.hub, self.db, owners, set(users), self.departed_grace)
         with self.db() as s:
             rows = list(s.scalars(select(DefinitionRow)))
             for row in rows:
-                if hub_users is not None and row.owner not in hub_users:
+                if row.owner in gone:
                     report["owner_gone"].append(row.cronjob)
                     continue
-                names = manifests.Names(row.owner, row.name)
-                for v in row.versions:
-                    if names.snapshot(v.number) not in snapshots and v.number == row.version:
-                        cm = manifests.snapshot_configmap(names, v.number, v.notebook, self.namespace)
+                names = _names(row)
+                if names.snapshot(row.version) not in snapshots:
+                    current = next((v for v in row.versions if v.number == row.version), None)
+                    if current is not None:
+                        cm = manifests.snapshot_configmap(names, row.version, current.notebook, self.namespace)
                         await self.core.create_namespaced_config_map(self.namespace, cm)  # type: ignore[arg-type]
-                if row.cronjob not in existing:
-                    defn = validation.Definition(**row.spec)
-                    cron = self._cronjob(defn, Caller(row.owner, admin=True), row.version)
-                    await self.batch.create_namespaced_cron_job(self.namespace, cron)  # type: ignore[arg-type]
+                if self.hub is None:
+                    owner: Caller | None = Caller(row.owner)
+                elif users is None or row.owner not in users:
+                    owner = None  # unknown now: leave the job as it is
+                else:
+                    owner = Caller.from_model(users[row.owner], self.admin_groups)
+                if owner is None:
+                    continue
+                try:
+                    cron = self._cronjob(validation.Definition(**row.spec), owner, row.version, names)
+                except ChoiceError as e:
+                    if row.hold is None:
+                        await self._hold(s, row, str(e))
+                        report["suspended"].append(row.cronjob)
+                    continue
+                if row.hold is not None:
+                    row.hold = None
+                    self._audit(s, "moonhub", "release", row, "the owner may run it again")
+                    await self._put_cronjob(row.cronjob, cron, row.cronjob in existing)
+                    report["resumed"].append(row.cronjob)
+                elif row.cronjob not in existing:
+                    await self._put_cronjob(row.cronjob, cron, False)
                     report["recreated"].append(row.cronjob)
+                await self._prune_snapshots(s, row)
+            s.commit()
             known = {r.cronjob for r in rows}
         for name in sorted(existing - known):
             await self.batch.delete_namespaced_cron_job(name, self.namespace, propagation_policy="Background")
             report["orphans_removed"].append(name)
         for name in report["owner_gone"]:
             with self.db() as s:
-                gone = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == name))
-            if gone is not None:
-                await self.delete(Caller(gone.owner, admin=True), gone.id)
+                left = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == name))
+                runs = len(left.runs) if left is not None else 0
+            if left is not None:
+                log.warning(
+                    "reconcile: %s left the hub %s ago or earlier: removing job %s (cronjob %s, %d run(s) of history)",
+                    left.owner,
+                    self.departed_grace,
+                    left.name,
+                    name,
+                    runs,
+                )
+                await self.delete(Caller("moonhub", admin=True), left.id, why=f"owner {left.owner} left the hub")
         for what, objects in report.items():
             if objects:
                 log.warning("reconcile: %s: %s", what.replace("_", " "), ", ".join(objects))
         return report
+
+    async def _put_cronjob(self, name: str, cron: dict[str, Any], exists: bool) -> None:
+        if not exists:
+            await self.batch.create_namespaced_cron_job(self.namespace, cron)  # type: ignore[arg-type]
+            return
+        current = await self.batch.read_namespaced_cron_job(name, self.namespace)
+        cron["metadata"]["resourceVersion"] = current.metadata.resource_version
+        await self.batch.replace_namespaced_cron_job(name, self.namespace, cron)  # type: ignore[arg-type]
 
     def trim_history(self) -> int:
         """Keep each job's newest ``keep_runs`` runs; outputs in workspaces stay."""
@@ -381,14 +662,9 @@ class JobsService:
             s.commit()
         return removed
 
-    async def sync_forever(
-        self,
-        interval: float = 2.0,
-        reconcile_every: float = 300.0,
-        hub_users: Callable[[], Awaitable[set[str] | None]] | None = None,
-    ) -> None:
-        """Follow runs every ``interval`` seconds; reconcile (departed users included) every
-        ``reconcile_every`` seconds."""
+    async def sync_forever(self, interval: float = 2.0, reconcile_every: float = 300.0) -> None:
+        """Follow runs every ``interval`` seconds; reconcile (entitlements and departed
+        users included) every ``reconcile_every`` seconds."""
         last = time.monotonic()
         while True:
             try:
@@ -396,10 +672,14 @@ class JobsService:
                 self.trim_history()
                 if time.monotonic() - last >= reconcile_every:
                     last = time.monotonic()
-                    await self.reconcile(await hub_users() if hub_users else None)
+                    await self.reconcile()
             except Exception:
                 log.exception("syncing runs failed")
             await asyncio.sleep(interval)
+
+
+def _names(row: DefinitionRow) -> manifests.Names:
+    return manifests.Names(row.owner, row.name, stored=row.cronjob)
 
 
 def _new_run(defn: DefinitionRow, job_name: str, trigger: str) -> RunRow:

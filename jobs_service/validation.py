@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import keyword
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,9 +20,9 @@ from .errors import InvalidField
 Concurrency = Literal["allow", "skip", "replace"]
 #: our words for Kubernetes' CronJob concurrencyPolicy
 CONCURRENCY_POLICY = {"allow": "Allow", "skip": "Forbid", "replace": "Replace"}
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 MAX_NAME = 30
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PARAMETERS_BYTES = 16 * 1024
 MAX_NOTEBOOK_BYTES = 900 * 1024  # stored in a ConfigMap (1 MiB at most, with overhead)
 FIELDS = {
@@ -100,11 +101,11 @@ def check_notebook_path(path: Any) -> str:
 
 
 def check_schedule(schedule: Any, timezone: Any, min_interval: timedelta) -> tuple[str | None, str]:
-    if not isinstance(timezone, str):
+    if not isinstance(timezone, str) or not 0 < len(timezone) <= 64:
         raise InvalidField("timezone", "must be an IANA time zone name such as Europe/Berlin")
     try:
         tz = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidField(
             "timezone", f"unknown time zone {timezone!r} (use an IANA name such as Asia/Shanghai)"
         ) from None
@@ -117,8 +118,11 @@ def check_schedule(schedule: Any, timezone: Any, min_interval: timedelta) -> tup
         raise InvalidField("schedule", f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
     if not croniter.is_valid(schedule):
         raise InvalidField("schedule", f"{schedule!r} is not a valid cron expression")
-    it = croniter(schedule, datetime(2026, 1, 1, tzinfo=tz))
-    times = [it.get_next(datetime) for _ in range(3)]
+    try:
+        it = croniter(schedule, datetime(2026, 1, 1, tzinfo=tz))
+        times = [it.get_next(datetime) for _ in range(3)]
+    except (ValueError, OverflowError):  # croniter's "no next date" (e.g. the 30th of February)
+        raise InvalidField("schedule", f"{schedule!r} never fires (no such date)") from None
     gap = min(b - a for a, b in itertools.pairwise(times))
     if gap < min_interval:
         raise InvalidField("schedule", f"runs every {gap}, more often than the allowed {min_interval}")
@@ -131,8 +135,8 @@ def check_parameters(params: Any) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise InvalidField("parameters", "must be an object of name: value")
     for k, v in params.items():
-        if not PARAM_NAME.match(str(k)):
-            raise InvalidField("parameters", f"{k!r} is not a Python identifier")
+        if not isinstance(k, str) or not PARAM_NAME.fullmatch(k) or keyword.iskeyword(k):
+            raise InvalidField("parameters", f"{k!r} is not a usable Python variable name")
         if not isinstance(v, str | int | float | bool | list | dict) and v is not None:
             raise InvalidField("parameters", f"{k}: values must be JSON")
     if len(json.dumps(params)) > MAX_PARAMETERS_BYTES:
@@ -172,7 +176,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         if key not in FIELDS:
             raise InvalidField(key, f"unknown field (accepted: {', '.join(sorted(FIELDS))})")
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidField(
             "name", "must be lower-case letters, digits and '-', starting and ending with a letter or digit"
         )
@@ -180,7 +184,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         raise InvalidField("name", f"is {len(name)} characters; at most {MAX_NAME} fit in Kubernetes names")
     schedule, tz = check_schedule(data.get("schedule"), data.get("timezone", "UTC"), min_interval)
     concurrency = data.get("concurrency", "skip")
-    if concurrency not in CONCURRENCY_POLICY:
+    if not isinstance(concurrency, str) or concurrency not in CONCURRENCY_POLICY:
         raise InvalidField("concurrency", "must be 'skip' (if still running), 'replace' (the running one) or 'allow'")
     for key in ("environment", "size", "gpu_type"):
         if data.get(key) is not None and not isinstance(data[key], str):
@@ -200,7 +204,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         parameters=check_parameters(data.get("parameters")),
         timeout_seconds=_int(data, "timeout_seconds", 3600, 60, 7 * 24 * 3600),
         retries=_int(data, "retries", 0, 0, 10),
-        concurrency=concurrency,
+        concurrency=cast(Concurrency, concurrency),
         active=active,
         keep_runs=_int(data, "keep_runs", 20, 1, 1000),
         notify=check_notify(data.get("notify")),

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from . import preview
-from .db import DefinitionRow, RunRow
+from .db import AuditRow, DefinitionRow, RunRow
 
 
 def _utc(t: datetime.datetime | None) -> datetime.datetime | None:
@@ -30,9 +30,11 @@ def job(row: DefinitionRow) -> dict[str, Any]:
         **spec,
         "schedule_description": preview.describe(schedule) if schedule else preview.BY_HAND,
         "next_run": preview.next_runs(schedule, tz, now, 1)[0].isoformat()
-        if schedule and spec.get("active", True)
+        if schedule and spec.get("active", True) and not row.hold
         else None,
         "last_run": run(last) if last else None,
+        # suspended by MoonHub: the owner may no longer run it as defined
+        "suspended_reason": row.hold.reason if row.hold else None,
     }
 
 
@@ -52,4 +54,17 @@ def run(r: RunRow) -> dict[str, Any]:
         "started": started.isoformat() if started else None,
         "finished": finished.isoformat() if finished else None,
         "duration_seconds": duration,
+    }
+
+
+def audit(a: AuditRow) -> dict[str, Any]:
+    at = _utc(a.at)
+    return {
+        "at": at.isoformat() if at else None,
+        "actor": a.actor,
+        "action": a.action,
+        "owner": a.owner,
+        "job_id": a.job_id,
+        "job": a.job_name,
+        "detail": a.detail,
     }

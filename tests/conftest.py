@@ -235,6 +235,13 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc = platform_doc(HUB_STATE, 18000)
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:18090"
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
+    # the tests' webhook receivers listen on loopback (operators allow internal receivers so)
+    doc["jobs"]["webhook_allowed_networks"] = ["127.0.0.1/32"]
+    # departed users' jobs go at the first reconcile that sees the hub's 404 (the grace
+    # period itself is tested without a hub)
+    doc["jobs"]["departed_grace"] = 0
+    doc["jobs"]["reconcile_interval"] = 5
+    doc["jobs"]["limits"] = {"jobs_per_user": 12, "versions_per_job": 3, "log_streams_per_user": 2}
     mail = Mailbox()
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
     smtp.start()

@@ -145,11 +145,13 @@ export class JobsPanel extends Widget {
       }
       void this.refresh();
     });
-    const next = job.next_run
-      ? `Next: ${when(job.next_run, job.timezone)} (${relative(job.next_run)})`
-      : job.active === false
-        ? 'Paused'
-        : 'Runs only when asked';
+    const next = job.suspended_reason
+      ? 'Suspended'
+      : job.next_run
+        ? `Next: ${when(job.next_run, job.timezone)} (${relative(job.next_run)})`
+        : job.active === false
+          ? 'Paused'
+          : 'Runs only when asked';
     const li = h(
       'li',
       { className: `moonhub-Job${job.active === false ? ' moonhub-mod-paused' : ''}`, 'data-job': job.name },
@@ -157,6 +159,16 @@ export class JobsPanel extends Widget {
       h('div', { className: 'moonhub-JobMeta', text: `${job.schedule_description ?? ''} · ${job.timezone ?? 'UTC'}` }),
       h('div', { className: 'moonhub-JobMeta', text: `${next} · notebook ${job.notebook} v${job.version}` })
     );
+    if (job.suspended_reason) {
+      // MoonHub suspended it: the owner may no longer run it as defined (edit it to resume)
+      li.append(
+        h('div', {
+          className: 'moonhub-JobSuspended',
+          role: 'status',
+          text: `Suspended by MoonHub: ${job.suspended_reason}. Edit the job with choices you may use to resume it.`
+        })
+      );
+    }
     if (open) {
       li.append(this.renderActions(job), this.renderRuns(job));
     }

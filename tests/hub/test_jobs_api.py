@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -56,7 +57,9 @@ async def test_create_run_and_history(
     hub: Hub, clients: dict[str, Jobs], core: client.CoreV1Api, api: client.ApiClient
 ) -> None:
     quinn = clients["quinn"]
-    r = quinn.call("POST", "/jobs", job_body("report"))
+    # a value Kubernetes would expand in an environment variable arrives as typed
+    typed = "$(HOME) $$ ${USER} é"
+    r = quinn.call("POST", "/jobs", job_body("report", parameters={"rows": typed}))
     assert r.status_code == 201, r.text
     job = r.json()
     assert (job["owner"], job["version"], job["schedule"]) == ("quinn", 1, None)
@@ -79,7 +82,7 @@ async def test_create_run_and_history(
     assert runs[0]["name"] == run["name"] and runs[0]["duration_seconds"] is not None
     out = json.loads(await read_from_pvc(core, USER_NS, "claim-quinn", runs[0]["output"]))
     printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
-    assert printed.strip() == "rows: 42"
+    assert printed.strip() == f"rows: {typed}"
     print(f"run now -> succeeded in {time.monotonic() - t0:.1f}s")
     # the definition shows its newest run, and that nothing is scheduled
     shown = quinn.call("GET", f"/jobs/{job['id']}").json()
@@ -135,15 +138,35 @@ def test_owners_only_and_admins_see_all(hub: Hub, clients: dict[str, Jobs]) -> N
     ):
         r = rita.call(method, path)
         assert r.status_code == 404, (method, path, r.status_code, r.text)
-    # the admin may do everything to it; a member of the job-admin group too
+    # the admin sees it and may pause and resume it; a member of the job-admin group too
     for method, path, body in (
         ("GET", f"/jobs/{job_id}", None),
         ("GET", f"/jobs/{job_id}/runs", None),
         ("GET", f"/jobs/{job_id}/versions", None),
-        ("PATCH", f"/jobs/{job_id}", {"retries": 1}),
+        ("PATCH", f"/jobs/{job_id}", {"active": False}),
+        ("PATCH", f"/jobs/{job_id}", {"active": True}),
     ):
         r = admin.call(method, path, body)
         assert r.status_code == 200, (method, path, r.text)
+    # changing someone's notebook or running it is code execution as them: refused
+    # (the operator may allow it: jobs.admins_may_edit), and nothing changed
+    for method, path, body in (
+        ("PATCH", f"/jobs/{job_id}", {"retries": 1}),
+        ("PATCH", f"/jobs/{job_id}", {"notebook_content": NOTEBOOK}),
+        ("POST", f"/jobs/{job_id}/run", None),
+    ):
+        r = admin.call(method, path, body)
+        assert r.status_code == 403 and "admins_may_edit" in r.json()["message"], (method, path, r.text)
+    shown = quinn.call("GET", f"/jobs/{job_id}").json()
+    assert (shown["retries"], shown["version"], shown["last_run"]) == (0, 1, None)
+    # the owner reads what the admin did to their job; the admin reads everyone's trail
+    mine = quinn.call("GET", "/audit").json()["entries"]
+    assert [(e["actor"], e["action"]) for e in mine if e["job_id"] == job_id][:2] == [
+        ("admin", "resume"),
+        ("admin", "pause"),
+    ]
+    assert {e["owner"] for e in rita.call("GET", "/audit").json()["entries"]} <= {"rita"}
+    assert any(e["owner"] == "quinn" for e in admin.call("GET", "/audit?owner=quinn").json()["entries"])
     victor_session = hub.login("victor")
     admin_session = hub.login("admin")
     assert hub.api(admin_session, "POST", "/groups/job-admins").status_code in (201, 409)
@@ -152,6 +175,105 @@ def test_owners_only_and_admins_see_all(hub: Hub, clients: dict[str, Jobs]) -> N
     assert "private" in [j["name"] for j in victor.call("GET", "/jobs").json()["jobs"]], "job admins see all"
     assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
     assert quinn.call("GET", f"/jobs/{job_id}").status_code == 404
+
+
+def test_cookie_requests_need_xsrf_even_with_an_authorization_header(hub: Hub) -> None:
+    """A page elsewhere that makes the browser post to the service with its cookie (and
+    any ``Authorization`` header it likes) is refused; a real token needs no XSRF."""
+    s = hub.login("xena")
+    r = s.get(f"{hub.url}/services/jobs/api/v1/jobs", timeout=30)  # the OAuth dance sets the cookie
+    assert r.status_code == 200 and r.json() == {"jobs": []}, r.text
+    for headers in ({}, {"Authorization": "token not-a-token"}, {"Authorization": "Bearer x"}):
+        r = s.post(f"{hub.url}/services/jobs/api/v1/jobs", data=json.dumps(job_body("forged")), headers=headers)
+        assert r.status_code == 403, (headers, r.status_code, r.text)
+    assert s.get(f"{hub.url}/services/jobs/api/v1/jobs", timeout=30).json() == {"jobs": []}, "nothing was created"
+    token = hub.token(s, "xena", "access:services!service=jobs")
+    r = requests.post(
+        f"{hub.url}/services/jobs/api/v1/jobs",
+        data=json.dumps(job_body("real")),
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    assert Jobs(hub, token).call("DELETE", f"/jobs/{r.json()['id']}").status_code == 204
+
+
+async def test_entitlements_are_checked_again_at_every_run_and_reconcile(hub: Hub, api: client.ApiClient) -> None:
+    """A job keeps what its owner may use today: after the owner leaves the group that
+    allowed its size, it is suspended (and "run now" refused) until they may again."""
+    s = hub.login("lena")
+    admin = hub.login("admin")
+    assert hub.api(admin, "POST", "/groups/ml-research").status_code in (201, 409)
+    assert hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]}).status_code == 200
+    lena = Jobs(hub, hub.token(s, "lena", "access:services!service=jobs"))
+    r = lena.call("POST", "/jobs", job_body("big", size="large", schedule="0 3 * * *"))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    batch = client.BatchV1Api(api)
+
+    assert hub.api(admin, "DELETE", "/groups/ml-research/users", json={"users": ["lena"]}).status_code == 200
+    shown = await wait_for(
+        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
+        lambda j: j["suspended_reason"],
+        timeout=60,
+        what="the job suspended at the next reconcile",
+    )
+    assert "size" in shown["suspended_reason"] and shown["next_run"] is None
+    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is True
+    r = lena.call("POST", f"/jobs/{job['id']}/run")
+    assert r.status_code == 409 and "suspended" in r.json()["message"], r.text
+    # pausing needs no entitlement; saving with a size she may use resumes it
+    assert lena.call("PATCH", f"/jobs/{job['id']}", {"active": False}).status_code == 200
+    r = lena.call("PATCH", f"/jobs/{job['id']}", {"size": "medium", "active": True})
+    assert r.status_code == 200 and r.json()["suspended_reason"] is None, r.text
+    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is False
+
+    # back in the group: a job suspended meanwhile is resumed by the reconcile
+    assert lena.call("PATCH", f"/jobs/{job['id']}", {"size": "large"}).status_code == 403, "not entitled now"
+    hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]})
+    assert lena.call("PATCH", f"/jobs/{job['id']}", {"size": "large"}).status_code == 200
+    hub.api(admin, "DELETE", "/groups/ml-research/users", json={"users": ["lena"]})
+    await wait_for(
+        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
+        lambda j: j["suspended_reason"],
+        timeout=60,
+        what="suspended again",
+    )
+    hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]})
+    await wait_for(
+        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
+        lambda j: j["suspended_reason"] is None,
+        timeout=60,
+        what="resumed by the reconcile",
+    )
+    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is False
+    actions = [e["action"] for e in lena.call("GET", "/audit").json()["entries"] if e["job_id"] == job["id"]]
+    assert "hold" in actions and "release" in actions
+    assert lena.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+async def test_per_user_caps_and_pruned_snapshots(hub: Hub, core: client.CoreV1Api) -> None:
+    """The test hub allows 12 jobs and keeps 3 versions per job; older snapshots leave
+    the cluster."""
+    s = hub.login("capped")
+    capped = Jobs(hub, hub.token(s, "capped", "access:services!service=jobs"))
+    made = []
+    for i in range(12):
+        r = capped.call("POST", "/jobs", job_body(f"j{i}"))
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    r = capped.call("POST", "/jobs", job_body("one-too-many"))
+    assert r.status_code == 403 and r.json()["field"] == "name" and "limit is 12" in r.json()["message"], r.text
+    first = made[0]
+    for n in range(5):
+        nb = {**NOTEBOOK, "cells": [*NOTEBOOK["cells"], {**NOTEBOOK["cells"][1], "id": f"c{n}"}]}
+        r = capped.call("PATCH", f"/jobs/{first['id']}", {"notebook_content": nb})
+        assert r.status_code == 200, r.text
+    assert [v["number"] for v in capped.call("GET", f"/jobs/{first['id']}/versions").json()["versions"]] == [4, 5, 6]
+    maps = await core.list_namespaced_config_map(USER_NS, label_selector="moonhub.io/job=j0,moonhub.io/owner=capped")
+    assert sorted(m.metadata.labels["moonhub.io/version"] for m in maps.items) == ["5", "6"], "current and previous"
+    for j in made:
+        assert capped.call("DELETE", f"/jobs/{j['id']}").status_code == 204
 
 
 def test_unauthenticated_requests_are_refused(hub: Hub) -> None:
@@ -191,6 +313,9 @@ def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
     assert r.status_code == 400 and r.json()["field"] == "body"
     r = rita.call("POST", "/jobs", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
     assert r.status_code == 413
+    # a body far past the limit is refused from its declared length, not read first
+    r = rita.call("POST", "/jobs", raw=b" " * (12 * 1024 * 1024))
+    assert r.status_code == 413, r.status_code
 
 
 async def test_edit_pause_versions_cancel_and_logs(
@@ -319,6 +444,14 @@ async def test_service_restart_loses_nothing_and_reconciles(
     assert sams.status_code == 201, sams.text
     admin = hub.login("admin")
     assert hub.api(admin, "DELETE", "/users/sam").status_code == 204
+    # the hub lists users 200 at a time: the 205th user's job must survive every reconcile
+    many = [f"crowd{i:03d}" for i in range(205)]
+    r = hub.api(admin, "POST", "/users", json={"usernames": many})
+    assert r.status_code in (201, 409), r.text
+    last = Jobs(hub, hub.token(admin, many[-1], "access:services!service=jobs"))
+    r = last.call("POST", "/jobs", job_body("late-in-the-list"))
+    assert r.status_code == 201, r.text
+    late = r.json()
 
     before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"] if j["owner"] != "sam"}
     runs_before = await _runs(quinn, job["id"])
@@ -362,7 +495,18 @@ async def test_service_restart_loses_nothing_and_reconciles(
         what="the orphan removed",
     )
     sams_cron = sams.json()["cronjob"]
-    assert await gone(lambda: batch.read_namespaced_cron_job(sams_cron, USER_NS)), "the departed user's job is removed"
+    await wait_for(
+        lambda: gone(lambda: batch.read_namespaced_cron_job(sams_cron, USER_NS)),
+        bool,
+        timeout=30,
+        what="the departed user's job removed (the hub answers 404 for them)",
+    )
+    await asyncio.sleep(6)  # one more reconcile
+    assert last.call("GET", f"/jobs/{late['id']}").status_code == 200, "the 205th user's job is kept"
+    assert (await batch.read_namespaced_cron_job(late["cronjob"], USER_NS)).metadata.name == late["cronjob"]
+    assert last.call("DELETE", f"/jobs/{late['id']}").status_code == 204
+    for name in many:
+        hub.api(admin, "DELETE", f"/users/{name}")
 
 
 def _service_pid(hub: Hub) -> int:
@@ -438,6 +582,7 @@ async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(
     base = f"{hub.url}/user/{user}/moonhub/api/v1"
     r = s.post(f"{base}/jobs", data=json.dumps(job_body("from-lab")), headers=headers)
     assert r.status_code == 201, r.text
+    made = r.json()
     assert r.json()["owner"] == user, "the service saw the server's user"
     assert [j["name"] for j in s.get(f"{base}/jobs").json()["jobs"]] == ["from-lab"]
     # what this server runs: a new job's defaults
@@ -446,7 +591,7 @@ async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(
     assert info == {"environment": "python", "size": "small", "gpu_type": None, "gpu_count": 0, "jobs_service": True}
     server = await core.read_namespaced_pod(f"jupyter-{user}", "moonhub-users")
     crons = (await client.BatchV1Api(api).list_namespaced_cron_job("moonhub-users")).items
-    (cron,) = [c for c in crons if c.metadata.name.endswith(f"{user}-from-lab")]
+    (cron,) = [c for c in crons if c.metadata.name == made["cronjob"]]
     assert cron.spec.job_template.spec.template.spec.containers[0].image == server.spec.containers[0].image
     bad = s.post(f"{base}/jobs", data=json.dumps({**job_body("x"), "schedule": "* * *"}), headers=headers)
     assert bad.status_code == 400 and bad.json()["field"] == "schedule", "field errors come through unchanged"

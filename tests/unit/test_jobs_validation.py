@@ -41,7 +41,7 @@ def test_defaults() -> None:
         ({"timeout_seconds": 5}, "timeout_seconds", "between 60 and"),
         ({"retries": "3"}, "retries", "whole number"),
         ({"retries": 99}, "retries", "between 0 and 10"),
-        ({"parameters": {"not valid": 1}}, "parameters", "not a Python identifier"),
+        ({"parameters": {"not valid": 1}}, "parameters", "not a usable Python variable name"),
         ({"parameters": {"blob": "x" * 20000}}, "parameters", "larger than 16 KiB"),
         ({"image": "evil"}, "image", "unknown field"),
         ({"active": "yes"}, "active", "true or false"),

@@ -1,0 +1,1 @@
+"""What MoonHub's services ask the JupyterHub REST API, read in full or not at all."""
