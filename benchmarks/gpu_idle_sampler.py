@@ -1,7 +1,8 @@
-"""The GPU idle sampler on a real GPU: what NVML reports idle and under load, and what
-the idle tracker concludes. Run on a machine with an NVIDIA driver and PyTorch:
+"""The GPU idle tracker on a real GPU: what NVML (the library DCGM reads from) reports idle
+and under load, and what the reclaim service's idle tracker concludes. Run on a machine
+with an NVIDIA driver, nvidia-ml-py and PyTorch:
 
-    PYTHONPATH=lab_extension python -m benchmarks.gpu_idle_sampler
+    python -m benchmarks.gpu_idle_sampler
 
 Prints utilization figures (percent) for an idle phase, a load phase (a matmul loop in
 PyTorch) and a cool-down, and the tracker's idle time at the end of each phase.
@@ -13,7 +14,24 @@ import statistics
 import threading
 import time
 
-from moonhub_lab.gpu import IdleTracker, NvmlSource
+from culling.idleness import IdleTracker
+
+
+class NvmlSource:
+    """NVML through ``nvidia-ml-py`` (``pynvml``): the GPUs visible to this process."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+
+    def utilization(self) -> list[int]:
+        return [int(self._nvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in self._handles]
+
+    def names(self) -> list[str]:
+        return [str(self._nvml.nvmlDeviceGetName(h)) for h in self._handles]
 
 
 def sample(src: NvmlSource, tracker: IdleTracker, seconds: float, every: float = 0.5) -> list[int]:

@@ -1,32 +1,40 @@
-"""The GPU reclaim service: every ``--every`` seconds, for each running server, read its
-GPU idleness from the server itself, warn its user in JupyterLab before a stop (GPU idle
-or inactive), and stop servers whose GPUs stayed idle too long.
+"""The GPU reclaim service: warns users in JupyterLab before their server is stopped (GPU
+idle or inactive) and stops servers whose GPUs stayed idle too long.
 
-It talks to each server directly at its pod's address, never through the proxy: requests
-through the proxy count as activity and would keep idle servers alive. Its hub role:
-``list:users``, ``read:users:activity``, ``read:servers``, ``delete:servers``,
-``access:servers``; its Kubernetes identity may read pods in the user namespace.
+It never calls a user's server and never sends a credential to one: users control that
+process. GPU utilization comes from NVIDIA's DCGM exporter (``--gpu-metrics-url``; on the
+local cluster the node's device plugin answers in that format), which attributes GPUs to
+pods through the kubelet. Warnings are kept here and each server pulls its own with its own
+token (``GET /services/gpu-reclaim/notices?server=<name>``, the JupyterLab extension shows
+them). Its hub role: ``list:users``, ``read:users:activity``, ``read:servers``,
+``delete:servers``; its Kubernetes identity may read pods in the user namespace.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
+from jupyterhub.services.auth import HubAuth, HubAuthenticated
 from kubernetes_asyncio import client, config
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from hubclient.users import HubUsers
+
+from .gpu_metrics import MetricsError, scrape
+from .idleness import IdleTracker
 from .policy import Action, Server, Settings, decide
 
 log = logging.getLogger("moonhub.culling")
-SERVER_PORT = 8888
+#: notices kept per server (the newest)
+MAX_NOTICES = 20
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -37,109 +45,217 @@ def parse_time(value: str | None) -> datetime | None:
 class Running:
     server: Server
     started: str
-    #: the server's own address (pod IP), e.g. http://10.0.0.5:8888
-    address: str
-    #: the server's path prefix, e.g. /user/ada/
-    prefix: str
+
+
+class Notices:
+    """Warnings waiting for each server to pull them: ``(user, server name)`` -> notices."""
+
+    def __init__(self) -> None:
+        self._by_server: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+
+    def replace(self, user: str, server: str, notices: list[dict[str, str]]) -> None:
+        """The server's current warnings (a warning no longer due is withdrawn)."""
+        self._by_server[(user, server)] = {n["id"]: n for n in notices[-MAX_NOTICES:]}
+
+    def of(self, user: str, server: str) -> list[dict[str, str]]:
+        return list(self._by_server.get((user, server), {}).values())
+
+    def keep_only(self, running: set[tuple[str, str]]) -> None:
+        """Forget the notices of servers that are no longer running."""
+        for key in set(self._by_server) - running:
+            del self._by_server[key]
 
 
 class Reclaimer:
-    def __init__(self, settings: Settings, namespace: str, hub_api: str, token: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        namespace: str,
+        hub_api: str,
+        token: str,
+        metrics_urls: list[str],
+        threshold: float = 0,
+    ) -> None:
         self.settings, self.namespace = settings, namespace
         self.hub_api, self.token = hub_api.rstrip("/"), token
-        self.http = AsyncHTTPClient()
+        self.hub = HubUsers(hub_api, token)
+        self.metrics_urls, self.threshold = metrics_urls, threshold
+        self.notices = Notices()
         self.warned: set[tuple[str, str, str, str]] = set()
         self.core: client.CoreV1Api | None = None
+        #: pod UID -> its GPUs' idleness (a new pod starts a new clock)
+        self.trackers: dict[str, IdleTracker] = {}
+        #: (user, server name) -> (pod UID, GPU count) of GPU servers seen at the last sample
+        self.gpu_pods: dict[tuple[str, str], tuple[str, int]] = {}
+        #: when GPU utilization was last read in full (monotonic); None: never
+        self.metrics_read: float | None = None
 
-    async def _call(self, url: str, method: str = "GET", body: Any = None) -> Any:
+    async def _delete(self, path: str) -> None:
         req = HTTPRequest(
-            url,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=json.dumps(body) if body is not None else None,
+            f"{self.hub_api}{path}",
+            method="DELETE",
+            headers={"Authorization": f"token {self.token}"},
             request_timeout=20,
-            allow_nonstandard_methods=True,
         )
-        resp = await self.http.fetch(req)
-        return json.loads(resp.body) if resp.body else None
+        await AsyncHTTPClient().fetch(req)
 
-    async def running(self) -> list[Running]:
-        """Ready servers joined with their pods (address, GPU count)."""
+    async def sample(self) -> None:
+        """Read the GPU servers' pods and their GPUs' utilization; advance each idle clock.
+        A GPU pod missing from the metrics counts as busy (no evidence of idleness)."""
         assert self.core is not None
         pods = await self.core.list_namespaced_pod(self.namespace, label_selector="component=singleuser-server")
-        by_server: dict[tuple[str, str], Any] = {}
+        gpu_pods: dict[tuple[str, str], tuple[str, int]] = {}
+        names: dict[str, tuple[str, str]] = {}
         for p in pods.items:
+            gpus = (p.metadata.labels or {}).get("moonhub.io/gpu-count", "0")
+            if p.status.phase != "Running" or not gpus.isdigit() or int(gpus) == 0:
+                continue
             ann = p.metadata.annotations or {}
-            if p.status.phase == "Running" and p.status.pod_ip:
-                by_server[(ann.get("hub.jupyter.org/username", ""), ann.get("hub.jupyter.org/servername", ""))] = p
-        users = await self._call(f"{self.hub_api}/users?state=ready")
+            key = (ann.get("hub.jupyter.org/username", ""), ann.get("hub.jupyter.org/servername", ""))
+            gpu_pods[key] = (p.metadata.uid, int(gpus))
+            names[p.metadata.name] = key
+        self.gpu_pods = gpu_pods
+        self.trackers = {uid: self.trackers.get(uid) or IdleTracker(self.threshold) for uid, _ in gpu_pods.values()}
+        if not gpu_pods:
+            self.metrics_read = time.monotonic()
+            return
+        if not self.metrics_urls:
+            return
+        try:
+            util = await scrape(self.metrics_urls)
+        except MetricsError as e:
+            log.warning("could not read GPU utilization (%s); no GPU server is reclaimed until it can be read", e)
+            return
+        now = time.time()
+        for pod_name, key in names.items():
+            uid, _ = gpu_pods[key]
+            self.trackers[uid].observe(util.get((self.namespace, pod_name), []), now)
+        self.metrics_read = time.monotonic()
+
+    def gpu_idle_seconds(self, user: str, server: str, stale_after: float) -> float:
+        """How long the server's GPUs have all been idle; 0 without a recent full reading."""
+        if self.metrics_read is None or time.monotonic() - self.metrics_read > stale_after:
+            return 0.0
+        found = self.gpu_pods.get((user, server))
+        tracker = self.trackers.get(found[0]) if found else None
+        return tracker.idle_seconds() if tracker else 0.0
+
+    async def running(self) -> list[Running]:
+        """Every ready server the hub has (all pages of its user list)."""
         out = []
-        for u in users:
-            for name, s in (u.get("servers") or {}).items():
-                pod = by_server.get((u["name"], name))
-                if pod is None or not s.get("ready"):
+        for u in await self.hub.all_users(state="ready"):
+            servers = u.get("servers")
+            if not isinstance(servers, dict):
+                continue
+            for name, s in servers.items():
+                if not isinstance(s, dict) or not s.get("ready"):
                     continue
-                gpus = int((pod.metadata.labels or {}).get("moonhub.io/gpu-count", "0"))
+                found = self.gpu_pods.get((u["name"], name))
+                gpus = found[1] if found else 0
                 out.append(
-                    Running(
-                        Server(u["name"], name, parse_time(s.get("last_activity")), gpus),
-                        s.get("started") or "",
-                        f"http://{pod.status.pod_ip}:{SERVER_PORT}",
-                        s["url"],
-                    )
+                    Running(Server(u["name"], name, parse_time(s.get("last_activity")), gpus), s.get("started") or "")
                 )
         return out
 
-    async def gpu_idle_seconds(self, r: Running) -> float:
-        gpu = await self._call(f"{r.address}{r.prefix}moonhub/gpu")
-        return float(gpu.get("idle_seconds") or 0) if gpu.get("count") else 0.0
-
-    async def act(self, r: Running, action: Action) -> None:
+    def warning(self, r: Running, action: Action) -> dict[str, str]:
         s = r.server
-        if action.kind == "reclaim":
-            path = f"/users/{quote(s.user)}/servers/{quote(s.name)}" if s.name else f"/users/{quote(s.user)}/server"
-            log.warning("reclaiming %s/%s: %s", s.user, s.name, action.message)
-            await self._call(f"{self.hub_api}{path}", "DELETE")
-            return
         key = (s.user, s.name, r.started, action.reason)
-        if key in self.warned:
-            return
-        notice = {
+        if key not in self.warned:
+            self.warned.add(key)
+            log.info("warned %s/%s (%s): stop at %s", s.user, s.name, action.reason, action.deadline.isoformat())
+        return {
             "id": f"{action.reason}-{r.started}",
             "kind": action.reason,
             "message": action.message,
             "at": action.deadline.isoformat(),
         }
-        await self._call(f"{r.address}{r.prefix}moonhub/notices", "POST", notice)
-        self.warned.add(key)
-        log.info("warned %s/%s (%s): stop at %s", s.user, s.name, action.reason, action.deadline.isoformat())
 
-    async def check(self) -> None:
+    async def reclaim(self, r: Running, action: Action) -> None:
+        s = r.server
+        path = f"/users/{quote(s.user)}/servers/{quote(s.name)}" if s.name else f"/users/{quote(s.user)}/server"
+        log.warning("reclaiming %s/%s: %s", s.user, s.name, action.message)
+        await self._delete(path)
+
+    async def check(self, stale_after: float) -> None:
         now = datetime.now(UTC)
-        for r in await self.running():
+        servers = await self.running()
+        for r in servers:
             try:
                 if r.server.gpu_count:
-                    idle = await self.gpu_idle_seconds(r)
+                    idle = self.gpu_idle_seconds(r.server.user, r.server.name, stale_after)
                     r.server = Server(r.server.user, r.server.name, r.server.last_activity, r.server.gpu_count, idle)
+                warnings = []
                 for action in decide(r.server, now, self.settings):
-                    await self.act(r, action)
-            except (HTTPClientError, OSError, ValueError) as e:
-                log.warning("could not check %s/%s: %s", r.server.user, r.server.name, e)
+                    if action.kind == "reclaim":
+                        await self.reclaim(r, action)
+                    else:
+                        warnings.append(self.warning(r, action))
+                self.notices.replace(r.server.user, r.server.name, warnings)
+            except Exception:  # one server's trouble never stops the pass for the others
+                log.exception("could not check %s/%s", r.server.user, r.server.name)
+        self.notices.keep_only({(r.server.user, r.server.name) for r in servers})
 
-    async def run(self, every: float) -> None:
+    async def run(self, every: float, sample_every: float) -> None:
         if os.environ.get("KUBECONFIG"):
             await config.load_kube_config()
         else:
             config.load_incluster_config()
+        if not self.metrics_urls:
+            log.warning("no GPU metrics endpoint configured (culling.gpu_metrics_urls): GPU servers are not reclaimed")
         async with client.ApiClient() as api:
             self.core = client.CoreV1Api(api)
-            log.info("checking servers every %ss (%s)", every, self.settings)
+            log.info("checking servers every %ss, GPUs every %ss (%s)", every, sample_every, self.settings)
+            last_check = 0.0
             while True:
                 try:
-                    await self.check()
+                    await self.sample()
                 except Exception:
-                    log.exception("check failed")
-                await asyncio.sleep(every)
+                    log.exception("GPU sample failed")
+                if time.monotonic() - last_check >= every:
+                    last_check = time.monotonic()
+                    try:
+                        await self.check(stale_after=3 * max(sample_every, every))
+                    except Exception:
+                        log.exception("check failed")
+                await asyncio.sleep(min(every, sample_every))
+
+
+class NoticesHandler(HubAuthenticated, web.RequestHandler):
+    """A server's own warnings, for the server itself (its token) or its user."""
+
+    def get_login_url(self) -> str:
+        raise web.HTTPError(403, "a JupyterHub token is needed")
+
+    @web.authenticated
+    def get(self) -> None:
+        user = self.current_user or {}
+        reclaimer: Reclaimer = self.settings["reclaimer"]
+        server = self.get_argument("server", "")
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"notices": reclaimer.notices.of(str(user.get("name", "")), server)})
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.finish({"status": "ok"})
+
+
+def make_app(reclaimer: Reclaimer, prefix: str) -> web.Application:
+    auth = HubAuth.instance(cache_max_age=60)
+    return web.Application(
+        [(f"{prefix}notices", NoticesHandler), (f"{prefix}health", HealthHandler)],
+        reclaimer=reclaimer,
+        hub_auth=auth,
+    )
+
+
+async def serve(r: Reclaimer, listen: str, every: float, sample_every: float) -> None:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gpu-reclaim/")
+    if listen:
+        url = urlparse(listen if "//" in listen else f"http://{listen}")
+        make_app(r, prefix).listen(url.port or 80, url.hostname or "")
+        log.info("serving notices on %s%s", listen, prefix)
+    await r.run(every, sample_every)
 
 
 def main() -> None:
@@ -147,13 +263,29 @@ def main() -> None:
     p.add_argument("--namespace", default="moonhub-users")
     p.add_argument("--idle-timeout", type=int, default=3600, help="the idle culler's timeout (seconds)")
     p.add_argument("--gpu-idle-timeout", type=int, default=1800, help="reclaim GPUs idle this long (seconds)")
+    p.add_argument("--gpu-idle-threshold", type=float, default=0, help="percent at or below which a GPU is idle")
     p.add_argument("--warn-before", type=int, default=600, help="warn users this long before a stop (seconds)")
     p.add_argument("--every", type=float, default=60, help="seconds between checks")
+    p.add_argument("--gpu-sample-seconds", type=float, default=15, help="seconds between GPU utilization reads")
+    p.add_argument(
+        "--gpu-metrics-url",
+        action="append",
+        default=[],
+        help="a DCGM exporter's /metrics (or a Prometheus /federate carrying DCGM_FI_DEV_GPU_UTIL); repeatable",
+    )
+    p.add_argument("--listen", default="", help="where to serve notices (e.g. http://0.0.0.0:8091); empty: off")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings(a.idle_timeout, a.gpu_idle_timeout, a.warn_before)
-    r = Reclaimer(settings, a.namespace, os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    r = Reclaimer(
+        settings,
+        a.namespace,
+        os.environ["JUPYTERHUB_API_URL"],
+        os.environ["JUPYTERHUB_API_TOKEN"],
+        a.gpu_metrics_url,
+        a.gpu_idle_threshold,
+    )
     try:
-        asyncio.run(r.run(a.every))
+        asyncio.run(serve(r, a.listen, a.every, a.gpu_sample_seconds))
     except KeyboardInterrupt:  # the hub stops its services with a signal
         log.info("stopped")

@@ -181,12 +181,23 @@ class CullingSection:
     #: stopped, even with its browser tab open (0: never)
     gpu_idle_timeout: int = 1800
     gpu_idle_threshold: int = 0
-    #: how often a server samples its GPUs (NVML)
+    #: how often the GPU reclaim service reads GPU utilization
     gpu_sample_seconds: int = 15
+    #: where GPU utilization per pod is read: NVIDIA DCGM exporters' ``/metrics`` (or a
+    #: Prometheus ``/federate?match[]=DCGM_FI_DEV_GPU_UTIL``). Empty: GPU servers are never
+    #: reclaimed (a user's own server is not asked: it could lie)
+    gpu_metrics_urls: list[str] = field(default_factory=list)
     #: users are warned in JupyterLab this long before a stop
     warn_before: int = 600
     #: seconds between checks
     every: int = 60
+    #: where the GPU reclaim service listens (user servers pull their warnings from it)
+    url: str = "http://127.0.0.1:8091"
+    #: where user servers and the proxy reach it when that is not ``url`` (e.g. the hub's
+    #: Service name when it listens on all addresses); empty: ``url``
+    connect_url: str = ""
+    #: seconds between a server's reads of its warnings
+    notices_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -220,11 +231,16 @@ def check_consistency(cfg: PlatformConfig) -> None:
     if cfg.hub.route_check_interval < 1:
         raise DocumentError("hub.route_check_interval: must be at least 1 (second)")
     cu = cfg.culling
-    for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds"):
+    for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds", "notices_seconds"):
         if getattr(cu, key) < 0:
             raise DocumentError(f"culling.{key}: must not be negative")
     if cu.enabled and cu.every < 1:
         raise DocumentError("culling.every: must be at least 1 (second)")
+    if cu.enabled and (cu.gpu_sample_seconds < 1 or cu.notices_seconds < 1):
+        raise DocumentError("culling.gpu_sample_seconds, culling.notices_seconds: must be at least 1 (second)")
+    for url in cu.gpu_metrics_urls:
+        if not url.startswith(("http://", "https://")):
+            raise DocumentError(f"culling.gpu_metrics_urls: {url!r} is not an http(s) URL")
     for key in ("idle_timeout", "gpu_idle_timeout"):
         if getattr(cu, key) and cu.warn_before >= getattr(cu, key):
             raise DocumentError(f"culling.warn_before: must be shorter than culling.{key}")

@@ -78,9 +78,12 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
                 "services": ["idle-culler"],
             }
         )
+    reach = (cu.connect_url or cu.url).rstrip("/")
     services.append(
         {
             "name": "gpu-reclaim",
+            # the proxy routes /services/gpu-reclaim/ here; user servers pull warnings here
+            "url": reach,
             "command": [
                 sys.executable,
                 "-m",
@@ -88,8 +91,12 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
                 f"--namespace={cfg.spawner.namespace}",
                 f"--idle-timeout={cu.idle_timeout}",
                 f"--gpu-idle-timeout={cu.gpu_idle_timeout}",
+                f"--gpu-idle-threshold={cu.gpu_idle_threshold}",
+                f"--gpu-sample-seconds={cu.gpu_sample_seconds}",
                 f"--warn-before={cu.warn_before}",
                 f"--every={cu.every}",
+                f"--listen={cu.url}",
+                *(f"--gpu-metrics-url={u}" for u in cu.gpu_metrics_urls),
             ],
             # reads pods in the user namespace with the hub's Kubernetes identity: its
             # kubeconfig, or in a pod the in-cluster settings (JupyterHub passes a service
@@ -101,8 +108,8 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
     roles.append(
         {
             "name": "moonhub-gpu-reclaim",
-            # reaching servers directly (their GPU use, warnings) and stopping them
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"],
+            # who runs what, and stopping servers; it never calls a user's server
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["gpu-reclaim"],
         }
     )
@@ -117,10 +124,18 @@ def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
         services.append(service)
         roles += jobs_roles
         c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
+    scopes = list(SERVER_TOKEN_SCOPES)
     if cfg.culling.enabled:
         more, culling_roles = culling(cfg)
         services += more
         roles += culling_roles
+        # each server pulls its own warnings from the reclaim service with its own token
+        cu = cfg.culling
+        env = dict(c.KubeSpawner.environment) if "environment" in c.KubeSpawner else {}
+        env["MOONHUB_NOTICES_URL"] = f"{(cu.connect_url or cu.url).rstrip('/')}/services/gpu-reclaim/notices"
+        env["MOONHUB_NOTICES_SECONDS"] = str(cu.notices_seconds)
+        c.KubeSpawner.environment = env
+        scopes.append("access:services!service=gpu-reclaim")
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
-    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.Spawner.server_token_scopes = scopes

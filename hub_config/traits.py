@@ -59,11 +59,6 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
         "moonhub_catalog": catalog_path(cfg, base),
         "moonhub_catalog_managed_by": sp.catalog_managed_by,
     }
-    # what the pods' GPU sampler uses (moonhub_lab.gpu)
-    env = dict(c.KubeSpawner.environment) if "environment" in c.KubeSpawner else {}
-    env["MOONHUB_GPU_SAMPLE_SECONDS"] = str(cfg.culling.gpu_sample_seconds)
-    env["MOONHUB_GPU_IDLE_THRESHOLD"] = str(cfg.culling.gpu_idle_threshold)
-    c.KubeSpawner.environment = env
 
 
 def catalog_path(cfg: PlatformConfig, base: Path) -> str:

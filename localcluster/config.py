@@ -85,6 +85,15 @@ class ClusterConfig:
         return 9080 + self.port_offset
 
     @property
+    def gpu_metrics_port(self) -> int:
+        """The simulated GPUs' DCGM-format metrics (DCGM exporter's port, 9400)."""
+        return 9400 + self.port_offset
+
+    @property
+    def gpu_metrics_url(self) -> str:
+        return f"http://{self.node_ip}:{self.gpu_metrics_port}/metrics"
+
+    @property
     def kubelet_port(self) -> int:
         return 10250 + self.port_offset
 

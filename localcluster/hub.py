@@ -1,8 +1,9 @@
 """Run MoonHub's JupyterHub (and its proxy) on the host against a local cluster.
 
-The hub API and the jobs service listen on the cluster's node address, where pods reach
-them; :func:`user_pod_policy` is the NetworkPolicy the chart's ``moonhub-user-pods`` plays
-on a real cluster: users' pods reach only those two ports and the cluster DNS.
+The hub API, the jobs service and the GPU reclaim service listen on the cluster's node
+address, where pods reach them; :func:`user_pod_policy` is the NetworkPolicy the chart's
+``moonhub-user-pods`` plays on a real cluster: users' pods reach only those ports and the
+cluster DNS.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def hub_up(
         urls = [platform.hub.public_url, platform.hub.api_url, platform.hub.proxy_api_url]
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)
+        if platform.culling.enabled:
+            urls.append(platform.culling.url)
         ensure_free("the hub", [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)])
     apply_user_pod_policy(cfg, user_pod_policy(platform, f"moonhub-{name}-user-pods"))
     env = {
@@ -63,6 +66,8 @@ def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -
     targets = [urlparse(platform.hub.connect_url or platform.hub.api_url)]
     if platform.jobs.enabled:
         targets.append(urlparse(platform.jobs.url))
+    if platform.culling.enabled:  # servers pull their warnings from the GPU reclaim service
+        targets.append(urlparse(platform.culling.connect_url or platform.culling.url))
     egress: list[dict[str, Any]] = [
         {"to": [{"ipBlock": {"cidr": f"{u.hostname}/32"}}], "ports": [{"port": u.port or 80, "protocol": "TCP"}]}
         for u in targets

@@ -302,7 +302,16 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     )
     gpus = Component(
         "gpu-plugin",
-        [str(b / "moonhub-gpu-plugin"), f"--count={cfg.simulated_gpus}", f"--state-dir={simulated_gpu_dir(cfg)}"],
+        [
+            str(b / "moonhub-gpu-plugin"),
+            f"--count={cfg.simulated_gpus}",
+            f"--state-dir={simulated_gpu_dir(cfg)}",
+            # utilization per pod in DCGM exporter's format, for the GPU reclaim service
+            f"--metrics-address={cfg.node_ip}:{cfg.gpu_metrics_port}",
+            f"--pod-resources-socket={d / 'kubelet' / 'root' / 'pod-resources' / 'kubelet.sock'}",
+            f"--node-name={cfg.node_name}",
+        ],
+        cfg.gpu_metrics_url,
     )
     return [metadata, containerd, kubelet, kube_proxy, netpol] + ([gpus] if cfg.simulated_gpus else [])
 

@@ -217,6 +217,10 @@ def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) 
         "proxy_api_url": f"http://127.0.0.1:{port + 1}",
         "state_dir": ".",
     }
+    doc["culling"] |= {
+        "url": f"http://{TEST_CLUSTER.node_ip}:{port + 91}",
+        "gpu_metrics_urls": [TEST_CLUSTER.gpu_metrics_url],
+    }
     return dict(doc)
 
 

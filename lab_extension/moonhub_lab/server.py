@@ -1,13 +1,14 @@
 """The thin server extension: the browser talks only to its own server, which forwards
 ``/moonhub/api/v1/...`` to the jobs service with the server's own hub token. Also:
-``/moonhub/server`` (what this server runs: a new job's defaults), ``/moonhub/gpu`` (GPU
-utilization and idleness, for GPU-aware reclaim) and ``/moonhub/notices`` (warnings the
-hub's culling services leave for the user, and this server's out-of-memory kills, read from
-its cgroup; JupyterLab shows them).
+``/moonhub/server`` (what this server runs: a new job's defaults) and ``/moonhub/notices``
+(warnings for the user: those the GPU reclaim service keeps for this server, which the
+server pulls with its own token, and this server's out-of-memory kills, read from its
+cgroup; JupyterLab shows them). Nothing here is called by MoonHub's services: they never
+send a credential to a process the user controls.
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
-``$MOONHUB_JOBS_URL`` (the jobs service, e.g. ``http://hub:8090/services/jobs/``), which
-MoonSpawner sets.
+``$MOONHUB_JOBS_URL`` (the jobs service, e.g. ``http://hub:8090/services/jobs/``) and
+``$MOONHUB_NOTICES_URL`` (the reclaim service's notices), which MoonSpawner sets.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
-from .gpu import IdleTracker, pick_source
 from .memory import OomWatch, message
 
 MAX_BODY = 2 * 1024 * 1024
@@ -114,30 +114,9 @@ class ServerInfoHandler(APIHandler):
         )
 
 
-class GpuHandler(APIHandler):
-    """This server's GPUs: utilization and since when all are idle (for GPU-aware reclaim).
-    Reading it is not activity: the reclaim service asks without keeping the server alive."""
-
-    _track_activity = False
-
-    @web.authenticated
-    def get(self) -> None:
-        src, tracker = self.settings.get("moonhub_gpu_source"), self.settings["moonhub_gpu_idle"]
-        since = tracker.idle_since
-        self.finish(
-            {
-                "source": src.name if src else None,
-                "count": len(tracker.last or []),
-                "utilization": tracker.last or [],
-                "idle_since": datetime.fromtimestamp(since, UTC).isoformat() if since else None,
-                "idle_seconds": round(tracker.idle_seconds()),
-            }
-        )
-
-
 class NoticesHandler(APIHandler):
-    """Warnings for the user (e.g. "this server will be stopped at ..."), posted by the
-    hub's culling services and shown by the JupyterLab extension. Not activity."""
+    """Warnings for the user (e.g. "this server will be stopped at ..."), shown by the
+    JupyterLab extension. Reading them is not activity."""
 
     _track_activity = False
 
@@ -145,35 +124,50 @@ class NoticesHandler(APIHandler):
     def get(self) -> None:
         self.finish({"notices": list(self.settings["moonhub_notices"].values())})
 
-    @web.authenticated
-    def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"{}")
-            notice = {k: str(body[k]) for k in ("id", "kind", "message")} | {"at": str(body.get("at", ""))}
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPError(400, "a notice needs id, kind and message") from None
-        add_notice(self.settings, notice)
-        self.set_status(201)
-        self.finish(notice)
+
+def _notice(raw: Any) -> dict[str, str] | None:
+    """A notice from the reclaim service's answer, or None when it is not one."""
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("id", "kind", "message")):
+        return None
+    return {k: str(raw.get(k, ""))[:2000] for k in ("id", "kind", "message", "at")}
 
 
-def _start_gpu_sampling(server_app: Any) -> None:
-    settings = server_app.web_app.settings
-    settings["moonhub_gpu_idle"] = tracker = IdleTracker(int(os.environ.get("MOONHUB_GPU_IDLE_THRESHOLD", "0")))
-    settings["moonhub_gpu_source"] = source = pick_source()
-    if source is None:
+def _start_notice_pull(server_app: Any) -> None:
+    """Pull this server's warnings from the GPU reclaim service, with this server's token."""
+    url, token = os.environ.get("MOONHUB_NOTICES_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not url or not token:
         return
+    server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+    settings = server_app.web_app.settings
+    pulled: set[str] = set()
 
-    def sample() -> None:
+    async def pull() -> None:
+        req = HTTPRequest(
+            f"{url}?server={server}",
+            headers={"Authorization": f"token {token}"},
+            request_timeout=20,
+            follow_redirects=False,
+        )
         try:
-            tracker.observe(source.utilization())
-        except Exception as e:  # a driver hiccup must not stop the server
-            server_app.log.warning("MoonHub: GPU sample failed: %s", e)
+            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+            found = json.loads(resp.body).get("notices", []) if resp.code == 200 else None
+        except (OSError, ValueError, AttributeError) as e:
+            server_app.log.debug("MoonHub: notices not read: %s", e)
+            return
+        if not isinstance(found, list):
+            return
+        current = {n["id"]: n for n in map(_notice, found) if n}
+        # a warning the service withdrew (the user came back) goes; OOM notices stay
+        for gone in pulled - set(current):
+            settings["moonhub_notices"].pop(gone, None)
+        for n in current.values():
+            add_notice(settings, n)
+        pulled.clear()
+        pulled.update(current)
 
-    sample()
-    every = float(os.environ.get("MOONHUB_GPU_SAMPLE_SECONDS", "15"))
-    PeriodicCallback(sample, every * 1000).start()
-    server_app.log.info("MoonHub: sampling GPU utilization (%s) every %.0fs", source.name, every)
+    every = float(os.environ.get("MOONHUB_NOTICES_SECONDS", "30"))
+    PeriodicCallback(pull, every * 1000).start()
+    server_app.log.info("MoonHub: pulling notices from %s every %.0fs", url, every)
 
 
 def add_notice(settings: dict[str, Any], notice: dict[str, str]) -> None:
@@ -203,7 +197,7 @@ def _start_oom_watch(server_app: Any) -> None:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app = server_app.web_app
     web_app.settings["moonhub_notices"] = {}
-    _start_gpu_sampling(server_app)
+    _start_notice_pull(server_app)
     _start_oom_watch(server_app)
     base = web_app.settings["base_url"]
     web_app.add_handlers(
@@ -211,7 +205,6 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
         [
             (url_path_join(base, "moonhub/api/v1/(.*)"), ForwardHandler),
             (url_path_join(base, "moonhub/server"), ServerInfoHandler),
-            (url_path_join(base, "moonhub/gpu"), GpuHandler),
             (url_path_join(base, "moonhub/notices"), NoticesHandler),
         ],
     )

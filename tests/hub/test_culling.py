@@ -1,8 +1,9 @@
 """Culling with short clocks: an idle GPU server is warned in JupyterLab and reclaimed
 before an idle CPU server is culled by jupyterhub-idle-culler; a busy GPU is not
 reclaimed. The GPUs are the local node's simulated ones (a device plugin hands them out
-through the real kubelet and plays the NVIDIA runtime: the test sets their utilization as
-NVML would report it)."""
+through the real kubelet, plays the NVIDIA runtime and answers as DCGM's exporter does:
+the test sets their utilization). Warnings reach JupyterLab because each server pulls its
+own from the reclaim service; the reclaim service never calls a server."""
 
 from __future__ import annotations
 
@@ -27,7 +28,14 @@ from tests.helpers import PYTHON_IMAGE, wait_for
 
 STATE = REPO / ".state" / "test-hub-culling"
 NS = "moonhub-users"
-CLOCKS = {"idle_timeout": 70, "gpu_idle_timeout": 20, "warn_before": 12, "every": 3, "gpu_sample_seconds": 2}
+CLOCKS = {
+    "idle_timeout": 70,
+    "gpu_idle_timeout": 20,
+    "warn_before": 12,
+    "every": 3,
+    "gpu_sample_seconds": 2,
+    "notices_seconds": 2,
+}
 SIM_GPU = {"environment": "sim-cuda", "size": "small", "gpu_type": "sim", "gpu_count": 1}
 CPU = {"environment": "python", "size": "small"}
 
@@ -58,7 +66,7 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     )
     doc = platform_doc(STATE, 18400, catalog)
     doc["jobs"]["enabled"] = False
-    doc["culling"] = {"enabled": True, **CLOCKS}
+    doc["culling"] |= {"enabled": True, **CLOCKS}
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-culling")
     yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
     sup.stop("hub-culling")
@@ -113,6 +121,20 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
         what="a GPU-idle warning on gia's server",
     )
     assert "GPUs have been idle" in warned[0]["message"]
+    # the user can not make an idle GPU look busy: what the exporter reads is not theirs
+    kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={local_cluster.admin_kubeconfig}"]
+    forged = subprocess.run(
+        [*kubectl, "exec", "-n", NS, "jupyter-gia", "--", "sh", "-c", "echo '[99]' > /run/moonhub/simulated-gpus.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert forged.returncode != 0 and "Read-only" in forged.stderr, forged.stderr
+    # each token reads only its own user's warnings; no token, nothing
+    reclaim = f"http://{local_cluster.node_ip}:{18400 + 91}/services/gpu-reclaim/notices"
+    gus_token = hub.token(sessions["gus"], "gus", "access:services!service=gpu-reclaim")
+    theirs = requests.get(reclaim, headers={"Authorization": f"token {gus_token}"}, timeout=10)
+    assert theirs.status_code == 200 and not any("idle" in n["kind"] for n in theirs.json()["notices"]), theirs.text
+    assert requests.get(reclaim, timeout=10).status_code == 403
     await wait_for(
         lambda: _servers(hub, admin, "gia"), lambda s: not s, timeout=60, what="gia's idle GPU server reclaimed"
     )

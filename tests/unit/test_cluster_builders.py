@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from hub_config.platform import HubSection, JobsSection, PlatformConfig, SpawnerSection
+from hub_config.platform import CullingSection, HubSection, JobsSection, PlatformConfig, SpawnerSection
 from localcluster import addons, network, node, oci, storage
 from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
@@ -144,12 +144,13 @@ def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_and_dns() -> Non
         hub=HubSection(api_url="http://10.85.0.1:8081"),
         spawner=SpawnerSection(namespace="users"),
         jobs=JobsSection(enabled=True, url="http://10.85.0.1:8090"),
+        culling=CullingSection(url="http://10.85.0.1:8091"),
     )
     policy = user_pod_policy(platform)
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "users" and spec["ingress"] == []
     blocks = [(r["to"][0].get("ipBlock", {}).get("cidr"), [p["port"] for p in r["ports"]]) for r in spec["egress"]]
-    assert blocks == [("10.85.0.1/32", [8081]), ("10.85.0.1/32", [8090]), (None, [53, 53])]
+    assert blocks == [("10.85.0.1/32", [8081]), ("10.85.0.1/32", [8090]), ("10.85.0.1/32", [8091]), (None, [53, 53])]
     yaml.safe_dump(policy)  # plain data
 
 

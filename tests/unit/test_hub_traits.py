@@ -35,6 +35,7 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
         "users:activity!user",
         "access:servers!server",
         "access:services!service=jobs",
+        "access:services!service=gpu-reclaim",
     ]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services!service=jobs"]
@@ -46,13 +47,15 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
         "read:users:activity",
         "read:servers",
         "delete:servers",
-        "access:servers",
-    }
+    }, "the reclaim service never calls users' servers (no access:servers)"
     assert not any("admin" in s for r in roles.values() for s in r["scopes"]), "no service is an admin"
     assert [s["name"] for s in c.JupyterHub.services] == ["jobs", "idle-culler", "gpu-reclaim"]
     culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
     assert "--timeout=3600" in culler["command"]
-    assert c.KubeSpawner.environment["MOONHUB_GPU_SAMPLE_SECONDS"] == "15"
+    reclaim = next(s for s in c.JupyterHub.services if s["name"] == "gpu-reclaim")
+    assert "--gpu-metrics-url=http://10.85.0.1:9400/metrics" in reclaim["command"]
+    # servers pull their own warnings from it (their token may call only it and the jobs service)
+    assert c.KubeSpawner.environment["MOONHUB_NOTICES_URL"] == reclaim["url"] + "/services/gpu-reclaim/notices"
     assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
 
 
