@@ -118,7 +118,8 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
     services: list[dict[str, Any]] = []
-    roles: list[dict[str, Any]] = [USER_ROLE]
+    user_scopes = list(USER_ROLE["scopes"])
+    roles: list[dict[str, Any]] = [{**USER_ROLE, "scopes": user_scopes}]
     if cfg.jobs.enabled:
         service, jobs_roles = jobs(cfg, base, state)
         services.append(service)
@@ -135,7 +136,9 @@ def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
         env["MOONHUB_NOTICES_URL"] = f"{(cu.connect_url or cu.url).rstrip('/')}/services/gpu-reclaim/notices"
         env["MOONHUB_NOTICES_SECONDS"] = str(cu.notices_seconds)
         c.KubeSpawner.environment = env
+        # (a token's scopes are at most its user's: users may read their own warnings)
         scopes.append("access:services!service=gpu-reclaim")
+        user_scopes.append("access:services!service=gpu-reclaim")
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     c.Spawner.server_token_scopes = scopes

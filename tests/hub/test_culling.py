@@ -30,7 +30,7 @@ STATE = REPO / ".state" / "test-hub-culling"
 NS = "moonhub-users"
 CLOCKS = {
     "idle_timeout": 70,
-    "gpu_idle_timeout": 20,
+    "gpu_idle_timeout": 30,
     "warn_before": 12,
     "every": 3,
     "gpu_sample_seconds": 2,
@@ -99,19 +99,22 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
     hub = cull_hub
     admin = hub.login("admin")
     sessions = {}
-    for user, options in (("gia", SIM_GPU), ("gus", SIM_GPU), ("cal", CPU)):
+
+    async def spawn(user: str, options: dict[str, Any]) -> None:
         sessions[user] = s = hub.login(user)
         r = hub.api(s, "POST", f"/users/{user}/server", json=options)
         assert r.status_code in (201, 202), r.text
-    for user in sessions:
         await wait_for(
-            lambda u=user: _ready(hub, admin, u), lambda ok: ok, timeout=120, what=f"{user}'s server to be ready"
+            lambda: _ready(hub, admin, user), lambda ok: ok, timeout=120, what=f"{user}'s server to be ready"
         )
+
+    # gus's GPU gets busy as soon as his server runs (what DCGM would report under load)
+    await spawn("gus", SIM_GPU)
+    _gpu_file(local_cluster, "gus").write_text(json.dumps([97]))
+    await spawn("gia", SIM_GPU)
+    await spawn("cal", CPU)
     t0 = time.monotonic()
-    # gus's GPU is busy (what NVML would report under load); gia's stays at 0%
-    gus, gia = _gpu_file(local_cluster, "gus"), _gpu_file(local_cluster, "gia")
-    gus.write_text(json.dumps([97]))
-    assert json.loads(gia.read_text()) == [0]
+    assert json.loads(_gpu_file(local_cluster, "gia").read_text()) == [0], "gia's GPU stays at 0%"
 
     # gia is warned in JupyterLab first, then reclaimed
     warned = await wait_for(
@@ -121,20 +124,7 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
         what="a GPU-idle warning on gia's server",
     )
     assert "GPUs have been idle" in warned[0]["message"]
-    # the user can not make an idle GPU look busy: what the exporter reads is not theirs
-    kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={local_cluster.admin_kubeconfig}"]
-    forged = subprocess.run(
-        [*kubectl, "exec", "-n", NS, "jupyter-gia", "--", "sh", "-c", "echo '[99]' > /run/moonhub/simulated-gpus.json"],
-        capture_output=True,
-        text=True,
-    )
-    assert forged.returncode != 0 and "Read-only" in forged.stderr, forged.stderr
-    # each token reads only its own user's warnings; no token, nothing
-    reclaim = f"http://{local_cluster.node_ip}:{18400 + 91}/services/gpu-reclaim/notices"
-    gus_token = hub.token(sessions["gus"], "gus", "access:services!service=gpu-reclaim")
-    theirs = requests.get(reclaim, headers={"Authorization": f"token {gus_token}"}, timeout=10)
-    assert theirs.status_code == 200 and not any("idle" in n["kind"] for n in theirs.json()["notices"]), theirs.text
-    assert requests.get(reclaim, timeout=10).status_code == 403
+    await asyncio.to_thread(_users_can_not_forge_or_read_others, hub, local_cluster, sessions["gus"])
     await wait_for(
         lambda: _servers(hub, admin, "gia"), lambda s: not s, timeout=60, what="gia's idle GPU server reclaimed"
     )
@@ -153,6 +143,23 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
     await wait_for(lambda: _servers(hub, admin, "cal"), lambda s: not s, timeout=90, what="cal culled for inactivity")
     timings["culling: idle CPU server culled after ready"] = time.monotonic() - t0
     hub.api(admin, "DELETE", "/users/gus/server")
+
+
+def _users_can_not_forge_or_read_others(hub: Hub, cfg: ClusterConfig, gus: requests.Session) -> None:
+    # the user can not make an idle GPU look busy: what the exporter reads is not theirs
+    kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={cfg.admin_kubeconfig}"]
+    forged = subprocess.run(
+        [*kubectl, "exec", "-n", NS, "jupyter-gia", "--", "sh", "-c", "echo '[99]' > /run/moonhub/simulated-gpus.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert forged.returncode != 0 and "Read-only" in forged.stderr, forged.stderr
+    # each token reads only its own user's warnings; no token, nothing
+    reclaim = f"http://{cfg.node_ip}:{18400 + 91}/services/gpu-reclaim/notices"
+    gus_token = hub.token(gus, "gus", "access:services!service=gpu-reclaim")
+    theirs = requests.get(reclaim, headers={"Authorization": f"token {gus_token}"}, timeout=10)
+    assert theirs.status_code == 200 and not any("idle" in n["kind"] for n in theirs.json()["notices"]), theirs.text
+    assert requests.get(reclaim, timeout=10).status_code == 403
 
 
 def _gpu_file(cfg: ClusterConfig, user: str) -> Path:
