@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
 
+from spawner_ext import gpuview
 from spawner_ext.catalog import load
 from spawner_ext.errors import FieldError, ReadOnly
 
@@ -63,14 +64,12 @@ class ConsoleHandler(BaseHandler):
             self.settings["moonhub_kube_loaded"] = True
         core: client.CoreV1Api = shared_client("CoreV1Api")
         ser = core.api_client.sanitize_for_serialization  # type: ignore[attr-defined]
-        nodes = await core.list_node()
-        pods = await core.list_pod_for_all_namespaces(field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        return usage(
-            load(self.catalog_path),
-            self.running_servers(),
-            [ser(n) for n in nodes.items],
-            [ser(p) for p in pods.items],
+        # capacity from the hub's shared GPU view; running job pods from the user namespace
+        nodes, gpu_pods = await gpuview.shared(core).read()
+        jobs = await core.list_namespaced_pod(
+            self.settings["moonhub_user_namespace"], label_selector="moonhub.io/component=notebook-job"
         )
+        return usage(load(self.catalog_path), self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -15,10 +15,15 @@ OWNER_ANNOTATION = "hub.jupyter.org/username"
 
 
 def usage(
-    catalog: Catalog, servers: Iterable[dict[str, Any]], nodes: list[dict[str, Any]], pods: list[dict[str, Any]]
+    catalog: Catalog,
+    servers: Iterable[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+    job_pods: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``servers``: {user, name, environment, size, gpu_type, gpu_count, started} of each
-    running server; ``nodes`` and ``pods``: the cluster's, as dicts."""
+    running server; ``nodes`` and ``pods``: the GPU nodes and the live pods on them, as
+    dicts; ``job_pods``: the notebook jobs' pods (default: those among ``pods``)."""
     users: dict[str, dict[str, Any]] = {}
 
     def entry(user: str) -> dict[str, Any]:
@@ -28,7 +33,7 @@ def usage(
         e = entry(s["user"])
         e["servers"].append(s)
         e["gpus"] += int(s.get("gpu_count") or 0)
-    for p in pods:
+    for p in pods if job_pods is None else job_pods:
         meta = p.get("metadata", {})
         labels = meta.get("labels") or {}
         if labels.get(JOB_LABEL) != "notebook-job" or p.get("status", {}).get("phase") not in ("Pending", "Running"):

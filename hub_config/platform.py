@@ -167,6 +167,11 @@ class JobsSection:
     #: networks (CIDR) job webhooks may reach although they are not public (e.g. an internal
     #: chat relay); every other private, loopback, link-local or cluster address is refused
     webhook_allowed_networks: list[str] = field(default_factory=list)
+    #: domains alert e-mails may go to through the SMTP server, besides the job owner's own
+    #: address (when their user name is an e-mail address); empty: only that
+    email_domains: list[str] = field(default_factory=list)
+    #: alert e-mails one owner's jobs may send per hour
+    emails_per_hour: int = 30
     limits: JobsLimits = field(default_factory=JobsLimits)
 
 

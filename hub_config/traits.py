@@ -58,6 +58,7 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.JupyterHub.tornado_settings = {
         "moonhub_catalog": catalog_path(cfg, base),
         "moonhub_catalog_managed_by": sp.catalog_managed_by,
+        "moonhub_user_namespace": sp.namespace,
     }
 
 

@@ -22,7 +22,7 @@ from spawner_ext.catalog import CatalogStore
 from .api import MAX_BUFFERED_BODY, routes
 from .db import open_db
 from .limits import Limits
-from .notify import SmtpSettings, WebhookPolicy
+from .notify import EmailPolicy, SmtpSettings, WebhookPolicy
 from .service import JobsService
 
 
@@ -67,6 +67,12 @@ class JobsServiceApp(Application):
         [],
         help="Networks (CIDR) that job webhooks may reach although they are not public, e.g. an internal chat relay.",
     ).tag(config=True)
+    email_domains = List(
+        Unicode(),
+        [],
+        help="Domains alert e-mails may go to besides the job owner's own address (when their user name is one).",
+    ).tag(config=True)
+    emails_per_hour = Integer(30, help="Alert e-mails one owner's jobs may send per hour.").tag(config=True)
     max_jobs_per_user = Integer(Limits.jobs_per_user, help="Job definitions one user may have.").tag(config=True)
     max_versions_per_job = Integer(
         Limits.versions_per_job, help="Notebook versions kept per job (older ones are pruned)."
@@ -107,6 +113,8 @@ class JobsServiceApp(Application):
             "reconcile_interval": j.reconcile_interval,
             "admins_may_edit": j.admins_may_edit,
             "webhook_allowed_networks": j.webhook_allowed_networks,
+            "email_domains": j.email_domains,
+            "emails_per_hour": j.emails_per_hour,
             "max_jobs_per_user": j.limits.jobs_per_user,
             "max_versions_per_job": j.limits.versions_per_job,
             "max_active_runs_per_user": j.limits.active_runs_per_user,
@@ -168,6 +176,7 @@ class JobsServiceApp(Application):
             departed_grace=datetime.timedelta(seconds=self.departed_grace),
             admins_may_edit=self.admins_may_edit,
             webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks)),
+            emails=EmailPolicy(tuple(self.email_domains), self.emails_per_hour),
         )
         # who a request comes from is cached a short while (JupyterHub's default is 5 min):
         # a user removed from the job-admin group stops seeing others' jobs soon after

@@ -21,6 +21,7 @@ import json
 import logging
 import smtplib
 import socket
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -71,10 +72,21 @@ def _send(smtp: SmtpSettings, msg: EmailMessage) -> None:
         s.send_message(msg)
 
 
-async def email(smtp: SmtpSettings, job: dict[str, Any], run: dict[str, Any], to: list[str]) -> None:
+async def email(
+    smtp: SmtpSettings, job: dict[str, Any], run: dict[str, Any], to: list[str], policy: EmailPolicy | None = None
+) -> None:
     if not smtp.host:
         log.warning("job %s: e-mail asked for but no SMTP server is configured", job["name"])
         return
+    if policy is not None:
+        try:
+            policy.check(job["owner"], to)  # the rules may have changed since the job was saved
+        except InvalidField as e:
+            log.warning("job %s of %s: e-mail not sent: %s", job["name"], job["owner"], e.message)
+            return
+        if not policy.take(job["owner"], 1, time.time()):
+            log.warning("job %s of %s: e-mail not sent: over %d per hour", job["name"], job["owner"], policy.per_hour)
+            return
     await asyncio.to_thread(_send, smtp, message(job, run, smtp.sender, to))
     log.info("job %s of %s: mailed %d recipient(s) about run %s", job["name"], job["owner"], len(to), run["name"])
 
@@ -85,6 +97,34 @@ async def plain(smtp: SmtpSettings, to: list[str], subject: str, text: str) -> N
     msg["From"], msg["To"], msg["Subject"] = smtp.sender, ", ".join(to), subject
     msg.set_content(text)
     await asyncio.to_thread(_send, smtp, msg)
+
+
+@dataclass
+class EmailPolicy:
+    """Where alert e-mails may go through the organisation's SMTP server: the job owner's
+    own address (when their user name is one) and addresses in ``domains``; at most
+    ``per_hour`` messages per owner."""
+
+    domains: tuple[str, ...] = ()
+    per_hour: int = 30
+    _sent: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def check(self, owner: str, emails: list[str]) -> None:
+        allowed = {d.lower().lstrip("@") for d in self.domains}
+        for e in emails:
+            if e.lower() == owner.lower() or e.rsplit("@", 1)[-1].lower() in allowed:
+                continue
+            where = f"@{', @'.join(sorted(allowed))} or " if allowed else ""
+            raise InvalidField("notify", f"e-mails may go to {where}your own address, not {e}")
+
+    def take(self, owner: str, count: int, now: float) -> bool:
+        """Whether ``owner`` may send ``count`` more messages now (and count them)."""
+        recent = [t for t in self._sent.get(owner, []) if now - t < 3600]
+        if len(recent) + count > self.per_hour:
+            self._sent[owner] = recent
+            return False
+        self._sent[owner] = recent + [now] * count
+        return True
 
 
 #: host names that only mean something inside a machine or a cluster

@@ -74,6 +74,7 @@ class JobsService:
         departed_grace: datetime.timedelta = datetime.timedelta(days=7),
         admins_may_edit: bool = False,
         webhooks: notify.WebhookPolicy | None = None,
+        emails: notify.EmailPolicy | None = None,
     ) -> None:
         self.smtp = smtp or notify.SmtpSettings()
         self.db, self.catalog, self.namespace, self.workspace = db, catalog, namespace, workspace
@@ -90,6 +91,7 @@ class JobsService:
         #: that user: off unless the operator opts in)
         self.admins_may_edit = admins_may_edit
         self.webhooks = webhooks or notify.WebhookPolicy()
+        self.emails = emails or notify.EmailPolicy()
         self._streams: Counter[str] = Counter()
 
     # ---- helpers ---------------------------------------------------------------------
@@ -109,10 +111,11 @@ class JobsService:
         w = build(cat, choice, names.workspace_claim)
         return manifests.cronjob(defn, names, version, w, self.namespace, self.workspace)
 
-    def _parse(self, body: dict[str, Any]) -> validation.Definition:
+    def _parse(self, body: dict[str, Any], owner: str) -> validation.Definition:
         defn = validation.parse(body)
         if defn.notify.get("webhook"):
             self.webhooks.check_url(defn.notify["webhook"])
+        self.emails.check(owner, defn.notify.get("emails") or [])
         return defn
 
     async def owner(self, name: str, known: Caller | None = None) -> Caller:
@@ -156,6 +159,12 @@ class JobsService:
         or MoonHub itself) at the addresses the job notifies."""
         emails = (row.spec.get("notify") or {}).get("emails") or []
         if not emails or not self.smtp.host:
+            return
+        try:
+            self.emails.check(row.owner, emails)
+        except InvalidField:
+            return
+        if not self.emails.take(row.owner, 1, time.time()):
             return
         try:
             await notify.plain(self.smtp, emails, f"[MoonHub] job {row.name}: {subject}", text)
@@ -232,7 +241,7 @@ class JobsService:
             raise InvalidField("body", "must be a JSON object")
         body = dict(body)
         content = validation.check_notebook(body.pop("notebook_content", None))
-        defn = self._parse(body)
+        defn = self._parse(body, caller.name)
         names = manifests.Names(caller.name, defn.name)
         owner = await self.owner(caller.name, caller)
         cron = self._cronjob(defn, owner, 1, names)  # entitlements checked before anything exists
@@ -279,7 +288,7 @@ class JobsService:
             else:
                 action = "resume" if body.get("active", row.spec.get("active", True)) else "pause"
             owner = await self._acting_for(caller, row, action)
-            defn = self._parse({**row.spec, **body})
+            defn = self._parse({**row.spec, **body}, row.owner)
             version = row.version
             if content is not None:
                 content = validation.check_notebook(content)
@@ -542,7 +551,7 @@ class JobsService:
         wants = job.get("notify") or {}
         try:
             if wants.get("emails"):
-                await notify.email(self.smtp, job, run, wants["emails"])
+                await notify.email(self.smtp, job, run, wants["emails"], self.emails)
             if wants.get("webhook"):
                 await notify.webhook(wants["webhook"], job, run, self.webhooks)
         except Exception as e:

@@ -21,7 +21,7 @@ from tornado import web
 from traitlets import Unicode, default
 
 from . import choices as ch
-from . import metrics
+from . import gpuview, metrics
 from .capacity import gpu_capacity
 from .catalog import Catalog, CatalogStore
 from .errors import ChoiceError
@@ -99,10 +99,8 @@ class MoonSpawner(KubeSpawner):
 
     # ---- cluster facts ---------------------------------------------------------------
     async def gpu_capacity(self, cat: Catalog) -> dict[str, Any]:
-        nodes = await self.api.list_node(label_selector="nvidia.com/gpu.present=true")
-        pods = await self.api.list_pod_for_all_namespaces(field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        ser = self.api.api_client.sanitize_for_serialization
-        return gpu_capacity(cat.gpu_types, [ser(n) for n in nodes.items], [ser(p) for p in pods.items])
+        nodes, pods = await gpuview.shared(self.api).read()
+        return gpu_capacity(cat.gpu_types, nodes, pods)
 
     async def gpus_in_use(self) -> tuple[int, dict[str, int]]:
         """GPUs held by this user's other servers, and by each of the user's quota groups."""

@@ -45,6 +45,11 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     hub = chart.hub()
     users_ns = await core.read_namespace(USERS)
     assert users_ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # the chart's own NetworkPolicies hold on the real node: `helm test` probes, as a user's
+    # pod, that the hub answers and the proxy's API, the Kubernetes API and the metadata
+    # address do not
+    probe = chart.helm("test", RELEASE, "-n", NS, "--logs", timeout=180)
+    assert probe.returncode == 0 and "ok: user pods reach the hub" in probe.stdout, probe.stdout + probe.stderr
 
     # log in and spawn through the proxy, as a browser does
     s = hub.login(USER)

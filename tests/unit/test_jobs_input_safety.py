@@ -189,3 +189,18 @@ def test_departure_needs_a_404_for_the_whole_grace_period(tmp_path: Any) -> None
         assert due(s, {"sam"}, {"sam"}, grace, t0 + grace * 3) == set()
         # not asked about this time (the hub did not answer for them): nothing decided
         assert due(s, set(), set(), grace, t0 + grace * 5) == set()
+
+
+def test_alert_mail_goes_only_to_the_owner_or_allowed_domains() -> None:
+    policy = notify.EmailPolicy(("example.org",), per_hour=3)
+    policy.check("ann@corp.com", ["ann@corp.com", "team@example.org", "Ops@EXAMPLE.ORG"])
+    for outside in (["boss@corp.com"], ["x@example.org.evil.com"], ["a@b@example.com"]):
+        with pytest.raises(InvalidField) as e:
+            policy.check("ann@corp.com", outside)
+        assert e.value.field == "notify" and "@example.org" in e.value.message
+    with pytest.raises(InvalidField):
+        notify.EmailPolicy().check("ann", ["ann@corp.com"]), "no domains: only the owner's own address"
+    # at most per_hour messages per owner in any hour
+    assert [policy.take("ann", 1, t) for t in (0, 10, 20, 30)] == [True, True, True, False]
+    assert policy.take("bob", 1, 30), "per owner"
+    assert policy.take("ann", 1, 3601), "the hour moves on"
