@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 
@@ -25,6 +26,13 @@ class ConfigError(DocumentError):
 class HubSection:
     #: where browsers reach MoonHub (the proxy's public address)
     public_url: str = "http://127.0.0.1:8000"
+    #: serve each user's server, and each service, from a host name of its own under this
+    #: one (``https://moonhub.example.com`` -> ``https://ada.moonhub.example.com``), so a
+    #: page one user serves can not read or act on another user's server, the jobs service or
+    #: the hub. Needs wildcard DNS and, with https, a wildcard certificate; browsers resolve
+    #: names under ``localhost`` themselves. Empty: one origin for everything (acceptable
+    #: only where every user trusts every other, e.g. one developer's machine)
+    subdomain_host: str = ""
     #: where the hub API listens; user pods call it
     api_url: str = "http://127.0.0.1:8081"
     #: where user pods and services reach the hub API when that is not ``api_url`` (e.g. the
@@ -235,6 +243,9 @@ def check_consistency(cfg: PlatformConfig) -> None:
     """What the types alone can not say: settings each auth type needs, sane timeouts."""
     if cfg.hub.route_check_interval < 1:
         raise DocumentError("hub.route_check_interval: must be at least 1 (second)")
+    sub = cfg.hub.subdomain_host
+    if sub and (not sub.startswith(("http://", "https://")) or urlparse(sub).path not in ("", "/")):
+        raise DocumentError("hub.subdomain_host: a scheme and host (and port), e.g. https://moonhub.example.com")
     cu = cfg.culling
     for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds", "notices_seconds"):
         if getattr(cu, key) < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
 from admin_console.handlers import handlers as console_handlers
@@ -20,6 +21,17 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     state.mkdir(parents=True, exist_ok=True)
 
     c.JupyterHub.bind_url = cfg.hub.public_url
+    if cfg.hub.subdomain_host:
+        # one origin per user server and per service (the proxy routes by host)
+        c.JupyterHub.subdomain_host = cfg.hub.subdomain_host.rstrip("/")
+        # host-only __Host- cookies: a user's server can not set or shadow the hub's cookies
+        # (browsers accept them over https, and over http for names under localhost)
+        host = urlparse(cfg.hub.subdomain_host).hostname or ""
+        if cfg.hub.subdomain_host.startswith("https://") or host == "localhost" or host.endswith(".localhost"):
+            c.JupyterHub.cookie_host_prefix_enabled = True
+    # configuration in a user's volume (~/.jupyter) can not change how their server runs
+    # (extensions, the hub connection, the security settings MoonHub gives it)
+    c.Spawner.disable_user_config = True
     c.JupyterHub.hub_bind_url = cfg.hub.api_url
     if cfg.hub.connect_url:
         c.JupyterHub.hub_connect_url = cfg.hub.connect_url

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -99,6 +100,26 @@ def installed_rbac(helm: str, kubectl: str, kubeconfig: Path, namespace: str) ->
     run("delete", "-f", "-", "--ignore-not-found", stdin=text)
 
 
+def test_each_user_and_service_gets_an_origin_by_default(helm: str) -> None:
+    """The default: per-user (and per-service) host names under publicUrl, host-only
+    cookies, and the proxy routing by host; off only when asked."""
+
+    def facts(*args: str) -> tuple[Any, list[str], dict[str, str]]:
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in render(helm, *args)}
+        platform = yaml.safe_load(docs[("ConfigMap", "t-moonhub-config")]["data"]["platform.yaml"])
+        proxy = docs[("Deployment", "t-moonhub-proxy")]["spec"]["template"]["spec"]["containers"][0]["args"]
+        jobs = docs[("Deployment", "t-moonhub-jobs")]["spec"]["template"]["spec"]["containers"][0]["env"]
+        return platform["hub"].get("subdomain_host"), proxy, {e["name"]: e.get("value", "") for e in jobs}
+
+    sub, proxy, env = facts("--set", "hub.publicUrl=https://moonhub.example.com")
+    assert sub == "https://moonhub.example.com" and "--host-routing" in proxy
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "https://jobs.moonhub.example.com/services/jobs/oauth_callback"
+    assert env["JUPYTERHUB_HOST"] == "https://moonhub.example.com"
+    sub, proxy, env = facts("--set", "hub.userSubdomains=false")
+    assert sub is None and "--host-routing" not in proxy
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/services/jobs/oauth_callback"
+
+
 def test_server_side_dry_run(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> None:
     args = ["--set", "userNamespace.create=false", "--set", f"userNamespace.name={namespace}"]
     text = yaml.safe_dump_all(render(helm, *args, namespace=namespace))
@@ -120,6 +141,10 @@ RBAC = [
     ("hub", "get", "secrets", "users", False),
     ("hub", "create", "cronjobs.batch", "users", False),
     ("hub", "delete", "nodes", None, False),
+    # the GPU view lists pods on GPU nodes; it never reads one pod (its env, its secrets' names)
+    ("hub", "list", "pods", "kube-system", True),
+    ("hub", "get", "pods", "kube-system", False),
+    ("hub", "watch", "pods", "kube-system", False),
     ("jobs", "create", "cronjobs.batch", "users", True),
     ("jobs", "create", "jobs.batch", "users", True),
     ("jobs", "get", "pods/log", "users", True),

@@ -51,3 +51,9 @@ securityContext:
 {{- end -}}
 
 
+
+{{- /* the public origin of a subdomain under publicUrl: (list . "jobs") -> http://jobs.localhost:8000 */ -}}
+{{- define "moonhub.subdomainOrigin" -}}
+{{- $u := urlParse (index . 0).Values.hub.publicUrl -}}
+{{- printf "%s://%s.%s" $u.scheme (index . 1) $u.host -}}
+{{- end -}}

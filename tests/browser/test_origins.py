@@ -1,0 +1,174 @@
+"""One user's pages can not act as another user who opens them.
+
+With ``hub.subdomain_host`` each user's server and each service has an origin of its own
+(``<user>.localhost``; browsers resolve names under localhost to this machine). A page that
+one user's server serves -- here a page chromium receives for ``mallory``'s origin, as her
+server would answer it: she controls that process -- is opened by an admin. It tries to read
+the hub, the admin's own server and the jobs service, and to change the admin's workspace and
+jobs. Every read is blocked by the browser and every write refused by the servers (XSRF);
+the same page on a one-origin hub reads the hub's pages, which is what subdomains prevent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from playwright.async_api import Browser, BrowserContext
+
+from localcluster.config import REPO, ClusterConfig
+from localcluster.hub import dev_password
+from tests.conftest import TEST_CLUSTER, Hub, platform_doc, start_hub
+from tests.helpers import wait_for
+
+STATE = REPO / ".state" / "test-hub-origins"
+PORT = 18600
+BASE = f"http://localhost:{PORT}"
+
+ATTACK = """<!doctype html><html><body><script>
+(async () => {
+  const T = %(targets)s, out = {};
+  const step = async (name, fn) => {
+    try { out[name] = 'done: ' + await fn(); } catch (e) { out[name] = 'blocked: ' + e; }
+  };
+  const read = (url) => fetch(url, {credentials: 'include'})
+    .then(async r => r.status + ' ' + (await r.text()).slice(0, 120));
+  await step('read the hub API', () => read(T.hub + '/hub/api/users'));
+  await step('read the hub page', () => new Promise((ok, bad) => {
+    const f = document.createElement('iframe');
+    f.src = T.hub + '/hub/home';
+    f.onload = () => {
+      try { ok(f.contentDocument.title + ' ' + f.contentDocument.cookie.length); } catch (e) { bad(e); }
+    };
+    document.body.appendChild(f);
+  }));
+  await step('read the victim server', () => read(T.server + '/api/contents'));
+  await step('read the jobs service', () => read(T.jobs + '/api/v1/jobs'));
+  const put = {type: 'file', format: 'text', content: 'written by mallory'};
+  await step('write the victim workspace', () => fetch(T.server + '/api/contents/pwned.txt',
+    {method: 'PUT', mode: 'no-cors', credentials: 'include', body: JSON.stringify(put)}).then(r => r.type));
+  const job = {name: 'pwned', notebook: 'x.ipynb', schedule: null,
+               notebook_content: {nbformat: 4, nbformat_minor: 5, metadata: {}, cells: []}};
+  await step('create a job', () => fetch(T.jobs + '/api/v1/jobs',
+    {method: 'POST', mode: 'no-cors', credentials: 'include', body: JSON.stringify(job)}).then(r => r.type));
+  window.__results = out;
+  window.__done = true;
+})();
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def origins_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
+    if local_cluster is None:
+        pytest.skip("the hub runs on the host against the local cluster")
+    doc = platform_doc(STATE, PORT)
+    doc["hub"] |= {"public_url": BASE, "subdomain_host": BASE}
+    doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:{PORT + 90}"
+    doc["culling"]["enabled"] = False
+    url, config, sup = start_hub(local_cluster, STATE, doc, "hub-origins")
+    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
+    sup.stop("hub-origins")
+
+
+async def _login(browser: Browser, hub: Hub, user: str) -> BrowserContext:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    await page.goto(f"{hub.url}/hub/login")
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", hub.password)
+    await page.click("#login_submit")
+    await page.wait_for_load_state()
+    await page.close()
+    return ctx
+
+
+async def _attack(ctx: BrowserContext, page_url: str, targets: dict[str, str]) -> dict[str, str]:
+    """Open ``page_url`` (answered with the attack page, as mallory's server would) in the
+    victim's browser and return what each step got."""
+    html = ATTACK % {"targets": json.dumps(targets)}
+
+    async def serve(route: Any) -> None:
+        await route.fulfill(status=200, content_type="text/html", body=html)
+
+    await ctx.route(page_url, serve)
+    page = await ctx.new_page()
+    await page.goto(page_url)
+    await page.wait_for_function("window.__done === true", timeout=60_000)
+    results: dict[str, str] = await page.evaluate("window.__results")
+    await page.close()
+    return results
+
+
+async def test_a_page_from_one_users_origin_can_not_act_as_its_visitor(
+    origins_hub: Hub, hub: Hub, browser: Browser
+) -> None:
+    h = origins_hub
+    # the victim: an admin (admins may open any user's server) with a server of their own
+    admin = h.login("admin")
+    r = h.api(admin, "POST", "/users/admin/server", json={"environment": "python", "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    await wait_for(
+        lambda: h.api(admin, "GET", "/users/admin").json()["servers"].get("", {}).get("ready"),
+        bool,
+        timeout=120,
+        what="the admin's server",
+    )
+    ctx = await _login(browser, h, "admin")
+    lab = await ctx.new_page()
+    await lab.goto(f"http://admin.localhost:{PORT}/user/admin/lab")  # the server's own cookie, via OAuth
+    await lab.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    assert lab.url.startswith(f"http://admin.localhost:{PORT}/"), "each server has its own origin"
+    jobs_page = await ctx.new_page()
+    await jobs_page.goto(f"http://jobs.localhost:{PORT}/services/jobs/api/v1/jobs")  # the jobs service's cookie
+    assert json.loads(await jobs_page.inner_text("body")) == {"jobs": []}, "the victim can use the jobs service"
+
+    got = await _attack(
+        ctx,
+        f"http://mallory.localhost:{PORT}/user/mallory/evil.html",
+        {
+            "hub": BASE,
+            "server": f"http://admin.localhost:{PORT}/user/admin",
+            "jobs": f"http://jobs.localhost:{PORT}/services/jobs",
+        },
+    )
+    print(json.dumps(got, indent=1))
+    for step in ("read the hub API", "read the hub page", "read the victim server", "read the jobs service"):
+        assert got[step].startswith("blocked"), (step, got[step])
+    # the writes left the browser (no-cors) and were refused: nothing changed
+    node = await _server_url()
+    await asyncio.to_thread(_nothing_changed, h, admin, node)
+    await ctx.close()
+    h.api(admin, "DELETE", "/users/admin/server")
+
+    # the same page on a hub with one origin for everything reads the hub's pages as the victim
+    one = await _login(browser, hub, "admin")
+    got = await _attack(one, f"{hub.url}/user/mallory/evil.html", {"hub": hub.url, "server": "", "jobs": ""})
+    assert got["read the hub page"].startswith("done"), got
+    await one.close()
+
+
+def _nothing_changed(h: Hub, admin: requests.Session, node: str) -> None:
+    token = h.token(admin, "admin", "access:servers!server=admin/", "access:services!service=jobs")
+    auth = {"Authorization": f"token {token}"}
+    contents = requests.get(f"{node}/user/admin/api/contents/pwned.txt", headers=auth, timeout=30)
+    assert contents.status_code == 404, "the victim's workspace is unchanged"
+    jobs = requests.get(
+        f"http://{TEST_CLUSTER.node_ip}:{PORT + 90}/services/jobs/api/v1/jobs", headers=auth, timeout=30
+    )
+    assert jobs.status_code == 200 and jobs.json() == {"jobs": []}, "no job was made in the victim's name"
+
+
+async def _server_url() -> str:
+    """The admin's server at its pod address (requests can not resolve names under localhost)."""
+    from kubernetes_asyncio import client, config
+
+    api = await config.new_client_from_config(str(TEST_CLUSTER.admin_kubeconfig))
+    try:
+        pod = await client.CoreV1Api(api).read_namespaced_pod("jupyter-admin", "moonhub-users")
+    finally:
+        await api.close()
+    return f"http://{pod.status.pod_ip}:8888"
