@@ -193,6 +193,26 @@ class JobsService:
             "to resume it.\n",
         )
 
+    async def _refusal(self, row: DefinitionRow) -> str | None:
+        """Why ``row``'s owner may not run it as defined now, or None. Every scheduled run is
+        checked as it appears; when the hub can not be asked, the run goes on (the next
+        reconcile decides)."""
+        try:
+            owner = await self.owner(row.owner)
+            self._cronjob(validation.Definition(**row.spec), owner, row.version, _names(row))
+        except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub
+            return str(e)
+        except Unavailable as e:
+            log.warning("job %s of %s: entitlements not checked (%s)", row.name, row.owner, e)
+        return None
+
+    async def _stop_job(self, name: str) -> None:
+        try:
+            await self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
     async def ensure_workspace(self, owner: str) -> None:
         """Create the owner's workspace PVC when they never started a server (it is kept)."""
         names = manifests.Names(owner, "")
@@ -519,6 +539,12 @@ class JobsService:
                         continue
                     run = _new_run(defn, name, "schedule")
                     s.add(run)
+                    refused = await self._refusal(defn)
+                    if refused:  # started by the CronJob before a reconcile suspended it
+                        await self._stop_job(name)
+                        run.status, run.finished = "cancelled", utcnow()
+                        run.reason = f"not started: {refused}"[:1024]
+                        await self._hold(s, defn, refused)
                 if run.status != "cancelled":
                     was = run.status
                     _apply_job_status(run, job)
