@@ -197,6 +197,8 @@ class JobsService:
         """Why ``row``'s owner may not run it as defined now, or None. Every scheduled run is
         checked as it appears; when the hub can not be asked, the run goes on (the next
         reconcile decides)."""
+        if self.hub is None:
+            return None
         try:
             owner = await self.owner(row.owner)
             self._cronjob(validation.Definition(**row.spec), owner, row.version, _names(row))
