@@ -133,6 +133,12 @@ class SpawnerSection:
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
     start_timeout: int = 300
+    #: ignore configuration and Jupyter data under the user's home (their workspace):
+    #: ~/.jupyter config files, and also the kernels and lab extensions users register
+    #: there (``ipykernel install --user``). With per-user host names (hub.subdomain_host)
+    #: a user's own configuration can only affect their own server, so the default keeps
+    #: workspace kernels working
+    disable_user_config: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
         if cfg.hub.subdomain_host.startswith("https://") or host == "localhost" or host.endswith(".localhost"):
             c.JupyterHub.cookie_host_prefix_enabled = True
     # configuration in a user's volume (~/.jupyter) can not change how their server runs
-    # (extensions, the hub connection, the security settings MoonHub gives it)
-    c.Spawner.disable_user_config = True
+    # (it also hides kernels registered in the workspace: an operator's choice)
+    c.Spawner.disable_user_config = cfg.spawner.disable_user_config
     c.JupyterHub.hub_bind_url = cfg.hub.api_url
     if cfg.hub.connect_url:
         c.JupyterHub.hub_connect_url = cfg.hub.connect_url

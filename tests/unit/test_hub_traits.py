@@ -112,3 +112,19 @@ def test_hub_in_a_cluster_is_reached_by_name_and_keeps_servers(tmp_path: Path) -
     assert c.JupyterHub.last_activity_interval == 30, "a restarted proxy gets its routes back within 30 s"
     read_only = _configured(tmp_path, spawner={"catalog_managed_by": "the Helm release"})
     assert read_only.JupyterHub.tornado_settings["moonhub_catalog_managed_by"] == "the Helm release"
+
+
+def test_user_config_and_subdomains_are_the_operators_choice(tmp_path: Path) -> None:
+    c = _configured(tmp_path)
+    assert c.Spawner.disable_user_config is False, "workspace kernels work by default"
+    assert "subdomain_host" not in c.JupyterHub
+    c = _configured(
+        tmp_path,
+        spawner={"disable_user_config": True},
+        hub={"public_url": "https://moonhub.example.com", "subdomain_host": "https://moonhub.example.com"},
+    )
+    assert c.Spawner.disable_user_config is True
+    assert c.JupyterHub.subdomain_host == "https://moonhub.example.com"
+    assert c.JupyterHub.cookie_host_prefix_enabled is True, "host-only cookies over https"
+    with pytest.raises(ConfigError, match=r"hub\.subdomain_host"):
+        _configured(tmp_path, hub={"subdomain_host": "moonhub.example.com/path"})
