@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
 from admin_console.handlers import handlers as console_handlers
@@ -24,10 +23,10 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     if cfg.hub.subdomain_host:
         # one origin per user server and per service (the proxy routes by host)
         c.JupyterHub.subdomain_host = cfg.hub.subdomain_host.rstrip("/")
-        # host-only __Host- cookies: a user's server can not set or shadow the hub's cookies
-        # (browsers accept them over https, and over http for names under localhost)
-        host = urlparse(cfg.hub.subdomain_host).hostname or ""
-        if cfg.hub.subdomain_host.startswith("https://") or host == "localhost" or host.endswith(".localhost"):
+        # host-only __Host- cookies: a user's server can not set or shadow the hub's cookies.
+        # They must be Secure, which browsers keep only from https origins (over plain
+        # http a server's OAuth state cookie would be dropped and every login refused)
+        if cfg.hub.subdomain_host.startswith("https://"):
             c.JupyterHub.cookie_host_prefix_enabled = True
     # configuration in a user's volume (~/.jupyter) can not change how their server runs
     # (it also hides kernels registered in the workspace: an operator's choice)

@@ -113,7 +113,9 @@ def test_each_user_and_service_gets_an_origin_by_default(helm: str) -> None:
 
     sub, proxy, env = facts("--set", "hub.publicUrl=https://moonhub.example.com")
     assert sub == "https://moonhub.example.com" and "--host-routing" in proxy
-    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "https://jobs.moonhub.example.com/services/jobs/oauth_callback"
+    assert (
+        env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "https://jobs--service.moonhub.example.com/services/jobs/oauth_callback"
+    )
     assert env["JUPYTERHUB_HOST"] == "https://moonhub.example.com"
     sub, proxy, env = facts("--set", "hub.userSubdomains=false")
     assert sub is None and "--host-routing" not in proxy

@@ -52,7 +52,7 @@ securityContext:
 
 
 
-{{- /* the public origin of a subdomain under publicUrl: (list . "jobs") -> http://jobs.localhost:8000 */ -}}
+{{- /* the public origin of a subdomain under publicUrl: (list . "jobs--service") -> http://jobs--service.localhost:8000 */ -}}
 {{- define "moonhub.subdomainOrigin" -}}
 {{- $u := urlParse (index . 0).Values.hub.publicUrl -}}
 {{- printf "%s://%s.%s" $u.scheme (index . 1) $u.host -}}
