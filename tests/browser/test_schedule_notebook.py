@@ -6,15 +6,19 @@ chart (tests/chart_release.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import time
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from localcluster import cli
 from localcluster.config import REPO
-from tests.conftest import Hub
+from tests.chart_release import USERS
+from tests.conftest import TEST_CLUSTER, Hub
 
 SHOTS = REPO / "test-results"
 USER = "nora"
@@ -66,6 +70,20 @@ async def _put_notebook(page: Page, hub: Hub, path: str) -> None:
     assert r.status in (200, 201), await r.text()
 
 
+def _run_out_of_memory(namespace: str) -> None:
+    """Allocate more than the server's memory limit inside its container (as a notebook
+    that loads too much would); the kernel's OOM killer stops that process."""
+    kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={TEST_CLUSTER.admin_kubeconfig}"]
+    hog = "b = bytearray(6 * 2**30)"
+    r = subprocess.run(
+        [*kubectl, "exec", "-n", namespace, f"jupyter-{USER}", "--", "python", "-c", hog],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 137, (r.returncode, r.stderr)  # SIGKILL: the OOM killer
+
+
 @pytest.fixture(params=["host hub", "Helm install"])
 def moonhub(request: pytest.FixtureRequest) -> Hub:
     """The hub run on the host, and MoonHub installed into the cluster with the Helm chart."""
@@ -83,22 +101,15 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await _open_lab(page, hub)
     await _put_notebook(page, hub, "report.ipynb")
-    # a culling warning left on the server (as the reclaim service posts it) shows in the lab
-    xsrf = next(
-        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
-    )
-    r = await page.request.post(
-        f"{hub.url}/user/{USER}/moonhub/notices",
-        data=json.dumps({"id": "t1", "kind": "idle", "message": "This server will be stopped at 12:00 UTC.", "at": ""}),
-        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
-    )
-    assert r.status == 201, await r.text()
+    # a process in the server's container runs out of memory: the server's notice (its
+    # cgroup's OOM count, with the limit of the size) shows in the lab
+    await asyncio.to_thread(_run_out_of_memory, USERS if hub.label else "moonhub-users")
 
     # the entry points: the Jobs menu, the file browser's context menu, the notebook toolbar
     await expect(page.locator(".lm-MenuBar-itemLabel", has_text="Jobs")).to_be_visible()
     await page.goto(f"{hub.url}/user/{USER}/lab/tree/report.ipynb")
     await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-    await expect(page.get_by_text("This server will be stopped at 12:00 UTC.")).to_be_visible(timeout=15_000)
+    await expect(page.get_by_text("ran out of memory", exact=False).first).to_be_visible(timeout=30_000)
     item = page.locator(".jp-DirListing-item[data-file-type='notebook']", has_text="report.ipynb")
     await item.click(button="right")
     await expect(page.locator(".lm-Menu-itemLabel", has_text="Schedule…")).to_be_visible()

@@ -5,6 +5,8 @@ authorization API)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,29 @@ def test_each_user_and_service_gets_an_origin_by_default(helm: str) -> None:
     sub, proxy, env = facts("--set", "hub.userSubdomains=false")
     assert sub is None and "--host-routing" not in proxy
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/services/jobs/oauth_callback"
+
+
+def test_every_network_policy_selects_pods_the_chart_makes(helm: str) -> None:
+    """A policy whose selector matches no pod protects nothing, and one that names a
+    component no pod carries cuts that component off (both happened once)."""
+    docs = render(helm)
+    components = {
+        d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        for d in docs
+        if d["kind"] in ("Deployment", "DaemonSet")
+    }
+    assert {"hub", "proxy", "jobs"} <= components
+    named: set[str] = set()
+    for d in docs:
+        if d["kind"] != "NetworkPolicy":
+            continue
+        spec = json.dumps(d["spec"])
+        named |= set(re.findall(r'"app.kubernetes.io/component": "([^"]+)"', spec))
+        for values in re.findall(
+            r'"key": "app.kubernetes.io/component", "operator": "In", "values": \[([^\]]*)\]', spec
+        ):
+            named |= set(re.findall(r'"([^"]+)"', values))
+    assert named and named <= components, named - components
 
 
 def test_server_side_dry_run(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> None:
