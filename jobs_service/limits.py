@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hub_config.platform import JobsLimits
 from spawner_ext.errors import FieldError
 
 
@@ -23,16 +24,11 @@ class TooMany(FieldError):
 
 
 @dataclass(frozen=True)
-class Limits:
-    #: job definitions per user
-    jobs_per_user: int = 50
-    #: notebook versions kept per job (the oldest are pruned unless a run still uses them)
-    versions_per_job: int = 10
-    #: runs of one user's jobs queued or running at once that "run now" may add to
-    active_runs_per_user: int = 10
-    #: live-log streams one user may hold open at once
-    log_streams_per_user: int = 4
-    #: bytes of a run's log the service reads and returns (the newest part)
+class Limits(JobsLimits):
+    """The operator's limits (``jobs.limits``, declared with the platform document), and
+    what the service fixes itself."""
+
+    #: bytes of a run's log the service reads and returns at most
     log_bytes: int = 2 * 1024 * 1024
 
 

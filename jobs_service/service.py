@@ -464,7 +464,7 @@ class JobsService:
             return views.run(run)
 
     async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
-        """The run's latest pod, the newest part of its log (at most ``limits.log_bytes``)
+        """The run's latest pod, the first ``limits.log_bytes`` of its log
         and progress (cell i of n), or None without a pod."""
         with self.db() as s:
             run = self._run(s, caller, job_id, run_id)
