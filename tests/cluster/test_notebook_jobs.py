@@ -87,7 +87,7 @@ async def test_run_now_executes_snapshot_with_parameters(
     )
     bad = notebook(("x = 1", ["parameters"]), ("raise ValueError('boom at cell 2')", []))
     batch = client.BatchV1Api(api)
-    await asyncio.gather(
+    daily, _ = await asyncio.gather(
         _submit(
             api,
             namespace,
@@ -134,7 +134,8 @@ async def test_run_now_executes_snapshot_with_parameters(
     log = await core.read_namespaced_pod_log(pod.metadata.name, namespace)
     assert "cell 2 failed: ValueError: boom at cell 2" in log
 
-    cron = await batch.read_namespaced_cron_job("nb-olga-daily-report", namespace)
+    assert daily.cronjob.startswith("nb-olga-daily-report-"), "readable, then a hash of (owner, job)"
+    cron = await batch.read_namespaced_cron_job(daily.cronjob, namespace)
     assert (cron.spec.schedule, cron.spec.time_zone, cron.spec.concurrency_policy, cron.spec.suspend) == (
         "0 6 * * 1-5",
         "Asia/Shanghai",
