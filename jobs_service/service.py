@@ -233,10 +233,11 @@ class JobsService:
             if e.status != 409:  # made by the spawner meanwhile
                 raise
 
-    async def _prune_snapshots(self, s: Session, row: DefinitionRow) -> None:
+    async def _prune_snapshots(self, s: Session, row: DefinitionRow, maps: list[Any] | None = None) -> None:
         """Keep the newest ``versions_per_job`` versions in the database (and any a run that
         has not ended uses), and in the cluster only the snapshots a run may still mount:
-        the current and previous versions, and those of runs that have not ended."""
+        the current and previous versions, and those of runs that have not ended. ``maps``:
+        the snapshot ConfigMaps when the caller has listed them already."""
         busy = {r.version for r in row.runs if r.status not in ENDED}
         newest = sorted(row.versions, key=lambda v: v.number, reverse=True)
         for v in newest[self.limits.versions_per_job :]:
@@ -244,9 +245,10 @@ class JobsService:
                 row.versions.remove(v)
         names = _names(row)
         keep = busy | {row.version, row.version - 1}
-        selector = f"{manifests.LABEL}component=notebook-job,{manifests.LABEL}job={row.name}"
-        maps = await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)
-        for cm in maps.items:
+        if maps is None:
+            selector = f"{manifests.LABEL}component=notebook-job,{manifests.LABEL}job={row.name}"
+            maps = (await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)).items
+        for cm in maps:
             number = (cm.metadata.labels or {}).get(f"{manifests.LABEL}version", "")
             if not cm.metadata.name.startswith(f"{names.cronjob}-v") or not number.isdigit():
                 continue
@@ -602,10 +604,8 @@ class JobsService:
             c.metadata.name
             for c in (await self.batch.list_namespaced_cron_job(self.namespace, label_selector=selector)).items
         }
-        snapshots = {
-            c.metadata.name
-            for c in (await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)).items
-        }
+        snapshot_maps = (await self.core.list_namespaced_config_map(self.namespace, label_selector=selector)).items
+        snapshots = {c.metadata.name for c in snapshot_maps}
         users: dict[str, dict[str, Any]] | None = None
         if self.hub is not None:
             try:
@@ -652,7 +652,7 @@ class JobsService:
                 elif row.cronjob not in existing:
                     await self._put_cronjob(row.cronjob, cron, False)
                     report["recreated"].append(row.cronjob)
-                await self._prune_snapshots(s, row)
+                await self._prune_snapshots(s, row, snapshot_maps)  # one list for every job
             s.commit()
             known = {r.cronjob for r in rows}
         for name in sorted(existing - known):
