@@ -9,6 +9,10 @@ development login):
 - run now -> first cell executing: a job made through the user's server (the Schedule
   dialog's route), "run now", until the run's live log shows papermill executing cell 1.
 
+Each spawn is also cut into phases, from a watch on the users' pods and direct polls: form
+submitted -> pod created -> container running -> the server answers at its pod address ->
+the hub says ready -> JupyterLab answers through the proxy.
+
     ./moonhub up
     .venv/bin/python -m benchmarks.real_node [--users 20]
 """
@@ -17,15 +21,55 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
+from collections import defaultdict
 from typing import Any
 
 import requests
+from kubernetes import client, config, watch
 
 from localcluster.config import REPO
 from tests.helpers import NOTEBOOK
 
 URL = "http://127.0.0.1:8000"
+NS = "moonhub-users"
+PHASES = ("pod created", "container running", "server answers", "hub says ready", "lab answers")
+
+
+class PodClock(threading.Thread):
+    """When (this process's monotonic clock) each user pod was first seen created, with its
+    container running, and its IP: from a watch, so each is within a watch event's delay."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        config.load_kube_config(str(REPO / ".state" / "cluster" / "admin.kubeconfig"))
+        self.v1 = client.CoreV1Api()
+        self.seen: dict[str, dict[str, float]] = defaultdict(dict)
+        self.names: dict[str, str] = {}
+        self.ip: dict[str, str] = {}
+
+    def run(self) -> None:
+        while True:
+            meta = self.v1.list_namespaced_pod(NS).metadata
+            rv = meta.resource_version if meta else None
+            for ev in watch.Watch().stream(self.v1.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=300):
+                now, pod = time.monotonic(), ev["object"]
+                name, uid = pod.metadata.name, pod.metadata.uid
+                marks = self.seen[uid]
+                marks.setdefault("pod created", now)
+                statuses = pod.status.container_statuses or []
+                if statuses and statuses[0].state.running:
+                    marks.setdefault("container running", now)
+                if pod.status.pod_ip:
+                    self.ip[name] = pod.status.pod_ip
+                self.names[uid] = name
+
+    def marks(self, pod: str, since: float) -> dict[str, float]:
+        for uid, marks in list(self.seen.items()):
+            if self.names.get(uid) == pod and marks.get("pod created", 0) >= since:
+                return dict(marks)
+        return {}
 
 
 def login(user: str, password: str) -> requests.Session:
@@ -41,16 +85,31 @@ def hub_api(s: requests.Session, method: str, path: str, **kw: Any) -> requests.
     )
 
 
-def spawn(s: requests.Session, user: str, timeout: float = 180) -> float:
-    """Seconds from submitting the spawn form to JupyterLab answering."""
+def spawn(s: requests.Session, user: str, clock: PodClock, timeout: float = 180) -> dict[str, float]:
+    """Seconds from submitting the spawn form to each phase (the last: JupyterLab answers)."""
     t0 = time.monotonic()
     xsrf = s.cookies.get("_xsrf", path="/hub/") or ""
     s.post(f"{URL}/hub/spawn/{user}", data={"_xsrf": xsrf, "environment": "python", "size": "small"})
+    at: dict[str, float] = {}
+    pod = f"jupyter-{user}"
     while time.monotonic() - t0 < timeout:
+        ip = clock.ip.get(pod)
+        if "server answers" not in at and ip:
+            try:
+                if requests.get(f"http://{ip}:8888/user/{user}/api", timeout=0.5).status_code == 200:
+                    at["server answers"] = time.monotonic()
+            except requests.RequestException:
+                pass
+        if "hub says ready" not in at and (hub_api(s, "GET", f"/users/{user}").json()["servers"].get("") or {}).get(
+            "ready"
+        ):
+            at["hub says ready"] = time.monotonic()
         lab = s.get(f"{URL}/user/{user}/lab", timeout=30)
         if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
-            return time.monotonic() - t0
-        time.sleep(0.1)
+            at["lab answers"] = time.monotonic()
+            at |= clock.marks(pod, t0)
+            return {k: v - t0 for k, v in at.items()}
+        time.sleep(0.05)
     raise SystemExit(f"{user}'s lab did not answer in {timeout}s")
 
 
@@ -87,6 +146,16 @@ def figures(name: str, xs: list[float]) -> None:
     print(f"{name:44} n={len(xs):3}  p50 {statistics.median(xs):5.2f} s  p95 {p95:5.2f} s  max {xs[-1]:5.2f} s")
 
 
+def phases(name: str, spawns: list[dict[str, float]]) -> None:
+    """The median time of each phase: from the previous phase's mark to its own."""
+    print(f"  {name}, median of each phase:")
+    prev = [0.0] * len(spawns)
+    for phase in PHASES:
+        cur = [sp.get(phase, p) for sp, p in zip(spawns, prev, strict=True)]
+        print(f"    -> {phase:20} {statistics.median(c - p for c, p in zip(cur, prev, strict=True)):5.2f} s")
+        prev = cur
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=20)
@@ -94,19 +163,24 @@ def main() -> None:
     a = p.parse_args()
     password = (REPO / ".state" / "hub" / "dev-password").read_text().strip()
     users = [f"bench{i:02d}" for i in range(a.users)]
-    first, again = [], []
+    first: list[dict[str, float]] = []
+    again: list[dict[str, float]] = []
+    clock = PodClock()
+    clock.start()
     sessions = {u: login(u, password) for u in users}
     for u in users:  # one at a time: the node has 2 cores
-        first.append(spawn(sessions[u], u))
+        first.append(spawn(sessions[u], u, clock))
         stop(sessions[u], u)
     for u in users:
-        again.append(spawn(sessions[u], u))
+        again.append(spawn(sessions[u], u, clock))
         if u != users[0]:
             stop(sessions[u], u)
     runs = [run_now_to_first_cell(sessions[users[0]], users[0]) for _ in range(a.runs)]
     stop(sessions[users[0]], users[0])
-    figures("spawn, new user (new volume)", first)
-    figures("spawn again (volume and image present)", again)
+    figures("spawn, new user (new volume)", [sp["lab answers"] for sp in first])
+    phases("new user", first)
+    figures("spawn again (volume and image present)", [sp["lab answers"] for sp in again])
+    phases("again", again)
     figures("run now -> first cell executing", runs)
 
 

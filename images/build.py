@@ -1,7 +1,7 @@
 """Build, tag and size MoonHub's images from images/spec.yaml, with the machine's own means.
 
-    python -m images.build                 # the CI images (base notebook, hub)
-    python -m images.build --gpu           # also the framework (CUDA) images
+    python -m images.build                 # the CI images (spec.yaml `ci: true`)
+    python -m images.build --gpu           # every image, the CUDA ones too
     python -m images.build pytorch-notebook  # one image and its parents
 
 No registry is reachable: the base OS is a Debian rootfs made with debootstrap from
@@ -56,6 +56,8 @@ class Image:
     tags: list[str] = field(default_factory=list)
     framework: dict[str, str] = field(default_factory=dict)
     ci: bool = False
+    #: the image whose Dockerfile and framework this one builds with CPU wheels only
+    cpu_build_of: str = ""
 
     @property
     def ref(self) -> str:
@@ -91,7 +93,7 @@ def load_spec(path: Path = HERE / "spec.yaml") -> Spec:
     doc = yaml.safe_load(path.read_text())
     images = {}
     for name, raw in (doc.get("images") or {}).items():
-        unknown = set(raw) - {"parent", "context", "requirements", "tags", "framework", "ci"}
+        unknown = set(raw) - {"parent", "context", "requirements", "tags", "framework", "ci", "cpu_build_of"}
         if unknown:
             raise SystemExit(f"{path}: images.{name}: unknown key(s) {', '.join(sorted(unknown))}")
         images[name] = Image(name=name, **raw)
@@ -99,6 +101,8 @@ def load_spec(path: Path = HERE / "spec.yaml") -> Spec:
     for img in images.values():
         if img.parent != "os" and img.parent not in images:
             raise SystemExit(f"{path}: images.{img.name}.parent: no image {img.parent!r}")
+        if img.cpu_build_of and img.cpu_build_of not in images:
+            raise SystemExit(f"{path}: images.{img.name}.cpu_build_of: no image {img.cpu_build_of!r}")
         if not (HERE / img.context / "Dockerfile").exists():
             raise SystemExit(f"{path}: images.{img.name}.context: no {img.context}/Dockerfile")
         spec.lineage(img.name)  # a cycle would not end; the names above make that impossible
@@ -234,6 +238,10 @@ def context(img: Image) -> Path:
     ctx = BUILD_DIR / img.name
     shutil.rmtree(ctx, ignore_errors=True)
     shutil.copytree(HERE / img.context, ctx)
+    if img.context != img.name:  # a shared folder: only this image's requirements go in, so
+        for other in ctx.glob("*.txt"):  # editing another image's file keeps this one's cache
+            if other.name not in img.requirements:
+                other.unlink()
     if img.name == "base-notebook":
         own_wheel(REPO / "lab_extension", ctx)
     if img.name == "hub":
@@ -317,7 +325,7 @@ def size(ref: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m images.build", description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="images to build (with their parents); default: the CI images")
-    p.add_argument("--gpu", action="store_true", help="also build the framework (CUDA) images")
+    p.add_argument("--gpu", action="store_true", help="build every image, the CUDA ones too")
     a = p.parse_args(argv)
     spec = load_spec()
     wanted = a.names or [n for n, i in spec.images.items() if i.ci or a.gpu]

@@ -9,8 +9,9 @@ fast with a message a person understands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
@@ -21,7 +22,7 @@ from tornado import web
 from traitlets import Unicode, default
 
 from . import choices as ch
-from . import gpuview, metrics
+from . import gpuview, metrics, readiness
 from .capacity import gpu_capacity
 from .catalog import Catalog, CatalogStore
 from .errors import ChoiceError
@@ -170,29 +171,61 @@ class MoonSpawner(KubeSpawner):
         self.storage_access_modes = [st.access_mode]
 
     async def _start(self) -> Any:
-        """KubeSpawner's start, raced against a watch for failures that will not resolve."""
+        """KubeSpawner's start, raced against a watch for failures that will not resolve and
+        a prompt check that the server answers (``readiness``)."""
         watch = FailFast(self)
+        await self._start_watching_pods()
+        key = f"{self.namespace}/{self.pod_name}"
+        old = self.pod_reflector.pods.get(key)
+        stale = {old["metadata"]["uid"]} if old else set()
         start = asyncio.ensure_future(super()._start())
         guard = asyncio.ensure_future(watch.first_failure())
-        done, _ = await asyncio.wait({start, guard}, return_when=asyncio.FIRST_COMPLETED)
-        if start in done:
+        # KubeSpawner has more to do after the pod is made when these are set: let it finish
+        prompt = not (self.internal_ssl or self.services_enabled or self.after_pod_created_hook)
+        ready = asyncio.ensure_future(
+            readiness.first_answer(
+                lambda: self.pod_reflector.pods.get(key),
+                lambda pod: f"{self._get_pod_url(pod)}{self.server.base_url if self.server else '/'}api",
+                stale,
+            )
+            if prompt
+            else asyncio.Event().wait()
+        )
+        done, _ = await asyncio.wait({start, guard, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if start in done or ready in done:
             guard.cancel()
             try:
-                result = start.result()
+                if start in done:
+                    result = start.result()
+                else:
+                    result = await self._started_early(start, cast(dict[str, Any], ready.result()))
             except Exception as e:
                 reason = "timeout" if isinstance(e, TimeoutError) else "error"
                 metrics.SPAWN_FAILURES.labels(reason=reason).inc()
                 raise
+            finally:
+                ready.cancel()
             opts = self.user_options or {}
             env, gpu = opts.get("environment", ""), opts.get("gpu_type") or "none"
             metrics.SPAWNS.labels(environment=env, gpu_type=gpu).inc()
             return result
         start.cancel()
+        ready.cancel()
         message = guard.result()
         metrics.SPAWN_FAILURES.labels(reason="image" if "image" in message.lower() else "unschedulable").inc()
         self.log.warning("spawn of %s failed fast: %s", self._log_name, message)
         await self.stop(now=True)
         raise web.HTTPError(503, message)
+
+    async def _started_early(self, start: asyncio.Future[Any], pod: dict[str, Any]) -> str:
+        """The server answered while KubeSpawner was still in its backoff, waiting for the
+        pod to run (its last step, as MoonHub configures it: no Service, no internal TLS,
+        no post-create hook): end that wait and finish as it would."""
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        self.pod_id = pod["metadata"]["uid"]
+        return str(self._get_pod_url(pod))
 
     # ---- defaults: security, storage, networking ---------------------------------------
     @default("pvc_name_template")

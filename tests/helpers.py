@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 
+from localcluster import cli
+from localcluster.config import ClusterConfig
 from localcluster.registry import ref
 from spawner_ext.security import container_security_context, pod_security_context
 
@@ -158,3 +161,12 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
     await core.delete_namespaced_pod(name, ns)
     assert pod.status.phase == "Succeeded", f"reading {path} from {claim} failed: {log}"
     return str(log)
+
+
+def kubectl(cfg: ClusterConfig, *args: str, timeout: float = 300) -> str:
+    """``kubectl`` against ``cfg``'s cluster as its admin: its output, or an error with it."""
+    argv = [str(cli.build() / "kubectl"), f"--kubeconfig={cfg.admin_kubeconfig}", *args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if r.returncode:
+        raise AssertionError(f"kubectl {' '.join(args)} exited {r.returncode}: {r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return r.stdout + r.stderr

@@ -12,7 +12,7 @@ from images.build import load_spec
 from localcluster.config import ClusterConfig
 from spawner_ext.catalog import load
 from tests.conftest import Hub
-from tests.helpers import gone, wait_for
+from tests.helpers import gone, kubectl, wait_for
 
 USER_NS = "moonhub-users"
 
@@ -127,3 +127,36 @@ async def test_platform_identities_are_limited_to_the_user_namespace(local_clust
         ("get", "secrets", USER_NS, ""),
     ]
     assert await _allowed(str(local_cluster.kubeconfig("jobs")), jobs) == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("environment", ["pytorch", "tensorflow"])
+async def test_framework_environment_runs_its_image_on_the_node(
+    hub: Hub, core: client.CoreV1Api, local_cluster: ClusterConfig | None, environment: str
+) -> None:
+    """A framework environment (CUDA image) starts without a GPU on the CPU node: the pod
+    runs the catalog's image from the registry, the server reports its framework, and the
+    framework loads in the pod (it finds no GPU there)."""
+    assert local_cluster is not None
+    user = f"fw-{environment}"
+    env = next(e for e in load(hub.catalog).environments if e.name == environment)
+    s = hub.login(user)
+    r = hub.spawn_form(s, user, environment=environment, size="small")
+    assert r.status_code == 200, r.text[:500]
+    try:
+        _wait_lab(s, hub, user, timeout=240)
+        pod = await core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
+        assert pod.spec.containers[0].image == env.image
+        assert pod.status.container_statuses[0].image_id.startswith(env.image.rsplit(":", 1)[0] + "@sha256:")
+        info = s.get(f"{hub.url}/user/{user}/moonhub/server").json()
+        dist = {"pytorch": "torch", "tensorflow": "tensorflow"}[environment]
+        assert info["image"]["packages"][dist].startswith(str(env.framework_version)), info
+        code = {
+            "pytorch": "import torch; print('FRAMEWORK', torch.__version__, torch.cuda.is_available())",
+            "tensorflow": "import tensorflow as tf;"
+            "print('FRAMEWORK', tf.__version__, bool(tf.config.list_physical_devices('GPU')))",
+        }[environment]
+        out = kubectl(local_cluster, "exec", "-n", USER_NS, f"jupyter-{user}", "--", "python", "-c", code)
+        version, gpu = next(x for x in out.splitlines() if x.startswith("FRAMEWORK ")).split()[1:]
+        assert version.startswith(str(env.framework_version)) and gpu == "False", out
+    finally:
+        hub.api(s, "DELETE", f"/users/{user}/server")

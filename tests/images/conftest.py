@@ -1,7 +1,8 @@
 """Tests that run inside the built images. A test module names the image it is for
 (``IMAGE``); its tests run for that image and every image built on it, so a child reruns
-its parents' tests. The CI images (spec.yaml ``ci: true``) must exist; other images are
-tested when they have been built (``python -m images.build --gpu``)."""
+its parents' tests. The CI images (spec.yaml ``ci: true``, the PyTorch and CPU TensorFlow
+images among them) must exist; the others are tested when they have been built
+(``python -m images.build --gpu``)."""
 
 from __future__ import annotations
 

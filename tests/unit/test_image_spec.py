@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from images.build import load_spec, target_flags
+from images.build import HERE, load_spec, target_flags
 from localcluster.registry import ref
 from spawner_ext.catalog import load
 
@@ -13,27 +13,54 @@ CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" 
 SPEC = load_spec()
 
 
-def test_catalog_names_exactly_the_notebook_images() -> None:
-    notebook_images = {ref(f"moonhub/{n}", i.tags[0]) for n, i in SPEC.images.items() if n.endswith("-notebook")}
-    assert {e.image for e in CATALOG.environments} == notebook_images
+def test_catalog_names_exactly_the_ci_notebook_images() -> None:
+    """The local example catalog offers what CI and ``./moonhub up`` build: every CI
+    notebook image, at its first tag, with the spec's framework and CUDA versions."""
+    ci_notebooks = {ref(f"moonhub/{n}", i.tags[0]) for n, i in SPEC.images.items() if n.endswith("-notebook") and i.ci}
+    assert {e.image for e in CATALOG.environments} == ci_notebooks
     for env in CATALOG.environments:
         img = SPEC.images[env.image.split("/")[-1].split(":")[0]]
         if img.framework:
-            assert (env.framework, env.framework_version, env.cuda) == (
-                img.framework["name"],
-                img.framework["version"],
-                img.framework["cuda"],
-            )
-            # the tag says the framework's and CUDA's version
+            assert (env.framework, env.framework_version) == (img.framework["name"], img.framework["version"])
+            # a CPU build has no CUDA libraries: its environment offers no GPUs
+            assert env.cuda == ("" if img.cpu_build_of else img.framework["cuda"])
+            # the tag says the framework's version and CUDA's (or cpu)
             major_minor = ".".join(img.framework["version"].split(".")[:2])
-            assert img.tags[0] == f"{img.framework['name']}-{major_minor}-cuda{img.framework['cuda']}"
+            accel = "cpu" if img.cpu_build_of else f"cuda{img.framework['cuda']}"
+            assert img.tags[0] == f"{img.framework['name']}-{major_minor}-{accel}"
+
+
+def test_cpu_builds_follow_their_cuda_image() -> None:
+    """A CPU build is its CUDA image's Dockerfile, parent and framework; only the framework's
+    requirements file differs, and that file pins the same framework version."""
+    cpu_builds = [i for i in SPEC.images.values() if i.cpu_build_of]
+    assert [i.name for i in cpu_builds] == ["tensorflow-cpu-notebook"]
+    for cpu in cpu_builds:
+        cuda = SPEC.images[cpu.cpu_build_of]
+        assert (cpu.parent, cpu.context, cpu.framework) == (cuda.parent, cuda.context, cuda.framework)
+        assert cpu.requirements[1:] == cuda.requirements[1:]
+        pins = [
+            line.split("==")
+            for f in (cpu.requirements[0], cuda.requirements[0])
+            for line in (HERE / cpu.context / f).read_text().splitlines()
+            if "==" in line and not line.startswith("#")
+        ]
+        assert {(name.split("[")[0], version) for name, version in pins} == {
+            (cuda.framework["name"], cuda.framework["version"])
+        }
 
 
 def test_lineage_and_descendants() -> None:
     assert [i.name for i in SPEC.lineage("pytorch-notebook")] == ["base-notebook", "pytorch-notebook"]
-    assert set(SPEC.descendants("base-notebook")) == {"base-notebook", "pytorch-notebook", "tensorflow-notebook"}
+    assert set(SPEC.descendants("base-notebook")) == {
+        "base-notebook",
+        "pytorch-notebook",
+        "tensorflow-notebook",
+        "tensorflow-cpu-notebook",
+    }
     assert SPEC.parent_ref(SPEC.images["base-notebook"]) == "moonhub/debian:bookworm"
-    assert {n for n, i in SPEC.images.items() if i.ci} == {"base-notebook", "hub"}
+    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook"}
+    assert {n for n, i in SPEC.images.items() if i.ci} == ci
 
 
 def test_wheels_are_resolved_for_the_images_python() -> None:
