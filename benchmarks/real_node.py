@@ -160,9 +160,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--prefix", default=time.strftime("b%H%M%S-"), help="user names' prefix: new users (new volumes) each run"
+    )
     a = p.parse_args()
     password = (REPO / ".state" / "hub" / "dev-password").read_text().strip()
-    users = [f"bench{i:02d}" for i in range(a.users)]
+    users = [f"{a.prefix}{i:02d}" for i in range(a.users)]
     first: list[dict[str, float]] = []
     again: list[dict[str, float]] = []
     clock = PodClock()

@@ -5,7 +5,7 @@ each with exponential backoff (a random sleep of up to 0.2, 0.4, 0.8 ... 5 s bet
 checks). A server that answers 3 s after its pod is made is noticed, on average, well over
 a second later. This watcher checks the shared pod reflector, and once the container runs
 the server's own URL, at a short fixed interval; the spawn ends within about that interval
-of the server answering.
+of the server answering, whether KubeSpawner or this watcher saw the pod run first.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
-
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from urllib.parse import urlsplit
 
 #: seconds between checks: short, and only for the seconds between a pod's start and its
 #: server answering (HTTP checks begin when every container is ready)
 INTERVAL = 0.1
+#: how long a spawn whose pod runs waits here for its server's first answer; past that,
+#: JupyterHub's own wait (``http_timeout``) goes on and decides
+GRACE = 30.0
 
 
 def running(pod: dict[str, Any] | None, stale: set[str]) -> bool:
@@ -36,12 +38,27 @@ def running(pod: dict[str, Any] | None, stale: set[str]) -> bool:
 
 
 async def answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether a Jupyter server answers at ``url`` (its ``api`` route needs no token)."""
-    try:
-        r = await AsyncHTTPClient().fetch(url, request_timeout=timeout, raise_error=False)
-    except (OSError, HTTPClientError):
+    """Whether a Jupyter server answers 200 at ``url`` (its ``api`` route needs no token).
+    A plain HTTP/1.1 request on its own connection, bounded by ``timeout``: the hub's shared
+    HTTP client has a small connection pool that other requests may hold."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
         return False
-    return r.code == 200
+    try:
+        return await asyncio.wait_for(_status_ok(parts.hostname, parts.port or 80, parts.path or "/"), timeout)
+    except (OSError, TimeoutError, ValueError):
+        return False
+
+
+async def _status_ok(host: str, port: int, path: str) -> bool:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        status = (await reader.readline()).split()
+        return len(status) >= 2 and status[0].startswith(b"HTTP/1.") and status[1] == b"200"
+    finally:
+        writer.close()
 
 
 async def first_answer(

@@ -195,10 +195,13 @@ class MoonSpawner(KubeSpawner):
         if start in done or ready in done:
             guard.cancel()
             try:
-                if start in done:
-                    result = start.result()
-                else:
+                if ready in done:
                     result = await self._started_early(start, cast(dict[str, Any], ready.result()))
+                else:
+                    result = start.result()
+                    if prompt:  # the pod runs: wait here for the server's first answer, which
+                        # JupyterHub would otherwise poll for with its back-off
+                        await asyncio.wait({ready}, timeout=readiness.GRACE)
             except Exception as e:
                 reason = "timeout" if isinstance(e, TimeoutError) else "error"
                 metrics.SPAWN_FAILURES.labels(reason=reason).inc()
@@ -225,7 +228,9 @@ class MoonSpawner(KubeSpawner):
         with contextlib.suppress(asyncio.CancelledError):
             await start
         self.pod_id = pod["metadata"]["uid"]
-        return str(self._get_pod_url(pod))
+        url = str(self._get_pod_url(pod))
+        self.log.info("%s answers at %s", self._log_name, url)
+        return url
 
     # ---- defaults: security, storage, networking ---------------------------------------
     @default("pvc_name_template")
