@@ -39,21 +39,23 @@ def running(pod: dict[str, Any] | None, stale: set[str]) -> bool:
 
 async def answers(url: str, timeout: float = 2.0) -> bool:
     """Whether a Jupyter server answers 200 at ``url`` (its ``api`` route needs no token).
-    A plain HTTP/1.1 request on its own connection, bounded by ``timeout``: the hub's shared
-    HTTP client has a small connection pool that other requests may hold."""
+    A plain HTTP/1.1 request on its own connection, bounded by ``timeout`` as a whole (the
+    first version went through tornado's shared client; inside the hub its second request
+    never returned, and the cause was not found)."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         return False
+    target = (parts.hostname, parts.port or 80, parts.netloc, parts.path or "/")
     try:
-        return await asyncio.wait_for(_status_ok(parts.hostname, parts.port or 80, parts.path or "/"), timeout)
+        return await asyncio.wait_for(_status_ok(*target), timeout)
     except (OSError, TimeoutError, ValueError):
         return False
 
 
-async def _status_ok(host: str, port: int, path: str) -> bool:
+async def _status_ok(host: str, port: int, netloc: str, path: str) -> bool:
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
         status = (await reader.readline()).split()
         return len(status) >= 2 and status[0].startswith(b"HTTP/1.") and status[1] == b"200"
