@@ -214,6 +214,36 @@ def own_wheel(project: Path, into: Path) -> None:
     shutil.rmtree(project / "build", ignore_errors=True)
 
 
+def lab_wheel(into: Path) -> None:
+    """The lab extension's wheel, kept in the cache by the content of what it is built from.
+    Its bundle differs by the checkout's path (webpack's module ids), so each fresh clone
+    would make a new wheel and rebuild every image above it, the 8 GB PyTorch layer too;
+    the same sources now give the same bytes."""
+    project = REPO / "lab_extension"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "lab_extension"], cwd=REPO, capture_output=True, text=True
+    )
+    if listed.returncode:  # not a git checkout: build it, uncached
+        own_wheel(project, into)
+        return
+    inputs = [REPO / f for f in listed.stdout.split()] + [
+        REPO / "jobs_service" / "openapi.yaml",
+        HERE / "base-notebook" / "requirements.txt",  # the build environment's JupyterLab
+    ]
+    h = hashlib.sha256()
+    for f in sorted(i for i in inputs if i.is_file()):
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    cached = CACHE / "lab-wheel" / h.hexdigest()[:16]
+    if not any(cached.glob("*.whl")):
+        building = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(building, ignore_errors=True)
+        own_wheel(project, building)
+        shutil.rmtree(cached, ignore_errors=True)
+        building.rename(cached)
+    for wheel in cached.glob("*.whl"):
+        shutil.copy2(wheel, into)
+
+
 def chp(into: Path) -> None:
     """configurable-http-proxy for the hub image, at the version the repository pins."""
     version = yaml.safe_load((REPO / "package.json").read_text())["dependencies"]["configurable-http-proxy"]
@@ -243,7 +273,7 @@ def context(img: Image) -> Path:
             if other.name not in img.requirements:
                 other.unlink()
     if img.name == "base-notebook":
-        own_wheel(REPO / "lab_extension", ctx)
+        lab_wheel(ctx)
     if img.name == "hub":
         own_wheel(REPO, ctx)
         chp(ctx / "chp")
@@ -346,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     with Wheelhouse() as wheels:
         for img in order:
             times[img.name] = build(spec, img, contexts[img.name], wheels)
+    # a rebuilt image leaves its predecessor untagged: drop those (MoonHub's own only)
+    subprocess.run(["docker", "image", "prune", "-f", "--filter", "label=io.moonhub.image"], capture_output=True)
     # the base OS too: tests and the storage provisioner's helper pods use it as a shell image
     registry.ensure()
     push(spec.os["image"].split("/", 1)[1], [spec.os["tag"]])
