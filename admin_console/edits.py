@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from spawner_ext.catalog import CatalogError, load
-from spawner_ext.errors import FieldError
+from moonhub_core.catalog import CatalogError, load
+from moonhub_core.errors import FieldError
 
 #: op -> (the catalog list it edits, the keys an edit may set)
 ITEMS = {

@@ -1,5 +1,9 @@
 """The admin console's hub handlers: the page, the usage API and the catalog API. Every
-route needs the ``admin-ui`` scope (hub admins); others get 403."""
+route needs the ``admin-ui`` scope (hub admins); others get 403.
+
+The console reads the catalog through the hub's one reloading store (the spawners share it):
+a broken edit of the file is shown here, with the last good catalog still in use, instead
+of failing the page an admin opens to find out what is wrong."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
 
-from spawner_ext import gpuview
-from spawner_ext.catalog import load
-from spawner_ext.errors import FieldError, ReadOnly
+from moonhub_core import gpuview
+from moonhub_core import pods as podc
+from moonhub_core.catalog import Catalog, CatalogError, shared_store
+from moonhub_core.errors import FieldError, ReadOnly
 
 from . import edits
 from .usage import usage
@@ -35,7 +40,24 @@ class ConsoleHandler(BaseHandler):
         return str(self.settings.get("moonhub_catalog_managed_by") or "")
 
     def catalog_doc(self) -> dict[str, Any]:
-        return dict(yaml.safe_load(self.catalog_path.read_text()) or {})
+        """The catalog file as written (what admins edit); ReadOnly (409) when it is not a
+        YAML mapping."""
+        try:
+            doc = yaml.safe_load(self.catalog_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ReadOnly("catalog", f"{self.catalog_path} can not be read as YAML: {e}; fix the file") from None
+        if doc is not None and not isinstance(doc, dict):
+            raise ReadOnly("catalog", f"{self.catalog_path} is not a YAML mapping; fix the file")
+        return dict(doc or {})
+
+    def catalog(self) -> tuple[Catalog | None, str | None]:
+        """The catalog the hub uses (None when it never loaded) and the error of the file
+        as it is now (None: it is the one in use)."""
+        try:
+            store = shared_store(self.catalog_path)
+        except CatalogError as e:
+            return None, str(e)
+        return store.get(), store.error
 
     def running_servers(self) -> list[dict[str, Any]]:
         out = []
@@ -44,6 +66,8 @@ class ConsoleHandler(BaseHandler):
                 if not sp.active:
                     continue
                 opts = sp.user_options or {}
+                reflector = getattr(sp, "pod_reflector", None)
+                pod = reflector.pods.get(f"{sp.namespace}/{sp.pod_name}") if reflector else None
                 out.append(
                     {
                         "user": user.name,
@@ -51,7 +75,8 @@ class ConsoleHandler(BaseHandler):
                         "environment": opts.get("environment", ""),
                         "size": opts.get("size", ""),
                         "gpu_type": opts.get("gpu_type") or None,
-                        "gpu_count": int(opts.get("gpu_count") or 0),
+                        # what the pod holds (none before it exists)
+                        "gpu_count": podc.gpus(pod) if pod else 0,
                         "started": sp.orm_spawner.started.isoformat() + "Z" if sp.orm_spawner.started else None,
                         "ready": sp.ready,
                     }
@@ -67,9 +92,12 @@ class ConsoleHandler(BaseHandler):
         # capacity from the hub's shared GPU view; running job pods from the user namespace
         nodes, gpu_pods = await gpuview.shared(core).read()
         jobs = await core.list_namespaced_pod(
-            self.settings["moonhub_user_namespace"], label_selector="moonhub.io/component=notebook-job"
+            self.settings["moonhub_user_namespace"], label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}"
         )
-        return usage(load(self.catalog_path), self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
+        cat, error = self.catalog()
+        out = usage(cat.gpu_types if cat else [], self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
+        out["catalog_error"] = error
+        return out
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -89,11 +117,16 @@ class PageHandler(ConsoleHandler):
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self) -> None:
-        doc = self.catalog_doc()
+        try:
+            doc = self.catalog_doc()
+        except ReadOnly:
+            doc = {}
+        use = await self.usage()
         html = await self.render_template(
             "moonhub-admin.html",
             catalog=doc,
-            usage=await self.usage(),
+            usage=use,
+            catalog_error=use["catalog_error"],
             catalog_path=str(self.catalog_path),
             managed_by=self.managed_by,
         )

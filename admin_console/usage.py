@@ -7,23 +7,22 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from spawner_ext.capacity import gpu_capacity, gpu_requests
-from spawner_ext.catalog import Catalog
-
-JOB_LABEL = "moonhub.io/component"
-OWNER_ANNOTATION = "hub.jupyter.org/username"
+from moonhub_core import pods as podc
+from moonhub_core.capacity import gpu_capacity
+from moonhub_core.catalog import GpuType
 
 
 def usage(
-    catalog: Catalog,
+    gpu_types: list[GpuType],
     servers: Iterable[dict[str, Any]],
     nodes: list[dict[str, Any]],
     pods: list[dict[str, Any]],
     job_pods: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``servers``: {user, name, environment, size, gpu_type, gpu_count, started} of each
-    running server; ``nodes`` and ``pods``: the GPU nodes and the live pods on them, as
-    dicts; ``job_pods``: the notebook jobs' pods (default: those among ``pods``)."""
+    """``gpu_types``: the catalog's; ``servers``: {user, name, environment, size, gpu_type,
+    gpu_count, started} of each running server (``gpu_count``: what its pod holds);
+    ``nodes`` and ``pods``: the GPU nodes and the live pods on them, as dicts; ``job_pods``:
+    the notebook jobs' pods (default: those among ``pods``)."""
     users: dict[str, dict[str, Any]] = {}
 
     def entry(user: str) -> dict[str, Any]:
@@ -34,24 +33,26 @@ def usage(
         e["servers"].append(s)
         e["gpus"] += int(s.get("gpu_count") or 0)
     for p in pods if job_pods is None else job_pods:
-        meta = p.get("metadata", {})
-        labels = meta.get("labels") or {}
-        if labels.get(JOB_LABEL) != "notebook-job" or p.get("status", {}).get("phase") not in ("Pending", "Running"):
+        labels = podc.labels_of(p)
+        if labels.get(podc.COMPONENT) != podc.NOTEBOOK_JOB or p.get("status", {}).get("phase") not in (
+            "Pending",
+            "Running",
+        ):
             continue
-        owner = (meta.get("annotations") or {}).get("moonhub.io/owner") or labels.get("moonhub.io/owner", "?")
-        gpus = gpu_requests(p)
+        owner = podc.annotations_of(p).get(podc.OWNER) or labels.get(podc.OWNER, "?")
+        gpus = podc.gpus(p)
         e = entry(owner)
         e["jobs"].append(
             {
-                "job": labels.get("moonhub.io/job", ""),
-                "pod": meta.get("name", ""),
+                "job": labels.get(podc.JOB, ""),
+                "pod": p.get("metadata", {}).get("name", ""),
                 "phase": p["status"]["phase"],
-                "gpu_type": labels.get("moonhub.io/gpu-type", "none"),
+                "gpu_type": labels.get(podc.GPU_TYPE, "none"),
                 "gpu_count": gpus,
             }
         )
         e["gpus"] += gpus
-    cap = gpu_capacity(catalog.gpu_types, nodes, pods)
+    cap = gpu_capacity(gpu_types, nodes, pods)
     return {
         "users": sorted(users.values(), key=lambda u: (-u["gpus"], u["user"])),
         "gpu_types": [
@@ -61,6 +62,6 @@ def usage(
                 **asdict(cap[g.name]),
                 "used": cap[g.name].total - cap[g.name].free,
             }
-            for g in catalog.gpu_types
+            for g in gpu_types
         ],
     }

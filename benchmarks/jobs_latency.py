@@ -22,7 +22,7 @@ from kubernetes_asyncio import config
 from jobs_service.db import open_db
 from jobs_service.service import Caller, JobsService
 from localcluster.config import REPO, ClusterConfig
-from spawner_ext.catalog import CatalogStore
+from moonhub_core.catalog import CatalogStore
 
 from .cluster import bench_cluster
 
@@ -53,7 +53,7 @@ async def run(cfg: ClusterConfig, users: int, per_user: int, lists: int) -> None
     with tempfile.TemporaryDirectory() as tmp:
         svc = JobsService(
             open_db(f"sqlite:///{Path(tmp) / 'jobs.sqlite'}"),
-            CatalogStore(REPO / "spawner_ext" / "examples" / "catalog.yaml"),
+            CatalogStore(REPO / "moonhub_core" / "examples" / "catalog.yaml"),
             api,
             "moonhub-users",
             "/home/jovyan",

@@ -60,7 +60,7 @@ class StandInHub:
 
 
 def _common(c: Any) -> None:
-    from spawner_ext.security import container_security_context, pod_security_context
+    from moonhub_core.security import container_security_context, pod_security_context
 
     c.KubeSpawner.namespace = NS
     c.KubeSpawner.start_timeout = 120

@@ -26,7 +26,9 @@ from kubernetes_asyncio import client, config
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from hub_config import platform
 from hubclient.users import HubUsers
+from moonhub_core import pods as podc
 
 from .gpu_metrics import MetricsError, scrape
 from .idleness import IdleTracker
@@ -106,13 +108,14 @@ class Reclaimer:
         pods = await self.core.list_namespaced_pod(self.namespace, label_selector="component=singleuser-server")
         gpu_pods: dict[tuple[str, str], tuple[str, int]] = {}
         names: dict[str, tuple[str, str]] = {}
+        ser = self.core.api_client.sanitize_for_serialization  # type: ignore[attr-defined]
         for p in pods.items:
-            gpus = (p.metadata.labels or {}).get("moonhub.io/gpu-count", "0")
-            if p.status.phase != "Running" or not gpus.isdigit() or int(gpus) == 0:
+            gpus = podc.gpus(ser(p))
+            if p.status.phase != "Running" or gpus == 0:
                 continue
             ann = p.metadata.annotations or {}
-            key = (ann.get("hub.jupyter.org/username", ""), ann.get("hub.jupyter.org/servername", ""))
-            gpu_pods[key] = (p.metadata.uid, int(gpus))
+            key = (ann.get(podc.HUB_USER, ""), ann.get(podc.HUB_SERVER, ""))
+            gpu_pods[key] = (p.metadata.uid, gpus)
             names[p.metadata.name] = key
         self.gpu_pods = gpu_pods
         self.trackers = {uid: self.trackers.get(uid) or IdleTracker(self.threshold) for uid, _ in gpu_pods.values()}
@@ -259,30 +262,50 @@ async def serve(r: Reclaimer, listen: str, every: float, sample_every: float) ->
 
 
 def main() -> None:
+    # every setting comes from the platform document the hub read ($MOONHUB_CONFIG); an
+    # option given here wins (e.g. to try a shorter timeout by hand)
+    path = platform.config_path()
+    try:
+        cfg = platform.load(path)
+    except platform.ConfigError as e:
+        raise SystemExit(f"MoonHub configuration error: {e}") from None
+    cu = cfg.culling
     p = argparse.ArgumentParser(prog="python -m culling", description=__doc__)
-    p.add_argument("--namespace", default="moonhub-users")
-    p.add_argument("--idle-timeout", type=int, default=3600, help="the idle culler's timeout (seconds)")
-    p.add_argument("--gpu-idle-timeout", type=int, default=1800, help="reclaim GPUs idle this long (seconds)")
-    p.add_argument("--gpu-idle-threshold", type=float, default=0, help="percent at or below which a GPU is idle")
-    p.add_argument("--warn-before", type=int, default=600, help="warn users this long before a stop (seconds)")
-    p.add_argument("--every", type=float, default=60, help="seconds between checks")
-    p.add_argument("--gpu-sample-seconds", type=float, default=15, help="seconds between GPU utilization reads")
+    p.add_argument("--namespace", default=cfg.spawner.namespace)
+    p.add_argument("--idle-timeout", type=int, default=cu.idle_timeout, help="the idle culler's timeout (seconds)")
+    p.add_argument(
+        "--gpu-idle-timeout", type=int, default=cu.gpu_idle_timeout, help="reclaim GPUs idle this long (seconds)"
+    )
+    p.add_argument(
+        "--gpu-idle-threshold",
+        type=float,
+        default=cu.gpu_idle_threshold,
+        help="percent at or below which a GPU is idle",
+    )
+    p.add_argument(
+        "--warn-before", type=int, default=cu.warn_before, help="warn users this long before a stop (seconds)"
+    )
+    p.add_argument("--every", type=float, default=cu.every, help="seconds between checks")
+    p.add_argument(
+        "--gpu-sample-seconds", type=float, default=cu.gpu_sample_seconds, help="seconds between GPU utilization reads"
+    )
     p.add_argument(
         "--gpu-metrics-url",
         action="append",
-        default=[],
+        default=None,
         help="a DCGM exporter's /metrics (or a Prometheus /federate carrying DCGM_FI_DEV_GPU_UTIL); repeatable",
     )
-    p.add_argument("--listen", default="", help="where to serve notices (e.g. http://0.0.0.0:8091); empty: off")
+    p.add_argument("--listen", default=cu.url, help="where to serve notices (e.g. http://0.0.0.0:8091); empty: off")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log.info("settings from %s", path)
     settings = Settings(a.idle_timeout, a.gpu_idle_timeout, a.warn_before)
     r = Reclaimer(
         settings,
         a.namespace,
         os.environ["JUPYTERHUB_API_URL"],
         os.environ["JUPYTERHUB_API_TOKEN"],
-        a.gpu_metrics_url,
+        a.gpu_metrics_url if a.gpu_metrics_url is not None else list(cu.gpu_metrics_urls),
         a.gpu_idle_threshold,
     )
     try:

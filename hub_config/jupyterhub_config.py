@@ -1,17 +1,24 @@
-"""``jupyterhub -f hub_config/jupyterhub_config.py``: reads $MOONHUB_CONFIG and applies it."""
+"""``jupyterhub -f hub_config/jupyterhub_config.py``: reads $MOONHUB_CONFIG and applies it.
 
-import os
+This is where the hub's parts are wired together: the platform document onto JupyterHub's
+traits (``hub_config.traits``), and the admin console's pages mounted into the hub.
+"""
+
 import sys
-from pathlib import Path
 
-from hub_config.platform import ConfigError, load
+from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
+from admin_console.handlers import handlers as console_handlers
+from hub_config.platform import ConfigError, config_path, load
 from hub_config.traits import apply
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
 
-_path = Path(os.environ.get("MOONHUB_CONFIG", Path(__file__).parent / "examples" / "local.yaml"))
+_path = config_path()
 try:
-    apply(c, load(_path), _path.parent)
+    apply(c, load(_path), _path)
 except ConfigError as e:
     print(f"MoonHub configuration error: {e}", file=sys.stderr)
     sys.exit(2)
+# the admin console (hub admins only): the catalog the spawner reads, and who runs what
+c.JupyterHub.extra_handlers = console_handlers()
+c.JupyterHub.template_paths = [str(CONSOLE_TEMPLATES)]

@@ -3,11 +3,17 @@
 A config is YAML. Unknown keys and wrong types stop the hub at start with a message such
 as ``platform.yaml: spawner.storage.capacty: unknown key (did you mean 'capacity'?)``.
 Secrets never live in the document: they come from files or the environment.
+
+Every MoonHub process reads this one document: the hub (``jupyterhub_config.py``), and the
+services it starts (the jobs service, the GPU reclaim service), which it points at the
+same file with ``$MOONHUB_CONFIG``. Settings a service needs (the users' namespace, the
+catalog, SMTP) are read from here, never passed along in other variables.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +21,13 @@ from urllib.parse import urlparse
 
 import yaml
 
-from .typed import DocumentError, load_file
+from moonhub_core.catalog import EXAMPLE as EXAMPLE_CATALOG
+from moonhub_core.typed import DocumentError, load_file
+
+#: the environment variable naming the platform document of every MoonHub process
+CONFIG_ENV = "MOONHUB_CONFIG"
+#: the document read when ``$MOONHUB_CONFIG`` is not set: the local example
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
 
 
 class ConfigError(DocumentError):
@@ -276,6 +288,8 @@ def check_consistency(cfg: PlatformConfig) -> None:
     for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user", "log_streams_per_user"):
         if getattr(j.limits, key) < 1:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")
+    if j.smtp and (not smtp_address(cfg)[0] or (not j.smtp.rpartition(":")[2].isdigit() and ":" in j.smtp)):
+        raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
     for net in j.webhook_allowed_networks:
         try:
             ipaddress.ip_network(net, strict=False)
@@ -309,3 +323,22 @@ def load(path: Path) -> PlatformConfig:
     except DocumentError as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(f"{path}: ") else f"{path}: {msg}") from None
+
+
+def config_path() -> Path:
+    """The platform document of this process: ``$MOONHUB_CONFIG``, else the local example."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
+
+
+def catalog_path(cfg: PlatformConfig, document: Path) -> Path:
+    """The catalog every component reads: ``spawner.catalog`` (relative: to the folder of
+    ``document``, the platform document's path), else the example catalog."""
+    if cfg.spawner.catalog:
+        return (document.parent / cfg.spawner.catalog).resolve()
+    return EXAMPLE_CATALOG
+
+
+def smtp_address(cfg: PlatformConfig) -> tuple[str, int]:
+    """``jobs.smtp`` ("host:port", or "host" for port 25) as (host, port); ("", 25): no e-mail."""
+    host, _, port = cfg.jobs.smtp.rpartition(":") if ":" in cfg.jobs.smtp else (cfg.jobs.smtp, "", "25")
+    return host, int(port) if port.isdigit() else 25

@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .platform import ConfigError, PlatformConfig
+from .platform import CONFIG_ENV, ConfigError, PlatformConfig
 
 JOBS_TOKEN_ENV = "MOONHUB_JOBS_API_TOKEN"
-#: the platform document the hub reads when $MOONHUB_CONFIG is not set
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
 
 #: every user's role: their own things, and calling the jobs service (which decides what
 #: each may see)
@@ -21,9 +19,7 @@ USER_ROLE = {"name": "user", "scopes": ["self", "access:services!service=jobs"]}
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "access:services!service=jobs"]
 
 
-def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    sp = cfg.spawner
-    catalog = str((base / sp.catalog).resolve()) if sp.catalog else ""
+def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     service = {
         "name": "jobs",
         "url": cfg.jobs.url,
@@ -32,13 +28,10 @@ def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], 
         "environment": {
             # the service's own Kubernetes identity (local development; in-cluster otherwise)
             "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
-            "MOONHUB_CATALOG": catalog,
-            "MOONHUB_STORAGE_CLASS_OVERRIDE": sp.storage_class_override,
-            "MOONHUB_SMTP_HOST": cfg.jobs.smtp.rsplit(":", 1)[0] if cfg.jobs.smtp else "",
-            "MOONHUB_SMTP_PORT": cfg.jobs.smtp.rsplit(":", 1)[1] if ":" in cfg.jobs.smtp else "25",
             "MOONHUB_JOBS_DB": os.environ.get("MOONHUB_JOBS_DB_URL") or f"sqlite:///{state / 'jobs.sqlite'}",
-            # the platform document: its jobs section holds the service's limits and policies
-            "MOONHUB_CONFIG": os.environ.get("MOONHUB_CONFIG", str(DEFAULT_CONFIG)),
+            # the document the hub read: the service takes its namespace, catalog, storage,
+            # SMTP server, limits and policies from it
+            CONFIG_ENV: str(document),
         },
     }
     if not cfg.jobs.managed:
@@ -54,7 +47,7 @@ def jobs(cfg: PlatformConfig, base: Path, state: Path) -> tuple[dict[str, Any], 
     return service, [role]
 
 
-def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def culling(cfg: PlatformConfig, document: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cu = cfg.culling
     services: list[dict[str, Any]] = []
     roles: list[dict[str, Any]] = []
@@ -84,24 +77,12 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
             "name": "gpu-reclaim",
             # the proxy routes /services/gpu-reclaim/ here; user servers pull warnings here
             "url": reach,
-            "command": [
-                sys.executable,
-                "-m",
-                "culling",
-                f"--namespace={cfg.spawner.namespace}",
-                f"--idle-timeout={cu.idle_timeout}",
-                f"--gpu-idle-timeout={cu.gpu_idle_timeout}",
-                f"--gpu-idle-threshold={cu.gpu_idle_threshold}",
-                f"--gpu-sample-seconds={cu.gpu_sample_seconds}",
-                f"--warn-before={cu.warn_before}",
-                f"--every={cu.every}",
-                f"--listen={cu.url}",
-                *(f"--gpu-metrics-url={u}" for u in cu.gpu_metrics_urls),
-            ],
+            # its settings (culling section, users' namespace) come from the hub's document
+            "command": [sys.executable, "-m", "culling"],
             # reads pods in the user namespace with the hub's Kubernetes identity: its
             # kubeconfig, or in a pod the in-cluster settings (JupyterHub passes a service
             # only the environment it is given)
-            "environment": {"KUBECONFIG": os.environ.get("KUBECONFIG", "")}
+            "environment": {CONFIG_ENV: str(document), "KUBECONFIG": os.environ.get("KUBECONFIG", "")}
             | {k: os.environ[k] for k in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT") if k in os.environ},
         }
     )
@@ -116,18 +97,18 @@ def culling(cfg: PlatformConfig) -> tuple[list[dict[str, Any]], list[dict[str, A
     return services, roles
 
 
-def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
+def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
     services: list[dict[str, Any]] = []
     user_scopes = list(USER_ROLE["scopes"])
     roles: list[dict[str, Any]] = [{**USER_ROLE, "scopes": user_scopes}]
     if cfg.jobs.enabled:
-        service, jobs_roles = jobs(cfg, base, state)
+        service, jobs_roles = jobs(cfg, document, state)
         services.append(service)
         roles += jobs_roles
         c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
     scopes = list(SERVER_TOKEN_SCOPES)
     if cfg.culling.enabled:
-        more, culling_roles = culling(cfg)
+        more, culling_roles = culling(cfg, document)
         services += more
         roles += culling_roles
         # each server pulls its own warnings from the reclaim service with its own token

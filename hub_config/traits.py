@@ -6,16 +6,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
-from admin_console.handlers import handlers as console_handlers
-
 from . import auth, services
 from .config_paths import REPO
-from .platform import PlatformConfig
+from .platform import PlatformConfig, catalog_path
 
 
-def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
-    """Set traitlets on ``c`` (a ``traitlets.config.Config``); ``base`` resolves relative paths."""
+def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
+    """Set traitlets on ``c`` (a ``traitlets.config.Config``) from ``cfg``, read from the file
+    ``document`` (relative paths in it are relative to its folder; the hub's services read it too)."""
+    document = document.resolve()
+    base = document.parent
     state = (base / cfg.hub.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
 
@@ -54,27 +54,18 @@ def apply(c: Any, cfg: PlatformConfig, base: Path) -> None:
     c.JupyterHub.spawner_class = "moon"
     c.KubeSpawner.namespace = sp.namespace
     c.KubeSpawner.image_pull_policy = "IfNotPresent"
-    if sp.catalog:
-        c.MoonSpawner.catalog_path = catalog_path(cfg, base)
+    c.MoonSpawner.catalog_path = str(catalog_path(cfg, document))
     c.MoonSpawner.storage_class_override = sp.storage_class_override
     c.KubeSpawner.start_timeout = sp.start_timeout
     c.KubeSpawner.http_timeout = 120
     c.KubeSpawner.default_url = "/lab"
     c.Spawner.cmd = ["jupyterhub-singleuser"]
 
-    services.apply(c, cfg, base, state)
-    # the admin console (hub admins only) edits the catalog the spawner reads
-    c.JupyterHub.extra_handlers = console_handlers()
-    c.JupyterHub.template_paths = [str(CONSOLE_TEMPLATES)]
+    services.apply(c, cfg, document, state)
+    # what the admin console (wired in jupyterhub_config.py) reads: the catalog the spawner
+    # reads, who manages it, where users' pods run
     c.JupyterHub.tornado_settings = {
-        "moonhub_catalog": catalog_path(cfg, base),
+        "moonhub_catalog": str(catalog_path(cfg, document)),
         "moonhub_catalog_managed_by": sp.catalog_managed_by,
         "moonhub_user_namespace": sp.namespace,
     }
-
-
-def catalog_path(cfg: PlatformConfig, base: Path) -> str:
-    """The catalog the spawner, the jobs service and the admin console share."""
-    if cfg.spawner.catalog:
-        return str((base / cfg.spawner.catalog).resolve())
-    return str(REPO / "spawner_ext" / "examples" / "catalog.yaml")

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from spawner_ext.errors import FieldError
+from moonhub_core.errors import FieldError
 
 from .errors import NotFound
 from .options import entitled

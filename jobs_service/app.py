@@ -17,7 +17,7 @@ from traitlets.config import Application
 
 from hub_config import platform
 from hubclient.users import HubUsers
-from spawner_ext.catalog import CatalogStore
+from moonhub_core.catalog import shared_store
 
 from .api import MAX_BUFFERED_BODY, routes
 from .db import open_db
@@ -30,8 +30,14 @@ class JobsServiceApp(Application):
     name = "moonhub-jobs"
     description = "MoonHub's jobs service: notebooks as scheduled Kubernetes jobs."
 
-    namespace = Unicode("moonhub-users", help="The namespace job pods run in (the users' namespace).").tag(config=True)
-    catalog_path = Unicode(help="The catalog the spawner uses; jobs are validated against it.").tag(config=True)
+    # Every setting below defaults to the platform document's (``platform``): the hub and
+    # this service read one document. A value given to the service directly wins.
+    namespace = Unicode(
+        "moonhub-users", help="The namespace job pods run in (the users' namespace; spawner.namespace)."
+    ).tag(config=True)
+    catalog_path = Unicode(help="The catalog the spawner uses; jobs are validated against it (spawner.catalog).").tag(
+        config=True
+    )
     db_url = Unicode(help="SQLAlchemy URL of the run history, e.g. postgresql://... ").tag(config=True)
     kubeconfig = Unicode("", help="Kubeconfig of the service's own identity; empty: in-cluster credentials.").tag(
         config=True
@@ -43,10 +49,12 @@ class JobsServiceApp(Application):
         config=True
     )
     storage_class_override = Unicode(
-        "", help="StorageClass for workspace volumes the service creates, instead of the catalog's."
+        "",
+        help="StorageClass for workspace volumes the service creates, instead of the catalog's "
+        "(spawner.storage_class_override).",
     ).tag(config=True)
-    smtp_host = Unicode("", help="SMTP server for failure e-mails; empty: no e-mail.").tag(config=True)
-    smtp_port = Integer(25, help="SMTP port.").tag(config=True)
+    smtp_host = Unicode("", help="SMTP server for failure e-mails; empty: no e-mail (jobs.smtp).").tag(config=True)
+    smtp_port = Integer(25, help="SMTP port (jobs.smtp).").tag(config=True)
     smtp_from = Unicode("moonhub@localhost", help="Sender address of notification e-mails.").tag(config=True)
     reconcile_interval = Integer(
         300, help="Seconds between reconciliations with Kubernetes and the hub's users (also done at start)."
@@ -85,8 +93,8 @@ class JobsServiceApp(Application):
     ).tag(config=True)
 
     platform = Unicode(
-        help="The platform document (platform.yaml) whose jobs section sets this service's limits and policies: "
-        "the hub and the service read one document. Default: $MOONHUB_CONFIG.",
+        help="The platform document (platform.yaml) this service takes its settings from: the hub and the "
+        "service read one document. Default: $MOONHUB_CONFIG, else the local example.",
     ).tag(config=True)
 
     aliases = {
@@ -98,16 +106,21 @@ class JobsServiceApp(Application):
 
     @default("platform")
     def _default_platform(self) -> str:
-        return os.environ.get("MOONHUB_CONFIG", "")
+        return str(platform.config_path())
 
     def apply_platform(self) -> None:
-        """Settings from the platform document's jobs section (settings given to this
-        service directly win)."""
-        if not self.platform:
-            return
-        j = platform.load(Path(self.platform)).jobs
+        """Settings from the platform document (settings given to this service directly win)."""
+        path = Path(self.platform).resolve()
+        cfg = platform.load(path)
+        j = cfg.jobs
         given = self.config.get("JobsServiceApp", {})
+        smtp_host, smtp_port = platform.smtp_address(cfg)
         values = {
+            "namespace": cfg.spawner.namespace,
+            "catalog_path": str(platform.catalog_path(cfg, path)),
+            "storage_class_override": cfg.spawner.storage_class_override,
+            "smtp_host": smtp_host,
+            "smtp_port": smtp_port,
             "admin_groups": j.admin_groups,
             "departed_grace": j.departed_grace,
             "reconcile_interval": j.reconcile_interval,
@@ -124,17 +137,9 @@ class JobsServiceApp(Application):
             if name not in given:
                 setattr(self, name, value)
 
-    @default("catalog_path")
-    def _default_catalog(self) -> str:
-        return os.environ.get("MOONHUB_CATALOG", str(Path(__file__).parents[1] / "spawner_ext/examples/catalog.yaml"))
-
     @default("db_url")
     def _default_db(self) -> str:
         return os.environ.get("MOONHUB_JOBS_DB", "sqlite:///moonhub-jobs.sqlite")
-
-    @default("storage_class_override")
-    def _default_storage_class(self) -> str:
-        return os.environ.get("MOONHUB_STORAGE_CLASS_OVERRIDE", "")
 
     @default("kubeconfig")
     def _default_kubeconfig(self) -> str:
@@ -152,14 +157,14 @@ class JobsServiceApp(Application):
         hub_api, hub_token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         jobs = JobsService(
             open_db(self.db_url),
-            CatalogStore(Path(self.catalog_path)),
+            shared_store(self.catalog_path),
             api,
             self.namespace,
             self.workspace,
             self.storage_class_override,
             SmtpSettings(
-                host=self.smtp_host or os.environ.get("MOONHUB_SMTP_HOST", ""),
-                port=int(os.environ.get("MOONHUB_SMTP_PORT", self.smtp_port)),
+                host=self.smtp_host,
+                port=self.smtp_port,
                 sender=self.smtp_from,
                 # credentials only from the environment, never from config files or job specs
                 username=os.environ.get("MOONHUB_SMTP_USERNAME", ""),
@@ -192,7 +197,13 @@ class JobsServiceApp(Application):
         )
         await jobs.reconcile()
         app.listen(url.port or 80, url.hostname or "", max_body_size=MAX_BUFFERED_BODY)
-        self.log.info("jobs service on %s (prefix %s), namespace %s", url.geturl(), prefix, self.namespace)
+        self.log.info(
+            "jobs service on %s (prefix %s), namespace %s, settings from %s",
+            url.geturl(),
+            prefix,
+            self.namespace,
+            self.platform,
+        )
         await jobs.sync_forever(self.sync_interval, self.reconcile_interval)
 
 

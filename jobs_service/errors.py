@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spawner_ext.errors import FieldError
+from moonhub_core.errors import FieldError
 
 
 class InvalidField(FieldError):

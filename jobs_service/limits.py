@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub_config.platform import JobsLimits
-from spawner_ext.errors import FieldError
+from moonhub_core.errors import FieldError
 
 
 class LimitReached(FieldError):

@@ -15,8 +15,8 @@ from kubernetes_asyncio.client import V1PersistentVolumeClaim
 from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
-from spawner_ext.catalog import Storage
-from spawner_ext.workload import Workload
+from moonhub_core.catalog import Storage
+from moonhub_core.workload import Workload
 
 from .validation import CONCURRENCY_POLICY, Definition
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from spawner_ext import choices as ch
-from spawner_ext.catalog import Catalog
+from moonhub_core import choices as ch
+from moonhub_core.catalog import Catalog
 
 
 def entitled(catalog: Catalog, groups: tuple[str, ...], admin: bool) -> dict[str, Any]:
@@ -14,7 +14,7 @@ def entitled(catalog: Catalog, groups: tuple[str, ...], admin: bool) -> dict[str
     ok = ch.allowed(catalog, groups, admin)
     gpus = []
     for g in ok.gpu_types:
-        counts = [n for n in g.counts if n <= ok.max_gpus_per_user]
+        counts = ok.gpu_counts(g)
         if counts:
             gpus.append(
                 {"name": g.name, "display_name": g.display_name, "description": g.description, "counts": counts}

@@ -25,10 +25,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubReadError, HubUsers
-from spawner_ext import choices as ch
-from spawner_ext.catalog import CatalogStore
-from spawner_ext.errors import ChoiceError
-from spawner_ext.workload import build
+from moonhub_core import choices as ch
+from moonhub_core.catalog import CatalogStore
+from moonhub_core.errors import ChoiceError
+from moonhub_core.workload import build
 
 from . import departures, manifests, notify, validation, views
 from .db import AuditRow, DefinitionRow, HoldRow, RunRow, VersionRow, utcnow

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from .spawner import MoonSpawner
+from moonhub_core.capacity import GpuCapacity
+from moonhub_core.catalog import GpuType
 
 IMAGE_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 #: the kubelet will not start the container as the pod asks; retrying does not help
@@ -70,44 +71,40 @@ def container_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
     return image, f"{reason}: {message}".strip(": ")
 
 
-class FailFast:
-    def __init__(self, spawner: MoonSpawner) -> None:
-        self.spawner = spawner
+async def first_failure(
+    pod: Callable[[], dict[str, Any] | None],
+    environment: str,
+    unschedulable: Callable[[str], Awaitable[str]],
+) -> str:
+    """Wait until the pod (``pod()`` reads it, e.g. from the shared reflector) can not start;
+    return the message for the user. ``environment`` names what was asked for;
+    ``unschedulable`` turns the scheduler's lasting refusal into the message (with the free
+    GPUs, say)."""
+    since: float | None = None
+    while True:
+        await asyncio.sleep(1)
+        current = pod()
+        problem = image_problem(current)
+        if problem:
+            return f"the image {problem[0]} of environment {environment!r} can not be pulled ({problem[1]})"
+        refused = container_problem(current)
+        if refused:
+            return f"the server of environment {environment!r} ({refused[0]}) can not start: {refused[1]}"
+        reason = unschedulable_message(current)
+        if reason is None:
+            since = None
+            continue
+        since = since or time.monotonic()
+        if time.monotonic() - since >= UNSCHEDULABLE_GRACE:
+            return await unschedulable(reason)
 
-    async def first_failure(self) -> str:
-        """Wait until the pod can not start; return the message for the user."""
-        sp = self.spawner
-        key = f"{sp.namespace}/{sp.pod_name}"
-        since: float | None = None
-        while True:
-            await asyncio.sleep(1)
-            pod = sp.pod_reflector.pods.get(key)
-            env = (sp.user_options or {}).get("environment", "?")
-            problem = image_problem(pod)
-            if problem:
-                return f"the image {problem[0]} of environment {env!r} can not be pulled ({problem[1]})"
-            refused = container_problem(pod)
-            if refused:
-                return f"the server of environment {env!r} ({refused[0]}) can not start: {refused[1]}"
-            reason = unschedulable_message(pod)
-            if reason is None:
-                since = None
-                continue
-            since = since or time.monotonic()
-            if time.monotonic() - since >= UNSCHEDULABLE_GRACE:
-                return await self.explain(reason)
 
-    async def explain(self, scheduler_says: str) -> str:
-        sp = self.spawner
-        opts = sp.user_options or {}
-        cat = sp.catalog
-        gpu = cat.gpu_type(opts.get("gpu_type") or "")
-        want = int(opts.get("gpu_count") or 0)
-        if gpu and want:
-            cap = (await sp.gpu_capacity(cat))[gpu.name]
-            return (
-                f"no {gpu.display_name} node has {want} free GPUs right now: {cap.free} of {cap.total} are free, "
-                f"at most {cap.largest_free} on one node. Ask for fewer or try again later. "
-                f"(scheduler: {scheduler_says})"
-            )
-        return f"no node can take this server right now (scheduler: {scheduler_says})"
+def explain(scheduler_says: str, gpu: GpuType | None, want: int, capacity: GpuCapacity | None) -> str:
+    """The message for a pod no node can take (pure): with the free GPUs when it asked for some."""
+    if gpu and want and capacity:
+        return (
+            f"no {gpu.display_name} node has {want} free GPUs right now: {capacity.free} of {capacity.total} "
+            f"are free, at most {capacity.largest_free} on one node. Ask for fewer or try again later. "
+            f"(scheduler: {scheduler_says})"
+        )
+    return f"no node can take this server right now (scheduler: {scheduler_says})"

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .workload import LABEL_PREFIX
+from moonhub_core import pods
 
 SPAWNS = Counter("moonhub_spawns", "Servers started, by environment", ["environment", "gpu_type"])
 SPAWN_FAILURES = Counter(
@@ -22,8 +22,8 @@ SPAWN_FAILURES = Counter(
 
 
 class GpusInUse(Collector):
-    """``moonhub_gpus_in_use{gpu_type}``: GPUs held by running user servers, counted from
-    the spawner's pod reflector at scrape time (so it is right after a hub restart)."""
+    """``moonhub_gpus_in_use{gpu_type}``: GPUs held by running user servers, counted at
+    scrape time from the pods ``pods`` gives (so it is right after a hub restart)."""
 
     def __init__(self, pods: Callable[[], Iterable[dict[str, Any]]]) -> None:
         self.pods = pods
@@ -32,24 +32,28 @@ class GpusInUse(Collector):
         g = GaugeMetricFamily("moonhub_gpus_in_use", "GPUs held by running user servers", labels=["gpu_type"])
         counts: dict[str, int] = {}
         for pod in self.pods():
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            labels = pod.get("metadata", {}).get("labels") or {}
-            n = int(labels.get(f"{LABEL_PREFIX}gpu-count", "0") or 0)
+            n = pods.gpus(pod) if pods.live(pod) else 0
             if n:
-                kind = labels.get(f"{LABEL_PREFIX}gpu-type", "unknown")
+                kind = pods.labels_of(pod).get(pods.GPU_TYPE, "unknown")
                 counts[kind] = counts.get(kind, 0) + n
         for kind, n in sorted(counts.items()):
             g.add_metric([kind], n)
         yield g
 
 
-_registered: list[GpusInUse] = []
+def _reflected_pods() -> list[dict[str, Any]]:
+    """The pods of every pod reflector KubeSpawner shares in this process (one per
+    namespace watched): read at scrape time, no spawner kept alive."""
+    from kubespawner import KubeSpawner
+
+    return [
+        pod
+        for key, reflector in list(KubeSpawner.reflectors.items())
+        if key[0] == "pods" and reflector is not None
+        for pod in list(reflector.pods.values())
+    ]
 
 
-def watch_gpus(pods: Callable[[], Iterable[dict[str, Any]]]) -> None:
-    """Register the GPU gauge once per process."""
-    if not _registered:
-        collector = GpusInUse(pods)
-        REGISTRY.register(collector)
-        _registered.append(collector)
+#: registered once, when the spawner module is first imported by the hub
+GPUS_IN_USE = GpusInUse(_reflected_pods)
+REGISTRY.register(GPUS_IN_USE)

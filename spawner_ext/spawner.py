@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
@@ -21,14 +21,14 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
 
-from . import choices as ch
-from . import gpuview, metrics, readiness
-from .capacity import gpu_capacity
-from .catalog import Catalog, CatalogStore
-from .errors import ChoiceError
-from .failfast import FailFast
-from .security import NB_GID, NB_UID, container_security_context, pod_security_context
-from .workload import LABEL_PREFIX, Workload, build
+from moonhub_core import choices as ch
+from moonhub_core import gpuview, pods
+from moonhub_core.capacity import GpuCapacity, gpu_capacity
+from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
+from moonhub_core.errors import ChoiceError
+from moonhub_core.workload import Workload, build
+
+from . import failfast, metrics, readiness
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -37,7 +37,7 @@ class MoonSpawner(KubeSpawner):
     """KubeSpawner with MoonHub's catalog, entitlements, quotas and security defaults."""
 
     catalog_path = Unicode(
-        str(Path(__file__).parent / "examples" / "catalog.yaml"),
+        str(EXAMPLE),
         config=True,
         help="""
         The catalog YAML document (environments, sizes, GPU types, storage, entitlements).
@@ -50,20 +50,19 @@ class MoonSpawner(KubeSpawner):
         help="Use this StorageClass instead of the catalog's (e.g. `local-path` on the local cluster).",
     )
 
-    _stores: ClassVar[dict[str, CatalogStore]] = {}
-
     # ---- catalog and entitlements ------------------------------------------------------
     @property
+    def catalog_store(self) -> CatalogStore:
+        """The hub's one reloading store of the catalog (the admin console shares it)."""
+        return shared_store(self.catalog_path)
+
+    @property
     def catalog(self) -> Catalog:
-        store = self._stores.get(self.catalog_path)
-        if store is None:
-            store = self._stores[self.catalog_path] = CatalogStore(Path(self.catalog_path))
-        return store.get()
+        return self.catalog_store.get()
 
     @property
     def catalog_error(self) -> str | None:
-        store = self._stores.get(self.catalog_path)
-        return store.error if store else None
+        return self.catalog_store.error
 
     def allowed(self) -> ch.Allowed:
         return ch.allowed(self.catalog, [g.name for g in self.user.groups], bool(self.user.admin))
@@ -83,7 +82,7 @@ class MoonSpawner(KubeSpawner):
                 ok.environments[0].name if ok.environments else "", ok.sizes[0].name if ok.sizes else ""
             )
         capacity = await self.gpu_capacity(cat) if ok.gpu_types else {}
-        counts = sorted({n for g in ok.gpu_types for n in g.counts if n <= ok.max_gpus_per_user} | {0})
+        counts = sorted({n for g in ok.gpu_types for n in ok.gpu_counts(g)} | {0})
         return _TEMPLATES.get_template("options_form.html").render(
             environments=ok.environments,
             sizes=ok.sizes,
@@ -99,7 +98,7 @@ class MoonSpawner(KubeSpawner):
         return {k: v[0] for k, v in formdata.items() if v and k != "_xsrf"}
 
     # ---- cluster facts ---------------------------------------------------------------
-    async def gpu_capacity(self, cat: Catalog) -> dict[str, Any]:
+    async def gpu_capacity(self, cat: Catalog) -> dict[str, GpuCapacity]:
         nodes, pods = await gpuview.shared(self.api).read()
         return gpu_capacity(cat.gpu_types, nodes, pods)
 
@@ -111,12 +110,11 @@ class MoonSpawner(KubeSpawner):
             g = orm.Group.find(self.user.db, group)
             members[group] = {u.name for u in g.users} if g else set()
         mine, groups = 0, dict.fromkeys(members, 0)
-        for pod in self.pod_reflector.pods.values():
-            meta = pod["metadata"]
-            if meta["name"] == self.pod_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        for pod in list(self.pod_reflector.pods.values()):
+            if pod["metadata"]["name"] == self.pod_name or not pods.live(pod):
                 continue
-            n = int((meta.get("labels") or {}).get(f"{LABEL_PREFIX}gpu-count", "0"))
-            owner = (meta.get("annotations") or {}).get("hub.jupyter.org/username")
+            n = pods.gpus(pod)
+            owner = pods.annotations_of(pod).get(pods.HUB_USER)
             if owner == self.user.name:
                 mine += n
             for group, names in members.items():
@@ -128,8 +126,6 @@ class MoonSpawner(KubeSpawner):
     async def load_user_options(self) -> None:
         """Validate ``user_options`` (form or REST) and apply the workload; nothing is
         created when this raises."""
-        # the GPU gauge reads the shared pod reflector (registered once per hub)
-        metrics.watch_gpus(lambda: list(self.pod_reflector.pods.values()) if self.pod_reflector else [])
         cat, ok = self.catalog, self.allowed()
         try:
             choice = ch.parse(self.user_options or {}, cat, ok)  # type: ignore[has-type]
@@ -173,13 +169,18 @@ class MoonSpawner(KubeSpawner):
     async def _start(self) -> Any:
         """KubeSpawner's start, raced against a watch for failures that will not resolve and
         a prompt check that the server answers (``readiness``)."""
-        watch = FailFast(self)
         await self._start_watching_pods()
         key = f"{self.namespace}/{self.pod_name}"
         old = self.pod_reflector.pods.get(key)
         stale = {old["metadata"]["uid"]} if old else set()
         start = asyncio.ensure_future(super()._start())
-        guard = asyncio.ensure_future(watch.first_failure())
+        guard = asyncio.ensure_future(
+            failfast.first_failure(
+                lambda: self.pod_reflector.pods.get(key),
+                str((self.user_options or {}).get("environment", "?")),
+                self._gpu_shortage,
+            )
+        )
         # KubeSpawner has more to do after the pod is made when these are set: let it finish
         prompt = not (self.internal_ssl or self.services_enabled or self.after_pod_created_hook)
         ready = asyncio.ensure_future(
@@ -220,6 +221,14 @@ class MoonSpawner(KubeSpawner):
         await self.stop(now=True)
         raise web.HTTPError(503, message)
 
+    async def _gpu_shortage(self, scheduler_says: str) -> str:
+        """Why the pod can not be placed, with the free GPUs of the type asked for."""
+        opts, cat = self.user_options or {}, self.catalog
+        gpu = cat.gpu_type(opts.get("gpu_type") or "")
+        want = int(opts.get("gpu_count") or 0)
+        capacity = (await self.gpu_capacity(cat)).get(gpu.name) if gpu and want else None
+        return failfast.explain(scheduler_says, gpu, want, capacity)
+
     async def _started_early(self, start: asyncio.Future[Any], pod: dict[str, Any]) -> str:
         """The server answered while KubeSpawner was still in its backoff, waiting for the
         pod to run (its last step, as MoonHub configures it: no Service, no internal TLS,
@@ -232,39 +241,16 @@ class MoonSpawner(KubeSpawner):
         self.log.info("%s answers at %s", self._log_name, url)
         return url
 
-    # ---- defaults: security, storage, networking ---------------------------------------
+    # ---- defaults: storage, service account, networking --------------------------------
+    # (the security context is the workload's: ``moonhub_core.security``, applied per spawn)
     @default("pvc_name_template")
     def _default_pvc_name_template(self) -> str:
         per_server = self.catalog.storage.named_servers == "per_server"
         return "claim-{user_server}" if per_server else "claim-{username}"
 
-    @default("uid")
-    def _default_uid(self) -> int:
-        return NB_UID
-
-    @default("gid")
-    def _default_gid(self) -> int:
-        return NB_GID
-
-    @default("fs_gid")
-    def _default_fs_gid(self) -> int:
-        return NB_GID
-
     @default("automount_service_account_token")
     def _default_automount(self) -> bool:
         return False
-
-    @default("allow_privilege_escalation")
-    def _default_ape(self) -> bool:
-        return False
-
-    @default("pod_security_context")
-    def _default_pod_sc(self) -> dict[str, Any]:
-        return pod_security_context(NB_UID, NB_GID)
-
-    @default("container_security_context")
-    def _default_container_sc(self) -> dict[str, Any]:
-        return container_security_context()
 
     @default("storage_pvc_ensure")
     def _default_pvc_ensure(self) -> bool:

@@ -206,7 +206,7 @@ def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) 
         shutil.rmtree(state)
     state.mkdir(parents=True)
     if catalog is None:
-        shutil.copy(REPO / "spawner_ext" / "examples" / "catalog.yaml", state / "catalog.yaml")
+        shutil.copy(REPO / "moonhub_core" / "examples" / "catalog.yaml", state / "catalog.yaml")
     else:
         (state / "catalog.yaml").write_text(yaml.safe_dump(catalog))
     doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())

@@ -14,7 +14,7 @@ from kubernetes_asyncio import client
 from localcluster import cli
 from localcluster.config import ClusterConfig
 from localcluster.registry import ref
-from spawner_ext.security import container_security_context, pod_security_context
+from moonhub_core.security import container_security_context, pod_security_context
 
 T = TypeVar("T")
 

@@ -14,12 +14,12 @@ from kubernetes_asyncio import client
 from jobs_service import manifests, validation
 from jobs_service.service import failure_reason
 from localcluster.config import ClusterConfig
-from spawner_ext import choices as ch
-from spawner_ext.catalog import load
-from spawner_ext.workload import build
+from moonhub_core import choices as ch
+from moonhub_core.catalog import load
+from moonhub_core.workload import build
 from tests.helpers import create_pvc, describe_pod, read_from_pvc, wait_for
 
-CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+CATALOG = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 WORKSPACE = "/home/jovyan"
 
 

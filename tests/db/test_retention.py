@@ -8,9 +8,9 @@ from kubernetes_asyncio import client
 
 from jobs_service.db import DefinitionRow, RunRow, open_db
 from jobs_service.service import JobsService
-from spawner_ext.catalog import CatalogStore
+from moonhub_core.catalog import CatalogStore
 
-CATALOG = Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml"
+CATALOG = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 
 
 async def test_trim_keeps_the_newest_finished_runs(tmp_path: Path) -> None:

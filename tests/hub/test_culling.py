@@ -44,7 +44,7 @@ CPU = {"environment": "python", "size": "small"}
 def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     if local_cluster is None:
         pytest.skip("the culling hub runs on the host against the local cluster")
-    catalog = yaml.safe_load((REPO / "spawner_ext" / "examples" / "catalog.yaml").read_text())
+    catalog = yaml.safe_load((REPO / "moonhub_core" / "examples" / "catalog.yaml").read_text())
     catalog["gpu_types"].append(
         {
             "name": "sim",

@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 
 from images.build import load_spec
 from localcluster.config import ClusterConfig
-from spawner_ext.catalog import load
+from moonhub_core.catalog import load
 from tests.conftest import Hub
 from tests.helpers import gone, kubectl, wait_for
 

@@ -27,9 +27,10 @@ def test_hub_proxy_and_moonhub_packages() -> None:
     out = run(
         "python",
         "-c",
-        "import hub_config, spawner_ext, jobs_service, culling, admin_console, kubespawner, oauthenticator;"
-        "from spawner_ext.catalog import load; from pathlib import Path;"
-        "print(len(load(Path(spawner_ext.__file__).parent / 'examples/catalog.yaml').environments))",
+        "import moonhub_core, hub_config, spawner_ext, jobs_service, culling, admin_console;"
+        "import kubespawner, oauthenticator;"
+        "from moonhub_core.catalog import load; from pathlib import Path;"
+        "print(len(load(Path(moonhub_core.__file__).parent / 'examples/catalog.yaml').environments))",
     )
     assert out == "3"
     assert run("id", "-u") == "1000"

@@ -9,10 +9,10 @@ import yaml
 
 from admin_console.edits import apply, write
 from admin_console.usage import usage
-from spawner_ext.catalog import load
-from spawner_ext.errors import FieldError
+from moonhub_core.catalog import load
+from moonhub_core.errors import FieldError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 DOC = yaml.safe_load(EXAMPLE.read_text())
 
 
@@ -96,7 +96,7 @@ def test_usage_per_user_and_gpu_type() -> None:
         "status": {"phase": "Running"},
     }
     servers = [{"user": "bo", "name": "", "environment": "pytorch", "gpu_type": "a100", "gpu_count": 4}]
-    got = usage(cat, servers, nodes, [job_pod, server_pod])
+    got = usage(cat.gpu_types, servers, nodes, [job_pod, server_pod])
     assert [(u["user"], u["gpus"]) for u in got["users"]] == [("bo", 4), ("ada", 2)]
     assert got["users"][1]["jobs"][0]["job"] == "train"
     a100 = next(g for g in got["gpu_types"] if g["name"] == "a100")

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spawner_ext.catalog import CatalogError, CatalogStore, load
+from moonhub_core.catalog import CatalogError, CatalogStore, load
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 
 
 def _doc() -> dict:

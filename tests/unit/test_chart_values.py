@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from helm.schema import CHART
-from spawner_ext.catalog import load
-from spawner_ext.choices import allowed, parse
+from moonhub_core.catalog import load
+from moonhub_core.choices import allowed, parse
 
 
 @pytest.mark.parametrize("values", ["values.yaml", "ci/local-cluster.yaml"])

@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from spawner_ext import choices as ch
-from spawner_ext.catalog import load
-from spawner_ext.errors import NotEntitled, OverQuota, UnknownChoice
+from moonhub_core import choices as ch
+from moonhub_core.catalog import load
+from moonhub_core.errors import NotEntitled, OverQuota, UnknownChoice
 
-CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 EVERYONE = ch.allowed(CAT, [])
 RESEARCH = ch.allowed(CAT, ["ml-research"])
 

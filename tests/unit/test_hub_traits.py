@@ -9,9 +9,11 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from culling import service as culling_service
 from hub_config.auth import client_secret
-from hub_config.platform import ConfigError, load
+from hub_config.platform import ConfigError, catalog_path, load
 from hub_config.traits import apply
+from jobs_service.app import JobsServiceApp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 
@@ -19,13 +21,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "loc
 def _configured(tmp_path: Path, **sections: dict) -> Config:  # type: ignore[type-arg]
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["hub"]["state_dir"] = "."
-    doc["spawner"]["catalog"] = str(EXAMPLE.parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+    doc["spawner"]["catalog"] = str(EXAMPLE.parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
     for key, value in sections.items():
         doc[key] = {**doc.get(key, {}), **value}
     path = tmp_path / "platform.yaml"
     path.write_text(yaml.safe_dump(doc))
     c = Config()
-    apply(c, load(path), tmp_path)
+    apply(c, load(path), path)
     return c
 
 
@@ -53,10 +55,8 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
     culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
     assert "--timeout=3600" in culler["command"]
     reclaim = next(s for s in c.JupyterHub.services if s["name"] == "gpu-reclaim")
-    assert "--gpu-metrics-url=http://10.85.0.1:9400/metrics" in reclaim["command"]
     # servers pull their own warnings from it (their token may call only it and the jobs service)
     assert c.KubeSpawner.environment["MOONHUB_NOTICES_URL"] == reclaim["url"] + "/services/gpu-reclaim/notices"
-    assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
 
 
 def test_culling_off_and_short_clocks(tmp_path: Path) -> None:
@@ -128,3 +128,70 @@ def test_user_config_and_subdomains_are_the_operators_choice(tmp_path: Path) -> 
     assert c.JupyterHub.cookie_host_prefix_enabled is True, "host-only cookies over https"
     with pytest.raises(ConfigError, match=r"hub\.subdomain_host"):
         _configured(tmp_path, hub={"subdomain_host": "moonhub.example.com/path"})
+
+
+def test_every_service_reads_the_document_the_hub_read(tmp_path: Path) -> None:
+    c = _configured(tmp_path, jobs={"smtp": "mail.example.org:2525"})
+    doc = str((tmp_path / "platform.yaml").resolve())
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["jobs"]["environment"]["MOONHUB_CONFIG"] == doc
+    assert services["gpu-reclaim"]["environment"]["MOONHUB_CONFIG"] == doc
+    assert services["gpu-reclaim"]["command"][-2:] == ["-m", "culling"], "no settings passed on the side"
+    assert set(services["jobs"]["environment"]) == {"MOONHUB_CONFIG", "MOONHUB_JOBS_KUBECONFIG", "MOONHUB_JOBS_DB"}
+    assert c.MoonSpawner.catalog_path == c.JupyterHub.tornado_settings["moonhub_catalog"]
+
+
+def test_the_jobs_service_takes_its_settings_from_the_document(tmp_path: Path) -> None:
+    _configured(
+        tmp_path,
+        spawner={"namespace": "team-pods", "storage_class_override": "fast", "catalog": "cat.yaml"},
+        jobs={"smtp": "mail.example.org:2525", "emails_per_hour": 7},
+    )
+    path = tmp_path / "platform.yaml"
+    app = JobsServiceApp(platform=str(path))
+    app.apply_platform()
+    assert (app.namespace, app.storage_class_override) == ("team-pods", "fast")
+    assert app.catalog_path == str((tmp_path / "cat.yaml").resolve()) == str(catalog_path(load(path), path))
+    assert (app.smtp_host, app.smtp_port, app.emails_per_hour) == ("mail.example.org", 2525, 7)
+    given_config = Config({"JobsServiceApp": {"namespace": "mine", "smtp_port": 25}})
+    given = JobsServiceApp(platform=str(path), config=given_config)
+    given.apply_platform()
+    assert (given.namespace, given.smtp_host, given.smtp_port) == ("mine", "mail.example.org", 25), "given wins"
+
+
+def test_the_reclaim_service_takes_its_settings_from_the_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configured(tmp_path, spawner={"namespace": "team-pods"}, culling={"idle_timeout": 7200, "every": 9})
+    monkeypatch.setenv("MOONHUB_CONFIG", str(tmp_path / "platform.yaml"))
+    seen: dict[str, object] = {}
+
+    async def serve(r: culling_service.Reclaimer, listen: str, every: float, sample: float) -> None:
+        seen.update(namespace=r.namespace, timeout=r.settings.idle_timeout, every=every, listen=listen)
+        seen.update(metrics=r.metrics_urls)
+
+    monkeypatch.setattr(culling_service, "serve", serve)
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:1/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "t")
+    monkeypatch.setattr("sys.argv", ["culling", "--every=3"])
+    culling_service.main()
+    cu = load(tmp_path / "platform.yaml").culling
+    assert seen == {
+        "namespace": "team-pods",
+        "timeout": 7200,
+        "every": 3,
+        "listen": cu.url,
+        "metrics": list(cu.gpu_metrics_urls),
+    }
+    assert cu.gpu_metrics_urls, "the example names a metrics URL, so the test shows it is passed on"
+
+
+def test_the_hub_config_file_mounts_the_admin_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    _configured(tmp_path)
+    monkeypatch.setenv("MOONHUB_CONFIG", str(tmp_path / "platform.yaml"))
+    c = Config()
+    runpy.run_path(str(EXAMPLE.parents[1] / "jupyterhub_config.py"), init_globals={"get_config": lambda: c})
+    assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
+    assert c.JupyterHub.tornado_settings["moonhub_user_namespace"] == "moonhub-users"

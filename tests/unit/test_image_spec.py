@@ -7,9 +7,9 @@ from pathlib import Path
 
 from images.build import HERE, load_spec, target_flags
 from localcluster.registry import ref
-from spawner_ext.catalog import load
+from moonhub_core.catalog import load
 
-CATALOG = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+CATALOG = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 SPEC = load_spec()
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobs_service.options import entitled
-from spawner_ext.catalog import load
+from moonhub_core.catalog import load
 
-CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 
 
 def test_everyone_gets_one_t4_at_most() -> None:

@@ -4,8 +4,8 @@ import pytest
 
 from jobs_service import manifests, validation
 from jobs_service.errors import InvalidField
-from spawner_ext import choices as ch
-from spawner_ext.workload import build
+from moonhub_core import choices as ch
+from moonhub_core.workload import build
 from tests.unit.test_choices import CAT
 
 BASE = {"name": "daily", "notebook": "reports/daily.ipynb", "schedule": "0 6 * * *"}

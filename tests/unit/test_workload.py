@@ -1,12 +1,12 @@
 from pathlib import Path
 
-from spawner_ext.capacity import GpuCapacity, gpu_capacity
-from spawner_ext.catalog import load
-from spawner_ext.choices import Choices
+from moonhub_core.capacity import GpuCapacity, gpu_capacity
+from moonhub_core.catalog import load
+from moonhub_core.choices import Choices
+from moonhub_core.workload import build
 from spawner_ext.failfast import container_problem, image_problem, unschedulable_message
-from spawner_ext.workload import build
 
-CAT = load(Path(__file__).resolve().parents[2] / "spawner_ext" / "examples" / "catalog.yaml")
+CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 
 
 def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
@@ -53,6 +53,8 @@ def test_volumes_workspace_shm_and_security() -> None:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 100,
     }
 
 

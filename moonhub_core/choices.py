@@ -51,6 +51,10 @@ class Allowed:
     #: the groups whose GPU quota applies to this user
     quota_groups: dict[str, int]
 
+    def gpu_counts(self, gpu: GpuType) -> list[int]:
+        """The counts of ``gpu`` this user may ask for: the type's counts within their limit."""
+        return [n for n in gpu.counts if n <= self.max_gpus_per_user]
+
 
 def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> Allowed:
     """The union of the entitlements matching ``groups`` (``*`` matches everyone).

@@ -1,4 +1,6 @@
-"""Security context of every MoonHub workload: passes the ``restricted`` Pod Security Standard."""
+"""Security context of every MoonHub workload (user servers and job runs): passes the
+``restricted`` Pod Security Standard. The one place it is decided: the workload builder
+puts it on every pod, and nothing else sets it."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ def pod_security_context(uid: int = NB_UID, gid: int = NB_GID) -> dict[str, Any]
     }
 
 
-def container_security_context() -> dict[str, Any]:
+def container_security_context(uid: int = NB_UID, gid: int = NB_GID) -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
     }

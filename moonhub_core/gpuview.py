@@ -15,10 +15,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from .workload import GPU_RESOURCE
+from .pods import GPU_NODE_SELECTOR, GPU_RESOURCE
 
-#: the label NVIDIA's GPU feature discovery puts on GPU nodes
-GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"
 LIVE = "status.phase!=Succeeded,status.phase!=Failed"
 
 

@@ -12,13 +12,10 @@ from typing import Any
 
 from .catalog import Catalog
 from .choices import Choices
+from .pods import GPU_NODE_LABEL, GPU_RESOURCE, workload_labels
 from .security import container_security_context, pod_security_context
 
 WORKSPACE_VOLUME = "workspace"
-GPU_RESOURCE = "nvidia.com/gpu"
-#: a label every GPU node carries (NVIDIA GPU feature discovery); CPU pods avoid such nodes
-GPU_NODE_LABEL = "nvidia.com/gpu.present"
-LABEL_PREFIX = "moonhub.io/"
 
 
 @dataclass(frozen=True)
@@ -65,12 +62,7 @@ def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": ds.claim, "readOnly": True}})
         mounts.append({"name": name, "mountPath": ds.mount_path, "readOnly": True})
 
-    labels = {
-        f"{LABEL_PREFIX}environment": env_.name,
-        f"{LABEL_PREFIX}size": size.name,
-        f"{LABEL_PREFIX}gpu-type": choices.gpu_type or "none",
-        f"{LABEL_PREFIX}gpu-count": str(choices.gpu_count),
-    }
+    labels = workload_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
     chosen = {
         "MOONHUB_ENVIRONMENT": env_.name,

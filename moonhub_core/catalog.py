@@ -15,9 +15,12 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from hub_config.typed import DocumentError, load_file
+from .typed import DocumentError, load_file
 
 log = logging.getLogger("moonhub.catalog")
+
+#: the example catalog: what a platform document without ``spawner.catalog`` uses
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "catalog.yaml"
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -249,3 +252,18 @@ class CatalogStore:
         if message != self.error:
             log.error("catalog edit refused, the last good catalog stays in use: %s", message)
         self.error = message
+
+
+_stores: dict[Path, CatalogStore] = {}
+
+
+def shared_store(path: Path | str) -> CatalogStore:
+    """The one store of ``path`` in this process, made on first use (every reader of the
+    catalog in a process, e.g. the hub's spawners and its admin console, shares it). The
+    first load raises :class:`CatalogError` when the catalog is broken; a later call tries
+    again."""
+    key = Path(path).resolve()
+    store = _stores.get(key)
+    if store is None:
+        store = _stores[key] = CatalogStore(key)
+    return store

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import pods as podc
 from .catalog import GpuType
-from .workload import GPU_RESOURCE
+from .pods import GPU_RESOURCE
 
 
 @dataclass(frozen=True)
@@ -16,15 +17,6 @@ class GpuCapacity:
     free: int
     #: the most GPUs free on any one node (what a single pod can get)
     largest_free: int
-
-
-def gpu_requests(pod: Mapping[str, Any]) -> int:
-    """The GPUs a pod asks for (all containers)."""
-    n = 0
-    for c in pod["spec"].get("containers") or []:
-        res = c.get("resources") or {}
-        n += int((res.get("requests") or res.get("limits") or {}).get(GPU_RESOURCE, 0) or 0)
-    return n
 
 
 def _usable(node: Mapping[str, Any]) -> bool:
@@ -41,8 +33,8 @@ def gpu_capacity(
     used: dict[str, int] = {}
     for pod in pods:
         node = pod["spec"].get("nodeName")
-        if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            used[node] = used.get(node, 0) + gpu_requests(pod)
+        if node and podc.live(pod):
+            used[node] = used.get(node, 0) + podc.gpus(pod)
     out = {}
     for gt in gpu_types:
         total = free = largest = 0
