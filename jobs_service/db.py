@@ -69,6 +69,21 @@ class RunRow(Base):
     #: the owner was told about the end of this run (kept so a restart does not tell twice)
     notified: Mapped[bool] = mapped_column(default=False)
     definition: Mapped[DefinitionRow] = relationship(back_populates="runs")
+    progress: Mapped[ProgressRow | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class ProgressRow(Base):
+    """How far a run got: the cell it executes (or last executed) of all, recorded while it
+    runs (``sync``). A table of its own, so databases made before it get it at start
+    (``create_all`` adds missing tables, it does not alter existing ones)."""
+
+    __tablename__ = "run_progress"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, default=0)
+    of: Mapped[int] = mapped_column(Integer, default=0)
+    #: when the run's log was last read for it
+    read_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
 
 
 class DepartureRow(Base):

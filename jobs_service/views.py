@@ -54,7 +54,14 @@ def run(r: RunRow) -> dict[str, Any]:
         "started": started.isoformat() if started else None,
         "finished": finished.isoformat() if finished else None,
         "duration_seconds": duration,
+        "progress": progress(r),
     }
+
+
+def progress(r: RunRow) -> dict[str, int] | None:
+    """Cell i of n, as last recorded while the run ran (None before its first cell)."""
+    p = r.progress
+    return {"cell": p.cell, "of": p.of} if p is not None and p.cell else None
 
 
 def audit(a: AuditRow) -> dict[str, Any]:

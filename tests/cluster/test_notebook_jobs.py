@@ -12,7 +12,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from jobs_service import manifests, validation
-from jobs_service.service import failure_reason
+from jobs_service.sync import failure_reason
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
 from moonhub_core.catalog import load

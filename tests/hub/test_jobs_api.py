@@ -355,10 +355,17 @@ async def test_edit_pause_versions_cancel_and_logs(
         lambda: _log(quinn, job["id"], run["id"]), lambda t: "sleeping" in t, timeout=60, what="the run's live log"
     )
     assert "moonhub-run-notebook" in log
-    live = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()
     # the live stream: text arrives while the run goes on
     assert b"moonhub-run-notebook" in _stream_until(quinn, f"/jobs/{job['id']}/runs/{run['id']}/log", b"sleeping")
+    # progress is recorded on the run while it runs (the Jobs panel reads it from the list):
     # the injected parameters are cell 1, the sleeping cell is 2 of 2
+    await wait_for(
+        lambda: _runs(quinn, job["id"]),
+        lambda rs: rs[0]["progress"] == {"cell": 2, "of": 2},
+        timeout=30,
+        what="the run's progress recorded",
+    )
+    live = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()
     assert live["progress"] == {"cell": 2, "of": 2}, live["progress"]
     r = quinn.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text

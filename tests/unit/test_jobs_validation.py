@@ -117,15 +117,16 @@ def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() ->
 
 
 def test_progress_from_papermill_log() -> None:
-    from jobs_service.service import progress
+    from jobs_service.db import DefinitionRow, RunRow, VersionRow
+    from jobs_service.sync import last_cell, total_cells
 
-    log = (
-        "moonhub-run-notebook: a -> b with parameters ['rows']\nExecuting notebook with kernel: python3\n"
-        "Executing Cell 1---------\nExecuting Cell 2---------\n"
+    tail = "Executing notebook with kernel: python3\nExecuting Cell 1---------\nrows 3\nExecuting Cell 2---------\n"
+    assert last_cell(tail) == 2
+    assert last_cell("a line of output\n") is None, "no cell in the tail: keep what was recorded"
+    notebook = {"cells": [{}, {}, {}]}
+    with_params = DefinitionRow(
+        spec={"parameters": {"rows": 3}}, version=1, versions=[VersionRow(number=1, notebook=notebook)]
     )
-    assert progress(log, 3) == {"cell": 2, "of": 4}
-    assert progress("moonhub-run-notebook: a -> b with parameters []\nExecuting Cell 1----\n", 2) == {
-        "cell": 1,
-        "of": 2,
-    }
-    assert progress("starting", 3) is None
+    assert total_cells(RunRow(version=1, definition=with_params)) == 4, "papermill injects the parameters as a cell"
+    plain = DefinitionRow(spec={"parameters": {}}, version=1, versions=[VersionRow(number=1, notebook=notebook)])
+    assert total_cells(RunRow(version=1, definition=plain)) == 3

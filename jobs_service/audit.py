@@ -1,0 +1,83 @@
+"""The audit trail (who did what to whose job; kept after the job is deleted), telling an
+owner what someone else did to their job, and holds: jobs MoonHub suspended because their
+owner may no longer run them as defined."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import notify, views
+from .context import Caller, Context
+from .db import AuditRow, DefinitionRow, HoldRow
+from .errors import InvalidField
+
+log = logging.getLogger("moonhub.jobs")
+
+
+def record(s: Session, actor: str, action: str, row: DefinitionRow, detail: str = "") -> AuditRow:
+    entry = AuditRow(
+        actor=actor, action=action, owner=row.owner, job_id=row.id, job_name=row.name, detail=detail[:1024]
+    )
+    s.add(entry)
+    return entry
+
+
+def entries(ctx: Context, caller: Caller, owner: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Who did what to whose jobs, newest first: a job admin's view of everyone's (or
+    ``owner``'s), a user's of their own."""
+    with ctx.db() as s:
+        q = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 1000)))
+        if not caller.admin:
+            q = q.where(AuditRow.owner == caller.name)
+        elif owner:
+            q = q.where(AuditRow.owner == owner)
+        return [views.audit(a) for a in s.scalars(q)]
+
+
+async def tell_owner(ctx: Context, row: DefinitionRow, subject: str, text: str) -> None:
+    """Tell a job's owner about something done to their job by someone else (an admin,
+    or MoonHub itself) at the addresses the job notifies."""
+    emails = (row.spec.get("notify") or {}).get("emails") or []
+    if not emails or not ctx.smtp.host:
+        return
+    try:
+        ctx.emails.check(row.owner, emails)
+    except InvalidField:
+        return
+    if not ctx.emails.take(row.owner, 1, time.time()):
+        return
+    try:
+        await notify.plain(ctx.smtp, emails, f"[MoonHub] job {row.name}: {subject}", text)
+    except Exception as e:
+        log.warning("job %s of %s: could not tell the owner: %s", row.name, row.owner, type(e).__name__)
+
+
+async def suspend(ctx: Context, cronjob: str) -> None:
+    try:
+        await ctx.batch.patch_namespaced_cron_job(cronjob, ctx.namespace, {"spec": {"suspend": True}})
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+async def hold(ctx: Context, s: Session, row: DefinitionRow, reason: str) -> None:
+    """Suspend ``row`` because its owner may no longer run it as defined; tell them."""
+    if row.hold is not None:
+        return
+    await suspend(ctx, row.cronjob)
+    row.hold = HoldRow(reason=reason[:1024])
+    record(s, "moonhub", "hold", row, reason)
+    log.warning("job %s of %s suspended: %s", row.name, row.owner, reason)
+    await tell_owner(
+        ctx,
+        row,
+        "suspended",
+        f"Your job {row.name} was suspended: {reason}.\nEdit it with choices you may use (or ask an admin) "
+        "to resume it.\n",
+    )

@@ -1,0 +1,96 @@
+"""What every part of the jobs service works with: the caller, and the service's context
+(database, catalog, Kubernetes clients, the hub, settings). Parts are modules by concept
+(``definitions``, ``runs``, ``sync``, ``reconcile``, ...) that take a :class:`Context`."""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy.orm import Session, sessionmaker
+
+from hubclient.users import HubUsers
+from moonhub_core.catalog import CatalogStore
+
+from . import manifests, notify
+from .db import DefinitionRow, RunRow
+from .errors import NotFound
+from .limits import Limits
+
+#: the states a run does not leave
+ENDED = ("succeeded", "failed", "timed_out", "cancelled")
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    groups: tuple[str, ...] = ()
+    #: sees and manages every user's jobs (hub admins and the job-admin groups)
+    admin: bool = False
+    #: may use the whole catalog (hub admins); everyone else's jobs follow their groups
+    hub_admin: bool = False
+
+    @classmethod
+    def from_model(cls, model: dict[str, Any], admin_groups: Iterable[str]) -> Caller:
+        """The caller a JupyterHub user model describes."""
+        groups = tuple(str(g) for g in model.get("groups") or ())
+        hub_admin = bool(model.get("admin"))
+        return cls(str(model["name"]), groups, hub_admin or bool(set(groups) & set(admin_groups)), hub_admin)
+
+
+#: MoonHub itself, acting on a job (a departed owner's job removed, say)
+MOONHUB = Caller("moonhub", admin=True)
+
+
+@dataclass
+class Context:
+    db: sessionmaker[Session]
+    catalog: CatalogStore
+    api: client.ApiClient
+    #: where job pods, CronJobs, snapshots and workspace volumes live (the users' namespace)
+    namespace: str
+    #: where the owner's workspace is mounted in job pods
+    workspace: str
+    storage_class_override: str = ""
+    smtp: notify.SmtpSettings = field(default_factory=notify.SmtpSettings)
+    #: the hub, asked for owners' groups (entitlements) and who has left; None: no hub
+    #: (every owner has no groups, and nobody ever counts as departed)
+    hub: HubUsers | None = None
+    admin_groups: tuple[str, ...] = ("job-admins",)
+    limits: Limits = field(default_factory=Limits)
+    departed_grace: datetime.timedelta = datetime.timedelta(days=7)
+    #: job admins may change other users' notebooks and run them (code execution as that
+    #: user: off unless the operator opts in)
+    admins_may_edit: bool = False
+    webhooks: notify.WebhookPolicy = field(default_factory=notify.WebhookPolicy)
+    emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
+    #: live-log streams open, per user
+    streams: Counter[str] = field(default_factory=Counter)
+    core: client.CoreV1Api = field(init=False)
+    batch: client.BatchV1Api = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+
+
+def own(s: Session, caller: Caller, job_id: int) -> DefinitionRow:
+    """The definition ``job_id`` when ``caller`` may see it; another user's id looks like a
+    missing one (404)."""
+    row = s.get(DefinitionRow, job_id)
+    if row is None or (row.owner != caller.name and not caller.admin):
+        raise NotFound("id", f"no job {job_id}")
+    return row
+
+
+def names(row: DefinitionRow) -> manifests.Names:
+    return manifests.Names(row.owner, row.name, stored=row.cronjob)
+
+
+def new_run(defn: DefinitionRow, job_name: str, trigger: str) -> RunRow:
+    """A run of the definition's current version; its output lands in the owner's workspace."""
+    output = f"{manifests.OUTPUT_DIR}/{defn.name}/{job_name}.ipynb"
+    return RunRow(definition_id=defn.id, job_name=job_name, version=defn.version, trigger=trigger, output=output)

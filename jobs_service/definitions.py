@@ -1,0 +1,181 @@
+"""Job definitions: create, change (new notebook content freezes a new version), list,
+read, delete. Validation and the owner's entitlements are checked before anything is
+written, so a refused request leaves nothing behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import func, select
+
+from moonhub_core.errors import ChoiceError
+
+from . import audit, entitlements, manifests, snapshots, validation, views, workspaces
+from .context import Caller, Context, names, own
+from .db import DefinitionRow, VersionRow
+from .errors import Conflict, InvalidField
+from .limits import check_count
+
+log = logging.getLogger("moonhub.jobs")
+
+
+def parse(ctx: Context, body: dict[str, Any], owner: str) -> validation.Definition:
+    """A definition from a request body, with its notification targets checked."""
+    defn = validation.parse(body)
+    if defn.notify.get("webhook"):
+        ctx.webhooks.check_url(defn.notify["webhook"])
+    ctx.emails.check(owner, defn.notify.get("emails") or [])
+    return defn
+
+
+def _body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidField("body", "must be a JSON object")
+    return dict(body)
+
+
+async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
+    body = _body(body)
+    content = validation.check_notebook(body.pop("notebook_content", None))
+    defn = parse(ctx, body, caller.name)
+    n = manifests.Names(caller.name, defn.name)
+    owner = await entitlements.owner(ctx, caller.name, caller)
+    cron = entitlements.cronjob(ctx, defn, owner, 1, n)  # entitlements checked before anything exists
+    with ctx.db() as s:
+        if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
+            raise Conflict("name", f"you already have a job named {defn.name!r}")
+        have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
+        check_count("name", "jobs", have or 0, ctx.limits.jobs_per_user)
+    await workspaces.ensure(ctx, caller.name)
+    with ctx.db() as s:
+        row = DefinitionRow(
+            owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob
+        )
+        row.versions.append(VersionRow(number=1, notebook=content))
+        s.add(row)
+        s.flush()
+        await snapshots.create(ctx, n, 1, content)
+        try:
+            await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
+        except client.ApiException:
+            await snapshots.delete(ctx, n.snapshot(1))
+            raise
+        audit.record(s, caller.name, "create", row)
+        s.commit()
+        log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, n.cronjob)
+        return views.job(row)
+
+
+def _action(row: DefinitionRow, body: dict[str, Any], content: Any) -> tuple[str, set[str]]:
+    """What an update does (edit, pause or resume), and the fields it changes."""
+    changes = {k for k, v in body.items() if row.spec.get(k) != v}
+    if content is not None or changes - {"active"}:
+        return "edit", changes
+    return ("resume" if body.get("active", row.spec.get("active", True)) else "pause"), changes
+
+
+async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
+    """Change a definition; new notebook content freezes a new snapshot version."""
+    body = _body(body)
+    content = body.pop("notebook_content", None)
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        if "name" in body and body["name"] != row.name:
+            raise InvalidField("name", "a job can not be renamed; create a new one")
+        action, changes = _action(row, body, content)
+        owner = await entitlements.acting_for(ctx, caller, row, action)
+        defn = parse(ctx, {**row.spec, **body}, row.owner)
+        version = row.version
+        if content is not None:
+            content = validation.check_notebook(content)
+            version += 1
+        n = names(row)
+        held = row.hold is not None
+        try:
+            cron: dict[str, Any] | None = entitlements.cronjob(ctx, defn, owner, version, n)
+        except ChoiceError:
+            if not (action == "pause" and held):  # pausing a held job needs no entitlement
+                raise
+            cron = None
+        if cron is None:
+            row.spec = dataclasses.asdict(defn)
+            audit.record(s, caller.name, action, row)
+            s.commit()
+            return views.job(row)
+        if content is not None:
+            await snapshots.create(ctx, n, version, content)
+            row.versions.append(VersionRow(number=version, notebook=content))
+        try:
+            await put_cronjob(ctx, row.cronjob, cron, True)
+        except client.ApiException:
+            if content is not None:  # leave nothing half-made: the new snapshot goes too
+                await snapshots.delete(ctx, n.snapshot(version))
+            raise
+        row.spec, row.version = dataclasses.asdict(defn), version
+        if held:
+            row.hold = None
+        detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if content is not None else "")
+        audit.record(s, caller.name, action, row, detail)
+        s.commit()
+        await snapshots.prune(ctx, s, row)
+        s.commit()
+        if row.owner != caller.name:
+            await audit.tell_owner(ctx, row, f"{action} by {caller.name}", f"{caller.name} ({action}) {detail}\n")
+        return views.job(row)
+
+
+async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: bool) -> None:
+    """Create the CronJob, or replace the one there (at its current resource version)."""
+    if not exists:
+        await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
+        return
+    current = await ctx.batch.read_namespaced_cron_job(name, ctx.namespace)
+    cron["metadata"]["resourceVersion"] = current.metadata.resource_version
+    await ctx.batch.replace_namespaced_cron_job(name, ctx.namespace, cron)  # type: ignore[arg-type]
+
+
+def versions(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        return [
+            {"number": v.number, "created": v.created.isoformat(), "cells": len(v.notebook.get("cells", []))}
+            for v in sorted(row.versions, key=lambda v: v.number)
+        ]
+
+
+def list_jobs(ctx: Context, caller: Caller) -> list[dict[str, Any]]:
+    with ctx.db() as s:
+        q = select(DefinitionRow).order_by(DefinitionRow.id)
+        if not caller.admin:
+            q = q.where(DefinitionRow.owner == caller.name)
+        return [views.job(r) for r in s.scalars(q)]
+
+
+def get(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
+    with ctx.db() as s:
+        return views.job(own(s, caller, job_id))
+
+
+async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> None:
+    """Remove the definition, its CronJob, its snapshots and its run history (the audit
+    trail stays). ``why``: MoonHub's reason when it is not the caller's own request."""
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        try:
+            await ctx.batch.delete_namespaced_cron_job(row.cronjob, ctx.namespace, propagation_policy="Background")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        n = names(row)
+        for v in row.versions:
+            await snapshots.delete(ctx, n.snapshot(v.number))
+        audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
+        s.delete(row)
+        s.commit()
+        if row.owner != caller.name and not why:
+            await audit.tell_owner(
+                ctx, row, f"deleted by {caller.name}", f"{caller.name} deleted your job {row.name}.\n"
+            )

@@ -1,0 +1,79 @@
+"""Whose entitlements apply to a job, and the CronJob its owner may run now. Every use of a
+job (create, edit, run now, each scheduled run, each reconcile) asks the hub for the
+owner's groups afresh: the model that came with a request may be minutes old."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hubclient.users import HubReadError
+from moonhub_core import choices as ch
+from moonhub_core.errors import ChoiceError
+from moonhub_core.workload import build
+
+from . import manifests, validation
+from .context import Caller, Context, names
+from .db import DefinitionRow
+from .errors import Forbidden, Unavailable
+
+log = logging.getLogger("moonhub.jobs")
+
+#: what a job admin may do to someone else's job without ``jobs.admins_may_edit``
+ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
+
+
+def cronjob(
+    ctx: Context, defn: validation.Definition, owner: Caller, version: int, n: manifests.Names
+) -> dict[str, Any]:
+    """The CronJob of ``defn`` as ``owner`` may run it now (their groups, today's catalog);
+    :class:`ChoiceError` when they may not."""
+    cat = ctx.catalog.get()
+    choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
+    w = build(cat, choice, n.workspace_claim)
+    return manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
+
+
+async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:
+    """``name`` as the hub knows them now. Without a hub: ``known``, or no groups."""
+    if ctx.hub is None:
+        return known or Caller(name)
+    try:
+        model = await ctx.hub.user(name)
+    except HubReadError as e:
+        raise Unavailable("owner", f"can not check {name}'s entitlements now ({e}); try again") from None
+    if model is None:
+        raise Forbidden("owner", f"{name} is no longer a user of this hub")
+    return Caller.from_model(model, ctx.admin_groups)
+
+
+async def acting_for(ctx: Context, caller: Caller, row: DefinitionRow, action: str) -> Caller:
+    """The owner whose entitlements apply when ``caller`` does ``action`` to ``row``.
+    A job admin acting on someone else's job may pause, resume, cancel and delete it;
+    changing its notebook or running it is code execution as the owner, allowed only
+    when the operator opted in (``jobs.admins_may_edit``)."""
+    if row.owner == caller.name:
+        return await owner(ctx, caller.name, caller)
+    if action not in ADMIN_ACTIONS and not ctx.admins_may_edit:
+        raise Forbidden(
+            "id",
+            f"job admins may pause, resume, cancel and delete {row.owner}'s jobs, not {action} them "
+            "(the operator can allow it: jobs.admins_may_edit)",
+        )
+    return await owner(ctx, row.owner)
+
+
+async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
+    """Why ``row``'s owner may not run it as defined now, or None. Every scheduled run is
+    checked as it appears; when the hub can not be asked, the run goes on (the next
+    reconcile decides)."""
+    if ctx.hub is None:
+        return None
+    try:
+        who = await owner(ctx, row.owner)
+        cronjob(ctx, validation.Definition(**row.spec), who, row.version, names(row))
+    except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub
+        return str(e)
+    except Unavailable as e:
+        log.warning("job %s of %s: entitlements not checked (%s)", row.name, row.owner, e)
+    return None

@@ -1,0 +1,131 @@
+"""Reconciliation: make Kubernetes match the database, and jobs match what their owners may
+do now. Run at start and every ``reconcile_interval`` seconds."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hubclient.users import HubReadError
+from moonhub_core import pods
+from moonhub_core.errors import ChoiceError
+
+from . import audit, definitions, departures, entitlements, snapshots, validation
+from .context import MOONHUB, Caller, Context, names
+from .db import DefinitionRow
+
+log = logging.getLogger("moonhub.jobs")
+
+REPORT_KEYS = ("recreated", "orphans_removed", "owner_gone", "suspended", "resumed")
+
+
+async def reconcile(ctx: Context) -> dict[str, list[str]]:
+    """Recreate missing CronJobs and snapshots, remove orphaned CronJobs, suspend jobs their
+    owners may no longer run as defined (and resume them when they may again), and remove
+    the jobs of users gone from the hub for the grace period. Nothing is decided from a hub
+    answer that could not be read in full."""
+    report: dict[str, list[str]] = {k: [] for k in REPORT_KEYS}
+    selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
+    existing = {
+        c.metadata.name
+        for c in (await ctx.batch.list_namespaced_cron_job(ctx.namespace, label_selector=selector)).items
+    }
+    snapshot_maps = await snapshots.listed(ctx)
+    users = await _hub_users(ctx)
+    with ctx.db() as s:
+        owners = set(s.scalars(select(DefinitionRow.owner)))
+    gone: set[str] = set()
+    if ctx.hub is not None and users is not None:
+        gone = await departures.departed(ctx.hub, ctx.db, owners, set(users), ctx.departed_grace)
+    with ctx.db() as s:
+        rows = list(s.scalars(select(DefinitionRow)))
+        for row in rows:
+            if row.owner in gone:
+                report["owner_gone"].append(row.cronjob)
+                continue
+            if await _reconcile_one(ctx, s, row, users, existing, {c.metadata.name for c in snapshot_maps}, report):
+                await snapshots.prune(ctx, s, row, snapshot_maps)  # one list for every job
+        s.commit()
+        known = {r.cronjob for r in rows}
+    for name in sorted(existing - known):
+        await ctx.batch.delete_namespaced_cron_job(name, ctx.namespace, propagation_policy="Background")
+        report["orphans_removed"].append(name)
+    for name in report["owner_gone"]:
+        await _remove_departed(ctx, name)
+    for what, objects in report.items():
+        if objects:
+            log.warning("reconcile: %s: %s", what.replace("_", " "), ", ".join(objects))
+    return report
+
+
+async def _hub_users(ctx: Context) -> dict[str, dict[str, Any]] | None:
+    """Every hub user's model by name; None without a hub or when it could not be read in full."""
+    if ctx.hub is None:
+        return None
+    try:
+        return {u["name"]: u for u in await ctx.hub.all_users()}
+    except HubReadError as e:
+        log.warning("reconcile: %s; entitlements and departures wait for the next pass", e)
+        return None
+
+
+async def _reconcile_one(
+    ctx: Context,
+    s: Session,
+    row: DefinitionRow,
+    users: dict[str, dict[str, Any]] | None,
+    existing: set[str],
+    snapshot_names: set[str],
+    report: dict[str, list[str]],
+) -> bool:
+    """One job: its snapshot, its owner's entitlements, its CronJob. False when its owner
+    is unknown now or it is held (nothing more is done to it in this pass)."""
+    n = names(row)
+    if n.snapshot(row.version) not in snapshot_names:
+        current = next((v for v in row.versions if v.number == row.version), None)
+        if current is not None:
+            await snapshots.create(ctx, n, row.version, current.notebook)
+    if ctx.hub is None:
+        owner: Caller | None = Caller(row.owner)
+    elif users is None or row.owner not in users:
+        owner = None  # unknown now: leave the job as it is
+    else:
+        owner = Caller.from_model(users[row.owner], ctx.admin_groups)
+    if owner is None:
+        return False
+    try:
+        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, n)
+    except ChoiceError as e:
+        if row.hold is None:
+            await audit.hold(ctx, s, row, str(e))
+            report["suspended"].append(row.cronjob)
+        return False
+    if row.hold is not None:
+        row.hold = None
+        audit.record(s, "moonhub", "release", row, "the owner may run it again")
+        await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing)
+        report["resumed"].append(row.cronjob)
+    elif row.cronjob not in existing:
+        await definitions.put_cronjob(ctx, row.cronjob, cron, False)
+        report["recreated"].append(row.cronjob)
+    return True
+
+
+async def _remove_departed(ctx: Context, cronjob: str) -> None:
+    with ctx.db() as s:
+        left = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == cronjob))
+        if left is None:
+            return
+        job_id, owner, job, history = left.id, left.owner, left.name, len(left.runs)
+    log.warning(
+        "reconcile: %s left the hub %s ago or earlier: removing job %s (cronjob %s, %d run(s) of history)",
+        owner,
+        ctx.departed_grace,
+        job,
+        cronjob,
+        history,
+    )
+    await definitions.delete(ctx, MOONHUB, job_id, why=f"owner {owner} left the hub")

@@ -1,0 +1,23 @@
+"""How much run history is kept: each job's newest ``keep_runs`` runs (outputs in the
+owner's workspace are theirs and stay)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from .context import ENDED, Context
+from .db import DefinitionRow
+
+
+def trim_history(ctx: Context) -> int:
+    """Remove ended runs past each job's ``keep_runs``; returns how many went."""
+    removed = 0
+    with ctx.db() as s:
+        for row in s.scalars(select(DefinitionRow)):
+            keep = int(row.spec.get("keep_runs", 20))
+            for run in sorted(row.runs, key=lambda r: r.id, reverse=True)[keep:]:
+                if run.status in ENDED:
+                    s.delete(run)
+                    removed += 1
+        s.commit()
+    return removed

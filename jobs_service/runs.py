@@ -1,0 +1,141 @@
+"""Runs: start one now, list them, cancel one, read its log (a snapshot, or a live stream)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from moonhub_core.errors import ChoiceError
+
+from . import audit, entitlements, manifests, validation, views
+from .context import ENDED, Caller, Context, names, new_run, own
+from .db import DefinitionRow, RunRow, utcnow
+from .errors import Conflict, NotFound
+from .limits import TooMany, check_count
+
+
+async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
+    """Start a run of the current version, built from the definition as its owner may
+    run it today (not from the stored CronJob: groups and the catalog may have changed)."""
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        owner = await entitlements.acting_for(ctx, caller, row, "run")
+        if row.hold is not None:
+            raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
+        active = s.scalar(
+            select(func.count())
+            .select_from(RunRow)
+            .join(DefinitionRow)
+            .where(DefinitionRow.owner == row.owner, RunRow.status.in_(("queued", "running")))
+        )
+        check_count("id", "runs queued or running", active or 0, ctx.limits.active_runs_per_user)
+        try:
+            cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, names(row))
+        except ChoiceError as e:
+            await audit.hold(ctx, s, row, str(e))
+            s.commit()
+            raise
+        name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
+        await ctx.batch.create_namespaced_job(ctx.namespace, manifests.manual_job(cron, name))  # type: ignore[arg-type]
+        run = new_run(row, name, "manual")
+        s.add(run)
+        audit.record(s, caller.name, "run", row, name)
+        s.commit()
+        return views.run(run)
+
+
+def find(s: Session, caller: Caller, job_id: int, run_id: int) -> RunRow:
+    own(s, caller, job_id)
+    run = s.get(RunRow, run_id)
+    if run is None or run.definition_id != job_id:
+        raise NotFound("run", f"no run {run_id} of job {job_id}")
+    return run
+
+
+def listed(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        return [views.run(r) for r in sorted(row.runs, key=lambda r: r.id, reverse=True)]
+
+
+async def stop_job(ctx: Context, name: str) -> None:
+    try:
+        await ctx.batch.delete_namespaced_job(name, ctx.namespace, propagation_policy="Background")
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
+    with ctx.db() as s:
+        run = find(s, caller, job_id, run_id)
+        if run.status in ENDED:
+            raise Conflict("run", f"run {run_id} already ended ({run.status})")
+        await stop_job(ctx, run.job_name)
+        run.status, run.reason, run.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
+        audit.record(s, caller.name, "cancel", run.definition, run.job_name)
+        s.commit()
+        if run.definition.owner != caller.name:
+            text = f"{caller.name} cancelled run {run.job_name} of your job {run.definition.name}.\n"
+            await audit.tell_owner(ctx, run.definition, f"run cancelled by {caller.name}", text)
+        return views.run(run)
+
+
+async def _pods(ctx: Context, job_name: str) -> list[Any]:
+    return list((await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={job_name}")).items)
+
+
+async def log(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
+    """The run's latest pod, the first ``limits.log_bytes`` of its log and the progress
+    recorded for the run, or None without a pod."""
+    with ctx.db() as s:
+        run = find(s, caller, job_id, run_id)
+        progress = views.progress(run)
+    pods = await _pods(ctx, run.job_name)
+    if not pods:
+        return None
+    pod = max(pods, key=lambda p: p.metadata.creation_timestamp)
+    cap = ctx.limits.log_bytes
+    resp: Any = await ctx.core.read_namespaced_pod_log(
+        pod.metadata.name, ctx.namespace, limit_bytes=cap + 1, _preload_content=False
+    )
+    data = await resp.content.read(cap + 1)
+    resp.release()
+    text = data[:cap].decode("utf-8", "replace")
+    return {"pod": pod.metadata.name, "log": text, "truncated": len(data) > cap, "progress": progress}
+
+
+@asynccontextmanager
+async def log_stream(ctx: Context, caller: Caller, job_id: int, run_id: int) -> AsyncIterator[Any]:
+    """An open response streaming the run's pod log as it grows (None without a started
+    pod); at most ``limits.log_streams_per_user`` open per user."""
+    with ctx.db() as s:
+        run = find(s, caller, job_id, run_id)
+    open_now = ctx.streams[caller.name]
+    if open_now >= ctx.limits.log_streams_per_user:
+        raise TooMany(
+            "follow",
+            f"you have {open_now} live logs open; close one (at most {ctx.limits.log_streams_per_user})",
+        )
+    ctx.streams[caller.name] += 1
+    resp: Any = None
+    try:
+        started = [p for p in await _pods(ctx, run.job_name) if p.status.phase in ("Running", "Succeeded", "Failed")]
+        if started:
+            pod = max(started, key=lambda p: p.metadata.creation_timestamp)
+            resp = await ctx.core.read_namespaced_pod_log(
+                pod.metadata.name, ctx.namespace, follow=True, _preload_content=False
+            )
+        yield resp
+    finally:
+        if resp is not None:
+            resp.release()
+        ctx.streams[caller.name] -= 1
+        if ctx.streams[caller.name] <= 0:
+            del ctx.streams[caller.name]

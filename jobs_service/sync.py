@@ -1,0 +1,204 @@
+"""Following runs: every notebook Job the cluster has is recorded with its state
+(Kubernetes is the truth), running runs get their progress recorded, and owners are told
+about runs that ended."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moonhub_core import pods as podc
+
+from . import audit, entitlements, notify, runs, views
+from .context import Context, new_run
+from .db import DefinitionRow, ProgressRow, RunRow, utcnow
+
+log = logging.getLogger("moonhub.jobs")
+
+#: seconds between two reads of one running run's progress (the end of its pod's log)
+PROGRESS_EVERY = 5.0
+#: lines of the log's end read for it
+PROGRESS_TAIL = 200
+#: a run whose Job is gone this long after it was recorded was replaced or deleted
+GONE_GRACE = datetime.timedelta(seconds=30)
+
+
+async def sync_runs(ctx: Context) -> None:
+    """Record every notebook Job and its state, record the progress of running runs, then
+    tell owners about runs that ended."""
+    jobs = await ctx.batch.list_namespaced_job(ctx.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}")
+    to_tell: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with ctx.db() as s:
+        known = {r.job_name: r for r in s.scalars(select(RunRow))}
+        by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
+        seen: set[str] = set()
+        for job in jobs.items:
+            run = known.get(job.metadata.name) or await _adopt(ctx, s, job, by_cron)
+            if run is None:
+                continue
+            await _follow(ctx, run, job)
+            s.flush()
+            seen.add(run.job_name)
+            wants = run.definition.spec.get("notify") or {}
+            ended_badly = run.status in ("failed", "timed_out")
+            if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
+                run.notified = True
+                if wants.get("emails") or wants.get("webhook"):
+                    to_tell.append((views.job(run.definition), views.run(run)))
+        # a run whose Job vanished before it ended was replaced ("replace the previous run")
+        # or deleted behind our back
+        grace = utcnow() - GONE_GRACE
+        for name, run in known.items():
+            created = run.created.replace(tzinfo=datetime.UTC) if run.created.tzinfo is None else run.created
+            if name not in seen and run.status in ("queued", "running") and created < grace:
+                run.status, run.finished = "cancelled", utcnow()
+                run.reason = "its Job is gone: replaced by a newer run, or deleted"
+        await record_progress(ctx, [r for r in known.values() if r.status == "running"])
+        s.commit()
+    for job_view, run_view in to_tell:
+        await tell(ctx, job_view, run_view)
+
+
+async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str, DefinitionRow]) -> RunRow | None:
+    """A run for a Job a CronJob started (None: not one of ours). A run its owner may no
+    longer start is stopped and recorded as not started, and the job is held."""
+    owner_cron = next((o.name for o in job.metadata.owner_references or [] if o.kind == "CronJob"), None)
+    defn = by_cron.get(owner_cron or "")
+    if defn is None:
+        return None
+    run = new_run(defn, job.metadata.name, "schedule")
+    s.add(run)
+    refused = await entitlements.refusal(ctx, defn)
+    if refused:  # started by the CronJob before a reconcile suspended it
+        await runs.stop_job(ctx, run.job_name)
+        run.status, run.finished = "cancelled", utcnow()
+        run.reason = f"not started: {refused}"[:1024]
+        await audit.hold(ctx, s, defn, refused)
+    return run
+
+
+async def _follow(ctx: Context, run: RunRow, job: client.V1Job) -> None:
+    """The run's state from its Job's; a failure gets its reason in words when the pod says more."""
+    if run.status == "cancelled":
+        return
+    was = run.status
+    apply_job_status(run, job)
+    if run.status == "succeeded" and run.progress is not None:
+        run.progress.cell = run.progress.of  # every cell ran, whenever the log was last read
+    if run.status == "failed" and was != "failed":
+        pods = await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={run.job_name}")
+        why = failure_reason(pods.items)
+        if why:
+            run.reason = f"{why} ({run.reason})"[:1024]
+
+
+async def record_progress(ctx: Context, running: list[RunRow]) -> None:
+    """Read the end of each running run's pod log (at most every ``PROGRESS_EVERY``
+    seconds per run) and record the cell papermill executes."""
+    now = utcnow()
+    due = [r for r in running if r.progress is None or _age(r.progress.read_at, now) >= PROGRESS_EVERY]
+    if not due:
+        return
+    listed = await ctx.core.list_namespaced_pod(
+        ctx.namespace,
+        label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}",
+        field_selector="status.phase=Running",
+    )
+    newest: dict[str, Any] = {}
+    for pod in listed.items:
+        job = (pod.metadata.labels or {}).get("job-name", "")
+        if job not in newest or pod.metadata.creation_timestamp > newest[job].metadata.creation_timestamp:
+            newest[job] = pod
+    for run in due:
+        found = newest.get(run.job_name)
+        if found is None:
+            continue
+        try:
+            text = await ctx.core.read_namespaced_pod_log(found.metadata.name, ctx.namespace, tail_lines=PROGRESS_TAIL)
+        except client.ApiException as e:
+            log.debug("run %s: progress not read: %s", run.job_name, e.reason)
+            continue
+        if run.progress is None:
+            run.progress = ProgressRow(of=total_cells(run))
+        run.progress.read_at = now
+        cell = last_cell(str(text))
+        if cell is not None:
+            # a retried pod starts again at cell 1: the newest pod's count is the truth
+            run.progress.cell = cell
+            run.progress.of = max(run.progress.of, cell)
+
+
+def _age(t: datetime.datetime, now: datetime.datetime) -> float:
+    return (now - (t.replace(tzinfo=datetime.UTC) if t.tzinfo is None else t)).total_seconds()
+
+
+def total_cells(run: RunRow) -> int:
+    """The cells papermill executes for ``run``: its version's, and one more when it injects
+    the parameters (it does when there are any)."""
+    version = next((v for v in run.definition.versions if v.number == run.version), None)
+    cells = len(version.notebook.get("cells", [])) if version else 0
+    return cells + (1 if run.definition.spec.get("parameters") else 0)
+
+
+def last_cell(log_text: str) -> int | None:
+    """The last cell papermill reported executing ("Executing Cell i-----"), or None (pure)."""
+    found = re.findall(r"Executing Cell (\d+)-", log_text)
+    return int(found[-1]) if found else None
+
+
+async def tell(ctx: Context, job: dict[str, Any], run: dict[str, Any]) -> None:
+    wants = job.get("notify") or {}
+    try:
+        if wants.get("emails"):
+            await notify.email(ctx.smtp, job, run, wants["emails"], ctx.emails)
+        if wants.get("webhook"):
+            await notify.webhook(wants["webhook"], job, run, ctx.webhooks)
+    except Exception as e:
+        log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], e)
+
+
+def failure_reason(pods: list[Any]) -> str | None:
+    """Why a run's pod failed, in words, when Kubernetes knows more than "backoff limit
+    exceeded" (pure): the container was OOM-killed (with its memory limit), or the runner left
+    a termination message (e.g. its kernel was killed for memory)."""
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp, reverse=True):
+        for cs in pod.status.container_statuses or []:
+            term = cs.state.terminated if cs.state else None
+            if term is None:
+                continue
+            if term.reason == "OOMKilled":
+                spec = next((c for c in pod.spec.containers if c.name == cs.name), None)
+                limit = ((spec.resources.limits or {}) if spec and spec.resources else {}).get("memory")
+                return f"out of memory (limit {_bytes_text(limit)})" if limit else "out of memory"
+            if term.message:
+                return str(term.message).strip()
+    return None
+
+
+def _bytes_text(quantity: str) -> str:
+    """``4Gi`` -> ``4 GiB``; other forms as they are."""
+    for suffix, unit in (("Gi", "GiB"), ("Mi", "MiB"), ("Ki", "KiB")):
+        if quantity.endswith(suffix):
+            return f"{quantity[: -len(suffix)]} {unit}"
+    return quantity
+
+
+def apply_job_status(run: RunRow, job: client.V1Job) -> None:
+    st = job.status
+    if st.start_time and not run.started:
+        run.started = st.start_time
+    conds = {c.type: c for c in st.conditions or [] if c.status == "True"}
+    if "Complete" in conds:
+        run.status, run.finished = "succeeded", st.completion_time or conds["Complete"].last_transition_time
+    elif "Failed" in conds:
+        c = conds["Failed"]
+        run.status = "timed_out" if c.reason == "DeadlineExceeded" else "failed"
+        run.reason, run.finished = f"{c.reason}: {c.message}"[:1024], c.last_transition_time or utcnow()
+    elif st.active:
+        run.status = "running"

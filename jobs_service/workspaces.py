@@ -1,0 +1,32 @@
+"""The owner's workspace volume: a job mounts it as their servers do, so a user who never
+started a server gets it made here (it is kept, as the spawner keeps it)."""
+
+from __future__ import annotations
+
+import logging
+
+from kubernetes_asyncio import client
+
+from . import manifests
+from .context import Context
+
+log = logging.getLogger("moonhub.jobs")
+
+
+async def ensure(ctx: Context, owner: str) -> None:
+    """Create the owner's workspace PVC when it does not exist."""
+    n = manifests.Names(owner, "")
+    try:
+        await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
+        return
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+    st = ctx.catalog.get().storage
+    pvc = manifests.workspace_pvc(n, st, ctx.storage_class_override or st.storage_class, ctx.namespace)
+    try:
+        await ctx.core.create_namespaced_persistent_volume_claim(ctx.namespace, pvc)
+        log.info("created workspace volume %s for %s", n.workspace_claim, owner)
+    except client.ApiException as e:
+        if e.status != 409:  # made by the spawner meanwhile
+            raise
