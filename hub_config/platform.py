@@ -163,8 +163,6 @@ class JobsLimits:
     versions_per_job: int = 10
     #: runs of one user queued or running at once that "run now" may add to
     active_runs_per_user: int = 10
-    #: live-log streams one user may hold open at once
-    log_streams_per_user: int = 4
 
 
 @dataclass(frozen=True)
@@ -285,7 +283,7 @@ def check_consistency(cfg: PlatformConfig) -> None:
         raise DocumentError("jobs.departed_grace: must not be negative")
     if j.reconcile_interval < 1:
         raise DocumentError("jobs.reconcile_interval: must be at least 1 (second)")
-    for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user", "log_streams_per_user"):
+    for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user"):
         if getattr(j.limits, key) < 1:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")
     if j.smtp and (not smtp_address(cfg)[0] or (not j.smtp.rpartition(":")[2].isdigit() and ":" in j.smtp)):

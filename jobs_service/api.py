@@ -15,7 +15,6 @@ import yaml
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from kubernetes_asyncio import client
 from tornado import web
-from tornado.iostream import StreamClosedError
 
 from moonhub_core.errors import FieldError
 
@@ -167,28 +166,10 @@ class RunHandler(APIHandler):
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
-        if self.get_argument("follow", "false") == "true":
-            await self._follow(_id("id", job_id), _id("run", run_id))
-            return
         found = await self.jobs.log(self.caller(), _id("id", job_id), _id("run", run_id))
         if found is None:
             raise NotFound("run", "has no pod (not started yet, or its pod was cleaned up)")
         self.send(found)
-
-    async def _follow(self, job_id: int, run_id: int) -> None:
-        """Stream the log as plain text until the pod's container ends (live logs)."""
-        async with self.jobs.log_stream(self.caller(), job_id, run_id) as resp:
-            if resp is None:
-                raise NotFound("run", "has no started pod yet; try again in a moment")
-            self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.set_header("Cache-Control", "no-cache")
-            try:
-                async for chunk in resp.content.iter_any():
-                    self.write(chunk)
-                    await self.flush()
-            except StreamClosedError:
-                return  # the reader went away
-        self.finish()
 
 
 class AuditHandler(APIHandler):

@@ -88,9 +88,6 @@ class JobsServiceApp(Application):
     max_active_runs_per_user = Integer(
         Limits.active_runs_per_user, help="Runs of one user queued or running at once that 'run now' may add to."
     ).tag(config=True)
-    max_log_streams_per_user = Integer(
-        Limits.log_streams_per_user, help="Live-log streams one user may hold open at once."
-    ).tag(config=True)
 
     platform = Unicode(
         help="The platform document (platform.yaml) this service takes its settings from: the hub and the "
@@ -131,7 +128,6 @@ class JobsServiceApp(Application):
             "max_jobs_per_user": j.limits.jobs_per_user,
             "max_versions_per_job": j.limits.versions_per_job,
             "max_active_runs_per_user": j.limits.active_runs_per_user,
-            "max_log_streams_per_user": j.limits.log_streams_per_user,
         }
         for name, value in values.items():
             if name not in given:
@@ -176,7 +172,6 @@ class JobsServiceApp(Application):
                 jobs_per_user=self.max_jobs_per_user,
                 versions_per_job=self.max_versions_per_job,
                 active_runs_per_user=self.max_active_runs_per_user,
-                log_streams_per_user=self.max_log_streams_per_user,
             ),
             departed_grace=datetime.timedelta(seconds=self.departed_grace),
             admins_may_edit=self.admins_may_edit,

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import datetime
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,8 +67,6 @@ class Context:
     admins_may_edit: bool = False
     webhooks: notify.WebhookPolicy = field(default_factory=notify.WebhookPolicy)
     emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
-    #: live-log streams open, per user
-    streams: Counter[str] = field(default_factory=Counter)
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
 

@@ -17,12 +17,6 @@ class LimitReached(FieldError):
     status = 403
 
 
-class TooMany(FieldError):
-    """Too many requests of one kind open at once (retry later)."""
-
-    status = 429
-
-
 @dataclass(frozen=True)
 class Limits(JobsLimits):
     """The operator's limits (``jobs.limits``, declared with the platform document), and

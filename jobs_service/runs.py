@@ -1,10 +1,8 @@
-"""Runs: start one now, list them, cancel one, read its log (a snapshot, or a live stream)."""
+"""Runs: start one now, list them, cancel one, read its log."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -17,7 +15,7 @@ from . import audit, entitlements, manifests, validation, views
 from .context import ENDED, Caller, Context, names, new_run, own
 from .db import DefinitionRow, RunRow, utcnow
 from .errors import Conflict, NotFound
-from .limits import TooMany, check_count
+from .limits import check_count
 
 
 async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
@@ -109,33 +107,3 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[st
     resp.release()
     text = data[:cap].decode("utf-8", "replace")
     return {"pod": pod.metadata.name, "log": text, "truncated": len(data) > cap, "progress": progress}
-
-
-@asynccontextmanager
-async def log_stream(ctx: Context, caller: Caller, job_id: int, run_id: int) -> AsyncIterator[Any]:
-    """An open response streaming the run's pod log as it grows (None without a started
-    pod); at most ``limits.log_streams_per_user`` open per user."""
-    with ctx.db() as s:
-        run = find(s, caller, job_id, run_id)
-    open_now = ctx.streams[caller.name]
-    if open_now >= ctx.limits.log_streams_per_user:
-        raise TooMany(
-            "follow",
-            f"you have {open_now} live logs open; close one (at most {ctx.limits.log_streams_per_user})",
-        )
-    ctx.streams[caller.name] += 1
-    resp: Any = None
-    try:
-        started = [p for p in await _pods(ctx, run.job_name) if p.status.phase in ("Running", "Succeeded", "Failed")]
-        if started:
-            pod = max(started, key=lambda p: p.metadata.creation_timestamp)
-            resp = await ctx.core.read_namespaced_pod_log(
-                pod.metadata.name, ctx.namespace, follow=True, _preload_content=False
-            )
-        yield resp
-    finally:
-        if resp is not None:
-            resp.release()
-        ctx.streams[caller.name] -= 1
-        if ctx.streams[caller.name] <= 0:
-            del ctx.streams[caller.name]

@@ -13,7 +13,6 @@ import datetime
 import logging
 import time
 from collections.abc import Iterable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -108,9 +107,6 @@ class JobsService:
 
     async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
         return await runs.log(self.ctx, caller, job_id, run_id)
-
-    def log_stream(self, caller: Caller, job_id: int, run_id: int) -> AbstractAsyncContextManager[Any]:
-        return runs.log_stream(self.ctx, caller, job_id, run_id)
 
     # ---- following the cluster ---------------------------------------------------------
     async def sync_runs(self) -> None:

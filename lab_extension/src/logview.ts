@@ -44,13 +44,14 @@ export class RunLogView extends Widget {
       if (atBottom) {
         this.pre.scrollTop = this.pre.scrollHeight;
       }
-      const pct = percent(log.progress);
+      const progress = this.run.progress ?? log.progress;
+      const pct = percent(progress);
       this.bar.hidden = pct === null;
       if (pct !== null) {
         this.bar.value = pct;
         this.bar.textContent = `${pct}%`;
       }
-      const cells = log.progress?.of ? ` — cell ${log.progress.cell ?? 0} of ${log.progress.of}` : '';
+      const cells = progress?.of ? ` — cell ${progress.cell ?? 0} of ${progress.of}` : '';
       const took = this.run.duration_seconds ? ` in ${duration(this.run.duration_seconds)}` : '';
       this.status.textContent = `${statusLabel(this.run.status)}${took}${cells}${this.run.reason ? ` — ${this.run.reason}` : ''}`;
       this.status.dataset.status = this.run.status ?? '';

@@ -26,8 +26,6 @@ export class JobsPanel extends Widget {
   private readonly message = h('div', { className: 'moonhub-PanelMessage', 'aria-live': 'polite' });
   private readonly expanded = new Set<number>();
   private readonly runs = new Map<number, Run[]>();
-  /** percent done of the running runs of the open jobs */
-  private readonly progress = new Map<number, number | null>();
   private timer = 0;
   private busy = false;
 
@@ -69,12 +67,8 @@ export class JobsPanel extends Widget {
       const jobs = await this.client.listJobs();
       for (const id of this.expanded) {
         if (jobs.some(j => j.id === id)) {
-          const runs = await this.client.runs(id);
-          this.runs.set(id, runs);
-          for (const r of runs.filter(r => r.status === 'running')) {
-            const log = await this.client.log(id, r.id!).catch(() => null);
-            this.progress.set(r.id!, percent(log?.progress));
-          }
+          // each run carries its progress, recorded by the service while it runs
+          this.runs.set(id, await this.client.runs(id));
         }
       }
       this.render(jobs);
@@ -258,8 +252,8 @@ export class JobsPanel extends Widget {
   }
 
   private progressBar(run: Run): HTMLElement | string {
-    const pct = this.progress.get(run.id!);
-    if (pct === null || pct === undefined) {
+    const pct = percent(run.progress);
+    if (pct === null) {
       return '';
     }
     const bar = h('progress', { max: 100, className: 'moonhub-Progress', 'aria-label': `Run ${run.id} progress` });

@@ -355,8 +355,6 @@ async def test_edit_pause_versions_cancel_and_logs(
         lambda: _log(quinn, job["id"], run["id"]), lambda t: "sleeping" in t, timeout=60, what="the run's live log"
     )
     assert "moonhub-run-notebook" in log
-    # the live stream: text arrives while the run goes on
-    assert b"moonhub-run-notebook" in _stream_until(quinn, f"/jobs/{job['id']}/runs/{run['id']}/log", b"sleeping")
     # progress is recorded on the run while it runs (the Jobs panel reads it from the list):
     # the injected parameters are cell 1, the sleeping cell is 2 of 2
     await wait_for(
@@ -377,18 +375,6 @@ async def test_edit_pause_versions_cancel_and_logs(
     )
     assert (await _runs(quinn, job["id"]))[0]["status"] == "cancelled"
     assert clients["rita"].call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
-
-
-def _stream_until(c: Jobs, path: str, marker: bytes) -> bytes:
-    """Read ``path?follow=true`` until ``marker`` shows up; return what arrived."""
-    got = b""
-    with requests.get(f"{c.base}{path}?follow=true", headers=c.headers, stream=True, timeout=30) as stream:
-        assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/plain")
-        for chunk in stream.iter_content(chunk_size=None):
-            got += chunk
-            if marker in got:
-                break
-    return got
 
 
 async def _log(c: Jobs, job_id: int, run_id: int) -> str:
