@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import subprocess
 import time
@@ -14,6 +15,7 @@ from kubernetes_asyncio import client
 from localcluster import cli
 from localcluster.config import ClusterConfig
 from localcluster.registry import ref
+from moonhub_core.catalog import EXAMPLE, Catalog, load
 from moonhub_core.security import container_security_context, pod_security_context
 
 T = TypeVar("T")
@@ -23,30 +25,41 @@ T = TypeVar("T")
 SHELL_IMAGE = ref("moonhub/debian", "bookworm")
 PYTHON_IMAGE = ref("moonhub/base-notebook", "latest")
 
+
 #: a notebook with a `parameters` cell (rows = 10) printing `rows: <rows>`
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "cells": [
-        {
-            "cell_type": "code",
-            "id": "p",
-            "metadata": {"tags": ["parameters"]},
-            "execution_count": None,
-            "outputs": [],
-            "source": "rows = 10",
-        },
-        {
-            "cell_type": "code",
-            "id": "w",
-            "metadata": {},
-            "execution_count": None,
-            "outputs": [],
-            "source": "print('rows:', rows)",
-        },
-    ],
-}
+@functools.cache
+def example_catalog() -> Catalog:
+    """The shipped example catalog, read once, when a test first needs it (not at import)."""
+    return load(EXAMPLE)
+
+
+def notebook(*cells: str | tuple[str, list[str]]) -> dict[str, Any]:
+    """A Python notebook of code cells, each given as its source or (source, tags)."""
+    made = []
+    for i, cell in enumerate(cells):
+        source, tags = (cell, []) if isinstance(cell, str) else cell
+        metadata = {"tags": tags} if tags else {}
+        made.append(
+            {
+                "cell_type": "code",
+                "id": f"cell-{i}",
+                "metadata": metadata,
+                "execution_count": None,
+                "outputs": [],
+                "source": source,
+            }
+        )
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": kernel}, "cells": made}
+
+
+def parameter_notebook(parameters: str, work: str) -> dict[str, Any]:
+    """A notebook whose first cell is papermill's ``parameters`` cell."""
+    return notebook((parameters, ["parameters"]), work)
+
+
+#: the tests' notebook: one parameter (rows), printed by the second cell
+NOTEBOOK = parameter_notebook("rows = 10", "print('rows:', rows)")
 
 
 async def wait_for(

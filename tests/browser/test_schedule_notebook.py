@@ -19,32 +19,11 @@ from localcluster import cli
 from localcluster.config import REPO
 from tests.chart_release import USERS
 from tests.conftest import TEST_CLUSTER, Hub
+from tests.helpers import parameter_notebook
 
 SHOTS = REPO / "test-results"
 USER = "nora"
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    "cells": [
-        {
-            "cell_type": "code",
-            "id": "params",
-            "metadata": {"tags": ["parameters"]},
-            "execution_count": None,
-            "outputs": [],
-            "source": 'rows = 10  # how many\nlabel = "weekly"\n',
-        },
-        {
-            "cell_type": "code",
-            "id": "work",
-            "metadata": {},
-            "execution_count": None,
-            "outputs": [],
-            "source": "print('rows:', rows, label)",
-        },
-    ],
-}
+NOTEBOOK = parameter_notebook('rows = 10  # how many\nlabel = "weekly"\n', "print('rows:', rows, label)")
 
 
 async def _open_lab(page: Page, hub: Hub) -> None:

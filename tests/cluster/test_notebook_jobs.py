@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
@@ -15,11 +14,9 @@ from jobs_service import manifests, validation
 from jobs_service.sync import failure_reason
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
-from moonhub_core.catalog import load
 from moonhub_core.workload import build
-from tests.helpers import create_pvc, describe_pod, read_from_pvc, wait_for
+from tests.helpers import create_pvc, describe_pod, example_catalog, notebook, read_from_pvc, wait_for
 
-CATALOG = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 WORKSPACE = "/home/jovyan"
 
 
@@ -29,34 +26,15 @@ def _runs_on_local_cluster(local_cluster: ClusterConfig | None) -> None:
         pytest.skip("needs the notebook image from the local registry")
 
 
-def notebook(*cells: tuple[str, list[str]]) -> dict:
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": f"c{i}",
-                "metadata": {"tags": tags},
-                "execution_count": None,
-                "outputs": [],
-                "source": src,
-            }
-            for i, (src, tags) in enumerate(cells)
-        ],
-    }
-
-
 async def _submit(api: client.ApiClient, ns: str, owner: str, body: dict, nb: dict, run: str) -> manifests.Names:
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     timeout = body.pop("_timeout", None)
     defn = validation.parse(body)
     if timeout:  # below the API's 60 s minimum, to keep the test short
         defn = dataclasses.replace(defn, timeout_seconds=timeout)
-    choice = ch.parse(defn.choices(), CATALOG, ch.allowed(CATALOG, []))
+    choice = ch.parse(defn.choices(), example_catalog(), ch.allowed(example_catalog(), []))
     names = manifests.Names(owner, defn.name)
-    w = build(CATALOG, choice, f"claim-{owner}")
+    w = build(example_catalog(), choice, f"claim-{owner}")
     await core.create_namespaced_config_map(ns, manifests.snapshot_configmap(names, 1, nb, ns))
     cron = manifests.cronjob(defn, names, 1, w, ns, WORKSPACE)
     await batch.create_namespaced_cron_job(ns, cron)

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from images.build import Spec, image_exists, load_spec
+from tests.helpers import parameter_notebook
 
 SPEC: Spec = load_spec()
 TOKEN = "moonhub-image-test"
@@ -85,16 +86,5 @@ def lab(image: str) -> Iterator[Container]:
 
 
 def notebook(source: str, parameters: str) -> str:
-    return json.dumps(
-        {
-            "nbformat": 4,
-            "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "cells": [
-                {"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
-                 "outputs": [], "source": parameters},
-                {"cell_type": "code", "id": "w", "metadata": {}, "execution_count": None, "outputs": [],
-                 "source": source},
-            ],
-        }
-    )  # fmt: skip
+    """The JSON of a notebook with a parameters cell and ``source`` after it."""
+    return json.dumps(parameter_notebook(parameters, source))

@@ -1,14 +1,11 @@
-from pathlib import Path
-
 import pytest
 
 from moonhub_core import choices as ch
-from moonhub_core.catalog import load
 from moonhub_core.errors import NotEntitled, OverQuota, UnknownChoice
+from tests.helpers import example_catalog
 
-CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
-EVERYONE = ch.allowed(CAT, [])
-RESEARCH = ch.allowed(CAT, ["ml-research"])
+EVERYONE = ch.allowed(example_catalog(), [])
+RESEARCH = ch.allowed(example_catalog(), ["ml-research"])
 
 
 def test_entitlements_union_by_group() -> None:
@@ -17,7 +14,7 @@ def test_entitlements_union_by_group() -> None:
     assert EVERYONE.max_gpus_per_user == 1 and EVERYONE.quota_groups == {}
     assert {g.name for g in RESEARCH.gpu_types} == {"a100", "v100", "t4"}
     assert RESEARCH.max_gpus_per_user == 8 and RESEARCH.quota_groups == {"ml-research": 16}
-    admin = ch.allowed(CAT, [], admin=True)
+    admin = ch.allowed(example_catalog(), [], admin=True)
     assert len(admin.sizes) == 3 and admin.max_gpus_per_user == 8
 
 
@@ -40,7 +37,7 @@ def test_entitlements_union_by_group() -> None:
     ],
 )
 def test_parse_accepts(raw: dict, ok: ch.Allowed, want: ch.Choices) -> None:
-    assert ch.parse(raw, CAT, ok) == want
+    assert ch.parse(raw, example_catalog(), ok) == want
 
 
 @pytest.mark.parametrize(
@@ -90,7 +87,7 @@ def test_parse_accepts(raw: dict, ok: ch.Allowed, want: ch.Choices) -> None:
 )
 def test_parse_refuses_naming_the_field(raw: dict, ok: ch.Allowed, error: type, field: str, text: str) -> None:
     with pytest.raises(error) as err:
-        ch.parse(raw, CAT, ok)
+        ch.parse(raw, example_catalog(), ok)
     assert err.value.field == field and text in err.value.message
 
 

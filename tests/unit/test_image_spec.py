@@ -3,13 +3,10 @@ its notebook images, tags and framework versions; parents resolve."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from images.build import HERE, load_spec, target_flags
 from localcluster.registry import ref
-from moonhub_core.catalog import load
+from tests.helpers import example_catalog
 
-CATALOG = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
 SPEC = load_spec()
 
 
@@ -17,8 +14,8 @@ def test_catalog_names_exactly_the_ci_notebook_images() -> None:
     """The local example catalog offers what CI and ``./moonhub up`` build: every CI
     notebook image, at its first tag, with the spec's framework and CUDA versions."""
     ci_notebooks = {ref(f"moonhub/{n}", i.tags[0]) for n, i in SPEC.images.items() if n.endswith("-notebook") and i.ci}
-    assert {e.image for e in CATALOG.environments} == ci_notebooks
-    for env in CATALOG.environments:
+    assert {e.image for e in example_catalog().environments} == ci_notebooks
+    for env in example_catalog().environments:
         img = SPEC.images[env.image.split("/")[-1].split(":")[0]]
         if img.framework:
             assert (env.framework, env.framework_version) == (img.framework["name"], img.framework["version"])

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from jobs_service.options import entitled
-from moonhub_core.catalog import load
-
-CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
+from tests.helpers import example_catalog
 
 
 def test_everyone_gets_one_t4_at_most() -> None:
-    got = entitled(CAT, (), admin=False)
+    got = entitled(example_catalog(), (), admin=False)
     assert [g["name"] for g in got["gpu_types"]] == ["t4"]
     assert got["gpu_types"][0]["counts"] == [1] and got["max_gpus"] == 1
     assert {e["name"] for e in got["environments"]} == {"python", "pytorch", "tensorflow"}
@@ -19,6 +15,6 @@ def test_everyone_gets_one_t4_at_most() -> None:
 
 
 def test_research_group_gets_every_gpu_type() -> None:
-    got = entitled(CAT, ("ml-research",), admin=False)
+    got = entitled(example_catalog(), ("ml-research",), admin=False)
     assert [g["name"] for g in got["gpu_types"]] == ["a100", "v100", "t4"]
     assert max(got["gpu_types"][0]["counts"]) == 8 == got["max_gpus"]

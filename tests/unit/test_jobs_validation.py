@@ -6,7 +6,7 @@ from jobs_service import manifests, validation
 from jobs_service.errors import InvalidField
 from moonhub_core import choices as ch
 from moonhub_core.workload import build
-from tests.unit.test_choices import CAT
+from tests.helpers import example_catalog
 
 BASE = {"name": "daily", "notebook": "reports/daily.ipynb", "schedule": "0 6 * * *"}
 
@@ -78,8 +78,8 @@ def test_cronjob_from_the_workload_builder() -> None:
             "parameters": {"n": 3},
         }
     )
-    choice = ch.parse(d.choices(), CAT, ch.allowed(CAT, []))
-    w = build(CAT, choice, "claim-ann")
+    choice = ch.parse(d.choices(), example_catalog(), ch.allowed(example_catalog(), []))
+    w = build(example_catalog(), choice, "claim-ann")
     names = manifests.Names("Ann.Lee@corp", d.name)
     cron = manifests.cronjob(d, names, 4, w, "moonhub-users", "/home/jovyan")
     assert len(names.cronjob) <= 52 and names.cronjob.startswith("nb-")
@@ -108,7 +108,7 @@ def test_cronjob_from_the_workload_builder() -> None:
 
 def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() -> None:
     d = validation.parse({**BASE, "schedule": None})
-    w = build(CAT, ch.parse({}, CAT, ch.allowed(CAT, [])), "claim-bo")
+    w = build(example_catalog(), ch.parse({}, example_catalog(), ch.allowed(example_catalog(), [])), "claim-bo")
     cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, w, "ns", "/home/jovyan")
     assert cron["spec"]["suspend"] is True
     job = manifests.manual_job(cron, "daily-abc")

@@ -1,16 +1,12 @@
-from pathlib import Path
-
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
-from moonhub_core.catalog import load
 from moonhub_core.choices import Choices
 from moonhub_core.workload import build
 from spawner_ext.failfast import container_problem, image_problem, unschedulable_message
-
-CAT = load(Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml")
+from tests.helpers import example_catalog
 
 
 def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
-    w = build(CAT, Choices("python", "medium"), "claim-alice")
+    w = build(example_catalog(), Choices("python", "medium"), "claim-alice")
     assert (w.image, w.cpu_guarantee, w.cpu_limit, w.mem_guarantee, w.mem_limit) == (
         "127.0.0.1:5000/moonhub/base-notebook:python-3.11-lab-4.6",
         0.5,
@@ -33,7 +29,7 @@ def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
 
 
 def test_gpu_workload_targets_the_gpu_type() -> None:
-    w = build(CAT, Choices("pytorch", "small", "a100", 4), "claim-bob")
+    w = build(example_catalog(), Choices("pytorch", "small", "a100", 4), "claim-bob")
     assert w.extra_resource_limits == {"nvidia.com/gpu": "4"} == w.extra_resource_guarantees
     assert w.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert w.tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -42,7 +38,7 @@ def test_gpu_workload_targets_the_gpu_type() -> None:
 
 
 def test_volumes_workspace_shm_and_security() -> None:
-    w = build(CAT, Choices("python", "small"), "claim-carol")
+    w = build(example_catalog(), Choices("python", "small"), "claim-carol")
     assert w.volumes[0] == {"name": "workspace", "persistentVolumeClaim": {"claimName": "claim-carol"}}
     assert w.volumes[1] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
     assert {m["mountPath"] for m in w.volume_mounts} == {"/home/jovyan", "/dev/shm"}
@@ -81,7 +77,7 @@ def test_gpu_capacity_subtracts_live_requests() -> None:
         _node("t", "Tesla-T4", 4),
     ]
     pods = [_pod("a", 6), _pod("b", 4), _pod("b", 2, phase="Succeeded"), _pod("t", 1)]
-    cap = gpu_capacity(CAT.gpu_types, nodes, pods)
+    cap = gpu_capacity(example_catalog().gpu_types, nodes, pods)
     assert cap["a100"] == GpuCapacity(total=16, free=6, largest_free=4)
     assert cap["t4"] == GpuCapacity(total=4, free=3, largest_free=3)
     assert cap["v100"] == GpuCapacity(0, 0, 0)
