@@ -22,6 +22,7 @@ from moonhub_core import gpuview
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, ReadOnly
+from moonhub_core.jsonhttp import JsonResponses
 
 from . import edits
 from .usage import usage
@@ -29,7 +30,7 @@ from .usage import usage
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-class ConsoleHandler(BaseHandler):
+class ConsoleHandler(JsonResponses, BaseHandler):
     @property
     def catalog_path(self) -> Path:
         return Path(self.settings["moonhub_catalog"])
@@ -99,18 +100,9 @@ class ConsoleHandler(BaseHandler):
         out["catalog_error"] = error
         return out
 
-    def send(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if not self.request.path.rstrip("/").endswith("moonhub-admin"):
-            exc = kwargs.get("exc_info", (None, None, None))[1]
-            msg = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
-            self.send({"status": status_code, "message": msg}, status_code)
-            return
-        super().write_error(status_code, **kwargs)
+    def json_errors(self) -> bool:
+        """The API routes answer errors as JSON; the page as the hub's HTML error page."""
+        return not self.request.path.rstrip("/").endswith("moonhub-admin")
 
 
 class PageHandler(ConsoleHandler):
@@ -152,7 +144,7 @@ class CatalogHandler(ConsoleHandler):
         try:
             edit = json.loads(self.request.body or b"null")
         except json.JSONDecodeError as e:
-            self.send({"status": 400, "field": "body", "message": f"body: not JSON ({e.msg})"}, 400)
+            self.send_field_error(FieldError("body", f"not JSON ({e.msg})"))
             return
         try:
             if self.managed_by:
@@ -160,7 +152,7 @@ class CatalogHandler(ConsoleHandler):
             doc = edits.apply(self.catalog_doc(), edit)
             edits.write(self.catalog_path, doc)
         except FieldError as e:
-            self.send({"status": e.status, "field": e.field, "message": str(e)}, e.status)
+            self.send_field_error(e)
             return
         self.log.info("catalog edited by %s: %s", self.current_user.name, edit)
         self.send(doc)

@@ -201,7 +201,7 @@ class JobsSection:
 
 @dataclass(frozen=True)
 class CullingSection:
-    """jupyterhub-idle-culler plus MoonHub's GPU-aware reclaim (docs/culling.md)."""
+    """jupyterhub-idle-culler plus MoonHub's GPU-aware reclaim (docs/hub.md, "Culling")."""
 
     enabled: bool = True
     #: seconds without activity before the idle culler stops a server

@@ -16,9 +16,9 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from kubernetes_asyncio import client
 from tornado import web
 
-from moonhub_core.errors import FieldError
+from moonhub_core.errors import FieldError, NotFound
+from moonhub_core.jsonhttp import JsonResponses
 
-from .errors import NotFound
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
@@ -30,7 +30,7 @@ MAX_BUFFERED_BODY = 64 * MAX_BODY
 
 
 @web.stream_request_body
-class APIHandler(HubOAuthenticated, web.RequestHandler):
+class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     """A route of the API. Bodies are read as they arrive and never buffered past
     ``MAX_BODY``: a larger one is read to its end and dropped (answering before the sender
     is done makes proxies report an error instead of the 413), then refused with 413."""
@@ -67,19 +67,6 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         except json.JSONDecodeError as e:
             raise FieldError("body", f"is not valid JSON ({e.msg})") from None
 
-    def send(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        body: dict[str, Any] = {"status": status_code, "message": self._reason}
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            body["message"] = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, FieldError):
             return
@@ -104,7 +91,7 @@ def _guard(handler: Any) -> Any:
         try:
             await handler(self, *args)
         except FieldError as e:
-            self.send({"status": e.status, "field": e.field, "message": str(e)}, e.status)
+            self.send_field_error(e)
         except client.ApiException as e:
             msg = json.loads(e.body).get("message", e.reason) if e.body else e.reason
             self.send({"status": 502, "message": f"Kubernetes refused: {msg}"}, 502)

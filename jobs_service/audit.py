@@ -12,10 +12,11 @@ from kubernetes_asyncio import client
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moonhub_core.errors import FieldError
+
 from . import notify, views
 from .context import Caller, Context
 from .db import AuditRow, DefinitionRow, HoldRow
-from .errors import InvalidField
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -48,7 +49,7 @@ async def tell_owner(ctx: Context, row: DefinitionRow, subject: str, text: str) 
         return
     try:
         ctx.emails.check(row.owner, emails)
-    except InvalidField:
+    except FieldError:
         return
     if not ctx.emails.take(row.owner, 1, time.time()):
         return

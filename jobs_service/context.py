@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubUsers
 from moonhub_core.catalog import CatalogStore
+from moonhub_core.errors import NotFound
 
 from . import manifests, notify
 from .db import DefinitionRow, RunRow
-from .errors import NotFound
 from .limits import Limits
 
 #: the states a run does not leave

@@ -11,12 +11,11 @@ from typing import Any
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
 
-from moonhub_core.errors import ChoiceError
+from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
 from . import audit, entitlements, manifests, snapshots, validation, views, workspaces
 from .context import Caller, Context, names, own
 from .db import DefinitionRow, VersionRow
-from .errors import Conflict, InvalidField
 from .limits import check_count
 
 log = logging.getLogger("moonhub.jobs")
@@ -33,7 +32,7 @@ def parse(ctx: Context, body: dict[str, Any], owner: str) -> validation.Definiti
 
 def _body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise InvalidField("body", "must be a JSON object")
+        raise FieldError("body", "must be a JSON object")
     return dict(body)
 
 
@@ -84,7 +83,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
     with ctx.db() as s:
         row = own(s, caller, job_id)
         if "name" in body and body["name"] != row.name:
-            raise InvalidField("name", "a job can not be renamed; create a new one")
+            raise FieldError("name", "a job can not be renamed; create a new one")
         action, changes = _action(row, body, content)
         owner = await entitlements.acting_for(ctx, caller, row, action)
         defn = parse(ctx, {**row.spec, **body}, row.owner)

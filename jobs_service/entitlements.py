@@ -9,13 +9,12 @@ from typing import Any
 
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
-from moonhub_core.errors import ChoiceError
+from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import build
 
 from . import manifests, validation
 from .context import Caller, Context, names
 from .db import DefinitionRow
-from .errors import Forbidden, Unavailable
 
 log = logging.getLogger("moonhub.jobs")
 

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.netutil import DefaultLoopResolver, Resolver
 
-from .errors import InvalidField
+from moonhub_core.errors import FieldError
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -81,7 +81,7 @@ async def email(
     if policy is not None:
         try:
             policy.check(job["owner"], to)  # the rules may have changed since the job was saved
-        except InvalidField as e:
+        except FieldError as e:
             log.warning("job %s of %s: e-mail not sent: %s", job["name"], job["owner"], e.message)
             return
         if not policy.take(job["owner"], 1, time.time()):
@@ -115,7 +115,7 @@ class EmailPolicy:
             if e.lower() == owner.lower() or e.rsplit("@", 1)[-1].lower() in allowed:
                 continue
             where = f"@{', @'.join(sorted(allowed))} or " if allowed else ""
-            raise InvalidField("notify", f"e-mails may go to {where}your own address, not {e}")
+            raise FieldError("notify", f"e-mails may go to {where}your own address, not {e}")
 
     def take(self, owner: str, count: int, now: float) -> bool:
         """Whether ``owner`` may send ``count`` more messages now (and count them)."""
@@ -156,15 +156,15 @@ class WebhookPolicy:
         """Refuse, when a job is saved, URLs that name an internal host outright."""
         host = (urlparse(url).hostname or "").rstrip(".").lower()
         if not host:
-            raise InvalidField("notify", "webhook needs a host name")
+            raise FieldError("notify", "webhook needs a host name")
         try:
             ipaddress.ip_address(host)
         except ValueError:
             if host == "localhost" or host.endswith(INTERNAL_SUFFIXES) or "." not in host:
-                raise InvalidField("notify", f"webhook host {host!r} is an internal name; use a public one") from None
+                raise FieldError("notify", f"webhook host {host!r} is an internal name; use a public one") from None
             return
         if not self.address_ok(host):
-            raise InvalidField("notify", f"webhook address {host} is not public (loopback, private or cluster)")
+            raise FieldError("notify", f"webhook address {host} is not public (loopback, private or cluster)")
 
 
 class _CheckedResolver(Resolver):
@@ -187,7 +187,7 @@ async def webhook(url: str, job: dict[str, Any], run: dict[str, Any], policy: We
     host = urlparse(url).hostname
     try:
         policy.check_url(url)
-    except InvalidField as e:
+    except FieldError as e:
         log.warning("job %s of %s: webhook not sent: %s", job["name"], job["owner"], e.message)
         return
     body = json.dumps(

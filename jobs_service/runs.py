@@ -9,12 +9,11 @@ from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moonhub_core.errors import ChoiceError
+from moonhub_core.errors import ChoiceError, Conflict, NotFound
 
 from . import audit, entitlements, manifests, validation, views
 from .context import ENDED, Caller, Context, names, new_run, own
 from .db import DefinitionRow, RunRow, utcnow
-from .errors import Conflict, NotFound
 from .limits import check_count
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from .errors import InvalidField
+from moonhub_core.errors import FieldError
 
 Concurrency = Literal["allow", "skip", "replace"]
 #: our words for Kubernetes' CronJob concurrencyPolicy
@@ -79,53 +79,53 @@ class Definition:
 def _int(data: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidField(key, f"must be a whole number, not {value!r}")
+        raise FieldError(key, f"must be a whole number, not {value!r}")
     if not lo <= value <= hi:
-        raise InvalidField(key, f"must be between {lo} and {hi}, not {value}")
+        raise FieldError(key, f"must be between {lo} and {hi}, not {value}")
     return value
 
 
 def check_notebook_path(path: Any) -> str:
     if not isinstance(path, str) or not path:
-        raise InvalidField("notebook", "must be the notebook's path in your workspace")
+        raise FieldError("notebook", "must be the notebook's path in your workspace")
     p = PurePosixPath(path)
     if p.is_absolute() or path.startswith("~"):
-        raise InvalidField("notebook", f"must be relative to your workspace, not {path!r}")
+        raise FieldError("notebook", f"must be relative to your workspace, not {path!r}")
     if ".." in p.parts:
-        raise InvalidField("notebook", "may not contain '..'")
+        raise FieldError("notebook", "may not contain '..'")
     if p.suffix != ".ipynb":
-        raise InvalidField("notebook", "must be a .ipynb file")
+        raise FieldError("notebook", "must be a .ipynb file")
     if len(path) > 255 or "\x00" in path:
-        raise InvalidField("notebook", "is not a usable path")
+        raise FieldError("notebook", "is not a usable path")
     return str(p)
 
 
 def check_schedule(schedule: Any, timezone: Any, min_interval: timedelta) -> tuple[str | None, str]:
     if not isinstance(timezone, str) or not 0 < len(timezone) <= 64:
-        raise InvalidField("timezone", "must be an IANA time zone name such as Europe/Berlin")
+        raise FieldError("timezone", "must be an IANA time zone name such as Europe/Berlin")
     try:
         tz = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidField(
+        raise FieldError(
             "timezone", f"unknown time zone {timezone!r} (use an IANA name such as Asia/Shanghai)"
         ) from None
     if schedule in (None, ""):
         return None, timezone
     if not isinstance(schedule, str):
-        raise InvalidField("schedule", "must be a cron expression such as '0 6 * * 1-5'")
+        raise FieldError("schedule", "must be a cron expression such as '0 6 * * 1-5'")
     fields = schedule.split()
     if len(fields) != 5:
-        raise InvalidField("schedule", f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
+        raise FieldError("schedule", f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
     if not croniter.is_valid(schedule):
-        raise InvalidField("schedule", f"{schedule!r} is not a valid cron expression")
+        raise FieldError("schedule", f"{schedule!r} is not a valid cron expression")
     try:
         it = croniter(schedule, datetime(2026, 1, 1, tzinfo=tz))
         times = [it.get_next(datetime) for _ in range(3)]
     except (ValueError, OverflowError):  # croniter's "no next date" (e.g. the 30th of February)
-        raise InvalidField("schedule", f"{schedule!r} never fires (no such date)") from None
+        raise FieldError("schedule", f"{schedule!r} never fires (no such date)") from None
     gap = min(b - a for a, b in itertools.pairwise(times))
     if gap < min_interval:
-        raise InvalidField("schedule", f"runs every {gap}, more often than the allowed {min_interval}")
+        raise FieldError("schedule", f"runs every {gap}, more often than the allowed {min_interval}")
     return " ".join(fields), timezone
 
 
@@ -133,14 +133,14 @@ def check_parameters(params: Any) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise InvalidField("parameters", "must be an object of name: value")
+        raise FieldError("parameters", "must be an object of name: value")
     for k, v in params.items():
         if not isinstance(k, str) or not PARAM_NAME.fullmatch(k) or keyword.iskeyword(k):
-            raise InvalidField("parameters", f"{k!r} is not a usable Python variable name")
+            raise FieldError("parameters", f"{k!r} is not a usable Python variable name")
         if not isinstance(v, str | int | float | bool | list | dict) and v is not None:
-            raise InvalidField("parameters", f"{k}: values must be JSON")
+            raise FieldError("parameters", f"{k}: values must be JSON")
     if len(json.dumps(params)) > MAX_PARAMETERS_BYTES:
-        raise InvalidField("parameters", f"are larger than {MAX_PARAMETERS_BYTES // 1024} KiB")
+        raise FieldError("parameters", f"are larger than {MAX_PARAMETERS_BYTES // 1024} KiB")
     return dict(params)
 
 
@@ -148,50 +148,50 @@ def check_notify(value: Any) -> dict[str, Any]:
     if value in (None, {}):
         return {}
     if not isinstance(value, dict):
-        raise InvalidField("notify", "must be an object with emails, webhook and on_success")
+        raise FieldError("notify", "must be an object with emails, webhook and on_success")
     unknown = set(value) - {"emails", "webhook", "on_success"}
     if unknown:
-        raise InvalidField("notify", f"unknown key(s) {', '.join(sorted(unknown))}")
+        raise FieldError("notify", f"unknown key(s) {', '.join(sorted(unknown))}")
     emails = value.get("emails") or []
     if (
         not isinstance(emails, list)
         or len(emails) > 20
         or not all(isinstance(e, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", e) for e in emails)
     ):
-        raise InvalidField("notify", "emails must be a list of at most 20 e-mail addresses")
+        raise FieldError("notify", "emails must be a list of at most 20 e-mail addresses")
     hook = value.get("webhook") or ""
     if hook and (not isinstance(hook, str) or urlparse(hook).scheme not in ("http", "https") or len(hook) > 2048):
-        raise InvalidField("notify", "webhook must be an http(s) URL")
+        raise FieldError("notify", "webhook must be an http(s) URL")
     on_success = value.get("on_success", False)
     if not isinstance(on_success, bool):
-        raise InvalidField("notify", "on_success must be true or false")
+        raise FieldError("notify", "on_success must be true or false")
     return {"emails": emails, "webhook": hook, "on_success": on_success}
 
 
 def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definition:
     """A :class:`Definition` from the JSON body of a create / update request."""
     if not isinstance(data, dict):
-        raise InvalidField("body", "must be a JSON object")
+        raise FieldError("body", "must be a JSON object")
     for key in data:
         if key not in FIELDS:
-            raise InvalidField(key, f"unknown field (accepted: {', '.join(sorted(FIELDS))})")
+            raise FieldError(key, f"unknown field (accepted: {', '.join(sorted(FIELDS))})")
     name = data.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise InvalidField(
+        raise FieldError(
             "name", "must be lower-case letters, digits and '-', starting and ending with a letter or digit"
         )
     if len(name) > MAX_NAME:
-        raise InvalidField("name", f"is {len(name)} characters; at most {MAX_NAME} fit in Kubernetes names")
+        raise FieldError("name", f"is {len(name)} characters; at most {MAX_NAME} fit in Kubernetes names")
     schedule, tz = check_schedule(data.get("schedule"), data.get("timezone", "UTC"), min_interval)
     concurrency = data.get("concurrency", "skip")
     if not isinstance(concurrency, str) or concurrency not in CONCURRENCY_POLICY:
-        raise InvalidField("concurrency", "must be 'skip' (if still running), 'replace' (the running one) or 'allow'")
+        raise FieldError("concurrency", "must be 'skip' (if still running), 'replace' (the running one) or 'allow'")
     for key in ("environment", "size", "gpu_type"):
         if data.get(key) is not None and not isinstance(data[key], str):
-            raise InvalidField(key, "must be a name from the catalog")
+            raise FieldError(key, "must be a name from the catalog")
     active = data.get("active", True)
     if not isinstance(active, bool):
-        raise InvalidField("active", "must be true or false")
+        raise FieldError("active", "must be true or false")
     return Definition(
         name=name,
         notebook=check_notebook_path(data.get("notebook")),
@@ -214,7 +214,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
 def check_notebook(content: Any) -> dict[str, Any]:
     """The snapshot's content: an nbformat-4 notebook small enough for a ConfigMap."""
     if not isinstance(content, dict) or content.get("nbformat") != 4 or not isinstance(content.get("cells"), list):
-        raise InvalidField("notebook_content", "must be a Jupyter notebook (nbformat 4)")
+        raise FieldError("notebook_content", "must be a Jupyter notebook (nbformat 4)")
     if len(json.dumps(content)) > MAX_NOTEBOOK_BYTES:
-        raise InvalidField("notebook_content", f"is larger than {MAX_NOTEBOOK_BYTES // 1024} KiB")
+        raise FieldError("notebook_content", f"is larger than {MAX_NOTEBOOK_BYTES // 1024} KiB")
     return content

@@ -15,10 +15,30 @@ class FieldError(Exception):
         self.message = message
 
 
-class ReadOnly(FieldError):
-    """The object is managed somewhere else and can not be changed here."""
+class NotFound(FieldError):
+    """No such object, or one the caller may not see (the two look the same)."""
+
+    status = 404
+
+
+class Forbidden(FieldError):
+    status = 403
+
+
+class Conflict(FieldError):
+    """The request clashes with the object's state (a name in use, a run that ended)."""
 
     status = 409
+
+
+class ReadOnly(Conflict):
+    """The object is managed somewhere else and can not be changed here."""
+
+
+class Unavailable(FieldError):
+    """Something the answer depends on (e.g. the hub) can not be asked now; retry."""
+
+    status = 503
 
 
 class ChoiceError(FieldError):

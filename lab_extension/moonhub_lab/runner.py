@@ -3,7 +3,9 @@
 Executes the snapshot with papermill, injecting parameters, and writes the output notebook
 into the owner's workspace as it goes (papermill saves after every cell). Exits 0 on
 success and 1 when a cell fails; the failing cell is printed and recorded in a small JSON
-result file next to the output (``<output>.result.json``). A run whose kernel the OOM killer
+result file next to the output (``<output>.result.json``), for the user and their own tools:
+nothing in MoonHub reads it (the jobs service takes a run's outcome from its Job's status and
+the container's termination message). A run whose kernel the OOM killer
 stopped says "out of memory (limit ...)" in the container's termination message, which the
 jobs service shows as the run's reason.
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobs_service import manifests, notify, validation
-from jobs_service.errors import InvalidField
+from moonhub_core.errors import FieldError
 
 BASE = {"name": "daily", "notebook": "reports/daily.ipynb", "schedule": "0 6 * * *"}
 
@@ -43,13 +43,13 @@ def test_any_value_of_any_field_is_accepted_or_named(field: str) -> None:
     for value in ODD:
         try:
             validation.parse({**BASE, field: value})
-        except InvalidField as e:
+        except FieldError as e:
             assert e.status == 400 and e.field == field, (field, value, e)
 
 
 @pytest.mark.parametrize("schedule", ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 2,4,6 *"])
 def test_a_schedule_that_never_fires_is_refused(schedule: str) -> None:
-    with pytest.raises(InvalidField, match="never fires") as e:
+    with pytest.raises(FieldError, match="never fires") as e:
         validation.parse({**BASE, "schedule": schedule})
     assert e.value.field == "schedule"
 
@@ -66,7 +66,7 @@ def test_a_schedule_that_never_fires_is_refused(schedule: str) -> None:
     ],
 )
 def test_patterns_match_whole_values(change: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidField) as e:
+    with pytest.raises(FieldError) as e:
         validation.parse({**BASE, **change})
     assert e.value.field == field
 
@@ -134,7 +134,7 @@ def test_job_names_of_different_owners_never_collide() -> None:
     ],
 )
 def test_webhooks_to_internal_addresses_are_refused_when_saved(url: str) -> None:
-    with pytest.raises(InvalidField) as e:
+    with pytest.raises(FieldError) as e:
         notify.WebhookPolicy().check_url(url)
     assert e.value.field == "notify"
 
@@ -142,7 +142,7 @@ def test_webhooks_to_internal_addresses_are_refused_when_saved(url: str) -> None
 def test_operators_may_allow_internal_receivers() -> None:
     policy = notify.WebhookPolicy(("10.20.0.0/16",))
     policy.check_url("http://10.20.3.4/relay")
-    with pytest.raises(InvalidField):
+    with pytest.raises(FieldError):
         policy.check_url("http://10.21.0.1/relay")
     notify.WebhookPolicy().check_url("https://hooks.example.com/T000/B000")
 
@@ -195,10 +195,10 @@ def test_alert_mail_goes_only_to_the_owner_or_allowed_domains() -> None:
     policy = notify.EmailPolicy(("example.org",), per_hour=3)
     policy.check("ann@corp.com", ["ann@corp.com", "team@example.org", "Ops@EXAMPLE.ORG"])
     for outside in (["boss@corp.com"], ["x@example.org.evil.com"], ["a@b@example.com"]):
-        with pytest.raises(InvalidField) as e:
+        with pytest.raises(FieldError) as e:
             policy.check("ann@corp.com", outside)
         assert e.value.field == "notify" and "@example.org" in e.value.message
-    with pytest.raises(InvalidField):
+    with pytest.raises(FieldError):
         notify.EmailPolicy().check("ann", ["ann@corp.com"]), "no domains: only the owner's own address"
     # at most per_hour messages per owner in any hour
     assert [policy.take("ann", 1, t) for t in (0, 10, 20, 30)] == [True, True, True, False]

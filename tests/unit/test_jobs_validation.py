@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 
 from jobs_service import manifests, validation
-from jobs_service.errors import InvalidField
 from moonhub_core import choices as ch
+from moonhub_core.errors import FieldError
 from moonhub_core.workload import build
 from tests.helpers import example_catalog
 
@@ -48,19 +48,19 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_definitions_name_the_field(change: dict, field: str, text: str) -> None:
-    with pytest.raises(InvalidField) as err:
+    with pytest.raises(FieldError) as err:
         validation.parse({**BASE, **change})
     assert err.value.status == 400 and err.value.field == field and text in err.value.message
 
 
 def test_too_frequent_schedule_is_refused() -> None:
-    with pytest.raises(InvalidField, match="more often than the allowed"):
+    with pytest.raises(FieldError, match="more often than the allowed"):
         validation.parse({**BASE, "schedule": "*/5 * * * *"}, min_interval=timedelta(minutes=15))
     assert validation.parse({**BASE, "schedule": "*/15 * * * *"}, min_interval=timedelta(minutes=15))
 
 
 def test_notebook_content_must_be_a_notebook() -> None:
-    with pytest.raises(InvalidField, match="nbformat 4"):
+    with pytest.raises(FieldError, match="nbformat 4"):
         validation.check_notebook({"cells": []})
     assert validation.check_notebook({"nbformat": 4, "cells": []})
 

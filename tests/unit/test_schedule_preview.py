@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs_service.errors import InvalidField
 from jobs_service.preview import describe, preview
+from moonhub_core.errors import FieldError
 
 NOW = datetime(2026, 3, 27, 22, 30, tzinfo=UTC)  # a Friday; Europe changes clocks on Sunday
 
@@ -53,6 +53,6 @@ def test_no_schedule_means_by_hand() -> None:
     ],
 )
 def test_bad_input_names_the_field(cron: str, tz: str, field: str) -> None:
-    with pytest.raises(InvalidField) as e:
+    with pytest.raises(FieldError) as e:
         preview(cron, tz, NOW)
     assert e.value.field == field

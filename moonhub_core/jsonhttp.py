@@ -1,0 +1,39 @@
+"""JSON answers for MoonHub's tornado handlers (the jobs API, the admin console's API):
+data as JSON, and every error as ``{"status", "field"?, "message"}``, whether it is a
+domain error (:class:`~moonhub_core.errors.FieldError`) or one tornado raised."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado import web
+
+from .errors import FieldError
+
+
+class JsonResponses(web.RequestHandler):
+    """Mix in before the handler base: ``class H(JsonResponses, BaseHandler)``."""
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def send_field_error(self, e: FieldError) -> None:
+        self.send({"status": e.status, "field": e.field, "message": str(e)}, e.status)
+
+    def json_errors(self) -> bool:
+        """Whether errors of this request are answered as JSON (pages may answer HTML)."""
+        return True
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if not self.json_errors():
+            super().write_error(status_code, **kwargs)
+            return
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any] = {"status": status_code, "message": self._reason}
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            body["message"] = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
