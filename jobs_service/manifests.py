@@ -15,12 +15,12 @@ from kubernetes_asyncio.client import V1PersistentVolumeClaim
 from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
+from moonhub_core import pods
 from moonhub_core.catalog import Storage
 from moonhub_core.workload import Workload
 
 from .validation import CONCURRENCY_POLICY, Definition
 
-LABEL = "moonhub.io/"
 SNAPSHOT_MOUNT = "/snapshot"
 #: where outputs land in the owner's workspace: jobs/<definition>/<k8s job name>.ipynb
 OUTPUT_DIR = "jobs"
@@ -62,9 +62,9 @@ class Names:
 
     def labels(self) -> dict[str, str]:
         return {
-            f"{LABEL}component": "notebook-job",
-            f"{LABEL}owner": self.owner_slug,
-            f"{LABEL}job": self.definition,
+            pods.COMPONENT: pods.NOTEBOOK_JOB,
+            pods.OWNER: self.owner_slug,
+            pods.JOB: self.definition,
         }
 
 
@@ -75,7 +75,7 @@ def snapshot_configmap(names: Names, version: int, notebook: dict[str, Any], nam
         "metadata": {
             "name": names.snapshot(version),
             "namespace": namespace,
-            "labels": {**names.labels(), f"{LABEL}version": str(version)},
+            "labels": {**names.labels(), pods.VERSION: str(version)},
         },
         "data": {"notebook.ipynb": json.dumps(notebook)},
         "immutable": True,
@@ -91,8 +91,8 @@ def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace:
         access_modes=[storage.access_mode],
         selector=None,
         storage=storage.capacity,
-        labels={"app.kubernetes.io/component": "singleuser-storage", f"{LABEL}owner": names.owner_slug},
-        annotations={"hub.jupyter.org/username": names.owner},
+        labels={"app.kubernetes.io/component": "singleuser-storage", pods.OWNER: names.owner_slug},
+        annotations={pods.HUB_USER: names.owner},
     )
     pvc.metadata.namespace = namespace
     return pvc
@@ -156,9 +156,9 @@ def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
         "ttlSecondsAfterFinished": 24 * 3600,
         "template": {
             "metadata": {
-                "labels": {**names.labels(), **w.labels, f"{LABEL}version": str(version)},
+                "labels": {**names.labels(), **w.labels, pods.VERSION: str(version)},
                 # the owner's hub name (labels hold only a slug): the admin console shows it
-                "annotations": {f"{LABEL}owner": names.owner},
+                "annotations": {pods.OWNER: names.owner},
             },
             "spec": pod_spec(defn, names, version, w, workspace),
         },
@@ -168,7 +168,7 @@ def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
 def cronjob(
     defn: Definition, names: Names, version: int, w: Workload, namespace: str, workspace: str
 ) -> dict[str, Any]:
-    labels = {**names.labels(), f"{LABEL}version": str(version)}
+    labels = {**names.labels(), pods.VERSION: str(version)}
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -196,7 +196,7 @@ def manual_job(cron: dict[str, Any], run_name: str) -> dict[str, Any]:
         "metadata": {
             "name": run_name,
             "namespace": cron["metadata"]["namespace"],
-            "labels": {**tmpl["metadata"]["labels"], f"{LABEL}trigger": "manual"},
+            "labels": {**tmpl["metadata"]["labels"], pods.TRIGGER: "manual"},
             "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
         },
         "spec": tmpl["spec"],
