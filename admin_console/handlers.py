@@ -136,7 +136,10 @@ class CatalogHandler(ConsoleHandler):
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self) -> None:
-        self.send(self.catalog_doc())
+        try:
+            self.send(self.catalog_doc())
+        except FieldError as e:
+            self.send_field_error(e)
 
     @web.authenticated
     @needs_scope("admin-ui")

@@ -125,7 +125,7 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
             log.debug("run %s: progress not read: %s", run.job_name, e.reason)
             continue
         if run.progress is None:
-            run.progress = ProgressRow(of=total_cells(run))
+            run.progress = ProgressRow(cell=0, of=total_cells(run))
         run.progress.read_at = now
         cell = last_cell(str(text))
         if cell is not None:

@@ -17,13 +17,13 @@ from urllib.parse import urlparse
 
 import yaml
 
-from hub_config.platform import PlatformConfig, load
+from hub_config.platform import DEFAULT_CONFIG, PlatformConfig, load
 
 from .config import REPO, ClusterConfig
 from .supervisor import Supervisor, ensure_free
 
 log = logging.getLogger("moonhub.localcluster")
-DEFAULT_PLATFORM_CONFIG = REPO / "hub_config" / "examples" / "local.yaml"
+DEFAULT_PLATFORM_CONFIG = DEFAULT_CONFIG
 
 
 def hub_up(

@@ -73,23 +73,23 @@ def container_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
 
 async def first_failure(
     pod: Callable[[], dict[str, Any] | None],
-    environment: str,
+    environment: Callable[[], str],
     unschedulable: Callable[[str], Awaitable[str]],
 ) -> str:
     """Wait until the pod (``pod()`` reads it, e.g. from the shared reflector) can not start;
-    return the message for the user. ``environment`` names what was asked for;
-    ``unschedulable`` turns the scheduler's lasting refusal into the message (with the free
-    GPUs, say)."""
+    return the message for the user. ``environment()`` names what was asked for (read when
+    it is needed: the options are validated after the watch starts); ``unschedulable`` turns
+    the scheduler's lasting refusal into the message (with the free GPUs, say)."""
     since: float | None = None
     while True:
         await asyncio.sleep(1)
         current = pod()
         problem = image_problem(current)
         if problem:
-            return f"the image {problem[0]} of environment {environment!r} can not be pulled ({problem[1]})"
+            return f"the image {problem[0]} of environment {environment()!r} can not be pulled ({problem[1]})"
         refused = container_problem(current)
         if refused:
-            return f"the server of environment {environment!r} ({refused[0]}) can not start: {refused[1]}"
+            return f"the server of environment {environment()!r} ({refused[0]}) can not start: {refused[1]}"
         reason = unschedulable_message(current)
         if reason is None:
             since = None

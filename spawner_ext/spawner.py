@@ -177,7 +177,7 @@ class MoonSpawner(KubeSpawner):
         guard = asyncio.ensure_future(
             failfast.first_failure(
                 lambda: self.pod_reflector.pods.get(key),
-                str((self.user_options or {}).get("environment", "?")),
+                lambda: str((self.user_options or {}).get("environment", "?")),
                 self._gpu_shortage,
             )
         )
