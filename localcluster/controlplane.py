@@ -93,10 +93,9 @@ class Component:
     health: str | None = None
 
 
-def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
-    """Every process of the cluster in start order (pure)."""
-    p, b = cfg.pki, bin_dir
-    etcd = Component(
+def _etcd(cfg: ClusterConfig, b: Path) -> Component:
+    """The cluster's store, etcd (local only, no fsync: the state is disposable)."""
+    return Component(
         "etcd",
         [
             str(b / "etcd"),
@@ -113,7 +112,12 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://127.0.0.1:{cfg.etcd_port}/health",
     )
-    apiserver = Component(
+
+
+def _apiserver(cfg: ClusterConfig, b: Path) -> Component:
+    """The API server, on the node address (pods reach it through the `kubernetes` Service)."""
+    p = cfg.pki
+    return Component(
         "kube-apiserver",
         [
             str(b / "kube-apiserver"),
@@ -141,7 +145,12 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"{cfg.server}/readyz",
     )
-    kcm = Component(
+
+
+def _kcm(cfg: ClusterConfig, b: Path) -> Component:
+    """Every controller (Jobs, CronJobs, GC, PV binding, service-account tokens)."""
+    p = cfg.pki
+    return Component(
         "kube-controller-manager",
         [
             str(b / "kube-controller-manager"),
@@ -162,7 +171,11 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"https://127.0.0.1:{cfg.kcm_port}/healthz",
     )
-    scheduler = Component(
+
+
+def _scheduler(cfg: ClusterConfig, b: Path) -> Component:
+    """The scheduler."""
+    return Component(
         "kube-scheduler",
         [
             str(b / "kube-scheduler"),
@@ -176,7 +189,11 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"https://127.0.0.1:{cfg.scheduler_port}/healthz",
     )
-    kwok = Component(
+
+
+def _kwok(cfg: ClusterConfig, b: Path) -> Component:
+    """kwok, which runs the simulated nodes and their pods' lifecycle."""
+    return Component(
         "kwok",
         [
             str(b / "kwok"),
@@ -193,4 +210,8 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://127.0.0.1:{cfg.kwok_port}/healthz",
     )
-    return [etcd, apiserver, kcm, scheduler, kwok]
+
+
+def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
+    """Every process of the cluster in start order (pure)."""
+    return [make(cfg, bin_dir) for make in (_etcd, _apiserver, _kcm, _scheduler, _kwok)]
