@@ -47,20 +47,42 @@ def push_images(bin_dir: Path, coredns_version: str) -> None:
     )
 
 
+_COREDNS_NS, _COREDNS = "kube-system", "coredns"
+_COREDNS_LABELS = {"k8s-app": "kube-dns"}
+
+
 def coredns_manifests(cfg: ClusterConfig, coredns_version: str) -> list[dict[str, Any]]:
     """The cluster DNS (pure): ServiceAccount, read-only RBAC, Corefile, Deployment, Service."""
-    ns, name = "kube-system", "coredns"
-    labels = {"k8s-app": "kube-dns"}
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": COREDNS_UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    ns, name = _COREDNS_NS, _COREDNS
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}},
+        *_coredns_rbac(),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns},
+            "data": {"Corefile": COREFILE},
+        },
+        _coredns_deployment(coredns_version),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": ns, "labels": _COREDNS_LABELS},
+            "spec": {
+                "clusterIP": cfg.dns_service_ip,
+                "selector": _COREDNS_LABELS,
+                "ports": [
+                    {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
+                ],
+            },
+        },
+    ]
+
+
+def _coredns_rbac() -> list[dict[str, Any]]:
+    """CoreDNS reads Services, Pods, Namespaces and EndpointSlices, nothing else."""
+    return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
@@ -75,67 +97,57 @@ def coredns_manifests(cfg: ClusterConfig, coredns_version: str) -> list[dict[str
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "system:coredns"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            "subjects": [{"kind": "ServiceAccount", "name": _COREDNS, "namespace": _COREDNS_NS}],
         },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": ns},
-            "data": {"Corefile": COREFILE},
+    ]
+
+
+def _coredns_deployment(coredns_version: str) -> dict[str, Any]:
+    """One CoreDNS on the real node, non-root without capabilities, read-only root."""
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": COREDNS_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "name": "coredns",
+        "image": coredns_image(coredns_version),
+        "args": ["-conf", "/etc/coredns/Corefile"],
+        "ports": [
+            {"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "32Mi"},
+            "limits": {"memory": "128Mi"},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "priorityClassName": "system-cluster-critical",
-                        "dnsPolicy": "Default",
-                        # port 53 as a non-root user without capabilities (a safe sysctl)
-                        "securityContext": {
-                            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}]
-                        },
-                        "nodeSelector": {"moonhub.io/real-node": "true"},
-                        "containers": [
-                            {
-                                "name": "coredns",
-                                "image": coredns_image(coredns_version),
-                                "args": ["-conf", "/etc/coredns/Corefile"],
-                                "ports": [
-                                    {"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
-                                ],
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "32Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
-                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                "securityContext": restricted,
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
-                            }
-                        ],
-                        "volumes": [{"name": "config", "configMap": {"name": name}}],
-                    },
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+        "securityContext": restricted,
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": _COREDNS, "namespace": _COREDNS_NS, "labels": _COREDNS_LABELS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": _COREDNS_LABELS},
+            "template": {
+                "metadata": {"labels": _COREDNS_LABELS},
+                "spec": {
+                    "serviceAccountName": _COREDNS,
+                    "priorityClassName": "system-cluster-critical",
+                    "dnsPolicy": "Default",
+                    # port 53 as a non-root user without capabilities (a safe sysctl)
+                    "securityContext": {"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"}]},
+                    "nodeSelector": {"moonhub.io/real-node": "true"},
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": _COREDNS}}],
                 },
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "kube-dns", "namespace": ns, "labels": labels},
-            "spec": {
-                "clusterIP": cfg.dns_service_ip,
-                "selector": labels,
-                "ports": [
-                    {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
-                    {"name": "dns-tcp", "port": 53, "targetPort": "dns-tcp", "protocol": "TCP"},
-                ],
-            },
-        },
-    ]
+    }
