@@ -39,65 +39,11 @@ def helper_image() -> str:
 
 def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
     """Namespace, RBAC, the helper's configuration and the StorageClass (pure)."""
-    helper_pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "helper-pod"},
-        "spec": {
-            "priorityClassName": "system-node-critical",
-            "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "helper-pod", "image": helper_image(), "imagePullPolicy": "IfNotPresent"}],
-        },
-    }
-    config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(volumes_dir(cfg))]}]}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": HELPER_SA, "namespace": NAMESPACE}},
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "local-path-config", "namespace": NAMESPACE},
-            "data": {
-                "config.json": json.dumps(config),
-                # world-writable like upstream's default; the kubelet then applies the pod's fsGroup
-                "setup": 'set -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
-                "teardown": 'set -eu\nrm -rf "$VOL_DIR"\n',
-                "helperPod.yaml": json.dumps(helper_pod),
-            },
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "moonhub-local-path-provisioner"},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {
-                    "apiGroups": [""],
-                    "resources": ["persistentvolumes"],
-                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-                },
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
-            ],
-        },
-        _binding("ClusterRoleBinding", "moonhub-local-path-provisioner", None),
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "moonhub-local-path-provisioner", "namespace": NAMESPACE},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods"],
-                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-                }
-            ],
-        },
-        _binding("RoleBinding", "moonhub-local-path-provisioner", NAMESPACE),
+        _config(cfg),
+        *_rbac(),
         {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
@@ -113,6 +59,73 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer",
         },
+    ]
+
+
+def _config(cfg: ClusterConfig) -> dict[str, Any]:
+    """Where volumes go, and the helper pod that makes and removes their folders."""
+    helper_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "helper-pod"},
+        "spec": {
+            "priorityClassName": "system-node-critical",
+            "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "helper-pod", "image": helper_image(), "imagePullPolicy": "IfNotPresent"}],
+        },
+    }
+    config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(volumes_dir(cfg))]}]}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "local-path-config", "namespace": NAMESPACE},
+        "data": {
+            "config.json": json.dumps(config),
+            # world-writable like upstream's default; the kubelet then applies the pod's fsGroup
+            "setup": 'set -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
+            "teardown": 'set -eu\nrm -rf "$VOL_DIR"\n',
+            "helperPod.yaml": json.dumps(helper_pod),
+        },
+    }
+
+
+def _rbac() -> list[dict[str, Any]]:
+    """The provisioner reads claims and nodes, manages PVs, and runs helper pods in its namespace."""
+    name = "moonhub-local-path-provisioner"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": [""],
+                    "resources": ["persistentvolumes"],
+                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                },
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        _binding("ClusterRoleBinding", name, None),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+                }
+            ],
+        },
+        _binding("RoleBinding", name, NAMESPACE),
     ]
 
 
