@@ -280,7 +280,26 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [str(b / "kube-proxy"), f"--config={d / 'kube-proxy.yaml'}", "--v=1"],
         f"http://127.0.0.1:{cfg.kube_proxy_port}/livez",
     )
-    netpol = Component(
+    netpol = _network_policies(cfg, b)
+    gpus = Component(
+        "gpu-plugin",
+        [
+            str(b / "moonhub-gpu-plugin"),
+            f"--count={cfg.simulated_gpus}",
+            f"--state-dir={simulated_gpu_dir(cfg)}",
+            # utilization per pod in DCGM exporter's format, for the GPU reclaim service
+            f"--metrics-address={cfg.node_ip}:{cfg.gpu_metrics_port}",
+            f"--pod-resources-socket={d / 'kubelet' / 'root' / 'pod-resources' / 'kubelet.sock'}",
+            f"--node-name={cfg.node_name}",
+        ],
+        cfg.gpu_metrics_url,
+    )
+    return [metadata, containerd, kubelet, kube_proxy, netpol] + ([gpus] if cfg.simulated_gpus else [])
+
+
+def _network_policies(cfg: ClusterConfig, b: Path) -> Component:
+    """kube-router as the NetworkPolicy enforcer, and nothing else of it."""
+    return Component(
         ENFORCER,
         [
             str(b / "kube-router"),
@@ -300,20 +319,6 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://127.0.0.1:{cfg.netpol_metrics_port}/healthz",
     )
-    gpus = Component(
-        "gpu-plugin",
-        [
-            str(b / "moonhub-gpu-plugin"),
-            f"--count={cfg.simulated_gpus}",
-            f"--state-dir={simulated_gpu_dir(cfg)}",
-            # utilization per pod in DCGM exporter's format, for the GPU reclaim service
-            f"--metrics-address={cfg.node_ip}:{cfg.gpu_metrics_port}",
-            f"--pod-resources-socket={d / 'kubelet' / 'root' / 'pod-resources' / 'kubelet.sock'}",
-            f"--node-name={cfg.node_name}",
-        ],
-        cfg.gpu_metrics_url,
-    )
-    return [metadata, containerd, kubelet, kube_proxy, netpol] + ([gpus] if cfg.simulated_gpus else [])
 
 
 def simulated_gpu_dir(cfg: ClusterConfig) -> Path:
