@@ -5,15 +5,22 @@ domain error (:class:`~moonhub_core.errors.FieldError`) or one tornado raised.""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
 from .errors import FieldError
 
+# a plain mixin at run time: subclassing RequestHandler would put tornado's methods ahead of
+# other mixins' (e.g. JupyterHub's HubOAuthenticated.get_login_url) in the handler's MRO
+if TYPE_CHECKING:
+    _Handler = web.RequestHandler
+else:
+    _Handler = object
 
-class JsonResponses(web.RequestHandler):
-    """Mix in before the handler base: ``class H(JsonResponses, BaseHandler)``."""
+
+class JsonResponses(_Handler):
+    """Mix in first: ``class H(JsonResponses, HubOAuthenticated, RequestHandler)``."""
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
