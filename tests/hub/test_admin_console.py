@@ -103,3 +103,24 @@ def test_metrics_count_spawns_and_failures(hub: Hub) -> None:
     assert "# TYPE moonhub_spawns_total counter" in text and "# TYPE moonhub_gpus_in_use gauge" in text
     assert "jupyterhub_" in text, "the hub's own metrics are served alongside"
     assert requests.get(f"{hub.url}/hub/metrics", timeout=30).status_code == 403, "metrics need a login"
+
+
+def test_a_broken_catalog_file_is_shown_to_admins_not_a_500(hub: Hub, restore_catalog: None) -> None:
+    admin = hub.login("admin")
+    good = hub.catalog.read_text()
+    # an edit made outside the console (e.g. by hand) with a typo: the hub keeps the last good
+    hub.catalog.write_text(good.replace("display_name:", "display_nam:", 1))
+    page = _call(hub, admin, "GET", "/hub/moonhub-admin")
+    assert page.status_code == 200 and 'id="catalog-error"' in page.text, page.status_code
+    assert "display_nam" in page.text, "the error names the key"
+    usage = _call(hub, admin, "GET", "/hub/moonhub-admin/api/usage").json()
+    assert "display_nam" in usage["catalog_error"] and usage["gpu_types"], "usage from the last good catalog"
+    user = hub.login("ivo")
+    assert 'value="python"' in user.get(f"{hub.url}/hub/spawn/ivo", timeout=30).text, "spawning goes on"
+    # not YAML at all: the page still opens; the catalog API says what is wrong (409)
+    hub.catalog.write_text("environments: [\n")
+    assert _call(hub, admin, "GET", "/hub/moonhub-admin").status_code == 200
+    r = _call(hub, admin, "GET", "/hub/moonhub-admin/api/catalog")
+    assert r.status_code == 409 and r.json()["field"] == "catalog", r.text
+    hub.catalog.write_text(good)
+    assert _call(hub, admin, "GET", "/hub/moonhub-admin/api/usage").json()["catalog_error"] is None
