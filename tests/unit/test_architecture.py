@@ -95,3 +95,10 @@ def test_the_rule_catches_an_arrow_back_up(tmp_path: Path, monkeypatch: pytest.M
         "moonhub_core/bad.py imports spawner_ext.spawner",
         "moonhub_core/bad.py imports spawner_ext.spawner.MoonSpawner",
     ]
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_every_package_is_a_regular_package(package: str) -> None:
+    """A folder without ``__init__.py`` imports as a namespace package from the repository
+    but has no ``__file__`` once installed (its data files are not found from it)."""
+    assert (REPO / PACKAGES[package] / "__init__.py").is_file()
