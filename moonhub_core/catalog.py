@@ -255,6 +255,8 @@ class CatalogStore:
 
 
 _stores: dict[Path, CatalogStore] = {}
+#: the same stores by the name callers give (spared the path resolution on every use)
+_named: dict[str, CatalogStore] = {}
 
 
 def shared_store(path: Path | str) -> CatalogStore:
@@ -262,8 +264,11 @@ def shared_store(path: Path | str) -> CatalogStore:
     catalog in a process, e.g. the hub's spawners and its admin console, shares it). The
     first load raises :class:`CatalogError` when the catalog is broken; a later call tries
     again."""
-    key = Path(path).resolve()
-    store = _stores.get(key)
+    store = _named.get(str(path))
     if store is None:
-        store = _stores[key] = CatalogStore(key)
+        key = Path(path).resolve()
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = CatalogStore(key)
+        _named[str(path)] = store
     return store

@@ -80,3 +80,18 @@ def test_store_reloads_edits_and_keeps_last_good(tmp_path: Path) -> None:
     assert store.error and "not valid YAML" in store.error
     _write(tmp_path, _doc())
     assert store.get().default_size.name == "small" and store.error is None
+
+
+def test_one_shared_store_per_catalog_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moonhub_core.catalog import EXAMPLE, shared_store
+
+    (tmp_path / "catalog.yaml").write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(tmp_path)
+    store = shared_store(tmp_path / "catalog.yaml")
+    assert shared_store("catalog.yaml") is store is shared_store(str(tmp_path / "catalog.yaml"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sizes: []\n")
+    with pytest.raises(CatalogError, match=r"broken\.yaml"):
+        shared_store(broken)
+    broken.write_text(EXAMPLE.read_text())
+    assert shared_store(broken).get().sizes, "a first load that failed is tried again"
