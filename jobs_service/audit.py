@@ -8,14 +8,13 @@ import logging
 import time
 from typing import Any
 
-from kubernetes_asyncio import client
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moonhub_core.errors import FieldError
 
 from . import notify, views
-from .context import Caller, Context
+from .context import Caller, Context, gone_ok
 from .db import AuditRow, DefinitionRow, HoldRow
 
 log = logging.getLogger("moonhub.jobs")
@@ -60,11 +59,8 @@ async def tell_owner(ctx: Context, row: DefinitionRow, subject: str, text: str) 
 
 
 async def suspend(ctx: Context, cronjob: str) -> None:
-    try:
+    with gone_ok():
         await ctx.batch.patch_namespaced_cron_job(cronjob, ctx.namespace, {"spec": {"suspend": True}})
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
 
 
 async def hold(ctx: Context, s: Session, row: DefinitionRow, reason: str) -> None:

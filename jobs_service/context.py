@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,16 @@ class Context:
 
     def __post_init__(self) -> None:
         self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+
+
+@contextmanager
+def gone_ok() -> Iterator[None]:
+    """Around a delete or patch of a Kubernetes object: one that is already gone is fine."""
+    try:
+        yield
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
 
 
 def own(s: Session, caller: Caller, job_id: int) -> DefinitionRow:

@@ -17,6 +17,12 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def utc(t: datetime.datetime) -> datetime.datetime:
+    """A stored time as an aware UTC one (SQLite gives back naive datetimes; everything is
+    stored in UTC)."""
+    return t.replace(tzinfo=datetime.UTC) if t.tzinfo is None else t
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, datetime.datetime: DateTime(timezone=True)}
 

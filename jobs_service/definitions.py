@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
 from . import audit, entitlements, manifests, snapshots, validation, views, workspaces
-from .context import Caller, Context, names, own
+from .context import Caller, Context, gone_ok, names, own
 from .db import DefinitionRow, VersionRow
 from .limits import check_count
 
@@ -163,11 +163,8 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
     trail stays). ``why``: MoonHub's reason when it is not the caller's own request."""
     with ctx.db() as s:
         row = own(s, caller, job_id)
-        try:
+        with gone_ok():
             await ctx.batch.delete_namespaced_cron_job(row.cronjob, ctx.namespace, propagation_policy="Background")
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
         n = names(row)
         for v in row.versions:
             await snapshots.delete(ctx, n.snapshot(v.number))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubReadError, HubUsers
 
-from .db import DepartureRow, utcnow
+from .db import DepartureRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -33,8 +33,7 @@ def due(s: Session, gone: set[str], checked: set[str], grace: datetime.timedelta
     s.flush()
     out = set()
     for row in s.scalars(select(DepartureRow)):
-        first = row.first_seen if row.first_seen.tzinfo else row.first_seen.replace(tzinfo=datetime.UTC)
-        if row.owner in gone and now - first >= grace:
+        if row.owner in gone and now - utc(row.first_seen) >= grace:
             out.add(row.owner)
     return out
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, NotFound
 
 from . import audit, entitlements, manifests, validation, views
-from .context import ENDED, Caller, Context, names, new_run, own
+from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunRow, utcnow
 from .limits import check_count
 
@@ -62,11 +61,8 @@ def listed(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
 
 
 async def stop_job(ctx: Context, name: str) -> None:
-    try:
+    with gone_ok():
         await ctx.batch.delete_namespaced_job(name, ctx.namespace, propagation_policy="Background")
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
 
 
 async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:

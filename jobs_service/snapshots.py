@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes_asyncio import client
 from sqlalchemy.orm import Session
 
 from moonhub_core import pods
 
 from . import manifests
-from .context import ENDED, Context, names
+from .context import ENDED, Context, gone_ok, names
 from .db import DefinitionRow
 
 
@@ -21,11 +20,8 @@ async def create(ctx: Context, n: manifests.Names, version: int, notebook: dict[
 
 
 async def delete(ctx: Context, name: str) -> None:
-    try:
+    with gone_ok():
         await ctx.core.delete_namespaced_config_map(name, ctx.namespace)
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
 
 
 async def listed(ctx: Context, job: str | None = None) -> list[Any]:

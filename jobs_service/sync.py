@@ -17,7 +17,7 @@ from moonhub_core import pods as podc
 
 from . import audit, entitlements, notify, runs, views
 from .context import Context, new_run
-from .db import DefinitionRow, ProgressRow, RunRow, utcnow
+from .db import DefinitionRow, ProgressRow, RunRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -55,8 +55,7 @@ async def sync_runs(ctx: Context) -> None:
         # or deleted behind our back
         grace = utcnow() - GONE_GRACE
         for name, run in known.items():
-            created = run.created.replace(tzinfo=datetime.UTC) if run.created.tzinfo is None else run.created
-            if name not in seen and run.status in ("queued", "running") and created < grace:
+            if name not in seen and run.status in ("queued", "running") and utc(run.created) < grace:
                 run.status, run.finished = "cancelled", utcnow()
                 run.reason = "its Job is gone: replaced by a newer run, or deleted"
         await record_progress(ctx, [r for r in known.values() if r.status == "running"])
@@ -102,7 +101,9 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
     """Read the end of each running run's pod log (at most every ``PROGRESS_EVERY``
     seconds per run) and record the cell papermill executes."""
     now = utcnow()
-    due = [r for r in running if r.progress is None or _age(r.progress.read_at, now) >= PROGRESS_EVERY]
+    due = [
+        r for r in running if r.progress is None or (now - utc(r.progress.read_at)).total_seconds() >= PROGRESS_EVERY
+    ]
     if not due:
         return
     listed = await ctx.core.list_namespaced_pod(
@@ -132,10 +133,6 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
             # a retried pod starts again at cell 1: the newest pod's count is the truth
             run.progress.cell = cell
             run.progress.of = max(run.progress.of, cell)
-
-
-def _age(t: datetime.datetime, now: datetime.datetime) -> float:
-    return (now - (t.replace(tzinfo=datetime.UTC) if t.tzinfo is None else t)).total_seconds()
 
 
 def total_cells(run: RunRow) -> int:

@@ -6,12 +6,11 @@ import datetime
 from typing import Any
 
 from . import preview
-from .db import AuditRow, DefinitionRow, RunRow
+from .db import AuditRow, DefinitionRow, RunRow, utc
 
 
 def _utc(t: datetime.datetime | None) -> datetime.datetime | None:
-    # SQLite gives back naive datetimes; everything is stored in UTC
-    return t.replace(tzinfo=datetime.UTC) if t and t.tzinfo is None else t
+    return utc(t) if t else None
 
 
 def job(row: DefinitionRow) -> dict[str, Any]:
