@@ -24,6 +24,7 @@ addons=(
   "crictl sigs.k8s.io/cri-tools/cmd/crictl $CRICTL_VERSION"
   "registry github.com/distribution/distribution/v3/cmd/registry $REGISTRY_VERSION"
   "local-path-provisioner github.com/rancher/local-path-provisioner $LOCAL_PATH_VERSION"
+  "kueue sigs.k8s.io/kueue/cmd/kueue $KUEUE_VERSION"
 )
 # ours, built in the wrapper module against the kubelet's device-plugin API (gpuplugin/main.go)
 plugin_src="$here/gpuplugin/main.go"
@@ -31,7 +32,7 @@ plugin_sum=$(sha256sum "$plugin_src" | cut -c1-16)
 addon_dir() { echo "$cache/addons/$1-$2"; }
 for a in "${addons[@]}"; do want+=("${a%% *}"); done
 
-want+=(pause moonhub-gpu-plugin kwok-stages/pod-complete.yaml)
+want+=(pause moonhub-gpu-plugin kwok-stages/pod-complete.yaml kueue-manifests.yaml)
 
 have_all() {
   for b in "${want[@]}"; do [ -e "$bin/$b" ] || return 1; done
@@ -41,6 +42,7 @@ have_all() {
     read -r name _ version <<<"$a"
     [ "$(readlink "$bin/$name")" = "$(addon_dir "$name" "$version")/$name" ] || return 1
   done
+  [ "$(readlink "$bin/kueue-manifests.yaml")" = "$(addon_dir kueue "$KUEUE_VERSION")/kueue-manifests.yaml" ] || return 1
 }
 if have_all; then
   echo "local cluster binaries cached in $bin" >&2
@@ -127,6 +129,16 @@ if [ ! -f "$bin/kwok-stages/pod-complete.yaml" ]; then
   mkdir -p "$bin/kwok-stages" && cp "$src"/pod-*.yaml "$bin/kwok-stages/"
   log "kwok's pod stages copied from $src"
 fi
+kueue_manifests="$(addon_dir kueue "$KUEUE_VERSION")/kueue-manifests.yaml"
+if [ ! -f "$kueue_manifests" ]; then
+  # Kueue's own install manifests (CRDs, RBAC, webhooks, the manager), rendered from the
+  # module's kustomize tree as its releases are; localcluster/kueue.py adapts them
+  src="$(go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/config/default"
+  "$bin/kubectl" kustomize "$src" > "$kueue_manifests.tmp"
+  mv "$kueue_manifests.tmp" "$kueue_manifests"
+  log "Kueue's manifests rendered from $src"
+fi
+ln -sfn "$kueue_manifests" "$bin/kueue-manifests.yaml"
 if [ ! -x "$bin/pause" ]; then
   # the pause container: upstream's pause.c from the k8s.io/kubernetes module, static
   src="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c"

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from . import addons, network, node, registry, storage
+from . import addons, kueue, network, node, registry, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
 from .hub import dev_password, hub_up
@@ -127,6 +127,7 @@ def up(cfg: ClusterConfig) -> Path:
         node.write_configs(cfg)
         registry.ensure(bin_dir)
         addons.push_images(bin_dir, versions()["COREDNS_VERSION"])
+        kueue.push_image(bin_dir, versions()["KUEUE_VERSION"])
     defaults = [yaml.safe_load(p.read_text()) for p in sorted((bin_dir / "kwok-stages").glob("pod-*.yaml"))]
     (cfg.state_dir / "kwok.yaml").write_text(yaml.safe_dump_all(kwok_stages(defaults)))
     sup = supervisor(cfg)
@@ -143,9 +144,34 @@ def up(cfg: ClusterConfig) -> Path:
         kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
         kubectl(cfg, bin_dir, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
         log.info("cluster DNS ready at %s", cfg.dns_service_ip)
+        install_kueue(cfg, bin_dir)
     wait_service_account(cfg, bin_dir, "moonhub-users")
     log.info("local cluster up in %.1fs", time.monotonic() - t0)
     return bin_dir
+
+
+def install_kueue(cfg: ClusterConfig, bin_dir: Path) -> None:
+    """Kueue from upstream's manifests (localcluster/kueue.py), ready when its webhooks answer."""
+    t0 = time.monotonic()
+    version = versions()["KUEUE_VERSION"]
+    docs = kueue.manifests(kueue.load_upstream(bin_dir), version)
+    # server-side: the CRDs are larger than client-side apply's annotation allows
+    kubectl(cfg, bin_dir, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    ns, name = kueue.NAMESPACE, kueue.DEPLOYMENT
+    kubectl(cfg, bin_dir, "-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=180s")
+    probe_doc = yaml.safe_dump(
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "probe"}}
+    )
+
+    def answers() -> str | None:
+        try:
+            kubectl(cfg, bin_dir, "create", "--dry-run=server", "-f", "-", stdin=probe_doc)
+            return None
+        except StartError as e:
+            return str(e)[-300:]
+
+    kueue.wait_webhooks(answers)
+    log.info("Kueue %s ready (%.1fs)", version, time.monotonic() - t0)
 
 
 def refresh_images(cfg: ClusterConfig) -> None:

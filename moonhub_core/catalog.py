@@ -113,8 +113,15 @@ class Catalog:
     gpu_types: list[GpuType] = field(default_factory=list)
     storage: Storage = field(default_factory=Storage)
     entitlements: list[Entitlement] = field(default_factory=lambda: [Entitlement(groups=["*"])])
-    #: the most GPUs all members of a group may hold at once
+    #: the GPUs (of any type) a group owns: its members' servers and job runs together. A
+    #: user's work counts against the first group of this list they belong to (their team)
     group_gpu_quotas: dict[str, int] = field(default_factory=dict)
+    #: how many GPUs beyond its quota a group may borrow while other teams leave theirs idle
+    #: (0 or absent: none); borrowed GPUs are given back when their owners need them
+    group_gpu_borrowing_limits: dict[str, int] = field(default_factory=dict)
+    #: whether a team reclaiming its GPUs may stop other teams' servers running on borrowed
+    #: GPUs (by default only borrowed job runs are preempted; they are retried)
+    preempt_borrowed_servers: bool = False
 
     def environment(self, name: str) -> Environment | None:
         return next((e for e in self.environments if e.name == name and e.enabled), None)
@@ -196,6 +203,14 @@ def validate(cat: Catalog) -> Catalog:
     for group, quota in cat.group_gpu_quotas.items():
         if quota < 0:
             raise CatalogError(f"group_gpu_quotas.{group}: must not be negative")
+    for group, limit in cat.group_gpu_borrowing_limits.items():
+        if limit < 0:
+            raise CatalogError(f"group_gpu_borrowing_limits.{group}: must not be negative")
+        if group not in cat.group_gpu_quotas:
+            raise CatalogError(
+                f"group_gpu_borrowing_limits.{group}: the group has no entry in group_gpu_quotas "
+                "(give it one, 0 or more)"
+            )
     return cat
 
 

@@ -48,7 +48,7 @@ class Allowed:
     sizes: list[Size]
     gpu_types: list[GpuType]
     max_gpus_per_user: int
-    #: the groups whose GPU quota applies to this user
+    #: the groups with a GPU quota this user belongs to (the first is their team: moonhub_core.queues)
     quota_groups: dict[str, int]
 
     def gpu_counts(self, gpu: GpuType) -> list[int]:
@@ -141,26 +141,7 @@ def parse(raw: Mapping[str, Any], catalog: Catalog, ok: Allowed) -> Choices:
         )
     if not env.cuda:
         raise UnknownChoice("environment", f"{env.display_name!r} has no CUDA: pick a GPU environment to use GPUs")
+    if count > ok.max_gpus_per_user:
+        # what the user may hold at all; whether it is free now is Kueue's to decide
+        raise OverQuota("gpu_count", f"you may hold at most {ok.max_gpus_per_user} GPUs at once, not {count}")
     return Choices(env.name, size.name, gpu.name, count)
-
-
-def check_quota(
-    choices: Choices,
-    ok: Allowed,
-    user_gpus_in_use: int,
-    group_gpus_in_use: Mapping[str, int],
-) -> None:
-    """Refuse a request that would exceed the user's or one of their groups' GPU quota."""
-    want = choices.gpu_count
-    if not want:
-        return
-    if user_gpus_in_use + want > ok.max_gpus_per_user:
-        left = max(0, ok.max_gpus_per_user - user_gpus_in_use)
-        raise OverQuota(
-            "gpu_count",
-            f"your GPU quota is {ok.max_gpus_per_user} and you hold {user_gpus_in_use}: you may ask for {left} more",
-        )
-    for group, quota in sorted(ok.quota_groups.items()):
-        used = group_gpus_in_use.get(group, 0)
-        if used + want > quota:
-            raise OverQuota("gpu_count", f"group {group!r} may hold {quota} GPUs and holds {used} now")

@@ -15,20 +15,20 @@ from typing import Any, cast
 
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
-from jupyterhub import orm
 from kubernetes.utils.quantity import parse_quantity
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import gpuview, pods
+from moonhub_core import gpuview, queues
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError
+from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, readiness
+from . import failfast, metrics, queue_wait, readiness
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -91,6 +91,7 @@ class MoonSpawner(KubeSpawner):
             gpu_counts=counts,
             max_gpus=ok.max_gpus_per_user,
             selected=selected,
+            wait_for_gpus=queue_wait.wants_to_wait(last.get(queue_wait.OPTION)),
             catalog_error=self.catalog_error if self.user.admin else None,
         )
 
@@ -102,42 +103,41 @@ class MoonSpawner(KubeSpawner):
         nodes, pods = await gpuview.shared(self.api).read()
         return gpu_capacity(cat.gpu_types, nodes, pods)
 
-    async def gpus_in_use(self) -> tuple[int, dict[str, int]]:
-        """GPUs held by this user's other servers, and by each of the user's quota groups."""
-        await self._start_watching_pods()  # the shared pod reflector (a no-op once running)
-        members: dict[str, set[str]] = {}
-        for group in self.allowed().quota_groups:
-            g = orm.Group.find(self.user.db, group)
-            members[group] = {u.name for u in g.users} if g else set()
-        mine, groups = 0, dict.fromkeys(members, 0)
-        for pod in list(self.pod_reflector.pods.values()):
-            if pod["metadata"]["name"] == self.pod_name or not pods.live(pod):
-                continue
-            n = pods.gpus(pod)
-            owner = pods.annotations_of(pod).get(pods.HUB_USER)
-            if owner == self.user.name:
-                mine += n
-            for group, names in members.items():
-                if owner in names:
-                    groups[group] += n
-        return mine, groups
-
     # ---- spawning ----------------------------------------------------------------------
     async def load_user_options(self) -> None:
         """Validate ``user_options`` (form or REST) and apply the workload; nothing is
         created when this raises."""
         cat, ok = self.catalog, self.allowed()
+        raw = dict(self.user_options or {})  # type: ignore[has-type]
+        wait = queue_wait.wants_to_wait(raw.pop(queue_wait.OPTION, None))
         try:
-            choice = ch.parse(self.user_options or {}, cat, ok)  # type: ignore[has-type]
-            mine, groups = await self.gpus_in_use()
-            ch.check_quota(choice, ok, mine, groups)
+            choice = ch.parse(raw, cat, ok)
         except ChoiceError as e:
             self.log.warning("spawn of %s refused: %s", self._log_name, e)
             metrics.SPAWN_FAILURES.labels(reason=_reason(e)).inc()
             raise web.HTTPError(e.status, str(e)) from None
-        self.user_options = choice.as_options()
+        self.user_options = {**choice.as_options(), **({queue_wait.OPTION: True} if wait else {})}
         self.apply_workload(build(cat, choice, self.pvc_name), cat)
+        self.user_queue, self.queue_message = None, ""
+        if choice.gpu_count:
+            # GPUs are admitted by Kueue, in the user's queue: their maximum and their
+            # team's quota hold atomically however many spawns and job runs arrive at once
+            groups = [g.name for g in self.user.groups]
+            self.user_queue = await self.queues.ensure_user(
+                cat, self.user.name, groups, bool(self.user.admin), self.namespace
+            )
+            labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
+            self.extra_labels = {**labels, **queues.workload_labels(self.user.name, server=True)}
         self.log.info("spawning %s with %s", self._log_name, choice)
+
+    @property
+    def queues(self) -> Queues:
+        """Kueue's objects through the spawner's API client (one per hub)."""
+        api_client = self.api.api_client
+        found = _QUEUES.get(id(api_client))
+        if found is None:
+            found = _QUEUES[id(api_client)] = Queues(api_client)
+        return found
 
     def apply_workload(self, w: Workload, cat: Catalog) -> None:
         """Set the traits the workload decides. The configured env and labels are kept aside
@@ -175,10 +175,13 @@ class MoonSpawner(KubeSpawner):
         stale = {old["metadata"]["uid"]} if old else set()
         start = asyncio.ensure_future(super()._start())
         guard = asyncio.ensure_future(
-            failfast.first_failure(
-                lambda: self.pod_reflector.pods.get(key),
-                lambda: str((self.user_options or {}).get("environment", "?")),
-                self._gpu_shortage,
+            queue_wait.first_failure(
+                failfast.first_failure(
+                    lambda: self.pod_reflector.pods.get(key),
+                    lambda: str((self.user_options or {}).get("environment", "?")),
+                    self._gpu_shortage,
+                ),
+                self._not_admitted(key),
             )
         )
         # KubeSpawner has more to do after the pod is made when these are set: let it finish
@@ -216,10 +219,37 @@ class MoonSpawner(KubeSpawner):
         start.cancel()
         ready.cancel()
         message = guard.result()
-        metrics.SPAWN_FAILURES.labels(reason="image" if "image" in message.lower() else "unschedulable").inc()
+        over_quota = message.startswith(queue_wait.REFUSED)
+        if not over_quota:
+            metrics.SPAWN_FAILURES.labels(reason="image" if "image" in message.lower() else "unschedulable").inc()
         self.log.warning("spawn of %s failed fast: %s", self._log_name, message)
         await self.stop(now=True)
-        raise web.HTTPError(503, message)
+        # over quota: the same status as any refused choice; otherwise the cluster can not now
+        raise web.HTTPError(403 if over_quota else 503, message)
+
+    async def _not_admitted(self, key: str) -> str:
+        """For a GPU server: ends with the refusal when Kueue can not admit it now and the
+        user did not choose to wait; while it waits, its place is shown on the spawn page."""
+        uq: queues.UserQueue | None = getattr(self, "user_queue", None)
+        while uq is None:  # no GPUs: never refuses
+            await asyncio.Event().wait()
+        wait = bool((self.user_options or {}).get(queue_wait.OPTION))
+        message = await queue_wait.refusal(
+            self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), self.catalog, uq, wait, self._queued
+        )
+        metrics.SPAWN_FAILURES.labels(reason="over_quota").inc()
+        return message
+
+    def _queued(self, text: str) -> None:
+        self.queue_message = text
+        self.log.info("%s waits for GPUs: %s", self._log_name, text)
+
+    async def progress(self) -> Any:
+        """KubeSpawner's progress, with the server's place in its GPU queue while it waits."""
+        async for event in queue_wait.with_queue_messages(
+            super().progress(), lambda: getattr(self, "queue_message", "")
+        ):
+            yield event
 
     async def _gpu_shortage(self, scheduler_says: str) -> str:
         """Why the pod can not be placed, with the free GPUs of the type asked for."""
@@ -260,6 +290,9 @@ class MoonSpawner(KubeSpawner):
     def _default_ip(self) -> str:
         # the server listens in its pod's own network namespace; the hub reaches it at the pod IP
         return "0.0.0.0"
+
+
+_QUEUES: dict[int, Queues] = {}
 
 
 def _reason(e: ChoiceError) -> str:

@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "admin_console": {"moonhub_core"},
     "jobs_service": {"moonhub_core", "hubclient", "hub_config.platform"},
     "culling": {"moonhub_core", "hubclient", "hub_config.platform"},
-    "localcluster": {"hub_config.platform"},
+    "localcluster": {"hub_config.platform", "moonhub_core"},
     "images": {"localcluster"},
     # measuring tools drive any part
     "benchmarks": set(PACKAGES),

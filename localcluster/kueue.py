@@ -1,0 +1,96 @@
+"""Kueue (SIG Scheduling's job queueing) on the local cluster, installed as operators install
+it: upstream's own manifests (rendered by ``build.sh`` from the module's kustomize tree),
+the manager as a pod on the real node, from an image of the binary built here.
+
+What is changed from upstream's manifests, and why (:func:`manifests`, pure):
+
+- the manager's image is ours (``build.sh`` builds it with ``go install``; no registry
+  outside is reachable), pulled ``IfNotPresent`` from the machine's registry, and it runs on
+  the real node with smaller requests (the node is the developer's machine);
+- Kueue's configuration gets what MoonHub needs (:data:`moonhub_core.queues.KUEUE_CONFIGURATION`):
+  Jobs and plain Pods that name a queue, GPUs only, every GPU also counted as a
+  ``moonhub.io/gpus``; one replica, so no leader election;
+- the visibility API's ``APIService`` objects are left out: the local API server does not
+  run the aggregation layer, and an unavailable aggregated API would break discovery for
+  every client (MoonHub works out queue positions from Workloads itself).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from moonhub_core.queues import KUEUE_CONFIGURATION
+
+from . import oci
+from .registry import REGISTRY
+
+NAMESPACE = "kueue-system"
+DEPLOYMENT = "kueue-controller-manager"
+MANAGER_UID = "65532"
+
+
+def image(version: str) -> str:
+    return f"{REGISTRY}/moonhub/kueue:{version}"
+
+
+def push_image(bin_dir: Path, version: str) -> None:
+    """The manager binary as a one-layer image (skipped when the version is there already)."""
+    try:
+        oci._request("HEAD", f"http://{REGISTRY}/v2/moonhub/kueue/manifests/{version}").close()
+        return
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+    oci.push(REGISTRY, "moonhub/kueue", version, {"/manager": bin_dir / "kueue"}, ["/manager"], MANAGER_UID)
+
+
+def _configure(text: str) -> str:
+    cfg = yaml.safe_load(text)
+    cfg.update(copy.deepcopy(KUEUE_CONFIGURATION))
+    cfg["leaderElection"] = {"leaderElect": False}
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def manifests(upstream: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
+    """Upstream's install manifests, adapted to the local cluster (pure; see the module)."""
+    out = []
+    for doc in copy.deepcopy([d for d in upstream if d]):
+        kind = doc["kind"]
+        if kind == "APIService":
+            continue
+        if kind == "ConfigMap" and "controller_manager_config.yaml" in doc.get("data", {}):
+            doc["data"]["controller_manager_config.yaml"] = _configure(doc["data"]["controller_manager_config.yaml"])
+        if kind == "Deployment" and doc["metadata"]["name"] == DEPLOYMENT:
+            spec = doc["spec"]["template"]["spec"]
+            spec["nodeSelector"] = {"moonhub.io/real-node": "true"}
+            (manager,) = [c for c in spec["containers"] if c["name"] == "manager"]
+            manager["image"] = image(version)
+            manager["imagePullPolicy"] = "IfNotPresent"
+            manager["args"] = [a for a in manager.get("args", []) if not a.startswith("--zap-log-level")]
+            manager["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+            manager.setdefault("securityContext", {})["runAsUser"] = int(MANAGER_UID)
+        out.append(doc)
+    return out
+
+
+def load_upstream(bin_dir: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((bin_dir / "kueue-manifests.yaml").read_text()) if d]
+
+
+def wait_webhooks(probe: Any, timeout: float = 180) -> None:
+    """Wait until Kueue's webhooks answer: ``probe()`` makes a server-side dry run that goes
+    through them and returns an error text or None."""
+    deadline = time.monotonic() + timeout
+    last = "not tried"
+    while time.monotonic() < deadline:
+        last = probe()
+        if last is None:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Kueue's webhooks did not answer within {timeout:.0f}s: {last}")

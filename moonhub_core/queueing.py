@@ -1,0 +1,219 @@
+"""Writing the catalog's queues into the cluster and reading admissions back (Kueue's API).
+
+The hub (for servers) and the jobs service (for runs) call :func:`ensure_user` before they
+create a GPU workload: it writes the catalog's shared objects when they changed and the
+user's ClusterQueue and LocalQueue (their groups now: a user who left a team has their next
+workload counted in the right place). :func:`reconcile` rewrites everything, users' queues
+included, after a catalog edit or when nodes change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import queues as q
+from .capacity import gpu_capacity
+from .catalog import Catalog
+
+log = logging.getLogger("moonhub.queues")
+
+_PLURALS = {
+    "ResourceFlavor": "resourceflavors",
+    "WorkloadPriorityClass": "workloadpriorityclasses",
+    "Cohort": "cohorts",
+    "ClusterQueue": "clusterqueues",
+    "LocalQueue": "localqueues",
+    "Workload": "workloads",
+}
+#: what reconcile may delete when the catalog no longer has it (never a user's queue)
+_PRUNABLE = ("ResourceFlavor", "Cohort")
+#: the condition Kueue sets when a workload gets (or can not get) quota
+QUOTA_RESERVED = "QuotaReserved"
+
+
+def physical_gpus(catalog: Catalog, nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """GPUs per catalog type that the cluster's usable nodes have (pure)."""
+    return {name: c.total for name, c in gpu_capacity(catalog.gpu_types, list(nodes), []).items()}
+
+
+def _same(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    for key in ("spec", "value", "description"):
+        if key in want and current.get(key) != want[key]:
+            return False
+    meta, have = want["metadata"], current.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        if any((have.get(key) or {}).get(k) != v for k, v in (meta.get(key) or {}).items()):
+            return False
+    return True
+
+
+class Queues:
+    """Kueue objects through one API client; remembers what it wrote to skip no-op writes."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        # typed loosely: the calls below pass the group/version/(namespace)/plural prefix as one tuple
+        self.api: Any = client.CustomObjectsApi(api_client)
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self._shared_key: Any = None
+        self._lock = asyncio.Lock()
+
+    # ---- generic ---------------------------------------------------------------------
+    def _args(self, kind: str, namespace: str | None) -> tuple[Any, ...]:
+        return (q.GROUP, q.VERSION, *((namespace,) if namespace else ()), _PLURALS[kind])
+
+    async def _get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        fn = self.api.get_namespaced_custom_object if namespace else self.api.get_cluster_custom_object
+        try:
+            return dict(await fn(*self._args(kind, namespace), name))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def apply(self, obj: dict[str, Any]) -> None:
+        """Create ``obj`` or bring the existing one to it (a conflicting write is retried)."""
+        kind, meta = obj["kind"], obj["metadata"]
+        ns = meta.get("namespace")
+        for _ in range(5):
+            current = await self._get(kind, meta["name"], ns)
+            try:
+                if current is None:
+                    create = self.api.create_namespaced_custom_object if ns else self.api.create_cluster_custom_object
+                    await create(*self._args(kind, ns), obj)
+                elif not _same(current, obj):
+                    body = {**current, **{k: v for k, v in obj.items() if k != "metadata"}}
+                    body["metadata"] = {
+                        **current["metadata"],
+                        "labels": {**(current["metadata"].get("labels") or {}), **(meta.get("labels") or {})},
+                        "annotations": {
+                            **(current["metadata"].get("annotations") or {}),
+                            **(meta.get("annotations") or {}),
+                        },
+                    }
+                    replace = (
+                        self.api.replace_namespaced_custom_object if ns else self.api.replace_cluster_custom_object
+                    )
+                    await replace(*self._args(kind, ns), meta["name"], body)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        raise RuntimeError(f"{kind} {meta['name']}: kept conflicting with other writers")
+
+    async def list(self, kind: str, namespace: str | None = None, selector: str = "") -> list[dict[str, Any]]:
+        if namespace:
+            got = await self.api.list_namespaced_custom_object(*self._args(kind, namespace), label_selector=selector)
+        else:
+            got = await self.api.list_cluster_custom_object(*self._args(kind, None), label_selector=selector)
+        return list(got.get("items") or [])
+
+    # ---- MoonHub's objects -------------------------------------------------------------
+    async def physical(self, catalog: Catalog) -> dict[str, int]:
+        nodes = await self.core.list_node()
+        ser = self.api_client.sanitize_for_serialization
+        return physical_gpus(catalog, [ser(n) for n in nodes.items])
+
+    async def ensure_shared(self, catalog: Catalog, physical: Mapping[str, int] | None = None) -> None:
+        """The flavors, priorities and cohorts, written when the catalog or the nodes changed."""
+        physical = dict(physical if physical is not None else await self.physical(catalog))
+        key = (id(catalog), tuple(sorted(physical.items())))
+        async with self._lock:
+            if key == self._shared_key:
+                return
+            for obj in q.shared_objects(catalog, physical):
+                await self.apply(obj)
+            self._shared_key = key
+
+    async def ensure_user(
+        self, catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str
+    ) -> q.UserQueue:
+        await self.ensure_shared(catalog)
+        uq = q.user_queue(catalog, user, groups, admin, namespace)
+        await self.apply(uq.cluster_queue)
+        await self.apply(uq.local_queue)
+        return uq
+
+    async def reconcile(self, catalog: Catalog) -> int:
+        """Everything from the catalog: shared objects, every user's queue (with the groups
+        recorded on it), and no flavor or team cohort the catalog dropped. Returns the number
+        of users' queues rewritten."""
+        self._shared_key = None
+        physical = await self.physical(catalog)
+        await self.ensure_shared(catalog, physical)
+        want = {(o["kind"], o["metadata"]["name"]) for o in q.shared_objects(catalog, physical)}
+        for kind in _PRUNABLE:
+            for obj in await self.list(kind, selector=f"{q.MANAGED}=true"):
+                if (kind, obj["metadata"]["name"]) not in want:
+                    log.info("catalog no longer has %s %s: deleting it", kind, obj["metadata"]["name"])
+                    try:
+                        await self.api.delete_cluster_custom_object(*self._args(kind, None), obj["metadata"]["name"])
+                    except ApiException as e:
+                        if e.status != 404:
+                            raise
+        n = 0
+        for cq in await self.list("ClusterQueue", selector=f"{q.MANAGED}=true"):
+            ann = cq["metadata"].get("annotations") or {}
+            user = ann.get(q.USER_ANNOTATION)
+            if not user:
+                continue
+            groups = [g for g in ann.get(q.GROUPS_ANNOTATION, "").split(",") if g]
+            want_cq = q.user_queue(catalog, user, groups, ann.get(q.ADMIN_ANNOTATION) == "True", "-").cluster_queue
+            await self.apply(want_cq)
+            n += 1
+        return n
+
+    # ---- admissions --------------------------------------------------------------------
+    async def workload_of(self, namespace: str, owner_uid: str) -> dict[str, Any] | None:
+        """The Workload Kueue made for a Job or Pod (by the owner's UID)."""
+        found = await self.list("Workload", namespace, f"kueue.x-k8s.io/job-uid={owner_uid}")
+        return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Where a workload stands in its queue (pure view of a Workload)."""
+
+    admitted: bool
+    #: Kueue's reason it waits (its QuotaReserved condition), or ""
+    message: str
+    #: 1 = next; 0 when admitted or unknown
+    position: int
+
+
+def condition(wl: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in (wl.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def admitted(wl: Mapping[str, Any]) -> bool:
+    c = condition(wl, QUOTA_RESERVED)
+    return bool(c and c.get("status") == "True")
+
+
+def _order(wl: Mapping[str, Any]) -> tuple[int, str]:
+    prio = int((wl.get("spec") or {}).get("priority") or 0)
+    return (-prio, str(wl["metadata"].get("creationTimestamp") or ""))
+
+
+def admission(wl: Mapping[str, Any], peers: Iterable[Mapping[str, Any]]) -> Admission:
+    """``wl``'s state; ``peers``: the pending Workloads it competes with (its team's), whose
+    order (priority, then age: Kueue's) gives its position (pure)."""
+    if admitted(wl):
+        return Admission(True, "", 0)
+    c = condition(wl, QUOTA_RESERVED) or {}
+    pending = {
+        str(p["metadata"].get("uid")): p
+        for p in [*peers, wl]
+        if not admitted(p) and not (condition(p, "Finished") or {}).get("status") == "True"
+    }
+    order = sorted(pending.values(), key=_order)
+    uid = str(wl["metadata"].get("uid"))
+    position = next((i + 1 for i, p in enumerate(order) if str(p["metadata"].get("uid")) == uid), 0)
+    return Admission(False, str(c.get("message") or "waiting for Kueue"), position)

@@ -1,0 +1,230 @@
+"""The catalog's GPU budgets as Kueue objects (pure): who may hold how many GPUs is decided
+by Kueue's admission, atomically, for servers and job runs alike.
+
+The tree (Kueue's hierarchical cohorts; ``docs/queues.md`` says why this shape)::
+
+    Cohort moonhub                     the cluster: every GPU type's physical count, and
+    │                                  the GPUs no team owns (a pool anyone may borrow)
+    ├── Cohort moonhub-team-<group>    a team: its quota of GPUs of any type, and how many
+    │   │                              more it may borrow from idle ones elsewhere
+    │   └── ClusterQueue moonhub-user-<user>    one per user: nothing of its own; it may
+    │                                           borrow up to the user's maximum
+    └── ClusterQueue moonhub-user-<user>        a user in no team
+
+Two resources are counted. ``nvidia.com/gpu`` per GPU type (one ResourceFlavor per catalog
+GPU type, with its node labels), so nothing is admitted that no node could hold; and
+``moonhub.io/gpus``, every GPU whatever its type (Kueue's resource transformation copies
+the request, :data:`KUEUE_CONFIGURATION`), which carries the budgets: a team's quota and a
+user's maximum hold across GPU types, as the catalog says. A user's queue lists only the GPU
+types they are entitled to.
+
+Servers and job runs have their own priority (:data:`SERVER_PRIORITY` above
+:data:`JOB_PRIORITY`). By default a queue reclaims borrowed GPUs only from lower priorities
+(Kueue's ``LowerPriority``): a team's server takes its GPUs back from other teams' borrowed
+job runs (the Job is suspended and runs again when admitted), and no server is ever
+preempted. With ``preempt_borrowed_servers`` the catalog asks for ``Any``: whatever runs on
+borrowed GPUs gives them back, lowest priority first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubespawner.slugs import safe_slug
+
+from .catalog import Catalog
+from .choices import allowed
+from .pods import GPU_RESOURCE, PREFIX
+
+API = "kueue.x-k8s.io/v1beta2"
+GROUP, VERSION = API.split("/")
+#: every GPU whatever its type: the budgets' resource (Kueue adds it from nvidia.com/gpu)
+BUDGET_RESOURCE = f"{PREFIX}gpus"
+BUDGET_FLAVOR = "moonhub-gpus"
+ROOT_COHORT = "moonhub"
+#: labels Kueue reads on a Job or Pod
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+#: the label on every Kueue object MoonHub manages (reconciled from the catalog)
+MANAGED = f"{PREFIX}queue"
+#: on a user's ClusterQueue: the hub user and their groups when it was last written
+USER_ANNOTATION = f"{PREFIX}user"
+GROUPS_ANNOTATION = f"{PREFIX}groups"
+ADMIN_ANNOTATION = f"{PREFIX}admin"
+TEAM_LABEL = f"{PREFIX}team"
+
+SERVER_PRIORITY = "moonhub-server"
+JOB_PRIORITY = "moonhub-job"
+
+#: what Kueue's own configuration must say for MoonHub (the local cluster writes it into
+#: Kueue's ConfigMap; operators merge it into theirs, docs/queues.md): Jobs and plain Pods
+#: are managed when they name a queue; CPU, memory and storage are left to the scheduler;
+#: every GPU also counts as a ``moonhub.io/gpus``
+KUEUE_CONFIGURATION: dict[str, Any] = {
+    "manageJobsWithoutQueueName": False,
+    "integrations": {"frameworks": ["batch/job", "pod"]},
+    "resources": {
+        "excludeResourcePrefixes": ["cpu", "memory", "ephemeral-storage", "hugepages-", "pods"],
+        "transformations": [{"input": GPU_RESOURCE, "strategy": "Retain", "outputs": {BUDGET_RESOURCE: "1"}}],
+    },
+}
+
+
+def flavor_name(gpu_type: str) -> str:
+    return f"moonhub-gpu-{safe_slug(gpu_type, max_length=40)}"
+
+
+def team_cohort(group: str) -> str:
+    return f"moonhub-team-{safe_slug(group, max_length=40)}"
+
+
+def user_cluster_queue(user: str) -> str:
+    return f"moonhub-user-{safe_slug(user, max_length=48)}"
+
+
+def user_local_queue(user: str) -> str:
+    """The LocalQueue (in the users' namespace) a user's GPU pods and Jobs name."""
+    return f"gpus-{safe_slug(user, max_length=48)}"
+
+
+def team_of(catalog: Catalog, groups: Iterable[str]) -> str | None:
+    """The group whose quota a user's GPUs count against: the first of ``group_gpu_quotas``
+    they belong to (admins order that list), or None (the shared pool)."""
+    mine = set(groups)
+    return next((g for g in catalog.group_gpu_quotas if g in mine), None)
+
+
+def _meta(name: str, **extra: str) -> dict[str, Any]:
+    return {"name": name, "labels": {MANAGED: "true", **extra}}
+
+
+def _quota(resource: str, nominal: int, borrowing: int | None = None) -> dict[str, Any]:
+    q: dict[str, Any] = {"name": resource, "nominalQuota": str(max(0, nominal))}
+    if borrowing is not None:
+        q["borrowingLimit"] = str(max(0, borrowing))
+    return q
+
+
+def _budget_group(nominal: int, borrowing: int | None = None) -> dict[str, Any]:
+    return {
+        "coveredResources": [BUDGET_RESOURCE],
+        "flavors": [{"name": BUDGET_FLAVOR, "resources": [_quota(BUDGET_RESOURCE, nominal, borrowing)]}],
+    }
+
+
+def flavors(catalog: Catalog) -> list[dict[str, Any]]:
+    """One ResourceFlavor per GPU type (its node labels and tolerations), and the budget's."""
+    out = [{"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(BUDGET_FLAVOR), "spec": {}}]
+    for g in catalog.gpu_types:
+        spec: dict[str, Any] = {"nodeLabels": dict(g.node_selector)}
+        if g.tolerations:
+            spec["tolerations"] = [dict(t) for t in g.tolerations]
+        out.append({"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(flavor_name(g.name)), "spec": spec})
+    return out
+
+
+def priority_classes() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": _meta(name),
+            "value": value,
+            "description": text,
+        }
+        for name, value, text in (
+            (SERVER_PRIORITY, 1000, "MoonHub's interactive servers"),
+            (JOB_PRIORITY, 100, "MoonHub's job runs: preempted first when a team takes its GPUs back"),
+        )
+    ]
+
+
+def root_cohort(catalog: Catalog, physical: Mapping[str, int]) -> dict[str, Any]:
+    """The cluster: each GPU type's count (``physical``: type name -> GPUs the nodes have),
+    and the GPUs no team's quota claims, as a pool anyone may borrow."""
+    per_type = {
+        "coveredResources": [GPU_RESOURCE],
+        "flavors": [
+            {"name": flavor_name(g.name), "resources": [_quota(GPU_RESOURCE, physical.get(g.name, 0))]}
+            for g in catalog.gpu_types
+        ],
+    }
+    pool = sum(physical.values()) - sum(catalog.group_gpu_quotas.values())
+    groups = [per_type, _budget_group(pool)] if catalog.gpu_types else [_budget_group(pool)]
+    return {"apiVersion": API, "kind": "Cohort", "metadata": _meta(ROOT_COHORT), "spec": {"resourceGroups": groups}}
+
+
+def team_cohorts(catalog: Catalog) -> list[dict[str, Any]]:
+    """One Cohort per group with a quota: it owns the quota and may borrow up to its limit."""
+    return [
+        {
+            "apiVersion": API,
+            "kind": "Cohort",
+            "metadata": _meta(team_cohort(group), **{TEAM_LABEL: safe_slug(group, max_length=60)}),
+            "spec": {
+                "parentName": ROOT_COHORT,
+                "resourceGroups": [_budget_group(quota, catalog.group_gpu_borrowing_limits.get(group, 0))],
+            },
+        }
+        for group, quota in catalog.group_gpu_quotas.items()
+    ]
+
+
+def shared_objects(catalog: Catalog, physical: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Everything that depends on the catalog and the nodes only (not on users)."""
+    return [*flavors(catalog), *priority_classes(), root_cohort(catalog, physical), *team_cohorts(catalog)]
+
+
+@dataclass(frozen=True)
+class UserQueue:
+    cluster_queue: dict[str, Any]
+    local_queue: dict[str, Any]
+    team: str | None
+    max_gpus: int
+
+
+def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str) -> UserQueue:
+    """A user's ClusterQueue (their maximum, their GPU types, in their team's cohort) and the
+    LocalQueue their pods and Jobs name."""
+    groups = sorted(set(groups))
+    ok = allowed(catalog, groups, admin)
+    team = team_of(catalog, groups)
+    per_type = {
+        "coveredResources": [GPU_RESOURCE],
+        "flavors": [{"name": flavor_name(g.name), "resources": [_quota(GPU_RESOURCE, 0)]} for g in ok.gpu_types],
+    }
+    resource_groups = [per_type, _budget_group(0, ok.max_gpus_per_user)] if ok.gpu_types else []
+    name = user_cluster_queue(user)
+    meta = _meta(name, **({TEAM_LABEL: safe_slug(team, max_length=60)} if team else {}))
+    meta["annotations"] = {USER_ANNOTATION: user, GROUPS_ANNOTATION: ",".join(groups), ADMIN_ANNOTATION: str(admin)}
+    cq = {
+        "apiVersion": API,
+        "kind": "ClusterQueue",
+        "metadata": meta,
+        "spec": {
+            "cohortName": team_cohort(team) if team else ROOT_COHORT,
+            # LocalQueues are made by the platform only (users have no API access)
+            "namespaceSelector": {},
+            # a user's runs start in the order they were queued
+            "queueingStrategy": "StrictFIFO",
+            "preemption": {
+                "reclaimWithinCohort": "Any" if catalog.preempt_borrowed_servers else "LowerPriority",
+                "withinClusterQueue": "Never",
+            },
+            "resourceGroups": resource_groups,
+        },
+    }
+    lq = {
+        "apiVersion": API,
+        "kind": "LocalQueue",
+        "metadata": {**_meta(user_local_queue(user)), "namespace": namespace},
+        "spec": {"clusterQueue": name},
+    }
+    return UserQueue(cq, lq, team, ok.max_gpus_per_user)
+
+
+def workload_labels(user: str, server: bool) -> dict[str, str]:
+    """The labels that put a GPU pod (server) or Job (run) in the user's queue."""
+    return {QUEUE_LABEL: user_local_queue(user), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}

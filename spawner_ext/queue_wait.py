@@ -1,0 +1,163 @@
+"""A GPU server in its queue: refused at once with the numbers when Kueue can not admit it,
+or, when the user chose to wait, its place in the queue shown on the spawn page.
+
+Kueue decides (the user's maximum and the team's quota, atomically); this module only reads
+the pod's Workload back and words the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from moonhub_core import queues as q
+from moonhub_core.catalog import Catalog
+from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, condition
+
+#: the spawn option (form checkbox or REST field) that asks to wait for GPUs
+OPTION = "wait_for_gpus"
+#: how a refusal for GPUs begins (the spawner answers it with 403)
+REFUSED = "not enough GPUs for this server now"
+#: how often the Workload is read while the server is not admitted
+POLL = 1.0
+
+
+def wants_to_wait(value: Any) -> bool:
+    if isinstance(value, list):  # HTML forms give lists
+        value = value[0] if value else None
+    return value is True or str(value).lower() in ("1", "true", "on", "yes")
+
+
+async def first_failure(*watchers: Awaitable[str]) -> str:
+    """The first message any watcher returns (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in watchers]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _used(cq: Mapping[str, Any]) -> int:
+    """GPUs a user's ClusterQueue holds now (its budget resource's reservation)."""
+    for fl in (cq.get("status") or {}).get("flavorsReservation") or []:
+        for r in fl.get("resources") or []:
+            if r.get("name") == q.BUDGET_RESOURCE:
+                return int(str(r.get("total") or "0"))
+    return 0
+
+
+def words(user: str, max_gpus: int, user_used: int, team: str | None, quota: int, team_used: int) -> str:
+    """The numbers behind a refusal (pure)."""
+    mine = f"you use {user_used} of your {max_gpus}"
+    if team is None:
+        return f"{mine}; the GPUs no team owns are in use"
+    return f"{team} uses {team_used} of its {quota}; {mine}"
+
+
+async def numbers(queues: Queues, catalog: Catalog, uq: q.UserQueue, user: str) -> str:
+    """``ml-research uses 16 of its 16; you use 1 of your 1`` from the queues' reservations."""
+    mine = await queues._get("ClusterQueue", q.user_cluster_queue(user))
+    team_used = 0
+    if uq.team:
+        team_slug = uq.cluster_queue["metadata"]["labels"][q.TEAM_LABEL]
+        for cq in await queues.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
+            team_used += _used(cq)
+    quota = catalog.group_gpu_quotas.get(uq.team or "", 0)
+    return words(user, uq.max_gpus, _used(mine or {}), uq.team, quota, team_used)
+
+
+async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[str, Any]]:
+    """The pending Workloads this one competes with: its team's (or its own queue's)."""
+    local = {uq.local_queue["metadata"]["name"]}
+    if uq.team:
+        team_slug = uq.cluster_queue["metadata"]["labels"][q.TEAM_LABEL]
+        for cq in await queues.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
+            user = (cq["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION)
+            if user:
+                local.add(q.user_local_queue(user))
+    return [
+        w
+        for w in await queues.list("Workload", namespace)
+        if (w.get("spec") or {}).get("queueName") in local and not admitted(w)
+    ]
+
+
+async def refusal(
+    queues: Queues,
+    namespace: str,
+    pod: Callable[[], dict[str, Any] | None],
+    catalog: Catalog,
+    uq: q.UserQueue,
+    wait: bool,
+    on_queued: Callable[[str], None],
+) -> str:
+    """Returns the refusal once Kueue says the server does not fit and the user did not
+    choose to wait; otherwise reports the queue position and never returns (the spawn goes
+    on when Kueue admits the pod, or ends at the start timeout)."""
+    user = (uq.cluster_queue["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
+    shown = ""
+    while True:
+        await asyncio.sleep(POLL)
+        current = pod()
+        uid = ((current or {}).get("metadata") or {}).get("uid")
+        if not uid:
+            continue
+        wl = await queues.workload_of(namespace, uid)
+        if wl is None or admitted(wl):
+            if wl is not None:
+                await asyncio.Event().wait()
+            continue
+        c = condition(wl, QUOTA_RESERVED)
+        if not c or c.get("status") != "False":
+            continue  # Kueue has not looked at it yet
+        why = await numbers(queues, catalog, uq, user)
+        if not wait:
+            return (
+                f"{REFUSED}: {why}. Stop another server, wait for a job run "
+                f"to end, or start with 'wait for GPUs' to queue (Kueue: {c.get('message', '')})"
+            )
+        state = admission(wl, await _peers(queues, namespace, uq))
+        text = f"waiting for GPUs, place {state.position} in the queue: {why}"
+        if text != shown:
+            shown = text
+            on_queued(text)
+
+
+async def with_queue_messages(
+    events: AsyncIterator[dict[str, Any]], current: Callable[[], str]
+) -> AsyncIterator[dict[str, Any]]:
+    """KubeSpawner's progress events, with the queue message whenever it changes."""
+    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for e in events:
+                await inbox.put(e)
+        finally:
+            await inbox.put(None)
+
+    task = asyncio.ensure_future(pump())
+    shown, last_progress = "", 0
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(inbox.get(), timeout=POLL)
+            except TimeoutError:
+                event = {}
+            if event is None:
+                return
+            if event:
+                last_progress = int(event.get("progress") or last_progress)
+                yield event
+            text = current()
+            if text and text != shown:
+                shown = text
+                yield {"progress": last_progress, "message": text}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
