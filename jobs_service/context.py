@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hubclient.users import HubUsers
 from moonhub_core.catalog import CatalogStore
 from moonhub_core.errors import NotFound
+from moonhub_core.queueing import Queues
 
 from . import manifests, notify
 from .db import DefinitionRow, RunRow
@@ -70,9 +71,14 @@ class Context:
     emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
+    #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)
+    queues: Queues = field(init=False)
+    #: the catalog the queues were last reconciled from (``gpu_queues.follow_catalog``)
+    queues_from: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+        self.queues = Queues(self.api)
 
 
 @contextmanager

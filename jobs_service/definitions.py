@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
-from . import audit, entitlements, manifests, snapshots, validation, views, workspaces
+from . import audit, entitlements, gpu_queues, manifests, snapshots, validation, views, workspaces
 from .context import Caller, Context, gone_ok, names, own
 from .db import DefinitionRow, VersionRow
 from .limits import check_count
@@ -58,6 +58,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         s.flush()
         await snapshots.create(ctx, n, 1, content)
         try:
+            await gpu_queues.ensure_for(ctx, owner, cron)
             await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
         except client.ApiException:
             await snapshots.delete(ctx, n.snapshot(1))
@@ -108,7 +109,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             await snapshots.create(ctx, n, version, content)
             row.versions.append(VersionRow(number=version, notebook=content))
         try:
-            await put_cronjob(ctx, row.cronjob, cron, True)
+            await put_cronjob(ctx, row.cronjob, cron, True, owner)
         except client.ApiException:
             if content is not None:  # leave nothing half-made: the new snapshot goes too
                 await snapshots.delete(ctx, n.snapshot(version))
@@ -126,8 +127,10 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
         return views.job(row)
 
 
-async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: bool) -> None:
-    """Create the CronJob, or replace the one there (at its current resource version)."""
+async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: bool, owner: Caller) -> None:
+    """Create the CronJob, or replace the one there (at its current resource version); a
+    GPU job's owner gets their queue first."""
+    await gpu_queues.ensure_for(ctx, owner, cron)
     if not exists:
         await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
         return

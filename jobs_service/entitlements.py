@@ -9,6 +9,7 @@ from typing import Any
 
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
+from moonhub_core import queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import build
 
@@ -30,7 +31,11 @@ def cronjob(
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
     w = build(cat, choice, n.workspace_claim)
-    return manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
+    cron = manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
+    if choice.gpu_count:
+        # a GPU run waits in its owner's Kueue queue (suspended until admitted)
+        cron["spec"]["jobTemplate"]["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False))
+    return cron
 
 
 async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:

@@ -13,7 +13,7 @@ from hubclient.users import HubReadError
 from moonhub_core import pods
 from moonhub_core.errors import ChoiceError
 
-from . import audit, definitions, departures, entitlements, snapshots, validation
+from . import audit, definitions, departures, entitlements, gpu_queues, snapshots, validation
 from .context import MOONHUB, Caller, Context, names
 from .db import DefinitionRow
 
@@ -106,11 +106,13 @@ async def _reconcile_one(
     if row.hold is not None:
         row.hold = None
         audit.record(s, "moonhub", "release", row, "the owner may run it again")
-        await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing)
+        await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing, owner)
         report["resumed"].append(row.cronjob)
     elif row.cronjob not in existing:
-        await definitions.put_cronjob(ctx, row.cronjob, cron, False)
+        await definitions.put_cronjob(ctx, row.cronjob, cron, False, owner)
         report["recreated"].append(row.cronjob)
+    else:
+        await gpu_queues.ensure_for(ctx, owner, cron)  # their groups now: the right team's budget
     return True
 
 

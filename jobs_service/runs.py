@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, NotFound
 
-from . import audit, entitlements, manifests, validation, views
+from . import audit, entitlements, gpu_queues, manifests, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunRow, utcnow
 from .limits import check_count
@@ -38,7 +38,9 @@ async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
             s.commit()
             raise
         name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
-        await ctx.batch.create_namespaced_job(ctx.namespace, manifests.manual_job(cron, name))  # type: ignore[arg-type]
+        job = manifests.manual_job(cron, name)
+        await gpu_queues.ensure_for(ctx, owner, job)  # a GPU run waits in its owner's queue
+        await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
         run = new_run(row, name, "manual")
         s.add(run)
         audit.record(s, caller.name, "run", row, name)

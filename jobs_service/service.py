@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hubclient.users import HubUsers
 from moonhub_core.catalog import CatalogStore
 
-from . import audit, definitions, notify, reconcile, retention, runs, sync, workspaces
+from . import audit, definitions, gpu_queues, notify, reconcile, retention, runs, sync, workspaces
 from .context import Caller, Context
 from .limits import Limits
 
@@ -124,10 +124,13 @@ class JobsService:
         last = time.monotonic()
         while True:
             try:
+                if self.ctx.catalog.get() is not self.ctx.queues_from:
+                    await gpu_queues.follow_catalog(self.ctx)  # an edit: the queues follow at once
                 await self.sync_runs()
                 self.trim_history()
                 if time.monotonic() - last >= reconcile_every:
                     last = time.monotonic()
+                    await gpu_queues.follow_catalog(self.ctx)  # nodes may have changed
                     await self.reconcile()
             except Exception:
                 log.exception("syncing runs failed")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
 
-from . import audit, entitlements, notify, runs, views
+from . import audit, entitlements, gpu_queues, notify, runs, views
 from .context import Context, new_run
 from .db import DefinitionRow, ProgressRow, RunRow, utc, utcnow
 
@@ -38,11 +38,13 @@ async def sync_runs(ctx: Context) -> None:
         known = {r.job_name: r for r in s.scalars(select(RunRow))}
         by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
         seen: set[str] = set()
+        followed: list[tuple[RunRow, client.V1Job]] = []
         for job in jobs.items:
             run = known.get(job.metadata.name) or await _adopt(ctx, s, job, by_cron)
             if run is None:
                 continue
             await _follow(ctx, run, job)
+            followed.append((run, job))
             s.flush()
             seen.add(run.job_name)
             wants = run.definition.spec.get("notify") or {}
@@ -58,6 +60,7 @@ async def sync_runs(ctx: Context) -> None:
             if name not in seen and run.status in ("queued", "running") and utc(run.created) < grace:
                 run.status, run.finished = "cancelled", utcnow()
                 run.reason = "its Job is gone: replaced by a newer run, or deleted"
+        await gpu_queues.note_waiting(ctx, followed)
         await record_progress(ctx, [r for r in known.values() if r.status == "running"])
         s.commit()
     for job_view, run_view in to_tell:
@@ -79,7 +82,22 @@ async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str,
         run.status, run.finished = "cancelled", utcnow()
         run.reason = f"not started: {refused}"[:1024]
         await audit.hold(ctx, s, defn, refused)
+    elif ctx.hub is not None and job.spec.suspend:
+        await _owner_queue(ctx, defn.owner, job)
     return run
+
+
+async def _owner_queue(ctx: Context, owner: str, job: client.V1Job) -> None:
+    """A scheduled GPU run waits in its owner's queue as their groups are now (best effort:
+    the next reconcile writes it when the hub can not be asked)."""
+    if gpu_queues.QUEUE_LABEL not in (job.metadata.labels or {}):
+        return
+    try:
+        who = await entitlements.owner(ctx, owner)
+        cat = ctx.catalog.get()
+        await ctx.queues.ensure_user(cat, who.name, who.groups, who.hub_admin, ctx.namespace)
+    except Exception as e:  # the run waits in the queue as it was
+        log.warning("queue of %s not refreshed for %s: %s", owner, job.metadata.name, e)
 
 
 async def _follow(ctx: Context, run: RunRow, job: client.V1Job) -> None:
@@ -199,3 +217,5 @@ def apply_job_status(run: RunRow, job: client.V1Job) -> None:
         run.reason, run.finished = f"{c.reason}: {c.message}"[:1024], c.last_transition_time or utcnow()
     elif st.active:
         run.status = "running"
+        if (run.reason or "").startswith(("queued:", "preempted")):
+            run.reason = ""  # admitted by Kueue: why it waited is over

@@ -43,9 +43,18 @@ def physical_gpus(catalog: Catalog, nodes: Iterable[Mapping[str, Any]]) -> dict[
     return {name: c.total for name, c in gpu_capacity(catalog.gpu_types, list(nodes), []).items()}
 
 
+def _contains(have: Any, want: Any) -> bool:
+    """Whether ``have`` says everything ``want`` says (the API server adds defaults)."""
+    if isinstance(want, Mapping):
+        return isinstance(have, Mapping) and all(_contains(have.get(k), v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(have) == len(want) and all(map(_contains, have, want))
+    return bool(have == want)
+
+
 def _same(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     for key in ("spec", "value", "description"):
-        if key in want and current.get(key) != want[key]:
+        if key in want and not _contains(current.get(key), want[key]):
             return False
     meta, have = want["metadata"], current.get("metadata") or {}
     for key in ("labels", "annotations"):

@@ -63,7 +63,7 @@ async def test_bad_options_are_refused_and_nothing_is_created(hub: Hub, core: cl
         ({"size": "large"}, 403, "size: your groups may not use size"),
         ({"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}, 403, "gpu_type: your groups may not use"),
         ({"environment": "pytorch", "gpu_type": "t4", "gpu_count": 3}, 400, "gpu_count: NVIDIA T4 16GB comes in 1, 2"),
-        ({"environment": "pytorch", "gpu_type": "t4", "gpu_count": 2}, 403, "gpu_count: your GPU quota is 1"),
+        ({"environment": "pytorch", "gpu_type": "t4", "gpu_count": 2}, 403, "gpu_count: you may hold at most 1 GPUs"),
     ]
     for options, status, message in cases:
         r = hub.api(s, "POST", f"/users/{user}/server", json=options)

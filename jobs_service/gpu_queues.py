@@ -1,0 +1,85 @@
+"""Job runs in Kueue's queues: a GPU run's Job names its owner's queue (``entitlements``),
+Kueue keeps it suspended until the owner's maximum and their team's quota allow it, then
+starts it (its timeout counts from there: the Job's clock starts when it is resumed).
+
+Here: the owner's queue is written before their CronJob or Job, the catalog's queues follow
+catalog edits, and a waiting run carries why it waits and its place in the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from moonhub_core import queues as q
+from moonhub_core.queueing import admission, admitted, condition
+
+from .context import Caller, Context
+from .db import RunRow
+
+log = logging.getLogger("moonhub.jobs")
+QUEUE_LABEL = q.QUEUE_LABEL
+
+
+def queued(cron_or_job: dict[str, Any]) -> bool:
+    spec = cron_or_job.get("spec") or {}
+    meta = (spec.get("jobTemplate") or {}).get("metadata") or cron_or_job.get("metadata") or {}
+    return q.QUEUE_LABEL in (meta.get("labels") or {})
+
+
+async def ensure_for(ctx: Context, owner: Caller, cron_or_job: dict[str, Any]) -> None:
+    """The owner's queue (with their groups now) before a GPU CronJob or Job is written."""
+    if queued(cron_or_job):
+        await ctx.queues.ensure_user(ctx.catalog.get(), owner.name, owner.groups, owner.hub_admin, ctx.namespace)
+
+
+async def follow_catalog(ctx: Context) -> None:
+    """Rewrite the queues when the catalog changed (or the nodes: every call re-reads their
+    GPU counts, and unchanged objects are not written)."""
+    cat = ctx.catalog.get()
+    n = await ctx.queues.reconcile(cat)
+    if cat is not ctx.queues_from:
+        log.info("GPU queues follow the catalog: shared objects and %d users' queues written", n)
+        ctx.queues_from = cat
+
+
+async def note_waiting(ctx: Context, runs: list[tuple[RunRow, client.V1Job]]) -> None:
+    """For runs whose Job Kueue holds suspended: why they wait and their place, as the run's
+    reason ("queued: ..."); a run that was running and is suspended again was preempted."""
+    held = [(r, j) for r, j in runs if j.spec.suspend and r.status in ("queued", "running")]
+    if not held:
+        return
+    workloads = await ctx.queues.list("Workload", ctx.namespace)
+    by_owner = {w["metadata"].get("labels", {}).get("kueue.x-k8s.io/job-uid"): w for w in workloads}
+    pending = [w for w in workloads if not admitted(w)]
+    for run, job in held:
+        wl = by_owner.get(job.metadata.uid)
+        if wl is None:
+            continue
+        if run.status == "running":
+            evicted = condition(wl, "Evicted") or {}
+            run.status = "queued"
+            run.reason = f"preempted, waits to run again: {evicted.get('message') or 'its GPUs were taken back'}"[:1024]
+            log.info("run %s was preempted: %s", run.job_name, run.reason)
+            continue
+        queue = (wl.get("spec") or {}).get("queueName")
+        state = admission(wl, [w for w in pending if (w.get("spec") or {}).get("queueName") == queue])
+        if state.admitted:
+            continue
+        wants = _gpus(job)
+        run.reason = (
+            f"queued: waiting for {wants} GPU{'s' if wants != 1 else ''}, place {state.position} ({state.message})"[
+                :1024
+            ]
+        )
+
+
+def _gpus(job: client.V1Job) -> int:
+    n = 0
+    for c in job.spec.template.spec.containers or []:
+        res = c.resources
+        got = (res.requests or res.limits or {}) if res else {}
+        n += int(got.get("nvidia.com/gpu", 0) or 0)
+    return n

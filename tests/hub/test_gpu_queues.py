@@ -1,0 +1,158 @@
+"""GPU budgets enforced by Kueue: servers through a real hub, on the real control plane with
+Kueue's manager running on the node and kwok GPU nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+import yaml
+from kubernetes_asyncio import client
+
+from moonhub_core import queues as q
+from moonhub_core.queueing import admitted
+from tests.conftest import Hub
+from tests.helpers import wait_for
+
+USER_NS = "moonhub-users"
+T4 = {"environment": "pytorch", "gpu_type": "t4", "gpu_count": 1}
+
+
+def _start(hub: Hub, s: requests.Session, path: str, options: dict[str, Any]) -> tuple[int, str]:
+    r = hub.api(s, "POST", path, json=options, timeout=120)
+    return r.status_code, (r.json().get("message", "") if r.status_code >= 400 else "")
+
+
+async def _held(custom: Any, user: str) -> int:
+    """GPUs Kueue has admitted for ``user``'s queue now (each workload here asks for one)."""
+    got = await custom.list_namespaced_custom_object(q.GROUP, q.VERSION, USER_NS, "workloads")
+    return sum(1 for w in got["items"] if w["spec"].get("queueName") == q.user_local_queue(user) and admitted(w))
+
+
+async def _peak_while(custom: Any, user: str, running: Callable[[], bool]) -> int:
+    peak = 0
+    while running():
+        peak = max(peak, await _held(custom, user))
+        await asyncio.sleep(0.1)
+    return peak
+
+
+async def test_a_user_at_their_maximum_can_not_exceed_it_with_ten_spawns_at_once(
+    hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
+) -> None:
+    """Everyone may hold one T4: ten servers asked for at once, one is admitted, nine are
+    refused with the numbers, and at no instant does Kueue hold two GPUs for the user."""
+    user = "quota-kim"
+    s = hub.login(user)
+    admin = hub.login("admin")
+    custom = client.CustomObjectsApi(api)
+    names = [f"g{i}" for i in range(10)]
+    loop = asyncio.get_running_loop()
+    done = False
+    peak = asyncio.ensure_future(_peak_while(custom, user, lambda: not done))
+    t0 = time.monotonic()
+    try:
+        with ThreadPoolExecutor(len(names)) as pool:
+            results = await asyncio.gather(
+                *[loop.run_in_executor(pool, _start, hub, s, f"/users/{user}/servers/{n}", T4) for n in names]
+            )
+        timings["ten GPU spawns at once: all answered"] = time.monotonic() - t0
+        done = True
+        assert await peak <= 1, "Kueue never admitted more than the user's maximum"
+        started = [r for r in results if r[0] in (201, 202)]
+        refused = [r for r in results if r[0] == 403]
+        assert len(started) == 1 and len(refused) == 9, results
+        for _, message in refused:
+            assert message.startswith("not enough GPUs for this server now: you use 1 of your 1"), message
+        # the refused servers left no pod behind
+        await wait_for(
+            lambda: core.list_namespaced_pod(USER_NS, label_selector=f"hub.jupyter.org/username={user}"),
+            lambda pods: len([p for p in pods.items if not p.metadata.deletion_timestamp]) == 1,
+            timeout=60,
+            what="only the admitted server's pod left",
+        )
+    finally:
+        done = True
+        for n in names:
+            hub.api(admin, "DELETE", f"/users/{user}/servers/{n}", json={"remove": True})
+    await wait_for(
+        lambda: core.list_namespaced_pod(USER_NS, label_selector=f"hub.jupyter.org/username={user}"),
+        lambda pods: not pods.items,
+        timeout=90,
+        what=f"{user}'s pods removed",
+    )
+
+
+async def test_a_waiting_server_shows_its_place_and_starts_when_gpus_free_up(
+    hub: Hub, api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    user = "quota-lee"
+    s = hub.login(user)
+    admin = hub.login("admin")
+    try:
+        assert _start(hub, s, f"/users/{user}/servers/first", T4)[0] in (201, 202)
+        custom = client.CustomObjectsApi(api)
+        await wait_for(lambda: _held(custom, user), lambda n: n == 1, timeout=30, what="the first admitted")
+        status, _ = _start(hub, s, f"/users/{user}/servers/second", {**T4, "wait_for_gpus": True})
+        assert status in (201, 202), "a spawn that may wait is not refused"
+        events = _progress_messages(hub, s, f"/users/{user}/servers/second", until="place 1 in the queue")
+        assert any("waiting for GPUs, place 1 in the queue: you use 1 of your 1" in e for e in events), events
+        hub.api(s, "DELETE", f"/users/{user}/servers/first")
+        pod = f"jupyter-{user}--second"
+        await wait_for(
+            lambda: core.read_namespaced_pod(pod, USER_NS),
+            lambda p: bool(p.spec.node_name),
+            timeout=60,
+            what="the waiting server admitted and scheduled once the first stopped",
+        )
+    finally:
+        for n in ("first", "second"):
+            hub.api(admin, "DELETE", f"/users/{user}/servers/{n}", json={"remove": True})
+
+
+def _progress_messages(hub: Hub, s: requests.Session, server_path: str, until: str, timeout: float = 60) -> list[str]:
+    """The spawn page's progress messages until one contains ``until``."""
+    seen: list[str] = []
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
+    with s.get(f"{hub.url}/hub/api{server_path}/progress", headers=headers, stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                seen.append(str(event.get("message", "")))
+                if until in seen[-1] or event.get("failed") or event.get("ready"):
+                    break
+    return seen
+
+
+async def test_a_catalog_edit_changes_the_queues_without_restart(hub: Hub, api: client.ApiClient) -> None:
+    """The jobs service re-applies the catalog: a team's quota and borrowing limit follow."""
+    custom = client.CustomObjectsApi(api)
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["group_gpu_quotas"]["ml-research"] = 5
+    doc["group_gpu_borrowing_limits"] = {"ml-research": 2}
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+
+        async def team() -> dict[str, Any]:
+            return dict(
+                await custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("ml-research"))
+            )
+
+        cohort = await wait_for(
+            team,
+            lambda c: (
+                c["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+                == {"name": q.BUDGET_RESOURCE, "nominalQuota": "5", "borrowingLimit": "2"}
+            ),
+            timeout=60,
+            what="the team's cohort to follow the catalog",
+        )
+        assert cohort["spec"]["parentName"] == q.ROOT_COHORT
+    finally:
+        hub.catalog.write_text(original)
