@@ -207,8 +207,10 @@ def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, 
             "cohortName": team_cohort(team) if team else ROOT_COHORT,
             # LocalQueues are made by the platform only (users have no API access)
             "namespaceSelector": {},
-            # a user's runs start in the order they were queued
-            "queueingStrategy": "StrictFIFO",
+            # every waiting workload is looked at (and told why it waits): with StrictFIFO
+            # only the head is, and a spawn behind it could not be refused at once; a
+            # smaller request may start before a larger one that does not fit yet
+            "queueingStrategy": "BestEffortFIFO",
             "preemption": {
                 "reclaimWithinCohort": "Any" if catalog.preempt_borrowed_servers else "LowerPriority",
                 "withinClusterQueue": "Never",

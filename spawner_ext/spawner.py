@@ -170,6 +170,7 @@ class MoonSpawner(KubeSpawner):
         """KubeSpawner's start, raced against a watch for failures that will not resolve and
         a prompt check that the server answers (``readiness``)."""
         await self._start_watching_pods()
+        self.user_queue = None  # set by load_user_options for a GPU server
         key = f"{self.namespace}/{self.pod_name}"
         old = self.pod_reflector.pods.get(key)
         stale = {old["metadata"]["uid"]} if old else set()
@@ -230,9 +231,11 @@ class MoonSpawner(KubeSpawner):
     async def _not_admitted(self, key: str) -> str:
         """For a GPU server: ends with the refusal when Kueue can not admit it now and the
         user did not choose to wait; while it waits, its place is shown on the spawn page."""
-        uq: queues.UserQueue | None = getattr(self, "user_queue", None)
+        # the options are validated (and the queue written) after this watch starts
+        uq: queues.UserQueue | None = None
         while uq is None:  # no GPUs: never refuses
-            await asyncio.Event().wait()
+            await asyncio.sleep(0.5)
+            uq = getattr(self, "user_queue", None)
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
         message = await queue_wait.refusal(
             self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), self.catalog, uq, wait, self._queued

@@ -238,6 +238,8 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
         pytest.skip("hub tests start the hub on the host against the local cluster")
     doc = platform_doc(HUB_STATE, 18000)
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:18090"
+    # the GPU queue tests start ten named servers at once
+    doc["hub"]["named_servers"] = 12
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
     # the tests' webhook receivers listen on loopback (operators allow internal receivers so)
     doc["jobs"]["webhook_allowed_networks"] = ["127.0.0.1/32"]

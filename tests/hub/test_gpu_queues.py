@@ -64,11 +64,19 @@ async def test_a_user_at_their_maximum_can_not_exceed_it_with_ten_spawns_at_once
         timings["ten GPU spawns at once: all answered"] = time.monotonic() - t0
         done = True
         assert await peak <= 1, "Kueue never admitted more than the user's maximum"
-        started = [r for r in results if r[0] in (201, 202)]
-        refused = [r for r in results if r[0] == 403]
-        assert len(started) == 1 and len(refused) == 9, results
-        for _, message in refused:
+        # a refusal within the hub's slow-spawn wait is the API's answer; a later one ends
+        # the spawn in the background: one server is left running either way
+        refused = [message for status, message in results if status == 403]
+        assert all(status in (201, 202, 403) for status, _ in results), results
+        for message in refused:
             assert message.startswith("not enough GPUs for this server now: you use 1 of your 1"), message
+        await wait_for(
+            lambda: hub.api(s, "GET", f"/users/{user}").json()["servers"],
+            lambda servers: len(servers) == 1,
+            timeout=60,
+            what="one of the ten servers left; the others refused",
+        )
+        assert len(refused) >= 5, f"most refusals come at once, with the numbers: {results}"
         # the refused servers left no pod behind
         await wait_for(
             lambda: core.list_namespaced_pod(USER_NS, label_selector=f"hub.jupyter.org/username={user}"),
