@@ -69,11 +69,9 @@ async def note_waiting(ctx: Context, runs: list[tuple[RunRow, client.V1Job]]) ->
         if state.admitted:
             continue
         wants = _gpus(job)
-        run.reason = (
-            f"queued: waiting for {wants} GPU{'s' if wants != 1 else ''}, place {state.position} ({state.message})"[
-                :1024
-            ]
-        )
+        gpus = f"{wants} GPU{'s' if wants != 1 else ''}"
+        standing = await ctx.queues.standing(run.definition.owner, ctx.namespace)
+        run.reason = f"queued: waiting for {gpus}, place {state.position} in the queue: {standing}"[:1024]
 
 
 def _gpus(job: client.V1Job) -> int:

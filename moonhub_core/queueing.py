@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from . import queues as q
 from .capacity import gpu_capacity
 from .catalog import Catalog
+from .pods import gpus
 
 log = logging.getLogger("moonhub.queues")
 
@@ -179,6 +180,29 @@ class Queues:
             n += 1
         return n
 
+    async def standing(self, user: str, namespace: str) -> str:
+        """Where the user and their team stand now, from the admitted Workloads (their
+        admission is written at once; the queues' status lags behind it)."""
+        cq = await self._get("ClusterQueue", q.user_cluster_queue(user)) or {}
+        max_gpus = q.budget(cq.get("spec") or {})[1] or 0
+        held: dict[str, int] = {}
+        for wl in await self.list("Workload", namespace):
+            if admitted(wl):
+                queue = str((wl.get("spec") or {}).get("queueName"))
+                held[queue] = held.get(queue, 0) + workload_gpus(wl)
+        used = held.get(q.user_local_queue(user), 0)
+        team_slug = ((cq.get("metadata") or {}).get("labels") or {}).get(q.TEAM_LABEL)
+        if not team_slug:
+            return q.standing_words(max_gpus, used, None, 0, 0)
+        cohort = await self._get("Cohort", (cq.get("spec") or {}).get("cohortName", "")) or {}
+        team = ((cohort.get("metadata") or {}).get("annotations") or {}).get(q.GROUP_ANNOTATION, team_slug)
+        members = [
+            (m["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
+            for m in await self.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
+        ]
+        team_used = sum(held.get(q.user_local_queue(m), 0) for m in members if m)
+        return q.standing_words(max_gpus, used, team, q.budget(cohort.get("spec") or {})[0], team_used)
+
     # ---- admissions --------------------------------------------------------------------
     async def workload_of(self, namespace: str, owner_uid: str) -> dict[str, Any] | None:
         """The Workload Kueue made for a Job or Pod (by the owner's UID)."""
@@ -204,6 +228,15 @@ def condition(wl: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 def admitted(wl: Mapping[str, Any]) -> bool:
     c = condition(wl, QUOTA_RESERVED)
     return bool(c and c.get("status") == "True")
+
+
+def workload_gpus(wl: Mapping[str, Any]) -> int:
+    """The GPUs a Workload asks for: its pod sets' containers' requests times their count."""
+    n = 0
+    for ps in (wl.get("spec") or {}).get("podSets") or []:
+        template = (ps.get("template") or {}).get("spec") or {}
+        n += gpus({"spec": template}) * int(ps.get("count") or 1)
+    return n
 
 
 def _order(wl: Mapping[str, Any]) -> tuple[int, str]:

@@ -54,6 +54,8 @@ USER_ANNOTATION = f"{PREFIX}user"
 GROUPS_ANNOTATION = f"{PREFIX}groups"
 ADMIN_ANNOTATION = f"{PREFIX}admin"
 TEAM_LABEL = f"{PREFIX}team"
+#: on a team's Cohort: the group's name as the catalog spells it
+GROUP_ANNOTATION = f"{PREFIX}group"
 
 SERVER_PRIORITY = "moonhub-server"
 JOB_PRIORITY = "moonhub-job"
@@ -162,7 +164,10 @@ def team_cohorts(catalog: Catalog) -> list[dict[str, Any]]:
         {
             "apiVersion": API,
             "kind": "Cohort",
-            "metadata": _meta(team_cohort(group), **{TEAM_LABEL: safe_slug(group, max_length=60)}),
+            "metadata": {
+                **_meta(team_cohort(group), **{TEAM_LABEL: safe_slug(group, max_length=60)}),
+                "annotations": {GROUP_ANNOTATION: group},
+            },
             "spec": {
                 "parentName": ROOT_COHORT,
                 "resourceGroups": [_budget_group(quota, catalog.group_gpu_borrowing_limits.get(group, 0))],
@@ -225,6 +230,35 @@ def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, 
         "spec": {"clusterQueue": name},
     }
     return UserQueue(cq, lq, team, ok.max_gpus_per_user)
+
+
+def budget(spec: Mapping[str, Any]) -> tuple[int, int | None]:
+    """(nominal quota, borrowing limit or None) of the budget resource in a ClusterQueue's or
+    Cohort's spec (pure)."""
+    for rg in spec.get("resourceGroups") or []:
+        for fl in rg.get("flavors") or []:
+            for r in fl.get("resources") or []:
+                if r.get("name") == BUDGET_RESOURCE:
+                    limit = r.get("borrowingLimit")
+                    return int(str(r.get("nominalQuota") or "0")), None if limit is None else int(str(limit))
+    return 0, None
+
+
+def reserved(cq: Mapping[str, Any]) -> int:
+    """GPUs a ClusterQueue holds now: its budget resource's reservation (pure)."""
+    for fl in (cq.get("status") or {}).get("flavorsReservation") or []:
+        for r in fl.get("resources") or []:
+            if r.get("name") == BUDGET_RESOURCE:
+                return int(str(r.get("total") or "0"))
+    return 0
+
+
+def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_used: int) -> str:
+    """``ml-research uses 16 of its 16; you use 1 of your 1`` (pure)."""
+    mine = f"you use {used} of your {max_gpus}"
+    if team is None:
+        return mine
+    return f"{team} uses {team_used} of its {quota}; {mine}"
 
 
 def workload_labels(user: str, server: bool) -> dict[str, str]:

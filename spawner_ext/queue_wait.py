@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from moonhub_core import queues as q
-from moonhub_core.catalog import Catalog
 from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, condition
 
 #: the spawn option (form checkbox or REST field) that asks to wait for GPUs
@@ -41,35 +40,6 @@ async def first_failure(*watchers: Awaitable[str]) -> str:
             t.cancel()
 
 
-def _used(cq: Mapping[str, Any]) -> int:
-    """GPUs a user's ClusterQueue holds now (its budget resource's reservation)."""
-    for fl in (cq.get("status") or {}).get("flavorsReservation") or []:
-        for r in fl.get("resources") or []:
-            if r.get("name") == q.BUDGET_RESOURCE:
-                return int(str(r.get("total") or "0"))
-    return 0
-
-
-def words(user: str, max_gpus: int, user_used: int, team: str | None, quota: int, team_used: int) -> str:
-    """The numbers behind a refusal (pure)."""
-    mine = f"you use {user_used} of your {max_gpus}"
-    if team is None:
-        return f"{mine}; the GPUs no team owns are in use"
-    return f"{team} uses {team_used} of its {quota}; {mine}"
-
-
-async def numbers(queues: Queues, catalog: Catalog, uq: q.UserQueue, user: str) -> str:
-    """``ml-research uses 16 of its 16; you use 1 of your 1`` from the queues' reservations."""
-    mine = await queues._get("ClusterQueue", q.user_cluster_queue(user))
-    team_used = 0
-    if uq.team:
-        team_slug = uq.cluster_queue["metadata"]["labels"][q.TEAM_LABEL]
-        for cq in await queues.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
-            team_used += _used(cq)
-    quota = catalog.group_gpu_quotas.get(uq.team or "", 0)
-    return words(user, uq.max_gpus, _used(mine or {}), uq.team, quota, team_used)
-
-
 async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[str, Any]]:
     """The pending Workloads this one competes with: its team's (or its own queue's)."""
     local = {uq.local_queue["metadata"]["name"]}
@@ -90,7 +60,6 @@ async def refusal(
     queues: Queues,
     namespace: str,
     pod: Callable[[], dict[str, Any] | None],
-    catalog: Catalog,
     uq: q.UserQueue,
     wait: bool,
     on_queued: Callable[[str], None],
@@ -114,7 +83,7 @@ async def refusal(
         c = condition(wl, QUOTA_RESERVED)
         if not c or c.get("status") != "False":
             continue  # Kueue has not looked at it yet
-        why = await numbers(queues, catalog, uq, user)
+        why = await queues.standing(user, namespace)
         if not wait:
             return (
                 f"{REFUSED}: {why}. Stop another server, wait for a job run "

@@ -238,7 +238,7 @@ class MoonSpawner(KubeSpawner):
             uq = getattr(self, "user_queue", None)
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
         message = await queue_wait.refusal(
-            self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), self.catalog, uq, wait, self._queued
+            self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), uq, wait, self._queued
         )
         metrics.SPAWN_FAILURES.labels(reason="over_quota").inc()
         return message

@@ -164,3 +164,99 @@ async def test_a_catalog_edit_changes_the_queues_without_restart(hub: Hub, api: 
         assert cohort["spec"]["parentName"] == q.ROOT_COHORT
     finally:
         hub.catalog.write_text(original)
+
+
+def _research(hub: Hub, admin: requests.Session, *users: str) -> None:
+    r = hub.api(admin, "POST", "/groups/ml-research")
+    assert r.status_code in (201, 409), r.text
+    r = hub.api(admin, "POST", "/groups/ml-research/users", json={"users": list(users)})
+    assert r.status_code == 200, r.text
+
+
+def _jobs(hub: Hub, s: requests.Session, user: str) -> Callable[..., requests.Response]:
+    token = hub.token(s, user, "access:services!service=jobs")
+
+    def call(method: str, path: str, body: Any = None) -> requests.Response:
+        return requests.request(
+            method,
+            f"{hub.url}/services/jobs/api/v1{path}",
+            headers={"Authorization": f"token {token}"},
+            data=json.dumps(body) if body is not None else None,
+            timeout=30,
+        )
+
+    return call
+
+
+async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free_up(
+    hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
+) -> None:
+    """ml-research owns 2 GPUs: one member's server holds both; another member's two runs
+    (run now) wait in the queue with the reason and their place, and run, oldest first, once
+    the server stops. Kueue's admission is what holds them: their Jobs stay suspended."""
+    from tests.helpers import NOTEBOOK
+
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["group_gpu_quotas"]["ml-research"] = 2
+    admin = hub.login("admin")
+    holder, runner = "team-ann", "team-bob"
+    s_holder, s_runner = hub.login(holder), hub.login(runner)
+    _research(hub, admin, holder, runner)
+    batch = client.BatchV1Api(api)
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        custom = client.CustomObjectsApi(api)
+        await wait_for(
+            lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("ml-research")),
+            lambda c: c["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == "2",
+            timeout=60,
+            what="the team's quota of 2",
+        )
+        a100 = {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 2}
+        assert _start(hub, s_holder, f"/users/{holder}/server", a100)[0] in (201, 202)
+        await wait_for(lambda: _held(custom, holder), lambda n: n == 1, timeout=30, what="the server admitted")
+        jobs = _jobs(hub, s_runner, runner)
+        body = {
+            "name": "train",
+            "notebook": "train.ipynb",
+            "notebook_content": NOTEBOOK,
+            "schedule": None,
+            "environment": "pytorch",
+            "gpu_type": "a100",
+            "gpu_count": 1,
+        }
+        r = jobs("POST", "/jobs", body)
+        assert r.status_code == 201, r.text
+        job = r.json()
+        first = jobs("POST", f"/jobs/{job['id']}/run")
+        second = jobs("POST", f"/jobs/{job['id']}/run")
+        assert first.status_code == 201 and second.status_code == 201, (first.text, second.text)
+        runs = await wait_for(
+            lambda: jobs("GET", f"/jobs/{job['id']}/runs").json()["runs"],
+            lambda rs: (
+                len(rs) == 2 and all((r["reason"] or "").startswith("queued: waiting for 1 GPU, place") for r in rs)
+            ),
+            timeout=60,
+            what="both runs queued with their reason",
+        )
+        places = sorted(r["reason"].split("place ")[1].split(" ")[0] for r in runs)
+        assert places == ["1", "2"], runs
+        assert all("ml-research uses 2 of its 2; you use 0 of your 8" in r["reason"] for r in runs), runs
+        for r in runs:
+            assert (await batch.read_namespaced_job(r["name"], USER_NS)).spec.suspend, "Kueue holds the Job"
+        t0 = time.monotonic()
+        hub.api(s_holder, "DELETE", f"/users/{holder}/server")
+        done = await wait_for(
+            lambda: jobs("GET", f"/jobs/{job['id']}/runs").json()["runs"],
+            lambda rs: all(r["status"] == "succeeded" for r in rs),
+            timeout=120,
+            what="both runs to run once the GPUs were free",
+        )
+        timings["queued GPU runs: server stopped -> both runs done"] = time.monotonic() - t0
+        by_id = sorted(done, key=lambda r: r["id"])
+        assert by_id[0]["started"] <= by_id[1]["started"], "the older run started first"
+        assert not any(r["reason"] for r in done), "the reason it waited is gone once it ran"
+    finally:
+        hub.catalog.write_text(original)
+        hub.api(admin, "DELETE", f"/users/{holder}/server")
