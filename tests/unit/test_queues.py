@@ -1,0 +1,195 @@
+"""The catalog's GPU budgets as Kueue objects, and reading admissions back (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localcluster import kueue
+from moonhub_core import queues as q
+from moonhub_core.catalog import CatalogError, load
+from moonhub_core.queueing import admission, physical_gpus, workload_gpus
+from tests.helpers import example_catalog
+
+PHYSICAL = {"a100": 8, "v100": 8, "t4": 4}
+
+
+def _by(objs: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
+
+
+def test_each_gpu_type_is_a_flavor_with_its_node_labels_and_the_budget_has_its_own() -> None:
+    flavors = _by(q.shared_objects(example_catalog(), PHYSICAL), "ResourceFlavor")
+    assert set(flavors) == {"moonhub-gpus", "moonhub-gpu-a100", "moonhub-gpu-v100", "moonhub-gpu-t4"}
+    assert flavors["moonhub-gpu-t4"]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert flavors["moonhub-gpus"]["spec"] == {}, "the budget flavor fits every node"
+    assert all(f["metadata"]["labels"][q.MANAGED] == "true" for f in flavors.values())
+
+
+def test_the_cluster_cohort_holds_the_physical_gpus_and_the_pool_no_team_owns() -> None:
+    root = _by(q.shared_objects(example_catalog(), PHYSICAL), "Cohort")[q.ROOT_COHORT]
+    per_type, _pool = root["spec"]["resourceGroups"]
+    assert per_type["coveredResources"] == ["nvidia.com/gpu"]
+    got = {f["name"]: f["resources"][0]["nominalQuota"] for f in per_type["flavors"]}
+    assert got == {"moonhub-gpu-a100": "8", "moonhub-gpu-v100": "8", "moonhub-gpu-t4": "4"}
+    # 20 GPUs, 16 of them ml-research's
+    assert q.budget(root["spec"]) == (4, None)
+    assert "parentName" not in root["spec"]
+
+
+def test_a_team_owns_its_quota_and_borrows_only_what_the_admin_allows() -> None:
+    cat = example_catalog()
+    team = _by(q.shared_objects(cat, PHYSICAL), "Cohort")[q.team_cohort("ml-research")]
+    assert team["spec"]["parentName"] == q.ROOT_COHORT
+    assert q.budget(team["spec"]) == (16, 0), "no borrowing unless the catalog says so"
+    assert team["metadata"]["annotations"][q.GROUP_ANNOTATION] == "ml-research"
+    lending = dataclasses.replace(cat, group_gpu_borrowing_limits={"ml-research": 4})
+    team = _by(q.shared_objects(lending, PHYSICAL), "Cohort")[q.team_cohort("ml-research")]
+    assert q.budget(team["spec"]) == (16, 4)
+
+
+def test_a_users_queue_carries_their_maximum_their_gpu_types_and_their_team() -> None:
+    cat = example_catalog()
+    plain = q.user_queue(cat, "frank", [], False, "moonhub-users")
+    spec = plain.cluster_queue["spec"]
+    assert spec["cohortName"] == q.ROOT_COHORT and plain.team is None
+    assert [f["name"] for f in spec["resourceGroups"][0]["flavors"]] == ["moonhub-gpu-t4"], "entitled types only"
+    assert q.budget(spec) == (0, 1), "nothing of their own; their maximum, borrowed from the tree"
+    assert spec["preemption"] == {"reclaimWithinCohort": "LowerPriority", "withinClusterQueue": "Never"}
+    assert plain.local_queue["spec"]["clusterQueue"] == q.user_cluster_queue("frank")
+    assert plain.local_queue["metadata"]["namespace"] == "moonhub-users"
+
+    grace = q.user_queue(cat, "grace", ["ml-research", "vision"], False, "moonhub-users")
+    assert grace.cluster_queue["spec"]["cohortName"] == q.team_cohort("ml-research")
+    assert q.budget(grace.cluster_queue["spec"]) == (0, 8)
+    assert len(grace.cluster_queue["spec"]["resourceGroups"][0]["flavors"]) == 3
+    ann = grace.cluster_queue["metadata"]["annotations"]
+    assert (ann[q.USER_ANNOTATION], ann[q.GROUPS_ANNOTATION], ann[q.ADMIN_ANNOTATION]) == (
+        "grace",
+        "ml-research,vision",
+        "False",
+    )
+
+
+def test_a_user_in_two_teams_counts_against_the_first_the_catalog_lists() -> None:
+    cat = dataclasses.replace(example_catalog(), group_gpu_quotas={"vision": 4, "ml-research": 16})
+    assert q.team_of(cat, ["ml-research", "vision"]) == "vision"
+    assert q.team_of(cat, ["ops"]) is None
+
+
+def test_preempting_borrowed_servers_is_the_admins_choice() -> None:
+    cat = dataclasses.replace(example_catalog(), preempt_borrowed_servers=True)
+    spec = q.user_queue(cat, "grace", ["ml-research"], False, "ns").cluster_queue["spec"]
+    assert spec["preemption"]["reclaimWithinCohort"] == "Any"
+
+
+def test_names_are_valid_kubernetes_names_for_any_user() -> None:
+    for user in ("Ann.Lee@example.org", "ünïcode", "x" * 200):
+        for name in (q.user_cluster_queue(user), q.user_local_queue(user)):
+            assert len(name) <= 63 and name == name.lower() and name.replace("-", "").isalnum(), name
+
+
+def test_servers_and_runs_name_the_users_queue_with_their_priority() -> None:
+    assert q.workload_labels("ann", server=True) == {q.QUEUE_LABEL: "gpus-ann", q.PRIORITY_LABEL: q.SERVER_PRIORITY}
+    assert q.workload_labels("ann", server=False)[q.PRIORITY_LABEL] == q.JOB_PRIORITY
+    prios = {p["metadata"]["name"]: p["value"] for p in q.priority_classes()}
+    assert prios[q.SERVER_PRIORITY] > prios[q.JOB_PRIORITY]
+
+
+def test_borrowing_needs_a_quota_and_is_never_negative(tmp_path: Path) -> None:
+    doc = yaml.safe_load(Path("moonhub_core/examples/catalog.yaml").read_text())
+    for limits, text in (
+        ({"vision": 2}, "group_gpu_borrowing_limits.vision: the group has no entry in group_gpu_quotas"),
+        ({"ml-research": -1}, "group_gpu_borrowing_limits.ml-research: must not be negative"),
+    ):
+        doc["group_gpu_borrowing_limits"] = limits
+        path = tmp_path / "catalog.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(CatalogError, match=text):
+            load(path)
+
+
+def _node(name: str, product: str | None, gpus: int, ready: bool = True) -> dict:
+    labels = {"nvidia.com/gpu.product": product} if product else {}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus)},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_physical_gpus_count_usable_nodes_of_each_type() -> None:
+    nodes = [_node("a", "Tesla-T4", 4), _node("b", "Tesla-T4", 2, ready=False), _node("c", None, 4)]
+    assert physical_gpus(example_catalog(), nodes) == {"a100": 0, "v100": 0, "t4": 4}
+
+
+def _wl(uid: str, created: str, priority: int = 100, admitted: bool = False, gpus: int = 1) -> dict:
+    conds = [{"type": "QuotaReserved", "status": "True" if admitted else "False", "message": "insufficient"}]
+    container = {"name": "c", "resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}
+    return {
+        "metadata": {"uid": uid, "creationTimestamp": created},
+        "spec": {"priority": priority, "podSets": [{"count": 1, "template": {"spec": {"containers": [container]}}}]},
+        "status": {"conditions": conds},
+    }
+
+
+def test_place_in_the_queue_follows_kueues_order_priority_then_age() -> None:
+    old, new, urgent = (
+        _wl("1", "2026-01-01T00:00:00Z"),
+        _wl("2", "2026-01-02T00:00:00Z"),
+        _wl("3", "2026-01-03T00:00:00Z", 1000),
+    )
+    running = _wl("4", "2025-12-31T00:00:00Z", admitted=True)
+    peers = [old, new, urgent, running]
+    assert admission(new, peers).position == 3
+    assert admission(urgent, peers).position == 1
+    assert admission(old, [new, old]).position == 1, "itself among its peers counts once"
+    state = admission(running, peers)
+    assert state.admitted and state.position == 0
+    assert admission(new, peers).message == "insufficient"
+
+
+def test_a_workloads_gpus_are_its_pod_sets_requests() -> None:
+    assert workload_gpus(_wl("1", "t", gpus=2)) == 2
+
+
+def test_standing_in_words() -> None:
+    assert q.standing_words(1, 1, None, 0, 0) == "you use 1 of your 1"
+    assert q.standing_words(8, 1, "ml-research", 16, 16) == "ml-research uses 16 of its 16; you use 1 of your 8"
+
+
+def test_kueue_on_the_local_cluster_is_upstreams_install_adapted() -> None:
+    upstream = [
+        {"kind": "APIService", "metadata": {"name": "v1beta2.visibility.kueue.x-k8s.io"}},
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "kueue-manager-config"},
+            "data": {"controller_manager_config.yaml": "kind: Configuration\nleaderElection: {leaderElect: true}\n"},
+        },
+        {
+            "kind": "Deployment",
+            "metadata": {"name": kueue.DEPLOYMENT},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "manager", "image": "x:main", "args": ["--zap-log-level=2", "--a"]}]
+                    }
+                }
+            },
+        },
+    ]
+    out = kueue.manifests(upstream, "v0.17.0")
+    assert [d["kind"] for d in out] == ["ConfigMap", "Deployment"], "no aggregated API without the aggregation layer"
+    cfg = yaml.safe_load(out[0]["data"]["controller_manager_config.yaml"])
+    assert cfg["resources"]["transformations"][0]["outputs"] == {q.BUDGET_RESOURCE: "1"}
+    assert cfg["integrations"]["frameworks"] == ["batch/job", "pod"]
+    assert cfg["manageJobsWithoutQueueName"] is False and cfg["leaderElection"] == {"leaderElect": False}
+    manager = out[1]["spec"]["template"]["spec"]["containers"][0]
+    assert manager["image"] == "127.0.0.1:5000/moonhub/kueue:v0.17.0" and manager["args"] == ["--a"]
+    assert upstream[2]["spec"]["template"]["spec"]["containers"][0]["image"] == "x:main", "the input is not changed"
