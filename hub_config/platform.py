@@ -144,6 +144,9 @@ class SpawnerSection:
     catalog_managed_by: str = ""
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
+    #: the prefix of this MoonHub's Kueue objects (cluster-wide names): give each MoonHub
+    #: that shares a cluster its own
+    queue_prefix: str = "moonhub"
     start_timeout: int = 300
     #: ignore configuration and Jupyter data under the user's home (their workspace):
     #: ~/.jupyter config files, and also the kernels and lab extensions users register

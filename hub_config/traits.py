@@ -56,6 +56,7 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.KubeSpawner.image_pull_policy = "IfNotPresent"
     c.MoonSpawner.catalog_path = str(catalog_path(cfg, document))
     c.MoonSpawner.storage_class_override = sp.storage_class_override
+    c.MoonSpawner.queue_prefix = sp.queue_prefix
     c.KubeSpawner.start_timeout = sp.start_timeout
     c.KubeSpawner.http_timeout = 120
     c.KubeSpawner.default_url = "/lab"

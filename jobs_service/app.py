@@ -53,6 +53,9 @@ class JobsServiceApp(Application):
         help="StorageClass for workspace volumes the service creates, instead of the catalog's "
         "(spawner.storage_class_override).",
     ).tag(config=True)
+    queue_prefix = Unicode("moonhub", help="The prefix of this MoonHub's Kueue objects (spawner.queue_prefix).").tag(
+        config=True
+    )
     smtp_host = Unicode("", help="SMTP server for failure e-mails; empty: no e-mail (jobs.smtp).").tag(config=True)
     smtp_port = Integer(25, help="SMTP port (jobs.smtp).").tag(config=True)
     smtp_from = Unicode("moonhub@localhost", help="Sender address of notification e-mails.").tag(config=True)
@@ -116,6 +119,7 @@ class JobsServiceApp(Application):
             "namespace": cfg.spawner.namespace,
             "catalog_path": str(platform.catalog_path(cfg, path)),
             "storage_class_override": cfg.spawner.storage_class_override,
+            "queue_prefix": cfg.spawner.queue_prefix,
             "smtp_host": smtp_host,
             "smtp_port": smtp_port,
             "admin_groups": j.admin_groups,
@@ -177,6 +181,7 @@ class JobsServiceApp(Application):
             admins_may_edit=self.admins_may_edit,
             webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks)),
             emails=EmailPolicy(tuple(self.email_domains), self.emails_per_hour),
+            queue_prefix=self.queue_prefix,
         )
         # who a request comes from is cached a short while (JupyterHub's default is 5 min):
         # a user removed from the job-admin group stops seeing others' jobs soon after

@@ -69,6 +69,8 @@ class Context:
     admins_may_edit: bool = False
     webhooks: notify.WebhookPolicy = field(default_factory=notify.WebhookPolicy)
     emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
+    #: the prefix of this MoonHub's Kueue objects (``spawner.queue_prefix``)
+    queue_prefix: str = "moonhub"
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
     #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)
@@ -78,7 +80,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
-        self.queues = Queues(self.api)
+        self.queues = Queues(self.api, self.queue_prefix)
 
 
 @contextmanager

@@ -34,7 +34,9 @@ def cronjob(
     cron = manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
     if choice.gpu_count:
         # a GPU run waits in its owner's Kueue queue (suspended until admitted)
-        cron["spec"]["jobTemplate"]["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False))
+        cron["spec"]["jobTemplate"]["metadata"]["labels"].update(
+            queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix)
+        )
     return cron
 
 

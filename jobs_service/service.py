@@ -48,6 +48,7 @@ class JobsService:
         admins_may_edit: bool = False,
         webhooks: notify.WebhookPolicy | None = None,
         emails: notify.EmailPolicy | None = None,
+        queue_prefix: str = "moonhub",
     ) -> None:
         self.ctx = Context(
             db,
@@ -64,6 +65,7 @@ class JobsService:
             admins_may_edit,
             webhooks or notify.WebhookPolicy(),
             emails or notify.EmailPolicy(),
+            queue_prefix,
         )
 
     @property

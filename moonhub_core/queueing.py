@@ -67,7 +67,9 @@ def _same(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 class Queues:
     """Kueue objects through one API client; remembers what it wrote to skip no-op writes."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, prefix: str = q.DEFAULT_PREFIX) -> None:
+        #: this MoonHub's objects' name prefix and label value (``spawner.queue_prefix``)
+        self.prefix = prefix
         # typed loosely: the calls below pass the group/version/(namespace)/plural prefix as one tuple
         self.api: Any = client.CustomObjectsApi(api_client)
         self.api_client = api_client
@@ -138,7 +140,7 @@ class Queues:
         async with self._lock:
             if key == self._shared_key:
                 return
-            for obj in q.shared_objects(catalog, physical):
+            for obj in q.shared_objects(catalog, physical, self.prefix):
                 await self.apply(obj)
             self._shared_key = key
 
@@ -146,7 +148,7 @@ class Queues:
         self, catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str
     ) -> q.UserQueue:
         await self.ensure_shared(catalog)
-        uq = q.user_queue(catalog, user, groups, admin, namespace)
+        uq = q.user_queue(catalog, user, groups, admin, namespace, self.prefix)
         await self.apply(uq.cluster_queue)
         await self.apply(uq.local_queue)
         return uq
@@ -158,9 +160,9 @@ class Queues:
         self._shared_key = None
         physical = await self.physical(catalog)
         await self.ensure_shared(catalog, physical)
-        want = {(o["kind"], o["metadata"]["name"]) for o in q.shared_objects(catalog, physical)}
+        want = {(o["kind"], o["metadata"]["name"]) for o in q.shared_objects(catalog, physical, self.prefix)}
         for kind in _PRUNABLE:
-            for obj in await self.list(kind, selector=f"{q.MANAGED}=true"):
+            for obj in await self.list(kind, selector=f"{q.MANAGED}={self.prefix}"):
                 if (kind, obj["metadata"]["name"]) not in want:
                     log.info("catalog no longer has %s %s: deleting it", kind, obj["metadata"]["name"])
                     try:
@@ -169,13 +171,14 @@ class Queues:
                         if e.status != 404:
                             raise
         n = 0
-        for cq in await self.list("ClusterQueue", selector=f"{q.MANAGED}=true"):
+        for cq in await self.list("ClusterQueue", selector=f"{q.MANAGED}={self.prefix}"):
             ann = cq["metadata"].get("annotations") or {}
             user = ann.get(q.USER_ANNOTATION)
             if not user:
                 continue
             groups = [g for g in ann.get(q.GROUPS_ANNOTATION, "").split(",") if g]
-            want_cq = q.user_queue(catalog, user, groups, ann.get(q.ADMIN_ANNOTATION) == "True", "-").cluster_queue
+            admin = ann.get(q.ADMIN_ANNOTATION) == "True"
+            want_cq = q.user_queue(catalog, user, groups, admin, "-", self.prefix).cluster_queue
             await self.apply(want_cq)
             n += 1
         return n
@@ -183,14 +186,14 @@ class Queues:
     async def standing(self, user: str, namespace: str) -> str:
         """Where the user and their team stand now, from the admitted Workloads (their
         admission is written at once; the queues' status lags behind it)."""
-        cq = await self._get("ClusterQueue", q.user_cluster_queue(user)) or {}
+        cq = await self._get("ClusterQueue", q.user_cluster_queue(user, self.prefix)) or {}
         max_gpus = q.budget(cq.get("spec") or {})[1] or 0
         held: dict[str, int] = {}
         for wl in await self.list("Workload", namespace):
             if admitted(wl):
                 queue = str((wl.get("spec") or {}).get("queueName"))
                 held[queue] = held.get(queue, 0) + workload_gpus(wl)
-        used = held.get(q.user_local_queue(user), 0)
+        used = held.get(q.user_local_queue(user, self.prefix), 0)
         team_slug = ((cq.get("metadata") or {}).get("labels") or {}).get(q.TEAM_LABEL)
         if not team_slug:
             return q.standing_words(max_gpus, used, None, 0, 0)
@@ -200,7 +203,7 @@ class Queues:
             (m["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
             for m in await self.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
         ]
-        team_used = sum(held.get(q.user_local_queue(m), 0) for m in members if m)
+        team_used = sum(held.get(q.user_local_queue(m, self.prefix), 0) for m in members if m)
         return q.standing_words(max_gpus, used, team, q.budget(cohort.get("spec") or {})[0], team_used)
 
     # ---- admissions --------------------------------------------------------------------

@@ -42,12 +42,13 @@ API = "kueue.x-k8s.io/v1beta2"
 GROUP, VERSION = API.split("/")
 #: every GPU whatever its type: the budgets' resource (Kueue adds it from nvidia.com/gpu)
 BUDGET_RESOURCE = f"{PREFIX}gpus"
-BUDGET_FLAVOR = "moonhub-gpus"
-ROOT_COHORT = "moonhub"
+#: the names of one MoonHub's Kueue objects start with its prefix (``spawner.queue_prefix``):
+#: they are cluster-wide, and two MoonHubs may share a cluster
+DEFAULT_PREFIX = "moonhub"
 #: labels Kueue reads on a Job or Pod
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-#: the label on every Kueue object MoonHub manages (reconciled from the catalog)
+#: the label on every Kueue object a MoonHub manages (its value: that MoonHub's prefix)
 MANAGED = f"{PREFIX}queue"
 #: on a user's ClusterQueue: the hub user and their groups when it was last written
 USER_ANNOTATION = f"{PREFIX}user"
@@ -74,21 +75,29 @@ KUEUE_CONFIGURATION: dict[str, Any] = {
 }
 
 
-def flavor_name(gpu_type: str) -> str:
-    return f"moonhub-gpu-{safe_slug(gpu_type, max_length=40)}"
+def root_cohort_name(prefix: str = DEFAULT_PREFIX) -> str:
+    return prefix
 
 
-def team_cohort(group: str) -> str:
-    return f"moonhub-team-{safe_slug(group, max_length=40)}"
+def budget_flavor(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}-gpus"
 
 
-def user_cluster_queue(user: str) -> str:
-    return f"moonhub-user-{safe_slug(user, max_length=48)}"
+def flavor_name(gpu_type: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}-gpu-{safe_slug(gpu_type, max_length=30)}"
 
 
-def user_local_queue(user: str) -> str:
+def team_cohort(group: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}-team-{safe_slug(group, max_length=30)}"
+
+
+def user_cluster_queue(user: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}-user-{safe_slug(user, max_length=30)}"
+
+
+def user_local_queue(user: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The LocalQueue (in the users' namespace) a user's GPU pods and Jobs name."""
-    return f"gpus-{safe_slug(user, max_length=48)}"
+    return f"{prefix}-gpus-{safe_slug(user, max_length=30)}"
 
 
 def team_of(catalog: Catalog, groups: Iterable[str]) -> str | None:
@@ -98,8 +107,8 @@ def team_of(catalog: Catalog, groups: Iterable[str]) -> str | None:
     return next((g for g in catalog.group_gpu_quotas if g in mine), None)
 
 
-def _meta(name: str, **extra: str) -> dict[str, Any]:
-    return {"name": name, "labels": {MANAGED: "true", **extra}}
+def _meta(name: str, prefix: str, **extra: str) -> dict[str, Any]:
+    return {"name": name, "labels": {MANAGED: prefix, **extra}}
 
 
 def _quota(resource: str, nominal: int, borrowing: int | None = None) -> dict[str, Any]:
@@ -109,30 +118,33 @@ def _quota(resource: str, nominal: int, borrowing: int | None = None) -> dict[st
     return q
 
 
-def _budget_group(nominal: int, borrowing: int | None = None) -> dict[str, Any]:
+def _budget_group(prefix: str, nominal: int, borrowing: int | None = None) -> dict[str, Any]:
     return {
         "coveredResources": [BUDGET_RESOURCE],
-        "flavors": [{"name": BUDGET_FLAVOR, "resources": [_quota(BUDGET_RESOURCE, nominal, borrowing)]}],
+        "flavors": [{"name": budget_flavor(prefix), "resources": [_quota(BUDGET_RESOURCE, nominal, borrowing)]}],
     }
 
 
-def flavors(catalog: Catalog) -> list[dict[str, Any]]:
+def flavors(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """One ResourceFlavor per GPU type (its node labels and tolerations), and the budget's."""
-    out = [{"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(BUDGET_FLAVOR), "spec": {}}]
+    budget = {"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(budget_flavor(prefix), prefix)}
+    out = [{**budget, "spec": {}}]
     for g in catalog.gpu_types:
         spec: dict[str, Any] = {"nodeLabels": dict(g.node_selector)}
         if g.tolerations:
             spec["tolerations"] = [dict(t) for t in g.tolerations]
-        out.append({"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(flavor_name(g.name)), "spec": spec})
+        meta = _meta(flavor_name(g.name, prefix), prefix)
+        out.append({"apiVersion": API, "kind": "ResourceFlavor", "metadata": meta, "spec": spec})
     return out
 
 
 def priority_classes() -> list[dict[str, Any]]:
+    """Shared by every MoonHub of a cluster (the same names and values)."""
     return [
         {
             "apiVersion": API,
             "kind": "WorkloadPriorityClass",
-            "metadata": _meta(name),
+            "metadata": _meta(name, "shared"),
             "value": value,
             "description": text,
         }
@@ -143,43 +155,50 @@ def priority_classes() -> list[dict[str, Any]]:
     ]
 
 
-def root_cohort(catalog: Catalog, physical: Mapping[str, int]) -> dict[str, Any]:
+def root_cohort(catalog: Catalog, physical: Mapping[str, int], prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     """The cluster: each GPU type's count (``physical``: type name -> GPUs the nodes have),
     and the GPUs no team's quota claims, as a pool anyone may borrow."""
     per_type = {
         "coveredResources": [GPU_RESOURCE],
         "flavors": [
-            {"name": flavor_name(g.name), "resources": [_quota(GPU_RESOURCE, physical.get(g.name, 0))]}
+            {"name": flavor_name(g.name, prefix), "resources": [_quota(GPU_RESOURCE, physical.get(g.name, 0))]}
             for g in catalog.gpu_types
         ],
     }
     pool = sum(physical.values()) - sum(catalog.group_gpu_quotas.values())
-    groups = [per_type, _budget_group(pool)] if catalog.gpu_types else [_budget_group(pool)]
-    return {"apiVersion": API, "kind": "Cohort", "metadata": _meta(ROOT_COHORT), "spec": {"resourceGroups": groups}}
+    pooled = _budget_group(prefix, pool)
+    groups = [per_type, pooled] if catalog.gpu_types else [pooled]
+    meta = _meta(root_cohort_name(prefix), prefix)
+    return {"apiVersion": API, "kind": "Cohort", "metadata": meta, "spec": {"resourceGroups": groups}}
 
 
-def team_cohorts(catalog: Catalog) -> list[dict[str, Any]]:
+def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """One Cohort per group with a quota: it owns the quota and may borrow up to its limit."""
     return [
         {
             "apiVersion": API,
             "kind": "Cohort",
             "metadata": {
-                **_meta(team_cohort(group), **{TEAM_LABEL: safe_slug(group, max_length=60)}),
+                **_meta(team_cohort(group, prefix), prefix, **{TEAM_LABEL: safe_slug(group, max_length=60)}),
                 "annotations": {GROUP_ANNOTATION: group},
             },
             "spec": {
-                "parentName": ROOT_COHORT,
-                "resourceGroups": [_budget_group(quota, catalog.group_gpu_borrowing_limits.get(group, 0))],
+                "parentName": root_cohort_name(prefix),
+                "resourceGroups": [_budget_group(prefix, quota, catalog.group_gpu_borrowing_limits.get(group, 0))],
             },
         }
         for group, quota in catalog.group_gpu_quotas.items()
     ]
 
 
-def shared_objects(catalog: Catalog, physical: Mapping[str, int]) -> list[dict[str, Any]]:
+def shared_objects(catalog: Catalog, physical: Mapping[str, int], prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """Everything that depends on the catalog and the nodes only (not on users)."""
-    return [*flavors(catalog), *priority_classes(), root_cohort(catalog, physical), *team_cohorts(catalog)]
+    return [
+        *flavors(catalog, prefix),
+        *priority_classes(),
+        root_cohort(catalog, physical, prefix),
+        *team_cohorts(catalog, prefix),
+    ]
 
 
 @dataclass(frozen=True)
@@ -190,7 +209,9 @@ class UserQueue:
     max_gpus: int
 
 
-def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str) -> UserQueue:
+def user_queue(
+    catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str, prefix: str = DEFAULT_PREFIX
+) -> UserQueue:
     """A user's ClusterQueue (their maximum, their GPU types, in their team's cohort) and the
     LocalQueue their pods and Jobs name."""
     groups = sorted(set(groups))
@@ -198,18 +219,20 @@ def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, 
     team = team_of(catalog, groups)
     per_type = {
         "coveredResources": [GPU_RESOURCE],
-        "flavors": [{"name": flavor_name(g.name), "resources": [_quota(GPU_RESOURCE, 0)]} for g in ok.gpu_types],
+        "flavors": [
+            {"name": flavor_name(g.name, prefix), "resources": [_quota(GPU_RESOURCE, 0)]} for g in ok.gpu_types
+        ],
     }
-    resource_groups = [per_type, _budget_group(0, ok.max_gpus_per_user)] if ok.gpu_types else []
-    name = user_cluster_queue(user)
-    meta = _meta(name, **({TEAM_LABEL: safe_slug(team, max_length=60)} if team else {}))
+    resource_groups = [per_type, _budget_group(prefix, 0, ok.max_gpus_per_user)] if ok.gpu_types else []
+    name = user_cluster_queue(user, prefix)
+    meta = _meta(name, prefix, **({TEAM_LABEL: safe_slug(team, max_length=60)} if team else {}))
     meta["annotations"] = {USER_ANNOTATION: user, GROUPS_ANNOTATION: ",".join(groups), ADMIN_ANNOTATION: str(admin)}
     cq = {
         "apiVersion": API,
         "kind": "ClusterQueue",
         "metadata": meta,
         "spec": {
-            "cohortName": team_cohort(team) if team else ROOT_COHORT,
+            "cohortName": team_cohort(team, prefix) if team else root_cohort_name(prefix),
             # LocalQueues are made by the platform only (users have no API access)
             "namespaceSelector": {},
             # every waiting workload is looked at (and told why it waits): with StrictFIFO
@@ -226,7 +249,7 @@ def user_queue(catalog: Catalog, user: str, groups: Iterable[str], admin: bool, 
     lq = {
         "apiVersion": API,
         "kind": "LocalQueue",
-        "metadata": {**_meta(user_local_queue(user)), "namespace": namespace},
+        "metadata": {**_meta(user_local_queue(user, prefix), prefix), "namespace": namespace},
         "spec": {"clusterQueue": name},
     }
     return UserQueue(cq, lq, team, ok.max_gpus_per_user)
@@ -261,6 +284,6 @@ def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_
     return f"{team} uses {team_used} of its {quota}; {mine}"
 
 
-def workload_labels(user: str, server: bool) -> dict[str, str]:
+def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
     """The labels that put a GPU pod (server) or Job (run) in the user's queue."""
-    return {QUEUE_LABEL: user_local_queue(user), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}
+    return {QUEUE_LABEL: user_local_queue(user, prefix), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}

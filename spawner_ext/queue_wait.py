@@ -48,7 +48,7 @@ async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[s
         for cq in await queues.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
             user = (cq["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION)
             if user:
-                local.add(q.user_local_queue(user))
+                local.add(q.user_local_queue(user, queues.prefix))
     return [
         w
         for w in await queues.list("Workload", namespace)

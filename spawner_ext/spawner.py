@@ -44,6 +44,14 @@ class MoonSpawner(KubeSpawner):
         Re-read when it changes; a broken edit keeps the last good catalog in use.
         """,
     )
+    queue_prefix = Unicode(
+        "moonhub",
+        config=True,
+        help="""
+        The prefix of this MoonHub's Kueue objects (cluster-wide names: flavors, cohorts,
+        users' queues), so that two MoonHubs can share a cluster (spawner.queue_prefix).
+        """,
+    )
     storage_class_override = Unicode(
         "",
         config=True,
@@ -127,16 +135,19 @@ class MoonSpawner(KubeSpawner):
                 cat, self.user.name, groups, bool(self.user.admin), self.namespace
             )
             labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
-            self.extra_labels = {**labels, **queues.workload_labels(self.user.name, server=True)}
+            self.extra_labels = {
+                **labels,
+                **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix),
+            }
         self.log.info("spawning %s with %s", self._log_name, choice)
 
     @property
     def queues(self) -> Queues:
         """Kueue's objects through the spawner's API client (one per hub)."""
         api_client = self.api.api_client
-        found = _QUEUES.get(id(api_client))
+        found = _QUEUES.get((id(api_client), self.queue_prefix))
         if found is None:
-            found = _QUEUES[id(api_client)] = Queues(api_client)
+            found = _QUEUES[(id(api_client), self.queue_prefix)] = Queues(api_client, self.queue_prefix)
         return found
 
     def apply_workload(self, w: Workload, cat: Catalog) -> None:
@@ -295,7 +306,7 @@ class MoonSpawner(KubeSpawner):
         return "0.0.0.0"
 
 
-_QUEUES: dict[int, Queues] = {}
+_QUEUES: dict[tuple[int, str], Queues] = {}
 
 
 def _reason(e: ChoiceError) -> str:

@@ -66,6 +66,8 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     )
     doc = platform_doc(STATE, 18400, catalog)
     doc["jobs"]["enabled"] = False
+    # its own Kueue objects: the session's hub (another catalog) keeps its own
+    doc["spawner"]["queue_prefix"] = "moonhub-culling"
     doc["culling"] |= {"enabled": True, **CLOCKS}
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-culling")
     yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])

@@ -161,7 +161,7 @@ async def test_a_catalog_edit_changes_the_queues_without_restart(hub: Hub, api: 
             timeout=60,
             what="the team's cohort to follow the catalog",
         )
-        assert cohort["spec"]["parentName"] == q.ROOT_COHORT
+        assert cohort["spec"]["parentName"] == q.root_cohort_name()
     finally:
         hub.catalog.write_text(original)
 

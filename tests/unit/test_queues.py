@@ -24,13 +24,15 @@ def _by(objs: list[dict], kind: str) -> dict[str, dict]:
 def test_each_gpu_type_is_a_flavor_with_its_node_labels_and_the_budget_has_its_own() -> None:
     flavors = _by(q.shared_objects(example_catalog(), PHYSICAL), "ResourceFlavor")
     assert set(flavors) == {"moonhub-gpus", "moonhub-gpu-a100", "moonhub-gpu-v100", "moonhub-gpu-t4"}
+    other = _by(q.shared_objects(example_catalog(), PHYSICAL, "staging"), "ResourceFlavor")
+    assert "staging-gpu-t4" in other and other["staging-gpu-t4"]["metadata"]["labels"][q.MANAGED] == "staging"
     assert flavors["moonhub-gpu-t4"]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert flavors["moonhub-gpus"]["spec"] == {}, "the budget flavor fits every node"
-    assert all(f["metadata"]["labels"][q.MANAGED] == "true" for f in flavors.values())
+    assert all(f["metadata"]["labels"][q.MANAGED] == "moonhub" for f in flavors.values())
 
 
 def test_the_cluster_cohort_holds_the_physical_gpus_and_the_pool_no_team_owns() -> None:
-    root = _by(q.shared_objects(example_catalog(), PHYSICAL), "Cohort")[q.ROOT_COHORT]
+    root = _by(q.shared_objects(example_catalog(), PHYSICAL), "Cohort")[q.root_cohort_name()]
     per_type, _pool = root["spec"]["resourceGroups"]
     assert per_type["coveredResources"] == ["nvidia.com/gpu"]
     got = {f["name"]: f["resources"][0]["nominalQuota"] for f in per_type["flavors"]}
@@ -43,7 +45,7 @@ def test_the_cluster_cohort_holds_the_physical_gpus_and_the_pool_no_team_owns() 
 def test_a_team_owns_its_quota_and_borrows_only_what_the_admin_allows() -> None:
     cat = example_catalog()
     team = _by(q.shared_objects(cat, PHYSICAL), "Cohort")[q.team_cohort("ml-research")]
-    assert team["spec"]["parentName"] == q.ROOT_COHORT
+    assert team["spec"]["parentName"] == q.root_cohort_name()
     assert q.budget(team["spec"]) == (16, 0), "no borrowing unless the catalog says so"
     assert team["metadata"]["annotations"][q.GROUP_ANNOTATION] == "ml-research"
     lending = dataclasses.replace(cat, group_gpu_borrowing_limits={"ml-research": 4})
@@ -55,7 +57,7 @@ def test_a_users_queue_carries_their_maximum_their_gpu_types_and_their_team() ->
     cat = example_catalog()
     plain = q.user_queue(cat, "frank", [], False, "moonhub-users")
     spec = plain.cluster_queue["spec"]
-    assert spec["cohortName"] == q.ROOT_COHORT and plain.team is None
+    assert spec["cohortName"] == q.root_cohort_name() and plain.team is None
     assert [f["name"] for f in spec["resourceGroups"][0]["flavors"]] == ["moonhub-gpu-t4"], "entitled types only"
     assert q.budget(spec) == (0, 1), "nothing of their own; their maximum, borrowed from the tree"
     assert spec["preemption"] == {"reclaimWithinCohort": "LowerPriority", "withinClusterQueue": "Never"}
@@ -93,7 +95,8 @@ def test_names_are_valid_kubernetes_names_for_any_user() -> None:
 
 
 def test_servers_and_runs_name_the_users_queue_with_their_priority() -> None:
-    assert q.workload_labels("ann", server=True) == {q.QUEUE_LABEL: "gpus-ann", q.PRIORITY_LABEL: q.SERVER_PRIORITY}
+    labels = q.workload_labels("ann", server=True)
+    assert labels == {q.QUEUE_LABEL: "moonhub-gpus-ann", q.PRIORITY_LABEL: q.SERVER_PRIORITY}
     assert q.workload_labels("ann", server=False)[q.PRIORITY_LABEL] == q.JOB_PRIORITY
     prios = {p["metadata"]["name"]: p["value"] for p in q.priority_classes()}
     assert prios[q.SERVER_PRIORITY] > prios[q.JOB_PRIORITY]
