@@ -246,7 +246,10 @@ export class JobsPanel extends Widget {
         h('span', { className: 'moonhub-JobMeta', text: when.join(' · ') }),
         live ? this.progressBar(run) : ''
       ),
-      run.reason && !live && run.status !== 'succeeded' ? h('div', { className: 'moonhub-RunReason', text: run.reason }) : '',
+      // a queued run says why it waits (its GPUs, its place); an ended one why it ended
+      run.reason && (run.status === 'queued' || (!live && run.status !== 'succeeded'))
+        ? h('div', { className: 'moonhub-RunReason', text: run.reason })
+        : '',
       actions
     );
   }
