@@ -12,14 +12,16 @@ import subprocess
 import time
 
 import pytest
+from kubernetes_asyncio import client
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from localcluster import cli
 from localcluster.config import REPO
+from moonhub_core import queues as q
 from tests.chart_release import USERS
 from tests.conftest import TEST_CLUSTER, Hub
-from tests.helpers import parameter_notebook
+from tests.helpers import parameter_notebook, wait_for
 
 SHOTS = REPO / "test-results"
 USER = "nora"
@@ -216,3 +218,81 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     xsrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == "/hub/")
     await page.request.delete(f"{hub.url}/hub/api/users/{USER}/server", headers={"X-XSRFToken": xsrf})
     await page.close()
+
+
+async def test_a_queued_gpu_run_shows_why_it_waits_in_the_jobs_panel(
+    hub: Hub, browser: Browser, api: client.ApiClient, timings: dict[str, float]
+) -> None:
+    """ml-research owns 1 GPU and another member's server holds it: a run of a GPU job waits
+    in Kueue's queue, and the Jobs panel says so, with the numbers and its place."""
+    import requests
+    import yaml
+
+    user, holder = "nina", "nina-hog"
+    admin = hub.login("admin")
+    r = hub.api(admin, "POST", "/groups/ml-research")
+    assert r.status_code in (201, 409), r.text
+    assert hub.api(admin, "POST", "/groups/ml-research/users", json={"users": [user, holder]}).status_code == 200
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["group_gpu_quotas"]["ml-research"] = 1
+    s_holder = hub.login(holder)
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        custom = client.CustomObjectsApi(api)
+        await wait_for(
+            lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("ml-research")),
+            lambda c: q.budget(c["spec"])[0] == 1,
+            timeout=60,
+            what="ml-research's quota of 1",
+        )
+        a100 = {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}
+        r = hub.api(s_holder, "POST", f"/users/{holder}/server", json=a100, timeout=60)
+        assert r.status_code in (201, 202), r.text
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        await page.goto(f"{hub.url}/hub/login")
+        await page.fill("#username_input", user)
+        await page.fill("#password_input", hub.password)
+        await page.click("#login_submit")
+        await page.wait_for_selector("input[name='environment']", timeout=30_000)
+        await page.click("button[type='submit']")
+        await page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+        await page.wait_for_selector(".jp-Launcher", timeout=60_000)
+        token = hub.token(hub.login(user), user, "access:services!service=jobs")
+        body = {
+            "name": "train",
+            "notebook": "train.ipynb",
+            "notebook_content": NOTEBOOK,
+            "schedule": None,
+            "environment": "pytorch",
+            "gpu_type": "a100",
+            "gpu_count": 1,
+        }
+        base, headers = f"{hub.url}/services/jobs/api/v1", {"Authorization": f"token {token}"}
+        r = await asyncio.to_thread(requests.post, f"{base}/jobs", data=json.dumps(body), headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+        run_url = f"{base}/jobs/{r.json()['id']}/run"
+        r = await asyncio.to_thread(requests.post, run_url, headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+        t0 = time.monotonic()
+        await page.locator(".lm-MenuBar-itemLabel", has_text="Jobs").click()
+        await page.locator(".lm-Menu-itemLabel").get_by_text("Show Scheduled Jobs", exact=True).click()
+        panel = page.locator("#moonhub-jobs-panel")
+        job = panel.locator(".moonhub-Job[data-job='train']")
+        await job.locator(".moonhub-JobToggle").click()
+        reason = job.locator("[data-status='queued'] .moonhub-RunReason")
+        for _ in range(30):
+            if await reason.count() and "place 1 in the queue" in (await reason.inner_text()):
+                break
+            await page.wait_for_timeout(1000)
+            await panel.get_by_role("button", name="Refresh").click()
+        await expect(reason).to_contain_text("queued: waiting for 1 GPU, place 1 in the queue")
+        await expect(reason).to_contain_text("ml-research uses 1 of its 1; you use 0 of your 8")
+        timings["browser: GPU run queued -> reason shown in the panel"] = time.monotonic() - t0
+        SHOTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SHOTS / "jobs-panel-queued.png"))
+        await page.close()
+    finally:
+        hub.catalog.write_text(original)
+        hub.api(admin, "DELETE", f"/users/{holder}/server")
+        hub.api(admin, "DELETE", f"/users/{user}/server")
