@@ -204,7 +204,8 @@ class Queues:
             for m in await self.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
         ]
         team_used = sum(held.get(q.user_local_queue(m, self.prefix), 0) for m in members if m)
-        return q.standing_words(max_gpus, used, team, q.budget(cohort.get("spec") or {})[0], team_used)
+        quota, may_borrow = q.budget(cohort.get("spec") or {})
+        return q.standing_words(max_gpus, used, team, quota, team_used, may_borrow or 0)
 
     # ---- admissions --------------------------------------------------------------------
     async def workload_of(self, namespace: str, owner_uid: str) -> dict[str, Any] | None:

@@ -276,12 +276,15 @@ def reserved(cq: Mapping[str, Any]) -> int:
     return 0
 
 
-def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_used: int) -> str:
+def standing_words(
+    max_gpus: int, used: int, team: str | None, quota: int, team_used: int, may_borrow: int = 0
+) -> str:
     """``ml-research uses 16 of its 16; you use 1 of your 1`` (pure)."""
     mine = f"you use {used} of your {max_gpus}"
     if team is None:
         return mine
-    return f"{team} uses {team_used} of its {quota}; {mine}"
+    borrowed = f" ({team_used - quota} borrowed, at most {may_borrow})" if team_used > quota else ""
+    return f"{team} uses {team_used} of its {quota}{borrowed}; {mine}"
 
 
 def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:

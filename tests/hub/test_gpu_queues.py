@@ -260,3 +260,77 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
     finally:
         hub.catalog.write_text(original)
         hub.api(admin, "DELETE", f"/users/{holder}/server")
+
+
+async def test_borrowing_up_to_the_limit_and_giving_back(
+    hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
+) -> None:
+    """ml-research owns 4 GPUs and may borrow 4; vision owns 16. An ml-research server of 8
+    A100s borrows vision's idle ones; one more GPU is past the limit. When vision wants its
+    A100s, a borrowed server is not preempted by default (vision's spawn is refused), and is
+    once the admin allows preempting servers: it stops, and vision's server is admitted."""
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["group_gpu_quotas"] = {"ml-research": 4, "vision": 16}
+    doc["group_gpu_borrowing_limits"] = {"ml-research": 4}
+    doc["entitlements"].append({"groups": ["vision"], "gpu_types": ["a100"], "max_gpus_per_user": 8})
+    admin = hub.login("admin")
+    borrower, extra, owner = "bor-ann", "bor-abe", "vis-val"
+    sessions = {u: hub.login(u) for u in (borrower, extra, owner)}
+    for group, users in (("ml-research", [borrower, extra]), ("vision", [owner])):
+        r = hub.api(admin, "POST", f"/groups/{group}")
+        assert r.status_code in (201, 409), r.text
+        assert hub.api(admin, "POST", f"/groups/{group}/users", json={"users": users}).status_code == 200
+    custom = client.CustomObjectsApi(api)
+
+    async def quota(group: str) -> tuple[int, int | None]:
+        c = await custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort(group))
+        return q.budget(c["spec"])
+
+    def a100(n: int, **more: Any) -> dict[str, Any]:
+        return {"environment": "pytorch", "gpu_type": "a100", "gpu_count": n, **more}
+
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        await wait_for(lambda: quota("vision"), lambda got: got == (16, 0), timeout=60, what="vision's cohort")
+        assert await quota("ml-research") == (4, 4)
+        status, message = _start(hub, sessions[borrower], f"/users/{borrower}/server", a100(8))
+        assert status in (201, 202), message
+        await wait_for(lambda: _held(custom, borrower), lambda n: n == 1, timeout=30, what="8 GPUs, 4 borrowed")
+        status, message = _start(hub, sessions[extra], f"/users/{extra}/server", a100(1))
+        assert status == 403 and "ml-research uses 8 of its 4 (4 borrowed, at most 4)" in message, (status, message)
+
+        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", a100(4))
+        assert status == 403, "servers on borrowed GPUs are not preempted unless the admin allows it"
+        assert (await core.read_namespaced_pod(f"jupyter-{borrower}", USER_NS)).metadata.deletion_timestamp is None
+
+        doc["preempt_borrowed_servers"] = True
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        await wait_for(
+            lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "clusterqueues", q.user_cluster_queue(owner)),
+            lambda cq: cq["spec"]["preemption"]["reclaimWithinCohort"] == "Any",
+            timeout=60,
+            what="the queues to follow the catalog",
+        )
+        t0 = time.monotonic()
+        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", a100(4, wait_for_gpus=True))
+        assert status in (201, 202), message
+        await wait_for(
+            lambda: core.read_namespaced_pod(f"jupyter-{owner}", USER_NS),
+            lambda p: bool(p.spec.node_name),
+            timeout=90,
+            what="vision's server admitted and scheduled once the borrowed GPUs came back",
+        )
+        timings["borrowed GPUs given back: owner's spawn -> scheduled"] = time.monotonic() - t0
+        await wait_for(
+            lambda: core.list_namespaced_pod(USER_NS, label_selector=f"hub.jupyter.org/username={borrower}"),
+            lambda pods: not [p for p in pods.items if not p.metadata.deletion_timestamp],
+            timeout=60,
+            what="the borrowing server preempted",
+        )
+    finally:
+        hub.catalog.write_text(original)
+        for u in (borrower, extra, owner):
+            hub.api(admin, "DELETE", f"/users/{u}/server")
+        for group, users in (("ml-research", [borrower, extra]), ("vision", [owner])):
+            hub.api(admin, "DELETE", f"/groups/{group}/users", json={"users": users})
