@@ -276,9 +276,7 @@ def reserved(cq: Mapping[str, Any]) -> int:
     return 0
 
 
-def standing_words(
-    max_gpus: int, used: int, team: str | None, quota: int, team_used: int, may_borrow: int = 0
-) -> str:
+def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_used: int, may_borrow: int = 0) -> str:
     """``ml-research uses 16 of its 16; you use 1 of your 1`` (pure)."""
     mine = f"you use {used} of your {max_gpus}"
     if team is None:

@@ -165,7 +165,8 @@ def test_a_workloads_gpus_are_its_pod_sets_requests() -> None:
 def test_standing_in_words() -> None:
     assert q.standing_words(1, 1, None, 0, 0) == "you use 1 of your 1"
     assert q.standing_words(8, 1, "ml-research", 16, 16) == "ml-research uses 16 of its 16; you use 1 of your 8"
-    assert q.standing_words(8, 0, "ml-research", 4, 8, 4) == "ml-research uses 8 of its 4 (4 borrowed, at most 4); you use 0 of your 8"
+    borrowing = q.standing_words(8, 0, "ml-research", 4, 8, 4)
+    assert borrowing == "ml-research uses 8 of its 4 (4 borrowed, at most 4); you use 0 of your 8"
 
 
 def test_kueue_on_the_local_cluster_is_upstreams_install_adapted() -> None:
