@@ -23,6 +23,7 @@ from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, ReadOnly
 from moonhub_core.jsonhttp import JsonResponses
+from moonhub_core.queueing import Queues
 
 from . import edits
 from .usage import usage
@@ -98,6 +99,11 @@ class ConsoleHandler(JsonResponses, BaseHandler):
         cat, error = self.catalog()
         out = usage(cat.gpu_types if cat else [], self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
         out["catalog_error"] = error
+        queues = Queues(core.api_client, str(self.settings.get("moonhub_queue_prefix") or "moonhub"))  # type: ignore[attr-defined]
+        try:
+            out["queues"] = await queues.view(self.settings["moonhub_user_namespace"])
+        except client.ApiException as e:  # Kueue missing or unreachable: the rest of the page still helps
+            out["queues"], out["queues_error"] = [], f"Kueue's queues can not be read: {e.status} {e.reason}"
         return out
 
     def json_errors(self) -> bool:

@@ -69,4 +69,5 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
         "moonhub_catalog": str(catalog_path(cfg, document)),
         "moonhub_catalog_managed_by": sp.catalog_managed_by,
         "moonhub_user_namespace": sp.namespace,
+        "moonhub_queue_prefix": sp.queue_prefix,
     }

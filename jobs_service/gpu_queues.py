@@ -51,7 +51,7 @@ async def note_waiting(ctx: Context, runs: list[tuple[RunRow, client.V1Job]]) ->
     held = [(r, j) for r, j in runs if j.spec.suspend and r.status in ("queued", "running")]
     if not held:
         return
-    workloads = await ctx.queues.list("Workload", ctx.namespace)
+    workloads = await ctx.queues.objects("Workload", ctx.namespace)
     by_owner = {w["metadata"].get("labels", {}).get("kueue.x-k8s.io/job-uid"): w for w in workloads}
     pending = [w for w in workloads if not admitted(w)]
     for run, job in held:

@@ -21,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from . import queues as q
 from .capacity import gpu_capacity
 from .catalog import Catalog
-from .pods import gpus
+from .queues import workload_gpus
 
 log = logging.getLogger("moonhub.queues")
 
@@ -120,7 +120,7 @@ class Queues:
                     raise
         raise RuntimeError(f"{kind} {meta['name']}: kept conflicting with other writers")
 
-    async def list(self, kind: str, namespace: str | None = None, selector: str = "") -> list[dict[str, Any]]:
+    async def objects(self, kind: str, namespace: str | None = None, selector: str = "") -> list[dict[str, Any]]:
         if namespace:
             got = await self.api.list_namespaced_custom_object(*self._args(kind, namespace), label_selector=selector)
         else:
@@ -162,7 +162,7 @@ class Queues:
         await self.ensure_shared(catalog, physical)
         want = {(o["kind"], o["metadata"]["name"]) for o in q.shared_objects(catalog, physical, self.prefix)}
         for kind in _PRUNABLE:
-            for obj in await self.list(kind, selector=f"{q.MANAGED}={self.prefix}"):
+            for obj in await self.objects(kind, selector=f"{q.MANAGED}={self.prefix}"):
                 if (kind, obj["metadata"]["name"]) not in want:
                     log.info("catalog no longer has %s %s: deleting it", kind, obj["metadata"]["name"])
                     try:
@@ -171,7 +171,7 @@ class Queues:
                         if e.status != 404:
                             raise
         n = 0
-        for cq in await self.list("ClusterQueue", selector=f"{q.MANAGED}={self.prefix}"):
+        for cq in await self.objects("ClusterQueue", selector=f"{q.MANAGED}={self.prefix}"):
             ann = cq["metadata"].get("annotations") or {}
             user = ann.get(q.USER_ANNOTATION)
             if not user:
@@ -189,7 +189,7 @@ class Queues:
         cq = await self._get("ClusterQueue", q.user_cluster_queue(user, self.prefix)) or {}
         max_gpus = q.budget(cq.get("spec") or {})[1] or 0
         held: dict[str, int] = {}
-        for wl in await self.list("Workload", namespace):
+        for wl in await self.objects("Workload", namespace):
             if admitted(wl):
                 queue = str((wl.get("spec") or {}).get("queueName"))
                 held[queue] = held.get(queue, 0) + workload_gpus(wl)
@@ -201,16 +201,23 @@ class Queues:
         team = ((cohort.get("metadata") or {}).get("annotations") or {}).get(q.GROUP_ANNOTATION, team_slug)
         members = [
             (m["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
-            for m in await self.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
+            for m in await self.objects("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
         ]
         team_used = sum(held.get(q.user_local_queue(m, self.prefix), 0) for m in members if m)
         quota, may_borrow = q.budget(cohort.get("spec") or {})
         return q.standing_words(max_gpus, used, team, quota, team_used, may_borrow or 0)
 
+    async def view(self, namespace: str) -> list[dict[str, Any]]:
+        """Each team's queue as admins see it (``queues.queue_view``)."""
+        selector = f"{q.MANAGED}={self.prefix}"
+        cohorts = await self.objects("Cohort", selector=selector)
+        cqs = await self.objects("ClusterQueue", selector=selector)
+        return q.queue_view(cohorts, cqs, await self.objects("Workload", namespace), self.prefix)
+
     # ---- admissions --------------------------------------------------------------------
     async def workload_of(self, namespace: str, owner_uid: str) -> dict[str, Any] | None:
         """The Workload Kueue made for a Job or Pod (by the owner's UID)."""
-        found = await self.list("Workload", namespace, f"kueue.x-k8s.io/job-uid={owner_uid}")
+        found = await self.objects("Workload", namespace, f"kueue.x-k8s.io/job-uid={owner_uid}")
         return found[0] if found else None
 
 
@@ -232,15 +239,6 @@ def condition(wl: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 def admitted(wl: Mapping[str, Any]) -> bool:
     c = condition(wl, QUOTA_RESERVED)
     return bool(c and c.get("status") == "True")
-
-
-def workload_gpus(wl: Mapping[str, Any]) -> int:
-    """The GPUs a Workload asks for: its pod sets' containers' requests times their count."""
-    n = 0
-    for ps in (wl.get("spec") or {}).get("podSets") or []:
-        template = (ps.get("template") or {}).get("spec") or {}
-        n += gpus({"spec": template}) * int(ps.get("count") or 1)
-    return n
 
 
 def _order(wl: Mapping[str, Any]) -> tuple[int, str]:

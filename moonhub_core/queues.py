@@ -36,7 +36,7 @@ from kubespawner.slugs import safe_slug
 
 from .catalog import Catalog
 from .choices import allowed
-from .pods import GPU_RESOURCE, PREFIX
+from .pods import GPU_RESOURCE, PREFIX, gpus
 
 API = "kueue.x-k8s.io/v1beta2"
 GROUP, VERSION = API.split("/")
@@ -288,3 +288,66 @@ def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_
 def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
     """The labels that put a GPU pod (server) or Job (run) in the user's queue."""
     return {QUEUE_LABEL: user_local_queue(user, prefix), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}
+
+
+def _finished(wl: Mapping[str, Any]) -> bool:
+    conds = (wl.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Finished" and c.get("status") == "True" for c in conds)
+
+
+def _reserved(wl: Mapping[str, Any]) -> bool:
+    conds = (wl.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "QuotaReserved" and c.get("status") == "True" for c in conds)
+
+
+def workload_gpus(wl: Mapping[str, Any]) -> int:
+    """The GPUs a Workload asks for: its pod sets' containers' requests times their count."""
+    n = 0
+    for ps in (wl.get("spec") or {}).get("podSets") or []:
+        template = (ps.get("template") or {}).get("spec") or {}
+        n += gpus({"spec": template}) * int(ps.get("count") or 1)
+    return n
+
+
+def queue_view(
+    cohorts: Iterable[Mapping[str, Any]],
+    cluster_queues: Iterable[Mapping[str, Any]],
+    workloads: Iterable[Mapping[str, Any]],
+    prefix: str = DEFAULT_PREFIX,
+) -> list[dict[str, Any]]:
+    """Each team, and the users in none, as admins see them (pure): quota, how much more it
+    may borrow, GPUs held, borrowed, and the waiting workloads with their owners, oldest
+    first. The arguments are one MoonHub's Kueue objects, as API dicts."""
+    teams: dict[str, dict[str, Any]] = {}
+    for c in cohorts:
+        meta = c.get("metadata") or {}
+        group = (meta.get("annotations") or {}).get(GROUP_ANNOTATION)
+        if group is not None:
+            quota, may_borrow = budget(c.get("spec") or {})
+            teams[meta["name"]] = {"team": group, "quota": quota, "may_borrow": may_borrow or 0}
+    pool = {"team": None, "quota": 0, "may_borrow": 0}
+    rows: dict[str | None, dict[str, Any]] = {}
+    owner_of: dict[str, tuple[str, str | None]] = {}
+    for cq in cluster_queues:
+        user = ((cq.get("metadata") or {}).get("annotations") or {}).get(USER_ANNOTATION)
+        cohort = (cq.get("spec") or {}).get("cohortName")
+        if user:
+            owner_of[user_local_queue(user, prefix)] = (user, cohort if cohort in teams else None)
+    for wl in sorted(workloads, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or "")):
+        found = owner_of.get(str((wl.get("spec") or {}).get("queueName") or ""))
+        if found is None or _finished(wl):
+            continue
+        owner, key = found
+        row = rows.setdefault(key, {**(teams[key] if key else pool), "used": 0, "waiting": []})
+        if _reserved(wl):
+            row["used"] += workload_gpus(wl)
+        else:
+            kinds = {o.get("kind") for o in (wl.get("metadata") or {}).get("ownerReferences") or []}
+            kind = "server" if "Pod" in kinds else "job run"
+            row["waiting"].append({"owner": owner, "gpus": workload_gpus(wl), "kind": kind})
+    for key, team in teams.items():
+        rows.setdefault(key, {**team, "used": 0, "waiting": []})
+    out = list(rows.values())
+    for r in out:
+        r["borrowed"] = max(0, r["used"] - r["quota"]) if r["team"] else 0
+    return sorted(out, key=lambda r: (r["team"] is None, r["team"] or ""))

@@ -45,13 +45,13 @@ async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[s
     local = {uq.local_queue["metadata"]["name"]}
     if uq.team:
         team_slug = uq.cluster_queue["metadata"]["labels"][q.TEAM_LABEL]
-        for cq in await queues.list("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
+        for cq in await queues.objects("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
             user = (cq["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION)
             if user:
                 local.add(q.user_local_queue(user, queues.prefix))
     return [
         w
-        for w in await queues.list("Workload", namespace)
+        for w in await queues.objects("Workload", namespace)
         if (w.get("spec") or {}).get("queueName") in local and not admitted(w)
     ]
 

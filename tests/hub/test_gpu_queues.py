@@ -245,6 +245,14 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         assert all("ml-research uses 2 of its 2; you use 0 of your 8" in r["reason"] for r in runs), runs
         for r in runs:
             assert (await batch.read_namespaced_job(r["name"], USER_NS)).spec.suspend, "Kueue holds the Job"
+        # the admin console shows the team's queue: its quota, what it holds, who waits
+        headers = {"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""}
+        usage = admin.get(f"{hub.url}/hub/moonhub-admin/api/usage", headers=headers, timeout=30).json()
+        team = next(t for t in usage["queues"] if t["team"] == "ml-research")
+        assert (team["quota"], team["used"], team["borrowed"]) == (2, 2, 0), team
+        assert [(w["owner"], w["kind"], w["gpus"]) for w in team["waiting"]] == [(runner, "job run", 1)] * 2
+        page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30).text
+        assert 'id="gpu-queues"' in page and f"{runner}: job run, 1 GPU" in page
         t0 = time.monotonic()
         hub.api(s_holder, "DELETE", f"/users/{holder}/server")
         done = await wait_for(

@@ -198,3 +198,39 @@ def test_kueue_on_the_local_cluster_is_upstreams_install_adapted() -> None:
     manager = out[1]["spec"]["template"]["spec"]["containers"][0]
     assert manager["image"] == "127.0.0.1:5000/moonhub/kueue:v0.17.0" and manager["args"] == ["--a"]
     assert upstream[2]["spec"]["template"]["spec"]["containers"][0]["image"] == "x:main", "the input is not changed"
+
+
+def test_the_admins_view_of_the_queues() -> None:
+    cat = example_catalog()
+    shared = q.shared_objects(cat, PHYSICAL)
+    cohorts = [o for o in shared if o["kind"] == "Cohort"]
+    cqs = [
+        q.user_queue(cat, "grace", ["ml-research"], False, "ns").cluster_queue,
+        q.user_queue(cat, "frank", [], False, "ns").cluster_queue,
+    ]
+
+    def wl(user: str, created: str, gpus: int, admitted: bool, kind: str) -> dict:
+        w = _wl(created, created, admitted=admitted, gpus=gpus)
+        w["spec"]["queueName"] = q.user_local_queue(user)
+        w["metadata"]["ownerReferences"] = [{"kind": kind}]
+        return w
+
+    finished = wl("grace", "t0", 8, True, "Job")
+    finished["status"]["conditions"].append({"type": "Finished", "status": "True"})
+    workloads = [
+        wl("grace", "t2", 8, False, "Job"),
+        wl("grace", "t1", 4, True, "Pod"),
+        wl("frank", "t3", 1, False, "Pod"),
+        finished,
+        wl("stranger", "t4", 1, False, "Pod"),
+    ]
+    team, pool = q.queue_view(cohorts, cqs, workloads)
+    assert (team["team"], team["quota"], team["used"], team["borrowed"], team["may_borrow"]) == (
+        "ml-research",
+        16,
+        4,
+        0,
+        0,
+    )
+    assert team["waiting"] == [{"owner": "grace", "gpus": 8, "kind": "job run"}]
+    assert pool["team"] is None and pool["waiting"] == [{"owner": "frank", "gpus": 1, "kind": "server"}]
