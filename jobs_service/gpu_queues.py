@@ -12,10 +12,12 @@ import logging
 from typing import Any
 
 from kubernetes_asyncio import client
+from sqlalchemy.orm import Session
 
 from moonhub_core import queues as q
 from moonhub_core.queueing import admission, admitted, condition
 
+from . import audit
 from .context import Caller, Context
 from .db import RunRow
 
@@ -45,7 +47,7 @@ async def follow_catalog(ctx: Context) -> None:
         ctx.queues_from = cat
 
 
-async def note_waiting(ctx: Context, runs: list[tuple[RunRow, client.V1Job]]) -> None:
+async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client.V1Job]]) -> None:
     """For runs whose Job Kueue holds suspended: why they wait and their place, as the run's
     reason ("queued: ..."); a run that was running and is suspended again was preempted."""
     held = [(r, j) for r, j in runs if j.spec.suspend and r.status in ("queued", "running")]
@@ -59,10 +61,20 @@ async def note_waiting(ctx: Context, runs: list[tuple[RunRow, client.V1Job]]) ->
         if wl is None:
             continue
         if run.status == "running":
+            # Kueue took its GPUs back for the team that owns them: the Job is suspended
+            # (its pod stopped) and runs again from the start when it is admitted again
             evicted = condition(wl, "Evicted") or {}
+            why = evicted.get("message") or "its GPUs were taken back by the team that owns them"
             run.status = "queued"
-            run.reason = f"preempted, waits to run again: {evicted.get('message') or 'its GPUs were taken back'}"[:1024]
-            log.info("run %s was preempted: %s", run.job_name, run.reason)
+            run.reason = f"preempted, waits to run again: {why}"[:1024]
+            log.info("run %s was preempted: %s", run.job_name, why)
+            audit.record(s, "moonhub", "preempt", run.definition, f"{run.job_name}: {why}")
+            text = (
+                f"Run {run.job_name} of your job {run.definition.name} was stopped because it ran on borrowed "
+                f"GPUs and their owners needed them ({why}). It waits in the queue and runs again from the "
+                "start when GPUs are free."
+            )
+            await audit.tell_owner(ctx, run.definition, "a run was preempted and will run again", text)
             continue
         queue = (wl.get("spec") or {}).get("queueName")
         state = admission(wl, [w for w in pending if (w.get("spec") or {}).get("queueName") == queue])

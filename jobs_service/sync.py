@@ -60,7 +60,7 @@ async def sync_runs(ctx: Context) -> None:
             if name not in seen and run.status in ("queued", "running") and utc(run.created) < grace:
                 run.status, run.finished = "cancelled", utcnow()
                 run.reason = "its Job is gone: replaced by a newer run, or deleted"
-        await gpu_queues.note_waiting(ctx, followed)
+        await gpu_queues.note_waiting(ctx, s, followed)
         await record_progress(ctx, [r for r in known.values() if r.status == "running"])
         s.commit()
     for job_view, run_view in to_tell:

@@ -116,6 +116,10 @@ class Catalog:
     #: the GPUs (of any type) a group owns: its members' servers and job runs together. A
     #: user's work counts against the first group of this list they belong to (their team)
     group_gpu_quotas: dict[str, int] = field(default_factory=dict)
+    #: of a group's quota, the GPUs of a given type it owns (e.g. ``{ml-research: {a100: 8}}``):
+    #: when another team borrows them, the owners can take them back. A team's GPUs of types
+    #: not listed here come from the cluster's shared ones, first come first served
+    group_gpu_type_quotas: dict[str, dict[str, int]] = field(default_factory=dict)
     #: how many GPUs beyond its quota a group may borrow while other teams leave theirs idle
     #: (0 or absent: none); borrowed GPUs are given back when their owners need them
     group_gpu_borrowing_limits: dict[str, int] = field(default_factory=dict)
@@ -203,6 +207,18 @@ def validate(cat: Catalog) -> Catalog:
     for group, quota in cat.group_gpu_quotas.items():
         if quota < 0:
             raise CatalogError(f"group_gpu_quotas.{group}: must not be negative")
+    types = {g.name for g in cat.gpu_types}
+    for group, per_type in cat.group_gpu_type_quotas.items():
+        path = f"group_gpu_type_quotas.{group}"
+        if group not in cat.group_gpu_quotas:
+            raise CatalogError(f"{path}: the group has no entry in group_gpu_quotas")
+        for name, n in per_type.items():
+            if name not in types:
+                raise CatalogError(f"{path}.{name}: unknown GPU type {name!r}")
+            if n < 0:
+                raise CatalogError(f"{path}.{name}: must not be negative")
+        if sum(per_type.values()) > cat.group_gpu_quotas[group]:
+            raise CatalogError(f"{path}: {sum(per_type.values())} GPUs by type is more than the group's quota")
     for group, limit in cat.group_gpu_borrowing_limits.items():
         if limit < 0:
             raise CatalogError(f"group_gpu_borrowing_limits.{group}: must not be negative")

@@ -158,10 +158,15 @@ def priority_classes() -> list[dict[str, Any]]:
 def root_cohort(catalog: Catalog, physical: Mapping[str, int], prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
     """The cluster: each GPU type's count (``physical``: type name -> GPUs the nodes have),
     and the GPUs no team's quota claims, as a pool anyone may borrow."""
+    owned = {g.name: sum(t.get(g.name, 0) for t in catalog.group_gpu_type_quotas.values()) for g in catalog.gpu_types}
     per_type = {
         "coveredResources": [GPU_RESOURCE],
         "flavors": [
-            {"name": flavor_name(g.name, prefix), "resources": [_quota(GPU_RESOURCE, physical.get(g.name, 0))]}
+            {
+                "name": flavor_name(g.name, prefix),
+                # what no team owns by type; the teams' own are their cohorts' nominal quota
+                "resources": [_quota(GPU_RESOURCE, physical.get(g.name, 0) - owned[g.name])],
+            }
             for g in catalog.gpu_types
         ],
     }
@@ -184,10 +189,30 @@ def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[st
             },
             "spec": {
                 "parentName": root_cohort_name(prefix),
-                "resourceGroups": [_budget_group(prefix, quota, catalog.group_gpu_borrowing_limits.get(group, 0))],
+                "resourceGroups": [
+                    _budget_group(prefix, quota, catalog.group_gpu_borrowing_limits.get(group, 0)),
+                    *_owned_types(catalog, group, prefix),
+                ],
             },
         }
         for group, quota in catalog.group_gpu_quotas.items()
+    ]
+
+
+def _owned_types(catalog: Catalog, group: str, prefix: str) -> list[dict[str, Any]]:
+    """The GPUs of given types a team owns (``group_gpu_type_quotas``): Kueue lets the team
+    take them back from borrowers, because its part of the tree holds them."""
+    per_type = catalog.group_gpu_type_quotas.get(group) or {}
+    if not per_type:
+        return []
+    return [
+        {
+            "coveredResources": [GPU_RESOURCE],
+            "flavors": [
+                {"name": flavor_name(name, prefix), "resources": [_quota(GPU_RESOURCE, n)]}
+                for name, n in per_type.items()
+            ],
+        }
     ]
 
 

@@ -273,14 +273,17 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
 async def test_borrowing_up_to_the_limit_and_giving_back(
     hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
-    """ml-research owns 4 GPUs and may borrow 4; vision owns 16. An ml-research server of 8
-    A100s borrows vision's idle ones; one more GPU is past the limit. When vision wants its
-    A100s, a borrowed server is not preempted by default (vision's spawn is refused), and is
-    once the admin allows preempting servers: it stops, and vision's server is admitted."""
+    """ml-research owns 4 GPUs and may borrow 4; vision owns 16, among them the 8 A100s. An
+    ml-research server of 8 A100s borrows vision's idle ones; one more GPU is past the limit.
+    When vision wants its A100s, a borrowed server is not preempted by default (vision's spawn
+    is refused), and is once the admin allows preempting servers: it stops, and vision's
+    server is admitted."""
     original = hub.catalog.read_text()
     doc = yaml.safe_load(original)
     doc["group_gpu_quotas"] = {"ml-research": 4, "vision": 16}
     doc["group_gpu_borrowing_limits"] = {"ml-research": 4}
+    # vision owns the cluster's 8 A100s: what another team borrows of them, it can take back
+    doc["group_gpu_type_quotas"] = {"vision": {"a100": 8}}
     doc["entitlements"].append({"groups": ["vision"], "gpu_types": ["a100"], "max_gpus_per_user": 8})
     admin = hub.login("admin")
     borrower, extra, owner = "bor-ann", "bor-abe", "vis-val"

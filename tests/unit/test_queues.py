@@ -234,3 +234,29 @@ def test_the_admins_view_of_the_queues() -> None:
     )
     assert team["waiting"] == [{"owner": "grace", "gpus": 8, "kind": "job run"}]
     assert pool["team"] is None and pool["waiting"] == [{"owner": "frank", "gpus": 1, "kind": "server"}]
+
+
+def test_a_team_may_own_gpus_of_a_type_which_the_cluster_then_does_not_share() -> None:
+    cat = dataclasses.replace(example_catalog(), group_gpu_type_quotas={"ml-research": {"a100": 6}})
+    cohorts = _by(q.shared_objects(cat, PHYSICAL), "Cohort")
+    team = cohorts[q.team_cohort("ml-research")]["spec"]["resourceGroups"]
+    assert q.budget({"resourceGroups": team}) == (16, 0)
+    assert team[1]["flavors"] == [
+        {"name": "moonhub-gpu-a100", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "6"}]}
+    ]
+    root = cohorts[q.root_cohort_name()]["spec"]["resourceGroups"][0]["flavors"]
+    assert {f["name"]: f["resources"][0]["nominalQuota"] for f in root}["moonhub-gpu-a100"] == "2"
+
+
+def test_type_quotas_must_fit_the_groups_quota(tmp_path: Path) -> None:
+    doc = yaml.safe_load(Path("moonhub_core/examples/catalog.yaml").read_text())
+    for per_type, text in (
+        ({"ml-research": {"a100": 17}}, "group_gpu_type_quotas.ml-research: 17 GPUs by type is more than"),
+        ({"ml-research": {"h100": 1}}, "group_gpu_type_quotas.ml-research.h100: unknown GPU type"),
+        ({"vision": {"a100": 1}}, "group_gpu_type_quotas.vision: the group has no entry in group_gpu_quotas"),
+    ):
+        doc["group_gpu_type_quotas"] = per_type
+        path = tmp_path / "catalog.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(CatalogError, match=text):
+            load(path)
