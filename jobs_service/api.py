@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from kubernetes_asyncio import client
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
-from moonhub_core.errors import FieldError, NotFound
+from moonhub_core.errors import FieldError, Forbidden, NotFound
 from moonhub_core.jsonhttp import JsonResponses
 
 from .options import entitled
@@ -170,6 +171,26 @@ class AuditHandler(APIHandler):
         self.send({"entries": self.jobs.audit(self.caller(), self.get_argument("owner", None), int(limit))})
 
 
+class GpuUsageHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """GPU-hours per user and per team over the last ``?days=`` days (job admins)."""
+        days = self.get_argument("days", "7")
+        if not days.isdigit():
+            raise FieldError("days", "must be a whole number from 1 to 366")
+        self.send(self.jobs.gpu_usage(self.caller(), int(days)))
+
+
+class MetricsHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """Prometheus metrics (GPU-seconds per user and team), for job admins' tokens."""
+        if not self.caller().admin:
+            raise Forbidden("metrics", "metrics are for job admins")
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest())
+
+
 class SchedulePreviewHandler(APIHandler):
     @_guard
     async def get(self) -> None:
@@ -210,6 +231,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{api}/audit", AuditHandler),
+        (f"{api}/gpu-usage", GpuUsageHandler),
+        (f"{prefix}metrics", MetricsHandler),
         (f"{api}/schedule-preview", SchedulePreviewHandler),
         (f"{api}/options", OptionsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),

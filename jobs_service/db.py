@@ -92,6 +92,20 @@ class ProgressRow(Base):
     read_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
 
 
+class GpuUsageRow(Base):
+    """GPU-seconds Kueue admitted per day, user and team (servers and runs together),
+    sampled by the jobs service (``gpu_usage``). Kept like the audit trail: it is the
+    record of who used what."""
+
+    __tablename__ = "gpu_usage"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: the team the GPUs counted against ("" for none)
+    team: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gpu_seconds: Mapped[float] = mapped_column(default=0.0)
+
+
 class DepartureRow(Base):
     """An owner the hub answered 404 for, and since when (the grace period counts from
     here; an owner the hub knows again is forgotten)."""

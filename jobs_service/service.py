@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hubclient.users import HubUsers
 from moonhub_core.catalog import CatalogStore
 
-from . import audit, definitions, gpu_queues, notify, reconcile, retention, runs, sync, workspaces
+from . import audit, definitions, gpu_queues, gpu_usage, notify, reconcile, retention, runs, sync, workspaces
 from .context import Caller, Context
 from .limits import Limits
 
@@ -67,6 +67,11 @@ class JobsService:
             emails or notify.EmailPolicy(),
             queue_prefix,
         )
+
+        self.usage = gpu_usage.Sampler()
+
+    def gpu_usage(self, caller: Caller, days: int) -> dict[str, Any]:
+        return gpu_usage.report(self.ctx, caller, days)
 
     @property
     def catalog(self) -> CatalogStore:
@@ -124,16 +129,23 @@ class JobsService:
         """Follow runs every ``interval`` seconds; reconcile (entitlements and departed
         users included) every ``reconcile_every`` seconds."""
         last = time.monotonic()
+        sampled = 0.0
         while True:
+            reconciled = False
             try:
-                if self.ctx.catalog.get() is not self.ctx.queues_from:
-                    await gpu_queues.follow_catalog(self.ctx)  # an edit: the queues follow at once
                 await self.sync_runs()
                 self.trim_history()
                 if time.monotonic() - last >= reconcile_every:
-                    last = time.monotonic()
-                    await gpu_queues.follow_catalog(self.ctx)  # nodes may have changed
+                    last, reconciled = time.monotonic(), True
                     await self.reconcile()
             except Exception:
                 log.exception("syncing runs failed")
+            try:  # the GPU queues: their own failures (Kueue away, say) do not stop the runs'
+                if reconciled or self.ctx.catalog.get() is not self.ctx.queues_from:
+                    await gpu_queues.follow_catalog(self.ctx)  # an edit; at reconcile, nodes may have changed
+                if time.monotonic() - sampled >= gpu_usage.EVERY:
+                    sampled = time.monotonic()
+                    await self.usage.sample(self.ctx)
+            except Exception:
+                log.exception("following the GPU queues failed")
             await asyncio.sleep(interval)

@@ -253,6 +253,22 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         assert [(w["owner"], w["kind"], w["gpus"]) for w in team["waiting"]] == [(runner, "job run", 1)] * 2
         page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30).text
         assert 'id="gpu-queues"' in page and f"{runner}: job run, 1 GPU" in page
+        # GPU-hours, sampled from Kueue's admissions: the server's GPUs count while it runs
+        as_admin = _jobs(hub, admin, "admin")
+        usage = await wait_for(
+            lambda: as_admin("GET", "/gpu-usage?days=1").json(),
+            lambda u: any(x["user"] == holder and x["gpu_hours"] > 0 for x in u["users"]),
+            timeout=60,
+            what="the holder's GPU-hours",
+        )
+        teams = {t["team"]: t["gpu_hours"] for t in usage["teams"]}
+        assert teams.get("ml-research", 0) > 0, usage
+        assert jobs("GET", "/gpu-usage").status_code == 403, "everyone's usage is for job admins"
+        token = hub.token(admin, "admin", "access:services!service=jobs")
+        metrics = requests.get(
+            f"{hub.url}/services/jobs/metrics", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert f'moonhub_gpu_seconds_total{{team="ml-research",user="{holder}"}}' in metrics.text, metrics.text[-500:]
         t0 = time.monotonic()
         hub.api(s_holder, "DELETE", f"/users/{holder}/server")
         done = await wait_for(
