@@ -265,8 +265,8 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         assert teams.get("ml-research", 0) > 0, usage
         assert jobs("GET", "/gpu-usage").status_code == 403, "everyone's usage is for job admins"
         token = hub.token(admin, "admin", "access:services!service=jobs")
-        metrics = requests.request(
-            "GET", f"{hub.url}/services/jobs/metrics", headers={"Authorization": f"token {token}"}, timeout=30
+        metrics = await asyncio.to_thread(
+            requests.get, f"{hub.url}/services/jobs/metrics", headers={"Authorization": f"token {token}"}, timeout=30
         )
         assert f'moonhub_gpu_seconds_total{{team="ml-research",user="{holder}"}}' in metrics.text, metrics.text[-500:]
         t0 = time.monotonic()
