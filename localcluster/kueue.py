@@ -10,6 +10,7 @@ What is changed from upstream's manifests, and why (:func:`manifests`, pure):
 - Kueue's configuration gets what MoonHub needs (:data:`moonhub_core.queues.KUEUE_CONFIGURATION`):
   Jobs and plain Pods that name a queue, GPUs only, every GPU also counted as a
   ``moonhub.io/gpus``; one replica, so no leader election;
+- its Pod and Job webhooks see only objects that name a queue (:data:`QUEUED_ONLY`);
 - the visibility API's ``APIService`` objects are left out: the local API server does not
   run the aggregation layer, and an unavailable aggregated API would break discovery for
   every client (MoonHub works out queue positions from Workloads itself).
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from moonhub_core.queues import KUEUE_CONFIGURATION
+from moonhub_core.queues import KUEUE_CONFIGURATION, QUEUE_LABEL
 
 from . import oci
 from .registry import REGISTRY
@@ -33,6 +34,10 @@ from .registry import REGISTRY
 NAMESPACE = "kueue-system"
 DEPLOYMENT = "kueue-controller-manager"
 MANAGER_UID = "65532"
+#: the Pod and Job webhooks see only objects that name a queue: Kueue ignores the others
+#: anyway (``manageJobsWithoutQueueName: false``), and its webhooks fail closed, so without
+#: this a Kueue outage would stop every pod (CPU servers, storage helpers) and Job
+QUEUED_ONLY = ("mpod", "vpod", "mjob", "vjob")
 
 
 def image(version: str) -> str:
@@ -66,6 +71,10 @@ def manifests(upstream: list[dict[str, Any]], version: str) -> list[dict[str, An
             continue
         if kind == "ConfigMap" and "controller_manager_config.yaml" in doc.get("data", {}):
             doc["data"]["controller_manager_config.yaml"] = _configure(doc["data"]["controller_manager_config.yaml"])
+        if kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for hook in doc.get("webhooks") or []:
+                if hook["name"].split(".", 1)[0] in QUEUED_ONLY:
+                    hook["objectSelector"] = {"matchExpressions": [{"key": QUEUE_LABEL, "operator": "Exists"}]}
         if kind == "Deployment" and doc["metadata"]["name"] == DEPLOYMENT:
             spec = doc["spec"]["template"]["spec"]
             spec["nodeSelector"] = {"moonhub.io/real-node": "true"}

@@ -189,8 +189,19 @@ def test_kueue_on_the_local_cluster_is_upstreams_install_adapted() -> None:
             },
         },
     ]
+    upstream.append(
+        {
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "kueue-mutating-webhook-configuration"},
+            "webhooks": [{"name": "mpod.kb.io"}, {"name": "mclusterqueue.kb.io"}],
+        }
+    )
     out = kueue.manifests(upstream, "v0.17.0")
-    assert [d["kind"] for d in out] == ["ConfigMap", "Deployment"], "no aggregated API without the aggregation layer"
+    kinds = [d["kind"] for d in out]
+    assert kinds == ["ConfigMap", "Deployment", "MutatingWebhookConfiguration"], "no aggregated API here"
+    pod_hook, cq_hook = out[2]["webhooks"]
+    assert pod_hook["objectSelector"]["matchExpressions"] == [{"key": q.QUEUE_LABEL, "operator": "Exists"}]
+    assert "objectSelector" not in cq_hook
     cfg = yaml.safe_load(out[0]["data"]["controller_manager_config.yaml"])
     assert cfg["resources"]["transformations"][0]["outputs"] == {q.BUDGET_RESOURCE: "1"}
     assert cfg["integrations"]["frameworks"] == ["batch/job", "pod"]
