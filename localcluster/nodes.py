@@ -8,6 +8,10 @@ from typing import Any
 
 #: where the storage provisioner runs its helper pods (localcluster/storage.py)
 STORAGE_HELPER_NAMESPACE = "local-path-storage"
+#: the annotation a Job pod on a simulated node may carry: how long it runs before it
+#: completes (e.g. ``30s``; kwok's own key)
+RUN_FOR = "pod-complete.stage.kwok.x-k8s.io/delay"
+DELAY_FROM = f'.metadata.annotations["{RUN_FOR}"]'
 KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
@@ -34,17 +38,23 @@ FLEET = (
 
 
 def kwok_stages(default_pod_stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """kwok's pod stages: its defaults (ready, complete Job pods, delete) and one of ours that
-    completes the storage provisioner's helper pods on simulated nodes (pure). A workspace
+    """kwok's pod stages: its defaults (ready, complete Job pods, delete; a Job pod may say how
+    long it runs, :data:`RUN_FOR`) and one of ours that completes the storage provisioner's
+    helper pods on simulated nodes (pure). A workspace
     volume for a pod bound for a simulated node is a ``local`` PV on that node, made by a
     helper pod there; kwok only plays it, so it must also play it finishing."""
     complete = next(s for s in default_pod_stages if s["metadata"]["name"] == "pod-complete")
+    # a Job pod on a simulated node may say how long it "runs" (benchmarks of queues need
+    # work that holds its GPUs a while); without the annotation it completes at once
+    timed = copy.deepcopy(complete)
+    timed["spec"]["delay"] = {"durationMilliseconds": 0, "durationFrom": {"expressionFrom": DELAY_FROM}}
+    stages = [timed if s is complete else s for s in default_pod_stages]
     helpers = copy.deepcopy(complete)
     helpers["metadata"]["name"] = "storage-helper-complete"
     helpers["spec"]["selector"]["matchExpressions"] = [
         e for e in helpers["spec"]["selector"]["matchExpressions"] if e["key"] != ".metadata.ownerReferences.[].kind"
     ] + [{"key": ".metadata.namespace", "operator": "In", "values": [STORAGE_HELPER_NAMESPACE]}]
-    return [*default_pod_stages, helpers]
+    return [*stages, helpers]
 
 
 def node_object(n: SimulatedNode) -> dict[str, Any]:

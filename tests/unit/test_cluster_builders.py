@@ -12,7 +12,7 @@ from localcluster import addons, network, node, oci, storage
 from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
 from localcluster.hub import user_pod_policy
-from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, SimulatedNode, kwok_stages, node_object
+from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, RUN_FOR, SimulatedNode, kwok_stages, node_object
 
 
 def test_gpu_node_has_capacity_labels_and_taints() -> None:
@@ -170,7 +170,10 @@ def test_kwok_also_completes_storage_helpers_on_simulated_nodes() -> None:
     }
     ready = {"kind": "Stage", "metadata": {"name": "pod-ready"}, "spec": {}}
     stages = kwok_stages([ready, complete])
-    assert stages[:2] == [ready, complete], "kwok's own stages stay as they are"
+    assert stages[0] == ready, "kwok's own stages stay as they are"
+    assert stages[1]["spec"]["selector"] == complete["spec"]["selector"]
+    assert stages[1]["spec"]["delay"]["durationFrom"]["expressionFrom"] == f'.metadata.annotations["{RUN_FOR}"]'
+    assert stages[1]["spec"]["delay"]["durationMilliseconds"] == 0, "without the annotation: at once"
     ours = stages[2]
     assert ours["metadata"]["name"] == "storage-helper-complete"
     assert ours["spec"]["selector"]["matchExpressions"] == [
