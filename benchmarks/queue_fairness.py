@@ -90,15 +90,14 @@ async def run(kubeconfig: str, minutes: float, run_seconds: int) -> None:
         step, last = now - last, now
         waiting = dict.fromkeys(TEAMS, 0)
         for w in wls:
-            team = local.get(str((w.get("spec") or {}).get("queueName")))
-            if team is None or any(
-                c.get("type") == "Finished" for c in (w.get("status") or {}).get("conditions") or []
-            ):
+            of = local.get(str((w.get("spec") or {}).get("queueName")))
+            conditions = (w.get("status") or {}).get("conditions") or []
+            if of is None or any(c.get("type") == "Finished" and c.get("status") == "True" for c in conditions):
                 continue
             if admitted(w):
-                got[team] += step * q.workload_gpus(w)
+                got[of] += step * q.workload_gpus(w)
             else:
-                waiting[team] += 1
+                waiting[of] += 1
         for team, quota in TEAMS.items():
             if team == "team-c" and now < c_starts:
                 continue
