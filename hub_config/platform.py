@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -291,6 +292,11 @@ def check_consistency(cfg: PlatformConfig) -> None:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")
     if j.smtp and (not smtp_address(cfg)[0] or (not j.smtp.rpartition(":")[2].isdigit() and ":" in j.smtp)):
         raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?", cfg.spawner.queue_prefix):
+        raise DocumentError(
+            f"spawner.queue_prefix: {cfg.spawner.queue_prefix!r} must be 1-20 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (it starts Kubernetes names)"
+        )
     for net in j.webhook_allowed_networks:
         try:
             ipaddress.ip_network(net, strict=False)

@@ -55,6 +55,8 @@ OIDC = "auth:\n  type: oidc\n  oidc: {issuer: 'https://id.example.com/realms/ml'
         ("auth:\n  type: github\n  oauth: {allowed_groups: [acme]}\n", "auth.oauth.client_id: required"),
         ("spawner:\n  start_timeout: soon\n", "spawner.start_timeout: must be an integer, not 'soon'"),
         ("hub:\n  cleanup_servers: 'yes'\n", "hub.cleanup_servers: must be true or false"),
+        ("spawner:\n  queue_prefix: MoonHub\n", "spawner.queue_prefix: 'MoonHub' must be 1-20 lowercase letters"),
+        ("spawner:\n  queue_prefix: a-very-long-prefix-indeed\n", "spawner.queue_prefix: 'a-very-long"),
         ("spawner:\n  bind_pod_ip: true\n", "spawner.bind_pod_ip: unknown key"),
         ("auth:\n  admin_users: admin\n", "auth.admin_users: must be a list"),
         ("- a\n", "the document: must be a mapping"),
