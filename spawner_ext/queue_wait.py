@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, c
 OPTION = "wait_for_gpus"
 #: how a refusal for GPUs begins (the spawner answers it with 403)
 REFUSED = "not enough GPUs for this server now"
+#: how long a queue Kueue calls inactive is waited for before the spawn ends
+BROKEN_GRACE = 15.0
 #: how often the Workload is read while the server is not admitted
 POLL = 1.0
 
@@ -69,6 +72,7 @@ async def refusal(
     on when Kueue admits the pod, or ends at the start timeout)."""
     user = (uq.cluster_queue["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
     shown = ""
+    broken_since: float | None = None
     while True:
         await asyncio.sleep(POLL)
         current = pod()
@@ -83,6 +87,15 @@ async def refusal(
         c = condition(wl, QUOTA_RESERVED)
         if not c or c.get("status") != "False":
             continue  # Kueue has not looked at it yet
+        kueue_says = str(c.get("message") or "")
+        if "inactive" in kueue_says:
+            # the queue itself can not admit anything (a flavor or cohort it names is missing):
+            # not the user's quota; the catalog's reconcile usually mends it within seconds
+            broken_since = broken_since or time.monotonic()
+            if time.monotonic() - broken_since >= BROKEN_GRACE:
+                return f"the GPU queue is not usable now; tell an admin (Kueue: {kueue_says})"
+            continue
+        broken_since = None
         why = await queues.standing(user, namespace)
         if not wait:
             return (
