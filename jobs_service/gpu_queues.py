@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from sqlalchemy.orm import Session
 
 from moonhub_core import queues as q
-from moonhub_core.queueing import admission, admitted, condition
+from moonhub_core.queueing import admission, condition, waiting
 
 from . import audit
 from .context import Caller, Context
@@ -55,7 +55,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         return
     workloads = await ctx.queues.objects("Workload", ctx.namespace)
     by_owner = {w["metadata"].get("labels", {}).get("kueue.x-k8s.io/job-uid"): w for w in workloads}
-    pending = [w for w in workloads if not admitted(w)]
+    pending = [w for w in workloads if waiting(w)]
     for run, job in held:
         wl = by_owner.get(job.metadata.uid)
         if wl is None:

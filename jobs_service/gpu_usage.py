@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from moonhub_core import queues as q
 from moonhub_core.errors import FieldError, Forbidden
-from moonhub_core.queueing import admitted
+from moonhub_core.queueing import holds
 
 from .context import Caller, Context
 from .db import GpuUsageRow, utcnow
@@ -55,7 +55,7 @@ class Sampler:
         held: dict[tuple[str, str], int] = {}
         for wl in await ctx.queues.objects("Workload", ctx.namespace):
             found = owners.get(str((wl.get("spec") or {}).get("queueName") or ""))
-            if found and admitted(wl) and not _finished(wl):
+            if found and holds(wl):
                 held[found] = held.get(found, 0) + q.workload_gpus(wl)
         if step:
             day = utcnow().date().isoformat()
@@ -72,11 +72,6 @@ class Sampler:
 def _team(cohort: str, groups: list[str], prefix: str) -> str:
     """The group whose team cohort a queue is in ("" for the shared pool)."""
     return next((g for g in groups if g and q.team_cohort(g, prefix) == cohort), "")
-
-
-def _finished(wl: dict[str, Any]) -> bool:
-    conds = (wl.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Finished" and c.get("status") == "True" for c in conds)
 
 
 def report(ctx: Context, caller: Caller, days: int) -> dict[str, Any]:

@@ -190,7 +190,7 @@ class Queues:
         max_gpus = q.budget(cq.get("spec") or {})[1] or 0
         held: dict[str, int] = {}
         for wl in await self.objects("Workload", namespace):
-            if admitted(wl):
+            if holds(wl):
                 queue = str((wl.get("spec") or {}).get("queueName"))
                 held[queue] = held.get(queue, 0) + workload_gpus(wl)
         used = held.get(q.user_local_queue(user, self.prefix), 0)
@@ -241,6 +241,20 @@ def admitted(wl: Mapping[str, Any]) -> bool:
     return bool(c and c.get("status") == "True")
 
 
+def finished(wl: Mapping[str, Any]) -> bool:
+    return (condition(wl, "Finished") or {}).get("status") == "True"
+
+
+def holds(wl: Mapping[str, Any]) -> bool:
+    """Admitted and not finished: it holds its GPUs now (a finished Workload keeps its
+    admission on record)."""
+    return admitted(wl) and not finished(wl)
+
+
+def waiting(wl: Mapping[str, Any]) -> bool:
+    return not admitted(wl) and not finished(wl)
+
+
 def _order(wl: Mapping[str, Any]) -> tuple[int, str]:
     prio = int((wl.get("spec") or {}).get("priority") or 0)
     return (-prio, str(wl["metadata"].get("creationTimestamp") or ""))
@@ -252,11 +266,7 @@ def admission(wl: Mapping[str, Any], peers: Iterable[Mapping[str, Any]]) -> Admi
     if admitted(wl):
         return Admission(True, "", 0)
     c = condition(wl, QUOTA_RESERVED) or {}
-    pending = {
-        str(p["metadata"].get("uid")): p
-        for p in [*peers, wl]
-        if not admitted(p) and not (condition(p, "Finished") or {}).get("status") == "True"
-    }
+    pending = {str(p["metadata"].get("uid")): p for p in [*peers, wl] if waiting(p)}
     order = sorted(pending.values(), key=_order)
     uid = str(wl["metadata"].get("uid"))
     position = next((i + 1 for i, p in enumerate(order) if str(p["metadata"].get("uid")) == uid), 0)

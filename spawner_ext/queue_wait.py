@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from moonhub_core import queues as q
-from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, condition
+from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, condition, waiting
 
 #: the spawn option (form checkbox or REST field) that asks to wait for GPUs
 OPTION = "wait_for_gpus"
@@ -55,7 +55,7 @@ async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[s
     return [
         w
         for w in await queues.objects("Workload", namespace)
-        if (w.get("spec") or {}).get("queueName") in local and not admitted(w)
+        if (w.get("spec") or {}).get("queueName") in local and waiting(w)
     ]
 
 

@@ -230,13 +230,13 @@ async def test_a_queued_gpu_run_shows_why_it_waits_in_the_jobs_panel(
 
     user, holder = "nina", "nina-hog"
     admin = hub.login("admin")
+    s_holder, _ = hub.login(holder), hub.login(user)  # users exist once they logged in
     r = hub.api(admin, "POST", "/groups/ml-research")
     assert r.status_code in (201, 409), r.text
     assert hub.api(admin, "POST", "/groups/ml-research/users", json={"users": [user, holder]}).status_code == 200
     original = hub.catalog.read_text()
     doc = yaml.safe_load(original)
     doc["group_gpu_quotas"]["ml-research"] = 1
-    s_holder = hub.login(holder)
     try:
         hub.catalog.write_text(yaml.safe_dump(doc))
         custom = client.CustomObjectsApi(api)

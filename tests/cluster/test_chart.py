@@ -197,7 +197,16 @@ RBAC = [
     ("jobs", "delete", "persistentvolumeclaims", "users", False),
     ("jobs", "create", "cronjobs.batch", "kube-system", False),
     ("jobs", "get", "secrets", "users", False),
-    ("jobs", "list", "nodes", None, False),
+    # the GPU queues: the cluster's GPUs per type come from the nodes (read only)
+    ("jobs", "list", "nodes", None, True),
+    ("jobs", "delete", "nodes", None, False),
+    # both write the catalog's Kueue objects; users' queues in the user namespace only
+    ("hub", "create", "clusterqueues.kueue.x-k8s.io", None, True),
+    ("jobs", "update", "cohorts.kueue.x-k8s.io", None, True),
+    ("hub", "create", "localqueues.kueue.x-k8s.io", "users", True),
+    ("hub", "create", "localqueues.kueue.x-k8s.io", "kube-system", False),
+    ("jobs", "list", "workloads.kueue.x-k8s.io", "users", True),
+    ("jobs", "delete", "workloads.kueue.x-k8s.io", "users", False),
 ]
 
 

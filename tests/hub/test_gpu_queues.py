@@ -15,7 +15,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from moonhub_core import queues as q
-from moonhub_core.queueing import admitted
+from moonhub_core.queueing import holds
 from tests.conftest import Hub
 from tests.helpers import wait_for
 
@@ -31,7 +31,7 @@ def _start(hub: Hub, s: requests.Session, path: str, options: dict[str, Any]) ->
 async def _held(custom: Any, user: str) -> int:
     """GPUs Kueue has admitted for ``user``'s queue now (each workload here asks for one)."""
     got = await custom.list_namespaced_custom_object(q.GROUP, q.VERSION, USER_NS, "workloads")
-    return sum(1 for w in got["items"] if w["spec"].get("queueName") == q.user_local_queue(user) and admitted(w))
+    return sum(1 for w in got["items"] if w["spec"].get("queueName") == q.user_local_queue(user) and holds(w))
 
 
 async def _peak_while(custom: Any, user: str, running: Callable[[], bool]) -> int:
