@@ -237,6 +237,9 @@ def lab_wheel(into: Path) -> None:
     if not any(cached.glob("*.whl")):
         building = cached.with_name(cached.name + ".partial")
         shutil.rmtree(building, ignore_errors=True)
+        # the builder skips the bundle when an earlier one is there (skip-if-exists): in a
+        # working tree that is a bundle of older sources, which would be cached as this one
+        shutil.rmtree(project / "moonhub_lab" / "labextension", ignore_errors=True)
         own_wheel(project, building)
         shutil.rmtree(cached, ignore_errors=True)
         building.rename(cached)
