@@ -14,7 +14,7 @@ from moonhub_core import pods
 from moonhub_core.errors import ChoiceError
 
 from . import audit, definitions, departures, entitlements, gpu_queues, snapshots, validation
-from .context import MOONHUB, Caller, Context, names
+from .context import MOONHUB, Caller, Context, gone_ok, names
 from .db import DefinitionRow
 
 log = logging.getLogger("moonhub.jobs")
@@ -51,7 +51,8 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         s.commit()
         known = {r.cronjob for r in rows}
     for name in sorted(existing - known):
-        await ctx.batch.delete_namespaced_cron_job(name, ctx.namespace, propagation_policy="Background")
+        with gone_ok():  # a job deleted meanwhile took its CronJob with it
+            await ctx.batch.delete_namespaced_cron_job(name, ctx.namespace, propagation_policy="Background")
         report["orphans_removed"].append(name)
     for name in report["owner_gone"]:
         await _remove_departed(ctx, name)

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from moonhub_core import queues as q
 from moonhub_core.queueing import holds
 from tests.conftest import Hub
-from tests.helpers import wait_for
+from tests.helpers import NOTEBOOK, wait_for
 
 USER_NS = "moonhub-users"
 T4 = {"environment": "pytorch", "gpu_type": "t4", "gpu_count": 1}
@@ -166,10 +166,10 @@ async def test_a_catalog_edit_changes_the_queues_without_restart(hub: Hub, api: 
         hub.catalog.write_text(original)
 
 
-def _research(hub: Hub, admin: requests.Session, *users: str) -> None:
-    r = hub.api(admin, "POST", "/groups/ml-research")
+def _research(hub: Hub, admin: requests.Session, *users: str, group: str = "ml-research") -> None:
+    r = hub.api(admin, "POST", f"/groups/{group}")
     assert r.status_code in (201, 409), r.text
-    r = hub.api(admin, "POST", "/groups/ml-research/users", json={"users": list(users)})
+    r = hub.api(admin, "POST", f"/groups/{group}/users", json={"users": list(users)})
     assert r.status_code == 200, r.text
 
 
@@ -191,24 +191,24 @@ def _jobs(hub: Hub, s: requests.Session, user: str) -> Callable[..., requests.Re
 async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free_up(
     hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
-    """ml-research owns 2 GPUs: one member's server holds both; another member's two runs
+    """q-team owns 2 GPUs: one member's server holds both; another member's two runs
     (run now) wait in the queue with the reason and their place, and run, oldest first, once
     the server stops. Kueue's admission is what holds them: their Jobs stay suspended."""
-    from tests.helpers import NOTEBOOK
-
     original = hub.catalog.read_text()
     doc = yaml.safe_load(original)
-    doc["group_gpu_quotas"]["ml-research"] = 2
+    # a team of its own: what other tests' researchers hold does not count here
+    doc["group_gpu_quotas"]["q-team"] = 2
+    doc["entitlements"].append({"groups": ["q-team"], "gpu_types": ["a100"], "max_gpus_per_user": 8})
     admin = hub.login("admin")
     holder, runner = "team-ann", "team-bob"
     s_holder, s_runner = hub.login(holder), hub.login(runner)
-    _research(hub, admin, holder, runner)
+    _research(hub, admin, holder, runner, group="q-team")
     batch = client.BatchV1Api(api)
     try:
         hub.catalog.write_text(yaml.safe_dump(doc))
         custom = client.CustomObjectsApi(api)
         await wait_for(
-            lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("ml-research")),
+            lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("q-team")),
             lambda c: c["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == "2",
             timeout=60,
             what="the team's quota of 2",
@@ -242,13 +242,13 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         )
         places = sorted(r["reason"].split("place ")[1].split(" ")[0] for r in runs)
         assert places == ["1", "2"], runs
-        assert all("ml-research uses 2 of its 2; you use 0 of your 8" in r["reason"] for r in runs), runs
+        assert all("q-team uses 2 of its 2; you use 0 of your 8" in r["reason"] for r in runs), runs
         for r in runs:
             assert (await batch.read_namespaced_job(r["name"], USER_NS)).spec.suspend, "Kueue holds the Job"
         # the admin console shows the team's queue: its quota, what it holds, who waits
         headers = {"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""}
         usage = admin.get(f"{hub.url}/hub/moonhub-admin/api/usage", headers=headers, timeout=30).json()
-        team = next(t for t in usage["queues"] if t["team"] == "ml-research")
+        team = next(t for t in usage["queues"] if t["team"] == "q-team")
         assert (team["quota"], team["used"], team["borrowed"]) == (2, 2, 0), team
         assert [(w["owner"], w["kind"], w["gpus"]) for w in team["waiting"]] == [(runner, "job run", 1)] * 2
         page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30).text
@@ -262,13 +262,13 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
             what="the holder's GPU-hours",
         )
         teams = {t["team"]: t["gpu_hours"] for t in usage["teams"]}
-        assert teams.get("ml-research", 0) > 0, usage
+        assert teams.get("q-team", 0) > 0, usage
         assert jobs("GET", "/gpu-usage").status_code == 403, "everyone's usage is for job admins"
         token = hub.token(admin, "admin", "access:services!service=jobs")
         metrics = await asyncio.to_thread(
             requests.get, f"{hub.url}/services/jobs/metrics", headers={"Authorization": f"token {token}"}, timeout=30
         )
-        assert f'moonhub_gpu_seconds_total{{team="ml-research",user="{holder}"}}' in metrics.text, metrics.text[-500:]
+        assert f'moonhub_gpu_seconds_total{{team="q-team",user="{holder}"}}' in metrics.text, metrics.text[-500:]
         t0 = time.monotonic()
         hub.api(s_holder, "DELETE", f"/users/{holder}/server")
         done = await wait_for(
@@ -289,22 +289,24 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
 async def test_borrowing_up_to_the_limit_and_giving_back(
     hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
-    """ml-research owns 4 GPUs and may borrow 4; vision owns 16, among them the 8 A100s. An
-    ml-research server of 8 A100s borrows vision's idle ones; one more GPU is past the limit.
-    When vision wants its A100s, a borrowed server is not preempted by default (vision's spawn
-    is refused), and is once the admin allows preempting servers: it stops, and vision's
+    """q-borrow owns 4 GPUs and may borrow 4; q-owner owns 16, among them the 8 V100s. A
+    q-borrow server of 8 V100s borrows q-owner's idle ones; one more GPU is past the limit.
+    When q-owner wants its V100s, a borrowed server is not preempted by default (q-owner's spawn
+    is refused), and is once the admin allows preempting servers: it stops, and q-owner's
     server is admitted."""
     original = hub.catalog.read_text()
     doc = yaml.safe_load(original)
-    doc["group_gpu_quotas"] = {"ml-research": 4, "vision": 16}
-    doc["group_gpu_borrowing_limits"] = {"ml-research": 4}
-    # vision owns the cluster's 8 A100s: what another team borrows of them, it can take back
-    doc["group_gpu_type_quotas"] = {"vision": {"a100": 8}}
-    doc["entitlements"].append({"groups": ["vision"], "gpu_types": ["a100"], "max_gpus_per_user": 8})
+    doc["group_gpu_quotas"] |= {"q-borrow": 4, "q-owner": 16}
+    doc["group_gpu_borrowing_limits"] = {"q-borrow": 4}
+    # q-owner owns the cluster's 8 V100s: what another team borrows of them, it can take back
+    doc["group_gpu_type_quotas"] = {"q-owner": {"v100": 8}}
+    next(g for g in doc["gpu_types"] if g["name"] == "v100")["counts"] = [1, 2, 4, 8]
+    for team in ("q-borrow", "q-owner"):
+        doc["entitlements"].append({"groups": [team], "gpu_types": ["v100"], "max_gpus_per_user": 8})
     admin = hub.login("admin")
     borrower, extra, owner = "bor-ann", "bor-abe", "vis-val"
     sessions = {u: hub.login(u) for u in (borrower, extra, owner)}
-    for group, users in (("ml-research", [borrower, extra]), ("vision", [owner])):
+    for group, users in (("q-borrow", [borrower, extra]), ("q-owner", [owner])):
         r = hub.api(admin, "POST", f"/groups/{group}")
         assert r.status_code in (201, 409), r.text
         assert hub.api(admin, "POST", f"/groups/{group}/users", json={"users": users}).status_code == 200
@@ -314,20 +316,20 @@ async def test_borrowing_up_to_the_limit_and_giving_back(
         c = await custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort(group))
         return q.budget(c["spec"])
 
-    def a100(n: int, **more: Any) -> dict[str, Any]:
-        return {"environment": "pytorch", "gpu_type": "a100", "gpu_count": n, **more}
+    def v100(n: int, **more: Any) -> dict[str, Any]:
+        return {"environment": "pytorch", "gpu_type": "v100", "gpu_count": n, **more}
 
     try:
         hub.catalog.write_text(yaml.safe_dump(doc))
-        await wait_for(lambda: quota("vision"), lambda got: got == (16, 0), timeout=60, what="vision's cohort")
-        assert await quota("ml-research") == (4, 4)
-        status, message = _start(hub, sessions[borrower], f"/users/{borrower}/server", a100(8))
+        await wait_for(lambda: quota("q-owner"), lambda got: got == (16, 0), timeout=60, what="q-owner's cohort")
+        assert await quota("q-borrow") == (4, 4)
+        status, message = _start(hub, sessions[borrower], f"/users/{borrower}/server", v100(8))
         assert status in (201, 202), message
         await wait_for(lambda: _held(custom, borrower), lambda n: n == 1, timeout=30, what="8 GPUs, 4 borrowed")
-        status, message = _start(hub, sessions[extra], f"/users/{extra}/server", a100(1))
-        assert status == 403 and "ml-research uses 8 of its 4 (4 borrowed, at most 4)" in message, (status, message)
+        status, message = _start(hub, sessions[extra], f"/users/{extra}/server", v100(1))
+        assert status == 403 and "q-borrow uses 8 of its 4 (4 borrowed, at most 4)" in message, (status, message)
 
-        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", a100(4))
+        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", v100(4))
         assert status == 403, "servers on borrowed GPUs are not preempted unless the admin allows it"
         assert (await core.read_namespaced_pod(f"jupyter-{borrower}", USER_NS)).metadata.deletion_timestamp is None
 
@@ -340,13 +342,13 @@ async def test_borrowing_up_to_the_limit_and_giving_back(
             what="the queues to follow the catalog",
         )
         t0 = time.monotonic()
-        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", a100(4, wait_for_gpus=True))
+        status, message = _start(hub, sessions[owner], f"/users/{owner}/server", v100(4, wait_for_gpus=True))
         assert status in (201, 202), message
         await wait_for(
             lambda: core.read_namespaced_pod(f"jupyter-{owner}", USER_NS),
             lambda p: bool(p.spec.node_name),
             timeout=90,
-            what="vision's server admitted and scheduled once the borrowed GPUs came back",
+            what="q-owner's server admitted and scheduled once the borrowed GPUs came back",
         )
         timings["borrowed GPUs given back: owner's spawn -> scheduled"] = time.monotonic() - t0
         await wait_for(
@@ -359,5 +361,90 @@ async def test_borrowing_up_to_the_limit_and_giving_back(
         hub.catalog.write_text(original)
         for u in (borrower, extra, owner):
             hub.api(admin, "DELETE", f"/users/{u}/server")
-        for group, users in (("ml-research", [borrower, extra]), ("vision", [owner])):
+        for group, users in (("q-borrow", [borrower, extra]), ("q-owner", [owner])):
             hub.api(admin, "DELETE", f"/groups/{group}/users", json={"users": users})
+
+
+async def test_servers_and_run_now_at_once_never_pass_the_users_maximum(
+    hub: Hub, api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    """One T4 at most: five servers and five runs of a T4 job asked for at once. Kueue never
+    holds two for the user; the servers that do not fit are refused, the runs wait and run
+    one after another once the server that got the GPU stops."""
+    user = "mix-max"
+    s = hub.login(user)
+    admin = hub.login("admin")
+    jobs = _jobs(hub, s, user)
+    body = {"name": "t4", "notebook": "t4.ipynb", "notebook_content": NOTEBOOK, "schedule": None, **T4}
+    r = jobs("POST", "/jobs", body)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    custom = client.CustomObjectsApi(api)
+    done = False
+    peak = asyncio.ensure_future(_peak_while(custom, user, lambda: not done))
+    loop = asyncio.get_running_loop()
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            servers = [loop.run_in_executor(pool, _start, hub, s, f"/users/{user}/servers/m{i}", T4) for i in range(5)]
+            runs = [loop.run_in_executor(pool, jobs, "POST", f"/jobs/{job_id}/run") for _ in range(5)]
+            results = await asyncio.gather(*servers)
+            assert all(r.status_code == 201 for r in await asyncio.gather(*runs)), "runs are queued, not refused"
+        for status, message in results:
+            assert status in (201, 202) or message.startswith("not enough GPUs for this server now"), message
+        await wait_for(
+            lambda: hub.api(s, "GET", f"/users/{user}").json()["servers"],
+            lambda servers: len(servers) <= 1,
+            timeout=60,
+            what="at most one server left",
+        )
+        for name in hub.api(s, "GET", f"/users/{user}").json()["servers"]:
+            hub.api(s, "DELETE", f"/users/{user}/servers/{name}")
+        await wait_for(
+            lambda: jobs("GET", f"/jobs/{job_id}/runs").json()["runs"],
+            lambda rs: len(rs) == 5 and all(r["status"] == "succeeded" for r in rs),
+            timeout=180,
+            what="the five runs done, one GPU at a time",
+        )
+        done = True
+        assert await peak <= 1, "never two GPUs for a user whose maximum is one"
+    finally:
+        done = True
+        for i in range(5):
+            hub.api(admin, "DELETE", f"/users/{user}/servers/m{i}", json={"remove": True})
+
+
+async def test_leaving_a_team_moves_the_users_next_run_to_their_new_team(hub: Hub, api: client.ApiClient) -> None:
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["group_gpu_quotas"]["vision"] = 4
+    doc["entitlements"].append({"groups": ["vision"], "gpu_types": ["a100"], "max_gpus_per_user": 2})
+    user = "mover"
+    s, admin = hub.login(user), hub.login("admin")
+    custom = client.CustomObjectsApi(api)
+    _research(hub, admin, user)
+    try:
+        hub.catalog.write_text(yaml.safe_dump(doc))
+        await wait_for(
+            lambda: custom.list_cluster_custom_object(q.GROUP, q.VERSION, "cohorts"),
+            lambda got: q.team_cohort("vision") in [c["metadata"]["name"] for c in got["items"]],
+            timeout=60,
+            what="vision's cohort",
+        )
+        jobs = _jobs(hub, s, user)
+        a100 = {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}
+        r = jobs("POST", "/jobs", {"name": "move", "notebook": "m.ipynb", "notebook_content": NOTEBOOK, **a100})
+        assert r.status_code == 201, r.text
+
+        async def cohort() -> str:
+            cq = await custom.get_cluster_custom_object(q.GROUP, q.VERSION, "clusterqueues", q.user_cluster_queue(user))
+            return str(cq["spec"]["cohortName"])
+
+        assert await cohort() == q.team_cohort("ml-research")
+        assert hub.api(admin, "DELETE", "/groups/ml-research/users", json={"users": [user]}).status_code == 200
+        assert hub.api(admin, "POST", "/groups/vision", json={}).status_code in (201, 409)
+        assert hub.api(admin, "POST", "/groups/vision/users", json={"users": [user]}).status_code == 200
+        assert jobs("POST", f"/jobs/{r.json()['id']}/run").status_code == 201
+        assert await cohort() == q.team_cohort("vision"), "the run counts against the team the user is in now"
+    finally:
+        hub.catalog.write_text(original)
+        hub.api(admin, "DELETE", "/groups/vision/users", json={"users": [user]})
