@@ -25,9 +25,9 @@ from kubernetes_asyncio import client, config, watch
 from moonhub_core import queues as q
 from moonhub_core.catalog import EXAMPLE, load
 from moonhub_core.queueing import Queues
-from moonhub_core.security import container_security_context, pod_security_context
 
 from .cluster import bench_cluster
+from .gpu_jobs import a100_job
 
 NS = "moonhub-users"
 USER = "bench-ann"
@@ -40,29 +40,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def job(name: str, queued: bool) -> dict[str, Any]:
     labels = {"bench": "admission", **(q.workload_labels(USER, server=False) if queued else {})}
-    container = {
-        "name": "c",
-        "image": "127.0.0.1:5000/moonhub/pause:3.10",
-        "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "100m", "memory": "64Mi"}},
-        "securityContext": container_security_context(),
-    }
-    return {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": 30,
-            "template": {
-                "metadata": {"labels": {"bench": "admission", "bench-job": name}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                },
-            },
-        },
-    }
+    return a100_job(name, labels, {"bench": "admission", "bench-job": name})
 
 
 async def run(kubeconfig: str, runs: int, in_flight: int) -> None:

@@ -27,38 +27,17 @@ from localcluster.nodes import RUN_FOR
 from moonhub_core import queues as q
 from moonhub_core.catalog import EXAMPLE, load
 from moonhub_core.queueing import Queues, admitted
-from moonhub_core.security import container_security_context, pod_security_context
 
 from .cluster import bench_cluster
+from .gpu_jobs import a100_job
 
 NS = "moonhub-users"
 TEAMS = {"team-a": 4, "team-b": 2, "team-c": 2}
 
 
 def job(name: str, user: str, run_seconds: int) -> dict[str, Any]:
-    container = {
-        "name": "c",
-        "image": "127.0.0.1:5000/moonhub/pause:3.10",
-        "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "100m", "memory": "64Mi"}},
-        "securityContext": container_security_context(),
-    }
-    return {
-        "metadata": {"name": name, "labels": {"bench": "fairness", **q.workload_labels(user, server=False)}},
-        "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": 10,
-            "template": {
-                "metadata": {"labels": {"bench": "fairness"}, "annotations": {RUN_FOR: f"{run_seconds}s"}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                },
-            },
-        },
-    }
+    labels = {"bench": "fairness", **q.workload_labels(user, server=False)}
+    return a100_job(name, labels, {"bench": "fairness"}, {RUN_FOR: f"{run_seconds}s"})
 
 
 async def run(kubeconfig: str, minutes: float, run_seconds: int) -> None:

@@ -28,14 +28,14 @@ USER = "nora"
 NOTEBOOK = parameter_notebook('rows = 10  # how many\nlabel = "weekly"\n', "print('rows:', rows, label)")
 
 
-async def _open_lab(page: Page, hub: Hub) -> None:
+async def _open_lab(page: Page, hub: Hub, user: str = USER) -> None:
     await page.goto(f"{hub.url}/hub/login")
-    await page.fill("#username_input", USER)
+    await page.fill("#username_input", user)
     await page.fill("#password_input", hub.password)
     await page.click("#login_submit")
     await page.wait_for_selector("input[name='environment']", timeout=30_000)
     await page.click("button[type='submit']")
-    await page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
+    await page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
     await page.wait_for_selector(".jp-Launcher", timeout=60_000)
 
 
@@ -251,14 +251,7 @@ async def test_a_queued_gpu_run_shows_why_it_waits_in_the_jobs_panel(
         r = hub.api(s_holder, "POST", f"/users/{holder}/server", json=a100, timeout=60)
         assert r.status_code in (201, 202), r.text
         page = await browser.new_page(viewport={"width": 1400, "height": 900})
-        await page.goto(f"{hub.url}/hub/login")
-        await page.fill("#username_input", user)
-        await page.fill("#password_input", hub.password)
-        await page.click("#login_submit")
-        await page.wait_for_selector("input[name='environment']", timeout=30_000)
-        await page.click("button[type='submit']")
-        await page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
-        await page.wait_for_selector(".jp-Launcher", timeout=60_000)
+        await _open_lab(page, hub, user)
         token = hub.token(hub.login(user), user, "access:services!service=jobs")
         body = {
             "name": "train",
