@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from sqlalchemy.orm import Session
 
+from moonhub_core import pods
 from moonhub_core import queues as q
 from moonhub_core.queueing import admission, condition, waiting
 
@@ -80,16 +81,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         state = admission(wl, [w for w in pending if (w.get("spec") or {}).get("queueName") == queue])
         if state.admitted:
             continue
-        wants = _gpus(job)
+        wants = pods.gpus(ctx.api.sanitize_for_serialization(job.spec.template))  # the one GPU count
         gpus = f"{wants} GPU{'s' if wants != 1 else ''}"
         standing = await ctx.queues.standing(run.definition.owner, ctx.namespace)
         run.reason = f"queued: waiting for {gpus}, place {state.position} in the queue: {standing}"[:1024]
-
-
-def _gpus(job: client.V1Job) -> int:
-    n = 0
-    for c in job.spec.template.spec.containers or []:
-        res = c.resources
-        got = (res.requests or res.limits or {}) if res else {}
-        n += int(got.get("nvidia.com/gpu", 0) or 0)
-    return n

@@ -21,7 +21,21 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from . import queues as q
 from .capacity import gpu_capacity
 from .catalog import Catalog
-from .queues import workload_gpus
+
+# the Workload's state, read (pure: ``queues``); kept importable from here
+from .queues import QUOTA_RESERVED, admitted, condition, finished, holds, waiting, workload_gpus
+
+__all__ = [
+    "QUOTA_RESERVED",
+    "Admission",
+    "Queues",
+    "admission",
+    "admitted",
+    "condition",
+    "finished",
+    "holds",
+    "waiting",
+]
 
 log = logging.getLogger("moonhub.queues")
 
@@ -35,8 +49,6 @@ _PLURALS = {
 }
 #: what reconcile may delete when the catalog no longer has it (never a user's queue)
 _PRUNABLE = ("ResourceFlavor", "Cohort")
-#: the condition Kueue sets when a workload gets (or can not get) quota
-QUOTA_RESERVED = "QuotaReserved"
 
 
 def physical_gpus(catalog: Catalog, nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -230,29 +242,6 @@ class Admission:
     message: str
     #: 1 = next; 0 when admitted or unknown
     position: int
-
-
-def condition(wl: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    return next((c for c in (wl.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
-
-
-def admitted(wl: Mapping[str, Any]) -> bool:
-    c = condition(wl, QUOTA_RESERVED)
-    return bool(c and c.get("status") == "True")
-
-
-def finished(wl: Mapping[str, Any]) -> bool:
-    return (condition(wl, "Finished") or {}).get("status") == "True"
-
-
-def holds(wl: Mapping[str, Any]) -> bool:
-    """Admitted and not finished: it holds its GPUs now (a finished Workload keeps its
-    admission on record)."""
-    return admitted(wl) and not finished(wl)
-
-
-def waiting(wl: Mapping[str, Any]) -> bool:
-    return not admitted(wl) and not finished(wl)
 
 
 def _order(wl: Mapping[str, Any]) -> tuple[int, str]:

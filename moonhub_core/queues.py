@@ -315,14 +315,31 @@ def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> di
     return {QUEUE_LABEL: user_local_queue(user, prefix), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}
 
 
-def _finished(wl: Mapping[str, Any]) -> bool:
-    conds = (wl.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Finished" and c.get("status") == "True" for c in conds)
+#: the condition Kueue sets when a workload gets (or can not get) quota
+QUOTA_RESERVED = "QuotaReserved"
 
 
-def _reserved(wl: Mapping[str, Any]) -> bool:
-    conds = (wl.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "QuotaReserved" and c.get("status") == "True" for c in conds)
+def condition(wl: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in (wl.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def admitted(wl: Mapping[str, Any]) -> bool:
+    c = condition(wl, QUOTA_RESERVED)
+    return bool(c and c.get("status") == "True")
+
+
+def finished(wl: Mapping[str, Any]) -> bool:
+    return (condition(wl, "Finished") or {}).get("status") == "True"
+
+
+def holds(wl: Mapping[str, Any]) -> bool:
+    """Admitted and not finished: it holds its GPUs now (a finished Workload keeps its
+    admission on record)."""
+    return admitted(wl) and not finished(wl)
+
+
+def waiting(wl: Mapping[str, Any]) -> bool:
+    return not admitted(wl) and not finished(wl)
 
 
 def workload_gpus(wl: Mapping[str, Any]) -> int:
@@ -360,11 +377,11 @@ def queue_view(
             owner_of[user_local_queue(user, prefix)] = (user, cohort if cohort in teams else None)
     for wl in sorted(workloads, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or "")):
         found = owner_of.get(str((wl.get("spec") or {}).get("queueName") or ""))
-        if found is None or _finished(wl):
+        if found is None or finished(wl):
             continue
         owner, key = found
         row = rows.setdefault(key, {**(teams[key] if key else pool), "used": 0, "waiting": []})
-        if _reserved(wl):
+        if admitted(wl):
             row["used"] += workload_gpus(wl)
         else:
             kinds = {o.get("kind") for o in (wl.get("metadata") or {}).get("ownerReferences") or []}
