@@ -62,6 +62,19 @@ def parameter_notebook(parameters: str, work: str) -> dict[str, Any]:
 NOTEBOOK = parameter_notebook("rows = 10", "print('rows:', rows)")
 
 
+def gpu_job(name: str, gpu_type: str, gpu_count: int, content: dict[str, Any] = NOTEBOOK) -> dict[str, Any]:
+    """A jobs API body: a notebook run by hand only, on GPUs (PyTorch environment)."""
+    return {
+        "name": name,
+        "notebook": f"{name}.ipynb",
+        "notebook_content": content,
+        "schedule": None,
+        "environment": "pytorch",
+        "gpu_type": gpu_type,
+        "gpu_count": gpu_count,
+    }
+
+
 async def wait_for(
     probe: Callable[[], Awaitable[T] | T],
     done: Callable[[T], bool],

@@ -21,7 +21,7 @@ from localcluster.config import REPO
 from moonhub_core import queues as q
 from tests.chart_release import USERS
 from tests.conftest import TEST_CLUSTER, Hub
-from tests.helpers import parameter_notebook, wait_for
+from tests.helpers import gpu_job, parameter_notebook, wait_for
 
 SHOTS = REPO / "test-results"
 USER = "nora"
@@ -253,15 +253,7 @@ async def test_a_queued_gpu_run_shows_why_it_waits_in_the_jobs_panel(
         page = await browser.new_page(viewport={"width": 1400, "height": 900})
         await _open_lab(page, hub, user)
         token = hub.token(hub.login(user), user, "access:services!service=jobs")
-        body = {
-            "name": "train",
-            "notebook": "train.ipynb",
-            "notebook_content": NOTEBOOK,
-            "schedule": None,
-            "environment": "pytorch",
-            "gpu_type": "a100",
-            "gpu_count": 1,
-        }
+        body = gpu_job("train", "a100", 1, NOTEBOOK)
         base = f"{hub.url}/services/jobs/api/v1"
         headers = {"Authorization": f"token {token}"}
         r = await asyncio.to_thread(requests.post, f"{base}/jobs", data=json.dumps(body), headers=headers, timeout=30)

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from moonhub_core import queues as q
 from moonhub_core.queueing import holds
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, wait_for
+from tests.helpers import NOTEBOOK, gpu_job, wait_for
 
 USER_NS = "moonhub-users"
 T4 = {"environment": "pytorch", "gpu_type": "t4", "gpu_count": 1}
@@ -217,15 +217,7 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         assert _start(hub, s_holder, f"/users/{holder}/server", a100)[0] in (201, 202)
         await wait_for(lambda: _held(custom, holder), lambda n: n == 1, timeout=30, what="the server admitted")
         jobs = _jobs(hub, s_runner, runner)
-        body = {
-            "name": "train",
-            "notebook": "train.ipynb",
-            "notebook_content": NOTEBOOK,
-            "schedule": None,
-            "environment": "pytorch",
-            "gpu_type": "a100",
-            "gpu_count": 1,
-        }
+        body = gpu_job("train", "a100", 1)
         r = jobs("POST", "/jobs", body)
         assert r.status_code == 201, r.text
         job = r.json()
