@@ -18,10 +18,10 @@ from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
 
-from moonhub_core import gpuview
+from moonhub_core import claims, gpuview, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
-from moonhub_core.errors import FieldError, ReadOnly
+from moonhub_core.errors import FieldError, NotFound, ReadOnly
 from moonhub_core.jsonhttp import JsonResponses
 from moonhub_core.queueing import Queues
 
@@ -99,6 +99,9 @@ class ConsoleHandler(JsonResponses, BaseHandler):
         cat, error = self.catalog()
         out = usage(cat.gpu_types if cat else [], self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
         out["catalog_error"] = error
+        claims = await core.list_namespaced_persistent_volume_claim(self.settings["moonhub_user_namespace"])
+        spaces = sorted((workspaces.usage(ser(c)) for c in claims.items), key=lambda u: (u.kind, u.user))
+        out["workspaces"] = {"claims": [u.as_dict() for u in spaces], "total": workspaces.summary(spaces)}
         queues = Queues(core.api_client, str(self.settings.get("moonhub_queue_prefix") or "moonhub"))  # type: ignore[attr-defined]
         try:
             out["queues"] = await queues.view(self.settings["moonhub_user_namespace"])
@@ -167,10 +170,49 @@ class CatalogHandler(ConsoleHandler):
         self.send(doc)
 
 
+class WorkspaceHandler(ConsoleHandler):
+    """``PATCH {"size": "50Gi"}``: grow a workspace or team folder (never shrink); the
+    storage grows it and the next server start sees the new size."""
+
+    @web.authenticated
+    @needs_scope("admin-ui")
+    async def patch(self, claim: str) -> None:
+        try:
+            body = json.loads(self.request.body or b"null")
+        except json.JSONDecodeError as e:
+            self.send_field_error(FieldError("body", f"not JSON ({e.msg})"))
+            return
+        try:
+            size = body.get("size") if isinstance(body, dict) else None
+            if not isinstance(size, str) or not size:
+                raise FieldError("size", "give the new size, e.g. 50Gi")
+            try:
+                want = workspaces.bytes_of(size)
+            except ValueError:
+                raise FieldError("size", f"{size!r} is not a size (e.g. 50Gi)") from None
+            if want <= 0:
+                raise FieldError("size", "must be larger than 0")
+            core: client.CoreV1Api = shared_client("CoreV1Api")
+            ns = self.settings["moonhub_user_namespace"]
+            current = await claims.size_of(core, ns, claim)
+            if current is None:
+                raise NotFound("claim", f"no workspace or team folder named {claim!r}")
+            if want < workspaces.bytes_of(current):
+                raise FieldError("size", f"{claim} is {current}: workspaces can grow, not shrink")
+            grown = await claims.grow(core, ns, claim, size)
+        except FieldError as e:
+            self.send_field_error(e)
+            return
+        if grown:
+            self.log.info("workspace %s grown from %s to %s by %s", claim, current, size, self.current_user.name)
+        self.send({"claim": claim, "size": size if grown else current, "was": current})
+
+
 def handlers() -> list[tuple[str, type[BaseHandler]]]:
     """For ``JupyterHub.extra_handlers`` (mounted under /hub/)."""
     return [
         (r"/moonhub-admin/?", PageHandler),
         (r"/moonhub-admin/api/usage", UsageHandler),
         (r"/moonhub-admin/api/catalog", CatalogHandler),
+        (r"/moonhub-admin/api/workspaces/([a-z0-9][-a-z0-9.]{0,252})", WorkspaceHandler),
     ]

@@ -28,6 +28,14 @@ def record(s: Session, actor: str, action: str, row: DefinitionRow, detail: str 
     return entry
 
 
+def note(s: Session, actor: str, action: str, owner: str, subject: str, detail: str = "") -> AuditRow:
+    """An audit line about something of ``owner``'s that is not a job (e.g. their workspace
+    ``subject``)."""
+    entry = AuditRow(actor=actor, action=action, owner=owner, job_id=None, job_name=subject[:64], detail=detail[:1024])
+    s.add(entry)
+    return entry
+
+
 def entries(ctx: Context, caller: Caller, owner: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """Who did what to whose jobs, newest first: a job admin's view of everyone's (or
     ``owner``'s), a user's of their own."""

@@ -39,10 +39,16 @@ def due(s: Session, gone: set[str], checked: set[str], grace: datetime.timedelta
 
 
 async def departed(
-    hub: HubUsers, db: sessionmaker[Session], owners: set[str], listed: set[str], grace: datetime.timedelta
+    hub: HubUsers,
+    db: sessionmaker[Session],
+    owners: set[str],
+    listed: set[str],
+    grace: datetime.timedelta,
+    record: bool = True,
 ) -> set[str]:
     """The ``owners`` gone from the hub for at least ``grace``: absent from ``listed`` (the
-    hub's complete user list) and answered 404 when asked about by name."""
+    hub's complete user list) and answered 404 when asked about by name. ``record=False``
+    (a dry run) answers the same without remembering what it saw."""
     gone, checked = set(), owners & listed
     for owner in sorted(owners - listed):
         try:
@@ -53,8 +59,14 @@ async def departed(
             log.warning("could not ask the hub about %s (%s): keeping their jobs", owner, e)
     with db() as s:
         ready = due(s, gone, checked, grace, utcnow())
-        s.commit()
+        if record:
+            s.commit()
+        else:
+            s.rollback()
     waiting = gone - ready
-    if waiting:
-        log.info("users gone from the hub; their jobs are kept for the grace period: %s", ", ".join(sorted(waiting)))
+    if waiting and record:
+        log.info(
+            "users gone from the hub; their jobs and workspaces are kept for the grace period: %s",
+            ", ".join(sorted(waiting)),
+        )
     return ready

@@ -30,7 +30,7 @@ def cronjob(
     :class:`ChoiceError` when they may not."""
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
-    w = build(cat, choice, n.workspace_claim)
+    w = build(cat, choice, n.workspace_claim, owner.groups)
     cron = manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
     if choice.gpu_count:
         # a GPU run waits in its owner's Kueue queue (suspended until admitted)

@@ -91,7 +91,11 @@ def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace:
         access_modes=[storage.access_mode],
         selector=None,
         storage=storage.capacity,
-        labels={"app.kubernetes.io/component": "singleuser-storage", pods.OWNER: names.owner_slug},
+        labels={
+            "app.kubernetes.io/component": "singleuser-storage",
+            "component": "singleuser-storage",
+            pods.OWNER: names.owner_slug,
+        },
         annotations={pods.HUB_USER: names.owner},
     )
     pvc.metadata.namespace = namespace

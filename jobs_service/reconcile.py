@@ -10,16 +10,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hubclient.users import HubReadError
-from moonhub_core import pods
+from moonhub_core import claims, pods
 from moonhub_core.errors import ChoiceError
 
-from . import audit, definitions, departures, entitlements, gpu_queues, snapshots, validation
+from . import audit, definitions, departures, entitlements, gpu_queues, reclaim, snapshots, validation
 from .context import MOONHUB, Caller, Context, gone_ok, names
-from .db import DefinitionRow
+from .db import DefinitionRow, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
 REPORT_KEYS = ("recreated", "orphans_removed", "owner_gone", "suspended", "resumed")
+
+
+async def _team_folders(ctx: Context) -> None:
+    """Every team folder of the catalog exists (a job run of a member mounts it)."""
+    st = ctx.catalog.get().storage
+    if st.team_folders:
+        sc = ctx.storage_class_override or st.storage_class
+        await claims.ensure_team_folders(ctx.core, ctx.namespace, st, [tf.group for tf in st.team_folders], sc)
 
 
 async def reconcile(ctx: Context) -> dict[str, list[str]]:
@@ -35,11 +43,19 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     }
     snapshot_maps = await snapshots.listed(ctx)
     users = await _hub_users(ctx)
+    claims = await reclaim.listed(ctx)
     with ctx.db() as s:
         owners = set(s.scalars(select(DefinitionRow.owner)))
     gone: set[str] = set()
     if ctx.hub is not None and users is not None:
-        gone = await departures.departed(ctx.hub, ctx.db, owners, set(users), ctx.departed_grace)
+        everyone = owners | {c.user for c in claims}
+        gone = await departures.departed(ctx.hub, ctx.db, everyone, set(users), ctx.departed_grace)
+        st = ctx.catalog.get().storage
+        steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days)
+        await reclaim.apply(ctx, steps)
+        for key, done in (("workspaces_archived", steps.archive), ("workspaces_deleted", steps.delete)):
+            report[key] = [u.claim for u in done]
+    await _team_folders(ctx)
     with ctx.db() as s:
         rows = list(s.scalars(select(DefinitionRow)))
         for row in rows:

@@ -7,23 +7,27 @@ import logging
 
 from kubernetes_asyncio import client
 
+from moonhub_core import claims
+
 from . import manifests
 from .context import Context
 
 log = logging.getLogger("moonhub.jobs")
 
 
-async def ensure(ctx: Context, owner: str) -> None:
-    """Create the owner's workspace PVC when it does not exist."""
+async def ensure(ctx: Context, owner: str, groups: tuple[str, ...] = ()) -> None:
+    """Create the owner's workspace PVC when it does not exist, and their team folders."""
     n = manifests.Names(owner, "")
+    st = ctx.catalog.get().storage
+    sc = ctx.storage_class_override or st.storage_class
+    await claims.ensure_team_folders(ctx.core, ctx.namespace, st, groups, sc)
     try:
         await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
         return
     except client.ApiException as e:
         if e.status != 404:
             raise
-    st = ctx.catalog.get().storage
-    pvc = manifests.workspace_pvc(n, st, ctx.storage_class_override or st.storage_class, ctx.namespace)
+    pvc = manifests.workspace_pvc(n, st, sc, ctx.namespace)
     try:
         await ctx.core.create_namespaced_persistent_volume_claim(ctx.namespace, pvc)
         log.info("created workspace volume %s for %s", n.workspace_claim, owner)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from . import addons, kueue, network, node, registry, storage
+from . import addons, gluster, kueue, network, node, registry, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
 from .hub import dev_password, hub_up
@@ -93,7 +93,11 @@ def all_components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     has a real node)."""
     if not cfg.real_node:
         return components(cfg, bin_dir)
-    return components(cfg, bin_dir) + node.components(cfg, bin_dir) + [storage.component(cfg, bin_dir)]
+    return (
+        components(cfg, bin_dir)
+        + node.components(cfg, bin_dir)
+        + [storage.component(cfg, bin_dir), storage.agent_component(cfg)]
+    )
 
 
 def _start(cfg: ClusterConfig, sup: Supervisor, comp: Component) -> None:
@@ -134,6 +138,7 @@ def up(cfg: ClusterConfig) -> Path:
     for comp in all_components(cfg, bin_dir):
         if comp.name == "local-path-provisioner":
             storage.volumes_dir(cfg).mkdir(parents=True, exist_ok=True)
+            gluster.ensure(cfg)
             kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(storage.manifests(cfg)))
         _start(cfg, sup, comp)
         if comp.name == "kube-apiserver":
@@ -211,6 +216,8 @@ def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
     if cfg.real_node:
         if n := node.unmount_all(cfg):
             log.info("unmounted %d of the kubelet's mounts", n)
+        if gluster.stop(cfg):
+            log.info("stopped Gluster volume %s", gluster.volume_name(cfg))
         node.release(cfg)
         if registry.stop():
             log.info("stopped the image registry")

@@ -37,6 +37,8 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "network-policies": ("moonhub:network-policies", ()),
     # the storage provisioner (local-path-provisioner; RBAC in storage.py)
     "local-path-provisioner": ("moonhub:local-path-provisioner", ()),
+    # MoonHub's storage agent: grows Gluster folders' quotas and reports their use (storage.py)
+    "storage-agent": ("moonhub:storage-agent", ()),
     # the hub's identity in local development; RBAC grants it the user namespace only
     "hub": ("moonhub:hub", ("moonhub:platform",)),
     # the jobs service's identity: CronJobs, Jobs and snapshots in the user namespace only

@@ -1,5 +1,13 @@
 """Workspace volumes on the local cluster: Rancher's local-path-provisioner (upstream, built
-from the Go module proxy) behind the StorageClass ``local-path``.
+from the Go module proxy) behind two StorageClasses:
+
+- ``glusterfs`` (the default, what the catalog names): folders on the cluster's GlusterFS
+  volume (:mod:`.gluster`), through the provisioner's shared-filesystem mode. Each folder gets
+  a Gluster directory quota of the claim's size when it is made (the helper pod runs
+  Gluster's CLI against the machine's glusterd), so the storage enforces the size. Team
+  folders (claims annotated ``moonhub.io/gid``) get that group and mode 2770;
+- ``local-path``: folders on the node's own disk (the baseline the storage benchmark
+  compares with).
 
 The controller manager's host-path provisioner is gone: its volumes are ``hostPath`` PVs made
 as root with mode 0750, and the kubelet applies ``fsGroup`` only to volumes it manages, so a
@@ -14,18 +22,24 @@ helper pods run in ``local-path-storage``. Pure builders; :mod:`.cli` applies an
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from moonhub_core import workspaces
+
+from . import gluster
 from .config import ClusterConfig
 from .controlplane import Component
 from .nodes import STORAGE_HELPER_NAMESPACE
 from .registry import ref
 
 NAMESPACE = STORAGE_HELPER_NAMESPACE
-STORAGE_CLASS = "local-path"
+STORAGE_CLASS = "glusterfs"
+LOCAL_CLASS = "local-path"
 PROVISIONER = "rancher.io/local-path"
 IDENTITY = "moonhub:local-path-provisioner"
+AGENT_IDENTITY = "moonhub:storage-agent"
 HELPER_SA = "local-path-helper"
 
 
@@ -34,7 +48,53 @@ def volumes_dir(cfg: ClusterConfig) -> Path:
 
 
 def helper_image() -> str:
-    return ref("moonhub/debian", "bookworm")
+    """Debian with Gluster's CLI (images/storage-helper)."""
+    return ref("moonhub/storage-helper", "latest")
+
+
+#: the claim annotation that makes a folder a team folder of that numeric group (its owner
+#: group, mode 2770); set only by MoonHub's services (users can not create claims)
+GID_ANNOTATION = workspaces.GID
+#: where a claim's folder goes: ``<namespace>/<claim>_<volume>``, with ``.gid-<n>`` for team
+#: folders. The volume's unique name is in it: a claim made again under a name that was used
+#: before (a user name given to someone new) never finds the old folder's files
+PATH_PATTERN = (
+    "{{ .PVC.Namespace }}/{{ .PVC.Name }}_{{ .PVName }}"
+    + f'{{{{ with index .PVC.Annotations "{GID_ANNOTATION}" }}}}.gid-{{{{ . }}}}{{{{ end }}}}'
+)
+
+#: makes a claim's folder: on Gluster with the claim's size as its directory quota. Folders
+#: belong to the notebook user (uid 1000, gid 100: hostPath volumes get no fsGroup) or, for
+#: team folders, to the team's group with the set-group-id bit so new files stay the team's
+SETUP = """set -eu
+case "$VOL_DIR" in
+  "$GLUSTER_MOUNT"/*)
+    mkdir -p "$VOL_DIR"
+    gid=""
+    case "$(basename "$VOL_DIR")" in *.gid-*) gid="${VOL_DIR##*.gid-}" ;; esac
+    if [ -n "$gid" ]; then
+      case "$gid" in *[!0-9]*) echo "bad group id $gid" >&2; exit 1 ;; esac
+      chown "0:$gid" "$VOL_DIR"; chmod 2770 "$VOL_DIR"
+    else
+      chown 1000:100 "$VOL_DIR"; chmod 0770 "$VOL_DIR"
+    fi
+    folder="/${VOL_DIR#"$GLUSTER_MOUNT"/}"
+    timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" limit-usage "$folder" "$VOL_SIZE_BYTES"
+    ;;
+  *)
+    mkdir -m 0777 -p "$VOL_DIR"
+    ;;
+esac
+"""
+
+TEARDOWN = """set -eu
+case "$VOL_DIR" in
+  "$GLUSTER_MOUNT"/*)
+    timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" remove "/${VOL_DIR#"$GLUSTER_MOUNT"/}" || true
+    ;;
+esac
+rm -rf "$VOL_DIR"
+"""
 
 
 def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
@@ -44,6 +104,7 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": HELPER_SA, "namespace": NAMESPACE}},
         _config(cfg),
         *_rbac(),
+        *_agent_rbac(),
         {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
@@ -51,9 +112,24 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
                 "name": STORAGE_CLASS,
                 "annotations": {
                     "storageclass.kubernetes.io/is-default-class": "true",
-                    # `local` PVs: the kubelet applies fsGroup to them (not to hostPath ones)
-                    "defaultVolumeType": "local",
+                    # the same folder from every node: a hostPath PV without node affinity
+                    "defaultVolumeType": "hostPath",
                 },
+            },
+            "provisioner": PROVISIONER,
+            "parameters": {"pathPattern": PATH_PATTERN},
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            # grown by MoonHub's storage agent (the Gluster quota, then the PV and the claim)
+            "allowVolumeExpansion": True,
+        },
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": LOCAL_CLASS,
+                # `local` PVs: the kubelet applies fsGroup to them (not to hostPath ones)
+                "annotations": {"defaultVolumeType": "local"},
             },
             "provisioner": PROVISIONER,
             "reclaimPolicy": "Delete",
@@ -71,19 +147,38 @@ def _config(cfg: ClusterConfig) -> dict[str, Any]:
         "spec": {
             "priorityClassName": "system-node-critical",
             "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "helper-pod", "image": helper_image(), "imagePullPolicy": "IfNotPresent"}],
+            # the real node: kwok's nodes would "run" it without making anything
+            "nodeSelector": {"moonhub.io/real-node": "true"},
+            "containers": [
+                {
+                    "name": "helper-pod",
+                    "image": helper_image(),
+                    "imagePullPolicy": "IfNotPresent",
+                    "env": [
+                        {"name": "GLUSTER_MOUNT", "value": str(gluster.mount_dir(cfg).resolve())},
+                        {"name": "GLUSTER_VOLUME", "value": gluster.volume_name(cfg)},
+                    ],
+                    "volumeMounts": [{"name": "glusterd", "mountPath": str(gluster.SOCKET)}],
+                }
+            ],
+            "volumes": [{"name": "glusterd", "hostPath": {"path": str(gluster.SOCKET), "type": "Socket"}}],
         },
     }
-    config = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(volumes_dir(cfg))]}]}
+    local = {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(volumes_dir(cfg))]}]}
+    config = {
+        "storageClassConfigs": {
+            STORAGE_CLASS: {"sharedFileSystemPath": str(gluster.mount_dir(cfg).resolve())},
+            LOCAL_CLASS: local,
+        }
+    }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "local-path-config", "namespace": NAMESPACE},
         "data": {
             "config.json": json.dumps(config),
-            # world-writable like upstream's default; the kubelet then applies the pod's fsGroup
-            "setup": 'set -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
-            "teardown": 'set -eu\nrm -rf "$VOL_DIR"\n',
+            "setup": SETUP,
+            "teardown": TEARDOWN,
             "helperPod.yaml": json.dumps(helper_pod),
         },
     }
@@ -129,7 +224,29 @@ def _rbac() -> list[dict[str, Any]]:
     ]
 
 
-def _binding(kind: str, name: str, namespace: str | None) -> dict[str, Any]:
+def _agent_rbac() -> list[dict[str, Any]]:
+    """The storage agent grows volumes and claims and writes the claims' use: it reads and
+    patches both, and the claims' status (as an external resizer does)."""
+    name = "moonhub-storage-agent"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["persistentvolumes", "persistentvolumeclaims"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                },
+                {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
+            ],
+        },
+        _binding("ClusterRoleBinding", name, None, AGENT_IDENTITY),
+    ]
+
+
+def _binding(kind: str, name: str, namespace: str | None, user: str = IDENTITY) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
@@ -139,8 +256,26 @@ def _binding(kind: str, name: str, namespace: str | None) -> dict[str, Any]:
         "kind": kind,
         "metadata": meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
-        "subjects": [{"kind": "User", "name": IDENTITY, "apiGroup": "rbac.authorization.k8s.io"}],
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
     }
+
+
+def agent_component(cfg: ClusterConfig) -> Component:
+    """MoonHub's storage agent (grows workspaces, reports their use) on this machine, where
+    Gluster's CLI reaches glusterd."""
+    return Component(
+        "storage-agent",
+        [
+            sys.executable,
+            "-m",
+            "storage_agent",
+            f"--volume={gluster.volume_name(cfg)}",
+            f"--mount={gluster.mount_dir(cfg).resolve()}",
+            f"--storage-class={STORAGE_CLASS}",
+            f"--kubeconfig={cfg.kubeconfig('storage-agent')}",
+            "--interval=5",
+        ],
+    )
 
 
 def component(cfg: ClusterConfig, bin_dir: Path) -> Component:

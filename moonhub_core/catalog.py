@@ -75,16 +75,34 @@ class GpuType:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A shared, read-only dataset volume mounted into every server and job."""
+    """A shared dataset: an existing claim (filled by admins) mounted read-only into servers
+    and job runs."""
 
     name: str
     claim: str
     mount_path: str
+    #: only members of these groups get it; empty: everyone
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TeamFolder:
+    """A folder the members of ``group`` share read-write (a ReadWriteMany claim MoonHub
+    makes, owned by ``gid`` with mode 2770: other groups' processes can not enter it)."""
+
+    group: str
+    #: the Unix group id of the folder; members' pods get it as a supplementary group
+    gid: int
+    capacity: str = "100Gi"
+    #: where it appears in servers and job runs; default ``<storage.mount_path>/teams/<group>``
+    mount_path: str = ""
 
 
 @dataclass(frozen=True)
 class Storage:
     storage_class: str = "glusterfs"
+    #: a new workspace's size (the storage enforces it); entitlements' ``workspace_sizes``
+    #: let users choose larger ones
     capacity: str = "10Gi"
     access_mode: str = "ReadWriteOnce"
     mount_path: str = "/home/jovyan"
@@ -92,6 +110,13 @@ class Storage:
     named_servers: str = "shared"
     shm_size: str = "1Gi"
     datasets: list[Dataset] = field(default_factory=list)
+    team_folders: list[TeamFolder] = field(default_factory=list)
+    #: workspaces of users gone from the hub are archived (kept, marked); this many days
+    #: later they are deleted. 0: archived workspaces are never deleted
+    reclaim_delete_after_days: int = 30
+
+    def team_folder_path(self, tf: TeamFolder) -> str:
+        return tf.mount_path or f"{self.mount_path.rstrip('/')}/teams/{tf.group}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,8 @@ class Entitlement:
     gpu_types: list[str] = field(default_factory=list)
     #: the most GPUs one user may hold at once (all servers together)
     max_gpus_per_user: int = 0
+    #: workspace sizes members may choose besides ``storage.capacity`` (e.g. ``[50Gi, 200Gi]``)
+    workspace_sizes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -192,6 +219,7 @@ def validate(cat: Catalog) -> Catalog:
         raise CatalogError(f"storage.access_mode: {st.access_mode!r} is not a Kubernetes access mode")
     if st.named_servers not in ("shared", "per_server"):
         raise CatalogError(f"storage.named_servers: must be 'shared' or 'per_server', not {st.named_servers!r}")
+    _storage_shares(st)
     known = {
         "environments": {e.name for e in cat.environments},
         "sizes": {s.name for s in cat.sizes},
@@ -204,6 +232,8 @@ def validate(cat: Catalog) -> Catalog:
                     raise CatalogError(f"entitlements[{i}].{what}[{j}]: unknown {what[:-1].replace('_', ' ')} {name!r}")
         if ent.max_gpus_per_user < 0:
             raise CatalogError(f"entitlements[{i}].max_gpus_per_user: must not be negative")
+        for j, size in enumerate(ent.workspace_sizes):
+            _quantity(size, f"entitlements[{i}].workspace_sizes[{j}]")
     for group, quota in cat.group_gpu_quotas.items():
         if quota < 0:
             raise CatalogError(f"group_gpu_quotas.{group}: must not be negative")
@@ -228,6 +258,41 @@ def validate(cat: Catalog) -> Catalog:
                 "(give it one, 0 or more)"
             )
     return cat
+
+
+#: group ids a team folder may not use: root's, and the notebook user's own group (100)
+RESERVED_GIDS = (0, 100)
+
+
+def _storage_shares(st: Storage) -> None:
+    """Datasets and team folders: unique names, gids and paths outside each other."""
+    _unique(st.datasets, "storage.datasets")
+    paths: dict[str, str] = {st.mount_path.rstrip("/"): "storage.mount_path"}
+    seen_groups: set[str] = set()
+    seen_gids: set[int] = set()
+    if st.reclaim_delete_after_days < 0:
+        raise CatalogError("storage.reclaim_delete_after_days: must not be negative")
+    for i, tf in enumerate(st.team_folders):
+        p = f"storage.team_folders[{i}]"
+        if tf.group in seen_groups:
+            raise CatalogError(f"{p}.group: {tf.group!r} has two team folders")
+        if tf.gid in RESERVED_GIDS or not 0 < tf.gid < 2**31:
+            raise CatalogError(f"{p}.gid: {tf.gid} can not be used (not 0, not 100, below 2^31)")
+        if tf.gid in seen_gids:
+            raise CatalogError(f"{p}.gid: {tf.gid} is used by another team folder")
+        seen_groups.add(tf.group)
+        seen_gids.add(tf.gid)
+        _quantity(tf.capacity, f"{p}.capacity")
+        if tf.mount_path and not tf.mount_path.startswith("/"):
+            raise CatalogError(f"{p}.mount_path: must be an absolute path")
+        paths.setdefault(st.team_folder_path(tf).rstrip("/"), f"{p}.mount_path")
+    for i, ds in enumerate(st.datasets):
+        p = f"storage.datasets[{i}].mount_path"
+        if not ds.mount_path.startswith("/"):
+            raise CatalogError(f"{p}: must be an absolute path")
+        if ds.mount_path.rstrip("/") in paths:
+            raise CatalogError(f"{p}: {ds.mount_path} is already {paths[ds.mount_path.rstrip('/')]}")
+        paths[ds.mount_path.rstrip("/")] = p
 
 
 def load(path: Path) -> Catalog:

@@ -4,8 +4,10 @@ validated :class:`Choices`. Pure: no Kubernetes, no JupyterHub."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
 
 from .catalog import Catalog, Environment, GpuType, Size
 from .errors import NotEntitled, OverQuota, UnknownChoice
@@ -50,6 +52,8 @@ class Allowed:
     max_gpus_per_user: int
     #: the groups with a GPU quota this user belongs to (the first is their team: moonhub_core.queues)
     quota_groups: dict[str, int]
+    #: the workspace sizes they may choose, smallest first (the catalog's default among them)
+    workspace_sizes: list[str] = field(default_factory=list)
 
     def gpu_counts(self, gpu: GpuType) -> list[int]:
         """The counts of ``gpu`` this user may ask for: the type's counts within their limit."""
@@ -65,7 +69,10 @@ def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> All
     envs = [e for e in catalog.environments if e.enabled]
     if admin:
         most = max((max(g.counts) for g in catalog.gpu_types), default=0)
-        return Allowed(envs, list(catalog.sizes), list(catalog.gpu_types), most, {})
+        every = [s for ent in catalog.entitlements for s in ent.workspace_sizes]
+        return Allowed(
+            envs, list(catalog.sizes), list(catalog.gpu_types), most, {}, _sizes(catalog.storage.capacity, every)
+        )
     matching = [ent for ent in catalog.entitlements if "*" in ent.groups or groups & set(ent.groups)]
 
     def names(attr: str) -> set[str]:
@@ -82,7 +89,16 @@ def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> All
         gpu_types=pick(list(catalog.gpu_types), "gpu_types"),
         max_gpus_per_user=max((ent.max_gpus_per_user for ent in matching), default=0),
         quota_groups=quotas,
+        workspace_sizes=_sizes(catalog.storage.capacity, [s for ent in matching for s in ent.workspace_sizes]),
     )
+
+
+def _sizes(default: str, more: Iterable[str]) -> list[str]:
+    """``default`` and ``more``, one of each amount, smallest first."""
+    by_bytes: dict[int, str] = {}
+    for s in [default, *more]:
+        by_bytes.setdefault(int(parse_quantity(s)), s)
+    return [by_bytes[b] for b in sorted(by_bytes)]
 
 
 def _first(raw: Mapping[str, Any], key: str) -> Any:

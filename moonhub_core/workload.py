@@ -7,9 +7,11 @@ the image, resources, GPUs, placement and volumes it was developed with.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import workspaces
 from .catalog import Catalog
 from .choices import Choices
 from .pods import GPU_NODE_LABEL, GPU_RESOURCE, workload_labels
@@ -42,8 +44,10 @@ class Workload:
         return int(self.extra_resource_limits.get(GPU_RESOURCE, "0"))
 
 
-def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
-    """The pod pieces for ``choices``; ``claim_name`` is the owner's workspace PVC."""
+def build(catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[str] = ()) -> Workload:
+    """The pod pieces for ``choices``; ``claim_name`` is the owner's workspace PVC, ``groups``
+    their groups (which datasets and team folders they get)."""
+    groups = set(groups)
     env_ = catalog.environment(choices.environment)
     size = catalog.size(choices.size)
     if env_ is None or size is None:  # parse() guarantees both; a stale catalog may not
@@ -58,9 +62,20 @@ def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
     for ds in st.datasets:
+        if ds.groups and not groups & set(ds.groups):
+            continue
         name = f"dataset-{ds.name}"
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": ds.claim, "readOnly": True}})
         mounts.append({"name": name, "mountPath": ds.mount_path, "readOnly": True})
+    gids = []
+    for tf in workspaces.team_folders(st, groups):
+        claim = workspaces.team_claim(tf.group)
+        volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": claim, "mountPath": st.team_folder_path(tf)})
+        gids.append(tf.gid)
+    security = pod_security_context()
+    if gids:  # the folders' groups (mode 2770): other teams' processes can not enter them
+        security["supplementalGroups"] = sorted(gids)
 
     labels = workload_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
@@ -79,6 +94,7 @@ def build(catalog: Catalog, choices: Choices, claim_name: str) -> Workload:
         volumes=volumes,
         volume_mounts=mounts,
         labels=labels,
+        pod_security_context=security,
     )
     gpu = catalog.gpu_type(choices.gpu_type) if choices.gpu_type else None
     if gpu is None or choices.gpu_count == 0:

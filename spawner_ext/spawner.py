@@ -21,7 +21,7 @@ from tornado import web
 from traitlets import Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import gpuview, queues
+from moonhub_core import claims, gpuview, queues, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError
@@ -90,6 +90,7 @@ class MoonSpawner(KubeSpawner):
                 ok.environments[0].name if ok.environments else "", ok.sizes[0].name if ok.sizes else ""
             )
         capacity = await self.gpu_capacity(cat) if ok.gpu_types else {}
+        workspace_now = await claims.size_of(self.api, self.namespace, self.pvc_name)
         counts = sorted({n for g in ok.gpu_types for n in ok.gpu_counts(g)} | {0})
         return _TEMPLATES.get_template("options_form.html").render(
             environments=ok.environments,
@@ -100,6 +101,10 @@ class MoonSpawner(KubeSpawner):
             max_gpus=ok.max_gpus_per_user,
             selected=selected,
             wait_for_gpus=queue_wait.wants_to_wait(last.get(queue_wait.OPTION)),
+            workspace_sizes=ok.workspace_sizes,
+            workspace_now=workspace_now,
+            workspace_default=cat.storage.capacity,
+            bytes_of=workspaces.bytes_of,
             catalog_error=self.catalog_error if self.user.admin else None,
         )
 
@@ -118,19 +123,31 @@ class MoonSpawner(KubeSpawner):
         cat, ok = self.catalog, self.allowed()
         raw = dict(self.user_options or {})  # type: ignore[has-type]
         wait = queue_wait.wants_to_wait(raw.pop(queue_wait.OPTION, None))
+        raw_size = raw.pop(workspaces.SIZE_OPTION, None)
+        groups = [g.name for g in self.user.groups]
         try:
             choice = ch.parse(raw, cat, ok)
+            current = await claims.size_of(self.api, self.namespace, self.pvc_name)
+            size = workspaces.parse_size(raw_size, ok.workspace_sizes, current)
         except ChoiceError as e:
             self.log.warning("spawn of %s refused: %s", self._log_name, e)
             metrics.SPAWN_FAILURES.labels(reason=_reason(e)).inc()
             raise web.HTTPError(e.status, str(e)) from None
-        self.user_options = {**choice.as_options(), **({queue_wait.OPTION: True} if wait else {})}
-        self.apply_workload(build(cat, choice, self.pvc_name), cat)
+        self.user_options = {
+            **choice.as_options(),
+            **({queue_wait.OPTION: True} if wait else {}),
+            **({workspaces.SIZE_OPTION: size} if size else {}),
+        }
+        self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
+        if size:  # a new workspace is made at this size; an existing one grows to it
+            self.storage_capacity = size
+            if await claims.grow(self.api, self.namespace, self.pvc_name, size):
+                self.log.info("%s: workspace grows from %s to %s", self._log_name, current, size)
+        await claims.ensure_team_folders(self.api, self.namespace, cat.storage, groups, str(self.storage_class))  # type: ignore[has-type]
         self.user_queue, self.queue_message = None, ""
         if choice.gpu_count:
             # GPUs are admitted by Kueue, in the user's queue: their maximum and their
             # team's quota hold atomically however many spawns and job runs arrive at once
-            groups = [g.name for g in self.user.groups]
             self.user_queue = await self.queues.ensure_user(
                 cat, self.user.name, groups, bool(self.user.admin), self.namespace
             )

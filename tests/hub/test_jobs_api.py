@@ -66,7 +66,7 @@ async def test_create_run_and_history(
     cron = await client.BatchV1Api(api).read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.suspend is True, "a job without a schedule only runs when asked"
     pvc = await core.read_namespaced_persistent_volume_claim("claim-quinn", USER_NS)
-    assert pvc.spec.storage_class_name == "local-path", "quinn never spawned: the service made the workspace"
+    assert pvc.spec.storage_class_name == "glusterfs", "quinn never spawned: the service made the workspace"
 
     r = quinn.call("POST", f"/jobs/{job['id']}/run")
     assert r.status_code == 201, r.text

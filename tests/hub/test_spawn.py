@@ -49,7 +49,7 @@ async def test_login_spawn_reach_lab_and_stop(hub: Hub, core: client.CoreV1Api, 
     assert pod.spec.automount_service_account_token is False
     assert pod.spec.security_context.run_as_non_root is True
     pvc = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
-    assert pvc.spec.storage_class_name == "local-path"
+    assert pvc.spec.storage_class_name == "glusterfs"
 
     # a file written in the workspace survives a stop and a new start (same PVC)
     xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}

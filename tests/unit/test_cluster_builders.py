@@ -2,13 +2,16 @@ import gzip
 import io
 import ipaddress
 import json
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hub_config.platform import CullingSection, HubSection, JobsSection, PlatformConfig, SpawnerSection
-from localcluster import addons, network, node, oci, storage
+from localcluster import addons, gluster, network, node, oci, storage
 from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
 from localcluster.hub import user_pod_policy
@@ -115,13 +118,64 @@ def test_cluster_dns_answers_only_cluster_names() -> None:
     }
 
 
-def test_storage_gives_local_volumes_the_kubelet_chowns() -> None:
-    docs = storage.manifests(ClusterConfig(Path("/s")))
-    sc = next(d for d in docs if d["kind"] == "StorageClass")
-    assert sc["metadata"]["annotations"]["defaultVolumeType"] == "local"
-    assert sc["provisioner"] == storage.PROVISIONER and sc["volumeBindingMode"] == "WaitForFirstConsumer"
-    config = json.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.json"])
-    assert config["nodePathMap"][0]["paths"] == ["/s/node/volumes"]
+def test_storage_classes_gluster_by_default_and_local_disk_beside_it() -> None:
+    cfg = ClusterConfig(Path("/s"))
+    docs = storage.manifests(cfg)
+    classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StorageClass"}
+    gl, local = classes["glusterfs"], classes["local-path"]
+    assert gl["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert gl["metadata"]["annotations"]["defaultVolumeType"] == "hostPath", "one folder, reachable from any node"
+    assert gl["allowVolumeExpansion"] is True and gl["volumeBindingMode"] == "Immediate"
+    assert "moonhub.io/gid" in gl["parameters"]["pathPattern"]
+    assert local["metadata"]["annotations"] == {"defaultVolumeType": "local"}
+    assert local["volumeBindingMode"] == "WaitForFirstConsumer"
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    config = json.loads(cm["data"]["config.json"])["storageClassConfigs"]
+    assert config["glusterfs"] == {"sharedFileSystemPath": "/s/node/gluster"}
+    assert config["local-path"]["nodePathMap"][0]["paths"] == ["/s/node/volumes"]
+    helper = json.loads(cm["data"]["helperPod.yaml"])
+    env = {e["name"]: e["value"] for e in helper["spec"]["containers"][0]["env"]}
+    assert env == {"GLUSTER_MOUNT": "/s/node/gluster", "GLUSTER_VOLUME": gluster.volume_name(cfg)}
+    assert helper["spec"]["nodeSelector"] == {"moonhub.io/real-node": "true"}
+
+
+def _helper(script: str, tmp: Path, vol_dir: Path, size: int = 1048576) -> list[str]:
+    """Run the provisioner's script as its helper pod would, with a gluster CLI that records
+    its arguments (the cluster tests run the real one)."""
+    calls = tmp / "calls"
+    fake = tmp / "bin" / "gluster"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{fake.parent}:/usr/bin:/bin",
+        "VOL_DIR": str(vol_dir),
+        "VOL_SIZE_BYTES": str(size),
+        "GLUSTER_MOUNT": str(tmp / "mnt"),
+        "GLUSTER_VOLUME": "vol",
+    }
+    subprocess.run(["sh", "-c", script], env=env, check=True)
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the helper chowns as root does")
+def test_helper_script_sets_owner_mode_and_gluster_quota(tmp_path: Path) -> None:
+    ws = tmp_path / "mnt" / "moonhub-users" / "claim-ann"
+    assert _helper(storage.SETUP, tmp_path, ws) == [
+        "--mode=script volume quota vol limit-usage /moonhub-users/claim-ann 1048576"
+    ]
+    st = ws.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 100, 0o770)
+    team = tmp_path / "mnt" / "moonhub-users" / "team-ml.gid-2001"
+    _helper(storage.SETUP, tmp_path, team)
+    st = team.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 2001, 0o2770)
+    assert len(_helper(storage.SETUP, tmp_path, team)) == 3
+    local = tmp_path / "disk" / "pvc-1"
+    assert len(_helper(storage.SETUP, tmp_path, local)) == 3, "a local-disk folder: no quota call"
+    assert local.is_dir()
+    calls = _helper(storage.TEARDOWN, tmp_path, ws)
+    assert calls[-1] == "--mode=script volume quota vol remove /moonhub-users/claim-ann" and not ws.exists()
 
 
 def test_oci_layer_is_reproducible_and_manifest_names_its_blobs(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_lineage_and_descendants() -> None:
         "tensorflow-cpu-notebook",
     }
     assert SPEC.parent_ref(SPEC.images["base-notebook"]) == "moonhub/debian:bookworm"
-    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook"}
+    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook", "storage-helper"}
     assert {n for n, i in SPEC.images.items() if i.ci} == ci
 
 

@@ -1,0 +1,110 @@
+"""Reclaiming departed users' workspaces: archive, then delete after the catalog's grace.
+
+Who departed is decided as for their jobs (:mod:`.departures`): absent from the hub's full
+user list *and* answered 404 by name at every reconcile for ``departed_grace``. A failed or
+partial read of the hub decides nothing. Then:
+
+1. the workspace claim is *archived*: marked ``moonhub.io/archived-at`` (nothing is removed;
+   the admin console lists it), with an audit line;
+2. ``storage.reclaim_delete_after_days`` after that it is deleted (the provisioner removes
+   the folder), with an audit line first;
+3. a user the hub knows again gets their workspace back (the mark is removed, audited).
+
+:func:`plan` is pure; the dry run (``GET /api/v1/workspace-reclaim``) shows the plan
+without recording or changing anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from moonhub_core import workspaces
+from moonhub_core.pods import HUB_USER
+
+from . import audit
+from .context import MOONHUB, Context, gone_ok
+from .db import utcnow
+
+log = logging.getLogger("moonhub.jobs")
+
+
+@dataclass
+class Plan:
+    archive: list[workspaces.Usage] = field(default_factory=list)
+    delete: list[workspaces.Usage] = field(default_factory=list)
+    restore: list[workspaces.Usage] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: [u.as_dict() for u in getattr(self, k)] for k in ("archive", "delete", "restore")}
+
+
+def user_workspaces(claims: list[dict[str, Any]]) -> list[workspaces.Usage]:
+    """The users' workspace claims among ``claims`` (not team folders or datasets)."""
+    out = []
+    for c in claims:
+        ann = (c.get("metadata") or {}).get("annotations") or {}
+        u = workspaces.usage(c)
+        if ann.get(HUB_USER) and u.kind == workspaces.WORKSPACE:
+            out.append(u)
+    return out
+
+
+def plan(
+    claims: list[workspaces.Usage], gone: set[str], known: set[str], now: datetime.datetime, delete_after_days: int
+) -> Plan:
+    """What reclaim does now. ``gone``: users departed for the grace period; ``known``: users
+    the hub lists now (their archived workspaces come back). Everyone else: nothing."""
+    p = Plan()
+    for u in claims:
+        if u.archived_at:
+            if u.user in known:
+                p.restore.append(u)
+                continue
+            at = workspaces.parse_time(u.archived_at)
+            if u.user in gone and at and delete_after_days and now - at >= datetime.timedelta(days=delete_after_days):
+                p.delete.append(u)
+        elif u.user in gone:
+            p.archive.append(u)
+    return p
+
+
+async def listed(ctx: Context) -> list[workspaces.Usage]:
+    pvcs = await ctx.core.list_namespaced_persistent_volume_claim(ctx.namespace)
+    raw = [ctx.api.sanitize_for_serialization(p) for p in pvcs.items]
+    return user_workspaces(raw)
+
+
+async def owners(ctx: Context) -> set[str]:
+    return {u.user for u in await listed(ctx)}
+
+
+async def apply(ctx: Context, p: Plan) -> None:
+    """Carry out ``p``: each step audited before it is done."""
+    now = utcnow().isoformat()
+    for u, action in [(u, "archive") for u in p.archive] + [(u, "restore") for u in p.restore]:
+        value = now if action == "archive" else None
+        _audit(ctx, action, u, "workspace kept, marked archived" if value else "the user is back: mark removed")
+        with gone_ok():
+            await ctx.core.patch_namespaced_persistent_volume_claim(
+                u.claim, ctx.namespace, {"metadata": {"annotations": {workspaces.ARCHIVED_AT: value}}}
+            )
+        log.info("workspace %s of %s: %s", u.claim, u.user, action)
+    for u in p.delete:
+        _audit(ctx, "delete-workspace", u, f"archived {u.archived_at}; {workspaces.human(u.used_bytes)} used")
+        try:
+            await ctx.core.delete_namespaced_persistent_volume_claim(u.claim, ctx.namespace)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        log.info("workspace %s of departed user %s deleted (archived %s)", u.claim, u.user, u.archived_at)
+
+
+def _audit(ctx: Context, action: str, u: workspaces.Usage, detail: str) -> None:
+    with ctx.db() as s:
+        audit.note(s, MOONHUB.name, action, u.user, u.claim, detail)
+        s.commit()

@@ -1,0 +1,61 @@
+"""Gluster's CLI as the agent uses it: directory quotas and their accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Quota:
+    limit: int
+    used: int
+
+
+class GlusterError(RuntimeError):
+    pass
+
+
+def parse_quota_list(xml: str) -> dict[str, Quota]:
+    """``volume quota <v> list --xml`` -> {folder path in the volume: its limit and use}."""
+    if not xml.strip():
+        return {}
+    root = ET.fromstring(xml)
+    out: dict[str, Quota] = {}
+    for limit in root.iter("limit"):
+        path = limit.findtext("path")
+        hard, used = limit.findtext("hard_limit"), limit.findtext("used_space")
+        if not path or not hard or not hard.isdigit():
+            continue
+        out[path] = Quota(int(hard), int(used) if used and used.isdigit() else 0)
+    return out
+
+
+def limit_command(volume: str, path: str, size: int) -> list[str]:
+    return ["gluster", "--mode=script", "volume", "quota", volume, "limit-usage", path, str(size)]
+
+
+def list_command(volume: str) -> list[str]:
+    return ["gluster", "--mode=script", "volume", "quota", volume, "list", "--xml"]
+
+
+async def run(argv: list[str], timeout: float = 60) -> str:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        raise GlusterError(f"{' '.join(argv)}: no answer in {timeout:.0f} s") from None
+    if proc.returncode:
+        raise GlusterError(f"{' '.join(argv)}: {(err or out).decode(errors='replace').strip()}")
+    return out.decode()
+
+
+async def quotas(volume: str) -> dict[str, Quota]:
+    try:
+        return parse_quota_list(await run(list_command(volume)))
+    except GlusterError as e:
+        if "No quota configured" in str(e):
+            return {}
+        raise
