@@ -3,7 +3,8 @@
 ``/moonhub/server`` (what this server runs: a new job's defaults) and ``/moonhub/notices``
 (warnings for the user: those the GPU reclaim service keeps for this server, which the
 server pulls with its own token, and this server's out-of-memory kills, read from its
-cgroup; JupyterLab shows them). Nothing here is called by MoonHub's services: they never
+cgroup, and a nearly full or full workspace), and ``/moonhub/workspace`` (the workspace's
+size and use, for the status bar). Nothing here is called by MoonHub's services: they never
 send a credential to a process the user controls.
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
@@ -26,6 +27,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
+from . import diskspace
 from .memory import OomWatch, message
 
 MAX_BODY = 2 * 1024 * 1024
@@ -194,11 +196,59 @@ def _start_oom_watch(server_app: Any) -> None:
     PeriodicCallback(check, float(os.environ.get("MOONHUB_OOM_CHECK_SECONDS", "2")) * 1000).start()
 
 
+def workspace_path(server_app: Any) -> str:
+    """The workspace: the folder the lab serves (the home folder, where the volume is)."""
+    return str(getattr(server_app, "root_dir", "") or os.path.expanduser("~"))
+
+
+class WorkspaceHandler(APIHandler):
+    """The workspace's size and use (the status bar). Reading them is not activity."""
+
+    _track_activity = False
+
+    @web.authenticated
+    def get(self) -> None:
+        try:
+            space = diskspace.measure(self.settings["moonhub_workspace"])
+        except OSError as e:
+            raise web.HTTPError(503, f"the workspace can not be measured: {e.strerror}") from None
+        self.finish(space.as_dict())
+
+
+def _start_disk_watch(server_app: Any) -> None:
+    """A notice when the workspace becomes almost full and when it is full (once per level
+    reached; it goes again when the level drops)."""
+    settings = server_app.web_app.settings
+    last = {"level": "ok"}
+
+    def check() -> None:
+        try:
+            space = diskspace.measure(settings["moonhub_workspace"])
+        except OSError:
+            return
+        level, before = space.level, last["level"]
+        last["level"] = level
+        if level == before:
+            return
+        for old in [k for k in settings["moonhub_notices"] if k.startswith("disk-")]:
+            settings["moonhub_notices"].pop(old, None)
+        text = diskspace.notice_text(space)
+        if text:
+            at = datetime.now(UTC).isoformat()
+            server_app.log.warning("MoonHub: workspace %s: %s", level, text)
+            add_notice(settings, {"id": f"disk-{level}-{at}", "kind": "disk", "message": text, "at": at})
+
+    check()
+    PeriodicCallback(check, float(os.environ.get("MOONHUB_DISK_CHECK_SECONDS", "20")) * 1000).start()
+
+
 def _load_jupyter_server_extension(server_app: Any) -> None:
     web_app = server_app.web_app
     web_app.settings["moonhub_notices"] = {}
+    web_app.settings["moonhub_workspace"] = workspace_path(server_app)
     _start_notice_pull(server_app)
     _start_oom_watch(server_app)
+    _start_disk_watch(server_app)
     base = web_app.settings["base_url"]
     web_app.add_handlers(
         ".*$",
@@ -206,6 +256,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "moonhub/api/v1/(.*)"), ForwardHandler),
             (url_path_join(base, "moonhub/server"), ServerInfoHandler),
             (url_path_join(base, "moonhub/notices"), NoticesHandler),
+            (url_path_join(base, "moonhub/workspace"), WorkspaceHandler),
         ],
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")

@@ -103,3 +103,21 @@ export function percent(progress: { cell?: number; of?: number } | null | undefi
   }
   return Math.min(100, Math.round((100 * (progress.cell ?? 0)) / progress.of));
 }
+
+/** Bytes as people read them: `1.5 GiB`. */
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** The status bar's words for the workspace: `Workspace 2.1 GiB / 10 GiB`. */
+export function workspaceLabel(space: { used: number; total: number; level: string }): string {
+  const label = `Workspace ${bytes(space.used)} / ${bytes(space.total)}`;
+  return space.level === 'full' ? `${label} (full)` : label;
+}

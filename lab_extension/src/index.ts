@@ -9,6 +9,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { JobsClient } from './api/client';
@@ -17,6 +18,7 @@ import { ScheduleDialog } from './dialog';
 import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
+import { WorkspaceStatus } from './workspace';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
 
@@ -39,7 +41,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Schedule notebooks as production jobs and watch their runs.',
   autoStart: true,
   requires: [IDocumentManager],
-  optional: [INotebookTracker, IFileBrowserFactory, ICommandPalette, ILayoutRestorer, ISettingRegistry],
+  optional: [INotebookTracker, IFileBrowserFactory, ICommandPalette, ILayoutRestorer, ISettingRegistry, IStatusBar],
   activate: (
     app: JupyterFrontEnd,
     docs: IDocumentManager,
@@ -47,7 +49,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     browsers: IFileBrowserFactory | null,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
-    settings: ISettingRegistry | null
+    settings: ISettingRegistry | null,
+    statusBar: IStatusBar | null
   ) => {
     const client = new JobsClient(app.serviceManager.serverSettings);
     let refreshSeconds = 10;
@@ -160,6 +163,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     watchNotices(client);
+    statusBar?.registerStatusItem('moonhub:workspace', {
+      item: new WorkspaceStatus(client),
+      align: 'left',
+      rank: 50
+    });
 
     if (settings) {
       const apply = (s: ISettingRegistry.ISettings) => {

@@ -1,5 +1,5 @@
 import { errorFrom, fieldMessage, JobsError } from '../src/api/errors';
-import { duration, isLive, jobName, percent, relative, statusLabel } from '../src/format';
+import { bytes, duration, isLive, jobName, percent, relative, statusLabel, workspaceLabel } from '../src/format';
 
 describe('formatting', () => {
   it.each([
@@ -50,5 +50,21 @@ describe('service errors', () => {
   it('explain what is not JSON', () => {
     expect(errorFrom(503, '<html>').message).toMatch(/not reachable/);
     expect(errorFrom(418, '').message).toBe('The jobs service answered 418.');
+  });
+});
+
+describe('workspace status', () => {
+  it('reads bytes in binary units', () => {
+    expect(bytes(512)).toBe('512 B');
+    expect(bytes(1536)).toBe('1.5 KiB');
+    expect(bytes(10 * 2 ** 30)).toBe('10 GiB');
+    expect(bytes(2.25 * 2 ** 30)).toBe('2.3 GiB');
+  });
+
+  it('says used of total, and full when full', () => {
+    expect(workspaceLabel({ used: 2 ** 30, total: 10 * 2 ** 30, level: 'ok' })).toBe('Workspace 1.0 GiB / 10 GiB');
+    expect(workspaceLabel({ used: 10 * 2 ** 30, total: 10 * 2 ** 30, level: 'full' })).toBe(
+      'Workspace 10 GiB / 10 GiB (full)'
+    );
   });
 });

@@ -24,6 +24,7 @@ PACKAGES = {
     "localcluster": "localcluster",
     "images": "images",
     "benchmarks": "benchmarks",
+    "storage_agent": "storage_agent",
 }
 #: what each package may import of the others (a dotted name allows that module only)
 ALLOWED: dict[str, set[str]] = {
@@ -38,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "culling": {"moonhub_core", "hubclient", "hub_config.platform"},
     "localcluster": {"hub_config.platform", "moonhub_core"},
     "images": {"localcluster"},
+    "storage_agent": {"moonhub_core"},
     # measuring tools drive any part
     "benchmarks": set(PACKAGES),
 }

@@ -7,7 +7,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { errorFrom, JobsError } from './errors';
-import type { INotice, Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
+import type { INotice, IWorkspaceSpace, Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
 
 /** A new job: the definition plus the notebook to freeze. */
 export type NewJob = JobInput & { name: string; notebook: string; notebook_content: Record<string, unknown> };
@@ -71,6 +71,11 @@ export class JobsClient {
     return this.request<{ notices?: INotice[] }>(URLExt.join(this.settings.baseUrl, 'moonhub/notices'), {}).then(
       r => r.notices ?? []
     );
+  }
+
+  /** The workspace's size and use. */
+  workspace(): Promise<IWorkspaceSpace> {
+    return this.request(URLExt.join(this.settings.baseUrl, 'moonhub/workspace'), {});
   }
 
   private api<T>(path: string, init: RequestInit = {}): Promise<T> {

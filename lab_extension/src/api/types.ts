@@ -34,3 +34,11 @@ export interface INotice {
   /** when the server will be stopped (ISO date-time) */
   at: string;
 }
+
+/** The workspace's size and use (server extension route; on MoonHub's storage, its quota). */
+export interface IWorkspaceSpace {
+  total: number;
+  used: number;
+  free: number;
+  level: 'ok' | 'warn' | 'full';
+}
