@@ -181,6 +181,14 @@ class GpuUsageHandler(APIHandler):
         self.send(self.jobs.gpu_usage(self.caller(), int(days)))
 
 
+class WorkspaceReclaimHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """The dry run of reclaim: departed users' workspaces it would archive, delete or
+        restore now (job admins)."""
+        self.send(await self.jobs.workspace_reclaim(self.caller()))
+
+
 class MetricsHandler(APIHandler):
     @_guard
     async def get(self) -> None:
@@ -232,6 +240,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{api}/audit", AuditHandler),
         (f"{api}/gpu-usage", GpuUsageHandler),
+        (f"{api}/workspace-reclaim", WorkspaceReclaimHandler),
         (f"{prefix}metrics", MetricsHandler),
         (f"{api}/schedule-preview", SchedulePreviewHandler),
         (f"{api}/options", OptionsHandler),

@@ -23,10 +23,11 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from hubclient.users import HubReadError
 from moonhub_core import workspaces
 from moonhub_core.pods import HUB_USER
 
-from . import audit
+from . import audit, departures
 from .context import MOONHUB, Context, gone_ok
 from .db import utcnow
 
@@ -81,6 +82,28 @@ async def listed(ctx: Context) -> list[workspaces.Usage]:
 
 async def owners(ctx: Context) -> set[str]:
     return {u.user for u in await listed(ctx)}
+
+
+async def dry_run(ctx: Context) -> dict[str, Any]:
+    """What the next reconcile would archive, delete and restore now, found as it finds them
+    but without recording or changing anything. Without a complete read of the hub: nothing
+    (and why)."""
+    claims = await listed(ctx)
+    st = ctx.catalog.get().storage
+    if ctx.hub is None:
+        return {**Plan().as_dict(), "decided": False, "why": "no hub to ask: reclaim is off"}
+    try:
+        users = {u["name"] for u in await ctx.hub.all_users()}
+    except HubReadError as e:
+        return {**Plan().as_dict(), "decided": False, "why": f"the hub's users could not be read in full: {e}"}
+    gone = await departures.departed(ctx.hub, ctx.db, {c.user for c in claims}, users, ctx.departed_grace, record=False)
+    steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days)
+    return {
+        **steps.as_dict(),
+        "decided": True,
+        "grace_seconds": int(ctx.departed_grace.total_seconds()),
+        "delete_after_days": st.reclaim_delete_after_days,
+    }
 
 
 async def apply(ctx: Context, p: Plan) -> None:

@@ -20,8 +20,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubUsers
 from moonhub_core.catalog import CatalogStore
+from moonhub_core.errors import Forbidden
 
-from . import audit, definitions, gpu_queues, gpu_usage, notify, reconcile, retention, runs, sync, workspaces
+from . import (
+    audit,
+    definitions,
+    gpu_queues,
+    gpu_usage,
+    notify,
+    reclaim,
+    reconcile,
+    retention,
+    runs,
+    sync,
+    workspaces,
+)
 from .context import Caller, Context
 from .limits import Limits
 
@@ -69,6 +82,11 @@ class JobsService:
         )
 
         self.usage = gpu_usage.Sampler()
+
+    async def workspace_reclaim(self, caller: Caller) -> dict[str, Any]:
+        if not caller.admin:
+            raise Forbidden("workspace-reclaim", "what reclaim would do is for job admins")
+        return await reclaim.dry_run(self.ctx)
 
     def gpu_usage(self, caller: Caller, days: int) -> dict[str, Any]:
         return gpu_usage.report(self.ctx, caller, days)
