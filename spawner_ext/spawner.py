@@ -309,6 +309,16 @@ class MoonSpawner(KubeSpawner):
         per_server = self.catalog.storage.named_servers == "per_server"
         return "claim-{user_server}" if per_server else "claim-{username}"
 
+    async def delete_forever(self) -> None:
+        """A deleted user's workspace is not deleted here: reclaim (the jobs service) archives
+        it and deletes it after the catalog's grace, with audit lines (docs/storage.md). A
+        named server with a volume of its own (``per_server``) deleted by its user takes its
+        volume with it, as KubeSpawner does."""
+        if self.name and "{user_server}" in self.pvc_name_template:
+            await super().delete_forever()
+            return
+        self.log.info("%s deleted: workspace %s is left to reclaim", self._log_name, self.pvc_name)
+
     @default("automount_service_account_token")
     def _default_automount(self) -> bool:
         return False

@@ -34,6 +34,13 @@ async def test_login_and_open_jupyterlab(hub: Hub, browser: Browser, timings: di
     await page.wait_for_selector(".jp-Launcher", timeout=60_000)
     timings["browser: login click -> JupyterLab launcher shown"] = time.monotonic() - t0
     assert "JupyterLab" in await page.title()
+    # the status bar shows the workspace's use of its size (the Gluster quota: the catalog's 10Gi)
+    status = page.locator(".moonhub-WorkspaceStatus")
+    await page.wait_for_function(
+        "() => /^Workspace .+ \\/ 10 GiB$/.test(document.querySelector('.moonhub-WorkspaceStatus')?.textContent || '')",
+        timeout=30_000,
+    )
+    assert await status.get_attribute("data-level") == "ok"
     SHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SHOTS / "jupyterlab-after-login.png"))
 
