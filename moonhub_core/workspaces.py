@@ -77,8 +77,8 @@ def bytes_of(quantity: str | None) -> int:
 def parse_size(raw: Any, allowed: list[str], current: str | None) -> str | None:
     """The workspace size a spawn asks for (``None``: keep what there is, or the default).
 
-    Refused: a size that is not a quantity (400), one the user's groups may not choose (403),
-    and one smaller than the workspace already is (400: workspaces grow, never shrink)."""
+    Refused: a size that is not a quantity (400), one smaller than the workspace already is
+    (400: workspaces grow, never shrink), and one the user's groups may not choose (403)."""
     if isinstance(raw, list):
         raw = raw[0] if raw else None
     if raw in (None, ""):
@@ -89,13 +89,13 @@ def parse_size(raw: Any, allowed: list[str], current: str | None) -> str | None:
         want = bytes_of(raw)
     except ValueError:
         raise UnknownChoice(SIZE_OPTION, f"{raw!r} is not a size (e.g. 10Gi)") from None
-    match = next((s for s in allowed if bytes_of(s) == want), None)
-    if match is None:
-        raise NotEntitled(SIZE_OPTION, f"your groups may choose workspaces of {', '.join(allowed)}, not {raw}")
     if current and want < bytes_of(current):
         raise UnknownChoice(
             SIZE_OPTION, f"your workspace is {current}: a workspace can grow but not shrink (choose {current} or more)"
         )
+    match = next((s for s in allowed if bytes_of(s) == want), None)
+    if match is None:
+        raise NotEntitled(SIZE_OPTION, f"your groups may choose workspaces of {', '.join(allowed)}, not {raw}")
     return match
 
 

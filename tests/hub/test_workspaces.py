@@ -48,7 +48,8 @@ def storage_catalog(hub: Hub) -> Iterator[dict[str, Any]]:
 
 def sh(cfg: ClusterConfig, pod: str, script: str) -> tuple[int, str]:
     """Run ``script`` in the user's server container: (exit status, output)."""
-    out = kubectl(cfg, "-n", USER_NS, "exec", pod, "-c", "notebook", "--", "sh", "-c", f"{script}; echo rc=$?")
+    argv = ("-n", USER_NS, "exec", pod, "-c", "notebook", "--", "sh", "-c", f"( {script} ) 2>&1; echo rc=$?")
+    out = kubectl(cfg, *argv, timeout=120)
     body, _, rc = out.rstrip().rpartition("rc=")
     return int(rc.split()[0]), body
 
@@ -193,7 +194,7 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     job = jobs("POST", "/jobs", body).json()
     assert jobs("POST", f"/jobs/{job['id']}/run").status_code == 201
     runs = await wait_for(
-        lambda: _json(jobs("GET", f"/jobs/{job['id']}/runs")),
+        lambda: _runs(jobs, job["id"]),
         lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
         timeout=180,
         what="the run",
@@ -225,7 +226,9 @@ async def test_a_team_folder_is_shared_within_its_group_and_a_dataset_is_read_on
         await core.create_namespaced_persistent_volume_claim(USER_NS, ds)  # type: ignore[arg-type]
     except client.ApiException as e:
         assert e.status == 409
-    bound = await wait_for(lambda: _claim(core, "ds-reference"), lambda c: c.status.phase == "Bound", what="bound")
+    bound = await wait_for(
+        lambda: _claim(core, "ds-reference"), lambda c: c.status.phase == "Bound", timeout=60, what="bound"
+    )
     pv = await core.read_persistent_volume(bound.spec.volume_name)
     Path(pv.spec.host_path.path, "hello.txt").write_text("reference data\n")
     try:
@@ -325,6 +328,10 @@ def _jobs(hub: Hub, s: requests.Session, user: str) -> Any:
         )
 
     return call
+
+
+async def _runs(jobs: Any, job_id: int) -> list[dict[str, Any]]:
+    return list(jobs("GET", f"/jobs/{job_id}/runs").json()["runs"])
 
 
 async def _exists(path: Path) -> bool:

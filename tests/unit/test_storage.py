@@ -90,6 +90,8 @@ def test_a_chosen_size_must_be_allowed_and_never_shrinks() -> None:
     with pytest.raises(UnknownChoice, match="your workspace is 50Gi: a workspace can grow but not shrink") as e:
         workspaces.parse_size("10Gi", allowed, "50Gi")
     assert e.value.status == 400
+    with pytest.raises(UnknownChoice, match="can grow but not shrink"):
+        workspaces.parse_size("1Gi", allowed, "50Gi")  # smaller: said so, though not a size to choose either
 
 
 def test_pods_get_their_groups_team_folders_and_datasets_only() -> None:
