@@ -209,6 +209,8 @@ def apply_job_status(run: RunRow, job: client.V1Job) -> None:
     if st.start_time and not run.started:
         run.started = st.start_time
     conds = {c.type: c for c in st.conditions or [] if c.status == "True"}
+    if ("Complete" in conds or st.active) and (run.reason or "").startswith(("queued:", "preempted")):
+        run.reason = ""  # admitted by Kueue (and perhaps done before a sync saw it run): the wait is over
     if "Complete" in conds:
         run.status, run.finished = "succeeded", st.completion_time or conds["Complete"].last_transition_time
     elif "Failed" in conds:
@@ -217,5 +219,3 @@ def apply_job_status(run: RunRow, job: client.V1Job) -> None:
         run.reason, run.finished = f"{c.reason}: {c.message}"[:1024], c.last_transition_time or utcnow()
     elif st.active:
         run.status = "running"
-        if (run.reason or "").startswith(("queued:", "preempted")):
-            run.reason = ""  # admitted by Kueue: why it waited is over

@@ -57,14 +57,15 @@ class Release:
     def hub(self) -> Hub:
         """The installed MoonHub as the test's browser reaches it: the public Service's cluster
         address (kube-proxy routes the host's connections too), and the development password
-        the hub wrote into its state volume (a `local` PV on the node)."""
+        the hub wrote into its state volume (a folder on the cluster's Gluster volume, a
+        `hostPath` PV, readable here)."""
         svc = f"{RELEASE}-moonhub-proxy-public"
         ip = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.clusterIP}").strip()
         port = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.ports[0].port}").strip()
         volume = self.kubectl(
             "get", "pvc", "-n", NS, f"{RELEASE}-moonhub-hub-state", "-o", "jsonpath={.spec.volumeName}"
         )
-        host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.local.path}").strip()
+        host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.hostPath.path}").strip()
         url = f"http://{ip}:{port}"
         self.wait_hub(url)
         password = (Path(host_path) / "dev-password").read_text().strip()

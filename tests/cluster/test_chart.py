@@ -194,7 +194,8 @@ RBAC = [
     ("jobs", "get", "pods/log", "users", True),
     ("jobs", "create", "configmaps", "users", True),
     ("jobs", "create", "pods", "users", False),
-    ("jobs", "delete", "persistentvolumeclaims", "users", False),
+    # reclaim deletes departed users' archived workspaces (docs/storage.md)
+    ("jobs", "delete", "persistentvolumeclaims", "users", True),
     ("jobs", "create", "cronjobs.batch", "kube-system", False),
     ("jobs", "get", "secrets", "users", False),
     # the GPU queues: the cluster's GPUs per type come from the nodes (read only)
