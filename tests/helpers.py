@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import requests
 from kubernetes_asyncio import client
 
 from localcluster import cli
@@ -196,3 +198,20 @@ def kubectl(cfg: ClusterConfig, *args: str, timeout: float = 300) -> str:
     if r.returncode:
         raise AssertionError(f"kubectl {' '.join(args)} exited {r.returncode}: {r.stdout[-2000:]}{r.stderr[-2000:]}")
     return r.stdout + r.stderr
+
+
+def jobs_api(hub: Any, s: requests.Session, user: str) -> Callable[..., requests.Response]:
+    """The jobs API with a token of ``user`` (made through ``hub``'s API in session ``s``):
+    ``call(method, path, body=None)``."""
+    token = hub.token(s, user, "access:services!service=jobs")
+
+    def call(method: str, path: str, body: Any = None) -> requests.Response:
+        return requests.request(
+            method,
+            f"{hub.url}/services/jobs/api/v1{path}",
+            headers={"Authorization": f"token {token}"},
+            data=json.dumps(body) if body is not None else None,
+            timeout=30,
+        )
+
+    return call

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from moonhub_core import queues as q
 from moonhub_core.queueing import holds
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, gpu_job, wait_for
+from tests.helpers import NOTEBOOK, gpu_job, jobs_api, wait_for
 
 USER_NS = "moonhub-users"
 T4 = {"environment": "pytorch", "gpu_type": "t4", "gpu_count": 1}
@@ -173,21 +173,6 @@ def _research(hub: Hub, admin: requests.Session, *users: str, group: str = "ml-r
     assert r.status_code == 200, r.text
 
 
-def _jobs(hub: Hub, s: requests.Session, user: str) -> Callable[..., requests.Response]:
-    token = hub.token(s, user, "access:services!service=jobs")
-
-    def call(method: str, path: str, body: Any = None) -> requests.Response:
-        return requests.request(
-            method,
-            f"{hub.url}/services/jobs/api/v1{path}",
-            headers={"Authorization": f"token {token}"},
-            data=json.dumps(body) if body is not None else None,
-            timeout=30,
-        )
-
-    return call
-
-
 async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free_up(
     hub: Hub, api: client.ApiClient, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
@@ -216,7 +201,7 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         a100 = {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 2}
         assert _start(hub, s_holder, f"/users/{holder}/server", a100)[0] in (201, 202)
         await wait_for(lambda: _held(custom, holder), lambda n: n == 1, timeout=30, what="the server admitted")
-        jobs = _jobs(hub, s_runner, runner)
+        jobs = jobs_api(hub, s_runner, runner)
         body = gpu_job("train", "a100", 1)
         r = jobs("POST", "/jobs", body)
         assert r.status_code == 201, r.text
@@ -246,7 +231,7 @@ async def test_a_team_at_quota_queues_its_runs_which_start_in_order_as_gpus_free
         page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30).text
         assert 'id="gpu-queues"' in page and f"{runner}: job run, 1 GPU" in page
         # GPU-hours, sampled from Kueue's admissions: the server's GPUs count while it runs
-        as_admin = _jobs(hub, admin, "admin")
+        as_admin = jobs_api(hub, admin, "admin")
         usage = await wait_for(
             lambda: as_admin("GET", "/gpu-usage?days=1").json(),
             lambda u: any(x["user"] == holder and x["gpu_hours"] > 0 for x in u["users"]),
@@ -366,7 +351,7 @@ async def test_servers_and_run_now_at_once_never_pass_the_users_maximum(
     user = "mix-max"
     s = hub.login(user)
     admin = hub.login("admin")
-    jobs = _jobs(hub, s, user)
+    jobs = jobs_api(hub, s, user)
     body = {"name": "t4", "notebook": "t4.ipynb", "notebook_content": NOTEBOOK, "schedule": None, **T4}
     r = jobs("POST", "/jobs", body)
     assert r.status_code == 201, r.text
@@ -422,7 +407,7 @@ async def test_leaving_a_team_moves_the_users_next_run_to_their_new_team(hub: Hu
             timeout=60,
             what="vision's cohort",
         )
-        jobs = _jobs(hub, s, user)
+        jobs = jobs_api(hub, s, user)
         a100 = {"environment": "pytorch", "gpu_type": "a100", "gpu_count": 1}
         r = jobs("POST", "/jobs", {"name": "move", "notebook": "m.ipynb", "notebook_content": NOTEBOOK, **a100})
         assert r.status_code == 201, r.text

@@ -20,7 +20,7 @@ from localcluster import gluster
 from localcluster.config import ClusterConfig
 from moonhub_core import workspaces
 from tests.conftest import Hub
-from tests.helpers import gone, kubectl, notebook, wait_for
+from tests.helpers import gone, jobs_api, kubectl, notebook, wait_for
 
 USER_NS = "moonhub-users"
 MiB = 2**20
@@ -188,7 +188,7 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     assert oct(folders[f"claim-{owner}"].stat().st_mode & 0o777) == "0o770"
 
     # the owner's job run mounts the same workspace and reads the file
-    jobs = _jobs(hub, s_owner, owner)
+    jobs = jobs_api(hub, s_owner, owner)
     content = notebook("print(open('/home/jovyan/mine.txt').read().strip())")
     body = {"name": "reads", "notebook": "reads.ipynb", "notebook_content": content, "schedule": None}
     job = jobs("POST", "/jobs", body).json()
@@ -270,11 +270,11 @@ async def test_reclaim_archives_departed_users_workspaces_deletes_them_later_and
         _stop(hub, s, u)
     for u in (present, leaving):
         await _pod_gone(core, u)
-    jobs = _jobs(hub, admin, "admin")
+    jobs = jobs_api(hub, admin, "admin")
     dry = jobs("GET", "/workspace-reclaim").json()
     assert dry["decided"] is True
     assert not {w["claim"] for k in ("archive", "delete") for w in dry[k]} & {f"claim-{present}", f"claim-{leaving}"}
-    assert _jobs(hub, hub.login(present), present)("GET", "/workspace-reclaim").status_code == 403
+    assert jobs_api(hub, hub.login(present), present)("GET", "/workspace-reclaim").status_code == 403
 
     assert hub.api(admin, "DELETE", f"/users/{leaving}").status_code == 204
     claim = await wait_for(
@@ -312,22 +312,6 @@ async def test_reclaim_archives_departed_users_workspaces_deletes_them_later_and
         timeout=60,
         what="the present user's workspace restored",
     )
-
-
-def _jobs(hub: Hub, s: requests.Session, user: str) -> Any:
-    """The jobs API with ``user``'s token: ``call(method, path, body=None)``."""
-    token = hub.token(s, user, "access:services!service=jobs")
-
-    def call(method: str, path: str, body: Any = None) -> requests.Response:
-        return requests.request(
-            method,
-            f"{hub.url}/services/jobs/api/v1{path}",
-            headers={"Authorization": f"token {token}"},
-            data=json.dumps(body) if body is not None else None,
-            timeout=30,
-        )
-
-    return call
 
 
 async def _runs(jobs: Any, job_id: int) -> list[dict[str, Any]]:
