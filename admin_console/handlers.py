@@ -109,6 +109,13 @@ class ConsoleHandler(JsonResponses, BaseHandler):
             out["queues"], out["queues_error"] = [], f"Kueue's queues can not be read: {e.status} {e.reason}"
         return out
 
+    def json_body(self) -> Any:
+        """The request's JSON body; FieldError ``body`` (400) when it is not JSON."""
+        try:
+            return json.loads(self.request.body or b"null")
+        except json.JSONDecodeError as e:
+            raise FieldError("body", f"not JSON ({e.msg})") from None
+
     def json_errors(self) -> bool:
         """The API routes answer errors as JSON; the page as the hub's HTML error page."""
         return not self.request.path.rstrip("/").endswith("moonhub-admin")
@@ -153,12 +160,9 @@ class CatalogHandler(ConsoleHandler):
     @web.authenticated
     @needs_scope("admin-ui")
     async def patch(self) -> None:
+        edit = None
         try:
-            edit = json.loads(self.request.body or b"null")
-        except json.JSONDecodeError as e:
-            self.send_field_error(FieldError("body", f"not JSON ({e.msg})"))
-            return
-        try:
+            edit = self.json_body()
             if self.managed_by:
                 raise ReadOnly("catalog", f"read-only here: it is managed by {self.managed_by}")
             doc = edits.apply(self.catalog_doc(), edit)
@@ -178,11 +182,7 @@ class WorkspaceHandler(ConsoleHandler):
     @needs_scope("admin-ui")
     async def patch(self, claim: str) -> None:
         try:
-            body = json.loads(self.request.body or b"null")
-        except json.JSONDecodeError as e:
-            self.send_field_error(FieldError("body", f"not JSON ({e.msg})"))
-            return
-        try:
+            body = self.json_body()
             size = body.get("size") if isinstance(body, dict) else None
             if not isinstance(size, str) or not size:
                 raise FieldError("size", "give the new size, e.g. 50Gi")
@@ -199,7 +199,7 @@ class WorkspaceHandler(ConsoleHandler):
                 raise NotFound("claim", f"no workspace or team folder named {claim!r}")
             if want < workspaces.bytes_of(current):
                 raise FieldError("size", f"{claim} is {current}: workspaces can grow, not shrink")
-            grown = await claims.grow(core, ns, claim, size)
+            grown = await claims.grow(core, ns, claim, size, current)
         except FieldError as e:
             self.send_field_error(e)
             return

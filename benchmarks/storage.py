@@ -19,7 +19,6 @@ Needs the machine's node slot (stop `./moonhub up` and any test cluster first).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import time
@@ -31,7 +30,7 @@ from localcluster import cli
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password
 from localcluster.supervisor import Supervisor
-from tests.conftest import Hub, start_hub
+from tests.conftest import Hub, platform_doc, start_hub
 
 from .cluster import bench_cluster
 
@@ -53,21 +52,11 @@ print(time.monotonic() - t0)
 
 
 def _platform(cfg: ClusterConfig) -> dict[str, Any]:
-    if STATE.exists():
-        shutil.rmtree(STATE)
-    STATE.mkdir(parents=True)
-    shutil.copy(REPO / "moonhub_core" / "examples" / "catalog.yaml", STATE / "catalog.yaml")
-    doc = yaml.safe_load((REPO / "hub_config" / "examples" / "local.yaml").read_text())
-    doc["spawner"]["catalog"] = str(STATE / "catalog.yaml")
-    doc["hub"] |= {
-        "public_url": f"http://127.0.0.1:{PORT}",
-        "api_url": f"http://{cfg.node_ip}:{PORT + 81}",
-        "proxy_api_url": f"http://127.0.0.1:{PORT + 1}",
-        "state_dir": ".",
-    }
+    """The tests' platform document for a hub in STATE, on the bench cluster, with its jobs
+    service on the bench cluster's node address too."""
+    doc = platform_doc(STATE, PORT, cluster=cfg)
     doc["jobs"] |= {"url": f"http://{cfg.node_ip}:{PORT + 90}"}
-    doc["culling"] |= {"url": f"http://{cfg.node_ip}:{PORT + 91}", "gpu_metrics_urls": []}
-    return dict(doc)
+    return doc
 
 
 def _use_class(name: str) -> None:

@@ -188,11 +188,10 @@ def _rbac() -> list[dict[str, Any]]:
     """The provisioner reads claims and nodes, manages PVs, and runs helper pods in its namespace."""
     name = "moonhub-local-path-provisioner"
     return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": [
+        *_cluster_role(
+            name,
+            IDENTITY,
+            [
                 {
                     "apiGroups": [""],
                     "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"],
@@ -206,8 +205,7 @@ def _rbac() -> list[dict[str, Any]]:
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
                 {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
             ],
-        },
-        _binding("ClusterRoleBinding", name, None),
+        ),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -227,23 +225,24 @@ def _rbac() -> list[dict[str, Any]]:
 def _agent_rbac() -> list[dict[str, Any]]:
     """The storage agent grows volumes and claims and writes the claims' use: it reads and
     patches both, and the claims' status (as an external resizer does)."""
-    name = "moonhub-storage-agent"
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["persistentvolumes", "persistentvolumeclaims"],
-                    "verbs": ["get", "list", "watch", "patch"],
-                },
-                {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
-            ],
-        },
-        _binding("ClusterRoleBinding", name, None, AGENT_IDENTITY),
-    ]
+    return _cluster_role(
+        "moonhub-storage-agent",
+        AGENT_IDENTITY,
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["persistentvolumes", "persistentvolumeclaims"],
+                "verbs": ["get", "list", "watch", "patch"],
+            },
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
+        ],
+    )
+
+
+def _cluster_role(name: str, user: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ClusterRole of ``rules`` bound to ``user``."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}}
+    return [{**role, "rules": rules}, _binding("ClusterRoleBinding", name, None, user)]
 
 
 def _binding(kind: str, name: str, namespace: str | None, user: str = IDENTITY) -> dict[str, Any]:

@@ -42,10 +42,12 @@ async def size_of(core: client.CoreV1Api, namespace: str, name: str) -> str | No
     return str((pvc.spec.resources.requests or {}).get("storage") or "") or None
 
 
-async def grow(core: client.CoreV1Api, namespace: str, name: str, size: str) -> bool:
+async def grow(core: client.CoreV1Api, namespace: str, name: str, size: str, current: str | None = None) -> bool:
     """Raise the claim's request to ``size`` when it asks for less (the storage agent then
-    grows the folder's quota); True when it did. A missing claim is not an error."""
-    current = await size_of(core, namespace, name)
+    grows the folder's quota); True when it did. ``current``: its request, when the caller
+    just read it. A missing claim is not an error."""
+    if current is None:
+        current = await size_of(core, namespace, name)
     if current is None or workspaces.bytes_of(current) >= workspaces.bytes_of(size):
         return False
     await core.patch_namespaced_persistent_volume_claim(name, namespace, workspaces.grow_patch(size))

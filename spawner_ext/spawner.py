@@ -141,7 +141,7 @@ class MoonSpawner(KubeSpawner):
         self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
         if size:  # a new workspace is made at this size; an existing one grows to it
             self.storage_capacity = size
-            if await claims.grow(self.api, self.namespace, self.pvc_name, size):
+            if await claims.grow(self.api, self.namespace, self.pvc_name, size, current):
                 self.log.info("%s: workspace grows from %s to %s", self._log_name, current, size)
         await claims.ensure_team_folders(self.api, self.namespace, cat.storage, groups, str(self.storage_class))  # type: ignore[has-type]
         self.user_queue, self.queue_message = None, ""

@@ -197,7 +197,9 @@ class Hub:
         return s.post(f"{self.url}/hub/spawn/{user}", data=data)
 
 
-def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) -> dict[str, Any]:
+def platform_doc(
+    state: Path, port: int, catalog: dict[str, Any] | None = None, cluster: ClusterConfig = TEST_CLUSTER
+) -> dict[str, Any]:
     """The local example platform config for a test hub in ``state`` on its own ports
     (``port``: public; +81 the hub API on the test cluster's node address, where pods reach
     it; +1 the proxy API), with a copy of the example catalog (or ``catalog``) next to it.
@@ -213,13 +215,13 @@ def platform_doc(state: Path, port: int, catalog: dict[str, Any] | None = None) 
     doc["spawner"]["catalog"] = str(state / "catalog.yaml")
     doc["hub"] |= {
         "public_url": f"http://127.0.0.1:{port}",
-        "api_url": f"http://{TEST_CLUSTER.node_ip}:{port + 81}",
+        "api_url": f"http://{cluster.node_ip}:{port + 81}",
         "proxy_api_url": f"http://127.0.0.1:{port + 1}",
         "state_dir": ".",
     }
     doc["culling"] |= {
-        "url": f"http://{TEST_CLUSTER.node_ip}:{port + 91}",
-        "gpu_metrics_urls": [TEST_CLUSTER.gpu_metrics_url],
+        "url": f"http://{cluster.node_ip}:{port + 91}",
+        "gpu_metrics_urls": [cluster.gpu_metrics_url],
     }
     return dict(doc)
 
