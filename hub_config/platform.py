@@ -167,6 +167,13 @@ class JobsLimits:
     versions_per_job: int = 10
     #: runs of one user queued or running at once that "run now" may add to
     active_runs_per_user: int = 10
+    #: bytes of a notebook as sent to be scheduled (with its outputs; they are stripped
+    #: before it is stored)
+    notebook_bytes: int = 128 * 1024 * 1024
+    #: bytes all of one user's stored notebook versions may take (without outputs)
+    snapshot_bytes_per_user: int = 2 * 1024 * 1024 * 1024
+    #: runs one back-fill request may start (and one user may have waiting to start)
+    backfill_runs: int = 100
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,20 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     ``MAX_BODY``: a larger one is read to its end and dropped (answering before the sender
     is done makes proxies report an error instead of the 413), then refused with 413."""
 
+    @property
+    def max_body(self) -> int:
+        """Bytes of a request body this route keeps at most."""
+        return MAX_BODY
+
     def prepare(self) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
         length = self.request.headers.get("Content-Length", "")
-        self._too_large = length.isdigit() and int(length) > MAX_BODY
+        self._too_large = length.isdigit() and int(length) > self.max_body
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
-        if self._too_large or self._size > MAX_BODY:
+        if self._too_large or self._size > self.max_body:
             self._too_large, self._chunks = True, []
             return
         self._chunks.append(chunk)
@@ -62,7 +67,8 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
 
     def body(self) -> Any:
         if self._too_large:
-            raise web.HTTPError(413, f"request body larger than {MAX_BODY // 1024} KiB")
+            size = f"{self.max_body // 2**20} MiB" if self.max_body >= 2**20 else f"{self.max_body // 1024} KiB"
+            raise web.HTTPError(413, f"request body larger than {size}")
         try:
             return json.loads(b"".join(self._chunks) or b"null")
         except json.JSONDecodeError as e:
@@ -100,7 +106,16 @@ def _guard(handler: Any) -> Any:
     return web.authenticated(wrapper)
 
 
-class JobsHandler(APIHandler):
+class NotebookBodies(APIHandler):
+    """A route whose body may carry a notebook (``notebook_content``): up to
+    ``jobs.limits.notebook_bytes``."""
+
+    @property
+    def max_body(self) -> int:
+        return int(self.jobs.ctx.limits.notebook_bytes)
+
+
+class JobsHandler(NotebookBodies):
     @_guard
     async def get(self) -> None:
         self.send({"jobs": self.jobs.list_jobs(self.caller())})
@@ -110,7 +125,7 @@ class JobsHandler(APIHandler):
         self.send(await self.jobs.create(self.caller(), self.body()), 201)
 
 
-class JobHandler(APIHandler):
+class JobHandler(NotebookBodies):
     @_guard
     async def get(self, job_id: str) -> None:
         self.send(self.jobs.get(self.caller(), _id("id", job_id)))
@@ -149,6 +164,20 @@ class RunHandler(APIHandler):
     async def delete(self, job_id: str, run_id: str) -> None:
         """Cancel a queued or running run."""
         self.send(await self.jobs.cancel(self.caller(), _id("id", job_id), _id("run", run_id)))
+
+
+class RerunHandler(APIHandler):
+    @_guard
+    async def post(self, job_id: str, run_id: str) -> None:
+        """Run an ended run again as it was (``parameters`` may change some)."""
+        self.send(await self.jobs.rerun(self.caller(), _id("id", job_id), _id("run", run_id), self.body()), 201)
+
+
+class BackfillHandler(APIHandler):
+    @_guard
+    async def post(self, job_id: str) -> None:
+        """Runs for the schedule's ticks from one day to another."""
+        self.send(await self.jobs.backfill(self.caller(), _id("id", job_id), self.body()), 201)
 
 
 class RunLogHandler(APIHandler):
@@ -237,6 +266,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs", RunsHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)/rerun", RerunHandler),
+        (rf"{api}/jobs/(\d+)/backfill", BackfillHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{api}/audit", AuditHandler),
         (f"{api}/gpu-usage", GpuUsageHandler),

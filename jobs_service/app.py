@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import os
@@ -16,9 +17,11 @@ from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from hub_config import platform
+from hub_config.platform import JobsLimits
 from hubclient.users import HubUsers
 from moonhub_core.catalog import shared_store
 
+from . import launch, snapshots
 from .api import MAX_BUFFERED_BODY, routes
 from .db import open_db
 from .limits import Limits
@@ -92,10 +95,22 @@ class JobsServiceApp(Application):
         Limits.active_runs_per_user, help="Runs of one user queued or running at once that 'run now' may add to."
     ).tag(config=True)
 
+    snapshot_dir = Unicode(
+        help="Folder of the snapshot store: every job's notebook versions, written once (keep it on the "
+        "service's persistent volume). Default: $MOONHUB_JOBS_SNAPSHOTS, else ./moonhub-job-snapshots.",
+    ).tag(config=True)
+    launch_url = Unicode(
+        help="Where runs' pods reach this service's launch routes (their notebook and parameters). "
+        "Default: jobs.url of the platform document, then the service prefix and 'launch'.",
+    ).tag(config=True)
+
     platform = Unicode(
         help="The platform document (platform.yaml) this service takes its settings from: the hub and the "
         "service read one document. Default: $MOONHUB_CONFIG, else the local example.",
     ).tag(config=True)
+
+    #: jobs.limits of the platform document (those without an option above)
+    platform_limits = JobsLimits()
 
     aliases = {
         "namespace": "JobsServiceApp.namespace",
@@ -133,13 +148,21 @@ class JobsServiceApp(Application):
             "max_versions_per_job": j.limits.versions_per_job,
             "max_active_runs_per_user": j.limits.active_runs_per_user,
         }
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
+        values["launch_url"] = f"{j.url.rstrip('/')}{prefix}launch"
         for name, value in values.items():
             if name not in given:
                 setattr(self, name, value)
+        # the limits the service has no option of its own for
+        self.platform_limits = j.limits
 
     @default("db_url")
     def _default_db(self) -> str:
         return os.environ.get("MOONHUB_JOBS_DB", "sqlite:///moonhub-jobs.sqlite")
+
+    @default("snapshot_dir")
+    def _default_snapshot_dir(self) -> str:
+        return os.environ.get("MOONHUB_JOBS_SNAPSHOTS", "moonhub-job-snapshots")
 
     @default("kubeconfig")
     def _default_kubeconfig(self) -> str:
@@ -173,15 +196,20 @@ class JobsServiceApp(Application):
             hub=HubUsers(hub_api, hub_token) if hub_api and hub_token else None,
             admin_groups=list(self.admin_groups),
             limits=Limits(
-                jobs_per_user=self.max_jobs_per_user,
-                versions_per_job=self.max_versions_per_job,
-                active_runs_per_user=self.max_active_runs_per_user,
+                **{
+                    **dataclasses.asdict(self.platform_limits),
+                    "jobs_per_user": self.max_jobs_per_user,
+                    "versions_per_job": self.max_versions_per_job,
+                    "active_runs_per_user": self.max_active_runs_per_user,
+                }
             ),
             departed_grace=datetime.timedelta(seconds=self.departed_grace),
             admins_may_edit=self.admins_may_edit,
             webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks)),
             emails=EmailPolicy(tuple(self.email_domains), self.emails_per_hour),
             queue_prefix=self.queue_prefix,
+            snapshot_dir=Path(self.snapshot_dir),
+            launch_url=self.launch_url,
         )
         # who a request comes from is cached a short while (JupyterHub's default is 5 min):
         # a user removed from the job-admin group stops seeing others' jobs soon after
@@ -189,14 +217,17 @@ class JobsServiceApp(Application):
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
         app = web.Application(
-            routes(prefix),
+            routes(prefix) + launch.routes(prefix),
             jobs=jobs,
             admin_groups=list(self.admin_groups),
             cookie_secret=os.urandom(32),
             xsrf_cookies=False,
         )
+        await snapshots.move_into_store(jobs.ctx)
         await jobs.reconcile()
-        app.listen(url.port or 80, url.hostname or "", max_body_size=MAX_BUFFERED_BODY)
+        # a notebook body may be up to jobs.limits.notebook_bytes (the route refuses more)
+        largest = max(MAX_BUFFERED_BODY, 2 * jobs.ctx.limits.notebook_bytes)
+        app.listen(url.port or 80, url.hostname or "", max_body_size=largest)
         self.log.info(
             "jobs service on %s (prefix %s), namespace %s, settings from %s",
             url.geturl(),

@@ -8,7 +8,7 @@ import datetime
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes_asyncio import client
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,9 @@ from moonhub_core.queueing import Queues
 from . import manifests, notify
 from .db import DefinitionRow, RunRow
 from .limits import Limits
+
+if TYPE_CHECKING:
+    from .snapshots import SnapshotStore
 
 #: the states a run does not leave
 ENDED = ("succeeded", "failed", "timed_out", "cancelled")
@@ -71,6 +74,11 @@ class Context:
     emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
     #: the prefix of this MoonHub's Kueue objects (``spawner.queue_prefix``)
     queue_prefix: str = "moonhub"
+    #: notebook versions, outside etcd (``snapshots``)
+    snapshots: SnapshotStore = field(kw_only=True)
+    #: where runs' pods reach the service's launch routes (``launch``), and its signing key
+    launch_url: str = field(kw_only=True, default="http://127.0.0.1:8090/services/jobs/launch")
+    launch_key: bytes = field(kw_only=True, default=b"")
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
     #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)
@@ -106,7 +114,9 @@ def names(row: DefinitionRow) -> manifests.Names:
     return manifests.Names(row.owner, row.name, stored=row.cronjob)
 
 
-def new_run(defn: DefinitionRow, job_name: str, trigger: str) -> RunRow:
-    """A run of the definition's current version; its output lands in the owner's workspace."""
+def new_run(defn: DefinitionRow, job_name: str, trigger: str, version: int | None = None) -> RunRow:
+    """A run of the definition's current version (or ``version``); its output lands in the
+    owner's workspace."""
     output = f"{manifests.OUTPUT_DIR}/{defn.name}/{job_name}.ipynb"
-    return RunRow(definition_id=defn.id, job_name=job_name, version=defn.version, trigger=trigger, output=output)
+    number = defn.version if version is None else version
+    return RunRow(definition_id=defn.id, job_name=job_name, version=number, trigger=trigger, output=output)

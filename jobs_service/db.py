@@ -10,7 +10,7 @@ import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
 
 
 def utcnow() -> datetime.datetime:
@@ -43,6 +43,7 @@ class DefinitionRow(Base):
     versions: Mapped[list[VersionRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
     runs: Mapped[list[RunRow]] = relationship(back_populates="definition", cascade="all, delete-orphan")
     hold: Mapped[HoldRow | None] = relationship(cascade="all, delete-orphan")
+    contexts: Mapped[list[RunContextRow]] = relationship(cascade="all, delete-orphan")
 
 
 class VersionRow(Base):
@@ -52,9 +53,28 @@ class VersionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    notebook: Mapped[dict[str, Any]]
+    #: the notebook itself, for versions frozen before the snapshot store (moved there at
+    #: start, then emptied); a version of today keeps ``{}`` here and its file in the store
+    notebook: Mapped[dict[str, Any]] = deferred(mapped_column(JSON))
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     definition: Mapped[DefinitionRow] = relationship(back_populates="versions")
+    stored: Mapped[SnapshotRow | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class SnapshotRow(Base):
+    """Where a version's notebook is: its file in the snapshot store (``snapshots``), named by
+    the SHA-256 of its (output-free) JSON, which the run's pod checks again."""
+
+    __tablename__ = "snapshot_files"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    #: bytes of the notebook's JSON as stored (outputs stripped), before compression
+    size: Mapped[int] = mapped_column(Integer)
+    #: its cells (the run's progress is "cell i of n")
+    cells: Mapped[int] = mapped_column(Integer, default=0)
+    #: bytes of the notebook as it was sent (with its outputs)
+    sent_size: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RunRow(Base):
@@ -65,7 +85,8 @@ class RunRow(Base):
     job_name: Mapped[str] = mapped_column(String(63), unique=True)
     version: Mapped[int] = mapped_column(Integer)
     trigger: Mapped[str] = mapped_column(String(16), default="schedule")
-    #: queued | running | succeeded | failed | timed_out | cancelled
+    #: waiting (a back-filled run not started yet) | queued | running | succeeded | failed |
+    #: timed_out | cancelled
     status: Mapped[str] = mapped_column(String(16), default="queued")
     reason: Mapped[str] = mapped_column(String(1024), default="")
     output: Mapped[str] = mapped_column(String(512), default="")
@@ -76,6 +97,42 @@ class RunRow(Base):
     notified: Mapped[bool] = mapped_column(default=False)
     definition: Mapped[DefinitionRow] = relationship(back_populates="runs")
     progress: Mapped[ProgressRow | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    #: what the run stands for and was given (``launch``), once known
+    context: Mapped[RunContextRow | None] = relationship(
+        primaryjoin="RunRow.job_name == foreign(RunContextRow.job_name)", viewonly=True, lazy="selectin"
+    )
+
+
+class RunContextRow(Base):
+    """What a run stands for and was given: the time it stands for (a scheduled run's tick,
+    a back-filled date, a re-run's original time), the parameters it was given (resolved
+    when its pod asked for them; a re-run's changed ones before), and the run it re-runs.
+    Keyed by the Kubernetes Job's name, so a run's pod can ask before the run is recorded."""
+
+    __tablename__ = "run_context"
+
+    job_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"), index=True)
+    scheduled_for: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    #: the parameters as given (templates unresolved: a re-run's or a back-fill's), or None
+    #: for the definition's
+    given: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: the parameters the run's notebook received, templates resolved
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    rerun_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: the owner was told the run is taking longer than ``notify.overdue_after_seconds``
+    overdue_told: Mapped[bool] = mapped_column(default=False)
+    created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+
+
+class ServiceKeyRow(Base):
+    """The service's own secret keys (made once, at first start), e.g. the one that signs
+    what a run's pod may fetch."""
+
+    __tablename__ = "service_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
 
 
 class ProgressRow(Base):

@@ -4,7 +4,9 @@ written, so a refused request leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import logging
 from typing import Any
 
@@ -15,7 +17,7 @@ from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
 from . import audit, entitlements, gpu_queues, manifests, snapshots, validation, views, workspaces
 from .context import Caller, Context, gone_ok, names, own
-from .db import DefinitionRow, VersionRow
+from .db import DefinitionRow
 from .limits import check_count
 
 log = logging.getLogger("moonhub.jobs")
@@ -36,13 +38,21 @@ def _body(body: Any) -> dict[str, Any]:
     return dict(body)
 
 
+async def _frozen(content: Any) -> tuple[snapshots.Frozen, int]:
+    """The notebook checked and ready to store, and how large it was as sent."""
+    checked = validation.check_notebook(content)
+    return await asyncio.to_thread(lambda: (snapshots.Frozen.of(checked), len(json.dumps(checked))))
+
+
 async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     body = _body(body)
-    content = validation.check_notebook(body.pop("notebook_content", None))
+    content = body.pop("notebook_content", None)
     defn = parse(ctx, body, caller.name)
+    frozen, sent = await _frozen(content)
     n = manifests.Names(caller.name, defn.name)
     owner = await entitlements.owner(ctx, caller.name, caller)
-    cron = entitlements.cronjob(ctx, defn, owner, 1, n)  # entitlements checked before anything exists
+    # entitlements checked before anything exists
+    cron = entitlements.cronjob(ctx, defn, owner, 1, n, frozen.sha256)
     with ctx.db() as s:
         if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
             raise Conflict("name", f"you already have a job named {defn.name!r}")
@@ -53,15 +63,15 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         row = DefinitionRow(
             owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob
         )
-        row.versions.append(VersionRow(number=1, notebook=content))
+        row.versions.append(await snapshots.freeze(ctx, s, caller.name, 1, frozen, sent))
         s.add(row)
         s.flush()
-        await snapshots.create(ctx, n, 1, content)
         try:
             await gpu_queues.ensure_for(ctx, owner, cron)
             await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
         except client.ApiException:
-            await snapshots.delete(ctx, n.snapshot(1))
+            s.rollback()  # nothing half-made: the rows go, and the file unless another version has it
+            snapshots.forget_files(ctx, s, caller.name, [frozen.sha256])
             raise
         audit.record(s, caller.name, "create", row)
         s.commit()
@@ -88,14 +98,15 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
         action, changes = _action(row, body, content)
         owner = await entitlements.acting_for(ctx, caller, row, action)
         defn = parse(ctx, {**row.spec, **body}, row.owner)
-        version = row.version
+        version, sha = row.version, snapshots.sha_of(row, row.version) or ""
+        frozen: snapshots.Frozen | None = None
         if content is not None:
-            content = validation.check_notebook(content)
-            version += 1
+            frozen, sent = await _frozen(content)
+            version, sha = version + 1, frozen.sha256
         n = names(row)
         held = row.hold is not None
         try:
-            cron: dict[str, Any] | None = entitlements.cronjob(ctx, defn, owner, version, n)
+            cron: dict[str, Any] | None = entitlements.cronjob(ctx, defn, owner, version, n, sha)
         except ChoiceError:
             if not (action == "pause" and held):  # pausing a held job needs no entitlement
                 raise
@@ -105,14 +116,14 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             audit.record(s, caller.name, action, row)
             s.commit()
             return views.job(row)
-        if content is not None:
-            await snapshots.create(ctx, n, version, content)
-            row.versions.append(VersionRow(number=version, notebook=content))
+        if frozen is not None:
+            row.versions.append(await snapshots.freeze(ctx, s, row.owner, version, frozen, sent))
         try:
             await put_cronjob(ctx, row.cronjob, cron, True, owner)
         except client.ApiException:
-            if content is not None:  # leave nothing half-made: the new snapshot goes too
-                await snapshots.delete(ctx, n.snapshot(version))
+            if frozen is not None:  # leave nothing half-made: the new version goes too
+                s.rollback()
+                snapshots.forget_files(ctx, s, row.owner, [frozen.sha256])
             raise
         row.spec, row.version = dataclasses.asdict(defn), version
         if held:
@@ -120,7 +131,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
         detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if content is not None else "")
         audit.record(s, caller.name, action, row, detail)
         s.commit()
-        await snapshots.prune(ctx, s, row)
+        snapshots.prune(ctx, s, row)
         s.commit()
         if row.owner != caller.name:
             await audit.tell_owner(ctx, row, f"{action} by {caller.name}", f"{caller.name} ({action}) {detail}\n")
@@ -143,7 +154,14 @@ def versions(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
     with ctx.db() as s:
         row = own(s, caller, job_id)
         return [
-            {"number": v.number, "created": v.created.isoformat(), "cells": len(v.notebook.get("cells", []))}
+            {
+                "number": v.number,
+                "created": v.created.isoformat(),
+                "cells": v.stored.cells if v.stored else 0,
+                "sha256": v.stored.sha256 if v.stored else None,
+                "bytes": v.stored.size if v.stored else None,
+                "sent_bytes": v.stored.sent_size if v.stored else None,
+            }
             for v in sorted(row.versions, key=lambda v: v.number)
         ]
 
@@ -168,11 +186,10 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
         row = own(s, caller, job_id)
         with gone_ok():
             await ctx.batch.delete_namespaced_cron_job(row.cronjob, ctx.namespace, propagation_policy="Background")
-        n = names(row)
-        for v in row.versions:
-            await snapshots.delete(ctx, n.snapshot(v.number))
+        files = snapshots.files_of(row)
         audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
         s.delete(row)
+        snapshots.forget_files(ctx, s, row.owner, files)
         s.commit()
         if row.owner != caller.name and not why:
             await audit.tell_owner(

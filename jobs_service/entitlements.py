@@ -13,7 +13,7 @@ from moonhub_core import queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import build
 
-from . import manifests, validation
+from . import launch, manifests, validation
 from .context import Caller, Context, names
 from .db import DefinitionRow
 
@@ -24,14 +24,16 @@ ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 
 
 def cronjob(
-    ctx: Context, defn: validation.Definition, owner: Caller, version: int, n: manifests.Names
+    ctx: Context, defn: validation.Definition, owner: Caller, version: int, n: manifests.Names, sha256: str
 ) -> dict[str, Any]:
-    """The CronJob of ``defn`` as ``owner`` may run it now (their groups, today's catalog);
-    :class:`ChoiceError` when they may not."""
+    """The CronJob of ``defn`` (notebook version ``version``, whose digest is ``sha256``) as
+    ``owner`` may run it now (their groups, today's catalog); :class:`ChoiceError` when they
+    may not."""
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
     w = build(cat, choice, n.workspace_claim, owner.groups)
-    cron = manifests.cronjob(defn, n, version, w, ctx.namespace, ctx.workspace)
+    fetch = launch.for_version(ctx, n.cronjob, version, sha256)
+    cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace, ctx.workspace)
     if choice.gpu_count:
         # a GPU run waits in its owner's Kueue queue (suspended until admitted)
         cron["spec"]["jobTemplate"]["metadata"]["labels"].update(
@@ -77,7 +79,7 @@ async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
         return None
     try:
         who = await owner(ctx, row.owner)
-        cronjob(ctx, validation.Definition(**row.spec), who, row.version, names(row))
+        cronjob(ctx, validation.Definition(**row.spec), who, row.version, names(row), "")
     except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub
         return str(e)
     except Unavailable as e:

@@ -7,7 +7,6 @@ resources, GPUs, placement, volumes and security context its notebook was develo
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +20,17 @@ from moonhub_core.workload import Workload
 
 from .validation import CONCURRENCY_POLICY, Definition
 
+#: an emptyDir the runner fetches the notebook version into
 SNAPSHOT_MOUNT = "/snapshot"
 #: where outputs land in the owner's workspace: jobs/<definition>/<k8s job name>.ipynb
 OUTPUT_DIR = "jobs"
 RUNNER = "moonhub-run-notebook"
+#: how the runner gets its notebook: "launch" (fetched from the service); CronJobs made
+#: before it (a ConfigMap) are replaced at the next reconcile
+RUNNER_API_LABEL = "moonhub.io/runner-api"
+RUNNER_API = "launch"
+#: the time a run MoonHub starts stands for (a CronJob's Job has Kubernetes' own)
+SCHEDULED = "moonhub.io/scheduled-time"
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,6 @@ class Names:
         """The owner's workspace PVC, named as MoonSpawner (KubeSpawner's slugs) names it."""
         return f"claim-{safe_slug(self.owner, max_length=48)}"
 
-    def snapshot(self, version: int) -> str:
-        return f"{self.cronjob}-v{version}"
-
     def labels(self) -> dict[str, str]:
         return {
             pods.COMPONENT: pods.NOTEBOOK_JOB,
@@ -68,18 +71,14 @@ class Names:
         }
 
 
-def snapshot_configmap(names: Names, version: int, notebook: dict[str, Any], namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": names.snapshot(version),
-            "namespace": namespace,
-            "labels": {**names.labels(), pods.VERSION: str(version)},
-        },
-        "data": {"notebook.ipynb": json.dumps(notebook)},
-        "immutable": True,
-    }
+@dataclass(frozen=True)
+class Launch:
+    """Where a run's pod fetches its notebook version and parameters (``launch``): the
+    version's address at the service, the key that opens it, the notebook's digest."""
+
+    url: str
+    key: str
+    sha256: str
 
 
 def workspace_pvc(names: Names, storage: Storage, storage_class: str, namespace: str) -> V1PersistentVolumeClaim:
@@ -108,11 +107,13 @@ def literal_env(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:
+def pod_spec(defn: Definition, launch: Launch, w: Workload, workspace: str) -> dict[str, Any]:
     output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
     env = [
         {"name": "MOONHUB_RUN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
-        {"name": "MOONHUB_PARAMETERS", "value": literal_env(json.dumps(defn.parameters))},
+        {"name": "MOONHUB_LAUNCH_URL", "value": literal_env(launch.url)},
+        {"name": "MOONHUB_LAUNCH_KEY", "value": launch.key},
+        {"name": "MOONHUB_SNAPSHOT_SHA256", "value": launch.sha256},
         {"name": "HOME", "value": workspace},
         *({"name": k, "value": v} for k, v in sorted(w.env.items())),
     ]
@@ -120,8 +121,8 @@ def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
         "requests": {"cpu": str(w.cpu_guarantee), "memory": w.mem_guarantee, **w.extra_resource_guarantees},
         "limits": {"cpu": str(w.cpu_limit), "memory": w.mem_limit, **w.extra_resource_limits},
     }
-    volumes = [*w.volumes, {"name": "snapshot", "configMap": {"name": names.snapshot(version)}}]
-    mounts = [*w.volume_mounts, {"name": "snapshot", "mountPath": SNAPSHOT_MOUNT, "readOnly": True}]
+    volumes = [*w.volumes, {"name": "snapshot", "emptyDir": {"sizeLimit": "1Gi"}}]
+    mounts = [*w.volume_mounts, {"name": "snapshot", "mountPath": SNAPSHOT_MOUNT}]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -130,7 +131,7 @@ def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
             {
                 "name": "notebook",
                 "image": w.image,
-                "command": [RUNNER, f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace],
+                "command": [RUNNER, "--launch", f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace],
                 "workingDir": workspace,
                 "env": env,
                 "resources": resources,
@@ -153,7 +154,9 @@ def pod_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
     return spec
 
 
-def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspace: str) -> dict[str, Any]:
+def job_spec(
+    defn: Definition, names: Names, version: int, launch: Launch, w: Workload, workspace: str
+) -> dict[str, Any]:
     return {
         "activeDeadlineSeconds": defn.timeout_seconds,
         "backoffLimit": defn.retries,
@@ -164,15 +167,15 @@ def job_spec(defn: Definition, names: Names, version: int, w: Workload, workspac
                 # the owner's hub name (labels hold only a slug): the admin console shows it
                 "annotations": {pods.OWNER: names.owner},
             },
-            "spec": pod_spec(defn, names, version, w, workspace),
+            "spec": pod_spec(defn, launch, w, workspace),
         },
     }
 
 
 def cronjob(
-    defn: Definition, names: Names, version: int, w: Workload, namespace: str, workspace: str
+    defn: Definition, names: Names, version: int, launch: Launch, w: Workload, namespace: str, workspace: str
 ) -> dict[str, Any]:
-    labels = {**names.labels(), pods.VERSION: str(version)}
+    labels = {**names.labels(), pods.VERSION: str(version), RUNNER_API_LABEL: RUNNER_API}
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -186,22 +189,29 @@ def cronjob(
             "startingDeadlineSeconds": 300,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"metadata": {"labels": labels}, "spec": job_spec(defn, names, version, w, workspace)},
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": job_spec(defn, names, version, launch, w, workspace),
+            },
         },
     }
 
 
-def manual_job(cron: dict[str, Any], run_name: str) -> dict[str, Any]:
-    """A Job made from a CronJob's template, as ``kubectl create job --from=cronjob`` does."""
+def manual_job(cron: dict[str, Any], run_name: str, trigger: str = "manual", scheduled: str = "") -> dict[str, Any]:
+    """A Job made from a CronJob's template, as ``kubectl create job --from=cronjob`` does;
+    ``scheduled``: the time the run stands for (ISO 8601; empty: when it is made)."""
     tmpl = cron["spec"]["jobTemplate"]
+    notes = {"cronjob.kubernetes.io/instantiate": "manual"}
+    if scheduled:
+        notes[SCHEDULED] = scheduled
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": run_name,
             "namespace": cron["metadata"]["namespace"],
-            "labels": {**tmpl["metadata"]["labels"], pods.TRIGGER: "manual"},
-            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            "labels": {**tmpl["metadata"]["labels"], pods.TRIGGER: trigger},
+            "annotations": notes,
         },
         "spec": tmpl["spec"],
     }

@@ -45,11 +45,41 @@ class SmtpSettings:
     starttls: bool = False
 
 
-def message(job: dict[str, Any], run: dict[str, Any], sender: str, to: list[str]) -> EmailMessage:
-    """The e-mail for a finished run (pure)."""
+#: a run still going after its job's ``notify.overdue_after_seconds``
+OVERDUE = "run.overdue"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def headline(job: dict[str, Any], run: dict[str, Any], event: str) -> str:
+    """What happened, in one line (pure)."""
+    if event == OVERDUE:
+        limit = (job.get("notify") or {}).get("overdue_after_seconds", 0)
+        return f"job {job['name']} is still running after {_duration(limit)} (run {run['name']})"
+    return f"job {job['name']} {run['status'].replace('_', ' ')} (run {run['name']})"
+
+
+def payload(job: dict[str, Any], run: dict[str, Any], event: str, fmt: str = "plain") -> dict[str, Any]:
+    """A webhook's JSON (pure): MoonHub's own (``plain``), or a message chat tools that
+    accept Slack's incoming-webhook format show (``slack``: ``text``, with mrkdwn)."""
+    if fmt == "slack":
+        lines = [f"*MoonHub*: {headline(job, run, event)}", f"Owner: {job['owner']} · trigger: {run['trigger']}"]
+        if run.get("reason"):
+            lines.append(f"Reason: {run['reason']}")
+        if run.get("output"):
+            lines.append(f"Output: `{run['output']}` (in the owner's workspace)")
+        return {"text": "\n".join(lines)}
+    return {"event": event, "job": {k: job[k] for k in ("id", "name", "owner")}, "run": run}
+
+
+def message(job: dict[str, Any], run: dict[str, Any], sender: str, to: list[str], event: str = "") -> EmailMessage:
+    """The e-mail for a finished (or overdue) run (pure)."""
     msg = EmailMessage()
     msg["From"], msg["To"] = sender, ", ".join(to)
-    msg["Subject"] = f"[MoonHub] job {job['name']} {run['status'].replace('_', ' ')} (run {run['name']})"
+    msg["Subject"] = f"[MoonHub] {headline(job, run, event)}"
     lines = [
         f"Job:      {job['name']} (owner {job['owner']}, version {run['version']})",
         f"Run:      {run['name']} ({run['trigger']})",
@@ -73,7 +103,12 @@ def _send(smtp: SmtpSettings, msg: EmailMessage) -> None:
 
 
 async def email(
-    smtp: SmtpSettings, job: dict[str, Any], run: dict[str, Any], to: list[str], policy: EmailPolicy | None = None
+    smtp: SmtpSettings,
+    job: dict[str, Any],
+    run: dict[str, Any],
+    to: list[str],
+    policy: EmailPolicy | None = None,
+    event: str = "",
 ) -> None:
     if not smtp.host:
         log.warning("job %s: e-mail asked for but no SMTP server is configured", job["name"])
@@ -87,7 +122,7 @@ async def email(
         if not policy.take(job["owner"], 1, time.time()):
             log.warning("job %s of %s: e-mail not sent: over %d per hour", job["name"], job["owner"], policy.per_hour)
             return
-    await asyncio.to_thread(_send, smtp, message(job, run, smtp.sender, to))
+    await asyncio.to_thread(_send, smtp, message(job, run, smtp.sender, to, event))
     log.info("job %s of %s: mailed %d recipient(s) about run %s", job["name"], job["owner"], len(to), run["name"])
 
 
@@ -182,7 +217,14 @@ class _CheckedResolver(Resolver):
         return found
 
 
-async def webhook(url: str, job: dict[str, Any], run: dict[str, Any], policy: WebhookPolicy | None = None) -> None:
+async def webhook(
+    url: str,
+    job: dict[str, Any],
+    run: dict[str, Any],
+    policy: WebhookPolicy | None = None,
+    event: str = "",
+    fmt: str = "plain",
+) -> None:
     policy = policy or WebhookPolicy()
     host = urlparse(url).hostname
     try:
@@ -190,9 +232,7 @@ async def webhook(url: str, job: dict[str, Any], run: dict[str, Any], policy: We
     except FieldError as e:
         log.warning("job %s of %s: webhook not sent: %s", job["name"], job["owner"], e.message)
         return
-    body = json.dumps(
-        {"event": f"run.{run['status']}", "job": {k: job[k] for k in ("id", "name", "owner")}, "run": run}
-    )
+    body = json.dumps(payload(job, run, event or f"run.{run['status']}", fmt))
     req = HTTPRequest(
         url,
         method="POST",

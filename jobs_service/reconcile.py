@@ -13,7 +13,7 @@ from hubclient.users import HubReadError
 from moonhub_core import claims, pods
 from moonhub_core.errors import ChoiceError
 
-from . import audit, definitions, departures, entitlements, gpu_queues, reclaim, snapshots, validation
+from . import audit, definitions, departures, entitlements, gpu_queues, manifests, reclaim, snapshots, validation
 from .context import MOONHUB, Caller, Context, gone_ok, names
 from .db import DefinitionRow, utcnow
 
@@ -31,17 +31,20 @@ async def _team_folders(ctx: Context) -> None:
 
 
 async def reconcile(ctx: Context) -> dict[str, list[str]]:
-    """Recreate missing CronJobs and snapshots, remove orphaned CronJobs, suspend jobs their
+    """Recreate missing (or outdated) CronJobs, remove orphaned CronJobs, suspend jobs their
     owners may no longer run as defined (and resume them when they may again), and remove
     the jobs of users gone from the hub for the grace period. Nothing is decided from a hub
     answer that could not be read in full."""
     report: dict[str, list[str]] = {k: [] for k in REPORT_KEYS}
     selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
-    existing = {
+    crons = (await ctx.batch.list_namespaced_cron_job(ctx.namespace, label_selector=selector)).items
+    existing = {c.metadata.name for c in crons}
+    # CronJobs an older MoonHub made (their runs mount a ConfigMap) are replaced
+    outdated = {
         c.metadata.name
-        for c in (await ctx.batch.list_namespaced_cron_job(ctx.namespace, label_selector=selector)).items
+        for c in crons
+        if (c.metadata.labels or {}).get(manifests.RUNNER_API_LABEL) != manifests.RUNNER_API
     }
-    snapshot_maps = await snapshots.listed(ctx)
     users = await _hub_users(ctx)
     claims = await reclaim.listed(ctx)
     with ctx.db() as s:
@@ -62,8 +65,8 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
             if row.owner in gone:
                 report["owner_gone"].append(row.cronjob)
                 continue
-            if await _reconcile_one(ctx, s, row, users, existing, {c.metadata.name for c in snapshot_maps}, report):
-                await snapshots.prune(ctx, s, row, snapshot_maps)  # one list for every job
+            if await _reconcile_one(ctx, s, row, users, existing, outdated, report):
+                snapshots.prune(ctx, s, row)
         s.commit()
         known = {r.cronjob for r in rows}
     for name in sorted(existing - known):
@@ -72,6 +75,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         report["orphans_removed"].append(name)
     for name in report["owner_gone"]:
         await _remove_departed(ctx, name)
+    report["old_snapshot_configmaps_removed"] = await snapshots.drop_old_configmaps(ctx)
     for what, objects in report.items():
         if objects:
             log.warning("reconcile: %s: %s", what.replace("_", " "), ", ".join(objects))
@@ -95,16 +99,12 @@ async def _reconcile_one(
     row: DefinitionRow,
     users: dict[str, dict[str, Any]] | None,
     existing: set[str],
-    snapshot_names: set[str],
+    outdated: set[str],
     report: dict[str, list[str]],
 ) -> bool:
-    """One job: its snapshot, its owner's entitlements, its CronJob. False when its owner
-    is unknown now or it is held (nothing more is done to it in this pass)."""
+    """One job: its owner's entitlements, its CronJob. False when its owner is unknown now
+    or it is held (nothing more is done to it in this pass)."""
     n = names(row)
-    if n.snapshot(row.version) not in snapshot_names:
-        current = next((v for v in row.versions if v.number == row.version), None)
-        if current is not None:
-            await snapshots.create(ctx, n, row.version, current.notebook)
     if ctx.hub is None:
         owner: Caller | None = Caller(row.owner)
     elif users is None or row.owner not in users:
@@ -114,7 +114,8 @@ async def _reconcile_one(
     if owner is None:
         return False
     try:
-        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, n)
+        sha = snapshots.sha_of(row, row.version) or ""
+        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, n, sha)
     except ChoiceError as e:
         if row.hold is None:
             await audit.hold(ctx, s, row, str(e))
@@ -125,8 +126,8 @@ async def _reconcile_one(
         audit.record(s, "moonhub", "release", row, "the owner may run it again")
         await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing, owner)
         report["resumed"].append(row.cronjob)
-    elif row.cronjob not in existing:
-        await definitions.put_cronjob(ctx, row.cronjob, cron, False, owner)
+    elif row.cronjob not in existing or row.cronjob in outdated:
+        await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing, owner)
         report["recreated"].append(row.cronjob)
     else:
         await gpu_queues.ensure_for(ctx, owner, cron)  # their groups now: the right team's budget

@@ -17,6 +17,8 @@ def trim_history(ctx: Context) -> int:
             keep = int(row.spec.get("keep_runs", 20))
             for run in sorted(row.runs, key=lambda r: r.id, reverse=True)[keep:]:
                 if run.status in ENDED:
+                    if run.context is not None:
+                        row.contexts.remove(run.context)
                     s.delete(run)
                     removed += 1
         s.commit()

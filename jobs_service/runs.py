@@ -1,51 +1,246 @@
-"""Runs: start one now, list them, cancel one, read its log."""
+"""Runs: start one now, re-run one, back-fill a date range, list them, cancel one, read its
+log."""
 
 from __future__ import annotations
 
+import datetime
+import logging
 import secrets
 from typing import Any
 
+from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moonhub_core.errors import ChoiceError, Conflict, NotFound
+from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
-from . import audit, entitlements, gpu_queues, manifests, validation, views
+from . import audit, entitlements, gpu_queues, manifests, runcontext, snapshots, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
-from .db import DefinitionRow, RunRow, utcnow
+from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
 from .limits import check_count
+
+logger = logging.getLogger("moonhub.jobs")
+
+
+#: the statuses of runs that hold a place ("run now" and re-runs count them against the limit)
+ACTIVE = ("queued", "running")
+
+
+def _active(s: Session, owner: str) -> int:
+    q = (
+        select(func.count())
+        .select_from(RunRow)
+        .join(DefinitionRow)
+        .where(DefinitionRow.owner == owner, RunRow.status.in_(ACTIVE))
+    )
+    return int(s.scalar(q) or 0)
+
+
+async def start_job(
+    ctx: Context,
+    s: Session,
+    row: DefinitionRow,
+    owner: Caller,
+    version: int,
+    name: str,
+    trigger: str,
+    scheduled: datetime.datetime,
+) -> None:
+    """Create the Job of one run of ``row`` (notebook ``version``), built from the definition
+    as its owner may run it today (not from the stored CronJob: groups and the catalog may
+    have changed). A job its owner may no longer run is held, and the refusal raised."""
+    sha = snapshots.sha_of(row, version)
+    if sha is None:
+        raise Conflict(
+            "version", f"version {version} of job {row.name} is no longer kept (jobs.limits.versions_per_job)"
+        )
+    try:
+        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, version, names(row), sha)
+    except ChoiceError as e:
+        await audit.hold(ctx, s, row, str(e))
+        s.commit()
+        raise
+    job = manifests.manual_job(cron, name, trigger, scheduled.isoformat())
+    await gpu_queues.ensure_for(ctx, owner, job)  # a GPU run waits in its owner's queue
+    await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+
+
+def _name(row: DefinitionRow, kind: str) -> str:
+    return f"{row.cronjob[:45]}-{kind}{secrets.token_hex(2)}"
 
 
 async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
-    """Start a run of the current version, built from the definition as its owner may
-    run it today (not from the stored CronJob: groups and the catalog may have changed)."""
+    """Start a run of the current version; it stands for the moment it was asked for."""
     with ctx.db() as s:
         row = own(s, caller, job_id)
         owner = await entitlements.acting_for(ctx, caller, row, "run")
         if row.hold is not None:
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
-        active = s.scalar(
-            select(func.count())
-            .select_from(RunRow)
-            .join(DefinitionRow)
-            .where(DefinitionRow.owner == row.owner, RunRow.status.in_(("queued", "running")))
-        )
-        check_count("id", "runs queued or running", active or 0, ctx.limits.active_runs_per_user)
-        try:
-            cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, names(row))
-        except ChoiceError as e:
-            await audit.hold(ctx, s, row, str(e))
-            s.commit()
-            raise
-        name = f"{row.cronjob[:45]}-m{secrets.token_hex(2)}"
-        job = manifests.manual_job(cron, name)
-        await gpu_queues.ensure_for(ctx, owner, job)  # a GPU run waits in its owner's queue
-        await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+        check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
+        name, now = _name(row, "m"), utcnow()
+        await start_job(ctx, s, row, owner, row.version, name, "manual", now)
         run = new_run(row, name, "manual")
         s.add(run)
+        s.add(RunContextRow(job_name=name, definition_id=row.id, scheduled_for=now))
         audit.record(s, caller.name, "run", row, name)
         s.commit()
         return views.run(run)
+
+
+RERUN_FIELDS = {"parameters"}
+
+
+async def rerun(ctx: Context, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
+    """Run an ended run again as it was: its notebook version, its parameters as it received
+    them (``parameters`` in the body change some), and the time it stood for. The new run
+    says which run it repeats."""
+    body = {} if body is None else body
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object")
+    for key in body:
+        if key not in RERUN_FIELDS:
+            raise FieldError(key, f"unknown field (accepted: {', '.join(sorted(RERUN_FIELDS))})")
+    changes = validation.check_parameters(body.get("parameters"))
+    with ctx.db() as s:
+        old = find(s, caller, job_id, run_id)
+        row = old.definition
+        if old.status not in ENDED:
+            raise Conflict("run", f"run {old.job_name} has not ended ({old.status}); cancel it or wait for it")
+        owner = await entitlements.acting_for(ctx, caller, row, "run")
+        if row.hold is not None:
+            raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
+        check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
+        was = old.context
+        if was is not None and was.parameters is not None:
+            base = dict(was.parameters)
+        elif was is not None and was.given is not None:
+            base = dict(was.given)
+        else:
+            base = dict(row.spec.get("parameters") or {})
+        scheduled = utc((was.scheduled_for if was else None) or old.started or old.created)
+        name = _name(row, "r")
+        await start_job(ctx, s, row, owner, old.version, name, "rerun", scheduled)
+        run = new_run(row, name, "rerun", old.version)
+        s.add(run)
+        given = {**base, **changes}
+        s.add(RunContextRow(job_name=name, definition_id=row.id, scheduled_for=scheduled, given=given, rerun_of=old.id))
+        detail = f"{name} re-runs {old.job_name}" + (f" with {', '.join(sorted(changes))} changed" if changes else "")
+        audit.record(s, caller.name, "rerun", row, detail)
+        s.commit()
+        s.refresh(run)
+        return views.run(run)
+
+
+BACKFILL_FIELDS = {"from", "to"}
+
+
+def _covered(row: DefinitionRow) -> set[datetime.datetime]:
+    """The ticks ``row``'s runs already stand for: those recorded, and scheduled runs'
+    (Kubernetes names a CronJob's Job after its tick, in minutes since 1970)."""
+    found = {utc(c.scheduled_for) for c in row.contexts if c.scheduled_for}
+    for r in row.runs:
+        suffix = r.job_name.rsplit("-", 1)[-1]
+        if r.trigger == "schedule" and r.job_name.startswith(row.cronjob) and suffix.isdigit():
+            found.add(datetime.datetime.fromtimestamp(int(suffix) * 60, datetime.UTC))
+    return found
+
+
+async def backfill(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
+    """Runs for the schedule's ticks from ``from`` to ``to`` (days in the job's time zone,
+    both included, none in the future), each standing for its tick. Ticks that already have
+    a run are skipped. They wait and start as the job's concurrency policy allows: one at a
+    time for ``skip`` and ``replace``, as many as the owner's limit for ``allow``."""
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object with from and to")
+    for key in body:
+        if key not in BACKFILL_FIELDS:
+            raise FieldError(key, f"unknown field (accepted: {', '.join(sorted(BACKFILL_FIELDS))})")
+    start, end = runcontext.parse_day("from", body.get("from")), runcontext.parse_day("to", body.get("to"))
+    if end < start:
+        raise FieldError("to", "must not be before from")
+    cap = ctx.limits.backfill_runs
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        schedule = row.spec.get("schedule")
+        if not schedule:
+            raise FieldError("id", f"job {row.name} has no schedule: it has no ticks to back-fill")
+        owner = await entitlements.acting_for(ctx, caller, row, "run")
+        if row.hold is not None:
+            raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
+        # the owner may run it as defined (a refusal now, not at each start)
+        sha = snapshots.sha_of(row, row.version) or ""
+        entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, names(row), sha)
+        now = utcnow()
+        ticks = [t for t in runcontext.scheduled_ticks(schedule, row.spec.get("timezone") or "UTC", start, end, cap)]
+        ticks = [t for t in ticks if t <= now]
+        covered = _covered(row)
+        todo = [t for t in ticks if utc(t) not in covered]
+        waiting = s.scalar(
+            select(func.count())
+            .select_from(RunRow)
+            .join(DefinitionRow)
+            .where(DefinitionRow.owner == row.owner, RunRow.status == "waiting")
+        )
+        check_count("to", "back-filled runs waiting to start", (waiting or 0) + len(todo) - 1, cap)
+        made = []
+        for t in todo:
+            name = f"{row.cronjob[:45]}-b{int(t.timestamp()) // 60}"
+            run = new_run(row, name, "backfill")
+            run.status = "waiting"
+            s.add(run)
+            s.add(RunContextRow(job_name=name, definition_id=row.id, scheduled_for=t))
+            made.append(run)
+        audit.record(s, caller.name, "backfill", row, f"{len(made)} run(s) from {start} to {end}")
+        s.commit()
+        for run in made:
+            s.refresh(run)
+        return {
+            "runs": [views.run(r) for r in made],
+            "skipped": [t.isoformat() for t in ticks if utc(t) in covered],
+        }
+
+
+async def start_waiting(ctx: Context) -> None:
+    """Start back-filled runs as their jobs' concurrency policies allow (each pass of the
+    sync loop). A Job that exists already (a start the service did not get to record before
+    a restart) counts as started."""
+    with ctx.db() as s:
+        rows = list(s.scalars(select(DefinitionRow).join(RunRow).where(RunRow.status == "waiting").distinct()))
+        for row in rows:
+            if row.hold is not None:
+                continue
+            waiting = sorted(
+                (r for r in row.runs if r.status == "waiting"),
+                key=lambda r: (
+                    utc(r.context.scheduled_for) if r.context and r.context.scheduled_for else utc(r.created),
+                    r.id,
+                ),
+            )
+            mine = sum(1 for r in row.runs if r.status in ACTIVE)
+            if row.spec.get("concurrency", "skip") == "allow":
+                free = ctx.limits.active_runs_per_user - _active(s, row.owner)
+            else:
+                free = 0 if mine else 1
+            if free <= 0:
+                continue
+            try:
+                owner = await entitlements.owner(ctx, row.owner)
+            except (Unavailable, Forbidden) as e:
+                logger.warning("back-fill of %s waits: %s", row.name, e)
+                continue
+            for run in waiting[:free]:
+                at = run.context.scheduled_for if run.context and run.context.scheduled_for else run.created
+                try:
+                    await start_job(ctx, s, row, owner, run.version, run.job_name, "backfill", utc(at))
+                except ChoiceError as e:
+                    run.status, run.finished, run.reason = "cancelled", utcnow(), f"not started: {e}"[:1024]
+                    continue
+                except client.ApiException as e:
+                    if e.status != 409:
+                        logger.warning("back-filled run %s not started: %s", run.job_name, e.reason)
+                        break
+                run.status = "queued"
+        s.commit()
 
 
 def find(s: Session, caller: Caller, job_id: int, run_id: int) -> RunRow:

@@ -13,6 +13,7 @@ import datetime
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -27,11 +28,13 @@ from . import (
     definitions,
     gpu_queues,
     gpu_usage,
+    launch,
     notify,
     reclaim,
     reconcile,
     retention,
     runs,
+    snapshots,
     sync,
     workspaces,
 )
@@ -62,6 +65,8 @@ class JobsService:
         webhooks: notify.WebhookPolicy | None = None,
         emails: notify.EmailPolicy | None = None,
         queue_prefix: str = "moonhub",
+        snapshot_dir: Path = Path("moonhub-job-snapshots"),
+        launch_url: str = "http://127.0.0.1:8090/services/jobs/launch",
     ) -> None:
         self.ctx = Context(
             db,
@@ -79,7 +84,11 @@ class JobsService:
             webhooks or notify.WebhookPolicy(),
             emails or notify.EmailPolicy(),
             queue_prefix,
+            snapshots=snapshots.SnapshotStore(snapshot_dir),
+            launch_url=launch_url,
         )
+        with db() as s:
+            self.ctx.launch_key = launch.service_key(s)
 
         self.usage = gpu_usage.Sampler()
 
@@ -123,6 +132,12 @@ class JobsService:
     # ---- runs --------------------------------------------------------------------------
     async def run_now(self, caller: Caller, job_id: int) -> dict[str, Any]:
         return await runs.run_now(self.ctx, caller, job_id)
+
+    async def rerun(self, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
+        return await runs.rerun(self.ctx, caller, job_id, run_id, body)
+
+    async def backfill(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
+        return await runs.backfill(self.ctx, caller, job_id, body)
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         return runs.listed(self.ctx, caller, job_id)

@@ -1,6 +1,6 @@
 """Following runs: every notebook Job the cluster has is recorded with its state
-(Kubernetes is the truth), running runs get their progress recorded, and owners are told
-about runs that ended."""
+(Kubernetes is the truth), running runs get their progress recorded, owners are told about
+runs that ended (or run too long), and back-filled runs start as their policy allows."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
 
-from . import audit, entitlements, gpu_queues, notify, runs, views
+from . import audit, entitlements, gpu_queues, notify, runs, snapshots, views
 from .context import Context, new_run
-from .db import DefinitionRow, ProgressRow, RunRow, utc, utcnow
+from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -61,10 +61,34 @@ async def sync_runs(ctx: Context) -> None:
                 run.status, run.finished = "cancelled", utcnow()
                 run.reason = "its Job is gone: replaced by a newer run, or deleted"
         await gpu_queues.note_waiting(ctx, s, followed)
-        await record_progress(ctx, [r for r in known.values() if r.status == "running"])
+        running = [r for r in known.values() if r.status == "running"]
+        await record_progress(ctx, running)
+        overdue = _overdue(s, running, utcnow())
         s.commit()
+        late = [(views.job(r.definition), views.run(r)) for r in overdue]
     for job_view, run_view in to_tell:
         await tell(ctx, job_view, run_view)
+    for job_view, run_view in late:
+        await tell(ctx, job_view, run_view, notify.OVERDUE)
+    await runs.start_waiting(ctx)
+
+
+def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[RunRow]:
+    """Running runs past their job's ``notify.overdue_after_seconds`` whose owner was not
+    told yet (marked told here: once per run, across restarts)."""
+    found = []
+    for run in running:
+        limit = (run.definition.spec.get("notify") or {}).get("overdue_after_seconds") or 0
+        if not limit or run.started is None or (now - utc(run.started)).total_seconds() < limit:
+            continue
+        mark = run.context or s.get(RunContextRow, run.job_name)
+        if mark is None:
+            mark = RunContextRow(job_name=run.job_name, definition_id=run.definition_id)
+            s.add(mark)
+        if not mark.overdue_told:
+            mark.overdue_told = True
+            found.append(run)
+    return found
 
 
 async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str, DefinitionRow]) -> RunRow | None:
@@ -156,9 +180,9 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
 def total_cells(run: RunRow) -> int:
     """The cells papermill executes for ``run``: its version's, and one more when it injects
     the parameters (it does when there are any)."""
-    version = next((v for v in run.definition.versions if v.number == run.version), None)
-    cells = len(version.notebook.get("cells", [])) if version else 0
-    return cells + (1 if run.definition.spec.get("parameters") else 0)
+    given = run.context.parameters if run.context and run.context.parameters is not None else None
+    params = given if given is not None else run.definition.spec.get("parameters")
+    return snapshots.cells_of(run.definition, run.version) + (1 if params else 0)
 
 
 def last_cell(log_text: str) -> int | None:
@@ -167,13 +191,14 @@ def last_cell(log_text: str) -> int | None:
     return int(found[-1]) if found else None
 
 
-async def tell(ctx: Context, job: dict[str, Any], run: dict[str, Any]) -> None:
+async def tell(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str = "") -> None:
     wants = job.get("notify") or {}
     try:
         if wants.get("emails"):
-            await notify.email(ctx.smtp, job, run, wants["emails"], ctx.emails)
+            await notify.email(ctx.smtp, job, run, wants["emails"], ctx.emails, event)
         if wants.get("webhook"):
-            await notify.webhook(wants["webhook"], job, run, ctx.webhooks)
+            fmt = wants.get("webhook_format", "plain")
+            await notify.webhook(wants["webhook"], job, run, ctx.webhooks, event, fmt)
     except Exception as e:
         log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], e)
 

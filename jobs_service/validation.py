@@ -17,6 +17,8 @@ from croniter import croniter
 
 from moonhub_core.errors import FieldError
 
+from . import runcontext
+
 Concurrency = Literal["allow", "skip", "replace"]
 #: our words for Kubernetes' CronJob concurrencyPolicy
 CONCURRENCY_POLICY = {"allow": "Allow", "skip": "Forbid", "replace": "Replace"}
@@ -24,7 +26,6 @@ NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 MAX_NAME = 30
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PARAMETERS_BYTES = 16 * 1024
-MAX_NOTEBOOK_BYTES = 900 * 1024  # stored in a ConfigMap (1 MiB at most, with overhead)
 FIELDS = {
     "name",
     "notebook",
@@ -141,15 +142,22 @@ def check_parameters(params: Any) -> dict[str, Any]:
             raise FieldError("parameters", f"{k}: values must be JSON")
     if len(json.dumps(params)) > MAX_PARAMETERS_BYTES:
         raise FieldError("parameters", f"are larger than {MAX_PARAMETERS_BYTES // 1024} KiB")
+    runcontext.check(params)
     return dict(params)
+
+
+#: what ``notify`` accepts
+NOTIFY_KEYS = ("emails", "webhook", "on_success", "overdue_after_seconds", "webhook_format")
+#: webhook payloads: MoonHub's own JSON, or what Slack (and chat tools that copy it) accept
+WEBHOOK_FORMATS = ("plain", "slack")
 
 
 def check_notify(value: Any) -> dict[str, Any]:
     if value in (None, {}):
         return {}
     if not isinstance(value, dict):
-        raise FieldError("notify", "must be an object with emails, webhook and on_success")
-    unknown = set(value) - {"emails", "webhook", "on_success"}
+        raise FieldError("notify", f"must be an object with {', '.join(NOTIFY_KEYS)}")
+    unknown = set(value) - set(NOTIFY_KEYS)
     if unknown:
         raise FieldError("notify", f"unknown key(s) {', '.join(sorted(unknown))}")
     emails = value.get("emails") or []
@@ -165,7 +173,18 @@ def check_notify(value: Any) -> dict[str, Any]:
     on_success = value.get("on_success", False)
     if not isinstance(on_success, bool):
         raise FieldError("notify", "on_success must be true or false")
-    return {"emails": emails, "webhook": hook, "on_success": on_success}
+    overdue = value.get("overdue_after_seconds") or 0
+    if isinstance(overdue, bool) or not isinstance(overdue, int) or not (overdue == 0 or 60 <= overdue <= 7 * 86400):
+        raise FieldError("notify", "overdue_after_seconds must be 0 (off) or from 60 to 604800 seconds")
+    fmt = value.get("webhook_format") or "plain"
+    if fmt not in WEBHOOK_FORMATS:
+        raise FieldError("notify", f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}")
+    found = {"emails": emails, "webhook": hook, "on_success": on_success}
+    if overdue:
+        found["overdue_after_seconds"] = overdue
+    if fmt != "plain":
+        found["webhook_format"] = fmt
+    return found
 
 
 def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definition:
@@ -212,9 +231,10 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
 
 
 def check_notebook(content: Any) -> dict[str, Any]:
-    """The snapshot's content: an nbformat-4 notebook small enough for a ConfigMap."""
+    """The snapshot's content: an nbformat-4 notebook (its size is bounded by the request
+    body's limit, ``jobs.limits.notebook_bytes``, and the owner's stored total)."""
     if not isinstance(content, dict) or content.get("nbformat") != 4 or not isinstance(content.get("cells"), list):
         raise FieldError("notebook_content", "must be a Jupyter notebook (nbformat 4)")
-    if len(json.dumps(content)) > MAX_NOTEBOOK_BYTES:
-        raise FieldError("notebook_content", f"is larger than {MAX_NOTEBOOK_BYTES // 1024} KiB")
+    if not all(isinstance(c, dict) for c in content["cells"]):
+        raise FieldError("notebook_content", "cells must be objects")
     return content

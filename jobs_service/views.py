@@ -39,6 +39,7 @@ def job(row: DefinitionRow) -> dict[str, Any]:
 
 def run(r: RunRow) -> dict[str, Any]:
     started, finished, created = _utc(r.started), _utc(r.finished), _utc(r.created)
+    c = r.context
     duration = (finished - started).total_seconds() if started and finished else None
     return {
         "id": r.id,
@@ -54,7 +55,15 @@ def run(r: RunRow) -> dict[str, Any]:
         "finished": finished.isoformat() if finished else None,
         "duration_seconds": duration,
         "progress": progress(r),
+        # the time the run stands for, what its notebook received, the run it repeats
+        "scheduled_for": _iso(c.scheduled_for) if c else None,
+        "parameters": (c.parameters if c.parameters is not None else c.given) if c else None,
+        "rerun_of": c.rerun_of if c else None,
     }
+
+
+def _iso(t: datetime.datetime | None) -> str | None:
+    return utc(t).isoformat() if t else None
 
 
 def progress(r: RunRow) -> dict[str, int] | None:

@@ -9,7 +9,9 @@ the container's termination message). A run whose kernel the OOM killer
 stopped says "out of memory (limit ...)" in the container's termination message, which the
 jobs service shows as the run's reason.
 
-Parameters come from ``$MOONHUB_PARAMETERS`` (a JSON object) or ``--parameters``.
+With ``--launch`` (how the jobs service's pods call it) the notebook version and the
+parameters are fetched from the service first (``launch``), into the notebook path given.
+Otherwise parameters come from ``$MOONHUB_PARAMETERS`` (a JSON object) or ``--parameters``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import launch
 from .memory import OomWatch, human_bytes
 
 #: where Kubernetes reads a container's termination message (the pod's default)
@@ -90,8 +93,14 @@ def _explain_oom(oom: OomWatch) -> None:
         return
     text = f"out of memory (limit {human_bytes(limit)})" if limit else "out of memory"
     print(f"moonhub-run-notebook: {text}: the kernel was killed by the OOM killer", file=sys.stderr, flush=True)
+    _termination_message(text)
+
+
+def _termination_message(text: str) -> None:
+    """``text`` where Kubernetes keeps it in the pod's status (the jobs service shows it as
+    the run's reason)."""
     try:
-        Path(TERMINATION_LOG).write_text(text)
+        Path(TERMINATION_LOG).write_text(text[:4000])
     except OSError:
         pass
 
@@ -105,9 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parameters", default=os.environ.get("MOONHUB_PARAMETERS", "{}"), help="a JSON object")
     p.add_argument("--cwd", type=Path, default=None, help="working directory for the kernel")
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+    p.add_argument(
+        "--launch",
+        action="store_true",
+        help="fetch the notebook (into NOTEBOOK) and the parameters from the jobs service ($MOONHUB_LAUNCH_URL)",
+    )
     args = p.parse_args(argv)
     # papermill reports each cell and streams its outputs through logging: the live log
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    if args.launch:
+        try:
+            params = launch.fetch(args.notebook, say=lambda text: print(text, flush=True))
+        except (launch.LaunchError, KeyError, ValueError) as e:
+            text = (
+                f"could not start: {e}" if not isinstance(e, KeyError) else f"could not start: ${e.args[0]} is not set"
+            )
+            print(f"moonhub-run-notebook: {text}", file=sys.stderr, flush=True)
+            _termination_message(text)
+            return 1
+        return run(args.notebook, args.output, params, args.cwd, args.kernel)
     try:
         params = json.loads(args.parameters)
     except json.JSONDecodeError as e:

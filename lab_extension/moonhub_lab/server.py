@@ -30,7 +30,8 @@ from tornado.ioloop import PeriodicCallback
 from . import diskspace
 from .memory import OomWatch, message
 
-MAX_BODY = 2 * 1024 * 1024
+#: a notebook to schedule may be this large (the jobs service has its own limit, jobs.limits.notebook_bytes)
+MAX_BODY = 128 * 1024 * 1024
 MAX_NOTICES = 20
 
 

@@ -19,6 +19,7 @@ import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
 import { WorkspaceStatus } from './workspace';
+import { withoutOutputs } from './snapshot';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
 
@@ -72,14 +73,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       return panel ? { path: panel.context.path, panel } : null;
     };
 
-    /** The notebook as saved (unsaved edits are saved first): the snapshot to freeze. */
+    /** The notebook as saved (unsaved edits are saved first), without its outputs: the snapshot to freeze. */
     const snapshot = async (path: string, panel: NotebookPanel | null): Promise<Record<string, unknown>> => {
       const open = panel ?? (docs.findWidget(path) as NotebookPanel | undefined) ?? null;
       if (open?.context?.model?.dirty) {
         await open.context.save();
       }
       const model = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
-      return model.content as Record<string, unknown>;
+      return withoutOutputs(model.content as Record<string, unknown>);
     };
 
     const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {

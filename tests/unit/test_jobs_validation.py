@@ -81,7 +81,8 @@ def test_cronjob_from_the_workload_builder() -> None:
     choice = ch.parse(d.choices(), example_catalog(), ch.allowed(example_catalog(), []))
     w = build(example_catalog(), choice, "claim-ann")
     names = manifests.Names("Ann.Lee@corp", d.name)
-    cron = manifests.cronjob(d, names, 4, w, "moonhub-users", "/home/jovyan")
+    launch = manifests.Launch("http://10.85.0.1:8090/services/jobs/launch/x/4", "k3y", "ab" * 32)
+    cron = manifests.cronjob(d, names, 4, launch, w, "moonhub-users", "/home/jovyan")
     assert len(names.cronjob) <= 52 and names.cronjob.startswith("nb-")
     spec = cron["spec"]
     assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"], spec["suspend"]) == (
@@ -98,35 +99,47 @@ def test_cronjob_from_the_workload_builder() -> None:
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
-    assert {"name": "MOONHUB_PARAMETERS", "value": '{"n": 3}'} in c["env"]
-    assert c["command"][:2] == ["moonhub-run-notebook", "/snapshot/notebook.ipynb"]
-    assert c["command"][2] == "/home/jovyan/jobs/daily/$(MOONHUB_RUN).ipynb"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert "MOONHUB_PARAMETERS" not in env, "parameters are fetched at start (templates resolved per run)"
+    assert (env["MOONHUB_LAUNCH_URL"], env["MOONHUB_LAUNCH_KEY"], env["MOONHUB_SNAPSHOT_SHA256"]) == (
+        launch.url,
+        "k3y",
+        "ab" * 32,
+    )
+    assert c["command"][:3] == ["moonhub-run-notebook", "--launch", "/snapshot/notebook.ipynb"]
+    assert c["command"][3] == "/home/jovyan/jobs/daily/$(MOONHUB_RUN).ipynb"
     claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert claims == ["claim-ann"], "only the owner's workspace"
-    assert {"name": "snapshot", "configMap": {"name": names.snapshot(4)}} in pod["volumes"]
+    assert {"name": "snapshot", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"], "no ConfigMap: nothing in etcd"
+    assert cron["metadata"]["labels"][manifests.RUNNER_API_LABEL] == manifests.RUNNER_API
 
 
 def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() -> None:
     d = validation.parse({**BASE, "schedule": None})
     w = build(example_catalog(), ch.parse({}, example_catalog(), ch.allowed(example_catalog(), [])), "claim-bo")
-    cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, w, "ns", "/home/jovyan")
+    launch = manifests.Launch("http://jobs/launch/x/1", "k", "0" * 64)
+    cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, launch, w, "ns", "/home/jovyan")
     assert cron["spec"]["suspend"] is True
     job = manifests.manual_job(cron, "daily-abc")
     assert job["metadata"]["name"] == "daily-abc" and job["spec"] == cron["spec"]["jobTemplate"]["spec"]
     assert job["metadata"]["labels"]["moonhub.io/trigger"] == "manual"
+    filled = manifests.manual_job(cron, "daily-b1", "backfill", "2026-11-30T06:00:00+00:00")
+    assert filled["metadata"]["labels"]["moonhub.io/trigger"] == "backfill"
+    assert filled["metadata"]["annotations"][manifests.SCHEDULED] == "2026-11-30T06:00:00+00:00"
 
 
 def test_progress_from_papermill_log() -> None:
-    from jobs_service.db import DefinitionRow, RunRow, VersionRow
+    from jobs_service.db import DefinitionRow, RunRow, SnapshotRow, VersionRow
     from jobs_service.sync import last_cell, total_cells
 
     tail = "Executing notebook with kernel: python3\nExecuting Cell 1---------\nrows 3\nExecuting Cell 2---------\n"
     assert last_cell(tail) == 2
     assert last_cell("a line of output\n") is None, "no cell in the tail: keep what was recorded"
-    notebook = {"cells": [{}, {}, {}]}
-    with_params = DefinitionRow(
-        spec={"parameters": {"rows": 3}}, version=1, versions=[VersionRow(number=1, notebook=notebook)]
-    )
+
+    def version() -> VersionRow:
+        return VersionRow(number=1, notebook={}, stored=SnapshotRow(sha256="0" * 64, size=10, cells=3))
+
+    with_params = DefinitionRow(spec={"parameters": {"rows": 3}}, version=1, versions=[version()])
     assert total_cells(RunRow(version=1, definition=with_params)) == 4, "papermill injects the parameters as a cell"
-    plain = DefinitionRow(spec={"parameters": {}}, version=1, versions=[VersionRow(number=1, notebook=notebook)])
+    plain = DefinitionRow(spec={"parameters": {}}, version=1, versions=[version()])
     assert total_cells(RunRow(version=1, definition=plain)) == 3

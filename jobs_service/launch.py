@@ -1,0 +1,185 @@
+"""What a run's pod fetches from the service as it starts: its notebook version and its
+parameters (templates resolved for the time the run stands for).
+
+A pod has no hub token and no Kubernetes credentials. What it may fetch is named by its
+CronJob's template: the job (its CronJob's name) and the version, and a key that signs
+exactly that pair (HMAC-SHA256 with the service's own secret, made at first start and kept
+in its database). The key opens that one version of that one job and the parameters of that
+job's runs; it is no use for anything else. The pod checks the notebook's SHA-256 (also in
+its template) before it runs it.
+
+Routes (beside the API, not under it: no JupyterHub login):
+
+- ``GET <prefix>launch/<cronjob>/<version>/notebook``: the version's stored file (gzip);
+- ``GET <prefix>launch/<cronjob>/<version>/runs/<job name>``: the run's parameters, resolved
+  once and kept (a retried pod gets the same ones), and the time it stands for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from tornado import web
+
+from moonhub_core import pods
+
+from . import runcontext
+from .context import Context
+from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, utc
+from .manifests import SCHEDULED, Launch
+
+log = logging.getLogger("moonhub.jobs")
+
+HEADER = "X-MoonHub-Launch-Key"
+#: Kubernetes' record of the tick a CronJob's Job was made for (1.28 and later)
+CRONJOB_SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+CHUNK = 1024 * 1024
+
+
+def service_key(s: Session) -> bytes:
+    """The service's signing key, made once."""
+    row = s.get(ServiceKeyRow, "launch")
+    if row is None:
+        row = ServiceKeyRow(name="launch", value=secrets.token_hex(32))
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError:  # another replica made it first
+            s.rollback()
+            row = s.get(ServiceKeyRow, "launch")
+            assert row is not None
+    return bytes.fromhex(row.value)
+
+
+def sign(key: bytes, cronjob: str, version: int) -> str:
+    return hmac.new(key, f"{cronjob}\0{version}".encode(), hashlib.sha256).hexdigest()
+
+
+def for_version(ctx: Context, cronjob: str, version: int, sha256: str) -> Launch:
+    """What the template of ``cronjob``'s version ``version`` says to its pods."""
+    return Launch(f"{ctx.launch_url.rstrip('/')}/{cronjob}/{version}", sign(ctx.launch_key, cronjob, version), sha256)
+
+
+def scheduled_time(job: client.V1Job) -> datetime.datetime:
+    """The time a run stands for: Kubernetes' tick for a CronJob's Job, ours for the Jobs
+    MoonHub makes, else when the Job was made."""
+    notes = job.metadata.annotations or {}
+    for key in (CRONJOB_SCHEDULED, SCHEDULED):
+        if notes.get(key):
+            try:
+                return utc(datetime.datetime.fromisoformat(notes[key].replace("Z", "+00:00")))
+            except ValueError:
+                log.warning("job %s: unreadable %s %r", job.metadata.name, key, notes[key])
+    return utc(job.metadata.creation_timestamp)
+
+
+def last_success(s: Session, definition_id: int, before: str) -> datetime.datetime | None:
+    """The time the newest succeeded run of the definition (not ``before``) stood for."""
+    q = (
+        select(RunRow, RunContextRow.scheduled_for)
+        .outerjoin(RunContextRow, RunContextRow.job_name == RunRow.job_name)
+        .where(RunRow.definition_id == definition_id, RunRow.status == "succeeded", RunRow.job_name != before)
+        .order_by(RunRow.id.desc())
+        .limit(1)
+    )
+    found = s.execute(q).first()
+    if found is None:
+        return None
+    run, at = found
+    t = at or run.started or run.created
+    return utc(t) if t else None
+
+
+class LaunchHandler(web.RequestHandler):
+    """A run's pod asking for what it runs; answers JSON errors and never more than the key opens."""
+
+    @property
+    def ctx(self) -> Context:
+        return self.settings["jobs"].ctx
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish({"status": status_code, "message": self._reason})
+
+    def definition(self, s: Session, cronjob: str, version: str) -> DefinitionRow:
+        given = self.request.headers.get(HEADER, "")
+        number = int(version) if version.isdigit() and len(version) < 10 else -1
+        if not given or not hmac.compare_digest(given, sign(self.ctx.launch_key, cronjob, number)):
+            raise web.HTTPError(403, reason="the launch key does not open this job's version")
+        row = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == cronjob))
+        if row is None:
+            raise web.HTTPError(404, reason=f"no job {cronjob} (deleted?)")
+        return row
+
+
+class NotebookHandler(LaunchHandler):
+    async def get(self, cronjob: str, version: str) -> None:
+        with self.ctx.db() as s:
+            row = self.definition(s, cronjob, version)
+            v = next((v for v in row.versions if v.number == int(version)), None)
+            if v is None or v.stored is None:
+                raise web.HTTPError(404, reason=f"version {version} of job {row.name} is no longer kept")
+            owner, sha = row.owner, v.stored.sha256
+        try:
+            f = self.ctx.snapshots.open(owner, sha)
+        except FileNotFoundError:
+            log.error("job %s: the snapshot file of version %s (%s) is missing", cronjob, version, sha)
+            raise web.HTTPError(404, reason=f"the notebook of version {version} is missing from the store") from None
+        self.set_header("Content-Type", "application/gzip")
+        self.set_header("X-MoonHub-SHA256", sha)
+        with f:
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class RunParametersHandler(LaunchHandler):
+    async def get(self, cronjob: str, version: str, job_name: str) -> None:
+        ctx = self.ctx
+        with ctx.db() as s:
+            row = self.definition(s, cronjob, version)
+            defn_id, name, owner, spec = row.id, row.name, row.owner, dict(row.spec)
+        try:
+            job = await ctx.batch.read_namespaced_job(job_name, ctx.namespace)
+        except client.ApiException as e:
+            if e.status == 404:
+                raise web.HTTPError(404, reason=f"no run {job_name}") from None
+            raise web.HTTPError(503, reason=f"Kubernetes did not answer ({e.reason}); try again") from None
+        if (job.metadata.labels or {}).get(pods.JOB) != name or not job_name.startswith(cronjob[:45]):
+            raise web.HTTPError(403, reason=f"run {job_name} is not a run of this job")
+        with ctx.db() as s:
+            found = s.get(RunContextRow, job_name)
+            if found is None or found.parameters is None:
+                found = found or RunContextRow(job_name=job_name, definition_id=defn_id)
+                found.scheduled_for = found.scheduled_for or scheduled_time(job)
+                labels = job.metadata.labels or {}
+                facts = runcontext.RunFacts(
+                    job=name,
+                    owner=owner,
+                    run=job_name,
+                    trigger=labels.get(pods.TRIGGER) or "schedule",
+                    scheduled=utc(found.scheduled_for),
+                    timezone=spec.get("timezone") or "UTC",
+                    last_success=last_success(s, defn_id, job_name),
+                )
+                given = found.given if found.given is not None else spec.get("parameters") or {}
+                found.parameters = runcontext.resolve(given, facts)
+                s.merge(found)
+                s.commit()
+            at = utc(found.scheduled_for) if found.scheduled_for else None
+            self.finish({"run": job_name, "parameters": found.parameters, "scheduled_time": at and at.isoformat()})
+
+
+def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/(\d+)"
+    return [(f"{base}/notebook", NotebookHandler), (rf"{base}/runs/([a-z0-9-]{{1,63}})", RunParametersHandler)]
