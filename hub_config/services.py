@@ -29,6 +29,8 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
             # the service's own Kubernetes identity (local development; in-cluster otherwise)
             "MOONHUB_JOBS_KUBECONFIG": os.environ.get("MOONHUB_JOBS_KUBECONFIG", ""),
             "MOONHUB_JOBS_DB": os.environ.get("MOONHUB_JOBS_DB_URL") or f"sqlite:///{state / 'jobs.sqlite'}",
+            # notebook versions, written once (outside etcd)
+            "MOONHUB_JOBS_SNAPSHOTS": str(state / "job-snapshots"),
             # the document the hub read: the service takes its namespace, catalog, storage,
             # SMTP server, limits and policies from it
             CONFIG_ENV: str(document),

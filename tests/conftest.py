@@ -250,7 +250,12 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     # period itself is tested without a hub)
     doc["jobs"]["departed_grace"] = 0
     doc["jobs"]["reconcile_interval"] = 5
-    doc["jobs"]["limits"] = {"jobs_per_user": 12, "versions_per_job": 3}
+    doc["jobs"]["limits"] = {
+        "jobs_per_user": 12,
+        "versions_per_job": 3,
+        "notebook_bytes": 64 * 2**20,
+        "snapshot_bytes_per_user": 16 * 2**20,
+    }
     mail = Mailbox()
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
     smtp.start()

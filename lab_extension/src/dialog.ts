@@ -87,6 +87,8 @@ export class ScheduleDialog extends Widget {
   private readonly emails: HTMLInputElement;
   private readonly onSuccess: HTMLInputElement;
   private readonly webhook: HTMLInputElement;
+  private readonly webhookFormat: HTMLSelectElement;
+  private readonly overdue: HTMLInputElement;
   private readonly runNow: HTMLInputElement;
   private readonly accept: HTMLButtonElement;
 
@@ -177,6 +179,22 @@ export class ScheduleDialog extends Widget {
       value: notify?.webhook ?? '',
       placeholder: 'https://chat.example.com/hooks/...'
     });
+    this.webhookFormat = h(
+      'select',
+      { id: id('webhook_format'), className: 'jp-mod-styled' },
+      h('option', { value: 'plain', text: 'MoonHub JSON' }),
+      h('option', { value: 'slack', text: 'Chat message (Slack-compatible)' })
+    );
+    this.webhookFormat.value = notify?.webhook_format ?? 'plain';
+    this.overdue = h('input', {
+      id: id('overdue_after_seconds'),
+      type: 'number',
+      min: '0',
+      step: '1',
+      className: 'jp-mod-styled',
+      value: notify?.overdue_after_seconds ? String(Math.round(notify.overdue_after_seconds / 60)) : '',
+      placeholder: 'off'
+    });
     this.runNow = h('input', { id: id('run_now'), type: 'checkbox' });
     this.accept = button(job ? 'Save' : 'Schedule', { className: 'jp-Dialog-button jp-mod-accept jp-mod-styled' }, () =>
       void this.submit()
@@ -239,6 +257,10 @@ export class ScheduleDialog extends Widget {
       h('label', { className: 'moonhub-Check', for: id('on_success') }, this.onSuccess, 'Also notify when a run succeeds'),
       h('label', { className: 'moonhub-Label', for: id('webhook') }, 'Webhook (optional)'),
       this.webhook,
+      h('label', { className: 'moonhub-Label', for: id('webhook_format') }, 'Webhook message'),
+      this.webhookFormat,
+      h('label', { className: 'moonhub-Label', for: id('overdue_after_seconds') }, 'Also notify when a run takes longer than (minutes)'),
+      this.overdue,
       h('label', { className: 'moonhub-Check', for: id('run_now') }, this.runNow, 'Run once now as well')
     );
     body.addEventListener('submit', e => {
@@ -339,7 +361,13 @@ export class ScheduleDialog extends Widget {
       timeout_seconds: Math.round(Number(this.timeout.value) * 60),
       retries: Number(this.retries.value),
       concurrency: this.concurrency.value as Concurrency,
-      notify: { emails, webhook: this.webhook.value.trim(), on_success: this.onSuccess.checked }
+      notify: {
+        emails,
+        webhook: this.webhook.value.trim(),
+        on_success: this.onSuccess.checked,
+        webhook_format: this.webhookFormat.value as 'plain' | 'slack',
+        overdue_after_seconds: Math.round(Number(this.overdue.value || 0) * 60)
+      }
     };
   }
 

@@ -58,9 +58,10 @@ export function when(iso: string, timeZone?: string): string {
   });
 }
 
-export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+export type RunStatus = 'waiting' | 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
 
 export const STATUS_LABELS: Record<RunStatus, string> = {
+  waiting: 'Waiting',
   queued: 'Queued',
   running: 'Running',
   succeeded: 'Succeeded',
@@ -75,7 +76,22 @@ export function statusLabel(status: string | undefined): string {
 
 /** Whether a run may still change (the panel keeps polling while one does). */
 export function isLive(status: string | undefined): boolean {
-  return status === 'queued' || status === 'running';
+  return status === 'waiting' || status === 'queued' || status === 'running';
+}
+
+/** How a run came to be, after its number: "by hand", "re-run of #3", "back-fill for 2026-11-30". */
+export function triggerLabel(run: { trigger?: string; rerun_of?: number | null; scheduled_for?: string | null }): string {
+  const day = run.scheduled_for ? run.scheduled_for.slice(0, 10) : '';
+  switch (run.trigger) {
+    case 'manual':
+      return 'by hand';
+    case 'rerun':
+      return run.rerun_of ? `re-run of #${run.rerun_of}` : 're-run';
+    case 'backfill':
+      return day ? `back-fill for ${day}` : 'back-fill';
+    default:
+      return '';
+  }
 }
 
 export const CONCURRENCY_LABELS: Record<'skip' | 'replace' | 'allow', string> = {

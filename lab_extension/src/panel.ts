@@ -10,7 +10,7 @@ import type { JobsClient } from './api/client';
 import { JobsError } from './api/errors';
 import type { Job, Run } from './api/types';
 import { button, h } from './dom';
-import { duration, isLive, percent, relative, statusLabel, when } from './format';
+import { duration, isLive, percent, relative, statusLabel, triggerLabel, when } from './format';
 
 export interface IPanelActions {
   /** open the dialog to edit a job (a new snapshot of its notebook) */
@@ -217,10 +217,20 @@ export class JobsPanel extends Widget {
       { className: 'moonhub-RunActions', role: 'group', 'aria-label': `Run ${run.id}` },
       button('Log', { className: 'jp-mod-styled', 'data-key': `log-${run.id}` }, () => this.actions.openLog(job, run))
     );
-    if (run.output && run.status !== 'queued' && run.status !== 'cancelled') {
+    if (run.output && run.status !== 'waiting' && run.status !== 'queued' && run.status !== 'cancelled') {
       actions.append(
         button('Output', { className: 'jp-mod-styled', 'data-key': `output-${run.id}`, title: run.output }, () =>
           void this.actions.openOutput(run.output!).catch(e => this.showProblem(e))
+        )
+      );
+    }
+    if (!live) {
+      actions.append(
+        button('Re-run', { className: 'jp-mod-styled', 'data-key': `rerun-${run.id}`, title: 'Run it again as it was: its notebook version, parameters and date' }, () =>
+          void this.client
+            .rerun(job.id!, run.id!)
+            .then(() => this.refresh())
+            .catch(e => this.showProblem(e))
         )
       );
     }
@@ -241,7 +251,7 @@ export class JobsPanel extends Widget {
       h(
         'div',
         { className: 'moonhub-RunLine' },
-        h('span', { text: `#${run.id}${run.trigger === 'manual' ? ' by hand' : ''}` }),
+        h('span', { text: [`#${run.id}`, triggerLabel(run)].filter(Boolean).join(' ') }),
         h('span', { className: `moonhub-Badge moonhub-mod-${run.status}`, text: statusLabel(run.status), title: run.reason ?? '' }),
         h('span', { className: 'moonhub-JobMeta', text: when.join(' · ') }),
         live ? this.progressBar(run) : ''

@@ -68,3 +68,13 @@ describe('workspace status', () => {
     );
   });
 });
+
+describe('triggerLabel', () => {
+  it('says how a run came to be', () => {
+    const { triggerLabel } = jest.requireActual('../src/format');
+    expect(triggerLabel({ trigger: 'schedule' })).toBe('');
+    expect(triggerLabel({ trigger: 'manual' })).toBe('by hand');
+    expect(triggerLabel({ trigger: 'rerun', rerun_of: 3 })).toBe('re-run of #3');
+    expect(triggerLabel({ trigger: 'backfill', scheduled_for: '2026-11-30T06:00:00+08:00' })).toBe('back-fill for 2026-11-30');
+  });
+});

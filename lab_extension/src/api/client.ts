@@ -44,6 +44,11 @@ export class JobsClient {
     return this.api<{ runs?: Run[] }>(`jobs/${id}/runs`).then(r => r.runs ?? []);
   }
 
+  /** Run an ended run again as it was (its version, parameters and the time it stood for). */
+  rerun(id: number, runId: number, parameters?: Record<string, unknown>): Promise<Run> {
+    return this.api(`jobs/${id}/runs/${runId}/rerun`, { method: 'POST', body: JSON.stringify(parameters ? { parameters } : {}) });
+  }
+
   cancelRun(id: number, runId: number): Promise<Run> {
     return this.api(`jobs/${id}/runs/${runId}`, { method: 'DELETE' });
   }
