@@ -137,7 +137,12 @@ def test_every_service_reads_the_document_the_hub_read(tmp_path: Path) -> None:
     assert services["jobs"]["environment"]["MOONHUB_CONFIG"] == doc
     assert services["gpu-reclaim"]["environment"]["MOONHUB_CONFIG"] == doc
     assert services["gpu-reclaim"]["command"][-2:] == ["-m", "culling"], "no settings passed on the side"
-    assert set(services["jobs"]["environment"]) == {"MOONHUB_CONFIG", "MOONHUB_JOBS_KUBECONFIG", "MOONHUB_JOBS_DB"}
+    assert set(services["jobs"]["environment"]) == {
+        "MOONHUB_CONFIG",
+        "MOONHUB_JOBS_KUBECONFIG",
+        "MOONHUB_JOBS_DB",
+        "MOONHUB_JOBS_SNAPSHOTS",
+    }
     assert c.MoonSpawner.catalog_path == c.JupyterHub.tornado_settings["moonhub_catalog"]
 
 
