@@ -202,16 +202,16 @@ def kubectl(cfg: ClusterConfig, *args: str, timeout: float = 300) -> str:
 
 def jobs_api(hub: Any, s: requests.Session, user: str) -> Callable[..., requests.Response]:
     """The jobs API with a token of ``user`` (made through ``hub``'s API in session ``s``):
-    ``call(method, path, body=None)``."""
+    ``call(method, path, body=None, timeout=30)``."""
     token = hub.token(s, user, "access:services!service=jobs")
 
-    def call(method: str, path: str, body: Any = None) -> requests.Response:
+    def call(method: str, path: str, body: Any = None, timeout: float = 30) -> requests.Response:
         return requests.request(
             method,
             f"{hub.url}/services/jobs/api/v1{path}",
             headers={"Authorization": f"token {token}"},
             data=json.dumps(body) if body is not None else None,
-            timeout=30,
+            timeout=timeout,
         )
 
     return call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import requests
 from kubernetes_asyncio import client
 from tornado import web
 
-from tests.conftest import Hub
+from tests.conftest import HUB_STATE, Hub
 from tests.helpers import NOTEBOOK, SHELL_IMAGE, gone, read_from_pvc, wait_for
 
 USER_NS = "moonhub-users"
@@ -253,8 +254,8 @@ async def test_entitlements_are_checked_again_at_every_run_and_reconcile(hub: Hu
 
 
 async def test_per_user_caps_and_pruned_snapshots(hub: Hub, core: client.CoreV1Api) -> None:
-    """The test hub allows 12 jobs and keeps 3 versions per job; older snapshots leave
-    the cluster."""
+    """The test hub allows 12 jobs and keeps 3 versions per job; older versions' files leave
+    the snapshot store (one file per distinct notebook and owner), and nothing is in etcd."""
     s = hub.login("capped")
     capped = Jobs(hub, hub.token(s, "capped", "access:services!service=jobs"))
     made = []
@@ -269,11 +270,22 @@ async def test_per_user_caps_and_pruned_snapshots(hub: Hub, core: client.CoreV1A
         nb = {**NOTEBOOK, "cells": [*NOTEBOOK["cells"], {**NOTEBOOK["cells"][1], "id": f"c{n}"}]}
         r = capped.call("PATCH", f"/jobs/{first['id']}", {"notebook_content": nb})
         assert r.status_code == 200, r.text
-    assert [v["number"] for v in capped.call("GET", f"/jobs/{first['id']}/versions").json()["versions"]] == [4, 5, 6]
-    maps = await core.list_namespaced_config_map(USER_NS, label_selector="moonhub.io/job=j0,moonhub.io/owner=capped")
-    assert sorted(m.metadata.labels["moonhub.io/version"] for m in maps.items) == ["5", "6"], "current and previous"
+    versions = capped.call("GET", f"/jobs/{first['id']}/versions").json()["versions"]
+    assert [v["number"] for v in versions] == [4, 5, 6]
+    maps = await core.list_namespaced_config_map(USER_NS, label_selector="moonhub.io/owner=capped")
+    assert maps.items == [], "notebook versions are not kept in etcd"
+    folder = snapshot_folder("capped")
+    files = {p.name.removesuffix(".ipynb.gz") for p in folder.iterdir()}
+    # the 11 other jobs share version 1's notebook; versions 4 to 6 have one file each
+    shared = capped.call("GET", f"/jobs/{made[1]['id']}/versions").json()["versions"][0]["sha256"]
+    assert files == {shared} | {v["sha256"] for v in versions}, "versions 2 and 3 went with their files"
     for j in made:
         assert capped.call("DELETE", f"/jobs/{j['id']}").status_code == 204
+    assert list(folder.iterdir()) == [], "a deleted job's files go with it"
+
+
+def snapshot_folder(owner: str) -> Path:
+    return HUB_STATE / "job-snapshots" / hashlib.sha256(owner.encode()).hexdigest()[:20]
 
 
 def test_unauthenticated_requests_are_refused(hub: Hub) -> None:
@@ -311,11 +323,15 @@ def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
     rita = clients["rita"]
     r = rita.call("POST", "/jobs", raw=b"{not json")
     assert r.status_code == 400 and r.json()["field"] == "body"
-    r = rita.call("POST", "/jobs", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    # routes without a notebook keep 1 MiB
+    r = rita.call("POST", "/jobs/1/backfill", raw=b"{" + b" " * (2 * 1024 * 1024) + b"}")
     assert r.status_code == 413
-    # a body far past the limit is refused from its declared length, not read first
-    r = rita.call("POST", "/jobs", raw=b" " * (12 * 1024 * 1024))
+    r = rita.call("POST", "/jobs/1/backfill", raw=b" " * (12 * 1024 * 1024))
     assert r.status_code == 413, r.status_code
+    # a notebook may be up to jobs.limits.notebook_bytes (64 MiB on the test hub), not more;
+    # a body past it is refused from its declared length, not kept
+    r = rita.call("POST", "/jobs", raw=b"{" + b" " * (65 * 1024 * 1024) + b"}")
+    assert r.status_code == 413 and "64 MiB" in r.text, r.status_code
 
 
 async def test_edit_pause_versions_cancel_and_logs(

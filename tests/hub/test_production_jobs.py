@@ -1,0 +1,263 @@
+"""Jobs for production, through the real hub, jobs service and cluster: a 50 MB notebook kept
+outside etcd, run-context parameters, re-run, back-fill, overdue alerts in a chat format,
+and what a run's launch key opens."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import stat
+import time
+from typing import Any
+
+import requests
+from kubernetes_asyncio import client
+from tornado import web
+
+from tests.conftest import Hub
+from tests.helpers import jobs_api, notebook, read_from_pvc, wait_for
+from tests.hub.test_jobs_api import snapshot_folder
+
+USER_NS = "moonhub-users"
+PRINTS = notebook(
+    ("day = 'unset'\nsince = 'unset'", ["parameters"]),
+    "print(f'day={day} since={since}')",
+)
+
+
+def _call(hub: Hub, user: str) -> Any:
+    return jobs_api(hub, hub.login(user), user)
+
+
+async def _ended(call: Any, job_id: int, count: int = 1, timeout: float = 180) -> list[dict[str, Any]]:
+    """The job's runs once ``count`` of them ended."""
+    ended = ("succeeded", "failed", "timed_out", "cancelled")
+
+    def runs() -> list[dict[str, Any]]:
+        return list(call("GET", f"/jobs/{job_id}/runs").json()["runs"])
+
+    return await wait_for(
+        lambda: _async(runs()),
+        lambda rs: sum(r["status"] in ended for r in rs) >= count,
+        timeout=timeout,
+        what=f"{count} run(s) of job {job_id} to end",
+    )
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _printed(core: client.CoreV1Api, owner: str, run: dict[str, Any]) -> str:
+    out = json.loads(await read_from_pvc(core, USER_NS, f"claim-{owner}", run["output"]))
+    return "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", [])).strip()
+
+
+def _with_outputs(nb: dict[str, Any], megabytes: int) -> dict[str, Any]:
+    """``nb`` with ``megabytes`` MB of plot output in its last code cell (as a notebook that
+    drew big figures is saved)."""
+    plot = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" * (megabytes * 10**6 // 11)}}
+    cells = [dict(c) for c in nb["cells"]]
+    cells[-1]["outputs"] = [{**plot, "metadata": {}}]
+    return {**nb, "cells": cells}
+
+
+async def test_a_50_mb_notebook_runs_from_outside_etcd_and_reruns_as_it_was(
+    hub: Hub, core: client.CoreV1Api, api: client.ApiClient
+) -> None:
+    nadia = _call(hub, "nadia")
+    big = _with_outputs(PRINTS, 50)
+    body = {
+        "name": "big-report",
+        "notebook": "big.ipynb",
+        "notebook_content": big,
+        "schedule": None,
+        "parameters": {"day": "{{run.date}}", "since": "{{job.last_success_date}}"},
+    }
+    assert len(json.dumps(big)) > 50 * 10**6
+    t0 = time.monotonic()
+    r = nadia("POST", "/jobs", body, timeout=120)
+    created = time.monotonic() - t0
+    assert r.status_code == 201, r.text[:500]
+    job = r.json()
+    print(f"50 MB notebook -> created in {created:.2f} s")
+    [v1] = nadia("GET", f"/jobs/{job['id']}/versions").json()["versions"]
+    assert v1["sent_bytes"] > 50 * 10**6 and v1["bytes"] < 10_000, "outputs are not stored: papermill runs again"
+    stored = snapshot_folder("nadia") / f"{v1['sha256']}.ipynb.gz"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o444, "written once, read-only"
+    maps = await core.list_namespaced_config_map(USER_NS, label_selector="moonhub.io/owner=nadia")
+    assert maps.items == [], "nothing of the notebook is in etcd"
+    cron = await client.BatchV1Api(api).read_namespaced_cron_job(job["cronjob"], USER_NS)
+    env = {e.name: e.value for e in cron.spec.job_template.spec.template.spec.containers[0].env}
+    assert env["MOONHUB_SNAPSHOT_SHA256"] == v1["sha256"]
+
+    # run by hand: it stands for today; nothing succeeded before it
+    first = nadia("POST", f"/jobs/{job['id']}/run").json()
+    [done] = await _ended(nadia, job["id"])
+    assert done["status"] == "succeeded", done
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert await _printed(core, "nadia", done) == f"day={today} since="
+    assert done["parameters"] == {"day": today, "since": ""} and done["scheduled_for"].startswith(today)
+
+    # a new version, then a re-run of the first run: version 1, its parameters, one changed
+    v2 = {**PRINTS, "cells": [*PRINTS["cells"][:1], {**PRINTS["cells"][1], "source": "print('version two')"}]}
+    assert nadia("PATCH", f"/jobs/{job['id']}", {"notebook_content": v2}).json()["version"] == 2
+    r = nadia("POST", f"/jobs/{job['id']}/runs/{first['id']}/rerun", {"parameters": {"day": "1999-12-31"}})
+    assert r.status_code == 201, r.text
+    again = r.json()
+    assert (again["version"], again["rerun_of"], again["trigger"]) == (1, first["id"], "rerun")
+    runs = await _ended(nadia, job["id"], 2)
+    rerun = next(x for x in runs if x["id"] == again["id"])
+    assert rerun["status"] == "succeeded", rerun
+    assert await _printed(core, "nadia", rerun) == "day=1999-12-31 since=", "version 1, as the first run received"
+    assert rerun["scheduled_for"] == done["scheduled_for"], "it stands for the time the first run stood for"
+
+    # refusals name the field; another user's run is not there
+    assert nadia("POST", f"/jobs/{job['id']}/runs/{first['id']}/rerun", {"version": 2}).json()["field"] == "version"
+    bad = nadia("POST", f"/jobs/{job['id']}/runs/{first['id']}/rerun", {"parameters": {"d": "{{run.dat}}"}})
+    assert bad.status_code == 400 and bad.json()["field"] == "parameters"
+    other = _call(hub, "olivia")
+    assert other("POST", f"/jobs/{job['id']}/runs/{first['id']}/rerun").status_code == 404
+
+
+async def test_launch_key_opens_one_version_of_one_job(hub: Hub, api: client.ApiClient) -> None:
+    """What a run's pod may fetch, asked directly of the service (as a pod would)."""
+    pia = _call(hub, "pia")
+    a = pia("POST", "/jobs", {"name": "one", "notebook": "a.ipynb", "notebook_content": PRINTS, "schedule": None})
+    b = pia("POST", "/jobs", {"name": "two", "notebook": "b.ipynb", "notebook_content": PRINTS, "schedule": None})
+    a, b = a.json(), b.json()
+    batch = client.BatchV1Api(api)
+
+    async def env_of(cronjob: str) -> dict[str, str]:
+        cron = await batch.read_namespaced_cron_job(cronjob, USER_NS)
+        return {e.name: e.value for e in cron.spec.job_template.spec.template.spec.containers[0].env}
+
+    ea, eb = await env_of(a["cronjob"]), await env_of(b["cronjob"])
+    url, key = ea["MOONHUB_LAUNCH_URL"], ea["MOONHUB_LAUNCH_KEY"]
+
+    def get(path: str, k: str | None) -> requests.Response:
+        return requests.get(path, headers={"X-MoonHub-Launch-Key": k} if k else {}, timeout=30)
+
+    ok = get(f"{url}/notebook", key)
+    assert ok.status_code == 200 and ok.headers["X-MoonHub-SHA256"] == ea["MOONHUB_SNAPSHOT_SHA256"]
+    assert get(f"{url}/notebook", None).status_code == 403
+    assert get(f"{url}/notebook", "0" * 64).status_code == 403
+    assert get(f"{eb['MOONHUB_LAUNCH_URL']}/notebook", key).status_code == 403, "another job's version"
+    assert get(f"{url.rsplit('/', 1)[0]}/2/notebook", key).status_code == 403, "another version"
+    run = pia("POST", f"/jobs/{b['id']}/run").json()
+    r = get(f"{eb['MOONHUB_LAUNCH_URL']}/runs/{run['name']}", key)
+    assert r.status_code == 403, "job one's key does not open job two's runs"
+    r = get(f"{url}/runs/{run['name']}", key)
+    assert r.status_code == 403 and "not a run of this job" in r.json()["message"]
+    assert get(f"{url}/runs/{a['cronjob'][:45]}-mffff", key).status_code == 404
+
+
+async def test_backfill_runs_each_day_one_at_a_time(hub: Hub, core: client.CoreV1Api) -> None:
+    quill = _call(hub, "quill")
+    body = {
+        "name": "daily",
+        "notebook": "d.ipynb",
+        "notebook_content": PRINTS,
+        "schedule": "0 6 * * *",
+        "timezone": "Asia/Shanghai",
+        "active": False,  # no tick of its own during the test
+        "concurrency": "skip",
+        "parameters": {"day": "{{run.date}}", "since": "{{job.last_success_date}}"},
+    }
+    job = quill("POST", "/jobs", body).json()
+    today = datetime.datetime.now(datetime.UTC).date()
+    days = [today - datetime.timedelta(days=n) for n in (4, 3, 2)]
+    r = quill("POST", f"/jobs/{job['id']}/backfill", {"from": days[0].isoformat(), "to": days[-1].isoformat()})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert [x["status"] for x in made["runs"]] == ["waiting"] * 3 and made["skipped"] == []
+    assert [x["scheduled_for"][:10] for x in made["runs"]] == [d.isoformat() for d in days]
+    most = 0
+
+    async def progress() -> list[dict[str, Any]]:
+        nonlocal most
+        rs = quill("GET", f"/jobs/{job['id']}/runs").json()["runs"]
+        most = max(most, sum(x["status"] in ("queued", "running") for x in rs))
+        return list(rs)
+
+    runs = await wait_for(
+        progress, lambda rs: all(x["status"] == "succeeded" for x in rs), timeout=300, what="3 back-filled runs"
+    )
+    assert most == 1, "skip: one run of the job at a time"
+    by_day = {x["scheduled_for"][:10]: x for x in runs}
+    for n, d in enumerate(days):
+        since = days[n - 1].isoformat() if n else ""
+        assert await _printed(core, "quill", by_day[d.isoformat()]) == f"day={d.isoformat()} since={since}"
+    again = quill("POST", f"/jobs/{job['id']}/backfill", {"from": days[0].isoformat(), "to": days[-1].isoformat()})
+    assert again.status_code == 201 and again.json()["runs"] == [] and len(again.json()["skipped"]) == 3
+
+    def refused(b: Any, job_id: int = job["id"]) -> tuple[int, str]:
+        r = quill("POST", f"/jobs/{job_id}/backfill", b)
+        return r.status_code, r.json().get("field", "")
+
+    assert refused({"from": "2026-12-02", "to": "2026-12-01"}) == (400, "to")
+    assert refused({"from": "2025-01-01", "to": "2025-12-31"}) == (400, "to"), "more ticks than the limit"
+    assert refused({"from": "last week", "to": "2026-12-01"}) == (400, "from")
+    assert refused({"from": "2026-12-01", "to": "2026-12-01", "dry": True}) == (400, "dry")
+    by_hand = quill("POST", "/jobs", {**body, "name": "by-hand", "schedule": None}).json()
+    assert refused({"from": "2026-12-01", "to": "2026-12-01"}, by_hand["id"]) == (400, "id")
+    assert quill("GET", f"/jobs/{job['id']}/runs").json()["runs"].__len__() == 3, "refusals made no runs"
+
+
+async def test_overdue_runs_alert_once_in_the_chat_format(hub: Hub) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(web.RequestHandler):
+        def post(self) -> None:
+            received.append(json.loads(self.request.body))
+
+    server = web.Application([("/chat", Hook)]).listen(18027, "127.0.0.1")
+    try:
+        rosa = _call(hub, "rosa")
+        slow = notebook("import time\ntime.sleep(150)")
+        body = {
+            "name": "slow",
+            "notebook": "slow.ipynb",
+            "notebook_content": slow,
+            "schedule": None,
+            "notify": {
+                "webhook": "http://127.0.0.1:18027/chat",
+                "webhook_format": "slack",
+                "overdue_after_seconds": 60,
+            },
+        }
+        job = rosa("POST", "/jobs", body).json()
+        run = rosa("POST", f"/jobs/{job['id']}/run").json()
+        await wait_for(lambda: _async(received), bool, timeout=150, what="the overdue alert")
+        assert set(received[0]) == {"text"}, "what chat tools accept"
+        assert f"job slow is still running after 1 min (run {run['name']})" in received[0]["text"]
+        rosa("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
+        await asyncio.sleep(6)
+        assert len(received) == 1, "told once per run (the cancel is not a failure to report)"
+    finally:
+        server.stop()
+
+
+def test_each_users_stored_notebooks_are_capped(hub: Hub) -> None:
+    """The test hub allows 16 MiB of stored notebooks per user: code and attachments count,
+    outputs do not."""
+    sam = _call(hub, "sam")
+    heavy = {
+        **PRINTS,
+        "cells": [*PRINTS["cells"], {"cell_type": "markdown", "metadata": {}, "source": "x" * 6 * 2**20}],
+    }
+    for name in ("a", "b"):
+        r = sam(
+            "POST", "/jobs", {"name": name, "notebook": f"{name}.ipynb", "notebook_content": heavy, "schedule": None}
+        )
+        assert r.status_code == 201, r.text
+        heavy = {**heavy, "cells": [*heavy["cells"], {"cell_type": "markdown", "metadata": {}, "source": name}]}
+    r = sam("POST", "/jobs", {"name": "c", "notebook": "c.ipynb", "notebook_content": heavy, "schedule": None})
+    assert r.status_code == 403 and r.json()["field"] == "notebook_content", r.text
+    assert "limit of 16.0 MiB" in r.json()["message"]
+    assert [j["name"] for j in sam("GET", "/jobs").json()["jobs"]] == ["a", "b"], "nothing half-made"
+    assert len(list(snapshot_folder("sam").iterdir())) == 2
+    outputs_only = _with_outputs(PRINTS, 20)
+    r = sam("POST", "/jobs", {"name": "d", "notebook": "d.ipynb", "notebook_content": outputs_only, "schedule": None})
+    assert r.status_code == 201, "20 MB of outputs take nothing"
