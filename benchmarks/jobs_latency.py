@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.jobs_latency [--users 100] [--per-user 10] [--lists 5]
 
-Runs the service's operations in-process (validation, SQLite history, the real API server
-for the snapshot ConfigMap and the CronJob) against a fresh local cluster. Targets:
+Runs the service's operations in-process (validation, SQLite history, the snapshot store,
+the real API server for the CronJob) against a fresh local cluster. Targets:
 create p95 < 200 ms, list p95 < 50 ms.
 """
 
@@ -58,6 +58,7 @@ async def run(cfg: ClusterConfig, users: int, per_user: int, lists: int) -> None
             "moonhub-users",
             "/home/jovyan",
             storage_class_override="local-path",
+            snapshot_dir=Path(tmp) / "snapshots",
         )
         create: list[float] = []
         for u in range(users):

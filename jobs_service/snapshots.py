@@ -169,13 +169,15 @@ def forget_files(ctx: Context, s: Session, owner: str, digests: Iterable[str]) -
 
 
 def prune(ctx: Context, s: Session, row: DefinitionRow) -> None:
-    """Keep the newest ``versions_per_job`` versions (and any a run that has not ended
-    uses); the files of the others go when no other version of the owner shares them."""
-    busy = {r.version for r in row.runs if r.status not in ENDED}
+    """Keep the newest ``versions_per_job`` versions, the current and previous ones (a Job
+    its CronJob made just before an edit fetches the previous one) and any a run that has
+    not ended uses; the files of the others go when no other version of the owner shares
+    them."""
+    busy = {r.version for r in row.runs if r.status not in ENDED} | {row.version, row.version - 1}
     newest = sorted(row.versions, key=lambda v: v.number, reverse=True)
     gone: list[str] = []
     for v in newest[ctx.limits.versions_per_job :]:
-        if v.number not in busy and v.number != row.version:
+        if v.number not in busy:
             if v.stored is not None:
                 gone.append(v.stored.sha256)
             row.versions.remove(v)

@@ -1,23 +1,33 @@
 """Notebook jobs for real: the jobs service's manifests, run by the runner in the notebook
-image on the local cluster's kubelet."""
+image on the local cluster's kubelet; each run's pod fetches its notebook version and
+parameters from the service's launch routes (served here by a real service on the node's
+address, as the hub-run service is)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
+from tornado import web
 
-from jobs_service import manifests, validation
+from jobs_service import launch, manifests, snapshots, validation
+from jobs_service.db import DefinitionRow, open_db
+from jobs_service.service import JobsService
 from jobs_service.sync import failure_reason
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
+from moonhub_core.catalog import CatalogStore
 from moonhub_core.workload import build
 from tests.helpers import create_pvc, describe_pod, example_catalog, notebook, read_from_pvc, wait_for
 
 WORKSPACE = "/home/jovyan"
+CATALOG = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
+LAUNCH_PORT = 18095
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +36,30 @@ def _runs_on_local_cluster(local_cluster: ClusterConfig | None) -> None:
         pytest.skip("needs the notebook image from the local registry")
 
 
-async def _submit(api: client.ApiClient, ns: str, owner: str, body: dict, nb: dict, run: str) -> manifests.Names:
-    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+@pytest.fixture
+async def launcher(
+    api: client.ApiClient, namespace: str, tmp_path: Path, local_cluster: ClusterConfig
+) -> AsyncIterator[JobsService]:
+    """The jobs service's launch routes on the node's address, for this test's namespace."""
+    url = f"http://{local_cluster.node_ip}:{LAUNCH_PORT}/services/jobs/launch"
+    svc = JobsService(
+        open_db(f"sqlite:///{tmp_path / 'jobs.sqlite'}"),
+        CatalogStore(CATALOG),
+        api,
+        namespace,
+        WORKSPACE,
+        snapshot_dir=tmp_path / "snapshots",
+        launch_url=url,
+    )
+    server = web.Application(launch.routes("/services/jobs/"), jobs=svc).listen(LAUNCH_PORT, local_cluster.node_ip)
+    yield svc
+    server.stop()
+
+
+async def _submit(
+    svc: JobsService, api: client.ApiClient, ns: str, owner: str, body: dict, nb: dict, run: str
+) -> manifests.Names:
+    batch = client.BatchV1Api(api)
     timeout = body.pop("_timeout", None)
     defn = validation.parse(body)
     if timeout:  # below the API's 60 s minimum, to keep the test short
@@ -35,8 +67,16 @@ async def _submit(api: client.ApiClient, ns: str, owner: str, body: dict, nb: di
     choice = ch.parse(defn.choices(), example_catalog(), ch.allowed(example_catalog(), []))
     names = manifests.Names(owner, defn.name)
     w = build(example_catalog(), choice, f"claim-{owner}")
-    await core.create_namespaced_config_map(ns, manifests.snapshot_configmap(names, 1, nb, ns))
-    cron = manifests.cronjob(defn, names, 1, w, ns, WORKSPACE)
+    frozen = snapshots.Frozen.of(nb)
+    with svc.ctx.db() as s:
+        row = DefinitionRow(
+            owner=owner, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=names.cronjob
+        )
+        row.versions.append(await snapshots.freeze(svc.ctx, s, owner, 1, frozen, 0))
+        s.add(row)
+        s.commit()
+    fetch = launch.for_version(svc.ctx, names.cronjob, 1, frozen.sha256)
+    cron = manifests.cronjob(defn, names, 1, fetch, w, ns, WORKSPACE)
     await batch.create_namespaced_cron_job(ns, cron)
     await batch.create_namespaced_job(ns, manifests.manual_job(cron, run))
     return names
@@ -52,7 +92,7 @@ async def _finished(batch: client.BatchV1Api, ns: str, job: str) -> client.V1Job
 
 
 async def test_run_now_executes_snapshot_with_parameters(
-    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+    launcher: JobsService, api: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
     await core.patch_namespace(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
@@ -67,6 +107,7 @@ async def test_run_now_executes_snapshot_with_parameters(
     batch = client.BatchV1Api(api)
     daily, _ = await asyncio.gather(
         _submit(
+            launcher,
             api,
             namespace,
             owner,
@@ -81,7 +122,13 @@ async def test_run_now_executes_snapshot_with_parameters(
             "daily-report-run1",
         ),
         _submit(
-            api, namespace, owner, {"name": "broken", "notebook": "broken.ipynb", "schedule": None}, bad, "broken-run1"
+            launcher,
+            api,
+            namespace,
+            owner,
+            {"name": "broken", "notebook": "broken.ipynb", "schedule": None},
+            bad,
+            "broken-run1",
         ),
     )
     job = await _finished(batch, namespace, "daily-report-run1")
@@ -122,23 +169,27 @@ async def test_run_now_executes_snapshot_with_parameters(
     )
 
 
-async def test_timeout_ends_the_run(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
+async def test_timeout_ends_the_run(
+    launcher: JobsService, api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
     owner = "pavel"
     await create_pvc(core, namespace, f"claim-{owner}")
     slow = notebook(("import time\ntime.sleep(600)", []))
-    await _submit(api, namespace, owner, {"name": "slow", "notebook": "slow.ipynb", "_timeout": 8}, slow, "slow-run1")
+    body = {"name": "slow", "notebook": "slow.ipynb", "_timeout": 8}
+    await _submit(launcher, api, namespace, owner, body, slow, "slow-run1")
     job = await _finished(client.BatchV1Api(api), namespace, "slow-run1")
     failed = next(c for c in job.status.conditions if c.type == "Failed" and c.status == "True")
     assert failed.reason == "DeadlineExceeded"
 
 
-async def test_retries_run_the_notebook_again(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
+async def test_retries_run_the_notebook_again(
+    launcher: JobsService, api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
     owner = "quentin"
     await create_pvc(core, namespace, f"claim-{owner}")
     flaky = notebook(("raise RuntimeError('always fails')", []))
-    await _submit(
-        api, namespace, owner, {"name": "flaky", "notebook": "flaky.ipynb", "retries": 1}, flaky, "flaky-run1"
-    )
+    body = {"name": "flaky", "notebook": "flaky.ipynb", "retries": 1}
+    await _submit(launcher, api, namespace, owner, body, flaky, "flaky-run1")
     job = await _finished(client.BatchV1Api(api), namespace, "flaky-run1")
     assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
     pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=flaky-run1")).items
@@ -146,14 +197,15 @@ async def test_retries_run_the_notebook_again(api: client.ApiClient, core: clien
 
 
 async def test_a_run_out_of_memory_says_so_with_its_limit(
-    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+    launcher: JobsService, api: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
     """The size's memory limit (small: 4 GiB) is enforced by the kernel: the OOM killer stops
     the notebook's kernel, and the run's pod says why, which the jobs service shows."""
     owner = "rita"
     await create_pvc(core, namespace, f"claim-{owner}")
     hungry = notebook(("x = b'\\x01' * (5 * 2**30)", []))
-    await _submit(api, namespace, owner, {"name": "hungry", "notebook": "hungry.ipynb"}, hungry, "hungry-run1")
+    body = {"name": "hungry", "notebook": "hungry.ipynb"}
+    await _submit(launcher, api, namespace, owner, body, hungry, "hungry-run1")
     job = await _finished(client.BatchV1Api(api), namespace, "hungry-run1")
     assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
     pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=hungry-run1")).items
