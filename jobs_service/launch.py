@@ -36,7 +36,7 @@ from moonhub_core import pods
 from . import runcontext
 from .context import Context
 from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, utc
-from .manifests import SCHEDULED, Launch
+from .manifests import SCHEDULED, Launch, Names
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -155,14 +155,15 @@ class RunParametersHandler(LaunchHandler):
             if e.status == 404:
                 raise web.HTTPError(404, reason=f"no run {job_name}") from None
             raise web.HTTPError(503, reason=f"Kubernetes did not answer ({e.reason}); try again") from None
-        if (job.metadata.labels or {}).get(pods.JOB) != name or not job_name.startswith(cronjob[:45]):
+        labels = job.metadata.labels or {}
+        mine = Names(owner, name, stored=cronjob).labels()
+        if any(labels.get(k) != v for k, v in mine.items()):
             raise web.HTTPError(403, reason=f"run {job_name} is not a run of this job")
         with ctx.db() as s:
             found = s.get(RunContextRow, job_name)
             if found is None or found.parameters is None:
                 found = found or RunContextRow(job_name=job_name, definition_id=defn_id)
                 found.scheduled_for = found.scheduled_for or scheduled_time(job)
-                labels = job.metadata.labels or {}
                 facts = runcontext.RunFacts(
                     job=name,
                     owner=owner,

@@ -188,6 +188,12 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     out = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")
     await expect(out.first).to_contain_text("rows: 25 weekly", timeout=30_000)
 
+    # re-run it as it was: a new run, which says which run it repeats
+    first = await run.get_attribute("data-run")
+    await run.get_by_role("button", name="Re-run").click()
+    rerun = job.locator("[data-run]").first
+    await expect(rerun).to_contain_text(f"re-run of #{first}", timeout=30_000)
+
     # edit: the notebook is frozen again as version 2, with the new retries
     await job.get_by_role("button", name="Edit").click()
     await expect(dialog.locator(".jp-Dialog-header")).to_have_text('Edit job "report"')
