@@ -174,6 +174,8 @@ class JobsLimits:
     snapshot_bytes_per_user: int = 2 * 1024 * 1024 * 1024
     #: runs one back-fill request may start (and one user may have waiting to start)
     backfill_runs: int = 100
+    #: secrets one user may keep
+    secrets_per_user: int = 50
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,29 @@ class BackfillHandler(APIHandler):
         self.send(await self.jobs.backfill(self.caller(), _id("id", job_id), self.body()), 201)
 
 
+class SecretsHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """Your secrets and your groups' team secrets: names and how they are delivered, never values."""
+        self.send({"secrets": await self.jobs.secrets(self.caller())})
+
+
+class SecretHandler(APIHandler):
+    """A user's own secret (``/secrets/<name>``) or, for job admins, a team's
+    (``/team-secrets/<team>/<name>``)."""
+
+    @_guard
+    async def put(self, name: str, team: str = "") -> None:
+        view, made = await self.jobs.put_secret(self.caller(), name, self.body(), team)
+        self.send(view, 201 if made else 200)
+
+    @_guard
+    async def delete(self, name: str, team: str = "") -> None:
+        await self.jobs.delete_secret(self.caller(), name, team)
+        self.set_status(204)
+        self.finish()
+
+
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
@@ -269,6 +292,9 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)/rerun", RerunHandler),
         (rf"{api}/jobs/(\d+)/backfill", BackfillHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
+        (f"{api}/secrets", SecretsHandler),
+        (rf"{api}/secrets/(?P<name>[^/]+)", SecretHandler),
+        (rf"{api}/team-secrets/(?P<team>[^/]+)/(?P<name>[^/]+)", SecretHandler),
         (f"{api}/audit", AuditHandler),
         (f"{api}/gpu-usage", GpuUsageHandler),
         (f"{api}/workspace-reclaim", WorkspaceReclaimHandler),

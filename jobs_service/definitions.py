@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
-from . import audit, entitlements, gpu_queues, manifests, snapshots, validation, views, workspaces
+from . import audit, entitlements, gpu_queues, manifests, secrets, snapshots, validation, views, workspaces
 from .context import Caller, Context, gone_ok, names, own
 from .db import DefinitionRow
 from .limits import check_count
@@ -51,8 +51,10 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     frozen, sent = await _frozen(content)
     n = manifests.Names(caller.name, defn.name)
     owner = await entitlements.owner(ctx, caller.name, caller)
-    # entitlements checked before anything exists
+    # entitlements and secrets checked before anything exists
     cron = entitlements.cronjob(ctx, defn, owner, 1, n, frozen.sha256)
+    await secrets.check(ctx, owner, defn.secret_uses())
+    await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), frozen.data)
     with ctx.db() as s:
         if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
             raise Conflict("name", f"you already have a job named {defn.name!r}")
@@ -111,6 +113,10 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             if not (action == "pause" and held):  # pausing a held job needs no entitlement
                 raise
             cron = None
+        if cron is not None:
+            await secrets.check(ctx, owner, defn.secret_uses())
+            if frozen is not None:
+                await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), frozen.data)
         if cron is None:
             row.spec = dataclasses.asdict(defn)
             audit.record(s, caller.name, action, row)

@@ -13,7 +13,7 @@ from moonhub_core import queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import build
 
-from . import launch, manifests, validation
+from . import launch, manifests, secrets, validation
 from .context import Caller, Context, names
 from .db import DefinitionRow
 
@@ -79,7 +79,9 @@ async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
         return None
     try:
         who = await owner(ctx, row.owner)
-        cronjob(ctx, validation.Definition(**row.spec), who, row.version, names(row), "")
+        defn = validation.Definition(**row.spec)
+        cronjob(ctx, defn, who, row.version, names(row), "")
+        await secrets.check(ctx, who, defn.secret_uses())
     except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub
         return str(e)
     except Unavailable as e:

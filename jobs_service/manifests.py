@@ -14,7 +14,7 @@ from kubernetes_asyncio.client import V1PersistentVolumeClaim
 from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
-from moonhub_core import pods
+from moonhub_core import pods, secrets
 from moonhub_core.catalog import Storage
 from moonhub_core.workload import Workload
 
@@ -107,8 +107,9 @@ def literal_env(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def pod_spec(defn: Definition, launch: Launch, w: Workload, workspace: str) -> dict[str, Any]:
+def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload, workspace: str) -> dict[str, Any]:
     output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
+    secret_env, secret_volumes, secret_mounts = secrets.pod_parts(defn.secret_uses(), names.owner)
     env = [
         {"name": "MOONHUB_RUN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
         {"name": "MOONHUB_LAUNCH_URL", "value": literal_env(launch.url)},
@@ -116,13 +117,14 @@ def pod_spec(defn: Definition, launch: Launch, w: Workload, workspace: str) -> d
         {"name": "MOONHUB_SNAPSHOT_SHA256", "value": launch.sha256},
         {"name": "HOME", "value": workspace},
         *({"name": k, "value": v} for k, v in sorted(w.env.items())),
+        *secret_env,
     ]
     resources = {
         "requests": {"cpu": str(w.cpu_guarantee), "memory": w.mem_guarantee, **w.extra_resource_guarantees},
         "limits": {"cpu": str(w.cpu_limit), "memory": w.mem_limit, **w.extra_resource_limits},
     }
-    volumes = [*w.volumes, {"name": "snapshot", "emptyDir": {"sizeLimit": "1Gi"}}]
-    mounts = [*w.volume_mounts, {"name": "snapshot", "mountPath": SNAPSHOT_MOUNT}]
+    volumes = [*w.volumes, {"name": "snapshot", "emptyDir": {"sizeLimit": "1Gi"}}, *secret_volumes]
+    mounts = [*w.volume_mounts, {"name": "snapshot", "mountPath": SNAPSHOT_MOUNT}, *secret_mounts]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -167,7 +169,7 @@ def job_spec(
                 # the owner's hub name (labels hold only a slug): the admin console shows it
                 "annotations": {pods.OWNER: names.owner},
             },
-            "spec": pod_spec(defn, launch, w, workspace),
+            "spec": pod_spec(defn, names, launch, w, workspace),
         },
     }
 

@@ -13,7 +13,18 @@ from hubclient.users import HubReadError
 from moonhub_core import claims, pods
 from moonhub_core.errors import ChoiceError
 
-from . import audit, definitions, departures, entitlements, gpu_queues, manifests, reclaim, snapshots, validation
+from . import (
+    audit,
+    definitions,
+    departures,
+    entitlements,
+    gpu_queues,
+    manifests,
+    reclaim,
+    secrets,
+    snapshots,
+    validation,
+)
 from .context import MOONHUB, Caller, Context, gone_ok, names
 from .db import DefinitionRow, utcnow
 
@@ -115,7 +126,9 @@ async def _reconcile_one(
         return False
     try:
         sha = snapshots.sha_of(row, row.version) or ""
-        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, n, sha)
+        defn = validation.Definition(**row.spec)
+        cron = entitlements.cronjob(ctx, defn, owner, row.version, n, sha)
+        await secrets.check(ctx, owner, defn.secret_uses())
     except ChoiceError as e:
         if row.hold is None:
             await audit.hold(ctx, s, row, str(e))

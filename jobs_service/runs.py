@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import datetime
 import logging
-import secrets
+import secrets as tokens
 from typing import Any
 
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from moonhub_core import secrets as sec
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
-from . import audit, entitlements, gpu_queues, manifests, runcontext, snapshots, validation, views
+from . import audit, entitlements, gpu_queues, manifests, runcontext, secrets, snapshots, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
 from .limits import check_count
@@ -55,7 +56,9 @@ async def start_job(
             "version", f"version {version} of job {row.name} is no longer kept (jobs.limits.versions_per_job)"
         )
     try:
-        cron = entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, version, names(row), sha)
+        defn = validation.Definition(**row.spec)
+        cron = entitlements.cronjob(ctx, defn, owner, version, names(row), sha)
+        await secrets.check(ctx, owner, defn.secret_uses())
     except ChoiceError as e:
         await audit.hold(ctx, s, row, str(e))
         s.commit()
@@ -66,7 +69,7 @@ async def start_job(
 
 
 def _name(row: DefinitionRow, kind: str) -> str:
-    return f"{row.cronjob[:45]}-{kind}{secrets.token_hex(2)}"
+    return f"{row.cronjob[:45]}-{kind}{tokens.token_hex(2)}"
 
 
 async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
@@ -169,7 +172,9 @@ async def backfill(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
         # the owner may run it as defined (a refusal now, not at each start)
         sha = snapshots.sha_of(row, row.version) or ""
-        entitlements.cronjob(ctx, validation.Definition(**row.spec), owner, row.version, names(row), sha)
+        defn = validation.Definition(**row.spec)
+        entitlements.cronjob(ctx, defn, owner, row.version, names(row), sha)
+        await secrets.check(ctx, owner, defn.secret_uses())
         now = utcnow()
         ticks = [t for t in runcontext.scheduled_ticks(schedule, row.spec.get("timezone") or "UTC", start, end, cap)]
         ticks = [t for t in ticks if t <= now]
@@ -287,6 +292,7 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[st
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
         progress = views.progress(run)
+        owner, uses = run.definition.owner, validation.Definition(**run.definition.spec).secret_uses()
     pods = await _pods(ctx, run.job_name)
     if not pods:
         return None
@@ -297,5 +303,6 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[st
     )
     data = await resp.content.read(cap + 1)
     resp.release()
-    text = data[:cap].decode("utf-8", "replace")
+    # the job's secrets never show in a log MoonHub renders
+    text = sec.mask(data[:cap].decode("utf-8", "replace"), await secrets.values(ctx, owner, uses))
     return {"pod": pod.metadata.name, "log": text, "truncated": len(data) > cap, "progress": progress}

@@ -34,6 +34,7 @@ from . import (
     reconcile,
     retention,
     runs,
+    secrets,
     snapshots,
     sync,
     workspaces,
@@ -91,6 +92,16 @@ class JobsService:
             self.ctx.launch_key = launch.service_key(s)
 
         self.usage = gpu_usage.Sampler()
+
+    # ---- secrets -----------------------------------------------------------------------
+    async def secrets(self, caller: Caller) -> list[dict[str, Any]]:
+        return await secrets.listed(self.ctx, caller)
+
+    async def put_secret(self, caller: Caller, name: str, body: Any, team: str = "") -> tuple[dict[str, Any], bool]:
+        return await secrets.put(self.ctx, caller, name, body, team)
+
+    async def delete_secret(self, caller: Caller, name: str, team: str = "") -> None:
+        await secrets.delete(self.ctx, caller, name, team)
 
     async def workspace_reclaim(self, caller: Caller) -> dict[str, Any]:
         if not caller.admin:

@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
+from moonhub_core import secrets as sec
 
-from . import audit, entitlements, gpu_queues, notify, runs, snapshots, views
+from . import audit, entitlements, gpu_queues, notify, runs, secrets, snapshots, validation, views
 from .context import Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
@@ -137,6 +138,9 @@ async def _follow(ctx: Context, run: RunRow, job: client.V1Job) -> None:
         why = failure_reason(pods.items)
         if why:
             run.reason = f"{why} ({run.reason})"[:1024]
+        uses = validation.Definition(**run.definition.spec).secret_uses()
+        if uses:  # a failing cell's message may hold a secret's value
+            run.reason = sec.mask(run.reason, await secrets.values(ctx, run.definition.owner, uses))
 
 
 async def record_progress(ctx: Context, running: list[RunRow]) -> None:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from moonhub_core import secrets as sec
 from moonhub_core.errors import FieldError
 
 from . import runcontext
@@ -42,6 +43,7 @@ FIELDS = {
     "active",
     "keep_runs",
     "notify",
+    "secrets",
 }
 
 
@@ -65,6 +67,11 @@ class Definition:
     keep_runs: int = 20
     #: {"emails": [...], "webhook": "https://...", "on_success": false}
     notify: dict[str, Any] = field(default_factory=dict)
+    #: the secrets its runs receive: [{"name": ..., "env": ...} or {"name": ..., "file": ...}]
+    secrets: list[dict[str, str]] = field(default_factory=list)
+
+    def secret_uses(self) -> list[sec.Use]:
+        return sec.parse_uses(self.secrets)
 
     def choices(self) -> dict[str, Any]:
         """The environment / size / GPU part, in the spawner's option format."""
@@ -227,6 +234,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         active=active,
         keep_runs=_int(data, "keep_runs", 20, 1, 1000),
         notify=check_notify(data.get("notify")),
+        secrets=[u.as_json() for u in sec.parse_uses(data.get("secrets"))],
     )
 
 

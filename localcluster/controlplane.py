@@ -41,7 +41,7 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "storage-agent": ("moonhub:storage-agent", ()),
     # the hub's identity in local development; RBAC grants it the user namespace only
     "hub": ("moonhub:hub", ("moonhub:platform",)),
-    # the jobs service's identity: CronJobs, Jobs and snapshots in the user namespace only
+    # the jobs service's identity: CronJobs, Jobs and users' secrets in the user namespace only
     "jobs": ("moonhub:jobs", ("moonhub:platform",)),
 }
 

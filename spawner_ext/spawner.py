@@ -28,7 +28,7 @@ from moonhub_core.errors import ChoiceError
 from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, queue_wait, readiness
+from . import failfast, metrics, queue_wait, readiness, server_secrets
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -139,6 +139,7 @@ class MoonSpawner(KubeSpawner):
             **({workspaces.SIZE_OPTION: size} if size else {}),
         }
         self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
+        await self.apply_secrets()
         if size:  # a new workspace is made at this size; an existing one grows to it
             self.storage_capacity = size
             if await claims.grow(self.api, self.namespace, self.pvc_name, size, current):
@@ -193,6 +194,14 @@ class MoonSpawner(KubeSpawner):
         self.storage_class = self.storage_class_override or st.storage_class
         self.storage_capacity = st.capacity
         self.storage_access_modes = [st.access_mode]
+
+    async def apply_secrets(self) -> None:
+        """The secrets the user gives to their server, by reference (never their values)."""
+        jobs_url = str(self._configured[0].get("MOONHUB_JOBS_URL", ""))
+        uses = await server_secrets.wanted(jobs_url, str(self.api_token or ""), self.log)
+        env, volumes, mounts = server_secrets.pod_parts(uses, self.user.name)
+        self.environment = {**self.environment, **env}
+        self.volumes, self.volume_mounts = [*self.volumes, *volumes], [*self.volume_mounts, *mounts]
 
     async def _start(self) -> Any:
         """KubeSpawner's start, raced against a watch for failures that will not resolve and

@@ -50,7 +50,7 @@ class ForwardHandler(APIHandler):
         req = HTTPRequest(
             url,
             method=self.request.method,
-            body=self.request.body if self.request.method in ("POST", "PATCH") else None,
+            body=self.request.body if self.request.method in ("POST", "PUT", "PATCH") else None,
             headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
             request_timeout=60,
             follow_redirects=False,
@@ -72,6 +72,10 @@ class ForwardHandler(APIHandler):
 
     @web.authenticated
     async def post(self, path: str) -> None:
+        await self._forward(path)
+
+    @web.authenticated
+    async def put(self, path: str) -> None:
         await self._forward(path)
 
     @web.authenticated

@@ -8,12 +8,13 @@ import { Widget } from '@lumino/widgets';
 
 import type { JobsClient, NewJob } from './api/client';
 import { fieldMessage, JobsError } from './api/errors';
-import type { Concurrency, Job, Options, Run, IServerInfo } from './api/types';
+import type { Concurrency, Job, Options, Run, IServerInfo, Secret, SecretUse } from './api/types';
 import { button, h, select } from './dom';
 import { CONCURRENCY_LABELS, jobName, when } from './format';
 import { ParametersEditor } from './parameterseditor';
 import { browserTimeZone, timeZones } from './schedule';
 import { SchedulePicker } from './schedulepicker';
+import { envName } from './secrets';
 
 export interface IScheduleRequest {
   client: JobsClient;
@@ -25,6 +26,8 @@ export interface IScheduleRequest {
   server: IServerInfo | null;
   /** editing: the job to change (saving freezes the notebook as a new version) */
   job?: Job;
+  /** the secrets the user may give the job (theirs and their teams') */
+  secrets?: Secret[];
 }
 
 export interface IScheduleResult {
@@ -45,7 +48,8 @@ const FIELDS = [
   'timeout_seconds',
   'retries',
   'concurrency',
-  'notify'
+  'notify',
+  'secrets'
 ] as const;
 type Field = (typeof FIELDS)[number];
 
@@ -91,6 +95,8 @@ export class ScheduleDialog extends Widget {
   private readonly overdue: HTMLInputElement;
   private readonly runNow: HTMLInputElement;
   private readonly accept: HTMLButtonElement;
+  /** one row per secret the user may give: picked, as env or file, under a name */
+  private readonly secretRows: { secret: Secret; pick: HTMLInputElement; how: HTMLSelectElement; as: HTMLInputElement }[] = [];
 
   constructor(req: IScheduleRequest) {
     super();
@@ -253,6 +259,7 @@ export class ScheduleDialog extends Widget {
         this.field('retries', 'Retries on failure', this.retries)
       ),
       this.field('concurrency', 'If the previous run is still running', this.concurrency),
+      this.field('secrets', 'Secrets', this.secretsControl(), 'Values reach each run as variables or files under /var/run/secrets/moonhub; never in the notebook.'),
       this.field('notify', 'E-mail when a run fails', this.emails, 'Comma-separated addresses.'),
       h('label', { className: 'moonhub-Check', for: id('on_success') }, this.onSuccess, 'Also notify when a run succeeds'),
       h('label', { className: 'moonhub-Label', for: id('webhook') }, 'Webhook (optional)'),
@@ -275,6 +282,33 @@ export class ScheduleDialog extends Widget {
       body,
       h('div', { className: 'jp-Dialog-footer' }, h('div', { className: 'jp-Dialog-footerButtons' }, cancel, this.accept))
     );
+  }
+
+  /** The secrets part: each available secret, picked or not, as a variable or a file. */
+  private secretsControl(): HTMLElement {
+    const available = this.req.secrets ?? [];
+    if (!available.length) {
+      return h('div', { className: 'moonhub-Help', text: 'No secrets yet (Jobs menu: Secrets…).' });
+    }
+    const given = this.req.job?.secrets ?? [];
+    const list = h('div', { className: 'moonhub-SecretPicks', role: 'group' });
+    for (const secret of available) {
+      const label = secret.team ? `${secret.team}/${secret.name}` : secret.name;
+      const use = given.find(u => u.name === secret.name && (u.team ?? null) === (secret.team ?? null));
+      const pick = h('input', { type: 'checkbox', 'aria-label': `Give ${label}` });
+      pick.checked = !!use;
+      const how = select(`${this.uid}-secret-${label}`, [
+        { value: 'env', label: 'as variable' },
+        { value: 'file', label: 'as file' }
+      ], use?.file ? 'file' : 'env');
+      const as = h('input', { type: 'text', className: 'jp-mod-styled', 'aria-label': `${label} as`, value: use?.env ?? use?.file ?? envName(secret.name) });
+      how.addEventListener('change', () => {
+        as.value = how.value === 'file' ? secret.name : envName(secret.name);
+      });
+      this.secretRows.push({ secret, pick, how, as });
+      list.append(h('div', { className: 'moonhub-SecretPick', 'data-secret': label }, h('label', {}, pick, label), how, as));
+    }
+    return list;
   }
 
   private field(name: Field, label: string, control: HTMLElement, help?: string): HTMLElement {
@@ -367,7 +401,14 @@ export class ScheduleDialog extends Widget {
         on_success: this.onSuccess.checked,
         webhook_format: this.webhookFormat.value as 'plain' | 'slack',
         overdue_after_seconds: Math.round(Number(this.overdue.value || 0) * 60)
-      }
+      },
+      secrets: this.secretRows
+        .filter(r => r.pick.checked)
+        .map(r => ({
+          name: r.secret.name,
+          ...(r.secret.team ? { team: r.secret.team } : {}),
+          [r.how.value]: r.as.value.trim()
+        })) as SecretUse[]
     };
   }
 

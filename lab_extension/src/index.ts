@@ -19,6 +19,7 @@ import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
 import { WorkspaceStatus } from './workspace';
+import { SecretsView } from './secrets';
 import { withoutOutputs } from './snapshot';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
@@ -27,6 +28,7 @@ export namespace CommandIDs {
   export const schedule = 'moonhub:schedule-notebook';
   export const openJobs = 'moonhub:open-jobs';
   export const refreshJobs = 'moonhub:refresh-jobs';
+  export const secrets = 'moonhub:secrets';
 }
 
 export const scheduleIcon = new LabIcon({
@@ -85,12 +87,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {
       try {
-        const [notebook, options, server] = await Promise.all([
+        const [notebook, options, server, secrets] = await Promise.all([
           snapshot(path, panel),
           client.options(),
-          client.serverInfo().catch(() => null)
+          client.serverInfo().catch(() => null),
+          client.secrets().catch(() => [])
         ]);
-        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job });
+        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job, secrets });
         if (!result) {
           return;
         }
@@ -152,6 +155,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Open the Jobs panel',
       execute: () => app.shell.activateById(panel.id)
     });
+    app.commands.addCommand(CommandIDs.secrets, {
+      label: 'Secrets…',
+      caption: 'Your secrets for jobs and your server (values are write-only)',
+      execute: () => {
+        const existing = Array.from(app.shell.widgets('main')).find(w => w.id === 'moonhub-secrets');
+        if (existing) {
+          app.shell.activateById(existing.id);
+          return;
+        }
+        const view = new MainAreaWidget({ content: new SecretsView(client) });
+        view.id = 'moonhub-secrets';
+        view.title.label = 'Secrets';
+        view.title.icon = scheduleIcon;
+        app.shell.add(view, 'main');
+      }
+    });
     app.commands.addCommand(CommandIDs.refreshJobs, {
       label: 'Refresh Scheduled Jobs',
       execute: () => panel.refresh()
@@ -161,6 +180,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.schedule, category, args: { isPalette: true } });
       palette.addItem({ command: CommandIDs.openJobs, category });
       palette.addItem({ command: CommandIDs.refreshJobs, category });
+      palette.addItem({ command: CommandIDs.secrets, category });
     }
 
     watchNotices(client);

@@ -192,12 +192,15 @@ RBAC = [
     ("jobs", "create", "cronjobs.batch", "users", True),
     ("jobs", "create", "jobs.batch", "users", True),
     ("jobs", "get", "pods/log", "users", True),
-    ("jobs", "create", "configmaps", "users", True),
+    ("jobs", "delete", "configmaps", "users", True),
+    ("jobs", "create", "configmaps", "users", False),
     ("jobs", "create", "pods", "users", False),
     # reclaim deletes departed users' archived workspaces (docs/storage.md)
     ("jobs", "delete", "persistentvolumeclaims", "users", True),
     ("jobs", "create", "cronjobs.batch", "kube-system", False),
-    ("jobs", "get", "secrets", "users", False),
+    # users' and teams' secrets live in the user namespace; nowhere else
+    ("jobs", "get", "secrets", "users", True),
+    ("jobs", "get", "secrets", "kube-system", False),
     # the GPU queues: the cluster's GPUs per type come from the nodes (read only)
     ("jobs", "list", "nodes", None, True),
     ("jobs", "delete", "nodes", None, False),

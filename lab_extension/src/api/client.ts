@@ -7,7 +7,19 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { errorFrom, JobsError } from './errors';
-import type { INotice, IWorkspaceSpace, Job, JobInput, Options, Run, RunLog, SchedulePreview, IServerInfo } from './types';
+import type {
+  INotice,
+  IWorkspaceSpace,
+  Job,
+  JobInput,
+  Options,
+  Run,
+  RunLog,
+  SchedulePreview,
+  Secret,
+  SecretInput,
+  IServerInfo
+} from './types';
 
 /** A new job: the definition plus the notebook to freeze. */
 export type NewJob = JobInput & { name: string; notebook: string; notebook_content: Record<string, unknown> };
@@ -34,6 +46,19 @@ export class JobsClient {
 
   deleteJob(id: number): Promise<void> {
     return this.api(`jobs/${id}`, { method: 'DELETE' });
+  }
+
+  /** Your secrets and your teams' (names only: values are write-only). */
+  secrets(): Promise<Secret[]> {
+    return this.api<{ secrets?: Secret[] }>('secrets').then(r => r.secrets ?? []);
+  }
+
+  putSecret(name: string, input: SecretInput): Promise<Secret> {
+    return this.api(`secrets/${encodeURIComponent(name)}`, { method: 'PUT', body: JSON.stringify(input) });
+  }
+
+  deleteSecret(name: string): Promise<void> {
+    return this.api(`secrets/${encodeURIComponent(name)}`, { method: 'DELETE' });
   }
 
   runNow(id: number): Promise<Run> {

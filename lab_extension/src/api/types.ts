@@ -12,6 +12,10 @@ export type Options = Schemas['Options'];
 export type Choice = Schemas['Choice'];
 export type GpuChoice = Schemas['GpuChoice'];
 export type Concurrency = NonNullable<JobInput['concurrency']>;
+export type Secret = Schemas['Secret'];
+export type SecretInput = Schemas['SecretInput'];
+export type SecretUse = Schemas['SecretUse'];
+export type Delivery = Schemas['Delivery'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =

@@ -1,0 +1,46 @@
+"""The secrets a user gives to their own JupyterLab server (``to_server`` on their secret):
+asked of the jobs service, which keeps them, with the server's own token as the server
+starts. That token is the user's: the answer holds only their secrets, so a pod is never
+built with anyone else's. Values are never read here; the pod refers to the Secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from moonhub_core import secrets as sec
+from moonhub_core.errors import FieldError
+
+
+async def wanted(jobs_url: str, token: str, log: logging.Logger | Any) -> list[sec.Use]:
+    """The user's secrets for their server; none when the jobs service is not configured,
+    and none (with a warning) when it does not answer: the server starts without them."""
+    if not jobs_url or not token:
+        return []
+    req = HTTPRequest(
+        url_path_join(jobs_url, "api/v1/secrets"),
+        headers={"Authorization": f"token {token}"},
+        request_timeout=10,
+        follow_redirects=False,
+    )
+    try:
+        resp = await AsyncHTTPClient().fetch(req)
+        entries = json.loads(resp.body).get("secrets") or []
+    except Exception as e:
+        log.warning("secrets for the server not read from the jobs service (%s): it starts without them", e)
+        return []
+    try:
+        return sec.for_server(entries)
+    except FieldError as e:
+        raise web.HTTPError(409, f"{e.message} (change one in Secrets)") from None
+
+
+def pod_parts(uses: list[sec.Use], owner: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """KubeSpawner's form of the pod parts: environment as name -> ``{"valueFrom": ...}``."""
+    env, volumes, mounts = sec.pod_parts(uses, owner)
+    return {e["name"]: {"valueFrom": e["valueFrom"]} for e in env}, volumes, mounts
