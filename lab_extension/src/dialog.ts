@@ -10,11 +10,10 @@ import type { JobsClient, NewJob } from './api/client';
 import { fieldMessage, JobsError } from './api/errors';
 import type { Concurrency, Job, Options, Run, IServerInfo, Secret, SecretUse } from './api/types';
 import { button, h, select } from './dom';
-import { CONCURRENCY_LABELS, jobName, when } from './format';
+import { CONCURRENCY_LABELS, envName, jobName, when } from './format';
 import { ParametersEditor } from './parameterseditor';
 import { browserTimeZone, timeZones } from './schedule';
 import { SchedulePicker } from './schedulepicker';
-import { envName } from './secrets';
 
 export interface IScheduleRequest {
   client: JobsClient;

@@ -137,3 +137,16 @@ export function workspaceLabel(space: { used: number; total: number; level: stri
   const label = `Workspace ${bytes(space.used)} / ${bytes(space.total)}`;
   return space.level === 'full' ? `${label} (full)` : label;
 }
+
+/** How a secret is delivered, in words ("env DB_PASSWORD", "file key.json"). */
+export function deliveryLabel(d: { env?: string; file?: string } | null | undefined): string {
+  if (!d) {
+    return '';
+  }
+  return d.env ? `env ${d.env}` : d.file ? `file ${d.file}` : '';
+}
+
+/** A default variable name for a secret: "db-password" -> "DB_PASSWORD". */
+export function envName(secret: string): string {
+  return secret.toUpperCase().replace(/[^A-Z0-9_]/g, '_').replace(/^([0-9])/, '_$1');
+}

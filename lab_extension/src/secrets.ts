@@ -12,19 +12,7 @@ import type { JobsClient } from './api/client';
 import { fieldMessage, JobsError } from './api/errors';
 import type { Delivery, Secret } from './api/types';
 import { button, h, select } from './dom';
-
-/** How a secret is delivered, in words ("env DB_PASSWORD", "file key.json"). */
-export function deliveryLabel(d: Delivery | null | undefined): string {
-  if (!d) {
-    return '';
-  }
-  return d.env ? `env ${d.env}` : d.file ? `file ${d.file}` : '';
-}
-
-/** A default variable name for a secret: "db-password" -> "DB_PASSWORD". */
-export function envName(secret: string): string {
-  return secret.toUpperCase().replace(/[^A-Z0-9_]/g, '_').replace(/^([0-9])/, '_$1');
-}
+import { deliveryLabel, envName } from './format';
 
 export class SecretsView extends Widget {
   private readonly list = h('tbody');

@@ -1,4 +1,4 @@
-import { deliveryLabel, envName } from '../src/secrets';
+import { deliveryLabel, envName } from '../src/format';
 
 describe('secrets', () => {
   it('names a variable after the secret', () => {
