@@ -176,6 +176,8 @@ class JobsLimits:
     backfill_runs: int = 100
     #: secrets one user may keep
     secrets_per_user: int = 50
+    #: bytes one run may keep with it: its executed notebook and the files of its run folder
+    run_output_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ token with access to this service (e.g. the user's server token). Errors are JSO
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tornado import web
 from moonhub_core.errors import FieldError, Forbidden, NotFound
 from moonhub_core.jsonhttp import JsonResponses
 
+from . import outputs
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
@@ -94,9 +96,9 @@ def _id(field: str, text: str) -> int:
 def _guard(handler: Any) -> Any:
     """Turn domain errors raised in a handler method into their JSON response."""
 
-    async def wrapper(self: APIHandler, *args: Any) -> None:
+    async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> None:
         try:
-            await handler(self, *args)
+            await handler(self, *args, **kwargs)
         except FieldError as e:
             self.send_field_error(e)
         except client.ApiException as e:
@@ -203,6 +205,41 @@ class SecretHandler(APIHandler):
         self.finish()
 
 
+class RunOutputHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str) -> None:
+        """The executed notebook, rendered and sanitised; ``?format=ipynb`` for the notebook."""
+        data = self.jobs.output(self.caller(), _id("id", job_id), _id("run", run_id))
+        self.set_header("Content-Security-Policy", outputs.CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        if self.get_argument("format", "html") == "ipynb":
+            self.set_header("Content-Type", "application/x-ipynb+json")
+            self.set_header("Content-Disposition", "attachment; filename=output.ipynb")
+            self.finish(data)
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(await asyncio.to_thread(outputs.render, data))
+
+
+class RunFilesHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str) -> None:
+        """The files the run kept from its run folder."""
+        self.send({"files": self.jobs.run_files(self.caller(), _id("id", job_id), _id("run", run_id))})
+
+
+class RunFileHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str, path: str) -> None:
+        """One kept file, as a download (never rendered)."""
+        found = self.jobs.run_file(self.caller(), _id("id", job_id), _id("run", run_id), path)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{found.name}"')
+        self.set_header("Content-Security-Policy", outputs.CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(await asyncio.to_thread(found.read_bytes))
+
+
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
@@ -290,6 +327,9 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/rerun", RerunHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)/output", RunOutputHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)/files", RunFilesHandler),
+        (rf"{api}/jobs/(?P<job_id>\d+)/runs/(?P<run_id>\d+)/files/(?P<path>.+)", RunFileHandler),
         (rf"{api}/jobs/(\d+)/backfill", BackfillHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{api}/secrets", SecretsHandler),

@@ -23,6 +23,7 @@ from .db import DefinitionRow, RunRow
 from .limits import Limits
 
 if TYPE_CHECKING:
+    from .outputs import OutputStore
     from .snapshots import SnapshotStore
 
 #: the states a run does not leave
@@ -76,6 +77,8 @@ class Context:
     queue_prefix: str = "moonhub"
     #: notebook versions, outside etcd (``snapshots``)
     snapshots: SnapshotStore = field(kw_only=True)
+    #: runs' executed notebooks and files (``outputs``)
+    outputs: OutputStore = field(kw_only=True)
     #: where runs' pods reach the service's launch routes (``launch``), and its signing key
     launch_url: str = field(kw_only=True, default="http://127.0.0.1:8090/services/jobs/launch")
     launch_key: bytes = field(kw_only=True, default=b"")

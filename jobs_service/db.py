@@ -122,6 +122,10 @@ class RunContextRow(Base):
     rerun_of: Mapped[int | None] = mapped_column(Integer, default=None)
     #: the owner was told the run is taking longer than ``notify.overdue_after_seconds``
     overdue_told: Mapped[bool] = mapped_column(default=False)
+    #: bytes of the executed notebook the run's pod sent (``outputs``); None: none sent
+    output_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: files from its run folder it sent
+    files: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
 
 

@@ -194,6 +194,8 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
             await ctx.batch.delete_namespaced_cron_job(row.cronjob, ctx.namespace, propagation_policy="Background")
         files = snapshots.files_of(row)
         audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
+        for run in row.runs:
+            ctx.outputs.remove(run.job_name)
         s.delete(row)
         snapshots.forget_files(ctx, s, row.owner, files)
         s.commit()

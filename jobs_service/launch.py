@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from tornado import web
 
 from moonhub_core import pods
+from moonhub_core.errors import FieldError
 
 from . import runcontext
 from .context import Context
@@ -181,6 +182,60 @@ class RunParametersHandler(LaunchHandler):
             self.finish({"run": job_name, "parameters": found.parameters, "scheduled_time": at and at.isoformat()})
 
 
+@web.stream_request_body
+class OutputHandler(LaunchHandler):
+    """A run's pod sending what it made: ``.../runs/<run>/output`` (the executed notebook,
+    gzip) or ``.../runs/<run>/files/<path>`` (a file of its run folder). What one run keeps
+    is bounded (``jobs.limits.run_output_bytes``); past that the request is refused."""
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._cap = int(self.ctx.limits.run_output_bytes)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self._cap:
+            self._chunks.append(chunk)
+
+    async def post(self, cronjob: str, version: str, job_name: str, path: str = "") -> None:
+        ctx = self.ctx
+        with ctx.db() as s:
+            row = self.definition(s, cronjob, version)
+            found = s.get(RunContextRow, job_name)
+            if found is None or found.definition_id != row.id:
+                raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
+        data = b"".join(self._chunks)
+        kept = await asyncio.to_thread(ctx.outputs.used, job_name)
+        if self._size > self._cap or kept + len(data) > self._cap:
+            raise web.HTTPError(413, reason=f"a run keeps at most {self._cap // 2**20} MiB of outputs")
+        try:
+            if path:
+                await asyncio.to_thread(ctx.outputs.put_file, job_name, path, data)
+            else:
+                size = await asyncio.to_thread(ctx.outputs.put_notebook, job_name, data)
+        except FieldError as e:
+            raise web.HTTPError(400, reason=e.message) from None
+        except OSError as e:  # not gzip, say
+            raise web.HTTPError(400, reason=f"not kept: {e}") from None
+        with ctx.db() as s:
+            found = s.get(RunContextRow, job_name)
+            assert found is not None
+            if path:
+                found.files = len(ctx.outputs.files(job_name))
+            else:
+                found.output_bytes = size
+            s.commit()
+        self.set_status(201)
+        self.finish({"kept": len(data)})
+
+
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/(\d+)"
-    return [(f"{base}/notebook", NotebookHandler), (rf"{base}/runs/([a-z0-9-]{{1,63}})", RunParametersHandler)]
+    run = rf"{base}/runs/([a-z0-9-]{{1,63}})"
+    return [
+        (f"{base}/notebook", NotebookHandler),
+        (run, RunParametersHandler),
+        (f"{run}/output", OutputHandler),
+        (f"{run}/files/(.+)", OutputHandler),
+    ]

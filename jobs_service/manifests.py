@@ -115,6 +115,8 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload, worksp
         {"name": "MOONHUB_LAUNCH_URL", "value": literal_env(launch.url)},
         {"name": "MOONHUB_LAUNCH_KEY", "value": launch.key},
         {"name": "MOONHUB_SNAPSHOT_SHA256", "value": launch.sha256},
+        # the run folder: files the notebook writes here are kept with the run
+        {"name": "MOONHUB_RUN_DIR", "value": f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN)"},
         {"name": "HOME", "value": workspace},
         *({"name": k, "value": v} for k, v in sorted(w.env.items())),
         *secret_env,

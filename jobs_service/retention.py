@@ -1,5 +1,5 @@
-"""How much run history is kept: each job's newest ``keep_runs`` runs (outputs in the
-owner's workspace are theirs and stay)."""
+"""How much run history is kept: each job's newest ``keep_runs`` runs. A removed run's kept
+outputs go with it (the copies in the owner's workspace are theirs and stay)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def trim_history(ctx: Context) -> int:
                 if run.status in ENDED:
                     if run.context is not None:
                         row.contexts.remove(run.context)
+                    ctx.outputs.remove(run.job_name)  # its outputs go with it
                     s.delete(run)
                     removed += 1
         s.commit()

@@ -282,6 +282,32 @@ async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
         return views.run(run)
 
 
+def output(ctx: Context, caller: Caller, job_id: int, run_id: int) -> bytes:
+    """The run's executed notebook as it sent it; 404 (saying where else to look) when none."""
+    with ctx.db() as s:
+        run = find(s, caller, job_id, run_id)
+        name, where = run.job_name, run.output
+    data = ctx.outputs.notebook(name)
+    if data is None:
+        raise NotFound("run", f"run {name} kept no output (it did not get to send it); see {where} in the workspace")
+    return data
+
+
+def files(ctx: Context, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
+    with ctx.db() as s:
+        name = find(s, caller, job_id, run_id).job_name
+    return ctx.outputs.files(name)
+
+
+def file(ctx: Context, caller: Caller, job_id: int, run_id: int, path: str) -> Any:
+    with ctx.db() as s:
+        name = find(s, caller, job_id, run_id).job_name
+    found = ctx.outputs.file(name, path)
+    if found is None:
+        raise NotFound("path", f"run {name} kept no file {path}")
+    return found
+
+
 async def _pods(ctx: Context, job_name: str) -> list[Any]:
     return list((await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={job_name}")).items)
 

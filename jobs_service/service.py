@@ -30,6 +30,7 @@ from . import (
     gpu_usage,
     launch,
     notify,
+    outputs,
     reclaim,
     reconcile,
     retention,
@@ -86,6 +87,7 @@ class JobsService:
             emails or notify.EmailPolicy(),
             queue_prefix,
             snapshots=snapshots.SnapshotStore(snapshot_dir),
+            outputs=outputs.OutputStore(snapshot_dir / "runs"),
             launch_url=launch_url,
         )
         with db() as s:
@@ -149,6 +151,15 @@ class JobsService:
 
     async def backfill(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
         return await runs.backfill(self.ctx, caller, job_id, body)
+
+    def output(self, caller: Caller, job_id: int, run_id: int) -> bytes:
+        return runs.output(self.ctx, caller, job_id, run_id)
+
+    def run_files(self, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
+        return runs.files(self.ctx, caller, job_id, run_id)
+
+    def run_file(self, caller: Caller, job_id: int, run_id: int, path: str) -> Any:
+        return runs.file(self.ctx, caller, job_id, run_id, path)
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         return runs.listed(self.ctx, caller, job_id)

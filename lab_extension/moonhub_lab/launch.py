@@ -18,6 +18,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,13 @@ class LaunchError(Exception):
     """The run can not start: what the service (or the digest check) said."""
 
 
-def _fetch(url: str, key: str, wait: float, say: Any) -> bytes:
+def _fetch(url: str, key: str, wait: float, say: Any, body: bytes | None = None) -> bytes:
     deadline = time.monotonic() + wait
     delay = 2.0
     while True:
-        req = urllib.request.Request(url, headers={HEADER: key})
+        req = urllib.request.Request(
+            url, data=body, headers={HEADER: key}, method="POST" if body is not None else "GET"
+        )
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                 return bytes(resp.read())
@@ -75,3 +78,28 @@ def fetch(destination: Path, wait: float = WAIT_SECONDS, say: Any = print) -> di
         raise LaunchError("the jobs service sent parameters that are not an object")
     say(f"moonhub-run-notebook: version {want[:12]} ({len(data)} bytes), run stands for {answer.get('scheduled_time')}")
     return params
+
+
+#: files of the run folder sent at most (the service keeps at most 200)
+MAX_FILES = 200
+
+
+def send_outputs(output: Path, folder: Path, wait: float = 60.0, say: Any = print) -> None:
+    """Send the executed notebook and the run folder's files to the service, which keeps
+    them with the run. A refusal (over the run's limit, say) is printed; the run's outcome
+    does not change, and the copies stay in the workspace."""
+    base = os.environ["MOONHUB_LAUNCH_URL"].rstrip("/")
+    key, run = os.environ["MOONHUB_LAUNCH_KEY"], os.environ["MOONHUB_RUN"]
+    sent = 0
+    try:
+        if output.exists():
+            _fetch(f"{base}/runs/{run}/output", key, wait, say, gzip.compress(output.read_bytes()))
+        files = sorted(p for p in folder.rglob("*") if p.is_file())[:MAX_FILES] if folder.is_dir() else []
+        for p in files:
+            rel = urllib.parse.quote(str(p.relative_to(folder)))
+            _fetch(f"{base}/runs/{run}/files/{rel}", key, wait, say, p.read_bytes())
+            sent += 1
+    except (LaunchError, OSError) as e:
+        say(f"moonhub-run-notebook: outputs not kept with the run ({e}); they are in the workspace")
+        return
+    say(f"moonhub-run-notebook: the executed notebook and {sent} file(s) kept with the run")

@@ -132,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"moonhub-run-notebook: {text}", file=sys.stderr, flush=True)
             _termination_message(text)
             return 1
-        return run(args.notebook, args.output, params, args.cwd, args.kernel)
+        # the run folder: what the notebook writes there is kept with the run
+        folder = Path(os.environ.get("MOONHUB_RUN_DIR") or args.output.with_suffix(""))
+        folder.mkdir(parents=True, exist_ok=True)
+        code = run(args.notebook, args.output, params, args.cwd, args.kernel)
+        launch.send_outputs(args.output, folder, say=lambda text: print(text, flush=True))
+        return code
     try:
         params = json.loads(args.parameters)
     except json.JSONDecodeError as e:

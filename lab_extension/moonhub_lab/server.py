@@ -59,12 +59,14 @@ class ForwardHandler(APIHandler):
         if resp.code == 599:
             raise web.HTTPError(502, f"the jobs service did not answer: {resp.error}")
         self.set_status(resp.code)
-        for name in ("Content-Type",):
+        # a run's rendered output and its files keep the service's sandbox and download headers
+        for name in ("Content-Security-Policy", "Content-Disposition"):
             if name in resp.headers:
-                self.set_header(name, resp.headers[name])
+                extra = "; frame-ancestors 'self'" if name == "Content-Security-Policy" else ""
+                self.set_header(name, resp.headers[name] + extra)
         if resp.body:
             self.write(resp.body)
-        await self.finish()
+        await self.finish(set_content_type=resp.headers.get("Content-Type", "application/json"))
 
     @web.authenticated
     async def get(self, path: str) -> None:

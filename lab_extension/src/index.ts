@@ -19,6 +19,7 @@ import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
 import { WorkspaceStatus } from './workspace';
+import { RunOutputView } from './outputview';
 import { SecretsView } from './secrets';
 import { withoutOutputs } from './snapshot';
 
@@ -122,6 +123,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
           const view = new MainAreaWidget({ content: new RunLogView(client, job, run) });
           view.id = id;
           view.title.label = `Log: ${job.name} #${run.id}`;
+          view.title.icon = scheduleIcon;
+          app.shell.add(view, 'main');
+        },
+        viewOutput: (job: Job, run: Run) => {
+          const id = `moonhub-output-${job.id}-${run.id}`;
+          const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
+          if (existing) {
+            app.shell.activateById(id);
+            return;
+          }
+          const view = new MainAreaWidget({ content: new RunOutputView(client, job, run) });
+          view.id = id;
+          view.title.label = `Output: ${job.name} #${run.id}`;
           view.title.icon = scheduleIcon;
           app.shell.add(view, 'main');
         },

@@ -19,6 +19,8 @@ export interface IPanelActions {
   openLog(job: Job, run: Run): void;
   /** open a run's output notebook */
   openOutput(path: string): Promise<void>;
+  /** show a run's kept output, rendered, and its files */
+  viewOutput(job: Job, run: Run): void;
 }
 
 export class JobsPanel extends Widget {
@@ -221,6 +223,13 @@ export class JobsPanel extends Widget {
       actions.append(
         button('Output', { className: 'jp-mod-styled', 'data-key': `output-${run.id}`, title: run.output }, () =>
           void this.actions.openOutput(run.output!).catch(e => this.showProblem(e))
+        )
+      );
+    }
+    if (run.output_kept) {
+      actions.append(
+        button('View', { className: 'jp-mod-styled', 'data-key': `view-${run.id}`, title: 'The executed notebook, rendered, and the files the run kept' }, () =>
+          this.actions.viewOutput(job, run)
         )
       );
     }

@@ -14,6 +14,7 @@ import type {
   JobInput,
   Options,
   Run,
+  RunFile,
   RunLog,
   SchedulePreview,
   Secret,
@@ -59,6 +60,11 @@ export class JobsClient {
 
   deleteSecret(name: string): Promise<void> {
     return this.api(`secrets/${encodeURIComponent(name)}`, { method: 'DELETE' });
+  }
+
+  /** The files a run kept from its run folder. */
+  runFiles(id: number, runId: number): Promise<RunFile[]> {
+    return this.api<{ files?: RunFile[] }>(`jobs/${id}/runs/${runId}/files`).then(r => r.files ?? []);
   }
 
   runNow(id: number): Promise<Run> {

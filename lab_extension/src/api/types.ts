@@ -16,6 +16,7 @@ export type Secret = Schemas['Secret'];
 export type SecretInput = Schemas['SecretInput'];
 export type SecretUse = Schemas['SecretUse'];
 export type Delivery = Schemas['Delivery'];
+export type RunFile = Schemas['RunFile'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =
