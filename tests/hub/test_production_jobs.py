@@ -261,3 +261,55 @@ def test_each_users_stored_notebooks_are_capped(hub: Hub) -> None:
     outputs_only = _with_outputs(PRINTS, 20)
     r = sam("POST", "/jobs", {"name": "d", "notebook": "d.ipynb", "notebook_content": outputs_only, "schedule": None})
     assert r.status_code == 201, "20 MB of outputs take nothing"
+
+
+async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with_it(hub: Hub) -> None:
+    """A run's executed notebook and the files it writes to its run folder are kept with
+    the run; the notebook is shown rendered with no script of it left, in a sandbox; the
+    files are downloads; they go when the run's history is trimmed and with the job."""
+    xena = _call(hub, "xena")
+    nb = notebook(
+        "import os, pathlib\n"
+        "d = pathlib.Path(os.environ['MOONHUB_RUN_DIR'])\n"
+        "(d / 'metrics.csv').write_text('auc,0.91\\n')\n"
+        "(d / 'plots').mkdir(exist_ok=True)\n"
+        "(d / 'plots' / 'roc.svg').write_text('<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>')",
+        "from IPython.display import HTML, Javascript, display\n"
+        'display(HTML(\'<b id="shown">auc 0.91</b><img src=x onerror="alert(2)"><script>alert(3)</script>\'))\n'
+        "display(Javascript('alert(4)'))",
+    )
+    body = {"name": "kept", "notebook": "k.ipynb", "notebook_content": nb, "schedule": None, "keep_runs": 1}
+    job = xena("POST", "/jobs", body).json()
+    first = xena("POST", f"/jobs/{job['id']}/run").json()
+    [run] = await _ended(xena, job["id"])
+    assert run["status"] == "succeeded" and run["output_kept"] and run["files"] == 2, run
+    page = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/output")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Content-Security-Policy"].startswith("sandbox"), "no script runs, no origin to act in"
+    assert 'id="shown"' in page.text and "auc 0.91" in page.text
+    for bad in ("alert(2)", "alert(3)", "alert(4)", "onerror"):
+        assert bad not in page.text, bad
+    raw = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?format=ipynb")
+    assert raw.headers["Content-Disposition"].startswith("attachment") and json.loads(raw.content)["cells"]
+    files = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/files").json()["files"]
+    assert [f["path"] for f in files] == ["metrics.csv", "plots/roc.svg"]
+    svg = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/files/plots/roc.svg")
+    assert (
+        svg.headers["Content-Type"] == "application/octet-stream" and "attachment" in svg.headers["Content-Disposition"]
+    )
+    assert _call(hub, "yuri")("GET", f"/jobs/{job['id']}/runs/{run['id']}/output").status_code == 404
+    assert xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/files/../../x").status_code in (400, 404)
+
+    # keep_runs 1: the next run trims the first, and its outputs go with it
+    second = xena("POST", f"/jobs/{job['id']}/run").json()
+    await wait_for(
+        lambda: _async(xena("GET", f"/jobs/{job['id']}/runs").json()["runs"]),
+        lambda rs: [(r["id"], r["status"]) for r in rs] == [(second["id"], "succeeded")],
+        timeout=180,
+        what="the second run, and the history trimmed to it",
+    )
+    kept = snapshot_folder("xena").parent / "runs"
+    assert not (kept / first["name"]).exists(), "the trimmed run's outputs went with it"
+    assert (kept / second["name"] / "output.ipynb.gz").exists()
+    assert xena("DELETE", f"/jobs/{job['id']}").status_code == 204
+    assert not (kept / second["name"]).exists(), "and the job's with the job"
