@@ -193,15 +193,38 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     await run.get_by_role("button", name="Re-run").click()
     rerun = job.locator("[data-run]").first
     await expect(rerun).to_contain_text(f"re-run of #{first}", timeout=30_000)
+    # the first run's kept output, rendered by the service in a sandboxed frame
+    await job.locator(f"[data-run='{first}']").get_by_role("button", name="View").click()
+    frame = page.frame_locator(".moonhub-OutputFrame")
+    await expect(frame.locator("body")).to_contain_text("rows: 25 weekly", timeout=30_000)
+    assert await page.locator(".moonhub-OutputFrame").get_attribute("sandbox") == ""
+
+    # a secret, kept on the Secrets page (value write-only), offered in the dialog
+    await page.locator(".lm-MenuBar-itemLabel", has_text="Jobs").click()
+    await page.locator(".lm-Menu-itemLabel", has_text="Secrets…").click()
+    secrets_page = page.locator(".moonhub-SecretsView")
+    await secrets_page.get_by_label("Secret name").fill("db-password")
+    await secrets_page.get_by_label("Secret value").fill("browser-typed-secret")
+    await secrets_page.get_by_role("button", name="Save").click()
+    await expect(secrets_page.locator("[data-secret='db-password']")).to_be_visible()
+    await expect(secrets_page.get_by_label("Secret value")).to_have_value("")
+    assert "browser-typed-secret" not in await secrets_page.inner_text()
 
     # edit: the notebook is frozen again as version 2, with the new retries
     await job.get_by_role("button", name="Edit").click()
     await expect(dialog.locator(".jp-Dialog-header")).to_have_text('Edit job "report"')
     await expect(dialog.locator("[data-param='rows']")).to_have_value("25")
     await dialog.locator("[data-field='retries'] input").fill("2")
+    # the secret, given as a variable
+    pick = dialog.locator("[data-secret='db-password']")
+    await expect(pick.get_by_label("db-password as")).to_have_value("DB_PASSWORD")
+    await pick.get_by_label("Give db-password").check()
     await dialog.get_by_role("button", name="Save").click()
     await expect(dialog).to_have_count(0)
     await expect(job).to_contain_text("report.ipynb v2")
+    r = await page.request.get(f"{hub.url}/user/{USER}/moonhub/api/v1/jobs")
+    saved = next(j for j in (await r.json())["jobs"] if j["name"] == "report")
+    assert saved["secrets"] == [{"name": "db-password", "env": "DB_PASSWORD"}]
 
     # JupyterLab's dark theme: the panel follows it
     await page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
