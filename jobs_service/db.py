@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint, create_engine
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
 
 
@@ -18,13 +18,27 @@ def utcnow() -> datetime.datetime:
 
 
 def utc(t: datetime.datetime) -> datetime.datetime:
-    """A stored time as an aware UTC one (SQLite gives back naive datetimes; everything is
-    stored in UTC)."""
-    return t.replace(tzinfo=datetime.UTC) if t.tzinfo is None else t
+    """A time as an aware UTC one (a naive one is taken to be UTC already)."""
+    return t.replace(tzinfo=datetime.UTC) if t.tzinfo is None else t.astimezone(datetime.UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """Times stored in UTC and read back aware. SQLite keeps no offset: an aware time in
+    another zone (a tick in Asia/Shanghai) would otherwise be stored as its wall clock and
+    read back as that hour in UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime.datetime | None, dialect: Any) -> datetime.datetime | None:
+        return utc(value) if value is not None else None
+
+    def process_result_value(self, value: datetime.datetime | None, dialect: Any) -> datetime.datetime | None:
+        return utc(value) if value is not None else None
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime.datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, datetime.datetime: UtcDateTime()}
 
 
 class DefinitionRow(Base):

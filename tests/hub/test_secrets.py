@@ -4,6 +4,7 @@ notebook version or a log MoonHub renders."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -16,10 +17,12 @@ from tests.helpers import jobs_api, kubectl, notebook, read_from_pvc, wait_for
 USER_NS = "moonhub-users"
 DB = "pa55-word-for-the-db"
 KEY = '{"type": "service_account", "key": "k3y-material"}'
+# the notebook holds no value: it compares the file with the key's digest
 READS = notebook(
-    "import os, pathlib\n"
+    "import hashlib, os, pathlib\n"
     "print('db:', os.environ['DB_PASSWORD'])\n"
-    "print('key ok:', pathlib.Path('/var/run/secrets/moonhub/key.json').read_text() == " + repr(KEY) + ")"
+    "got = hashlib.sha256(pathlib.Path('/var/run/secrets/moonhub/key.json').read_bytes()).hexdigest()\n"
+    f"print('key ok:', got == {hashlib.sha256(KEY.encode()).hexdigest()!r})"
 )
 
 
