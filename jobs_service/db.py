@@ -134,6 +134,8 @@ class RunContextRow(Base):
     #: the parameters the run's notebook received, templates resolved
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     rerun_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: the run (of a job this one runs after) whose success started it
+    upstream_run: Mapped[int | None] = mapped_column(Integer, default=None)
     #: the owner was told the run is taking longer than ``notify.overdue_after_seconds``
     overdue_told: Mapped[bool] = mapped_column(default=False)
     #: bytes of the executed notebook the run's pod sent (``outputs``); None: none sent

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
-from . import audit, entitlements, gpu_queues, manifests, secrets, snapshots, validation, views, workspaces
+from . import audit, entitlements, gpu_queues, manifests, secrets, snapshots, upstream, validation, views, workspaces
 from .context import Caller, Context, gone_ok, names, own
 from .db import DefinitionRow
 from .limits import check_count
@@ -58,6 +58,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     with ctx.db() as s:
         if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
             raise Conflict("name", f"you already have a job named {defn.name!r}")
+        upstream.check(s, caller.name, defn.name, defn.after)
         have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
         check_count("name", "jobs", have or 0, ctx.limits.jobs_per_user)
     await workspaces.ensure(ctx, caller.name, owner.groups)
@@ -100,6 +101,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
         action, changes = _action(row, body, content)
         owner = await entitlements.acting_for(ctx, caller, row, action)
         defn = parse(ctx, {**row.spec, **body}, row.owner)
+        upstream.check(s, row.owner, row.name, defn.after)
         version, sha = row.version, snapshots.sha_of(row, row.version) or ""
         frozen: snapshots.Frozen | None = None
         if content is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from moonhub_core import pods as podc
 from moonhub_core import secrets as sec
 
-from . import audit, entitlements, gpu_queues, notify, runs, secrets, snapshots, validation, views
+from . import audit, entitlements, gpu_queues, notify, runs, secrets, snapshots, upstream, validation, views
 from .context import Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
@@ -72,6 +72,7 @@ async def sync_runs(ctx: Context) -> None:
     for job_view, run_view in late:
         await tell(ctx, job_view, run_view, notify.OVERDUE)
     await runs.start_waiting(ctx)
+    await upstream.start_downstream(ctx)
 
 
 def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[RunRow]:

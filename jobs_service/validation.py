@@ -44,6 +44,7 @@ FIELDS = {
     "keep_runs",
     "notify",
     "secrets",
+    "after",
 }
 
 
@@ -69,6 +70,8 @@ class Definition:
     notify: dict[str, Any] = field(default_factory=dict)
     #: the secrets its runs receive: [{"name": ..., "env": ...} or {"name": ..., "file": ...}]
     secrets: list[dict[str, str]] = field(default_factory=list)
+    #: the owner's jobs whose every success starts a run of this one
+    after: list[str] = field(default_factory=list)
 
     def secret_uses(self) -> list[sec.Use]:
         return sec.parse_uses(self.secrets)
@@ -235,7 +238,22 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         keep_runs=_int(data, "keep_runs", 20, 1, 1000),
         notify=check_notify(data.get("notify")),
         secrets=[u.as_json() for u in sec.parse_uses(data.get("secrets"))],
+        after=check_after_names(data.get("after")),
     )
+
+
+def check_after_names(value: Any) -> list[str]:
+    if value in (None, []):
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > 5
+        or not all(isinstance(v, str) and NAME.fullmatch(v) for v in value)
+    ):
+        raise FieldError("after", "must be a list of at most 5 of your jobs' names")
+    if len(set(value)) != len(value):
+        raise FieldError("after", "names a job twice")
+    return list(value)
 
 
 def check_notebook(content: Any) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def run(r: RunRow) -> dict[str, Any]:
         "scheduled_for": _iso(c.scheduled_for) if c else None,
         "parameters": (c.parameters if c.parameters is not None else c.given) if c else None,
         "rerun_of": c.rerun_of if c else None,
+        "upstream_run": c.upstream_run if c else None,
         # what it kept with it (``outputs``): its executed notebook, and files of its run folder
         "output_kept": bool(c and c.output_bytes is not None),
         "files": c.files if c else 0,

@@ -48,7 +48,8 @@ const FIELDS = [
   'retries',
   'concurrency',
   'notify',
-  'secrets'
+  'secrets',
+  'after'
 ] as const;
 type Field = (typeof FIELDS)[number];
 
@@ -93,6 +94,7 @@ export class ScheduleDialog extends Widget {
   private readonly webhookFormat: HTMLSelectElement;
   private readonly overdue: HTMLInputElement;
   private readonly runNow: HTMLInputElement;
+  private readonly after: HTMLInputElement;
   private readonly accept: HTMLButtonElement;
   /** one row per secret the user may give: picked, as env or file, under a name */
   private readonly secretRows: { secret: Secret; pick: HTMLInputElement; how: HTMLSelectElement; as: HTMLInputElement }[] = [];
@@ -200,6 +202,13 @@ export class ScheduleDialog extends Widget {
       value: notify?.overdue_after_seconds ? String(Math.round(notify.overdue_after_seconds / 60)) : '',
       placeholder: 'off'
     });
+    this.after = h('input', {
+      id: id('after'),
+      type: 'text',
+      className: 'jp-mod-styled',
+      value: (job?.after ?? []).join(', '),
+      placeholder: 'prepare-data'
+    });
     this.runNow = h('input', { id: id('run_now'), type: 'checkbox' });
     this.accept = button(job ? 'Save' : 'Schedule', { className: 'jp-Dialog-button jp-mod-accept jp-mod-styled' }, () =>
       void this.submit()
@@ -258,6 +267,7 @@ export class ScheduleDialog extends Widget {
         this.field('retries', 'Retries on failure', this.retries)
       ),
       this.field('concurrency', 'If the previous run is still running', this.concurrency),
+      this.field('after', 'Also run after', this.after, 'Your jobs (comma-separated) whose every success starts a run of this one.'),
       this.field('secrets', 'Secrets', this.secretsControl(), 'Values reach each run as variables or files under /var/run/secrets/moonhub; never in the notebook.'),
       this.field('notify', 'E-mail when a run fails', this.emails, 'Comma-separated addresses.'),
       h('label', { className: 'moonhub-Check', for: id('on_success') }, this.onSuccess, 'Also notify when a run succeeds'),
@@ -401,6 +411,10 @@ export class ScheduleDialog extends Widget {
         webhook_format: this.webhookFormat.value as 'plain' | 'slack',
         overdue_after_seconds: Math.round(Number(this.overdue.value || 0) * 60)
       },
+      after: this.after.value
+        .split(/[,\s]+/)
+        .map(s => s.trim())
+        .filter(Boolean),
       secrets: this.secretRows
         .filter(r => r.pick.checked)
         .map(r => ({

@@ -80,7 +80,12 @@ export function isLive(status: string | undefined): boolean {
 }
 
 /** How a run came to be, after its number: "by hand", "re-run of #3", "back-fill for 2026-11-30". */
-export function triggerLabel(run: { trigger?: string; rerun_of?: number | null; scheduled_for?: string | null }): string {
+export function triggerLabel(run: {
+  trigger?: string;
+  rerun_of?: number | null;
+  upstream_run?: number | null;
+  scheduled_for?: string | null;
+}): string {
   const day = run.scheduled_for ? run.scheduled_for.slice(0, 10) : '';
   switch (run.trigger) {
     case 'manual':
@@ -89,6 +94,8 @@ export function triggerLabel(run: { trigger?: string; rerun_of?: number | null; 
       return run.rerun_of ? `re-run of #${run.rerun_of}` : 're-run';
     case 'backfill':
       return day ? `back-fill for ${day}` : 'back-fill';
+    case 'upstream':
+      return run.upstream_run ? `after run #${run.upstream_run}` : 'after another job';
     default:
       return '';
   }

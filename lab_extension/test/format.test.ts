@@ -76,5 +76,6 @@ describe('triggerLabel', () => {
     expect(triggerLabel({ trigger: 'manual' })).toBe('by hand');
     expect(triggerLabel({ trigger: 'rerun', rerun_of: 3 })).toBe('re-run of #3');
     expect(triggerLabel({ trigger: 'backfill', scheduled_for: '2026-11-30T06:00:00+08:00' })).toBe('back-fill for 2026-11-30');
+    expect(triggerLabel({ trigger: 'upstream', upstream_run: 12 })).toBe('after run #12');
   });
 });

@@ -315,3 +315,26 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
     assert (kept / second["name"] / "output.ipynb.gz").exists()
     assert xena("DELETE", f"/jobs/{job['id']}").status_code == 204
     assert not (kept / second["name"]).exists(), "and the job's with the job"
+
+
+async def test_a_job_runs_after_another_succeeds(hub: Hub) -> None:
+    zoe = _call(hub, "zoe")
+    base = {"notebook_content": PRINTS, "schedule": None, "parameters": {"day": "{{run.date}}"}}
+    prep = zoe("POST", "/jobs", {"name": "prepare", "notebook": "p.ipynb", **base}).json()
+    r = zoe("POST", "/jobs", {"name": "report", "notebook": "r.ipynb", "after": ["prepare"], **base})
+    assert r.status_code == 201, r.text
+    report = r.json()
+    loop = zoe("PATCH", f"/jobs/{prep['id']}", {"after": ["report"]})
+    assert loop.status_code == 400 and loop.json()["field"] == "after" and "loop" in loop.json()["message"]
+    theirs = _call(hub, "yuri")("POST", "/jobs", {"name": "x", "notebook": "x.ipynb", "after": ["prepare"], **base})
+    assert theirs.status_code == 400 and theirs.json()["field"] == "after", "only one's own jobs"
+
+    first = zoe("POST", f"/jobs/{prep['id']}/run").json()
+    [done] = await _ended(zoe, prep["id"])
+    assert done["status"] == "succeeded"
+    [after] = await _ended(zoe, report["id"])
+    assert after["status"] == "succeeded", after
+    assert (after["trigger"], after["upstream_run"]) == ("upstream", first["id"])
+    assert after["scheduled_for"] == done["scheduled_for"], "it stands for the upstream run's time"
+    await asyncio.sleep(6)
+    assert len(zoe("GET", f"/jobs/{report['id']}/runs").json()["runs"]) == 1, "one success, one run after it"

@@ -195,3 +195,23 @@ def test_a_notebook_must_be_one() -> None:
         with pytest.raises(FieldError) as e:
             validation.check_notebook(bad)
         assert e.value.field == "notebook_content"
+
+
+def test_jobs_after_other_jobs_make_no_loops() -> None:
+    from jobs_service.upstream import check_after
+
+    others = {"prepare": [], "train": ["prepare"], "report": ["train"]}
+    check_after("publish", ["report", "train"], others)
+    check_after("prepare", [], others)
+    for name, after, words in (
+        ("x", ["x"], "itself"),
+        ("x", ["nope"], "no job 'nope'"),
+        ("prepare", ["report"], "prepare runs after report runs after train runs after prepare"),
+    ):
+        with pytest.raises(FieldError) as e:
+            check_after(name, after, others)
+        assert e.value.field == "after" and words in e.value.message, e.value.message
+    for bad in ("prepare", ["A"], ["a"] * 2, ["a", "b", "c", "d", "e", "f"]):
+        with pytest.raises(FieldError) as e:
+            validation.parse({"name": "j", "notebook": "a.ipynb", "after": bad})
+        assert e.value.field == "after"

@@ -1,0 +1,125 @@
+"""Jobs started by another job's success: a job with ``"after": ["prepare"]`` gets a run
+each time a run of its owner's job ``prepare`` succeeds. The new run stands for the time
+the upstream run stood for, so a daily chain's dates line up.
+
+Durable without a queue: every sync pass looks at runs that succeeded in the last
+``LOOKBACK`` and starts what is missing. A started run records which run triggered it, and
+its Job's name is made from that run, so a restart between a success and the start, or two
+passes, never start it twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from kubernetes_asyncio import client
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moonhub_core.errors import ChoiceError, FieldError, Forbidden, Unavailable
+
+from . import entitlements, runs
+from .context import Context, new_run
+from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
+
+log = logging.getLogger("moonhub.jobs")
+
+MAX_AFTER = 5
+#: how far back a success still starts its downstream jobs (a service down longer misses them)
+LOOKBACK = datetime.timedelta(hours=24)
+
+
+def check_after(name: str, after: list[str], others: dict[str, list[str]]) -> None:
+    """``name`` may run after ``after``: each is one of the owner's other jobs, and no chain
+    of "after" leads back to ``name`` (pure; ``others``: the owner's jobs and their "after")."""
+    for up in after:
+        if up == name:
+            raise FieldError("after", f"job {name} can not run after itself")
+        if up not in others:
+            raise FieldError("after", f"you have no job {up!r} (after names your own jobs)")
+    graph = {**others, name: list(after)}
+    seen: set[str] = set()
+
+    def leads_back(job: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        for up in graph.get(job, []):
+            if up == name:
+                return (*path, up)
+            if up not in seen:
+                seen.add(up)
+                found = leads_back(up, (*path, up))
+                if found:
+                    return found
+        return None
+
+    loop = leads_back(name, (name,))
+    if loop:
+        raise FieldError("after", f"that makes a loop: {' runs after '.join(loop)}")
+
+
+def check(s: Session, owner: str, name: str, after: list[str]) -> None:
+    """:func:`check_after` against ``owner``'s jobs in the database."""
+    if not after:
+        return
+    others = {
+        d.name: list(d.spec.get("after") or [])
+        for d in s.scalars(select(DefinitionRow).where(DefinitionRow.owner == owner))
+        if d.name != name
+    }
+    check_after(name, after, others)
+
+
+def _name(down: DefinitionRow, up: RunRow) -> str:
+    return f"{down.cronjob[:45]}-u{up.id}"[:63]
+
+
+async def start_downstream(ctx: Context) -> None:
+    """Start the runs that recent successes owe to the jobs that run after them."""
+    since = utcnow() - LOOKBACK
+    with ctx.db() as s:
+        waiting = [d for d in s.scalars(select(DefinitionRow)) if d.spec.get("after")]
+        if not waiting:
+            return
+        for down in waiting:
+            ups = [d for d in s.scalars(select(DefinitionRow).where(DefinitionRow.owner == down.owner))]
+            upstream = {d.id for d in ups if d.name in down.spec["after"]}
+            done = s.scalars(
+                select(RunRow).where(
+                    RunRow.definition_id.in_(upstream), RunRow.status == "succeeded", RunRow.finished >= since
+                )
+            )
+            started = {c.upstream_run for c in down.contexts if c.upstream_run is not None}
+            for up in done:
+                if up.id in started or utc(up.created) < utc(down.created):
+                    continue
+                await _start(ctx, s, down, up)
+                s.commit()
+
+
+async def _start(ctx: Context, s: Session, down: DefinitionRow, up: RunRow) -> None:
+    name = _name(down, up)
+    stands_for = utc((up.context.scheduled_for if up.context else None) or up.started or up.created)
+    mark = RunContextRow(job_name=name, definition_id=down.id, scheduled_for=stands_for, upstream_run=up.id)
+    run = new_run(down, name, "upstream")
+    if not down.spec.get("active", True) or down.hold is not None:
+        why = "paused" if down.hold is None else f"suspended: {down.hold.reason}"
+        run.status, run.finished, run.reason = "cancelled", utcnow(), f"not started after run {up.job_name}: {why}"
+    elif down.spec.get("concurrency", "skip") == "skip" and any(r.status in runs.ACTIVE for r in down.runs):
+        run.status, run.finished = "cancelled", utcnow()
+        run.reason = f"not started after run {up.job_name}: the previous run is still running (skip)"
+    else:
+        try:
+            owner = await entitlements.owner(ctx, down.owner)
+            await runs.start_job(ctx, s, down, owner, down.version, name, "upstream", stands_for)
+        except (Unavailable, Forbidden) as e:
+            log.warning("job %s of %s waits to start after %s: %s", down.name, down.owner, up.job_name, e)
+            return  # the next pass tries again
+        except ChoiceError as e:
+            run.status, run.finished, run.reason = "cancelled", utcnow(), f"not started: {e}"[:1024]
+        except client.ApiException as e:
+            if e.status != 409:  # a Job of that name: started by a pass that did not get to record it
+                log.warning("job %s of %s not started after %s: %s", down.name, down.owner, up.job_name, e.reason)
+                return
+    s.add(run)
+    s.add(mark)
+    log.info("job %s of %s: run %s after %s (%s)", down.name, down.owner, name, up.job_name, run.status)
