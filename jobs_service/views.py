@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from . import preview
 from .db import AuditRow, DefinitionRow, RunRow, utc
@@ -55,8 +56,9 @@ def run(r: RunRow) -> dict[str, Any]:
         "finished": finished.isoformat() if finished else None,
         "duration_seconds": duration,
         "progress": progress(r),
-        # the time the run stands for, what its notebook received, the run it repeats
-        "scheduled_for": _iso(c.scheduled_for) if c else None,
+        # the time the run stands for (in the job's time zone: its date is {{run.date}}),
+        # what its notebook received, the run it repeats
+        "scheduled_for": _in_zone(c.scheduled_for, r.definition.spec.get("timezone")) if c else None,
         "parameters": (c.parameters if c.parameters is not None else c.given) if c else None,
         "rerun_of": c.rerun_of if c else None,
         "upstream_run": c.upstream_run if c else None,
@@ -66,8 +68,8 @@ def run(r: RunRow) -> dict[str, Any]:
     }
 
 
-def _iso(t: datetime.datetime | None) -> str | None:
-    return utc(t).isoformat() if t else None
+def _in_zone(t: datetime.datetime | None, zone: str | None) -> str | None:
+    return utc(t).astimezone(ZoneInfo(zone or "UTC")).isoformat() if t else None
 
 
 def progress(r: RunRow) -> dict[str, int] | None:
