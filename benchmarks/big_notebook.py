@@ -69,8 +69,9 @@ async def _put(page: Page, hub: Hub, path: str, nb: dict[str, Any]) -> None:
 
 async def _schedule(page: Page, path: str, name: str) -> tuple[float, float]:
     """Open the dialog on ``path`` from the file browser and schedule it as ``name``."""
-    await page.locator(".jp-DirListing-headerItem", has_text="Name").first.click()  # refresh the listing
+    await page.locator("[data-command='filebrowser:refresh']").first.click()
     item = page.locator(".jp-DirListing-item[data-file-type='notebook']", has_text=path)
+    await item.wait_for(timeout=60_000)
     await item.click(button="right")
     entry = page.locator(".lm-Menu-itemLabel", has_text="Schedule…")
     dialog = page.locator(".moonhub-ScheduleDialog")
@@ -101,7 +102,7 @@ async def run(hub: Hub, mb: float, repeat: int) -> None:
         await page.fill("#password_input", hub.password)
         await page.click("#login_submit")
         await page.wait_for_url(f"**/user/{USER}/lab**", timeout=300_000)
-        await page.wait_for_selector(".jp-DirListing-item", timeout=120_000)
+        await page.wait_for_selector(".jp-Launcher", timeout=120_000)
         for label, size in (("small", 0.0), (f"{mb:g} MB", mb)):
             nb = with_outputs(size)
             path = f"nb-{int(size)}.ipynb"

@@ -5,6 +5,7 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, showErrorMessage } from '@jupyterlab/apputils';
+import type { Widget } from '@lumino/widgets';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -109,36 +110,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
+    /** A view in the main area, once: a second open shows the one there. */
+    const openMain = (id: string, label: string, make: () => Widget) => {
+      if (Array.from(app.shell.widgets('main')).some(w => w.id === id)) {
+        app.shell.activateById(id);
+        return;
+      }
+      const view = new MainAreaWidget({ content: make() });
+      view.id = id;
+      view.title.label = label;
+      view.title.icon = scheduleIcon;
+      app.shell.add(view, 'main');
+    };
+
     const panel = new JobsPanel(
       client,
       {
         edit: (job: Job) => openDialog(job.notebook ?? '', null, job),
-        openLog: (job: Job, run: Run) => {
-          const id = `moonhub-log-${job.id}-${run.id}`;
-          const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
-          if (existing) {
-            app.shell.activateById(id);
-            return;
-          }
-          const view = new MainAreaWidget({ content: new RunLogView(client, job, run) });
-          view.id = id;
-          view.title.label = `Log: ${job.name} #${run.id}`;
-          view.title.icon = scheduleIcon;
-          app.shell.add(view, 'main');
-        },
-        viewOutput: (job: Job, run: Run) => {
-          const id = `moonhub-output-${job.id}-${run.id}`;
-          const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
-          if (existing) {
-            app.shell.activateById(id);
-            return;
-          }
-          const view = new MainAreaWidget({ content: new RunOutputView(client, job, run) });
-          view.id = id;
-          view.title.label = `Output: ${job.name} #${run.id}`;
-          view.title.icon = scheduleIcon;
-          app.shell.add(view, 'main');
-        },
+        openLog: (job: Job, run: Run) =>
+          openMain(`moonhub-log-${job.id}-${run.id}`, `Log: ${job.name} #${run.id}`, () => new RunLogView(client, job, run)),
+        viewOutput: (job: Job, run: Run) =>
+          openMain(`moonhub-output-${job.id}-${run.id}`, `Output: ${job.name} #${run.id}`, () => new RunOutputView(client, job, run)),
         openOutput: async (path: string) => {
           await app.serviceManager.contents.get(path, { content: false });
           docs.openOrReveal(path);
@@ -172,18 +164,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.secrets, {
       label: 'Secrets…',
       caption: 'Your secrets for jobs and your server (values are write-only)',
-      execute: () => {
-        const existing = Array.from(app.shell.widgets('main')).find(w => w.id === 'moonhub-secrets');
-        if (existing) {
-          app.shell.activateById(existing.id);
-          return;
-        }
-        const view = new MainAreaWidget({ content: new SecretsView(client) });
-        view.id = 'moonhub-secrets';
-        view.title.label = 'Secrets';
-        view.title.icon = scheduleIcon;
-        app.shell.add(view, 'main');
-      }
+      execute: () => openMain('moonhub-secrets', 'Secrets', () => new SecretsView(client))
     });
     app.commands.addCommand(CommandIDs.refreshJobs, {
       label: 'Refresh Scheduled Jobs',
