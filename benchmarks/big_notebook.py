@@ -69,6 +69,10 @@ async def _put(page: Page, hub: Hub, path: str, nb: dict[str, Any]) -> None:
 
 async def _schedule(page: Page, path: str, name: str) -> tuple[float, float]:
     """Open the dialog on ``path`` from the file browser and schedule it as ``name``."""
+    # scheduling opens the Jobs panel: the file browser back first
+    browser_tab = page.locator(".jp-SideBar li[data-id='filebrowser']")
+    if await browser_tab.get_attribute("aria-selected") != "true":
+        await browser_tab.click()
     await page.locator("[data-command='filebrowser:refresh']").first.click()
     item = page.locator(".jp-DirListing-item[data-file-type='notebook']", has_text=path)
     await item.wait_for(timeout=60_000)
