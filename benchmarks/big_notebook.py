@@ -28,15 +28,12 @@ from typing import Any
 
 from playwright.async_api import Page, async_playwright, expect
 
-from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import dev_password
 from tests.browser.conftest import ARGS, CHROMIUM
-from tests.conftest import Hub, platform_doc, start_hub
+from tests.conftest import Hub
 from tests.helpers import jobs_api, parameter_notebook
 
-from .cluster import bench_cluster
+from .cluster import bench_hub
 
-STATE = REPO / ".state" / "bench-notebook-hub"
 PORT = 18400
 USER = "bigdata"
 
@@ -47,12 +44,6 @@ def with_outputs(megabytes: float) -> dict[str, Any]:
         png = "iVBORw0KGgo" * int(megabytes * 10**6 // 11)
         nb["cells"][-1]["outputs"] = [{"output_type": "display_data", "data": {"image/png": png}, "metadata": {}}]
     return nb
-
-
-def _platform(cfg: ClusterConfig) -> dict[str, Any]:
-    doc = platform_doc(STATE, PORT, cluster=cfg)
-    doc["jobs"] |= {"url": f"http://{cfg.node_ip}:{PORT + 90}"}
-    return doc
 
 
 async def _put(page: Page, hub: Hub, path: str, nb: dict[str, Any]) -> None:
@@ -146,15 +137,8 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=50, help="MB of outputs in the big notebook")
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
-    with bench_cluster() as cfg:
-        url, config, sup = start_hub(cfg, STATE, _platform(cfg), "bench-notebook-hub")
-        hub = Hub(
-            url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[]
-        )
-        try:
-            asyncio.run(run(hub, a.mb, a.repeat))
-        finally:
-            sup.stop("bench-notebook-hub")
+    with bench_hub("bench-notebook-hub", PORT) as (_, hub):
+        asyncio.run(run(hub, a.mb, a.repeat))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from localcluster import cli
 from localcluster.config import REPO, ClusterConfig
@@ -32,3 +33,25 @@ def bench_cluster() -> Iterator[ClusterConfig]:
         yield cfg
     finally:
         cli.down(cfg)
+
+
+@contextmanager
+def bench_hub(name: str, port: int) -> Iterator[tuple[ClusterConfig, Any]]:
+    """A fresh benchmark cluster and a hub on it, made as the tests make theirs (the
+    tests' platform document, the example catalog copied), its state in
+    ``.state/<name>``, its jobs service on the cluster's node address (``port`` + 90)."""
+    from localcluster.hub import dev_password
+    from tests.conftest import Hub, platform_doc, start_hub
+
+    state = REPO / ".state" / name
+    with bench_cluster() as cfg:
+        doc = platform_doc(state, port, cluster=cfg)
+        doc["jobs"] |= {"url": f"http://{cfg.node_ip}:{port + 90}"}
+        url, config, sup = start_hub(cfg, state, doc, name)
+        hub = Hub(
+            url=url, password=dev_password(config) or "", config=config, catalog=state / "catalog.yaml", mailbox=[]
+        )
+        try:
+            yield cfg, hub
+        finally:
+            sup.stop(name)

@@ -22,17 +22,14 @@ import argparse
 import statistics
 import subprocess
 import time
-from typing import Any
 
 import yaml
 
 from localcluster import cli
 from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import dev_password
-from localcluster.supervisor import Supervisor
-from tests.conftest import Hub, platform_doc, start_hub
+from tests.conftest import Hub
 
-from .cluster import bench_cluster
+from .cluster import bench_hub
 
 STATE = REPO / ".state" / "bench-storage-hub"
 PORT = 18300
@@ -49,14 +46,6 @@ for i in range(10000):
         os.fsync(f.fileno())
 print(time.monotonic() - t0)
 """
-
-
-def _platform(cfg: ClusterConfig) -> dict[str, Any]:
-    """The tests' platform document for a hub in STATE, on the bench cluster, with its jobs
-    service on the bench cluster's node address too."""
-    doc = platform_doc(STATE, PORT, cluster=cfg)
-    doc["jobs"] |= {"url": f"http://{cfg.node_ip}:{PORT + 90}"}
-    return doc
 
 
 def _use_class(name: str) -> None:
@@ -102,18 +91,11 @@ def main() -> None:
     p.add_argument("--users", type=int, default=20, help="new users (half on each class)")
     p.add_argument("--repeat", type=int, default=3, help="throughput runs per class")
     a = p.parse_args()
-    with bench_cluster() as cfg:
-        url, config, sup = start_hub(cfg, STATE, _platform(cfg), "bench-storage-hub")
-        hub = Hub(
-            url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[]
-        )
-        try:
-            run(cfg, hub, sup, a.users, a.repeat)
-        finally:
-            sup.stop("bench-storage-hub")
+    with bench_hub("bench-storage-hub", PORT) as (cfg, hub):
+        run(cfg, hub, a.users, a.repeat)
 
 
-def run(cfg: ClusterConfig, hub: Hub, sup: Supervisor, users: int, repeat: int) -> None:
+def run(cfg: ClusterConfig, hub: Hub, users: int, repeat: int) -> None:
     spawn: dict[str, list[float]] = {c: [] for c in CLASSES}
     sessions = {}
     warm = hub.login("warm-up")  # the first spawn also warms the hub and the node's image
