@@ -103,6 +103,18 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+async def runs_ended(call: Callable[..., Any], job_id: int, count: int = 1, timeout: float = 180) -> list[Any]:
+    """Job ``job_id``'s runs (newest first, through a :func:`jobs_api` ``call``) once
+    ``count`` of them ended."""
+    ended = ("succeeded", "failed", "timed_out", "cancelled")
+    return await wait_for(
+        lambda: list(call("GET", f"/jobs/{job_id}/runs").json()["runs"]),
+        lambda rs: sum(r["status"] in ended for r in rs) >= count,
+        timeout=timeout,
+        what=f"{count} run(s) of job {job_id} to end",
+    )
+
+
 async def create_pvc(core: client.CoreV1Api, ns: str, name: str, size: str = "1Gi") -> None:
     """A ReadWriteOnce claim from the cluster's default StorageClass."""
     await core.create_namespaced_persistent_volume_claim(

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from tornado import web
 
 from tests.conftest import Hub
-from tests.helpers import jobs_api, notebook, read_from_pvc, wait_for
+from tests.helpers import jobs_api, notebook, read_from_pvc, runs_ended, wait_for
 from tests.hub.test_jobs_api import snapshot_folder
 
 USER_NS = "moonhub-users"
@@ -29,25 +29,6 @@ PRINTS = notebook(
 
 def _call(hub: Hub, user: str) -> Any:
     return jobs_api(hub, hub.login(user), user)
-
-
-async def _ended(call: Any, job_id: int, count: int = 1, timeout: float = 180) -> list[dict[str, Any]]:
-    """The job's runs once ``count`` of them ended."""
-    ended = ("succeeded", "failed", "timed_out", "cancelled")
-
-    def runs() -> list[dict[str, Any]]:
-        return list(call("GET", f"/jobs/{job_id}/runs").json()["runs"])
-
-    return await wait_for(
-        lambda: _async(runs()),
-        lambda rs: sum(r["status"] in ended for r in rs) >= count,
-        timeout=timeout,
-        what=f"{count} run(s) of job {job_id} to end",
-    )
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 async def _printed(core: client.CoreV1Api, owner: str, run: dict[str, Any]) -> str:
@@ -95,7 +76,7 @@ async def test_a_50_mb_notebook_runs_from_outside_etcd_and_reruns_as_it_was(
 
     # run by hand: it stands for today; nothing succeeded before it
     first = nadia("POST", f"/jobs/{job['id']}/run").json()
-    [done] = await _ended(nadia, job["id"])
+    [done] = await runs_ended(nadia, job["id"])
     assert done["status"] == "succeeded", done
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     assert await _printed(core, "nadia", done) == f"day={today} since="
@@ -108,7 +89,7 @@ async def test_a_50_mb_notebook_runs_from_outside_etcd_and_reruns_as_it_was(
     assert r.status_code == 201, r.text
     again = r.json()
     assert (again["version"], again["rerun_of"], again["trigger"]) == (1, first["id"], "rerun")
-    runs = await _ended(nadia, job["id"], 2)
+    runs = await runs_ended(nadia, job["id"], 2)
     rerun = next(x for x in runs if x["id"] == again["id"])
     assert rerun["status"] == "succeeded", rerun
     assert await _printed(core, "nadia", rerun) == "day=1999-12-31 since=", "version 1, as the first run received"
@@ -230,7 +211,7 @@ async def test_overdue_runs_alert_once_in_the_chat_format(hub: Hub) -> None:
         }
         job = rosa("POST", "/jobs", body).json()
         run = rosa("POST", f"/jobs/{job['id']}/run").json()
-        await wait_for(lambda: _async(received), bool, timeout=150, what="the overdue alert")
+        await wait_for(lambda: received, bool, timeout=150, what="the overdue alert")
         assert set(received[0]) == {"text"}, "what chat tools accept"
         assert f"job slow is still running after 1 min (run {run['name']})" in received[0]["text"]
         rosa("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
@@ -282,7 +263,7 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
     body = {"name": "kept", "notebook": "k.ipynb", "notebook_content": nb, "schedule": None, "keep_runs": 1}
     job = xena("POST", "/jobs", body).json()
     first = xena("POST", f"/jobs/{job['id']}/run").json()
-    [run] = await _ended(xena, job["id"])
+    [run] = await runs_ended(xena, job["id"])
     assert run["status"] == "succeeded" and run["output_kept"] and run["files"] == 2, run
     page = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/output")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
@@ -305,7 +286,7 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
     # keep_runs 1: the next run trims the first, and its outputs go with it
     second = xena("POST", f"/jobs/{job['id']}/run").json()
     await wait_for(
-        lambda: _async(xena("GET", f"/jobs/{job['id']}/runs").json()["runs"]),
+        lambda: xena("GET", f"/jobs/{job['id']}/runs").json()["runs"],
         lambda rs: [(r["id"], r["status"]) for r in rs] == [(second["id"], "succeeded")],
         timeout=180,
         what="the second run, and the history trimmed to it",
@@ -330,9 +311,9 @@ async def test_a_job_runs_after_another_succeeds(hub: Hub) -> None:
     assert theirs.status_code == 400 and theirs.json()["field"] == "after", "only one's own jobs"
 
     first = zoe("POST", f"/jobs/{prep['id']}/run").json()
-    [done] = await _ended(zoe, prep["id"])
+    [done] = await runs_ended(zoe, prep["id"])
     assert done["status"] == "succeeded"
-    [after] = await _ended(zoe, report["id"])
+    [after] = await runs_ended(zoe, report["id"])
     assert after["status"] == "succeeded", after
     assert (after["trigger"], after["upstream_run"]) == ("upstream", first["id"])
     assert after["scheduled_for"] == done["scheduled_for"], "it stands for the upstream run's time"

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from kubernetes_asyncio import client
 
 from moonhub_core import secrets as sec
 from tests.conftest import TEST_CLUSTER, Hub
-from tests.helpers import jobs_api, kubectl, notebook, read_from_pvc, wait_for
+from tests.helpers import jobs_api, kubectl, notebook, read_from_pvc, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
 DB = "pa55-word-for-the-db"
@@ -24,15 +23,6 @@ READS = notebook(
     "got = hashlib.sha256(pathlib.Path('/var/run/secrets/moonhub/key.json').read_bytes()).hexdigest()\n"
     f"print('key ok:', got == {hashlib.sha256(KEY.encode()).hexdigest()!r})"
 )
-
-
-async def _finished(call: Any, job_id: int, count: int = 1) -> dict[str, Any]:
-    async def runs() -> list[dict[str, Any]]:
-        return list(call("GET", f"/jobs/{job_id}/runs").json()["runs"])
-
-    ended = ("succeeded", "failed", "timed_out", "cancelled")
-    rs = await wait_for(runs, lambda rs: sum(r["status"] in ended for r in rs) >= count, timeout=180, what="runs")
-    return dict(rs[0])
 
 
 async def test_secrets_reach_their_owners_runs_and_never_show(
@@ -65,7 +55,7 @@ async def test_secrets_reach_their_owners_runs_and_never_show(
     manifest = json.dumps(api.sanitize_for_serialization(cron))
     assert DB not in manifest and "k3y-material" not in manifest, "the CronJob refers to the Secrets"
     tara("POST", f"/jobs/{job['id']}/run")
-    run = await _finished(tara, job["id"])
+    run = (await runs_ended(tara, job["id"]))[0]
     assert run["status"] == "succeeded", run
     out = json.loads(await read_from_pvc(core, USER_NS, "claim-tara", run["output"]))
     printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
@@ -91,15 +81,11 @@ async def test_secrets_reach_their_owners_runs_and_never_show(
     assert "no secret db" in tara("GET", f"/jobs/{job['id']}").json()["suspended_reason"]
     assert tara("PUT", "/secrets/db", {"value": DB}).status_code == 201
     await wait_for(
-        lambda: _value(tara("GET", f"/jobs/{job['id']}").json()["suspended_reason"]),
+        lambda: tara("GET", f"/jobs/{job['id']}").json()["suspended_reason"],
         lambda reason: reason is None,
         timeout=60,
         what="the reconcile to release the job",
     )
-
-
-async def _value(v: Any) -> Any:
-    return v
 
 
 async def test_team_secrets_follow_group_membership(hub: Hub) -> None:
@@ -125,7 +111,7 @@ async def test_team_secrets_follow_group_membership(hub: Hub) -> None:
     assert r.status_code == 403 and r.json()["field"] == "secrets" and "not in group data-eng" in r.text
     job = vera("POST", "/jobs", body).json()
     vera("POST", f"/jobs/{job['id']}/run")
-    run = await _finished(vera, job["id"])
+    run = (await runs_ended(vera, job["id"]))[0]
     assert run["status"] == "succeeded", run
     log = vera("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()["log"]
     assert "length 17" in log
