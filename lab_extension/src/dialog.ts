@@ -8,12 +8,13 @@ import { Widget } from '@lumino/widgets';
 
 import type { JobsClient, NewJob } from './api/client';
 import { fieldMessage, JobsError } from './api/errors';
-import type { Concurrency, Job, Options, Run, IServerInfo, Secret, SecretUse } from './api/types';
+import type { Concurrency, Job, Options, Run, IServerInfo, Secret } from './api/types';
 import { button, h, select } from './dom';
-import { CONCURRENCY_LABELS, envName, jobName, when } from './format';
+import { CONCURRENCY_LABELS, jobName, when } from './format';
 import { ParametersEditor } from './parameterseditor';
 import { browserTimeZone, timeZones } from './schedule';
 import { SchedulePicker } from './schedulepicker';
+import { SecretPicker } from './secretpicker';
 
 export interface IScheduleRequest {
   client: JobsClient;
@@ -96,8 +97,7 @@ export class ScheduleDialog extends Widget {
   private readonly runNow: HTMLInputElement;
   private readonly after: HTMLInputElement;
   private readonly accept: HTMLButtonElement;
-  /** one row per secret the user may give: picked, as env or file, under a name */
-  private readonly secretRows: { secret: Secret; pick: HTMLInputElement; how: HTMLSelectElement; as: HTMLInputElement }[] = [];
+  private readonly secrets: SecretPicker;
 
   constructor(req: IScheduleRequest) {
     super();
@@ -209,6 +209,7 @@ export class ScheduleDialog extends Widget {
       value: (job?.after ?? []).join(', '),
       placeholder: 'prepare-data'
     });
+    this.secrets = new SecretPicker(this.uid, req.secrets ?? [], job?.secrets ?? []);
     this.runNow = h('input', { id: id('run_now'), type: 'checkbox' });
     this.accept = button(job ? 'Save' : 'Schedule', { className: 'jp-Dialog-button jp-mod-accept jp-mod-styled' }, () =>
       void this.submit()
@@ -268,7 +269,7 @@ export class ScheduleDialog extends Widget {
       ),
       this.field('concurrency', 'If the previous run is still running', this.concurrency),
       this.field('after', 'Also run after', this.after, 'Your jobs (comma-separated) whose every success starts a run of this one.'),
-      this.field('secrets', 'Secrets', this.secretsControl(), 'Values reach each run as variables or files under /var/run/secrets/moonhub; never in the notebook.'),
+      this.field('secrets', 'Secrets', this.secrets.node, 'Values reach each run as variables or files under /var/run/secrets/moonhub; never in the notebook.'),
       this.field('notify', 'E-mail when a run fails', this.emails, 'Comma-separated addresses.'),
       h('label', { className: 'moonhub-Check', for: id('on_success') }, this.onSuccess, 'Also notify when a run succeeds'),
       h('label', { className: 'moonhub-Label', for: id('webhook') }, 'Webhook (optional)'),
@@ -291,33 +292,6 @@ export class ScheduleDialog extends Widget {
       body,
       h('div', { className: 'jp-Dialog-footer' }, h('div', { className: 'jp-Dialog-footerButtons' }, cancel, this.accept))
     );
-  }
-
-  /** The secrets part: each available secret, picked or not, as a variable or a file. */
-  private secretsControl(): HTMLElement {
-    const available = this.req.secrets ?? [];
-    if (!available.length) {
-      return h('div', { className: 'moonhub-Help', text: 'No secrets yet (Jobs menu: Secrets…).' });
-    }
-    const given = this.req.job?.secrets ?? [];
-    const list = h('div', { className: 'moonhub-SecretPicks', role: 'group' });
-    for (const secret of available) {
-      const label = secret.team ? `${secret.team}/${secret.name}` : secret.name;
-      const use = given.find(u => u.name === secret.name && (u.team ?? null) === (secret.team ?? null));
-      const pick = h('input', { type: 'checkbox', 'aria-label': `Give ${label}` });
-      pick.checked = !!use;
-      const how = select(`${this.uid}-secret-${label}`, [
-        { value: 'env', label: 'as variable' },
-        { value: 'file', label: 'as file' }
-      ], use?.file ? 'file' : 'env');
-      const as = h('input', { type: 'text', className: 'jp-mod-styled', 'aria-label': `${label} as`, value: use?.env ?? use?.file ?? envName(secret.name) });
-      how.addEventListener('change', () => {
-        as.value = how.value === 'file' ? secret.name : envName(secret.name);
-      });
-      this.secretRows.push({ secret, pick, how, as });
-      list.append(h('div', { className: 'moonhub-SecretPick', 'data-secret': label }, h('label', {}, pick, label), how, as));
-    }
-    return list;
   }
 
   private field(name: Field, label: string, control: HTMLElement, help?: string): HTMLElement {
@@ -415,13 +389,7 @@ export class ScheduleDialog extends Widget {
         .split(/[,\s]+/)
         .map(s => s.trim())
         .filter(Boolean),
-      secrets: this.secretRows
-        .filter(r => r.pick.checked)
-        .map(r => ({
-          name: r.secret.name,
-          ...(r.secret.team ? { team: r.secret.team } : {}),
-          [r.how.value]: r.as.value.trim()
-        })) as SecretUse[]
+      secrets: this.secrets.picked()
     };
   }
 
