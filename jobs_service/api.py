@@ -63,6 +63,10 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     def caller(self) -> Caller:
         return Caller.from_model(self.current_user or {}, self.settings["admin_groups"])
 
+    def _task(self) -> str | None:
+        """``?task=``: which task of a pipeline run a log or output is asked of."""
+        return self.get_argument("task", None) or None
+
     # XSRF: JupyterHub's HubOAuth checks it for every request authenticated by the cookie and
     # skips it only for requests that a valid token authenticated (a bare or bogus
     # ``Authorization`` header does not turn the check off). Do not override check_xsrf_cookie.
@@ -175,6 +179,13 @@ class RerunHandler(APIHandler):
         self.send(await self.jobs.rerun(self.caller(), _id("id", job_id), _id("run", run_id), self.body()), 201)
 
 
+class RepairHandler(APIHandler):
+    @_guard
+    async def post(self, job_id: str, run_id: str) -> None:
+        """Run a pipeline run's failed tasks again, and the tasks after them."""
+        self.send(await self.jobs.repair(self.caller(), _id("id", job_id), _id("run", run_id)), 201)
+
+
 class BackfillHandler(APIHandler):
     @_guard
     async def post(self, job_id: str) -> None:
@@ -209,7 +220,7 @@ class RunOutputHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
         """The executed notebook, rendered and sanitised; ``?format=ipynb`` for the notebook."""
-        data = self.jobs.output(self.caller(), _id("id", job_id), _id("run", run_id))
+        data = self.jobs.output(self.caller(), _id("id", job_id), _id("run", run_id), self._task())
         self.set_header("Content-Security-Policy", outputs.CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
         if self.get_argument("format", "html") == "ipynb":
@@ -225,14 +236,14 @@ class RunFilesHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
         """The files the run kept from its run folder."""
-        self.send({"files": self.jobs.run_files(self.caller(), _id("id", job_id), _id("run", run_id))})
+        self.send({"files": self.jobs.run_files(self.caller(), _id("id", job_id), _id("run", run_id), self._task())})
 
 
 class RunFileHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str, path: str) -> None:
         """One kept file, as a download (never rendered)."""
-        found = self.jobs.run_file(self.caller(), _id("id", job_id), _id("run", run_id), path)
+        found = self.jobs.run_file(self.caller(), _id("id", job_id), _id("run", run_id), path, self._task())
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Disposition", f'attachment; filename="{found.name}"')
         self.set_header("Content-Security-Policy", outputs.CSP)
@@ -243,7 +254,7 @@ class RunFileHandler(APIHandler):
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
-        found = await self.jobs.log(self.caller(), _id("id", job_id), _id("run", run_id))
+        found = await self.jobs.log(self.caller(), _id("id", job_id), _id("run", run_id), self._task())
         if found is None:
             raise NotFound("run", "has no pod (not started yet, or its pod was cleaned up)")
         self.send(found)
@@ -330,6 +341,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/(\d+)/runs/(\d+)/output", RunOutputHandler),
         (rf"{api}/jobs/(\d+)/runs/(\d+)/files", RunFilesHandler),
         (rf"{api}/jobs/(?P<job_id>\d+)/runs/(?P<run_id>\d+)/files/(?P<path>.+)", RunFileHandler),
+        (rf"{api}/jobs/(\d+)/runs/(\d+)/repair", RepairHandler),
         (rf"{api}/jobs/(\d+)/backfill", BackfillHandler),
         (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
         (f"{api}/secrets", SecretsHandler),

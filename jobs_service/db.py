@@ -73,6 +73,8 @@ class VersionRow(Base):
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     definition: Mapped[DefinitionRow] = relationship(back_populates="versions")
     stored: Mapped[SnapshotRow | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    #: a pipeline's version: one notebook per task (``stored`` is None)
+    tasks: Mapped[list[TaskSnapshotRow]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
 
 class SnapshotRow(Base):
@@ -88,6 +90,20 @@ class SnapshotRow(Base):
     #: its cells (the run's progress is "cell i of n")
     cells: Mapped[int] = mapped_column(Integer, default=0)
     #: bytes of the notebook as it was sent (with its outputs)
+    sent_size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TaskSnapshotRow(Base):
+    """One task's notebook in a pipeline's version: a file in the snapshot store, as
+    :class:`SnapshotRow` is for a job of one notebook."""
+
+    __tablename__ = "task_snapshots"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    cells: Mapped[int] = mapped_column(Integer, default=0)
     sent_size: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -115,6 +131,37 @@ class RunRow(Base):
     context: Mapped[RunContextRow | None] = relationship(
         primaryjoin="RunRow.job_name == foreign(RunContextRow.job_name)", viewonly=True, lazy="selectin"
     )
+    #: a pipeline run's tasks (``pipelines``); empty for a run of one notebook
+    tasks: Mapped[list[TaskRunRow]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="TaskRunRow.id"
+    )
+
+
+class TaskRunRow(Base):
+    """One task of a pipeline run: its state, its attempt (a repair starts another), the
+    Kubernetes Job of that attempt and the values it published. The orchestration's whole
+    state is here: a restarted service goes on from these rows and the Jobs they name."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (UniqueConstraint("run_id", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(32))
+    #: pending (waits for what it depends on) | queued | running | succeeded | failed |
+    #: timed_out | cancelled | upstream_failed (not run: a task it needs failed) | skipped
+    #: (not run: its run_if was not met)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    #: the Kubernetes Job of this attempt (named before it is made: a start is idempotent)
+    job_name: Mapped[str] = mapped_column(String(63), unique=True)
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    #: when its Job was made
+    queued_at: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    started: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    finished: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    #: small values the task's notebook published (``moonhub.publish``): its dependants get them
+    published: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RunContextRow(Base):

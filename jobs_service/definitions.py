@@ -44,17 +44,54 @@ async def _frozen(content: Any) -> tuple[snapshots.Frozen, int]:
     return await asyncio.to_thread(lambda: (snapshots.Frozen.of(checked), len(json.dumps(checked))))
 
 
+async def _frozen_tasks(defn: validation.Definition, contents: Any) -> dict[str, tuple[snapshots.Frozen, int]]:
+    """A pipeline's notebooks (``notebook_contents``: task name -> notebook), one per task."""
+    if not isinstance(contents, dict):
+        raise FieldError("notebook_contents", "must be an object of task name: notebook, one for each task")
+    tasks = [t.name for t in defn.task_list()]
+    missing = [t for t in tasks if t not in contents]
+    extra = [k for k in contents if k not in tasks]
+    if missing or extra:
+        what = (f"no notebook for {', '.join(missing)}" if missing else "") + (
+            f"{'; ' if missing else ''}no task named {', '.join(map(str, extra))}" if extra else ""
+        )
+        raise FieldError("notebook_contents", f"needs one notebook per task: {what}")
+    found = {}
+    for t in tasks:
+        try:
+            found[t] = await _frozen(contents[t])
+        except FieldError as e:
+            raise FieldError(f"notebook_contents.{t}", e.message) from None
+    return found
+
+
+def _pick_contents(defn: validation.Definition, body: dict[str, Any]) -> tuple[Any, Any]:
+    """``notebook_content`` (a job of one notebook) or ``notebook_contents`` (a pipeline)."""
+    content, contents = body.pop("notebook_content", None), body.pop("notebook_contents", None)
+    if defn.tasks and content is not None:
+        raise FieldError("notebook_content", "a pipeline sends notebook_contents: one notebook per task")
+    if not defn.tasks and contents is not None:
+        raise FieldError("notebook_contents", "is for pipelines (jobs with tasks); send notebook_content")
+    return content, contents
+
+
 async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     body = _body(body)
-    content = body.pop("notebook_content", None)
-    defn = parse(ctx, body, caller.name)
-    frozen, sent = await _frozen(content)
+    defn = parse(ctx, {k: v for k, v in body.items() if k not in CONTENT_FIELDS}, caller.name)
+    content, contents = _pick_contents(defn, body)
+    if defn.tasks:
+        pipeline = await _frozen_tasks(defn, contents)
+        notebooks, sha = [f for f, _ in pipeline.values()], ""
+    else:
+        frozen, sent = await _frozen(content)
+        notebooks, sha = [frozen], frozen.sha256
     n = manifests.Names(caller.name, defn.name)
     owner = await entitlements.owner(ctx, caller.name, caller)
     # entitlements and secrets checked before anything exists
-    cron = entitlements.cronjob(ctx, defn, owner, 1, n, frozen.sha256)
+    cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
     await secrets.check(ctx, owner, defn.secret_uses())
-    await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), frozen.data)
+    for f in notebooks:
+        await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), f.data)
     with ctx.db() as s:
         if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
             raise Conflict("name", f"you already have a job named {defn.name!r}")
@@ -66,20 +103,42 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         row = DefinitionRow(
             owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob
         )
-        row.versions.append(await snapshots.freeze(ctx, s, caller.name, 1, frozen, sent))
+        if defn.tasks:
+            row.versions.append(await snapshots.freeze_tasks(ctx, s, caller.name, 1, pipeline))
+        else:
+            row.versions.append(await snapshots.freeze(ctx, s, caller.name, 1, frozen, sent))
         s.add(row)
         s.flush()
         try:
             await gpu_queues.ensure_for(ctx, owner, cron)
             await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
         except client.ApiException:
-            s.rollback()  # nothing half-made: the rows go, and the file unless another version has it
-            snapshots.forget_files(ctx, s, caller.name, [frozen.sha256])
+            s.rollback()  # nothing half-made: the rows go, and the files unless another version has them
+            snapshots.forget_files(ctx, s, caller.name, [f.sha256 for f in notebooks])
             raise
         audit.record(s, caller.name, "create", row)
         s.commit()
         log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, n.cronjob)
         return views.job(row)
+
+
+#: the request fields that carry notebooks, not the definition
+CONTENT_FIELDS = ("notebook_content", "notebook_contents")
+
+
+def _same_notebooks(row: DefinitionRow, defn: validation.Definition) -> bool:
+    """The current version has a notebook for what ``defn`` runs (one, or one per task)."""
+    v = next((v for v in row.versions if v.number == row.version), None)
+    if v is None:
+        return False
+    if not defn.tasks:
+        return v.stored is not None
+    return {t.task for t in v.tasks} == {t.name for t in defn.task_list()} and all(
+        t.notebook == old.get("notebook")
+        for t in defn.task_list()
+        for old in row.spec.get("tasks") or []
+        if old.get("name") == t.name
+    )
 
 
 def _action(row: DefinitionRow, body: dict[str, Any], content: Any) -> tuple[str, set[str]]:
@@ -93,20 +152,31 @@ def _action(row: DefinitionRow, body: dict[str, Any], content: Any) -> tuple[str
 async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
     """Change a definition; new notebook content freezes a new snapshot version."""
     body = _body(body)
-    content = body.pop("notebook_content", None)
     with ctx.db() as s:
         row = own(s, caller, job_id)
         if "name" in body and body["name"] != row.name:
             raise FieldError("name", "a job can not be renamed; create a new one")
-        action, changes = _action(row, body, content)
+        fields = {k: v for k, v in body.items() if k not in CONTENT_FIELDS}
+        if "tasks" in fields and "notebook" not in fields:
+            fields["notebook"] = None  # a pipeline's own notebook follows its first task
+        defn = parse(ctx, {**row.spec, **fields}, row.owner)
+        content, contents = _pick_contents(defn, body)
+        action, changes = _action(row, body, content if content is not None else contents)
         owner = await entitlements.acting_for(ctx, caller, row, action)
-        defn = parse(ctx, {**row.spec, **body}, row.owner)
         upstream.check(s, row.owner, row.name, defn.after)
         version, sha = row.version, snapshots.sha_of(row, row.version) or ""
         frozen: snapshots.Frozen | None = None
+        pipeline: dict[str, tuple[snapshots.Frozen, int]] | None = None
         if content is not None:
             frozen, sent = await _frozen(content)
             version, sha = version + 1, frozen.sha256
+        elif contents is not None:
+            pipeline = await _frozen_tasks(defn, contents)
+            version, sha = version + 1, ""
+        elif not _same_notebooks(row, defn):
+            field = "notebook_contents" if defn.tasks else "notebook_content"
+            raise FieldError(field, "the job's notebooks changed: send them (a new version)")
+        added = [f for f, _ in pipeline.values()] if pipeline else [frozen] if frozen else []
         n = names(row)
         held = row.hold is not None
         try:
@@ -117,8 +187,8 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             cron = None
         if cron is not None:
             await secrets.check(ctx, owner, defn.secret_uses())
-            if frozen is not None:
-                await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), frozen.data)
+            for f in added:
+                await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), f.data)
         if cron is None:
             row.spec = dataclasses.asdict(defn)
             audit.record(s, caller.name, action, row)
@@ -126,17 +196,19 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             return views.job(row)
         if frozen is not None:
             row.versions.append(await snapshots.freeze(ctx, s, row.owner, version, frozen, sent))
+        elif pipeline is not None:
+            row.versions.append(await snapshots.freeze_tasks(ctx, s, row.owner, version, pipeline))
         try:
             await put_cronjob(ctx, row.cronjob, cron, True, owner)
         except client.ApiException:
-            if frozen is not None:  # leave nothing half-made: the new version goes too
+            if added:  # leave nothing half-made: the new version goes too
                 s.rollback()
-                snapshots.forget_files(ctx, s, row.owner, [frozen.sha256])
+                snapshots.forget_files(ctx, s, row.owner, [f.sha256 for f in added])
             raise
         row.spec, row.version = dataclasses.asdict(defn), version
         if held:
             row.hold = None
-        detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if content is not None else "")
+        detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if added else "")
         audit.record(s, caller.name, action, row, detail)
         s.commit()
         snapshots.prune(ctx, s, row)
@@ -197,7 +269,8 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
         files = snapshots.files_of(row)
         audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
         for run in row.runs:
-            ctx.outputs.remove(run.job_name)
+            for name in [run.job_name, *(t.job_name for t in run.tasks)]:
+                ctx.outputs.remove(name)
         s.delete(row)
         snapshots.forget_files(ctx, s, row.owner, files)
         s.commit()

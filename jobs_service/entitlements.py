@@ -11,7 +11,7 @@ from hubclient.users import HubReadError
 from moonhub_core import choices as ch
 from moonhub_core import queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
-from moonhub_core.workload import build
+from moonhub_core.workload import Workload, build
 
 from . import launch, manifests, secrets, validation
 from .context import Caller, Context, names
@@ -23,23 +23,58 @@ log = logging.getLogger("moonhub.jobs")
 ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 
 
+def _workload(ctx: Context, defn: validation.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
+    cat = ctx.catalog.get()
+    choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
+    return choice, build(cat, choice, n.workspace_claim, owner.groups)
+
+
+def _queued(ctx: Context, obj: dict[str, Any], owner: Caller, gpus: int) -> dict[str, Any]:
+    """A GPU run waits in its owner's Kueue queue (suspended until admitted)."""
+    if gpus:
+        obj["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix))
+    return obj
+
+
 def cronjob(
     ctx: Context, defn: validation.Definition, owner: Caller, version: int, n: manifests.Names, sha256: str
 ) -> dict[str, Any]:
     """The CronJob of ``defn`` (notebook version ``version``, whose digest is ``sha256``) as
     ``owner`` may run it now (their groups, today's catalog); :class:`ChoiceError` when they
-    may not."""
-    cat = ctx.catalog.get()
-    choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
-    w = build(cat, choice, n.workspace_claim, owner.groups)
+    may not. A pipeline's every task is checked."""
+    for task in defn.task_list():
+        try:
+            _workload(ctx, defn.for_task(task), owner, n)
+        except ChoiceError as e:
+            raise type(e)(f"tasks.{task.name}.{e.field}", f"task {task.name}: {e.message}") from None
+    choice, w = _workload(ctx, defn, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256)
     cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace, ctx.workspace)
-    if choice.gpu_count:
-        # a GPU run waits in its owner's Kueue queue (suspended until admitted)
-        cron["spec"]["jobTemplate"]["metadata"]["labels"].update(
-            queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix)
-        )
+    if not defn.tasks:
+        _queued(ctx, cron["spec"]["jobTemplate"], owner, choice.gpu_count)
     return cron
+
+
+def task_job(
+    ctx: Context,
+    defn: validation.Definition,
+    task: validation.Task,
+    owner: Caller,
+    version: int,
+    n: manifests.Names,
+    sha256: str,
+    job_name: str,
+    run_id: int,
+    trigger: str,
+) -> dict[str, Any]:
+    """The Job of ``task`` in pipeline run ``run_id``, as ``owner`` may run it now."""
+    d = defn.for_task(task)
+    choice, w = _workload(ctx, d, owner, n)
+    fetch = launch.for_version(ctx, n.cronjob, version, sha256, task.name)
+    job = manifests.task_job(
+        d, n, version, fetch, w, ctx.namespace, ctx.workspace, job_name, task.name, run_id, trigger
+    )
+    return _queued(ctx, job, owner, choice.gpu_count)
 
 
 async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:

@@ -21,6 +21,7 @@ import asyncio
 import datetime
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from typing import Any
@@ -36,8 +37,9 @@ from moonhub_core.errors import FieldError
 
 from . import runcontext
 from .context import Context
-from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, utc
-from .manifests import SCHEDULED, Launch, Names
+from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, TaskRunRow, utc
+from .manifests import SCHEDULED, TASK, Launch, Names
+from .validation import check_parameters
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -62,13 +64,16 @@ def service_key(s: Session) -> bytes:
     return bytes.fromhex(row.value)
 
 
-def sign(key: bytes, cronjob: str, version: int) -> str:
-    return hmac.new(key, f"{cronjob}\0{version}".encode(), hashlib.sha256).hexdigest()
+def sign(key: bytes, cronjob: str, version: int, task: str = "") -> str:
+    message = f"{cronjob}\0{version}" + (f"\0{task}" if task else "")
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def for_version(ctx: Context, cronjob: str, version: int, sha256: str) -> Launch:
-    """What the template of ``cronjob``'s version ``version`` says to its pods."""
-    return Launch(f"{ctx.launch_url.rstrip('/')}/{cronjob}/{version}", sign(ctx.launch_key, cronjob, version), sha256)
+def for_version(ctx: Context, cronjob: str, version: int, sha256: str, task: str = "") -> Launch:
+    """What the template of ``cronjob``'s version ``version`` (of its task ``task``, in a
+    pipeline) says to its pods."""
+    url = f"{ctx.launch_url.rstrip('/')}/{cronjob}/{version}" + (f"/tasks/{task}" if task else "")
+    return Launch(url, sign(ctx.launch_key, cronjob, version, task), sha256)
 
 
 def scheduled_time(job: client.V1Job) -> datetime.datetime:
@@ -111,10 +116,10 @@ class LaunchHandler(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.finish({"status": status_code, "message": self._reason})
 
-    def definition(self, s: Session, cronjob: str, version: str) -> DefinitionRow:
+    def definition(self, s: Session, cronjob: str, version: str, task: str | None) -> DefinitionRow:
         given = self.request.headers.get(HEADER, "")
         number = int(version) if version.isdigit() and len(version) < 10 else -1
-        if not given or not hmac.compare_digest(given, sign(self.ctx.launch_key, cronjob, number)):
+        if not given or not hmac.compare_digest(given, sign(self.ctx.launch_key, cronjob, number, task or "")):
             raise web.HTTPError(403, reason="the launch key does not open this job's version")
         row = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == cronjob))
         if row is None:
@@ -123,13 +128,15 @@ class LaunchHandler(web.RequestHandler):
 
 
 class NotebookHandler(LaunchHandler):
-    async def get(self, cronjob: str, version: str) -> None:
+    async def get(self, cronjob: str, version: str, task: str | None) -> None:
         with self.ctx.db() as s:
-            row = self.definition(s, cronjob, version)
+            row = self.definition(s, cronjob, version, task)
             v = next((v for v in row.versions if v.number == int(version)), None)
-            if v is None or v.stored is None:
-                raise web.HTTPError(404, reason=f"version {version} of job {row.name} is no longer kept")
-            owner, sha = row.owner, v.stored.sha256
+            found = (v.stored if not task else next((t for t in v.tasks if t.task == task), None)) if v else None
+            if found is None:
+                what = f"version {version}" + (f" of task {task}" if task else "")
+                raise web.HTTPError(404, reason=f"{what} of job {row.name} is no longer kept")
+            owner, sha = row.owner, found.sha256
         try:
             f = self.ctx.snapshots.open(owner, sha)
         except FileNotFoundError:
@@ -145,10 +152,10 @@ class NotebookHandler(LaunchHandler):
 
 
 class RunParametersHandler(LaunchHandler):
-    async def get(self, cronjob: str, version: str, job_name: str) -> None:
+    async def get(self, cronjob: str, version: str, task: str | None, job_name: str) -> None:
         ctx = self.ctx
         with ctx.db() as s:
-            row = self.definition(s, cronjob, version)
+            row = self.definition(s, cronjob, version, task)
             defn_id, name, owner, spec = row.id, row.name, row.owner, dict(row.spec)
         try:
             job = await ctx.batch.read_namespaced_job(job_name, ctx.namespace)
@@ -158,7 +165,7 @@ class RunParametersHandler(LaunchHandler):
             raise web.HTTPError(503, reason=f"Kubernetes did not answer ({e.reason}); try again") from None
         labels = job.metadata.labels or {}
         mine = Names(owner, name, stored=cronjob).labels()
-        if any(labels.get(k) != v for k, v in mine.items()):
+        if any(labels.get(k) != v for k, v in mine.items()) or labels.get(TASK) != task:
             raise web.HTTPError(403, reason=f"run {job_name} is not a run of this job")
         with ctx.db() as s:
             found = s.get(RunContextRow, job_name)
@@ -198,10 +205,10 @@ class OutputHandler(LaunchHandler):
         if self._size <= self._cap:
             self._chunks.append(chunk)
 
-    async def post(self, cronjob: str, version: str, job_name: str, path: str = "") -> None:
+    async def post(self, cronjob: str, version: str, task: str | None, job_name: str, path: str = "") -> None:
         ctx = self.ctx
         with ctx.db() as s:
-            row = self.definition(s, cronjob, version)
+            row = self.definition(s, cronjob, version, task)
             found = s.get(RunContextRow, job_name)
             if found is None or found.definition_id != row.id:
                 raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
@@ -230,12 +237,46 @@ class OutputHandler(LaunchHandler):
         self.finish({"kept": len(data)})
 
 
+#: what a task may publish for the tasks after it (names as parameters, JSON values)
+PUBLISHED_BYTES = 16 * 1024
+
+
+class PublishHandler(LaunchHandler):
+    """A pipeline task's pod sending the values its notebook published (``moonhub.publish``);
+    the tasks that depend on it receive them as parameters."""
+
+    async def post(self, cronjob: str, version: str, task: str | None, job_name: str) -> None:
+        if len(self.request.body) > PUBLISHED_BYTES:
+            raise web.HTTPError(413, reason=f"a task publishes at most {PUBLISHED_BYTES // 1024} KiB of values")
+        try:
+            values = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, reason="published values must be a JSON object") from None
+        if not isinstance(values, dict):
+            raise web.HTTPError(400, reason="published values must be a JSON object")
+        try:
+            values = check_parameters(values)
+        except FieldError as e:
+            raise web.HTTPError(400, reason=f"published values: {e.message}") from None
+        with self.ctx.db() as s:
+            row = self.definition(s, cronjob, version, task)
+            found = s.scalar(select(TaskRunRow).where(TaskRunRow.job_name == job_name))
+            if not task or found is None or found.task != task or found.run_id not in {r.id for r in row.runs}:
+                raise web.HTTPError(404, reason=f"no task run {job_name} of this task")
+            found.published = values
+            s.commit()
+        self.set_status(201)
+        self.finish({"published": sorted(values)})
+
+
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
-    base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/(\d+)"
+    # a pipeline's task fetches under .../<version>/tasks/<task>/ with a key for that task
+    base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/(\d+)(?:/tasks/([a-z0-9-]{{1,20}}))?"
     run = rf"{base}/runs/([a-z0-9-]{{1,63}})"
     return [
         (f"{base}/notebook", NotebookHandler),
         (run, RunParametersHandler),
         (f"{run}/output", OutputHandler),
         (f"{run}/files/(.+)", OutputHandler),
+        (f"{run}/published", PublishHandler),
     ]

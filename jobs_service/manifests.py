@@ -31,6 +31,14 @@ RUNNER_API_LABEL = "moonhub.io/runner-api"
 RUNNER_API = "launch"
 #: the time a run MoonHub starts stands for (a CronJob's Job has Kubernetes' own)
 SCHEDULED = "moonhub.io/scheduled-time"
+#: a pipeline's run is a suspended Job that never gets a pod (the CronJob makes one per tick,
+#: and its concurrency policy counts it while the run lasts); each task is a Job of its own,
+#: labelled with its task and the run it belongs to
+PIPELINE = "moonhub.io/pipeline"
+TASK = "moonhub.io/task"
+PIPELINE_RUN = "moonhub.io/pipeline-run"
+#: where a task's notebook writes what it publishes (``moonhub.publish``); the runner sends it
+PUBLISH_FILE = f"{SNAPSHOT_MOUNT}/published.json"
 
 
 @dataclass(frozen=True)
@@ -176,10 +184,59 @@ def job_spec(
     }
 
 
+def marker_job_spec(names: Names, version: int, image: str) -> dict[str, Any]:
+    """A pipeline run's own Job: suspended for its whole life, so it never has a pod (a
+    pod template is required; this one is never used). MoonHub deletes it when the run ends."""
+    return {
+        "suspend": True,
+        "backoffLimit": 0,
+        "template": {
+            "metadata": {"labels": {**names.labels(), pods.VERSION: str(version)}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "pipeline", "image": image, "command": ["true"]}],
+            },
+        },
+    }
+
+
+def task_job(
+    defn: Definition,
+    names: Names,
+    version: int,
+    launch: Launch,
+    w: Workload,
+    namespace: str,
+    workspace: str,
+    job_name: str,
+    task: str,
+    run_id: int,
+    trigger: str,
+) -> dict[str, Any]:
+    """The Job of one task of a pipeline run (``defn``: the job as that task runs it)."""
+    spec = job_spec(defn, names, version, launch, w, workspace)
+    spec["template"]["spec"]["containers"][0]["env"].append({"name": "MOONHUB_PUBLISH_FILE", "value": PUBLISH_FILE})
+    extra = {TASK: task, PIPELINE_RUN: str(run_id)}
+    spec["template"]["metadata"]["labels"].update(extra)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "namespace": namespace,
+            "labels": {**names.labels(), pods.VERSION: str(version), pods.TRIGGER: trigger, **extra},
+        },
+        "spec": spec,
+    }
+
+
 def cronjob(
     defn: Definition, names: Names, version: int, launch: Launch, w: Workload, namespace: str, workspace: str
 ) -> dict[str, Any]:
     labels = {**names.labels(), pods.VERSION: str(version), RUNNER_API_LABEL: RUNNER_API}
+    if defn.tasks:
+        labels[PIPELINE] = "true"
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -195,7 +252,9 @@ def cronjob(
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "metadata": {"labels": labels},
-                "spec": job_spec(defn, names, version, launch, w, workspace),
+                "spec": marker_job_spec(names, version, w.image)
+                if defn.tasks
+                else job_spec(defn, names, version, launch, w, workspace),
             },
         },
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from .context import ENDED, Context
-from .db import DefinitionRow
+from .db import DefinitionRow, RunContextRow
 
 
 def trim_history(ctx: Context) -> int:
@@ -19,6 +19,10 @@ def trim_history(ctx: Context) -> int:
                 if run.status in ENDED:
                     if run.context is not None:
                         row.contexts.remove(run.context)
+                    for t in run.tasks:  # a pipeline's tasks' too
+                        ctx.outputs.remove(t.job_name)
+                        if (mark := s.get(RunContextRow, t.job_name)) is not None:
+                            s.delete(mark)
                     ctx.outputs.remove(run.job_name)  # its outputs go with it
                     s.delete(run)
                     removed += 1

@@ -50,8 +50,8 @@ async def start_job(
     """Create the Job of one run of ``row`` (notebook ``version``), built from the definition
     as its owner may run it today (not from the stored CronJob: groups and the catalog may
     have changed). A job its owner may no longer run is held, and the refusal raised."""
-    sha = snapshots.sha_of(row, version)
-    if sha is None:
+    sha = snapshots.sha_of(row, version) or ""
+    if not snapshots.kept(row, version):
         raise Conflict(
             "version", f"version {version} of job {row.name} is no longer kept (jobs.limits.versions_per_job)"
         )
@@ -256,6 +256,19 @@ def find(s: Session, caller: Caller, job_id: int, run_id: int) -> RunRow:
     return run
 
 
+def job_of(run: RunRow, task: str | None) -> str:
+    """The Kubernetes Job whose pod, log and outputs are asked for: the run's own, or (in a
+    pipeline run) its task ``task``'s latest attempt."""
+    if not task:
+        if run.tasks:
+            raise FieldError("task", f"run {run.job_name} is a pipeline run: name one of its tasks (?task=)")
+        return run.job_name
+    found = next((t for t in run.tasks if t.task == task), None)
+    if found is None:
+        raise NotFound("task", f"run {run.job_name} has no task {task!r}")
+    return found.job_name
+
+
 def listed(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
     with ctx.db() as s:
         row = own(s, caller, job_id)
@@ -273,6 +286,11 @@ async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
         if run.status in ENDED:
             raise Conflict("run", f"run {run_id} already ended ({run.status})")
         await stop_job(ctx, run.job_name)
+        for t in run.tasks:  # a pipeline's tasks that have not ended stop with it
+            if t.status in ("queued", "running"):
+                await stop_job(ctx, t.job_name)
+            if t.status in ("pending", "queued", "running"):
+                t.status, t.reason, t.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
         run.status, run.reason, run.finished = "cancelled", f"cancelled by {caller.name}", utcnow()
         audit.record(s, caller.name, "cancel", run.definition, run.job_name)
         s.commit()
@@ -282,26 +300,27 @@ async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
         return views.run(run)
 
 
-def output(ctx: Context, caller: Caller, job_id: int, run_id: int) -> bytes:
+def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
     """The run's executed notebook as it sent it; 404 (saying where else to look) when none."""
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
-        name, where = run.job_name, run.output
+        name = job_of(run, task)
+        where = run.output if not task else f"jobs/{run.definition.name}/{name}.ipynb"
     data = ctx.outputs.notebook(name)
     if data is None:
         raise NotFound("run", f"run {name} kept no output (it did not get to send it); see {where} in the workspace")
     return data
 
 
-def files(ctx: Context, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
+def files(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
     with ctx.db() as s:
-        name = find(s, caller, job_id, run_id).job_name
+        name = job_of(find(s, caller, job_id, run_id), task)
     return ctx.outputs.files(name)
 
 
-def file(ctx: Context, caller: Caller, job_id: int, run_id: int, path: str) -> Any:
+def file(ctx: Context, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None) -> Any:
     with ctx.db() as s:
-        name = find(s, caller, job_id, run_id).job_name
+        name = job_of(find(s, caller, job_id, run_id), task)
     found = ctx.outputs.file(name, path)
     if found is None:
         raise NotFound("path", f"run {name} kept no file {path}")
@@ -312,14 +331,15 @@ async def _pods(ctx: Context, job_name: str) -> list[Any]:
     return list((await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={job_name}")).items)
 
 
-async def log(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
-    """The run's latest pod, the first ``limits.log_bytes`` of its log and the progress
-    recorded for the run, or None without a pod."""
+async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any] | None:
+    """The run's (or its task's) latest pod, the first ``limits.log_bytes`` of its log and
+    the progress recorded for the run, or None without a pod."""
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
+        name = job_of(run, task)
         progress = views.progress(run)
         owner, uses = run.definition.owner, validation.Definition(**run.definition.spec).secret_uses()
-    pods = await _pods(ctx, run.job_name)
+    pods = await _pods(ctx, name)
     if not pods:
         return None
     pod = max(pods, key=lambda p: p.metadata.creation_timestamp)

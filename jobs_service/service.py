@@ -31,6 +31,7 @@ from . import (
     launch,
     notify,
     outputs,
+    pipelines,
     reclaim,
     reconcile,
     retention,
@@ -152,14 +153,17 @@ class JobsService:
     async def backfill(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
         return await runs.backfill(self.ctx, caller, job_id, body)
 
-    def output(self, caller: Caller, job_id: int, run_id: int) -> bytes:
-        return runs.output(self.ctx, caller, job_id, run_id)
+    async def repair(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
+        return await pipelines.repair(self.ctx, caller, job_id, run_id)
 
-    def run_files(self, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
-        return runs.files(self.ctx, caller, job_id, run_id)
+    def output(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
+        return runs.output(self.ctx, caller, job_id, run_id, task)
 
-    def run_file(self, caller: Caller, job_id: int, run_id: int, path: str) -> Any:
-        return runs.file(self.ctx, caller, job_id, run_id, path)
+    def run_files(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        return runs.files(self.ctx, caller, job_id, run_id, task)
+
+    def run_file(self, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None) -> Any:
+        return runs.file(self.ctx, caller, job_id, run_id, path, task)
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         return runs.listed(self.ctx, caller, job_id)
@@ -167,8 +171,8 @@ class JobsService:
     async def cancel(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
         return await runs.cancel(self.ctx, caller, job_id, run_id)
 
-    async def log(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any] | None:
-        return await runs.log(self.ctx, caller, job_id, run_id)
+    async def log(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any] | None:
+        return await runs.log(self.ctx, caller, job_id, run_id, task)
 
     # ---- following the cluster ---------------------------------------------------------
     async def sync_runs(self) -> None:

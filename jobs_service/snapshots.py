@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, undefer
 from moonhub_core import pods
 
 from .context import ENDED, Context, gone_ok
-from .db import DefinitionRow, SnapshotRow, VersionRow
+from .db import DefinitionRow, SnapshotRow, TaskSnapshotRow, VersionRow
 from .limits import LimitReached
 
 log = logging.getLogger("moonhub.jobs")
@@ -111,34 +111,68 @@ class SnapshotStore:
 
 def stored_bytes(s: Session, owner: str) -> int:
     """What ``owner``'s versions take in the store (stripped JSON, before compression)."""
-    q = (
-        select(func.coalesce(func.sum(SnapshotRow.size), 0))
-        .join(VersionRow, VersionRow.id == SnapshotRow.version_id)
-        .join(DefinitionRow, DefinitionRow.id == VersionRow.definition_id)
-        .where(DefinitionRow.owner == owner)
-    )
-    return int(s.scalar(q) or 0)
+    total = 0
+    for table in (SnapshotRow, TaskSnapshotRow):
+        q = (
+            select(func.coalesce(func.sum(table.size), 0))
+            .join(VersionRow, VersionRow.id == table.version_id)
+            .join(DefinitionRow, DefinitionRow.id == VersionRow.definition_id)
+            .where(DefinitionRow.owner == owner)
+        )
+        total += int(s.scalar(q) or 0)
+    return total
 
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def _check_cap(ctx: Context, s: Session, owner: str, adding: int, field: str) -> None:
+    used = stored_bytes(s, owner)
+    cap = ctx.limits.snapshot_bytes_per_user
+    if used + adding > cap:
+        raise LimitReached(
+            field,
+            f"your jobs' notebook versions take {_mib(used)}; this one ({_mib(adding)} without outputs) "
+            f"would pass the limit of {_mib(cap)} (delete old jobs, or ask an admin)",
+        )
+
+
 async def freeze(ctx: Context, s: Session, owner: str, number: int, frozen: Frozen, sent: int) -> VersionRow:
     """Version ``number`` of a job of ``owner``: its file written to the store (checked
     against the owner's cap first), and the rows that say so (the caller adds them)."""
-    used = stored_bytes(s, owner)
-    cap = ctx.limits.snapshot_bytes_per_user
-    if used + len(frozen.data) > cap:
-        raise LimitReached(
-            "notebook_content",
-            f"your jobs' notebook versions take {_mib(used)}; this one ({_mib(len(frozen.data))} without outputs) "
-            f"would pass the limit of {_mib(cap)} (delete old jobs, or ask an admin)",
-        )
+    _check_cap(ctx, s, owner, len(frozen.data), "notebook_content")
     await asyncio.to_thread(ctx.snapshots.put, owner, frozen)
     version = VersionRow(number=number, notebook={})
     version.stored = SnapshotRow(sha256=frozen.sha256, size=len(frozen.data), cells=frozen.cells, sent_size=sent)
     return version
+
+
+async def freeze_tasks(
+    ctx: Context, s: Session, owner: str, number: int, frozen: dict[str, tuple[Frozen, int]]
+) -> VersionRow:
+    """Version ``number`` of a pipeline: one file per task (``frozen``: task -> notebook
+    and the size it was sent at), all within the owner's cap."""
+    _check_cap(ctx, s, owner, sum(len(f.data) for f, _ in frozen.values()), "notebook_contents")
+    version = VersionRow(number=number, notebook={})
+    for task, (f, sent) in frozen.items():
+        await asyncio.to_thread(ctx.snapshots.put, owner, f)
+        version.tasks.append(
+            TaskSnapshotRow(task=task, sha256=f.sha256, size=len(f.data), cells=f.cells, sent_size=sent)
+        )
+    return version
+
+
+def task_file(row: DefinitionRow, number: int, task: str) -> TaskSnapshotRow | None:
+    """Task ``task``'s notebook in version ``number`` of a pipeline (None: not there)."""
+    v = next((v for v in row.versions if v.number == number), None)
+    return next((t for t in v.tasks if t.task == task), None) if v is not None else None
+
+
+def kept(row: DefinitionRow, number: int) -> bool:
+    """Version ``number`` of ``row`` is kept (with its notebook, or its tasks' notebooks)."""
+    v = next((v for v in row.versions if v.number == number), None)
+    return v is not None and (v.stored is not None or bool(v.tasks))
 
 
 def sha_of(row: DefinitionRow, number: int) -> str | None:
@@ -157,12 +191,16 @@ def forget_files(ctx: Context, s: Session, owner: str, digests: Iterable[str]) -
     (after the versions' rows are gone from the session)."""
     s.flush()
     for sha in set(digests):
-        still = s.scalar(
-            select(func.count())
-            .select_from(SnapshotRow)
-            .join(VersionRow, VersionRow.id == SnapshotRow.version_id)
-            .join(DefinitionRow, DefinitionRow.id == VersionRow.definition_id)
-            .where(DefinitionRow.owner == owner, SnapshotRow.sha256 == sha)
+        still = sum(
+            s.scalar(
+                select(func.count())
+                .select_from(table)
+                .join(VersionRow, VersionRow.id == table.version_id)
+                .join(DefinitionRow, DefinitionRow.id == VersionRow.definition_id)
+                .where(DefinitionRow.owner == owner, table.sha256 == sha)
+            )
+            or 0
+            for table in (SnapshotRow, TaskSnapshotRow)
         )
         if not still:
             ctx.snapshots.remove(owner, sha)
@@ -178,14 +216,17 @@ def prune(ctx: Context, s: Session, row: DefinitionRow) -> None:
     gone: list[str] = []
     for v in newest[ctx.limits.versions_per_job :]:
         if v.number not in busy:
-            if v.stored is not None:
-                gone.append(v.stored.sha256)
+            gone += _digests(v)
             row.versions.remove(v)
     forget_files(ctx, s, row.owner, gone)
 
 
+def _digests(v: VersionRow) -> list[str]:
+    return ([v.stored.sha256] if v.stored is not None else []) + [t.sha256 for t in v.tasks]
+
+
 def files_of(row: DefinitionRow) -> list[str]:
-    return [v.stored.sha256 for v in row.versions if v.stored is not None]
+    return [sha for v in row.versions for sha in _digests(v)]
 
 
 async def move_into_store(ctx: Context) -> int:
@@ -199,6 +240,7 @@ async def move_into_store(ctx: Context) -> int:
             select(VersionRow)
             .options(undefer(VersionRow.notebook))
             .where(~select(SnapshotRow.version_id).where(SnapshotRow.version_id == VersionRow.id).exists())
+            .where(~select(TaskSnapshotRow.version_id).where(TaskSnapshotRow.version_id == VersionRow.id).exists())
         )
         for v in s.scalars(q):
             frozen = Frozen.of(v.notebook or {"cells": []})

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from moonhub_core import pods as podc
 from moonhub_core import secrets as sec
 
-from . import audit, entitlements, gpu_queues, notify, runs, secrets, snapshots, upstream, validation, views
+from . import audit, entitlements, gpu_queues, notify, pipelines, runs, secrets, snapshots, upstream, validation, views
 from .context import Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
@@ -44,6 +44,9 @@ async def sync_runs(ctx: Context) -> None:
             run = known.get(job.metadata.name) or await _adopt(ctx, s, job, by_cron)
             if run is None:
                 continue
+            if pipelines.is_pipeline(run):  # its state is its tasks' (below)
+                seen.add(run.job_name)
+                continue
             await _follow(ctx, run, job)
             followed.append((run, job))
             s.flush()
@@ -67,6 +70,7 @@ async def sync_runs(ctx: Context) -> None:
         overdue = _overdue(s, running, utcnow())
         s.commit()
         late = [(views.job(r.definition), views.run(r)) for r in overdue]
+    to_tell += await pipelines.advance(ctx, {j.metadata.name: j for j in jobs.items})
     for job_view, run_view in to_tell:
         await tell(ctx, job_view, run_view)
     for job_view, run_view in late:

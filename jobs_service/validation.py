@@ -6,7 +6,7 @@ import itertools
 import json
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Literal, cast
@@ -45,7 +45,44 @@ FIELDS = {
     "notify",
     "secrets",
     "after",
+    "tasks",
 }
+#: what a pipeline's task accepts (``tasks``); choices, timeout and retries default to the job's
+TASK_FIELDS = {
+    "name",
+    "notebook",
+    "depends_on",
+    "run_if",
+    "parameters",
+    "environment",
+    "size",
+    "gpu_type",
+    "gpu_count",
+    "timeout_seconds",
+    "retries",
+}
+#: when a task runs, from how the tasks it depends on ended
+RUN_IF = ("all_succeeded", "all_done", "any_failed")
+MAX_TASKS = 20
+MAX_TASK_NAME = 20
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notebook of a pipeline: it starts when the tasks it depends on have ended as
+    ``run_if`` asks (all succeeded; all done, whatever the outcome; at least one failed)."""
+
+    name: str
+    notebook: str
+    depends_on: list[str] = field(default_factory=list)
+    run_if: str = "all_succeeded"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    environment: str | None = None
+    size: str | None = None
+    gpu_type: str | None = None
+    gpu_count: int | None = None
+    timeout_seconds: int | None = None
+    retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +109,30 @@ class Definition:
     secrets: list[dict[str, str]] = field(default_factory=list)
     #: the owner's jobs whose every success starts a run of this one
     after: list[str] = field(default_factory=list)
+    #: a pipeline: its notebook tasks (a DAG); empty for a job of one notebook
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    def task_list(self) -> list[Task]:
+        return [Task(**t) for t in self.tasks]
+
+    def for_task(self, task: Task) -> Definition:
+        """The job as one of its tasks runs it: the task's notebook, its choices, timeout and
+        retries where it sets them (else the job's), the job's parameters with the task's
+        over them. Pure."""
+        pick = {
+            k: getattr(task, k)
+            for k in ("environment", "size", "gpu_type", "gpu_count")
+            if getattr(task, k) is not None
+        }
+        return replace(
+            self,
+            notebook=task.notebook,
+            parameters={**self.parameters, **task.parameters},
+            timeout_seconds=task.timeout_seconds or self.timeout_seconds,
+            retries=self.retries if task.retries is None else task.retries,
+            tasks=[],
+            **pick,
+        )
 
     def secret_uses(self) -> list[sec.Use]:
         return sec.parse_uses(self.secrets)
@@ -197,6 +258,98 @@ def check_notify(value: Any) -> dict[str, Any]:
     return found
 
 
+def check_tasks(value: Any) -> list[dict[str, Any]]:
+    """A pipeline's tasks: unique names, known dependencies, no cycle (pure)."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise FieldError("tasks", "must be a list of tasks ({name, notebook, depends_on, ...})")
+    if len(value) > MAX_TASKS:
+        raise FieldError("tasks", f"a job holds at most {MAX_TASKS} tasks, not {len(value)}")
+    found: list[Task] = []
+    for i, t in enumerate(value):
+        where = f"tasks[{i}]"
+        for key in t:
+            if key not in TASK_FIELDS:
+                raise FieldError(f"{where}.{key}", f"unknown field (accepted: {', '.join(sorted(TASK_FIELDS))})")
+        name = t.get("name")
+        if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > MAX_TASK_NAME:
+            raise FieldError(
+                f"{where}.name", f"must be lower-case letters, digits and '-', at most {MAX_TASK_NAME} characters"
+            )
+        if any(f.name == name for f in found):
+            raise FieldError(f"{where}.name", f"two tasks are named {name!r}")
+        try:
+            notebook = check_notebook_path(t.get("notebook"))
+            params = check_parameters(t.get("parameters"))
+        except FieldError as e:
+            raise FieldError(f"{where}.{e.field}", e.message) from None
+        deps = t.get("depends_on") or []
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps) or len(set(deps)) != len(deps):
+            raise FieldError(f"{where}.depends_on", "must be a list of other tasks' names, each once")
+        run_if = t.get("run_if", "all_succeeded")
+        if run_if not in RUN_IF:
+            raise FieldError(f"{where}.run_if", f"must be one of {', '.join(RUN_IF)}")
+        if run_if != "all_succeeded" and not deps:
+            raise FieldError(f"{where}.run_if", "applies to a task that depends on others")
+        for key in ("environment", "size", "gpu_type"):
+            if t.get(key) is not None and not isinstance(t[key], str):
+                raise FieldError(f"{where}.{key}", "must be a name from the catalog")
+        limits = {"gpu_count": (0, 64), "timeout_seconds": (60, 7 * 24 * 3600), "retries": (0, 10)}
+        try:
+            ints = {k: _int(t, k, 0, lo, hi) if t.get(k) is not None else None for k, (lo, hi) in limits.items()}
+        except FieldError as e:
+            raise FieldError(f"{where}.{e.field}", e.message) from None
+        found.append(
+            Task(
+                name=name,
+                notebook=notebook,
+                depends_on=list(deps),
+                run_if=run_if,
+                parameters=params,
+                environment=t.get("environment"),
+                size=t.get("size"),
+                gpu_type=t.get("gpu_type") or None,
+                **ints,
+            )
+        )
+    names = [t.name for t in found]
+    for i, t in enumerate(found):
+        for d in t.depends_on:
+            if d == t.name:
+                raise FieldError(f"tasks[{i}].depends_on", f"task {t.name} can not depend on itself")
+            if d not in names:
+                raise FieldError(f"tasks[{i}].depends_on", f"no task named {d!r} (tasks: {', '.join(names)})")
+    loop = find_cycle({t.name: t.depends_on for t in found})
+    if loop:
+        raise FieldError("tasks", f"the tasks depend on each other in a loop: {' -> '.join(loop)}")
+    return [asdict(t) for t in found]
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A loop in ``graph`` (name -> names it depends on) as a path that ends where it
+    starts, or None (pure; depth-first, in the order given)."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for d in graph.get(n, []):
+            if state.get(d) == 1:
+                return [*path[path.index(d) :], d]
+            if d not in state and (found := visit(d)):
+                return found
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in graph:
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
 def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definition:
     """A :class:`Definition` from the JSON body of a create / update request."""
     if not isinstance(data, dict):
@@ -221,9 +374,13 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise FieldError("active", "must be true or false")
+    tasks = check_tasks(data.get("tasks"))
+    notebook = data.get("notebook")
+    if tasks and notebook in (None, ""):
+        notebook = tasks[0]["notebook"]  # a pipeline's own notebook is its first task's
     return Definition(
         name=name,
-        notebook=check_notebook_path(data.get("notebook")),
+        notebook=check_notebook_path(notebook),
         schedule=schedule,
         timezone=tz,
         environment=data.get("environment"),
@@ -239,6 +396,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         notify=check_notify(data.get("notify")),
         secrets=[u.as_json() for u in sec.parse_uses(data.get("secrets"))],
         after=check_after_names(data.get("after")),
+        tasks=tasks,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import preview
-from .db import AuditRow, DefinitionRow, RunRow, utc
+from .db import AuditRow, DefinitionRow, RunRow, TaskRunRow, utc
 
 
 def _utc(t: datetime.datetime | None) -> datetime.datetime | None:
@@ -41,6 +41,7 @@ def job(row: DefinitionRow) -> dict[str, Any]:
 def run(r: RunRow) -> dict[str, Any]:
     started, finished, created = _utc(r.started), _utc(r.finished), _utc(r.created)
     c = r.context
+    deps = {t["name"]: t for t in r.definition.spec.get("tasks") or []}
     duration = (finished - started).total_seconds() if started and finished else None
     return {
         "id": r.id,
@@ -65,6 +66,24 @@ def run(r: RunRow) -> dict[str, Any]:
         # what it kept with it (``outputs``): its executed notebook, and files of its run folder
         "output_kept": bool(c and c.output_bytes is not None),
         "files": c.files if c else 0,
+        # a pipeline run's tasks, in the job's order, with what they depend on
+        "tasks": [task(t, deps.get(t.task)) for t in r.tasks] if r.tasks else None,
+    }
+
+
+def task(t: TaskRunRow, spec: dict[str, Any] | None) -> dict[str, Any]:
+    started, finished = _utc(t.started), _utc(t.finished)
+    return {
+        "name": t.task,
+        "status": t.status,
+        "attempt": t.attempt,
+        "job_name": t.job_name,
+        "reason": t.reason,
+        "started": started.isoformat() if started else None,
+        "finished": finished.isoformat() if finished else None,
+        "depends_on": list((spec or {}).get("depends_on") or []),
+        "run_if": (spec or {}).get("run_if") or "all_succeeded",
+        "published": t.published or {},
     }
 
 

@@ -80,6 +80,23 @@ def fetch(destination: Path, wait: float = WAIT_SECONDS, say: Any = print) -> di
     return params
 
 
+def send_published(wait: float = 60.0, say: Any = print) -> None:
+    """Send what the notebook published (``moonhub.publish``) to the service, for the
+    pipeline tasks after this one. Nothing when it published nothing."""
+    where = os.environ.get("MOONHUB_PUBLISH_FILE")
+    if not where or not Path(where).exists():
+        return
+    base = os.environ["MOONHUB_LAUNCH_URL"].rstrip("/")
+    key, run = os.environ["MOONHUB_LAUNCH_KEY"], os.environ["MOONHUB_RUN"]
+    data = Path(where).read_bytes()
+    try:
+        _fetch(f"{base}/runs/{run}/published", key, wait, say, data)
+    except LaunchError as e:
+        say(f"moonhub-run-notebook: published values not sent ({e})")
+        return
+    say(f"moonhub-run-notebook: published {', '.join(sorted(json.loads(data)))}")
+
+
 #: files of the run folder sent at most (the service keeps at most 200)
 MAX_FILES = 200
 

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(os.environ.get("MOONHUB_RUN_DIR") or args.output.with_suffix(""))
         folder.mkdir(parents=True, exist_ok=True)
         code = run(args.notebook, args.output, params, args.cwd, args.kernel)
+        launch.send_published(say=lambda text: print(text, flush=True))
         launch.send_outputs(args.output, folder, say=lambda text: print(text, flush=True))
         return code
     try:
