@@ -14,6 +14,7 @@ import { CONCURRENCY_LABELS, jobName, when } from './format';
 import { ParametersEditor } from './parameterseditor';
 import { browserTimeZone, timeZones } from './schedule';
 import { SchedulePicker } from './schedulepicker';
+import { PipelinePart } from './pipelinepart';
 import { SecretPicker } from './secretpicker';
 
 export interface IScheduleRequest {
@@ -28,6 +29,8 @@ export interface IScheduleRequest {
   job?: Job;
   /** the secrets the user may give the job (theirs and their teams') */
   secrets?: Secret[];
+  /** a workspace notebook as a pipeline task runs it (outputs stripped) */
+  readNotebook?: (path: string) => Promise<Record<string, unknown>>;
 }
 
 export interface IScheduleResult {
@@ -50,7 +53,8 @@ const FIELDS = [
   'concurrency',
   'notify',
   'secrets',
-  'after'
+  'after',
+  'tasks'
 ] as const;
 type Field = (typeof FIELDS)[number];
 
@@ -98,6 +102,7 @@ export class ScheduleDialog extends Widget {
   private readonly after: HTMLInputElement;
   private readonly accept: HTMLButtonElement;
   private readonly secrets: SecretPicker;
+  private readonly pipeline: PipelinePart;
 
   constructor(req: IScheduleRequest) {
     super();
@@ -210,6 +215,7 @@ export class ScheduleDialog extends Widget {
       placeholder: 'prepare-data'
     });
     this.secrets = new SecretPicker(this.uid, req.secrets ?? [], job?.secrets ?? []);
+    this.pipeline = new PipelinePart(this.uid, req.path, job?.tasks ?? []);
     this.runNow = h('input', { id: id('run_now'), type: 'checkbox' });
     this.accept = button(job ? 'Save' : 'Schedule', { className: 'jp-Dialog-button jp-mod-accept jp-mod-styled' }, () =>
       void this.submit()
@@ -269,6 +275,12 @@ export class ScheduleDialog extends Widget {
       ),
       this.field('concurrency', 'If the previous run is still running', this.concurrency),
       this.field('after', 'Also run after', this.after, 'Your jobs (comma-separated) whose every success starts a run of this one.'),
+      this.field(
+        'tasks',
+        'Pipeline: more notebooks after this one',
+        this.pipeline.node,
+        'Each runs as a task when the tasks it runs after have ended; values this notebook hands on with moonhub.publish(name, value) reach them as parameters.'
+      ),
       this.field('secrets', 'Secrets', this.secrets.node, 'Values reach each run as variables or files under /var/run/secrets/moonhub; never in the notebook.'),
       this.field('notify', 'E-mail when a run fails', this.emails, 'Comma-separated addresses.'),
       h('label', { className: 'moonhub-Check', for: id('on_success') }, this.onSuccess, 'Also notify when a run succeeds'),
@@ -408,7 +420,10 @@ export class ScheduleDialog extends Widget {
     this.accept.textContent = 'Saving…';
     const { client, job } = this.req;
     try {
-      const body = { ...this.input(), notebook_content: this.req.notebook };
+      const tasks = this.pipeline.tasks();
+      const body = tasks.length
+        ? { ...this.input(), tasks, notebook_contents: await this.contents(tasks) }
+        : { ...this.input(), tasks: [], notebook_content: this.req.notebook };
       const saved = job ? await client.updateJob(job.id!, body) : await client.createJob(body as NewJob);
       const run = this.runNow.checked ? await client.runNow(saved.id!) : null;
       this.finish({ job: saved, run });
@@ -421,8 +436,32 @@ export class ScheduleDialog extends Widget {
     }
   }
 
+  /** Each task's notebook: this one as it is in the editor, the others from the workspace. */
+  private async contents(tasks: { name: string; notebook: string }[]): Promise<Record<string, Record<string, unknown>>> {
+    const found: Record<string, Record<string, unknown>> = {};
+    for (const [i, t] of tasks.entries()) {
+      if (i === 0) {
+        found[t.name] = this.req.notebook;
+        continue;
+      }
+      if (!this.req.readNotebook) {
+        throw new JobsError(`can not read ${t.notebook} here`, 400, 'tasks');
+      }
+      try {
+        found[t.name] = await this.req.readNotebook(t.notebook);
+      } catch (e) {
+        throw new JobsError(`task ${t.name}: no notebook ${t.notebook || '(no path given)'} in your workspace`, 400, 'tasks');
+      }
+    }
+    return found;
+  }
+
   private showError(e: unknown, focus = false): void {
-    if (e instanceof JobsError && e.field && this.errors.has(e.field)) {
+    const field = e instanceof JobsError && e.field ? e.field : '';
+    if (e instanceof JobsError && /^(tasks|notebook_contents)\b/.test(field)) {
+      // a task's field ("tasks[1].depends_on") shows under the pipeline part
+      this.setError('tasks', field === 'tasks' ? fieldMessage(e) : `${field}: ${fieldMessage(e)}`, focus);
+    } else if (e instanceof JobsError && e.field && this.errors.has(e.field)) {
       this.setError(e.field, fieldMessage(e), focus);
     } else {
       this.general.textContent = e instanceof Error ? e.message : String(e);

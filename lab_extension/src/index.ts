@@ -95,7 +95,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           client.serverInfo().catch(() => null),
           client.secrets().catch(() => [])
         ]);
-        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job, secrets });
+        const readNotebook = (p: string) => snapshot(p, null);
+        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job, secrets, readNotebook });
         if (!result) {
           return;
         }
@@ -127,10 +128,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       client,
       {
         edit: (job: Job) => openDialog(job.notebook ?? '', null, job),
-        openLog: (job: Job, run: Run) =>
-          openMain(`moonhub-log-${job.id}-${run.id}`, `Log: ${job.name} #${run.id}`, () => new RunLogView(client, job, run)),
-        viewOutput: (job: Job, run: Run) =>
-          openMain(`moonhub-output-${job.id}-${run.id}`, `Output: ${job.name} #${run.id}`, () => new RunOutputView(client, job, run)),
+        openLog: (job: Job, run: Run, task?: string) =>
+          openMain(`moonhub-log-${job.id}-${run.id}${task ? `-${task}` : ''}`, `Log: ${job.name} #${run.id}${task ? ` ${task}` : ''}`, () => new RunLogView(client, job, run, task)),
+        viewOutput: (job: Job, run: Run, task?: string) =>
+          openMain(`moonhub-output-${job.id}-${run.id}${task ? `-${task}` : ''}`, `Output: ${job.name} #${run.id}${task ? ` ${task}` : ''}`, () => new RunOutputView(client, job, run, task)),
         openOutput: async (path: string) => {
           await app.serviceManager.contents.get(path, { content: false });
           docs.openOrReveal(path);

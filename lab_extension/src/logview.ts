@@ -20,12 +20,13 @@ export class RunLogView extends Widget {
   constructor(
     private readonly client: JobsClient,
     readonly job: Job,
-    private run: Run
+    private run: Run,
+    private readonly task?: string
   ) {
     super();
-    this.id = `moonhub-log-${job.id}-${run.id}`;
+    this.id = `moonhub-log-${job.id}-${run.id}${task ? `-${task}` : ''}`;
     this.addClass('moonhub-LogView');
-    this.title.label = `Log: ${job.name} #${run.id}`;
+    this.title.label = `Log: ${job.name} #${run.id}${task ? ` ${task}` : ''}`;
     this.title.closable = true;
     this.node.append(this.status, this.bar, this.pre);
     void this.poll();
@@ -38,7 +39,7 @@ export class RunLogView extends Widget {
     try {
       const runs = await this.client.runs(this.job.id!);
       this.run = runs.find(r => r.id === this.run.id) ?? this.run;
-      const log = await this.client.log(this.job.id!, this.run.id!);
+      const log = await this.client.log(this.job.id!, this.run.id!, this.task);
       const atBottom = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 4;
       this.pre.textContent = log.log || '(no output yet)';
       if (atBottom) {

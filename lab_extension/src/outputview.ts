@@ -7,7 +7,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
-import type { JobsClient } from './api/client';
+import { taskQuery, type JobsClient } from './api/client';
 import type { Job, Run } from './api/types';
 import { h } from './dom';
 import { bytes } from './format';
@@ -16,38 +16,43 @@ export class RunOutputView extends Widget {
   constructor(
     private readonly client: JobsClient,
     job: Job,
-    run: Run
+    run: Run,
+    task?: string
   ) {
     super();
     this.addClass('moonhub-OutputView');
     const base = URLExt.join(ServerConnection.makeSettings().baseUrl, 'moonhub/api/v1/jobs', String(job.id), 'runs', String(run.id));
+    const q = taskQuery(task);
+    const and = q ? `&${q.slice(1)}` : '';
+    // a task's own count of kept files (the run's is for a run of one notebook)
+    const kept = task ? undefined : run.files;
     const frame = h('iframe', {
       className: 'moonhub-OutputFrame',
-      title: `Output of run ${run.id} of ${job.name}`,
+      title: `Output of run ${run.id} of ${job.name}${task ? `, task ${task}` : ''}`,
       // no allow-scripts, no allow-same-origin: the page shows itself and nothing more
       sandbox: '',
       referrerpolicy: 'no-referrer',
-      src: `${base}/output`
+      src: `${base}/output${q}`
     });
     const files = h('ul', { className: 'moonhub-OutputFiles', 'aria-label': 'Files of the run folder' });
     this.node.append(
       h(
         'div',
         { className: 'moonhub-OutputHeader' },
-        h('a', { href: `${base}/output?format=ipynb`, download: `${job.name}-${run.id}.ipynb`, text: 'Download the notebook' }),
-        run.files ? h('span', { text: ` · ${run.files} file(s) kept with the run:` }) : ''
+        h('a', { href: `${base}/output?format=ipynb${and}`, download: `${job.name}-${run.id}${task ? `-${task}` : ''}.ipynb`, text: 'Download the notebook' }),
+        kept ? h('span', { text: ` · ${kept} file(s) kept with the run:` }) : ''
       ),
       files,
       frame
     );
-    if (run.files) {
-      void this.client.runFiles(job.id!, run.id!).then(list => {
+    if (kept || task) {
+      void this.client.runFiles(job.id!, run.id!, task).then(list => {
         files.replaceChildren(
           ...list.map(f =>
             h(
               'li',
               {},
-              h('a', { href: `${base}/files/${f.path.split('/').map(encodeURIComponent).join('/')}`, download: f.path.split('/').pop(), text: f.path }),
+              h('a', { href: `${base}/files/${f.path.split('/').map(encodeURIComponent).join('/')}${q}`, download: f.path.split('/').pop(), text: f.path }),
               ` (${bytes(f.bytes)})`
             )
           )

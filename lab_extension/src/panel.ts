@@ -11,16 +11,17 @@ import { JobsError } from './api/errors';
 import type { Job, Run } from './api/types';
 import { button, h } from './dom';
 import { duration, isLive, percent, relative, statusLabel, triggerLabel, when } from './format';
+import { runGraph } from './rungraph';
 
 export interface IPanelActions {
   /** open the dialog to edit a job (a new snapshot of its notebook) */
   edit(job: Job): Promise<void>;
   /** open a run's live log */
-  openLog(job: Job, run: Run): void;
+  openLog(job: Job, run: Run, task?: string): void;
   /** open a run's output notebook */
   openOutput(path: string): Promise<void>;
   /** show a run's kept output, rendered, and its files */
-  viewOutput(job: Job, run: Run): void;
+  viewOutput(job: Job, run: Run, task?: string): void;
 }
 
 export class JobsPanel extends Widget {
@@ -214,12 +215,14 @@ export class JobsPanel extends Widget {
   private renderRun(job: Job, run: Run): HTMLElement {
     const live = isLive(run.status);
     const started = run.started ?? run.created;
+    const pipeline = !!run.tasks?.length;
     const actions = h(
       'div',
       { className: 'moonhub-RunActions', role: 'group', 'aria-label': `Run ${run.id}` },
-      button('Log', { className: 'jp-mod-styled', 'data-key': `log-${run.id}` }, () => this.actions.openLog(job, run))
+      // a pipeline run's logs and outputs are its tasks' (in its graph)
+      pipeline ? '' : button('Log', { className: 'jp-mod-styled', 'data-key': `log-${run.id}` }, () => this.actions.openLog(job, run))
     );
-    if (run.output && run.status !== 'waiting' && run.status !== 'queued' && run.status !== 'cancelled') {
+    if (!pipeline && run.output && run.status !== 'waiting' && run.status !== 'queued' && run.status !== 'cancelled') {
       actions.append(
         button('Output', { className: 'jp-mod-styled', 'data-key': `output-${run.id}`, title: run.output }, () =>
           void this.actions.openOutput(run.output!).catch(e => this.showProblem(e))
@@ -230,6 +233,16 @@ export class JobsPanel extends Widget {
       actions.append(
         button('View', { className: 'jp-mod-styled', 'data-key': `view-${run.id}`, title: 'The executed notebook, rendered, and the files the run kept' }, () =>
           this.actions.viewOutput(job, run)
+        )
+      );
+    }
+    if (pipeline && !live && run.status !== 'succeeded') {
+      actions.append(
+        button('Repair', { className: 'jp-mod-styled', 'data-key': `repair-${run.id}`, title: 'Run the failed tasks again, and the tasks after them; what succeeded stays' }, () =>
+          void this.client
+            .repair(job.id!, run.id!)
+            .then(() => this.refresh())
+            .catch(e => this.showProblem(e))
         )
       );
     }
@@ -268,6 +281,12 @@ export class JobsPanel extends Widget {
       // a queued run says why it waits (its GPUs, its place); an ended one why it ended
       run.reason && (run.status === 'queued' || (!live && run.status !== 'succeeded'))
         ? h('div', { className: 'moonhub-RunReason', text: run.reason })
+        : '',
+      pipeline
+        ? runGraph(run.id!, run.tasks!, {
+            log: task => this.actions.openLog(job, run, task),
+            view: task => this.actions.viewOutput(job, run, task)
+          })
         : '',
       actions
     );

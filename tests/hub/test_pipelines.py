@@ -18,7 +18,8 @@ USER_NS = "moonhub-users"
 
 PREPARE = notebook(
     ("day = 'unset'", ["parameters"]),
-    "import moonhub\nmoonhub.publish('model_path', f'models/{day}.pt')\nmoonhub.publish('rows', 3)\nprint('prepared', day)",
+    "import moonhub\nmoonhub.publish('model_path', f'models/{day}.pt')\n"
+    "moonhub.publish('rows', 3)\nprint('prepared', day)",
 )
 # fails on its first attempt (it leaves a mark in the workspace), succeeds on the next
 TRAIN = notebook(

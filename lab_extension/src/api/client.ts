@@ -63,8 +63,8 @@ export class JobsClient {
   }
 
   /** The files a run kept from its run folder. */
-  runFiles(id: number, runId: number): Promise<RunFile[]> {
-    return this.api<{ files?: RunFile[] }>(`jobs/${id}/runs/${runId}/files`).then(r => r.files ?? []);
+  runFiles(id: number, runId: number, task?: string): Promise<RunFile[]> {
+    return this.api<{ files?: RunFile[] }>(`jobs/${id}/runs/${runId}/files${taskQuery(task)}`).then(r => r.files ?? []);
   }
 
   runNow(id: number): Promise<Run> {
@@ -80,12 +80,18 @@ export class JobsClient {
     return this.api(`jobs/${id}/runs/${runId}/rerun`, { method: 'POST', body: JSON.stringify(parameters ? { parameters } : {}) });
   }
 
+  /** Run a failed pipeline run's failed tasks again, and the tasks after them. */
+  repair(id: number, runId: number): Promise<Run> {
+    return this.api(`jobs/${id}/runs/${runId}/repair`, { method: 'POST' });
+  }
+
   cancelRun(id: number, runId: number): Promise<Run> {
     return this.api(`jobs/${id}/runs/${runId}`, { method: 'DELETE' });
   }
 
-  log(id: number, runId: number): Promise<RunLog> {
-    return this.api(`jobs/${id}/runs/${runId}/log`);
+  /** The run's log, or (in a pipeline run) its task `task`'s. */
+  log(id: number, runId: number, task?: string): Promise<RunLog> {
+    return this.api(`jobs/${id}/runs/${runId}/log${taskQuery(task)}`);
   }
 
   preview(schedule: string | null, timezone: string): Promise<SchedulePreview> {
@@ -131,4 +137,9 @@ export class JobsClient {
     }
     return (body ? JSON.parse(body) : undefined) as T;
   }
+}
+
+/** `?task=<name>` for a pipeline run's task; nothing for a run of one notebook. */
+export function taskQuery(task?: string): string {
+  return task ? URLExt.objectToQueryString({ task }) : '';
 }

@@ -17,6 +17,8 @@ export type SecretInput = Schemas['SecretInput'];
 export type SecretUse = Schemas['SecretUse'];
 export type Delivery = Schemas['Delivery'];
 export type RunFile = Schemas['RunFile'];
+export type Task = Schemas['Task'];
+export type TaskRun = Schemas['TaskRun'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =
