@@ -261,7 +261,8 @@ class PublishHandler(LaunchHandler):
         with self.ctx.db() as s:
             row = self.definition(s, cronjob, version, task)
             found = s.scalar(select(TaskRunRow).where(TaskRunRow.job_name == job_name))
-            if not task or found is None or found.task != task or found.run_id not in {r.id for r in row.runs}:
+            run = s.get(RunRow, found.run_id) if found is not None else None
+            if not task or found is None or found.task != task or run is None or run.definition_id != row.id:
                 raise web.HTTPError(404, reason=f"no task run {job_name} of this task")
             found.published = values
             s.commit()

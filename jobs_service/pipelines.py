@@ -107,9 +107,7 @@ def to_repair(tasks: Iterable[validation.Task], states: dict[str, str]) -> list[
     return [t.name for t in tasks if t.name in again]
 
 
-def received(
-    defn: validation.Definition, task: validation.Task, base: dict[str, Any], rows: dict[str, TaskRunRow]
-) -> dict[str, Any]:
+def received(task: validation.Task, base: dict[str, Any], rows: dict[str, TaskRunRow]) -> dict[str, Any]:
     """The parameters ``task`` is given (pure): the run's (``base``), then the values the
     tasks it depends on published, then the task's own."""
     published: dict[str, Any] = {}
@@ -143,6 +141,10 @@ async def advance(ctx: Context, jobs: dict[str, client.V1Job]) -> list[tuple[dic
                 await _advance_run(ctx, s, run, jobs)
             except (Unavailable, Forbidden) as e:
                 log.warning("pipeline run %s waits: %s", run.job_name, e)
+            except (client.ApiException, OSError) as e:  # the next pass tries again
+                log.warning("pipeline run %s not advanced: %s", run.job_name, e)
+                s.rollback()
+                continue
             s.commit()
             if run.status in ENDED and not run.notified:
                 wants = run.definition.spec.get("notify") or {}
@@ -194,7 +196,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
         task = next(x for x in tasks if x.name == name)
         if owner is None:
             owner = await entitlements.owner(ctx, row.owner)
-        await _start_task(ctx, s, run, t, defn, task, owner, received(defn, task, base, rows))
+        await _start_task(ctx, s, run, t, defn, task, owner, received(task, base, rows))
     states = {n: r.status for n, r in rows.items()}
     if run.status == "queued" and any(r.status != "pending" for r in rows.values()):
         run.status = "running"

@@ -134,8 +134,8 @@ def test_a_task_receives_what_its_dependencies_published_under_its_own_parameter
         "prepare": SimpleNamespace(published={"rows": 10, "lr": 9}),
         "train": SimpleNamespace(published={"model_path": "/w/m.pt"}),
     }
-    assert pipelines.received(d, report, {"day": "x"}, rows) == {"day": "x", "model_path": "/w/m.pt"}
-    got = pipelines.received(d, train, {"day": "x"}, rows)  # type: ignore[arg-type]
+    assert pipelines.received(report, {"day": "x"}, rows) == {"day": "x", "model_path": "/w/m.pt"}
+    got = pipelines.received(train, {"day": "x"}, rows)  # type: ignore[arg-type]
     assert got == {"day": "x", "rows": 10, "lr": 0.1}, "only its own dependencies'; its own parameter wins"
 
 
