@@ -107,13 +107,26 @@ def to_repair(tasks: Iterable[validation.Task], states: dict[str, str]) -> list[
     return [t.name for t in tasks if t.name in again]
 
 
-def received(task: validation.Task, base: dict[str, Any], rows: dict[str, TaskRunRow]) -> dict[str, Any]:
+def received(
+    task: validation.Task, tasks: list[validation.Task], base: dict[str, Any], rows: dict[str, TaskRunRow]
+) -> dict[str, Any]:
     """The parameters ``task`` is given (pure): the run's (``base``), then the values the
-    tasks it depends on published, then the task's own."""
+    tasks before it published (every task it depends on, directly or not; the nearer one's
+    value wins), then the task's own."""
+    deps = {t.name: t.depends_on for t in tasks}
+    distance: dict[str, int] = {}
+    frontier, d = list(task.depends_on), 1
+    while frontier:
+        nxt = []
+        for name in frontier:
+            if name not in distance:
+                distance[name] = d
+                nxt += deps.get(name, [])
+        frontier, d = nxt, d + 1
     published: dict[str, Any] = {}
-    for d in task.depends_on:
-        if d in rows:
-            published.update(rows[d].published or {})
+    for name in sorted(distance, key=lambda n: -distance[n]):  # the farthest first
+        if name in rows:
+            published.update(rows[name].published or {})
     return {**base, **published, **task.parameters}
 
 
@@ -148,7 +161,7 @@ async def advance(ctx: Context, jobs: dict[str, client.V1Job]) -> list[tuple[dic
             s.commit()
             if run.status in ENDED and not run.notified:
                 wants = run.definition.spec.get("notify") or {}
-                if run.status != "succeeded" or wants.get("on_success"):
+                if run.status in ("failed", "timed_out") or (run.status == "succeeded" and wants.get("on_success")):
                     run.notified = True
                     s.commit()
                     if wants.get("emails") or wants.get("webhook"):
@@ -184,6 +197,9 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
             elif t.queued_at is None or utc(t.queued_at) < grace:
                 t.status, t.finished = "failed", utcnow()
                 t.reason = "its Job is gone (deleted behind MoonHub's back)"
+    for name, t in rows.items():  # a task taken out of the job while the run waited for it
+        if t.status == "pending" and all(x.name != name for x in tasks):
+            t.status, t.finished, t.reason = "skipped", utcnow(), "no longer a task of the job"
     decided = decide([t for t in tasks if t.name in rows], {n: r.status for n, r in rows.items()})
     owner: Caller | None = None
     base = _base_parameters(run, defn)
@@ -196,7 +212,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
         task = next(x for x in tasks if x.name == name)
         if owner is None:
             owner = await entitlements.owner(ctx, row.owner)
-        await _start_task(ctx, s, run, t, defn, task, owner, received(task, base, rows))
+        await _start_task(ctx, s, run, t, defn, task, owner, received(task, tasks, base, rows))
     states = {n: r.status for n, r in rows.items()}
     if run.status == "queued" and any(r.status != "pending" for r in rows.values()):
         run.status = "running"
@@ -206,7 +222,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
     ended = outcome(states)
     if ended is not None:
         run.status, run.finished = ended, utcnow()
-        run.reason = _summary(list(rows.values())) or run.reason
+        run.reason = _summary(list(rows.values()))
         await runs.stop_job(ctx, run.job_name)  # its suspended Job: the CronJob's policy counts it no more
 
 

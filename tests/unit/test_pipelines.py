@@ -127,16 +127,19 @@ def test_a_repair_runs_the_failed_tasks_and_all_after_them() -> None:
     assert pipelines.to_repair(DAG, dict.fromkeys(states, "succeeded")) == []
 
 
-def test_a_task_receives_what_its_dependencies_published_under_its_own_parameters() -> None:
+def test_a_task_receives_what_the_tasks_before_it_published_under_its_own_parameters() -> None:
     d = validation.parse(_job(THREE, parameters={"day": "x", "model_path": "none"}))
-    train, report = d.task_list()[1], d.task_list()[2]
+    tasks = d.task_list()
+    prepare, train, report = tasks
     rows: dict[str, Any] = {
-        "prepare": SimpleNamespace(published={"rows": 10, "lr": 9}),
+        "prepare": SimpleNamespace(published={"rows": 10, "lr": 9, "model_path": "/w/old.pt"}),
         "train": SimpleNamespace(published={"model_path": "/w/m.pt"}),
     }
-    assert pipelines.received(report, {"day": "x"}, rows) == {"day": "x", "model_path": "/w/m.pt"}
-    got = pipelines.received(train, {"day": "x"}, rows)  # type: ignore[arg-type]
-    assert got == {"day": "x", "rows": 10, "lr": 0.1}, "only its own dependencies'; its own parameter wins"
+    got = pipelines.received(report, tasks, {"day": "x"}, rows)
+    assert got == {"day": "x", "rows": 10, "lr": 9, "model_path": "/w/m.pt"}, "all before it; the nearer wins"
+    got = pipelines.received(train, tasks, {"day": "x"}, rows)
+    assert got == {"day": "x", "rows": 10, "lr": 0.1, "model_path": "/w/old.pt"}, "its own parameter wins"
+    assert pipelines.received(prepare, tasks, {"day": "x"}, rows) == {"day": "x"}, "nothing before the first"
 
 
 def test_task_job_names_are_unique_and_fit_kubernetes() -> None:
