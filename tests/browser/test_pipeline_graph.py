@@ -5,40 +5,15 @@ in a pod of its own."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from playwright.async_api import Browser, Locator, Page, expect
 
 from localcluster.config import REPO
+from tests.browser.test_schedule_notebook import _open_lab, _put_notebook
 from tests.conftest import Hub
 from tests.hub.test_pipelines import PREPARE, REPORT, TRAIN
 
 SHOTS = REPO / "test-results"
 USER = "olga"
-
-
-async def _open_lab(page: Page, hub: Hub) -> None:
-    await page.goto(f"{hub.url}/hub/login")
-    await page.fill("#username_input", USER)
-    await page.fill("#password_input", hub.password)
-    await page.click("#login_submit")
-    await page.wait_for_selector("input[name='environment']", timeout=30_000)
-    await page.click("button[type='submit']")
-    await page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
-    await page.wait_for_selector(".jp-Launcher", timeout=60_000)
-
-
-async def _put(page: Page, hub: Hub, path: str, nb: dict[str, Any]) -> None:
-    xsrf = next(
-        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
-    )
-    r = await page.request.put(
-        f"{hub.url}/user/{USER}/api/contents/{path}",
-        data=json.dumps({"type": "notebook", "format": "json", "content": nb}),
-        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
-    )
-    assert r.status in (200, 201), await r.text()
 
 
 async def _until_ended(page: Page, panel: Locator, run: Locator) -> str:
@@ -54,9 +29,9 @@ async def _until_ended(page: Page, panel: Locator, run: Locator) -> str:
 async def test_a_pipeline_from_the_dialog_its_graph_its_repair(hub: Hub, browser: Browser) -> None:
     SHOTS.mkdir(exist_ok=True)
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await _open_lab(page, hub)
+    await _open_lab(page, hub, USER)
     for path, nb in (("prep.ipynb", PREPARE), ("train.ipynb", TRAIN), ("report.ipynb", REPORT)):
-        await _put(page, hub, path, nb)
+        await _put_notebook(page, hub, path, nb, USER)
     await page.goto(f"{hub.url}/user/{USER}/lab/tree/prep.ipynb")
     await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
     toolbar = page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='moonhub-schedule']")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
@@ -39,13 +40,14 @@ async def _open_lab(page: Page, hub: Hub, user: str = USER) -> None:
     await page.wait_for_selector(".jp-Launcher", timeout=60_000)
 
 
-async def _put_notebook(page: Page, hub: Hub, path: str) -> None:
+async def _put_notebook(page: Page, hub: Hub, path: str, nb: dict[str, Any] = NOTEBOOK, user: str = USER) -> None:
+    """A notebook saved in ``user``'s workspace through their server's contents API."""
     xsrf = next(
-        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
+        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{user}/"
     )
     r = await page.request.put(
-        f"{hub.url}/user/{USER}/api/contents/{path}",
-        data=json.dumps({"type": "notebook", "format": "json", "content": NOTEBOOK}),
+        f"{hub.url}/user/{user}/api/contents/{path}",
+        data=json.dumps({"type": "notebook", "format": "json", "content": nb}),
         headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
     )
     assert r.status in (200, 201), await r.text()

@@ -4,12 +4,13 @@ the Jobs a pipeline is made of."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from jobs_service import manifests, pipelines, validation
+from jobs_service import launch, manifests, pipelines, snapshots, validation
 from jobs_service.validation import Task
 from moonhub_core import choices as ch
 from moonhub_core.errors import FieldError
@@ -169,3 +170,40 @@ def test_a_pipelines_cronjob_makes_a_suspended_job_and_each_task_its_own() -> No
         env["MOONHUB_LAUNCH_URL"].endswith("/tasks/prepare") and env["MOONHUB_PUBLISH_FILE"] == manifests.PUBLISH_FILE
     )
     assert "suspend" not in job["spec"]
+
+
+def test_a_task_key_opens_only_its_task() -> None:
+    key = bytes(range(32))
+    plain = launch.sign(key, "nb-ann-nightly-1a2b3c4d", 2)
+    prepare = launch.sign(key, "nb-ann-nightly-1a2b3c4d", 2, "prepare")
+    assert len({plain, prepare, launch.sign(key, "nb-ann-nightly-1a2b3c4d", 2, "train")}) == 3
+
+
+async def test_a_pipelines_notebooks_count_together_against_the_owners_cap(tmp_path: Path) -> None:
+    from jobs_service.db import DefinitionRow, open_db
+
+    db = open_db(f"sqlite:///{tmp_path / 'jobs.db'}")
+    ctx = SimpleNamespace(
+        snapshots=snapshots.SnapshotStore(tmp_path / "store"), limits=SimpleNamespace(snapshot_bytes_per_user=4000)
+    )
+
+    def nb(text: str) -> snapshots.Frozen:
+        cell = {"cell_type": "markdown", "source": text, "metadata": {}}
+        return snapshots.Frozen.of({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]})
+
+    small = {"a": (nb("a" * 1000), 1), "b": (nb("b" * 1000), 1)}
+    with db() as s:
+        row = DefinitionRow(owner="ann", name="p", spec={}, version=1, cronjob="nb-ann-p")
+        row.versions.append(await snapshots.freeze_tasks(ctx, s, "ann", 1, small))  # type: ignore[arg-type]
+        s.add(row)
+        s.commit()
+        assert snapshots.stored_bytes(s, "ann") > 2000
+        assert snapshots.task_file(row, 1, "b") is not None and snapshots.kept(row, 1)
+        assert snapshots.task_file(row, 1, "c") is None and not snapshots.kept(row, 2)
+        big = {"a": (nb("c" * 1000), 1), "b": (nb("d" * 1000), 1)}
+        with pytest.raises(FieldError) as e:
+            await snapshots.freeze_tasks(ctx, s, "ann", 2, big)  # type: ignore[arg-type]
+        assert e.value.field == "notebook_contents" and e.value.status == 403
+        assert sorted(p.name for p in (tmp_path / "store").rglob("*.gz")) == sorted(
+            f"{f.sha256}.ipynb.gz" for f, _ in small.values()
+        ), "nothing of the refused version was written"
