@@ -109,6 +109,9 @@ class TaskSnapshotRow(Base):
 
 class RunRow(Base):
     __tablename__ = "runs"
+    #: ids are never given again (SQLite otherwise reuses the highest after a delete), so a
+    #: name made from a run's id never meets an older run's Job
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("definitions.id", ondelete="CASCADE"), index=True)

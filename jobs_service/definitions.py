@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
 from . import audit, entitlements, gpu_queues, manifests, secrets, snapshots, upstream, validation, views, workspaces
-from .context import Caller, Context, gone_ok, names, own
+from .context import ENDED, Caller, Context, gone_ok, names, own
 from .db import DefinitionRow
 from .limits import check_count
 
@@ -269,6 +269,13 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
         files = snapshots.files_of(row)
         audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
         for run in row.runs:
+            # runs that have not ended stop: Jobs made by hand, by a back-fill or for a
+            # pipeline's tasks are not the CronJob's, so its deletion does not take them
+            live = [run.job_name] if run.status not in ENDED else []
+            live += [t.job_name for t in run.tasks if t.status in ("queued", "running")]
+            for name in live:
+                with gone_ok():
+                    await ctx.batch.delete_namespaced_job(name, ctx.namespace, propagation_policy="Background")
             for name in [run.job_name, *(t.job_name for t in run.tasks)]:
                 ctx.outputs.remove(name)
         s.delete(row)

@@ -64,15 +64,15 @@ def task_job(
     n: manifests.Names,
     sha256: str,
     job_name: str,
-    run_id: int,
+    run_name: str,
     trigger: str,
 ) -> dict[str, Any]:
-    """The Job of ``task`` in pipeline run ``run_id``, as ``owner`` may run it now."""
+    """The Job of ``task`` in pipeline run ``run_name``, as ``owner`` may run it now."""
     d = defn.for_task(task)
     choice, w = _workload(ctx, d, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256, task.name)
     job = manifests.task_job(
-        d, n, version, fetch, w, ctx.namespace, ctx.workspace, job_name, task.name, run_id, trigger
+        d, n, version, fetch, w, ctx.namespace, ctx.workspace, job_name, task.name, run_name, trigger
     )
     return _queued(ctx, job, owner, choice.gpu_count)
 

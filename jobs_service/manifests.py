@@ -33,7 +33,7 @@ RUNNER_API = "launch"
 SCHEDULED = "moonhub.io/scheduled-time"
 #: a pipeline's run is a suspended Job that never gets a pod (the CronJob makes one per tick,
 #: and its concurrency policy counts it while the run lasts); each task is a Job of its own,
-#: labelled with its task and the run it belongs to
+#: labelled with its task and the run it belongs to (the run's own Job's name)
 PIPELINE = "moonhub.io/pipeline"
 TASK = "moonhub.io/task"
 PIPELINE_RUN = "moonhub.io/pipeline-run"
@@ -211,13 +211,13 @@ def task_job(
     workspace: str,
     job_name: str,
     task: str,
-    run_id: int,
+    run_name: str,
     trigger: str,
 ) -> dict[str, Any]:
     """The Job of one task of a pipeline run (``defn``: the job as that task runs it)."""
     spec = job_spec(defn, names, version, launch, w, workspace)
     spec["template"]["spec"]["containers"][0]["env"].append({"name": "MOONHUB_PUBLISH_FILE", "value": PUBLISH_FILE})
-    extra = {TASK: task, PIPELINE_RUN: str(run_id)}
+    extra = {TASK: task, PIPELINE_RUN: run_name}
     spec["template"]["metadata"]["labels"].update(extra)
     return {
         "apiVersion": "batch/v1",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import secrets as tokens
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,8 +54,11 @@ def is_pipeline(run: RunRow) -> bool:
 
 
 def task_job_name(cronjob: str, run_id: int, task: str, attempt: int) -> str:
-    """The Kubernetes Job of one attempt of one task (pure; at most 59 characters)."""
-    return f"{cronjob[:24].rstrip('-')}-{run_id}-{task}-{attempt}"
+    """The Kubernetes Job of one attempt of one task (at most 63 characters). It ends in a
+    random part: a run's id may come again after its job was deleted (SQLite reuses the
+    highest id), and a Job of the old run may still be there. The name is recorded before
+    the Job is made, so a start is still idempotent."""
+    return f"{cronjob[:20].rstrip('-')}-{run_id}-{task}-{attempt}{tokens.token_hex(2)}"
 
 
 def decide(tasks: Iterable[validation.Task], states: dict[str, str]) -> dict[str, str]:
@@ -262,7 +266,7 @@ async def _start_task(
     trigger = run.trigger
     try:
         job = entitlements.task_job(
-            ctx, defn, task, owner, run.version, names(row), stored.sha256, t.job_name, run.id, trigger
+            ctx, defn, task, owner, run.version, names(row), stored.sha256, t.job_name, run.job_name, trigger
         )
     except ChoiceError as e:
         t.status, t.finished, t.reason = "failed", utcnow(), f"not started: {e}"[:1024]

@@ -76,9 +76,14 @@ export class PipelinePart {
     const after = field('runs after', (t.depends_on ?? []).join(', '), 'tasks it runs after, comma-separated');
     const runIf = select(`${this.uid}-task-${n}-run-if`, RUN_IF, t.run_if ?? 'all_succeeded');
     runIf.setAttribute('aria-label', `Task ${n} runs`);
-    notebook.addEventListener('change', () => {
-      if (!name.value.trim()) {
-        name.value = taskName(notebook.value.trim());
+    // the name follows the notebook's path until the user types one of their own
+    let named = !!t.name;
+    name.addEventListener('input', () => {
+      named = !!name.value.trim();
+    });
+    notebook.addEventListener('input', () => {
+      if (!named) {
+        name.value = notebook.value.trim() ? taskName(notebook.value.trim()) : '';
       }
     });
     const row: IRow = { node: h('div'), name, notebook, after, runIf };

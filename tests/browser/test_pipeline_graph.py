@@ -44,12 +44,14 @@ async def test_a_pipeline_from_the_dialog_its_graph_its_repair(hub: Hub, browser
     await expect(part.get_by_label("This notebook as a task")).to_have_value("prep")
     await part.get_by_role("button", name="Add a notebook").click()
     await part.get_by_label("Task 1 notebook").fill("train.ipynb")
-    await part.get_by_label("Task 1 notebook").press("Tab")
     await expect(part.get_by_label("Task 1 name")).to_have_value("train")  # named after its notebook
     await expect(part.get_by_label("Task 1 runs after")).to_have_value("prep")  # after the task before it
     await part.get_by_role("button", name="Add a notebook").click()
+    await part.get_by_label("Task 2 notebook").fill("reports/Weekly Report.ipynb")
+    await expect(part.get_by_label("Task 2 name")).to_have_value("weekly-report")
+    await part.get_by_label("Task 2 name").fill("report")  # a name of one's own stays
     await part.get_by_label("Task 2 notebook").fill("report.ipynb")
-    await part.get_by_label("Task 2 name").fill("report")
+    await expect(part.get_by_label("Task 2 name")).to_have_value("report")
     await part.get_by_label("Task 2 runs after").fill("training")  # a slip: no such task
     await dialog.get_by_label("Run once now as well").check()
     await dialog.get_by_role("button", name="Schedule").click()

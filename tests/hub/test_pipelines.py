@@ -50,8 +50,8 @@ def _printed(nb: dict[str, Any]) -> str:
     return "".join("".join(o.get("text", [])) for c in nb["cells"] for o in c.get("outputs", []))
 
 
-async def _task_jobs(batch: client.BatchV1Api, run_id: int) -> list[Any]:
-    found = await batch.list_namespaced_job(USER_NS, label_selector=f"moonhub.io/pipeline-run={run_id}")
+async def _task_jobs(batch: client.BatchV1Api, run_name: str) -> list[Any]:
+    found = await batch.list_namespaced_job(USER_NS, label_selector=f"moonhub.io/pipeline-run={run_name}")
     return list(found.items)
 
 
@@ -130,7 +130,7 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
     assert f"report score=0.93 model={model}" in _printed(out.json()), "published by train, and by prepare before it"
     train_out = _printed(rosa("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=train&format=ipynb").json())
     assert f"trained {model} on 3 rows" in train_out
-    jobs = await _task_jobs(batch, run["id"])
+    jobs = await _task_jobs(batch, run["name"])
     prepares = [j for j in jobs if j.metadata.labels["moonhub.io/task"] == "prepare"]
     assert len(prepares) == 1, "prepare ran once in all"
     r = rosa("POST", f"/jobs/{job['id']}/runs/{run['id']}/repair")
@@ -166,7 +166,7 @@ async def test_a_service_killed_mid_run_loses_no_transition_and_starts_no_task_t
     [done] = await runs_ended(tomas, job["id"], timeout=420)
     assert done["status"] == "succeeded", done
     assert all(t["status"] == "succeeded" and t["attempt"] == 1 for t in done["tasks"]), done["tasks"]
-    jobs = await _task_jobs(batch, run["id"])
+    jobs = await _task_jobs(batch, run["name"])
     assert sorted(j.metadata.labels["moonhub.io/task"] for j in jobs) == ["a", "b", "c", "d"], "each task once"
     runs = tomas("GET", f"/jobs/{job['id']}/runs").json()["runs"]
     assert len(runs) == 1, "no duplicate run"

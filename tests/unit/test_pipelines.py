@@ -145,8 +145,9 @@ def test_a_task_receives_what_the_tasks_before_it_published_under_its_own_parame
 
 def test_task_job_names_are_unique_and_fit_kubernetes() -> None:
     long = "nb-abcdefghijklmnop-twenty-two-characters-1a2b3c4d"
-    names = {pipelines.task_job_name(long, 123456, "t" * 20, a) for a in (1, 2)}
-    assert len(names) == 2 and all(len(n) <= 63 and n[-1].isalnum() for n in names)
+    names = {pipelines.task_job_name(long, 123456, "t" * 20, a) for a in (1, 2, 2)}
+    assert len(names) == 3, "a run id that comes again still makes new names"
+    assert all(len(n) <= 63 and n[-1].isalnum() and n.startswith("nb-abcdefghijklmnop-1") for n in names)
 
 
 def test_a_pipelines_cronjob_makes_a_suspended_job_and_each_task_its_own() -> None:
@@ -161,10 +162,10 @@ def test_a_pipelines_cronjob_makes_a_suspended_job_and_each_task_its_own() -> No
     t = d.task_list()[0]
     task_launch = manifests.Launch("http://jobs/launch/x/1/tasks/prepare", "k2", "abc")
     job = manifests.task_job(
-        d.for_task(t), n, 1, task_launch, w, "ns", "/home/jovyan", "nb-x-7-prepare-1", "prepare", 7, "manual"
+        d.for_task(t), n, 1, task_launch, w, "ns", "/home/jovyan", "nb-x-7-prepare-1", "prepare", "nb-x-m1a2b", "manual"
     )
     labels = job["metadata"]["labels"]
-    assert labels[manifests.TASK] == "prepare" and labels[manifests.PIPELINE_RUN] == "7"
+    assert labels[manifests.TASK] == "prepare" and labels[manifests.PIPELINE_RUN] == "nb-x-m1a2b"
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (
         env["MOONHUB_LAUNCH_URL"].endswith("/tasks/prepare") and env["MOONHUB_PUBLISH_FILE"] == manifests.PUBLISH_FILE
