@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -56,7 +57,7 @@ async def _task_jobs(batch: client.BatchV1Api, run_name: str) -> list[Any]:
 
 
 async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downstream(
-    hub: Hub, api: client.ApiClient
+    hub: Hub, api: client.ApiClient, timings: dict[str, float]
 ) -> None:
     rosa = jobs_api(hub, hub.login("rosa"), "rosa")
     batch = client.BatchV1Api(api)
@@ -85,8 +86,12 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
     cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
     assert cron.spec.job_template.spec.suspend is True, "a pipeline's run is a Job that never has a pod"
 
+    t0 = time.monotonic()
     run = rosa("POST", f"/jobs/{job['id']}/run").json()
     [done] = await runs_ended(rosa, job["id"], timeout=420)
+    timings["pipeline: run now -> ended (prepare, train fails, cleanup; 3 pods one after another)"] = (
+        time.monotonic() - t0
+    )
     assert done["status"] == "failed" and "task train failed" in done["reason"], done
     t = _tasks(done)
     assert t["prepare"]["status"] == "succeeded"
@@ -109,6 +114,7 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
     other = jobs_api(hub, hub.login("sven"), "sven")
     assert other("POST", f"/jobs/{job['id']}/runs/{run['id']}/repair").status_code == 404
 
+    t0 = time.monotonic()
     r = rosa("POST", f"/jobs/{job['id']}/runs/{run['id']}/repair")
     assert r.status_code == 201, r.text
     assert r.json()["status"] in ("queued", "running") and r.json()["id"] == run["id"]
@@ -119,6 +125,7 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
         what="the repaired run to end",
     )
     assert repaired["status"] == "succeeded", repaired
+    timings["pipeline: repair -> ended (train, then report; 2 pods)"] = time.monotonic() - t0
     t = _tasks(repaired)
     assert t["prepare"]["attempt"] == 1, "what succeeded is not run again"
     assert t["train"]["attempt"] == 2 and t["train"]["status"] == "succeeded"
