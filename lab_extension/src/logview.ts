@@ -5,9 +5,10 @@
 import { Widget } from '@lumino/widgets';
 
 import type { JobsClient } from './api/client';
-import type { Job, Run } from './api/types';
+import type { Job, Run, TaskRun } from './api/types';
 import { h } from './dom';
 import { duration, isLive, percent, statusLabel } from './format';
+import { taskLabel } from './rungraph';
 
 const POLL_MS = 2000;
 
@@ -53,18 +54,36 @@ export class RunLogView extends Widget {
         this.bar.textContent = `${pct}%`;
       }
       const cells = progress?.of ? ` — cell ${progress.cell ?? 0} of ${progress.of}` : '';
-      const took = this.run.duration_seconds ? ` in ${duration(this.run.duration_seconds)}` : '';
-      this.status.textContent = `${statusLabel(this.run.status)}${took}${cells}${this.run.reason ? ` — ${this.run.reason}` : ''}`;
-      this.status.dataset.status = this.run.status ?? '';
+      const task = this.taskRun();
+      if (task) {
+        // a pipeline task's log: its own state, not the run's
+        const attempt = task.attempt > 1 ? ` (attempt ${task.attempt})` : '';
+        this.status.textContent = `${taskLabel(task.status)}${attempt}${task.reason ? ` — ${task.reason}` : ''}`;
+        this.status.dataset.status = task.status;
+      } else {
+        const took = this.run.duration_seconds ? ` in ${duration(this.run.duration_seconds)}` : '';
+        this.status.textContent = `${statusLabel(this.run.status)}${took}${cells}${this.run.reason ? ` — ${this.run.reason}` : ''}`;
+        this.status.dataset.status = this.run.status ?? '';
+      }
     } catch (e) {
       this.status.textContent = `Could not read the log: ${(e as Error).message}`;
-      if (!isLive(this.run.status)) {
+      if (!this.live()) {
         return;
       }
     }
-    if (isLive(this.run.status)) {
+    if (this.live()) {
       this.timer = window.setTimeout(() => void this.poll(), POLL_MS);
     }
+  }
+
+  private taskRun(): TaskRun | undefined {
+    return this.task ? this.run.tasks?.find(t => t.name === this.task) : undefined;
+  }
+
+  /** Whether what this view shows may still change: the run's, or its task's, state. */
+  private live(): boolean {
+    const task = this.taskRun();
+    return task ? task.status === 'pending' || task.status === 'queued' || task.status === 'running' : isLive(this.run.status);
   }
 
   dispose(): void {

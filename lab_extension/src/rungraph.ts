@@ -1,7 +1,7 @@
 /**
- * A pipeline run's graph: its tasks in columns by depth (a task stands right of every task
- * it depends on, with lines drawn from them), each with its state, its attempt, what it
- * published, and its log and output.
+ * A pipeline run's graph: its tasks in levels by depth, top to bottom (a task stands below
+ * every task it depends on, with lines drawn from them; levels fit the narrow Jobs panel),
+ * each with its state, its attempt, what it published, and its log and output.
  */
 import type { TaskRun } from './api/types';
 import { button, h } from './dom';
@@ -23,7 +23,7 @@ const RUN_IF_LABELS: Record<string, string> = {
   any_failed: 'runs if one failed'
 };
 
-/** Each task's column: 0 for a task that depends on none, else one more than its deepest dependency (pure). */
+/** Each task's level: 0 for a task that depends on none, else one more than its deepest dependency (pure). */
 export function levels(tasks: Pick<TaskRun, 'name' | 'depends_on'>[]): Map<string, number> {
   const byName = new Map(tasks.map(t => [t.name, t]));
   const found = new Map<string, number>();
@@ -57,8 +57,8 @@ export function taskLabel(status: string): string {
 /** The graph of `tasks` (a pipeline run's, in the job's order). */
 export function runGraph(runId: number, tasks: TaskRun[], actions: IGraphActions): HTMLElement {
   const depth = levels(tasks);
-  const columns = Math.max(0, ...depth.values()) + 1;
-  const cols = Array.from({ length: columns }, (_, i) => h('div', { className: 'moonhub-GraphColumn', 'data-level': i }));
+  const count = Math.max(0, ...depth.values()) + 1;
+  const cols = Array.from({ length: count }, (_, i) => h('div', { className: 'moonhub-GraphLevel', 'data-level': i }));
   for (const t of tasks) {
     const published = Object.entries(t.published ?? {});
     const started = t.status !== 'pending' && t.status !== 'upstream_failed' && t.status !== 'skipped';
@@ -82,7 +82,8 @@ export function runGraph(runId: number, tasks: TaskRun[], actions: IGraphActions
       published.length
         ? h('div', {
             className: 'moonhub-TaskPublished',
-            text: `published ${published.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}`
+            text: `published ${published.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}`,
+            title: published.map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join('\n')
           })
         : '',
       t.reason && (t.status === 'failed' || t.status === 'timed_out') ? h('div', { className: 'moonhub-RunReason', text: t.reason }) : '',
@@ -124,10 +125,10 @@ function drawEdges(graph: HTMLElement, tasks: TaskRun[]): void {
         continue;
       }
       const line = document.createElementNS(NS, 'line');
-      line.setAttribute('x1', String(from.right - origin.left));
-      line.setAttribute('y1', String(from.top + from.height / 2 - origin.top));
-      line.setAttribute('x2', String(to.left - origin.left));
-      line.setAttribute('y2', String(to.top + to.height / 2 - origin.top));
+      line.setAttribute('x1', String(from.left + from.width / 2 - origin.left));
+      line.setAttribute('y1', String(from.bottom - origin.top));
+      line.setAttribute('x2', String(to.left + to.width / 2 - origin.left));
+      line.setAttribute('y2', String(to.top - origin.top));
       line.dataset.edge = `${d}->${t.name}`;
       svg.append(line);
     }

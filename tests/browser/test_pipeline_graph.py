@@ -72,7 +72,7 @@ async def test_a_pipeline_from_the_dialog_its_graph_its_repair(hub: Hub, browser
     await expect(run).to_be_visible(timeout=30_000)
     assert await _until_ended(page, panel, run) == "failed", await job.inner_text()
     graph = run.locator(".moonhub-Graph")
-    await expect(graph.locator(".moonhub-GraphColumn")).to_have_count(3)
+    await expect(graph.locator(".moonhub-GraphLevel")).to_have_count(3)
     await expect(graph.locator("[data-task='prep']")).to_have_attribute("data-status", "succeeded")
     await expect(graph.locator("[data-task='prep']")).to_contain_text("published model_path=")
     await expect(graph.locator("[data-task='train']")).to_have_attribute("data-status", "failed")
@@ -85,6 +85,7 @@ async def test_a_pipeline_from_the_dialog_its_graph_its_repair(hub: Hub, browser
     await graph.locator("[data-task='train']").get_by_role("button", name="Log").click()
     log = page.locator(".moonhub-LogView:visible")
     await expect(log.locator(".moonhub-Log")).to_contain_text("first try fails", timeout=30_000)
+    await expect(log.locator(".moonhub-LogStatus")).to_contain_text("Failed")  # the task's state
 
     # repair: train runs again (attempt 2), then report; prep is not run again
     await page.locator("#moonhub-jobs-panel").scroll_into_view_if_needed()
