@@ -113,8 +113,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     /** A view in the main area, once: a second open shows the one there. */
     const openMain = (id: string, label: string, make: () => Widget) => {
-      if (Array.from(app.shell.widgets('main')).some(w => w.id === id)) {
+      const open = Array.from(app.shell.widgets('main')).find(w => w.id === id);
+      if (open) {
         app.shell.activateById(id);
+        // a log opened again reads again (a repaired task's log is its new attempt's)
+        const content = open instanceof MainAreaWidget ? open.content : null;
+        if (content instanceof RunLogView) {
+          content.refresh();
+        }
         return;
       }
       const view = new MainAreaWidget({ content: make() });

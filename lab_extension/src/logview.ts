@@ -76,6 +76,12 @@ export class RunLogView extends Widget {
     }
   }
 
+  /** Read the run and its log again now (and go on polling while it may change). */
+  refresh(): void {
+    window.clearTimeout(this.timer);
+    void this.poll();
+  }
+
   private taskRun(): TaskRun | undefined {
     return this.task ? this.run.tasks?.find(t => t.name === this.task) : undefined;
   }

@@ -96,6 +96,10 @@ async def test_a_pipeline_from_the_dialog_its_graph_its_repair(hub: Hub, browser
     await expect(graph.locator("[data-task='train']")).to_contain_text("attempt 2")
     await expect(graph.locator("[data-task='prep']")).not_to_contain_text("attempt")
     await expect(graph.locator("[data-task='report']")).to_have_attribute("data-status", "succeeded")
+    # the train log opened again reads again: the new attempt's
+    await graph.locator("[data-task='train']").get_by_role("button", name="Log").click()
+    await expect(log.locator(".moonhub-LogStatus")).to_contain_text("Succeeded (attempt 2)", timeout=30_000)
+    await expect(log.locator(".moonhub-Log")).not_to_contain_text("first try fails")
     await page.screenshot(path=str(SHOTS / "pipeline-graph-repaired.png"))
 
     # the report task's output, rendered in a sandboxed frame, with what train published
