@@ -258,6 +258,13 @@ def check_notify(value: Any) -> dict[str, Any]:
     return found
 
 
+def check_choice_names(data: dict[str, Any], prefix: str = "") -> None:
+    """Environment, size and GPU type are catalog names (checked against the catalog later)."""
+    for key in ("environment", "size", "gpu_type"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise FieldError(f"{prefix}{key}", "must be a name from the catalog")
+
+
 def check_tasks(value: Any) -> list[dict[str, Any]]:
     """A pipeline's tasks: unique names, known dependencies, no cycle (pure)."""
     if value in (None, []):
@@ -292,9 +299,7 @@ def check_tasks(value: Any) -> list[dict[str, Any]]:
             raise FieldError(f"{where}.run_if", f"must be one of {', '.join(RUN_IF)}")
         if run_if != "all_succeeded" and not deps:
             raise FieldError(f"{where}.run_if", "applies to a task that depends on others")
-        for key in ("environment", "size", "gpu_type"):
-            if t.get(key) is not None and not isinstance(t[key], str):
-                raise FieldError(f"{where}.{key}", "must be a name from the catalog")
+        check_choice_names(t, f"{where}.")
         limits = {"gpu_count": (0, 64), "timeout_seconds": (60, 7 * 24 * 3600), "retries": (0, 10)}
         try:
             ints = {k: _int(t, k, 0, lo, hi) if t.get(k) is not None else None for k, (lo, hi) in limits.items()}
@@ -368,9 +373,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
     concurrency = data.get("concurrency", "skip")
     if not isinstance(concurrency, str) or concurrency not in CONCURRENCY_POLICY:
         raise FieldError("concurrency", "must be 'skip' (if still running), 'replace' (the running one) or 'allow'")
-    for key in ("environment", "size", "gpu_type"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise FieldError(key, "must be a name from the catalog")
+    check_choice_names(data)
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise FieldError("active", "must be true or false")

@@ -14,6 +14,10 @@ def _utc(t: datetime.datetime | None) -> datetime.datetime | None:
     return utc(t) if t else None
 
 
+def _iso(t: datetime.datetime | None) -> str | None:
+    return utc(t).isoformat() if t else None
+
+
 def job(row: DefinitionRow) -> dict[str, Any]:
     """A definition with its schedule in words, its next run (while active) and its newest run."""
     spec = row.spec
@@ -72,15 +76,14 @@ def run(r: RunRow) -> dict[str, Any]:
 
 
 def task(t: TaskRunRow, spec: dict[str, Any] | None) -> dict[str, Any]:
-    started, finished = _utc(t.started), _utc(t.finished)
     return {
         "name": t.task,
         "status": t.status,
         "attempt": t.attempt,
         "job_name": t.job_name,
         "reason": t.reason,
-        "started": started.isoformat() if started else None,
-        "finished": finished.isoformat() if finished else None,
+        "started": _iso(t.started),
+        "finished": _iso(t.finished),
         "depends_on": list((spec or {}).get("depends_on") or []),
         "run_if": (spec or {}).get("run_if") or "all_succeeded",
         "published": t.published or {},
