@@ -61,6 +61,7 @@ def test_a_pipeline_is_parsed_with_its_first_notebook_as_the_jobs() -> None:
         ([{"name": "a", "notebook": "a.ipynb", "parameters": {"1x": 1}}], "tasks[0].parameters", "variable name"),
         ([{"name": "a", "notebook": "a.ipynb", "timeout_seconds": 5}], "tasks[0].timeout_seconds", "between"),
         ([{"name": "A", "notebook": "a.ipynb"}], "tasks[0].name", "lower-case"),
+        ([{"name": "a", "notebook": "a.ipynb", "size": 3}], "tasks[0].size", "name from the catalog"),
         ([{"name": f"t{i}", "notebook": "a.ipynb"} for i in range(21)], "tasks", "at most 20"),
         ("prepare", "tasks", "must be a list"),
     ],
@@ -69,6 +70,12 @@ def test_a_bad_pipeline_is_refused_naming_the_field(tasks: Any, field: str, word
     with pytest.raises(FieldError) as e:
         validation.parse(_job(tasks))
     assert e.value.field == field and words in e.value.message
+
+
+def test_a_jobs_own_choices_are_catalog_names() -> None:
+    with pytest.raises(FieldError) as e:
+        validation.parse(_job(THREE, environment=5))
+    assert e.value.field == "environment" and "name from the catalog" in e.value.message
 
 
 def test_find_cycle_reports_the_loop_and_none_for_a_dag() -> None:
