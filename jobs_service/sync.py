@@ -106,6 +106,7 @@ async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str,
         return None
     run = new_run(defn, job.metadata.name, "schedule")
     s.add(run)
+    s.flush()  # a persistent row: its definition loads when asked for (a pending one answers None)
     refused = await entitlements.refusal(ctx, defn)
     if refused:  # started by the CronJob before a reconcile suspended it
         await runs.stop_job(ctx, run.job_name)

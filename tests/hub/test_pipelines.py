@@ -178,3 +178,34 @@ async def test_a_service_killed_mid_run_loses_no_transition_and_starts_no_task_t
     runs = tomas("GET", f"/jobs/{job['id']}/runs").json()["runs"]
     assert len(runs) == 1, "no duplicate run"
     assert tomas("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+async def test_a_scheduled_tick_runs_the_pipeline(hub: Hub) -> None:
+    """The CronJob's own Job (made at the tick, never a pod) is taken up as the pipeline's run."""
+    uma = jobs_api(hub, hub.login("uma"), "uma")
+    quick = notebook("import moonhub\nmoonhub.publish('at', 'tick')")
+    show = notebook(("at = 'unset'", ["parameters"]), "print('got', at)")
+    tasks = [
+        {"name": "first", "notebook": "a.ipynb"},
+        {"name": "second", "notebook": "b.ipynb", "depends_on": ["first"]},
+    ]
+    body = {
+        "name": "ticking",
+        "schedule": "* * * * *",
+        "tasks": tasks,
+        "notebook_contents": {"first": quick, "second": show},
+    }
+    job = uma("POST", "/jobs", body).json()
+    run = await wait_for(
+        lambda: (uma("GET", f"/jobs/{job['id']}/runs").json()["runs"] or [{}])[-1],
+        lambda r: r.get("status") in ("succeeded", "failed", "cancelled"),
+        timeout=240,
+        what="the first scheduled run of the pipeline to end",
+    )
+    assert uma("PATCH", f"/jobs/{job['id']}", {"active": False}).status_code == 200
+    assert run["trigger"] == "schedule" and run["status"] == "succeeded", run
+    assert [(t["name"], t["status"]) for t in run["tasks"]] == [("first", "succeeded"), ("second", "succeeded")]
+    assert run["scheduled_for"] and run["scheduled_for"][17:19] == "00", "it stands for the tick"
+    out = uma("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=second&format=ipynb").json()
+    assert "got tick" in _printed(out)
+    assert uma("DELETE", f"/jobs/{job['id']}").status_code == 204
