@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, Unavailable
 
-from . import audit, entitlements, gpu_queues, launch, runs, snapshots, validation, views
+from . import audit, entitlements, gpu_queues, jobstatus, launch, runs, snapshots, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names
 from .db import RunContextRow, RunRow, TaskRunRow, utc, utcnow
 
@@ -197,7 +197,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
         if t.status in ("queued", "running"):
             job = jobs.get(t.job_name)
             if job is not None:
-                await _follow_task(ctx, t, job)
+                await jobstatus.follow(ctx, t, t.job_name, job, row)
             elif t.queued_at is None or utc(t.queued_at) < grace:
                 t.status, t.finished = "failed", utcnow()
                 t.reason = "its Job is gone (deleted behind MoonHub's back)"
@@ -283,18 +283,6 @@ async def _start_task(
             log.warning("task %s of run %s not started: %s", task.name, run.job_name, e.reason)
             return
     t.status, t.queued_at = "queued", utcnow()
-
-
-async def _follow_task(ctx: Context, t: TaskRunRow, job: client.V1Job) -> None:
-    from .sync import apply_job_status, failure_reason
-
-    was = t.status
-    apply_job_status(t, job)  # type: ignore[arg-type]
-    if t.status == "failed" and was != "failed":
-        pods = await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={t.job_name}")
-        why = failure_reason(pods.items)
-        if why:
-            t.reason = f"{why} ({t.reason})"[:1024]
 
 
 async def repair(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
-from moonhub_core import secrets as sec
 
-from . import audit, entitlements, gpu_queues, notify, pipelines, runs, secrets, snapshots, upstream, validation, views
+from . import audit, entitlements, gpu_queues, jobstatus, notify, pipelines, runs, snapshots, upstream, views
 from .context import Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
@@ -135,18 +134,9 @@ async def _follow(ctx: Context, run: RunRow, job: client.V1Job) -> None:
     """The run's state from its Job's; a failure gets its reason in words when the pod says more."""
     if run.status == "cancelled":
         return
-    was = run.status
-    apply_job_status(run, job)
+    await jobstatus.follow(ctx, run, run.job_name, job, run.definition)
     if run.status == "succeeded" and run.progress is not None:
         run.progress.cell = run.progress.of  # every cell ran, whenever the log was last read
-    if run.status == "failed" and was != "failed":
-        pods = await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={run.job_name}")
-        why = failure_reason(pods.items)
-        if why:
-            run.reason = f"{why} ({run.reason})"[:1024]
-        uses = validation.Definition(**run.definition.spec).secret_uses()
-        if uses:  # a failing cell's message may hold a secret's value
-            run.reason = sec.mask(run.reason, await secrets.values(ctx, run.definition.owner, uses))
 
 
 async def record_progress(ctx: Context, running: list[RunRow]) -> None:
@@ -211,46 +201,3 @@ async def tell(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: st
             await notify.webhook(wants["webhook"], job, run, ctx.webhooks, event, fmt)
     except Exception as e:
         log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], e)
-
-
-def failure_reason(pods: list[Any]) -> str | None:
-    """Why a run's pod failed, in words, when Kubernetes knows more than "backoff limit
-    exceeded" (pure): the container was OOM-killed (with its memory limit), or the runner left
-    a termination message (e.g. its kernel was killed for memory)."""
-    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp, reverse=True):
-        for cs in pod.status.container_statuses or []:
-            term = cs.state.terminated if cs.state else None
-            if term is None:
-                continue
-            if term.reason == "OOMKilled":
-                spec = next((c for c in pod.spec.containers if c.name == cs.name), None)
-                limit = ((spec.resources.limits or {}) if spec and spec.resources else {}).get("memory")
-                return f"out of memory (limit {_bytes_text(limit)})" if limit else "out of memory"
-            if term.message:
-                return str(term.message).strip()
-    return None
-
-
-def _bytes_text(quantity: str) -> str:
-    """``4Gi`` -> ``4 GiB``; other forms as they are."""
-    for suffix, unit in (("Gi", "GiB"), ("Mi", "MiB"), ("Ki", "KiB")):
-        if quantity.endswith(suffix):
-            return f"{quantity[: -len(suffix)]} {unit}"
-    return quantity
-
-
-def apply_job_status(run: RunRow, job: client.V1Job) -> None:
-    st = job.status
-    if st.start_time and not run.started:
-        run.started = st.start_time
-    conds = {c.type: c for c in st.conditions or [] if c.status == "True"}
-    if ("Complete" in conds or st.active) and (run.reason or "").startswith(("queued:", "preempted")):
-        run.reason = ""  # admitted by Kueue (and perhaps done before a sync saw it run): the wait is over
-    if "Complete" in conds:
-        run.status, run.finished = "succeeded", st.completion_time or conds["Complete"].last_transition_time
-    elif "Failed" in conds:
-        c = conds["Failed"]
-        run.status = "timed_out" if c.reason == "DeadlineExceeded" else "failed"
-        run.reason, run.finished = f"{c.reason}: {c.message}"[:1024], c.last_transition_time or utcnow()
-    elif st.active:
-        run.status = "running"

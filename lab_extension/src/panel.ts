@@ -238,32 +238,21 @@ export class JobsPanel extends Widget {
     }
     if (pipeline && !live && run.status !== 'succeeded') {
       actions.append(
-        button('Repair', { className: 'jp-mod-styled', 'data-key': `repair-${run.id}`, title: 'Run the failed tasks again, and the tasks after them; what succeeded stays' }, () =>
-          void this.client
-            .repair(job.id!, run.id!)
-            .then(() => this.refresh())
-            .catch(e => this.showProblem(e))
+        this.runAction('Repair', `repair-${run.id}`, 'Run the failed tasks again, and the tasks after them; what succeeded stays', () =>
+          this.client.repair(job.id!, run.id!)
         )
       );
     }
     if (!live) {
       actions.append(
-        button('Re-run', { className: 'jp-mod-styled', 'data-key': `rerun-${run.id}`, title: 'Run it again as it was: its notebook version, parameters and date' }, () =>
-          void this.client
-            .rerun(job.id!, run.id!)
-            .then(() => this.refresh())
-            .catch(e => this.showProblem(e))
+        this.runAction('Re-run', `rerun-${run.id}`, 'Run it again as it was: its notebook version, parameters and date', () =>
+          this.client.rerun(job.id!, run.id!)
         )
       );
     }
     if (live) {
       actions.append(
-        button('Cancel', { className: 'jp-mod-styled', 'data-key': `cancel-${run.id}` }, () =>
-          void this.client
-            .cancelRun(job.id!, run.id!)
-            .then(() => this.refresh())
-            .catch(e => this.showProblem(e))
-        )
+        this.runAction('Cancel', `cancel-${run.id}`, undefined, () => this.client.cancelRun(job.id!, run.id!))
       );
     }
     const when = [started ? relative(started) : '', live ? '' : duration(run.duration_seconds)].filter(Boolean);
@@ -292,7 +281,16 @@ export class JobsPanel extends Widget {
     );
   }
 
-  private progressBar(run: Run): HTMLElement | string {
+  /** A run's button that asks the service, then shows the runs again (or the problem). */
+  private runAction(label: string, key: string, title: string | undefined, call: () => Promise<unknown>): HTMLButtonElement {
+    return button(label, { className: 'jp-mod-styled', 'data-key': key, title }, () =>
+      void call()
+        .then(() => this.refresh())
+        .catch(e => this.showProblem(e))
+    );
+  }
+
+    private progressBar(run: Run): HTMLElement | string {
     const pct = percent(run.progress);
     if (pct === null) {
       return '';

@@ -18,7 +18,7 @@ from tornado import web
 from jobs_service import launch, manifests, snapshots, validation
 from jobs_service.db import DefinitionRow, open_db
 from jobs_service.service import JobsService
-from jobs_service.sync import failure_reason
+from jobs_service.jobstatus import failure_reason
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
 from moonhub_core.catalog import CatalogStore

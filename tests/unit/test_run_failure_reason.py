@@ -2,7 +2,7 @@ import datetime
 
 from kubernetes_asyncio import client
 
-from jobs_service.sync import failure_reason
+from jobs_service.jobstatus import failure_reason
 
 
 def _pod(terminated: client.V1ContainerStateTerminated, limit: str | None = "4Gi", minute: int = 0) -> client.V1Pod:
