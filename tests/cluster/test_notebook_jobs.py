@@ -17,8 +17,8 @@ from tornado import web
 
 from jobs_service import launch, manifests, snapshots, validation
 from jobs_service.db import DefinitionRow, open_db
-from jobs_service.service import JobsService
 from jobs_service.jobstatus import failure_reason
+from jobs_service.service import JobsService
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
 from moonhub_core.catalog import CatalogStore
