@@ -10,6 +10,9 @@ from typing import Any
 
 from .platform import CONFIG_ENV, ConfigError, PlatformConfig
 
+#: set by the local cluster's supervisor on the processes it starts (localcluster/supervisor.py)
+SUPERVISED_ENV = "MOONHUB_SUPERVISED"
+
 JOBS_TOKEN_ENV = "MOONHUB_JOBS_API_TOKEN"
 
 #: every user's role: their own things, and calling the jobs service (which decides what
@@ -122,6 +125,11 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
         # (a token's scopes are at most its user's: users may read their own warnings)
         scopes.append("access:services!service=gpu-reclaim")
         user_scopes.append("access:services!service=gpu-reclaim")
+    for service in services:
+        # a service runs in a session of its own: what marks the hub's processes for its
+        # supervisor marks it too, so one left by a killed hub is found (localcluster/supervisor.py)
+        if "command" in service and SUPERVISED_ENV in os.environ:
+            service["environment"] = {**service.get("environment", {}), SUPERVISED_ENV: os.environ[SUPERVISED_ENV]}
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     c.Spawner.server_token_scopes = scopes

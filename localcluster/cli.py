@@ -13,11 +13,11 @@ from urllib.parse import urlparse
 
 import yaml
 
-from . import addons, gluster, kueue, network, node, registry, storage
+from . import addons, gluster, kueue, network, node, registry, standin, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
 from .hub import dev_password, hub_up
-from .nodes import FLEET, kwok_stages, node_object
+from .nodes import FLEET, kwok_stages, node_object, scale_fleet
 from .supervisor import StartError, Supervisor, ensure_free, http_ok
 
 log = logging.getLogger("moonhub.localcluster")
@@ -49,7 +49,8 @@ def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = N
 def bootstrap(cfg: ClusterConfig, bin_dir: Path) -> None:
     """Apply the StorageClass, user namespace, hub RBAC and the simulated nodes."""
     kubectl(cfg, bin_dir, "apply", "-f", str(HERE / "manifests" / "bootstrap.yaml"))
-    nodes = yaml.safe_dump_all([node_object(n) for n in FLEET])
+    fleet = FLEET + scale_fleet(cfg.scale_nodes, cfg.scale_node_pods)
+    nodes = yaml.safe_dump_all([node_object(n) for n in fleet])
     kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=nodes)
 
 
@@ -90,11 +91,13 @@ def versions() -> dict[str, str]:
 
 def all_components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     """The control plane, then the real node and its storage provisioner (when the cluster
-    has a real node)."""
+    has a real node), then the scale tier's stand-in server (when it has scale nodes)."""
+    scale = [standin.component(cfg)] if cfg.scale_nodes else []
     if not cfg.real_node:
-        return components(cfg, bin_dir)
+        return components(cfg, bin_dir) + scale
     return (
-        components(cfg, bin_dir)
+        scale
+        + components(cfg, bin_dir)
         + node.components(cfg, bin_dir)
         + [storage.component(cfg, bin_dir), storage.agent_component(cfg)]
     )
@@ -150,6 +153,15 @@ def up(cfg: ClusterConfig) -> Path:
         kubectl(cfg, bin_dir, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
         log.info("cluster DNS ready at %s", cfg.dns_service_ip)
         install_kueue(cfg, bin_dir)
+    elif cfg.scale_nodes:
+        # no node runs Kueue's controller here: its API alone, so that the hub and the jobs
+        # service find the objects they read (CPU servers and job runs never wait on Kueue)
+        crds = [
+            d
+            for d in kueue.manifests(kueue.load_upstream(bin_dir), versions()["KUEUE_VERSION"])
+            if d["kind"] == "CustomResourceDefinition"
+        ]
+        kubectl(cfg, bin_dir, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(crds))
     wait_service_account(cfg, bin_dir, "moonhub-users")
     log.info("local cluster up in %.1fs", time.monotonic() - t0)
     return bin_dir
@@ -221,6 +233,7 @@ def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
         node.release(cfg)
         if registry.stop():
             log.info("stopped the image registry")
+    network.release_scale(cfg)
 
 
 def _cached_bin_dir() -> Path:

@@ -51,6 +51,13 @@ class ClusterConfig:
     #: kube-router's NetworkPolicy firewall) in this cluster; name ``node_name``
     real_node: bool = True
     node_name: str = "moon-local-0"
+    #: the scale tier (``benchmarks/hub_scale.py``): this many simulated CPU nodes, untainted,
+    #: that users' servers land on; kwok's pod range is then made ``local`` to this machine
+    #: (never routed anywhere), so one stand-in server (:mod:`.standin`) listening on 0.0.0.0
+    #: answers for every simulated pod as a real server answers the hub. 0: no scale tier
+    scale_nodes: int = 0
+    #: how many pods each scale node takes
+    scale_node_pods: int = 250
 
     @property
     def etcd_port(self) -> int:

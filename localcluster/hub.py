@@ -38,6 +38,7 @@ def hub_up(
     platform = load(platform_config)  # fail here, with the key named, before starting
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
     if sup.pid(name) is None:
+        sup.end_left_behind(name)
         urls = [platform.hub.public_url, platform.hub.api_url, platform.hub.proxy_api_url]
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)

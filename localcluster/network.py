@@ -44,6 +44,7 @@ def plan(cfg: ClusterConfig) -> list[list[str]]:
     cmds += [
         ["ip", "addr", "replace", f"{cfg.node_ip}/32", "dev", NODE_IF],
         ["ip", "addr", "replace", f"{METADATA_IP}/32", "dev", NODE_IF],
+        *scale_plan(cfg),
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
         ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
         ["iptables", "-w", "-N", CHAIN],
@@ -68,6 +69,22 @@ def plan(cfg: ClusterConfig) -> list[list[str]]:
         ["iptables", "-w", "-A", CHAIN, "-s", CLUSTER_RANGES[0], "!", "-o", BRIDGE, "-j", "REJECT"],
     ]
     return cmds
+
+
+def scale_plan(cfg: ClusterConfig) -> list[list[str]]:
+    """The scale tier's one route (pure): kwok's pod range ``local`` to this machine (in
+    the ``local`` table, which wins over the ``unreachable`` one), so a connection to any
+    simulated pod's address reaches the stand-in server on 0.0.0.0 and never a wire."""
+    if not cfg.scale_nodes:
+        return []
+    return [["ip", "route", "replace", "local", cfg.kwok_pod_cidr, "dev", NODE_IF, "table", "local"]]
+
+
+def release_scale(cfg: ClusterConfig) -> None:
+    """Take the scale tier's route away again (the range is then `unreachable` as before)."""
+    for cmd in scale_plan(cfg):
+        delete = ["ip", "route", "del", *cmd[3:]]
+        subprocess.run(delete, capture_output=True)
 
 
 def _ensure_jump(parent: str) -> None:

@@ -25,6 +25,10 @@ class SimulatedNode:
     #: the value of ``nvidia.com/gpu.product`` (as NVIDIA's GPU feature discovery names it)
     gpu_product: str | None = None
     gpu_memory_mib: int = 0
+    pods: int = 110
+    #: kwok's taint keeps ordinary pods off the node (the real node runs them); scale nodes
+    #: have none, so servers land there as on any CPU node
+    tainted: bool = True
 
 
 #: the simulated fleet started with every local cluster
@@ -35,6 +39,13 @@ FLEET = (
     SimulatedNode("kwok-gpu-v100-0", gpus=8, gpu_product="Tesla-V100-SXM2-32GB", gpu_memory_mib=32768),
     SimulatedNode("kwok-gpu-t4-0", gpus=4, gpu_product="Tesla-T4", gpu_memory_mib=15360),
 )
+
+
+def scale_fleet(count: int, pods: int) -> tuple[SimulatedNode, ...]:
+    """The scale tier's CPU nodes (pure): untainted, ``pods`` each."""
+    return tuple(
+        SimulatedNode(f"kwok-scale-{i}", cpu="512", memory="4Ti", pods=pods, tainted=False) for i in range(count)
+    )
 
 
 def kwok_stages(default_pod_stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,8 +82,8 @@ def node_object(n: SimulatedNode) -> dict[str, Any]:
         "type": "kwok",
         "moonhub.io/node-kind": "gpu" if n.gpus else "cpu",
     }
-    capacity = {"cpu": n.cpu, "memory": n.memory, "pods": "110", "ephemeral-storage": "500Gi"}
-    taints = [KWOK_TAINT]
+    capacity = {"cpu": n.cpu, "memory": n.memory, "pods": str(n.pods), "ephemeral-storage": "500Gi"}
+    taints = [KWOK_TAINT] if n.tainted else []
     if n.gpus:
         capacity["nvidia.com/gpu"] = str(n.gpus)
         labels |= {

@@ -2,6 +2,11 @@
 
 Each process runs in its own session with its output in ``<state>/logs/<name>.log`` and its
 pid in ``<state>/run/<name>.pid``, so ``up`` and ``down`` can be separate commands.
+
+Each also carries ``$MOONHUB_SUPERVISED`` (its pid file's path), which what it starts keeps:
+the hub passes it on to its proxy and to the services it runs (``hub_config/services.py``).
+When a process died without stopping what it started (``kill -9`` of the hub), those are
+found by that mark, not by their ports or names, and ended before it starts again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ class Supervisor:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def mark(self, name: str) -> str:
+        """The value of ``$MOONHUB_SUPERVISED`` that ``name`` and what it starts carry."""
+        return str((self.run_dir / f"{name}.pid").resolve())
+
+    def end_left_behind(self, name: str) -> int:
+        """When ``name`` does not run: end what an earlier run of it started and left (its
+        proxy and services, still holding their ports after a ``kill -9``); how many."""
+        if self.pid(name) is not None:
+            return 0
+        left = marked(self.mark(name))
+        if left:
+            log.warning("%s: ending %d processes an earlier run left behind: %s", name, len(left), _names(left))
+            _end(left)
+        return len(left)
+
     def pid(self, name: str) -> int | None:
         """The pid of ``name`` if it is running, else None (stale pid files are removed)."""
         path = self.run_dir / f"{name}.pid"
@@ -58,13 +78,14 @@ class Supervisor:
         out = self.log_path(name).open("ab")
         out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
         out.flush()
+        self.end_left_behind(name)
         proc = subprocess.Popen(
             argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.cwd,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), MARK_ENV: self.mark(name)},
             start_new_session=True,
         )
         out.close()
@@ -96,7 +117,7 @@ class Supervisor:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        _end(c for c in children if _alive(c))
+        _end(c for c in {*children, *marked(self.mark(name))} if _alive(c))
         (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         return True
 
@@ -136,6 +157,36 @@ def ensure_free(name: str, addresses: list[tuple[str, int]]) -> None:
                     f"cannot start {name}: {host}:{port} is already in use by another process "
                     f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
                 )
+
+
+#: the environment variable that marks a supervised process and what it starts
+MARK_ENV = "MOONHUB_SUPERVISED"
+
+
+def marked(mark: str) -> list[int]:
+    """Every living process (but this one) whose environment carries ``MARK_ENV=mark``."""
+    needle = f"{MARK_ENV}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0") and _alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _names(pids: Iterable[int]) -> str:
+    out = []
+    for p in pids:
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+            out.append(f"{p} {' '.join(c.decode(errors='replace') for c in cmd[:3]).strip()}"[:80])
+        except OSError:
+            continue
+    return "; ".join(out)
 
 
 #: seconds a hub (``hub``, ``hub-culling``, ...) gets to stop before SIGKILL: it stops its

@@ -126,8 +126,14 @@ async def with_queue_messages(
     shown, last_progress = "", 0
     try:
         while True:
+            # not asyncio.wait_for: on Python 3.11 it returns the item instead of raising when
+            # it is cancelled just as the item arrives; JupyterHub cancels this generator's step
+            # when the spawn ends, and the stream's end arriving then made the step end with
+            # StopAsyncIteration, which broke the user's progress stream (a RuntimeError in
+            # JupyterHub's iterate_until) at the moment the server was ready
             try:
-                event = await asyncio.wait_for(inbox.get(), timeout=POLL)
+                async with asyncio.timeout(POLL):
+                    event = await inbox.get()
             except TimeoutError:
                 event = {}
             if event is None:

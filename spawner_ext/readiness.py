@@ -47,7 +47,10 @@ async def answers(url: str, timeout: float = 2.0) -> bool:
         return False
     target = (parts.hostname, parts.port or 80, parts.netloc, parts.path or "/")
     try:
-        return await asyncio.wait_for(_status_ok(*target), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 a cancel that meets the answer is lost, and
+        # this check's loop then outlived its spawn
+        async with asyncio.timeout(timeout):
+            return await _status_ok(*target)
     except (OSError, TimeoutError, ValueError):
         return False
 
