@@ -185,6 +185,8 @@ class HubUnderTest:
     password: str
     pod_prefix: str
     sup: Supervisor
+    #: the platform document it was started with (MoonHub's; None for the baseline)
+    config: Path | None = None
     #: the options a spawn sends (MoonHub's choices; none for the baseline)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -212,7 +214,7 @@ def moonhub_hub(cfg: ClusterConfig) -> Iterator[HubUnderTest]:
     doc["spawner"] |= {"storage_class_override": STORAGE_CLASS, "namespace": NS}
     url, platform, sup = start_hub(cfg, state, doc, "scale-moonhub")
     try:
-        yield HubUnderTest("scale-moonhub", url, dev_password(platform) or "", "jupyter-", sup)
+        yield HubUnderTest("scale-moonhub", url, dev_password(platform) or "", "jupyter-", sup, platform)
     finally:
         sup.stop("scale-moonhub")
 

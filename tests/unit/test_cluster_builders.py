@@ -243,3 +243,31 @@ def test_state_saved_by_an_earlier_version_still_loads(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "cluster.json").read_text())
     (tmp_path / "cluster.json").write_text(json.dumps({**saved, "pod_ip_octet": 10, "agent_node": "moon-local-0"}))
     assert ClusterConfig.load(tmp_path) == cfg
+
+
+def test_scale_tier_nodes_are_untainted_and_its_pod_range_is_local_only_there() -> None:
+    """The scale tier: untainted simulated CPU nodes that take many pods, and kwok's pod range
+    `local` (one stand-in answers for every pod); other clusters keep it unreachable."""
+    from benchmarks.hub_scale import scale_config
+    from localcluster.nodes import scale_fleet
+    from tests.conftest import TEST_CLUSTER
+
+    fleet = scale_fleet(3, 250)
+    objs = [node_object(n) for n in fleet]
+    assert [o["metadata"]["name"] for o in objs] == ["kwok-scale-0", "kwok-scale-1", "kwok-scale-2"]
+    assert all(o["spec"]["taints"] == [] and o["status"]["capacity"]["pods"] == "250" for o in objs)
+    assert node_object(FLEET[0])["spec"]["taints"] == [KWOK_TAINT], "the usual fleet keeps kwok's taint"
+    cfg = scale_config(3)
+    assert not cfg.real_node and cfg.scale_nodes == 3
+    ranges = [ipaddress.ip_network(r) for r in CLUSTER_RANGES]
+    for net in (cfg.pod_cidr, cfg.service_cidr, cfg.kwok_pod_cidr, f"{cfg.node_ip}/32"):
+        assert any(ipaddress.ip_network(net).subnet_of(r) for r in ranges), net
+    others = (ClusterConfig(Path("/a")), TEST_CLUSTER)
+    assert all(
+        not ipaddress.ip_network(cfg.kwok_pod_cidr).overlaps(ipaddress.ip_network(n))
+        for o in others
+        for n in (o.pod_cidr, o.service_cidr, o.kwok_pod_cidr)
+    )
+    local = ["ip", "route", "replace", "local", cfg.kwok_pod_cidr, "dev", "lo", "table", "local"]
+    assert local in network.plan(cfg)
+    assert network.scale_plan(TEST_CLUSTER) == [] and local not in network.plan(TEST_CLUSTER)

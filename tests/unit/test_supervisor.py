@@ -1,19 +1,40 @@
+"""The local cluster's supervisor: what a killed process left behind is found by its mark."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from localcluster.supervisor import Supervisor, _alive, _descendants
+from localcluster.supervisor import MARK_ENV, Supervisor, marked
 
 
-def test_stop_ends_what_the_process_left_in_sessions_of_its_own(tmp_path: Path) -> None:
-    """A hub starts its proxy and services in sessions of their own: stopping the hub must not
-    leave them running (they hold ports the next run needs)."""
+def test_processes_left_by_a_killed_parent_are_found_by_their_mark_and_ended(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path / "run", tmp_path / "logs", tmp_path)
-    pid = sup.start("parent", ["sh", "-c", "setsid sleep 60 & trap '' TERM; sleep 60 & wait"])
-    deadline = time.monotonic() + 5
-    while len(_descendants(pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    children = _descendants(pid)
-    assert len(children) == 2
-    assert sup.stop("parent", grace=1)
-    time.sleep(0.2)
-    assert not _alive(pid) and not any(_alive(c) for c in children)
+    # the "hub" starts a child in a session of its own (as JupyterHub starts its proxy and
+    # services), then dies without stopping it
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True); "
+        "print(p.pid, flush=True); time.sleep(60)"
+    )
+    pid = sup.start("hub", [sys.executable, "-c", script])
+    deadline = time.monotonic() + 10
+    while not (out := sup.log_path("hub").read_text().split()[-1]).isdigit() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(out)
+    assert set(marked(sup.mark("hub"))) == {pid, child}
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    time.sleep(0.3)
+    assert sup.pid("hub") is None
+    assert marked(sup.mark("hub")) == [child], "the child outlives its parent"
+    assert marked(sup.mark("other")) == []
+    assert sup.end_left_behind("hub") == 1
+    assert marked(sup.mark("hub")) == []
+    # what starts again carries the same mark, and a running one is never ended
+    again = sup.start("hub", [sys.executable, "-c", "import time; time.sleep(60)"])
+    assert sup.end_left_behind("hub") == 0 and marked(sup.mark("hub")) == [again]
+    sup.stop("hub", grace=5)
+    assert marked(sup.mark("hub")) == []
+    assert MARK_ENV == "MOONHUB_SUPERVISED"
