@@ -264,6 +264,10 @@ class Flow:
     spawn_request: float | None = None
     ready: float | None = None
     too_many: int = 0
+    #: the spawn request's final answer (201 started, 202 pending; 0: none)
+    status: int = 0
+    #: when the spawn was first asked for (monotonic; 0: never)
+    asked_at: float = 0.0
     reachable: bool = False
     error: str = ""
 
@@ -332,7 +336,7 @@ async def spawn_flow(c: Client, user: str, deadline: float) -> Flow:
         t0 = time.monotonic()
         await c.login(user)
         f.login = time.monotonic() - t0
-        t0 = time.monotonic()
+        t0 = f.asked_at = time.monotonic()
         while True:
             status, body, retry_after = await c.spawn(user)
             if status != 429:
@@ -342,7 +346,7 @@ async def spawn_flow(c: Client, user: str, deadline: float) -> Flow:
                 raise RuntimeError("still 429 at the deadline")
             # as a patient client: the wait the hub suggests, at most RETRY_CAP, with jitter
             await asyncio.sleep(random.uniform(0.5, 1.0) * min(RETRY_CAP, retry_after))
-        f.spawn_request = time.monotonic() - t0
+        f.spawn_request, f.status = time.monotonic() - t0, status
         if status not in (201, 202):
             raise RuntimeError(f"spawn: HTTP {status} {body}")
         if status == 202:

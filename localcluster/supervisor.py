@@ -231,6 +231,10 @@ def _end(pids: Iterable[int], grace: float = 5.0) -> None:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    # gone, so that their ports are free when this returns
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_alive(p) for p in left):
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
