@@ -45,6 +45,8 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.ConfigurableHTTPProxy.command = [str((REPO / cfg.hub.proxy_command).resolve())]
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = cfg.hub.start_proxy
+    # routes come back within seconds of the proxy being replaced (hub_config/proxy.py)
+    c.JupyterHub.proxy_class = "hub_config.proxy.MoonProxy"
     c.JupyterHub.allow_named_servers = cfg.hub.named_servers > 0
     c.JupyterHub.named_server_limit_per_user = cfg.hub.named_servers
 

@@ -39,7 +39,9 @@ def hub_up(
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
     if sup.pid(name) is None:
         sup.end_left_behind(name)
-        urls = [platform.hub.public_url, platform.hub.api_url, platform.hub.proxy_api_url]
+        urls = [platform.hub.api_url]
+        if platform.hub.start_proxy:  # otherwise the proxy runs on its own, already listening
+            urls += [platform.hub.public_url, platform.hub.proxy_api_url]
         if platform.jobs.enabled:
             urls.append(platform.jobs.url)
         if platform.culling.enabled:

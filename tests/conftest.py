@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by folder: tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
-        if folder in ("unit", "cluster", "hub", "browser", "db", "images"):
+        if folder in ("unit", "cluster", "hub", "browser", "db", "images", "scale"):
             item.add_marker(getattr(pytest.mark, folder))
 
 
