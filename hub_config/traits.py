@@ -61,6 +61,10 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.MoonSpawner.queue_prefix = sp.queue_prefix
     c.KubeSpawner.start_timeout = sp.start_timeout
     c.KubeSpawner.http_timeout = 120
+    # KubeSpawner's 3 s per API call fired while the hub's own event loop lagged under a
+    # burst (the API server had answered): the pod was created twice, the first killed, and
+    # a failed start's clean-up could give up with the pod still running (docs/performance.md)
+    c.KubeSpawner.k8s_api_request_timeout = 10
     c.KubeSpawner.default_url = "/lab"
     c.Spawner.cmd = ["jupyterhub-singleuser"]
 
