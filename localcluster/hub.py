@@ -38,7 +38,7 @@ def hub_up(
     platform = load(platform_config)  # fail here, with the key named, before starting
     argv = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO / "hub_config" / "jupyterhub_config.py")]
     if sup.pid(name) is None:
-        sup.end_left_behind(name)
+        ended = sup.end_left_behind(name)
         urls = [platform.hub.api_url]
         if platform.hub.start_proxy:  # otherwise the proxy runs on its own, already listening
             urls += [platform.hub.public_url, platform.hub.proxy_api_url]
@@ -46,7 +46,8 @@ def hub_up(
             urls.append(platform.jobs.url)
         if platform.culling.enabled:
             urls.append(platform.culling.url)
-        ensure_free("the hub", [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)])
+        addresses = [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)]
+        ensure_free("the hub", addresses, wait=15.0 if ended else 0.0)
     apply_user_pod_policy(cfg, user_pod_policy(platform, f"moonhub-{name}-user-pods"))
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -146,17 +147,34 @@ class Supervisor:
             return "(no log)"
 
 
-def ensure_free(name: str, addresses: list[tuple[str, int]]) -> None:
+def ensure_free(name: str, addresses: list[tuple[str, int]], wait: float = 0.0) -> None:
     """Refuse to start ``name`` when something else already listens on one of its ports:
-    a health check would otherwise talk to that stranger and report success."""
+    a health check would otherwise talk to that stranger and report success. ``wait``:
+    seconds a port may take to be let go (after ending what an earlier run left)."""
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline and any(_listening(h, p) for h, p in addresses):
+        time.sleep(0.2)
     for host, port in addresses:
         with socket.socket() as s:
             s.settimeout(0.5)
             if s.connect_ex((host, port)) == 0:
                 raise StartError(
-                    f"cannot start {name}: {host}:{port} is already in use by another process "
+                    f"cannot start {name}: {host}:{port} is already in use by another process{_holder(port)} "
                     f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
                 )
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _holder(port: int) -> str:
+    """`` (pid N: command)`` of the process listening on ``port``, when it can be found."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    pids = sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
+    return f" ({_names(pids)})" if pids else ""
 
 
 #: the environment variable that marks a supervised process and what it starts

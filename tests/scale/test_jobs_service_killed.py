@@ -54,7 +54,7 @@ async def test_the_jobs_service_killed_with_50_runs_going_loses_and_repeats_none
             if k == len(asks) - 1:  # killed as the last run is asked for
                 os.kill(service[0], signal.SIGKILL)
             try:
-                r = calls[u]("POST", f"/jobs/{job_id}/runs", timeout=10)
+                r = calls[u]("POST", f"/jobs/{job_id}/run", timeout=10)
                 acknowledged += r.status_code == 201
             except OSError:
                 pass

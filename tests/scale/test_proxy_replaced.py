@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 
 import aiohttp
@@ -36,8 +37,11 @@ PORT = MOONHUB_PORT + 400
 
 
 def proxy_argv(token_port: int, hub_api: str) -> list[str]:
-    chp = str(REPO / "node_modules" / ".bin" / "configurable-http-proxy")
+    # node itself, not the package's `#!/usr/bin/env node` script: the supervisor knows a
+    # process by the executable the kernel ran first
+    chp = str(REPO / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy")
     return [
+        str(shutil.which("node")),
         chp,
         "--ip=127.0.0.1",
         f"--port={token_port}",
