@@ -15,6 +15,7 @@ routespec with and without per-user host names, and it leads only to the hub.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import ClientResponseError
@@ -24,6 +25,8 @@ from traitlets import Float
 
 #: the marker route (never a user's: user routes live under the hub's base URL)
 MARKER = "/moonhub-proxy-marker.invalid/"
+#: seconds between two restores at most
+RESTORE_AT_MOST_EVERY = 10.0
 
 
 class MoonProxy(ConfigurableHTTPProxy):
@@ -39,6 +42,9 @@ class MoonProxy(ConfigurableHTTPProxy):
 
     _watch: PeriodicCallback | None = None
     _restoring = False
+    #: when the routes were last restored (a marker that can not be added must not make every
+    #: look a full route check)
+    _restored_at = -1e18
 
     async def check_routes(self, user_dict: Any, service_dict: Any, routes: Any = None) -> None:
         await super().check_routes(user_dict, service_dict, routes)
@@ -48,11 +54,16 @@ class MoonProxy(ConfigurableHTTPProxy):
             self._watch.start()
 
     async def _add_marker(self) -> None:
-        # through CHP's API directly: without JupyterHub's mark, its route check leaves it be
-        await self.api_request(MARKER, method="POST", body={"target": self.app.hub.host})
+        # through CHP's API directly: without JupyterHub's mark, its route check leaves it be;
+        # a failure here never fails the route check itself (the watch then finds no marker
+        # and checks again)
+        try:
+            await self.api_request(MARKER, method="POST", body={"target": self.app.hub.host})
+        except Exception as e:
+            self.log.warning("proxy route watch: the marker route was not added (%s)", e)
 
     async def _look(self) -> None:
-        if self._restoring:
+        if self._restoring or time.monotonic() - self._restored_at < RESTORE_AT_MOST_EVERY:
             return
         try:
             await self.api_request(MARKER, method="GET")
@@ -64,7 +75,7 @@ class MoonProxy(ConfigurableHTTPProxy):
         except Exception as e:  # the proxy is away (restarting): the next look tells
             self.log.warning("proxy route watch: proxy not answering (%s)", e)
             return
-        self._restoring = True
+        self._restoring, self._restored_at = True, time.monotonic()
         try:
             self.log.warning("the proxy lost its routes (replaced or restarted): adding them again")
             await self.check_routes(self.app.users, self.app._service_map)
