@@ -15,6 +15,20 @@ STATE = REPO / ".state" / "bench-cluster"
 
 
 @contextmanager
+def fresh(cfg: ClusterConfig) -> Iterator[ClusterConfig]:
+    """``cfg``'s cluster started from an empty state folder (an earlier one stopped and
+    removed first), stopped at the end."""
+    if cfg.state_dir.exists():
+        cli.down(ClusterConfig.load(cfg.state_dir))
+        shutil.rmtree(cfg.state_dir)
+    cli.up(cfg)
+    try:
+        yield cfg
+    finally:
+        cli.down(cfg)
+
+
+@contextmanager
 def bench_cluster() -> Iterator[ClusterConfig]:
     cfg = ClusterConfig(
         state_dir=STATE,
@@ -25,14 +39,8 @@ def bench_cluster() -> Iterator[ClusterConfig]:
         service_cidr="10.98.0.0/16",
         kwok_pod_cidr="10.93.0.0/16",
     )
-    if STATE.exists():
-        cli.down(ClusterConfig.load(STATE))
-        shutil.rmtree(STATE)
-    cli.up(cfg)
-    try:
+    with fresh(cfg):
         yield cfg
-    finally:
-        cli.down(cfg)
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Faults on the scale tier: the hub killed (SIGKILL) during a burst of spawns.
 
-The scale tier (``benchmarks/hub_scale.py``): kwok nodes, one stand-in server answering for
+The scale tier (``benchmarks/scale_tier.py``): kwok nodes, one stand-in server answering for
 every pod, the real hub, proxy and services. 200 users start their servers over a few
 seconds; the hub is killed once ten run (others starting), leaving its proxy and
 services running; it is started again as ``./moonhub up`` would start it. Then the
@@ -20,7 +20,8 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
 
-from benchmarks.hub_scale import NS, Client, HubUnderTest, burst, make_claims, moonhub_hub, scale_cluster
+from benchmarks.hub_load import Client, burst
+from benchmarks.scale_tier import NS, HubUnderTest, make_claims, moonhub_hub, scale_cluster
 from localcluster.config import ClusterConfig
 from localcluster.hub import hub_up
 from localcluster.supervisor import marked

@@ -15,7 +15,7 @@ import time
 import pytest
 from kubernetes_asyncio import client, config
 
-from benchmarks.hub_scale import NS, make_claims, moonhub_hub, scale_cluster
+from benchmarks.scale_tier import NS, make_claims, moonhub_hub, scale_cluster
 from localcluster.supervisor import marked
 from moonhub_core import pods
 from tests.conftest import Hub

@@ -17,16 +17,8 @@ import aiohttp
 import pytest
 import yaml
 
-from benchmarks.hub_scale import (
-    MOONHUB_PORT,
-    NS,
-    STORAGE_CLASS,
-    Client,
-    HubUnderTest,
-    burst,
-    make_claims,
-    scale_cluster,
-)
+from benchmarks.hub_load import Client, burst
+from benchmarks.scale_tier import MOONHUB_PORT, NS, STORAGE_CLASS, HubUnderTest, make_claims, scale_cluster
 from localcluster.config import REPO
 from localcluster.hub import dev_password, hub_up
 from localcluster.supervisor import Supervisor

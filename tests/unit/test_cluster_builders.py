@@ -248,7 +248,7 @@ def test_state_saved_by_an_earlier_version_still_loads(tmp_path: Path) -> None:
 def test_scale_tier_nodes_are_untainted_and_its_pod_range_is_local_only_there() -> None:
     """The scale tier: untainted simulated CPU nodes that take many pods, and kwok's pod range
     `local` (one stand-in answers for every pod); other clusters keep it unreachable."""
-    from benchmarks.hub_scale import scale_config
+    from benchmarks.scale_tier import scale_config
     from localcluster.nodes import scale_fleet
     from tests.conftest import TEST_CLUSTER
 
