@@ -155,13 +155,11 @@ def ensure_free(name: str, addresses: list[tuple[str, int]], wait: float = 0.0) 
     while wait and time.monotonic() < deadline and any(_listening(h, p) for h, p in addresses):
         time.sleep(0.2)
     for host, port in addresses:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
-                raise StartError(
-                    f"cannot start {name}: {host}:{port} is already in use by another process{_holder(port)} "
-                    f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
-                )
+        if _listening(host, port):
+            raise StartError(
+                f"cannot start {name}: {host}:{port} is already in use by another process{_holder(port)} "
+                f"(a leftover from an earlier run? `./moonhub down`, or find it with `ss -ltnp 'sport = :{port}'`)"
+            )
 
 
 def _listening(host: str, port: int) -> bool:
@@ -240,18 +238,19 @@ def _end(pids: Iterable[int], grace: float = 5.0) -> None:
             os.kill(p, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in left):
-        time.sleep(0.1)
+    _wait_gone(left, grace)
     for p in left:
         if _alive(p):
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    # gone, so that their ports are free when this returns
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(_alive(p) for p in left):
+    _wait_gone(left, 5.0)  # gone, so that their ports are free when this returns
+
+
+def _wait_gone(pids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.05)
 
 
