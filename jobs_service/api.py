@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from kubernetes_asyncio import client
@@ -108,6 +109,10 @@ def _guard(handler: Any) -> Any:
         except client.ApiException as e:
             msg = json.loads(e.body).get("message", e.reason) if e.body else e.reason
             self.send({"status": 502, "message": f"Kubernetes refused: {msg}"}, 502)
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
+            # the API server away (a restart, an outage): nothing was changed; say so
+            what = str(e) or type(e).__name__
+            self.send({"status": 503, "message": f"Kubernetes does not answer now ({what}); try again"}, 503)
 
     return web.authenticated(wrapper)
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -82,6 +83,15 @@ class Context:
     #: where runs' pods reach the service's launch routes (``launch``), and its signing key
     launch_url: str = field(kw_only=True, default="http://127.0.0.1:8090/services/jobs/launch")
     launch_key: bytes = field(kw_only=True, default=b"")
+    #: one writer at a time. SQLite (the service's default store) locks the whole database
+    #: from a transaction's first write until its commit; a second writer waiting for that
+    #: lock blocks the event loop, so the first, suspended at an await (a Kubernetes call),
+    #: never commits, and both fail after the busy timeout ("database is locked"). Every
+    #: operation that writes holds this: ``JobsService``'s changes, each step of the sync
+    #: loop, the launch routes' writes.
+    writes: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    #: job id -> (its last change, whether it runs after other jobs) (``upstream``)
+    after_index: dict[int, tuple[datetime.datetime, bool]] = field(init=False, default_factory=dict)
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
     #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)

@@ -167,26 +167,27 @@ class RunParametersHandler(LaunchHandler):
         mine = Names(owner, name, stored=cronjob).labels()
         if any(labels.get(k) != v for k, v in mine.items()) or labels.get(TASK) != task:
             raise web.HTTPError(403, reason=f"run {job_name} is not a run of this job")
-        with ctx.db() as s:
-            found = s.get(RunContextRow, job_name)
-            if found is None or found.parameters is None:
-                found = found or RunContextRow(job_name=job_name, definition_id=defn_id)
-                found.scheduled_for = found.scheduled_for or scheduled_time(job)
-                facts = runcontext.RunFacts(
-                    job=name,
-                    owner=owner,
-                    run=job_name,
-                    trigger=labels.get(pods.TRIGGER) or "schedule",
-                    scheduled=utc(found.scheduled_for),
-                    timezone=spec.get("timezone") or "UTC",
-                    last_success=last_success(s, defn_id, job_name),
-                )
-                given = found.given if found.given is not None else spec.get("parameters") or {}
-                found.parameters = runcontext.resolve(given, facts)
-                s.merge(found)
-                s.commit()
-            at = utc(found.scheduled_for) if found.scheduled_for else None
-            self.finish({"run": job_name, "parameters": found.parameters, "scheduled_time": at and at.isoformat()})
+        async with ctx.writes:  # the run's parameters are fixed at its first ask
+            with ctx.db() as s:
+                found = s.get(RunContextRow, job_name)
+                if found is None or found.parameters is None:
+                    found = found or RunContextRow(job_name=job_name, definition_id=defn_id)
+                    found.scheduled_for = found.scheduled_for or scheduled_time(job)
+                    facts = runcontext.RunFacts(
+                        job=name,
+                        owner=owner,
+                        run=job_name,
+                        trigger=labels.get(pods.TRIGGER) or "schedule",
+                        scheduled=utc(found.scheduled_for),
+                        timezone=spec.get("timezone") or "UTC",
+                        last_success=last_success(s, defn_id, job_name),
+                    )
+                    given = found.given if found.given is not None else spec.get("parameters") or {}
+                    found.parameters = runcontext.resolve(given, facts)
+                    s.merge(found)
+                    s.commit()
+                at = utc(found.scheduled_for) if found.scheduled_for else None
+                self.finish({"run": job_name, "parameters": found.parameters, "scheduled_time": at and at.isoformat()})
 
 
 @web.stream_request_body
@@ -225,14 +226,15 @@ class OutputHandler(LaunchHandler):
             raise web.HTTPError(400, reason=e.message) from None
         except OSError as e:  # not gzip, say
             raise web.HTTPError(400, reason=f"not kept: {e}") from None
-        with ctx.db() as s:
-            found = s.get(RunContextRow, job_name)
-            assert found is not None
-            if path:
-                found.files = len(ctx.outputs.files(job_name))
-            else:
-                found.output_bytes = size
-            s.commit()
+        async with ctx.writes:
+            with ctx.db() as s:
+                found = s.get(RunContextRow, job_name)
+                assert found is not None
+                if path:
+                    found.files = len(ctx.outputs.files(job_name))
+                else:
+                    found.output_bytes = size
+                s.commit()
         self.set_status(201)
         self.finish({"kept": len(data)})
 
@@ -258,6 +260,12 @@ class PublishHandler(LaunchHandler):
             values = check_parameters(values)
         except FieldError as e:
             raise web.HTTPError(400, reason=f"published values: {e.message}") from None
+        async with self.ctx.writes:
+            self._publish(cronjob, version, task, job_name, values)
+        self.set_status(201)
+        self.finish({"published": sorted(values)})
+
+    def _publish(self, cronjob: str, version: str, task: str | None, job_name: str, values: dict[str, Any]) -> None:
         with self.ctx.db() as s:
             row = self.definition(s, cronjob, version, task)
             found = s.scalar(select(TaskRunRow).where(TaskRunRow.job_name == job_name))
@@ -266,8 +274,6 @@ class PublishHandler(LaunchHandler):
                 raise web.HTTPError(404, reason=f"no task run {job_name} of this task")
             found.published = values
             s.commit()
-        self.set_status(201)
-        self.finish({"published": sorted(values)})
 
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +48,19 @@ from .limits import Limits
 __all__ = ["Caller", "JobsService"]
 
 log = logging.getLogger("moonhub.jobs")
+
+_Op = TypeVar("_Op", bound=Callable[..., Awaitable[Any]])
+
+
+def _writes(op: _Op) -> _Op:
+    """An operation that changes the database: one at a time (``Context.writes``)."""
+
+    @functools.wraps(op)
+    async def one_writer(self: JobsService, *args: Any, **kwargs: Any) -> Any:
+        async with self.ctx.writes:
+            return await op(self, *args, **kwargs)
+
+    return one_writer  # type: ignore[return-value]
 
 
 class JobsService:
@@ -100,9 +114,11 @@ class JobsService:
     async def secrets(self, caller: Caller) -> list[dict[str, Any]]:
         return await secrets.listed(self.ctx, caller)
 
+    @_writes
     async def put_secret(self, caller: Caller, name: str, body: Any, team: str = "") -> tuple[dict[str, Any], bool]:
         return await secrets.put(self.ctx, caller, name, body, team)
 
+    @_writes
     async def delete_secret(self, caller: Caller, name: str, team: str = "") -> None:
         await secrets.delete(self.ctx, caller, name, team)
 
@@ -119,9 +135,11 @@ class JobsService:
         return self.ctx.catalog
 
     # ---- definitions -------------------------------------------------------------------
+    @_writes
     async def create(self, caller: Caller, body: Any) -> dict[str, Any]:
         return await definitions.create(self.ctx, caller, body)
 
+    @_writes
     async def update(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
         return await definitions.update(self.ctx, caller, job_id, body)
 
@@ -134,6 +152,7 @@ class JobsService:
     def get(self, caller: Caller, job_id: int) -> dict[str, Any]:
         return definitions.get(self.ctx, caller, job_id)
 
+    @_writes
     async def delete(self, caller: Caller, job_id: int, why: str = "") -> None:
         await definitions.delete(self.ctx, caller, job_id, why)
 
@@ -144,15 +163,19 @@ class JobsService:
         return audit.entries(self.ctx, caller, owner, limit)
 
     # ---- runs --------------------------------------------------------------------------
+    @_writes
     async def run_now(self, caller: Caller, job_id: int) -> dict[str, Any]:
         return await runs.run_now(self.ctx, caller, job_id)
 
+    @_writes
     async def rerun(self, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
         return await runs.rerun(self.ctx, caller, job_id, run_id, body)
 
+    @_writes
     async def backfill(self, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
         return await runs.backfill(self.ctx, caller, job_id, body)
 
+    @_writes
     async def repair(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
         return await pipelines.repair(self.ctx, caller, job_id, run_id)
 
@@ -168,6 +191,7 @@ class JobsService:
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         return runs.listed(self.ctx, caller, job_id)
 
+    @_writes
     async def cancel(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
         return await runs.cancel(self.ctx, caller, job_id, run_id)
 
@@ -175,9 +199,11 @@ class JobsService:
         return await runs.log(self.ctx, caller, job_id, run_id, task)
 
     # ---- following the cluster ---------------------------------------------------------
+    @_writes
     async def sync_runs(self) -> None:
         await sync.sync_runs(self.ctx)
 
+    @_writes
     async def reconcile(self) -> dict[str, list[str]]:
         return await reconcile.reconcile(self.ctx)
 
@@ -188,15 +214,20 @@ class JobsService:
         """Follow runs every ``interval`` seconds; reconcile (entitlements and departed
         users included) every ``reconcile_every`` seconds."""
         last = time.monotonic()
-        sampled = 0.0
+        sampled = trimmed = 0.0
         while True:
             reconciled = False
             try:
                 await self.sync_runs()
-                self.trim_history()
+                if time.monotonic() - trimmed >= retention.EVERY:
+                    trimmed = time.monotonic()
+                    async with self.ctx.writes:
+                        self.trim_history()
                 if time.monotonic() - last >= reconcile_every:
                     last, reconciled = time.monotonic(), True
+                    t0 = time.monotonic()
                     await self.reconcile()
+                    log.info("reconcile pass: %.1f s", time.monotonic() - t0)
             except Exception:
                 log.exception("syncing runs failed")
             try:  # the GPU queues: their own failures (Kueue away, say) do not stop the runs'
@@ -204,7 +235,8 @@ class JobsService:
                     await gpu_queues.follow_catalog(self.ctx)  # an edit; at reconcile, nodes may have changed
                 if time.monotonic() - sampled >= gpu_usage.EVERY:
                     sampled = time.monotonic()
-                    await self.usage.sample(self.ctx)
+                    async with self.ctx.writes:
+                        await self.usage.sample(self.ctx)
             except Exception:
                 log.exception("following the GPU queues failed")
             await asyncio.sleep(interval)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from moonhub_core import pods as podc
 
 from . import audit, entitlements, gpu_queues, jobstatus, notify, pipelines, runs, snapshots, upstream, views
-from .context import Context, new_run
+from .context import ENDED, Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
@@ -27,16 +27,32 @@ PROGRESS_EVERY = 5.0
 PROGRESS_TAIL = 200
 #: a run whose Job is gone this long after it was recorded was replaced or deleted
 GONE_GRACE = datetime.timedelta(seconds=30)
+#: the states of a run whose Job the loop follows
+LIVE = ("queued", "running")
+#: Jobs marked as recorded in one pass, at most (the first pass after an upgrade finds
+#: every Job of the history unmarked; the next passes mark the rest)
+MARKS_PER_PASS = 500
+
+
+#: on a notebook Job whose run is recorded as ended: the sync loop lists only Jobs without
+#: it, so a pass costs what is going on, not every Job the CronJobs' history keeps (at
+#: 10,000 hourly jobs, tens of thousands)
+RECORDED = "moonhub.io/run-recorded"
 
 
 async def sync_runs(ctx: Context) -> None:
     """Record every notebook Job and its state, record the progress of running runs, then
     tell owners about runs that ended."""
-    jobs = await ctx.batch.list_namespaced_job(ctx.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}")
+    jobs = await ctx.batch.list_namespaced_job(
+        ctx.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB},!{RECORDED}"
+    )
     to_tell: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    ended: list[str] = []
     with ctx.db() as s:
-        known = {r.job_name: r for r in s.scalars(select(RunRow))}
-        by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow))}
+        listed = [j.metadata.name for j in jobs.items]
+        known = {r.job_name: r for r in _runs_of(s, listed)}
+        owners = {_cronjob_of(j) for j in jobs.items if j.metadata.name not in known} - {None}
+        by_cron = {d.cronjob: d for d in s.scalars(select(DefinitionRow).where(DefinitionRow.cronjob.in_(owners)))}
         seen: set[str] = set()
         followed: list[tuple[RunRow, client.V1Job]] = []
         for job in jobs.items:
@@ -50,6 +66,8 @@ async def sync_runs(ctx: Context) -> None:
             followed.append((run, job))
             s.flush()
             seen.add(run.job_name)
+            if run.status in ENDED:
+                ended.append(run.job_name)
             wants = run.definition.spec.get("notify") or {}
             ended_badly = run.status in ("failed", "timed_out")
             if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
@@ -69,6 +87,9 @@ async def sync_runs(ctx: Context) -> None:
         overdue = _overdue(s, running, utcnow())
         s.commit()
         late = [(views.job(r.definition), views.run(r)) for r in overdue]
+    # marked only once the end is committed: a pass that fails before lists them again
+    for name in ended[:MARKS_PER_PASS]:
+        await _mark_recorded(ctx, name)
     to_tell += await pipelines.advance(ctx, {j.metadata.name: j for j in jobs.items})
     for job_view, run_view in to_tell:
         await tell(ctx, job_view, run_view)
@@ -96,11 +117,31 @@ def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[
     return found
 
 
+def _runs_of(s: Session, listed: list[str]) -> list[RunRow]:
+    """The runs the loop follows: those going on, and those of the Jobs listed (asked in
+    chunks: a database bounds the values one statement takes)."""
+    found = {r.id: r for r in s.scalars(select(RunRow).where(RunRow.status.in_(LIVE)))}
+    for i in range(0, len(listed), 2000):
+        found.update((r.id, r) for r in s.scalars(select(RunRow).where(RunRow.job_name.in_(listed[i : i + 2000]))))
+    return list(found.values())
+
+
+async def _mark_recorded(ctx: Context, name: str) -> None:
+    try:
+        await ctx.batch.patch_namespaced_job(name, ctx.namespace, {"metadata": {"labels": {RECORDED: "ended"}}})
+    except client.ApiException as e:
+        if e.status != 404:  # gone (its history limit, its TTL): nothing to mark
+            log.warning("run %s: Job not marked as recorded (%s); the next pass tries again", name, e.reason)
+
+
+def _cronjob_of(job: client.V1Job) -> str | None:
+    return next((o.name for o in job.metadata.owner_references or [] if o.kind == "CronJob"), None)
+
+
 async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str, DefinitionRow]) -> RunRow | None:
     """A run for a Job a CronJob started (None: not one of ours). A run its owner may no
     longer start is stopped and recorded as not started, and the job is held."""
-    owner_cron = next((o.name for o in job.metadata.owner_references or [] if o.kind == "CronJob"), None)
-    defn = by_cron.get(owner_cron or "")
+    defn = by_cron.get(_cronjob_of(job) or "")
     if defn is None:
         return None
     run = new_run(defn, job.metadata.name, "schedule")

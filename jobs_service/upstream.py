@@ -73,11 +73,27 @@ def _name(down: DefinitionRow, up: RunRow) -> str:
     return f"{down.cronjob[:45]}-u{up.id}"[:63]
 
 
+def _runs_after(ctx: Context, s: Session) -> list[DefinitionRow]:
+    """The jobs that run after others. Each job's spec is read once per change of it
+    (``Context.after_index``): a pass reads only ids and times, not every definition."""
+    index = ctx.after_index
+    stamps = dict(s.execute(select(DefinitionRow.id, DefinitionRow.updated)).tuples().all())
+    for gone in set(index) - set(stamps):
+        del index[gone]
+    changed = [i for i, at in stamps.items() if index.get(i, (None, False))[0] != at]
+    for k in range(0, len(changed), 2000):
+        chunk = changed[k : k + 2000]
+        for i, spec in s.execute(select(DefinitionRow.id, DefinitionRow.spec).where(DefinitionRow.id.in_(chunk))):
+            index[i] = (stamps[i], bool((spec or {}).get("after")))
+    found = [s.get(DefinitionRow, i) for i, (_, after) in index.items() if after]
+    return [d for d in found if d is not None]
+
+
 async def start_downstream(ctx: Context) -> None:
     """Start the runs that recent successes owe to the jobs that run after them."""
     since = utcnow() - LOOKBACK
     with ctx.db() as s:
-        waiting = [d for d in s.scalars(select(DefinitionRow)) if d.spec.get("after")]
+        waiting = _runs_after(ctx, s)
         if not waiting:
             return
         for down in waiting:

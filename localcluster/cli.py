@@ -120,6 +120,14 @@ def _start(cfg: ClusterConfig, sup: Supervisor, comp: Component) -> None:
     log.info("%s healthy", comp.name)
 
 
+def start_component(cfg: ClusterConfig, name: str) -> None:
+    """Start one component of a cluster that is up again (one a fault test stopped)."""
+    found = [c for c in all_components(cfg, _cached_bin_dir()) if c.name == name]
+    if not found:
+        raise StartError(f"no component {name} in this cluster")
+    _start(cfg, supervisor(cfg), found[0])
+
+
 def up(cfg: ClusterConfig) -> Path:
     t0 = time.monotonic()
     bin_dir = build()

@@ -13,9 +13,11 @@ import contextlib
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 from jinja2 import Environment as Jinja
 from jinja2 import FileSystemLoader, select_autoescape
 from kubernetes.utils.quantity import parse_quantity
+from kubernetes_asyncio.client import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
@@ -28,7 +30,7 @@ from moonhub_core.errors import ChoiceError
 from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, queue_wait, readiness, server_secrets
+from . import failfast, metrics, queue_wait, readiness, reflector_watch, server_secrets
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -119,7 +121,18 @@ class MoonSpawner(KubeSpawner):
     # ---- spawning ----------------------------------------------------------------------
     async def load_user_options(self) -> None:
         """Validate ``user_options`` (form or REST) and apply the workload; nothing is
-        created when this raises."""
+        created when this raises. A cluster that does not answer is a 503 that says so
+        (not a bare 500)."""
+        try:
+            await self._load_user_options()
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise web.HTTPError(503, _cluster_away(e)) from None
+        except ApiException as e:
+            if e.status and e.status < 500:
+                raise
+            raise web.HTTPError(503, _cluster_away(e)) from None
+
+    async def _load_user_options(self) -> None:
         cat, ok = self.catalog, self.allowed()
         raw = dict(self.user_options or {})  # type: ignore[has-type]
         wait = queue_wait.wants_to_wait(raw.pop(queue_wait.OPTION, None))
@@ -202,6 +215,17 @@ class MoonSpawner(KubeSpawner):
         env, volumes, mounts = server_secrets.pod_parts(uses, self.user.name)
         self.environment = {**self.environment, **env}
         self.volumes, self.volume_mounts = [*self.volumes, *volumes], [*self.volume_mounts, *mounts]
+
+    # ---- the shared reflectors ---------------------------------------------------------
+    async def _start_watching_pods(self, replace: bool = False) -> Any:
+        found = await super()._start_watching_pods(replace)
+        reflector_watch.keep(self.__class__.reflectors, self.log)  # through API server outages
+        return found
+
+    async def _start_watching_events(self, replace: bool = False) -> Any:
+        found = await super()._start_watching_events(replace)
+        reflector_watch.keep(self.__class__.reflectors, self.log)
+        return found
 
     async def _start(self) -> Any:
         """KubeSpawner's start, raced against a watch for failures that will not resolve and
@@ -343,6 +367,11 @@ class MoonSpawner(KubeSpawner):
 
 
 _QUEUES: dict[tuple[int, str], Queues] = {}
+
+
+def _cluster_away(e: Exception) -> str:
+    what = getattr(e, "reason", None) or str(e) or type(e).__name__
+    return f"The cluster does not answer now ({what}); nothing was started. Try again in a minute."
 
 
 def _reason(e: ChoiceError) -> str:

@@ -1,0 +1,95 @@
+"""Many users changing jobs at the same moment, on the scale tier: creates, "run now" and the
+service's own sync loop all write the jobs database at once.
+
+Before, the service held a write transaction across its Kubernetes calls; a second writer
+then waited for SQLite's lock on the event loop itself, the first could never commit, and
+both failed after the busy timeout (HTTP 500, "database is locked", 30 s requests) with 8
+creates at a time. Every answer must be a success here, with one CronJob per job and one
+Job per run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from benchmarks.scale_tier import NS, make_claims, moonhub_hub, scale_cluster
+from jobs_service.sync import RECORDED
+from moonhub_core import pods
+from tests.conftest import Hub
+from tests.helpers import NOTEBOOK, jobs_api, wait_for
+
+USERS = [f"c{i}" for i in range(8)]
+JOBS_EACH = 6
+AT_ONCE = 16
+ENDED = ("succeeded", "failed", "timed_out", "cancelled")
+
+
+async def test_creates_and_runs_at_once_all_succeed() -> None:
+    if os.environ.get("KUBECONFIG"):
+        pytest.skip("the scale tier runs its own control plane on this host")
+    with scale_cluster(1) as cfg, moonhub_hub(cfg) as under:
+        await make_claims(cfg, USERS)
+        assert under.config is not None
+        hub = Hub(url=under.url, password=under.password, config=under.config, catalog=under.config, mailbox=[])
+        calls = {u: jobs_api(hub, hub.login(u), u) for u in USERS}
+        asks = [(u, i) for i in range(JOBS_EACH) for u in USERS]
+
+        def create(ask: tuple[str, int]) -> tuple[str, int, str]:
+            u, i = ask
+            body = {"name": f"at-once-{i}", "notebook": "a.ipynb", "notebook_content": NOTEBOOK, "schedule": None}
+            t0 = time.monotonic()
+            r = calls[u]("POST", "/jobs", body, timeout=60)
+            took = time.monotonic() - t0
+            return u, r.status_code, r.text if r.status_code != 201 else str(r.json()["id"]) + f" {took:.2f}"
+
+        with ThreadPoolExecutor(AT_ONCE) as pool:
+            made = list(pool.map(create, asks))
+        refused = [m for m in made if m[1] != 201]
+        assert not refused, refused[:3]
+        ids = [(u, int(text.split()[0])) for u, _, text in made]
+        slowest = max(float(text.split()[1]) for _, _, text in made)
+
+        def run_now(ask: tuple[str, int]) -> int:
+            u, job_id = ask
+            return int(calls[u]("POST", f"/jobs/{job_id}/run", timeout=60).status_code)
+
+        with ThreadPoolExecutor(AT_ONCE) as pool:
+            answers = list(pool.map(run_now, ids))
+        assert answers == [201] * len(ids), answers
+
+        def every_run() -> dict[int, list[dict[str, object]]]:
+            return {job_id: calls[u]("GET", f"/jobs/{job_id}/runs").json()["runs"] for u, job_id in ids}
+
+        runs = await wait_for(
+            every_run,
+            lambda got: all(rs and rs[0]["status"] in ENDED for rs in got.values()),
+            timeout=240,
+            interval=3,
+            what="every run to end",
+        )
+        await config.load_kube_config(str(cfg.admin_kubeconfig))
+        async with client.ApiClient() as api:
+            batch = client.BatchV1Api(api)
+            selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
+            crons = await batch.list_namespaced_cron_job(NS, label_selector=selector)
+            # each ended run's Job is marked as recorded: the sync loop lists it no more
+            jobs = await wait_for(
+                lambda: batch.list_namespaced_job(NS, label_selector=selector),
+                lambda got: all((j.metadata.labels or {}).get(RECORDED) == "ended" for j in got.items),
+                timeout=30,
+                what="the ended runs' Jobs marked as recorded",
+            )
+        print(
+            f"\n{len(asks)} creates {AT_ONCE} at a time: all 201, slowest {slowest:.2f} s; "
+            f"{len(ids)} runs asked at once: all 201; {len(crons.items)} CronJobs, {len(jobs.items)} Jobs"
+        )
+        assert [len(rs) for rs in runs.values()] == [1] * len(ids)
+        assert len(crons.items) == len(ids)
+        assert len(jobs.items) == len(ids)
+        log = (cfg.logs / f"{under.name}.log").read_text(errors="replace")
+        assert "database is locked" not in log

@@ -1,0 +1,59 @@
+"""Which of KubeSpawner's reflectors are started again (spawner_ext.reflector_watch); the
+outage itself is tests/scale/test_apiserver_stopped.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from spawner_ext.reflector_watch import gave_up, revive
+
+
+class Reflector:
+    """What the keeper reads of a reflector: its watch task, whether it was asked to stop,
+    and its start (which fails while the API server is away)."""
+
+    def __init__(self, task: asyncio.Task[None] | None, stopping: bool = False, api_up: bool = True) -> None:
+        self.watch_task, self._stopping, self.api_up, self.starts = task, stopping, api_up, 0
+
+    async def start(self) -> None:
+        if not self.api_up:
+            raise ConnectionRefusedError("connection refused")
+        self.starts += 1
+        self.watch_task = asyncio.create_task(asyncio.sleep(3600))
+
+
+async def _ended() -> asyncio.Task[None]:
+    task = asyncio.create_task(asyncio.sleep(0))
+    await task
+    return task
+
+
+async def test_only_a_watch_that_gave_up_is_started_again() -> None:
+    watching = asyncio.create_task(asyncio.sleep(3600))
+    reflectors = {
+        ("pods", "ns"): Reflector(await _ended()),
+        ("events", "ns"): Reflector(watching),
+        ("pods", "stopped"): Reflector(await _ended(), stopping=True),
+        ("pods", "never"): Reflector(None),
+        ("pods", "none"): None,
+    }
+    assert [gave_up(r) for r in reflectors.values() if r] == [True, False, False, False]
+    started = await revive(reflectors, logging.getLogger("test"))
+    assert started == [str(("pods", "ns"))]
+    assert reflectors[("pods", "ns")].starts == 1  # type: ignore[union-attr]
+    assert not gave_up(reflectors[("pods", "ns")])
+    assert await revive(reflectors, logging.getLogger("test")) == []  # watching now: left alone
+    for r in reflectors.values():
+        if r and r.watch_task:
+            r.watch_task.cancel()
+
+
+async def test_a_start_while_the_api_server_is_away_is_tried_again_later() -> None:
+    r = Reflector(await _ended(), api_up=False)
+    assert await revive({"pods": r}, logging.getLogger("test")) == []
+    assert gave_up(r)  # still down: the next check tries again
+    r.api_up = True
+    assert await revive({"pods": r}, logging.getLogger("test")) == ["pods"]
+    assert r.watch_task is not None
+    r.watch_task.cancel()
