@@ -51,6 +51,14 @@ async def _all(ctx: Context) -> list[Any]:
     return list((await ctx.core.list_namespaced_secret(ctx.namespace, label_selector=selector)).items)
 
 
+async def _owned(ctx: Context, owner: str) -> list[Any]:
+    """``owner``'s own secrets, from the API server's watch cache: a list of every user's
+    secrets (or a quorum read) on each notebook version saved cost 70 ms a create."""
+    selector = f"{pods.COMPONENT}={sec.USER_COMPONENT},{pods.OWNER}={safe_slug(owner, max_length=16)}"
+    found = await ctx.core.list_namespaced_secret(ctx.namespace, label_selector=selector, resource_version="0")
+    return [s for s in found.items if _is_users(s, owner)]
+
+
 def _owner(s: Any) -> str:
     return str((s.metadata.annotations or {}).get(pods.HUB_USER, ""))
 
@@ -200,8 +208,7 @@ async def values(ctx: Context, owner: str, uses: list[sec.Use]) -> list[str]:
 async def refuse_in_notebook(ctx: Context, owner: Caller, uses: list[sec.Use], data: bytes) -> None:
     """A notebook version may not hold the value of one of ``owner``'s secrets (or of a
     team secret the job uses): 400 naming it."""
-    mine = [s for s in await _all(ctx) if _is_users(s, owner.name)]
-    named = {s.metadata.name.split("-", 3)[3]: s for s in mine}
+    named = {s.metadata.name.split("-", 3)[3]: s for s in await _owned(ctx, owner.name)}
     for u in uses:
         if u.team:
             with gone_ok():
