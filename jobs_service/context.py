@@ -92,6 +92,8 @@ class Context:
     writes: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     #: job id -> (its last change, whether it runs after other jobs) (``upstream``)
     after_index: dict[int, tuple[datetime.datetime, bool]] = field(init=False, default_factory=dict)
+    #: the definitions' count and newest change when ``after_index`` was last brought up to date
+    after_seen: tuple[Any, ...] = field(init=False, default=())
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
     #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)

@@ -203,8 +203,7 @@ class JobsService:
     async def sync_runs(self) -> None:
         await sync.sync_runs(self.ctx)
 
-    @_writes
-    async def reconcile(self) -> dict[str, list[str]]:
+    async def reconcile(self) -> dict[str, list[str]]:  # takes the writer lock chunk by chunk
         return await reconcile.reconcile(self.ctx)
 
     def trim_history(self) -> int:

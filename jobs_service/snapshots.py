@@ -211,6 +211,8 @@ def prune(ctx: Context, s: Session, row: DefinitionRow) -> None:
     its CronJob made just before an edit fetches the previous one) and any a run that has
     not ended uses; the files of the others go when no other version of the owner shares
     them."""
+    if len(row.versions) <= ctx.limits.versions_per_job:
+        return  # nothing to prune (most jobs): their runs are not read
     busy = {r.version for r in row.runs if r.status not in ENDED} | {row.version, row.version - 1}
     newest = sorted(row.versions, key=lambda v: v.number, reverse=True)
     gone: list[str] = []

@@ -14,7 +14,7 @@ import datetime
 import logging
 
 from kubernetes_asyncio import client
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, FieldError, Forbidden, Unavailable
@@ -77,6 +77,12 @@ def _runs_after(ctx: Context, s: Session) -> list[DefinitionRow]:
     """The jobs that run after others. Each job's spec is read once per change of it
     (``Context.after_index``): a pass reads only ids and times, not every definition."""
     index = ctx.after_index
+    # no definition made, changed or deleted since the last pass: one row to read
+    seen = tuple(s.execute(select(func.count(), func.max(DefinitionRow.updated))).one())
+    if seen == ctx.after_seen:
+        found = [s.get(DefinitionRow, i) for i, (_, after) in index.items() if after]
+        return [d for d in found if d is not None]
+    ctx.after_seen = seen
     stamps = dict(s.execute(select(DefinitionRow.id, DefinitionRow.updated)).tuples().all())
     for gone in set(index) - set(stamps):
         del index[gone]

@@ -60,6 +60,7 @@ def test_control_plane_flags_enable_security_and_controllers() -> None:
     assert any(a.startswith("--service-account-signing-key-file=") for a in api)
     kcm = comps["kube-controller-manager"]
     assert "--controllers=*" in kcm
+    assert "--kube-api-qps=100" in kcm, "the CronJob controller keeps up with thousands of jobs due at once"
     assert list(comps) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 
 
