@@ -199,9 +199,10 @@ class JobsService:
         return await runs.log(self.ctx, caller, job_id, run_id, task)
 
     # ---- following the cluster ---------------------------------------------------------
-    @_writes
     async def sync_runs(self) -> None:
-        await sync.sync_runs(self.ctx)
+        async with self.ctx.writes:
+            notices = await sync.sync_runs(self.ctx)
+        await sync.tell_all(self.ctx, notices)  # outside the lock: mail and webhooks may be slow
 
     async def reconcile(self) -> dict[str, list[str]]:  # takes the writer lock chunk by chunk
         return await reconcile.reconcile(self.ctx)

@@ -40,9 +40,14 @@ MARKS_PER_PASS = 500
 RECORDED = "moonhub.io/run-recorded"
 
 
-async def sync_runs(ctx: Context) -> None:
-    """Record every notebook Job and its state, record the progress of running runs, then
-    tell owners about runs that ended."""
+#: what an owner is told: the job and run as the API shows them, and the event ("": ended)
+Notice = tuple[dict[str, Any], dict[str, Any], str]
+
+
+async def sync_runs(ctx: Context) -> list[Notice]:
+    """Record every notebook Job and its state, record the progress of running runs; what
+    owners are to be told of runs that ended (or run too long), for :func:`tell_all` once
+    the writer lock is let go (a slow mail server must not hold up every change)."""
     jobs = await ctx.batch.list_namespaced_job(
         ctx.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB},!{RECORDED}"
     )
@@ -91,12 +96,14 @@ async def sync_runs(ctx: Context) -> None:
     for name in ended[:MARKS_PER_PASS]:
         await _mark_recorded(ctx, name)
     to_tell += await pipelines.advance(ctx, {j.metadata.name: j for j in jobs.items})
-    for job_view, run_view in to_tell:
-        await tell(ctx, job_view, run_view)
-    for job_view, run_view in late:
-        await tell(ctx, job_view, run_view, notify.OVERDUE)
     await runs.start_waiting(ctx)
     await upstream.start_downstream(ctx)
+    return [(j, r, "") for j, r in to_tell] + [(j, r, notify.OVERDUE) for j, r in late]
+
+
+async def tell_all(ctx: Context, notices: list[Notice]) -> None:
+    for job_view, run_view, event in notices:
+        await tell(ctx, job_view, run_view, event)
 
 
 def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[RunRow]:
