@@ -223,8 +223,12 @@ async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: boo
     GPU job's owner gets their queue first."""
     await gpu_queues.ensure_for(ctx, owner, cron)
     if not exists:
-        await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
-        return
+        try:
+            await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
+            return
+        except client.ApiException as e:
+            if e.status != 409:  # made meanwhile: replaced below
+                raise
     current = await ctx.batch.read_namespaced_cron_job(name, ctx.namespace)
     cron["metadata"]["resourceVersion"] = current.metadata.resource_version
     await ctx.batch.replace_namespaced_cron_job(name, ctx.namespace, cron)  # type: ignore[arg-type]

@@ -52,6 +52,10 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     answer that could not be read in full."""
     report: dict[str, list[str]] = {k: [] for k in REPORT_KEYS}
     selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
+    # the jobs first, their CronJobs after: a job made in between has its CronJob listed
+    # (one made later waits for the next pass, and is never taken for an orphan below)
+    with ctx.db() as s:
+        ids = list(s.scalars(select(DefinitionRow.id).order_by(DefinitionRow.id)))
     # names and labels only, as plain JSON: 10,000 CronJobs decoded into client models took
     # hundreds of MiB and seconds of the pass
     raw: Any = await ctx.batch.list_namespaced_cron_job(ctx.namespace, label_selector=selector, _preload_content=False)
@@ -78,8 +82,6 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         for key, done in (("workspaces_archived", steps.archive), ("workspaces_deleted", steps.delete)):
             report[key] = [u.claim for u in done]
     await _team_folders(ctx)
-    with ctx.db() as s:
-        ids = list(s.scalars(select(DefinitionRow.id).order_by(DefinitionRow.id)))
     known: set[str] = set()
     # the jobs in chunks, each a transaction of its own under the writer lock: the API's
     # changes and the sync loop go on between two (a pass over 10,000 jobs takes a while)
