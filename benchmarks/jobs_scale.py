@@ -43,33 +43,11 @@ from localcluster.supervisor import marked
 from moonhub_core import pods as podc
 
 from .hub_load import Client, latencies, pct
+from .jobs_latency import NOTEBOOK
 from .scale_tier import NS, HubUnderTest, make_claims, moonhub_hub, scale_cluster
 
 log = logging.getLogger("benchmarks.jobs_scale")
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-NOTEBOOK = {
-    "nbformat": 4,
-    "nbformat_minor": 5,
-    "metadata": {},
-    "cells": [
-        {
-            "cell_type": "code",
-            "id": "p",
-            "metadata": {"tags": ["parameters"]},
-            "source": "n = 1",
-            "outputs": [],
-            "execution_count": None,
-        },
-        {
-            "cell_type": "code",
-            "id": "w",
-            "metadata": {},
-            "source": "print(n * 2)",
-            "outputs": [],
-            "execution_count": None,
-        },
-    ],
-}
 
 
 @dataclass

@@ -15,32 +15,25 @@ import os
 import time
 
 import aiohttp
-import pytest
 from kubernetes_asyncio import client, config
 
 from benchmarks.hub_load import Client, spawn_flow
-from benchmarks.scale_tier import NS, make_claims, moonhub_hub, scale_cluster
+from benchmarks.scale_tier import NS
 from localcluster import cli
 from localcluster.supervisor import marked
 from moonhub_core import pods
-from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, jobs_api, wait_for
+from tests.scale.tier import ENDED, moonhub_on_scale_tier
 
 BEFORE = [f"a{i}" for i in range(8)]
 DURING = ["d0", "d1"]
 AFTER = ["z0", "z1"]
 OWNER = "jobs0"
 OUTAGE_S = 60
-ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 async def test_the_api_server_stopped_for_a_minute_is_recovered_from_without_a_person() -> None:
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("the scale tier runs its own control plane on this host")
-    with scale_cluster(1) as cfg, moonhub_hub(cfg) as under:
-        await make_claims(cfg, BEFORE + DURING + AFTER + [OWNER])
-        assert under.config is not None
-        hub = Hub(url=under.url, password=under.password, config=under.config, catalog=under.config, mailbox=[])
+    async with moonhub_on_scale_tier([*BEFORE, *DURING, *AFTER, OWNER]) as (cfg, under, hub):
         jobs = jobs_api(hub, hub.login(OWNER), OWNER)
         body = {"name": "every-minute", "notebook": "t.ipynb", "notebook_content": NOTEBOOK, "schedule": "* * * * *"}
         r = jobs("POST", "/jobs", body)

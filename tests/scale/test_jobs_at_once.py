@@ -10,32 +10,24 @@ Job per run.
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from kubernetes_asyncio import client, config
 
-from benchmarks.scale_tier import NS, make_claims, moonhub_hub, scale_cluster
+from benchmarks.scale_tier import NS
 from jobs_service.sync import RECORDED
 from moonhub_core import pods
-from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, jobs_api, wait_for
+from tests.scale.tier import ENDED, moonhub_on_scale_tier
 
 USERS = [f"c{i}" for i in range(8)]
 JOBS_EACH = 6
 AT_ONCE = 16
-ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 async def test_creates_and_runs_at_once_all_succeed() -> None:
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("the scale tier runs its own control plane on this host")
-    with scale_cluster(1) as cfg, moonhub_hub(cfg) as under:
-        await make_claims(cfg, USERS)
-        assert under.config is not None
-        hub = Hub(url=under.url, password=under.password, config=under.config, catalog=under.config, mailbox=[])
+    async with moonhub_on_scale_tier(USERS) as (cfg, under, hub):
         calls = {u: jobs_api(hub, hub.login(u), u) for u in USERS}
         asks = [(u, i) for i in range(JOBS_EACH) for u in USERS]
 

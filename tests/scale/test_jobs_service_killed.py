@@ -12,27 +12,20 @@ import os
 import signal
 import time
 
-import pytest
 from kubernetes_asyncio import client, config
 
-from benchmarks.scale_tier import NS, make_claims, moonhub_hub, scale_cluster
+from benchmarks.scale_tier import NS
 from localcluster.supervisor import marked
 from moonhub_core import pods
-from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, jobs_api, wait_for
+from tests.scale.tier import ENDED, moonhub_on_scale_tier
 
 USERS = [f"j{i}" for i in range(5)]
 JOBS_EACH = 10
-ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 async def test_the_jobs_service_killed_with_50_runs_going_loses_and_repeats_none() -> None:
-    if os.environ.get("KUBECONFIG"):
-        pytest.skip("the scale tier runs its own control plane on this host")
-    with scale_cluster(1) as cfg, moonhub_hub(cfg) as under:
-        await make_claims(cfg, USERS)
-        assert under.config is not None
-        hub = Hub(url=under.url, password=under.password, config=under.config, catalog=under.config, mailbox=[])
+    async with moonhub_on_scale_tier(USERS) as (cfg, under, hub):
         calls = {u: jobs_api(hub, hub.login(u), u) for u in USERS}
         jobs: dict[str, list[int]] = {u: [] for u in USERS}
         for u, call in calls.items():
