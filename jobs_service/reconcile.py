@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hubclient.users import HubReadError
 from moonhub_core import claims, pods
@@ -88,7 +88,10 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     for k in range(0, len(ids), CHUNK):
         async with ctx.writes:
             with ctx.db() as s:
-                rows = list(s.scalars(select(DefinitionRow).where(DefinitionRow.id.in_(ids[k : k + CHUNK]))))
+                chunk = select(DefinitionRow).where(DefinitionRow.id.in_(ids[k : k + CHUNK]))
+                # what each job's check reads, in a few queries a chunk (not four a job)
+                chunk = chunk.options(selectinload(DefinitionRow.versions), selectinload(DefinitionRow.hold))
+                rows = list(s.scalars(chunk))
                 for row in rows:
                     known.add(row.cronjob)
                     if row.owner in gone:
