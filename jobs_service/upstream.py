@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from typing import Any
 
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
@@ -83,7 +84,7 @@ def _runs_after(ctx: Context, s: Session) -> list[DefinitionRow]:
         found = [s.get(DefinitionRow, i) for i, (_, after) in index.items() if after]
         return [d for d in found if d is not None]
     ctx.after_seen = seen
-    stamps = dict(s.execute(select(DefinitionRow.id, DefinitionRow.updated)).tuples().all())
+    stamps: dict[int, Any] = {i: at for i, at in s.execute(select(DefinitionRow.id, DefinitionRow.updated))}
     for gone in set(index) - set(stamps):
         del index[gone]
     changed = [i for i, at in stamps.items() if index.get(i, (None, False))[0] != at]
