@@ -7,7 +7,8 @@ outlives Kubernetes Jobs and pods.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
@@ -268,6 +269,17 @@ class AuditRow(Base):
     job_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
     job_name: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(String(1024), default="")
+
+
+T = TypeVar("T")
+#: values one ``IN (...)`` takes at most (databases bound the parameters of a statement)
+IN_CHUNK = 2000
+
+
+def in_chunks(values: list[T]) -> Iterator[list[T]]:
+    """``values`` in slices of at most ``IN_CHUNK``, one ``IN (...)`` each."""
+    for i in range(0, len(values), IN_CHUNK):
+        yield values[i : i + IN_CHUNK]
 
 
 def open_db(url: str) -> sessionmaker[Any]:

@@ -59,8 +59,10 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     # names and labels only, as plain JSON: 10,000 CronJobs decoded into client models took
     # hundreds of MiB and seconds of the pass
     raw: Any = await ctx.batch.list_namespaced_cron_job(ctx.namespace, label_selector=selector, _preload_content=False)
-    crons = [c["metadata"] for c in json.loads(await raw.read()).get("items") or []]
-    raw.release()
+    try:
+        crons = [c["metadata"] for c in json.loads(await raw.read()).get("items") or []]
+    finally:
+        raw.release()
     existing = {c["name"] for c in crons}
     # CronJobs an older MoonHub made (their runs mount a ConfigMap) are replaced
     outdated = {

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from .context import ENDED, Context
-from .db import DefinitionRow, RunContextRow, RunRow
+from .db import DefinitionRow, RunContextRow, RunRow, in_chunks
 
 #: seconds between two trims of the history (the sync loop's)
 EVERY = 60.0
@@ -25,8 +25,7 @@ def trim_history(ctx: Context) -> int:
         over = {def_id: n for def_id, n in counts}
         specs: list[Any] = []
         ids = sorted(over)
-        for i in range(0, len(ids), 2000):
-            chunk = ids[i : i + 2000]
+        for chunk in in_chunks(ids):
             specs += s.execute(select(DefinitionRow.id, DefinitionRow.spec).where(DefinitionRow.id.in_(chunk)))
         trim = [def_id for def_id, spec in specs if over[def_id] > int((spec or {}).get("keep_runs", 20))]
         for def_id in trim:

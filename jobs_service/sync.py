@@ -17,7 +17,7 @@ from moonhub_core import pods as podc
 
 from . import audit, entitlements, gpu_queues, jobstatus, notify, pipelines, runs, snapshots, upstream, views
 from .context import ENDED, Context, new_run
-from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, utc, utcnow
+from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, in_chunks, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -125,11 +125,10 @@ def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[
 
 
 def _runs_of(s: Session, listed: list[str]) -> list[RunRow]:
-    """The runs the loop follows: those going on, and those of the Jobs listed (asked in
-    chunks: a database bounds the values one statement takes)."""
+    """The runs the loop follows: those going on, and those of the Jobs listed."""
     found = {r.id: r for r in s.scalars(select(RunRow).where(RunRow.status.in_(LIVE)))}
-    for i in range(0, len(listed), 2000):
-        found.update((r.id, r) for r in s.scalars(select(RunRow).where(RunRow.job_name.in_(listed[i : i + 2000]))))
+    for chunk in in_chunks(listed):
+        found.update((r.id, r) for r in s.scalars(select(RunRow).where(RunRow.job_name.in_(chunk))))
     return list(found.values())
 
 

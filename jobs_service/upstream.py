@@ -22,7 +22,7 @@ from moonhub_core.errors import ChoiceError, FieldError, Forbidden, Unavailable
 
 from . import entitlements, runs
 from .context import Context, new_run
-from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
+from .db import DefinitionRow, RunContextRow, RunRow, in_chunks, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -75,25 +75,26 @@ def _name(down: DefinitionRow, up: RunRow) -> str:
 
 
 def _runs_after(ctx: Context, s: Session) -> list[DefinitionRow]:
-    """The jobs that run after others. Each job's spec is read once per change of it
-    (``Context.after_index``): a pass reads only ids and times, not every definition."""
-    index = ctx.after_index
-    # no definition made, changed or deleted since the last pass: one row to read
+    """The jobs that run after others (``Context.after_index``, brought up to date first)."""
+    _refresh_after_index(ctx, s)
+    found = [s.get(DefinitionRow, i) for i, (_, after) in ctx.after_index.items() if after]
+    return [d for d in found if d is not None]
+
+
+def _refresh_after_index(ctx: Context, s: Session) -> None:
+    """Each job's spec is read once per change of it: a pass with nothing made, changed or
+    deleted reads one row; otherwise ids and times, and the specs of the changed jobs."""
     seen = tuple(s.execute(select(func.count(), func.max(DefinitionRow.updated))).one())
     if seen == ctx.after_seen:
-        found = [s.get(DefinitionRow, i) for i, (_, after) in index.items() if after]
-        return [d for d in found if d is not None]
-    ctx.after_seen = seen
+        return
+    ctx.after_seen, index = seen, ctx.after_index
     stamps: dict[int, Any] = {i: at for i, at in s.execute(select(DefinitionRow.id, DefinitionRow.updated))}
     for gone in set(index) - set(stamps):
         del index[gone]
     changed = [i for i, at in stamps.items() if index.get(i, (None, False))[0] != at]
-    for k in range(0, len(changed), 2000):
-        chunk = changed[k : k + 2000]
+    for chunk in in_chunks(changed):
         for i, spec in s.execute(select(DefinitionRow.id, DefinitionRow.spec).where(DefinitionRow.id.in_(chunk))):
             index[i] = (stamps[i], bool((spec or {}).get("after")))
-    found = [s.get(DefinitionRow, i) for i, (_, after) in index.items() if after]
-    return [d for d in found if d is not None]
 
 
 async def start_downstream(ctx: Context) -> None:
