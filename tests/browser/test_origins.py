@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from playwright.async_api import Browser, BrowserContext
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password
 from tests.conftest import TEST_CLUSTER, Hub, platform_doc, start_hub
-from tests.helpers import wait_for
+from tests.helpers import describe_pod, wait_for
 
 STATE = REPO / ".state" / "test-hub-origins"
 PORT = 18600
@@ -138,11 +139,14 @@ async def test_a_page_from_one_users_origin_can_not_act_as_its_visitor(
     )
     assert r.status in (201, 202), await r.text()
 
-    async def ready() -> bool:
+    async def server() -> dict[str, Any]:
         model = await (await ctx.request.get(f"{BASE}/hub/api/users/admin", headers=headers)).json()
-        return bool(model["servers"].get("", {}).get("ready"))
+        return dict(model["servers"].get("", {}) or {"pending": model.get("pending")})
 
-    await wait_for(ready, bool, timeout=120, what="the admin's server")
+    try:
+        await wait_for(server, lambda m: bool(m.get("ready")), timeout=120, what="the admin's server")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{await _pod()}\nhub log:\n{_log_tail(TEST_CLUSTER.logs / 'hub-origins.log')}") from None
     r = await ctx.request.post(
         f"{BASE}/hub/api/users/admin/tokens",
         data=json.dumps({"scopes": ["access:servers!server=admin/", "access:services!service=jobs"]}),
@@ -196,6 +200,23 @@ def _nothing_changed(token: str, node: str) -> None:
         f"http://{TEST_CLUSTER.node_ip}:{PORT + 90}/services/jobs/api/v1/jobs", headers=auth, timeout=30
     )
     assert jobs.status_code == 200 and jobs.json() == {"jobs": []}, "no job was made in the victim's name"
+
+
+async def _pod() -> str:
+    from kubernetes_asyncio import client, config
+
+    api = await config.new_client_from_config(str(TEST_CLUSTER.admin_kubeconfig))
+    try:
+        return await describe_pod(client.CoreV1Api(api), "moonhub-users", "jupyter-admin")
+    finally:
+        await api.close()
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"({path}: {e})"
 
 
 async def _server_url() -> str:
