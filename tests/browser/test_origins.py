@@ -146,7 +146,8 @@ async def test_a_page_from_one_users_origin_can_not_act_as_its_visitor(
     try:
         await wait_for(server, lambda m: bool(m.get("ready")), timeout=120, what="the admin's server")
     except AssertionError as e:
-        raise AssertionError(f"{e}\n{await _pod()}\nhub log:\n{_log_tail(TEST_CLUSTER.logs / 'hub-origins.log')}") from None
+        log = _log_tail(TEST_CLUSTER.logs / "hub-origins.log")
+        raise AssertionError(f"{e}\n{await _pod()}\nhub log:\n{log}") from None
     r = await ctx.request.post(
         f"{BASE}/hub/api/users/admin/tokens",
         data=json.dumps({"scopes": ["access:servers!server=admin/", "access:services!service=jobs"]}),

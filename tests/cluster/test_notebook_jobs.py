@@ -82,13 +82,22 @@ async def _submit(
     return names
 
 
-async def _finished(batch: client.BatchV1Api, ns: str, job: str) -> client.V1Job:
-    return await wait_for(
-        lambda: batch.read_namespaced_job(job, ns),
-        lambda j: any(c.type in ("Complete", "Failed") and c.status == "True" for c in j.status.conditions or []),
-        timeout=120,
-        what=f"job {job} to finish",
-    )
+async def _finished(batch: client.BatchV1Api, ns: str, job: str, timeout: float = 180) -> client.V1Job:
+    """The Job once it completed or failed; on timeout the failure describes its pods. (Each
+    try starts a kernel and runs papermill: tens of seconds on a busy machine; a retry also
+    waits out the Job controller's back-off.)"""
+    try:
+        return await wait_for(
+            lambda: batch.read_namespaced_job(job, ns),
+            lambda j: any(c.type in ("Complete", "Failed") and c.status == "True" for c in j.status.conditions or []),
+            timeout=timeout,
+            what=f"job {job} to finish",
+        )
+    except AssertionError as e:
+        core = client.CoreV1Api(batch.api_client)
+        pods = (await core.list_namespaced_pod(ns, label_selector=f"job-name={job}")).items
+        described = [await describe_pod(core, ns, p.metadata.name) for p in pods]
+        raise AssertionError("\n".join([str(e), *described])) from None
 
 
 async def test_run_now_executes_snapshot_with_parameters(
@@ -190,7 +199,7 @@ async def test_retries_run_the_notebook_again(
     flaky = notebook(("raise RuntimeError('always fails')", []))
     body = {"name": "flaky", "notebook": "flaky.ipynb", "retries": 1}
     await _submit(launcher, api, namespace, owner, body, flaky, "flaky-run1")
-    job = await _finished(client.BatchV1Api(api), namespace, "flaky-run1")
+    job = await _finished(client.BatchV1Api(api), namespace, "flaky-run1", timeout=300)  # two tries
     assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
     pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=flaky-run1")).items
     assert len(pods) == 2 and job.status.failed == 2, "one try plus one retry"
