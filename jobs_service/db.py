@@ -121,7 +121,9 @@ class RunRow(Base):
     trigger: Mapped[str] = mapped_column(String(16), default="schedule")
     #: waiting (a back-filled run not started yet) | queued | running | succeeded | failed |
     #: timed_out | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: indexed: the sync loop reads the runs not ended every pass, a few among a table of
+    #: history (20 runs a job by default)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     reason: Mapped[str] = mapped_column(String(1024), default="")
     output: Mapped[str] = mapped_column(String(512), default="")
     created: Mapped[datetime.datetime] = mapped_column(default=utcnow)
@@ -283,6 +285,12 @@ def in_chunks(values: list[T]) -> Iterator[list[T]]:
 
 
 def open_db(url: str) -> sessionmaker[Any]:
+    """The database at ``url``: its tables made when missing, and every index declared here
+    made on tables that an older version made without it (``create_all`` makes an index only
+    with its table)."""
     engine = create_engine(url)
     Base.metadata.create_all(engine)
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     return sessionmaker(engine, expire_on_commit=False)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
+from tests.db.test_schema import indexes_gained_on_reopen
 
 PORT = 15432
 
@@ -80,3 +81,7 @@ def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
         assert got.versions[0].notebook["nbformat"] == 4
         view = views.run(got.runs[0])
         assert view["duration_seconds"] == 90 and view["started"] == start.isoformat()
+
+
+def test_an_old_postgresql_database_gets_the_new_indexes(postgres_url: str) -> None:
+    indexes_gained_on_reopen(postgres_url)
