@@ -8,6 +8,7 @@ import logging
 import secrets as tokens
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -37,7 +38,7 @@ def _active(s: Session, owner: str) -> int:
     return int(s.scalar(q) or 0)
 
 
-async def start_job(
+async def job_for(
     ctx: Context,
     s: Session,
     row: DefinitionRow,
@@ -46,9 +47,9 @@ async def start_job(
     name: str,
     trigger: str,
     scheduled: datetime.datetime,
-) -> None:
-    """Create the Job of one run of ``row`` (notebook ``version``), built from the definition
-    as its owner may run it today (not from the stored CronJob: groups and the catalog may
+) -> dict[str, Any]:
+    """The Job of one run of ``row`` (notebook ``version``), built from the definition as
+    its owner may run it today (not from the stored CronJob: groups and the catalog may
     have changed). A job its owner may no longer run is held, and the refusal raised."""
     sha = snapshots.sha_of(row, version) or ""
     if not snapshots.kept(row, version):
@@ -65,7 +66,47 @@ async def start_job(
         raise
     job = manifests.manual_job(cron, name, trigger, scheduled.isoformat())
     await gpu_queues.ensure_for(ctx, owner, job)  # a GPU run waits in its owner's queue
+    return job
+
+
+async def start_job(
+    ctx: Context,
+    s: Session,
+    row: DefinitionRow,
+    owner: Caller,
+    version: int,
+    name: str,
+    trigger: str,
+    scheduled: datetime.datetime,
+) -> None:
+    """Create the Job of one run (:func:`job_for`). For a name the caller can make again (a
+    back-filled tick, a run after another): a timeout is tried again by the next pass, which
+    takes a 409 for "made"."""
+    job = await job_for(ctx, s, row, owner, version, name, trigger, scheduled)
     await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+
+
+async def start_recorded(ctx: Context, s: Session, job: dict[str, Any], made: list[Any]) -> None:
+    """Create ``job`` for a run whose rows (``made``: the run, its context, its audit line)
+    are committed already, so that a Job always has its run: when Kubernetes refuses the Job
+    the rows go again and the refusal is raised; when it does not answer in time the Job may
+    or may not have been made, and the run stays queued: the sync loop follows the Job once
+    it shows, or records the run as never started when none does (``sync.GONE_GRACE``)."""
+    try:
+        await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+    except client.ApiException as e:
+        if e.status == 409:  # a Job of this run's name: made by a try that did not hear back
+            return
+        for row in made:
+            s.delete(row)
+        s.commit()
+        raise
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
+        logger.warning(
+            "run %s: Kubernetes did not confirm its Job (%s); the sync loop follows it or records it as not started",
+            job["metadata"]["name"],
+            str(e) or type(e).__name__,
+        )
 
 
 def _name(row: DefinitionRow, kind: str) -> str:
@@ -81,12 +122,13 @@ async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
         check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
         name, now = _name(row, "m"), utcnow()
-        await start_job(ctx, s, row, owner, row.version, name, "manual", now)
+        job = await job_for(ctx, s, row, owner, row.version, name, "manual", now)
         run = new_run(row, name, "manual")
-        s.add(run)
-        s.add(RunContextRow(job_name=name, definition_id=row.id, scheduled_for=now))
-        audit.record(s, caller.name, "run", row, name)
+        mark = RunContextRow(job_name=name, definition_id=row.id, scheduled_for=now)
+        s.add_all([run, mark])
+        line = audit.record(s, caller.name, "run", row, name)
         s.commit()
+        await start_recorded(ctx, s, job, [run, mark, line])
         return views.run(run)
 
 
@@ -122,14 +164,15 @@ async def rerun(ctx: Context, caller: Caller, job_id: int, run_id: int, body: An
             base = dict(row.spec.get("parameters") or {})
         scheduled = utc((was.scheduled_for if was else None) or old.started or old.created)
         name = _name(row, "r")
-        await start_job(ctx, s, row, owner, old.version, name, "rerun", scheduled)
+        job = await job_for(ctx, s, row, owner, old.version, name, "rerun", scheduled)
         run = new_run(row, name, "rerun", old.version)
-        s.add(run)
         given = {**base, **changes}
-        s.add(RunContextRow(job_name=name, definition_id=row.id, scheduled_for=scheduled, given=given, rerun_of=old.id))
+        mark = RunContextRow(job_name=name, definition_id=row.id, scheduled_for=scheduled, given=given, rerun_of=old.id)
+        s.add_all([run, mark])
         detail = f"{name} re-runs {old.job_name}" + (f" with {', '.join(sorted(changes))} changed" if changes else "")
-        audit.record(s, caller.name, "rerun", row, detail)
+        line = audit.record(s, caller.name, "rerun", row, detail)
         s.commit()
+        await start_recorded(ctx, s, job, [run, mark, line])
         s.refresh(run)
         return views.run(run)
 

@@ -85,7 +85,7 @@ async def sync_runs(ctx: Context) -> list[Notice]:
         for name, run in known.items():
             if name not in seen and run.status in ("queued", "running") and utc(run.created) < grace:
                 run.status, run.finished = "cancelled", utcnow()
-                run.reason = "its Job is gone: replaced by a newer run, or deleted"
+                run.reason = _gone_reason(run)
         await gpu_queues.note_waiting(ctx, s, followed)
         running = [r for r in known.values() if r.status == "running"]
         await record_progress(ctx, running)
@@ -104,6 +104,17 @@ async def sync_runs(ctx: Context) -> list[Notice]:
 async def tell_all(ctx: Context, notices: list[Notice]) -> None:
     for job_view, run_view, event in notices:
         await tell(ctx, job_view, run_view, event)
+
+
+def _gone_reason(run: RunRow) -> str:
+    """Why a run whose Job is gone before it ended was stopped. Only the CronJob replaces
+    its own Jobs; the Job of a run asked for by hand may never have been made (its create
+    timed out and did not reach Kubernetes)."""
+    if run.trigger in ("manual", "rerun"):
+        if run.started is None:
+            return "not started: its Job was never seen (Kubernetes did not confirm it, or it was deleted)"
+        return "its Job is gone: deleted before it ended"
+    return "its Job is gone: replaced by a newer run, or deleted"
 
 
 def _overdue(s: Session, running: list[RunRow], now: datetime.datetime) -> list[RunRow]:

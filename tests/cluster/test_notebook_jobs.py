@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client
 from tornado import web
 
-from jobs_service import launch, manifests, snapshots, validation
+from jobs_service import launch, manifests, snapshots, sync, validation
+from jobs_service.context import Caller
 from jobs_service.db import DefinitionRow, open_db
 from jobs_service.jobstatus import failure_reason
 from jobs_service.service import JobsService
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
+from moonhub_core import pods
 from moonhub_core.catalog import CatalogStore
 from moonhub_core.workload import build
 from tests.helpers import create_pvc, describe_pod, example_catalog, notebook, read_from_pvc, wait_for
@@ -221,3 +226,58 @@ async def test_a_run_out_of_memory_says_so_with_its_limit(
     assert failure_reason(pods) == "out of memory (limit 4 GiB)", await describe_pod(
         core, namespace, pods[0].metadata.name
     )
+
+
+async def test_run_now_records_every_job_it_may_have_made(
+    launcher: JobsService, core: client.CoreV1Api, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "run now" whose Job create has no answer keeps its run: the sync loop follows the
+    Job when the API server made it, and says the run never started when it did not. A Job
+    Kubernetes refuses leaves no run and no audit line."""
+    svc, ursula = launcher, Caller("ursula")
+    job = await svc.create(
+        ursula,
+        {"name": "lost", "notebook": "lost.ipynb", "schedule": None, "notebook_content": notebook(("1", []))},
+    )
+    batch = svc.ctx.batch
+    create = batch.create_namespaced_job
+
+    async def made_then_lost(ns: str, body: Any, **kw: Any) -> Any:  # the API server made it; the answer is lost
+        await create(ns, body, **kw)
+        raise TimeoutError("no answer")
+
+    async def never_sent(ns: str, body: Any, **kw: Any) -> Any:  # the request never reached it
+        raise aiohttp.ServerDisconnectedError()
+
+    monkeypatch.setattr(batch, "create_namespaced_job", made_then_lost)
+    made = await svc.run_now(ursula, job["id"])
+    monkeypatch.setattr(batch, "create_namespaced_job", never_sent)
+    lost = await svc.run_now(ursula, job["id"])
+    monkeypatch.setattr(batch, "create_namespaced_job", create)
+    assert made["status"] == lost["status"] == "queued"
+
+    # Kubernetes refuses a third (a quota of no Jobs in the namespace): nothing of it is kept
+    await core.create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}}
+    )
+    await wait_for(
+        lambda: core.read_namespaced_resource_quota("no-jobs", namespace),
+        lambda q: bool(q.status and q.status.hard),
+        timeout=60,
+        what="the quota's usage counted",
+    )
+    with pytest.raises(client.ApiException) as refused:
+        await svc.run_now(ursula, job["id"])
+    assert refused.value.status == 403, refused.value.reason
+
+    monkeypatch.setattr(sync, "GONE_GRACE", datetime.timedelta(0))
+    await svc.sync_runs()
+    runs = {r["name"]: r for r in svc.runs(ursula, job["id"])}
+    assert set(runs) == {made["name"], lost["name"]}, runs
+    assert runs[made["name"]]["status"] in ("queued", "running", "succeeded"), runs[made["name"]]
+    assert runs[lost["name"]]["status"] == "cancelled"
+    assert runs[lost["name"]]["reason"].startswith("not started: its Job was never seen"), runs[lost["name"]]
+    lines = [a for a in svc.audit(ursula, "ursula") if a["action"] == "run"]
+    assert sorted(a["detail"] for a in lines) == sorted([made["name"], lost["name"]]), lines
+    jobs = (await batch.list_namespaced_job(namespace, label_selector=f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}")).items
+    assert [j.metadata.name for j in jobs] == [made["name"]]
