@@ -4,9 +4,12 @@ idle culler and the GPU reclaim service. Each gets exactly the scopes it needs."
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+from moonhub_core import server_claim
 
 from .platform import CONFIG_ENV, ConfigError, PlatformConfig
 
@@ -14,6 +17,8 @@ from .platform import CONFIG_ENV, ConfigError, PlatformConfig
 SUPERVISED_ENV = "MOONHUB_SUPERVISED"
 
 JOBS_TOKEN_ENV = "MOONHUB_JOBS_API_TOKEN"
+#: the managed jobs service's API token, in the hub's state directory
+JOBS_TOKEN_FILE = "jobs-service.token"
 
 #: every user's role: their own things, and calling the jobs service (which decides what
 #: each may see)
@@ -39,7 +44,11 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
             CONFIG_ENV: str(document),
         },
     }
-    if not cfg.jobs.managed:
+    if cfg.jobs.managed:
+        # a token kept with the hub's state (not one made at each start): the hub signs its
+        # server-secrets claims with a key derived from it (moonhub_core.server_claim)
+        service["api_token"] = _kept_token(state / JOBS_TOKEN_FILE)
+    else:
         # it runs on its own: the hub knows it by URL and the token it authenticates with
         token = os.environ.get(JOBS_TOKEN_ENV, "")
         if not token:
@@ -50,6 +59,15 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
     scopes = ["list:users", "read:users:name", "read:users:groups"]
     role = {"name": "moonhub-jobs", "scopes": scopes, "services": ["jobs"]}
     return service, [role]
+
+
+def _kept_token(path: Path) -> str:
+    """The token in ``path``, made (random, readable by the hub's user only) on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
 
 
 def culling(cfg: PlatformConfig, document: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -111,6 +129,8 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
         services.append(service)
         roles += jobs_roles
         c.KubeSpawner.environment = {"MOONHUB_JOBS_URL": f"{cfg.jobs.url.rstrip('/')}/services/jobs/"}
+        # the spawner's claims to the service; the key never leaves the hub (not in a pod's environment)
+        c.MoonSpawner.server_claim_key = server_claim.key_from_token(service["api_token"])
     scopes = list(SERVER_TOKEN_SCOPES)
     if cfg.culling.enabled:
         more, culling_roles = culling(cfg, document)

@@ -19,6 +19,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
+from moonhub_core import server_claim
 from moonhub_core.errors import FieldError, Forbidden, NotFound
 from moonhub_core.jsonhttp import JsonResponses
 
@@ -199,6 +200,22 @@ class BackfillHandler(APIHandler):
 
 
 class SecretsHandler(APIHandler):
+    def get_current_user(self) -> Any:
+        """The hub, asking as a server of a user starts, signs a claim for that user instead
+        of sending a token (``moonhub_core.server_claim``): it opens this list of the user's
+        own secrets, and only for reading. A claim that does not check out is refused, never
+        taken for no claim."""
+        claim = self.request.headers.get(server_claim.HEADER)
+        if claim is None:
+            return super().get_current_user()
+        if self.request.method != "GET":
+            raise web.HTTPError(403, f"{server_claim.HEADER} opens only the list of secrets")
+        try:
+            user = server_claim.check(self.settings.get("server_claim_key", ""), claim)
+        except server_claim.ClaimError as e:
+            raise web.HTTPError(403, str(e)) from None
+        return {"name": user, "groups": [], "admin": False}
+
     @_guard
     async def get(self) -> None:
         """Your secrets and your groups' team secrets: names and how they are delivered, never values."""

@@ -19,6 +19,7 @@ from traitlets.config import Application
 from hub_config import platform
 from hub_config.platform import JobsLimits
 from hubclient.users import HubUsers
+from moonhub_core import server_claim
 from moonhub_core.catalog import shared_store
 
 from . import launch, snapshots
@@ -213,13 +214,15 @@ class JobsServiceApp(Application):
         )
         # who a request comes from is cached a short while (JupyterHub's default is 5 min):
         # a user removed from the job-admin group stops seeing others' jobs soon after
-        HubOAuth.instance(cache_max_age=30)
+        auth = HubOAuth.instance(cache_max_age=30)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
         app = web.Application(
             routes(prefix) + launch.routes(prefix),
             jobs=jobs,
             admin_groups=list(self.admin_groups),
+            # checks the hub's claims as it starts servers (moonhub_core.server_claim)
+            server_claim_key=server_claim.key_from_token(auth.api_token or ""),
             cookie_secret=os.urandom(32),
             xsrf_cookies=False,
         )

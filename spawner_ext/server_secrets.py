@@ -1,7 +1,7 @@
 """The secrets a user gives to their own JupyterLab server (``to_server`` on their secret):
-asked of the jobs service, which keeps them, with the server's own token as the server
-starts. That token is the user's: the answer holds only their secrets, so a pod is never
-built with anyone else's. Values are never read here; the pod refers to the Secrets."""
+asked of the jobs service, which keeps them, as the server starts, with a claim the hub signs
+for that user (``moonhub_core.server_claim``): the answer holds only their secrets, so a pod
+is never built with anyone else's. Values are never read here; the pod refers to the Secrets."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from moonhub_core import secrets as sec
+from moonhub_core import server_claim
 from moonhub_core.errors import FieldError
 
 #: calls to the jobs service at once: every spawn in progress makes one (JupyterHub's
@@ -35,14 +36,21 @@ def _client() -> AsyncHTTPClient:
     return found
 
 
-async def wanted(jobs_url: str, token: str, log: logging.Logger | Any) -> list[sec.Use]:
+async def wanted(jobs_url: str, user: str, claim_key: str, token: str, log: logging.Logger | Any) -> list[sec.Use]:
     """The user's secrets for their server; none when the jobs service is not configured,
-    and none (with a warning) when it does not answer: the server starts without them."""
-    if not jobs_url or not token:
+    and none (with a warning) when it does not answer: the server starts without them.
+
+    Asked with a claim signed by ``claim_key`` (``moonhub_core.server_claim``: the service
+    need not ask the hub who calls), or, without a key, with the server's ``token``."""
+    if not jobs_url or not (claim_key or token):
         return []
+    if claim_key:
+        auth = {server_claim.HEADER: server_claim.make(claim_key, user)}
+    else:
+        auth = {"Authorization": f"token {token}"}
     req = HTTPRequest(
         url_path_join(jobs_url, "api/v1/secrets"),
-        headers={"Authorization": f"token {token}"},
+        headers=auth,
         request_timeout=10,
         follow_redirects=False,
     )

@@ -59,6 +59,16 @@ class MoonSpawner(KubeSpawner):
         config=True,
         help="Use this StorageClass instead of the catalog's (e.g. `local-path` on the local cluster).",
     )
+    server_claim_key = Unicode(
+        "",
+        config=True,
+        help="""
+        The key (hex) that signs the hub's claim when it asks the jobs service for the secrets
+        a user gives to their server (moonhub_core.server_claim); the hub's configuration
+        derives it from the jobs service's API token. Empty: ask with the server's token, which
+        the service checks with the hub (one more hub request per spawn).
+        """,
+    )
 
     # ---- catalog and entitlements ------------------------------------------------------
     @property
@@ -211,7 +221,8 @@ class MoonSpawner(KubeSpawner):
     async def apply_secrets(self) -> None:
         """The secrets the user gives to their server, by reference (never their values)."""
         jobs_url = str(self._configured[0].get("MOONHUB_JOBS_URL", ""))
-        uses = await server_secrets.wanted(jobs_url, str(self.api_token or ""), self.log)
+        token = str(self.api_token or "")
+        uses = await server_secrets.wanted(jobs_url, self.user.name, self.server_claim_key, token, self.log)
         env, volumes, mounts = server_secrets.pod_parts(uses, self.user.name)
         self.environment = {**self.environment, **env}
         self.volumes, self.volume_mounts = [*self.volumes, *volumes], [*self.volume_mounts, *mounts]

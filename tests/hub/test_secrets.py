@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
+import requests
 from kubernetes_asyncio import client
 
+from hub_config import services
 from moonhub_core import secrets as sec
-from tests.conftest import TEST_CLUSTER, Hub
+from moonhub_core import server_claim
+from tests.conftest import HUB_STATE, TEST_CLUSTER, Hub
 from tests.helpers import jobs_api, kubectl, notebook, read_from_pvc, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
@@ -147,3 +151,36 @@ def test_a_server_receives_the_secrets_given_to_it(hub: Hub) -> None:
     other = kubectl(TEST_CLUSTER, "-n", USER_NS, "get", "pod", "jupyter-uma", "-o", "json")
     assert "msec-" not in other, "no reference to anyone's secrets"
     hub.api(u, "DELETE", "/users/uma/server")
+
+
+def test_the_hub_asks_for_a_servers_secrets_with_a_signed_claim(hub: Hub) -> None:
+    """As a server starts, the hub signs a claim for its user (no token, so the jobs service
+    asks the hub nothing): a claim signed with the key both derive from the service's token
+    opens that user's own secrets, for reading; any other is refused."""
+    tara = jobs_api(hub, hub.login("tara"), "tara")
+    assert tara("PUT", "/secrets/claimed", {"value": "v4lue", "to_server": {"env": "CLAIMED"}}).ok
+    url = f"http://{TEST_CLUSTER.node_ip}:18090/services/jobs/api/v1/secrets"
+    token = (HUB_STATE / services.JOBS_TOKEN_FILE).read_text().strip()
+    key = server_claim.key_from_token(token)
+
+    def ask(claim: str, method: str = "GET") -> requests.Response:
+        return requests.request(method, url, headers={server_claim.HEADER: claim}, timeout=30)
+
+    r = ask(server_claim.make(key, "tara"))
+    assert r.status_code == 200, r.text
+    got = r.json()["secrets"]
+    assert "claimed" in [s["name"] for s in got] and all(s["team"] is None for s in got), got
+    assert "v4lue" not in r.text
+    other = server_claim.key_from_token("not-the-service-token")
+    uma = server_claim.make(key, "uma")
+    refused = {
+        "another key": ask(server_claim.make(other, "tara")),
+        "expired": ask(server_claim.make(key, "tara", now=time.time() - server_claim.TTL - 5)),
+        # tara's claim with the signature of one made for uma
+        "tampered": ask(f"{server_claim.make(key, 'tara').split('.')[0]}.{uma.split('.')[1]}"),
+        "garbage": ask("not-a-claim"),
+        "a write": ask(server_claim.make(key, "tara"), "PUT"),
+    }
+    for what, r in refused.items():
+        assert r.status_code == 403, (what, r.status_code, r.text)
+    assert "claimed" not in refused["another key"].text

@@ -10,10 +10,12 @@ import yaml
 from traitlets.config import Config
 
 from culling import service as culling_service
+from hub_config import services
 from hub_config.auth import client_secret
 from hub_config.platform import ConfigError, catalog_path, load
 from hub_config.traits import apply
 from jobs_service.app import JobsServiceApp
+from moonhub_core import server_claim
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 
@@ -200,3 +202,23 @@ def test_the_hub_config_file_mounts_the_admin_console(tmp_path: Path, monkeypatc
     runpy.run_path(str(EXAMPLE.parents[1] / "jupyterhub_config.py"), init_globals={"get_config": lambda: c})
     assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
     assert c.JupyterHub.tornado_settings["moonhub_user_namespace"] == "moonhub-users"
+
+
+def test_the_hub_signs_server_claims_with_a_key_from_the_jobs_services_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The managed service's token is kept with the hub's state (the same across restarts);
+    the spawner's claim key derives from it, and no pod is given it."""
+    c = _configured(tmp_path)
+    jobs = next(s for s in c.JupyterHub.services if s["name"] == "jobs")
+    kept = tmp_path / services.JOBS_TOKEN_FILE
+    assert jobs["api_token"] == kept.read_text().strip() and len(jobs["api_token"]) == 64
+    assert kept.stat().st_mode & 0o077 == 0, "readable by the hub's user only"
+    assert c.MoonSpawner.server_claim_key == server_claim.key_from_token(jobs["api_token"])
+    assert _configured(tmp_path).JupyterHub.services[0]["api_token"] == jobs["api_token"], "kept across starts"
+    assert c.MoonSpawner.server_claim_key not in str(c.KubeSpawner.environment)
+    assert jobs["api_token"] not in str(c.KubeSpawner.environment)
+
+    monkeypatch.setenv("MOONHUB_JOBS_API_TOKEN", "t0ken")
+    c = _configured(tmp_path, jobs={"managed": False, "url": "http://moonhub-jobs:8090"})
+    assert c.MoonSpawner.server_claim_key == server_claim.key_from_token("t0ken")
