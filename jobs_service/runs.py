@@ -94,9 +94,7 @@ async def start_recorded(ctx: Context, s: Session, job: dict[str, Any], made: li
     it shows, or records the run as never started when none does (``sync.GONE_GRACE``)."""
     try:
         await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
-    except client.ApiException as e:
-        if e.status == 409:  # a Job of this run's name: made by a try that did not hear back
-            return
+    except client.ApiException:  # (a 409 too: the name is new, so that Job is another run's)
         for row in made:
             s.delete(row)
         s.commit()
