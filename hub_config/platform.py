@@ -149,6 +149,9 @@ class SpawnerSection:
     #: that shares a cluster its own
     queue_prefix: str = "moonhub"
     start_timeout: int = 300
+    #: seconds before a server pod of this hub that no server of it stands for (its stop
+    #: failed) is taken for an orphan and removed (spawner_ext/orphans.py); 0: never
+    orphan_pod_grace: int = 600
     #: ignore configuration and Jupyter data under the user's home (their workspace):
     #: ~/.jupyter config files, and also the kernels and lab extensions users register
     #: there (``ipykernel install --user``). With per-user host names (hub.subdomain_host)
@@ -303,6 +306,8 @@ def check_consistency(cfg: PlatformConfig) -> None:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")
     if j.smtp and (not smtp_address(cfg)[0] or (not j.smtp.rpartition(":")[2].isdigit() and ":" in j.smtp)):
         raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
+    if cfg.spawner.orphan_pod_grace != 0 and cfg.spawner.orphan_pod_grace < 10:
+        raise DocumentError("spawner.orphan_pod_grace: 0 (never remove) or at least 10 (seconds)")
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?", cfg.spawner.queue_prefix):
         raise DocumentError(
             f"spawner.queue_prefix: {cfg.spawner.queue_prefix!r} must be 1-20 lowercase letters, digits and '-', "

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from moonhub_core import pods
+
 from . import auth, services
 from .config_paths import REPO
 from .platform import PlatformConfig, catalog_path
@@ -60,6 +62,9 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.MoonSpawner.storage_class_override = sp.storage_class_override
     c.MoonSpawner.queue_prefix = sp.queue_prefix
     c.KubeSpawner.start_timeout = sp.start_timeout
+    # this hub's pods carry its id: it removes those none of its servers stands for
+    c.MoonSpawner.hub_id = pods.hub_id(cfg.hub.public_url)
+    c.MoonSpawner.orphan_pod_grace = sp.orphan_pod_grace
     c.KubeSpawner.http_timeout = 120
     # KubeSpawner's 3 s per API call fired while the hub's own event loop lagged under a
     # burst (the API server had answered): the pod was created twice, the first killed, and

@@ -10,6 +10,7 @@ people, selectors and metrics; they are never used to count.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,8 +39,16 @@ TRIGGER = f"{PREFIX}trigger"
 #: the hub user a server pod belongs to (set by KubeSpawner)
 HUB_USER = "hub.jupyter.org/username"
 HUB_SERVER = "hub.jupyter.org/servername"
+#: the hub a server pod was made by (:func:`hub_id`): it removes its own orphaned pods only
+HUB = f"{PREFIX}hub"
 
 ENDED_PHASES = ("Succeeded", "Failed")
+
+
+def hub_id(public_url: str) -> str:
+    """A hub's id in pod labels, from its public URL: the same across restarts, different
+    for another hub."""
+    return hashlib.sha256(public_url.rstrip("/").encode()).hexdigest()[:12]
 
 
 def gpus(pod: Mapping[str, Any]) -> int:

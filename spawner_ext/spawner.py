@@ -20,7 +20,7 @@ from kubernetes.utils.quantity import parse_quantity
 from kubernetes_asyncio.client import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from moonhub_core import choices as ch
 from moonhub_core import claims, gpuview, queues, workspaces
@@ -30,7 +30,7 @@ from moonhub_core.errors import ChoiceError
 from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, queue_wait, readiness, reflector_watch, server_secrets
+from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -58,6 +58,25 @@ class MoonSpawner(KubeSpawner):
         "",
         config=True,
         help="Use this StorageClass instead of the catalog's (e.g. `local-path` on the local cluster).",
+    )
+    hub_id = Unicode(
+        "",
+        config=True,
+        help="""
+        This hub's id, put on its server pods (label moonhub.io/hub) so that it finds the pods
+        none of its servers stands for and removes them (spawner_ext/orphans.py), and never
+        touches another hub's. The hub's configuration derives it from hub.public_url.
+        Empty: pods are not labelled and none is removed.
+        """,
+    )
+    orphan_pod_grace = Integer(
+        600,
+        config=True,
+        help="""
+        Seconds a labelled server pod must have existed before it can be taken for an orphan
+        (no server of this hub starting, running or stopping for its user and name); it is
+        removed when found so on two checks in a row. 0: never.
+        """,
     )
     server_claim_key = Unicode(
         "",
@@ -210,7 +229,7 @@ class MoonSpawner(KubeSpawner):
         self.volumes = list(w.volumes)
         self.volume_mounts = list(w.volume_mounts)
         self.environment = {**env, **w.env}
-        self.extra_labels = {**labels, **w.labels}
+        self.extra_labels = {**labels, **w.labels, **({orphans.LABEL: self.hub_id} if self.hub_id else {})}
         self.pod_security_context = dict(w.pod_security_context)
         self.container_security_context = dict(w.container_security_context)
         st = cat.storage
@@ -231,6 +250,10 @@ class MoonSpawner(KubeSpawner):
     async def _start_watching_pods(self, replace: bool = False) -> Any:
         found = await super()._start_watching_pods(replace)
         reflector_watch.keep(self.__class__.reflectors, self.log)  # through API server outages
+        if self.hub_id and self.orphan_pod_grace > 0:  # pods no server of this hub stands for
+            sweeper = orphans.Sweeper(self.hub_id, self.namespace, self.orphan_pod_grace)
+            users = self.user.settings.get("users", {})
+            orphans.keep(sweeper, self.__class__.reflectors, self.user.db, users, self.api)
         return found
 
     async def _start_watching_events(self, replace: bool = False) -> Any:

@@ -242,6 +242,8 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:18090"
     # the GPU queue tests start ten named servers at once
     doc["hub"]["named_servers"] = 12
+    # tests/hub/test_orphan_pods.py: a pod none of its servers stands for goes within a minute
+    doc["spawner"]["orphan_pod_grace"] = 20
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"
     # the tests' webhook receivers listen on loopback (operators allow internal receivers so)
     doc["jobs"]["webhook_allowed_networks"] = ["127.0.0.1/32"]

@@ -15,7 +15,7 @@ from hub_config.auth import client_secret
 from hub_config.platform import ConfigError, catalog_path, load
 from hub_config.traits import apply
 from jobs_service.app import JobsServiceApp
-from moonhub_core import server_claim
+from moonhub_core import pods, server_claim
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 
@@ -222,3 +222,12 @@ def test_the_hub_signs_server_claims_with_a_key_from_the_jobs_services_token(
     monkeypatch.setenv("MOONHUB_JOBS_API_TOKEN", "t0ken")
     c = _configured(tmp_path, jobs={"managed": False, "url": "http://moonhub-jobs:8090"})
     assert c.MoonSpawner.server_claim_key == server_claim.key_from_token("t0ken")
+
+
+def test_the_hub_labels_its_pods_with_an_id_from_its_public_url(tmp_path: Path) -> None:
+    c = _configured(tmp_path, hub={"public_url": "https://moonhub.example.com"})
+    assert c.MoonSpawner.hub_id == pods.hub_id("https://moonhub.example.com")
+    assert c.MoonSpawner.orphan_pod_grace == 600
+    assert _configured(tmp_path, spawner={"orphan_pod_grace": 0}).MoonSpawner.orphan_pod_grace == 0
+    with pytest.raises(ConfigError, match=r"spawner\.orphan_pod_grace"):
+        _configured(tmp_path, spawner={"orphan_pod_grace": 5})
