@@ -40,8 +40,6 @@ from moonhub_core import pods as podc
 LABEL = podc.HUB
 _KEEPERS: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = WeakKeyDictionary()
 
-log = logging.getLogger("moonhub.orphans")
-
 
 def every(grace: float) -> float:
     """Seconds between two checks: often enough that an orphan goes soon after ``grace``."""
@@ -97,6 +95,8 @@ class Sweeper:
     hub: str
     namespace: str
     grace: float
+    #: the hub's log (the spawner's)
+    log: Any = field(default=logging.getLogger("moonhub.orphans"))
     #: uid -> when it was first found an orphan (monotonic)
     suspects: dict[str, float] = field(default_factory=dict)
     removed: int = 0
@@ -117,9 +117,9 @@ class Sweeper:
                 )
             except client.ApiException as e:
                 if e.status not in (404, 409):  # gone already, or another pod of that name now
-                    log.warning("pod %s (no server of this hub) not removed: %s %s", name, e.status, e.reason)
+                    self.log.warning("pod %s (no server of this hub) not removed: %s %s", name, e.status, e.reason)
                 continue
-            log.warning("removed pod %s: no server of this hub stands for it (%s/%s)", name, user, server)
+            self.log.warning("removed pod %s: no server of this hub stands for it (%s/%s)", name, user, server)
             self.suspects.pop(uid, None)
             self.removed += 1
             gone.append(name)
@@ -135,7 +135,7 @@ async def _keep(sweeper: Sweeper, reflectors: Mapping[str, Any], db: Any, users:
         try:
             await sweeper.check(list(reflector.resources.values()), claimed(db, users), api)
         except Exception:  # never let the keeper itself end
-            log.exception("orphaned pod check failed")
+            sweeper.log.exception("orphaned pod check failed")
 
 
 def keep(sweeper: Sweeper, reflectors: Mapping[str, Any], db: Any, users: Mapping[Any, Any], api: Any) -> None:

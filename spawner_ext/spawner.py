@@ -251,7 +251,7 @@ class MoonSpawner(KubeSpawner):
         found = await super()._start_watching_pods(replace)
         reflector_watch.keep(self.__class__.reflectors, self.log)  # through API server outages
         if self.hub_id and self.orphan_pod_grace > 0:  # pods no server of this hub stands for
-            sweeper = orphans.Sweeper(self.hub_id, self.namespace, self.orphan_pod_grace)
+            sweeper = orphans.Sweeper(self.hub_id, self.namespace, self.orphan_pod_grace, self.log)
             users = self.user.settings.get("users", {})
             orphans.keep(sweeper, self.__class__.reflectors, self.user.db, users, self.api)
         return found
