@@ -88,18 +88,21 @@ async def start_job(
 
 async def start_recorded(ctx: Context, s: Session, job: dict[str, Any], made: list[Any]) -> None:
     """Create ``job`` for a run whose rows (``made``: the run, its context, its audit line)
-    are committed already, so that a Job always has its run: when Kubernetes refuses the Job
-    the rows go again and the refusal is raised; when it does not answer in time the Job may
-    or may not have been made, and the run stays queued: the sync loop follows the Job once
-    it shows, or records the run as never started when none does (``sync.GONE_GRACE``)."""
+    are committed already, so that a Job always has its run: when Kubernetes refuses the Job,
+    or the request never left (no connection), the rows go again and the error is raised;
+    when the request was sent and no answer came, the Job may or may not have been made, and
+    the run stays queued: the sync loop follows the Job once it shows, or records the run as
+    never started when none does (``sync.GONE_GRACE``)."""
     try:
         await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
-    except client.ApiException:  # (a 409 too: the name is new, so that Job is another run's)
+    except (client.ApiException, aiohttp.ClientConnectorError):
+        # refused (a 409 too: the name is new, so that Job is another run's), or never sent
+        # (no connection to the API server): there is no Job, so there is no run
         for row in made:
             s.delete(row)
         s.commit()
         raise
-    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
+    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:  # sent; the answer lost
         logger.warning(
             "run %s: Kubernetes did not confirm its Job (%s); the sync loop follows it or records it as not started",
             job["metadata"]["name"],

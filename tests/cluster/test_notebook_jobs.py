@@ -231,9 +231,10 @@ async def test_a_run_out_of_memory_says_so_with_its_limit(
 async def test_run_now_records_every_job_it_may_have_made(
     launcher: JobsService, core: client.CoreV1Api, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A "run now" whose Job create has no answer keeps its run: the sync loop follows the
-    Job when the API server made it, and says the run never started when it did not. A Job
-    Kubernetes refuses leaves no run and no audit line."""
+    """A "run now" whose Job create was sent and got no answer keeps its run: the sync loop
+    follows the Job when the API server made it, and says the run never started when it did
+    not. A create that could not be sent (no connection) or that Kubernetes refuses leaves
+    no run and no audit line."""
     svc, ursula = launcher, Caller("ursula")
     job = await svc.create(
         ursula,
@@ -255,6 +256,13 @@ async def test_run_now_records_every_job_it_may_have_made(
     lost = await svc.run_now(ursula, job["id"])
     monkeypatch.setattr(batch, "create_namespaced_job", create)
     assert made["status"] == lost["status"] == "queued"
+    # no connection to the API server (a closed port here): nothing was sent, nothing is kept
+    unreachable = client.ApiClient(client.Configuration(host="https://127.0.0.1:1"))
+    monkeypatch.setattr(svc.ctx, "batch", client.BatchV1Api(unreachable))
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await svc.run_now(ursula, job["id"])
+    monkeypatch.setattr(svc.ctx, "batch", batch)
+    await unreachable.close()
 
     # Kubernetes refuses a third (a quota of no Jobs in the namespace): nothing of it is kept
     await core.create_namespaced_resource_quota(
