@@ -126,10 +126,12 @@ class Sweeper:
         return gone
 
 
-async def _keep(sweeper: Sweeper, reflectors: Mapping[str, Any], db: Any, users: Mapping[Any, Any], api: Any) -> None:
+async def _keep(
+    sweeper: Sweeper, reflectors: Mapping[Any, Any], key: Any, db: Any, users: Mapping[Any, Any], api: Any
+) -> None:
     while True:
         await asyncio.sleep(every(sweeper.grace))
-        reflector = reflectors.get("pods")
+        reflector = reflectors.get(key)
         if reflector is None or not reflector.first_load_future.done():
             continue
         try:
@@ -138,9 +140,12 @@ async def _keep(sweeper: Sweeper, reflectors: Mapping[str, Any], db: Any, users:
             sweeper.log.exception("orphaned pod check failed")
 
 
-def keep(sweeper: Sweeper, reflectors: Mapping[str, Any], db: Any, users: Mapping[Any, Any], api: Any) -> None:
-    """Check for orphans for the life of this event loop; idempotent."""
+def keep(
+    sweeper: Sweeper, reflectors: Mapping[Any, Any], key: Any, db: Any, users: Mapping[Any, Any], api: Any
+) -> None:
+    """Check for orphans for the life of this event loop; idempotent. ``reflectors[key]``:
+    KubeSpawner's pod reflector (looked up at each check: it may be replaced)."""
     loop = asyncio.get_running_loop()
     running = _KEEPERS.get(loop)
     if running is None or running.done():
-        _KEEPERS[loop] = loop.create_task(_keep(sweeper, reflectors, db, users, api))
+        _KEEPERS[loop] = loop.create_task(_keep(sweeper, reflectors, key, db, users, api))

@@ -253,7 +253,8 @@ class MoonSpawner(KubeSpawner):
         if self.hub_id and self.orphan_pod_grace > 0:  # pods no server of this hub stands for
             sweeper = orphans.Sweeper(self.hub_id, self.namespace, self.orphan_pod_grace, self.log)
             users = self.user.settings.get("users", {})
-            orphans.keep(sweeper, self.__class__.reflectors, self.user.db, users, self.api)
+            key = self._get_reflector_key("pods")
+            orphans.keep(sweeper, self.__class__.reflectors, key, self.user.db, users, self.api)
         return found
 
     async def _start_watching_events(self, replace: bool = False) -> Any:
