@@ -163,8 +163,9 @@ def test_the_hub_asks_for_a_servers_secrets_with_a_signed_claim(hub: Hub) -> Non
     token = (HUB_STATE / services.JOBS_TOKEN_FILE).read_text().strip()
     key = server_claim.key_from_token(token)
 
-    def ask(claim: str, method: str = "GET") -> requests.Response:
-        return requests.request(method, url, headers={server_claim.HEADER: claim}, timeout=30)
+    def ask(claim: str, method: str = "GET", path: str = "") -> requests.Response:
+        body = {"json": {"value": "x"}} if method != "GET" else {}
+        return requests.request(method, url + path, headers={server_claim.HEADER: claim}, timeout=30, **body)
 
     r = ask(server_claim.make(key, "tara"))
     assert r.status_code == 200, r.text
@@ -179,8 +180,9 @@ def test_the_hub_asks_for_a_servers_secrets_with_a_signed_claim(hub: Hub) -> Non
         # tara's claim with the signature of one made for uma
         "tampered": ask(f"{server_claim.make(key, 'tara').split('.')[0]}.{uma.split('.')[1]}"),
         "garbage": ask("not-a-claim"),
-        "a write": ask(server_claim.make(key, "tara"), "PUT"),
+        "a write": ask(server_claim.make(key, "tara"), "PUT", "/written"),  # claims open no other route
     }
     for what, r in refused.items():
         assert r.status_code == 403, (what, r.status_code, r.text)
     assert "claimed" not in refused["another key"].text
+    assert "written" not in tara("GET", "/secrets").text, "nothing was written"
