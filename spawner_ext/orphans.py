@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from jupyterhub import orm
 from kubernetes_asyncio import client
 
 from moonhub_core import pods as podc
@@ -79,8 +80,6 @@ def claimed(db: Any, users: Mapping[Any, Any]) -> set[tuple[str, str]]:
     those with a server in the hub's database (JupyterHub records it before a start begins,
     and at start-up before it has looked at each), and those in memory with an action
     pending (a stop)."""
-    from jupyterhub import orm
-
     rows = db.query(orm.User.name, orm.Spawner.name).join(orm.Spawner.user).filter(orm.Spawner.server_id.isnot(None))
     found = {(user, server or "") for user, server in rows}
     for user in list(users.values()):
