@@ -304,7 +304,8 @@ async def repair(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
         at = run.context.scheduled_for if run.context else None
         try:
-            await runs.start_job(ctx, s, row, owner, run.version, run.job_name, "repair", utc(at or run.created))
+            job = await runs.job_for(ctx, s, row, owner, run.version, run.job_name, "repair", utc(at or run.created))
+            await runs.create_job(ctx, job)
         except client.ApiException as e:
             if e.status == 409:
                 raise Conflict(

@@ -69,20 +69,10 @@ async def job_for(
     return job
 
 
-async def start_job(
-    ctx: Context,
-    s: Session,
-    row: DefinitionRow,
-    owner: Caller,
-    version: int,
-    name: str,
-    trigger: str,
-    scheduled: datetime.datetime,
-) -> None:
-    """Create the Job of one run (:func:`job_for`). For a name the caller can make again (a
-    back-filled tick, a run after another): a timeout is tried again by the next pass, which
-    takes a 409 for "made"."""
-    job = await job_for(ctx, s, row, owner, version, name, trigger, scheduled)
+async def create_job(ctx: Context, job: dict[str, Any]) -> None:
+    """Create a run's Job (:func:`job_for`). Runs the service starts itself (a back-filled
+    tick, a run after another) have names the next pass makes again: it takes a 409 for
+    "made", so a create that timed out is simply tried again."""
     await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
 
 
@@ -94,7 +84,7 @@ async def start_recorded(ctx: Context, s: Session, job: dict[str, Any], made: li
     the run stays queued: the sync loop follows the Job once it shows, or records the run as
     never started when none does (``sync.GONE_GRACE``)."""
     try:
-        await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+        await create_job(ctx, job)
     except (client.ApiException, aiohttp.ClientConnectorError):
         # refused (a 409 too: the name is new, so that Job is another run's), or never sent
         # (no connection to the API server): there is no Job, so there is no run
@@ -280,7 +270,8 @@ async def start_waiting(ctx: Context) -> None:
             for run in waiting[:free]:
                 at = run.context.scheduled_for if run.context and run.context.scheduled_for else run.created
                 try:
-                    await start_job(ctx, s, row, owner, run.version, run.job_name, "backfill", utc(at))
+                    job = await job_for(ctx, s, row, owner, run.version, run.job_name, "backfill", utc(at))
+                    await create_job(ctx, job)
                 except ChoiceError as e:
                     run.status, run.finished, run.reason = "cancelled", utcnow(), f"not started: {e}"[:1024]
                     continue

@@ -134,7 +134,8 @@ async def _start(ctx: Context, s: Session, down: DefinitionRow, up: RunRow) -> N
     else:
         try:
             owner = await entitlements.owner(ctx, down.owner)
-            await runs.start_job(ctx, s, down, owner, down.version, name, "upstream", stands_for)
+            job = await runs.job_for(ctx, s, down, owner, down.version, name, "upstream", stands_for)
+            await runs.create_job(ctx, job)
         except (Unavailable, Forbidden) as e:
             log.warning("job %s of %s waits to start after %s: %s", down.name, down.owner, up.job_name, e)
             return  # the next pass tries again
