@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -156,6 +157,10 @@ class Hub:
     mailbox: list[EmailMessage]
     #: which MoonHub this is when a test runs against several (empty: the host-run test hub)
     label: str = ""
+    #: the hub's log where the test started it (quoted when a user's server does not come)
+    log: Path | None = None
+    #: the cluster the hub's servers run in (their pods are described when one does not come)
+    cluster: ClusterConfig | None = None
 
     def login(self, user: str) -> requests.Session:
         """A browser-like session logged in through the hub's login form."""
@@ -188,8 +193,35 @@ class Hub:
             if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"{user}'s lab not reachable after {timeout}s: {lab.status_code} {lab.url}")
+                raise AssertionError(
+                    f"{user}'s lab not reachable after {timeout}s: {lab.status_code} {lab.url}\n"
+                    + self.why_no_server(user, lab.text)
+                )
             time.sleep(0.5)
+
+    def why_no_server(self, user: str, page: str = "") -> str:
+        """What the hub said and knows about ``user``'s server that did not come: the spawn
+        page's failure message, the hub's log lines naming the user, and the pod."""
+        parts = []
+        failed = re.search(r"has failed\.(.*?)Would you like", page, re.S)
+        if failed:
+            parts.append("spawn page: " + " ".join(re.sub(r"<[^>]+>", " ", failed.group(1)).split())[:1000])
+        if self.log is not None:
+            try:
+                lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if user in ln]
+                parts.append("hub log:\n" + "\n".join(lines[-30:]))
+            except OSError as e:
+                parts.append(f"hub log {self.log}: {e}")
+        if self.cluster is not None:
+            kubectl = [str(cli.build() / "kubectl"), f"--kubeconfig={self.cluster.admin_kubeconfig}"]
+            pod = subprocess.run(
+                [*kubectl, "-n", "moonhub-users", "describe", "pod", f"jupyter-{user}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            parts.append(f"pod jupyter-{user}:\n{(pod.stdout + pod.stderr)[-3000:]}")
+        return "\n".join(parts)
 
     def spawn_form(self, s: requests.Session, user: str, **choices: str) -> requests.Response:
         """Submit the spawn form like the browser does."""
@@ -263,6 +295,14 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     smtp.start()
     url, config, sup = start_hub(local_cluster, HUB_STATE, doc, "hub")
     catalog = HUB_STATE / "catalog.yaml"
-    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=catalog, mailbox=mail.messages)
+    yield Hub(
+        url=url,
+        password=dev_password(config) or "",
+        config=config,
+        catalog=catalog,
+        mailbox=mail.messages,
+        log=sup.log_path("hub"),
+        cluster=local_cluster,
+    )
     sup.stop("hub")
     smtp.stop()

@@ -86,7 +86,15 @@ def origins_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:{PORT + 90}"
     doc["culling"]["enabled"] = False
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-origins")
-    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
+    yield Hub(
+        url=url,
+        password=dev_password(config) or "",
+        config=config,
+        catalog=STATE / "catalog.yaml",
+        mailbox=[],
+        log=sup.log_path("hub-origins"),
+        cluster=local_cluster,
+    )
     sup.stop("hub-origins")
 
 

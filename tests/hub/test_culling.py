@@ -70,7 +70,15 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["spawner"]["queue_prefix"] = "moonhub-culling"
     doc["culling"] |= {"enabled": True, **CLOCKS}
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-culling")
-    yield Hub(url=url, password=dev_password(config) or "", config=config, catalog=STATE / "catalog.yaml", mailbox=[])
+    yield Hub(
+        url=url,
+        password=dev_password(config) or "",
+        config=config,
+        catalog=STATE / "catalog.yaml",
+        mailbox=[],
+        log=sup.log_path("hub-culling"),
+        cluster=local_cluster,
+    )
     sup.stop("hub-culling")
 
 
