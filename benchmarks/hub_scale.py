@@ -36,6 +36,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -107,9 +108,13 @@ async def measure_hub(
     res["running"] = running
     log.info("%s: %d servers run; measuring", hub.name, running)
     await asyncio.sleep(5)
-    async with cpu_window(hubp) as idle:
-        await asyncio.sleep(args.idle_seconds)
+    # the idle window is always sampled: its stacks say what the hub's idle CPU goes to
+    idle_folder = args.profile or Path(tempfile.mkdtemp(prefix="hub-scale-"))
+    with profiled(hub, "idle", idle_folder):
+        async with cpu_window(hubp) as idle:
+            await asyncio.sleep(args.idle_seconds)
     res["idle_cpu"] = idle
+    res["idle_shares"] = cpu_shares(idle_folder / f"{hub.name}-idle.txt")
     res["hub_rss_1"], res["proxy_rss_1"] = hubp.memory_info().rss, proxyp.memory_info().rss if proxyp else 0
     for u in form_users:
         await c.login(u)
@@ -133,13 +138,17 @@ async def measure_hub(
             return r.status
 
     n = args.samples
-    res["api"] = {
-        "users list (200)": await latencies(users_list, n),
-        "a user's servers": await latencies(user_servers, n),
-        "activity post": await latencies(activity_post, n),
-        "home page": await latencies(lambda i: page("home", i), n),
-        "spawn form": await latencies(lambda i: page("spawn/{user}", i), n),
-    }
+    # each call alone (what one user waits), then eight at once (admins, servers and browsers
+    # calling together: a single-threaded hub answers them one after another)
+    res["api"] = {}
+    for label, concurrency in (("alone", 1), ("8 at once", 8)):
+        res["api"] |= {
+            f"users list (200), {label}": await latencies(users_list, n, concurrency),
+            f"a user's servers, {label}": await latencies(user_servers, n, concurrency),
+            f"activity post, {label}": await latencies(activity_post, n, concurrency),
+            f"home page, {label}": await latencies(lambda i: page("home", i), n, concurrency),
+            f"spawn form, {label}": await latencies(lambda i: page("spawn/{user}", i), n, concurrency),
+        }
     log.info("%s: stopping %d servers", hub.name, running)
     t0 = time.monotonic()
     gate = asyncio.Semaphore(50)
@@ -182,6 +191,7 @@ def summary(res: dict[str, Any], pods_after: int) -> dict[str, str]:
     ready = [f.ready for f in flows if f.ready is not None and not f.error]
     failed = [f for f in flows if f.error]
     fill_failed = [f for f in res["fill"] if f.error]
+    idle_pct = 100 * res["idle_cpu"]["cpu_s"] / res["idle_cpu"]["wall_s"]
     row = {
         "burst: spawns": f"{len(flows)} in {res['burst_wall']:.0f} s",
         "burst: failed": f"{len(failed)}" + (f" ({failed[0].error[:60]})" if failed else ""),
@@ -195,7 +205,8 @@ def summary(res: dict[str, Any], pods_after: int) -> dict[str, str]:
         "burst: hub CPU s per spawn": f"{res['burst_cpu']['cpu_s'] / max(1, len(flows)):.4f}",
         "fill: failed": f"{len(fill_failed)}/{len(res['fill'])}",
         "servers running": str(res["running"]),
-        "idle hub CPU % at that count": f"{100 * res['idle_cpu']['cpu_s'] / res['idle_cpu']['wall_s']:.1f}",
+        "idle hub CPU % at that count": f"{idle_pct:.1f}",
+        **{f"idle CPU %, {what}": f"{idle_pct * share:.1f}" for what, share in res["idle_shares"].items()},
         "hub RSS MiB (0 -> N)": f"{res['hub_rss_0'] / 2**20:.0f} -> {res['hub_rss_1'] / 2**20:.0f}",
         "hub MiB per 1000 servers": per_thousand(res["hub_rss_1"] - res["hub_rss_0"], res["running"]),
         "proxy RSS MiB (0 -> N)": f"{res['proxy_rss_0'] / 2**20:.0f} -> {res['proxy_rss_1'] / 2**20:.0f}",
@@ -210,6 +221,45 @@ def summary(res: dict[str, Any], pods_after: int) -> dict[str, str]:
     return row
 
 
+#: what a sampled stack of the hub is spending its time on, by the first of these found in it
+#: (substrings of py-spy's frames: ``function (file:line)``)
+CPU_KINDS = {
+    "watches (pods, events, GPU view)": (
+        "kubespawner/reflector.py",
+        "kubernetes_asyncio/watch",
+        "moonhub_core/gpuview.py",
+        "spawner_ext/reflector_watch.py",
+    ),
+    "server polls": ("poll_and_notify",),
+    "requests (services, servers, API)": ("tornado/web.py", "tornado/http1connection.py"),
+    "other periodic checks (routes, activity, orphans)": (
+        "check_routes",
+        "update_last_activity",
+        "spawner_ext/orphans.py",
+    ),
+}
+
+
+def cpu_shares(stacks: Path) -> dict[str, float]:
+    """Pure (reads one file): the share of the hub's sampled CPU time in each of
+    ``CPU_KINDS`` and the rest, from py-spy's collapsed stacks (``frames count`` per line;
+    py-spy samples only a thread that runs, so the shares split the CPU the hub used). Empty
+    when there is nothing to read (no py-spy, or nothing sampled)."""
+    try:
+        lines = stacks.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    counts = dict.fromkeys([*CPU_KINDS, "other"], 0)
+    for line in lines:
+        frames, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        kind = next((k for k, marks in CPU_KINDS.items() if any(m in frames for m in marks)), "other")
+        counts[kind] += int(n)
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()} if total else {}
+
+
 def per_thousand(grown: int, servers: int) -> str:
     return f"{grown / 2**20 * 1000 / max(1, servers):.0f}"
 
@@ -219,6 +269,7 @@ NUMERIC_RATIO = (
     "burst: request->ready p95 s",
     "burst: hub CPU s per spawn",
     "idle hub CPU % at that count",
+    "idle CPU %, watches (pods, events, GPU view)",
     "hub MiB per 1000 servers",
 )
 
