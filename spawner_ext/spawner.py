@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import aiohttp
 from jinja2 import Environment as Jinja
@@ -167,39 +169,55 @@ class MoonSpawner(KubeSpawner):
         wait = queue_wait.wants_to_wait(raw.pop(queue_wait.OPTION, None))
         raw_size = raw.pop(workspaces.SIZE_OPTION, None)
         groups = [g.name for g in self.user.groups]
+        took = Stopwatch()
         try:
             choice = ch.parse(raw, cat, ok)
-            current = await claims.size_of(self.api, self.namespace, self.pvc_name)
-            size = workspaces.parse_size(raw_size, ok.workspace_sizes, current)
         except ChoiceError as e:
-            self.log.warning("spawn of %s refused: %s", self._log_name, e)
-            metrics.SPAWN_FAILURES.labels(reason=_reason(e)).inc()
-            raise web.HTTPError(e.status, str(e)) from None
-        self.user_options = {
-            **choice.as_options(),
-            **({queue_wait.OPTION: True} if wait else {}),
-            **({workspaces.SIZE_OPTION: size} if size else {}),
-        }
-        self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
-        await self.apply_secrets()
+            self._refused(e)
+        # the two reads a spawn waits for go out together: the secrets from the jobs service
+        # (they do not depend on the choices) and the workspace's size from the cluster
+        secrets = asyncio.ensure_future(took.time("secrets", self.wanted_secrets()))
+        try:
+            try:
+                current = await took.time("workspace", claims.size_of(self.api, self.namespace, self.pvc_name))
+                size = workspaces.parse_size(raw_size, ok.workspace_sizes, current)
+            except ChoiceError as e:
+                self._refused(e)
+            self.user_options = {
+                **choice.as_options(),
+                **({queue_wait.OPTION: True} if wait else {}),
+                **({workspaces.SIZE_OPTION: size} if size else {}),
+            }
+            self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
+            self.apply_secrets(await secrets)
+        finally:
+            secrets.cancel()  # (when the workspace read failed: not left running)
         if size:  # a new workspace is made at this size; an existing one grows to it
             self.storage_capacity = size
-            if await claims.grow(self.api, self.namespace, self.pvc_name, size, current):
+            if await took.time("grow", claims.grow(self.api, self.namespace, self.pvc_name, size, current)):
                 self.log.info("%s: workspace grows from %s to %s", self._log_name, current, size)
-        await claims.ensure_team_folders(self.api, self.namespace, cat.storage, groups, str(self.storage_class))  # type: ignore[has-type]
+        await took.time(
+            "team folders",
+            claims.ensure_team_folders(self.api, self.namespace, cat.storage, groups, str(self.storage_class)),  # type: ignore[has-type]
+        )
         self.user_queue, self.queue_message = None, ""
         if choice.gpu_count:
             # GPUs are admitted by Kueue, in the user's queue: their maximum and their
             # team's quota hold atomically however many spawns and job runs arrive at once
-            self.user_queue = await self.queues.ensure_user(
-                cat, self.user.name, groups, bool(self.user.admin), self.namespace
+            self.user_queue = await took.time(
+                "queue", self.queues.ensure_user(cat, self.user.name, groups, bool(self.user.admin), self.namespace)
             )
             labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
             self.extra_labels = {
                 **labels,
                 **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix),
             }
-        self.log.info("spawning %s with %s", self._log_name, choice)
+        self.log.info("spawning %s with %s (checks: %s)", self._log_name, choice, took)
+
+    def _refused(self, e: ChoiceError) -> NoReturn:
+        self.log.warning("spawn of %s refused: %s", self._log_name, e)
+        metrics.SPAWN_FAILURES.labels(reason=_reason(e)).inc()
+        raise web.HTTPError(e.status, str(e)) from None
 
     @property
     def queues(self) -> Queues:
@@ -213,9 +231,7 @@ class MoonSpawner(KubeSpawner):
     def apply_workload(self, w: Workload, cat: Catalog) -> None:
         """Set the traits the workload decides. The configured env and labels are kept aside
         once, so that a later spawn with other choices starts again from them."""
-        if not hasattr(self, "_configured"):
-            self._configured = (dict(self.environment), dict(self.extra_labels))  # type: ignore[has-type]
-        env, labels = self._configured
+        env, labels = self._configured_traits()
         self.image = w.image
         self.cpu_guarantee, self.cpu_limit = w.cpu_guarantee, w.cpu_limit
         # JupyterHub's byte traits do not take Kubernetes suffixes (Gi): give them bytes
@@ -237,11 +253,21 @@ class MoonSpawner(KubeSpawner):
         self.storage_capacity = st.capacity
         self.storage_access_modes = [st.access_mode]
 
-    async def apply_secrets(self) -> None:
-        """The secrets the user gives to their server, by reference (never their values)."""
-        jobs_url = str(self._configured[0].get("MOONHUB_JOBS_URL", ""))
+    def _configured_traits(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The configured environment and labels, kept aside at the first spawn (each spawn
+        then starts again from them, whatever the last one added)."""
+        if not hasattr(self, "_configured"):
+            self._configured = (dict(self.environment), dict(self.extra_labels))
+        return self._configured
+
+    async def wanted_secrets(self) -> list[Any]:
+        """The secrets the user gives to their server (read from the jobs service)."""
+        jobs_url = str(self._configured_traits()[0].get("MOONHUB_JOBS_URL", ""))
         token = str(self.api_token or "")
-        uses = await server_secrets.wanted(jobs_url, self.user.name, self.server_claim_key, token, self.log)
+        return await server_secrets.wanted(jobs_url, self.user.name, self.server_claim_key, token, self.log)
+
+    def apply_secrets(self, uses: list[Any]) -> None:
+        """Give the pod the secrets ``uses`` names, by reference (never their values)."""
         env, volumes, mounts = server_secrets.pod_parts(uses, self.user.name)
         self.environment = {**self.environment, **env}
         self.volumes, self.volume_mounts = [*self.volumes, *volumes], [*self.volume_mounts, *mounts]
@@ -402,6 +428,24 @@ class MoonSpawner(KubeSpawner):
 
 
 _QUEUES: dict[tuple[int, str], Queues] = {}
+T = TypeVar("T")
+
+
+class Stopwatch:
+    """How long each of a spawn's checks took, for its log line (``workspace 12 ms, ...``)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    async def time(self, what: str, call: Awaitable[T]) -> T:
+        t0 = time.monotonic()
+        try:
+            return await call
+        finally:
+            self.ms[what] = (time.monotonic() - t0) * 1000
+
+    def __str__(self) -> str:
+        return ", ".join(f"{what} {ms:.0f} ms" for what, ms in self.ms.items()) or "none"
 
 
 def _cluster_away(e: Exception) -> str:
