@@ -46,6 +46,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from . import spawn_phases
 from .hub_load import Client, Flow, activity, burst, latencies, pct
 from .scale_tier import HubUnderTest, baseline_hub, make_claims, moonhub_hub, pods_left, scale_cluster
 
@@ -320,16 +321,21 @@ def main() -> int:
     form_users = [f"f{i:03d}" for i in range(20)]
     nodes = max(1, -(-(args.users + 10) // 250))
     rows: dict[str, dict[str, str]] = {}
+    steps: dict[str, dict[str, list[float]]] = {}
     with scale_cluster(nodes) as cfg:
         asyncio.run(make_claims(cfg, users + form_users))
         for name in args.hubs.split(","):
             starter = moonhub_hub if name == "moonhub" else baseline_hub
+            started = time.time()
             with starter(cfg) as hub:
                 res = asyncio.run(measure_hub(hub, users, form_users, args))
             rows[name] = summary(res, asyncio.run(pods_left(cfg, hub.pod_prefix)))
+            steps[name] = spawn_phases.read(hub.sup.log_path(hub.name), users[: args.burst], since=started)
             print_table({name: rows[name]})
     if len(rows) == 2:
         print_table(rows)
+    print("\nthe burst's spawns, step by step (from each hub's log):")
+    print(spawn_phases.table(steps))
     return 0
 
 

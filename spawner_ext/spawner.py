@@ -174,12 +174,15 @@ class MoonSpawner(KubeSpawner):
             choice = ch.parse(raw, cat, ok)
         except ChoiceError as e:
             self._refused(e)
-        # the two reads a spawn waits for go out together: the secrets from the jobs service
-        # (they do not depend on the choices) and the workspace's size from the cluster
+        # the two reads a spawn may wait for go out together: the secrets from the jobs
+        # service (they do not depend on the choices) and, only when a size is asked for, the
+        # workspace's size now (a workspace grows, never shrinks)
         secrets = asyncio.ensure_future(took.time("secrets", self.wanted_secrets()))
         try:
+            current = None
             try:
-                current = await took.time("workspace", claims.size_of(self.api, self.namespace, self.pvc_name))
+                if raw_size not in (None, "", []):
+                    current = await took.time("workspace", claims.size_of(self.api, self.namespace, self.pvc_name))
                 size = workspaces.parse_size(raw_size, ok.workspace_sizes, current)
             except ChoiceError as e:
                 self._refused(e)
