@@ -5,9 +5,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from localcluster.supervisor import MARK_ENV, Supervisor, marked
+
+T = TypeVar("T")
+
+
+def _soon(read: Callable[[], T], done: Callable[[T], bool], seconds: float = 10) -> T:
+    """``read()`` until ``done`` says so (a busy machine starts and reaps processes late)."""
+    deadline = time.monotonic() + seconds
+    while not done(value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
 
 
 def test_processes_left_by_a_killed_parent_are_found_by_their_mark_and_ended(tmp_path: Path) -> None:
@@ -20,14 +32,10 @@ def test_processes_left_by_a_killed_parent_are_found_by_their_mark_and_ended(tmp
         "print(p.pid, flush=True); time.sleep(60)"
     )
     pid = sup.start("hub", [sys.executable, "-c", script])
-    deadline = time.monotonic() + 10
-    while not (out := sup.log_path("hub").read_text().split()[-1]).isdigit() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    child = int(out)
+    child = int(_soon(lambda: "".join(sup.log_path("hub").read_text().split()[-1:]), str.isdigit))
     assert set(marked(sup.mark("hub"))) == {pid, child}
     subprocess.run(["kill", "-9", str(pid)], check=True)
-    time.sleep(0.3)
-    assert sup.pid("hub") is None
+    assert _soon(lambda: sup.pid("hub"), lambda p: p is None) is None
     assert marked(sup.mark("hub")) == [child], "the child outlives its parent"
     assert marked(sup.mark("other")) == []
     assert sup.end_left_behind("hub") == 1
