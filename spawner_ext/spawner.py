@@ -33,6 +33,7 @@ from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
 from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets
+from .resuming_reflector import ResumingEventReflector, ResumingPodReflector
 
 _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
 
@@ -277,7 +278,15 @@ class MoonSpawner(KubeSpawner):
 
     # ---- the shared reflectors ---------------------------------------------------------
     async def _start_watching_pods(self, replace: bool = False) -> Any:
-        found = await super()._start_watching_pods(replace)
+        # KubeSpawner's pod reflector (the same selector), resuming its watch rather than
+        # listing every server pod again each 10 s (``resuming_reflector``)
+        found = await self._start_reflector(
+            kind="pods",
+            reflector_class=ResumingPodReflector,
+            labels={"component": self.component_label},
+            omit_namespace=self.enable_user_namespaces,
+            replace=replace,
+        )
         reflector_watch.keep(self.__class__.reflectors, self.log)  # through API server outages
         if self.hub_id and self.orphan_pod_grace > 0:  # pods no server of this hub stands for
             sweeper = orphans.Sweeper(self.hub_id, self.namespace, self.orphan_pod_grace, self.log)
@@ -287,7 +296,13 @@ class MoonSpawner(KubeSpawner):
         return found
 
     async def _start_watching_events(self, replace: bool = False) -> Any:
-        found = await super()._start_watching_events(replace)
+        found = await self._start_reflector(
+            kind="events",
+            reflector_class=ResumingEventReflector,
+            fields={"involvedObject.kind": "Pod"},
+            omit_namespace=self.enable_user_namespaces,
+            replace=replace,
+        )
         reflector_watch.keep(self.__class__.reflectors, self.log)
         return found
 

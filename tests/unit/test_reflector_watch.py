@@ -57,3 +57,16 @@ async def test_a_start_while_the_api_server_is_away_is_tried_again_later() -> No
     assert await revive({"pods": r}, logging.getLogger("test")) == ["pods"]
     assert r.watch_task is not None
     r.watch_task.cancel()
+
+
+def test_a_watch_event_changes_the_view_and_a_bookmark_only_the_version() -> None:
+    from spawner_ext.resuming_reflector import apply
+
+    view: dict[str, object] = {}
+    pod = {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "5"}}
+    assert apply(view, {"type": "ADDED", "raw_object": pod}, "4") == "5" and view == {"ns/a": pod}
+    changed = {"metadata": {**pod["metadata"], "resourceVersion": "7"}, "spec": {}}
+    assert apply(view, {"type": "MODIFIED", "raw_object": changed}, "5") == "7" and view["ns/a"] is changed
+    bookmark = {"type": "BOOKMARK", "raw_object": {"metadata": {"resourceVersion": "9"}}}
+    assert apply(view, bookmark, "7") == "9" and list(view) == ["ns/a"]
+    assert apply(view, {"type": "DELETED", "raw_object": changed}, "9") == "7" and view == {}
