@@ -70,3 +70,43 @@ def test_a_watch_event_changes_the_view_and_a_bookmark_only_the_version() -> Non
     bookmark = {"type": "BOOKMARK", "raw_object": {"metadata": {"resourceVersion": "9"}}}
     assert apply(view, bookmark, "7") == "9" and list(view) == ["ns/a"]
     assert apply(view, {"type": "DELETED", "raw_object": changed}, "9") == "7" and view == {}
+
+
+async def test_a_gone_version_is_listed_again_at_once_and_a_failed_watch_after_a_pause() -> None:
+    import time
+
+    from spawner_ext.resuming_reflector import Gone, ResumingPodReflector
+
+    r = ResumingPodReflector(namespace="ns")
+    calls: list[tuple[str, str | None]] = []
+    steps = iter([Gone(), "11", RuntimeError("connection reset"), "12"])
+
+    async def list_and_update(version: str | None = None) -> str:
+        calls.append(("list", version))
+        r.listed = ("10", time.monotonic())
+        return "10"
+
+    async def follow(version: str) -> str:
+        calls.append(("watch", version))
+        step = next(steps, None)
+        if step is None:
+            r._stopping = True
+            return version
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    r._list_and_update, r._follow = list_and_update, follow  # type: ignore[method-assign]
+    r.listed = ("10", time.monotonic())  # as start() leaves it
+    t0 = time.monotonic()
+    await asyncio.wait_for(r._watch_and_update(), 10)
+    assert calls == [
+        ("watch", "10"),  # goes on from start's list
+        ("list", "0"),  # gone: listed again at once
+        ("watch", "10"),
+        ("watch", "11"),  # resumed where the last watch ended
+        ("list", "0"),  # failed: listed again after the back-off
+        ("watch", "10"),
+        ("watch", "12"),
+    ]
+    assert 0.15 < time.monotonic() - t0 < 5
