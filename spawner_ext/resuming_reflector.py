@@ -71,6 +71,8 @@ class ResumingReflector(ResourceReflector):
                 version = await self._follow(version)
                 delay = 0.1
             except asyncio.CancelledError:
+                if self._stopping:
+                    break  # stop() cancels and waits for the task to end, not to raise
                 raise
             except Gone:
                 self.log.info("%s: the watch's version is gone from the API server; listing again", self.kind)

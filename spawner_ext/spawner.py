@@ -157,10 +157,8 @@ class MoonSpawner(KubeSpawner):
         (not a bare 500)."""
         try:
             await self._load_user_options()
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            raise web.HTTPError(503, _cluster_away(e)) from None
-        except ApiException as e:
-            if e.status and e.status < 500:
+        except (aiohttp.ClientError, OSError, TimeoutError, ApiException) as e:
+            if isinstance(e, ApiException) and not _cluster_is_away(e):
                 raise
             raise web.HTTPError(503, _cluster_away(e)) from None
 
@@ -350,6 +348,8 @@ class MoonSpawner(KubeSpawner):
             except Exception as e:
                 reason = "timeout" if isinstance(e, TimeoutError) else "error"
                 metrics.SPAWN_FAILURES.labels(reason=reason).inc()
+                if _cluster_is_away(e):  # what the user is told: a 503 that says so, not a bare 500
+                    raise web.HTTPError(503, _cluster_away(e)) from None
                 raise
             finally:
                 ready.cancel()
@@ -464,6 +464,15 @@ class Stopwatch:
 
     def __str__(self) -> str:
         return ", ".join(f"{what} {ms:.0f} ms" for what, ms in self.ms.items()) or "none"
+
+
+def _cluster_is_away(e: BaseException) -> bool:
+    """The API server could not be reached or failed (not a refusal, not a slow start)."""
+    if isinstance(e, ApiException):
+        return not e.status or e.status >= 500
+    return isinstance(e, (aiohttp.ClientError, ConnectionError)) or (
+        isinstance(e, OSError) and not isinstance(e, TimeoutError)
+    )
 
 
 def _cluster_away(e: Exception) -> str:
