@@ -15,7 +15,7 @@ window. These reflectors do so, and list again only
 
 - at the start,
 - when the API server says the version is too old (410 Gone) or a watch fails (then with
-  KubeSpawner's back-off, and its ``on_failure`` once the back-off passes 30 s), and
+  a doubling back-off as KubeSpawner's, and its ``on_failure`` once the wait passes 30 s), and
 - every ``RELIST_EVERY`` seconds in any case (a safety net: KubeSpawner's authors do not
   trust a watch to yield every event, and neither need we).
 
