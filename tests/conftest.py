@@ -162,6 +162,21 @@ class Hub:
     #: the cluster the hub's servers run in (their pods are described when one does not come)
     cluster: ClusterConfig | None = None
 
+    @classmethod
+    def started(
+        cls, url: str, config: Path, sup: Supervisor, name: str, cluster: ClusterConfig, mailbox: list[EmailMessage]
+    ) -> Hub:
+        """The hub :func:`start_hub` started as ``name`` (its catalog next to its config)."""
+        return cls(
+            url=url,
+            password=dev_password(config) or "",
+            config=config,
+            catalog=config.parent / "catalog.yaml",
+            mailbox=mailbox,
+            log=sup.log_path(name),
+            cluster=cluster,
+        )
+
     def login(self, user: str) -> requests.Session:
         """A browser-like session logged in through the hub's login form."""
         s = requests.Session()
@@ -294,15 +309,6 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
     smtp.start()
     url, config, sup = start_hub(local_cluster, HUB_STATE, doc, "hub")
-    catalog = HUB_STATE / "catalog.yaml"
-    yield Hub(
-        url=url,
-        password=dev_password(config) or "",
-        config=config,
-        catalog=catalog,
-        mailbox=mail.messages,
-        log=sup.log_path("hub"),
-        cluster=local_cluster,
-    )
+    yield Hub.started(url, config, sup, "hub", local_cluster, mail.messages)
     sup.stop("hub")
     smtp.stop()

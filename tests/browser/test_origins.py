@@ -23,7 +23,6 @@ import requests
 from playwright.async_api import Browser, BrowserContext
 
 from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import dev_password
 from tests.conftest import TEST_CLUSTER, Hub, platform_doc, start_hub
 from tests.helpers import describe_pod, wait_for
 
@@ -86,15 +85,7 @@ def origins_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:{PORT + 90}"
     doc["culling"]["enabled"] = False
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-origins")
-    yield Hub(
-        url=url,
-        password=dev_password(config) or "",
-        config=config,
-        catalog=STATE / "catalog.yaml",
-        mailbox=[],
-        log=sup.log_path("hub-origins"),
-        cluster=local_cluster,
-    )
+    yield Hub.started(url, config, sup, "hub-origins", local_cluster, [])
     sup.stop("hub-origins")
 
 

@@ -22,7 +22,6 @@ from kubernetes_asyncio import client
 
 from localcluster import cli, node
 from localcluster.config import REPO, ClusterConfig
-from localcluster.hub import dev_password
 from tests.conftest import Hub, platform_doc, start_hub
 from tests.helpers import PYTHON_IMAGE, wait_for
 
@@ -70,15 +69,7 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["spawner"]["queue_prefix"] = "moonhub-culling"
     doc["culling"] |= {"enabled": True, **CLOCKS}
     url, config, sup = start_hub(local_cluster, STATE, doc, "hub-culling")
-    yield Hub(
-        url=url,
-        password=dev_password(config) or "",
-        config=config,
-        catalog=STATE / "catalog.yaml",
-        mailbox=[],
-        log=sup.log_path("hub-culling"),
-        cluster=local_cluster,
-    )
+    yield Hub.started(url, config, sup, "hub-culling", local_cluster, [])
     sup.stop("hub-culling")
 
 
