@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,8 @@ async def measure_hub(
             await asyncio.sleep(args.idle_seconds)
     res["idle_cpu"] = idle
     res["idle_shares"] = cpu_shares(idle_folder / f"{hub.name}-idle.txt")
+    if args.profile is None:
+        shutil.rmtree(idle_folder, ignore_errors=True)
     res["hub_rss_1"], res["proxy_rss_1"] = hubp.memory_info().rss, proxyp.memory_info().rss if proxyp else 0
     for u in form_users:
         await c.login(u)
@@ -250,6 +253,7 @@ def summary(res: dict[str, Any], pods_after: int) -> dict[str, str]:
 CPU_KINDS = {
     "watches (pods, events, GPU view)": (
         "kubespawner/reflector.py",
+        "spawner_ext/resuming_reflector.py",
         "kubernetes_asyncio/watch",
         "moonhub_core/gpuview.py",
         "spawner_ext/reflector_watch.py",

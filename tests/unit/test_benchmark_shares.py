@@ -17,7 +17,8 @@ def test_each_stack_counts_once_for_the_first_kind_it_shows(tmp_path: Path) -> N
         "\n".join(
             [
                 f"{ROOT};ResourceReflector._watch_and_update (kubespawner/reflector.py:380);loads (json.py:1) 30",
-                f"{ROOT};Watch.__anext__ (kubernetes_asyncio/watch/watch.py:120) 10",
+                f"{ROOT};Watch.__anext__ (kubernetes_asyncio/watch/watch.py:120) 6",
+                f"{ROOT};ResumingReflector._follow (spawner_ext/resuming_reflector.py:108);apply (x.py:1) 4",
                 f"{ROOT};Spawner.poll_and_notify (jupyterhub/spawner.py:1400) 20",
                 f"{ROOT};RequestHandler._execute (tornado/web.py:2004);UserListAPIHandler.get (x.py:1) 25",
                 f"{ROOT};JupyterHub.update_last_activity (jupyterhub/app.py:3500) 5",
