@@ -62,10 +62,17 @@ def profiled(hub: HubUnderTest, phase: str, folder: Path | None) -> Iterator[Non
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{hub.name}-{phase}.txt"
+    with py_spy(hub.pid, folder / f"{hub.name}-{phase}.txt"):
+        yield
+
+
+@contextmanager
+def py_spy(pid: int, out: Path) -> Iterator[None]:
+    """py-spy samples process ``pid`` (50 a second, collapsed stacks into ``out``) while
+    the block runs."""
     spy = Path(sys.executable).parent / "py-spy"
     proc = subprocess.Popen(
-        [str(spy), "record", "--pid", str(hub.pid), "--format", "raw", "--rate", "50", "--nonblocking", "-o", str(out)],
+        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--nonblocking", "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -286,6 +293,39 @@ def cpu_shares(stacks: Path) -> dict[str, float]:
         counts[kind] += int(n)
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()} if total else {}
+
+
+def top_frames(stacks: Path, within: str, n: int = 12) -> tuple[float, list[tuple[str, float]]]:
+    """Pure (reads one file): the share of the sampled CPU whose stack holds ``within`` (a
+    substring of a frame), and, of that time, the ``n`` functions that held the CPU
+    themselves most often (the innermost frame of MoonHub's code, or of any code when the
+    stack holds none of it), each with its share of the ``within`` time."""
+    try:
+        lines = stacks.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0.0, []
+    total = inside = 0
+    own: dict[str, int] = {}
+    for line in lines:
+        frames, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        parts = frames.split(";")
+        if not any(within in f for f in parts):
+            continue
+        inside += int(count)
+        ours = [f for f in parts if any(m in f for m in OUR_CODE)]
+        leaf = (ours or parts)[-1]
+        own[leaf] = own.get(leaf, 0) + int(count)
+    if not inside:
+        return 0.0, []
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:n]
+    return inside / total, [(f, c / inside) for f, c in ranked]
+
+
+#: the packages of this repository (their frames name the work, not the library under them)
+OUR_CODE = ("jobs_service/", "moonhub_core/", "spawner_ext/", "hubclient/", "hub_config/")
 
 
 def per_thousand(grown: int, servers: int) -> str:

@@ -29,9 +29,13 @@ import datetime as dt
 import logging
 import math
 import random
+import re
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,6 +47,7 @@ from localcluster.supervisor import marked
 from moonhub_core import pods as podc
 
 from .hub_load import Client, latencies, pct
+from .hub_scale import py_spy, top_frames
 from .jobs_latency import NOTEBOOK
 from .scale_tier import NS, HubUnderTest, make_claims, moonhub_hub, scale_cluster
 
@@ -362,9 +367,20 @@ async def main(args: argparse.Namespace) -> None:
                 Usage("kwok", _process("kwok", cluster_procs)),
             ]
             start = dt.datetime.now(dt.UTC)
+            log_at = _size(hub.sup.log_path(hub.name))
             log.info("watching the CronJobs fire for %d s", args.window)
-            await watch(args.window, usage)
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = args.profile or Path(tmp)
+                folder.mkdir(parents=True, exist_ok=True)
+                stacks = folder / "jobs-service-window.txt"
+                with ExitStack() as spying:  # py-spy has written the file once this ends
+                    if usage[0].proc is not None:
+                        spying.enter_context(py_spy(usage[0].proc.pid, stacks))
+                    await watch(args.window, usage)
+                in_reconcile, top = top_frames(stacks, "reconcile.py")
+                in_sync, _ = top_frames(stacks, "sync.py")
             end = dt.datetime.now(dt.UTC)
+            passes = reconcile_passes(hub.sup.log_path(hub.name), log_at)
             await asyncio.sleep(10)  # the runs of the window's last ticks are taken up
             fired = await ticks(cfg, fleet, start, end)
             rec = await recorded(api, fleet, fired["scheduled"], args.samples)
@@ -397,10 +413,38 @@ async def main(args: argparse.Namespace) -> None:
     print("| --- | ---: | ---: | ---: |")
     for u in usage:
         print(u.row())
+    print()
+    print(f"reconcile passes in the window (jobs service log): {', '.join(f'{x:.1f} s' for x in passes) or 'none'}")
+    if top:
+        print(f"jobs service's sampled CPU in reconcile: {in_reconcile:.0%}; in the sync loop: {in_sync:.0%}")
+        print("where reconcile's time went (innermost MoonHub frame, share of reconcile's samples):")
+        for frame, share in top:
+            print(f"  {share:6.1%}  {frame}")
     if fleet.create_failed:
         print("\nrefused creates (first 5):", *fleet.create_failed[:5], sep="\n  ")
     if fired["missed"]:
         print("\nmissed ticks (first 5):", *[f"{c} at {t:%H:%M}" for c, t in fired["missed"][:5]], sep="\n  ")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+PASS = re.compile(rb"reconcile pass: ([0-9.]+) s")
+
+
+def reconcile_passes(log_file: Path, since: int) -> list[float]:
+    """Pure (reads one file): the seconds of each reconcile pass the jobs service logged
+    after byte ``since`` of the hub's log (its services write there)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(since)
+            return [float(m.group(1)) for m in PASS.finditer(f.read())]
+    except OSError:
+        return []
 
 
 def _in_state(p: psutil.Process, cfg: ClusterConfig) -> bool:
@@ -417,5 +461,6 @@ if __name__ == "__main__":
     ap.add_argument("--window", type=int, default=300, help="seconds the CronJobs are watched firing")
     ap.add_argument("--concurrency", type=int, default=8, help="creates at a time")
     ap.add_argument("--samples", type=int, default=200, help="requests per API latency")
+    ap.add_argument("--profile", type=Path, help="keep py-spy's samples of the jobs service over the window here")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     asyncio.run(main(ap.parse_args()))

@@ -1,4 +1,4 @@
-"""What the scale benchmark says the hub's idle CPU goes to, from py-spy's collapsed stacks."""
+"""What the scale benchmarks say a process's CPU goes to, from py-spy's collapsed stacks and logs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hub_scale import cpu_shares
+from benchmarks.hub_scale import cpu_shares, top_frames
+from benchmarks.jobs_scale import reconcile_passes
 
 ROOT = "<module> (jupyterhub:6);JupyterHub.launch_instance (jupyterhub/app.py:4106);Handle._run (asyncio/events.py:80)"
 
@@ -44,3 +45,38 @@ def test_nothing_sampled_or_no_file_gives_no_shares(tmp_path: Path) -> None:
     empty.write_text("")
     assert cpu_shares(empty) == {}
     assert cpu_shares(tmp_path / "missing.txt") == {}
+
+
+SERVICE = "<module> (jobs_service/__main__.py:5);run (asyncio/runners.py:118)"
+
+
+def test_the_time_inside_a_function_goes_to_the_innermost_frame_of_our_code(tmp_path: Path) -> None:
+    stacks = tmp_path / "jobs-service.txt"
+    rec = f"{SERVICE};reconcile (jobs_service/reconcile.py:95)"
+    stacks.write_text(
+        "\n".join(
+            [
+                f"{rec};_reconcile_one (jobs_service/reconcile.py:160);__init__ (pydantic/main.py:200) 6",
+                f"{rec};_reconcile_one (jobs_service/reconcile.py:160);validate (pydantic/main.py:300) 2",
+                f"{rec};sha_of (jobs_service/snapshots.py:181);execute (sqlalchemy/orm/session.py:10) 2",
+                f"{SERVICE};sync_runs (jobs_service/sync.py:40) 10",
+            ]
+        )
+    )
+    share, top = top_frames(stacks, "reconcile.py")
+    assert share == pytest.approx(0.5)
+    assert top == [
+        ("_reconcile_one (jobs_service/reconcile.py:160)", pytest.approx(0.8)),
+        ("sha_of (jobs_service/snapshots.py:181)", pytest.approx(0.2)),
+    ]
+    assert top_frames(stacks, "nowhere.py") == (0.0, [])
+    assert top_frames(tmp_path / "missing.txt", "reconcile.py") == (0.0, [])
+
+
+def test_the_reconcile_passes_are_read_from_the_log_after_a_given_byte(tmp_path: Path) -> None:
+    log = tmp_path / "hub.log"
+    before = b"x moonhub.jobs reconcile pass: 9.0 s\n"
+    log.write_bytes(before + b"y moonhub.jobs reconcile pass: 22.2 s\nz other\nw reconcile pass: 3.5 s\n")
+    assert reconcile_passes(log, len(before)) == [22.2, 3.5]
+    assert reconcile_passes(log, 0) == [9.0, 22.2, 3.5]
+    assert reconcile_passes(tmp_path / "missing.log", 0) == []
