@@ -35,6 +35,7 @@ import logging
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -382,6 +383,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=200, help="the load driver's connection pool")
     parser.add_argument("--hubs", default="moonhub,baseline")
     parser.add_argument("--profile", type=Path, help="sample each hub with py-spy into this folder")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the hubs this many times, taking turns (one hub's run, the other's, ...): "
+        "the per-round ratios show how far this machine's noise moves a figure",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.burst > args.users:
@@ -389,23 +397,66 @@ def main() -> int:
     users = [f"u{i:05d}" for i in range(args.users)]
     form_users = [f"f{i:03d}" for i in range(20)]
     nodes = max(1, -(-(args.users + 10) // 250))
-    rows: dict[str, dict[str, str]] = {}
     steps: dict[str, dict[str, list[float]]] = {}
+    hubs = args.hubs.split(",")
+    by_round: list[dict[str, dict[str, str]]] = []
     with scale_cluster(nodes) as cfg:
         asyncio.run(make_claims(cfg, users + form_users))
-        for name in args.hubs.split(","):
-            starter = moonhub_hub if name == "moonhub" else baseline_hub
-            started = time.time()
-            with starter(cfg) as hub:
-                res = asyncio.run(measure_hub(hub, users, form_users, args))
-            rows[name] = summary(res, asyncio.run(pods_left(cfg, hub.pod_prefix)))
-            steps[name] = spawn_phases.read(hub.sup.log_path(hub.name), users[: args.burst], since=started)
-            print_table({name: rows[name]})
-    if len(rows) == 2:
-        print_table(rows)
+        for k in range(args.rounds):
+            # the hubs take turns: a slow spell of the machine falls on both, round by round
+            order = hubs if k % 2 == 0 else hubs[::-1]
+            by_round.append({})
+            for name in order:
+                starter = moonhub_hub if name == "moonhub" else baseline_hub
+                started = time.time()
+                with starter(cfg) as hub:
+                    res = asyncio.run(measure_hub(hub, users, form_users, args))
+                by_round[k][name] = summary(res, asyncio.run(pods_left(cfg, hub.pod_prefix)))
+                steps[f"{name} {k + 1}" if args.rounds > 1 else name] = spawn_phases.read(
+                    hub.sup.log_path(hub.name), users[: args.burst], since=started
+                )
+                print_table({name: by_round[k][name]})
+    for k, rows in enumerate(by_round):
+        if len(rows) == 2:
+            if args.rounds > 1:
+                print(f"\nround {k + 1} of {args.rounds}")
+            print_table({name: rows[name] for name in hubs})
+    if args.rounds > 1 and len(hubs) == 2:
+        print_rounds(by_round, hubs)
     print("\nthe burst's spawns, step by step (from each hub's log):")
     print(spawn_phases.table(steps))
     return 0
+
+
+#: the figures compared round by round
+ROUND_KEYS = (
+    "burst: hub CPU s per spawn",
+    "burst: hub + its services CPU s per spawn",
+    "burst: request->ready p50 s",
+    "burst: request->ready p95 s",
+    "idle hub CPU % at that count",
+)
+
+
+def round_ratios(by_round: list[dict[str, dict[str, str]]], hubs: list[str]) -> dict[str, list[float]]:
+    """Pure: for each of ``ROUND_KEYS``, the first hub's figure over the second's, round by
+    round (rounds where either is missing are left out)."""
+    out: dict[str, list[float]] = {}
+    for key in ROUND_KEYS:
+        out[key] = []
+        for rows in by_round:
+            r = ratio(key, rows.get(hubs[0], {}).get(key, ""), rows.get(hubs[1], {}).get(key, ""))
+            if r:
+                out[key].append(float(r))
+    return out
+
+
+def print_rounds(by_round: list[dict[str, dict[str, str]]], hubs: list[str]) -> None:
+    print(f"\n{hubs[0]} / {hubs[1]}, round by round (median; lowest - highest)")
+    for key, values in round_ratios(by_round, hubs).items():
+        if values:
+            listed = "  ".join(f"{v:.2f}" for v in values)
+            print(f"{key:45}  {listed}   median {statistics.median(values):.2f}; {min(values):.2f} - {max(values):.2f}")
 
 
 if __name__ == "__main__":
