@@ -12,13 +12,15 @@ completion. After every definition exists, for ``--window`` seconds:
 - **scheduled time -> run recorded**: when the jobs service recorded the run (its sync loop
   takes each new Job up);
 - **the jobs service's CPU and memory** (sampled every 5 s), beside the controller manager's
-  (upstream's CronJob controller) and the API server's;
+  (upstream's CronJob controller) and the API server's; each reconcile pass's length (from
+  the service's log) and where the service's CPU went (py-spy over the window; ``--profile
+  DIR`` keeps the samples);
 
 then the API's latencies over HTTP with all the definitions there: create (the last tenth of
 the creates), a user's jobs, a job's runs, a run's log. Bounded in count and time; all
 traffic stays on this machine.
 
-    .venv/bin/python -m benchmarks.jobs_scale [--users 1000] [--per-user 10] [--window 300]
+    .venv/bin/python -m benchmarks.jobs_scale [--users 1000] [--per-user 10] [--window 300] [--profile DIR]
 """
 
 from __future__ import annotations
