@@ -13,6 +13,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from . import unread
+
 #: metadata only; plain JSON where a server could not answer so (it then sends whole objects,
 #: and the reader still takes only their metadata)
 ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -41,7 +43,7 @@ async def list_metadata(
     """The metadata (name, labels, annotations, ...) of every object of a collection that
     ``label_selector`` selects. Raises :class:`client.ApiException` as the typed clients do."""
     query = [("labelSelector", label_selector)] if label_selector else []
-    raw: Any = await api.call_api(
+    answer = api.call_api(
         collection_path(group, version, plural, namespace),
         "GET",
         query_params=query,
@@ -51,12 +53,4 @@ async def list_metadata(
         _preload_content=False,
         _request_timeout=timeout,
     )
-    try:
-        body = await raw.read()
-        if not 200 <= raw.status <= 299:  # unread answers are not checked by the client
-            e = client.ApiException(status=raw.status, reason=raw.reason)
-            e.body = body.decode("utf-8", "replace")
-            raise e
-        return items_metadata(body)
-    finally:
-        raw.release()
+    return items_metadata(await unread.body(answer))

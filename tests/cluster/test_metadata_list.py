@@ -51,4 +51,4 @@ async def test_a_refused_or_failed_list_raises_as_the_typed_clients_do(api: clie
     with pytest.raises(client.ApiException) as bad:
         await list_metadata(api, "batch", "v1", "cronjobs", namespace, "not a selector ===")
     assert bad.value.status == 400
-    assert "unable to parse requirement" in bad.value.body  # the server's own words reach the caller
+    assert b"unable to parse requirement" in bad.value.body  # the server's own words, as a typed call gives them
