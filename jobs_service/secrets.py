@@ -47,16 +47,19 @@ def _view(s: Any) -> dict[str, Any]:
     }
 
 
-async def _mine_and_teams(ctx: Context, owner: str) -> list[Any]:
-    """``owner``'s own secrets and every team's, each read by its labels: the namespace holds
-    every user's secrets, and a list of them all on each spawn (the hub reads a starting
-    server's secrets) grew with the number of users, not with this user's secrets."""
+async def _mine_and_teams(ctx: Context, owner: str, teams: bool = True) -> list[Any]:
+    """``owner``'s own secrets and (``teams``) every team's, each read by its labels: the
+    namespace holds every user's secrets, and a list of them all on each spawn (the hub reads
+    a starting server's secrets) grew with the number of users, not with this user's secrets.
+    A caller that can see no team's secrets does not ask for them (a starting server's list
+    is its user's own: half the reads of a spawn)."""
     mine = f"{pods.COMPONENT}={sec.USER_COMPONENT},{pods.OWNER}={safe_slug(owner, max_length=16)}"
-    own, teams = await asyncio.gather(
-        ctx.core.list_namespaced_secret(ctx.namespace, label_selector=mine),
-        ctx.core.list_namespaced_secret(ctx.namespace, label_selector=f"{pods.COMPONENT}={sec.TEAM_COMPONENT}"),
-    )
-    return [s for s in own.items if _is_users(s, owner)] + list(teams.items)
+    reads = [ctx.core.list_namespaced_secret(ctx.namespace, label_selector=mine)]
+    if teams:
+        team = f"{pods.COMPONENT}={sec.TEAM_COMPONENT}"
+        reads.append(ctx.core.list_namespaced_secret(ctx.namespace, label_selector=team))
+    own, *of_teams = await asyncio.gather(*reads)
+    return [s for s in own.items if _is_users(s, owner)] + [s for t in of_teams for s in t.items]
 
 
 async def _owned(ctx: Context, owner: str) -> list[Any]:
@@ -86,7 +89,7 @@ def _team(s: Any) -> str:
 async def listed(ctx: Context, caller: Caller) -> list[dict[str, Any]]:
     """The caller's secrets and their groups' team secrets (job admins: every team's)."""
     mine = []
-    for s in await _mine_and_teams(ctx, caller.name):
+    for s in await _mine_and_teams(ctx, caller.name, teams=bool(caller.groups) or caller.admin):
         team = _team(s)
         if _is_users(s, caller.name) or (team and (team in caller.groups or caller.admin)):
             mine.append(_view(s))
@@ -134,7 +137,7 @@ async def put(ctx: Context, caller: Caller, name: str, body: Any, team: str = ""
         current = None
     value = _value(body, required=current is None)
     if current is None and not team:
-        have = sum(1 for s in await _mine_and_teams(ctx, caller.name) if _is_users(s, caller.name))
+        have = sum(1 for s in await _mine_and_teams(ctx, caller.name, teams=False) if _is_users(s, caller.name))
         check_count("name", "secrets", have, ctx.limits.secrets_per_user)
     notes = {
         UPDATED_AT: utcnow().isoformat(timespec="seconds"),
@@ -192,7 +195,7 @@ async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:
     they are in. A refusal is a choice error (a scheduled run is held on it)."""
     if not uses:
         return
-    existing = {s.metadata.name for s in await _mine_and_teams(ctx, owner.name)}
+    existing = {s.metadata.name for s in await _mine_and_teams(ctx, owner.name, teams=any(u.team for u in uses))}
     for u in uses:
         if u.team and u.team not in owner.groups:
             raise NotEntitled("secrets", f"{owner.name} is not in group {u.team}, whose secret {u.name} this is")
