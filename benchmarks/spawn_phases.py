@@ -29,7 +29,14 @@ from .hub_load import pct
 #: (step, pattern whose groups are the time and the user); the first line of each counts
 STEPS = (
     ("claim", re.compile(r"^\[I (\S+ \S+) JupyterHub spawner:\d+\] Attempting to create pvc claim-(\S+?),")),
-    ("pod", re.compile(r"^\[I (\S+ \S+) JupyterHub spawner:\d+\] Attempting to create pod (?:jupyter-|base-)(\S+?),")),
+    # KubeSpawner's line, or MoonHub's (it creates the pod itself: docs/spawner.md)
+    (
+        "pod",
+        re.compile(
+            r"^\[I (\S+ \S+) JupyterHub spawner:\d+\] (?:Attempting to create|\S+: creating) pod "
+            r"(?:jupyter-|base-)([^\s,]+)"
+        ),
+    ),
     ("started", re.compile(r"^\[I (\S+ \S+) JupyterHub base:\d+\] User (\S+) took [\d.]+ seconds to start")),
 )
 #: the spawn request's access-log line: time, status, user, milliseconds
