@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moonhub_core import secrets as sec
+from moonhub_core import unread
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
 from . import audit, entitlements, gpu_queues, manifests, runcontext, secrets, snapshots, validation, views
@@ -379,11 +380,16 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str 
         return None
     pod = max(pods, key=lambda p: p.metadata.creation_timestamp)
     cap = ctx.limits.log_bytes
-    resp: Any = await ctx.core.read_namespaced_pod_log(
-        pod.metadata.name, ctx.namespace, limit_bytes=cap + 1, _preload_content=False
-    )
-    data = await resp.content.read(cap + 1)
-    resp.release()
+    # undecoded (a log is text), but checked: a container that has not started answers 400,
+    # and its Status is not the run's log
+    pod_name = pod.metadata.name
+    call = ctx.core.read_namespaced_pod_log(pod_name, ctx.namespace, limit_bytes=cap + 1, _preload_content=False)
+    try:
+        data = await unread.body(call)
+    except client.ApiException as e:
+        if e.status not in (400, 404):  # not started yet / gone since it was listed
+            raise
+        data = f"(no log to show: {unread.message(e)})".encode()
     # the job's secrets never show in a log MoonHub renders
     text = sec.mask(data[:cap].decode("utf-8", "replace"), await secrets.values(ctx, owner, uses))
-    return {"pod": pod.metadata.name, "log": text, "truncated": len(data) > cap, "progress": progress}
+    return {"pod": pod_name, "log": text, "truncated": len(data) > cap, "progress": progress}

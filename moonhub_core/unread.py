@@ -8,6 +8,7 @@ raises what the typed call would have raised for a refusal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from typing import Any
 
@@ -27,3 +28,12 @@ async def body(call: Awaitable[Any]) -> bytes:
         return data
     finally:
         raw.release()
+
+
+def message(e: ApiException) -> str:
+    """The API server's own words for a refusal (its Status ``message``), else the reason."""
+    try:
+        said = json.loads(e.body or b"{}").get("message")
+    except (ValueError, AttributeError):
+        said = None
+    return str(said or e.reason or e.status)
