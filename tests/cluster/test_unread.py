@@ -11,6 +11,7 @@ from kubernetes_asyncio import client
 
 from moonhub_core import unread
 from moonhub_core.security import container_security_context, pod_security_context
+from tests.helpers import wait_for
 
 
 def _config_map(name: str) -> dict[str, object]:
@@ -37,20 +38,31 @@ async def test_a_create_answers_its_object_undecoded_and_refusals_raise_as_typed
 
 
 async def test_a_log_not_there_yet_is_refused_in_the_api_servers_words(core: client.CoreV1Api, namespace: str) -> None:
-    # never scheduled (no node has the label): its container never starts (the jobs
-    # service reads a run's log so, and shows these words rather than the Status as a log)
+    # an image that is nowhere: the pod is scheduled and its container waits to start (the
+    # jobs service reads a run's log so, and shows these words rather than the Status)
     pod = {
         "metadata": {"name": "waiting"},
         "spec": {
-            "nodeSelector": {"moonhub.io/no-such-node": "true"},
             "securityContext": pod_security_context(),
-            "containers": [{"name": "c", "image": "never-pulled", "securityContext": container_security_context()}],
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "127.0.0.1:5000/moonhub/no-such-image:never",
+                    "securityContext": container_security_context(),
+                }
+            ],
         },
     }
     await core.create_namespaced_pod(namespace, pod)
+    await wait_for(
+        lambda: core.read_namespaced_pod("waiting", namespace),
+        lambda p: any(c.state.waiting for c in p.status.container_statuses or []),
+        timeout=60,
+        what="the container waiting to start",
+    )
     with pytest.raises(client.ApiException) as e:
         await unread.body(core.read_namespaced_pod_log("waiting", namespace, _preload_content=False))
     assert e.value.status == 400
     said = unread.message(e.value)
-    assert "waiting" in said and not said.startswith("{"), said
+    assert "waiting to start" in said and not said.startswith("{"), said
     assert unread.message(client.ApiException(status=503, reason="Service Unavailable")) == "Service Unavailable"
