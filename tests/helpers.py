@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 from localcluster import cli
 from localcluster.config import ClusterConfig
 from localcluster.registry import ref
+from moonhub_core import unread
 from moonhub_core.catalog import EXAMPLE, Catalog, load
 from moonhub_core.security import container_security_context, pod_security_context
 
@@ -195,12 +196,17 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
         },
     )
     pod = await pod_ended(core, ns, name)
-    # raw text: the client would otherwise parse a log that looks like JSON into a dict
-    resp = await core.read_namespaced_pod_log(name, ns, _preload_content=False)
-    log = await resp.text()
+    log = await pod_log(core, ns, name)
     await core.delete_namespaced_pod(name, ns)
     assert pod.status.phase == "Succeeded", f"reading {path} from {claim} failed: {log}"
-    return str(log)
+    return log
+
+
+async def pod_log(core: client.CoreV1Api, ns: str, name: str) -> str:
+    """The pod's log as text (the typed client would parse a log that looks like JSON into
+    a dict); a refusal raises, rather than coming back as the log."""
+    raw = await unread.body(core.read_namespaced_pod_log(name, ns, _preload_content=False))
+    return raw.decode("utf-8", "replace")
 
 
 def kubectl(cfg: ClusterConfig, *args: str, timeout: float = 300) -> str:

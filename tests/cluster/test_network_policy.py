@@ -19,7 +19,7 @@ from localcluster import cli, node
 from localcluster.config import METADATA_IP, REPO, ClusterConfig
 from localcluster.hub import user_pod_policy
 from localcluster.supervisor import Supervisor
-from tests.helpers import PYTHON_IMAGE, describe_pod, pod_ended, wait_for
+from tests.helpers import PYTHON_IMAGE, describe_pod, pod_ended, pod_log, wait_for
 
 #: host services on the node address: the hub API and jobs service stand-ins (allowed) and
 #: something else on the host (the proxy's API, say: refused)
@@ -126,8 +126,7 @@ async def _probe(api: client.ApiClient, core: client.CoreV1Api, ns: str, script:
         await core.create_namespaced_pod(ns, {"metadata": {"name": name}, "spec": pod_spec})
         pod_name = name
     pod = await pod_ended(core, ns, pod_name, timeout=120)
-    resp = await core.read_namespaced_pod_log(pod_name, ns, _preload_content=False)
-    log = str(await resp.text())
+    log = await pod_log(core, ns, pod_name)
     assert pod.status.phase == "Succeeded", (await describe_pod(core, ns, pod_name), log)
     return dict(line.split() for line in log.splitlines())
 

@@ -9,19 +9,13 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster.config import ClusterConfig
-from tests.helpers import PYTHON_IMAGE, SHELL_IMAGE, describe_pod, pod_ended, wait_for
+from tests.helpers import PYTHON_IMAGE, SHELL_IMAGE, describe_pod, pod_ended, pod_log, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _only_on_local_cluster(local_cluster: ClusterConfig | None) -> None:
     if local_cluster is None:
         pytest.skip("tests of MoonHub's local node (KUBECONFIG names another cluster)")
-
-
-async def _log(core: client.CoreV1Api, ns: str, name: str) -> str:
-    # raw text: the client would otherwise parse a log that looks like JSON
-    resp = await core.read_namespaced_pod_log(name, ns, _preload_content=False)
-    return str(await resp.text())
 
 
 async def _run_to_end(
@@ -33,7 +27,7 @@ async def _run_to_end(
         ns, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [spec]}}
     )
     pod = await pod_ended(core, ns, name, timeout=120)
-    return pod, await _log(core, ns, name)
+    return pod, await pod_log(core, ns, name)
 
 
 def _ready(p: client.V1Pod) -> bool:
