@@ -19,7 +19,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
-from moonhub_core import server_claim
+from moonhub_core import server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound
 from moonhub_core.jsonhttp import JsonResponses
 
@@ -108,8 +108,7 @@ def _guard(handler: Any) -> Any:
         except FieldError as e:
             self.send_field_error(e)
         except client.ApiException as e:
-            msg = json.loads(e.body).get("message", e.reason) if e.body else e.reason
-            self.send({"status": 502, "message": f"Kubernetes refused: {msg}"}, 502)
+            self.send({"status": 502, "message": f"Kubernetes refused: {unread.message(e)}"}, 502)
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
             # the API server away (a restart, an outage): nothing was changed; say so
             what = str(e) or type(e).__name__
