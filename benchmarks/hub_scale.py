@@ -34,9 +34,7 @@ import asyncio
 import logging
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +46,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from . import spawn_phases
+from . import profiling, spawn_phases
 from .hub_load import Client, Flow, activity, burst, latencies, pct
 from .scale_tier import HubUnderTest, baseline_hub, make_claims, moonhub_hub, pods_left, scale_cluster
 
@@ -63,25 +61,8 @@ def profiled(hub: HubUnderTest, phase: str, folder: Path | None) -> Iterator[Non
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    with py_spy(hub.pid, folder / f"{hub.name}-{phase}.txt"):
+    with profiling.py_spy(hub.pid, folder / f"{hub.name}-{phase}.txt"):
         yield
-
-
-@contextmanager
-def py_spy(pid: int, out: Path) -> Iterator[None]:
-    """py-spy samples process ``pid`` (50 a second, collapsed stacks into ``out``) while
-    the block runs."""
-    spy = Path(sys.executable).parent / "py-spy"
-    proc = subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--nonblocking", "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
 
 
 @asynccontextmanager
@@ -278,55 +259,15 @@ CPU_KINDS = {
 
 def cpu_shares(stacks: Path) -> dict[str, float]:
     """Pure (reads one file): the share of the hub's sampled CPU time in each of
-    ``CPU_KINDS`` and the rest, from py-spy's collapsed stacks (``frames count`` per line;
-    py-spy samples only a thread that runs, so the shares split the CPU the hub used). Empty
-    when there is nothing to read (no py-spy, or nothing sampled)."""
-    try:
-        lines = stacks.read_text(errors="replace").splitlines()
-    except OSError:
-        return {}
+    ``CPU_KINDS`` and the rest (py-spy samples only a thread that runs, so the shares split
+    the CPU the hub used). Empty when there is nothing to read (no py-spy, or nothing
+    sampled)."""
     counts = dict.fromkeys([*CPU_KINDS, "other"], 0)
-    for line in lines:
-        frames, _, n = line.rpartition(" ")
-        if not n.isdigit():
-            continue
-        kind = next((k for k, marks in CPU_KINDS.items() if any(m in frames for m in marks)), "other")
-        counts[kind] += int(n)
+    for frames, n in profiling.stacks(stacks):
+        kind = next((k for k, marks in CPU_KINDS.items() if any(m in f for f in frames for m in marks)), "other")
+        counts[kind] += n
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()} if total else {}
-
-
-def top_frames(stacks: Path, within: str, n: int = 12) -> tuple[float, list[tuple[str, float]]]:
-    """Pure (reads one file): the share of the sampled CPU whose stack holds ``within`` (a
-    substring of a frame), and, of that time, the ``n`` functions that held the CPU
-    themselves most often (the innermost frame of MoonHub's code, or of any code when the
-    stack holds none of it), each with its share of the ``within`` time."""
-    try:
-        lines = stacks.read_text(errors="replace").splitlines()
-    except OSError:
-        return 0.0, []
-    total = inside = 0
-    own: dict[str, int] = {}
-    for line in lines:
-        frames, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
-        parts = frames.split(";")
-        if not any(within in f for f in parts):
-            continue
-        inside += int(count)
-        ours = [f for f in parts if any(m in f for m in OUR_CODE)]
-        leaf = (ours or parts)[-1]
-        own[leaf] = own.get(leaf, 0) + int(count)
-    if not inside:
-        return 0.0, []
-    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:n]
-    return inside / total, [(f, c / inside) for f, c in ranked]
-
-
-#: the packages of this repository (their frames name the work, not the library under them)
-OUR_CODE = ("jobs_service/", "moonhub_core/", "spawner_ext/", "hubclient/", "hub_config/")
 
 
 def per_thousand(grown: int, servers: int) -> str:

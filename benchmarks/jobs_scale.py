@@ -49,8 +49,8 @@ from localcluster.supervisor import marked
 from moonhub_core import pods as podc
 
 from .hub_load import Client, latencies, pct
-from .hub_scale import py_spy, top_frames
 from .jobs_latency import NOTEBOOK
+from .profiling import py_spy, top_frames
 from .scale_tier import NS, HubUnderTest, make_claims, moonhub_hub, scale_cluster
 
 log = logging.getLogger("benchmarks.jobs_scale")

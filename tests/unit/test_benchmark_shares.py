@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hub_scale import cpu_shares, top_frames
+from benchmarks.hub_scale import cpu_shares
 from benchmarks.jobs_scale import reconcile_passes
+from benchmarks.profiling import top_frames
 
 ROOT = "<module> (jupyterhub:6);JupyterHub.launch_instance (jupyterhub/app.py:4106);Handle._run (asyncio/events.py:80)"
 
