@@ -347,11 +347,15 @@ def main() -> int:
             # the hubs take turns: a slow spell of the machine falls on both, round by round
             order = hubs if k % 2 == 0 else hubs[::-1]
             by_round.append({})
+            # each round's py-spy samples in a folder of their own (not the last round's alone)
+            round_args = args
+            if args.profile is not None and args.rounds > 1:
+                round_args = argparse.Namespace(**{**vars(args), "profile": args.profile / f"round-{k + 1}"})
             for name in order:
                 starter = moonhub_hub if name == "moonhub" else baseline_hub
                 started = time.time()
                 with starter(cfg) as hub:
-                    res = asyncio.run(measure_hub(hub, users, form_users, args))
+                    res = asyncio.run(measure_hub(hub, users, form_users, round_args))
                 by_round[k][name] = summary(res, asyncio.run(pods_left(cfg, hub.pod_prefix)))
                 steps[f"{name} {k + 1}" if args.rounds > 1 else name] = spawn_phases.read(
                     hub.sup.log_path(hub.name), users[: args.burst], since=started
