@@ -181,6 +181,11 @@ class JobsLimits:
     secrets_per_user: int = 50
     #: bytes one run may keep with it: its executed notebook and the files of its run folder
     run_output_bytes: int = 256 * 1024 * 1024
+    #: bytes of request bodies one user (with their runs) may be sending to the service at
+    #: once; past it, 429. Bodies are spooled to disk as they arrive, never held whole
+    body_bytes_in_flight_per_user: int = 256 * 1024 * 1024
+    #: the same for all callers together; past it, 503 (try again)
+    body_bytes_in_flight: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)

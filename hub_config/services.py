@@ -70,6 +70,17 @@ def _kept_token(path: Path) -> str:
     return path.read_text().strip()
 
 
+def empty_folder(path: Path) -> Path:
+    """``path``, an empty folder that nobody writes to (read and search only); anything found
+    in it is an error, not something to start a service beside."""
+    path.mkdir(mode=0o555, parents=True, exist_ok=True)
+    path.chmod(0o555)
+    left = sorted(p.name for p in path.iterdir())
+    if left:
+        raise ConfigError(f"{path} is the services' working folder and must be empty; it holds {left[:5]}")
+    return path
+
+
 def culling(cfg: PlatformConfig, document: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cu = cfg.culling
     services: list[dict[str, Any]] = []
@@ -145,10 +156,17 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
         # (a token's scopes are at most its user's: users may read their own warnings)
         scopes.append("access:services!service=gpu-reclaim")
         user_scopes.append("access:services!service=gpu-reclaim")
+    cwd = empty_folder(state / "service-cwd")
     for service in services:
+        if "command" not in service:
+            continue
+        # a managed service starts in an empty folder, not the hub's (the repository, locally:
+        # its .state holds the cluster's admin kubeconfig): a relative path that reaches it
+        # from what a user sent names nothing
+        service["cwd"] = str(cwd)
         # a service runs in a session of its own: what marks the hub's processes for its
         # supervisor marks it too, so one left by a killed hub is found (localcluster/supervisor.py)
-        if "command" in service and SUPERVISED_ENV in os.environ:
+        if SUPERVISED_ENV in os.environ:
             service["environment"] = {**service.get("environment", {}), SUPERVISED_ENV: os.environ[SUPERVISED_ENV]}
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     base = document.parent
     state = (base / cfg.hub.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
+    # the hub's secrets (cookie secret, database, tokens, the development password): its own
+    # (a volume's root the hub does not own, e.g. a claim with fsGroup, keeps its mode)
+    with contextlib.suppress(PermissionError):
+        state.chmod(0o700)
 
     c.JupyterHub.bind_url = cfg.hub.public_url
     if cfg.hub.subdomain_host:

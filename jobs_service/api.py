@@ -8,7 +8,6 @@ token with access to this service (e.g. the user's server token). Errors are JSO
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +22,87 @@ from moonhub_core import server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound
 from moonhub_core.jsonhttp import JsonResponses
 
-from . import outputs
+from . import bodies, outputs
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
 
 MAX_BODY = 1024 * 1024
-#: what the HTTP server reads at most of any request (API routes keep at most MAX_BODY
-#: of it and answer 413 past that)
-MAX_BUFFERED_BODY = 64 * MAX_BODY
 
 
 @web.stream_request_body
 class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
-    """A route of the API. Bodies are read as they arrive and never buffered past
-    ``MAX_BODY``: a larger one is read to its end and dropped (answering before the sender
-    is done makes proxies report an error instead of the 413), then refused with 413."""
+    """A route of the API. The caller is known before any of a body is read (the server
+    reads at most :data:`bodies.SMALL_BODY` of an unknown caller's, and drops it); a known
+    caller's body is spooled as it arrives, within their share of the bodies in flight, and
+    never kept past ``max_body``: a larger one is read to its end and dropped (answering
+    before the sender is done makes proxies report an error instead of the 413), then
+    refused with 413."""
 
     @property
     def max_body(self) -> int:
         """Bytes of a request body this route keeps at most."""
         return MAX_BODY
 
-    def prepare(self) -> None:
-        self._chunks: list[bytes] = []
-        self._size = 0
+    async def prepare(self) -> None:
+        self._spool: bodies.Spool | None = None
+        self._held = 0
+        self._refused: bodies.TooMuch | None = None
+        self._too_large = False
+        if self.request.method not in ("POST", "PUT", "PATCH"):
+            return
+        # who asks (a token, or the login cookie), before the body: an unknown caller's body
+        # stays within the server's small limit and is dropped; the method answers 403
+        await self.hub_auth.get_user(self, sync=False)
+        if not self.current_user:
+            return
+        # read to the end what is refused below (dropped as it arrives), a bounded amount
+        bodies.allow(self.request, 2 * self.max_body)
         length = self.request.headers.get("Content-Length", "")
-        self._too_large = length.isdigit() and int(length) > self.max_body
+        declared = int(length) if length.isdigit() and len(length) < 19 else 0
+        if declared > self.max_body:
+            self._too_large = True
+            return
+        if self._take(declared):
+            self._spool = bodies.Spool(self.max_body)
+
+    def _take(self, n: int) -> bool:
+        """Reserve ``n`` more bytes of the caller's share; False (and the refusal kept) if taken."""
+        try:
+            self.settings["in_flight"].take(self.current_user["name"], n)
+        except bodies.TooMuch as e:
+            self._refused = e
+            return False
+        self._held += n
+        return True
+
+    def _give_back(self) -> None:
+        if self._held:
+            self.settings["in_flight"].give_back(self.current_user["name"], self._held)
+            self._held = 0
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
     def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._too_large or self._size > self.max_body:
-            self._too_large, self._chunks = True, []
+        spool = self._spool
+        if spool is None:  # an unknown caller's, or refused: dropped
             return
-        self._chunks.append(chunk)
+        more = spool.size + len(chunk) - self._held
+        if more > 0 and not self._take(more):  # sent without a Content-Length, past the share
+            self._give_back()
+            return
+        spool.write(chunk)
+        if spool.too_large:
+            self._too_large = True
+            self._give_back()
+
+    def on_finish(self) -> None:
+        self._give_back()
+
+    def on_connection_close(self) -> None:
+        self._give_back()
+        super().on_connection_close()
 
     @property
     def jobs(self) -> JobsService:
@@ -73,14 +119,16 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     # skips it only for requests that a valid token authenticated (a bare or bogus
     # ``Authorization`` header does not turn the check off). Do not override check_xsrf_cookie.
 
-    def body(self) -> Any:
+    async def body(self) -> Any:
+        """The request's JSON body (large ones parsed off the event loop)."""
+        if self._refused is not None:
+            raise web.HTTPError(self._refused.status, self._refused.message)
         if self._too_large:
             size = f"{self.max_body // 2**20} MiB" if self.max_body >= 2**20 else f"{self.max_body // 1024} KiB"
             raise web.HTTPError(413, f"request body larger than {size}")
-        try:
-            return json.loads(b"".join(self._chunks) or b"null")
-        except json.JSONDecodeError as e:
-            raise FieldError("body", f"is not valid JSON ({e.msg})") from None
+        data = self._spool.read() if self._spool is not None else b""
+        self._give_back()  # the spool is read: what is held now is the parse's (bounded apart)
+        return await bodies.parse_json(data)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, FieldError):
@@ -133,7 +181,7 @@ class JobsHandler(NotebookBodies):
 
     @_guard
     async def post(self) -> None:
-        self.send(await self.jobs.create(self.caller(), self.body()), 201)
+        self.send(await self.jobs.create(self.caller(), await self.body()), 201)
 
 
 class JobHandler(NotebookBodies):
@@ -143,7 +191,7 @@ class JobHandler(NotebookBodies):
 
     @_guard
     async def patch(self, job_id: str) -> None:
-        self.send(await self.jobs.update(self.caller(), _id("id", job_id), self.body()))
+        self.send(await self.jobs.update(self.caller(), _id("id", job_id), await self.body()))
 
     @_guard
     async def delete(self, job_id: str) -> None:
@@ -181,7 +229,7 @@ class RerunHandler(APIHandler):
     @_guard
     async def post(self, job_id: str, run_id: str) -> None:
         """Run an ended run again as it was (``parameters`` may change some)."""
-        self.send(await self.jobs.rerun(self.caller(), _id("id", job_id), _id("run", run_id), self.body()), 201)
+        self.send(await self.jobs.rerun(self.caller(), _id("id", job_id), _id("run", run_id), await self.body()), 201)
 
 
 class RepairHandler(APIHandler):
@@ -195,7 +243,7 @@ class BackfillHandler(APIHandler):
     @_guard
     async def post(self, job_id: str) -> None:
         """Runs for the schedule's ticks from one day to another."""
-        self.send(await self.jobs.backfill(self.caller(), _id("id", job_id), self.body()), 201)
+        self.send(await self.jobs.backfill(self.caller(), _id("id", job_id), await self.body()), 201)
 
 
 class SecretsHandler(APIHandler):
@@ -227,7 +275,7 @@ class SecretHandler(APIHandler):
 
     @_guard
     async def put(self, name: str, team: str = "") -> None:
-        view, made = await self.jobs.put_secret(self.caller(), name, self.body(), team)
+        view, made = await self.jobs.put_secret(self.caller(), name, await self.body(), team)
         self.send(view, 201 if made else 200)
 
     @_guard

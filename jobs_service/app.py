@@ -22,8 +22,8 @@ from hubclient.users import HubUsers
 from moonhub_core import server_claim
 from moonhub_core.catalog import shared_store
 
-from . import launch, snapshots
-from .api import MAX_BUFFERED_BODY, routes
+from . import bodies, launch, snapshots
+from .api import routes
 from .db import open_db
 from .limits import Limits
 from .notify import EmailPolicy, SmtpSettings, WebhookPolicy
@@ -217,20 +217,23 @@ class JobsServiceApp(Application):
         auth = HubOAuth.instance(cache_max_age=30)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/jobs/")
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
+        limits = jobs.ctx.limits
         app = web.Application(
             routes(prefix) + launch.routes(prefix),
             jobs=jobs,
             admin_groups=list(self.admin_groups),
             # checks the hub's claims as it starts servers (moonhub_core.server_claim)
             server_claim_key=server_claim.key_from_token(auth.api_token or ""),
+            # request bodies being received, per caller and in all
+            in_flight=bodies.InFlight(limits.body_bytes_in_flight_per_user, limits.body_bytes_in_flight),
             cookie_secret=os.urandom(32),
             xsrf_cookies=False,
         )
         await snapshots.move_into_store(jobs.ctx)
         await jobs.reconcile()
-        # a notebook body may be up to jobs.limits.notebook_bytes (the route refuses more)
-        largest = max(MAX_BUFFERED_BODY, 2 * jobs.ctx.limits.notebook_bytes)
-        app.listen(url.port or 80, url.hostname or "", max_body_size=largest)
+        # the server reads a small body of anyone; a route raises that for one request once
+        # it knows the caller (jobs_service/bodies.py)
+        app.listen(url.port or 80, url.hostname or "", max_body_size=bodies.SMALL_BODY)
         self.log.info(
             "jobs service on %s (prefix %s), namespace %s, settings from %s",
             url.geturl(),

@@ -24,7 +24,8 @@ import hmac
 import json
 import logging
 import secrets
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from kubernetes_asyncio import client
 from sqlalchemy import select
@@ -35,7 +36,7 @@ from tornado import web
 from moonhub_core import pods
 from moonhub_core.errors import FieldError
 
-from . import runcontext
+from . import bodies, runcontext
 from .context import Context
 from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, TaskRunRow, utc
 from .manifests import SCHEDULED, TASK, Launch, Names
@@ -190,42 +191,155 @@ class RunParametersHandler(LaunchHandler):
                 self.finish({"run": job_name, "parameters": found.parameters, "scheduled_time": at and at.isoformat()})
 
 
-@web.stream_request_body
-class OutputHandler(LaunchHandler):
-    """A run's pod sending what it made: ``.../runs/<run>/output`` (the executed notebook,
-    gzip) or ``.../runs/<run>/files/<path>`` (a file of its run folder). What one run keeps
-    is bounded (``jobs.limits.run_output_bytes``); past that the request is refused."""
+class BodyHandler(LaunchHandler):
+    """A run's pod sending something: the key is checked before any of the body is read (a
+    wrong one is answered at once; the server reads no more than :data:`bodies.SMALL_BODY`
+    of it), then the body goes to ``self._sink`` as it arrives, within the run's cap and its
+    owner's share of the bodies in flight. Past the cap it is read to its end and dropped,
+    then refused with 413."""
 
-    def prepare(self) -> None:
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._cap = int(self.ctx.limits.run_output_bytes)
+    def cap(self) -> int:
+        raise NotImplementedError
+
+    def check_run(self, s: Session, row: DefinitionRow, job_name: str) -> None:
+        """404 unless ``job_name`` is a run of ``row``'s (checked again where it is used)."""
+
+    def open_sink(self) -> IO[bytes]:
+        return bodies.Spool(self._cap).file
+
+    async def prepare(self) -> None:
+        self._sink: IO[bytes] | None = None
+        self._size = self._held = 0
+        self._refused: web.HTTPError | None = None
+        cronjob, version, task, job_name = self.path_args[:4]
+        with self.ctx.db() as s:
+            row = self.definition(s, cronjob, version, task)
+            self.check_run(s, row, job_name)
+            self._owner = row.owner
+        self._cap = await asyncio.to_thread(self.cap)
+        bodies.allow(self.request, 2 * self.ctx.limits.run_output_bytes)
+        length = self.request.headers.get("Content-Length", "")
+        declared = int(length) if length.isdigit() and len(length) < 19 else 0
+        if declared > self._cap:
+            self._refused = self._too_large()
+        elif self._take(declared):
+            self._sink = self.open_sink()
+
+    def _too_large(self) -> web.HTTPError:
+        return web.HTTPError(413, reason=self.too_large_reason())
+
+    def too_large_reason(self) -> str:
+        raise NotImplementedError
+
+    def _take(self, n: int) -> bool:
+        try:
+            self.in_flight.take(self._owner, n)
+        except bodies.TooMuch as e:
+            self._refused = web.HTTPError(e.status, reason=e.message)
+            return False
+        self._held += n
+        return True
+
+    @property
+    def in_flight(self) -> bodies.InFlight:
+        return self.settings.setdefault("in_flight", bodies.InFlight(*DEFAULT_IN_FLIGHT))
 
     def data_received(self, chunk: bytes) -> None:
+        if self._sink is None:
+            return
         self._size += len(chunk)
-        if self._size <= self._cap:
-            self._chunks.append(chunk)
+        if self._size > self._cap:
+            self._refused = self._too_large()
+            self._drop()
+            return
+        more = self._size - self._held
+        if more > 0 and not self._take(more):
+            self._drop()
+            return
+        self._sink.write(chunk)
+
+    def _drop(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+            self.dropped()
+        if self._held:
+            self.in_flight.give_back(self._owner, self._held)
+            self._held = 0
+
+    def dropped(self) -> None:
+        """What to do when the sink is given up (its file removed, say)."""
+
+    def on_finish(self) -> None:
+        self._drop()
+
+    def on_connection_close(self) -> None:
+        self._drop()
+        super().on_connection_close()
+
+    def received(self) -> IO[bytes]:
+        """The body's sink, rewound (the refusal if there is one)."""
+        if self._refused is not None:
+            raise self._refused
+        if self._sink is None:  # no body at all
+            self._sink = self.open_sink()
+        self._sink.flush()
+        self._sink.seek(0)
+        return self._sink
+
+
+#: bodies in flight (per owner, in all) where the app did not set them (a test's app)
+DEFAULT_IN_FLIGHT = (256 * 2**20, 1024 * 2**20)
+
+
+@web.stream_request_body
+class OutputHandler(BodyHandler):
+    """A run's pod sending what it made: ``.../runs/<run>/output`` (the executed notebook,
+    gzip) or ``.../runs/<run>/files/<path>`` (a file of its run folder). What one run keeps
+    is bounded (``jobs.limits.run_output_bytes``); past that the request is refused. The
+    body is written to a file in the run's folder as it arrives, never held in memory."""
+
+    def check_run(self, s: Session, row: DefinitionRow, job_name: str) -> None:
+        found = s.get(RunContextRow, job_name)
+        if found is None or found.definition_id != row.id:
+            raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
+
+    def cap(self) -> int:
+        job_name = self.path_args[3]
+        return max(0, int(self.ctx.limits.run_output_bytes) - self.ctx.outputs.used(job_name))
+
+    def too_large_reason(self) -> str:
+        return f"a run keeps at most {self.ctx.limits.run_output_bytes // 2**20} MiB of outputs"
+
+    _incoming: Path | None = None
+
+    def open_sink(self) -> IO[bytes]:
+        f, self._incoming = self.ctx.outputs.incoming(self.path_args[3])
+        return f
+
+    def dropped(self) -> None:
+        if self._incoming is not None:
+            self._incoming.unlink(missing_ok=True)
+            self._incoming = None
 
     async def post(self, cronjob: str, version: str, task: str | None, job_name: str, path: str = "") -> None:
         ctx = self.ctx
-        with ctx.db() as s:
-            row = self.definition(s, cronjob, version, task)
-            found = s.get(RunContextRow, job_name)
-            if found is None or found.definition_id != row.id:
-                raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
-        data = b"".join(self._chunks)
-        kept = await asyncio.to_thread(ctx.outputs.used, job_name)
-        if self._size > self._cap or kept + len(data) > self._cap:
-            raise web.HTTPError(413, reason=f"a run keeps at most {self._cap // 2**20} MiB of outputs")
+        self.received().close()
+        incoming, self._incoming = self._incoming, None
+        assert incoming is not None
         try:
             if path:
-                await asyncio.to_thread(ctx.outputs.put_file, job_name, path, data)
+                await asyncio.to_thread(ctx.outputs.put_file_from, job_name, path, incoming)
             else:
-                size = await asyncio.to_thread(ctx.outputs.put_notebook, job_name, data)
+                # unpacked at most as large as a notebook may be sent (a small gzip can unpack to GiBs)
+                limit = int(ctx.limits.notebook_bytes)
+                size = await asyncio.to_thread(ctx.outputs.put_notebook_from, job_name, incoming, limit)
         except FieldError as e:
             raise web.HTTPError(400, reason=e.message) from None
-        except OSError as e:  # not gzip, say
+        except OSError as e:
             raise web.HTTPError(400, reason=f"not kept: {e}") from None
+        finally:
+            incoming.unlink(missing_ok=True)
         async with ctx.writes:
             with ctx.db() as s:
                 found = s.get(RunContextRow, job_name)
@@ -236,22 +350,28 @@ class OutputHandler(LaunchHandler):
                     found.output_bytes = size
                 s.commit()
         self.set_status(201)
-        self.finish({"kept": len(data)})
+        self.finish({"kept": self._size})
 
 
 #: what a task may publish for the tasks after it (names as parameters, JSON values)
 PUBLISHED_BYTES = 16 * 1024
 
 
-class PublishHandler(LaunchHandler):
+@web.stream_request_body
+class PublishHandler(BodyHandler):
     """A pipeline task's pod sending the values its notebook published (``moonhub.publish``);
     the tasks that depend on it receive them as parameters."""
 
+    def cap(self) -> int:
+        return PUBLISHED_BYTES
+
+    def too_large_reason(self) -> str:
+        return f"a task publishes at most {PUBLISHED_BYTES // 1024} KiB of values"
+
     async def post(self, cronjob: str, version: str, task: str | None, job_name: str) -> None:
-        if len(self.request.body) > PUBLISHED_BYTES:
-            raise web.HTTPError(413, reason=f"a task publishes at most {PUBLISHED_BYTES // 1024} KiB of values")
+        data = self.received().read()
         try:
-            values = json.loads(self.request.body or b"{}")
+            values = json.loads(data or b"{}")
         except ValueError:
             raise web.HTTPError(400, reason="published values must be a JSON object") from None
         if not isinstance(values, dict):

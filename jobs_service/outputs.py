@@ -17,9 +17,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from moonhub_core.errors import FieldError
+
+from . import bodies
 
 #: what a rendered output or a file may do in a browser: nothing but show itself
 CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
@@ -48,18 +50,30 @@ class OutputStore:
             raise FieldError("run", f"{run!r} is not a run's name")
         return self.root / run
 
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+    def incoming(self, run: str) -> tuple[IO[bytes], Path]:
+        """A new file in the run's folder to receive an upload into (then ``put_*_from``)."""
+        folder = self._run(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        return os.fdopen(fd, "wb"), Path(tmp)
 
-    def put_notebook(self, run: str, gz: bytes) -> int:
-        """Keep the executed notebook (gzip); returns its size unpacked."""
-        size = len(gzip.decompress(gz))
-        self._write(self._run(run) / "output.ipynb.gz", gz)
+    def put_notebook_from(self, run: str, received: Path, limit: int) -> int:
+        """Keep the executed notebook (gzip, in ``received``, moved into place); returns its
+        size unpacked, which may be at most ``limit`` (unpacked in bounded steps)."""
+        with received.open("rb") as f:
+            size = bodies.gunzip_to(f, None, limit)
+        os.replace(received, self._run(run) / "output.ipynb.gz")
         return size
+
+    def put_notebook(self, run: str, gz: bytes, limit: int = 128 * 2**20) -> int:
+        """:meth:`put_notebook_from` for a notebook in memory."""
+        f, tmp = self.incoming(run)
+        with f:
+            f.write(gz)
+        try:
+            return self.put_notebook_from(run, tmp, limit)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def notebook(self, run: str) -> bytes | None:
         path = self._run(run) / "output.ipynb.gz"
@@ -69,11 +83,26 @@ class OutputStore:
         folder = self._run(run)
         return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
-    def put_file(self, run: str, path: str, data: bytes) -> None:
+    def put_file_from(self, run: str, path: str, received: Path) -> None:
+        """Keep a file of the run folder (received into ``received``, moved into place)."""
         folder = self._run(run) / "files"
-        if len(self.files(run)) >= MAX_FILES and not (folder / path).exists():
+        target = folder / check_file_path(path)
+        if len(self.files(run)) >= MAX_FILES and not target.exists():
             raise FieldError("path", f"a run keeps at most {MAX_FILES} files")
-        self._write(folder / check_file_path(path), data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise FieldError("path", f"{path!r} is a folder of the run's files")
+        os.replace(received, target)
+
+    def put_file(self, run: str, path: str, data: bytes) -> None:
+        """:meth:`put_file_from` for a file in memory."""
+        f, tmp = self.incoming(run)
+        with f:
+            f.write(data)
+        try:
+            self.put_file_from(run, path, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def files(self, run: str) -> list[dict[str, Any]]:
         folder = self._run(run) / "files"
@@ -95,11 +124,17 @@ class OutputStore:
 
 def render(notebook: bytes) -> str:
     """The executed notebook as one HTML page: inputs and outputs, sanitised (no script, no
-    event handler, no form survives), images inline."""
+    event handler, no form survives). Reads no file: the notebook is the run's, so hostile.
+
+    Images show when the notebook carries them (outputs, and a markdown cell's attachments);
+    a markdown image that names a path (``![x](.state/hub/dev-password)``) is left a
+    reference that the page's CSP keeps from loading, never read and inlined: nbconvert's
+    ``embed_images`` would read any file the service can, relative to its working folder."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.reads(notebook.decode("utf-8"), as_version=4)
-    exporter = HTMLExporter(template_name="lab", sanitize_html=True, embed_images=True)
-    html, _ = exporter.from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="lab", sanitize_html=True, embed_images=False)
+    # no ``metadata.path`` either: nothing in the page is resolved against a folder here
+    html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "output"}})
     return str(html)

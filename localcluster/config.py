@@ -149,6 +149,12 @@ class ClusterConfig:
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # the cluster's keys and admin kubeconfig, and the folder above (the hub's state beside
+        # it): the machine's root only (pods get their volumes by bind mounts, which need no
+        # search permission on the folders above them)
+        self.state_dir.chmod(0o700)
+        if self.state_dir.parent.name == ".state":
+            self.state_dir.parent.chmod(0o700)
         data = asdict(self)
         data["state_dir"] = str(self.state_dir)
         (self.state_dir / "cluster.json").write_text(json.dumps(data, indent=2))

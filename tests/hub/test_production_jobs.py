@@ -5,17 +5,22 @@ and what a run's launch key opens."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
+import os
 import re
 import stat
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
 from kubernetes_asyncio import client
 from tornado import web
 
+from hub_config.config_paths import REPO
+from hub_config.platform import load
 from tests.conftest import Hub
 from tests.helpers import jobs_api, notebook, read_from_pvc, runs_ended, wait_for
 from tests.hub.test_jobs_api import snapshot_folder
@@ -25,6 +30,12 @@ PRINTS = notebook(
     ("day = 'unset'\nsince = 'unset'", ["parameters"]),
     "print(f'day={day} since={since}')",
 )
+
+
+def _password_file(hub: Hub) -> Path:
+    """The hub's development password file (in its state folder)."""
+    platform = load(hub.config)
+    return (hub.config.parent / platform.hub.state_dir / platform.auth.development.password_file).resolve()
 
 
 def _call(hub: Hub, user: str) -> Any:
@@ -260,6 +271,18 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
         'display(HTML(\'<b id="shown">auc 0.91</b><img src=x onerror="alert(2)"><script>alert(3)</script>\'))\n'
         "display(Javascript('alert(4)'))",
     )
+    # a hostile notebook names the service machine's files (issue 32, item 1): the development
+    # password by its absolute path and by the path relative to the repository
+    password_file = _password_file(hub)
+    nb["cells"].append(
+        {
+            "cell_type": "markdown",
+            "id": "files",
+            "metadata": {},
+            "source": f"![a]({password_file}) ![b]({os.path.relpath(password_file, REPO)}) "
+            f'<img src="{os.path.relpath(password_file, REPO)}">',
+        }
+    )
     body = {"name": "kept", "notebook": "k.ipynb", "notebook_content": nb, "schedule": None, "keep_runs": 1}
     job = xena("POST", "/jobs", body).json()
     first = xena("POST", f"/jobs/{job['id']}/run").json()
@@ -272,6 +295,11 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
     # what the notebook's outputs tried to run is gone (the cells' code is shown as text)
     assert not re.search(r"<img\b|<[a-z]+[^>]*\son[a-z]+=", page.text), "no element or handler of the output's"
     assert not re.search(r"<script[^>]*>[^<]*alert\(", page.text), "no script of the notebook's"
+    secret = password_file.read_bytes()
+    assert hub.password and hub.password in secret.decode()
+    assert secret.strip().decode() not in page.text and base64.b64encode(secret).decode() not in page.text, (
+        "the service's file was inlined into the page"
+    )
     raw = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?format=ipynb")
     assert raw.headers["Content-Disposition"].startswith("attachment") and json.loads(raw.content)["cells"]
     files = xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/files").json()["files"]

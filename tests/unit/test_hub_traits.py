@@ -231,3 +231,25 @@ def test_the_hub_labels_its_pods_with_an_id_from_its_public_url(tmp_path: Path) 
     assert _configured(tmp_path, spawner={"orphan_pod_grace": 0}).MoonSpawner.orphan_pod_grace == 0
     with pytest.raises(ConfigError, match=r"spawner\.orphan_pod_grace"):
         _configured(tmp_path, spawner={"orphan_pod_grace": 5})
+
+
+def test_managed_services_start_in_an_empty_folder_and_the_state_is_the_hubs_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service renders and stores what users send: started in the hub's folder (locally the
+    repository, whose .state holds the cluster's admin kubeconfig), a relative path a user
+    wrote would name the hub's files (issue 32, item 1)."""
+    monkeypatch.chdir(tmp_path)
+    c = _configured(tmp_path)
+    managed = [s for s in c.JupyterHub.services if "command" in s]
+    assert [s["name"] for s in managed] == ["jobs", "idle-culler", "gpu-reclaim"]
+    cwds = {Path(s["cwd"]) for s in managed}
+    assert len(cwds) == 1
+    [cwd] = cwds
+    assert cwd.is_dir() and not list(cwd.iterdir()) and cwd.resolve() != tmp_path.resolve()
+    assert cwd.stat().st_mode & 0o222 == 0, "nobody writes into it"
+    assert tmp_path.stat().st_mode & 0o077 == 0, "the hub's state folder is its own"
+    (cwd / "x").parent.chmod(0o755)
+    (cwd / "x").write_text("left")
+    with pytest.raises(ConfigError, match="must be empty"):
+        _configured(tmp_path)
