@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
 from moonhub_core import server_claim, unread
-from moonhub_core.errors import FieldError, Forbidden, NotFound
+from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge
 from moonhub_core.jsonhttp import JsonResponses
 
 from . import bodies, outputs
@@ -297,8 +297,20 @@ class RunOutputHandler(APIHandler):
             self.set_header("Content-Disposition", "attachment; filename=output.ipynb")
             self.finish(data)
             return
+        if len(data) > outputs.RENDER_BYTES:
+            raise TooLarge(
+                "format",
+                f"the executed notebook is {len(data) / 2**20:.0f} MiB, more than the "
+                f"{outputs.RENDER_BYTES // 2**20} MiB shown as a page; download it with ?format=ipynb",
+            )
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(await asyncio.to_thread(outputs.render, data))
+        async with RENDERS:  # each takes several times the notebook's size in memory
+            page = await asyncio.to_thread(outputs.render, data)
+        self.finish(page)
+
+
+#: output pages rendered at once
+RENDERS = asyncio.Semaphore(2)
 
 
 class RunFilesHandler(APIHandler):

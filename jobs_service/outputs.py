@@ -26,6 +26,8 @@ from . import bodies
 #: what a rendered output or a file may do in a browser: nothing but show itself
 CSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
 MAX_FILES = 200
+#: executed notebooks larger than this (unpacked) are offered as a download, not rendered
+RENDER_BYTES = 32 * 1024 * 1024
 PART = re.compile(r"[A-Za-z0-9._ -]{1,128}")
 
 

@@ -35,6 +35,12 @@ class ReadOnly(Conflict):
     """The object is managed somewhere else and can not be changed here."""
 
 
+class TooLarge(FieldError):
+    """More than a route takes or shows (the field says what)."""
+
+    status = 413
+
+
 class Unavailable(FieldError):
     """Something the answer depends on (e.g. the hub) can not be asked now; retry."""
 

@@ -21,9 +21,39 @@ from .errors import FieldError
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 FILE = re.compile(r"[A-Za-z0-9._-]{1,100}")
-#: what a secret may not be delivered as (the platform's own variables)
-RESERVED_ENV = ("HOME", "PATH", "USER", "SHELL", "PWD", "LANG")
-RESERVED_PREFIXES = ("MOONHUB_", "JUPYTERHUB_", "JPY_", "KUBERNETES_")
+#: What a secret may not be delivered as, compared without case: variables the platform sets
+#: on its pods, or that the container runtime, the dynamic loader, the shell, Python, pip or
+#: Jupyter read to decide what runs and what the pod may use. A team's secret reaches every
+#: member's pods: as one of these it would run code as them or undo what the platform set
+#: (``NVIDIA_VISIBLE_DEVICES=all`` on a CPU server). docs/jobs.md states the rule.
+RESERVED_ENV = frozenset(
+    {
+        # the shell and the user
+        "HOME", "PATH", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "LANGUAGE", "ENV", "BASH_ENV",
+        "IFS", "PS4", "PROMPT_COMMAND", "TMPDIR",
+        # devices (the NVIDIA and ROCm runtimes, CUDA)
+        "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL",
+        # where traffic goes and whom TLS trusts
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    }
+)  # fmt: skip
+RESERVED_PREFIXES = (
+    "MOONHUB_", "JUPYTERHUB_", "JPY_", "JUPYTER_", "KUBERNETES_",  # the platform's and Kubernetes'
+    "NVIDIA_",  # the NVIDIA container runtime: which GPUs and driver parts a container gets
+    "LD_",  # the dynamic loader (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT)
+    "PYTHON", "PIP_", "CONDA_", "MAMBA_",  # the interpreter and installers (PYTHONPATH, PYTHONSTARTUP)
+    "NB_", "CHOWN_", "GRANT_",  # the notebook images' start-up (docker-stacks)
+    "LC_",  # locale
+)  # fmt: skip
+
+
+def reserved_env(name: str) -> bool:
+    """Whether a secret may not be delivered as the variable ``name``."""
+    upper = name.upper()
+    return upper in RESERVED_ENV or upper.startswith(RESERVED_PREFIXES)
+
+
 MOUNT = "/var/run/secrets/moonhub"
 KEY = "value"
 MAX_VALUE = 64 * 1024
@@ -71,8 +101,10 @@ def check_delivery(field: str, value: Any) -> Delivery:
         env = value["env"]
         if not isinstance(env, str) or not ENV.fullmatch(env):
             raise FieldError(field, f"{env!r} is not an environment variable name")
-        if env.upper() in RESERVED_ENV or env.upper().startswith(RESERVED_PREFIXES):
-            raise FieldError(field, f"{env} is MoonHub's own variable; use another name")
+        if reserved_env(env):
+            raise FieldError(
+                field, f"{env} is read by the platform or the runtime (it decides what runs); use another name"
+            )
         return Delivery(env=env)
     file = value["file"]
     if not isinstance(file, str) or not FILE.fullmatch(file) or file in (".", ".."):
@@ -126,7 +158,11 @@ def parse_uses(value: Any, field: str = "secrets") -> list[Use]:
 
 def pod_parts(uses: list[Use], owner: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Environment variables, volumes and mounts that deliver ``uses`` to ``owner``'s pod:
-    references to the Secrets, never their values."""
+    references to the Secrets, never their values. A delivery saved before its variable was
+    reserved is refused here too, never built into a pod."""
+    for u in uses:
+        if u.delivery.env:
+            check_delivery("secrets", {"env": u.delivery.env})
     env = [
         {"name": u.delivery.env, "valueFrom": {"secretKeyRef": {"name": u.secret(owner), "key": KEY}}}
         for u in uses

@@ -23,8 +23,8 @@ def test_a_jobs_secrets_are_checked_when_saved() -> None:
         ([{"name": "db", "env": "X", "file": "x"}], "either"),
         ([{"name": "db"}], "either"),
         ([{"name": "db", "env": "2X"}], "not an environment variable"),
-        ([{"name": "db", "env": "MOONHUB_LAUNCH_KEY"}], "MoonHub's own"),
-        ([{"name": "db", "env": "HOME"}], "MoonHub's own"),
+        ([{"name": "db", "env": "MOONHUB_LAUNCH_KEY"}], "read by the platform"),
+        ([{"name": "db", "env": "HOME"}], "read by the platform"),
         ([{"name": "db", "file": "../etc/passwd"}], "not a file name"),
         ([{"name": "a", "env": "X"}, {"name": "b", "env": "X"}], "given twice"),
         ([{"name": "db", "env": "X", "value": "s3cret"}], "each is"),
@@ -83,3 +83,46 @@ def test_a_server_gets_only_its_users_own_secrets_marked_for_it() -> None:
 def test_logs_are_shown_masked() -> None:
     text = "connecting with hunter2-long and abc; token hunter2-longer"
     assert sec.mask(text, ["hunter2-long", "hunter2-longer", "abc"]) == "connecting with •••••• and abc; token ••••••"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        "NVIDIA_VISIBLE_DEVICES",
+        "nvidia_driver_capabilities",
+        "CUDA_VISIBLE_DEVICES",
+        "LD_PRELOAD",
+        "ld_library_path",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "JUPYTER_CONFIG_DIR",
+        "JUPYTERHUB_API_TOKEN",
+        "MOONHUB_LAUNCH_KEY",
+        "KUBERNETES_SERVICE_HOST",
+        "HTTP_PROXY",
+        "https_proxy",
+        "PIP_INDEX_URL",
+        "BASH_ENV",
+        "HOME",
+        "PATH",
+        "NB_UID",
+    ],
+)
+def test_a_secret_may_not_set_what_the_platform_or_runtime_reads(env: str) -> None:
+    with pytest.raises(FieldError, match="read by the platform or the runtime"):
+        sec.check_delivery("delivery", {"env": env})
+    with pytest.raises(FieldError):
+        sec.parse_uses([{"name": "x", "env": env}])
+    # a delivery saved before the rule is not built into a pod either
+    with pytest.raises(FieldError):
+        sec.pod_parts([sec.Use("x", sec.Delivery(env=env))], "ann")
+
+
+def test_every_variable_the_platform_sets_on_its_pods_is_reserved() -> None:
+    """Derived from the builders, so a variable added to a pod later is covered."""
+    names = set(build(example_catalog(), ch.Choices("python", "medium"), "claim-a").env)
+    names |= set(build(example_catalog(), ch.Choices("pytorch", "small", "a100", 1), "claim-a").env)
+    assert "NVIDIA_VISIBLE_DEVICES" in names
+    assert all(sec.reserved_env(n) for n in names), sorted(n for n in names if not sec.reserved_env(n))
+    for ok in ("DB_PASSWORD", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN"):
+        assert sec.check_delivery("d", {"env": ok}).env == ok
