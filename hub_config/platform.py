@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import yaml
 
 from moonhub_core.catalog import EXAMPLE as EXAMPLE_CATALOG
+from moonhub_core.numbers import is_whole
 from moonhub_core.typed import DocumentError, load_file
 
 #: the environment variable naming the platform document of every MoonHub process
@@ -309,7 +310,7 @@ def check_consistency(cfg: PlatformConfig) -> None:
     for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user"):
         if getattr(j.limits, key) < 1:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")
-    if j.smtp and (not smtp_address(cfg)[0] or (not j.smtp.rpartition(":")[2].isdigit() and ":" in j.smtp)):
+    if j.smtp and (not smtp_address(cfg)[0] or (not is_whole(j.smtp.rpartition(":")[2]) and ":" in j.smtp)):
         raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
     if cfg.spawner.orphan_pod_grace != 0 and cfg.spawner.orphan_pod_grace < 10:
         raise DocumentError("spawner.orphan_pod_grace: 0 (never remove) or at least 10 (seconds)")
@@ -369,4 +370,4 @@ def catalog_path(cfg: PlatformConfig, document: Path) -> Path:
 def smtp_address(cfg: PlatformConfig) -> tuple[str, int]:
     """``jobs.smtp`` ("host:port", or "host" for port 25) as (host, port); ("", 25): no e-mail."""
     host, _, port = cfg.jobs.smtp.rpartition(":") if ":" in cfg.jobs.smtp else (cfg.jobs.smtp, "", "25")
-    return host, int(port) if port.isdigit() else 25
+    return host, int(port) if is_whole(port) else 25

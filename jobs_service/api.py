@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
-from moonhub_core import server_claim, unread
+from moonhub_core import numbers, server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge
 from moonhub_core.jsonhttp import JsonResponses
 
@@ -59,7 +59,7 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         # read to the end what is refused below (dropped as it arrives), a bounded amount
         bodies.allow(self.request, 2 * self.max_body)
         length = self.request.headers.get("Content-Length", "")
-        declared = int(length) if length.isdigit() and len(length) < 19 else 0
+        declared = int(length) if numbers.is_whole(length) else 0
         if declared > self.max_body:
             self._too_large = True
             return
@@ -136,15 +136,10 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
-#: ids are 64-bit integers in the database; a longer number names nothing
-MAX_ID = 2**63 - 1
-
-
 def _id(field: str, text: str) -> int:
-    value = int(text)
-    if value > MAX_ID:
-        raise NotFound(field, f"no {field} {text}")
-    return value
+    if not numbers.is_whole(text):
+        raise NotFound(field, f"no {field} {text[:24]}{'...' if len(text) > 24 else ''}")
+    return int(text)
 
 
 def _guard(handler: Any) -> Any:
@@ -346,20 +341,16 @@ class AuditHandler(APIHandler):
     async def get(self) -> None:
         """Who did what to whose jobs, newest first: job admins see everyone's (or one
         owner's, ``?owner=``), users what was done to their own."""
-        limit = self.get_argument("limit", "200")
-        if not limit.isdigit():
-            raise FieldError("limit", "must be a whole number")
-        self.send({"entries": self.jobs.audit(self.caller(), self.get_argument("owner", None), int(limit))})
+        limit = numbers.whole("limit", self.get_argument("limit", "200"))
+        self.send({"entries": self.jobs.audit(self.caller(), self.get_argument("owner", None), limit)})
 
 
 class GpuUsageHandler(APIHandler):
     @_guard
     async def get(self) -> None:
         """GPU-hours per user and per team over the last ``?days=`` days (job admins)."""
-        days = self.get_argument("days", "7")
-        if not days.isdigit():
-            raise FieldError("days", "must be a whole number from 1 to 366")
-        self.send(self.jobs.gpu_usage(self.caller(), int(days)))
+        days = numbers.whole("days", self.get_argument("days", "7"), 1, 366)
+        self.send(self.jobs.gpu_usage(self.caller(), days))
 
 
 class WorkspaceReclaimHandler(APIHandler):
@@ -413,18 +404,18 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     api = f"{prefix}api/v1"
     return [
         (f"{api}/jobs", JobsHandler),
-        (rf"{api}/jobs/(\d+)", JobHandler),
-        (rf"{api}/jobs/(\d+)/run", RunNowHandler),
-        (rf"{api}/jobs/(\d+)/runs", RunsHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)", RunHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)/log", RunLogHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)/rerun", RerunHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)/output", RunOutputHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)/files", RunFilesHandler),
-        (rf"{api}/jobs/(?P<job_id>\d+)/runs/(?P<run_id>\d+)/files/(?P<path>.+)", RunFileHandler),
-        (rf"{api}/jobs/(\d+)/runs/(\d+)/repair", RepairHandler),
-        (rf"{api}/jobs/(\d+)/backfill", BackfillHandler),
-        (rf"{api}/jobs/(\d+)/versions", VersionsHandler),
+        (rf"{api}/jobs/([0-9]+)", JobHandler),
+        (rf"{api}/jobs/([0-9]+)/run", RunNowHandler),
+        (rf"{api}/jobs/([0-9]+)/runs", RunsHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)", RunHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/log", RunLogHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/rerun", RerunHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/output", RunOutputHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/files", RunFilesHandler),
+        (rf"{api}/jobs/(?P<job_id>[0-9]+)/runs/(?P<run_id>[0-9]+)/files/(?P<path>.+)", RunFileHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/repair", RepairHandler),
+        (rf"{api}/jobs/([0-9]+)/backfill", BackfillHandler),
+        (rf"{api}/jobs/([0-9]+)/versions", VersionsHandler),
         (f"{api}/secrets", SecretsHandler),
         (rf"{api}/secrets/(?P<name>[^/]+)", SecretHandler),
         (rf"{api}/team-secrets/(?P<team>[^/]+)/(?P<name>[^/]+)", SecretHandler),

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tornado import web
 
-from moonhub_core import pods
+from moonhub_core import numbers, pods
 from moonhub_core.errors import FieldError
 
 from . import bodies, runcontext
@@ -119,7 +119,7 @@ class LaunchHandler(web.RequestHandler):
 
     def definition(self, s: Session, cronjob: str, version: str, task: str | None) -> DefinitionRow:
         given = self.request.headers.get(HEADER, "")
-        number = int(version) if version.isdigit() and len(version) < 10 else -1
+        number = int(version) if numbers.is_whole(version) else -1
         if not given or not hmac.compare_digest(given, sign(self.ctx.launch_key, cronjob, number, task or "")):
             raise web.HTTPError(403, reason="the launch key does not open this job's version")
         row = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == cronjob))
@@ -219,7 +219,7 @@ class BodyHandler(LaunchHandler):
         self._cap = await asyncio.to_thread(self.cap)
         bodies.allow(self.request, 2 * self.ctx.limits.run_output_bytes)
         length = self.request.headers.get("Content-Length", "")
-        declared = int(length) if length.isdigit() and len(length) < 19 else 0
+        declared = int(length) if numbers.is_whole(length) else 0
         if declared > self._cap:
             self._refused = self._too_large()
         elif self._take(declared):
@@ -398,7 +398,7 @@ class PublishHandler(BodyHandler):
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
     # a pipeline's task fetches under .../<version>/tasks/<task>/ with a key for that task
-    base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/(\d+)(?:/tasks/([a-z0-9-]{{1,20}}))?"
+    base = rf"{prefix}launch/([a-z0-9-]{{1,63}})/([0-9]+)(?:/tasks/([a-z0-9-]{{1,20}}))?"
     run = rf"{base}/runs/([a-z0-9-]{{1,63}})"
     return [
         (f"{base}/notebook", NotebookHandler),

@@ -166,6 +166,28 @@ class EmailPolicy:
 INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".svc", ".cluster.local", ".localdomain")
 
 
+#: IPv6 ranges that carry an IPv4 address the service can not tell apart reliably (Teredo's
+#: client is obscured; local-use NAT64 prefixes put it at the operator's offset; SIIT and the
+#: old IPv4-compatible form): refused unless an operator allows them
+OPAQUE_V4_CARRIERS = tuple(
+    ipaddress.IPv6Network(n) for n in ("2001::/32", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+#: the well-known NAT64 prefix (RFC 6052): the IPv4 address is the last 32 bits
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _carried_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address ``ip`` stands for: mapped (``::ffff:a.b.c.d``), 6to4 (``2002::/16``)
+    or the well-known NAT64 prefix."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 class WebhookRefused(Exception):
     """The webhook's address is not one the service may call."""
 
@@ -181,10 +203,16 @@ class WebhookPolicy:
 
     def address_ok(self, addr: str) -> bool:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
         if any(ip in n for n in self._nets):
             return True
+        if isinstance(ip, ipaddress.IPv6Address):
+            # an IPv6 address that carries an IPv4 one reaches that one (through a NAT64
+            # gateway, a 6to4 relay, the dual stack): it is what the IPv4 address is
+            if any(ip in n for n in OPAQUE_V4_CARRIERS):
+                return False
+            carried = _carried_v4(ip)
+            if carried is not None:
+                return self.address_ok(str(carried))
         return ip.is_global and not ip.is_multicast
 
     def check_url(self, url: str) -> None:

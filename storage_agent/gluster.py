@@ -6,6 +6,8 @@ import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from moonhub_core.numbers import is_whole
+
 
 @dataclass(frozen=True)
 class Quota:
@@ -26,9 +28,9 @@ def parse_quota_list(xml: str) -> dict[str, Quota]:
     for limit in root.iter("limit"):
         path = limit.findtext("path")
         hard, used = limit.findtext("hard_limit"), limit.findtext("used_space")
-        if not path or not hard or not hard.isdigit():
+        if not path or not hard or not is_whole(hard):
             continue
-        out[path] = Quota(int(hard), int(used) if used and used.isdigit() else 0)
+        out[path] = Quota(int(hard), int(used) if used and is_whole(used) else 0)
     return out
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moonhub_core import workspaces
+from moonhub_core.numbers import is_whole
 
 from .gluster import Quota
 
@@ -96,7 +97,7 @@ def plan(
 def _report_due(pvc: Mapping[str, Any], quota: Quota, now: datetime.datetime) -> bool:
     ann = (pvc.get("metadata") or {}).get("annotations") or {}
     raw = ann.get(workspaces.USED_BYTES)
-    if raw is None or not raw.isdigit():
+    if raw is None or not is_whole(raw):
         return True
     last = int(raw)
     if last == quota.used:

@@ -126,6 +126,16 @@ def test_job_names_of_different_owners_never_collide() -> None:
         "http://100.64.0.1/x",
         "http://0.0.0.0/x",
         "http://[::ffff:10.0.0.1]/x",
+        # IPv6 transition addresses that carry an internal IPv4 one (issue 32, item 10)
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 to 169.254.169.254
+        "http://[64:ff9b::127.0.0.1]/x",
+        "http://[2002:7f00:1::]/x",  # 6to4 of 127.0.0.1
+        "http://[2002:a00:5::1]/x",  # 6to4 of 10.0.0.5
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
+        "http://[64:ff9b:1::a00:5]/x",  # local-use NAT64
+        "http://[::ffff:0:a00:5]/x",  # IPv4-translated (SIIT)
+        "http://[::a00:5]/x",  # IPv4-compatible
+        "http://[::ffff:127.0.0.1]/x",
         "http://localhost:8080/x",
         "http://kubernetes.default.svc/api",
         "http://moonhub-hub.moonhub.svc.cluster.local:8081/hub/api",
@@ -145,6 +155,10 @@ def test_operators_may_allow_internal_receivers() -> None:
     with pytest.raises(FieldError):
         policy.check_url("http://10.21.0.1/relay")
     notify.WebhookPolicy().check_url("https://hooks.example.com/T000/B000")
+    # a transition address of a public IPv4 one is as public as it
+    notify.WebhookPolicy().check_url("http://[64:ff9b::8.8.8.8]/x")
+    notify.WebhookPolicy().check_url("http://[2002:808:808::1]/x")
+    policy.check_url("http://[64:ff9b::10.20.3.4]/relay")
 
 
 async def test_a_name_that_resolves_inside_is_refused_when_sent(caplog: pytest.LogCaptureFixture) -> None:

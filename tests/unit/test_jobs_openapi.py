@@ -15,8 +15,8 @@ def _served() -> dict[str, type]:
             continue
         path = pattern.split("/api/v1", 1)[1]
         for name in ("{job_id}", "{run_id}"):
-            path = re.sub(r"\(\\d\+\)", name, path, count=1)
-        path = re.sub(r"\(\?P<(\w+)>(\\d\+|[^)]*)\)", r"{\1}", path)
+            path = re.sub(r"\(\[0-9\]\+\)", name, path, count=1)
+        path = re.sub(r"\(\?P<(\w+)>(\[0-9\]\+|[^)]*)\)", r"{\1}", path)
         out[path] = handler
     return out
 
