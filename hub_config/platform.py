@@ -182,6 +182,9 @@ class JobsLimits:
     secrets_per_user: int = 50
     #: bytes one run may keep with it: its executed notebook and the files of its run folder
     run_output_bytes: int = 256 * 1024 * 1024
+    #: bytes all of one user's runs may keep with them together (the oldest go with their
+    #: runs as history is trimmed); past it a run's outputs are refused (413), the run is not
+    output_bytes_per_user: int = 4 * 1024 * 1024 * 1024
     #: bytes of request bodies one user (with their runs) may be sending to the service at
     #: once; past it, 429. Bodies are spooled to disk as they arrive, never held whole
     body_bytes_in_flight_per_user: int = 256 * 1024 * 1024

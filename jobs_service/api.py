@@ -397,7 +397,9 @@ class OpenAPIHandler(APIHandler):
 
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
-        self.finish({"status": "ok"})
+        """Answers while the service serves (a liveness and readiness probe); says
+        ``"status": "behind"`` when run tracking has fallen behind (an alert, not a restart)."""
+        self.finish(self.settings["jobs"].health())
 
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:

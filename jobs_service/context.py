@@ -22,6 +22,7 @@ from moonhub_core.queueing import Queues
 from . import manifests, notify
 from .db import DefinitionRow, RunRow
 from .limits import Limits
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .outputs import OutputStore
@@ -94,6 +95,8 @@ class Context:
     after_index: dict[int, tuple[datetime.datetime, bool]] = field(init=False, default_factory=dict)
     #: the definitions' count and newest change when ``after_index`` was last brought up to date
     after_seen: tuple[Any, ...] = field(init=False, default=())
+    #: notifications being sent, beside run tracking (``outbox``)
+    outbox: Outbox = field(init=False, default_factory=Outbox)
     core: client.CoreV1Api = field(init=False)
     batch: client.BatchV1Api = field(init=False)
     #: Kueue's objects (GPU runs wait in their owner's queue: ``gpu_queues``)

@@ -198,7 +198,7 @@ class BodyHandler(LaunchHandler):
     owner's share of the bodies in flight. Past the cap it is read to its end and dropped,
     then refused with 413."""
 
-    def cap(self) -> int:
+    async def cap(self) -> int:
         raise NotImplementedError
 
     def check_run(self, s: Session, row: DefinitionRow, job_name: str) -> None:
@@ -216,7 +216,7 @@ class BodyHandler(LaunchHandler):
             row = self.definition(s, cronjob, version, task)
             self.check_run(s, row, job_name)
             self._owner = row.owner
-        self._cap = await asyncio.to_thread(self.cap)
+        self._cap = await self.cap()
         bodies.allow(self.request, 2 * self.ctx.limits.run_output_bytes)
         length = self.request.headers.get("Content-Length", "")
         declared = int(length) if numbers.is_whole(length) else 0
@@ -304,12 +304,33 @@ class OutputHandler(BodyHandler):
         if found is None or found.definition_id != row.id:
             raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
 
-    def cap(self) -> int:
-        job_name = self.path_args[3]
-        return max(0, int(self.ctx.limits.run_output_bytes) - self.ctx.outputs.used(job_name))
+    async def cap(self) -> int:
+        """What the run may still keep: within its own limit and its owner's, all runs together."""
+        job_name, limits, store = self.path_args[3], self.ctx.limits, self.ctx.outputs
+        with self.ctx.db() as s:
+            owners = s.scalars(
+                select(RunContextRow.job_name)
+                .join(DefinitionRow, DefinitionRow.id == RunContextRow.definition_id)
+                .where(DefinitionRow.owner == self._owner)
+            ).all()
+
+        def left() -> tuple[int, int]:
+            return (
+                int(limits.run_output_bytes) - store.used(job_name),
+                int(limits.output_bytes_per_user) - sum(store.used(n) for n in owners),
+            )
+
+        self._run_left, self._owner_left = await asyncio.to_thread(left)
+        return max(0, min(self._run_left, self._owner_left))
 
     def too_large_reason(self) -> str:
-        return f"a run keeps at most {self.ctx.limits.run_output_bytes // 2**20} MiB of outputs"
+        limits = self.ctx.limits
+        if self._owner_left < self._run_left:
+            return (
+                f"{self._owner}'s runs keep at most {limits.output_bytes_per_user / 2**30:.1f} GiB of outputs "
+                "in all (delete old runs or jobs, or keep fewer runs)"
+            )
+        return f"a run keeps at most {limits.run_output_bytes // 2**20} MiB of outputs"
 
     _incoming: Path | None = None
 
@@ -362,7 +383,7 @@ class PublishHandler(BodyHandler):
     """A pipeline task's pod sending the values its notebook published (``moonhub.publish``);
     the tasks that depend on it receive them as parameters."""
 
-    def cap(self) -> int:
+    async def cap(self) -> int:
         return PUBLISHED_BYTES
 
     def too_large_reason(self) -> str:

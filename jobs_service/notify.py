@@ -32,6 +32,8 @@ from tornado.netutil import DefaultLoopResolver, Resolver
 
 from moonhub_core.errors import FieldError
 
+from .outbox import Rate
+
 log = logging.getLogger("moonhub.jobs")
 
 
@@ -142,7 +144,10 @@ class EmailPolicy:
 
     domains: tuple[str, ...] = ()
     per_hour: int = 30
-    _sent: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _rate: Rate = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rate = Rate(self.per_hour)
 
     def check(self, owner: str, emails: list[str]) -> None:
         allowed = {d.lower().lstrip("@") for d in self.domains}
@@ -154,12 +159,7 @@ class EmailPolicy:
 
     def take(self, owner: str, count: int, now: float) -> bool:
         """Whether ``owner`` may send ``count`` more messages now (and count them)."""
-        recent = [t for t in self._sent.get(owner, []) if now - t < 3600]
-        if len(recent) + count > self.per_hour:
-            self._sent[owner] = recent
-            return False
-        self._sent[owner] = recent + [now] * count
-        return True
+        return self._rate.take(owner, count, now)
 
 
 #: host names that only mean something inside a machine or a cluster
@@ -196,10 +196,18 @@ class WebhookRefused(Exception):
 class WebhookPolicy:
     #: networks (CIDR) that webhooks may reach although they are not public
     allowed_networks: tuple[str, ...] = ()
+    #: webhooks one owner's jobs may send per hour (``jobs.webhooks_per_hour``)
+    per_hour: int = 60
     _nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(init=False, repr=False, compare=False)
+    _rate: Rate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_nets", tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks))
+        object.__setattr__(self, "_rate", Rate(self.per_hour))
+
+    def take(self, owner: str) -> bool:
+        """Whether ``owner`` may send one more webhook now (and count it)."""
+        return self._rate.take(owner)
 
     def address_ok(self, addr: str) -> bool:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
@@ -266,7 +274,9 @@ async def webhook(
         method="POST",
         body=body,
         headers={"Content-Type": "application/json"},
-        request_timeout=30,
+        # a receiver gets 10 s (the outbox gives up on a send after its own deadline)
+        connect_timeout=5,
+        request_timeout=10,
         follow_redirects=False,
     )
     http = AsyncHTTPClient(force_instance=True, resolver=_CheckedResolver(policy=policy))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
+from prometheus_client import Gauge
 from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubUsers
@@ -48,6 +49,7 @@ from .limits import Limits
 __all__ = ["Caller", "JobsService"]
 
 log = logging.getLogger("moonhub.jobs")
+SINCE_PASS = Gauge("moonhub_jobs_seconds_since_tracking_pass", "Seconds since run tracking last completed a pass")
 
 _Op = TypeVar("_Op", bound=Callable[..., Awaitable[Any]])
 
@@ -109,6 +111,10 @@ class JobsService:
             self.ctx.launch_key = launch.service_key(s)
 
         self.usage = gpu_usage.Sampler()
+        #: when the last tracking pass ended (monotonic) and how often one is due (``health``)
+        self.last_pass = time.monotonic()
+        self.interval = 2.0
+        SINCE_PASS.set_function(lambda: time.monotonic() - self.last_pass)
 
     # ---- secrets -----------------------------------------------------------------------
     async def secrets(self, caller: Caller) -> list[dict[str, Any]]:
@@ -204,6 +210,17 @@ class JobsService:
             notices = await sync.sync_runs(self.ctx)
         await sync.tell_all(self.ctx, notices)  # outside the lock: mail and webhooks may be slow
 
+    def health(self) -> dict[str, Any]:
+        """Whether run tracking keeps up: ``behind`` when no pass ended for ten intervals (at
+        least 30 s), and how many notifications wait to be sent."""
+        since = time.monotonic() - self.last_pass
+        behind = since > max(30.0, 10 * self.interval)
+        return {
+            "status": "behind" if behind else "ok",
+            "seconds_since_tracking_pass": round(since, 1),
+            "notifications_pending": self.ctx.outbox.pending(),
+        }
+
     async def reconcile(self) -> dict[str, list[str]]:  # takes the writer lock chunk by chunk
         return await reconcile.reconcile(self.ctx)
 
@@ -215,10 +232,12 @@ class JobsService:
         users included) every ``reconcile_every`` seconds."""
         last = time.monotonic()
         sampled = trimmed = 0.0
+        self.interval = interval
         while True:
             reconciled = False
             try:
                 await self.sync_runs()
+                self.last_pass = time.monotonic()
                 if time.monotonic() - trimmed >= retention.EVERY:
                     trimmed = time.monotonic()
                     async with self.ctx.writes:

@@ -5,6 +5,7 @@ runs that ended (or run too long), and back-filled runs start as their policy al
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
 
-from . import audit, entitlements, gpu_queues, jobstatus, notify, pipelines, runs, snapshots, upstream, views
+from . import audit, entitlements, gpu_queues, jobstatus, notify, outbox, pipelines, runs, snapshots, upstream, views
 from .context import ENDED, Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, in_chunks, utc, utcnow
 
@@ -102,8 +103,27 @@ async def sync_runs(ctx: Context) -> list[Notice]:
 
 
 async def tell_all(ctx: Context, notices: list[Notice]) -> None:
-    for job_view, run_view, event in notices:
-        await tell(ctx, job_view, run_view, event)
+    """Put the notices in the outbox (``outbox``): sent beside tracking, never awaited by it."""
+    for job, run, event in notices:
+        wants, owner = job.get("notify") or {}, job["owner"]
+        about = f"job {job['name']}: the {event or 'run.' + str(run.get('status'))} notice of run {run.get('name')}"
+        if wants.get("emails"):
+            await ctx.outbox.put(owner, f"{about} by e-mail", functools.partial(_email, ctx, job, run, event))
+        if wants.get("webhook"):
+            if not ctx.webhooks.take(owner):
+                outbox.DROPPED.labels("webhooks per hour").inc()
+                log.warning("%s by webhook not sent: over %d per hour", about, ctx.webhooks.per_hour)
+                continue
+            await ctx.outbox.put(owner, f"{about} by webhook", functools.partial(_webhook, ctx, job, run, event))
+
+
+async def _email(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
+    await notify.email(ctx.smtp, job, run, job["notify"]["emails"], ctx.emails, event)
+
+
+async def _webhook(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
+    wants = job["notify"]
+    await notify.webhook(wants["webhook"], job, run, ctx.webhooks, event, wants.get("webhook_format", "plain"))
 
 
 def _gone_reason(run: RunRow) -> str:
@@ -247,15 +267,3 @@ def last_cell(log_text: str) -> int | None:
     """The last cell papermill reported executing ("Executing Cell i-----"), or None (pure)."""
     found = re.findall(r"Executing Cell (\d+)-", log_text)
     return int(found[-1]) if found else None
-
-
-async def tell(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str = "") -> None:
-    wants = job.get("notify") or {}
-    try:
-        if wants.get("emails"):
-            await notify.email(ctx.smtp, job, run, wants["emails"], ctx.emails, event)
-        if wants.get("webhook"):
-            fmt = wants.get("webhook_format", "plain")
-            await notify.webhook(wants["webhook"], job, run, ctx.webhooks, event, fmt)
-    except Exception as e:
-        log.warning("job %s of %s: notification failed: %s", job["name"], job["owner"], e)
