@@ -284,7 +284,7 @@ class RunOutputHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
         """The executed notebook, rendered and sanitised; ``?format=ipynb`` for the notebook."""
-        data = self.jobs.output(self.caller(), _id("id", job_id), _id("run", run_id), self._task())
+        data = await self.jobs.output(self.caller(), _id("id", job_id), _id("run", run_id), self._task())
         self.set_header("Content-Security-Policy", outputs.CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
         if self.get_argument("format", "html") == "ipynb":
@@ -319,12 +319,12 @@ class RunFileHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str, path: str) -> None:
         """One kept file, as a download (never rendered)."""
-        found = self.jobs.run_file(self.caller(), _id("id", job_id), _id("run", run_id), path, self._task())
+        name, data = await self.jobs.run_file(self.caller(), _id("id", job_id), _id("run", run_id), path, self._task())
         self.set_header("Content-Type", "application/octet-stream")
-        self.set_header("Content-Disposition", f'attachment; filename="{found.name}"')
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.set_header("Content-Security-Policy", outputs.CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.finish(await asyncio.to_thread(found.read_bytes))
+        self.finish(data)
 
 
 class RunLogHandler(APIHandler):

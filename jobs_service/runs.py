@@ -3,6 +3,7 @@ log."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import secrets as tokens
@@ -336,16 +337,19 @@ async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
         return views.run(run)
 
 
-def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
-    """The run's executed notebook as it sent it; 404 (saying where else to look) when none."""
+async def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
+    """The run's executed notebook as it sent it, its job's secrets masked (as in its log,
+    whoever asks); 404 (saying where else to look) when none."""
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
         where = run.output if not task else f"jobs/{run.definition.name}/{name}.ipynb"
-    data = ctx.outputs.notebook(name)
+        owner, uses = run.definition.owner, validation.Definition(**run.definition.spec).secret_uses()
+    data = await asyncio.to_thread(ctx.outputs.notebook, name)
     if data is None:
         raise NotFound("run", f"run {name} kept no output (it did not get to send it); see {where} in the workspace")
-    return data
+    values = await secrets.values(ctx, owner, uses)
+    return await asyncio.to_thread(sec.mask_bytes, data, values) if values else data
 
 
 def files(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
@@ -354,13 +358,24 @@ def files(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | No
     return ctx.outputs.files(name)
 
 
-def file(ctx: Context, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None) -> Any:
+async def file(
+    ctx: Context, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None
+) -> tuple[str, bytes]:
+    """A kept file's name and bytes: as the run wrote it for its owner, with the job's secrets
+    masked for anyone else (a job admin); values shorter than 8 characters are left, as a
+    binary file holds short sequences by chance."""
     with ctx.db() as s:
-        name = job_of(find(s, caller, job_id, run_id), task)
+        run = find(s, caller, job_id, run_id)
+        name = job_of(run, task)
+        owner, uses = run.definition.owner, validation.Definition(**run.definition.spec).secret_uses()
     found = ctx.outputs.file(name, path)
     if found is None:
         raise NotFound("path", f"run {name} kept no file {path}")
-    return found
+    data = await asyncio.to_thread(found.read_bytes)
+    if caller.name != owner and uses:
+        values = await secrets.values(ctx, owner, uses)
+        data = await asyncio.to_thread(sec.mask_bytes, data, values, 8)
+    return found.name, data
 
 
 async def _pods(ctx: Context, job_name: str) -> list[Any]:

@@ -185,14 +185,16 @@ class JobsService:
     async def repair(self, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
         return await pipelines.repair(self.ctx, caller, job_id, run_id)
 
-    def output(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
-        return runs.output(self.ctx, caller, job_id, run_id, task)
+    async def output(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
+        return await runs.output(self.ctx, caller, job_id, run_id, task)
 
     def run_files(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
         return runs.files(self.ctx, caller, job_id, run_id, task)
 
-    def run_file(self, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None) -> Any:
-        return runs.file(self.ctx, caller, job_id, run_id, path, task)
+    async def run_file(
+        self, caller: Caller, job_id: int, run_id: int, path: str, task: str | None = None
+    ) -> tuple[str, bytes]:
+        return await runs.file(self.ctx, caller, job_id, run_id, path, task)
 
     def runs(self, caller: Caller, job_id: int) -> list[dict[str, Any]]:
         return runs.listed(self.ctx, caller, job_id)

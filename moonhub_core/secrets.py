@@ -12,6 +12,7 @@ into a manifest, a notebook version or an API answer.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -201,3 +202,13 @@ def mask(text: str, values: list[str]) -> str:
     for v in sorted((v for v in values if len(v) >= 4), key=len, reverse=True):
         text = text.replace(v, "••••••")
     return text
+
+
+def mask_bytes(data: bytes, values: list[str], shortest: int = 4) -> bytes:
+    """``data`` with every value of at least ``shortest`` characters replaced, as written and
+    as a JSON string holds it (an output notebook is JSON), by ASCII stars: a notebook stays
+    valid JSON."""
+    forms = {f for v in values if len(v) >= shortest for f in (v, json.dumps(v, ensure_ascii=False)[1:-1])}
+    for form in sorted(forms, key=len, reverse=True):
+        data = data.replace(form.encode(), b"******")
+    return data

@@ -3,6 +3,8 @@ never values), whose Secret a name is, masking."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jobs_service import manifests, validation
@@ -83,6 +85,17 @@ def test_a_server_gets_only_its_users_own_secrets_marked_for_it() -> None:
 def test_logs_are_shown_masked() -> None:
     text = "connecting with hunter2-long and abc; token hunter2-longer"
     assert sec.mask(text, ["hunter2-long", "hunter2-longer", "abc"]) == "connecting with •••••• and abc; token ••••••"
+
+
+def test_an_output_notebook_is_shown_masked_and_stays_json() -> None:
+    """A value printed by a run (issue 32, item 10: job admins saw it in others' outputs)."""
+    value = 'pa"ss\\wörd-42'
+    nb = json.dumps({"cells": [{"outputs": [{"text": f"token={value}\n"}]}]}, ensure_ascii=False).encode()
+    assert json.dumps(value, ensure_ascii=False)[1:-1].encode() in nb
+    masked = sec.mask_bytes(nb, [value, "abc"])
+    assert value.encode() not in masked and b"pa\\\"ss" not in masked
+    assert json.loads(masked)["cells"][0]["outputs"][0]["text"] == "token=******\n"
+    assert sec.mask_bytes(b"abc and abcdefgh", ["abcdefgh", "abc"], shortest=8) == b"abc and ******"
 
 
 @pytest.mark.parametrize(
