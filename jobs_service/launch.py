@@ -38,7 +38,7 @@ from moonhub_core.errors import FieldError
 
 from . import bodies, runcontext
 from .context import Context
-from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, TaskRunRow, utc
+from .db import DefinitionRow, RunContextRow, RunRow, ServiceKeyRow, TaskRunRow, utc, utcnow
 from .manifests import SCHEDULED, TASK, Launch, Names
 from .validation import check_parameters
 
@@ -202,7 +202,14 @@ class BodyHandler(LaunchHandler):
         raise NotImplementedError
 
     def check_run(self, s: Session, row: DefinitionRow, job_name: str) -> None:
-        """404 unless ``job_name`` is a run of ``row``'s (checked again where it is used)."""
+        """404 unless ``job_name`` is a run of ``row``'s (checked again where it is used); 403
+        once it ended more than :data:`SEND_AFTER_END` ago: a launch key sends only for runs
+        that are going (their pods send as they end), not for old ones."""
+        ended = s.scalar(select(RunRow.finished).where(RunRow.job_name == job_name))
+        if ended is None:
+            ended = s.scalar(select(TaskRunRow.finished).where(TaskRunRow.job_name == job_name))
+        if ended is not None and utcnow() - utc(ended) > SEND_AFTER_END:
+            raise web.HTTPError(403, reason=f"run {job_name} ended at {utc(ended).isoformat()}; nothing more is kept")
 
     def open_sink(self) -> IO[bytes]:
         return bodies.Spool(self._cap).file
@@ -288,6 +295,8 @@ class BodyHandler(LaunchHandler):
         return self._sink
 
 
+#: how long after a run ended its pod may still send (a retried upload, a slow last write)
+SEND_AFTER_END = datetime.timedelta(minutes=15)
 #: bodies in flight (per owner, in all) where the app did not set them (a test's app)
 DEFAULT_IN_FLIGHT = (256 * 2**20, 1024 * 2**20)
 
@@ -303,6 +312,7 @@ class OutputHandler(BodyHandler):
         found = s.get(RunContextRow, job_name)
         if found is None or found.definition_id != row.id:
             raise web.HTTPError(404, reason=f"no run {job_name} of this job asked for its parameters")
+        super().check_run(s, row, job_name)
 
     async def cap(self) -> int:
         """What the run may still keep: within its own limit and its owner's, all runs together."""

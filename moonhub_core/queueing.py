@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from . import queues as q
 from .capacity import gpu_capacity
 from .catalog import Catalog
+from .errors import Conflict
 
 # the Workload's state, read (pure: ``queues``); kept importable from here
 from .queues import QUOTA_RESERVED, admitted, condition, finished, holds, waiting, workload_gpus
@@ -76,6 +77,28 @@ def _same(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     return True
 
 
+def _check_ours(current: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+    """Refuse to change an object that is not what ``want`` stands for: another MoonHub's
+    (its label names another prefix, or none: not a MoonHub's at all), or another user's
+    queue under the same name (the name is checked against the stored owner, not only
+    derived)."""
+    kind, name = want["kind"], want["metadata"]["name"]
+    have_meta, want_meta = current.get("metadata") or {}, want["metadata"]
+    have = (have_meta.get("labels") or {}).get(q.MANAGED)
+    mine = (want_meta.get("labels") or {}).get(q.MANAGED)
+    if have != mine:
+        whose = f"labelled {q.MANAGED}={have}" if have else f"without MoonHub's {q.MANAGED} label"
+        raise Conflict(
+            "spawner.queue_prefix",
+            f"Kueue {kind} {name} exists {whose}: it is not this MoonHub's ({mine}); "
+            "give this MoonHub a queue_prefix of its own",
+        )
+    user = (have_meta.get("annotations") or {}).get(q.USER_ANNOTATION)
+    wanted = (want_meta.get("annotations") or {}).get(q.USER_ANNOTATION)
+    if user and wanted and user != wanted:
+        raise Conflict("user", f"Kueue {kind} {name} is the queue of user {user!r}, not of {wanted!r}")
+
+
 class Queues:
     """Kueue objects through one API client; remembers what it wrote to skip no-op writes."""
 
@@ -108,6 +131,8 @@ class Queues:
         ns = meta.get("namespace")
         for _ in range(5):
             current = await self._get(kind, meta["name"], ns)
+            if current is not None:
+                _check_ours(current, obj)
             try:
                 if current is None:
                     create = self.api.create_namespaced_custom_object if ns else self.api.create_cluster_custom_object

@@ -271,3 +271,27 @@ def test_type_quotas_must_fit_the_groups_quota(tmp_path: Path) -> None:
         path.write_text(yaml.safe_dump(doc))
         with pytest.raises(CatalogError, match=text):
             load(path)
+
+
+def test_only_this_moonhubs_objects_and_each_users_own_queue_are_changed() -> None:
+    """Two MoonHubs may share a cluster, and slugs of different names may meet: an object is
+    changed only when its label says it is this MoonHub's and, for a user's queue, its
+    annotation names the same user (issue 32, items 6 and 10)."""
+    from moonhub_core.errors import Conflict
+    from moonhub_core.queueing import _check_ours
+
+    cat = example_catalog()
+    mine = q.user_queue(cat, "frank", [], False, "moonhub-users").cluster_queue
+    _check_ours(mine, mine)
+    theirs = q.user_queue(cat, "frank", [], False, "moonhub-users", "moonhub-b").cluster_queue
+    other = {**theirs, "metadata": {**theirs["metadata"], "name": mine["metadata"]["name"]}}
+    unlabelled = {**mine, "metadata": {"name": mine["metadata"]["name"]}}
+    for current in (other, unlabelled):
+        with pytest.raises(Conflict) as e:
+            _check_ours(current, mine)
+        assert e.value.field == "spawner.queue_prefix" and "not this MoonHub's" in e.value.message
+    someone = q.user_queue(cat, "Frank", [], False, "moonhub-users").cluster_queue
+    with pytest.raises(Conflict, match="queue of user 'Frank'"):
+        _check_ours({**someone, "metadata": {**someone["metadata"], "name": mine["metadata"]["name"]}}, mine)
+    for obj in q.shared_objects(cat, PHYSICAL):
+        _check_ours(obj, obj)
