@@ -44,14 +44,32 @@ def discover(issuer: str, timeout: float = 10) -> dict[str, Any]:
     return doc
 
 
+#: on the login page of a hub served over plain http (issue 32, item 8)
+PLAIN_HTTP = (
+    "<strong>Served over plain http</strong> &mdash; for development only: sessions and "
+    "passwords cross the network unencrypted{origin}. A shared deployment uses https."
+)
+ONE_ORIGIN = ", and every user's server shares the hub's origin (set hub.subdomain_host for one each)"
+
+
+def login_notices(cfg: PlatformConfig) -> str:
+    """What the login page says of this set-up: the development login, plain http (pure)."""
+    notes = [BANNER] if cfg.auth.type == "development" else []
+    if not cfg.hub.public_url.startswith("https://"):
+        notes.append(PLAIN_HTTP.format(origin="" if cfg.hub.subdomain_host else ONE_ORIGIN))
+    return "<br>".join(notes)
+
+
 def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
     a, o = cfg.auth, cfg.auth.oauth
     c.Authenticator.admin_users = set(a.admin_users)
+    notices = login_notices(cfg)
+    if notices:
+        c.JupyterHub.template_vars = {"announcement_login": notices}
     if a.type == "development":
         c.JupyterHub.authenticator_class = DevelopmentAuthenticator
         c.DummyAuthenticator.password = ensure_password(state / a.development.password_file)
         c.Authenticator.allow_all = True
-        c.JupyterHub.template_vars = {"announcement_login": BANNER}
         return
 
     if a.type == "oidc":

@@ -253,3 +253,14 @@ def test_managed_services_start_in_an_empty_folder_and_the_state_is_the_hubs_own
     (cwd / "x").write_text("left")
     with pytest.raises(ConfigError, match="must be empty"):
         _configured(tmp_path)
+
+
+def test_the_login_page_of_a_plain_http_set_up_says_it_is_for_development(tmp_path: Path) -> None:
+    """(issue 32, item 8) whatever the login, and one origin for all users said too."""
+    local = _configured(tmp_path).JupyterHub.template_vars["announcement_login"]
+    assert "Development login" in local and "plain http" in local and "shares the hub's origin" in local
+    subdomains = _configured(tmp_path, hub={"subdomain_host": "http://localhost:8000"})
+    text = subdomains.JupyterHub.template_vars["announcement_login"]
+    assert "plain http" in text and "shares the hub's origin" not in text
+    https = _configured(tmp_path, hub={"public_url": "https://hub.example.org", "subdomain_host": ""})
+    assert "plain http" not in https.JupyterHub.template_vars["announcement_login"]
