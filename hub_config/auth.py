@@ -46,8 +46,8 @@ def discover(issuer: str, timeout: float = 10) -> dict[str, Any]:
 
 #: on the login page of a hub served over plain http (issue 32, item 8)
 PLAIN_HTTP = (
-    "<strong>Served over plain http</strong> &mdash; for development only: sessions and "
-    "passwords cross the network unencrypted{origin}. A shared deployment uses https."
+    "<strong>Served over plain http</strong> &mdash; for development only: sign-ins and "
+    "sessions cross the network unencrypted{origin}. A shared deployment uses https."
 )
 ONE_ORIGIN = ", and every user's server shares the hub's origin (set hub.subdomain_host for one each)"
 
