@@ -56,12 +56,21 @@ def user_workspaces(claims: list[dict[str, Any]]) -> list[workspaces.Usage]:
 
 
 def plan(
-    claims: list[workspaces.Usage], gone: set[str], known: set[str], now: datetime.datetime, delete_after_days: int
+    claims: list[workspaces.Usage],
+    gone: set[str],
+    known: set[str],
+    now: datetime.datetime,
+    delete_after_days: int,
+    mounted: frozenset[str] | set[str] = frozenset(),
 ) -> Plan:
     """What reclaim does now. ``gone``: users departed for the grace period; ``known``: users
-    the hub lists now (their archived workspaces come back). Everyone else: nothing."""
+    the hub lists now (their archived workspaces come back); ``mounted``: claims a pod that
+    has not ended mounts, never archived or deleted whoever their name says they belong to
+    (a renamed user's running server, say). Everyone else: nothing."""
     p = Plan()
     for u in claims:
+        if u.claim in mounted and not (u.archived_at and u.user in known):
+            continue
         if u.archived_at:
             if u.user in known:
                 p.restore.append(u)
@@ -78,6 +87,18 @@ async def listed(ctx: Context) -> list[workspaces.Usage]:
     pvcs = await ctx.core.list_namespaced_persistent_volume_claim(ctx.namespace)
     raw = [ctx.api.sanitize_for_serialization(p) for p in pvcs.items]
     return user_workspaces(raw)
+
+
+async def mounted(ctx: Context) -> set[str]:
+    """Claims that pods which have not ended mount (servers, runs)."""
+    pods = await ctx.core.list_namespaced_pod(ctx.namespace)
+    return {
+        v.persistent_volume_claim.claim_name
+        for p in pods.items
+        if (p.status.phase if p.status else "") not in ("Succeeded", "Failed")
+        for v in (p.spec.volumes or [])
+        if v.persistent_volume_claim is not None
+    }
 
 
 async def owners(ctx: Context) -> set[str]:
@@ -97,7 +118,7 @@ async def dry_run(ctx: Context) -> dict[str, Any]:
     except HubReadError as e:
         return {**Plan().as_dict(), "decided": False, "why": f"the hub's users could not be read in full: {e}"}
     gone = await departures.departed(ctx.hub, ctx.db, {c.user for c in claims}, users, ctx.departed_grace, record=False)
-    steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days)
+    steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days, await mounted(ctx))
     return {
         **steps.as_dict(),
         "decided": True,

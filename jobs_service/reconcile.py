@@ -69,11 +69,17 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         owners = set(s.scalars(select(DefinitionRow.owner)))
     gone: set[str] = set()
     if ctx.hub is not None and users is not None:
-        everyone = owners | {c.user for c in claims}
+        kept_secrets = await secrets.by_owner(ctx)
+        everyone = owners | {c.user for c in claims} | set(kept_secrets)
         async with ctx.writes:
             gone = await departures.departed(ctx.hub, ctx.db, everyone, set(users), ctx.departed_grace)
+        for owner in sorted(gone & set(kept_secrets)):
+            async with ctx.writes:
+                await secrets.remove_departed(ctx, owner, kept_secrets[owner])
+            report.setdefault("secrets_removed", []).extend(kept_secrets[owner])
         st = ctx.catalog.get().storage
-        steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days)
+        in_use = await reclaim.mounted(ctx)
+        steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days, in_use)
         async with ctx.writes:
             await reclaim.apply(ctx, steps)
         for key, done in (("workspaces_archived", steps.archive), ("workspaces_deleted", steps.delete)):

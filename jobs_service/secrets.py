@@ -21,7 +21,7 @@ from moonhub_core import secrets as sec
 from moonhub_core.errors import FieldError, Forbidden, NotEntitled, NotFound, UnknownChoice
 
 from . import audit
-from .context import Caller, Context, gone_ok
+from .context import MOONHUB, Caller, Context, gone_ok
 from .db import utcnow
 from .limits import check_count
 
@@ -188,6 +188,29 @@ async def delete(ctx: Context, caller: Caller, name: str, team: str = "") -> Non
     with ctx.db() as s:
         audit.note(s, caller.name, "secret-delete", f"team {team}" if team else caller.name, name)
         s.commit()
+
+
+async def by_owner(ctx: Context) -> dict[str, list[str]]:
+    """Every user's own secrets (their Kubernetes names), by the hub user they belong to."""
+    found = await ctx.core.list_namespaced_secret(
+        ctx.namespace, label_selector=f"{pods.COMPONENT}={sec.USER_COMPONENT}", resource_version="0"
+    )
+    out: dict[str, list[str]] = {}
+    for s in found.items:
+        if _owner(s):
+            out.setdefault(_owner(s), []).append(s.metadata.name)
+    return out
+
+
+async def remove_departed(ctx: Context, owner: str, names: list[str]) -> None:
+    """A departed user's secrets go with them (a login given to someone new later must not
+    find them), each audited first."""
+    for name in names:
+        with ctx.db() as s:
+            audit.note(s, MOONHUB.name, "secret-delete", owner, name, "the owner left the hub")
+            s.commit()
+        with gone_ok():
+            await ctx.core.delete_namespaced_secret(name, ctx.namespace)
 
 
 async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:

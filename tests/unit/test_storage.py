@@ -208,6 +208,10 @@ def test_reclaim_archives_departed_deletes_after_grace_restores_returning() -> N
     assert [u.claim for u in p.delete] == ["claim-old"], "'unsure' is neither listed nor confirmed gone: kept"
     assert [u.claim for u in p.restore] == ["claim-back"]
     assert reclaim.plan(claims, gone, set(), NOW, 0).delete == [], "0 days: archived ones are kept"
+    # a claim a running pod mounts is never archived or deleted, whoever its name says it is
+    # of (issue 32, item 5: a renamed user's running server); a returning user's comes back
+    busy = reclaim.plan(claims, gone, {"back", "here"}, NOW, 30, {"claim-gone", "claim-old", "claim-back"})
+    assert (busy.archive, busy.delete, [u.claim for u in busy.restore]) == ([], [], ["claim-back"])
     team = _pvc("team-x", "", "10Gi")
     team["metadata"]["annotations"] = {workspaces.GID: "2001"}
     assert [u.claim for u in reclaim.user_workspaces([team, _pvc("claim-a", "a", "1Gi")])] == ["claim-a"]
