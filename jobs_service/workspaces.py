@@ -22,7 +22,8 @@ async def ensure(ctx: Context, owner: str, groups: tuple[str, ...] = ()) -> None
     sc = ctx.storage_class_override or st.storage_class
     await claims.ensure_team_folders(ctx.core, ctx.namespace, st, groups, sc)
     try:
-        await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
+        found = await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
+        claims.check_owner(found, user=owner)  # the name is derived: the owner it was made for must match
         return
     except client.ApiException as e:
         if e.status != 404:

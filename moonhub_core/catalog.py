@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,14 @@ class Catalog:
         return next((s for s in self.sizes if s.default), self.sizes[0])
 
 
+def team_claim(group: str) -> str:
+    """``team-<group>`` as a claim name (lower case, ``-`` for anything else). Groups that
+    differ only in case or punctuation meet here: the catalog refuses two such team folders,
+    and a claim found under the name must name its group (``claims.check_owner``)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")[:50] or "x"
+    return f"team-{slug}"
+
+
 def _unique(items: list[Any], what: str) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -272,10 +281,17 @@ def _storage_shares(st: Storage) -> None:
     seen_gids: set[int] = set()
     if st.reclaim_delete_after_days < 0:
         raise CatalogError("storage.reclaim_delete_after_days: must not be negative")
+    claims: dict[str, str] = {}
     for i, tf in enumerate(st.team_folders):
         p = f"storage.team_folders[{i}]"
         if tf.group in seen_groups:
             raise CatalogError(f"{p}.group: {tf.group!r} has two team folders")
+        other = claims.setdefault(team_claim(tf.group), tf.group)
+        if other != tf.group:
+            raise CatalogError(
+                f"{p}.group: {tf.group!r} and {other!r} differ only in case or punctuation; "
+                f"their folders would be one volume ({team_claim(tf.group)})"
+            )
         if tf.gid in RESERVED_GIDS or not 0 < tf.gid < 2**31:
             raise CatalogError(f"{p}.gid: {tf.gid} can not be used (not 0, not 100, below 2^31)")
         if tf.gid in seen_gids:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from kubernetes_asyncio import client
 
-from . import workspaces
+from . import pods, workspaces
 from .catalog import Storage
+from .errors import Conflict
 
 log = logging.getLogger("moonhub.storage")
 
@@ -28,7 +30,39 @@ async def ensure_team_folders(
         except client.ApiException as e:
             if e.status != 409:
                 raise
-            await grow(core, namespace, name, tf.capacity)
+            found = await core.read_namespaced_persistent_volume_claim(name, namespace)
+            check_owner(found, group=tf.group)
+            current = str((found.spec.resources.requests or {}).get("storage") or "") or None
+            await grow(core, namespace, name, tf.capacity, current)
+
+
+def stored_owner(pvc: Any) -> tuple[str, str]:
+    """Whose a claim says it is: (user, team group); empty where it says nothing."""
+    notes = (pvc.metadata.annotations if hasattr(pvc, "metadata") else pvc.get("metadata", {}).get("annotations")) or {}
+    return str(notes.get(pods.HUB_USER, "")), str(notes.get(workspaces.GROUP, ""))
+
+
+def check_owner(pvc: Any, user: str = "", group: str = "") -> None:
+    """A claim's name is derived (a slug, a short hash): before a pod mounts it, the owner it
+    was made for must be the one asking. 409 otherwise (issue 32, item 6). A claim that
+    names no owner (made before MoonHub recorded one) passes."""
+    have_user, have_group = stored_owner(pvc)
+    name = pvc.metadata.name if hasattr(pvc, "metadata") else pvc["metadata"]["name"]
+    if user and have_user and have_user != user:
+        raise Conflict("workspace", f"volume {name} was made for user {have_user!r}, not {user!r}: not mounted")
+    if group and have_group and have_group != group:
+        raise Conflict("team_folders", f"volume {name} is team {have_group!r}'s folder, not {group!r}'s: not mounted")
+
+
+async def check_workspace(core: client.CoreV1Api, namespace: str, name: str, user: str) -> None:
+    """:func:`check_owner` of the claim ``name`` (a missing one is made for ``user`` later)."""
+    try:
+        pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return
+        raise
+    check_owner(pvc, user=user)
 
 
 async def size_of(core: client.CoreV1Api, namespace: str, name: str) -> str | None:

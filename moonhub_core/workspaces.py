@@ -14,14 +14,13 @@ on them, the size a user may choose, and the admins' view of usage. Pure.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from .catalog import Storage, TeamFolder
+from .catalog import Storage, TeamFolder, team_claim
 from .errors import NotEntitled, UnknownChoice
 from .pods import HUB_USER, OWNER, PREFIX
 
@@ -32,18 +31,14 @@ USAGE_AT = f"{PREFIX}usage-at"
 GID = f"{PREFIX}gid"
 #: when reclaim archived a departed user's workspace (ISO 8601); deleted after the grace
 ARCHIVED_AT = f"{PREFIX}archived-at"
+#: on a team folder's claim: the group it was made for, as the catalog spells it
+GROUP = f"{PREFIX}group"
 #: what a claim is, for selectors: ``workspace`` or ``team-folder``
 KIND = f"{PREFIX}storage"
 WORKSPACE = "workspace"
 TEAM_FOLDER = "team-folder"
 #: the spawn option naming the workspace size (beside the workload's choices)
 SIZE_OPTION = "workspace_size"
-
-
-def team_claim(group: str) -> str:
-    """``team-<group>`` as a claim name (lower case, ``-`` for anything else)."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", group.lower()).strip("-")[:50] or "x"
-    return f"team-{slug}"
 
 
 def team_folders(storage: Storage, groups: Iterable[str]) -> list[TeamFolder]:
@@ -60,7 +55,7 @@ def team_folder_claim(storage: Storage, tf: TeamFolder, storage_class: str, name
             "name": team_claim(tf.group),
             "namespace": namespace,
             "labels": {KIND: TEAM_FOLDER},
-            "annotations": {GID: str(tf.gid), f"{PREFIX}group": tf.group},
+            "annotations": {GID: str(tf.gid), GROUP: tf.group},
         },
         "spec": {
             "accessModes": ["ReadWriteMany"],

@@ -28,7 +28,7 @@ from moonhub_core import choices as ch
 from moonhub_core import claims, gpuview, queues, unread, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
-from moonhub_core.errors import ChoiceError
+from moonhub_core.errors import ChoiceError, Conflict
 from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
@@ -459,6 +459,18 @@ class MoonSpawner(KubeSpawner):
     @default("automount_service_account_token")
     def _default_automount(self) -> bool:
         return False
+
+    async def _make_create_pvc_request(self, pvc: Any, request_timeout: float) -> bool:
+        """KubeSpawner's create (an existing claim is fine), then: the claim's name is derived,
+        so the one found must have been made for this user (issue 32, item 6)."""
+        done = bool(await super()._make_create_pvc_request(pvc, request_timeout))
+        if done:
+            try:
+                await claims.check_workspace(self.api, self.namespace, pvc.metadata.name, self.user.name)
+            except Conflict as e:
+                self.log.error("spawn of %s refused: %s", self._log_name, e)
+                raise web.HTTPError(e.status, str(e)) from None
+        return done
 
     @default("storage_pvc_ensure")
     def _default_pvc_ensure(self) -> bool:

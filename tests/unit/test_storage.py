@@ -21,6 +21,7 @@ from moonhub_core.errors import NotEntitled, UnknownChoice
 from moonhub_core.workload import build
 from storage_agent.gluster import Quota, parse_quota_list
 from storage_agent.plan import plan
+from tests.helpers import example_catalog
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 NOW = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=datetime.UTC)
@@ -241,3 +242,24 @@ def test_local_gluster_volume_is_per_cluster_with_quotas() -> None:
 def test_storage_defaults() -> None:
     st = Storage()
     assert (st.storage_class, st.capacity, st.reclaim_delete_after_days) == ("glusterfs", "10Gi", 30)
+
+
+def test_a_claim_is_mounted_only_for_the_owner_it_was_made_for() -> None:
+    """Claim names are derived (slugs, short hashes): a claim found under the name must have
+    been made for the same user or group, and the catalog refuses two team folders whose
+    groups meet in one name (issue 32, item 6)."""
+    from moonhub_core import claims
+    from moonhub_core.errors import Conflict
+
+    claims.check_owner(_pvc("claim-ann", "ann", "1Gi"), user="ann")
+    claims.check_owner(_pvc("claim-ann", "", "1Gi"), user="ann")  # made before owners were recorded
+    with pytest.raises(Conflict) as e:
+        claims.check_owner(_pvc("claim-ann", "Ann", "1Gi"), user="ann")
+    assert e.value.field == "workspace" and "made for user 'Ann'" in e.value.message
+    team = _pvc("team-ml-research", "", "1Gi", **{workspaces.GROUP: "ML Research"})
+    claims.check_owner(team, group="ML Research")
+    with pytest.raises(Conflict, match="team 'ML Research'"):
+        claims.check_owner(team, group="ml-research")
+    st = Storage(team_folders=[TeamFolder(group="ml-research", gid=2001), TeamFolder(group="ML Research", gid=2002)])
+    with pytest.raises(CatalogError, match=r"team_folders\[1\]\.group: 'ML Research' and 'ml-research' differ only"):
+        validate(dataclasses.replace(example_catalog(), storage=st))
