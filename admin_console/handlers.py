@@ -115,6 +115,8 @@ class ConsoleHandler(JsonResponses, BaseHandler):
             return json.loads(self.request.body or b"null")
         except json.JSONDecodeError as e:
             raise FieldError("body", f"not JSON ({e.msg})") from None
+        except UnicodeDecodeError as e:  # bytes that are no JSON encoding at all
+            raise FieldError("body", f"not JSON ({e.reason})") from None
 
     def json_errors(self) -> bool:
         """The API routes answer errors as JSON; the page as the hub's HTML error page."""

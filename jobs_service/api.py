@@ -57,7 +57,7 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         if not self.current_user:
             return
         # read to the end what is refused below (dropped as it arrives), a bounded amount
-        bodies.allow(self.request, 2 * self.max_body)
+        bodies.allow(self.request, max(2 * self.max_body, bodies.DROP_AT_MOST))
         length = self.request.headers.get("Content-Length", "")
         declared = int(length) if numbers.is_whole(length) else 0
         if declared > self.max_body:

@@ -28,6 +28,9 @@ from moonhub_core.errors import FieldError
 
 #: what the HTTP server reads of a request before its route has checked the caller
 SMALL_BODY = 64 * 1024
+#: what a known caller's too-large body is read (and dropped) up to, so that it gets its 413
+#: through a proxy; past it the connection is closed
+DROP_AT_MOST = 256 * 1024 * 1024
 #: bytes of one body kept in memory; the rest goes to a temporary file
 SPOOL_MEMORY = 1024 * 1024
 #: JSON bodies larger than this are parsed off the event loop
