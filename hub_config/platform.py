@@ -223,6 +223,8 @@ class JobsSection:
     email_domains: list[str] = field(default_factory=list)
     #: alert e-mails one owner's jobs may send per hour
     emails_per_hour: int = 30
+    #: webhooks one owner's jobs may send per hour (past it they are dropped and counted)
+    webhooks_per_hour: int = 60
     limits: JobsLimits = field(default_factory=JobsLimits)
 
 

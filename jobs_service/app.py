@@ -17,7 +17,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from hub_config import platform
-from hub_config.platform import JobsLimits
+from hub_config.platform import JobsLimits, JobsSection
 from hubclient.users import HubUsers
 from moonhub_core import server_claim
 from moonhub_core.catalog import shared_store
@@ -112,6 +112,8 @@ class JobsServiceApp(Application):
 
     #: jobs.limits of the platform document (those without an option above)
     platform_limits = JobsLimits()
+    #: jobs.webhooks_per_hour of the platform document
+    webhooks_per_hour = JobsSection.webhooks_per_hour
 
     aliases = {
         "namespace": "JobsServiceApp.namespace",
@@ -154,8 +156,9 @@ class JobsServiceApp(Application):
         for name, value in values.items():
             if name not in given:
                 setattr(self, name, value)
-        # the limits the service has no option of its own for
+        # the settings the service has no option of its own for
         self.platform_limits = j.limits
+        self.webhooks_per_hour = j.webhooks_per_hour
 
     @default("db_url")
     def _default_db(self) -> str:
@@ -206,7 +209,7 @@ class JobsServiceApp(Application):
             ),
             departed_grace=datetime.timedelta(seconds=self.departed_grace),
             admins_may_edit=self.admins_may_edit,
-            webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks)),
+            webhooks=WebhookPolicy(tuple(self.webhook_allowed_networks), self.webhooks_per_hour),
             emails=EmailPolicy(tuple(self.email_domains), self.emails_per_hour),
             queue_prefix=self.queue_prefix,
             snapshot_dir=Path(self.snapshot_dir),
