@@ -55,23 +55,33 @@ def helper_image() -> str:
 #: the claim annotation that makes a folder a team folder of that numeric group (its owner
 #: group, mode 2770); set only by MoonHub's services (users can not create claims)
 GID_ANNOTATION = workspaces.GID
-#: where a claim's folder goes: ``<namespace>/<claim>_<volume>``, with ``.gid-<n>`` for team
-#: folders. The volume's unique name is in it: a claim made again under a name that was used
-#: before (a user name given to someone new) never finds the old folder's files
-PATH_PATTERN = (
-    "{{ .PVC.Namespace }}/{{ .PVC.Name }}_{{ .PVName }}"
-    + f'{{{{ with index .PVC.Annotations "{GID_ANNOTATION}" }}}}.gid-{{{{ . }}}}{{{{ end }}}}'
-)
+#: where a claim's folder goes: ``<namespace>/<claim>/<volume>``, from fields the API server
+#: sets (the volume's unique name: a claim made again under a name that was used before, a
+#: user name given to someone new, never finds the old folder's files). No annotation is in
+#: it: whoever may annotate a claim can not choose a folder (the provisioner since v0.0.33
+#: also refuses patterns that leave ``<namespace>/<claim>/`` or hold ``..``)
+PATH_PATTERN = "{{ .PVC.Namespace }}/{{ .PVC.Name }}/{{ .PVName }}"
+#: a team folder's group: the claim's annotation, handed to the helper as ``$VOL_GROUP`` and
+#: checked there (digits only), never part of a path
+GROUP_PATTERN = f'{{{{ index .PVC.Annotations "{GID_ANNOTATION}" }}}}'
+
+#: refuses a folder that is not ``<mount>/<namespace>/<claim>/<volume>`` of plain names
+#: (both scripts: the teardown removes what it is given)
+_CHECK_DIR = """case "$VOL_DIR" in
+  *..*|*//*|*/./*|*/.|*[!A-Za-z0-9/._-]*) echo "refusing folder $VOL_DIR" >&2; exit 1 ;;
+esac
+"""
 
 #: makes a claim's folder: on Gluster with the claim's size as its directory quota. Folders
 #: belong to the notebook user (uid 1000, gid 100: hostPath volumes get no fsGroup) or, for
 #: team folders, to the team's group with the set-group-id bit so new files stay the team's
-SETUP = """set -eu
-case "$VOL_DIR" in
+SETUP = (
+    "set -eu\n"
+    + _CHECK_DIR
+    + """case "$VOL_DIR" in
   "$GLUSTER_MOUNT"/*)
     mkdir -p "$VOL_DIR"
-    gid=""
-    case "$(basename "$VOL_DIR")" in *.gid-*) gid="${VOL_DIR##*.gid-}" ;; esac
+    gid="${VOL_GROUP:-}"
     if [ -n "$gid" ]; then
       case "$gid" in *[!0-9]*) echo "bad group id $gid" >&2; exit 1 ;; esac
       chown "0:$gid" "$VOL_DIR"; chmod 2770 "$VOL_DIR"
@@ -86,15 +96,21 @@ case "$VOL_DIR" in
     ;;
 esac
 """
+)
 
-TEARDOWN = """set -eu
-case "$VOL_DIR" in
+TEARDOWN = (
+    "set -eu\n"
+    + _CHECK_DIR
+    + """case "$VOL_DIR" in
   "$GLUSTER_MOUNT"/*)
     timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" remove "/${VOL_DIR#"$GLUSTER_MOUNT"/}" || true
     ;;
 esac
 rm -rf "$VOL_DIR"
+# the claim's folder above it, once empty (folders made before v0.0.37 have none of their own)
+rmdir "$(dirname "$VOL_DIR")" 2>/dev/null || true
 """
+)
 
 
 def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
@@ -117,7 +133,7 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
                 },
             },
             "provisioner": PROVISIONER,
-            "parameters": {"pathPattern": PATH_PATTERN},
+            "parameters": {"pathPattern": PATH_PATTERN, "groupPattern": GROUP_PATTERN},
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
             # grown by MoonHub's storage agent (the Gluster quota, then the PV and the claim)

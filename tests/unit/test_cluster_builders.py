@@ -127,7 +127,10 @@ def test_storage_classes_gluster_by_default_and_local_disk_beside_it() -> None:
     assert gl["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert gl["metadata"]["annotations"]["defaultVolumeType"] == "hostPath", "one folder, reachable from any node"
     assert gl["allowVolumeExpansion"] is True and gl["volumeBindingMode"] == "Immediate"
-    assert "moonhub.io/gid" in gl["parameters"]["pathPattern"]
+    # the folder comes from names the API server sets; the team's group is no part of it
+    assert gl["parameters"]["pathPattern"] == "{{ .PVC.Namespace }}/{{ .PVC.Name }}/{{ .PVName }}"
+    assert "Annotations" not in gl["parameters"]["pathPattern"]
+    assert "moonhub.io/gid" in gl["parameters"]["groupPattern"]
     assert local["metadata"]["annotations"] == {"defaultVolumeType": "local"}
     assert local["volumeBindingMode"] == "WaitForFirstConsumer"
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -140,7 +143,7 @@ def test_storage_classes_gluster_by_default_and_local_disk_beside_it() -> None:
     assert helper["spec"]["nodeSelector"] == {"moonhub.io/real-node": "true"}
 
 
-def _helper(script: str, tmp: Path, vol_dir: Path, size: int = 1048576) -> list[str]:
+def _helper(script: str, tmp: Path, vol_dir: Path | str, size: int = 1048576, group: str = "") -> list[str]:
     """Run the provisioner's script as its helper pod would, with a gluster CLI that records
     its arguments (the cluster tests run the real one)."""
     calls = tmp / "calls"
@@ -154,6 +157,7 @@ def _helper(script: str, tmp: Path, vol_dir: Path, size: int = 1048576) -> list[
         "VOL_SIZE_BYTES": str(size),
         "GLUSTER_MOUNT": str(tmp / "mnt"),
         "GLUSTER_VOLUME": "vol",
+        "VOL_GROUP": group,
     }
     subprocess.run(["sh", "-c", script], env=env, check=True)
     return calls.read_text().splitlines() if calls.exists() else []
@@ -161,22 +165,37 @@ def _helper(script: str, tmp: Path, vol_dir: Path, size: int = 1048576) -> list[
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the helper chowns as root does")
 def test_helper_script_sets_owner_mode_and_gluster_quota(tmp_path: Path) -> None:
-    ws = tmp_path / "mnt" / "moonhub-users" / "claim-ann"
+    ws = tmp_path / "mnt" / "moonhub-users" / "claim-ann" / "pvc-1"
     assert _helper(storage.SETUP, tmp_path, ws) == [
-        "--mode=script volume quota vol limit-usage /moonhub-users/claim-ann 1048576"
+        "--mode=script volume quota vol limit-usage /moonhub-users/claim-ann/pvc-1 1048576"
     ]
     st = ws.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 100, 0o770)
-    team = tmp_path / "mnt" / "moonhub-users" / "team-ml.gid-2001"
-    _helper(storage.SETUP, tmp_path, team)
+    team = tmp_path / "mnt" / "moonhub-users" / "team-ml" / "pvc-2"
+    _helper(storage.SETUP, tmp_path, team, group="2001")
     st = team.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 2001, 0o2770)
-    assert len(_helper(storage.SETUP, tmp_path, team)) == 3
-    local = tmp_path / "disk" / "pvc-1"
+    assert len(_helper(storage.SETUP, tmp_path, team, group="2001")) == 3
+    local = tmp_path / "disk" / "pvc-3"
     assert len(_helper(storage.SETUP, tmp_path, local)) == 3, "a local-disk folder: no quota call"
     assert local.is_dir()
     calls = _helper(storage.TEARDOWN, tmp_path, ws)
-    assert calls[-1] == "--mode=script volume quota vol remove /moonhub-users/claim-ann" and not ws.exists()
+    assert calls[-1] == "--mode=script volume quota vol remove /moonhub-users/claim-ann/pvc-1" and not ws.exists()
+    assert not ws.parent.exists(), "the claim's folder goes once empty"
+
+
+def test_helper_scripts_refuse_folders_and_groups_they_were_not_made_for(tmp_path: Path) -> None:
+    """Whatever reaches the scripts (a pattern changed, an annotation): no folder outside the
+    claim's, no group that is not a number (issue 32, item 9)."""
+    keep = tmp_path / "mnt" / "keep"
+    keep.mkdir(parents=True)
+    for script in (storage.SETUP, storage.TEARDOWN):
+        for bad in ("moonhub-users/claim-a/../../keep", "moonhub-users/claim-a/pvc-1/..", "a//b", "a/b c"):
+            with pytest.raises(subprocess.CalledProcessError):
+                _helper(script, tmp_path, f"{tmp_path}/mnt/{bad}")
+        assert keep.is_dir()
+    with pytest.raises(subprocess.CalledProcessError):
+        _helper(storage.SETUP, tmp_path, tmp_path / "mnt" / "ns" / "team-x" / "pvc-9", group="0 /etc")
 
 
 def test_oci_layer_is_reproducible_and_manifest_names_its_blobs(tmp_path: Path) -> None:
