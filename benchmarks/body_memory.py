@@ -5,9 +5,11 @@ Starts the jobs service twice on this machine, from this working tree and from `
 a port of its own on 127.0.0.1 against the local cluster (``./moonhub up``), with a fresh
 database. Against each, in turn:
 
-- **API**: ``--uploads`` unauthenticated POSTs of ``--mib`` MiB at once to ``/api/v1/jobs``
-  (no token, no cookie);
-- **outputs**: the same to a run's output route with a wrong launch key;
+- **API**: ``--uploads`` unauthenticated POSTs of ``--api-mib`` MiB at once to
+  ``/api/v1/jobs`` (no token, no cookie; 120 MiB: under the route's 128 MiB limit, which
+  the service held before it refused a larger one unread);
+- **outputs**: ``--uploads`` POSTs of ``--mib`` MiB to a run's output route with a wrong
+  launch key;
 
 each sent as fast as the service reads it, streamed from memory that is reused (the sender
 holds 1 MiB). Printed per service and phase: the service's resident memory before, its peak
@@ -15,7 +17,7 @@ holds 1 MiB). Printed per service and phase: the service's resident memory befor
 (status, or how the connection ended) and how long the phase took. All traffic stays on
 127.0.0.1; bounded in count and time.
 
-    .venv/bin/python -m benchmarks.body_memory [--uploads 20] [--mib 250] [--before REV]
+    .venv/bin/python -m benchmarks.body_memory [--uploads 20] [--mib 250] [--api-mib 120] [--before REV]
 """
 
 from __future__ import annotations
@@ -153,27 +155,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("--uploads", type=int, default=20)
     ap.add_argument("--mib", type=int, default=250)
+    ap.add_argument("--api-mib", type=int, default=120)
     ap.add_argument("--before", default=DEFAULT_BEFORE)
     args = ap.parse_args()
-    if not 1 <= args.uploads <= 50 or not 1 <= args.mib <= 1024:
-        raise SystemExit("--uploads 1..50, --mib 1..1024 (traffic stays bounded)")
-    size = args.mib * 2**20
+    if not 1 <= args.uploads <= 50 or not 1 <= args.mib <= 1024 or not 1 <= args.api_mib <= 1024:
+        raise SystemExit("--uploads 1..50, --mib and --api-mib 1..1024 (traffic stays bounded)")
     phases = [
-        ("API", f"{PREFIX}api/v1/jobs", {"Content-Type": "application/json"}),
+        ("API", f"{PREFIX}api/v1/jobs", {"Content-Type": "application/json"}, args.api_mib * 2**20),
         (
             "outputs",
             f"{PREFIX}launch/nb-nobody-x/1/runs/nb-nobody-x-1/output",
             {"X-MoonHub-Launch-Key": "0" * 64, "Content-Type": "application/gzip"},
+            args.mib * 2**20,
         ),
     ]
     with tempfile.TemporaryDirectory(prefix="moonhub-body-memory-") as tmp:
         work = Path(tmp)
         before = _worktree(args.before, work)
         try:
-            print(f"{args.uploads} unauthenticated uploads of {args.mib} MiB at once, per phase")
+            each = f"API {args.api_mib} MiB each, outputs {args.mib} MiB each"
+            print(f"{args.uploads} unauthenticated uploads at once: {each}")
             print(f"{'service':<28} {'phase':<8} {'RSS before':>11} {'peak RSS':>10} {'time':>7}  answers")
             for label, tree in ((f"before ({args.before})", before), ("after (working tree)", REPO)):
-                for phase, path, headers in phases:
+                for phase, path, headers, size in phases:
                     svc = Service(tree, label.split()[0], work)  # a fresh process: its peak is this phase's
                     try:
                         rss = _kib(svc.proc.pid, "VmRSS")

@@ -304,5 +304,10 @@ def component(cfg: ClusterConfig, bin_dir: Path) -> Component:
             f"--provisioner-name={PROVISIONER}",
             f"--helper-image={helper_image()}",
             f"--service-account-name={HELPER_SA}",
+            # v0.0.37 refuses a helper template with volumes of its own unless told: ours has
+            # one, glusterd's socket (the quota commands), and is MoonHub's (its namespace and
+            # ConfigMap are written by the platform only; the helper runs MoonHub's image and
+            # scripts, which check what they are given)
+            "--allow-unsafe-helper-pod-template",
         ],
     )
