@@ -126,9 +126,12 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         if self._too_large:
             size = f"{self.max_body // 2**20} MiB" if self.max_body >= 2**20 else f"{self.max_body // 1024} KiB"
             raise web.HTTPError(413, f"request body larger than {size}")
-        data = self._spool.read() if self._spool is not None else b""
-        self._give_back()  # the spool is read: what is held now is the parse's (bounded apart)
-        return await bodies.parse_json(data)
+        if self._spool is None:
+            return None
+        try:
+            return await self._spool.json()
+        finally:
+            self._give_back()
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, FieldError):

@@ -4,6 +4,7 @@ past a limit."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -87,3 +88,16 @@ async def test_large_json_is_parsed_off_the_loop_and_bad_json_names_the_body() -
         with pytest.raises(FieldError) as e:
             await bodies.parse_json(bad)
         assert e.value.field == "body"
+
+
+async def test_a_large_spooled_body_is_parsed_from_disk_one_at_a_time() -> None:
+    s = bodies.Spool(cap=8 * 2**20)
+    s.write(json.dumps({"cells": ["x" * (2 * 2**20)]}).encode())
+    assert s.file._rolled  # type: ignore[attr-defined]
+    got = await asyncio.gather(s.json(), s.json())
+    assert got[0] == got[1] and len(got[0]["cells"][0]) == 2 * 2**20
+    bad = bodies.Spool(cap=8 * 2**20)
+    bad.write(b"[" + b"1," * 2**20)
+    with pytest.raises(FieldError) as e:
+        await bad.json()
+    assert e.value.field == "body"
