@@ -7,7 +7,6 @@ of failing the page an admin opens to find out what is wrong."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from moonhub_core import claims, gpuview, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, NotFound, ReadOnly
-from moonhub_core.jsonhttp import JsonResponses
+from moonhub_core.jsonhttp import JsonResponses, read_json
 from moonhub_core.queueing import Queues
 
 from . import edits
@@ -111,12 +110,7 @@ class ConsoleHandler(JsonResponses, BaseHandler):
 
     def json_body(self) -> Any:
         """The request's JSON body; FieldError ``body`` (400) when it is not JSON."""
-        try:
-            return json.loads(self.request.body or b"null")
-        except json.JSONDecodeError as e:
-            raise FieldError("body", f"not JSON ({e.msg})") from None
-        except UnicodeDecodeError as e:  # bytes that are no JSON encoding at all
-            raise FieldError("body", f"not JSON ({e.reason})") from None
+        return read_json(self.request.body)
 
     def json_errors(self) -> bool:
         """The API routes answer errors as JSON; the page as the hub's HTML error page."""

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
 
 from moonhub_core import numbers, server_claim, unread
-from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge
+from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge, Unprocessable
 from moonhub_core.jsonhttp import JsonResponses
 
 from . import bodies, outputs
@@ -303,7 +303,15 @@ class RunOutputHandler(APIHandler):
             )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         async with RENDERS:  # each takes several times the notebook's size in memory
-            page = await asyncio.to_thread(outputs.render, data)
+            try:
+                page = await asyncio.to_thread(outputs.render, data)
+            except Exception as e:  # the run's notebook is hostile: nested past the parser, not one
+                self.log.warning("output of run %s not rendered: %s: %s", run_id, type(e).__name__, e)
+                raise Unprocessable(
+                    "format",
+                    f"the executed notebook can not be shown as a page ({type(e).__name__}); "
+                    "download it with ?format=ipynb",
+                ) from None
         self.finish(page)
 
 

@@ -15,7 +15,6 @@ The service's memory is bounded whatever arrives (issue 32, item 2):
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import zlib
 from collections import defaultdict
@@ -26,6 +25,7 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 
 from moonhub_core.errors import FieldError
+from moonhub_core.jsonhttp import read_json
 
 #: what the HTTP server reads of a request before its route has checked the caller
 SMALL_BODY = 64 * 1024
@@ -134,12 +134,7 @@ class Spool:
 
 def _loads(read: Callable[[], bytes]) -> Any:
     """JSON of what ``read`` gives, or the body's field error."""
-    try:
-        return json.loads(read() or b"null")
-    except json.JSONDecodeError as e:
-        raise FieldError("body", f"is not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise FieldError("body", f"is not valid JSON ({e.reason})") from None
+    return read_json(read())
 
 
 async def parse_json(data: bytes) -> Any:

@@ -21,7 +21,6 @@ import asyncio
 import datetime
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from pathlib import Path
@@ -35,6 +34,7 @@ from tornado import web
 
 from moonhub_core import numbers, pods
 from moonhub_core.errors import FieldError
+from moonhub_core.jsonhttp import read_json
 
 from . import bodies, runcontext
 from .context import Context
@@ -402,8 +402,8 @@ class PublishHandler(BodyHandler):
     async def post(self, cronjob: str, version: str, task: str | None, job_name: str) -> None:
         data = self.received().read()
         try:
-            values = json.loads(data or b"{}")
-        except ValueError:
+            values = read_json(data or b"{}")
+        except FieldError:
             raise web.HTTPError(400, reason="published values must be a JSON object") from None
         if not isinstance(values, dict):
             raise web.HTTPError(400, reason="published values must be a JSON object")

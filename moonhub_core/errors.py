@@ -41,6 +41,13 @@ class TooLarge(FieldError):
     status = 413
 
 
+class Unprocessable(FieldError):
+    """Stored data the request asks for can not be turned into the answer (a run's output
+    that does not render): the request was fine, the thing is not."""
+
+    status = 422
+
+
 class Unavailable(FieldError):
     """Something the answer depends on (e.g. the hub) can not be asked now; retry."""
 

@@ -19,6 +19,19 @@ else:
     _Handler = object
 
 
+def read_json(data: bytes) -> Any:
+    """A request body as JSON, or a 400 naming ``body``: not JSON, not text, or nested past
+    what the parser follows (``[[[[...`` raised RecursionError, a 500)."""
+    try:
+        return json.loads(data or b"null")
+    except json.JSONDecodeError as e:
+        raise FieldError("body", f"is not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise FieldError("body", f"is not valid JSON ({e.reason})") from None
+    except RecursionError:
+        raise FieldError("body", "is nested too deeply") from None
+
+
 class JsonResponses(_Handler):
     """Mix in first: ``class H(JsonResponses, HubOAuthenticated, RequestHandler)``."""
 

@@ -182,7 +182,9 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     assert claims == {f"claim-{other}"}, "another user's pod mounts only its own workspace"
     # on the Gluster volume the two folders are apart, each the notebook user's with mode 0770
     mnt = gluster.mount_dir(local_cluster)
-    folders = {p.name.split("_")[0]: p for p in (mnt / USER_NS).iterdir() if p.name.startswith("claim-ws-")}
+    # <namespace>/<claim>/<PV name>: the folder from names the API server sets
+    folders = {c.name: next(c.iterdir()) for c in (mnt / USER_NS).iterdir() if c.name.startswith("claim-ws-")}
+    assert all(f.name.startswith("pvc-") for f in folders.values()), folders
     assert (folders[f"claim-{owner}"] / "mine.txt").read_text() == "secret-of-bob\n"
     assert not (folders[f"claim-{other}"] / "mine.txt").exists()
     assert oct(folders[f"claim-{owner}"].stat().st_mode & 0o777) == "0o770"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.services.auth import HubAuthenticated, HubOAuthenticated
 from tornado import web
@@ -13,8 +14,8 @@ from tornado.httpclient import AsyncHTTPClient
 
 from admin_console.handlers import ConsoleHandler
 from jobs_service.api import APIHandler
-from moonhub_core.errors import Conflict
-from moonhub_core.jsonhttp import JsonResponses
+from moonhub_core.errors import Conflict, FieldError
+from moonhub_core.jsonhttp import JsonResponses, read_json
 
 
 def test_the_mixin_leaves_authentication_to_the_handler_base() -> None:
@@ -53,3 +54,13 @@ async def test_answers_and_errors_are_json() -> None:
     assert got["conflict"] == (409, {"status": 409, "field": "name", "message": "name: is taken"})
     assert got["tornado"] == (413, {"status": 413, "message": "body larger than 1024 KiB"})
     assert got["crash"] == (500, {"status": 500, "message": "Internal Server Error"}), "no traceback leaks"
+
+
+def test_a_body_that_is_not_json_is_a_400_naming_it_whatever_its_bytes() -> None:
+    """Invalid UTF-8 and nesting past the parser raised UnicodeDecodeError and RecursionError
+    (500s) in the jobs API and the admin console (issue 32, the hostile pass)."""
+    assert read_json(b"") is None and read_json(b'{"a": [1]}') == {"a": [1]}
+    for bad in (b"{", b"\xff\xfe\x00", b"[" * 100_000, b'{"a": ' * 5000):
+        with pytest.raises(FieldError) as e:
+            read_json(bad)
+        assert e.value.field == "body" and e.value.status == 400
