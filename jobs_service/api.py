@@ -119,13 +119,17 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     # skips it only for requests that a valid token authenticated (a bare or bogus
     # ``Authorization`` header does not turn the check off). Do not override check_xsrf_cookie.
 
-    async def body(self) -> Any:
-        """The request's JSON body (large ones parsed off the event loop)."""
+    def body_refusal(self) -> None:
+        """Raise what the body got while it arrived: over the caller's share, or too large."""
         if self._refused is not None:
             raise web.HTTPError(self._refused.status, self._refused.message)
         if self._too_large:
             size = f"{self.max_body // 2**20} MiB" if self.max_body >= 2**20 else f"{self.max_body // 1024} KiB"
             raise web.HTTPError(413, f"request body larger than {size}")
+
+    async def body(self) -> Any:
+        """The request's JSON body (large ones parsed off the event loop)."""
+        self.body_refusal()
         if self._spool is None:
             return None
         try:
@@ -149,6 +153,7 @@ def _guard(handler: Any) -> Any:
     """Turn domain errors raised in a handler method into their JSON response."""
 
     async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> None:
+        self.body_refusal()  # a body refused is refused whether or not the route reads one
         try:
             await handler(self, *args, **kwargs)
         except FieldError as e:
