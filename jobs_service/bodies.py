@@ -18,7 +18,6 @@ import asyncio
 import tempfile
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
 from typing import IO, Any
 
 from tornado import httputil
@@ -124,25 +123,20 @@ class Spool:
         """The body as JSON: a small one here, a large one read from disk and parsed in a
         thread, one at a time (:data:`PARSES`)."""
         if self.size <= PARSE_ON_LOOP:
-            return await parse_json(self.read())
+            return read_json(self.read())
         async with PARSES:
-            return await asyncio.to_thread(_loads, self.read)
+            return await asyncio.to_thread(lambda: read_json(self.read()))
 
     def close(self) -> None:
         self.file.close()
 
 
-def _loads(read: Callable[[], bytes]) -> Any:
-    """JSON of what ``read`` gives, or the body's field error."""
-    return read_json(read())
-
-
 async def parse_json(data: bytes) -> Any:
     """``data`` as JSON; large bodies in a thread (at most :data:`PARSES` at once)."""
     if len(data) <= PARSE_ON_LOOP:
-        return _loads(lambda: data)
+        return read_json(data)
     async with PARSES:
-        return await asyncio.to_thread(_loads, lambda: data)
+        return await asyncio.to_thread(read_json, data)
 
 
 def gunzip_to(source: IO[bytes], target: IO[bytes] | None, limit: int) -> int:

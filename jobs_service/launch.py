@@ -249,7 +249,12 @@ class BodyHandler(LaunchHandler):
 
     @property
     def in_flight(self) -> bodies.InFlight:
-        return self.settings.setdefault("in_flight", bodies.InFlight(*DEFAULT_IN_FLIGHT))
+        if "in_flight" not in self.settings:  # an app that set none (a test's): the platform's limits
+            limits = self.ctx.limits
+            self.settings["in_flight"] = bodies.InFlight(
+                limits.body_bytes_in_flight_per_user, limits.body_bytes_in_flight
+            )
+        return self.settings["in_flight"]
 
     def data_received(self, chunk: bytes) -> None:
         if self._sink is None:
@@ -297,8 +302,6 @@ class BodyHandler(LaunchHandler):
 
 #: how long after a run ended its pod may still send (a retried upload, a slow last write)
 SEND_AFTER_END = datetime.timedelta(minutes=15)
-#: bodies in flight (per owner, in all) where the app did not set them (a test's app)
-DEFAULT_IN_FLIGHT = (256 * 2**20, 1024 * 2**20)
 
 
 @web.stream_request_body
