@@ -29,10 +29,11 @@ def _workload(ctx: Context, defn: validation.Definition, owner: Caller, n: manif
     return choice, build(cat, choice, n.workspace_claim, owner.groups)
 
 
-def _queued(ctx: Context, obj: dict[str, Any], owner: Caller, gpus: int) -> dict[str, Any]:
-    """A GPU run waits in its owner's Kueue queue (suspended until admitted)."""
-    if gpus:
-        obj["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix))
+def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
+    """Every run waits in its owner's Kueue queue (its Job suspended until admitted): their
+    GPU maximum, their CPU, memory and pods bounds and their team's quotas count it, whoever
+    starts it (a schedule, a person, a pipeline, a repair)."""
+    obj["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix))
     return obj
 
 
@@ -47,11 +48,11 @@ def cronjob(
             _workload(ctx, defn.for_task(task), owner, n)
         except ChoiceError as e:
             raise type(e)(f"tasks.{task.name}.{e.field}", f"task {task.name}: {e.message}") from None
-    choice, w = _workload(ctx, defn, owner, n)
+    _, w = _workload(ctx, defn, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256)
     cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace, ctx.workspace)
     if not defn.tasks:
-        _queued(ctx, cron["spec"]["jobTemplate"], owner, choice.gpu_count)
+        _queued(ctx, cron["spec"]["jobTemplate"], owner)
     return cron
 
 
@@ -69,12 +70,12 @@ def task_job(
 ) -> dict[str, Any]:
     """The Job of ``task`` in pipeline run ``run_name``, as ``owner`` may run it now."""
     d = defn.for_task(task)
-    choice, w = _workload(ctx, d, owner, n)
+    _, w = _workload(ctx, d, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256, task.name)
     job = manifests.task_job(
         d, n, version, fetch, w, ctx.namespace, ctx.workspace, job_name, task.name, run_name, trigger
     )
-    return _queued(ctx, job, owner, choice.gpu_count)
+    return _queued(ctx, job, owner)
 
 
 async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:

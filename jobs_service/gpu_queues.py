@@ -1,6 +1,6 @@
-"""Job runs in Kueue's queues: a GPU run's Job names its owner's queue (``entitlements``),
-Kueue keeps it suspended until the owner's maximum and their team's quota allow it, then
-starts it (its timeout counts from there: the Job's clock starts when it is resumed).
+"""Job runs in Kueue's queues: every run's Job names its owner's queue (``entitlements``),
+Kueue keeps it suspended until the owner's bounds (GPUs, CPU, memory, pods) and their
+team's quotas allow it, then starts it (its timeout counts from there: the Job's clock starts when it is resumed).
 
 Here: the owner's queue is written before their CronJob or Job, the catalog's queues follow
 catalog edits, and a waiting run carries why it waits and its place in the queue.
@@ -33,7 +33,8 @@ def queued(cron_or_job: dict[str, Any]) -> bool:
 
 
 async def ensure_for(ctx: Context, owner: Caller, cron_or_job: dict[str, Any]) -> None:
-    """The owner's queue (with their groups now) before a GPU CronJob or Job is written."""
+    """The owner's queue (with their groups now) before a queued CronJob or Job is written
+    (a pipeline's own Job is not queued: it never has a pod)."""
     if queued(cron_or_job):
         await ctx.queues.ensure_user(ctx.catalog.get(), owner.name, owner.groups, owner.hub_admin, ctx.namespace)
 
@@ -82,6 +83,13 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         if state.admitted:
             continue
         wants = pods.gpus(ctx.api.sanitize_for_serialization(job.spec.template))  # the one GPU count
-        gpus = f"{wants} GPU{'s' if wants != 1 else ''}"
-        standing = await ctx.queues.standing(run.definition.owner, ctx.namespace)
-        run.reason = f"queued: waiting for {gpus}, place {state.position} in the queue: {standing}"[:1024]
+        blocked = q.blocked_by(state.message)
+        if not blocked and not wants:
+            continue  # a CPU run Kueue has not looked at yet: it is admitted in a moment
+        blocked = blocked or [q.BUDGET_RESOURCE]
+        standing = await ctx.queues.standing(run.definition.owner, ctx.namespace, blocked)
+        if q.BUDGET_RESOURCE in blocked:
+            what = f"{wants} GPU{'s' if wants != 1 else ''}"
+        else:
+            what = "its owner's other work to end"
+        run.reason = f"queued: waiting for {what}, place {state.position} in the queue: {standing}"[:1024]

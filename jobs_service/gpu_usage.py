@@ -55,8 +55,9 @@ class Sampler:
         held: dict[tuple[str, str], int] = {}
         for wl in await ctx.queues.objects("Workload", ctx.namespace):
             found = owners.get(str((wl.get("spec") or {}).get("queueName") or ""))
-            if found and holds(wl):
-                held[found] = held.get(found, 0) + q.workload_gpus(wl)
+            gpus = q.workload_gpus(wl) if found and holds(wl) else 0
+            if found and gpus:  # (CPU-only servers and runs are queued too: not GPU usage)
+                held[found] = held.get(found, 0) + gpus
         if step:
             day = utcnow().date().isoformat()
             with ctx.db() as s:

@@ -14,14 +14,14 @@ from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from moonhub_core import queues, unread
 from moonhub_core import secrets as sec
-from moonhub_core import unread
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
 from . import audit, entitlements, gpu_queues, manifests, runcontext, secrets, snapshots, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
-from .limits import check_count
+from .limits import LimitReached, check_count
 
 logger = logging.getLogger("moonhub.jobs")
 
@@ -67,8 +67,19 @@ async def job_for(
         s.commit()
         raise
     job = manifests.manual_job(cron, name, trigger, scheduled.isoformat())
-    await gpu_queues.ensure_for(ctx, owner, job)  # a GPU run waits in its owner's queue
+    await gpu_queues.ensure_for(ctx, owner, job)  # the run waits in its owner's queue
     return job
+
+
+async def check_bounds(ctx: Context, owner: Caller, job: dict[str, Any]) -> None:
+    """A run a person asks for now is refused (403, naming the bound) when its owner or their
+    team holds too much CPU, memory or pods to start it; a scheduled run waits in the queue
+    instead (Kueue admits it when the owner's other work ends)."""
+    spec = job["spec"]
+    request = queues.pod_request(spec["template"]["spec"], int(spec.get("parallelism") or 1))
+    over = await ctx.queues.over_bounds(owner.name, ctx.namespace, request)
+    if over:
+        raise LimitReached("id", f"the run would pass a limit now: {over}; stop a server or wait for a run to end")
 
 
 async def create_job(ctx: Context, job: dict[str, Any]) -> None:
@@ -116,6 +127,7 @@ async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
         check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
         name, now = _name(row, "m"), utcnow()
         job = await job_for(ctx, s, row, owner, row.version, name, "manual", now)
+        await check_bounds(ctx, owner, job)
         run = new_run(row, name, "manual")
         mark = RunContextRow(job_name=name, definition_id=row.id, scheduled_for=now)
         s.add_all([run, mark])
@@ -158,6 +170,7 @@ async def rerun(ctx: Context, caller: Caller, job_id: int, run_id: int, body: An
         scheduled = utc((was.scheduled_for if was else None) or old.started or old.created)
         name = _name(row, "r")
         job = await job_for(ctx, s, row, owner, old.version, name, "rerun", scheduled)
+        await check_bounds(ctx, owner, job)
         run = new_run(row, name, "rerun", old.version)
         given = {**base, **changes}
         mark = RunContextRow(job_name=name, definition_id=row.id, scheduled_for=scheduled, given=given, rerun_of=old.id)

@@ -163,7 +163,8 @@ def up(cfg: ClusterConfig) -> Path:
         install_kueue(cfg, bin_dir)
     elif cfg.scale_nodes:
         # no node runs Kueue's controller here: its API alone, so that the hub and the jobs
-        # service find the objects they read (CPU servers and job runs never wait on Kueue)
+        # service find the objects they write and read (without Kueue's webhooks nothing is
+        # gated or suspended: servers and runs here are placed by the scheduler alone)
         crds = [
             d
             for d in kueue.manifests(kueue.load_upstream(bin_dir), versions()["KUEUE_VERSION"])

@@ -8,7 +8,7 @@ What is changed from upstream's manifests, and why (:func:`manifests`, pure):
   outside is reachable), pulled ``IfNotPresent`` from the machine's registry, and it runs on
   the real node with smaller requests (the node is the developer's machine);
 - Kueue's configuration gets what MoonHub needs (:data:`moonhub_core.queues.KUEUE_CONFIGURATION`):
-  Jobs and plain Pods that name a queue, GPUs only, every GPU also counted as a
+  Jobs and plain Pods that name a queue; GPUs, CPU, memory and pods counted, every GPU also as a
   ``moonhub.io/gpus``; one replica, so no leader election;
 - its Pod and Job webhooks see only objects that name a queue (:data:`QUEUED_ONLY`);
 - the visibility API's ``APIService`` objects are left out: the local API server does not
@@ -19,6 +19,7 @@ What is changed from upstream's manifests, and why (:func:`manifests`, pure):
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 import urllib.error
 from pathlib import Path
@@ -38,6 +39,10 @@ MANAGER_UID = "65532"
 #: anyway (``manageJobsWithoutQueueName: false``), and its webhooks fail closed, so without
 #: this a Kueue outage would stop every pod (CPU servers, storage helpers) and Job
 QUEUED_ONLY = ("mpod", "vpod", "mjob", "vjob")
+
+
+#: on Kueue's pod template: the digest of the configuration it was started with
+CONFIG_DIGEST = "moonhub.io/kueue-config"
 
 
 def image(version: str) -> str:
@@ -65,12 +70,15 @@ def _configure(text: str) -> str:
 def manifests(upstream: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
     """Upstream's install manifests, adapted to the local cluster (pure; see the module)."""
     out = []
+    configured = ""
     for doc in copy.deepcopy([d for d in upstream if d]):
         kind = doc["kind"]
         if kind == "APIService":
             continue
         if kind == "ConfigMap" and "controller_manager_config.yaml" in doc.get("data", {}):
-            doc["data"]["controller_manager_config.yaml"] = _configure(doc["data"]["controller_manager_config.yaml"])
+            configured = doc["data"]["controller_manager_config.yaml"] = _configure(
+                doc["data"]["controller_manager_config.yaml"]
+            )
         if kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             for hook in doc.get("webhooks") or []:
                 if hook["name"].split(".", 1)[0] in QUEUED_ONLY:
@@ -85,6 +93,11 @@ def manifests(upstream: list[dict[str, Any]], version: str) -> list[dict[str, An
             manager["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
             manager.setdefault("securityContext", {})["runAsUser"] = int(MANAGER_UID)
         out.append(doc)
+    # Kueue reads its configuration once: a cluster made before a change restarts it
+    for doc in out:
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == DEPLOYMENT:
+            meta = doc["spec"]["template"].setdefault("metadata", {})
+            meta.setdefault("annotations", {})[CONFIG_DIGEST] = hashlib.sha256(configured.encode()).hexdigest()[:16]
     return out
 
 

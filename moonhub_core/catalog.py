@@ -121,6 +121,37 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """CPU, memory and pods held at once (what pods request: their guarantees); absent: no
+    bound. Kueue admits every server and run against a user's and their team's
+    (``docs/queues.md``)."""
+
+    #: CPU cores
+    cpu: float | None = None
+    #: a Kubernetes quantity, e.g. ``64Gi``
+    memory: str | None = None
+    pods: int | None = None
+
+    def items(self) -> list[tuple[str, str]]:
+        """The bounds set, as Kueue's resource names and quantities."""
+        out = [("cpu", _cores(self.cpu)) if self.cpu is not None else None]
+        out.append(("memory", str(self.memory)) if self.memory is not None else None)
+        out.append(("pods", str(self.pods)) if self.pods is not None else None)
+        return [x for x in out if x]
+
+
+def _cores(cpu: float) -> str:
+    """``8`` or ``1500m`` (a quantity Kueue and the API server take)."""
+    milli = round(cpu * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+#: a user's bounds when no entitlement says otherwise: 20 pods (servers and runs together),
+#: CPU and memory unbounded (each pod is bounded by its size)
+DEFAULT_USER_COMPUTE = Compute(pods=20)
+
+
+@dataclass(frozen=True)
 class Entitlement:
     """What members of ``groups`` may use (``*`` in a list means everything / everyone)."""
 
@@ -132,6 +163,9 @@ class Entitlement:
     max_gpus_per_user: int = 0
     #: workspace sizes members may choose besides ``storage.capacity`` (e.g. ``[50Gi, 200Gi]``)
     workspace_sizes: list[str] = field(default_factory=list)
+    #: what one user may hold at once, servers and every kind of job run together (a user
+    #: matching several entitlements gets the largest of each; unset: no bound)
+    max_per_user: Compute = DEFAULT_USER_COMPUTE
 
 
 @dataclass(frozen=True)
@@ -154,6 +188,15 @@ class Catalog:
     #: whether a team reclaiming its GPUs may stop other teams' servers running on borrowed
     #: GPUs (by default only borrowed job runs are preempted; they are retried)
     preempt_borrowed_servers: bool = False
+    #: CPU, memory and pods a group's members hold together (e.g. ``{ml-research: {cpu: 64,
+    #: memory: 256Gi, pods: 100}}``). A user's team is the first group of
+    #: ``group_gpu_quotas``, then of this, that they belong to
+    group_compute_quotas: dict[str, Compute] = field(default_factory=dict)
+
+    @property
+    def teams(self) -> list[str]:
+        """The groups with a quota of any kind, in the order that picks a user's team."""
+        return [*self.group_gpu_quotas, *(g for g in self.group_compute_quotas if g not in self.group_gpu_quotas)]
 
     def environment(self, name: str) -> Environment | None:
         return next((e for e in self.environments if e.name == name and e.enabled), None)
@@ -195,6 +238,17 @@ def _quantity(value: str, path: str) -> None:
         parse_quantity(value)
     except ValueError:
         raise CatalogError(f"{path}: {value!r} is not a Kubernetes quantity (e.g. 4Gi, 500m)") from None
+
+
+def _compute(c: Compute, path: str) -> None:
+    if c.cpu is not None and not 0 < c.cpu <= 1_000_000:
+        raise CatalogError(f"{path}.cpu: must be more than 0 cores (at most 1000000), not {c.cpu}")
+    if c.memory is not None:
+        _quantity(c.memory, f"{path}.memory")
+        if parse_quantity(c.memory) <= 0:
+            raise CatalogError(f"{path}.memory: must be more than 0")
+    if c.pods is not None and not 0 < c.pods <= 1_000_000:
+        raise CatalogError(f"{path}.pods: must be at least 1 (at most 1000000), not {c.pods}")
 
 
 def validate(cat: Catalog) -> Catalog:
@@ -243,6 +297,9 @@ def validate(cat: Catalog) -> Catalog:
             raise CatalogError(f"entitlements[{i}].max_gpus_per_user: must not be negative")
         for j, size in enumerate(ent.workspace_sizes):
             _quantity(size, f"entitlements[{i}].workspace_sizes[{j}]")
+        _compute(ent.max_per_user, f"entitlements[{i}].max_per_user")
+    for group, c in cat.group_compute_quotas.items():
+        _compute(c, f"group_compute_quotas.{group}")
     for group, quota in cat.group_gpu_quotas.items():
         if quota < 0:
             raise CatalogError(f"group_gpu_quotas.{group}: must not be negative")

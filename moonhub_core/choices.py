@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from .catalog import Catalog, Environment, GpuType, Size
+from .catalog import Catalog, Compute, Environment, GpuType, Size
 from .errors import NotEntitled, OverQuota, UnknownChoice
 
 FIELDS = ("environment", "size", "gpu_type", "gpu_count")
@@ -54,6 +54,8 @@ class Allowed:
     quota_groups: dict[str, int]
     #: the workspace sizes they may choose, smallest first (the catalog's default among them)
     workspace_sizes: list[str] = field(default_factory=list)
+    #: CPU, memory and pods they may hold at once (their queue's bounds in Kueue)
+    max_per_user: Compute = field(default_factory=Compute)
 
     def gpu_counts(self, gpu: GpuType) -> list[int]:
         """The counts of ``gpu`` this user may ask for: the type's counts within their limit."""
@@ -90,7 +92,35 @@ def allowed(catalog: Catalog, groups: Iterable[str], admin: bool = False) -> All
         max_gpus_per_user=max((ent.max_gpus_per_user for ent in matching), default=0),
         quota_groups=quotas,
         workspace_sizes=_sizes(catalog.storage.capacity, [s for ent in matching for s in ent.workspace_sizes]),
+        max_per_user=_largest([ent.max_per_user for ent in matching]),
     )
+
+
+def _largest(bounds: list[Compute]) -> Compute:
+    """The most generous of several entitlements' bounds, per resource (an unset one is no
+    bound, so it wins); a user no entitlement matches may hold nothing."""
+    if not bounds:
+        return Compute(cpu=None, memory=None, pods=0)
+
+    def most(values: list[Any], key: Any = None) -> Any:
+        return None if any(v is None for v in values) else max(values, key=key)
+
+    return Compute(
+        cpu=most([b.cpu for b in bounds]),
+        memory=most([b.memory for b in bounds], key=parse_quantity),
+        pods=most([b.pods for b in bounds]),
+    )
+
+
+def never_fits(size: Size, bound: Compute) -> str | None:
+    """Why one pod of ``size`` is more than ``bound`` holds in all (None: it can fit)."""
+    if bound.cpu is not None and size.cpu_guarantee > bound.cpu:
+        return f"it guarantees {size.cpu_guarantee:g} CPUs; you may hold at most {bound.cpu:g} at once"
+    if bound.memory is not None and parse_quantity(size.memory_guarantee) > parse_quantity(bound.memory):
+        return f"it guarantees {size.memory_guarantee} of memory; you may hold at most {bound.memory} at once"
+    if bound.pods is not None and bound.pods < 1:
+        return "you may not start servers or runs (no entitlement gives you any)"
+    return None
 
 
 def _sizes(default: str, more: Iterable[str]) -> list[str]:
@@ -133,6 +163,9 @@ def parse(raw: Mapping[str, Any], catalog: Catalog, ok: Allowed) -> Choices:
         raise UnknownChoice("size", f"no size named {size_name!r}")
     if size not in ok.sizes:
         raise NotEntitled("size", f"your groups may not use size {size.display_name!r}")
+    too_big = never_fits(size, ok.max_per_user)
+    if too_big:
+        raise OverQuota("size", f"size {size.display_name!r} can not start: {too_big}")
 
     try:
         count = int(count_raw) if count_raw not in (None, "") else (1 if gpu_name else 0)

@@ -1,7 +1,7 @@
 """Writing the catalog's queues into the cluster and reading admissions back (Kueue's API).
 
 The hub (for servers) and the jobs service (for runs) call :func:`ensure_user` before they
-create a GPU workload: it writes the catalog's shared objects when they changed and the
+create a workload (every server and run is queued): it writes the catalog's shared objects when they changed and the
 user's ClusterQueue and LocalQueue (their groups now: a user who left a team has their next
 workload counted in the right place). :func:`reconcile` rewrites everything, users' queues
 included, after a catalog edit or when nodes change.
@@ -10,9 +10,11 @@ included, after a catalog edit or when nodes change.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -24,7 +26,7 @@ from .catalog import Catalog
 from .errors import Conflict
 
 # the Workload's state, read (pure: ``queues``); kept importable from here
-from .queues import QUOTA_RESERVED, admitted, condition, finished, holds, waiting, workload_gpus
+from .queues import QUOTA_RESERVED, admitted, condition, finished, holds, waiting
 
 __all__ = [
     "QUOTA_RESERVED",
@@ -48,6 +50,8 @@ _PLURALS = {
     "LocalQueue": "localqueues",
     "Workload": "workloads",
 }
+#: how long a user's queue written by this process is taken as still there
+WRITTEN_FOR = 300.0
 #: what reconcile may delete when the catalog no longer has it (never a user's queue)
 _PRUNABLE = ("ResourceFlavor", "Cohort")
 
@@ -111,6 +115,10 @@ class Queues:
         self.core = client.CoreV1Api(api_client)
         self._shared_key: Any = None
         self._lock = asyncio.Lock()
+        #: users' queues as last written, and when: a spawn or run of a user whose queue is
+        #: unchanged reads nothing (every server and run is queued: at 2,000 spawns that is
+        #: 4,000 reads saved); re-read after :data:`WRITTEN_FOR` seconds, or a reconcile
+        self._written: dict[tuple[str, str], tuple[str, float]] = {}
 
     # ---- generic ---------------------------------------------------------------------
     def _args(self, kind: str, namespace: str | None) -> tuple[Any, ...]:
@@ -186,8 +194,14 @@ class Queues:
     ) -> q.UserQueue:
         await self.ensure_shared(catalog)
         uq = q.user_queue(catalog, user, groups, admin, namespace, self.prefix)
-        await self.apply(uq.cluster_queue)
-        await self.apply(uq.local_queue)
+        for obj in (uq.cluster_queue, uq.local_queue):
+            key = (obj["kind"], f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
+            text = json.dumps(obj, sort_keys=True)
+            done = self._written.get(key)
+            if done and done[0] == text and time.monotonic() - done[1] < WRITTEN_FOR:
+                continue
+            await self.apply(obj)
+            self._written[key] = (text, time.monotonic())
         return uq
 
     async def reconcile(self, catalog: Catalog) -> int:
@@ -195,6 +209,7 @@ class Queues:
         recorded on it), and no flavor or team cohort the catalog dropped. Returns the number
         of users' queues rewritten."""
         self._shared_key = None
+        self._written.clear()
         physical = await self.physical(catalog)
         await self.ensure_shared(catalog, physical)
         want = {(o["kind"], o["metadata"]["name"]) for o in q.shared_objects(catalog, physical, self.prefix)}
@@ -220,29 +235,58 @@ class Queues:
             n += 1
         return n
 
-    async def standing(self, user: str, namespace: str) -> str:
-        """Where the user and their team stand now, from the admitted Workloads (their
-        admission is written at once; the queues' status lags behind it)."""
+    async def _where(self, user: str, namespace: str) -> _Where:
+        """The user's queue, what they and their team hold now (from the admitted Workloads:
+        their admission is written at once; the queues' status lags behind it)."""
         cq = await self._get("ClusterQueue", q.user_cluster_queue(user, self.prefix)) or {}
-        max_gpus = q.budget(cq.get("spec") or {})[1] or 0
-        held: dict[str, int] = {}
+        held: dict[str, dict[str, float]] = {}
         for wl in await self.objects("Workload", namespace):
             if holds(wl):
-                queue = str((wl.get("spec") or {}).get("queueName"))
-                held[queue] = held.get(queue, 0) + workload_gpus(wl)
-        used = held.get(q.user_local_queue(user, self.prefix), 0)
+                sums = held.setdefault(str((wl.get("spec") or {}).get("queueName")), {})
+                for name, n in q.workload_usage(wl).items():
+                    sums[name] = sums.get(name, 0.0) + n
+        w = _Where(cq, held.get(q.user_local_queue(user, self.prefix), {}))
         team_slug = ((cq.get("metadata") or {}).get("labels") or {}).get(q.TEAM_LABEL)
-        if not team_slug:
-            return q.standing_words(max_gpus, used, None, 0, 0)
-        cohort = await self._get("Cohort", (cq.get("spec") or {}).get("cohortName", "")) or {}
-        team = ((cohort.get("metadata") or {}).get("annotations") or {}).get(q.GROUP_ANNOTATION, team_slug)
-        members = [
-            (m["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
-            for m in await self.objects("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}")
-        ]
-        team_used = sum(held.get(q.user_local_queue(m, self.prefix), 0) for m in members if m)
-        quota, may_borrow = q.budget(cohort.get("spec") or {})
-        return q.standing_words(max_gpus, used, team, quota, team_used, may_borrow or 0)
+        if team_slug:
+            w.cohort = await self._get("Cohort", (cq.get("spec") or {}).get("cohortName", "")) or {}
+            w.team = ((w.cohort.get("metadata") or {}).get("annotations") or {}).get(q.GROUP_ANNOTATION, team_slug)
+            for m in await self.objects("ClusterQueue", selector=f"{q.TEAM_LABEL}={team_slug}"):
+                member = (m["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
+                for name, n in held.get(q.user_local_queue(member, self.prefix), {}).items() if member else ():
+                    w.team_used[name] = w.team_used.get(name, 0.0) + n
+        return w
+
+    async def standing(self, user: str, namespace: str, blocked: Iterable[str] = (q.BUDGET_RESOURCE,)) -> str:
+        """Where the user and their team stand now on the ``blocked`` resources (GPUs by
+        default; :func:`queues.blocked_by` reads them from Kueue's message)."""
+        blocked = list(blocked) or [q.BUDGET_RESOURCE]
+        w = await self._where(user, namespace)
+        parts = []
+        if q.BUDGET_RESOURCE in blocked:
+            max_gpus = q.budget(w.cq.get("spec") or {})[1] or 0
+            used = int(w.mine.get(q.BUDGET_RESOURCE, 0))
+            if w.team is None:
+                parts.append(q.standing_words(max_gpus, used, None, 0, 0))
+            else:
+                quota, may_borrow = q.budget(w.cohort.get("spec") or {})
+                t_used = int(w.team_used.get(q.BUDGET_RESOURCE, 0))
+                parts.append(q.standing_words(max_gpus, used, w.team, quota, t_used, may_borrow or 0))
+        for r in (r for r in blocked if r in q.COMPUTE):
+            parts.extend(w.words(r))
+        return "; ".join(parts)
+
+    async def over_bounds(self, user: str, namespace: str, request: Mapping[str, float]) -> str | None:
+        """Why a workload asking ``request`` (:func:`queues.pod_request`) does not fit the
+        user's or their team's CPU, memory and pods bounds now (None: it fits)."""
+        w = await self._where(user, namespace)
+        for r in q.COMPUTE:
+            want = request.get(r, 0.0)
+            mine, team = q.compute_bounds(w.cq.get("spec") or {}), q.compute_bounds(w.cohort.get("spec") or {})
+            if r in mine and w.mine.get(r, 0.0) + want > mine[r] + 1e-9:
+                return "; ".join(w.words(r))
+            if w.team and r in team and w.team_used.get(r, 0.0) + want > team[r] + 1e-9:
+                return "; ".join(w.words(r))
+        return None
 
     async def view(self, namespace: str) -> list[dict[str, Any]]:
         """Each team's queue as admins see it (``queues.queue_view``)."""
@@ -256,6 +300,28 @@ class Queues:
         """The Workload Kueue made for a Job or Pod (by the owner's UID)."""
         found = await self.objects("Workload", namespace, f"kueue.x-k8s.io/job-uid={owner_uid}")
         return found[0] if found else None
+
+
+@dataclass
+class _Where:
+    """A user's queue and what they (and their team) hold now, per resource."""
+
+    cq: dict[str, Any]
+    mine: dict[str, float]
+    team: str | None = None
+    cohort: dict[str, Any] = field(default_factory=dict)
+    team_used: dict[str, float] = field(default_factory=dict)
+
+    def words(self, resource: str) -> list[str]:
+        """The user's and their team's standing on one of CPU, memory and pods (its bounds)."""
+        out = []
+        mine = q.compute_bounds(self.cq.get("spec") or {})
+        if resource in mine:
+            out.append(q.bound_words(resource, self.mine.get(resource, 0.0), mine[resource], "you"))
+        team = q.compute_bounds(self.cohort.get("spec") or {})
+        if self.team and resource in team:
+            out.append(q.bound_words(resource, self.team_used.get(resource, 0.0), team[resource], self.team))
+        return out
 
 
 @dataclass(frozen=True)

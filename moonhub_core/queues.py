@@ -18,6 +18,12 @@ the request, :data:`KUEUE_CONFIGURATION`), which carries the budgets: a team's q
 user's maximum hold across GPU types, as the catalog says. A user's queue lists only the GPU
 types they are entitled to.
 
+CPU, memory and pods are counted too, for every server and every run (CPU or GPU): one
+ResourceFlavor without node labels (:func:`compute_flavor`) in every queue and cohort. The
+cluster cohort lends them without a practical bound (the scheduler places pods on nodes);
+what binds are a user's bounds (the catalog's ``max_per_user``: their queue's borrowing
+limit) and their team's (``group_compute_quotas``: the team cohort's borrowing limit).
+
 Servers and job runs have their own priority (:data:`SERVER_PRIORITY` above
 :data:`JOB_PRIORITY`). By default a queue reclaims borrowed GPUs only from lower priorities
 (Kueue's ``LowerPriority``): a team's server takes its GPUs back from other teams' borrowed
@@ -28,13 +34,15 @@ borrowed GPUs gives them back, lowest priority first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
 from kubespawner.slugs import safe_slug
 
-from .catalog import Catalog
+from .catalog import Catalog, Compute
 from .choices import allowed
 from .pods import GPU_RESOURCE, PREFIX, gpus
 
@@ -45,6 +53,10 @@ BUDGET_RESOURCE = f"{PREFIX}gpus"
 #: the names of one MoonHub's Kueue objects start with its prefix (``spawner.queue_prefix``):
 #: they are cluster-wide, and two MoonHubs may share a cluster
 DEFAULT_PREFIX = "moonhub"
+#: what Kueue counts for every workload besides GPUs (a pod counts 1 of ``pods``)
+COMPUTE = ("cpu", "memory", "pods")
+#: what the cluster cohort lends: more than any cluster has; the scheduler places the pods
+UNBOUNDED = {"cpu": "1000000", "memory": "1000000Gi", "pods": "1000000"}
 #: labels Kueue reads on a Job or Pod
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -63,13 +75,13 @@ JOB_PRIORITY = "moonhub-job"
 
 #: what Kueue's own configuration must say for MoonHub (the local cluster writes it into
 #: Kueue's ConfigMap; operators merge it into theirs, docs/queues.md): Jobs and plain Pods
-#: are managed when they name a queue; CPU, memory and storage are left to the scheduler;
-#: every GPU also counts as a ``moonhub.io/gpus``
+#: are managed when they name a queue; local storage and huge pages are left to the
+#: scheduler (CPU, memory and pods are counted); every GPU also counts as a ``moonhub.io/gpus``
 KUEUE_CONFIGURATION: dict[str, Any] = {
     "manageJobsWithoutQueueName": False,
     "integrations": {"frameworks": ["batch/job", "pod"]},
     "resources": {
-        "excludeResourcePrefixes": ["cpu", "memory", "ephemeral-storage", "hugepages-", "pods"],
+        "excludeResourcePrefixes": ["ephemeral-storage", "hugepages-"],
         "transformations": [{"input": GPU_RESOURCE, "strategy": "Retain", "outputs": {BUDGET_RESOURCE: "1"}}],
     },
 }
@@ -81,6 +93,10 @@ def root_cohort_name(prefix: str = DEFAULT_PREFIX) -> str:
 
 def budget_flavor(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}-gpus"
+
+
+def compute_flavor(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}-compute"
 
 
 def flavor_name(gpu_type: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -101,10 +117,11 @@ def user_local_queue(user: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 
 def team_of(catalog: Catalog, groups: Iterable[str]) -> str | None:
-    """The group whose quota a user's GPUs count against: the first of ``group_gpu_quotas``
-    they belong to (admins order that list), or None (the shared pool)."""
+    """The group whose quotas a user's work counts against: the first of
+    ``group_gpu_quotas``, then of ``group_compute_quotas``, they belong to (admins order
+    those lists), or None (the shared pool)."""
     mine = set(groups)
-    return next((g for g in catalog.group_gpu_quotas if g in mine), None)
+    return next((g for g in catalog.teams if g in mine), None)
 
 
 def _meta(name: str, prefix: str, **extra: str) -> dict[str, Any]:
@@ -125,10 +142,25 @@ def _budget_group(prefix: str, nominal: int, borrowing: int | None = None) -> di
     }
 
 
+def _compute_group(prefix: str, nominal: Mapping[str, str], borrowing: Compute | None) -> dict[str, Any]:
+    """CPU, memory and pods in the compute flavor: ``nominal`` of each (0 when absent), and
+    no more borrowed than ``borrowing`` sets (None, or a resource it leaves unset: no bound)."""
+    limits = dict(borrowing.items()) if borrowing else {}
+    resources = []
+    for name in COMPUTE:
+        r: dict[str, Any] = {"name": name, "nominalQuota": nominal.get(name, "0")}
+        if name in limits:
+            r["borrowingLimit"] = limits[name]
+        resources.append(r)
+    return {"coveredResources": list(COMPUTE), "flavors": [{"name": compute_flavor(prefix), "resources": resources}]}
+
+
 def flavors(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
-    """One ResourceFlavor per GPU type (its node labels and tolerations), and the budget's."""
+    """One ResourceFlavor per GPU type (its node labels and tolerations), the budget's and
+    the compute one (no node labels: any node)."""
     budget = {"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(budget_flavor(prefix), prefix)}
-    out = [{**budget, "spec": {}}]
+    compute = {"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(compute_flavor(prefix), prefix)}
+    out = [{**budget, "spec": {}}, {**compute, "spec": {}}]
     for g in catalog.gpu_types:
         spec: dict[str, Any] = {"nodeLabels": dict(g.node_selector)}
         if g.tolerations:
@@ -173,12 +205,15 @@ def root_cohort(catalog: Catalog, physical: Mapping[str, int], prefix: str = DEF
     pool = sum(physical.values()) - sum(catalog.group_gpu_quotas.values())
     pooled = _budget_group(prefix, pool)
     groups = [per_type, pooled] if catalog.gpu_types else [pooled]
+    groups.append(_compute_group(prefix, UNBOUNDED, None))
     meta = _meta(root_cohort_name(prefix), prefix)
     return {"apiVersion": API, "kind": "Cohort", "metadata": meta, "spec": {"resourceGroups": groups}}
 
 
 def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
-    """One Cohort per group with a quota: it owns the quota and may borrow up to its limit."""
+    """One Cohort per group with a quota: it owns its GPU quota and may borrow up to its
+    limit; its CPU, memory and pods are all borrowed, up to ``group_compute_quotas``. A
+    group with no GPU quota borrows GPUs from the pool like a user in no team."""
     return [
         {
             "apiVersion": API,
@@ -190,13 +225,20 @@ def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[st
             "spec": {
                 "parentName": root_cohort_name(prefix),
                 "resourceGroups": [
-                    _budget_group(prefix, quota, catalog.group_gpu_borrowing_limits.get(group, 0)),
+                    _team_budget(catalog, group, prefix),
                     *_owned_types(catalog, group, prefix),
+                    _compute_group(prefix, {}, catalog.group_compute_quotas.get(group)),
                 ],
             },
         }
-        for group, quota in catalog.group_gpu_quotas.items()
+        for group in catalog.teams
     ]
+
+
+def _team_budget(catalog: Catalog, group: str, prefix: str) -> dict[str, Any]:
+    if group not in catalog.group_gpu_quotas:
+        return _budget_group(prefix, 0)  # no GPU quota: the pool's, first come first served
+    return _budget_group(prefix, catalog.group_gpu_quotas[group], catalog.group_gpu_borrowing_limits.get(group, 0))
 
 
 def _owned_types(catalog: Catalog, group: str, prefix: str) -> list[dict[str, Any]]:
@@ -232,13 +274,14 @@ class UserQueue:
     local_queue: dict[str, Any]
     team: str | None
     max_gpus: int
+    max_per_user: Compute = field(default_factory=Compute)
 
 
 def user_queue(
     catalog: Catalog, user: str, groups: Iterable[str], admin: bool, namespace: str, prefix: str = DEFAULT_PREFIX
 ) -> UserQueue:
-    """A user's ClusterQueue (their maximum, their GPU types, in their team's cohort) and the
-    LocalQueue their pods and Jobs name."""
+    """A user's ClusterQueue (their GPU maximum and GPU types, their CPU, memory and pods
+    bounds, in their team's cohort) and the LocalQueue all their pods and Jobs name."""
     groups = sorted(set(groups))
     ok = allowed(catalog, groups, admin)
     team = team_of(catalog, groups)
@@ -249,6 +292,7 @@ def user_queue(
         ],
     }
     resource_groups = [per_type, _budget_group(prefix, 0, ok.max_gpus_per_user)] if ok.gpu_types else []
+    resource_groups.append(_compute_group(prefix, {}, ok.max_per_user))
     name = user_cluster_queue(user, prefix)
     meta = _meta(name, prefix, **({TEAM_LABEL: safe_slug(team, max_length=60)} if team else {}))
     meta["annotations"] = {USER_ANNOTATION: user, GROUPS_ANNOTATION: ",".join(groups), ADMIN_ANNOTATION: str(admin)}
@@ -277,7 +321,7 @@ def user_queue(
         "metadata": {**_meta(user_local_queue(user, prefix), prefix), "namespace": namespace},
         "spec": {"clusterQueue": name},
     }
-    return UserQueue(cq, lq, team, ok.max_gpus_per_user)
+    return UserQueue(cq, lq, team, ok.max_gpus_per_user, ok.max_per_user)
 
 
 def budget(spec: Mapping[str, Any]) -> tuple[int, int | None]:
@@ -310,8 +354,89 @@ def standing_words(max_gpus: int, used: int, team: str | None, quota: int, team_
     return f"{team} uses {team_used} of its {quota}{borrowed}; {mine}"
 
 
+#: the catalog's key for each bound a user's queue holds
+BOUND_KEYS = {
+    BUDGET_RESOURCE: "max_gpus_per_user",
+    "cpu": "max_per_user.cpu",
+    "memory": "max_per_user.memory",
+    "pods": "max_per_user.pods",
+}
+
+
+def blocked_by(kueue_says: str) -> list[str]:
+    """The resources Kueue names in why a workload does not fit (``... quota for cpu in
+    flavor ...``), in the order of :data:`BOUND_KEYS` (pure)."""
+    named = set(re.findall(r"for (\S+) in flavor", kueue_says))
+    if GPU_RESOURCE in named:
+        named.add(BUDGET_RESOURCE)
+    return [r for r in BOUND_KEYS if r in named]
+
+
+def workload_usage(wl: Mapping[str, Any]) -> dict[str, float]:
+    """What an admitted Workload holds per resource (Kueue's record of its admission; CPU
+    in cores, memory in bytes), GPUs as :data:`BUDGET_RESOURCE` (pure)."""
+    out: dict[str, float] = {}
+    assignments = ((wl.get("status") or {}).get("admission") or {}).get("podSetAssignments") or []
+    for psa in assignments:
+        usage = psa.get("resourceUsage") or {}
+        for name in COMPUTE:
+            if name in usage:
+                out[name] = out.get(name, 0.0) + float(parse_quantity(usage[name]))
+        if "pods" not in usage:
+            out["pods"] = out.get("pods", 0.0) + int(psa.get("count") or 1)
+    out[BUDGET_RESOURCE] = float(workload_gpus(wl))
+    return out
+
+
+def _amount(resource: str, value: float) -> str:
+    if resource == "memory":
+        return f"{value / 2**30:.3g} GiB"
+    if resource == "cpu":
+        return f"{value:g} CPUs"
+    noun = "GPU" if resource == BUDGET_RESOURCE else "pod"
+    return f"{value:g} {noun}{'' if value == 1 else 's'}"
+
+
+def bound_words(resource: str, used: float, bound: float, whose: str) -> str:
+    """``you hold 20 of your 20 pods (max_per_user.pods)`` (pure)."""
+    if whose == "you":
+        return f"you hold {_amount(resource, used)} of your {_amount(resource, bound)} ({BOUND_KEYS[resource]})"
+    return f"{whose} holds {_amount(resource, used)} of its {_amount(resource, bound)} (group_compute_quotas)"
+
+
+def pod_request(pod_spec: Mapping[str, Any], count: int = 1) -> dict[str, float]:
+    """CPU (cores), memory (bytes) and pods that ``count`` pods of ``pod_spec`` (an API dict)
+    request, as Kueue counts them: the containers' sum, or an init container's if larger
+    (pure)."""
+
+    def total(containers: Iterable[Mapping[str, Any]], combine: Any) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in containers:
+            for name, v in ((c.get("resources") or {}).get("requests") or {}).items():
+                if name in ("cpu", "memory"):
+                    out[name] = combine(out.get(name, 0.0), float(parse_quantity(v)))
+        return out
+
+    main = total(pod_spec.get("containers") or [], lambda a, b: a + b)
+    init = total(pod_spec.get("initContainers") or [], max)
+    one = {r: max(main.get(r, 0.0), init.get(r, 0.0)) for r in ("cpu", "memory")}
+    return {"cpu": one["cpu"] * count, "memory": one["memory"] * count, "pods": float(count)}
+
+
+def compute_bounds(spec: Mapping[str, Any]) -> dict[str, float]:
+    """The borrowing limits of CPU, memory and pods in a queue's or cohort's spec: the bounds
+    MoonHub sets on them (pure; a resource without one is unbounded, absent)."""
+    out: dict[str, float] = {}
+    for rg in spec.get("resourceGroups") or []:
+        for fl in rg.get("flavors") or []:
+            for r in fl.get("resources") or []:
+                if r.get("name") in COMPUTE and r.get("borrowingLimit") is not None:
+                    out[r["name"]] = float(parse_quantity(str(r["borrowingLimit"])))
+    return out
+
+
 def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
-    """The labels that put a GPU pod (server) or Job (run) in the user's queue."""
+    """The labels that put a server's pod or a run's Job in the user's queue."""
     return {QUEUE_LABEL: user_local_queue(user, prefix), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}
 
 
@@ -377,8 +502,8 @@ def queue_view(
             owner_of[user_local_queue(user, prefix)] = (user, cohort if cohort in teams else None)
     for wl in sorted(workloads, key=lambda w: str((w.get("metadata") or {}).get("creationTimestamp") or "")):
         found = owner_of.get(str((wl.get("spec") or {}).get("queueName") or ""))
-        if found is None or finished(wl):
-            continue
+        if found is None or finished(wl) or not workload_gpus(wl):
+            continue  # (this view is of GPUs: CPU-only servers and runs are queued too)
         owner, key = found
         row = rows.setdefault(key, {**(teams[key] if key else pool), "used": 0, "waiting": []})
         if admitted(wl):

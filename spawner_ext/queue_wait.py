@@ -1,5 +1,7 @@
-"""A GPU server in its queue: refused at once with the numbers when Kueue can not admit it,
-or, when the user chose to wait, its place in the queue shown on the spawn page.
+"""A server in its queue (every server is: GPUs, CPU, memory and pods are bounded per user
+and team): refused at once with the numbers and the bound that refuses it when Kueue can
+not admit it, or, when the user chose to wait, its place in the queue shown on the spawn
+page.
 
 Kueue decides (the user's maximum and the team's quota, atomically); this module only reads
 the pod's Workload back and words the answer.
@@ -20,10 +22,21 @@ from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, c
 OPTION = "wait_for_gpus"
 #: how a refusal for GPUs begins (the spawner answers it with 403)
 REFUSED = "not enough GPUs for this server now"
+#: how a refusal for CPU, memory or pods begins (403 too)
+OVER_LIMITS = "this server would pass your limits"
+REFUSALS = (REFUSED, OVER_LIMITS)
 #: how long a queue Kueue calls inactive is waited for before the spawn ends
 BROKEN_GRACE = 15.0
 #: how often the Workload is read while the server is not admitted
 POLL = 1.0
+
+
+#: the scheduling gate Kueue's webhook puts on a pod it manages, until it admits it
+KUEUE_GATE = "kueue.x-k8s.io/admission"
+
+
+def gated(pod: dict[str, Any]) -> bool:
+    return any(g.get("name") == KUEUE_GATE for g in (pod.get("spec") or {}).get("schedulingGates") or [])
 
 
 def wants_to_wait(value: Any) -> bool:
@@ -79,6 +92,9 @@ async def refusal(
         uid = ((current or {}).get("metadata") or {}).get("uid")
         if not uid:
             continue
+        if not gated(current or {}):
+            # admitted (Kueue took its gate away), or no Kueue manages it: nothing to watch
+            await asyncio.Event().wait()
         wl = await queues.workload_of(namespace, uid)
         if wl is None or admitted(wl):
             if wl is not None:
@@ -96,14 +112,18 @@ async def refusal(
                 return f"the GPU queue is not usable now; tell an admin (Kueue: {kueue_says})"
             continue
         broken_since = None
-        why = await queues.standing(user, namespace)
+        blocked = q.blocked_by(kueue_says) or list(q.BOUND_KEYS)
+        why = await queues.standing(user, namespace, blocked)
+        gpus = q.BUDGET_RESOURCE in blocked
         if not wait:
-            return (
-                f"{REFUSED}: {why}. Stop another server, wait for a job run "
-                f"to end, or start with 'wait for GPUs' to queue (Kueue: {c.get('message', '')})"
-            )
+            if gpus:
+                return (
+                    f"{REFUSED}: {why}. Stop another server, wait for a job run "
+                    f"to end, or start with 'wait for GPUs' to queue (Kueue: {kueue_says})"
+                )
+            return f"{OVER_LIMITS}: {why}. Stop another server or wait for a job run to end (Kueue: {kueue_says})"
         state = admission(wl, await _peers(queues, namespace, uq))
-        text = f"waiting for GPUs, place {state.position} in the queue: {why}"
+        text = f"waiting for {'GPUs' if gpus else 'your other work to end'}, place {state.position} in the queue: {why}"
         if text != shown:
             shown = text
             on_queued(text)

@@ -49,6 +49,9 @@ class MoonSpawner(KubeSpawner):
         Re-read when it changes; a broken edit keeps the last good catalog in use.
         """,
     )
+    #: the user's queue, written by load_user_options (every server is queued)
+    user_queue: queues.UserQueue | None = None
+
     queue_prefix = Unicode(
         "moonhub",
         config=True,
@@ -202,18 +205,15 @@ class MoonSpawner(KubeSpawner):
             "team folders",
             claims.ensure_team_folders(self.api, self.namespace, cat.storage, groups, str(self.storage_class)),  # type: ignore[has-type]
         )
-        self.user_queue, self.queue_message = None, ""
-        if choice.gpu_count:
-            # GPUs are admitted by Kueue, in the user's queue: their maximum and their
-            # team's quota hold atomically however many spawns and job runs arrive at once
-            self.user_queue = await took.time(
-                "queue", self.queues.ensure_user(cat, self.user.name, groups, bool(self.user.admin), self.namespace)
-            )
-            labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
-            self.extra_labels = {
-                **labels,
-                **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix),
-            }
+        # every server is admitted by Kueue, in the user's queue: their GPU maximum, their
+        # CPU, memory and pods bounds and their team's quotas hold atomically however many
+        # spawns and job runs arrive at once
+        self.queue_message = ""
+        self.user_queue = await took.time(
+            "queue", self.queues.ensure_user(cat, self.user.name, groups, bool(self.user.admin), self.namespace)
+        )
+        labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
+        self.extra_labels = {**labels, **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix)}
         self.log.info("spawning %s with %s (checks: %s)", self._log_name, choice, took)
 
     def _refused(self, e: ChoiceError) -> NoReturn:
@@ -333,7 +333,7 @@ class MoonSpawner(KubeSpawner):
         """KubeSpawner's start, raced against a watch for failures that will not resolve and
         a prompt check that the server answers (``readiness``)."""
         await self._start_watching_pods()
-        self.user_queue = None  # set by load_user_options for a GPU server
+        self.user_queue = None  # set by load_user_options
         key = f"{self.namespace}/{self.pod_name}"
         old = self.pod_reflector.pods.get(key)
         stale = {old["metadata"]["uid"]} if old else set()
@@ -385,7 +385,7 @@ class MoonSpawner(KubeSpawner):
         start.cancel()
         ready.cancel()
         message = guard.result()
-        over_quota = message.startswith(queue_wait.REFUSED)
+        over_quota = message.startswith(queue_wait.REFUSALS)
         if not over_quota:
             metrics.SPAWN_FAILURES.labels(reason="image" if "image" in message.lower() else "unschedulable").inc()
         self.log.warning("spawn of %s failed fast: %s", self._log_name, message)
@@ -394,11 +394,11 @@ class MoonSpawner(KubeSpawner):
         raise web.HTTPError(403 if over_quota else 503, message)
 
     async def _not_admitted(self, key: str) -> str:
-        """For a GPU server: ends with the refusal when Kueue can not admit it now and the
-        user did not choose to wait; while it waits, its place is shown on the spawn page."""
+        """Ends with the refusal when Kueue can not admit the server now and the user did not
+        choose to wait; while it waits, its place is shown on the spawn page."""
         # the options are validated (and the queue written) after this watch starts
         uq: queues.UserQueue | None = None
-        while uq is None:  # no GPUs: never refuses
+        while uq is None:
             await asyncio.sleep(0.5)
             uq = getattr(self, "user_queue", None)
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
@@ -410,7 +410,7 @@ class MoonSpawner(KubeSpawner):
 
     def _queued(self, text: str) -> None:
         self.queue_message = text
-        self.log.info("%s waits for GPUs: %s", self._log_name, text)
+        self.log.info("%s waits in its queue: %s", self._log_name, text)
 
     async def progress(self) -> Any:
         """KubeSpawner's progress, with the server's place in its GPU queue while it waits."""

@@ -57,6 +57,12 @@ def _edit(doc: dict, path: str, value: object) -> dict:
         ("entitlements.0.sizes", ["huge"], "entitlements[0].sizes[0]: unknown size 'huge'"),
         ("group_gpu_quotas.ml-research", -1, "group_gpu_quotas.ml-research: must not be negative"),
         ("group_gpu_quotas.ml-research", "lots", "group_gpu_quotas.ml-research: must be an integer"),
+        ("entitlements.0.max_per_user", {"pods": 0}, "entitlements[0].max_per_user.pods: must be at least 1"),
+        ("entitlements.0.max_per_user", {"cpu": -2}, "entitlements[0].max_per_user.cpu: must be more than 0"),
+        ("entitlements.0.max_per_user", {"memory": "lots"}, "entitlements[0].max_per_user.memory: 'lots' is not"),
+        ("entitlements.0.max_per_user", {"gpus": 2}, "entitlements[0].max_per_user.gpus: unknown key"),
+        ("group_compute_quotas", {"vision": {"memory": "0"}}, "group_compute_quotas.vision.memory: must be more"),
+        ("group_compute_quotas", {"vision": {"pods": "many"}}, "group_compute_quotas.vision.pods: must be an integer"),
     ],
 )
 def test_bad_catalog_names_file_path_and_problem(tmp_path: Path, path: str, value: object, message: str) -> None:

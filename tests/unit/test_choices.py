@@ -98,3 +98,24 @@ def test_more_gpus_than_the_user_may_ever_hold_is_refused_before_anything_is_mad
     assert err.value.status == 403 and err.value.field == "gpu_count"
     assert "at most 1 GPUs at once, not 2" in err.value.message
     assert ch.parse({"environment": "pytorch", "gpu_type": "a100", "gpu_count": 8}, example_catalog(), RESEARCH)
+
+
+def test_a_size_larger_than_the_users_bound_is_refused_with_403_naming_size() -> None:
+    import dataclasses
+
+    from moonhub_core.catalog import Compute
+
+    ok = dataclasses.replace(EVERYONE, max_per_user=Compute(cpu=0.05, memory="64Gi", pods=20))
+    with pytest.raises(OverQuota) as err:
+        ch.parse({"size": "small"}, example_catalog(), ok)
+    assert err.value.status == 403 and err.value.field == "size"
+    assert "you may hold at most 0.05 at once" in str(err.value)
+    small_memory = dataclasses.replace(EVERYONE, max_per_user=Compute(memory="1Mi"))
+    with pytest.raises(OverQuota, match="of memory; you may hold at most 1Mi"):
+        ch.parse({}, example_catalog(), small_memory)
+    assert EVERYONE.max_per_user == Compute(cpu=8, memory="32Gi", pods=20)
+    assert RESEARCH.max_per_user == Compute(cpu=64, memory="256Gi", pods=40), "the larger of each"
+    from moonhub_core.catalog import Entitlement
+
+    unset = dataclasses.replace(example_catalog(), entitlements=[Entitlement(groups=["*"])])
+    assert ch.allowed(unset, []).max_per_user == Compute(pods=20), "unset: 20 pods, CPU and memory unbounded"

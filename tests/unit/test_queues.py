@@ -11,7 +11,8 @@ import yaml
 from localcluster import kueue
 from moonhub_core import queues as q
 from moonhub_core.catalog import CatalogError, load
-from moonhub_core.queueing import admission, physical_gpus, workload_gpus
+from moonhub_core.queueing import admission, physical_gpus
+from moonhub_core.queues import workload_gpus
 from tests.helpers import example_catalog
 
 PHYSICAL = {"a100": 8, "v100": 8, "t4": 4}
@@ -23,17 +24,21 @@ def _by(objs: list[dict], kind: str) -> dict[str, dict]:
 
 def test_each_gpu_type_is_a_flavor_with_its_node_labels_and_the_budget_has_its_own() -> None:
     flavors = _by(q.shared_objects(example_catalog(), PHYSICAL), "ResourceFlavor")
-    assert set(flavors) == {"moonhub-gpus", "moonhub-gpu-a100", "moonhub-gpu-v100", "moonhub-gpu-t4"}
+    assert set(flavors) == {"moonhub-gpus", "moonhub-compute", "moonhub-gpu-a100", "moonhub-gpu-v100", "moonhub-gpu-t4"}
     other = _by(q.shared_objects(example_catalog(), PHYSICAL, "staging"), "ResourceFlavor")
     assert "staging-gpu-t4" in other and other["staging-gpu-t4"]["metadata"]["labels"][q.MANAGED] == "staging"
     assert flavors["moonhub-gpu-t4"]["spec"]["nodeLabels"] == {"nvidia.com/gpu.product": "Tesla-T4"}
     assert flavors["moonhub-gpus"]["spec"] == {}, "the budget flavor fits every node"
+    assert flavors["moonhub-compute"]["spec"] == {}, "so does the one of CPU, memory and pods"
     assert all(f["metadata"]["labels"][q.MANAGED] == "moonhub" for f in flavors.values())
 
 
 def test_the_cluster_cohort_holds_the_physical_gpus_and_the_pool_no_team_owns() -> None:
     root = _by(q.shared_objects(example_catalog(), PHYSICAL), "Cohort")[q.root_cohort_name()]
-    per_type, _pool = root["spec"]["resourceGroups"]
+    per_type, _pool, compute = root["spec"]["resourceGroups"]
+    assert compute["coveredResources"] == ["cpu", "memory", "pods"]
+    assert all("borrowingLimit" not in r for r in compute["flavors"][0]["resources"])
+    assert q.compute_bounds(root["spec"]) == {}, "the cluster lends CPU, memory and pods without a bound"
     assert per_type["coveredResources"] == ["nvidia.com/gpu"]
     got = {f["name"]: f["resources"][0]["nominalQuota"] for f in per_type["flavors"]}
     assert got == {"moonhub-gpu-a100": "8", "moonhub-gpu-v100": "8", "moonhub-gpu-t4": "4"}
@@ -295,3 +300,118 @@ def test_only_this_moonhubs_objects_and_each_users_own_queue_are_changed() -> No
         _check_ours({**someone, "metadata": {**someone["metadata"], "name": mine["metadata"]["name"]}}, mine)
     for obj in q.shared_objects(cat, PHYSICAL):
         _check_ours(obj, obj)
+
+
+# ---- CPU, memory and pods (every server and run) ----------------------------------------
+
+
+def _compute(spec: dict) -> dict:
+    (group,) = [g for g in spec["resourceGroups"] if g["coveredResources"] == list(q.COMPUTE)]
+    return {r["name"]: r for r in group["flavors"][0]["resources"]}
+
+
+def test_every_users_queue_bounds_cpu_memory_and_pods_even_without_gpus() -> None:
+    from moonhub_core.catalog import Entitlement
+
+    cat = dataclasses.replace(example_catalog(), entitlements=[Entitlement(groups=["*"])])
+    no_gpus = q.user_queue(cat, "ann", ["nobody-with-gpus"], False, "moonhub-users")
+    res = _compute(no_gpus.cluster_queue["spec"])
+    assert {r: v["nominalQuota"] for r, v in res.items()} == {"cpu": "0", "memory": "0", "pods": "0"}
+    assert res["pods"]["borrowingLimit"] == "20", "20 pods by default, servers and runs together"
+    assert "borrowingLimit" not in res["cpu"] and "borrowingLimit" not in res["memory"]
+    assert q.compute_bounds(no_gpus.cluster_queue["spec"]) == {"pods": 20.0}
+
+
+def test_the_most_generous_entitlement_gives_each_bound_and_unset_means_unbounded() -> None:
+    from moonhub_core.catalog import Compute, Entitlement
+
+    cat = dataclasses.replace(
+        example_catalog(),
+        entitlements=[
+            Entitlement(groups=["*"], max_per_user=Compute(cpu=4, memory="16Gi", pods=5)),
+            Entitlement(groups=["big"], max_per_user=Compute(cpu=12.5, memory="8Gi", pods=3)),
+            Entitlement(groups=["free"], max_per_user=Compute(cpu=None, memory="1Gi", pods=2)),
+        ],
+    )
+    assert q.compute_bounds(q.user_queue(cat, "a", [], False, "ns").cluster_queue["spec"]) == {
+        "cpu": 4.0,
+        "memory": 16 * 2**30,
+        "pods": 5.0,
+    }
+    big = _compute(q.user_queue(cat, "b", ["big"], False, "ns").cluster_queue["spec"])
+    assert (big["cpu"]["borrowingLimit"], big["memory"]["borrowingLimit"], big["pods"]["borrowingLimit"]) == (
+        "12500m",
+        "16Gi",
+        "5",
+    )
+    free = q.user_queue(cat, "c", ["free"], False, "ns").cluster_queue["spec"]
+    assert set(q.compute_bounds(free)) == {"memory", "pods"}, "one unset entitlement lifts that bound"
+    admin = q.user_queue(cat, "root", [], True, "ns").cluster_queue["spec"]
+    assert q.compute_bounds(admin) == {}, "admins are not bounded"
+
+
+def test_a_team_bounds_its_members_together_and_a_team_without_gpus_borrows_them_from_the_pool() -> None:
+    from moonhub_core.catalog import Compute
+
+    cat = dataclasses.replace(
+        example_catalog(),
+        group_compute_quotas={"ml-research": Compute(cpu=64, memory="256Gi", pods=100), "interns": Compute(pods=3)},
+    )
+    cohorts = _by(q.shared_objects(cat, PHYSICAL), "Cohort")
+    team = cohorts[q.team_cohort("ml-research")]["spec"]
+    assert q.compute_bounds(team) == {"cpu": 64.0, "memory": 256 * 2**30, "pods": 100.0}
+    assert q.budget(team) == (16, 0), "its GPU quota is as before"
+    interns = cohorts[q.team_cohort("interns")]["spec"]
+    assert q.compute_bounds(interns) == {"pods": 3.0}
+    assert q.budget(interns) == (0, None), "no GPU quota: the pool's GPUs, as for a user in no team"
+    assert q.team_of(cat, ["interns", "ml-research"]) == "ml-research", "GPU teams are picked first"
+    uq = q.user_queue(cat, "ivy", ["interns"], False, "ns")
+    assert uq.team == "interns" and uq.cluster_queue["spec"]["cohortName"] == q.team_cohort("interns")
+
+
+def test_kueue_counts_cpu_memory_and_pods() -> None:
+    excluded = q.KUEUE_CONFIGURATION["resources"]["excludeResourcePrefixes"]
+    assert not {"cpu", "memory", "pods"} & set(excluded)
+
+
+def test_what_kueue_says_names_the_bound_that_refuses() -> None:
+    says = "couldn't assign flavors to pod set main: insufficient quota for pods in flavor moonhub-compute, "
+    assert q.blocked_by(
+        says + "previously considered podsets requests (0) + current podset request (1) > maximum capacity (0)"
+    ) == ["pods"]
+    both = (
+        "insufficient unused quota for cpu in flavor moonhub-compute; "
+        "insufficient quota for nvidia.com/gpu in flavor moonhub-gpu-t4"
+    )
+    assert q.blocked_by(both) == [q.BUDGET_RESOURCE, "cpu"]
+    assert q.blocked_by("LocalQueue moonhub-gpus-x doesn't exist") == []
+    words = q.bound_words("pods", 20, 20, "you")
+    assert words == "you hold 20 pods of your 20 pods (max_per_user.pods)"
+    assert q.bound_words("pods", 1, 1, "you") == "you hold 1 pod of your 1 pod (max_per_user.pods)"
+    assert q.bound_words("memory", 3 * 2**30, 4 * 2**30, "ml-research").startswith(
+        "ml-research holds 3 GiB of its 4 GiB"
+    )
+
+
+def test_a_pods_request_is_its_containers_or_its_largest_init_container() -> None:
+    spec = {
+        "initContainers": [{"resources": {"requests": {"cpu": "3", "memory": "1Gi"}}}],
+        "containers": [
+            {"resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}},
+            {"resources": {"requests": {"cpu": "1"}}},
+        ],
+    }
+    assert q.pod_request(spec) == {"cpu": 3.0, "memory": 2 * 2**30, "pods": 1.0}
+    assert q.pod_request(spec, 2)["pods"] == 2.0
+
+
+def test_an_admitted_workload_holds_what_kueue_recorded() -> None:
+    wl = {
+        "spec": {"podSets": [{"count": 1, "template": {"spec": {"containers": []}}}]},
+        "status": {
+            "admission": {
+                "podSetAssignments": [{"count": 1, "resourceUsage": {"cpu": "1500m", "memory": "2Gi", "pods": "1"}}]
+            }
+        },
+    }
+    assert q.workload_usage(wl) == {"cpu": 1.5, "memory": 2 * 2**30, "pods": 1.0, q.BUDGET_RESOURCE: 0.0}
