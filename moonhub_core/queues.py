@@ -22,7 +22,8 @@ CPU, memory and pods are counted too, for every server and every run (CPU or GPU
 ResourceFlavor without node labels (:func:`compute_flavor`) in every queue and cohort. The
 cluster cohort lends them without a practical bound (the scheduler places pods on nodes);
 what binds are a user's bounds (the catalog's ``max_per_user``: their queue's borrowing
-limit) and their team's (``group_compute_quotas``: the team cohort's borrowing limit).
+limit) and their team's (``group_compute_quotas``: the team cohort's own quota, which it
+never exceeds by borrowing).
 
 Servers and job runs have their own priority (:data:`SERVER_PRIORITY` above
 :data:`JOB_PRIORITY`). By default a queue reclaims borrowed GPUs only from lower priorities
@@ -212,7 +213,7 @@ def root_cohort(catalog: Catalog, physical: Mapping[str, int], prefix: str = DEF
 
 def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """One Cohort per group with a quota: it owns its GPU quota and may borrow up to its
-    limit; its CPU, memory and pods are all borrowed, up to ``group_compute_quotas``. A
+    limit; it owns its CPU, memory and pods (``group_compute_quotas``) and borrows none. A
     group with no GPU quota borrows GPUs from the pool like a user in no team."""
     return [
         {
@@ -227,12 +228,21 @@ def team_cohorts(catalog: Catalog, prefix: str = DEFAULT_PREFIX) -> list[dict[st
                 "resourceGroups": [
                     _team_budget(catalog, group, prefix),
                     *_owned_types(catalog, group, prefix),
-                    _compute_group(prefix, {}, catalog.group_compute_quotas.get(group)),
+                    _team_compute(catalog.group_compute_quotas.get(group), prefix),
                 ],
             },
         }
         for group in catalog.teams
     ]
+
+
+def _team_compute(bound: Compute | None, prefix: str) -> dict[str, Any]:
+    """A team's CPU, memory and pods are its own (nominal quota: its bound, or what the
+    cluster lends when it has none), and it borrows none: a team's member that reclaims its
+    GPUs from another team is then not borrowing anything else, which Kueue requires of a
+    preemptor (``borrowWithinCohort`` is never set)."""
+    own = {**UNBOUNDED, **dict(bound.items())} if bound else dict(UNBOUNDED)
+    return _compute_group(prefix, own, Compute(cpu=0, memory="0", pods=0))
 
 
 def _team_budget(catalog: Catalog, group: str, prefix: str) -> dict[str, Any]:
@@ -424,14 +434,19 @@ def pod_request(pod_spec: Mapping[str, Any], count: int = 1) -> dict[str, float]
 
 
 def compute_bounds(spec: Mapping[str, Any]) -> dict[str, float]:
-    """The borrowing limits of CPU, memory and pods in a queue's or cohort's spec: the bounds
-    MoonHub sets on them (pure; a resource without one is unbounded, absent)."""
+    """The bounds on CPU, memory and pods in a queue's or cohort's spec: nominal quota plus
+    borrowing limit, where there is a borrowing limit (pure; a resource without one, or
+    bounded only by what the cluster lends, is unbounded: absent)."""
     out: dict[str, float] = {}
     for rg in spec.get("resourceGroups") or []:
         for fl in rg.get("flavors") or []:
             for r in fl.get("resources") or []:
-                if r.get("name") in COMPUTE and r.get("borrowingLimit") is not None:
-                    out[r["name"]] = float(parse_quantity(str(r["borrowingLimit"])))
+                name = r.get("name")
+                if name in COMPUTE and r.get("borrowingLimit") is not None:
+                    nominal = str(r.get("nominalQuota") or "0")
+                    if nominal == UNBOUNDED[name]:
+                        continue
+                    out[name] = float(parse_quantity(nominal) + parse_quantity(str(r["borrowingLimit"])))
     return out
 
 

@@ -361,8 +361,13 @@ def test_a_team_bounds_its_members_together_and_a_team_without_gpus_borrows_them
     team = cohorts[q.team_cohort("ml-research")]["spec"]
     assert q.compute_bounds(team) == {"cpu": 64.0, "memory": 256 * 2**30, "pods": 100.0}
     assert q.budget(team) == (16, 0), "its GPU quota is as before"
+    own = _compute(team)
+    assert (own["cpu"]["nominalQuota"], own["cpu"]["borrowingLimit"]) == ("64", "0"), (
+        "a team owns its bound and borrows none: a member reclaiming GPUs must not be borrowing"
+    )
     interns = cohorts[q.team_cohort("interns")]["spec"]
     assert q.compute_bounds(interns) == {"pods": 3.0}
+    assert _compute(interns)["cpu"]["nominalQuota"] == q.UNBOUNDED["cpu"], "no bound: what the cluster lends"
     assert q.budget(interns) == (0, None), "no GPU quota: the pool's GPUs, as for a user in no team"
     assert q.team_of(cat, ["interns", "ml-research"]) == "ml-research", "GPU teams are picked first"
     uq = q.user_queue(cat, "ivy", ["interns"], False, "ns")
