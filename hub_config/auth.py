@@ -90,15 +90,17 @@ def apply(c: Any, cfg: PlatformConfig, base: Path, state: Path) -> None:
         # membership of GitLab group paths decides who is in; GitLab's REST user has no
         # groups to sync (for group sync use type oidc with GitLab as the issuer: its
         # userinfo carries a groups claim)
-        kind = "gitlab"
+        from .authenticators import MoonGitLabAuthenticator
+
+        kind = MoonGitLabAuthenticator
         c.GitLabOAuthenticator.gitlab_url = a.gitlab.url
         c.GitLabOAuthenticator.allowed_gitlab_groups = set(o.allowed_groups)
         scopes = ["read_user", "read_api"]
     else:
-        from .authenticators import github_teams
+        from .authenticators import MoonGitHubAuthenticator, github_teams
 
         # organisations (and org:team) decide who is in; teams become JupyterHub groups
-        kind = "github"
+        kind = MoonGitHubAuthenticator
         c.GitHubOAuthenticator.github_url = a.github.url
         c.GitHubOAuthenticator.allowed_organizations = set(o.allowed_groups)
         c.GitHubOAuthenticator.populate_teams_in_auth_state = True

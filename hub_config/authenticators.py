@@ -1,16 +1,58 @@
-"""MoonHub's OpenID Connect authenticator: oauthenticator's generic one, plus refusing
-users whose e-mail address the provider has not verified."""
+"""MoonHub's authenticators: oauthenticator's, plus a user name bound to one account at the
+provider (:mod:`.subjects`), and for OpenID Connect refusing users whose e-mail address the
+provider has not verified."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.github import GitHubOAuthenticator
+from oauthenticator.gitlab import GitLabOAuthenticator
 from tornado import web
-from traitlets import Bool
+from traitlets import Bool, Unicode
+
+from . import subjects
 
 
-class MoonOIDCAuthenticator(GenericOAuthenticator):
+class SubjectBound:
+    """A login whose provider account (its stable id, ``subject_key`` of the user info) is
+    not the one the name was first used by is refused (403), while the hub has that user."""
+
+    subject_key = Unicode("sub", help="The key of the provider's stable account id in its user info.").tag(config=True)
+
+    async def run_post_auth_hook(self, handler: Any, auth_model: dict[str, Any]) -> dict[str, Any]:
+        auth_model = await super().run_post_auth_hook(handler, auth_model)  # type: ignore[misc]
+        name = str(auth_model["name"])
+        subject = subjects.subject_of(auth_model, self.subject_key, getattr(self, "user_auth_state_key", "oauth_user"))
+        log = self.log  # type: ignore[attr-defined]
+        if not subject:
+            log.warning("refused %s: the provider sent no %s", name, self.subject_key)
+            raise web.HTTPError(403, f"The identity provider sent no account id ({self.subject_key}); tell an admin.")
+        try:
+            if subjects.bind(handler.db, name, subject, handler.find_user(name) is not None):
+                log.info("user name %s is bound to the provider's account %s", name, subject)
+        except subjects.SubjectMismatch:
+            log.warning(
+                "refused %s: another account at the provider (%s) than the one that holds the name", name, subject
+            )
+            raise web.HTTPError(
+                403,
+                f"The user name {name!r} belongs to another account at the identity provider. If it was "
+                "given to you, an admin must first remove the previous user of that name.",
+            ) from None
+        return auth_model
+
+
+class MoonGitHubAuthenticator(SubjectBound, GitHubOAuthenticator):
+    subject_key = Unicode(subjects.SUBJECT_KEYS["github"]).tag(config=True)
+
+
+class MoonGitLabAuthenticator(SubjectBound, GitLabOAuthenticator):
+    subject_key = Unicode(subjects.SUBJECT_KEYS["gitlab"]).tag(config=True)
+
+
+class MoonOIDCAuthenticator(SubjectBound, GenericOAuthenticator):
     require_verified_email = Bool(
         True,
         help="Refuse users whose `email_verified` claim is not true (an unverified address "

@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 from sqlalchemy.orm import Session, sessionmaker
 
 from hubclient.users import HubUsers
+from moonhub_core import identity
 from moonhub_core.catalog import CatalogStore
 from moonhub_core.errors import NotFound
 from moonhub_core.queueing import Queues
@@ -40,13 +41,17 @@ class Caller:
     admin: bool = False
     #: may use the whole catalog (hub admins); everyone else's jobs follow their groups
     hub_admin: bool = False
+    #: which account of the name (the hub's ``created``, :mod:`moonhub_core.identity`); ""
+    #: when not known (a caller as the API request gave it)
+    created: str = ""
 
     @classmethod
     def from_model(cls, model: dict[str, Any], admin_groups: Iterable[str]) -> Caller:
         """The caller a JupyterHub user model describes."""
         groups = tuple(str(g) for g in model.get("groups") or ())
         hub_admin = bool(model.get("admin"))
-        return cls(str(model["name"]), groups, hub_admin or bool(set(groups) & set(admin_groups)), hub_admin)
+        admin = hub_admin or bool(set(groups) & set(admin_groups))
+        return cls(str(model["name"]), groups, admin, hub_admin, identity.stamp(model.get("created")))
 
 
 #: MoonHub itself, acting on a job (a departed owner's job removed, say)

@@ -98,7 +98,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         upstream.check(s, caller.name, defn.name, defn.after)
         have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
         check_count("name", "jobs", have or 0, ctx.limits.jobs_per_user)
-    await workspaces.ensure(ctx, caller.name, owner.groups)
+    await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
     with ctx.db() as s:
         row = DefinitionRow(
             owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
 
 from hubclient.users import HubReadError
-from moonhub_core import workspaces
+from moonhub_core import identity, workspaces
 from moonhub_core.pods import HUB_USER
 
 from . import audit, departures
@@ -62,23 +63,34 @@ def plan(
     now: datetime.datetime,
     delete_after_days: int,
     mounted: frozenset[str] | set[str] = frozenset(),
+    present: Mapping[str, str] | None = None,
 ) -> Plan:
     """What reclaim does now. ``gone``: users departed for the grace period; ``known``: users
     the hub lists now (their archived workspaces come back); ``mounted``: claims a pod that
     has not ended mounts, never archived or deleted whoever their name says they belong to
-    (a renamed user's running server, say). Everyone else: nothing."""
+    (a renamed user's running server, say); ``present``: the account stamp of every user
+    the hub lists (:mod:`moonhub_core.identity`). A claim stamped for an earlier account of
+    a name the hub has again is that earlier account's: it is archived (and deleted when
+    its time comes), never restored. A claim of a departed name whose stamp is a present
+    user's (renamed) is left alone. Everyone else: nothing."""
+    present = present or {}
     p = Plan()
     for u in claims:
-        if u.claim in mounted and not (u.archived_at and u.user in known):
+        earlier = bool(u.created and present.get(u.user) and present[u.user] != u.created)
+        back = u.user in known and not earlier
+        if u.claim in mounted and not (u.archived_at and back):
             continue
+        departed = u.user in gone or earlier
+        if departed and identity.renamed(u.created, present):
+            continue  # the person is still here under another name
         if u.archived_at:
-            if u.user in known:
+            if back:
                 p.restore.append(u)
                 continue
             at = workspaces.parse_time(u.archived_at)
-            if u.user in gone and at and delete_after_days and now - at >= datetime.timedelta(days=delete_after_days):
+            if departed and at and delete_after_days and now - at >= datetime.timedelta(days=delete_after_days):
                 p.delete.append(u)
-        elif u.user in gone:
+        elif departed:
             p.archive.append(u)
     return p
 
@@ -101,6 +113,11 @@ async def mounted(ctx: Context) -> set[str]:
     }
 
 
+def accounts(models: list[dict[str, Any]]) -> dict[str, str]:
+    """Each hub user's account stamp, by name (from the hub's user models)."""
+    return {str(u["name"]): identity.stamp(u.get("created")) for u in models}
+
+
 async def owners(ctx: Context) -> set[str]:
     return {u.user for u in await listed(ctx)}
 
@@ -114,11 +131,12 @@ async def dry_run(ctx: Context) -> dict[str, Any]:
     if ctx.hub is None:
         return {**Plan().as_dict(), "decided": False, "why": "no hub to ask: reclaim is off"}
     try:
-        users = {u["name"] for u in await ctx.hub.all_users()}
+        models = await ctx.hub.all_users()
+        users = {u["name"] for u in models}
     except HubReadError as e:
         return {**Plan().as_dict(), "decided": False, "why": f"the hub's users could not be read in full: {e}"}
     gone = await departures.departed(ctx.hub, ctx.db, {c.user for c in claims}, users, ctx.departed_grace, record=False)
-    steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days, await mounted(ctx))
+    steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days, await mounted(ctx), accounts(models))
     return {
         **steps.as_dict(),
         "decided": True,

@@ -79,7 +79,8 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
             report.setdefault("secrets_removed", []).extend(kept_secrets[owner])
         st = ctx.catalog.get().storage
         in_use = await reclaim.mounted(ctx)
-        steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days, in_use)
+        present = reclaim.accounts(list(users.values()))
+        steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days, in_use, present)
         async with ctx.writes:
             await reclaim.apply(ctx, steps)
         for key, done in (("workspaces_archived", steps.archive), ("workspaces_deleted", steps.delete)):

@@ -7,7 +7,7 @@ import logging
 
 from kubernetes_asyncio import client
 
-from moonhub_core import claims
+from moonhub_core import claims, identity
 
 from . import manifests
 from .context import Context
@@ -15,20 +15,24 @@ from .context import Context
 log = logging.getLogger("moonhub.jobs")
 
 
-async def ensure(ctx: Context, owner: str, groups: tuple[str, ...] = ()) -> None:
-    """Create the owner's workspace PVC when it does not exist, and their team folders."""
+async def ensure(ctx: Context, owner: str, groups: tuple[str, ...] = (), created: str = "") -> None:
+    """Create the owner's workspace PVC when it does not exist (stamped with the owner's
+    account, ``created``), and their team folders. One made for another user, or for an
+    earlier account of the name, is a 409 (:mod:`moonhub_core.identity`)."""
     n = manifests.Names(owner, "")
     st = ctx.catalog.get().storage
     sc = ctx.storage_class_override or st.storage_class
     await claims.ensure_team_folders(ctx.core, ctx.namespace, st, groups, sc)
     try:
-        found = await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
-        claims.check_owner(found, user=owner)  # the name is derived: the owner it was made for must match
+        await ctx.core.read_namespaced_persistent_volume_claim(n.workspace_claim, ctx.namespace)
+        await claims.check_workspace(ctx.core, ctx.namespace, n.workspace_claim, owner, created)
         return
     except client.ApiException as e:
         if e.status != 404:
             raise
     pvc = manifests.workspace_pvc(n, st, sc, ctx.namespace)
+    if created:
+        pvc.metadata.annotations = {**(pvc.metadata.annotations or {}), identity.CREATED: created}
     try:
         await ctx.core.create_namespaced_persistent_volume_claim(ctx.namespace, pvc)
         log.info("created workspace volume %s for %s", n.workspace_claim, owner)

@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from . import pods, workspaces
+from . import identity, pods, workspaces
 from .catalog import Storage
 from .errors import Conflict
 
@@ -54,8 +54,10 @@ def check_owner(pvc: Any, user: str = "", group: str = "") -> None:
         raise Conflict("team_folders", f"volume {name} is team {have_group!r}'s folder, not {group!r}'s: not mounted")
 
 
-async def check_workspace(core: client.CoreV1Api, namespace: str, name: str, user: str) -> None:
-    """:func:`check_owner` of the claim ``name`` (a missing one is made for ``user`` later)."""
+async def check_workspace(core: client.CoreV1Api, namespace: str, name: str, user: str, created: str = "") -> None:
+    """:func:`check_owner` of the claim ``name`` (a missing one is made for ``user`` later),
+    and that it is this account's (``created``: the hub's stamp of the user,
+    :mod:`.identity`); a claim without a stamp gets this account's."""
     try:
         pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
     except client.ApiException as e:
@@ -63,6 +65,8 @@ async def check_workspace(core: client.CoreV1Api, namespace: str, name: str, use
             return
         raise
     check_owner(pvc, user=user)
+    if identity.check_claim(pvc, user, created):
+        await core.patch_namespaced_persistent_volume_claim(name, namespace, identity.patch(created))
 
 
 async def size_of(core: client.CoreV1Api, namespace: str, name: str) -> str | None:

@@ -111,6 +111,8 @@ class Usage:
     usage_at: str
     archived_at: str
     phase: str
+    #: which account of the user name it was made for (:mod:`.identity`; "" before stamps)
+    created: str = ""
 
     @property
     def total_bytes(self) -> int:
@@ -151,6 +153,7 @@ def usage(pvc: Mapping[str, Any]) -> Usage:
         usage_at=ann.get(USAGE_AT, ""),
         archived_at=ann.get(ARCHIVED_AT, ""),
         phase=status.get("phase", ""),
+        created=ann.get(f"{PREFIX}hub-user-created", ""),
     )
 
 

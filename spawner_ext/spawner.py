@@ -25,7 +25,7 @@ from tornado import web
 from traitlets import Integer, Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import claims, gpuview, queues, unread, workspaces
+from moonhub_core import claims, gpuview, identity, queues, unread, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError, Conflict
@@ -462,11 +462,13 @@ class MoonSpawner(KubeSpawner):
 
     async def _make_create_pvc_request(self, pvc: Any, request_timeout: float) -> bool:
         """KubeSpawner's create (an existing claim is fine), then: the claim's name is derived,
-        so the one found must have been made for this user (issue 32, item 6)."""
+        so the one found must have been made for this user (issue 32, item 6), and for this
+        account of the name (its stamp: :mod:`moonhub_core.identity`, item 5)."""
         done = bool(await super()._make_create_pvc_request(pvc, request_timeout))
         if done:
             try:
-                await claims.check_workspace(self.api, self.namespace, pvc.metadata.name, self.user.name)
+                created = identity.stamp(getattr(self.user, "created", None))
+                await claims.check_workspace(self.api, self.namespace, pvc.metadata.name, self.user.name, created)
             except Conflict as e:
                 self.log.error("spawn of %s refused: %s", self._log_name, e)
                 raise web.HTTPError(e.status, str(e)) from None

@@ -27,6 +27,14 @@ ACCOUNTS = {
     "ada": {"email": "ada@example.com", "email_verified": True, "groups": ["moonhub-users", "platform-admins"]},
     "oscar": {"email": "oscar@example.com", "email_verified": True, "groups": ["contractors"]},
     "una": {"email": "una@example.com", "email_verified": False, "groups": ["moonhub-users"]},
+    "pat": {"email": "pat@example.com", "email_verified": True, "groups": ["moonhub-users"]},
+    # another account at the provider that was later given the user name "pat"
+    "pat-2": {
+        "preferred_username": "pat",
+        "email": "pat.two@example.com",
+        "email_verified": True,
+        "groups": ["moonhub-users"],
+    },
 }
 
 
@@ -122,6 +130,32 @@ def test_allowed_group_member_logs_in_with_groups_synced(oidc_hub: OIDCHub) -> N
     assert r.status_code == 200
     assert _user(oidc_hub, admin, "olga")["groups"] == ["moonhub-users"]
     assert 'value="a100"' not in s.get(f"{oidc_hub.url}/hub/spawn/olga", timeout=30).text
+
+
+def test_a_user_name_given_to_another_account_is_refused_until_an_admin_removes_the_old_user(
+    oidc_hub: OIDCHub,
+) -> None:
+    """The provider hands "pat" to a second account (another ``sub``): its login is refused
+    while the hub has the first pat (whose workspace, jobs and secrets are found by that
+    name). Once an admin deletes the old user, the name is the new account's, and the first
+    account is refused in turn."""
+    s, r = oidc_hub.login("pat")
+    assert r.status_code == 200 and r.url == f"{oidc_hub.url}/hub/home", (r.status_code, r.url)
+    s2, r = oidc_hub.login("pat-2")
+    assert r.status_code == 403, (r.status_code, r.url)
+    assert "belongs to another account at the identity provider" in r.text
+    assert not any(c.name.startswith("jupyterhub-session") for c in s2.cookies)
+    s, r = oidc_hub.login("pat")
+    assert r.status_code == 200, "the first account still logs in"
+
+    admin, r = oidc_hub.login("ada")
+    headers = {"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""}
+    r = admin.delete(f"{oidc_hub.url}/hub/api/users/pat", headers=headers, timeout=30)
+    assert r.status_code == 204, r.text
+    s2, r = oidc_hub.login("pat-2")
+    assert r.status_code == 200 and r.url == f"{oidc_hub.url}/hub/home", (r.status_code, r.text[-300:])
+    _, r = oidc_hub.login("pat")
+    assert r.status_code == 403 and "belongs to another account" in r.text, "the name was handed over"
 
 
 def test_user_outside_the_allowed_groups_is_refused(oidc_hub: OIDCHub) -> None:

@@ -15,9 +15,9 @@ from jobs_service import reclaim
 from localcluster import gluster
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
-from moonhub_core import workspaces
+from moonhub_core import identity, workspaces
 from moonhub_core.catalog import Catalog, CatalogError, Dataset, Storage, TeamFolder, load, validate
-from moonhub_core.errors import NotEntitled, UnknownChoice
+from moonhub_core.errors import Conflict, NotEntitled, UnknownChoice
 from moonhub_core.workload import build
 from storage_agent.gluster import Quota, parse_quota_list
 from storage_agent.plan import plan
@@ -216,6 +216,46 @@ def test_reclaim_archives_departed_deletes_after_grace_restores_returning() -> N
     team = _pvc("team-x", "", "10Gi")
     team["metadata"]["annotations"] = {workspaces.GID: "2001"}
     assert [u.claim for u in reclaim.user_workspaces([team, _pvc("claim-a", "a", "1Gi")])] == ["claim-a"]
+
+
+def test_reclaim_tells_accounts_of_a_name_apart_by_the_hubs_creation_stamp() -> None:
+    """Issue 32, item 5: "pat" deleted and made again (another account) gets none of the
+    earlier pat's workspace, which is archived at once and deleted in its time; a renamed
+    user's claim under the old name is left alone."""
+    first, second = "2026-01-01T00:00:00.000001Z", "2026-12-05T10:00:00.000002Z"
+    third = "2026-03-01T00:00:00.000003Z"
+    old = (NOW - datetime.timedelta(days=31)).isoformat()
+    stamped = {identity.CREATED: first}
+    claims = [
+        workspaces.usage(_pvc("claim-pat", "pat", "10Gi", **stamped)),
+        workspaces.usage(_pvc("claim-ren", "ren", "10Gi", **{identity.CREATED: third})),
+        workspaces.usage(_pvc("claim-sam", "sam", "10Gi", **{identity.CREATED: second})),
+        workspaces.usage(_pvc("claim-legacy", "pat2", "10Gi")),
+    ]
+    present = {"pat": second, "sam": second, "rena": third, "pat2": second}
+    p = reclaim.plan(claims, {"ren"}, set(present), NOW, 30, present=present)
+    assert [u.claim for u in p.archive] == ["claim-pat"], "the earlier pat's: archived though the name is here"
+    assert not p.restore and not p.delete, "ren was renamed to rena (same stamp): left alone; unstamped: as before"
+    archived = [workspaces.usage(_pvc("claim-pat", "pat", "10Gi", **stamped, **{workspaces.ARCHIVED_AT: old}))]
+    p = reclaim.plan(archived, set(), set(present), NOW, 30, present=present)
+    assert not p.restore and [u.claim for u in p.delete] == ["claim-pat"], "never given to the new pat"
+    assert reclaim.plan(archived, set(), set(present), NOW, 30, {"claim-pat"}, present).delete == [], "mounted"
+
+
+def test_a_claim_of_an_earlier_account_of_the_name_is_not_mounted() -> None:
+    first, second = "2026-01-01T00:00:00.000001Z", "2026-12-05T10:00:00.000002Z"
+    pvc = _pvc("claim-pat", "pat", "10Gi", **{identity.CREATED: first})
+    assert identity.check_claim(pvc, "pat", first) is False
+    with pytest.raises(Conflict, match="belongs to an earlier account named 'pat'") as err:
+        identity.check_claim(pvc, "pat", second)
+    assert err.value.status == 409 and err.value.field == "workspace"
+    assert identity.check_claim(_pvc("claim-pat", "pat", "10Gi"), "pat", second) is True, "unstamped: stamp it"
+    import datetime as dt
+
+    assert identity.stamp(dt.datetime(2026, 12, 5, 10, 0, 0, 2)) == second, "the hub's ORM time (naive UTC)"
+    assert identity.stamp("2026-12-05T10:00:00.000002Z") == second, "the REST model's"
+    assert identity.stamp("2026-12-05T11:00:00.000002+01:00") == second
+    assert identity.renamed(first, {"rena": first, "x": second}) == "rena" and identity.renamed("", {"a": ""}) is None
 
 
 def test_lab_warns_when_almost_full_and_when_full() -> None:
