@@ -145,7 +145,7 @@ def test_a_user_name_given_to_another_account_is_refused_until_an_admin_removes_
     assert r.status_code == 403, (r.status_code, r.url)
     assert "belongs to another account at the identity provider" in r.text
     assert not any(c.name.startswith("jupyterhub-session") for c in s2.cookies)
-    s, r = oidc_hub.login("pat")
+    _, r = oidc_hub.login("pat")
     assert r.status_code == 200, "the first account still logs in"
 
     admin, r = oidc_hub.login("ada")

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 
 from localcluster import gluster
 from localcluster.config import ClusterConfig
-from moonhub_core import workspaces
+from moonhub_core import identity, workspaces
 from tests.conftest import Hub
 from tests.helpers import gone, jobs_api, kubectl, notebook, wait_for
 
@@ -314,6 +314,40 @@ async def test_reclaim_archives_departed_users_workspaces_deletes_them_later_and
         timeout=60,
         what="the present user's workspace restored",
     )
+
+
+async def test_a_name_made_again_does_not_get_the_earlier_accounts_workspace(hub: Hub, core: client.CoreV1Api) -> None:
+    """Issue 32, item 5: a workspace claim carries the stamp of the account it was made for
+    (the hub's ``created``). An admin deletes "acct-pat" and the name logs in again (a new
+    user): their server is refused (409, nothing mounted) and reconcile archives the
+    earlier account's workspace, although a user of that name is present."""
+    user = "acct-pat"
+    admin = hub.login("admin")
+    s = hub.login(user)
+    _start(hub, s, user)
+    first = hub.api(admin, "GET", f"/users/{user}").json()["created"]
+    claim = await _claim(core, f"claim-{user}")
+    assert (claim.metadata.annotations or {}).get(identity.CREATED) == identity.stamp(first)
+    _stop(hub, s, user)
+    await _pod_gone(core, user)
+    assert hub.api(admin, "DELETE", f"/users/{user}").status_code == 204
+    s = hub.login(user)  # the name's next login: a new hub user
+    second = hub.api(admin, "GET", f"/users/{user}").json()["created"]
+    assert identity.stamp(second) != identity.stamp(first)
+    try:
+        r = hub.api(s, "POST", f"/users/{user}/server", json=PYTHON, timeout=120)
+        assert r.status_code == 409, r.text
+        assert "belongs to an earlier account named 'acct-pat'" in r.json()["message"], r.text
+        assert await gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)), "nothing started"
+        archived = await wait_for(
+            lambda: _claim(core, f"claim-{user}"),
+            lambda c: workspaces.ARCHIVED_AT in (c.metadata.annotations or {}),
+            timeout=60,
+            what="the earlier account's workspace archived though the name is present",
+        )
+        assert (archived.metadata.annotations or {}).get(identity.CREATED) == identity.stamp(first), "kept as it was"
+    finally:
+        hub.api(admin, "DELETE", f"/users/{user}/server")
 
 
 async def _runs(jobs: Any, job_id: int) -> list[dict[str, Any]]:
