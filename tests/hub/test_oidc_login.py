@@ -139,7 +139,7 @@ def test_a_user_name_given_to_another_account_is_refused_until_an_admin_removes_
     while the hub has the first pat (whose workspace, jobs and secrets are found by that
     name). Once an admin deletes the old user, the name is the new account's, and the first
     account is refused in turn."""
-    s, r = oidc_hub.login("pat")
+    _, r = oidc_hub.login("pat")
     assert r.status_code == 200 and r.url == f"{oidc_hub.url}/hub/home", (r.status_code, r.url)
     s2, r = oidc_hub.login("pat-2")
     assert r.status_code == 403, (r.status_code, r.url)
