@@ -22,7 +22,7 @@ from moonhub_core import numbers, server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge, Unprocessable
 from moonhub_core.jsonhttp import JsonResponses
 
-from . import bodies, outputs
+from . import accounts, bodies, outputs
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
@@ -155,6 +155,8 @@ def _guard(handler: Any) -> Any:
     async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> None:
         self.body_refusal()  # a body refused is refused whether or not the route reads one
         try:
+            # a new account under an earlier one's name touches none of what it left
+            await accounts.check(self.jobs.ctx, self.caller().name)
             await handler(self, *args, **kwargs)
         except FieldError as e:
             self.send_field_error(e)

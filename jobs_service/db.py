@@ -246,6 +246,17 @@ class DepartureRow(Base):
     first_seen: Mapped[datetime.datetime] = mapped_column(default=utcnow)
 
 
+class AccountRow(Base):
+    """Which account of a user name the jobs and secrets under it belong to: the hub's
+    ``created`` of the user, as first seen (``accounts``; a table of its own, so older
+    databases get it at start)."""
+
+    __tablename__ = "accounts"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created: Mapped[str] = mapped_column(String(40))
+
+
 class HoldRow(Base):
     """A definition MoonHub suspended because its owner may no longer run it as defined
     (left a group, or an admin took an environment, size or GPU type away): its CronJob is

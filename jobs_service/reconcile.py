@@ -15,6 +15,7 @@ from moonhub_core import claims, metadata, pods
 from moonhub_core.errors import ChoiceError
 
 from . import (
+    accounts,
     audit,
     definitions,
     departures,
@@ -27,7 +28,7 @@ from . import (
     validation,
 )
 from .context import MOONHUB, Caller, Context, gone_ok, names
-from .db import DefinitionRow, utcnow
+from .db import AccountRow, DefinitionRow, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -68,8 +69,18 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     with ctx.db() as s:
         owners = set(s.scalars(select(DefinitionRow.owner)))
     gone: set[str] = set()
+    earlier: set[str] = set()
+    recorded: dict[str, str] = {}
     if ctx.hub is not None and users is not None:
         kept_secrets = await secrets.by_owner(ctx)
+        present = reclaim.accounts(list(users.values()))
+        async with ctx.writes:
+            earlier, removed = await accounts.settle(ctx, owners, kept_secrets, present)
+        if removed:
+            report.setdefault("secrets_removed", []).extend(removed)
+            kept_secrets = await secrets.by_owner(ctx)
+        with ctx.db() as s:
+            recorded = {r.owner: r.created for r in s.scalars(select(AccountRow))}
         everyone = owners | {c.user for c in claims} | set(kept_secrets)
         async with ctx.writes:
             gone = await departures.departed(ctx.hub, ctx.db, everyone, set(users), ctx.departed_grace)
@@ -79,7 +90,6 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
             report.setdefault("secrets_removed", []).extend(kept_secrets[owner])
         st = ctx.catalog.get().storage
         in_use = await reclaim.mounted(ctx)
-        present = reclaim.accounts(list(users.values()))
         steps = reclaim.plan(claims, gone, set(users), utcnow(), st.reclaim_delete_after_days, in_use, present)
         async with ctx.writes:
             await reclaim.apply(ctx, steps)
@@ -100,6 +110,10 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
                     known.add(row.cronjob)
                     if row.owner in gone:
                         report["owner_gone"].append(row.cronjob)
+                        continue
+                    if row.owner in earlier:  # the name is another account's now: held, kept
+                        if await accounts.hold_job(ctx, s, row, recorded.get(row.owner, "")):
+                            report.setdefault("earlier_account_held", []).append(row.cronjob)
                         continue
                     if await _reconcile_one(ctx, s, row, users, existing, outdated, report):
                         snapshots.prune(ctx, s, row)

@@ -213,6 +213,12 @@ async def remove_departed(ctx: Context, owner: str, names: list[str]) -> None:
             await ctx.core.delete_namespaced_secret(name, ctx.namespace)
 
 
+async def remove(ctx: Context, name: str) -> None:
+    """Delete one user secret (its Kubernetes name); gone already is fine."""
+    with gone_ok():
+        await ctx.core.delete_namespaced_secret(name, ctx.namespace)
+
+
 async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:
     """``owner`` may use every secret in ``uses``: their own that exist, and those of teams
     they are in. A refusal is a choice error (a scheduled run is held on it)."""

@@ -1,0 +1,140 @@
+"""Which account of a user name the jobs and secrets under it belong to (issue 32, item 5).
+
+Jobs and secrets are found by the hub user name. When an admin deletes a user and the
+name logs in again, the hub makes a new user (a new ``created``) under the old name; the
+login binding (``hub_config.subjects``) keeps a provider from handing a name to someone
+else while the hub has the user, and this module keeps the new account from what the
+earlier one left:
+
+- the first time the service sees a name's account, it records its stamp
+  (:class:`~jobs_service.db.AccountRow`);
+- a caller whose account is not the recorded one gets a 409 on every route (their server
+  starts without secrets) while jobs or secrets of the earlier account are kept;
+- reconcile holds the earlier account's jobs (nothing is deleted: a job admin removes them),
+  and once none is left removes its secrets (audited) and records the new account.
+
+Without a hub (tests of the service alone) nothing is checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.orm import Session
+
+from hubclient.users import HubReadError
+from moonhub_core import identity
+from moonhub_core.errors import Conflict
+
+from . import audit, secrets
+from .context import Context
+from .db import AccountRow, DefinitionRow, HoldRow
+
+log = logging.getLogger("moonhub.jobs")
+
+#: how long a user's account stamp read from the hub is used (a request each would cost a
+#: hub call each)
+FRESH_FOR = 30.0
+_seen: dict[str, tuple[str, float]] = {}
+
+
+async def present(ctx: Context, name: str) -> str:
+    """The stamp of the hub's user ``name`` now ("" when there is no hub, no such user, or
+    the hub can not say: nothing is decided then)."""
+    if ctx.hub is None:
+        return ""
+    got = _seen.get(name)
+    if got and time.monotonic() - got[1] < FRESH_FOR:
+        return got[0]
+    try:
+        model = await ctx.hub.user(name)
+    except HubReadError as e:
+        log.warning("account of %s not checked (%s)", name, e)
+        return ""
+    stamp = identity.stamp((model or {}).get("created"))
+    _seen[name] = (stamp, time.monotonic())
+    return stamp
+
+
+def earlier(s: Session, name: str, stamp: str) -> str | None:
+    """The recorded account of ``name`` when it is not ``stamp`` (None: the same, or none
+    recorded yet: ``stamp`` is recorded then)."""
+    if not stamp:
+        return None
+    row = s.get(AccountRow, name)
+    if row is None:
+        s.add(AccountRow(owner=name, created=stamp))
+        s.commit()
+        return None
+    return row.created if row.created != stamp else None
+
+
+async def check(ctx: Context, name: str) -> None:
+    """409 when ``name`` is a new account and the jobs service keeps an earlier one's jobs
+    or secrets under the name."""
+    stamp = await present(ctx, name)
+    with ctx.db() as s:
+        was = earlier(s, name, stamp)
+    if was:
+        raise Conflict(
+            "user",
+            f"the jobs and secrets kept under the name {name!r} belong to an earlier account of that name "
+            f"(created {was}); a job admin must remove that account's jobs first",
+        )
+
+
+def hand_over(s: Session, name: str, stamp: str) -> None:
+    """Record ``stamp`` as the account of ``name`` (the earlier account's state is gone)."""
+    row = s.get(AccountRow, name)
+    if row is None:
+        s.add(AccountRow(owner=name, created=stamp))
+    else:
+        row.created = stamp
+    _seen.pop(name, None)
+
+
+async def settle(
+    ctx: Context, owners: set[str], secrets_of: dict[str, list[str]], present: dict[str, str]
+) -> tuple[set[str], list[str]]:
+    """At reconcile: record the account of every name with jobs or secrets that has none
+    recorded; for a name the hub has again as another account, return it among the names
+    whose jobs are to be held, or, with none of its jobs left, remove its secrets (audited)
+    and record the new account. Returns (names held, secrets removed)."""
+    held: set[str] = set()
+    removed: list[str] = []
+    with ctx.db() as s:
+        recorded = {r.owner: r.created for r in s.query(AccountRow)}
+        for name in sorted(owners | set(secrets_of) | set(recorded)):
+            now = present.get(name, "")
+            if not now:
+                continue  # not in the hub now: departures decide
+            was = recorded.get(name)
+            if was is None:
+                hand_over(s, name, now)
+            elif was != now:
+                if name in owners:
+                    held.add(name)
+                    continue
+                for secret in secrets_of.get(name, []):
+                    audit.note(s, "moonhub", "secret-delete", name, secret, f"an earlier account's (created {was})")
+                    removed.append(secret)
+                hand_over(s, name, now)
+                log.warning("the name %s is another account now (created %s, was %s): handed over", name, now, was)
+        s.commit()
+    for secret in removed:
+        await secrets.remove(ctx, secret)
+    return held, removed
+
+
+async def hold_job(ctx: Context, s: Session, row: DefinitionRow, was: str) -> bool:
+    """Suspend a job of an earlier account of its owner's name (its owner is not told: the
+    name is someone else's now). True when it was held now."""
+    if row.hold is not None:
+        return False
+    await audit.suspend(ctx, row.cronjob)
+    reason = f"made by an earlier account named {row.owner} (created {was}); a job admin may remove it"
+    row.hold = HoldRow(reason=reason)
+    audit.record(s, "moonhub", "hold", row, reason)
+    log.warning("job %s of an earlier account of %s held", row.name, row.owner)
+    return True
