@@ -20,6 +20,7 @@ import platform
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
+from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -35,6 +36,17 @@ MAX_BODY = 128 * 1024 * 1024
 MAX_NOTICES = 20
 
 
+def upstream_path(path: str) -> str:
+    """The jobs API path of a forwarded request, as it goes to the service: each segment
+    percent-encoded again (Tornado hands the path over decoded, so ``%3F`` would become a
+    query and ``%2F`` a folder). A path that climbs out of the API (``..``), or holds a
+    backslash or a control character, is refused: the forward reaches the jobs API only."""
+    segments = path.split("/")
+    if any(seg in (".", "..") for seg in segments) or "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise web.HTTPError(400, "path: must name a route of the jobs API (no '..', backslash or control characters)")
+    return "/".join(quote(seg, safe="") for seg in segments)
+
+
 class ForwardHandler(APIHandler):
     """Forward one request to the jobs service as this server's user."""
 
@@ -46,7 +58,7 @@ class ForwardHandler(APIHandler):
         if len(self.request.body) > MAX_BODY:
             raise web.HTTPError(413, "request body too large")
         query = f"?{self.request.query}" if self.request.query else ""
-        url = url_path_join(base, "api/v1", path) + query
+        url = url_path_join(base, "api/v1", upstream_path(path)) + query
         req = HTTPRequest(
             url,
             method=self.request.method,

@@ -604,4 +604,24 @@ async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(
     assert cron.spec.job_template.spec.template.spec.containers[0].image == server.spec.containers[0].image
     bad = s.post(f"{base}/jobs", data=json.dumps({**job_body("x"), "schedule": "* * *"}), headers=headers)
     assert bad.status_code == 400 and bad.json()["field"] == "schedule", "field errors come through unchanged"
+
+    # hostile callers of the server extension's routes (issue 32: route x caller x answer)
+    lab = f"{hub.url}/user/{user}"
+    routes = ["moonhub/server", "moonhub/notices", "moonhub/workspace", "moonhub/api/v1/jobs"]
+    other = hub.login("uma-other")
+    for route in routes:
+        assert s.get(f"{lab}/{route}").status_code == 200, route
+        anonymous = requests.Session().get(f"{lab}/{route}", allow_redirects=False, timeout=30)
+        assert anonymous.status_code in (302, 401, 403), (route, anonymous.status_code)
+        stranger = other.get(f"{lab}/{route}", allow_redirects=False, timeout=30)
+        assert stranger.status_code in (302, 403, 404), ("another user reaches uma's server", route)
+        assert "from-lab" not in stranger.text
+    no_xsrf = s.post(f"{base}/jobs", data=json.dumps(job_body("no-xsrf")))
+    assert no_xsrf.status_code == 403, "a cookie without the XSRF header changes nothing"
+    for climb in ("..%2F..%2F..%2Fhub%2Fapi%2Fuser", "jobs%2F..%2F..%2F..%2Fhub%2Fapi%2Fusers", "jobs/%2e%2e/x"):
+        r = s.get(f"{base}/{climb}")
+        assert r.status_code in (400, 404), (climb, r.status_code, r.text[:200])
+        assert "admin" not in r.text and '"kind": "user"' not in r.text, "the forward reaches the jobs API only"
+    assert s.get(f"{base}/..%2F..%2F..%2Fhub%2Fapi%2Fuser").status_code == 400
+    assert [j["name"] for j in s.get(f"{base}/jobs").json()["jobs"]] == ["from-lab"], "nothing made by the above"
     hub.api(s, "DELETE", f"/users/{user}/server")
