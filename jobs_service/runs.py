@@ -30,6 +30,11 @@ logger = logging.getLogger("moonhub.jobs")
 ACTIVE = ("queued", "running")
 
 
+def active_count(s: Session, owner: str) -> int:
+    """``owner``'s runs queued or running (every kind)."""
+    return _active(s, owner)
+
+
 def _active(s: Session, owner: str) -> int:
     q = (
         select(func.count())

@@ -182,8 +182,21 @@ async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str,
     if defn is None:
         return None
     run = new_run(defn, job.metadata.name, "schedule")
+    # a run its schedule starts counts against the owner's runs queued or running too: a
+    # `* * * * *` job whose runs wait in the queue must not pile up Jobs (etcd) without end
+    busy = runs.active_count(s, defn.owner)
+    cap = ctx.limits.active_runs_per_user
     s.add(run)
     s.flush()  # a persistent row: its definition loads when asked for (a pending one answers None)
+    if busy >= cap:
+        await runs.stop_job(ctx, run.job_name)
+        run.status, run.finished = "cancelled", utcnow()
+        run.reason = (
+            f"not started: {defn.owner} has {busy} runs queued or running; the limit is {cap} "
+            "(jobs.limits.active_runs_per_user)"
+        )
+        log.info("scheduled run %s of %s not started: %s", run.job_name, defn.owner, run.reason)
+        return run
     refused = await entitlements.refusal(ctx, defn)
     if refused:  # started by the CronJob before a reconcile suspended it
         await runs.stop_job(ctx, run.job_name)

@@ -25,11 +25,11 @@ def _bounded(original: str, **bound: Any) -> str:
     return yaml.safe_dump(doc)
 
 
-async def _tick(batch: client.BatchV1Api, cronjob: str) -> str:
+async def _tick(batch: client.BatchV1Api, cronjob: str, n: int = 0) -> str:
     """What the CronJob controller does at a tick: a Job from its template, owned by it."""
     cron = await batch.read_namespaced_cron_job(cronjob, USER_NS)
     tmpl = cron.spec.job_template
-    name = f"{cronjob[:40]}-t{abs(hash(cron.metadata.uid)) % 10000}"
+    name = f"{cronjob[:40]}-t{n}"
     owner = client.V1OwnerReference(
         api_version="batch/v1", kind="CronJob", name=cronjob, uid=cron.metadata.uid, controller=True
     )
@@ -107,10 +107,28 @@ async def test_a_users_pods_bound_holds_for_servers_run_now_and_scheduled_runs(
         pods = await core.list_namespaced_pod(USER_NS, label_selector=f"job-name={ticked}")
         assert not pods.items, "no pod while it waits"
 
+        # scheduled runs that wait count against the runs one may have queued or running
+        # (jobs.limits.active_runs_per_user, 10): ticks past it are not started, so a
+        # `* * * * *` schedule does not pile up Jobs
+        for n in range(1, 11):
+            await _tick(batch, job["cronjob"], n)
+        runs = await wait_for(
+            lambda: jobs("GET", f"/jobs/{job['id']}/runs").json()["runs"],
+            lambda rs: len(rs) == 11 and sum(r["status"] == "cancelled" for r in rs) == 1,
+            timeout=90,
+            what="ten runs queued, the eleventh not started",
+        )
+        (over,) = [r for r in runs if r["status"] == "cancelled"]
+        assert "the limit is 10 (jobs.limits.active_runs_per_user)" in over["reason"], over
+        first = min((r for r in runs if r["status"] == "queued"), key=lambda r: r["id"])
+        for r in runs:
+            if r["status"] == "queued" and r["id"] != first["id"]:
+                assert jobs("DELETE", f"/jobs/{job['id']}/runs/{r['id']}").status_code == 200
+
         hub.api(s, "DELETE", f"/users/{user}/server")
         done = await wait_for(
-            lambda: jobs("GET", f"/jobs/{job['id']}/runs").json()["runs"],
-            lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
+            lambda: [r for r in jobs("GET", f"/jobs/{job['id']}/runs").json()["runs"] if r["id"] == first["id"]],
+            lambda rs: rs[0]["status"] in ("succeeded", "failed"),
             timeout=180,
             what="the scheduled run to run once the server stopped",
         )
