@@ -19,7 +19,8 @@ class SubjectBound:
     """A login whose provider account (its stable id, ``subject_key`` of the user info) is
     not the one the name was first used by is refused (403), while the hub has that user."""
 
-    subject_key = Unicode("sub", help="The key of the provider's stable account id in its user info.").tag(config=True)
+    #: (each authenticator below declares it as a trait: a mixin's trait has no name)
+    subject_key: str
 
     async def run_post_auth_hook(self, handler: Any, auth_model: dict[str, Any]) -> dict[str, Any]:
         auth_model = await super().run_post_auth_hook(handler, auth_model)  # type: ignore[misc]
@@ -44,15 +45,22 @@ class SubjectBound:
         return auth_model
 
 
+def _subject_key(kind: str) -> Any:
+    return Unicode(
+        subjects.SUBJECT_KEYS[kind], help="The key of the provider's stable account id in its user info."
+    ).tag(config=True)
+
+
 class MoonGitHubAuthenticator(SubjectBound, GitHubOAuthenticator):
-    subject_key = Unicode(subjects.SUBJECT_KEYS["github"]).tag(config=True)
+    subject_key = _subject_key("github")
 
 
 class MoonGitLabAuthenticator(SubjectBound, GitLabOAuthenticator):
-    subject_key = Unicode(subjects.SUBJECT_KEYS["gitlab"]).tag(config=True)
+    subject_key = _subject_key("gitlab")
 
 
 class MoonOIDCAuthenticator(SubjectBound, GenericOAuthenticator):
+    subject_key = _subject_key("oidc")
     require_verified_email = Bool(
         True,
         help="Refuse users whose `email_verified` claim is not true (an unverified address "

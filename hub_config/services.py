@@ -55,8 +55,10 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
             raise ConfigError(f"jobs.managed: false needs the service's token in ${JOBS_TOKEN_ENV}")
         service = {"name": "jobs", "url": cfg.jobs.url, "api_token": token, "oauth_no_confirm": True}
     # the service reads users' groups (what their jobs may use: entitlements are checked
-    # again at every run) and who has left the hub (their jobs go after a grace period)
-    scopes = ["list:users", "read:users:name", "read:users:groups"]
+    # again at every run), who has left the hub (their jobs go after a grace period) and
+    # when each user was created (which account of a name its jobs and secrets are:
+    # jobs_service.accounts; only the full read:users scope has a user's ``created``)
+    scopes = ["list:users", "read:users"]
     role = {"name": "moonhub-jobs", "scopes": scopes, "services": ["jobs"]}
     return service, [role]
 

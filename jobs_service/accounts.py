@@ -18,6 +18,7 @@ Without a hub (tests of the service alone) nothing is checked.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -33,18 +34,20 @@ from .db import AccountRow, DefinitionRow, HoldRow
 
 log = logging.getLogger("moonhub.jobs")
 
-#: how long a user's account stamp read from the hub is used (a request each would cost a
-#: hub call each)
+#: how long a user's account stamp read from the hub is used for the same credential (a
+#: request each would cost a hub call each); a new account comes with a new token or
+#: cookie, so it is always asked about afresh
 FRESH_FOR = 30.0
-_seen: dict[str, tuple[str, float]] = {}
+_seen: dict[tuple[str, str], tuple[str, float]] = {}
 
 
-async def present(ctx: Context, name: str) -> str:
+async def present(ctx: Context, name: str, credential: str = "") -> str:
     """The stamp of the hub's user ``name`` now ("" when there is no hub, no such user, or
-    the hub can not say: nothing is decided then)."""
+    the hub can not say: nothing is decided then). ``credential``: a digest of what the
+    caller authenticated with (the cache's key, with the name)."""
     if ctx.hub is None:
         return ""
-    got = _seen.get(name)
+    got = _seen.get((name, credential))
     if got and time.monotonic() - got[1] < FRESH_FOR:
         return got[0]
     try:
@@ -53,7 +56,9 @@ async def present(ctx: Context, name: str) -> str:
         log.warning("account of %s not checked (%s)", name, e)
         return ""
     stamp = identity.stamp((model or {}).get("created"))
-    _seen[name] = (stamp, time.monotonic())
+    if len(_seen) > 10_000:
+        _seen.clear()
+    _seen[(name, credential)] = (stamp, time.monotonic())
     return stamp
 
 
@@ -70,10 +75,15 @@ def earlier(s: Session, name: str, stamp: str) -> str | None:
     return row.created if row.created != stamp else None
 
 
-async def check(ctx: Context, name: str) -> None:
+def fingerprint(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()[:32] if credential else ""
+
+
+async def check(ctx: Context, name: str, credential: str = "") -> None:
     """409 when ``name`` is a new account and the jobs service keeps an earlier one's jobs
-    or secrets under the name."""
-    stamp = await present(ctx, name)
+    or secrets under the name (``credential``: :func:`fingerprint` of the caller's token or
+    cookie)."""
+    stamp = await present(ctx, name, credential)
     with ctx.db() as s:
         was = earlier(s, name, stamp)
     if was:
@@ -91,7 +101,8 @@ def hand_over(s: Session, name: str, stamp: str) -> None:
         s.add(AccountRow(owner=name, created=stamp))
     else:
         row.created = stamp
-    _seen.pop(name, None)
+    for key in [k for k in _seen if k[0] == name]:
+        _seen.pop(key, None)
 
 
 async def settle(

@@ -111,6 +111,17 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
     def caller(self) -> Caller:
         return Caller.from_model(self.current_user or {}, self.settings["admin_groups"])
 
+    def _credential(self) -> str:
+        """A digest of what the caller authenticated with (a new account brings a new one)."""
+        headers = self.request.headers
+        raw = (
+            headers.get("Authorization")
+            or headers.get(server_claim.HEADER)
+            or self.get_cookie(self.hub_auth.cookie_name)
+            or ""
+        )
+        return accounts.fingerprint(raw)
+
     def _task(self) -> str | None:
         """``?task=``: which task of a pipeline run a log or output is asked of."""
         return self.get_argument("task", None) or None
@@ -156,7 +167,7 @@ def _guard(handler: Any) -> Any:
         self.body_refusal()  # a body refused is refused whether or not the route reads one
         try:
             # a new account under an earlier one's name touches none of what it left
-            await accounts.check(self.jobs.ctx, self.caller().name)
+            await accounts.check(self.jobs.ctx, self.caller().name, self._credential())
             await handler(self, *args, **kwargs)
         except FieldError as e:
             self.send_field_error(e)

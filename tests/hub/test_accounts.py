@@ -5,12 +5,15 @@ reconciles every 5 s with no grace for departures."""
 from __future__ import annotations
 
 import requests
+from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, jobs_api, wait_for
+from tests.helpers import NOTEBOOK, gone, jobs_api, wait_for
 
 
-async def test_a_name_made_again_sees_none_of_the_earlier_accounts_jobs_or_secrets(hub: Hub) -> None:
+async def test_a_name_made_again_sees_none_of_the_earlier_accounts_jobs_or_secrets(
+    hub: Hub, core: client.CoreV1Api
+) -> None:
     user = "acct-jo"
     admin = hub.login("admin")
     first = jobs_api(hub, hub.login(user), user)
@@ -63,6 +66,19 @@ async def test_a_name_made_again_sees_none_of_the_earlier_accounts_jobs_or_secre
     assert second("GET", "/secrets").json()["secrets"] == [], "the earlier account's secret is gone"
     audit = as_admin("GET", f"/audit?owner={user}").json()["entries"]
     assert any(a["action"] == "secret-delete" for a in audit), audit
-    r = second("POST", "/jobs", {"name": "mine", "notebook": "m.ipynb", "notebook_content": NOTEBOOK, "schedule": None})
+    # the earlier account's workspace (made for its job) is not the new account's either:
+    # its jobs wait until the admin who handed the name over removes it
+    mine = {"name": "mine", "notebook": "m.ipynb", "notebook_content": NOTEBOOK, "schedule": None}
+    r = second("POST", "/jobs", mine)
+    assert r.status_code == 409 and r.json()["field"] == "workspace", r.text
+    assert "belongs to an earlier account named 'acct-jo'" in r.json()["message"]
+    await core.delete_namespaced_persistent_volume_claim(f"claim-{user}", "moonhub-users")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_persistent_volume_claim(f"claim-{user}", "moonhub-users")),
+        bool,
+        timeout=60,
+        what="the earlier account's workspace removed",
+    )
+    r = second("POST", "/jobs", mine)
     assert r.status_code == 201, "the new account works as anyone's"
     second("DELETE", f"/jobs/{r.json()['id']}")

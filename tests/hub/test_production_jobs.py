@@ -299,7 +299,7 @@ async def test_a_slow_webhook_receiver_does_not_delay_other_users_runs(
         assert any(a <= seen < a + 10 for a in arrived), "the run was tracked while an alert send was held"
         timings["run tracked after its pod ended (no webhooks held)"] = before
         timings["run tracked after its pod ended (another user's webhooks held)"] = during
-        timings["failure alerts sent to the stuck receiver"] = float(len(arrived))
+        print(f"failure alerts the stuck receiver got while the run was tracked: {len(arrived)}")
     finally:
         server.stop()
         for call, job_id in made:

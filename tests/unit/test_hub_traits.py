@@ -43,7 +43,7 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
     ]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services!service=jobs", "access:services!service=gpu-reclaim"]
-    assert roles["moonhub-jobs"]["scopes"] == ["list:users", "read:users:name", "read:users:groups"]
+    assert roles["moonhub-jobs"]["scopes"] == ["list:users", "read:users"]
     culler_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     assert roles["moonhub-idle-culler"]["scopes"] == culler_scopes
     assert set(roles["moonhub-gpu-reclaim"]["scopes"]) == {

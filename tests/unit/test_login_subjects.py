@@ -43,3 +43,10 @@ def test_the_subject_is_read_from_the_providers_user_info() -> None:
     assert subjects.subject_of(model, "sub") == "abc"
     assert subjects.subject_of(model, "id") == "42", "GitHub's and GitLab's numeric ids"
     assert subjects.subject_of({"name": "pat"}, "sub") == ""
+
+
+def test_each_authenticator_knows_where_its_providers_account_id_is() -> None:
+    from hub_config.authenticators import MoonGitHubAuthenticator, MoonGitLabAuthenticator, MoonOIDCAuthenticator
+
+    keys = [cls().subject_key for cls in (MoonOIDCAuthenticator, MoonGitHubAuthenticator, MoonGitLabAuthenticator)]
+    assert keys == ["sub", "id", "id"]
