@@ -22,6 +22,7 @@ import hashlib
 import logging
 import time
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hubclient.users import HubReadError
@@ -86,6 +87,14 @@ async def check(ctx: Context, name: str, credential: str = "") -> None:
     stamp = await present(ctx, name, credential)
     with ctx.db() as s:
         was = earlier(s, name, stamp)
+        kept = bool(was) and s.scalar(select(DefinitionRow.id).where(DefinitionRow.owner == name).limit(1))
+    if was and not kept and not await secrets.owned(ctx, name):
+        # the earlier account left nothing here (its jobs and secrets went when it departed)
+        with ctx.db() as s:
+            hand_over(s, name, stamp)
+            s.commit()
+        log.info("the name %s is another account now (created %s, was %s): nothing kept, handed over", name, stamp, was)
+        return
     if was:
         raise Conflict(
             "user",

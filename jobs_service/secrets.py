@@ -70,6 +70,11 @@ async def _owned(ctx: Context, owner: str) -> list[Any]:
     return [s for s in found.items if _is_users(s, owner)]
 
 
+async def owned(ctx: Context, owner: str) -> list[str]:
+    """The Kubernetes names of ``owner``'s own secrets."""
+    return [s.metadata.name for s in await _owned(ctx, owner)]
+
+
 def _owner(s: Any) -> str:
     return str((s.metadata.annotations or {}).get(pods.HUB_USER, ""))
 

@@ -448,11 +448,15 @@ async def test_service_restart_loses_nothing_and_reconciles(
         what="a finished run before the restart",
     )
     # a user who leaves: their job goes when the service next reconciles
-    leaver = hub.login("sam")
-    sams = Jobs(hub, hub.token(leaver, "sam", "access:services!service=jobs")).call("POST", "/jobs", job_body("gone"))
+    # (a name of its own: a name made again later is another account, which gets none of
+    # what this one leaves, its workspace included)
+    leaver = hub.login("sam-leaves")
+    sams = Jobs(hub, hub.token(leaver, "sam-leaves", "access:services!service=jobs")).call(
+        "POST", "/jobs", job_body("gone")
+    )
     assert sams.status_code == 201, sams.text
     admin = hub.login("admin")
-    assert hub.api(admin, "DELETE", "/users/sam").status_code == 204
+    assert hub.api(admin, "DELETE", "/users/sam-leaves").status_code == 204
     # the hub lists users 200 at a time: the 205th user's job must survive every reconcile
     many = [f"crowd{i:03d}" for i in range(205)]
     r = hub.api(admin, "POST", "/users", json={"usernames": many})
@@ -462,7 +466,7 @@ async def test_service_restart_loses_nothing_and_reconciles(
     assert r.status_code == 201, r.text
     late = r.json()
 
-    before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"] if j["owner"] != "sam"}
+    before = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"] if j["owner"] != "sam-leaves"}
     runs_before = await _runs(quinn, job["id"])
 
     # behind the service's back: its CronJob disappears, and a stray one appears
