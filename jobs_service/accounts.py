@@ -65,13 +65,12 @@ async def present(ctx: Context, name: str, credential: str = "") -> str:
 
 def earlier(s: Session, name: str, stamp: str) -> str | None:
     """The recorded account of ``name`` when it is not ``stamp`` (None: the same, or none
-    recorded yet: ``stamp`` is recorded then)."""
+    recorded yet: ``stamp`` is recorded then, in ``s``: the caller commits)."""
     if not stamp:
         return None
     row = s.get(AccountRow, name)
     if row is None:
         s.add(AccountRow(owner=name, created=stamp))
-        s.commit()
         return None
     return row.created if row.created != stamp else None
 
@@ -85,14 +84,24 @@ async def check(ctx: Context, name: str, credential: str = "") -> None:
     or secrets under the name (``credential``: :func:`fingerprint` of the caller's token or
     cookie)."""
     stamp = await present(ctx, name, credential)
+    if not stamp:
+        return
     with ctx.db() as s:
-        was = earlier(s, name, stamp)
+        row = s.get(AccountRow, name)
+        was = row.created if row is not None and row.created != stamp else None
         kept = bool(was) and s.scalar(select(DefinitionRow.id).where(DefinitionRow.owner == name).limit(1))
+    if row is None:  # first sight of the name: recorded (a write: under the writers' lock)
+        async with ctx.writes:
+            with ctx.db() as s:
+                earlier(s, name, stamp)
+                s.commit()
+        return
     if was and not kept and not await secrets.owned(ctx, name):
         # the earlier account left nothing here (its jobs and secrets went when it departed)
-        with ctx.db() as s:
-            hand_over(s, name, stamp)
-            s.commit()
+        async with ctx.writes:
+            with ctx.db() as s:
+                hand_over(s, name, stamp)
+                s.commit()
         log.info("the name %s is another account now (created %s, was %s): nothing kept, handed over", name, stamp, was)
         return
     if was:

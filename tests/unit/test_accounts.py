@@ -11,6 +11,7 @@ def test_the_first_account_seen_is_recorded_and_another_is_told_apart() -> None:
     first, second = "2026-01-01T00:00:00.000001Z", "2026-12-05T10:00:00.000002Z"
     with db() as s:
         assert accounts.earlier(s, "jo", first) is None, "recorded"
+        s.commit()
         assert accounts.earlier(s, "jo", first) is None, "the same account"
         assert accounts.earlier(s, "jo", second) == first, "another account of the name"
         assert accounts.earlier(s, "jo", "") is None, "unknown (no hub, or it could not say): nothing decided"
