@@ -279,9 +279,9 @@ class Queues:
         """Why a workload asking ``request`` (:func:`queues.pod_request`) does not fit the
         user's or their team's CPU, memory and pods bounds now (None: it fits)."""
         w = await self._where(user, namespace)
+        mine, team = q.compute_bounds(w.cq.get("spec") or {}), q.compute_bounds(w.cohort.get("spec") or {})
         for r in q.COMPUTE:
             want = request.get(r, 0.0)
-            mine, team = q.compute_bounds(w.cq.get("spec") or {}), q.compute_bounds(w.cohort.get("spec") or {})
             if r in mine and w.mine.get(r, 0.0) + want > mine[r] + 1e-9:
                 return "; ".join(w.words(r))
             if w.team and r in team and w.team_used.get(r, 0.0) + want > team[r] + 1e-9:

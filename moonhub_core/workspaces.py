@@ -22,6 +22,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from .catalog import Storage, TeamFolder, team_claim
 from .errors import NotEntitled, UnknownChoice
+from .identity import CREATED
 from .pods import HUB_USER, OWNER, PREFIX
 
 #: bytes in use in the claim's folder, and when the storage agent read it (ISO 8601)
@@ -153,7 +154,7 @@ def usage(pvc: Mapping[str, Any]) -> Usage:
         usage_at=ann.get(USAGE_AT, ""),
         archived_at=ann.get(ARCHIVED_AT, ""),
         phase=status.get("phase", ""),
-        created=ann.get(f"{PREFIX}hub-user-created", ""),
+        created=ann.get(CREATED, ""),
     )
 
 
