@@ -44,6 +44,9 @@ class Caller:
     #: which account of the name (the hub's ``created``, :mod:`moonhub_core.identity`); ""
     #: when not known (a caller as the API request gave it)
     created: str = ""
+    #: the uid their workspace belongs to, which their runs run as (:mod:`moonhub_core.uids`);
+    #: None for a workspace made before uids, or one not read (a caller as a request gave it)
+    uid: int | None = None
 
     @classmethod
     def from_model(cls, model: dict[str, Any], admin_groups: Iterable[str]) -> Caller:

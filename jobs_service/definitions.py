@@ -98,7 +98,10 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         upstream.check(s, caller.name, defn.name, defn.after)
         have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
         check_count("name", "jobs", have or 0, ctx.limits.jobs_per_user)
-    await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
+    uid = await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
+    if uid != owner.uid:  # the workspace was made just now: its runs run as its uid
+        owner = dataclasses.replace(owner, uid=uid)
+        cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
     with ctx.db() as s:
         row = DefinitionRow(
             owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob

@@ -4,12 +4,13 @@ owner's groups afresh: the model that came with a request may be minutes old."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
-from moonhub_core import queues
+from moonhub_core import queues, uids
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import Workload, build
 
@@ -26,7 +27,7 @@ ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 def _workload(ctx: Context, defn: validation.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
-    return choice, build(cat, choice, n.workspace_claim, owner.groups)
+    return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid)
 
 
 def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
@@ -79,16 +80,20 @@ def task_job(
 
 
 async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:
-    """``name`` as the hub knows them now. Without a hub: ``known``, or no groups."""
+    """``name`` as the hub knows them now, with the uid their workspace belongs to. Without
+    a hub: ``known``, or no groups."""
     if ctx.hub is None:
-        return known or Caller(name)
-    try:
-        model = await ctx.hub.user(name)
-    except HubReadError as e:
-        raise Unavailable("owner", f"can not check {name}'s entitlements now ({e}); try again") from None
-    if model is None:
-        raise Forbidden("owner", f"{name} is no longer a user of this hub")
-    return Caller.from_model(model, ctx.admin_groups)
+        who = known or Caller(name)
+    else:
+        try:
+            model = await ctx.hub.user(name)
+        except HubReadError as e:
+            raise Unavailable("owner", f"can not check {name}'s entitlements now ({e}); try again") from None
+        if model is None:
+            raise Forbidden("owner", f"{name} is no longer a user of this hub")
+        who = Caller.from_model(model, ctx.admin_groups)
+    uid = await uids.of_workspace(ctx.core, ctx.namespace, manifests.Names(name, "").workspace_claim)
+    return dataclasses.replace(who, uid=uid)
 
 
 async def acting_for(ctx: Context, caller: Caller, row: DefinitionRow, action: str) -> Caller:

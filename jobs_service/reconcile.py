@@ -4,15 +4,17 @@ do now. Run at start and every ``reconcile_interval`` seconds."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hubclient.users import HubReadError
-from moonhub_core import claims, metadata, pods
-from moonhub_core.errors import ChoiceError
+from moonhub_core import claims, metadata, pods, uids
+from moonhub_core.errors import ChoiceError, Conflict
 
 from . import (
     accounts,
@@ -66,6 +68,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     }
     users = await _hub_users(ctx)
     claims = await reclaim.listed(ctx)
+    uid_of = {u.claim: u.uid for u in claims}  # whom each owner's runs run as
     with ctx.db() as s:
         owners = set(s.scalars(select(DefinitionRow.owner)))
     gone: set[str] = set()
@@ -115,7 +118,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
                         if await accounts.hold_job(ctx, s, row, recorded.get(row.owner, "")):
                             report.setdefault("earlier_account_held", []).append(row.cronjob)
                         continue
-                    if await _reconcile_one(ctx, s, row, users, existing, outdated, report):
+                    if await _reconcile_one(ctx, s, row, users, existing, outdated, report, uid_of):
                         snapshots.prune(ctx, s, row)
                 s.commit()
         await asyncio.sleep(0)
@@ -155,9 +158,11 @@ async def _reconcile_one(
     existing: set[str],
     outdated: set[str],
     report: dict[str, list[str]],
+    uid_of: Mapping[str, str],
 ) -> bool:
     """One job: its owner's entitlements, its CronJob. False when its owner is unknown now
-    or it is held (nothing more is done to it in this pass)."""
+    or it is held (nothing more is done to it in this pass). ``uid_of``: the uid each
+    workspace claim names."""
     n = names(row)
     if ctx.hub is None:
         owner: Caller | None = Caller(row.owner)
@@ -166,6 +171,11 @@ async def _reconcile_one(
     else:
         owner = Caller.from_model(users[row.owner], ctx.admin_groups)
     if owner is None:
+        return False
+    try:
+        owner = dataclasses.replace(owner, uid=uids.parse(uid_of.get(n.workspace_claim), n.workspace_claim))
+    except Conflict as e:
+        log.warning("reconcile: job %s of %s left as it is: %s", row.name, row.owner, e)
         return False
     try:
         sha = snapshots.sha_of(row, row.version) or ""

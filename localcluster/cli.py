@@ -46,6 +46,24 @@ def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = N
     return proc.stdout
 
 
+def apply_storage(cfg: ClusterConfig, bin_dir: Path) -> None:
+    """The provisioner's objects and StorageClasses. A class's parameters can not be changed
+    in place: one whose parameters changed (a cluster made by an older MoonHub) is made
+    again; volumes it made keep working (a class is read only when a volume is made)."""
+    docs = storage.manifests(cfg)
+    classes = [d for d in docs if d["kind"] == "StorageClass"]
+    kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all([d for d in docs if d not in classes]))
+    for sc in classes:
+        try:
+            kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump(sc))
+        except StartError as e:
+            if "updates to parameters are forbidden" not in str(e):
+                raise
+            log.info("StorageClass %s: parameters changed, made again", sc["metadata"]["name"])
+            kubectl(cfg, bin_dir, "delete", "storageclass", sc["metadata"]["name"], "--wait=true")
+            kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump(sc))
+
+
 def bootstrap(cfg: ClusterConfig, bin_dir: Path) -> None:
     """Apply the StorageClass, user namespace, hub RBAC and the simulated nodes."""
     kubectl(cfg, bin_dir, "apply", "-f", str(HERE / "manifests" / "bootstrap.yaml"))
@@ -150,7 +168,7 @@ def up(cfg: ClusterConfig) -> Path:
         if comp.name == "local-path-provisioner":
             storage.volumes_dir(cfg).mkdir(parents=True, exist_ok=True)
             gluster.ensure(cfg)
-            kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(storage.manifests(cfg)))
+            apply_storage(cfg, bin_dir)
         _start(cfg, sup, comp)
         if comp.name == "kube-apiserver":
             bootstrap(cfg, bin_dir)

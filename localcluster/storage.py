@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from moonhub_core import workspaces
+from moonhub_core import uids, workspaces
 
 from . import gluster
 from .config import ClusterConfig
@@ -65,6 +65,11 @@ PATH_PATTERN = "{{ .PVC.Namespace }}/{{ .PVC.Name }}/{{ .PVName }}"
 #: checked there (digits only), never part of a path
 GROUP_PATTERN = f'{{{{ index .PVC.Annotations "{GID_ANNOTATION}" }}}}'
 
+#: a workspace's owner: the claim's uid (:mod:`moonhub_core.uids`), handed to the helper as
+#: ``$VOL_USER`` and checked there (digits, in MoonHub's range)
+UID_ANNOTATION = uids.UID
+USER_PATTERN = f'{{{{ index .PVC.Annotations "{UID_ANNOTATION}" }}}}'
+
 #: refuses a folder that is not ``<mount>/<namespace>/<claim>/<volume>`` of plain names
 #: (both scripts: the teardown removes what it is given)
 _CHECK_DIR = """case "$VOL_DIR" in
@@ -72,19 +77,28 @@ _CHECK_DIR = """case "$VOL_DIR" in
 esac
 """
 
-#: makes a claim's folder: on Gluster with the claim's size as its directory quota. Folders
-#: belong to the notebook user (uid 1000, gid 100: hostPath volumes get no fsGroup) or, for
-#: team folders, to the team's group with the set-group-id bit so new files stay the team's
+#: makes a claim's folder: on Gluster with the claim's size as its directory quota. A
+#: workspace belongs to its owner's uid and group alone (mode 0700: hostPath volumes get no
+#: fsGroup; one made before uids to the images' shared user 1000:100), a team folder to the
+#: team's group with the set-group-id bit so new files stay the team's
 SETUP = (
-    "set -eu\n"
-    + _CHECK_DIR
-    + """case "$VOL_DIR" in
+    (
+        "set -eu\n"
+        + _CHECK_DIR
+        + """case "$VOL_DIR" in
   "$GLUSTER_MOUNT"/*)
     mkdir -p "$VOL_DIR"
     gid="${VOL_GROUP:-}"
+    uid="${VOL_USER:-}"
     if [ -n "$gid" ]; then
       case "$gid" in *[!0-9]*) echo "bad group id $gid" >&2; exit 1 ;; esac
       chown "0:$gid" "$VOL_DIR"; chmod 2770 "$VOL_DIR"
+    elif [ -n "$uid" ]; then
+      case "$uid" in *[!0-9]*|0*) echo "bad user id $uid" >&2; exit 1 ;; esac
+      if [ "${#uid}" -gt 10 ] || [ "$uid" -lt FIRST_UID ] || [ "$uid" -gt LAST_UID ]; then
+        echo "user id $uid is not one MoonHub hands out" >&2; exit 1
+      fi
+      chown "$uid:$uid" "$VOL_DIR"; chmod 0700 "$VOL_DIR"
     else
       chown 1000:100 "$VOL_DIR"; chmod 0770 "$VOL_DIR"
     fi
@@ -96,6 +110,9 @@ SETUP = (
     ;;
 esac
 """
+    )
+    .replace("FIRST_UID", str(uids.FIRST))
+    .replace("LAST_UID", str(uids.LAST))
 )
 
 TEARDOWN = (
@@ -133,7 +150,7 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
                 },
             },
             "provisioner": PROVISIONER,
-            "parameters": {"pathPattern": PATH_PATTERN, "groupPattern": GROUP_PATTERN},
+            "parameters": {"pathPattern": PATH_PATTERN, "groupPattern": GROUP_PATTERN, "userPattern": USER_PATTERN},
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
             # grown by MoonHub's storage agent (the Gluster quota, then the PV and the claim)

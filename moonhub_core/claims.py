@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from . import identity, pods, workspaces
+from . import identity, pods, uids, workspaces
 from .catalog import Storage
 from .errors import Conflict
 
@@ -54,19 +54,31 @@ def check_owner(pvc: Any, user: str = "", group: str = "") -> None:
         raise Conflict("team_folders", f"volume {name} is team {have_group!r}'s folder, not {group!r}'s: not mounted")
 
 
-async def check_workspace(core: client.CoreV1Api, namespace: str, name: str, user: str, created: str = "") -> None:
-    """:func:`check_owner` of the claim ``name`` (a missing one is made for ``user`` later),
-    and that it is this account's (``created``: the hub's stamp of the user,
-    :mod:`.identity`); a claim without a stamp gets this account's."""
+async def read(core: client.CoreV1Api, namespace: str, name: str) -> Any | None:
+    """The claim ``name``; None when there is none."""
     try:
-        pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
+        return await core.read_namespaced_persistent_volume_claim(name, namespace)
     except client.ApiException as e:
         if e.status == 404:
-            return
+            return None
         raise
+
+
+async def check_workspace(
+    core: client.CoreV1Api, namespace: str, name: str, user: str, created: str = ""
+) -> Any | None:
+    """:func:`check_owner` of the claim ``name`` (a missing one is made for ``user`` later),
+    that it is this account's (``created``: the hub's stamp of the user, :mod:`.identity`;
+    a claim without a stamp gets this account's), and that the uid it names is one MoonHub
+    hands out (:mod:`.uids`). The claim, or None when there is none."""
+    pvc = await read(core, namespace, name)
+    if pvc is None:
+        return None
     check_owner(pvc, user=user)
+    uids.of_claim(pvc)
     if identity.check_claim(pvc, user, created):
         await core.patch_namespaced_persistent_volume_claim(name, namespace, identity.patch(created))
+    return pvc
 
 
 async def size_of(core: client.CoreV1Api, namespace: str, name: str) -> str | None:

@@ -15,7 +15,7 @@ from . import workspaces
 from .catalog import Catalog
 from .choices import Choices
 from .pods import GPU_NODE_LABEL, GPU_RESOURCE, workload_labels
-from .security import container_security_context, pod_security_context
+from .security import container_security_context, pod_security_context, user_env
 
 WORKSPACE_VOLUME = "workspace"
 
@@ -44,9 +44,12 @@ class Workload:
         return int(self.extra_resource_limits.get(GPU_RESOURCE, "0"))
 
 
-def build(catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[str] = ()) -> Workload:
+def build(
+    catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[str] = (), uid: int | None = None
+) -> Workload:
     """The pod pieces for ``choices``; ``claim_name`` is the owner's workspace PVC, ``groups``
-    their groups (which datasets and team folders they get)."""
+    their groups (which datasets and team folders they get), ``uid`` the one their workspace
+    belongs to (:mod:`.uids`; None for a workspace made before uids)."""
     groups = set(groups)
     env_ = catalog.environment(choices.environment)
     size = catalog.size(choices.size)
@@ -73,13 +76,13 @@ def build(catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[
         volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": claim, "mountPath": st.team_folder_path(tf)})
         gids.append(tf.gid)
-    security = pod_security_context()
-    if gids:  # the folders' groups (mode 2770): other teams' processes can not enter them
-        security["supplementalGroups"] = sorted(gids)
+    # the team folders' groups (mode 2770): other teams' processes can not enter them
+    security = pod_security_context(uid, gids)
 
     labels = workload_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
     chosen = {
+        **user_env(),
         "MOONHUB_ENVIRONMENT": env_.name,
         "MOONHUB_SIZE": size.name,
         "MOONHUB_GPU_TYPE": choices.gpu_type or "",
@@ -95,6 +98,7 @@ def build(catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[
         volume_mounts=mounts,
         labels=labels,
         pod_security_context=security,
+        container_security_context=container_security_context(uid),
     )
     gpu = catalog.gpu_type(choices.gpu_type) if choices.gpu_type else None
     if gpu is None or choices.gpu_count == 0:

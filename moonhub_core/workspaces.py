@@ -24,6 +24,7 @@ from .catalog import Storage, TeamFolder, team_claim
 from .errors import NotEntitled, UnknownChoice
 from .identity import CREATED
 from .pods import HUB_USER, OWNER, PREFIX
+from .uids import UID
 
 #: bytes in use in the claim's folder, and when the storage agent read it (ISO 8601)
 USED_BYTES = f"{PREFIX}used-bytes"
@@ -114,6 +115,8 @@ class Usage:
     phase: str
     #: which account of the user name it was made for (:mod:`.identity`; "" before stamps)
     created: str = ""
+    #: the uid its folder belongs to, as the claim says it (:mod:`.uids`; "" before uids)
+    uid: str = ""
 
     @property
     def total_bytes(self) -> int:
@@ -155,6 +158,7 @@ def usage(pvc: Mapping[str, Any]) -> Usage:
         archived_at=ann.get(ARCHIVED_AT, ""),
         phase=status.get("phase", ""),
         created=ann.get(CREATED, ""),
+        uid=str(ann.get(UID, "")),
     )
 
 

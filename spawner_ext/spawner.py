@@ -25,7 +25,7 @@ from tornado import web
 from traitlets import Integer, Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import claims, gpuview, identity, queues, unread, workspaces
+from moonhub_core import claims, gpuview, identity, queues, uids, unread, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError, Conflict
@@ -194,6 +194,8 @@ class MoonSpawner(KubeSpawner):
                 **({workspaces.SIZE_OPTION: size} if size else {}),
             }
             self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
+            # who the pod runs as is the workspace's uid, known once the claim exists
+            self._chosen = (cat, choice, groups)
             self.apply_secrets(await secrets)
         finally:
             secrets.cancel()  # (when the workspace read failed: not left running)
@@ -460,19 +462,43 @@ class MoonSpawner(KubeSpawner):
     def _default_automount(self) -> bool:
         return False
 
+    #: the uid handed out for a workspace this spawn makes (kept across KubeSpawner's retries)
+    _new_uid: int | None = None
+
     async def _make_create_pvc_request(self, pvc: Any, request_timeout: float) -> bool:
         """KubeSpawner's create (an existing claim is fine), then: the claim's name is derived,
         so the one found must have been made for this user (issue 32, item 6), and for this
-        account of the name (its stamp: :mod:`moonhub_core.identity`, item 5)."""
-        done = bool(await super()._make_create_pvc_request(pvc, request_timeout))
-        if done:
-            try:
+        account of the name (its stamp: :mod:`moonhub_core.identity`, item 5). A new claim
+        gets a uid of its own (:mod:`moonhub_core.uids`); the pod runs as the claim's."""
+        try:
+            if await claims.read(self.api, self.namespace, pvc.metadata.name) is None:
+                uid = self._new_uid
+                if uid is None:  # once per spawn, whatever the retries
+                    uid = self._new_uid = await uids.allocate(self.api, self.namespace)
+                pvc.metadata.annotations = {**(pvc.metadata.annotations or {}), uids.UID: str(uid)}
+            done = bool(await super()._make_create_pvc_request(pvc, request_timeout))
+            if done:
                 created = identity.stamp(getattr(self.user, "created", None))
-                await claims.check_workspace(self.api, self.namespace, pvc.metadata.name, self.user.name, created)
-            except Conflict as e:
-                self.log.error("spawn of %s refused: %s", self._log_name, e)
-                raise web.HTTPError(e.status, str(e)) from None
+                found = await claims.check_workspace(
+                    self.api, self.namespace, pvc.metadata.name, self.user.name, created
+                )
+                self._run_as(uids.of_claim(found) if found is not None else None)
+        except Conflict as e:
+            self.log.error("spawn of %s refused: %s", self._log_name, e)
+            raise web.HTTPError(e.status, str(e)) from None
         return done
+
+    def _run_as(self, uid: int | None) -> None:
+        """The pod's security context for a workspace of ``uid`` (None: made before uids)."""
+        chosen = getattr(self, "_chosen", None)
+        if chosen is None:  # (no options were loaded: nothing of the workload to redo)
+            return
+        cat, choice, groups = chosen
+        w = build(cat, choice, self.pvc_name, groups, uid)
+        self.pod_security_context = dict(w.pod_security_context)
+        self.container_security_context = dict(w.container_security_context)
+        self._new_uid = None
+        self.log.info("%s runs as uid %s", self._log_name, w.pod_security_context["runAsUser"])
 
     @default("storage_pvc_ensure")
     def _default_pvc_ensure(self) -> bool:

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from localcluster import cli
 from localcluster.config import ClusterConfig
 from localcluster.registry import ref
-from moonhub_core import unread
+from moonhub_core import uids, unread
 from moonhub_core.catalog import EXAMPLE, Catalog, load
 from moonhub_core.security import container_security_context, pod_security_context
 
@@ -173,21 +173,23 @@ async def describe_pod(core: client.CoreV1Api, ns: str, name: str) -> str:
 
 
 async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) -> str:
-    """``cat`` a file of a PVC from a short-lived pod (works on any cluster)."""
+    """``cat`` a file of a PVC from a short-lived pod (works on any cluster), as the uid the
+    claim's folder belongs to (:mod:`moonhub_core.uids`)."""
     name = f"read-{claim}-{abs(hash(path)) % 10**6}"[:60]
+    uid = await uids.of_workspace(core, ns, claim)
     await core.create_namespaced_pod(
         ns,
         {
             "metadata": {"name": name},
             "spec": {
                 "restartPolicy": "Never",
-                "securityContext": pod_security_context(),  # admitted where `restricted` is enforced
+                "securityContext": pod_security_context(uid),  # admitted where `restricted` is enforced
                 "containers": [
                     {
                         "name": "cat",
                         "image": SHELL_IMAGE,
                         "command": ["cat", f"/pvc/{path}"],
-                        "securityContext": container_security_context(),
+                        "securityContext": container_security_context(uid),
                         "volumeMounts": [{"name": "v", "mountPath": "/pvc", "readOnly": True}],
                     }
                 ],

@@ -193,7 +193,14 @@ RBAC = [
     ("jobs", "create", "jobs.batch", "users", True),
     ("jobs", "get", "pods/log", "users", True),
     ("jobs", "delete", "configmaps", "users", True),
-    ("jobs", "create", "configmaps", "users", False),
+    # the uid counter (moonhub_core/uids.py): made by either when missing, then read and
+    # written by its name alone; no other ConfigMap is read or changed
+    ("jobs", "update", "configmaps/moonhub-uids", "users", True),
+    ("hub", "get", "configmaps/moonhub-uids", "users", True),
+    ("hub", "create", "configmaps", "users", True),
+    ("hub", "get", "configmaps/kube-root-ca.crt", "users", False),
+    ("jobs", "update", "configmaps/kube-root-ca.crt", "users", False),
+    ("hub", "get", "configmaps", "kube-system", False),
     ("jobs", "create", "pods", "users", False),
     # reclaim deletes departed users' archived workspaces (docs/storage.md)
     ("jobs", "delete", "persistentvolumeclaims", "users", True),

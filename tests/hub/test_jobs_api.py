@@ -16,6 +16,7 @@ import requests
 from kubernetes_asyncio import client
 from tornado import web
 
+from moonhub_core import uids
 from tests.conftest import HUB_STATE, Hub
 from tests.helpers import NOTEBOOK, SHELL_IMAGE, gone, read_from_pvc, wait_for
 
@@ -68,6 +69,12 @@ async def test_create_run_and_history(
     assert cron.spec.suspend is True, "a job without a schedule only runs when asked"
     pvc = await core.read_namespaced_persistent_volume_claim("claim-quinn", USER_NS)
     assert pvc.spec.storage_class_name == "glusterfs", "quinn never spawned: the service made the workspace"
+    # with a uid of quinn's own, which the runs run as (issue 32, item 6)
+    uid = uids.of_claim(pvc)
+    assert uid is not None and uid >= uids.FIRST
+    pod = cron.spec.job_template.spec.template.spec
+    assert (pod.security_context.run_as_user, pod.security_context.fs_group) == (uid, uid)
+    assert pod.containers[0].security_context.run_as_user == uid
 
     r = quinn.call("POST", f"/jobs/{job['id']}/run")
     assert r.status_code == 201, r.text

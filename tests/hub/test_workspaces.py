@@ -18,9 +18,10 @@ from kubernetes_asyncio import client
 
 from localcluster import gluster
 from localcluster.config import ClusterConfig
-from moonhub_core import identity, workspaces
+from moonhub_core import identity, uids, workspaces
+from moonhub_core.security import container_security_context, pod_security_context
 from tests.conftest import Hub
-from tests.helpers import gone, jobs_api, kubectl, notebook, wait_for
+from tests.helpers import SHELL_IMAGE, gone, jobs_api, kubectl, notebook, pod_ended, pod_log, wait_for
 
 USER_NS = "moonhub-users"
 MiB = 2**20
@@ -187,7 +188,25 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     assert all(f.name.startswith("pvc-") for f in folders.values()), folders
     assert (folders[f"claim-{owner}"] / "mine.txt").read_text() == "secret-of-bob\n"
     assert not (folders[f"claim-{other}"] / "mine.txt").exists()
-    assert oct(folders[f"claim-{owner}"].stat().st_mode & 0o777) == "0o770"
+    # each user runs as a uid of their own, which their folder alone belongs to (mode 0700):
+    # the claim is not the only thing between two users' files (issue 32, item 6)
+    ids = {}
+    for u in (owner, other):
+        uid = uids.of_claim(await _claim(core, f"claim-{u}"))
+        assert uid is not None and uid >= uids.FIRST, uid
+        rc, out = sh(local_cluster, f"jupyter-{u}", "id -u; id -g; id -G; echo $HOME")
+        assert rc == 0 and out.split()[:2] == [str(uid), str(uid)] and "100" in out.split()[2:-1], out
+        assert out.split()[-1] == "/home/jovyan", out
+        st = folders[f"claim-{u}"].stat()
+        assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (uid, uid, "0o700"), u
+        ids[u] = uid
+    assert ids[owner] != ids[other]
+    assert (folders[f"claim-{owner}"] / "mine.txt").stat().st_uid == ids[owner]
+    # a pod of the other user that mounts the owner's claim (as if a name had led it there)
+    # still can not read or write there
+    log = await _as_uid_on_claim(core, ids[other], f"claim-{owner}", "cat /w/mine.txt; touch /w/theirs; ls /w")
+    assert "secret-of-bob" not in log and "Permission denied" in log, log
+    assert not (folders[f"claim-{owner}"] / "theirs").exists()
 
     # the owner's job run mounts the same workspace and reads the file
     jobs = jobs_api(hub, s_owner, owner)
@@ -205,6 +224,7 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     out_nb = json.loads((folders[f"claim-{owner}"] / runs[0]["output"]).read_text())
     printed = "".join("".join(o.get("text", [])) for c in out_nb["cells"] for o in c.get("outputs", []))
     assert printed.strip() == "secret-of-bob"
+    assert (folders[f"claim-{owner}"] / runs[0]["output"]).stat().st_uid == ids[owner], "the run is its owner too"
     jobs("DELETE", f"/jobs/{job['id']}")
     _stop(hub, s_owner, owner)
     _stop(hub, s_other, other)
@@ -348,6 +368,37 @@ async def test_a_name_made_again_does_not_get_the_earlier_accounts_workspace(hub
         assert (archived.metadata.annotations or {}).get(identity.CREATED) == identity.stamp(first), "kept as it was"
     finally:
         hub.api(admin, "DELETE", f"/users/{user}/server")
+
+
+async def _as_uid_on_claim(core: client.CoreV1Api, uid: int, claim: str, script: str) -> str:
+    """Run ``script`` in a pod as ``uid`` (its group the same number) with ``claim`` at /w:
+    its log."""
+    name = f"wrong-pod-{uid}"
+    await core.create_namespaced_pod(
+        USER_NS,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": pod_security_context(uid),
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": SHELL_IMAGE,
+                        "command": ["sh", "-c", f"( {script} ) 2>&1"],
+                        "securityContext": container_security_context(uid),
+                        "volumeMounts": [{"name": "w", "mountPath": "/w"}],
+                    }
+                ],
+                "volumes": [{"name": "w", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        },
+    )
+    try:
+        await pod_ended(core, USER_NS, name)
+        return await pod_log(core, USER_NS, name)
+    finally:
+        await core.delete_namespaced_pod(name, USER_NS, grace_period_seconds=0)
 
 
 async def _runs(jobs: Any, job_id: int) -> list[dict[str, Any]]:

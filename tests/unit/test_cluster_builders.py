@@ -143,7 +143,9 @@ def test_storage_classes_gluster_by_default_and_local_disk_beside_it() -> None:
     assert helper["spec"]["nodeSelector"] == {"moonhub.io/real-node": "true"}
 
 
-def _helper(script: str, tmp: Path, vol_dir: Path | str, size: int = 1048576, group: str = "") -> list[str]:
+def _helper(
+    script: str, tmp: Path, vol_dir: Path | str, size: int = 1048576, group: str = "", user: str = ""
+) -> list[str]:
     """Run the provisioner's script as its helper pod would, with a gluster CLI that records
     its arguments (the cluster tests run the real one)."""
     calls = tmp / "calls"
@@ -158,6 +160,7 @@ def _helper(script: str, tmp: Path, vol_dir: Path | str, size: int = 1048576, gr
         "GLUSTER_MOUNT": str(tmp / "mnt"),
         "GLUSTER_VOLUME": "vol",
         "VOL_GROUP": group,
+        "VOL_USER": user,
     }
     subprocess.run(["sh", "-c", script], env=env, check=True)
     return calls.read_text().splitlines() if calls.exists() else []
@@ -170,7 +173,7 @@ def test_helper_script_sets_owner_mode_and_gluster_quota(tmp_path: Path) -> None
         "--mode=script volume quota vol limit-usage /moonhub-users/claim-ann/pvc-1 1048576"
     ]
     st = ws.stat()
-    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 100, 0o770)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 100, 0o770), "made before uids: shared user"
     team = tmp_path / "mnt" / "moonhub-users" / "team-ml" / "pvc-2"
     _helper(storage.SETUP, tmp_path, team, group="2001")
     st = team.stat()
@@ -179,6 +182,10 @@ def test_helper_script_sets_owner_mode_and_gluster_quota(tmp_path: Path) -> None
     local = tmp_path / "disk" / "pvc-3"
     assert len(_helper(storage.SETUP, tmp_path, local)) == 3, "a local-disk folder: no quota call"
     assert local.is_dir()
+    own = tmp_path / "mnt" / "moonhub-users" / "claim-bea" / "pvc-4"
+    _helper(storage.SETUP, tmp_path, own, user="1000007")
+    st = own.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000007, 1000007, 0o700), "the owner's alone"
     calls = _helper(storage.TEARDOWN, tmp_path, ws)
     assert calls[-1] == "--mode=script volume quota vol remove /moonhub-users/claim-ann/pvc-1" and not ws.exists()
     assert not ws.parent.exists(), "the claim's folder goes once empty"
@@ -196,6 +203,10 @@ def test_helper_scripts_refuse_folders_and_groups_they_were_not_made_for(tmp_pat
         assert keep.is_dir()
     with pytest.raises(subprocess.CalledProcessError):
         _helper(storage.SETUP, tmp_path, tmp_path / "mnt" / "ns" / "team-x" / "pvc-9", group="0 /etc")
+    # a workspace's uid: a number in MoonHub's range only (never root, a host account or text)
+    for bad in ("0", "1000", "999999", "01000000", "2147483648", "99999999999", "1000000 /etc", "-1", "x"):
+        with pytest.raises(subprocess.CalledProcessError):
+            _helper(storage.SETUP, tmp_path, tmp_path / "mnt" / "ns" / "claim-x" / "pvc-8", user=bad)
 
 
 def test_oci_layer_is_reproducible_and_manifest_names_its_blobs(tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ def test_cpu_workload_stays_off_gpu_nodes_and_sees_no_gpu() -> None:
         {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]}
     ]
     assert w.env == {
+        "HOME": "/home/jovyan",
+        "USER": "jovyan",
+        "LOGNAME": "jovyan",
         "NVIDIA_VISIBLE_DEVICES": "void",
         "MOONHUB_ENVIRONMENT": "python",
         "MOONHUB_SIZE": "medium",
@@ -51,7 +54,21 @@ def test_volumes_workspace_shm_and_security() -> None:
         "runAsNonRoot": True,
         "runAsUser": 1000,
         "runAsGroup": 100,
-    }
+    }, "a workspace made before uids: the images' shared user"
+    assert w.env["HOME"] == "/home/jovyan" and w.env["USER"] == "jovyan"
+
+
+def test_a_workspace_with_a_uid_runs_as_its_owner_alone() -> None:
+    """Issue 32, item 6: the owner's uid, a group of the same number (and fsGroup), the
+    images' group and team folders' groups supplementary."""
+    cat = example_catalog()
+    w = build(cat, Choices("python", "small"), "claim-carol", ["ml-research"], uid=1000042)
+    ctx = w.pod_security_context
+    assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["fsGroup"]) == (1000042, 1000042, 1000042)
+    teams = [tf.gid for tf in cat.storage.team_folders if tf.group == "ml-research"]
+    assert ctx["supplementalGroups"] == sorted({100, *teams})
+    assert (w.container_security_context["runAsUser"], w.container_security_context["runAsGroup"]) == (1000042, 1000042)
+    assert w.container_security_context["runAsNonRoot"] and not w.container_security_context["allowPrivilegeEscalation"]
 
 
 def _node(name: str, product: str, gpus: int, ready: str = "True") -> dict:
