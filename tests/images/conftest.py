@@ -37,8 +37,8 @@ class Container:
     image: str
     url: str
 
-    def exec(self, *argv: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-        flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    def exec(self, *argv: str, env: dict[str, str] | None = None, check: bool = True, user: str = "") -> str:
+        flags = [f"--env={k}={v}" for k, v in (env or {}).items()] + ([f"--user={user}"] if user else [])
         r = subprocess.run(["docker", "exec", *flags, self.name, *argv], capture_output=True, text=True, timeout=300)
         if check and r.returncode:
             raise AssertionError(f"{' '.join(argv)} exited {r.returncode}: {r.stdout[-2000:]}{r.stderr[-2000:]}")

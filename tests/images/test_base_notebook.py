@@ -23,6 +23,18 @@ def test_runs_as_the_fixed_non_root_user(lab: Container) -> None:
     assert lab.exec("sh", "-c", "echo $HOME && touch $HOME/w && echo ok").split() == ["/home/jovyan", "ok"]
 
 
+def test_a_uid_of_its_own_works_as_moonhub_runs_it(lab: Container) -> None:
+    """MoonHub runs each user as a uid of their own, not in /etc/passwd (moonhub_core/uids.py),
+    with HOME and USER from the pod: Python, the kernel's tools and the shell's prompt work."""
+    env = {"HOME": "/tmp/home-of-1000123", "USER": "jovyan", "LOGNAME": "jovyan"}
+    out = lab.exec(
+        "bash", "-ic", 'mkdir -p $HOME && echo "${PS1@P}" && python3 -c "import getpass, os; print(getpass.getuser(), os.path.expanduser(\'~\'))"',
+        env=env, user="1000123:1000123",
+    )  # fmt: skip
+    assert "I have no name" not in out and "jovyan@" in out, out
+    assert "jovyan /tmp/home-of-1000123" in out, out
+
+
 def test_moonhub_extensions_installed_and_enabled(lab: Container) -> None:
     labext = lab.exec("jupyter", "labextension", "list")
     assert "moonhub-lab v0.1.0" in labext and "enabled" in labext.split("moonhub-lab v0.1.0", 1)[1].splitlines()[0]
