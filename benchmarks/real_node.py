@@ -1,7 +1,7 @@
 """Spawns and runs on the local cluster's real node, as a user sees them (figures, no asserts).
 
-Against the platform ``./moonhub up`` runs (the hub at http://127.0.0.1:8000, the
-development login):
+Against the platform ``./moonhub up`` runs (the hub at its ``hub.public_url``, each user's
+server on a host name of its own under localhost; the development login):
 
 - first spawn: login -> the spawn form -> JupyterLab answers, for ``--users`` new users (a
   new workspace volume each; the image is already on the node after the first);
@@ -29,10 +29,23 @@ from typing import Any
 import requests
 from kubernetes import client, config, watch
 
+from hub_config.platform import DEFAULT_CONFIG, load
 from localcluster.config import REPO
-from tests.helpers import NOTEBOOK
+from tests.helpers import NOTEBOOK, resolve_localhost_names
 
-URL = "http://127.0.0.1:8000"
+URL = load(DEFAULT_CONFIG).hub.public_url.rstrip("/")
+#: with per-user host names (``hub.subdomain_host``): ``<scheme>://<user>.<host>``
+SUBDOMAINS = load(DEFAULT_CONFIG).hub.subdomain_host.rstrip("/")
+
+
+def server_url(user: str) -> str:
+    """Where ``user``'s server answers (its own host name, or the hub's)."""
+    if not SUBDOMAINS:
+        return f"{URL}/user/{user}"
+    scheme, host = SUBDOMAINS.split("://", 1)
+    return f"{scheme}://{user}.{host}/user/{user}"
+
+
 NS = "moonhub-users"
 PHASES = ("pod created", "container running", "server answers", "hub says ready", "lab answers")
 
@@ -104,7 +117,7 @@ def spawn(s: requests.Session, user: str, clock: PodClock, timeout: float = 180)
             "ready"
         ):
             at["hub says ready"] = time.monotonic()
-        lab = s.get(f"{URL}/user/{user}/lab", timeout=30)
+        lab = s.get(f"{server_url(user)}/lab", timeout=30)
         if lab.status_code == 200 and lab.url.endswith(f"/user/{user}/lab"):
             at["lab answers"] = time.monotonic()
             at |= clock.marks(pod, t0)
@@ -122,7 +135,7 @@ def stop(s: requests.Session, user: str) -> None:
 
 
 def run_now_to_first_cell(s: requests.Session, user: str) -> float:
-    base = f"{URL}/user/{user}/moonhub/api/v1"
+    base = f"{server_url(user)}/moonhub/api/v1"
     xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
     body = {"name": f"bench-{int(time.time())}", "notebook": "bench.ipynb", "notebook_content": NOTEBOOK}
     job = s.post(f"{base}/jobs", json=body, headers=xsrf)
@@ -164,6 +177,7 @@ def main() -> None:
         "--prefix", default=time.strftime("b%H%M%S-"), help="user names' prefix: new users (new volumes) each run"
     )
     a = p.parse_args()
+    resolve_localhost_names()
     password = (REPO / ".state" / "hub" / "dev-password").read_text().strip()
     users = [f"{a.prefix}{i:02d}" for i in range(a.users)]
     first: list[dict[str, float]] = []

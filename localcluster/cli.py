@@ -13,10 +13,12 @@ from urllib.parse import urlparse
 
 import yaml
 
+from hub_config.platform import load
+
 from . import addons, gluster, kueue, network, node, registry, standin, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
-from .hub import dev_password, hub_up
+from .hub import DEFAULT_PLATFORM_CONFIG, dev_password, hub_up
 from .nodes import FLEET, kwok_stages, node_object, scale_fleet
 from .supervisor import StartError, Supervisor, ensure_free, http_ok
 
@@ -301,9 +303,17 @@ def main(argv: list[str] | None = None) -> int:
             up(cfg)
             url = hub_up(cfg, supervisor(cfg))
             password = dev_password()
+            servers = load(DEFAULT_PLATFORM_CONFIG).hub.subdomain_host.rstrip("/")
+            where = urlparse(servers)
+            per_user = (
+                f"  each user's server opens at {where.scheme}://<user>.{where.netloc}/ (a host name of its own)\n"
+                if servers
+                else ""
+            )
             print(
                 f"\nMoonHub is running: open {url}/\n"
                 f"  log in with any user name and the development password: {password}\n"
+                f"{per_user}"
                 f"  (the user 'admin' is an admin; the password is kept in .state/hub/dev-password)\n"
                 f"  kubectl: ./moonhub kubectl get pods -A    logs: {cfg.logs}/\n"
                 f"  stop everything: ./moonhub down"

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -235,3 +236,22 @@ def jobs_api(hub: Any, s: requests.Session, user: str) -> Callable[..., requests
         )
 
     return call
+
+
+def resolve_localhost_names() -> None:
+    """Make this process resolve names under ``localhost`` (``ada.localhost``) to loopback,
+    as browsers do (RFC 6761): glibc looks them up in /etc/hosts and DNS, where they are not.
+    For Python clients of a hub with per-user host names (``./moonhub up``'s)."""
+    if getattr(socket.getaddrinfo, "moonhub_localhost", False):
+        return
+    plain = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str | bytes):
+            name = host.decode() if isinstance(host, bytes) else host
+            if name.rstrip(".").lower().endswith(".localhost"):
+                host = "127.0.0.1"
+        return plain(host, *args, **kwargs)
+
+    getaddrinfo.moonhub_localhost = True  # type: ignore[attr-defined]
+    socket.getaddrinfo = getaddrinfo

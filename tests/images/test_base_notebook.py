@@ -27,10 +27,9 @@ def test_a_uid_of_its_own_works_as_moonhub_runs_it(lab: Container) -> None:
     """MoonHub runs each user as a uid of their own, not in /etc/passwd (moonhub_core/uids.py),
     with HOME and USER from the pod: Python, the kernel's tools and the shell's prompt work."""
     env = {"HOME": "/tmp/home-of-1000123", "USER": "jovyan", "LOGNAME": "jovyan"}
-    out = lab.exec(
-        "bash", "-ic", 'mkdir -p $HOME && echo "${PS1@P}" && python3 -c "import getpass, os; print(getpass.getuser(), os.path.expanduser(\'~\'))"',
-        env=env, user="1000123:1000123",
-    )  # fmt: skip
+    who = "import getpass, os; print(getpass.getuser(), os.path.expanduser('~'))"
+    script = f'mkdir -p $HOME && echo "${{PS1@P}}" && python3 -c "{who}"'
+    out = lab.exec("bash", "-ic", script, env=env, user="1000123:1000123")
     assert "I have no name" not in out and "jovyan@" in out, out
     assert "jovyan /tmp/home-of-1000123" in out, out
 

@@ -119,7 +119,10 @@ def test_hub_in_a_cluster_is_reached_by_name_and_keeps_servers(tmp_path: Path) -
 def test_user_config_and_subdomains_are_the_operators_choice(tmp_path: Path) -> None:
     c = _configured(tmp_path)
     assert c.Spawner.disable_user_config is False, "workspace kernels work by default"
-    assert "subdomain_host" not in c.JupyterHub
+    # the local set-up (issue 32, item 8): a host name per user under localhost, plain http
+    assert c.JupyterHub.subdomain_host == "http://localhost:8000"
+    assert "cookie_host_prefix_enabled" not in c.JupyterHub, "__Host- cookies need https"
+    assert "subdomain_host" not in _configured(tmp_path, hub={"subdomain_host": ""}).JupyterHub
     c = _configured(
         tmp_path,
         spawner={"disable_user_config": True},
@@ -257,10 +260,9 @@ def test_managed_services_start_in_an_empty_folder_and_the_state_is_the_hubs_own
 
 def test_the_login_page_of_a_plain_http_set_up_says_it_is_for_development(tmp_path: Path) -> None:
     """(issue 32, item 8) whatever the login, and one origin for all users said too."""
-    local = _configured(tmp_path).JupyterHub.template_vars["announcement_login"]
-    assert "Development login" in local and "plain http" in local and "shares the hub's origin" in local
-    subdomains = _configured(tmp_path, hub={"subdomain_host": "http://localhost:8000"})
-    text = subdomains.JupyterHub.template_vars["announcement_login"]
-    assert "plain http" in text and "shares the hub's origin" not in text
+    one = _configured(tmp_path, hub={"subdomain_host": ""}).JupyterHub.template_vars["announcement_login"]
+    assert "Development login" in one and "plain http" in one and "shares the hub's origin" in one
+    local = _configured(tmp_path).JupyterHub.template_vars["announcement_login"]  # ./moonhub up's
+    assert "Development login" in local and "plain http" in local and "shares the hub's origin" not in local
     https = _configured(tmp_path, hub={"public_url": "https://hub.example.org", "subdomain_host": ""})
     assert "plain http" not in https.JupyterHub.template_vars["announcement_login"]
