@@ -29,6 +29,9 @@ RUNNER = "moonhub-run-notebook"
 #: before it (a ConfigMap) are replaced at the next reconcile
 RUNNER_API_LABEL = "moonhub.io/runner-api"
 RUNNER_API = "launch"
+#: on a CronJob: the uid its runs run as (its owner's workspace's, moonhub_core/uids.py);
+#: reconcile makes a CronJob again when its owner's workspace got another (a migration)
+RUN_AS_LABEL = "moonhub.io/run-as"
 #: the time a run MoonHub starts stands for (a CronJob's Job has Kubernetes' own)
 SCHEDULED = "moonhub.io/scheduled-time"
 #: a pipeline's run is a suspended Job that never gets a pod (the CronJob makes one per tick,
@@ -240,7 +243,11 @@ def cronjob(
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": names.cronjob, "namespace": namespace, "labels": labels},
+        "metadata": {
+            "name": names.cronjob,
+            "namespace": namespace,
+            "labels": {**labels, RUN_AS_LABEL: str(w.pod_security_context.get("runAsUser", ""))},
+        },
         "spec": {
             # a definition without a schedule exists only to be run by hand: it stays suspended
             "schedule": defn.schedule or "0 0 1 1 *",

@@ -62,6 +62,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
     # MiB and seconds of the pass, and as plain JSON still most of it
     crons = await metadata.list_metadata(ctx.api, "batch", "v1", "cronjobs", ctx.namespace, selector)
     existing = {c["name"] for c in crons}
+    run_as = {c["name"]: (c.get("labels") or {}).get(manifests.RUN_AS_LABEL, "") for c in crons}
     # CronJobs an older MoonHub made (their runs mount a ConfigMap) are replaced
     outdated = {
         c["name"] for c in crons if (c.get("labels") or {}).get(manifests.RUNNER_API_LABEL) != manifests.RUNNER_API
@@ -118,7 +119,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
                         if await accounts.hold_job(ctx, s, row, recorded.get(row.owner, "")):
                             report.setdefault("earlier_account_held", []).append(row.cronjob)
                         continue
-                    if await _reconcile_one(ctx, s, row, users, existing, outdated, report, uid_of):
+                    if await _reconcile_one(ctx, s, row, users, existing, outdated, report, uid_of, run_as):
                         snapshots.prune(ctx, s, row)
                 s.commit()
         await asyncio.sleep(0)
@@ -159,10 +160,11 @@ async def _reconcile_one(
     outdated: set[str],
     report: dict[str, list[str]],
     uid_of: Mapping[str, str],
+    run_as: Mapping[str, str],
 ) -> bool:
     """One job: its owner's entitlements, its CronJob. False when its owner is unknown now
     or it is held (nothing more is done to it in this pass). ``uid_of``: the uid each
-    workspace claim names."""
+    workspace claim names; ``run_as``: the uid each CronJob's runs run as."""
     n = names(row)
     if ctx.hub is None:
         owner: Caller | None = Caller(row.owner)
@@ -192,7 +194,12 @@ async def _reconcile_one(
         audit.record(s, "moonhub", "release", row, "the owner may run it again")
         await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing, owner)
         report["resumed"].append(row.cronjob)
-    elif row.cronjob not in existing or row.cronjob in outdated:
+    elif (
+        row.cronjob not in existing
+        or row.cronjob in outdated
+        # its owner's workspace has another uid now (or the CronJob predates the label)
+        or run_as.get(row.cronjob) != cron["metadata"]["labels"][manifests.RUN_AS_LABEL]
+    ):
         await definitions.put_cronjob(ctx, row.cronjob, cron, row.cronjob in existing, owner)
         report["recreated"].append(row.cronjob)
     else:

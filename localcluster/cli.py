@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     parser.add_argument(
         "command",
-        choices=["up", "down", "status", "kubectl", "platform"],
+        choices=["up", "down", "status", "kubectl", "platform", "migrate-uids"],
         help="up/down: the cluster (down also stops the hub); platform: cluster and hub",
     )
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
@@ -322,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             down(cfg)
         elif args.command == "status":
             return status(cfg)
+        elif args.command == "migrate-uids":
+            # workspaces made before uids get one each (docs/security.md), as the storage agent
+            return subprocess.run([*storage.migrate_command(cfg), *rest]).returncode
         else:
             bin_dir = build()
             os.execv(str(bin_dir / "kubectl"), ["kubectl", f"--kubeconfig={cfg.admin_kubeconfig}", *rest])

@@ -257,7 +257,9 @@ def _rbac() -> list[dict[str, Any]]:
 
 def _agent_rbac() -> list[dict[str, Any]]:
     """The storage agent grows volumes and claims and writes the claims' use: it reads and
-    patches both, and the claims' status (as an external resizer does)."""
+    patches both, and the claims' status (as an external resizer does). Its migration of
+    workspaces made before uids (``storage_agent.migrate``) also lists pods (what mounts a
+    claim) and hands out uids from the counter ConfigMap."""
     return _cluster_role(
         "moonhub-storage-agent",
         AGENT_IDENTITY,
@@ -268,6 +270,14 @@ def _agent_rbac() -> list[dict[str, Any]]:
                 "verbs": ["get", "list", "watch", "patch"],
             },
             {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [uids.COUNTER],
+                "verbs": ["get", "update"],
+            },
         ],
     )
 
@@ -308,6 +318,18 @@ def agent_component(cfg: ClusterConfig) -> Component:
             "--interval=5",
         ],
     )
+
+
+def migrate_command(cfg: ClusterConfig) -> list[str]:
+    """``storage_agent.migrate`` for this cluster's workspaces, as the storage agent."""
+    return [
+        sys.executable,
+        "-m",
+        "storage_agent.migrate",
+        f"--mount={gluster.mount_dir(cfg).resolve()}",
+        f"--storage-class={STORAGE_CLASS}",
+        f"--kubeconfig={cfg.kubeconfig('storage-agent')}",
+    ]
 
 
 def component(cfg: ClusterConfig, bin_dir: Path) -> Component:

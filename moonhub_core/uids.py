@@ -13,7 +13,9 @@ pods run as a uid of their own, and their workspace folder belongs to it, mode 0
 - the user's primary group is a group of their own with the same number (the pod's
   ``fsGroup`` too: storage that applies ``fsGroup`` gives the folder to the user alone);
   group 100 (the images' ``users``) and team folders' groups are supplementary;
-- a claim made before uids (no annotation) keeps the images' shared user 1000:100.
+- a claim made before uids (no annotation) keeps the images' shared user 1000:100 until an
+  operator gives it one (``python -m storage_agent.migrate``): its uid is written with
+  :data:`MIGRATING` while its files are handed over, and nothing mounts it meanwhile.
 
 The uid range starts at :data:`FIRST`, above the host's and images' own accounts and the
 usual subordinate-id ranges of rootless containers.
@@ -27,13 +29,15 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from .errors import Conflict
+from .errors import Conflict, Unavailable
 from .pods import PREFIX
 
 log = logging.getLogger("moonhub.storage")
 
 #: on a workspace claim: the uid its folder belongs to and its owner's pods run as
 UID = f"{PREFIX}uid"
+#: on a workspace claim while its files are handed to its new uid: nothing mounts it (503)
+MIGRATING = f"{PREFIX}uid-migrating"
 #: the ConfigMap (in the user namespace) that holds the next uid to hand out
 COUNTER = "moonhub-uids"
 NEXT_KEY = "next"
@@ -60,11 +64,17 @@ def parse(value: object, where: str = "") -> int | None:
 
 
 def of_claim(pvc: Any) -> int | None:
-    """The uid of a claim (a client model or a dict)."""
+    """The uid of a claim (a client model or a dict) to run as; a 503 while its files are
+    being handed to that uid (:data:`MIGRATING`)."""
     meta = pvc.metadata if hasattr(pvc, "metadata") else (pvc.get("metadata") or {})
     notes: Mapping[str, Any] = (meta.annotations if hasattr(meta, "annotations") else meta.get("annotations")) or {}
     name = meta.name if hasattr(meta, "name") else meta.get("name", "")
-    return parse(notes.get(UID), name)
+    uid = parse(notes.get(UID), name)
+    if notes.get(MIGRATING):
+        raise Unavailable(
+            "workspace", f"volume {name} is being given a user id of its own (an operator's migration): try again soon"
+        )
+    return uid
 
 
 async def allocate(core: client.CoreV1Api, namespace: str) -> int:

@@ -28,7 +28,7 @@ from moonhub_core import choices as ch
 from moonhub_core import claims, gpuview, identity, queues, uids, unread, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
-from moonhub_core.errors import ChoiceError, Conflict
+from moonhub_core.errors import ChoiceError, FieldError
 from moonhub_core.queueing import Queues
 from moonhub_core.workload import Workload, build
 
@@ -466,27 +466,37 @@ class MoonSpawner(KubeSpawner):
     _new_uid: int | None = None
 
     async def _make_create_pvc_request(self, pvc: Any, request_timeout: float) -> bool:
-        """KubeSpawner's create (an existing claim is fine), then: the claim's name is derived,
-        so the one found must have been made for this user (issue 32, item 6), and for this
-        account of the name (its stamp: :mod:`moonhub_core.identity`, item 5). A new claim
-        gets a uid of its own (:mod:`moonhub_core.uids`); the pod runs as the claim's."""
+        """KubeSpawner's create (an existing claim is fine); a new claim gets a uid of its own
+        (:mod:`moonhub_core.uids`), handed out once per spawn whatever the retries."""
         try:
             if await claims.read(self.api, self.namespace, pvc.metadata.name) is None:
                 uid = self._new_uid
-                if uid is None:  # once per spawn, whatever the retries
+                if uid is None:
                     uid = self._new_uid = await uids.allocate(self.api, self.namespace)
                 pvc.metadata.annotations = {**(pvc.metadata.annotations or {}), uids.UID: str(uid)}
-            done = bool(await super()._make_create_pvc_request(pvc, request_timeout))
-            if done:
-                created = identity.stamp(getattr(self.user, "created", None))
-                found = await claims.check_workspace(
-                    self.api, self.namespace, pvc.metadata.name, self.user.name, created
-                )
-                self._run_as(uids.of_claim(found) if found is not None else None)
-        except Conflict as e:
-            self.log.error("spawn of %s refused: %s", self._log_name, e)
+        except FieldError as e:
             raise web.HTTPError(e.status, str(e)) from None
-        return done
+        return bool(await super()._make_create_pvc_request(pvc, request_timeout))
+
+    async def get_pod_manifest(self) -> Any:
+        """Before every pod (KubeSpawner makes the claim only at a server's first start, and
+        remembers it): the claim's name is derived, so the one found must have been made for
+        this user (issue 32, item 6) and for this account of the name (its stamp:
+        :mod:`moonhub_core.identity`, item 5); the pod runs as the claim's uid. A claim gone
+        since (deleted by an admin) is made again."""
+        if self.storage_pvc_ensure:
+            try:
+                found = await claims.read(self.api, self.namespace, self.pvc_name)
+                if found is None:
+                    self.log.warning("%s: workspace %s is gone: made again", self._log_name, self.pvc_name)
+                    await self._make_create_pvc_request(self.get_pvc_manifest(), self.k8s_api_request_timeout)
+                created = identity.stamp(getattr(self.user, "created", None))
+                found = await claims.check_workspace(self.api, self.namespace, self.pvc_name, self.user.name, created)
+                self._run_as(uids.of_claim(found) if found is not None else None)
+            except FieldError as e:  # another's claim (409), one being migrated (503)
+                self.log.error("spawn of %s refused: %s", self._log_name, e)
+                raise web.HTTPError(e.status, str(e)) from None
+        return await super().get_pod_manifest()
 
     def _run_as(self, uid: int | None) -> None:
         """The pod's security context for a workspace of ``uid`` (None: made before uids)."""

@@ -10,6 +10,7 @@ from kubernetes_asyncio import client
 
 from images.build import load_spec
 from localcluster.config import ClusterConfig
+from moonhub_core import uids
 from moonhub_core.catalog import load
 from tests.conftest import Hub
 from tests.helpers import gone, kubectl, wait_for
@@ -162,3 +163,35 @@ async def test_framework_environment_runs_its_image_on_the_node(
         assert version.startswith(str(env.framework_version)) and gpu == "False", out
     finally:
         hub.api(s, "DELETE", f"/users/{user}/server")
+
+
+async def test_a_server_started_again_runs_as_its_workspaces_uid(hub: Hub, core: client.CoreV1Api) -> None:
+    """KubeSpawner makes the claim only at a server's first start: the checks and the uid of
+    the workspace (issue 32, items 5 and 6) hold at every start, also after the claim was
+    deleted and made again (a new folder, a new uid)."""
+    user = "again-uid"
+    s = hub.login(user)
+    seen = []
+    for round_ in range(3):
+        r = hub.spawn_form(s, user, environment="python", size="small")
+        assert r.status_code == 200, r.text[:300]
+        _wait_lab(s, hub, user)
+        pod = await core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
+        claim = await core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
+        uid = uids.of_claim(claim)
+        assert uid is not None and pod.spec.security_context.run_as_user == uid, (round_, uid)
+        assert pod.spec.containers[0].security_context.run_as_user == uid
+        seen.append(uid)
+        assert hub.api(s, "DELETE", f"/users/{user}/server").status_code in (202, 204)
+        await wait_for(
+            lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)), bool, timeout=90, what="gone"
+        )
+        if round_ == 1:  # an admin deletes the workspace: the next start makes a new one
+            await core.delete_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)
+            await wait_for(
+                lambda: gone(lambda: core.read_namespaced_persistent_volume_claim(f"claim-{user}", USER_NS)),
+                bool,
+                timeout=90,
+                what="the claim gone",
+            )
+    assert seen[0] == seen[1] != seen[2], seen

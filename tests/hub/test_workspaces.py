@@ -4,8 +4,10 @@ read-only datasets, a job run reading the workspace, and reclaim."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,11 @@ import requests
 import yaml
 from kubernetes_asyncio import client
 
-from localcluster import gluster
+from jobs_service import manifests
+from localcluster import gluster, storage
 from localcluster.config import ClusterConfig
 from moonhub_core import identity, uids, workspaces
+from moonhub_core.catalog import load
 from moonhub_core.security import container_security_context, pod_security_context
 from tests.conftest import Hub
 from tests.helpers import SHELL_IMAGE, gone, jobs_api, kubectl, notebook, pod_ended, pod_log, wait_for
@@ -419,3 +423,92 @@ def _admin(
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)
     return s.request(method, f"{hub.url}/hub/moonhub-admin/api/{path}", data=data, headers=headers, timeout=30)
+
+
+async def test_a_workspace_made_before_uids_is_handed_to_a_uid_of_its_own(
+    hub: Hub, core: client.CoreV1Api, api: client.ApiClient, local_cluster: ClusterConfig
+) -> None:
+    """Issue 32, item 6, on an upgraded deployment: a workspace made by an earlier MoonHub
+    (no uid, its files the shared user's) is handed to a uid of its own by the operator's
+    migration; while marked nothing mounts it; the owner's CronJob is made again with the
+    new uid at the next reconcile, and the run and the server read the old files."""
+    user = "mig-ann"
+    s = hub.login(user)
+    name = f"claim-{user}"
+    pvc = manifests.workspace_pvc(manifests.Names(user, ""), load(hub.catalog).storage, "glusterfs", USER_NS)
+    assert uids.UID not in (pvc.metadata.annotations or {}), "as an earlier MoonHub made it"
+    await core.create_namespaced_persistent_volume_claim(USER_NS, pvc)
+    bound = await wait_for(lambda: _claim(core, name), lambda c: c.status.phase == "Bound", timeout=60, what="bound")
+    folder = Path((await core.read_persistent_volume(bound.spec.volume_name)).spec.host_path.path)
+    assert (folder.stat().st_uid, folder.stat().st_gid) == (1000, 100), "the shared user's"
+    (folder / "proj").mkdir()
+    (folder / "proj" / "notes.txt").write_text("kept across the hand-over\n")
+    outside = folder.parent / "outside.txt"  # beside the workspace: a link to it must not move it
+    outside.write_text("not the user's\n")
+    (folder / "link").symlink_to(outside)
+    for p in (folder / "proj", folder / "proj" / "notes.txt"):
+        os.chown(p, 1000, 100)
+
+    jobs = jobs_api(hub, s, user)
+    content = notebook("print(open('/home/jovyan/proj/notes.txt').read().strip())")
+    job = jobs("POST", "/jobs", {"name": "old", "notebook": "old.ipynb", "notebook_content": content, "schedule": None})
+    assert job.status_code == 201, job.text
+    job = job.json()
+    batch = client.BatchV1Api(api)
+    cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
+    assert cron.metadata.labels[manifests.RUN_AS_LABEL] == "1000"
+
+    # marked (as the migration marks it while it hands files over): nothing mounts it
+    mark = {"metadata": {"annotations": {uids.UID: str(uids.FIRST + 999_999), uids.MIGRATING: "true"}}}
+    await core.patch_namespaced_persistent_volume_claim(name, USER_NS, mark)
+    r = jobs("POST", f"/jobs/{job['id']}/run")
+    assert r.status_code == 503 and r.json()["field"] == "workspace", r.text
+    unmark = {"metadata": {"annotations": {uids.UID: None, uids.MIGRATING: None}}}
+    await core.patch_namespaced_persistent_volume_claim(name, USER_NS, unmark)
+
+    command = storage.migrate_command(local_cluster)
+
+    def migrate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=300)
+
+    dry = await asyncio.to_thread(migrate, "--dry-run")
+    assert dry.returncode == 0 and f"{USER_NS}/{name}: would be handed" in dry.stderr, dry.stderr
+    assert uids.UID not in ((await _claim(core, name)).metadata.annotations or {}), "a dry run changes nothing"
+    done = await asyncio.to_thread(migrate)
+    assert done.returncode == 0, done.stderr
+    print(done.stderr)
+    ann = (await _claim(core, name)).metadata.annotations
+    uid = uids.parse(ann.get(uids.UID))
+    assert uid is not None and uids.MIGRATING not in ann, ann
+    for p in (folder, folder / "proj", folder / "proj" / "notes.txt"):
+        assert (p.stat().st_uid, p.stat().st_gid) == (uid, uid), p
+    assert oct(folder.stat().st_mode & 0o7777) == "0o700"
+    assert os.lstat(folder / "link").st_uid == uid and outside.stat().st_uid == 0, "the link, not what it names"
+    again = await asyncio.to_thread(migrate)
+    assert again.returncode == 0 and "0 workspace(s) without a uid" in again.stderr, again.stderr
+
+    # the next reconcile makes the CronJob again: its runs run as the new uid
+    await wait_for(
+        lambda: batch.read_namespaced_cron_job(job["cronjob"], USER_NS),
+        lambda c: c.metadata.labels.get(manifests.RUN_AS_LABEL) == str(uid),
+        timeout=60,
+        what="the CronJob made again with the workspace's uid",
+    )
+    assert jobs("POST", f"/jobs/{job['id']}/run").status_code == 201
+    runs = await wait_for(
+        lambda: _runs(jobs, job["id"]),
+        lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
+        timeout=180,
+        what="the run",
+    )
+    assert runs[0]["status"] == "succeeded", runs[0]
+    out = folder / runs[0]["output"]
+    printed = "".join(
+        "".join(o.get("text", [])) for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])
+    )
+    assert printed.strip() == "kept across the hand-over" and out.stat().st_uid == uid
+    _start(hub, s, user)
+    rc, text = sh(local_cluster, f"jupyter-{user}", "id -u; cat proj/notes.txt; echo new > proj/more.txt")
+    assert rc == 0 and text.split()[0] == str(uid) and "kept across the hand-over" in text, text
+    jobs("DELETE", f"/jobs/{job['id']}")
+    _stop(hub, s, user)
