@@ -56,7 +56,6 @@ async def run(cfg: ClusterConfig, users: int, per_user: int, lists: int) -> None
             CatalogStore(REPO / "moonhub_core" / "examples" / "catalog.yaml"),
             api,
             "moonhub-users",
-            "/home/jovyan",
             storage_class_override="local-path",
             snapshot_dir=Path(tmp) / "snapshots",
         )

@@ -46,9 +46,6 @@ class JobsServiceApp(Application):
     kubeconfig = Unicode("", help="Kubeconfig of the service's own identity; empty: in-cluster credentials.").tag(
         config=True
     )
-    workspace = Unicode("/home/jovyan", help="Where the owner's workspace volume is mounted in job pods.").tag(
-        config=True
-    )
     admin_groups = List(Unicode(), ["job-admins"], help="JupyterHub groups whose members see all jobs.").tag(
         config=True
     )
@@ -187,7 +184,6 @@ class JobsServiceApp(Application):
             shared_store(self.catalog_path),
             api,
             self.namespace,
-            self.workspace,
             self.storage_class_override,
             SmtpSettings(
                 host=self.smtp_host,

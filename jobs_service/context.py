@@ -68,8 +68,6 @@ class Context:
     api: client.ApiClient
     #: where job pods, CronJobs, snapshots and workspace volumes live (the users' namespace)
     namespace: str
-    #: where the owner's workspace is mounted in job pods
-    workspace: str
     storage_class_override: str = ""
     smtp: notify.SmtpSettings = field(default_factory=notify.SmtpSettings)
     #: the hub, asked for owners' groups (entitlements) and who has left; None: no hub

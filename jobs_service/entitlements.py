@@ -51,7 +51,7 @@ def cronjob(
             raise type(e)(f"tasks.{task.name}.{e.field}", f"task {task.name}: {e.message}") from None
     _, w = _workload(ctx, defn, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256)
-    cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace, ctx.workspace)
+    cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace)
     if not defn.tasks:
         _queued(ctx, cron["spec"]["jobTemplate"], owner)
     return cron
@@ -73,9 +73,7 @@ def task_job(
     d = defn.for_task(task)
     _, w = _workload(ctx, d, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256, task.name)
-    job = manifests.task_job(
-        d, n, version, fetch, w, ctx.namespace, ctx.workspace, job_name, task.name, run_name, trigger
-    )
+    job = manifests.task_job(d, n, version, fetch, w, ctx.namespace, job_name, task.name, run_name, trigger)
     return _queued(ctx, job, owner)
 
 

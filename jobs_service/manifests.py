@@ -118,7 +118,10 @@ def literal_env(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload, workspace: str) -> dict[str, Any]:
+def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload) -> dict[str, Any]:
+    """The run's pod: the workload's (HOME, the working folder and the output under the
+    workspace's mount, the catalog's ``storage.mount_path``), the runner and the secrets."""
+    workspace = w.home
     output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
     secret_env, secret_volumes, secret_mounts = secrets.pod_parts(defn.secret_uses(), names.owner)
     env = [
@@ -128,7 +131,6 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload, worksp
         {"name": "MOONHUB_SNAPSHOT_SHA256", "value": launch.sha256},
         # the run folder: files the notebook writes here are kept with the run
         {"name": "MOONHUB_RUN_DIR", "value": f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN)"},
-        {"name": "HOME", "value": workspace},
         *({"name": k, "value": v} for k, v in sorted(w.env.items())),
         *secret_env,
     ]
@@ -169,9 +171,7 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload, worksp
     return spec
 
 
-def job_spec(
-    defn: Definition, names: Names, version: int, launch: Launch, w: Workload, workspace: str
-) -> dict[str, Any]:
+def job_spec(defn: Definition, names: Names, version: int, launch: Launch, w: Workload) -> dict[str, Any]:
     return {
         "activeDeadlineSeconds": defn.timeout_seconds,
         "backoffLimit": defn.retries,
@@ -182,7 +182,7 @@ def job_spec(
                 # the owner's hub name (labels hold only a slug): the admin console shows it
                 "annotations": {pods.OWNER: names.owner},
             },
-            "spec": pod_spec(defn, names, launch, w, workspace),
+            "spec": pod_spec(defn, names, launch, w),
         },
     }
 
@@ -211,14 +211,13 @@ def task_job(
     launch: Launch,
     w: Workload,
     namespace: str,
-    workspace: str,
     job_name: str,
     task: str,
     run_name: str,
     trigger: str,
 ) -> dict[str, Any]:
     """The Job of one task of a pipeline run (``defn``: the job as that task runs it)."""
-    spec = job_spec(defn, names, version, launch, w, workspace)
+    spec = job_spec(defn, names, version, launch, w)
     spec["template"]["spec"]["containers"][0]["env"].append({"name": "MOONHUB_PUBLISH_FILE", "value": PUBLISH_FILE})
     extra = {TASK: task, PIPELINE_RUN: run_name}
     spec["template"]["metadata"]["labels"].update(extra)
@@ -235,7 +234,7 @@ def task_job(
 
 
 def cronjob(
-    defn: Definition, names: Names, version: int, launch: Launch, w: Workload, namespace: str, workspace: str
+    defn: Definition, names: Names, version: int, launch: Launch, w: Workload, namespace: str
 ) -> dict[str, Any]:
     labels = {**names.labels(), pods.VERSION: str(version), RUNNER_API_LABEL: RUNNER_API}
     if defn.tasks:
@@ -261,7 +260,7 @@ def cronjob(
                 "metadata": {"labels": labels},
                 "spec": marker_job_spec(names, version, w.image)
                 if defn.tasks
-                else job_spec(defn, names, version, launch, w, workspace),
+                else job_spec(defn, names, version, launch, w),
             },
         },
     }

@@ -51,7 +51,8 @@ def container_security_context(uid: int | None = None) -> dict[str, Any]:
     }
 
 
-def user_env() -> dict[str, str]:
+def user_env(home: str = NB_HOME) -> dict[str, str]:
     """Who the process is, for programs that ask the environment: a uid of its own has no
-    line in the image's /etc/passwd, so the runtime would set HOME to ``/``."""
-    return {"HOME": NB_HOME, "USER": NB_USER, "LOGNAME": NB_USER}
+    line in the image's /etc/passwd, so the runtime would set HOME to ``/``. ``home``: where
+    the workspace is mounted (the catalog's ``storage.mount_path``)."""
+    return {"HOME": home, "USER": NB_USER, "LOGNAME": NB_USER}

@@ -38,6 +38,8 @@ class Workload:
     labels: dict[str, str] = field(default_factory=dict)
     pod_security_context: dict[str, Any] = field(default_factory=pod_security_context)
     container_security_context: dict[str, Any] = field(default_factory=container_security_context)
+    #: the workspace's mount: HOME, and where a job runs and writes its output
+    home: str = "/home/jovyan"
 
     @property
     def gpus(self) -> int:
@@ -82,7 +84,7 @@ def build(
     labels = workload_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
     chosen = {
-        **user_env(),
+        **user_env(st.mount_path),
         "MOONHUB_ENVIRONMENT": env_.name,
         "MOONHUB_SIZE": size.name,
         "MOONHUB_GPU_TYPE": choices.gpu_type or "",
@@ -99,6 +101,7 @@ def build(
         labels=labels,
         pod_security_context=security,
         container_security_context=container_security_context(uid),
+        home=st.mount_path,
     )
     gpu = catalog.gpu_type(choices.gpu_type) if choices.gpu_type else None
     if gpu is None or choices.gpu_count == 0:

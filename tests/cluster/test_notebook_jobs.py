@@ -30,7 +30,6 @@ from moonhub_core.catalog import CatalogStore
 from moonhub_core.workload import build
 from tests.helpers import create_pvc, describe_pod, example_catalog, notebook, read_from_pvc, wait_for
 
-WORKSPACE = "/home/jovyan"
 CATALOG = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 LAUNCH_PORT = 18095
 
@@ -52,7 +51,6 @@ async def launcher(
         CatalogStore(CATALOG),
         api,
         namespace,
-        WORKSPACE,
         snapshot_dir=tmp_path / "snapshots",
         launch_url=url,
     )
@@ -81,7 +79,7 @@ async def _submit(
         s.add(row)
         s.commit()
     fetch = launch.for_version(svc.ctx, names.cronjob, 1, frozen.sha256)
-    cron = manifests.cronjob(defn, names, 1, fetch, w, ns, WORKSPACE)
+    cron = manifests.cronjob(defn, names, 1, fetch, w, ns)
     await batch.create_namespaced_cron_job(ns, cron)
     await batch.create_namespaced_job(ns, manifests.manual_job(cron, run))
     return names

@@ -29,7 +29,7 @@ async def test_trim_keeps_the_newest_finished_runs(tmp_path: Path) -> None:
         s.commit()
     api = client.ApiClient()  # not called: retention only touches the database
     try:
-        svc = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users", "/home/jovyan")
+        svc = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users")
         assert svc.trim_history() == 2
     finally:
         await api.close()
@@ -54,7 +54,7 @@ async def test_the_jobs_that_run_after_others_follow_each_change(tmp_path: Path)
         s.commit()
     api = client.ApiClient()  # not called: only the database is read
     try:
-        ctx = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users", "/home/jovyan").ctx
+        ctx = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users").ctx
         with db() as s:
             assert [d.name for d in upstream._runs_after(ctx, s)] == ["report"]
             other = s.scalar(select(DefinitionRow).where(DefinitionRow.name == "other"))

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -82,7 +83,7 @@ def test_cronjob_from_the_workload_builder() -> None:
     w = build(example_catalog(), choice, "claim-ann")
     names = manifests.Names("Ann.Lee@corp", d.name)
     launch = manifests.Launch("http://10.85.0.1:8090/services/jobs/launch/x/4", "k3y", "ab" * 32)
-    cron = manifests.cronjob(d, names, 4, launch, w, "moonhub-users", "/home/jovyan")
+    cron = manifests.cronjob(d, names, 4, launch, w, "moonhub-users")
     assert len(names.cronjob) <= 52 and names.cronjob.startswith("nb-")
     spec = cron["spec"]
     assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"], spec["suspend"]) == (
@@ -114,11 +115,31 @@ def test_cronjob_from_the_workload_builder() -> None:
     assert cron["metadata"]["labels"][manifests.RUNNER_API_LABEL] == manifests.RUNNER_API
 
 
+def test_a_run_lives_where_the_catalog_mounts_the_workspace() -> None:
+    """A job pod's HOME, working folder, run folder and output are under the catalog's
+    ``storage.mount_path``, as the server's HOME is (one fact, not a second default)."""
+    cat = example_catalog()
+    cat = dataclasses.replace(cat, storage=dataclasses.replace(cat.storage, mount_path="/workspace"))
+    d = validation.parse({"name": "where", "notebook": "w.ipynb", "schedule": None})
+    w = build(cat, ch.parse(d.choices(), cat, ch.allowed(cat, [])), "claim-ann")
+    launch = manifests.Launch("http://jobs/launch/x/1", "k", "ab" * 32)
+    pod = manifests.cronjob(d, manifests.Names("ann", d.name), 1, launch, w, "ns")["spec"]["jobTemplate"]["spec"]
+    c = pod["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert [e["name"] for e in c["env"]].count("HOME") == 1 and env["HOME"] == "/workspace"
+    assert c["workingDir"] == "/workspace" and c["command"][-3:-1] == [
+        "/workspace/jobs/where/$(MOONHUB_RUN).ipynb",
+        "--cwd",
+    ]
+    assert env["MOONHUB_RUN_DIR"].startswith("/workspace/jobs/where/")
+    assert {"name": "workspace", "mountPath": "/workspace"} in c["volumeMounts"]
+
+
 def test_unscheduled_definition_is_suspended_and_manual_job_copies_template() -> None:
     d = validation.parse({**BASE, "schedule": None})
     w = build(example_catalog(), ch.parse({}, example_catalog(), ch.allowed(example_catalog(), [])), "claim-bo")
     launch = manifests.Launch("http://jobs/launch/x/1", "k", "0" * 64)
-    cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, launch, w, "ns", "/home/jovyan")
+    cron = manifests.cronjob(d, manifests.Names("bo", d.name), 1, launch, w, "ns")
     assert cron["spec"]["suspend"] is True
     job = manifests.manual_job(cron, "daily-abc")
     assert job["metadata"]["name"] == "daily-abc" and job["spec"] == cron["spec"]["jobTemplate"]["spec"]

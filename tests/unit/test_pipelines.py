@@ -162,14 +162,14 @@ def test_a_pipelines_cronjob_makes_a_suspended_job_and_each_task_its_own() -> No
     w = build(example_catalog(), ch.parse({}, example_catalog(), ch.allowed(example_catalog(), [])), "claim-ann")
     n = manifests.Names("ann", d.name)
     launch = manifests.Launch("http://jobs/launch/x/1", "k", "")
-    cron = manifests.cronjob(d, n, 1, launch, w, "ns", "/home/jovyan")
+    cron = manifests.cronjob(d, n, 1, launch, w, "ns")
     marker = cron["spec"]["jobTemplate"]["spec"]
     assert marker["suspend"] is True and cron["metadata"]["labels"][manifests.PIPELINE] == "true"
     assert "env" not in marker["template"]["spec"]["containers"][0], "the marker carries no key"
     t = d.task_list()[0]
     task_launch = manifests.Launch("http://jobs/launch/x/1/tasks/prepare", "k2", "abc")
     job = manifests.task_job(
-        d.for_task(t), n, 1, task_launch, w, "ns", "/home/jovyan", "nb-x-7-prepare-1", "prepare", "nb-x-m1a2b", "manual"
+        d.for_task(t), n, 1, task_launch, w, "ns", "nb-x-7-prepare-1", "prepare", "nb-x-m1a2b", "manual"
     )
     labels = job["metadata"]["labels"]
     assert labels[manifests.TASK] == "prepare" and labels[manifests.PIPELINE_RUN] == "nb-x-m1a2b"

@@ -62,9 +62,9 @@ def test_pods_get_references_never_values() -> None:
     d = validation.parse({"name": "j", "notebook": "a.ipynb", "secrets": [u.as_json() for u in uses]})
     w = build(example_catalog(), ch.parse({}, example_catalog(), ch.allowed(example_catalog(), [])), "claim-ann")
     launch = manifests.Launch("http://jobs/launch/x/1", "k", "0" * 64)
-    pod = manifests.cronjob(d, manifests.Names("ann", "j"), 1, launch, w, "ns", "/home/jovyan")["spec"]["jobTemplate"][
-        "spec"
-    ]["template"]["spec"]
+    pod = manifests.cronjob(d, manifests.Names("ann", "j"), 1, launch, w, "ns")["spec"]["jobTemplate"]["spec"][
+        "template"
+    ]["spec"]
     c = pod["containers"][0]
     assert env[0] in c["env"] and mounts[0] in c["volumeMounts"] and volumes[0] in pod["volumes"]
 
