@@ -412,7 +412,7 @@ class OptionsHandler(APIHandler):
     async def get(self) -> None:
         """The environments, sizes and GPUs the caller's jobs may use."""
         caller = self.caller()
-        self.send(entitled(self.jobs.catalog.get(), caller.groups, caller.admin))
+        self.send(entitled(self.jobs.catalog.get(), caller.groups, caller.hub_admin))
 
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")

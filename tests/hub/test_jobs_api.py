@@ -181,6 +181,21 @@ def test_owners_only_and_admins_see_all(hub: Hub, clients: dict[str, Jobs]) -> N
     assert hub.api(admin_session, "POST", "/groups/job-admins/users", json={"users": ["victor"]}).status_code == 200
     victor = Jobs(hub, hub.token(victor_session, "victor", "access:services!service=jobs"))
     assert "private" in [j["name"] for j in victor.call("GET", "/jobs").json()["jobs"]], "job admins see all"
+    # what the Schedule dialog offers a job admin is what saving accepts: their own groups'
+    # entitlements (a job admin manages others' jobs; only hub admins use the whole catalog)
+    offered = victor.call("GET", "/options").json()
+    everything = admin.call("GET", "/options").json()
+    mine = {g["name"] for g in offered["gpu_types"]}
+    beyond = [g for g in everything["gpu_types"] if g["name"] not in mine]
+    assert beyond, "the example catalog keeps some GPU types to a group"
+    gpu = beyond[0]
+    r = victor.call("POST", "/jobs", job_body("beyond", gpu_type=gpu["name"], gpu_count=gpu["counts"][0]))
+    assert r.status_code == 403 and r.json()["field"] in ("gpu_type", "gpu_count"), r.text
+    env = next(e for e in offered["environments"] if e["default"])["name"]
+    size = next(z for z in offered["sizes"] if z["default"])["name"]
+    r = victor.call("POST", "/jobs", job_body("offered", environment=env, size=size))
+    assert r.status_code == 201, r.text
+    assert victor.call("DELETE", f"/jobs/{r.json()['id']}").status_code == 204
     assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
     assert quinn.call("GET", f"/jobs/{job_id}").status_code == 404
 
