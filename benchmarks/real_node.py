@@ -29,8 +29,8 @@ from typing import Any
 import requests
 from kubernetes import client, config, watch
 
-from hub_config.platform import DEFAULT_CONFIG, load
 from localcluster.config import REPO
+from moonhub_core.platform import DEFAULT_CONFIG, load
 from tests.helpers import NOTEBOOK, resolve_localhost_names
 
 URL = load(DEFAULT_CONFIG).hub.public_url.rstrip("/")

@@ -26,8 +26,8 @@ from kubernetes_asyncio import client, config
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from hub_config import platform
 from hubclient.users import HubUsers
+from moonhub_core import platform
 from moonhub_core import pods as podc
 
 from .gpu_metrics import MetricsError, scrape

@@ -9,8 +9,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from moonhub_core.platform import ConfigError, PlatformConfig
+
 from .devlogin import BANNER, DevelopmentAuthenticator, ensure_password
-from .platform import ConfigError, PlatformConfig
 
 SECRET_ENV = "MOONHUB_OAUTH_CLIENT_SECRET"
 

@@ -8,8 +8,8 @@ import sys
 
 from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
 from admin_console.handlers import handlers as console_handlers
-from hub_config.platform import ConfigError, config_path, load
 from hub_config.traits import apply
+from moonhub_core.platform import ConfigError, config_path, load
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
 

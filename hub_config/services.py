@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from moonhub_core import server_claim
-
-from .platform import CONFIG_ENV, ConfigError, PlatformConfig
+from moonhub_core.platform import CONFIG_ENV, ConfigError, PlatformConfig
 
 #: set by the local cluster's supervisor on the processes it starts (localcluster/supervisor.py)
 SUPERVISED_ENV = "MOONHUB_SUPERVISED"

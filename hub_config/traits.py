@@ -1,4 +1,4 @@
-"""Apply a :class:`~hub_config.platform.PlatformConfig` to JupyterHub's config object."""
+"""Apply a :class:`~moonhub_core.platform.PlatformConfig` to JupyterHub's config object."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from moonhub_core import pods
+from moonhub_core.platform import PlatformConfig, catalog_path
 
 from . import auth, services
 from .config_paths import REPO
-from .platform import PlatformConfig, catalog_path
 
 
 def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:

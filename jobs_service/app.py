@@ -16,11 +16,10 @@ from tornado import web
 from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
-from hub_config import platform
-from hub_config.platform import JobsLimits, JobsSection
 from hubclient.users import HubUsers
-from moonhub_core import server_claim
+from moonhub_core import platform, server_claim
 from moonhub_core.catalog import shared_store
+from moonhub_core.platform import JobsLimits, JobsSection
 
 from . import bodies, launch, snapshots
 from .api import routes

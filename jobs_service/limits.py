@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub_config.platform import JobsLimits
 from moonhub_core.errors import FieldError
+from moonhub_core.platform import JobsLimits
 
 
 class LimitReached(FieldError):

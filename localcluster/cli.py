@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from hub_config.platform import load
+from moonhub_core.platform import load
 
 from . import addons, gluster, kueue, network, node, registry, standin, storage
 from .config import REPO, ClusterConfig, default_state_dir

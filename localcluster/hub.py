@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from hub_config.platform import DEFAULT_CONFIG, PlatformConfig, load
+from moonhub_core.platform import DEFAULT_CONFIG, PlatformConfig, load
 
 from .config import REPO, ClusterConfig
 from .supervisor import Supervisor, ensure_free

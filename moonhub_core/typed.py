@@ -1,6 +1,6 @@
 """Typed YAML documents: dataclasses in, errors that name the key path out.
 
-Shared by the platform config (:mod:`hub_config.platform`) and the spawner's catalog:
+Shared by the platform config (:mod:`moonhub_core.platform`) and the spawner's catalog:
 unknown keys are refused with a suggestion, types are checked, and the error names the
 dotted path of the field (``sizes[2].cpu_limit: must be a number, not 'two'``).
 """

@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes_asyncio import client
 
-from hub_config.platform import HubSection, JobsSection, PlatformConfig, SpawnerSection
 from localcluster import cli, node
 from localcluster.config import METADATA_IP, REPO, ClusterConfig
 from localcluster.hub import user_pod_policy
 from localcluster.supervisor import Supervisor
+from moonhub_core.platform import HubSection, JobsSection, PlatformConfig, SpawnerSection
 from tests.helpers import PYTHON_IMAGE, describe_pod, pod_ended, pod_log, wait_for
 
 #: host services on the node address: the hub API and jobs service stand-ins (allowed) and

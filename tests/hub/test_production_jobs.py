@@ -20,7 +20,7 @@ from kubernetes_asyncio import client
 from tornado import web
 
 from hub_config.config_paths import REPO
-from hub_config.platform import load
+from moonhub_core.platform import load
 from tests.conftest import Hub
 from tests.helpers import jobs_api, notebook, read_from_pvc, runs_ended, wait_for
 from tests.hub.test_jobs_api import snapshot_folder

@@ -40,7 +40,7 @@ def test_the_example_platform_config_loads_in_the_image() -> None:
     out = run(
         "python",
         "-c",
-        "import hub_config, os; from hub_config.platform import load; from pathlib import Path;"
+        "import hub_config, os; from moonhub_core.platform import load; from pathlib import Path;"
         "print(load(Path(hub_config.__file__).parent / 'examples/keycloak.yaml').auth.type)",
     )
     assert out == "oidc"

@@ -1,7 +1,7 @@
 """The import rule of docs/architecture.md: which package may import which. The domain core
-imports none of the components; components do not import each other; the services read the
-platform document only through ``hub_config.platform``; the hub's parts are wired together
-in one file (``hub_config/jupyterhub_config.py``)."""
+imports none of the components; components do not import each other; the platform document
+is the core's (``moonhub_core.platform``), so every service reads it without an exception to
+the rule; the hub's parts are wired together in one file (``hub_config/jupyterhub_config.py``)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ ALLOWED: dict[str, set[str]] = {
     "hub_config": {"moonhub_core"},
     "spawner_ext": {"moonhub_core"},
     "admin_console": {"moonhub_core"},
-    "jobs_service": {"moonhub_core", "hubclient", "hub_config.platform"},
-    "culling": {"moonhub_core", "hubclient", "hub_config.platform"},
-    "localcluster": {"hub_config.platform", "moonhub_core"},
+    "jobs_service": {"moonhub_core", "hubclient"},
+    "culling": {"moonhub_core", "hubclient"},
+    "localcluster": {"moonhub_core"},
     "images": {"localcluster"},
     "storage_agent": {"moonhub_core"},
     # measuring tools drive any part
@@ -73,7 +73,7 @@ def violations(package: str) -> list[str]:
             top = name.split(".")[0]
             if top == package or top not in PACKAGES:
                 continue
-            # `from hub_config import platform` imports hub_config.platform: judge the
+            # `from moonhub_core import uids` imports moonhub_core.uids: judge the
             # longest name, and a bare package only when nothing longer is imported
             if name == top and any(n.startswith(f"{top}.") for n in _imports(path)):
                 continue

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_config.platform import CullingSection, HubSection, JobsSection, PlatformConfig, SpawnerSection
 from localcluster import addons, gluster, network, node, oci, storage
 from localcluster.config import CLUSTER_RANGES, ClusterConfig
 from localcluster.controlplane import components, kubeconfig, node_identity
 from localcluster.hub import user_pod_policy
 from localcluster.nodes import FLEET, GPU_TAINT, KWOK_TAINT, RUN_FOR, SimulatedNode, kwok_stages, node_object
+from moonhub_core.platform import CullingSection, HubSection, JobsSection, PlatformConfig, SpawnerSection
 
 
 def test_gpu_node_has_capacity_labels_and_taints() -> None:

@@ -12,10 +12,10 @@ from traitlets.config import Config
 from culling import service as culling_service
 from hub_config import services
 from hub_config.auth import client_secret
-from hub_config.platform import ConfigError, catalog_path, load
 from hub_config.traits import apply
 from jobs_service.app import JobsServiceApp
 from moonhub_core import pods, server_claim
+from moonhub_core.platform import ConfigError, catalog_path, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 

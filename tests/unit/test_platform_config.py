@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_config.platform import AuthSection, ConfigError, PlatformConfig, load
+from moonhub_core.platform import AuthSection, ConfigError, PlatformConfig, load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "hub_config" / "examples"
 

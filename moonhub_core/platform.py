@@ -22,14 +22,14 @@ from urllib.parse import urlparse
 
 import yaml
 
-from moonhub_core.catalog import EXAMPLE as EXAMPLE_CATALOG
-from moonhub_core.numbers import is_whole
-from moonhub_core.typed import DocumentError, load_file
+from .catalog import EXAMPLE as EXAMPLE_CATALOG
+from .numbers import is_whole
+from .typed import DocumentError, load_file
 
 #: the environment variable naming the platform document of every MoonHub process
 CONFIG_ENV = "MOONHUB_CONFIG"
 #: the document read when ``$MOONHUB_CONFIG`` is not set: the local example
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "hub_config" / "examples" / "local.yaml"
 
 
 class ConfigError(DocumentError):
