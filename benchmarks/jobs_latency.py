@@ -21,6 +21,7 @@ from kubernetes_asyncio import config
 
 from jobs_service.db import open_db
 from jobs_service.service import Caller, JobsService
+from jobs_service.settings import for_tests
 from localcluster.config import REPO, ClusterConfig
 from moonhub_core.catalog import CatalogStore
 
@@ -55,9 +56,7 @@ async def run(cfg: ClusterConfig, users: int, per_user: int, lists: int) -> None
             open_db(f"sqlite:///{Path(tmp) / 'jobs.sqlite'}"),
             CatalogStore(REPO / "moonhub_core" / "examples" / "catalog.yaml"),
             api,
-            "moonhub-users",
-            storage_class_override="local-path",
-            snapshot_dir=Path(tmp) / "snapshots",
+            for_tests(storage_class_override="local-path", snapshot_dir=Path(tmp) / "snapshots"),
         )
         create: list[float] = []
         for u in range(users):

@@ -30,7 +30,7 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
     service = {
         "name": "jobs",
         "url": cfg.jobs.url,
-        "command": [sys.executable, "-m", "jobs_service", f"--JobsServiceApp.admin_groups={cfg.jobs.admin_groups!r}"],
+        "command": [sys.executable, "-m", "jobs_service"],
         "oauth_no_confirm": True,
         "environment": {
             # the service's own Kubernetes identity (local development; in-cluster otherwise)

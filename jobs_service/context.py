@@ -66,29 +66,30 @@ class Context:
     db: sessionmaker[Session]
     catalog: CatalogStore
     api: client.ApiClient
+    # the service's settings (jobs_service.settings: the platform document's, declared there)
     #: where job pods, CronJobs, snapshots and workspace volumes live (the users' namespace)
     namespace: str
-    storage_class_override: str = ""
-    smtp: notify.SmtpSettings = field(default_factory=notify.SmtpSettings)
+    storage_class_override: str
+    smtp: notify.SmtpSettings
     #: the hub, asked for owners' groups (entitlements) and who has left; None: no hub
     #: (every owner has no groups, and nobody ever counts as departed)
-    hub: HubUsers | None = None
-    admin_groups: tuple[str, ...] = ("job-admins",)
-    limits: Limits = field(default_factory=Limits)
-    departed_grace: datetime.timedelta = datetime.timedelta(days=7)
+    hub: HubUsers | None
+    admin_groups: tuple[str, ...]
+    limits: Limits
+    departed_grace: datetime.timedelta
     #: job admins may change other users' notebooks and run them (code execution as that
     #: user: off unless the operator opts in)
-    admins_may_edit: bool = False
-    webhooks: notify.WebhookPolicy = field(default_factory=notify.WebhookPolicy)
-    emails: notify.EmailPolicy = field(default_factory=notify.EmailPolicy)
+    admins_may_edit: bool
+    webhooks: notify.WebhookPolicy
+    emails: notify.EmailPolicy
     #: the prefix of this MoonHub's Kueue objects (``spawner.queue_prefix``)
-    queue_prefix: str = "moonhub"
+    queue_prefix: str
     #: notebook versions, outside etcd (``snapshots``)
     snapshots: SnapshotStore = field(kw_only=True)
     #: runs' executed notebooks and files (``outputs``)
     outputs: OutputStore = field(kw_only=True)
     #: where runs' pods reach the service's launch routes (``launch``), and its signing key
-    launch_url: str = field(kw_only=True, default="http://127.0.0.1:8090/services/jobs/launch")
+    launch_url: str = field(kw_only=True)
     launch_key: bytes = field(kw_only=True, default=b"")
     #: one writer at a time. SQLite (the service's default store) locks the whole database
     #: from a transaction's first write until its commit; a second writer waiting for that

@@ -9,12 +9,10 @@ change only their own definitions; job admins see all.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
@@ -31,7 +29,6 @@ from . import (
     gpu_queues,
     gpu_usage,
     launch,
-    notify,
     outputs,
     pipelines,
     reclaim,
@@ -44,7 +41,7 @@ from . import (
     workspaces,
 )
 from .context import Caller, Context
-from .limits import Limits
+from .settings import Settings
 
 __all__ = ["Caller", "JobsService"]
 
@@ -71,39 +68,29 @@ class JobsService:
         db: sessionmaker[Session],
         catalog: CatalogStore,
         api: client.ApiClient,
-        namespace: str,
-        storage_class_override: str = "",
-        smtp: notify.SmtpSettings | None = None,
+        settings: Settings,
         *,
         hub: HubUsers | None = None,
-        admin_groups: Iterable[str] = ("job-admins",),
-        limits: Limits | None = None,
-        departed_grace: datetime.timedelta = datetime.timedelta(days=7),
-        admins_may_edit: bool = False,
-        webhooks: notify.WebhookPolicy | None = None,
-        emails: notify.EmailPolicy | None = None,
-        queue_prefix: str = "moonhub",
-        snapshot_dir: Path = Path("moonhub-job-snapshots"),
-        launch_url: str = "http://127.0.0.1:8090/services/jobs/launch",
     ) -> None:
+        self.settings = settings
         self.ctx = Context(
             db,
             catalog,
             api,
-            namespace,
-            storage_class_override,
-            smtp or notify.SmtpSettings(),
+            settings.namespace,
+            settings.storage_class_override,
+            settings.smtp,
             hub,
-            tuple(admin_groups),
-            limits or Limits(),
-            departed_grace,
-            admins_may_edit,
-            webhooks or notify.WebhookPolicy(),
-            emails or notify.EmailPolicy(),
-            queue_prefix,
-            snapshots=snapshots.SnapshotStore(snapshot_dir),
-            outputs=outputs.OutputStore(snapshot_dir / "runs"),
-            launch_url=launch_url,
+            settings.admin_groups,
+            settings.limits,
+            settings.departed_grace,
+            settings.admins_may_edit,
+            settings.webhooks,
+            settings.emails,
+            settings.queue_prefix,
+            snapshots=snapshots.SnapshotStore(settings.snapshot_dir),
+            outputs=outputs.OutputStore(settings.snapshot_dir / "runs"),
+            launch_url=settings.launch_url,
         )
         with db() as s:
             self.ctx.launch_key = launch.service_key(s)
@@ -111,7 +98,7 @@ class JobsService:
         self.usage = gpu_usage.Sampler()
         #: when the last tracking pass ended (monotonic) and how often one is due (``health``)
         self.last_pass = time.monotonic()
-        self.interval = 2.0
+        self.interval = float(settings.sync_interval)
         SINCE_PASS.set_function(lambda: time.monotonic() - self.last_pass)
 
     # ---- secrets -----------------------------------------------------------------------

@@ -202,6 +202,8 @@ class JobsSection:
     admin_groups: list[str] = field(default_factory=lambda: ["job-admins"])
     #: SMTP server for failure e-mails ("host:port"; credentials come from the environment)
     smtp: str = ""
+    #: the sender address of notification e-mails
+    smtp_from: str = "moonhub@localhost"
     #: ``true``: the hub starts the service; ``false``: it runs on its own (e.g. its own
     #: Deployment with its own Kubernetes identity) and authenticates with the token in
     #: ``$MOONHUB_JOBS_API_TOKEN``
@@ -209,6 +211,8 @@ class JobsSection:
     #: seconds between the service's reconciliations with Kubernetes and the hub (missing
     #: CronJobs, entitlements checked again, departed users); also done at start
     reconcile_interval: int = 300
+    #: seconds between the service's reads of the Jobs' state from Kubernetes (run tracking)
+    sync_interval: int = 2
     #: seconds a job's owner must have been gone from the hub (the hub answers 404 for
     #: them) before their jobs and run history are removed
     departed_grace: int = 7 * 24 * 3600
@@ -312,6 +316,8 @@ def check_consistency(cfg: PlatformConfig) -> None:
         raise DocumentError("jobs.departed_grace: must not be negative")
     if j.reconcile_interval < 1:
         raise DocumentError("jobs.reconcile_interval: must be at least 1 (second)")
+    if j.sync_interval < 1:
+        raise DocumentError("jobs.sync_interval: must be at least 1 (second)")
     for key in ("jobs_per_user", "versions_per_job", "active_runs_per_user"):
         if getattr(j.limits, key) < 1:
             raise DocumentError(f"jobs.limits.{key}: must be at least 1")

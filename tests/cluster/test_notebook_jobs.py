@@ -23,6 +23,7 @@ from jobs_service.context import Caller
 from jobs_service.db import DefinitionRow, open_db
 from jobs_service.jobstatus import failure_reason
 from jobs_service.service import JobsService
+from jobs_service.settings import for_tests
 from localcluster.config import ClusterConfig
 from moonhub_core import choices as ch
 from moonhub_core import pods
@@ -50,9 +51,7 @@ async def launcher(
         open_db(f"sqlite:///{tmp_path / 'jobs.sqlite'}"),
         CatalogStore(CATALOG),
         api,
-        namespace,
-        snapshot_dir=tmp_path / "snapshots",
-        launch_url=url,
+        for_tests(namespace=namespace, snapshot_dir=tmp_path / "snapshots", launch_url=url),
     )
     server = web.Application(launch.routes("/services/jobs/"), jobs=svc).listen(LAUNCH_PORT, local_cluster.node_ip)
     yield svc

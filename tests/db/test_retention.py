@@ -10,6 +10,7 @@ from sqlalchemy import select
 from jobs_service import upstream
 from jobs_service.db import DefinitionRow, RunRow, open_db
 from jobs_service.service import JobsService
+from jobs_service.settings import for_tests
 from moonhub_core.catalog import CatalogStore
 
 CATALOG = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
@@ -29,7 +30,7 @@ async def test_trim_keeps_the_newest_finished_runs(tmp_path: Path) -> None:
         s.commit()
     api = client.ApiClient()  # not called: retention only touches the database
     try:
-        svc = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users")
+        svc = JobsService(db, CatalogStore(CATALOG), api, for_tests(snapshot_dir=tmp_path / "snapshots"))
         assert svc.trim_history() == 2
     finally:
         await api.close()
@@ -54,7 +55,7 @@ async def test_the_jobs_that_run_after_others_follow_each_change(tmp_path: Path)
         s.commit()
     api = client.ApiClient()  # not called: only the database is read
     try:
-        ctx = JobsService(db, CatalogStore(CATALOG), api, "moonhub-users").ctx
+        ctx = JobsService(db, CatalogStore(CATALOG), api, for_tests(snapshot_dir=tmp_path / "snapshots")).ctx
         with db() as s:
             assert [d.name for d in upstream._runs_after(ctx, s)] == ["report"]
             other = s.scalar(select(DefinitionRow).where(DefinitionRow.name == "other"))

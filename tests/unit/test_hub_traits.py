@@ -13,9 +13,10 @@ from culling import service as culling_service
 from hub_config import services
 from hub_config.auth import client_secret
 from hub_config.traits import apply
+from jobs_service import settings
 from jobs_service.app import JobsServiceApp
 from moonhub_core import pods, server_claim
-from moonhub_core.platform import ConfigError, catalog_path, load
+from moonhub_core.platform import ConfigError, JobsLimits, JobsSection, catalog_path, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 
@@ -152,21 +153,31 @@ def test_every_service_reads_the_document_the_hub_read(tmp_path: Path) -> None:
 
 
 def test_the_jobs_service_takes_its_settings_from_the_document(tmp_path: Path) -> None:
+    """Every setting of the jobs service is the document's (declared once, with its default),
+    and where it keeps its state comes from the environment the hub gives it."""
     _configured(
         tmp_path,
         spawner={"namespace": "team-pods", "storage_class_override": "fast", "catalog": "cat.yaml"},
-        jobs={"smtp": "mail.example.org:2525", "emails_per_hour": 7},
+        jobs={"smtp": "mail.example.org:2525", "emails_per_hour": 7, "sync_interval": 3, "url": "http://10.0.0.5:8090"},
     )
     path = tmp_path / "platform.yaml"
+    env = {
+        settings.DB_ENV: "sqlite:////x/j.sqlite",
+        settings.SNAPSHOTS_ENV: "/x/snap",
+        settings.SMTP_PASSWORD_ENV: "pw",
+    }
+    got = settings.from_platform(load(path), path, env)
+    assert (got.namespace, got.storage_class_override) == ("team-pods", "fast")
+    assert got.catalog_path == (tmp_path / "cat.yaml").resolve() == catalog_path(load(path), path)
+    assert (got.smtp.host, got.smtp.port, got.smtp.password, got.emails.per_hour) == ("mail.example.org", 2525, "pw", 7)
+    assert (got.sync_interval, got.reconcile_interval) == (3, JobsSection.reconcile_interval)
+    assert got.launch_url == "http://10.0.0.5:8090/services/jobs/launch"
+    assert (got.db_url, str(got.snapshot_dir), got.kubeconfig) == ("sqlite:////x/j.sqlite", "/x/snap", "")
+    assert got.limits.jobs_per_user == JobsLimits.jobs_per_user and got.admin_groups == ("job-admins",)
     app = JobsServiceApp(platform=str(path))
-    app.apply_platform()
-    assert (app.namespace, app.storage_class_override) == ("team-pods", "fast")
-    assert app.catalog_path == str((tmp_path / "cat.yaml").resolve()) == str(catalog_path(load(path), path))
-    assert (app.smtp_host, app.smtp_port, app.emails_per_hour) == ("mail.example.org", 2525, 7)
-    given_config = Config({"JobsServiceApp": {"namespace": "mine", "smtp_port": 25}})
-    given = JobsServiceApp(platform=str(path), config=given_config)
-    given.apply_platform()
-    assert (given.namespace, given.smtp_host, given.smtp_port) == ("mine", "mail.example.org", 25), "given wins"
+    assert app.platform == str(path) and not [t for t in app.class_own_traits(config=True) if t != "platform"], (
+        "no setting of the service's own beside the document"
+    )
 
 
 def test_the_reclaim_service_takes_its_settings_from_the_document(
