@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
 
-from moonhub_core import claims, gpuview, workspaces
+from moonhub_core import claims, gpuview, queues, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, NotFound, ReadOnly
@@ -101,9 +101,10 @@ class ConsoleHandler(JsonResponses, BaseHandler):
         claims = await core.list_namespaced_persistent_volume_claim(self.settings["moonhub_user_namespace"])
         spaces = sorted((workspaces.usage(ser(c)) for c in claims.items), key=lambda u: (u.kind, u.user))
         out["workspaces"] = {"claims": [u.as_dict() for u in spaces], "total": workspaces.summary(spaces)}
-        queues = Queues(core.api_client, str(self.settings.get("moonhub_queue_prefix") or "moonhub"))  # type: ignore[attr-defined]
+        prefix = str(self.settings.get("moonhub_queue_prefix") or queues.DEFAULT_PREFIX)
+        kueue = Queues(core.api_client, prefix)  # type: ignore[attr-defined]
         try:
-            out["queues"] = await queues.view(self.settings["moonhub_user_namespace"])
+            out["queues"] = await kueue.view(self.settings["moonhub_user_namespace"])
         except client.ApiException as e:  # Kueue missing or unreachable: the rest of the page still helps
             out["queues"], out["queues_error"] = [], f"Kueue's queues can not be read: {e.status} {e.reason}"
         return out

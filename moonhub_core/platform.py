@@ -24,6 +24,7 @@ import yaml
 
 from .catalog import EXAMPLE as EXAMPLE_CATALOG
 from .numbers import is_whole
+from .queues import DEFAULT_PREFIX as QUEUE_PREFIX
 from .typed import DocumentError, load_file
 
 #: the environment variable naming the platform document of every MoonHub process
@@ -148,7 +149,7 @@ class SpawnerSection:
     storage_class_override: str = ""
     #: the prefix of this MoonHub's Kueue objects (cluster-wide names): give each MoonHub
     #: that shares a cluster its own
-    queue_prefix: str = "moonhub"
+    queue_prefix: str = QUEUE_PREFIX
     start_timeout: int = 300
     #: seconds before a server pod of this hub that no server of it stands for (its stop
     #: failed) is taken for an orphan and removed (spawner_ext/orphans.py); 0: never

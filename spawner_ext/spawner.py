@@ -53,7 +53,7 @@ class MoonSpawner(KubeSpawner):
     user_queue: queues.UserQueue | None = None
 
     queue_prefix = Unicode(
-        "moonhub",
+        queues.DEFAULT_PREFIX,
         config=True,
         help="""
         The prefix of this MoonHub's Kueue objects (cluster-wide names: flavors, cohorts,
