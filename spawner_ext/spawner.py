@@ -49,8 +49,10 @@ class MoonSpawner(KubeSpawner):
         Re-read when it changes; a broken edit keeps the last good catalog in use.
         """,
     )
-    #: the user's queue, written by load_user_options (every server is queued)
+    #: the user's queue, written by load_user_options (every server is queued), which then
+    #: sets ``_queue_known`` (the start's watch for Kueue's refusal waits for it)
     user_queue: queues.UserQueue | None = None
+    _queue_known: asyncio.Event | None = None
 
     queue_prefix = Unicode(
         queues.DEFAULT_PREFIX,
@@ -214,6 +216,8 @@ class MoonSpawner(KubeSpawner):
         self.user_queue = await took.time(
             "queue", self.queues.ensure_user(cat, self.user.name, groups, bool(self.user.admin), self.namespace)
         )
+        if self._queue_known is not None:
+            self._queue_known.set()
         labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
         self.extra_labels = {**labels, **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix)}
         self.log.info("spawning %s with %s (checks: %s)", self._log_name, choice, took)
@@ -335,7 +339,8 @@ class MoonSpawner(KubeSpawner):
         """KubeSpawner's start, raced against a watch for failures that will not resolve and
         a prompt check that the server answers (``readiness``)."""
         await self._start_watching_pods()
-        self.user_queue = None  # set by load_user_options
+        self.user_queue = None  # set by load_user_options, which then sets this
+        self._queue_known = asyncio.Event()
         key = f"{self.namespace}/{self.pod_name}"
         old = self.pod_reflector.pods.get(key)
         stale = {old["metadata"]["uid"]} if old else set()
@@ -399,10 +404,12 @@ class MoonSpawner(KubeSpawner):
         """Ends with the refusal when Kueue can not admit the server now and the user did not
         choose to wait; while it waits, its place is shown on the spawn page."""
         # the options are validated (and the queue written) after this watch starts
-        uq: queues.UserQueue | None = None
-        while uq is None:
-            await asyncio.sleep(0.5)
-            uq = getattr(self, "user_queue", None)
+        known = self._queue_known
+        if known is not None:
+            await known.wait()
+        uq = self.user_queue
+        if uq is None:  # (load_user_options always writes it before it says so)
+            await asyncio.Event().wait()
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
         message = await queue_wait.refusal(
             self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), uq, wait, self._queued
