@@ -408,7 +408,7 @@ class MoonSpawner(KubeSpawner):
         if known is not None:
             await known.wait()
         uq = self.user_queue
-        if uq is None:  # (load_user_options always writes it before it says so)
+        while uq is None:  # (load_user_options always writes it before it says so)
             await asyncio.Event().wait()
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
         message = await queue_wait.refusal(
