@@ -39,7 +39,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def job(name: str, queued: bool) -> dict[str, Any]:
-    labels = {"bench": "admission", **(q.workload_labels(USER, server=False) if queued else {})}
+    labels = {"bench": "admission", **(q.queue_labels(USER, server=False) if queued else {})}
     return a100_job(name, labels, {"bench": "admission", "bench-job": name})
 
 

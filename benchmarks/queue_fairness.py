@@ -36,7 +36,7 @@ TEAMS = {"team-a": 4, "team-b": 2, "team-c": 2}
 
 
 def job(name: str, user: str, run_seconds: int) -> dict[str, Any]:
-    labels = {"bench": "fairness", **q.workload_labels(user, server=False)}
+    labels = {"bench": "fairness", **q.queue_labels(user, server=False)}
     return a100_job(name, labels, {"bench": "fairness"}, {RUN_FOR: f"{run_seconds}s"})
 
 

@@ -34,7 +34,7 @@ def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
     """Every run waits in its owner's Kueue queue (its Job suspended until admitted): their
     GPU maximum, their CPU, memory and pods bounds and their team's quotas count it, whoever
     starts it (a schedule, a person, a pipeline, a repair)."""
-    obj["metadata"]["labels"].update(queues.workload_labels(owner.name, server=False, prefix=ctx.queue_prefix))
+    obj["metadata"]["labels"].update(queues.queue_labels(owner.name, server=False, prefix=ctx.queue_prefix))
     return obj
 
 

@@ -74,7 +74,7 @@ def annotations_of(pod: Mapping[str, Any]) -> dict[str, str]:
     return dict((pod.get("metadata") or {}).get("annotations") or {})
 
 
-def workload_labels(environment: str, size: str, gpu_type: str | None, gpu_count: int) -> dict[str, str]:
+def choice_labels(environment: str, size: str, gpu_type: str | None, gpu_count: int) -> dict[str, str]:
     """The labels of a server or job pod made from these choices."""
     return {
         ENVIRONMENT: environment,

@@ -450,7 +450,7 @@ def compute_bounds(spec: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def workload_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+def queue_labels(user: str, server: bool, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
     """The labels that put a server's pod or a run's Job in the user's queue."""
     return {QUEUE_LABEL: user_local_queue(user, prefix), PRIORITY_LABEL: SERVER_PRIORITY if server else JOB_PRIORITY}
 

@@ -14,7 +14,7 @@ from typing import Any
 from . import workspaces
 from .catalog import Catalog
 from .choices import Choices
-from .pods import GPU_NODE_LABEL, GPU_RESOURCE, workload_labels
+from .pods import GPU_NODE_LABEL, GPU_RESOURCE, choice_labels
 from .security import container_security_context, pod_security_context, user_env
 
 WORKSPACE_VOLUME = "workspace"
@@ -81,7 +81,7 @@ def build(
     # the team folders' groups (mode 2770): other teams' processes can not enter them
     security = pod_security_context(uid, gids)
 
-    labels = workload_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
+    labels = choice_labels(env_.name, size.name, choices.gpu_type, choices.gpu_count)
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
     chosen = {
         **user_env(st.mount_path),

@@ -219,7 +219,7 @@ class MoonSpawner(KubeSpawner):
         if self._queue_known is not None:
             self._queue_known.set()
         labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
-        self.extra_labels = {**labels, **queues.workload_labels(self.user.name, server=True, prefix=self.queue_prefix)}
+        self.extra_labels = {**labels, **queues.queue_labels(self.user.name, server=True, prefix=self.queue_prefix)}
         self.log.info("spawning %s with %s (checks: %s)", self._log_name, choice, took)
 
     def _refused(self, e: ChoiceError) -> NoReturn:

@@ -100,9 +100,9 @@ def test_names_are_valid_kubernetes_names_for_any_user() -> None:
 
 
 def test_servers_and_runs_name_the_users_queue_with_their_priority() -> None:
-    labels = q.workload_labels("ann", server=True)
+    labels = q.queue_labels("ann", server=True)
     assert labels == {q.QUEUE_LABEL: "moonhub-gpus-ann", q.PRIORITY_LABEL: q.SERVER_PRIORITY}
-    assert q.workload_labels("ann", server=False)[q.PRIORITY_LABEL] == q.JOB_PRIORITY
+    assert q.queue_labels("ann", server=False)[q.PRIORITY_LABEL] == q.JOB_PRIORITY
     prios = {p["metadata"]["name"]: p["value"] for p in q.priority_classes()}
     assert prios[q.SERVER_PRIORITY] > prios[q.JOB_PRIORITY]
 
