@@ -19,6 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from jupyterhub.services.auth import HubAuth, HubAuthenticated
@@ -274,54 +275,32 @@ async def serve(r: Reclaimer, listen: str, every: float, sample_every: float) ->
     await r.run(every, sample_every)
 
 
-def main() -> None:
-    # every setting comes from the platform document the hub read ($MOONHUB_CONFIG); an
-    # option given here wins (e.g. to try a shorter timeout by hand)
-    path = platform.config_path()
+def main(argv: list[str] | None = None) -> None:
+    """Every setting comes from the platform document the hub read (``$MOONHUB_CONFIG``, or
+    ``--platform``); to try another value, change the document."""
+    p = argparse.ArgumentParser(prog="python -m culling", description=__doc__)
+    p.add_argument(
+        "--platform", default="", help="the platform document (default: $MOONHUB_CONFIG, else the local example)"
+    )
+    a = p.parse_args(argv)
+    path = Path(a.platform).resolve() if a.platform else platform.config_path()
     try:
         cfg = platform.load(path)
     except platform.ConfigError as e:
         raise SystemExit(f"MoonHub configuration error: {e}") from None
     cu = cfg.culling
-    p = argparse.ArgumentParser(prog="python -m culling", description=__doc__)
-    p.add_argument("--namespace", default=cfg.spawner.namespace)
-    p.add_argument("--idle-timeout", type=int, default=cu.idle_timeout, help="the idle culler's timeout (seconds)")
-    p.add_argument(
-        "--gpu-idle-timeout", type=int, default=cu.gpu_idle_timeout, help="reclaim GPUs idle this long (seconds)"
-    )
-    p.add_argument(
-        "--gpu-idle-threshold",
-        type=float,
-        default=cu.gpu_idle_threshold,
-        help="percent at or below which a GPU is idle",
-    )
-    p.add_argument(
-        "--warn-before", type=int, default=cu.warn_before, help="warn users this long before a stop (seconds)"
-    )
-    p.add_argument("--every", type=float, default=cu.every, help="seconds between checks")
-    p.add_argument(
-        "--gpu-sample-seconds", type=float, default=cu.gpu_sample_seconds, help="seconds between GPU utilization reads"
-    )
-    p.add_argument(
-        "--gpu-metrics-url",
-        action="append",
-        default=None,
-        help="a DCGM exporter's /metrics (or a Prometheus /federate carrying DCGM_FI_DEV_GPU_UTIL); repeatable",
-    )
-    p.add_argument("--listen", default=cu.url, help="where to serve notices (e.g. http://0.0.0.0:8091); empty: off")
-    a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log.info("settings from %s", path)
-    settings = Settings(a.idle_timeout, a.gpu_idle_timeout, a.warn_before)
+    settings = Settings(cu.idle_timeout, cu.gpu_idle_timeout, cu.warn_before)
     r = Reclaimer(
         settings,
-        a.namespace,
+        cfg.spawner.namespace,
         os.environ["JUPYTERHUB_API_URL"],
         os.environ["JUPYTERHUB_API_TOKEN"],
-        a.gpu_metrics_url if a.gpu_metrics_url is not None else list(cu.gpu_metrics_urls),
-        a.gpu_idle_threshold,
+        list(cu.gpu_metrics_urls),
+        cu.gpu_idle_threshold,
     )
     try:
-        asyncio.run(serve(r, a.listen, a.every, a.gpu_sample_seconds))
+        asyncio.run(serve(r, cu.url, cu.every, cu.gpu_sample_seconds))
     except KeyboardInterrupt:  # the hub stops its services with a signal
         log.info("stopped")

@@ -194,17 +194,20 @@ def test_the_reclaim_service_takes_its_settings_from_the_document(
     monkeypatch.setattr(culling_service, "serve", serve)
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:1/hub/api")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "t")
-    monkeypatch.setattr("sys.argv", ["culling", "--every=3"])
-    culling_service.main()
+    culling_service.main([])
     cu = load(tmp_path / "platform.yaml").culling
     assert seen == {
         "namespace": "team-pods",
         "timeout": 7200,
-        "every": 3,
+        "every": 9,
         "listen": cu.url,
         "metrics": list(cu.gpu_metrics_urls),
     }
     assert cu.gpu_metrics_urls, "the example names a metrics URL, so the test shows it is passed on"
+    monkeypatch.delenv("MOONHUB_CONFIG")
+    seen.clear()
+    culling_service.main(["--platform", str(tmp_path / "platform.yaml")])
+    assert seen["namespace"] == "team-pods", "--platform names the document"
 
 
 def test_the_hub_config_file_mounts_the_admin_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
