@@ -17,11 +17,12 @@ from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
 
-from moonhub_core import claims, gpuview, queues, workspaces
+from moonhub_core import claims, gpuview, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, NotFound, ReadOnly
 from moonhub_core.jsonhttp import JsonResponses, read_json
+from moonhub_core.platform import HUB_SETTING, Document
 from moonhub_core.queueing import Queues
 
 from . import edits
@@ -32,13 +33,19 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 class ConsoleHandler(JsonResponses, BaseHandler):
     @property
+    def platform(self) -> Document:
+        """The platform document the hub read (typed; its settings, declared there)."""
+        doc: Document = self.settings[HUB_SETTING]
+        return doc
+
+    @property
     def catalog_path(self) -> Path:
-        return Path(self.settings["moonhub_catalog"])
+        return self.platform.catalog
 
     @property
     def managed_by(self) -> str:
         """Where the catalog is edited when not here (empty: here)."""
-        return str(self.settings.get("moonhub_catalog_managed_by") or "")
+        return self.platform.config.spawner.catalog_managed_by
 
     def catalog_doc(self) -> dict[str, Any]:
         """The catalog file as written (what admins edit); ReadOnly (409) when it is not a
@@ -93,18 +100,17 @@ class ConsoleHandler(JsonResponses, BaseHandler):
         # capacity from the hub's shared GPU view; running job pods from the user namespace
         nodes, gpu_pods = await gpuview.shared(core).read()
         jobs = await core.list_namespaced_pod(
-            self.settings["moonhub_user_namespace"], label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}"
+            self.platform.config.spawner.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}"
         )
         cat, error = self.catalog()
         out = usage(cat.gpu_types if cat else [], self.running_servers(), nodes, gpu_pods, [ser(p) for p in jobs.items])
         out["catalog_error"] = error
-        claims = await core.list_namespaced_persistent_volume_claim(self.settings["moonhub_user_namespace"])
+        claims = await core.list_namespaced_persistent_volume_claim(self.platform.config.spawner.namespace)
         spaces = sorted((workspaces.usage(ser(c)) for c in claims.items), key=lambda u: (u.kind, u.user))
         out["workspaces"] = {"claims": [u.as_dict() for u in spaces], "total": workspaces.summary(spaces)}
-        prefix = str(self.settings.get("moonhub_queue_prefix") or queues.DEFAULT_PREFIX)
-        kueue = Queues(core.api_client, prefix)  # type: ignore[attr-defined]
+        kueue = Queues(core.api_client, self.platform.config.spawner.queue_prefix)  # type: ignore[attr-defined]
         try:
-            out["queues"] = await kueue.view(self.settings["moonhub_user_namespace"])
+            out["queues"] = await kueue.view(self.platform.config.spawner.namespace)
         except client.ApiException as e:  # Kueue missing or unreachable: the rest of the page still helps
             out["queues"], out["queues_error"] = [], f"Kueue's queues can not be read: {e.status} {e.reason}"
         return out
@@ -190,7 +196,7 @@ class WorkspaceHandler(ConsoleHandler):
             if want <= 0:
                 raise FieldError("size", "must be larger than 0")
             core: client.CoreV1Api = shared_client("CoreV1Api")
-            ns = self.settings["moonhub_user_namespace"]
+            ns = self.platform.config.spawner.namespace
             current = await claims.size_of(core, ns, claim)
             if current is None:
                 raise NotFound("claim", f"no workspace or team folder named {claim!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from moonhub_core import pods
-from moonhub_core.platform import PlatformConfig, catalog_path
+from moonhub_core.platform import HUB_SETTING, Document, PlatformConfig, catalog_path
 
 from . import auth, services
 from .config_paths import REPO
@@ -79,11 +79,6 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.Spawner.cmd = ["jupyterhub-singleuser"]
 
     services.apply(c, cfg, document, state)
-    # what the admin console (wired in jupyterhub_config.py) reads: the catalog the spawner
-    # reads, who manages it, where users' pods run
-    c.JupyterHub.tornado_settings = {
-        "moonhub_catalog": str(catalog_path(cfg, document)),
-        "moonhub_catalog_managed_by": sp.catalog_managed_by,
-        "moonhub_user_namespace": sp.namespace,
-        "moonhub_queue_prefix": sp.queue_prefix,
-    }
+    # what the admin console (wired in jupyterhub_config.py) reads: the typed document (the
+    # catalog the spawner reads, who manages it, where users' pods run, the queues' prefix)
+    c.JupyterHub.tornado_settings = {HUB_SETTING: Document(cfg, document)}

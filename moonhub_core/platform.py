@@ -379,6 +379,23 @@ def catalog_path(cfg: PlatformConfig, document: Path) -> Path:
     return EXAMPLE_CATALOG
 
 
+#: the hub's tornado setting that hands the parts in its process the :class:`Document`
+HUB_SETTING = "moonhub_platform"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded platform document and where it is (relative paths in it are relative to
+    its folder): what the hub hands the parts it runs in its own process (the console)."""
+
+    config: PlatformConfig
+    path: Path
+
+    @property
+    def catalog(self) -> Path:
+        return catalog_path(self.config, self.path)
+
+
 def smtp_address(cfg: PlatformConfig) -> tuple[str, int]:
     """``jobs.smtp`` ("host:port", or "host" for port 25) as (host, port); ("", 25): no e-mail."""
     host, _, port = cfg.jobs.smtp.rpartition(":") if ":" in cfg.jobs.smtp else (cfg.jobs.smtp, "", "25")

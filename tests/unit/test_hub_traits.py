@@ -16,7 +16,7 @@ from hub_config.traits import apply
 from jobs_service import settings
 from jobs_service.app import JobsServiceApp
 from moonhub_core import pods, server_claim
-from moonhub_core.platform import ConfigError, JobsLimits, JobsSection, catalog_path, load
+from moonhub_core.platform import HUB_SETTING, ConfigError, JobsLimits, JobsSection, catalog_path, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
 
@@ -114,7 +114,7 @@ def test_hub_in_a_cluster_is_reached_by_name_and_keeps_servers(tmp_path: Path) -
     assert c.JupyterHub.cleanup_servers is False, "an upgrade of the hub leaves users' servers running"
     assert c.JupyterHub.last_activity_interval == 30, "a restarted proxy gets its routes back within 30 s"
     read_only = _configured(tmp_path, spawner={"catalog_managed_by": "the Helm release"})
-    assert read_only.JupyterHub.tornado_settings["moonhub_catalog_managed_by"] == "the Helm release"
+    assert read_only.JupyterHub.tornado_settings[HUB_SETTING].config.spawner.catalog_managed_by == "the Helm release"
 
 
 def test_user_config_and_subdomains_are_the_operators_choice(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_every_service_reads_the_document_the_hub_read(tmp_path: Path) -> None:
         "MOONHUB_JOBS_DB",
         "MOONHUB_JOBS_SNAPSHOTS",
     }
-    assert c.MoonSpawner.catalog_path == c.JupyterHub.tornado_settings["moonhub_catalog"]
+    assert c.MoonSpawner.catalog_path == str(c.JupyterHub.tornado_settings[HUB_SETTING].catalog)
 
 
 def test_the_jobs_service_takes_its_settings_from_the_document(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_the_hub_config_file_mounts_the_admin_console(tmp_path: Path, monkeypatc
     c = Config()
     runpy.run_path(str(EXAMPLE.parents[1] / "jupyterhub_config.py"), init_globals={"get_config": lambda: c})
     assert next(h[0] for h in c.JupyterHub.extra_handlers) == r"/moonhub-admin/?"
-    assert c.JupyterHub.tornado_settings["moonhub_user_namespace"] == "moonhub-users"
+    assert c.JupyterHub.tornado_settings[HUB_SETTING].config.spawner.namespace == "moonhub-users"
 
 
 def test_the_hub_signs_server_claims_with_a_key_from_the_jobs_services_token(
