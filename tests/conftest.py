@@ -69,7 +69,33 @@ def timings() -> dict[str, float]:
     return _TIMINGS
 
 
+#: the folders under tests/ that are tiers (unit, db, cluster, hub, browser, images, scale)
+TIERS = ("unit", "db", "cluster", "hub", "browser", "images", "scale")
+#: seconds per tier (setup, call and teardown of its tests), and per test
+_TIER_SECONDS: dict[str, float] = {}
+_TEST_SECONDS: dict[str, float] = {}
+#: the slowest tests named at the end of a run
+SLOWEST = 15
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = report.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else "other"
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
+    _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The run's time per tier and its slowest tests (where a faster CI would start), then
+    what the tests measured on the way."""
+    if _TIER_SECONDS:
+        terminalreporter.section("MoonHub time per tier")
+        for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{tier:8} {seconds:8.1f}s")
+        terminalreporter.write_line(f"{'all':8} {sum(_TIER_SECONDS.values()):8.1f}s")
+        terminalreporter.section(f"MoonHub slowest {SLOWEST} tests")
+        for nodeid, seconds in sorted(_TEST_SECONDS.items(), key=lambda kv: -kv[1])[:SLOWEST]:
+            terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
     if _TIMINGS:
         terminalreporter.section("MoonHub timings")
         for what, seconds in _TIMINGS.items():
