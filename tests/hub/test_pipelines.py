@@ -13,7 +13,7 @@ from kubernetes_asyncio import client
 
 from tests.conftest import Hub
 from tests.helpers import gone, jobs_api, notebook, runs_ended, wait_for
-from tests.hub.test_jobs_api import _health, _service_pid
+from tests.hub.jobs_client import _health, _service_pid
 
 USER_NS = "moonhub-users"
 

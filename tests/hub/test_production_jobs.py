@@ -23,7 +23,7 @@ from hub_config.config_paths import REPO
 from moonhub_core.platform import load
 from tests.conftest import Hub
 from tests.helpers import jobs_api, notebook, read_from_pvc, runs_ended, wait_for
-from tests.hub.test_jobs_api import snapshot_folder
+from tests.hub.jobs_client import snapshot_folder
 
 USER_NS = "moonhub-users"
 PRINTS = notebook(
