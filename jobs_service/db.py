@@ -296,12 +296,10 @@ def in_chunks(values: list[T]) -> Iterator[list[T]]:
 
 
 def open_db(url: str) -> sessionmaker[Any]:
-    """The database at ``url``: its tables made when missing, and every index declared here
-    made on tables that an older version made without it (``create_all`` makes an index only
-    with its table)."""
+    """The database at ``url``, brought to the newest schema (``jobs_service.schema``: the
+    migrations; a database made before them is brought there too)."""
+    from .schema import upgrade
+
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    for table in Base.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    upgrade(engine)
     return sessionmaker(engine, expire_on_commit=False)

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
-from tests.db.test_schema import indexes_gained_on_reopen
+from tests.db.test_schema import made_before_migrations_is_upgraded, models_match_the_migrations
 
 PORT = 15432
 
@@ -83,5 +83,19 @@ def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
         assert view["duration_seconds"] == 90 and view["started"] == start.isoformat()
 
 
-def test_an_old_postgresql_database_gets_the_new_indexes(postgres_url: str) -> None:
-    indexes_gained_on_reopen(postgres_url)
+def _fresh(postgres_url: str, name: str) -> str:
+    """A new, empty database on the test server: its URL."""
+    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_an_old_postgresql_database_is_brought_to_the_newest_schema(postgres_url: str) -> None:
+    made_before_migrations_is_upgraded(_fresh(postgres_url, "made_before_migrations"))
+
+
+def test_the_models_and_the_migrations_agree_on_postgresql(postgres_url: str) -> None:
+    models_match_the_migrations(_fresh(postgres_url, "migrations_only"))

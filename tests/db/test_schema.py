@@ -1,40 +1,81 @@
-"""The database's schema on a database an older version made."""
+"""The jobs database's schema: migrations from empty, a database made before migrations
+brought to the newest revision with its rows kept, and the models and the migrations in
+step. SQLite here; tests/db/test_history_postgres.py runs the same on PostgreSQL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.orm import sessionmaker
 
-from jobs_service.db import RunRow, open_db
+from jobs_service import schema
+from jobs_service.db import Base, DefinitionRow, RunRow, open_db
 
 
-def indexes_gained_on_reopen(url: str) -> None:
-    """A database made before ``runs.status`` was indexed (the index dropped here) gets the
-    index when the service opens it again; the rows stay."""
-    db = open_db(url)
-    engine = db.kw["bind"]
-    with db() as s:
-        s.execute(text("DROP INDEX ix_runs_status"))
+def made_before_migrations_is_upgraded(url: str) -> None:
+    """A database an earlier version made with ``create_all`` (here: without the newest
+    table and without an index, as an older version had it), holding a job and a run, is
+    brought to the newest revision on open: the table and index made, the rows kept."""
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    with sessionmaker(engine)() as s:
+        d = DefinitionRow(owner="ann", name="daily", spec={"schedule": "0 6 * * *"}, cronjob="nb-ann-daily")
+        d.runs.append(RunRow(job_name="daily-1", version=1, status="succeeded"))
+        s.add(d)
         s.commit()
-    assert "ix_runs_status" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
+    with engine.begin() as c:
+        c.execute(text("DROP INDEX ix_runs_status"))
+        c.execute(text("DROP TABLE accounts"))
+    assert schema.current(engine) is None and "accounts" not in inspect(engine).get_table_names()
+
+    before, after = schema.upgrade(engine)
+    assert (before, after) == (None, schema.head())
+    found = inspect(engine)
+    assert "accounts" in found.get_table_names()
+    assert {i["name"]: i["column_names"] for i in found.get_indexes("runs")}.get("ix_runs_status") == ["status"]
+    with open_db(url)() as s:
+        assert [r.job_name for r in s.scalars(select(RunRow))] == ["daily-1"], "the rows are kept"
+    assert schema.upgrade(engine) == (schema.head(), schema.head()), "once more: nothing to do"
     engine.dispose()
 
-    db = open_db(url)
-    engine = db.kw["bind"]
-    found = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("runs")}
-    assert found.get("ix_runs_status") == ["status"], found
-    open_db(url)  # opening once more changes nothing (the index is there)
-    assert RunRow.__table__.c.status.index
 
-
-def test_an_old_sqlite_database_gets_the_new_indexes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
-    indexes_gained_on_reopen(url)
-    engine = open_db(url).kw["bind"]
+def models_match_the_migrations(url: str) -> None:
+    """A database made by the migrations alone is what the models say: a model changed
+    without a revision fails here (write one in jobs_service/migrations/versions)."""
+    engine = create_engine(url)
+    assert schema.upgrade(engine) == (None, schema.head())
     with engine.connect() as c:
-        plan = " ".join(
-            str(row[-1])
-            for row in c.execute(text("EXPLAIN QUERY PLAN SELECT id FROM runs WHERE status IN ('queued', 'running')"))
-        )
-    assert "ix_runs_status" in plan, plan
+        diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
+    assert diff == [], diff
+    engine.dispose()
+
+
+def test_an_old_sqlite_database_is_brought_to_the_newest_schema(tmp_path: Path) -> None:
+    made_before_migrations_is_upgraded(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+
+
+def test_the_models_and_the_migrations_agree_on_sqlite(tmp_path: Path) -> None:
+    models_match_the_migrations(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    with engine.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(schema.SchemaError, match="9999"):
+        open_db(url)
+    assert schema.main(["--db", url]) == 1
+
+
+def test_the_command_says_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    assert schema.main(["--db", url]) == 0
+    assert capsys.readouterr().out.strip() == f"jobs database at revision {schema.head()} (was none)"
+    assert schema.main(["--db", url]) == 0
+    assert capsys.readouterr().out.strip() == f"jobs database at revision {schema.head()} (unchanged)"

@@ -1,0 +1,118 @@
+"""The jobs database's schema, changed only by migrations (Alembic, as JupyterHub does).
+
+Each change of ``jobs_service.db``'s models comes with a revision in
+``jobs_service/migrations/versions`` (a unit test fails when the models and the newest
+revision differ). :func:`upgrade` brings any database to the newest revision:
+
+- an empty one: every revision from the first;
+- one made before migrations (by ``create_all``, which every earlier version ran at start):
+  the tables and indexes those versions added are made the way they always were, the
+  database is marked as the first revision (which is that schema), then upgraded;
+- one at an older revision: the revisions after it, in one transaction where the database
+  can (PostgreSQL; SQLite makes each table again in batch mode).
+
+The service upgrades its database as it starts; the chart runs ``python -m
+jobs_service.schema`` before the new version serves, so a migration that fails stops the
+rollout with the old pods' data as it was. A database at a newer revision than this
+version knows (a rollback) is refused: the service does not start on a schema it does not
+know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect
+
+from .db import Base
+
+log = logging.getLogger("moonhub.jobs")
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: the revision that is the schema every database made before migrations has (once the
+#: tables and indexes ``create_all`` would add are there)
+BASELINE = "0001"
+
+
+class SchemaError(RuntimeError):
+    """The database is at a revision this version does not know (a newer one)."""
+
+
+def _config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this version has."""
+    found = ScriptDirectory.from_config(_config(create_engine("sqlite://"))).get_current_head()
+    assert found is not None
+    return found
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision; None when it has none (empty, or made before migrations)."""
+    with engine.connect() as c:
+        return MigrationContext.configure(c).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the database to the newest revision: (its revision before, after)."""
+    cfg = _config(engine)
+    script = ScriptDirectory.from_config(cfg)
+    before = current(engine)
+    if before is not None and before not in {r.revision for r in script.walk_revisions()}:
+        raise SchemaError(
+            f"the jobs database is at revision {before}, which this version does not know (newest: {head()}): "
+            "it was upgraded by a newer MoonHub; run that version, or restore the backup taken before the upgrade"
+        )
+    tables = set(inspect(engine).get_table_names())
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        if before is None and tables & set(Base.metadata.tables):
+            # made before migrations: what create_all would add, then it is the first revision
+            Base.metadata.create_all(connection)
+            for table in Base.metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(connection, checkfirst=True)
+            command.stamp(cfg, BASELINE)
+            log.info("jobs database made before migrations: marked as revision %s", BASELINE)
+        command.upgrade(cfg, "head")
+    after = current(engine)
+    assert after is not None
+    if after != before:
+        log.info("jobs database upgraded from revision %s to %s", before or "(none)", after)
+    return before, after
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs_service.schema [--db URL]``: upgrade the database (default: the
+    service's, ``$MOONHUB_JOBS_DB``) and say from which revision to which."""
+    p = argparse.ArgumentParser(prog="python -m jobs_service.schema", description=main.__doc__)
+    p.add_argument("--db", default=os.environ.get("MOONHUB_JOBS_DB", ""), help="SQLAlchemy URL of the jobs database")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[jobs-schema %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    if not a.db:
+        print("no database: give --db or set $MOONHUB_JOBS_DB", file=sys.stderr)
+        return 2
+    try:
+        before, after = upgrade(create_engine(a.db))
+    except SchemaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"jobs database at revision {after}" + (f" (was {before or 'none'})" if before != after else " (unchanged)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
