@@ -104,7 +104,12 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
     with ctx.db() as s:
         row = DefinitionRow(
-            owner=caller.name, name=defn.name, spec=dataclasses.asdict(defn), version=1, cronjob=n.cronjob
+            owner=caller.name,
+            name=defn.name,
+            spec=dataclasses.asdict(defn),
+            spec_version=validation.SPEC_VERSION,
+            version=1,
+            cronjob=n.cronjob,
         )
         if defn.tasks:
             row.versions.append(await snapshots.freeze_tasks(ctx, s, caller.name, 1, pipeline))
@@ -193,7 +198,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             for f in added:
                 await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), f.data)
         if cron is None:
-            row.spec = dataclasses.asdict(defn)
+            row.spec, row.spec_version = dataclasses.asdict(defn), validation.SPEC_VERSION
             audit.record(s, caller.name, action, row)
             s.commit()
             return views.job(row)
@@ -208,7 +213,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
                 s.rollback()
                 snapshots.forget_files(ctx, s, row.owner, [f.sha256 for f in added])
             raise
-        row.spec, row.version = dataclasses.asdict(defn), version
+        row.spec, row.spec_version, row.version = dataclasses.asdict(defn), validation.SPEC_VERSION, version
         if held:
             row.hold = None
         detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if added else "")

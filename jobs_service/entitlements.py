@@ -118,7 +118,7 @@ async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
         return None
     try:
         who = await owner(ctx, row.owner)
-        defn = validation.Definition(**row.spec)
+        defn = validation.stored(row)
         cronjob(ctx, defn, who, row.version, names(row), "")
         await secrets.check(ctx, who, defn.secret_uses())
     except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub

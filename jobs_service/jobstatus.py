@@ -25,7 +25,7 @@ async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, defin
     why = failure_reason(pods.items)
     if why:
         row.reason = f"{why} ({row.reason})"[:1024]
-    uses = validation.Definition(**definition.spec).secret_uses()
+    uses = validation.stored(definition).secret_uses()
     if uses:
         row.reason = sec.mask(row.reason, await secrets.values(ctx, definition.owner, uses))
 

@@ -187,7 +187,7 @@ async def advance(ctx: Context, jobs: dict[str, client.V1Job]) -> list[tuple[dic
 
 async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, client.V1Job]) -> None:
     row = run.definition
-    defn = validation.Definition(**row.spec)
+    defn = validation.stored(row)
     tasks = defn.task_list()
     if not run.tasks:
         _begin(s, run, tasks, jobs.get(run.job_name))
@@ -295,7 +295,7 @@ async def repair(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
             raise FieldError("run", f"run {run.job_name} is not a pipeline run; re-run it instead")
         if run.status not in ENDED:
             raise Conflict("run", f"run {run.job_name} has not ended ({run.status})")
-        defn = validation.Definition(**row.spec)
+        defn = validation.stored(row)
         again = to_repair(defn.task_list(), {t.task: t.status for t in run.tasks})
         if not again:
             raise Conflict("run", f"run {run.job_name} has no failed task to repair")

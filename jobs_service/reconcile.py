@@ -181,7 +181,7 @@ async def _reconcile_one(
         return False
     try:
         sha = snapshots.sha_of(row, row.version) or ""
-        defn = validation.Definition(**row.spec)
+        defn = validation.stored(row)
         cron = entitlements.cronjob(ctx, defn, owner, row.version, n, sha)
         await secrets.check(ctx, owner, defn.secret_uses())
     except ChoiceError as e:

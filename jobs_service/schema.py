@@ -4,10 +4,9 @@ Each change of ``jobs_service.db``'s models comes with a revision in
 ``jobs_service/migrations/versions`` (a unit test fails when the models and the newest
 revision differ). :func:`upgrade` brings any database to the newest revision:
 
-- an empty one: every revision from the first;
-- one made before migrations (by ``create_all``, which every earlier version ran at start):
-  the tables and indexes those versions added are made the way they always were, the
-  database is marked as the first revision (which is that schema), then upgraded;
+- an empty one, or one made before migrations (by ``create_all``, which every earlier
+  version ran at start): every revision from the first, which makes only the tables and
+  indexes that are missing (as ``create_all`` did), so the rows stay;
 - one at an older revision: the revisions after it, in one transaction where the database
   can (PostgreSQL; SQLite makes each table again in batch mode).
 
@@ -37,8 +36,8 @@ from .db import Base
 log = logging.getLogger("moonhub.jobs")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-#: the revision that is the schema every database made before migrations has (once the
-#: tables and indexes ``create_all`` would add are there)
+#: the revision that is the schema of a database made before migrations (once the tables
+#: and indexes ``create_all`` would have added are there: the revision makes those)
 BASELINE = "0001"
 
 
@@ -66,8 +65,9 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(c).get_current_revision()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Bring the database to the newest revision: (its revision before, after)."""
+def upgrade(engine: Engine, to: str = "head") -> tuple[str | None, str]:
+    """Bring the database to revision ``to`` (the newest by default): (its revision before,
+    after)."""
     cfg = _config(engine)
     script = ScriptDirectory.from_config(cfg)
     before = current(engine)
@@ -76,18 +76,11 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             f"the jobs database is at revision {before}, which this version does not know (newest: {head()}): "
             "it was upgraded by a newer MoonHub; run that version, or restore the backup taken before the upgrade"
         )
-    tables = set(inspect(engine).get_table_names())
+    if before is None and set(inspect(engine).get_table_names()) & set(Base.metadata.tables):
+        log.info("jobs database made before migrations: brought to revision %s first", BASELINE)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        if before is None and tables & set(Base.metadata.tables):
-            # made before migrations: what create_all would add, then it is the first revision
-            Base.metadata.create_all(connection)
-            for table in Base.metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(connection, checkfirst=True)
-            command.stamp(cfg, BASELINE)
-            log.info("jobs database made before migrations: marked as revision %s", BASELINE)
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, to)
     after = current(engine)
     assert after is not None
     if after != before:

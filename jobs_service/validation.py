@@ -6,6 +6,7 @@ import itertools
 import json
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from moonhub_core import secrets as sec
-from moonhub_core.errors import FieldError
+from moonhub_core.errors import Conflict, FieldError
 
 from . import runcontext
 
@@ -425,3 +426,29 @@ def check_notebook(content: Any) -> dict[str, Any]:
     if not all(isinstance(c, dict) for c in content["cells"]):
         raise FieldError("notebook_content", "cells must be objects")
     return content
+
+
+#: the form of a definition as this version stores it (``DefinitionRow.spec_version``)
+SPEC_VERSION = 1
+#: form -> the function that turns a stored definition of that form into the next form;
+#: a change of ``Definition`` that old stored definitions do not fit adds one here (and
+#: raises SPEC_VERSION)
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def stored(row: Any) -> Definition:
+    """The definition a row stores (a ``DefinitionRow``), upgraded from the form it was
+    stored in. One stored by a newer version (a rollback) is a 409 naming the form: it is
+    not guessed at."""
+    form = int(getattr(row, "spec_version", None) or 1)
+    if form > SPEC_VERSION:
+        raise Conflict(
+            "spec_version",
+            f"job {getattr(row, 'name', '?')} was saved by a newer MoonHub (definition form {form}; this one "
+            f"knows {SPEC_VERSION}): run that version",
+        )
+    spec = dict(row.spec)
+    while form < SPEC_VERSION:
+        spec = UPGRADES[form](spec)
+        form += 1
+    return Definition(**spec)

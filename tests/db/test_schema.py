@@ -4,32 +4,38 @@ step. SQLite here; tests/db/test_history_postgres.py runs the same on PostgreSQL
 
 from __future__ import annotations
 
+import datetime
+import json
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.orm import sessionmaker
 
-from jobs_service import schema
-from jobs_service.db import Base, DefinitionRow, RunRow, open_db
+from jobs_service import schema, validation
+from jobs_service.db import Base, DefinitionRow, open_db
 
 
 def made_before_migrations_is_upgraded(url: str) -> None:
-    """A database an earlier version made with ``create_all`` (here: without the newest
-    table and without an index, as an older version had it), holding a job and a run, is
-    brought to the newest revision on open: the table and index made, the rows kept."""
+    """A database an earlier version made with ``create_all`` (the first revision's schema,
+    here without one table and one index, as an older version had it), holding a job, is
+    brought to the newest revision on open: the table and index made, the job kept (and
+    readable as the newest models say)."""
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    with sessionmaker(engine)() as s:
-        d = DefinitionRow(owner="ann", name="daily", spec={"schedule": "0 6 * * *"}, cronjob="nb-ann-daily")
-        d.runs.append(RunRow(job_name="daily-1", version=1, status="succeeded"))
-        s.add(d)
-        s.commit()
+    schema.upgrade(engine, to=schema.BASELINE)
+    now = datetime.datetime.now(datetime.UTC)
     with engine.begin() as c:
+        c.execute(text("DROP TABLE alembic_version"))
         c.execute(text("DROP INDEX ix_runs_status"))
         c.execute(text("DROP TABLE accounts"))
+        c.execute(
+            text(
+                "INSERT INTO definitions (owner, name, spec, version, cronjob, created, updated) "
+                "VALUES ('ann', 'daily', :spec, 1, 'nb-ann-daily', :t, :t)"
+            ),
+            {"spec": json.dumps({"name": "daily", "notebook": "d.ipynb", "schedule": None}), "t": now},
+        )
     assert schema.current(engine) is None and "accounts" not in inspect(engine).get_table_names()
 
     before, after = schema.upgrade(engine)
@@ -38,7 +44,9 @@ def made_before_migrations_is_upgraded(url: str) -> None:
     assert "accounts" in found.get_table_names()
     assert {i["name"]: i["column_names"] for i in found.get_indexes("runs")}.get("ix_runs_status") == ["status"]
     with open_db(url)() as s:
-        assert [r.job_name for r in s.scalars(select(RunRow))] == ["daily-1"], "the rows are kept"
+        rows = list(s.scalars(select(DefinitionRow)))
+        assert [(r.name, r.spec_version) for r in rows] == [("daily", 1)], "the job is kept, in form 1"
+        assert validation.stored(rows[0]).notebook == "d.ipynb"
     assert schema.upgrade(engine) == (schema.head(), schema.head()), "once more: nothing to do"
     engine.dispose()
 

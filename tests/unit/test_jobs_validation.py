@@ -164,3 +164,22 @@ def test_progress_from_papermill_log() -> None:
     assert total_cells(RunRow(version=1, definition=with_params)) == 4, "papermill injects the parameters as a cell"
     plain = DefinitionRow(spec={"parameters": {}}, version=1, versions=[version()])
     assert total_cells(RunRow(version=1, definition=plain)) == 3
+
+
+def test_a_stored_definition_is_read_in_the_form_it_was_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored definitions carry their form (``spec_version``): an older form is upgraded
+    step by step as this version reads it; a newer one (a rollback) is a 409, not a guess."""
+    Row = dataclasses.make_dataclass("Row", ["name", "spec", "spec_version"])
+    spec = {"name": "daily", "notebook": "d.ipynb", "schedule": None}
+    assert validation.stored(Row("daily", spec, validation.SPEC_VERSION)).notebook == "d.ipynb"
+    with pytest.raises(FieldError) as e:
+        validation.stored(Row("daily", spec, validation.SPEC_VERSION + 1))
+    assert e.value.status == 409 and e.value.field == "spec_version" and "newer" in e.value.message
+    # a later form renames a key: the step from the form before does it
+    old = {"name": "daily", "nb": "d.ipynb", "schedule": None}
+    now = validation.SPEC_VERSION + 1
+    monkeypatch.setattr(validation, "SPEC_VERSION", now)
+    monkeypatch.setitem(
+        validation.UPGRADES, now - 1, lambda s: {**{k: v for k, v in s.items() if k != "nb"}, "notebook": s["nb"]}
+    )
+    assert validation.stored(Row("daily", old, now - 1)).notebook == "d.ipynb"
