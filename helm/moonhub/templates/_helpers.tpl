@@ -57,3 +57,12 @@ securityContext:
 {{- $u := urlParse (index . 0).Values.hub.publicUrl -}}
 {{- printf "%s://%s.%s" $u.scheme (index . 1) $u.host -}}
 {{- end -}}
+
+{{- /* the jobs database: SQLite on its volume, or the URL in the operator's Secret (PostgreSQL) */ -}}
+{{- define "moonhub.jobsDatabase" -}}
+{{- if .Values.jobs.databaseSecret -}}
+- {name: MOONHUB_JOBS_DB, valueFrom: {secretKeyRef: {name: {{ .Values.jobs.databaseSecret | quote }}, key: url}}}
+{{- else -}}
+- {name: MOONHUB_JOBS_DB, value: sqlite:////srv/jobs-db/jobs.sqlite}
+{{- end -}}
+{{- end }}
