@@ -10,7 +10,7 @@ from typing import Any
 
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
-from moonhub_core import queues, uids
+from moonhub_core import claims, queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import Workload, build
 
@@ -90,7 +90,7 @@ async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:
         if model is None:
             raise Forbidden("owner", f"{name} is no longer a user of this hub")
         who = Caller.from_model(model, ctx.admin_groups)
-    uid = await uids.of_workspace(ctx.core, ctx.namespace, manifests.Names(name, "").workspace_claim)
+    uid = await claims.uid_of(ctx.core, ctx.namespace, manifests.Names(name, "").workspace_claim)
     return dataclasses.replace(who, uid=uid)
 
 

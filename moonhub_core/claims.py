@@ -83,13 +83,17 @@ async def check_workspace(
 
 async def size_of(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
     """The claim's requested size, or None when there is no such claim."""
-    try:
-        pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
+    pvc = await read(core, namespace, name)
+    if pvc is None:
+        return None
     return str((pvc.spec.resources.requests or {}).get("storage") or "") or None
+
+
+async def uid_of(core: client.CoreV1Api, namespace: str, name: str) -> int | None:
+    """The uid of the workspace claim ``name`` (:mod:`.uids`); None when it has none or does
+    not exist yet."""
+    pvc = await read(core, namespace, name)
+    return uids.of_claim(pvc) if pvc is not None else None
 
 
 async def grow(core: client.CoreV1Api, namespace: str, name: str, size: str, current: str | None = None) -> bool:

@@ -111,14 +111,3 @@ async def allocate(core: client.CoreV1Api, namespace: str) -> int:
             raise
         return uid
     raise Conflict("workspace", f"the uid counter {namespace}/{COUNTER} changed {ATTEMPTS} times in a row: try again")
-
-
-async def of_workspace(core: client.CoreV1Api, namespace: str, name: str) -> int | None:
-    """The uid of the claim ``name``; None when it has none or does not exist yet."""
-    try:
-        pvc = await core.read_namespaced_persistent_volume_claim(name, namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-    return of_claim(pvc)

@@ -86,11 +86,16 @@ class Agent:
             await asyncio.sleep(interval)
 
 
-async def _main(args: argparse.Namespace) -> None:
-    if args.kubeconfig:
-        await config.load_kube_config(config_file=args.kubeconfig)
+async def load_credentials(kubeconfig: str) -> None:
+    """The agent's Kubernetes identity: the kubeconfig given, else the pod's service account."""
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig)
     else:
         config.load_incluster_config()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    await load_credentials(args.kubeconfig)
     async with client.ApiClient() as api:
         agent = Agent(api, args.volume, args.mount, args.storage_class)
         log.info("storage agent: volume %s mounted at %s, class %s", args.volume, args.mount, args.storage_class)

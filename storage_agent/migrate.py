@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from moonhub_core import uids, workspaces
 from moonhub_core.errors import FieldError
 from moonhub_core.pods import HUB_USER
+
+from .agent import load_credentials
 
 log = logging.getLogger("moonhub.storage-agent")
 
@@ -178,10 +180,7 @@ class Migration:
 
 
 async def _main(args: argparse.Namespace) -> Report:
-    if args.kubeconfig:
-        await config.load_kube_config(config_file=args.kubeconfig)
-    else:
-        config.load_incluster_config()
+    await load_credentials(args.kubeconfig)
     async with client.ApiClient() as api:
         return await Migration(api, args.mount, args.storage_class, args.dry_run).run()
 

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from localcluster import cli
 from localcluster.config import ClusterConfig
 from localcluster.registry import ref
-from moonhub_core import uids, unread
+from moonhub_core import claims, unread
 from moonhub_core.catalog import EXAMPLE, Catalog, load
 from moonhub_core.security import container_security_context, pod_security_context
 
@@ -177,7 +177,7 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
     """``cat`` a file of a PVC from a short-lived pod (works on any cluster), as the uid the
     claim's folder belongs to (:mod:`moonhub_core.uids`)."""
     name = f"read-{claim}-{abs(hash(path)) % 10**6}"[:60]
-    uid = await uids.of_workspace(core, ns, claim)
+    uid = await claims.uid_of(core, ns, claim)
     await core.create_namespaced_pod(
         ns,
         {
