@@ -49,8 +49,8 @@ class DefinitionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(255), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    #: the validated definition (see validation.Definition), as JSON, in the form of
-    #: ``spec_version`` (validation.SPEC_VERSION when written; read through validation.stored)
+    #: the validated definition (see jobspec.Definition), as JSON, in the form of
+    #: ``spec_version`` (jobspec.SPEC_VERSION when written; read through jobspec.stored)
     spec: Mapped[dict[str, Any]]
     spec_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     version: Mapped[int] = mapped_column(Integer, default=1)

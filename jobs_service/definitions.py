@@ -15,7 +15,19 @@ from sqlalchemy import func, select
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError
 
-from . import audit, entitlements, gpu_queues, manifests, secrets, snapshots, upstream, validation, views, workspaces
+from . import (
+    audit,
+    entitlements,
+    gpu_queues,
+    jobspec,
+    manifests,
+    secrets,
+    snapshots,
+    upstream,
+    validation,
+    views,
+    workspaces,
+)
 from .context import ENDED, Caller, Context, gone_ok, names, own
 from .db import DefinitionRow
 from .limits import check_count
@@ -23,7 +35,7 @@ from .limits import check_count
 log = logging.getLogger("moonhub.jobs")
 
 
-def parse(ctx: Context, body: dict[str, Any], owner: str) -> validation.Definition:
+def parse(ctx: Context, body: dict[str, Any], owner: str) -> jobspec.Definition:
     """A definition from a request body, with its notification targets checked."""
     defn = validation.parse(body)
     if defn.notify.get("webhook"):
@@ -44,7 +56,7 @@ async def _frozen(content: Any) -> tuple[snapshots.Frozen, int]:
     return await asyncio.to_thread(lambda: (snapshots.Frozen.of(checked), len(json.dumps(checked))))
 
 
-async def _frozen_tasks(defn: validation.Definition, contents: Any) -> dict[str, tuple[snapshots.Frozen, int]]:
+async def _frozen_tasks(defn: jobspec.Definition, contents: Any) -> dict[str, tuple[snapshots.Frozen, int]]:
     """A pipeline's notebooks (``notebook_contents``: task name -> notebook), one per task."""
     if not isinstance(contents, dict):
         raise FieldError("notebook_contents", "must be an object of task name: notebook, one for each task")
@@ -65,7 +77,7 @@ async def _frozen_tasks(defn: validation.Definition, contents: Any) -> dict[str,
     return found
 
 
-def _pick_contents(defn: validation.Definition, body: dict[str, Any]) -> tuple[Any, Any]:
+def _pick_contents(defn: jobspec.Definition, body: dict[str, Any]) -> tuple[Any, Any]:
     """``notebook_content`` (a job of one notebook) or ``notebook_contents`` (a pipeline)."""
     content, contents = body.pop("notebook_content", None), body.pop("notebook_contents", None)
     if defn.tasks and content is not None:
@@ -107,7 +119,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
             owner=caller.name,
             name=defn.name,
             spec=dataclasses.asdict(defn),
-            spec_version=validation.SPEC_VERSION,
+            spec_version=jobspec.SPEC_VERSION,
             version=1,
             cronjob=n.cronjob,
         )
@@ -134,7 +146,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
 CONTENT_FIELDS = ("notebook_content", "notebook_contents")
 
 
-def _same_notebooks(row: DefinitionRow, defn: validation.Definition) -> bool:
+def _same_notebooks(row: DefinitionRow, defn: jobspec.Definition) -> bool:
     """The current version has a notebook for what ``defn`` runs (one, or one per task)."""
     v = next((v for v in row.versions if v.number == row.version), None)
     if v is None:
@@ -198,7 +210,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             for f in added:
                 await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), f.data)
         if cron is None:
-            row.spec, row.spec_version = dataclasses.asdict(defn), validation.SPEC_VERSION
+            row.spec, row.spec_version = dataclasses.asdict(defn), jobspec.SPEC_VERSION
             audit.record(s, caller.name, action, row)
             s.commit()
             return views.job(row)
@@ -213,7 +225,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
                 s.rollback()
                 snapshots.forget_files(ctx, s, row.owner, [f.sha256 for f in added])
             raise
-        row.spec, row.spec_version, row.version = dataclasses.asdict(defn), validation.SPEC_VERSION, version
+        row.spec, row.spec_version, row.version = dataclasses.asdict(defn), jobspec.SPEC_VERSION, version
         if held:
             row.hold = None
         detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if added else "")

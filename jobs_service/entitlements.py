@@ -14,7 +14,7 @@ from moonhub_core import claims, queues
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import Workload, build
 
-from . import launch, manifests, secrets, validation
+from . import jobspec, launch, manifests, secrets
 from .context import Caller, Context, names
 from .db import DefinitionRow
 
@@ -24,7 +24,7 @@ log = logging.getLogger("moonhub.jobs")
 ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 
 
-def _workload(ctx: Context, defn: validation.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
+def _workload(ctx: Context, defn: jobspec.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
     return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid)
@@ -39,7 +39,7 @@ def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
 
 
 def cronjob(
-    ctx: Context, defn: validation.Definition, owner: Caller, version: int, n: manifests.Names, sha256: str
+    ctx: Context, defn: jobspec.Definition, owner: Caller, version: int, n: manifests.Names, sha256: str
 ) -> dict[str, Any]:
     """The CronJob of ``defn`` (notebook version ``version``, whose digest is ``sha256``) as
     ``owner`` may run it now (their groups, today's catalog); :class:`ChoiceError` when they
@@ -59,8 +59,8 @@ def cronjob(
 
 def task_job(
     ctx: Context,
-    defn: validation.Definition,
-    task: validation.Task,
+    defn: jobspec.Definition,
+    task: jobspec.Task,
     owner: Caller,
     version: int,
     n: manifests.Names,
@@ -118,7 +118,7 @@ async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
         return None
     try:
         who = await owner(ctx, row.owner)
-        defn = validation.stored(row)
+        defn = jobspec.stored(row)
         cronjob(ctx, defn, who, row.version, names(row), "")
         await secrets.check(ctx, who, defn.secret_uses())
     except (ChoiceError, Forbidden) as e:  # not entitled, or no longer a user of the hub

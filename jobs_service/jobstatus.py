@@ -8,7 +8,7 @@ from kubernetes_asyncio import client
 
 from moonhub_core import secrets as sec
 
-from . import secrets, validation
+from . import jobspec, secrets
 from .context import Context
 from .db import DefinitionRow, utcnow
 
@@ -25,7 +25,7 @@ async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, defin
     why = failure_reason(pods.items)
     if why:
         row.reason = f"{why} ({row.reason})"[:1024]
-    uses = validation.stored(definition).secret_uses()
+    uses = jobspec.stored(definition).secret_uses()
     if uses:
         row.reason = sec.mask(row.reason, await secrets.values(ctx, definition.owner, uses))
 

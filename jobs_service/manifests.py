@@ -18,7 +18,7 @@ from moonhub_core import pods, secrets
 from moonhub_core.catalog import Storage
 from moonhub_core.workload import Workload
 
-from .validation import CONCURRENCY_POLICY, Definition
+from .jobspec import CONCURRENCY_POLICY, Definition
 
 #: an emptyDir the runner fetches the notebook version into
 SNAPSHOT_MOUNT = "/snapshot"

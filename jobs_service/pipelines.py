@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, Unavailable
 
-from . import audit, entitlements, gpu_queues, jobstatus, launch, runs, snapshots, validation, views
+from . import audit, entitlements, gpu_queues, jobspec, jobstatus, launch, runs, snapshots, views
 from .context import ENDED, Caller, Context, gone_ok, names
 from .db import RunContextRow, RunRow, TaskRunRow, utc, utcnow
 
@@ -61,7 +61,7 @@ def task_job_name(cronjob: str, run_id: int, task: str, attempt: int) -> str:
     return f"{cronjob[:20].rstrip('-')}-{run_id}-{task}-{attempt}{tokens.token_hex(2)}"
 
 
-def decide(tasks: Iterable[validation.Task], states: dict[str, str]) -> dict[str, str]:
+def decide(tasks: Iterable[jobspec.Task], states: dict[str, str]) -> dict[str, str]:
     """What becomes of each pending task whose dependencies have all ended (pure): ``start``,
     ``upstream_failed`` (it needs success and a dependency failed) or ``skipped`` (its
     ``run_if`` is not met and nothing failed: e.g. a clean-up that runs only on failure)."""
@@ -96,7 +96,7 @@ def outcome(states: dict[str, str]) -> str | None:
     return "succeeded"
 
 
-def to_repair(tasks: Iterable[validation.Task], states: dict[str, str]) -> list[str]:
+def to_repair(tasks: Iterable[jobspec.Task], states: dict[str, str]) -> list[str]:
     """The tasks a repair runs again (pure): those that ended badly, and every task that
     depends on one of them, directly or not, in the order given."""
     tasks = list(tasks)
@@ -112,7 +112,7 @@ def to_repair(tasks: Iterable[validation.Task], states: dict[str, str]) -> list[
 
 
 def received(
-    task: validation.Task, tasks: list[validation.Task], base: dict[str, Any], rows: dict[str, TaskRunRow]
+    task: jobspec.Task, tasks: list[jobspec.Task], base: dict[str, Any], rows: dict[str, TaskRunRow]
 ) -> dict[str, Any]:
     """The parameters ``task`` is given (pure): the run's (``base``), then the values the
     tasks before it published (every task it depends on, directly or not; the nearer one's
@@ -187,7 +187,7 @@ async def advance(ctx: Context, jobs: dict[str, client.V1Job]) -> list[tuple[dic
 
 async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, client.V1Job]) -> None:
     row = run.definition
-    defn = validation.stored(row)
+    defn = jobspec.stored(row)
     tasks = defn.task_list()
     if not run.tasks:
         _begin(s, run, tasks, jobs.get(run.job_name))
@@ -230,7 +230,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
         await runs.stop_job(ctx, run.job_name)  # its suspended Job: the CronJob's policy counts it no more
 
 
-def _begin(s: Session, run: RunRow, tasks: list[validation.Task], marker: client.V1Job | None) -> None:
+def _begin(s: Session, run: RunRow, tasks: list[jobspec.Task], marker: client.V1Job | None) -> None:
     """The run's task rows (and, for a run its CronJob made, the time it stands for)."""
     for t in tasks:
         run.tasks.append(TaskRunRow(task=t.name, job_name=task_job_name(run.definition.cronjob, run.id, t.name, 1)))
@@ -241,7 +241,7 @@ def _begin(s: Session, run: RunRow, tasks: list[validation.Task], marker: client
     s.refresh(run)
 
 
-def _base_parameters(run: RunRow, defn: validation.Definition) -> dict[str, Any]:
+def _base_parameters(run: RunRow, defn: jobspec.Definition) -> dict[str, Any]:
     """The run's own parameters: a re-run's or back-fill's as given, else the job's."""
     c = run.context
     return dict(c.given) if c is not None and c.given is not None else dict(defn.parameters)
@@ -252,8 +252,8 @@ async def _start_task(
     s: Session,
     run: RunRow,
     t: TaskRunRow,
-    defn: validation.Definition,
-    task: validation.Task,
+    defn: jobspec.Definition,
+    task: jobspec.Task,
     owner: Caller,
     params: dict[str, Any],
 ) -> None:
@@ -295,7 +295,7 @@ async def repair(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
             raise FieldError("run", f"run {run.job_name} is not a pipeline run; re-run it instead")
         if run.status not in ENDED:
             raise Conflict("run", f"run {run.job_name} has not ended ({run.status})")
-        defn = validation.stored(row)
+        defn = jobspec.stored(row)
         again = to_repair(defn.task_list(), {t.task: t.status for t in run.tasks})
         if not again:
             raise Conflict("run", f"run {run.job_name} has no failed task to repair")

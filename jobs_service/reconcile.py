@@ -23,11 +23,11 @@ from . import (
     departures,
     entitlements,
     gpu_queues,
+    jobspec,
     manifests,
     reclaim,
     secrets,
     snapshots,
-    validation,
 )
 from .context import MOONHUB, Caller, Context, gone_ok, names
 from .db import AccountRow, DefinitionRow, utcnow
@@ -181,7 +181,7 @@ async def _reconcile_one(
         return False
     try:
         sha = snapshots.sha_of(row, row.version) or ""
-        defn = validation.stored(row)
+        defn = jobspec.stored(row)
         cron = entitlements.cronjob(ctx, defn, owner, row.version, n, sha)
         await secrets.check(ctx, owner, defn.secret_uses())
     except ChoiceError as e:

@@ -18,7 +18,7 @@ from moonhub_core import queues, unread
 from moonhub_core import secrets as sec
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
-from . import audit, entitlements, gpu_queues, manifests, runcontext, secrets, snapshots, validation, views
+from . import audit, entitlements, gpu_queues, jobspec, manifests, runcontext, secrets, snapshots, validation, views
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
 from .limits import LimitReached, check_count
@@ -64,7 +64,7 @@ async def job_for(
             "version", f"version {version} of job {row.name} is no longer kept (jobs.limits.versions_per_job)"
         )
     try:
-        defn = validation.stored(row)
+        defn = jobspec.stored(row)
         cron = entitlements.cronjob(ctx, defn, owner, version, names(row), sha)
         await secrets.check(ctx, owner, defn.secret_uses())
     except ChoiceError as e:
@@ -226,7 +226,7 @@ async def backfill(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
         # the owner may run it as defined (a refusal now, not at each start)
         sha = snapshots.sha_of(row, row.version) or ""
-        defn = validation.stored(row)
+        defn = jobspec.stored(row)
         entitlements.cronjob(ctx, defn, owner, row.version, names(row), sha)
         await secrets.check(ctx, owner, defn.secret_uses())
         now = utcnow()
@@ -362,7 +362,7 @@ async def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: s
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
         where = run.output if not task else f"jobs/{run.definition.name}/{name}.ipynb"
-        owner, uses = run.definition.owner, validation.stored(run.definition).secret_uses()
+        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
     data = await asyncio.to_thread(ctx.outputs.notebook, name)
     if data is None:
         raise NotFound("run", f"run {name} kept no output (it did not get to send it); see {where} in the workspace")
@@ -385,7 +385,7 @@ async def file(
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
-        owner, uses = run.definition.owner, validation.stored(run.definition).secret_uses()
+        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
     found = ctx.outputs.file(name, path)
     if found is None:
         raise NotFound("path", f"run {name} kept no file {path}")
@@ -407,7 +407,7 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str 
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
         progress = views.progress(run)
-        owner, uses = run.definition.owner, validation.stored(run.definition).secret_uses()
+        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
     pods = await _pods(ctx, name)
     if not pods:
         return None

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
-from jobs_service import schema, validation
+from jobs_service import jobspec, schema
 from jobs_service.db import Base, DefinitionRow, open_db
 
 
@@ -46,7 +46,7 @@ def made_before_migrations_is_upgraded(url: str) -> None:
     with open_db(url)() as s:
         rows = list(s.scalars(select(DefinitionRow)))
         assert [(r.name, r.spec_version) for r in rows] == [("daily", 1)], "the job is kept, in form 1"
-        assert validation.stored(rows[0]).notebook == "d.ipynb"
+        assert jobspec.stored(rows[0]).notebook == "d.ipynb"
     assert schema.upgrade(engine) == (schema.head(), schema.head()), "once more: nothing to do"
     engine.dispose()
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobs_service import manifests, validation
+from jobs_service import jobspec, manifests, validation
 from moonhub_core import choices as ch
 from moonhub_core.errors import FieldError
 from moonhub_core.workload import build
@@ -171,15 +171,15 @@ def test_a_stored_definition_is_read_in_the_form_it_was_stored(monkeypatch: pyte
     step by step as this version reads it; a newer one (a rollback) is a 409, not a guess."""
     Row = dataclasses.make_dataclass("Row", ["name", "spec", "spec_version"])
     spec = {"name": "daily", "notebook": "d.ipynb", "schedule": None}
-    assert validation.stored(Row("daily", spec, validation.SPEC_VERSION)).notebook == "d.ipynb"
+    assert jobspec.stored(Row("daily", spec, jobspec.SPEC_VERSION)).notebook == "d.ipynb"
     with pytest.raises(FieldError) as e:
-        validation.stored(Row("daily", spec, validation.SPEC_VERSION + 1))
+        jobspec.stored(Row("daily", spec, jobspec.SPEC_VERSION + 1))
     assert e.value.status == 409 and e.value.field == "spec_version" and "newer" in e.value.message
     # a later form renames a key: the step from the form before does it
     old = {"name": "daily", "nb": "d.ipynb", "schedule": None}
-    now = validation.SPEC_VERSION + 1
-    monkeypatch.setattr(validation, "SPEC_VERSION", now)
+    now = jobspec.SPEC_VERSION + 1
+    monkeypatch.setattr(jobspec, "SPEC_VERSION", now)
     monkeypatch.setitem(
-        validation.UPGRADES, now - 1, lambda s: {**{k: v for k, v in s.items() if k != "nb"}, "notebook": s["nb"]}
+        jobspec.UPGRADES, now - 1, lambda s: {**{k: v for k, v in s.items() if k != "nb"}, "notebook": s["nb"]}
     )
-    assert validation.stored(Row("daily", old, now - 1)).notebook == "d.ipynb"
+    assert jobspec.stored(Row("daily", old, now - 1)).notebook == "d.ipynb"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobs_service import launch, manifests, pipelines, snapshots, validation
-from jobs_service.validation import Task
+from jobs_service.jobspec import Task
 from moonhub_core import choices as ch
 from moonhub_core.errors import FieldError
 from moonhub_core.workload import build

@@ -1,5 +1,5 @@
 """Each stored definition says which form of the definition it is (``spec_version``), so
-that a later version can upgrade the stored ones (``validation.stored``). Every definition
+that a later version can upgrade the stored ones (``jobspec.stored``). Every definition
 stored before is form 1.
 
 Revision ID: 0002
