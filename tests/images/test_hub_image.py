@@ -36,6 +36,15 @@ def test_hub_proxy_and_moonhub_packages() -> None:
     assert run("id", "-u") == "1000"
 
 
+def test_the_jobs_database_migrations_are_in_the_image() -> None:
+    """The chart's init container: the migrations are packaged and bring an empty database
+    to the newest revision."""
+    from jobs_service import schema
+
+    out = run("python", "-m", "jobs_service.schema", "--db", "sqlite:////tmp/jobs.sqlite")
+    assert out == f"jobs database at revision {schema.head()} (was none)", out
+
+
 def test_the_example_platform_config_loads_in_the_image() -> None:
     out = run(
         "python",
