@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from moonhub_core import pods
+from moonhub_core import pods, security
 from moonhub_core.platform import HUB_SETTING, Document, PlatformConfig, catalog_path
 
 from . import auth, services
@@ -76,7 +76,8 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     # a failed start's clean-up could give up with the pod still running (docs/performance.md)
     c.KubeSpawner.k8s_api_request_timeout = 10
     c.KubeSpawner.default_url = "/lab"
-    c.Spawner.cmd = ["jupyterhub-singleuser"]
+    # team-mates (each a uid of their own) can change each other's files in team folders
+    c.Spawner.cmd = security.with_umask(["jupyterhub-singleuser"])
 
     services.apply(c, cfg, document, state)
     # what the admin console (wired in jupyterhub_config.py) reads: the typed document (the

@@ -16,6 +16,7 @@ from kubespawner.slugs import safe_slug
 
 from moonhub_core import pods, secrets
 from moonhub_core.catalog import Storage
+from moonhub_core.security import with_umask
 from moonhub_core.workload import Workload
 
 from .jobspec import CONCURRENCY_POLICY, Definition
@@ -148,7 +149,9 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload) -> dic
             {
                 "name": "notebook",
                 "image": w.image,
-                "command": [RUNNER, "--launch", f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace],
+                "command": with_umask(
+                    [RUNNER, "--launch", f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace]
+                ),
                 "workingDir": workspace,
                 "env": env,
                 "resources": resources,

@@ -56,3 +56,16 @@ def user_env(home: str = NB_HOME) -> dict[str, str]:
     line in the image's /etc/passwd, so the runtime would set HOME to ``/``. ``home``: where
     the workspace is mounted (the catalog's ``storage.mount_path``)."""
     return {"HOME": home, "USER": NB_USER, "LOGNAME": NB_USER}
+
+
+#: the file-creation mask of every process in a user's pod: new files are writable by their
+#: group. A user's own files belong to their private group (the uid's number), so that is
+#: only them; in a team folder (set-group-id) the group is the team's, so team-mates can
+#: change each other's files, as when everyone was uid 1000
+UMASK = "0002"
+
+
+def with_umask(argv: list[str]) -> list[str]:
+    """``argv`` run with :data:`UMASK` (a shell sets it, then becomes the program; arguments
+    appended after these, as KubeSpawner appends its own, reach the program)."""
+    return ["sh", "-c", f'umask {UMASK} && exec "$@"', "moonhub", *argv]

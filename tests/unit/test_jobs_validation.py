@@ -107,8 +107,10 @@ def test_cronjob_from_the_workload_builder() -> None:
         "k3y",
         "ab" * 32,
     )
-    assert c["command"][:3] == ["moonhub-run-notebook", "--launch", "/snapshot/notebook.ipynb"]
-    assert c["command"][3] == "/home/jovyan/jobs/daily/$(MOONHUB_RUN).ipynb"
+    # the runner, under the pods' umask (team-mates share team folders' files)
+    assert c["command"][:4] == ["sh", "-c", 'umask 0002 && exec "$@"', "moonhub"]
+    assert c["command"][4:7] == ["moonhub-run-notebook", "--launch", "/snapshot/notebook.ipynb"]
+    assert c["command"][7] == "/home/jovyan/jobs/daily/$(MOONHUB_RUN).ipynb"
     claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
     assert claims == ["claim-ann"], "only the owner's workspace"
     assert {"name": "snapshot", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"], "no ConfigMap: nothing in etcd"
