@@ -263,8 +263,16 @@ async def test_a_team_folder_is_shared_within_its_group_and_a_dataset_is_read_on
         team = await _claim(core, "team-ws-team")
         assert team.spec.access_modes == ["ReadWriteMany"] and team.metadata.annotations[workspaces.GID] == "2101"
         ann, bob, cyd = (f"jupyter-{u}" for u in [*members, outsider])
-        rc, out = sh(local_cluster, ann, "id -G; echo from-ann > /home/jovyan/teams/ws-team/plan.txt")
+        rc, out = sh(local_cluster, ann, "id -G")
         assert rc == 0 and "2101" in out.split(), out
+        # ann saves a file there from JupyterLab (her server: each member is a uid of their
+        # own; the server's umask leaves the file writable by the team's group) ...
+        s_ann, u_ann = sessions[members[0]], members[0]
+        xsrf = {"X-XSRFToken": s_ann.cookies.get("_xsrf", path=f"/user/{u_ann}/") or ""}
+        body = {"type": "file", "format": "text", "content": "from-ann\n"}
+        r = s_ann.put(f"{hub.url}/user/{u_ann}/api/contents/teams/ws-team/plan.txt", json=body, headers=xsrf)
+        assert r.status_code in (200, 201), r.text
+        # ... and bob reads and changes it
         rc, out = sh(local_cluster, bob, "cat /home/jovyan/teams/ws-team/plan.txt; echo more >> teams/ws-team/plan.txt")
         assert rc == 0 and out.startswith("from-ann"), out
         rc, out = sh(local_cluster, cyd, "ls /home/jovyan/teams/ws-team")
@@ -273,7 +281,9 @@ async def test_a_team_folder_is_shared_within_its_group_and_a_dataset_is_read_on
         folder = Path((await core.read_persistent_volume(team.spec.volume_name)).spec.host_path.path)
         st = folder.stat()
         assert (st.st_gid, oct(st.st_mode & 0o7777)) == (2101, "0o2770")
-        assert (folder / "plan.txt").stat().st_gid == 2101, "new files stay the team's (set-group-id)"
+        plan = (folder / "plan.txt").stat()
+        assert plan.st_gid == 2101, "new files stay the team's (set-group-id)"
+        assert plan.st_mode & 0o060 == 0o060, f"team-mates may change it: {oct(plan.st_mode)}"
         # the dataset: members read it, nobody writes it; the outsider does not get it
         rc, out = sh(local_cluster, ann, "cat /srv/data/reference/hello.txt; touch /srv/data/reference/x")
         assert rc != 0 and out.startswith("reference data") and "Read-only file system" in out, out
