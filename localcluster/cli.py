@@ -59,7 +59,8 @@ def apply_storage(cfg: ClusterConfig, bin_dir: Path) -> None:
         try:
             kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump(sc))
         except StartError as e:
-            if "updates to parameters are forbidden" not in str(e):
+            # the API server's words for it: "parameters: ... field is immutable"
+            if "field is immutable" not in str(e) and "forbidden" not in str(e):
                 raise
             log.info("StorageClass %s: parameters changed, made again", sc["metadata"]["name"])
             kubectl(cfg, bin_dir, "delete", "storageclass", sc["metadata"]["name"], "--wait=true")
