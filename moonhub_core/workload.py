@@ -15,7 +15,7 @@ from . import workspaces
 from .catalog import Catalog
 from .choices import Choices
 from .pods import GPU_NODE_LABEL, GPU_RESOURCE, choice_labels
-from .security import container_security_context, pod_security_context, user_env
+from .security import NB_HOME, container_security_context, pod_security_context, user_env
 
 WORKSPACE_VOLUME = "workspace"
 
@@ -39,7 +39,7 @@ class Workload:
     pod_security_context: dict[str, Any] = field(default_factory=pod_security_context)
     container_security_context: dict[str, Any] = field(default_factory=container_security_context)
     #: the workspace's mount: HOME, and where a job runs and writes its output
-    home: str = "/home/jovyan"
+    home: str = NB_HOME
 
     @property
     def gpus(self) -> int:

@@ -55,12 +55,14 @@ class WorkspaceClaims(KubeSpawner):
         since (deleted by an admin) is made again."""
         if self.storage_pvc_ensure:
             try:
-                found = await claims.read(self.api, self.namespace, self.pvc_name)
+                created = identity.stamp(getattr(self.user, "created", None))
+                found = await claims.check_workspace(self.api, self.namespace, self.pvc_name, self.user.name, created)
                 if found is None:
                     self.log.warning("%s: workspace %s is gone: made again", self._log_name, self.pvc_name)
                     await self._make_create_pvc_request(self.get_pvc_manifest(), self.k8s_api_request_timeout)
-                created = identity.stamp(getattr(self.user, "created", None))
-                found = await claims.check_workspace(self.api, self.namespace, self.pvc_name, self.user.name, created)
+                    found = await claims.check_workspace(
+                        self.api, self.namespace, self.pvc_name, self.user.name, created
+                    )
                 self._run_as(uids.of_claim(found) if found is not None else None)
             except FieldError as e:  # another's claim (409), one being migrated (503)
                 self.log.error("spawn of %s refused: %s", self._log_name, e)

@@ -25,7 +25,7 @@ from moonhub_core import identity, uids, workspaces
 from moonhub_core.catalog import load
 from moonhub_core.security import container_security_context, pod_security_context
 from tests.conftest import Hub
-from tests.helpers import SHELL_IMAGE, gone, jobs_api, kubectl, notebook, pod_ended, pod_log, wait_for
+from tests.helpers import SHELL_IMAGE, gone, jobs_api, kubectl, notebook, pod_ended, pod_log, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
 MiB = 2**20
@@ -218,12 +218,7 @@ async def test_others_can_not_see_a_workspace_and_a_job_run_sees_its_owners(
     body = {"name": "reads", "notebook": "reads.ipynb", "notebook_content": content, "schedule": None}
     job = jobs("POST", "/jobs", body).json()
     assert jobs("POST", f"/jobs/{job['id']}/run").status_code == 201
-    runs = await wait_for(
-        lambda: _runs(jobs, job["id"]),
-        lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
-        timeout=180,
-        what="the run",
-    )
+    runs = await runs_ended(jobs, job["id"])
     assert runs[0]["status"] == "succeeded", runs[0]
     out_nb = json.loads((folders[f"claim-{owner}"] / runs[0]["output"]).read_text())
     printed = "".join("".join(o.get("text", [])) for c in out_nb["cells"] for o in c.get("outputs", []))
@@ -415,10 +410,6 @@ async def _as_uid_on_claim(core: client.CoreV1Api, uid: int, claim: str, script:
         await core.delete_namespaced_pod(name, USER_NS, grace_period_seconds=0)
 
 
-async def _runs(jobs: Any, job_id: int) -> list[dict[str, Any]]:
-    return list(jobs("GET", f"/jobs/{job_id}/runs").json()["runs"])
-
-
 async def _exists(path: Path) -> bool:
     return os.path.exists(path)
 
@@ -505,12 +496,7 @@ async def test_a_workspace_made_before_uids_is_handed_to_a_uid_of_its_own(
         what="the CronJob made again with the workspace's uid",
     )
     assert jobs("POST", f"/jobs/{job['id']}/run").status_code == 201
-    runs = await wait_for(
-        lambda: _runs(jobs, job["id"]),
-        lambda rs: rs and rs[0]["status"] in ("succeeded", "failed"),
-        timeout=180,
-        what="the run",
-    )
+    runs = await runs_ended(jobs, job["id"])
     assert runs[0]["status"] == "succeeded", runs[0]
     out = folder / runs[0]["output"]
     printed = "".join(
