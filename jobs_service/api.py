@@ -187,7 +187,7 @@ class NotebookBodies(APIHandler):
 
     @property
     def max_body(self) -> int:
-        return int(self.jobs.ctx.limits.notebook_bytes)
+        return int(self.jobs.ctx.settings.limits.notebook_bytes)
 
 
 class JobsHandler(NotebookBodies):

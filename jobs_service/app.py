@@ -65,7 +65,7 @@ class JobsServiceApp(Application):
         auth = HubOAuth.instance(cache_max_age=30)
         prefix = os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
-        limits = jobs.ctx.limits
+        limits = jobs.ctx.settings.limits
         app = web.Application(
             routes(prefix) + launch.routes(prefix),
             jobs=jobs,

@@ -52,23 +52,23 @@ async def tell_owner(ctx: Context, row: DefinitionRow, subject: str, text: str) 
     """Tell a job's owner about something done to their job by someone else (an admin,
     or MoonHub itself) at the addresses the job notifies."""
     emails = (row.spec.get("notify") or {}).get("emails") or []
-    if not emails or not ctx.smtp.host:
+    if not emails or not ctx.settings.smtp.host:
         return
     try:
-        ctx.emails.check(row.owner, emails)
+        ctx.settings.emails.check(row.owner, emails)
     except FieldError:
         return
-    if not ctx.emails.take(row.owner, 1, time.time()):
+    if not ctx.settings.emails.take(row.owner, 1, time.time()):
         return
     try:
-        await notify.plain(ctx.smtp, emails, f"[MoonHub] job {row.name}: {subject}", text)
+        await notify.plain(ctx.settings.smtp, emails, f"[MoonHub] job {row.name}: {subject}", text)
     except Exception as e:
         log.warning("job %s of %s: could not tell the owner: %s", row.name, row.owner, type(e).__name__)
 
 
 async def suspend(ctx: Context, cronjob: str) -> None:
     with gone_ok():
-        await ctx.batch.patch_namespaced_cron_job(cronjob, ctx.namespace, {"spec": {"suspend": True}})
+        await ctx.batch.patch_namespaced_cron_job(cronjob, ctx.settings.namespace, {"spec": {"suspend": True}})
 
 
 async def hold(ctx: Context, s: Session, row: DefinitionRow, reason: str) -> None:

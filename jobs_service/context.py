@@ -20,10 +20,10 @@ from moonhub_core.catalog import CatalogStore
 from moonhub_core.errors import NotFound
 from moonhub_core.queueing import Queues
 
-from . import manifests, notify
+from . import manifests
 from .db import DefinitionRow, RunRow
-from .limits import Limits
 from .outbox import Outbox
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .outputs import OutputStore
@@ -66,30 +66,16 @@ class Context:
     db: sessionmaker[Session]
     catalog: CatalogStore
     api: client.ApiClient
-    # the service's settings (jobs_service.settings: the platform document's, declared there)
-    #: where job pods, CronJobs, snapshots and workspace volumes live (the users' namespace)
-    namespace: str
-    storage_class_override: str
-    smtp: notify.SmtpSettings
+    #: everything the service is told (:mod:`jobs_service.settings`, from the platform document)
+    settings: Settings
     #: the hub, asked for owners' groups (entitlements) and who has left; None: no hub
     #: (every owner has no groups, and nobody ever counts as departed)
     hub: HubUsers | None
-    admin_groups: tuple[str, ...]
-    limits: Limits
-    departed_grace: datetime.timedelta
-    #: job admins may change other users' notebooks and run them (code execution as that
-    #: user: off unless the operator opts in)
-    admins_may_edit: bool
-    webhooks: notify.WebhookPolicy
-    emails: notify.EmailPolicy
-    #: the prefix of this MoonHub's Kueue objects (``spawner.queue_prefix``)
-    queue_prefix: str
     #: notebook versions, outside etcd (``snapshots``)
     snapshots: SnapshotStore = field(kw_only=True)
     #: runs' executed notebooks and files (``outputs``)
     outputs: OutputStore = field(kw_only=True)
-    #: where runs' pods reach the service's launch routes (``launch``), and its signing key
-    launch_url: str = field(kw_only=True)
+    #: the signing key of the launch routes runs' pods reach (``launch``)
     launch_key: bytes = field(kw_only=True, default=b"")
     #: one writer at a time. SQLite (the service's default store) locks the whole database
     #: from a transaction's first write until its commit; a second writer waiting for that
@@ -113,7 +99,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
-        self.queues = Queues(self.api, self.queue_prefix)
+        self.queues = Queues(self.api, self.settings.queue_prefix)
 
 
 @contextmanager

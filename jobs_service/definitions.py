@@ -39,8 +39,8 @@ def parse(ctx: Context, body: dict[str, Any], owner: str) -> jobspec.Definition:
     """A definition from a request body, with its notification targets checked."""
     defn = validation.parse(body)
     if defn.notify.get("webhook"):
-        ctx.webhooks.check_url(defn.notify["webhook"])
-    ctx.emails.check(owner, defn.notify.get("emails") or [])
+        ctx.settings.webhooks.check_url(defn.notify["webhook"])
+    ctx.settings.emails.check(owner, defn.notify.get("emails") or [])
     return defn
 
 
@@ -109,7 +109,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
             raise Conflict("name", f"you already have a job named {defn.name!r}")
         upstream.check(s, caller.name, defn.name, defn.after)
         have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
-        check_count("name", "jobs", have or 0, ctx.limits.jobs_per_user)
+        check_count("name", "jobs", have or 0, ctx.settings.limits.jobs_per_user)
     uid = await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
     if uid != owner.uid:  # the workspace was made just now: its runs run as its uid
         owner = dataclasses.replace(owner, uid=uid)
@@ -131,7 +131,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         s.flush()
         try:
             await gpu_queues.ensure_for(ctx, owner, cron)
-            await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
+            await ctx.batch.create_namespaced_cron_job(ctx.settings.namespace, cron)  # type: ignore[arg-type]
         except client.ApiException:
             s.rollback()  # nothing half-made: the rows go, and the files unless another version has them
             snapshots.forget_files(ctx, s, caller.name, [f.sha256 for f in notebooks])
@@ -244,14 +244,14 @@ async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: boo
     await gpu_queues.ensure_for(ctx, owner, cron)
     if not exists:
         try:
-            await ctx.batch.create_namespaced_cron_job(ctx.namespace, cron)  # type: ignore[arg-type]
+            await ctx.batch.create_namespaced_cron_job(ctx.settings.namespace, cron)  # type: ignore[arg-type]
             return
         except client.ApiException as e:
             if e.status != 409:  # made meanwhile: replaced below
                 raise
-    current = await ctx.batch.read_namespaced_cron_job(name, ctx.namespace)
+    current = await ctx.batch.read_namespaced_cron_job(name, ctx.settings.namespace)
     cron["metadata"]["resourceVersion"] = current.metadata.resource_version
-    await ctx.batch.replace_namespaced_cron_job(name, ctx.namespace, cron)  # type: ignore[arg-type]
+    await ctx.batch.replace_namespaced_cron_job(name, ctx.settings.namespace, cron)  # type: ignore[arg-type]
 
 
 def versions(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
@@ -289,7 +289,9 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
     with ctx.db() as s:
         row = own(s, caller, job_id)
         with gone_ok():
-            await ctx.batch.delete_namespaced_cron_job(row.cronjob, ctx.namespace, propagation_policy="Background")
+            await ctx.batch.delete_namespaced_cron_job(
+                row.cronjob, ctx.settings.namespace, propagation_policy="Background"
+            )
         files = snapshots.files_of(row)
         audit.record(s, caller.name, "delete", row, why or f"{len(row.runs)} run(s) of history removed")
         for run in row.runs:
@@ -299,7 +301,7 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
             live += [t.job_name for t in run.tasks if t.status in ("queued", "running")]
             for name in live:
                 with gone_ok():
-                    await ctx.batch.delete_namespaced_job(name, ctx.namespace, propagation_policy="Background")
+                    await ctx.batch.delete_namespaced_job(name, ctx.settings.namespace, propagation_policy="Background")
             for name in [run.job_name, *(t.job_name for t in run.tasks)]:
                 ctx.outputs.remove(name)
         s.delete(row)

@@ -34,7 +34,7 @@ def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
     """Every run waits in its owner's Kueue queue (its Job suspended until admitted): their
     GPU maximum, their CPU, memory and pods bounds and their team's quotas count it, whoever
     starts it (a schedule, a person, a pipeline, a repair)."""
-    obj["metadata"]["labels"].update(queues.queue_labels(owner.name, server=False, prefix=ctx.queue_prefix))
+    obj["metadata"]["labels"].update(queues.queue_labels(owner.name, server=False, prefix=ctx.settings.queue_prefix))
     return obj
 
 
@@ -51,7 +51,7 @@ def cronjob(
             raise type(e)(f"tasks.{task.name}.{e.field}", f"task {task.name}: {e.message}") from None
     _, w = _workload(ctx, defn, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256)
-    cron = manifests.cronjob(defn, n, version, fetch, w, ctx.namespace)
+    cron = manifests.cronjob(defn, n, version, fetch, w, ctx.settings.namespace)
     if not defn.tasks:
         _queued(ctx, cron["spec"]["jobTemplate"], owner)
     return cron
@@ -73,7 +73,7 @@ def task_job(
     d = defn.for_task(task)
     _, w = _workload(ctx, d, owner, n)
     fetch = launch.for_version(ctx, n.cronjob, version, sha256, task.name)
-    job = manifests.task_job(d, n, version, fetch, w, ctx.namespace, job_name, task.name, run_name, trigger)
+    job = manifests.task_job(d, n, version, fetch, w, ctx.settings.namespace, job_name, task.name, run_name, trigger)
     return _queued(ctx, job, owner)
 
 
@@ -89,8 +89,8 @@ async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:
             raise Unavailable("owner", f"can not check {name}'s entitlements now ({e}); try again") from None
         if model is None:
             raise Forbidden("owner", f"{name} is no longer a user of this hub")
-        who = Caller.from_model(model, ctx.admin_groups)
-    uid = await claims.uid_of(ctx.core, ctx.namespace, manifests.Names(name, "").workspace_claim)
+        who = Caller.from_model(model, ctx.settings.admin_groups)
+    uid = await claims.uid_of(ctx.core, ctx.settings.namespace, manifests.Names(name, "").workspace_claim)
     return dataclasses.replace(who, uid=uid)
 
 
@@ -101,7 +101,7 @@ async def acting_for(ctx: Context, caller: Caller, row: DefinitionRow, action: s
     when the operator opted in (``jobs.admins_may_edit``)."""
     if row.owner == caller.name:
         return await owner(ctx, caller.name, caller)
-    if action not in ADMIN_ACTIONS and not ctx.admins_may_edit:
+    if action not in ADMIN_ACTIONS and not ctx.settings.admins_may_edit:
         raise Forbidden(
             "id",
             f"job admins may pause, resume, cancel and delete {row.owner}'s jobs, not {action} them "

@@ -36,7 +36,9 @@ async def ensure_for(ctx: Context, owner: Caller, cron_or_job: dict[str, Any]) -
     """The owner's queue (with their groups now) before a queued CronJob or Job is written
     (a pipeline's own Job is not queued: it never has a pod)."""
     if queued(cron_or_job):
-        await ctx.queues.ensure_user(ctx.catalog.get(), owner.name, owner.groups, owner.hub_admin, ctx.namespace)
+        await ctx.queues.ensure_user(
+            ctx.catalog.get(), owner.name, owner.groups, owner.hub_admin, ctx.settings.namespace
+        )
 
 
 async def follow_catalog(ctx: Context) -> None:
@@ -55,7 +57,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
     held = [(r, j) for r, j in runs if j.spec.suspend and r.status in ("queued", "running")]
     if not held:
         return
-    workloads = await ctx.queues.objects("Workload", ctx.namespace)
+    workloads = await ctx.queues.objects("Workload", ctx.settings.namespace)
     by_owner = {w["metadata"].get("labels", {}).get("kueue.x-k8s.io/job-uid"): w for w in workloads}
     pending = [w for w in workloads if waiting(w)]
     for run, job in held:
@@ -87,7 +89,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         if not blocked and not wants:
             continue  # a CPU run Kueue has not looked at yet: it is admitted in a moment
         blocked = blocked or [q.BUDGET_RESOURCE]
-        standing = await ctx.queues.standing(run.definition.owner, ctx.namespace, blocked)
+        standing = await ctx.queues.standing(run.definition.owner, ctx.settings.namespace, blocked)
         if q.BUDGET_RESOURCE in blocked:
             what = f"{wants} GPU{'s' if wants != 1 else ''}"
         else:

@@ -45,15 +45,18 @@ class Sampler:
         step = 0.0 if self.last is None else min(MAX_STEP, now - self.last)
         self.last = now
         owners: dict[str, tuple[str, str]] = {}
-        for cq in await ctx.queues.objects("ClusterQueue", selector=f"{q.MANAGED}={ctx.queue_prefix}"):
+        for cq in await ctx.queues.objects("ClusterQueue", selector=f"{q.MANAGED}={ctx.settings.queue_prefix}"):
             meta = cq.get("metadata") or {}
             user = (meta.get("annotations") or {}).get(q.USER_ANNOTATION)
             if user:
                 team = ((meta.get("annotations") or {}).get(q.GROUPS_ANNOTATION) or "").split(",")
                 cohort = (cq.get("spec") or {}).get("cohortName") or ""
-                owners[q.user_local_queue(user, ctx.queue_prefix)] = (user, _team(cohort, team, ctx.queue_prefix))
+                owners[q.user_local_queue(user, ctx.settings.queue_prefix)] = (
+                    user,
+                    _team(cohort, team, ctx.settings.queue_prefix),
+                )
         held: dict[tuple[str, str], int] = {}
-        for wl in await ctx.queues.objects("Workload", ctx.namespace):
+        for wl in await ctx.queues.objects("Workload", ctx.settings.namespace):
             found = owners.get(str((wl.get("spec") or {}).get("queueName") or ""))
             gpus = q.workload_gpus(wl) if found and holds(wl) else 0
             if found and gpus:  # (CPU-only servers and runs are queued too: not GPU usage)

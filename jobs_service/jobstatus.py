@@ -21,7 +21,7 @@ async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, defin
     apply_job_status(row, job)
     if row.status != "failed" or was == "failed":
         return
-    pods = await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={job_name}")
+    pods = await ctx.core.list_namespaced_pod(ctx.settings.namespace, label_selector=f"job-name={job_name}")
     why = failure_reason(pods.items)
     if why:
         row.reason = f"{why} ({row.reason})"[:1024]

@@ -73,7 +73,7 @@ def sign(key: bytes, cronjob: str, version: int, task: str = "") -> str:
 def for_version(ctx: Context, cronjob: str, version: int, sha256: str, task: str = "") -> Launch:
     """What the template of ``cronjob``'s version ``version`` (of its task ``task``, in a
     pipeline) says to its pods."""
-    url = f"{ctx.launch_url.rstrip('/')}/{cronjob}/{version}" + (f"/tasks/{task}" if task else "")
+    url = f"{ctx.settings.launch_url.rstrip('/')}/{cronjob}/{version}" + (f"/tasks/{task}" if task else "")
     return Launch(url, sign(ctx.launch_key, cronjob, version, task), sha256)
 
 
@@ -159,7 +159,7 @@ class RunParametersHandler(LaunchHandler):
             row = self.definition(s, cronjob, version, task)
             defn_id, name, owner, spec = row.id, row.name, row.owner, dict(row.spec)
         try:
-            job = await ctx.batch.read_namespaced_job(job_name, ctx.namespace)
+            job = await ctx.batch.read_namespaced_job(job_name, ctx.settings.namespace)
         except client.ApiException as e:
             if e.status == 404:
                 raise web.HTTPError(404, reason=f"no run {job_name}") from None
@@ -224,7 +224,7 @@ class BodyHandler(LaunchHandler):
             self.check_run(s, row, job_name)
             self._owner = row.owner
         self._cap = await self.cap()
-        bodies.allow(self.request, 2 * self.ctx.limits.run_output_bytes)
+        bodies.allow(self.request, 2 * self.ctx.settings.limits.run_output_bytes)
         length = self.request.headers.get("Content-Length", "")
         declared = int(length) if numbers.is_whole(length) else 0
         if declared > self._cap:
@@ -250,7 +250,7 @@ class BodyHandler(LaunchHandler):
     @property
     def in_flight(self) -> bodies.InFlight:
         if "in_flight" not in self.settings:  # an app that set none (a test's): the platform's limits
-            limits = self.ctx.limits
+            limits = self.ctx.settings.limits
             self.settings["in_flight"] = bodies.InFlight(
                 limits.body_bytes_in_flight_per_user, limits.body_bytes_in_flight
             )
@@ -319,7 +319,7 @@ class OutputHandler(BodyHandler):
 
     async def cap(self) -> int:
         """What the run may still keep: within its own limit and its owner's, all runs together."""
-        job_name, limits, store = self.path_args[3], self.ctx.limits, self.ctx.outputs
+        job_name, limits, store = self.path_args[3], self.ctx.settings.limits, self.ctx.outputs
         with self.ctx.db() as s:
             owners = s.scalars(
                 select(RunContextRow.job_name)
@@ -337,7 +337,7 @@ class OutputHandler(BodyHandler):
         return max(0, min(self._run_left, self._owner_left))
 
     def too_large_reason(self) -> str:
-        limits = self.ctx.limits
+        limits = self.ctx.settings.limits
         if self._owner_left < self._run_left:
             return (
                 f"{self._owner}'s runs keep at most {limits.output_bytes_per_user / 2**30:.1f} GiB of outputs "
@@ -366,7 +366,7 @@ class OutputHandler(BodyHandler):
                 await asyncio.to_thread(ctx.outputs.put_file_from, job_name, path, incoming)
             else:
                 # unpacked at most as large as a notebook may be sent (a small gzip can unpack to GiBs)
-                limit = int(ctx.limits.notebook_bytes)
+                limit = int(ctx.settings.limits.notebook_bytes)
                 size = await asyncio.to_thread(ctx.outputs.put_notebook_from, job_name, incoming, limit)
         except FieldError as e:
             raise web.HTTPError(400, reason=e.message) from None

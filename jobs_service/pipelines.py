@@ -277,7 +277,7 @@ async def _start_task(
         s.add(RunContextRow(job_name=t.job_name, definition_id=row.id, scheduled_for=at or run.created, given=params))
     try:
         await gpu_queues.ensure_for(ctx, owner, job)
-        await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+        await ctx.batch.create_namespaced_job(ctx.settings.namespace, job)  # type: ignore[arg-type]
     except client.ApiException as e:
         if e.status != 409:  # 409: made by a pass that did not get to record it
             log.warning("task %s of run %s not started: %s", task.name, run.job_name, e.reason)
@@ -315,7 +315,9 @@ async def repair(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
         for t in run.tasks:
             if t.task in again:
                 with gone_ok():
-                    await ctx.batch.delete_namespaced_job(t.job_name, ctx.namespace, propagation_policy="Background")
+                    await ctx.batch.delete_namespaced_job(
+                        t.job_name, ctx.settings.namespace, propagation_policy="Background"
+                    )
                 ctx.outputs.remove(t.job_name)  # the failed attempt's outputs make way for the next's
                 t.attempt += 1
                 t.job_name = task_job_name(row.cronjob, run.id, t.task, t.attempt)

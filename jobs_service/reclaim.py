@@ -96,14 +96,14 @@ def plan(
 
 
 async def listed(ctx: Context) -> list[workspaces.Usage]:
-    pvcs = await ctx.core.list_namespaced_persistent_volume_claim(ctx.namespace)
+    pvcs = await ctx.core.list_namespaced_persistent_volume_claim(ctx.settings.namespace)
     raw = [ctx.api.sanitize_for_serialization(p) for p in pvcs.items]
     return user_workspaces(raw)
 
 
 async def mounted(ctx: Context) -> set[str]:
     """Claims that pods which have not ended mount (servers, runs)."""
-    pods = await ctx.core.list_namespaced_pod(ctx.namespace)
+    pods = await ctx.core.list_namespaced_pod(ctx.settings.namespace)
     return {
         v.persistent_volume_claim.claim_name
         for p in pods.items
@@ -135,12 +135,14 @@ async def dry_run(ctx: Context) -> dict[str, Any]:
         users = {u["name"] for u in models}
     except HubReadError as e:
         return {**Plan().as_dict(), "decided": False, "why": f"the hub's users could not be read in full: {e}"}
-    gone = await departures.departed(ctx.hub, ctx.db, {c.user for c in claims}, users, ctx.departed_grace, record=False)
+    gone = await departures.departed(
+        ctx.hub, ctx.db, {c.user for c in claims}, users, ctx.settings.departed_grace, record=False
+    )
     steps = plan(claims, gone, users, utcnow(), st.reclaim_delete_after_days, await mounted(ctx), accounts(models))
     return {
         **steps.as_dict(),
         "decided": True,
-        "grace_seconds": int(ctx.departed_grace.total_seconds()),
+        "grace_seconds": int(ctx.settings.departed_grace.total_seconds()),
         "delete_after_days": st.reclaim_delete_after_days,
     }
 
@@ -153,13 +155,13 @@ async def apply(ctx: Context, p: Plan) -> None:
         _audit(ctx, action, u, "workspace kept, marked archived" if value else "the user is back: mark removed")
         with gone_ok():
             await ctx.core.patch_namespaced_persistent_volume_claim(
-                u.claim, ctx.namespace, {"metadata": {"annotations": {workspaces.ARCHIVED_AT: value}}}
+                u.claim, ctx.settings.namespace, {"metadata": {"annotations": {workspaces.ARCHIVED_AT: value}}}
             )
         log.info("workspace %s of %s: %s", u.claim, u.user, action)
     for u in p.delete:
         _audit(ctx, "delete-workspace", u, f"archived {u.archived_at}; {workspaces.human(u.used_bytes)} used")
         try:
-            await ctx.core.delete_namespaced_persistent_volume_claim(u.claim, ctx.namespace)
+            await ctx.core.delete_namespaced_persistent_volume_claim(u.claim, ctx.settings.namespace)
         except client.ApiException as e:
             if e.status != 404:
                 raise

@@ -43,8 +43,8 @@ async def _team_folders(ctx: Context) -> None:
     """Every team folder of the catalog exists (a job run of a member mounts it)."""
     st = ctx.catalog.get().storage
     if st.team_folders:
-        sc = ctx.storage_class_override or st.storage_class
-        await claims.ensure_team_folders(ctx.core, ctx.namespace, st, [tf.group for tf in st.team_folders], sc)
+        sc = ctx.settings.storage_class_override or st.storage_class
+        await claims.ensure_team_folders(ctx.core, ctx.settings.namespace, st, [tf.group for tf in st.team_folders], sc)
 
 
 async def reconcile(ctx: Context) -> dict[str, list[str]]:
@@ -60,7 +60,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         ids = list(s.scalars(select(DefinitionRow.id).order_by(DefinitionRow.id)))
     # their metadata only: 10,000 whole CronJobs decoded into client models took hundreds of
     # MiB and seconds of the pass, and as plain JSON still most of it
-    crons = await metadata.list_metadata(ctx.api, "batch", "v1", "cronjobs", ctx.namespace, selector)
+    crons = await metadata.list_metadata(ctx.api, "batch", "v1", "cronjobs", ctx.settings.namespace, selector)
     existing = {c["name"] for c in crons}
     run_as = {c["name"]: (c.get("labels") or {}).get(manifests.RUN_AS_LABEL, "") for c in crons}
     # CronJobs an older MoonHub made (their runs mount a ConfigMap) are replaced
@@ -87,7 +87,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
             recorded = {r.owner: r.created for r in s.scalars(select(AccountRow))}
         everyone = owners | {c.user for c in claims} | set(kept_secrets)
         async with ctx.writes:
-            gone = await departures.departed(ctx.hub, ctx.db, everyone, set(users), ctx.departed_grace)
+            gone = await departures.departed(ctx.hub, ctx.db, everyone, set(users), ctx.settings.departed_grace)
         for owner in sorted(gone & set(kept_secrets)):
             async with ctx.writes:
                 await secrets.remove_departed(ctx, owner, kept_secrets[owner])
@@ -127,7 +127,7 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         known |= set(s.scalars(select(DefinitionRow.cronjob)))
     for name in sorted(existing - known):
         with gone_ok():  # a job deleted meanwhile took its CronJob with it
-            await ctx.batch.delete_namespaced_cron_job(name, ctx.namespace, propagation_policy="Background")
+            await ctx.batch.delete_namespaced_cron_job(name, ctx.settings.namespace, propagation_policy="Background")
         report["orphans_removed"].append(name)
     for name in report["owner_gone"]:
         async with ctx.writes:
@@ -171,7 +171,7 @@ async def _reconcile_one(
     elif users is None or row.owner not in users:
         owner = None  # unknown now: leave the job as it is
     else:
-        owner = Caller.from_model(users[row.owner], ctx.admin_groups)
+        owner = Caller.from_model(users[row.owner], ctx.settings.admin_groups)
     if owner is None:
         return False
     try:
@@ -216,7 +216,7 @@ async def _remove_departed(ctx: Context, cronjob: str) -> None:
     log.warning(
         "reconcile: %s left the hub %s ago or earlier: removing job %s (cronjob %s, %d run(s) of history)",
         owner,
-        ctx.departed_grace,
+        ctx.settings.departed_grace,
         job,
         cronjob,
         history,

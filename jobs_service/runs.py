@@ -82,7 +82,7 @@ async def check_bounds(ctx: Context, owner: Caller, job: dict[str, Any]) -> None
     instead (Kueue admits it when the owner's other work ends)."""
     spec = job["spec"]
     request = queues.pod_request(spec["template"]["spec"], int(spec.get("parallelism") or 1))
-    over = await ctx.queues.over_bounds(owner.name, ctx.namespace, request)
+    over = await ctx.queues.over_bounds(owner.name, ctx.settings.namespace, request)
     if over:
         raise LimitReached("id", f"the run would pass a limit now: {over}; stop a server or wait for a run to end")
 
@@ -91,7 +91,7 @@ async def create_job(ctx: Context, job: dict[str, Any]) -> None:
     """Create a run's Job (:func:`job_for`). Runs the service starts itself (a back-filled
     tick, a run after another) have names the next pass makes again: it takes a 409 for
     "made", so a create that timed out is simply tried again."""
-    await ctx.batch.create_namespaced_job(ctx.namespace, job)  # type: ignore[arg-type]
+    await ctx.batch.create_namespaced_job(ctx.settings.namespace, job)  # type: ignore[arg-type]
 
 
 async def start_recorded(ctx: Context, s: Session, job: dict[str, Any], made: list[Any]) -> None:
@@ -129,7 +129,7 @@ async def run_now(ctx: Context, caller: Caller, job_id: int) -> dict[str, Any]:
         owner = await entitlements.acting_for(ctx, caller, row, "run")
         if row.hold is not None:
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
-        check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
+        check_count("id", "runs queued or running", _active(s, row.owner), ctx.settings.limits.active_runs_per_user)
         name, now = _name(row, "m"), utcnow()
         job = await job_for(ctx, s, row, owner, row.version, name, "manual", now)
         await check_bounds(ctx, owner, job)
@@ -164,7 +164,7 @@ async def rerun(ctx: Context, caller: Caller, job_id: int, run_id: int, body: An
         owner = await entitlements.acting_for(ctx, caller, row, "run")
         if row.hold is not None:
             raise Conflict("id", f"job {row.name} is suspended: {row.hold.reason}")
-        check_count("id", "runs queued or running", _active(s, row.owner), ctx.limits.active_runs_per_user)
+        check_count("id", "runs queued or running", _active(s, row.owner), ctx.settings.limits.active_runs_per_user)
         was = old.context
         if was is not None and was.parameters is not None:
             base = dict(was.parameters)
@@ -215,7 +215,7 @@ async def backfill(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict
     start, end = runcontext.parse_day("from", body.get("from")), runcontext.parse_day("to", body.get("to"))
     if end < start:
         raise FieldError("to", "must not be before from")
-    cap = ctx.limits.backfill_runs
+    cap = ctx.settings.limits.backfill_runs
     with ctx.db() as s:
         row = own(s, caller, job_id)
         schedule = row.spec.get("schedule")
@@ -277,7 +277,7 @@ async def start_waiting(ctx: Context) -> None:
             )
             mine = sum(1 for r in row.runs if r.status in ACTIVE)
             if row.spec.get("concurrency", "skip") == "allow":
-                free = ctx.limits.active_runs_per_user - _active(s, row.owner)
+                free = ctx.settings.limits.active_runs_per_user - _active(s, row.owner)
             else:
                 free = 0 if mine else 1
             if free <= 0:
@@ -332,7 +332,7 @@ def listed(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
 
 async def stop_job(ctx: Context, name: str) -> None:
     with gone_ok():
-        await ctx.batch.delete_namespaced_job(name, ctx.namespace, propagation_policy="Background")
+        await ctx.batch.delete_namespaced_job(name, ctx.settings.namespace, propagation_policy="Background")
 
 
 async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
@@ -397,7 +397,9 @@ async def file(
 
 
 async def _pods(ctx: Context, job_name: str) -> list[Any]:
-    return list((await ctx.core.list_namespaced_pod(ctx.namespace, label_selector=f"job-name={job_name}")).items)
+    return list(
+        (await ctx.core.list_namespaced_pod(ctx.settings.namespace, label_selector=f"job-name={job_name}")).items
+    )
 
 
 async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any] | None:
@@ -412,11 +414,13 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str 
     if not pods:
         return None
     pod = max(pods, key=lambda p: p.metadata.creation_timestamp)
-    cap = ctx.limits.log_bytes
+    cap = ctx.settings.limits.log_bytes
     # undecoded (a log is text), but checked: a container that has not started answers 400,
     # and its Status is not the run's log
     pod_name = pod.metadata.name
-    call = ctx.core.read_namespaced_pod_log(pod_name, ctx.namespace, limit_bytes=cap + 1, _preload_content=False)
+    call = ctx.core.read_namespaced_pod_log(
+        pod_name, ctx.settings.namespace, limit_bytes=cap + 1, _preload_content=False
+    )
     try:
         data = await unread.body(call)
     except client.ApiException as e:

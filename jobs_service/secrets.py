@@ -54,10 +54,10 @@ async def _mine_and_teams(ctx: Context, owner: str, teams: bool = True) -> list[
     A caller that can see no team's secrets does not ask for them (a starting server's list
     is its user's own: half the reads of a spawn)."""
     mine = f"{pods.COMPONENT}={sec.USER_COMPONENT},{pods.OWNER}={safe_slug(owner, max_length=16)}"
-    reads = [ctx.core.list_namespaced_secret(ctx.namespace, label_selector=mine)]
+    reads = [ctx.core.list_namespaced_secret(ctx.settings.namespace, label_selector=mine)]
     if teams:
         team = f"{pods.COMPONENT}={sec.TEAM_COMPONENT}"
-        reads.append(ctx.core.list_namespaced_secret(ctx.namespace, label_selector=team))
+        reads.append(ctx.core.list_namespaced_secret(ctx.settings.namespace, label_selector=team))
     own, *of_teams = await asyncio.gather(*reads)
     return [s for s in own.items if _is_users(s, owner)] + [s for t in of_teams for s in t.items]
 
@@ -66,7 +66,7 @@ async def _owned(ctx: Context, owner: str) -> list[Any]:
     """``owner``'s own secrets, from the API server's watch cache: a list of every user's
     secrets (or a quorum read) on each notebook version saved cost 70 ms a create."""
     selector = f"{pods.COMPONENT}={sec.USER_COMPONENT},{pods.OWNER}={safe_slug(owner, max_length=16)}"
-    found = await ctx.core.list_namespaced_secret(ctx.namespace, label_selector=selector, resource_version="0")
+    found = await ctx.core.list_namespaced_secret(ctx.settings.namespace, label_selector=selector, resource_version="0")
     return [s for s in found.items if _is_users(s, owner)]
 
 
@@ -135,7 +135,7 @@ async def put(ctx: Context, caller: Caller, name: str, body: Any, team: str = ""
         to_server = sec.check_delivery("to_server", to_server).as_json()
     k8s = sec.team_secret(team, name) if team else sec.user_secret(caller.name, name)
     try:
-        current = await ctx.core.read_namespaced_secret(k8s, ctx.namespace)
+        current = await ctx.core.read_namespaced_secret(k8s, ctx.settings.namespace)
     except client.ApiException as e:
         if e.status != 404:
             raise
@@ -143,7 +143,7 @@ async def put(ctx: Context, caller: Caller, name: str, body: Any, team: str = ""
     value = _value(body, required=current is None)
     if current is None and not team:
         have = sum(1 for s in await _mine_and_teams(ctx, caller.name, teams=False) if _is_users(s, caller.name))
-        check_count("name", "secrets", have, ctx.limits.secrets_per_user)
+        check_count("name", "secrets", have, ctx.settings.limits.secrets_per_user)
     notes = {
         UPDATED_AT: utcnow().isoformat(timespec="seconds"),
         UPDATED_BY: caller.name,
@@ -160,17 +160,17 @@ async def put(ctx: Context, caller: Caller, name: str, body: Any, team: str = ""
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": k8s, "namespace": ctx.namespace, "labels": labels, "annotations": notes},
+        "metadata": {"name": k8s, "namespace": ctx.settings.namespace, "labels": labels, "annotations": notes},
     }
     if current is None:
         obj["data"] = data
-        made = await ctx.core.create_namespaced_secret(ctx.namespace, obj)  # type: ignore[arg-type]
+        made = await ctx.core.create_namespaced_secret(ctx.settings.namespace, obj)  # type: ignore[arg-type]
     else:
         if data is not None:
             obj["data"] = data
         if "to_server" not in body:  # unchanged
             notes[TO_SERVER] = (current.metadata.annotations or {}).get(TO_SERVER, "")
-        made = await ctx.core.patch_namespaced_secret(k8s, ctx.namespace, obj)
+        made = await ctx.core.patch_namespaced_secret(k8s, ctx.settings.namespace, obj)
     what = "set" if value is not None else "change"
     with ctx.db() as s:
         owner = f"team {team}" if team else caller.name
@@ -185,7 +185,7 @@ async def delete(ctx: Context, caller: Caller, name: str, team: str = "") -> Non
         raise Forbidden("team", "team secrets are managed by job admins")
     k8s = sec.team_secret(team, name) if team else sec.user_secret(caller.name, name)
     try:
-        await ctx.core.delete_namespaced_secret(k8s, ctx.namespace)
+        await ctx.core.delete_namespaced_secret(k8s, ctx.settings.namespace)
     except client.ApiException as e:
         if e.status == 404:
             raise NotFound("name", f"no secret {name}" + (f" of team {team}" if team else "")) from None
@@ -198,7 +198,7 @@ async def delete(ctx: Context, caller: Caller, name: str, team: str = "") -> Non
 async def by_owner(ctx: Context) -> dict[str, list[str]]:
     """Every user's own secrets (their Kubernetes names), by the hub user they belong to."""
     found = await ctx.core.list_namespaced_secret(
-        ctx.namespace, label_selector=f"{pods.COMPONENT}={sec.USER_COMPONENT}", resource_version="0"
+        ctx.settings.namespace, label_selector=f"{pods.COMPONENT}={sec.USER_COMPONENT}", resource_version="0"
     )
     out: dict[str, list[str]] = {}
     for s in found.items:
@@ -215,13 +215,13 @@ async def remove_departed(ctx: Context, owner: str, names: list[str]) -> None:
             audit.note(s, MOONHUB.name, "secret-delete", owner, name, "the owner left the hub")
             s.commit()
         with gone_ok():
-            await ctx.core.delete_namespaced_secret(name, ctx.namespace)
+            await ctx.core.delete_namespaced_secret(name, ctx.settings.namespace)
 
 
 async def remove(ctx: Context, name: str) -> None:
     """Delete one user secret (its Kubernetes name); gone already is fine."""
     with gone_ok():
-        await ctx.core.delete_namespaced_secret(name, ctx.namespace)
+        await ctx.core.delete_namespaced_secret(name, ctx.settings.namespace)
 
 
 async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:
@@ -243,7 +243,7 @@ async def values(ctx: Context, owner: str, uses: list[sec.Use]) -> list[str]:
     found = []
     for u in uses:
         with gone_ok():
-            s = await ctx.core.read_namespaced_secret(u.secret(owner), ctx.namespace)
+            s = await ctx.core.read_namespaced_secret(u.secret(owner), ctx.settings.namespace)
             raw = (s.data or {}).get(sec.KEY)
             if raw:
                 found.append(base64.b64decode(raw).decode("utf-8", "replace"))
@@ -257,7 +257,7 @@ async def refuse_in_notebook(ctx: Context, owner: Caller, uses: list[sec.Use], d
     for u in uses:
         if u.team:
             with gone_ok():
-                named[u.label()] = await ctx.core.read_namespaced_secret(u.secret(owner.name), ctx.namespace)
+                named[u.label()] = await ctx.core.read_namespaced_secret(u.secret(owner.name), ctx.settings.namespace)
     for label, s in named.items():
         raw = (s.data or {}).get(sec.KEY)
         value = base64.b64decode(raw).decode("utf-8", "replace") if raw else ""

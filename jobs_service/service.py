@@ -77,20 +77,10 @@ class JobsService:
             db,
             catalog,
             api,
-            settings.namespace,
-            settings.storage_class_override,
-            settings.smtp,
+            settings,
             hub,
-            settings.admin_groups,
-            settings.limits,
-            settings.departed_grace,
-            settings.admins_may_edit,
-            settings.webhooks,
-            settings.emails,
-            settings.queue_prefix,
             snapshots=snapshots.SnapshotStore(settings.snapshot_dir),
             outputs=outputs.OutputStore(settings.snapshot_dir / "runs"),
-            launch_url=settings.launch_url,
         )
         with db() as s:
             self.ctx.launch_key = launch.service_key(s)

@@ -129,7 +129,7 @@ def _mib(n: int) -> str:
 
 def _check_cap(ctx: Context, s: Session, owner: str, adding: int, field: str) -> None:
     used = stored_bytes(s, owner)
-    cap = ctx.limits.snapshot_bytes_per_user
+    cap = ctx.settings.limits.snapshot_bytes_per_user
     if used + adding > cap:
         raise LimitReached(
             field,
@@ -211,12 +211,12 @@ def prune(ctx: Context, s: Session, row: DefinitionRow) -> None:
     its CronJob made just before an edit fetches the previous one) and any a run that has
     not ended uses; the files of the others go when no other version of the owner shares
     them."""
-    if len(row.versions) <= ctx.limits.versions_per_job:
+    if len(row.versions) <= ctx.settings.limits.versions_per_job:
         return  # nothing to prune (most jobs): their runs are not read
     busy = {r.version for r in row.runs if r.status not in ENDED} | {row.version, row.version - 1}
     newest = sorted(row.versions, key=lambda v: v.number, reverse=True)
     gone: list[str] = []
-    for v in newest[ctx.limits.versions_per_job :]:
+    for v in newest[ctx.settings.limits.versions_per_job :]:
         if v.number not in busy:
             gone += _digests(v)
             row.versions.remove(v)
@@ -261,7 +261,7 @@ async def drop_old_configmaps(ctx: Context) -> list[str]:
     """Delete the snapshot ConfigMaps older versions of MoonHub made, except those a run
     that has not ended may still mount."""
     selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
-    maps = (await ctx.core.list_namespaced_config_map(ctx.namespace, label_selector=selector)).items
+    maps = (await ctx.core.list_namespaced_config_map(ctx.settings.namespace, label_selector=selector)).items
     if not maps:
         return []
     with ctx.db() as s:
@@ -278,6 +278,6 @@ async def drop_old_configmaps(ctx: Context) -> list[str]:
         if number.isdigit() and (cron, int(number)) in busy:
             continue
         with gone_ok():
-            await ctx.core.delete_namespaced_config_map(name, ctx.namespace)
+            await ctx.core.delete_namespaced_config_map(name, ctx.settings.namespace)
         dropped.append(name)
     return dropped

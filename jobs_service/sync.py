@@ -50,7 +50,7 @@ async def sync_runs(ctx: Context) -> list[Notice]:
     owners are to be told of runs that ended (or run too long), for :func:`tell_all` once
     the writer lock is let go (a slow mail server must not hold up every change)."""
     jobs = await ctx.batch.list_namespaced_job(
-        ctx.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB},!{RECORDED}"
+        ctx.settings.namespace, label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB},!{RECORDED}"
     )
     to_tell: list[tuple[dict[str, Any], dict[str, Any]]] = []
     ended: list[str] = []
@@ -110,20 +110,20 @@ async def tell_all(ctx: Context, notices: list[Notice]) -> None:
         if wants.get("emails"):
             await ctx.outbox.put(owner, f"{about} by e-mail", functools.partial(_email, ctx, job, run, event))
         if wants.get("webhook"):
-            if not ctx.webhooks.take(owner):
+            if not ctx.settings.webhooks.take(owner):
                 outbox.DROPPED.labels("webhooks per hour").inc()
-                log.warning("%s by webhook not sent: over %d per hour", about, ctx.webhooks.per_hour)
+                log.warning("%s by webhook not sent: over %d per hour", about, ctx.settings.webhooks.per_hour)
                 continue
             await ctx.outbox.put(owner, f"{about} by webhook", functools.partial(_webhook, ctx, job, run, event))
 
 
 async def _email(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
-    await notify.email(ctx.smtp, job, run, job["notify"]["emails"], ctx.emails, event)
+    await notify.email(ctx.settings.smtp, job, run, job["notify"]["emails"], ctx.settings.emails, event)
 
 
 async def _webhook(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
     wants = job["notify"]
-    await notify.webhook(wants["webhook"], job, run, ctx.webhooks, event, wants.get("webhook_format", "plain"))
+    await notify.webhook(wants["webhook"], job, run, ctx.settings.webhooks, event, wants.get("webhook_format", "plain"))
 
 
 def _gone_reason(run: RunRow) -> str:
@@ -165,7 +165,9 @@ def _runs_of(s: Session, listed: list[str]) -> list[RunRow]:
 
 async def _mark_recorded(ctx: Context, name: str) -> None:
     try:
-        await ctx.batch.patch_namespaced_job(name, ctx.namespace, {"metadata": {"labels": {RECORDED: "ended"}}})
+        await ctx.batch.patch_namespaced_job(
+            name, ctx.settings.namespace, {"metadata": {"labels": {RECORDED: "ended"}}}
+        )
     except client.ApiException as e:
         if e.status != 404:  # gone (its history limit, its TTL): nothing to mark
             log.warning("run %s: Job not marked as recorded (%s); the next pass tries again", name, e.reason)
@@ -185,7 +187,7 @@ async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str,
     # a run its schedule starts counts against the owner's runs queued or running too: a
     # `* * * * *` job whose runs wait in the queue must not pile up Jobs (etcd) without end
     busy = runs.active_count(s, defn.owner)
-    cap = ctx.limits.active_runs_per_user
+    cap = ctx.settings.limits.active_runs_per_user
     s.add(run)
     s.flush()  # a persistent row: its definition loads when asked for (a pending one answers None)
     if busy >= cap:
@@ -216,7 +218,7 @@ async def _owner_queue(ctx: Context, owner: str, job: client.V1Job) -> None:
     try:
         who = await entitlements.owner(ctx, owner)
         cat = ctx.catalog.get()
-        await ctx.queues.ensure_user(cat, who.name, who.groups, who.hub_admin, ctx.namespace)
+        await ctx.queues.ensure_user(cat, who.name, who.groups, who.hub_admin, ctx.settings.namespace)
     except Exception as e:  # the run waits in the queue as it was
         log.warning("queue of %s not refreshed for %s: %s", owner, job.metadata.name, e)
 
@@ -240,7 +242,7 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
     if not due:
         return
     listed = await ctx.core.list_namespaced_pod(
-        ctx.namespace,
+        ctx.settings.namespace,
         label_selector=f"{podc.COMPONENT}={podc.NOTEBOOK_JOB}",
         field_selector="status.phase=Running",
     )
@@ -254,7 +256,9 @@ async def record_progress(ctx: Context, running: list[RunRow]) -> None:
         if found is None:
             continue
         try:
-            text = await ctx.core.read_namespaced_pod_log(found.metadata.name, ctx.namespace, tail_lines=PROGRESS_TAIL)
+            text = await ctx.core.read_namespaced_pod_log(
+                found.metadata.name, ctx.settings.namespace, tail_lines=PROGRESS_TAIL
+            )
         except client.ApiException as e:
             log.debug("run %s: progress not read: %s", run.job_name, e.reason)
             continue

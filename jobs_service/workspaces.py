@@ -23,25 +23,25 @@ async def ensure(ctx: Context, owner: str, groups: tuple[str, ...] = (), created
     uids)."""
     n = manifests.Names(owner, "")
     st = ctx.catalog.get().storage
-    sc = ctx.storage_class_override or st.storage_class
-    await claims.ensure_team_folders(ctx.core, ctx.namespace, st, groups, sc)
-    found = await claims.check_workspace(ctx.core, ctx.namespace, n.workspace_claim, owner, created)
+    sc = ctx.settings.storage_class_override or st.storage_class
+    await claims.ensure_team_folders(ctx.core, ctx.settings.namespace, st, groups, sc)
+    found = await claims.check_workspace(ctx.core, ctx.settings.namespace, n.workspace_claim, owner, created)
     if found is not None:
         return uids.of_claim(found)
-    uid = await uids.allocate(ctx.core, ctx.namespace)
-    pvc = manifests.workspace_pvc(n, st, sc, ctx.namespace)
+    uid = await uids.allocate(ctx.core, ctx.settings.namespace)
+    pvc = manifests.workspace_pvc(n, st, sc, ctx.settings.namespace)
     pvc.metadata.annotations = {
         **(pvc.metadata.annotations or {}),
         uids.UID: str(uid),
         **({identity.CREATED: created} if created else {}),
     }
     try:
-        await ctx.core.create_namespaced_persistent_volume_claim(ctx.namespace, pvc)
+        await ctx.core.create_namespaced_persistent_volume_claim(ctx.settings.namespace, pvc)
         log.info("created workspace volume %s for %s (uid %d)", n.workspace_claim, owner, uid)
     except client.ApiException as e:
         if e.status != 409:
             raise
         # made by the spawner meanwhile: its uid is the one
-        found = await claims.check_workspace(ctx.core, ctx.namespace, n.workspace_claim, owner, created)
+        found = await claims.check_workspace(ctx.core, ctx.settings.namespace, n.workspace_claim, owner, created)
         return uids.of_claim(found) if found is not None else None
     return uid

@@ -192,7 +192,8 @@ async def test_a_pipelines_notebooks_count_together_against_the_owners_cap(tmp_p
 
     db = open_db(f"sqlite:///{tmp_path / 'jobs.db'}")
     ctx = SimpleNamespace(
-        snapshots=snapshots.SnapshotStore(tmp_path / "store"), limits=SimpleNamespace(snapshot_bytes_per_user=4000)
+        snapshots=snapshots.SnapshotStore(tmp_path / "store"),
+        settings=SimpleNamespace(limits=SimpleNamespace(snapshot_bytes_per_user=4000)),
     )
 
     def nb(text: str) -> snapshots.Frozen:
