@@ -49,12 +49,13 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         self._held = 0
         self._refused: bodies.TooMuch | None = None
         self._too_large = False
-        if self.request.method not in ("POST", "PUT", "PATCH"):
-            return
-        # who asks (a token, or the login cookie), before the body: an unknown caller's body
-        # stays within the server's small limit and is dropped; the method answers 403
+        # who asks (a token, or the login cookie), asked of the hub without blocking: HubAuth's
+        # own ``current_user`` waits for the hub's answer with the event loop stopped (every
+        # other request waits with it), so it is only left the answer this caches. For a body
+        # it comes before the body: an unknown caller's stays within the server's small limit
+        # and is dropped; the method answers 403
         await self.hub_auth.get_user(self, sync=False)
-        if not self.current_user:
+        if self.request.method not in ("POST", "PUT", "PATCH") or not self.current_user:
             return
         # read to the end what is refused below (dropped as it arrives), a bounded amount
         bodies.allow(self.request, max(2 * self.max_body, bodies.DROP_AT_MOST))

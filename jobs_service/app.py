@@ -65,18 +65,7 @@ class JobsServiceApp(Application):
         auth = HubOAuth.instance(cache_max_age=30)
         prefix = os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
-        limits = jobs.ctx.settings.limits
-        app = web.Application(
-            routes(prefix) + launch.routes(prefix),
-            jobs=jobs,
-            admin_groups=list(settings.admin_groups),
-            # checks the hub's claims as it starts servers (moonhub_core.server_claim)
-            server_claim_key=server_claim.key_from_token(auth.api_token or ""),
-            # request bodies being received, per caller and in all
-            in_flight=bodies.InFlight(limits.body_bytes_in_flight_per_user, limits.body_bytes_in_flight),
-            cookie_secret=os.urandom(32),
-            xsrf_cookies=False,
-        )
+        app = application(jobs, auth, prefix)
         await snapshots.move_into_store(jobs.ctx)
         await jobs.reconcile()
         # the server reads a small body of anyone; a route raises that for one request once
@@ -90,6 +79,23 @@ class JobsServiceApp(Application):
             path,
         )
         await jobs.sync_forever(settings.sync_interval, settings.reconcile_interval)
+
+
+def application(jobs: JobsService, auth: HubOAuth, prefix: str) -> web.Application:
+    """The service's routes and what its handlers share: what :meth:`JobsServiceApp.serve`
+    listens with, and the middle tier's tests serve in-process (``tests/middle``)."""
+    limits = jobs.settings.limits
+    return web.Application(
+        routes(prefix) + launch.routes(prefix),
+        jobs=jobs,
+        admin_groups=list(jobs.settings.admin_groups),
+        # checks the hub's claims as it starts servers (moonhub_core.server_claim)
+        server_claim_key=server_claim.key_from_token(auth.api_token or ""),
+        # request bodies being received, per caller and in all
+        in_flight=bodies.InFlight(limits.body_bytes_in_flight_per_user, limits.body_bytes_in_flight),
+        cookie_secret=os.urandom(32),
+        xsrf_cookies=False,
+    )
 
 
 def main() -> None:

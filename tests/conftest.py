@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by folder: tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
-        if folder in ("unit", "cluster", "hub", "browser", "db", "images", "scale"):
+        if folder in TIERS:
             item.add_marker(getattr(pytest.mark, folder))
 
 
@@ -69,8 +69,8 @@ def timings() -> dict[str, float]:
     return _TIMINGS
 
 
-#: the folders under tests/ that are tiers (unit, db, cluster, hub, browser, images, scale)
-TIERS = ("unit", "db", "cluster", "hub", "browser", "images", "scale")
+#: the folders under tests/ that are tiers, fastest first
+TIERS = ("unit", "middle", "db", "cluster", "hub", "browser", "images", "scale")
 #: seconds per tier (setup, call and teardown of its tests), and per test
 _TIER_SECONDS: dict[str, float] = {}
 _TEST_SECONDS: dict[str, float] = {}
@@ -310,6 +310,15 @@ def start_hub(cluster: ClusterConfig, state: Path, doc: dict[str, Any], name: st
     return hub_up(cluster, sup, config, name=name), config, sup
 
 
+#: the jobs service's caps in the hub tier and the middle tier alike (small, so tests reach them)
+JOB_LIMITS = {
+    "jobs_per_user": 12,
+    "versions_per_job": 3,
+    "notebook_bytes": 64 * 2**20,
+    "snapshot_bytes_per_user": 16 * 2**20,
+}
+
+
 @pytest.fixture(scope="session")
 def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     if local_cluster is None:
@@ -328,12 +337,7 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     # period itself is tested without a hub)
     doc["jobs"]["departed_grace"] = 0
     doc["jobs"]["reconcile_interval"] = 5
-    doc["jobs"]["limits"] = {
-        "jobs_per_user": 12,
-        "versions_per_job": 3,
-        "notebook_bytes": 64 * 2**20,
-        "snapshot_bytes_per_user": 16 * 2**20,
-    }
+    doc["jobs"]["limits"] = dict(JOB_LIMITS)
     mail = Mailbox()
     smtp = Controller(mail, hostname="127.0.0.1", port=SMTP_PORT)
     smtp.start()

@@ -17,11 +17,12 @@ USER_NS = "moonhub-users"
 
 
 class Jobs:
-    """A client of the jobs service holding one user's token."""
+    """A client of the jobs service holding one user's token (none: an anonymous caller):
+    through the hub's proxy, or at a base URL (the middle tier serves the service itself)."""
 
-    def __init__(self, hub: Hub, token: str) -> None:
-        self.base = f"{hub.url}/services/jobs/api/v1"
-        self.headers = {"Authorization": f"token {token}"}
+    def __init__(self, where: Hub | str, token: str) -> None:
+        self.base = where if isinstance(where, str) else f"{where.url}/services/jobs/api/v1"
+        self.headers = {"Authorization": f"token {token}"} if token else {}
 
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)

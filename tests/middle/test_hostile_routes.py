@@ -1,5 +1,6 @@
-"""Every route of the jobs service and the admin console, called by every kind of caller and
-given hostile input, against the real hub, service and cluster (issue 32, "Tests").
+"""Every route of the jobs service, called by every kind of caller and given hostile input
+(issue 32, "Tests"), in the middle tier: the service's real handlers and database, the hub's
+and Kubernetes' answers from the fakes (``tests/middle/conftest.py``).
 
 The routes come from the service's own OpenAPI document (a route added later is in the
 table at once). Callers: nobody (no credentials), a made-up token, another user, the owner,
@@ -20,8 +21,8 @@ import requests
 import yaml
 
 from jobs_service.api import OPENAPI
-from tests.conftest import Hub
 from tests.helpers import NOTEBOOK
+from tests.middle.conftest import Middle
 
 REPORT = Path(__file__).resolve().parents[2] / ".state" / "reports" / "route-table.md"
 CALLERS = ("nobody", "bogus token", "other user", "owner", "job admin")
@@ -34,8 +35,8 @@ def _body(name: str, **extra: Any) -> dict[str, Any]:
 
 
 class Caller:
-    def __init__(self, hub: Hub, token: str | None) -> None:
-        self.base = f"{hub.url}/services/jobs/api/v1"
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base = base
         self.headers = {"Authorization": f"token {token}"} if token else {}
 
     def __call__(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
@@ -46,11 +47,13 @@ class Caller:
 
 
 @pytest.fixture(scope="module")
-def callers(hub: Hub) -> dict[str, Caller]:
-    out = {"nobody": Caller(hub, None), "bogus token": Caller(hub, "0" * 32)}
+def callers(middle: Middle) -> dict[str, Caller]:
+    out = {"nobody": Caller(middle.base, None), "bogus token": Caller(middle.base, "0" * 32)}
+    middle.hub.add("admin", admin=True)
+    middle.hub.add("hostile-quinn", groups=["ml-research"])
+    middle.hub.add("hostile-rita")
     for label, user in (("other user", "hostile-rita"), ("owner", "hostile-quinn"), ("job admin", "admin")):
-        s = hub.login(user)
-        out[label] = Caller(hub, hub.token(s, user, "access:services!service=jobs"))
+        out[label] = Caller(middle.base, middle.hub.token(user))
     return out
 
 
@@ -73,7 +76,7 @@ BODIES: dict[tuple[str, str], Any] = {
 LAST = {("DELETE", "/jobs/{job_id}")}
 
 
-def test_every_route_by_every_caller(hub: Hub, callers: dict[str, Caller]) -> None:
+def test_every_route_by_every_caller(callers: dict[str, Caller]) -> None:
     owner = callers["owner"]
     made = owner("POST", "/jobs", _body("hostile-target"))
     assert made.status_code == 201, made.text
@@ -194,13 +197,13 @@ def _headers_only(host: str, port: int, path: str, length: int, headers: str = "
             return "closed"
 
 
-def test_the_service_reads_no_body_of_a_caller_it_does_not_know(hub: Hub) -> None:
-    """Straight to the service (as a pod may reach it): the body of a caller it does not know
+def test_the_service_reads_no_body_of_a_caller_it_does_not_know(middle: Middle) -> None:
+    """Straight to the service (as a pod may reach it), served as the service serves itself
+    (the same small body limit before a caller is known): the body of a caller it does not know
     (no credentials, a wrong launch key) is refused before it is sent; before, the service
     waited for it and held it in memory (issue 32, item 2; the figures: benchmarks/body_memory.py)."""
-    doc = yaml.safe_load(hub.config.read_text())
-    host, _, rest = doc["jobs"]["url"].split("//", 1)[1].partition(":")
-    port = int(rest.split("/")[0])
+    host, _, port_text = middle.url.split("//", 1)[1].partition(":")
+    port = int(port_text)
     wrong_key = "X-MoonHub-Launch-Key: " + "0" * 64 + "\r\n"
     for path, extra in (
         ("/services/jobs/api/v1/jobs", ""),

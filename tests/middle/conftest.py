@@ -1,0 +1,147 @@
+"""The middle tier: the jobs service's real handlers and operations, served in-process against
+a real database (SQLite in a temporary folder), with nothing faked but its two edges: the hub
+(``tests/fakes/hub.py``) and the Kubernetes API (``tests/fakes/kube.py``).
+
+The service, both fakes and the HTTP servers run on an event loop of their own in a thread,
+so a test calls the service over real HTTP with the same synchronous client as the hub tier
+(``tests/hub/jobs_client.Jobs``) and plays the cluster's part by writing the fake's objects.
+Each test module gets a fresh service, database, hub and cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyterhub.services.auth import HubOAuth
+from kubernetes_asyncio import client
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from tornado.web import Application
+
+from jobs_service import app as jobs_app
+from jobs_service import bodies, settings
+from jobs_service.db import open_db
+from jobs_service.service import JobsService
+from moonhub_core.catalog import shared_store
+from tests.conftest import JOB_LIMITS
+from tests.fakes import hub as fake_hub
+from tests.fakes import kube as fake_kube
+from tests.hub.jobs_client import Jobs
+
+NAMESPACE = "moonhub-users"
+PREFIX = "/services/jobs/"
+
+
+def _listen(app: Application, max_body: int | None = None) -> tuple[HTTPServer, int]:
+    sock, port = bind_unused_port()
+    server = HTTPServer(app, max_body_size=max_body) if max_body else HTTPServer(app)
+    server.add_sockets([sock])
+    return server, port
+
+
+def _bound(pvc: dict[str, Any]) -> None:
+    """The provisioner's part: a new claim is bound at once."""
+    pvc["status"] = {"phase": "Bound", "capacity": (pvc["spec"].get("resources") or {}).get("requests") or {}}
+
+
+@dataclass
+class Middle:
+    """A jobs service served in-process, its fakes, and what calls into its loop."""
+
+    kube: fake_kube.FakeKube
+    hub: fake_hub.FakeHub
+    service: JobsService
+    url: str
+    loop: asyncio.AbstractEventLoop
+    folder: Path
+    servers: list[HTTPServer] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"{self.url}{PREFIX}api/v1"
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        """Run ``coro`` on the service's loop (a tracking pass, a reconcile) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def user(self, name: str, groups: list[str] | None = None, admin: bool = False) -> Jobs:
+        """A client of ``name`` (made in the hub if new) with a token for the service."""
+        if name not in self.hub.users or groups is not None or admin:
+            self.hub.add(name, groups, admin)
+        return Jobs(self.base, self.hub.token(name))
+
+    def anonymous(self, token: str = "") -> Jobs:
+        return Jobs(self.base, token)
+
+
+def _start(folder: Path, ready: Future[Middle]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def start() -> Middle:
+        kube, hub = fake_kube.FakeKube(), fake_hub.FakeHub()
+        kube.on_create("persistentvolumeclaims", _bound)
+        k_server, k_port = _listen(fake_kube.app(kube))
+        h_server, h_port = _listen(fake_hub.app(hub))
+        hub_api = f"http://127.0.0.1:{h_port}/hub/api"
+        api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{k_port}"))
+        svc_settings = settings.for_tests(
+            namespace=NAMESPACE,
+            snapshot_dir=folder / "snapshots",
+            db_url=f"sqlite:///{folder / 'jobs.sqlite'}",
+            launch_url=f"http://127.0.0.1:1{PREFIX}launch",
+        )
+        svc_settings = dataclasses.replace(svc_settings, limits=dataclasses.replace(svc_settings.limits, **JOB_LIMITS))
+        from hubclient.users import HubUsers
+
+        service = JobsService(
+            open_db(svc_settings.db_url),
+            shared_store(svc_settings.catalog_path),
+            api,
+            svc_settings,
+            hub=HubUsers(hub_api, hub.service_token),
+        )
+        HubOAuth.clear_instance()
+        auth = HubOAuth.instance(
+            api_url=hub_api,
+            api_token=hub.service_token,
+            access_scopes={fake_hub.SERVICE_SCOPE},
+            cache_max_age=0,
+        )
+        server, port = _listen(jobs_app.application(service, auth, PREFIX), bodies.SMALL_BODY)
+        url = f"http://127.0.0.1:{port}"
+        return Middle(kube, hub, service, url, loop, folder, [k_server, h_server, server])
+
+    try:
+        ready.set_result(loop.run_until_complete(start()))
+    except BaseException as e:
+        ready.set_exception(e)
+        return
+    loop.run_forever()
+
+
+@pytest.fixture(scope="module")
+def middle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Middle]:
+    folder = tmp_path_factory.mktemp("middle")
+    ready: Future[Middle] = Future()
+    thread = threading.Thread(target=_start, args=(folder, ready), daemon=True, name="middle-tier")
+    thread.start()
+    m = ready.result(60)
+    yield m
+
+    async def stop() -> None:
+        for s in m.servers:
+            s.stop()
+        await m.service.ctx.api.close()
+
+    m.run(stop())
+    m.loop.call_soon_threadsafe(m.loop.stop)
+    thread.join(10)
