@@ -152,6 +152,9 @@ export class ScheduleDialog extends Widget {
     this.gpuCount = select(id('gpu_count'), []);
     this.fillGpuCounts(job ? job.gpu_count ?? 0 : req.server?.gpu_count ?? 0);
     this.gpuType.addEventListener('change', () => this.fillGpuCounts(1));
+    // GPUs only with an environment built for CUDA: what is offered is what saving accepts
+    this.gpusForEnvironment();
+    this.environment.addEventListener('change', () => this.gpusForEnvironment());
 
     this.timeout = h('input', {
       id: id('timeout_seconds'),
@@ -320,6 +323,18 @@ export class ScheduleDialog extends Widget {
       help ? h('div', { className: 'moonhub-Help', text: help }) : null,
       err
     );
+  }
+
+  /** No GPU for an environment without CUDA (the service refuses one), with why. */
+  private gpusForEnvironment(): void {
+    const env = this.req.options.environments.find(e => e.name === this.environment.value);
+    const cuda = !!env?.cuda;
+    if (!cuda && this.gpuType.value) {
+      this.gpuType.value = '';
+      this.fillGpuCounts(0);
+    }
+    this.gpuType.disabled = !cuda;
+    this.gpuType.title = cuda ? '' : `${env?.display_name ?? 'This environment'} has no CUDA: pick a GPU environment to use GPUs`;
   }
 
   private fillGpuCounts(want: number): void {

@@ -6,8 +6,8 @@ depends on it: ``create`` refuses a name in use (409 AlreadyExists) and fills in
 resourceVersion and creationTimestamp; ``replace`` with a stale resourceVersion is a 409
 Conflict (the compare-and-swap of :mod:`moonhub_core.uids`); merge and strategic-merge
 patches merge (lists replaced), JSON patches apply their operations; lists honour label
-selectors (``=``, ``!=``, ``in``, ``notin``, ``key``, ``!key``) and ``metadata.name`` field
-selectors; a missing object is a 404 with a Status. Pod logs are whatever a test stored.
+selectors (``=``, ``!=``, ``in``, ``notin``, ``key``, ``!key``) and field selectors (``=``,
+``!=`` on any path); a missing object is a 404 with a Status. Pod logs are whatever a test stored.
 
 No controller runs: a test plays the cluster's part (a Job's pod appears, a Job succeeds) by
 writing objects with :meth:`FakeKube.put` and :meth:`FakeKube.patch_status`. Hooks
@@ -32,6 +32,8 @@ from tornado import web
 
 #: (API root, plural, namespace, name): API root is "api/v1" or "apis/<group>/<version>"
 Key = tuple[str, str, str, str]
+#: kinds that have no status (every other new object is given an empty one)
+WITHOUT_STATUS = {"configmaps", "secrets", "serviceaccounts", "roles", "rolebindings", "events", "endpoints"}
 Hook = Callable[[dict[str, Any]], None]
 
 _TERM = re.compile(r"\s*(!?)([\w./-]+)\s*(?:(==|=|!=)\s*([\w./-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
@@ -65,6 +67,23 @@ def selector_terms(selector: str) -> list[Callable[[dict[str, str]], bool]]:
             if selector[pos] != ",":
                 raise ValueError(f"bad label selector {selector!r} at {pos}")
             pos += 1
+    return out
+
+
+def field_terms(selector: str) -> list[Callable[[dict[str, Any]], bool]]:
+    """Pure: one test of an object per term of a field selector (``a.b=v``, ``a.b!=v``)."""
+    out: list[Callable[[dict[str, Any]], bool]] = []
+    for term in filter(None, selector.split(",")):
+        path, op, value = re.fullmatch(r"([\w.]+)\s*(!=|==|=)\s*(.*)", term.strip()).groups()  # type: ignore[union-attr]
+
+        def test(obj: dict[str, Any], path: str = path, op: str = op, value: str = value) -> bool:
+            have: Any = obj
+            for part in path.split("."):
+                have = have.get(part) if isinstance(have, dict) else None
+            same = str(have if have is not None else "") == value
+            return same if op != "!=" else not same
+
+        out.append(test)
     return out
 
 
@@ -112,7 +131,7 @@ def json_patch(target: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, A
     return doc
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -173,13 +192,13 @@ class FakeKube:
 
     def _select(self, root: str, plural: str, namespace: str, labels: str, fields: str) -> list[dict[str, Any]]:
         tests = selector_terms(labels) if labels else []
-        names = {v for k, v in (f.split("=", 1) for f in fields.split(",") if f)} if fields else set()
+        wants = field_terms(fields)
         out = []
-        for (r, p, ns, name), obj in sorted(self.objects.items()):
+        for (r, p, ns, _name), obj in sorted(self.objects.items()):
             if r != root or p != plural or (namespace and ns != namespace):
                 continue
             have = obj["metadata"].get("labels") or {}
-            if all(t(have) for t in tests) and (not names or name in names):
+            if all(t(have) for t in tests) and all(t(obj) for t in wants):
                 out.append(obj)
         return out
 
@@ -195,7 +214,9 @@ class FakeKube:
             raise ApiError(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
         if namespace:
             meta["namespace"] = namespace
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        if plural not in WITHOUT_STATUS:
+            obj.setdefault("status", {})  # as the API server answers a new object
         for plural_of, hook in self.hooks:
             if plural_of == plural:
                 hook(obj)
@@ -251,14 +272,18 @@ class FakeKube:
             raise ApiError(405, "MethodNotAllowed", "the fake API server serves no watches")
         if not name:
             if method == "GET":
-                items = self._select(root, plural, namespace, query.get("labelSelector", ""), _names(query))
+                items = self._select(
+                    root, plural, namespace, query.get("labelSelector", ""), query.get("fieldSelector", "")
+                )
                 kind = (items[0].get("kind", "") + "List") if items else "List"
                 meta = {"resourceVersion": str(next(self._rv))}
                 return 200, {"kind": kind, "apiVersion": "v1", "metadata": meta, "items": items}
             if method == "POST":
                 return 201, self._create(root, plural, namespace, json.loads(body))
             if method == "DELETE":
-                gone = self._select(root, plural, namespace, query.get("labelSelector", ""), _names(query))
+                gone = self._select(
+                    root, plural, namespace, query.get("labelSelector", ""), query.get("fieldSelector", "")
+                )
                 for obj in gone:
                     self.objects.pop((root, plural, namespace, obj["metadata"]["name"]), None)
                 return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": gone}
@@ -291,12 +316,6 @@ class FakeKube:
             changed["metadata"].pop("resourceVersion", None)
             return 200, self._replace(key, changed)
         raise ApiError(405, "MethodNotAllowed", method)
-
-
-def _names(query: dict[str, str]) -> str:
-    """The names a ``metadata.name=`` field selector asks for ("" for any)."""
-    fields = query.get("fieldSelector", "")
-    return ",".join(f for f in fields.split(",") if f.startswith("metadata.name="))
 
 
 class _Handler(web.RequestHandler):

@@ -1,5 +1,7 @@
-"""The jobs service through the real hub: a job's life (create, run, history, edit, pause,
-versions, cancel, logs, concurrency), its options and schedule preview, and its alerts."""
+"""The jobs service through the real hub, on the real node: a job's life (create, run,
+history, edit, pause, versions, live log and progress, cancel) and its alerts. What needs no
+node (every route's answers, options, schedule preview, how tracking follows Jobs that end,
+vanish or are replaced) is the middle tier's (tests/middle)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import time
 from typing import Any
 
-import requests
 from kubernetes_asyncio import client
 from tornado import web
 
@@ -58,33 +59,6 @@ async def test_create_run_and_history(
     shown = quinn.call("GET", f"/jobs/{job['id']}").json()
     assert shown["last_run"]["id"] == runs[0]["id"] and shown["last_run"]["status"] == "succeeded"
     assert (shown["next_run"], shown["schedule_description"]) == (None, "Only when run by hand")
-
-
-def test_schedule_preview_and_entitled_options(hub: Hub, clients: dict[str, Jobs]) -> None:
-    quinn, admin = clients["quinn"], clients["admin"]
-    r = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+1-5&timezone=Asia/Tokyo")
-    assert r.status_code == 200, r.text
-    got = r.json()
-    assert got["description"] == "At 06:00, Monday through Friday" and len(got["next"]) == 3
-    assert all(t.endswith("+09:00") and "T06:00:00" in t for t in got["next"])
-    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*&timezone=UTC")
-    assert bad.status_code == 400 and bad.json()["field"] == "schedule"
-    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+*&timezone=Moon/Base")
-    assert bad.status_code == 400 and bad.json()["field"] == "timezone"
-    # what a job may use follows the caller's entitlements
-    mine = quinn.call("GET", "/options").json()
-    assert [(g["name"], g["counts"]) for g in mine["gpu_types"]] == [("t4", [1])]
-    assert len(admin.call("GET", "/options").json()["gpu_types"]) == 3
-    r = requests.get(f"{hub.url}/services/jobs/api/v1/options", allow_redirects=False, timeout=10)
-    assert r.status_code in (302, 403), "no login, no catalog"
-    # a scheduled job says when it runs next (in its zone)
-    r = quinn.call("POST", "/jobs", job_body("daily", schedule="30 7 * * *", timezone="Asia/Tokyo"))
-    assert r.status_code == 201, r.text
-    job = r.json()
-    assert job["next_run"].endswith("T07:30:00+09:00") and job["schedule_description"] == "At 07:30"
-    paused = quinn.call("PATCH", f"/jobs/{job['id']}", {"active": False}).json()
-    assert paused["next_run"] is None, "a paused job has no next run"
-    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
 
 
 async def test_edit_pause_versions_cancel_and_logs(
@@ -144,44 +118,6 @@ async def test_edit_pause_versions_cancel_and_logs(
     )
     assert (await _runs(quinn, job["id"]))[0]["status"] == "cancelled"
     assert clients["rita"].call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
-
-
-async def test_skip_if_running_and_replace_previous(clients: dict[str, Jobs], timings: dict[str, float]) -> None:
-    """Two every-minute jobs whose runs outlast a minute: one skips, one replaces."""
-    quinn = clients["quinn"]
-    slow = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "import time\ntime.sleep(240)"}]}
-    ids = {}
-    for mode in ("skip", "replace"):
-        body = {
-            **job_body(f"every-minute-{mode}"),
-            "notebook_content": slow,
-            "schedule": "* * * * *",
-            "concurrency": mode,
-        }
-        r = quinn.call("POST", "/jobs", body)
-        assert r.status_code == 201, r.text
-        ids[mode] = r.json()["id"]
-    t0 = time.monotonic()
-    for mode, job_id in ids.items():
-        await wait_for(
-            lambda j=job_id: _runs(quinn, j),
-            lambda rs: rs and rs[0]["status"] == "running",
-            timeout=150,
-            what=f"the first scheduled run of the {mode} job",
-        )
-    # the next minute's tick: "replace" swaps the run, "skip" leaves the running one alone
-    replaced = await wait_for(
-        lambda: _runs(quinn, ids["replace"]),
-        lambda rs: len(rs) >= 2 and rs[1]["status"] == "cancelled",
-        timeout=150,
-        what="the replace job's next run to replace the running one",
-    )
-    timings["two CronJob ticks (skip / replace check)"] = time.monotonic() - t0
-    assert replaced[0]["trigger"] == "schedule" and "replaced" in replaced[1]["reason"]
-    skipped = await _runs(quinn, ids["skip"])
-    assert [r["status"] for r in skipped] == ["running"], "skip-if-running started no second run"
-    for job_id in ids.values():
-        assert quinn.call("DELETE", f"/jobs/{job_id}").status_code == 204
 
 
 async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: dict[str, Jobs]) -> None:

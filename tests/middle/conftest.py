@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -34,10 +35,14 @@ from moonhub_core.catalog import shared_store
 from tests.conftest import JOB_LIMITS
 from tests.fakes import hub as fake_hub
 from tests.fakes import kube as fake_kube
+from tests.fakes.kube import now as kube_now
 from tests.hub.jobs_client import Jobs
 
 NAMESPACE = "moonhub-users"
 PREFIX = "/services/jobs/"
+#: the fake's API roots of the objects tests play the cluster with
+CORE, BATCH = "api/v1", "apis/batch/v1"
+_TICKS = itertools.count(29_000_000)
 
 
 def _listen(app: Application, max_body: int | None = None) -> tuple[HTTPServer, int]:
@@ -80,6 +85,84 @@ class Middle:
 
     def anonymous(self, token: str = "") -> Jobs:
         return Jobs(self.base, token)
+
+    # ---- the cluster's part ----------------------------------------------------------
+    def sync(self) -> None:
+        """One pass of run tracking (what the service's loop does every few seconds)."""
+        self.run(self.service.sync_runs())
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get(BATCH, "jobs", NAMESPACE, name)
+
+    def tick(self, cronjob: str) -> str:
+        """The CronJob controller's part at a tick of ``cronjob``'s schedule: a Job from its
+        template, owned by it. Its name."""
+        cron = self.kube.get(BATCH, "cronjobs", NAMESPACE, cronjob)
+        assert cron is not None, cronjob
+        template = cron["spec"]["jobTemplate"]
+        name = f"{cronjob}-{next(_TICKS)}"  # the controller names a Job by its minute
+        owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob, "uid": cron["metadata"]["uid"]}
+        meta = {**template.get("metadata", {}), "name": name, "ownerReferences": [owner]}
+        self.kube.put(
+            BATCH,
+            "jobs",
+            NAMESPACE,
+            {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": template["spec"]},
+        )
+        return name
+
+    def job_state(self, name: str, state: str, reason: str = "BackoffLimitExceeded", message: str = "") -> None:
+        """The Job ``name`` as the Job controller leaves it: running, succeeded or failed."""
+        now = kube_now()
+        status: dict[str, Any] = {"startTime": now}
+        if state == "running":
+            status["active"] = 1
+        elif state == "succeeded":
+            done = {"type": "Complete", "status": "True", "lastTransitionTime": now}
+            status |= {"succeeded": 1, "completionTime": now, "conditions": [done]}
+        elif state == "failed":
+            failed = {
+                "type": "Failed",
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+            }
+            status |= {"failed": 1, "conditions": [failed]}
+        else:
+            raise ValueError(state)
+        self.kube.patch_status(BATCH, "jobs", NAMESPACE, name, status)
+
+    def pod(
+        self, job_name: str, log: str = "", phase: str = "Running", terminated: dict[str, Any] | None = None
+    ) -> str:
+        """A pod of the Job ``job_name`` (its log, its phase, how its container ended)."""
+        job = self.job(job_name) or {}
+        labels = {**(((job.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels", {})}
+        labels["job-name"] = job_name
+        name = f"{job_name}-{len(self.kube.list(CORE, 'pods', NAMESPACE, f'job-name={job_name}'))}"
+        status: dict[str, Any] = {"phase": phase}
+        if terminated is not None:
+            status["containerStatuses"] = [
+                {
+                    "name": "notebook",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "x",
+                    "imageID": "x",
+                    "state": {"terminated": {"exitCode": 1, **terminated}},
+                }
+            ]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "notebook", "image": "x"}]},
+            "status": status,
+        }
+        self.kube.put(CORE, "pods", NAMESPACE, pod)
+        self.kube.logs[(NAMESPACE, name)] = log
+        return name
 
 
 def _start(folder: Path, ready: Future[Middle]) -> None:

@@ -1,21 +1,26 @@
-"""What the jobs service refuses, through the real hub: per-user caps (and pruned snapshots),
-bad input named by its field with nothing created, malformed and oversized bodies."""
+"""What the jobs service refuses (middle tier): per-user caps (and pruned snapshots), bad
+input named by its field with nothing created, malformed and oversized bodies."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
-from kubernetes_asyncio import client
 
-from tests.conftest import Hub
 from tests.helpers import NOTEBOOK
-from tests.hub.jobs_client import USER_NS, Jobs, job_body, snapshot_folder
+from tests.hub.jobs_client import Jobs, job_body
+from tests.middle.conftest import CORE, NAMESPACE, Middle
 
 
-async def test_per_user_caps_and_pruned_snapshots(hub: Hub, core: client.CoreV1Api) -> None:
-    """The test hub allows 12 jobs and keeps 3 versions per job; older versions' files leave
-    the snapshot store (one file per distinct notebook and owner), and nothing is in etcd."""
-    s = hub.login("capped")
-    capped = Jobs(hub, hub.token(s, "capped", "access:services!service=jobs"))
+@pytest.fixture(scope="module")
+def clients(middle: Middle) -> dict[str, Jobs]:
+    return {name: middle.user(name) for name in ("quinn", "rita")}
+
+
+def test_per_user_caps_and_pruned_snapshots(middle: Middle) -> None:
+    """The tests allow 12 jobs and keep 3 versions per job; older versions' files leave the
+    snapshot store (one file per distinct notebook and owner), and nothing is in etcd."""
+    capped = middle.user("capped")
     made = []
     for i in range(12):
         r = capped.call("POST", "/jobs", job_body(f"j{i}"))
@@ -30,9 +35,9 @@ async def test_per_user_caps_and_pruned_snapshots(hub: Hub, core: client.CoreV1A
         assert r.status_code == 200, r.text
     versions = capped.call("GET", f"/jobs/{first['id']}/versions").json()["versions"]
     assert [v["number"] for v in versions] == [4, 5, 6]
-    maps = await core.list_namespaced_config_map(USER_NS, label_selector="moonhub.io/owner=capped")
-    assert maps.items == [], "notebook versions are not kept in etcd"
-    folder = snapshot_folder("capped")
+    maps = middle.kube.list(CORE, "configmaps", NAMESPACE, "moonhub.io/owner=capped")
+    assert maps == [], "notebook versions are not kept in etcd"
+    folder = middle.folder / "snapshots" / hashlib.sha256(b"capped").hexdigest()[:20]
     files = {p.name.removesuffix(".ipynb.gz") for p in folder.iterdir()}
     # the 11 other jobs share version 1's notebook; versions 4 to 6 have one file each
     shared = capped.call("GET", f"/jobs/{made[1]['id']}/versions").json()["versions"][0]["sha256"]
@@ -75,7 +80,7 @@ def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
     assert r.status_code == 413
     r = rita.call("POST", "/jobs/1/backfill", raw=b" " * (12 * 1024 * 1024))
     assert r.status_code == 413, r.status_code
-    # a notebook may be up to jobs.limits.notebook_bytes (64 MiB on the test hub), not more;
+    # a notebook may be up to jobs.limits.notebook_bytes (64 MiB in the tests), not more;
     # a body past it is refused from its declared length, not kept
     r = rita.call("POST", "/jobs", raw=b"{" + b" " * (65 * 1024 * 1024) + b"}")
     assert r.status_code == 413 and "64 MiB" in r.text, r.status_code

@@ -1,0 +1,184 @@
+"""A job's life through the jobs service's routes (middle tier): made, edited, paused,
+versioned, run, followed, cancelled, replaced and removed, with the test playing the
+cluster's part (a Job runs, a pod logs, a Job ends or vanishes). The hub tier keeps the same
+life on the real node once (tests/hub/test_jobs_api.py)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from jobs_service.db import RunRow
+from moonhub_core import uids
+from tests.helpers import NOTEBOOK
+from tests.hub.jobs_client import Jobs, job_body
+from tests.middle.conftest import BATCH, CORE, NAMESPACE, Middle
+
+
+@pytest.fixture(scope="module")
+def quinn(middle: Middle) -> Jobs:
+    return middle.user("quinn")
+
+
+def _runs(c: Jobs, job_id: int) -> list[dict[str, Any]]:
+    r = c.call("GET", f"/jobs/{job_id}/runs")
+    assert r.status_code == 200, r.text
+    return list(r.json()["runs"])
+
+
+def _run(c: Jobs, job_id: int, run_id: int) -> dict[str, Any]:
+    return next(r for r in _runs(c, job_id) if r["id"] == run_id)
+
+
+def test_a_new_job_makes_its_cronjob_and_its_owners_workspace(middle: Middle, quinn: Jobs) -> None:
+    r = quinn.call("POST", "/jobs", job_body("report", parameters={"rows": "$(HOME) $$ ${USER} é"}))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert (job["owner"], job["version"], job["schedule"]) == ("quinn", 1, None)
+    cron = middle.kube.get(BATCH, "cronjobs", NAMESPACE, job["cronjob"])
+    assert cron is not None and cron["spec"]["suspend"] is True, "a job without a schedule only runs when asked"
+    pvc = middle.kube.get(CORE, "persistentvolumeclaims", NAMESPACE, "claim-quinn")
+    assert pvc is not None, "quinn never spawned: the service made the workspace"
+    uid = uids.parse(pvc["metadata"]["annotations"][uids.UID])
+    assert uid is not None and uid >= uids.FIRST
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]) == (uid, uid)
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == uid
+    # the run's home, working folder and output are the catalog's mount path (as the server's)
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "workspace")
+    env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env") or []}
+    assert env.get("HOME") == mount["mountPath"] and pod["containers"][0]["workingDir"] == mount["mountPath"]
+    # a second job of the same owner finds the workspace and keeps its uid
+    again = quinn.call("POST", "/jobs", job_body("second")).json()
+    assert middle.kube.get(CORE, "persistentvolumeclaims", NAMESPACE, "claim-quinn")["metadata"]["annotations"][
+        uids.UID
+    ] == str(uid)
+    for j in (job, again):
+        assert quinn.call("DELETE", f"/jobs/{j['id']}").status_code == 204
+        assert middle.kube.get(BATCH, "cronjobs", NAMESPACE, j["cronjob"]) is None, "its CronJob went with it"
+
+
+def test_edit_pause_versions_run_log_and_cancel(middle: Middle, quinn: Jobs) -> None:
+    r = quinn.call("POST", "/jobs", job_body("nightly", schedule="30 2 * * *", timezone="Europe/Paris"))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    cron = middle.kube.get(BATCH, "cronjobs", NAMESPACE, job["cronjob"])
+    assert (cron["spec"]["suspend"], cron["spec"]["timeZone"], cron["spec"]["concurrencyPolicy"]) == (
+        False,
+        "Europe/Paris",
+        "Forbid",
+    )
+    assert job["next_run"].endswith(("+01:00", "+02:00")) and "02:30" in job["schedule_description"]
+    # pause, and switch to "replace the previous run"
+    r = quinn.call("PATCH", f"/jobs/{job['id']}", {"active": False, "concurrency": "replace"})
+    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["next_run"] is None, r.text
+    cron = middle.kube.get(BATCH, "cronjobs", NAMESPACE, job["cronjob"])
+    assert (cron["spec"]["suspend"], cron["spec"]["concurrencyPolicy"]) == (True, "Replace")
+    assert quinn.call("PATCH", f"/jobs/{job['id']}", {"name": "other"}).json()["field"] == "name"
+    r = quinn.call("PATCH", f"/jobs/{job['id']}", {"schedule": "* * *"})
+    assert r.status_code == 400 and r.json()["field"] == "schedule"
+    # a new notebook freezes a new version; runs use it
+    changed = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "print('v2')"}]}
+    assert quinn.call("PATCH", f"/jobs/{job['id']}", {"notebook_content": changed}).json()["version"] == 2
+    versions = quinn.call("GET", f"/jobs/{job['id']}/versions").json()["versions"]
+    assert [v["number"] for v in versions] == [1, 2]
+
+    run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    assert (run["version"], run["status"], run["trigger"]) == (2, "queued", "manual")
+    made = middle.job(run["name"])
+    assert made is not None, "run now made a Job"
+    # the cluster starts it: tracking records it running, and the live log reads its pod
+    middle.job_state(run["name"], "running")
+    middle.pod(run["name"], log="moonhub-run-notebook: executing\nsleeping\n")
+    middle.sync()
+    assert _runs(quinn, job["id"])[0]["status"] == "running"
+    live = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()
+    assert "sleeping" in live["log"], live
+    # another user can not cancel it; its owner can, and its Job goes
+    assert middle.user("rita").call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
+    r = quinn.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    assert middle.job(run["name"]) is None
+    middle.sync()
+    assert _runs(quinn, job["id"])[0]["status"] == "cancelled", "a later pass keeps it cancelled"
+    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+def test_runs_end_as_their_jobs_do(middle: Middle, quinn: Jobs) -> None:
+    job = quinn.call("POST", "/jobs", job_body("ends")).json()
+    ok = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    middle.job_state(ok["name"], "succeeded")
+    middle.sync()
+    done = _run(quinn, job["id"], ok["id"])
+    assert done["status"] == "succeeded" and done["duration_seconds"] is not None, done
+    shown = quinn.call("GET", f"/jobs/{job['id']}").json()
+    assert shown["last_run"]["id"] == ok["id"] and shown["last_run"]["status"] == "succeeded"
+    assert middle.job(ok["name"])["metadata"]["labels"].get("moonhub.io/run-recorded") == "ended", (
+        "an ended run's Job is marked, so later passes do not list it"
+    )
+    # a failure says why in words when the pod does (its container's message)
+    bad = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    middle.pod(bad["name"], phase="Failed", terminated={"reason": "Error", "message": "ZeroDivisionError in cell 2"})
+    middle.job_state(bad["name"], "failed", message="Job has reached the specified backoff limit")
+    middle.sync()
+    failed = _run(quinn, job["id"], bad["id"])
+    assert failed["status"] == "failed" and "ZeroDivisionError in cell 2" in failed["reason"], failed
+    # a deadline is a time-out, not a failure
+    slow = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    middle.job_state(slow["name"], "failed", reason="DeadlineExceeded", message="Job was active longer than specified")
+    middle.sync()
+    assert _run(quinn, job["id"], slow["id"])["status"] == "timed_out"
+    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+def test_a_run_whose_job_vanishes_is_cancelled_and_says_why(middle: Middle, quinn: Jobs) -> None:
+    """What "replace the previous run" looks like to tracking: the CronJob controller deletes
+    the running Job and starts the next (that the controller does so is Kubernetes' part)."""
+    job = quinn.call("POST", "/jobs", job_body("replaced", schedule="* * * * *", concurrency="replace")).json()
+    first = middle.tick(job["cronjob"])
+    middle.job_state(first, "running")
+    middle.sync()
+    (run,) = _runs(quinn, job["id"])
+    assert (run["name"], run["trigger"], run["status"]) == (first, "schedule", "running"), run
+    middle.kube.delete(BATCH, "jobs", NAMESPACE, first)
+    second = middle.tick(job["cronjob"])
+    middle.sync()
+    assert _run(quinn, job["id"], run["id"])["status"] == "running", (
+        "a Job just made may not be listed yet: a grace before it counts as gone"
+    )
+    with middle.service.ctx.db() as s:
+        row = s.get(RunRow, run["id"])
+        assert row is not None
+        row.created = row.created - datetime.timedelta(minutes=5)
+        s.commit()
+    middle.sync()
+    gone = _run(quinn, job["id"], run["id"])
+    assert gone["status"] == "cancelled" and "replaced" in gone["reason"], gone
+    assert _runs(quinn, job["id"])[0]["name"] == second, "the tick's new run is followed"
+    # a run asked for by hand is never replaced: its Job gone is "deleted", not "replaced"
+    by_hand = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    middle.job_state(by_hand["name"], "running")
+    middle.sync()
+    middle.kube.delete(BATCH, "jobs", NAMESPACE, by_hand["name"])
+    with middle.service.ctx.db() as s:
+        row = s.get(RunRow, by_hand["id"])
+        assert row is not None
+        row.created = row.created - datetime.timedelta(minutes=5)
+        s.commit()
+    middle.sync()
+    assert "deleted before it ended" in _run(quinn, job["id"], by_hand["id"])["reason"]
+    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+def test_schedule_preview_in_the_callers_zone(quinn: Jobs) -> None:
+    r = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+1-5&timezone=Asia/Tokyo")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["description"] == "At 06:00, Monday through Friday" and len(got["next"]) == 3
+    assert all(t.endswith("+09:00") and "T06:00:00" in t for t in got["next"])
+    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*&timezone=UTC")
+    assert bad.status_code == 400 and bad.json()["field"] == "schedule"
+    bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+*&timezone=Moon/Base")
+    assert bad.status_code == 400 and bad.json()["field"] == "timezone"
