@@ -22,8 +22,8 @@ from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import FieldError, NotFound, ReadOnly
 from moonhub_core.jsonhttp import JsonResponses, read_json
+from moonhub_core.kueue_api import Queues
 from moonhub_core.platform import HUB_SETTING, Document
-from moonhub_core.queueing import Queues
 
 from . import edits
 from .usage import usage

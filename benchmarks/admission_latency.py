@@ -22,9 +22,9 @@ from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 
-from moonhub_core import queues as q
+from moonhub_core import queue_objects as q
 from moonhub_core.catalog import EXAMPLE, load
-from moonhub_core.queueing import Queues
+from moonhub_core.kueue_api import Queues
 
 from .cluster import bench_cluster
 from .gpu_jobs import a100_job

@@ -24,9 +24,11 @@ from typing import Any
 from kubernetes_asyncio import client, config
 
 from localcluster.nodes import RUN_FOR
-from moonhub_core import queues as q
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import admitted
 from moonhub_core.catalog import EXAMPLE, load
-from moonhub_core.queueing import Queues, admitted
+from moonhub_core.kueue_api import Queues
 
 from .cluster import bench_cluster
 from .gpu_jobs import a100_job
@@ -74,7 +76,7 @@ async def run(kubeconfig: str, minutes: float, run_seconds: int) -> None:
             if of is None or any(c.get("type") == "Finished" and c.get("status") == "True" for c in conditions):
                 continue
             if admitted(w):
-                got[of] += step * q.workload_gpus(w)
+                got[of] += step * admissions.workload_gpus(w)
             else:
                 waiting[of] += 1
         for team, quota in TEAMS.items():

@@ -18,7 +18,7 @@ from hubclient.users import HubUsers
 from moonhub_core import identity
 from moonhub_core.catalog import CatalogStore
 from moonhub_core.errors import NotFound
-from moonhub_core.queueing import Queues
+from moonhub_core.kueue_api import Queues
 
 from . import manifests
 from .db import DefinitionRow, RunRow

@@ -10,7 +10,7 @@ from typing import Any
 
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
-from moonhub_core import claims, queues
+from moonhub_core import claims, queue_objects
 from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
 from moonhub_core.workload import Workload, build
 
@@ -34,7 +34,9 @@ def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:
     """Every run waits in its owner's Kueue queue (its Job suspended until admitted): their
     GPU maximum, their CPU, memory and pods bounds and their team's quotas count it, whoever
     starts it (a schedule, a person, a pipeline, a repair)."""
-    obj["metadata"]["labels"].update(queues.queue_labels(owner.name, server=False, prefix=ctx.settings.queue_prefix))
+    obj["metadata"]["labels"].update(
+        queue_objects.queue_labels(owner.name, server=False, prefix=ctx.settings.queue_prefix)
+    )
     return obj
 
 

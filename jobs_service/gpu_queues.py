@@ -14,9 +14,10 @@ from typing import Any
 from kubernetes_asyncio import client
 from sqlalchemy.orm import Session
 
-from moonhub_core import pods
-from moonhub_core import queues as q
-from moonhub_core.queueing import admission, condition, waiting
+from moonhub_core import admissions, pods
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import condition, waiting
+from moonhub_core.kueue_api import admission
 
 from . import audit
 from .context import Caller, Context
@@ -85,7 +86,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         if state.admitted:
             continue
         wants = pods.gpus(ctx.api.sanitize_for_serialization(job.spec.template))  # the one GPU count
-        blocked = q.blocked_by(state.message)
+        blocked = admissions.blocked_by(state.message)
         if not blocked and not wants:
             continue  # a CPU run Kueue has not looked at yet: it is admitted in a moment
         blocked = blocked or [q.BUDGET_RESOURCE]

@@ -15,9 +15,10 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import select
 
-from moonhub_core import queues as q
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import holds
 from moonhub_core.errors import FieldError, Forbidden
-from moonhub_core.queueing import holds
 
 from .context import Caller, Context
 from .db import GpuUsageRow, utcnow
@@ -58,7 +59,7 @@ class Sampler:
         held: dict[tuple[str, str], int] = {}
         for wl in await ctx.queues.objects("Workload", ctx.settings.namespace):
             found = owners.get(str((wl.get("spec") or {}).get("queueName") or ""))
-            gpus = q.workload_gpus(wl) if found and holds(wl) else 0
+            gpus = admissions.workload_gpus(wl) if found and holds(wl) else 0
             if found and gpus:  # (CPU-only servers and runs are queued too: not GPU usage)
                 held[found] = held.get(found, 0) + gpus
         if step:

@@ -14,7 +14,7 @@ from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moonhub_core import queues, unread
+from moonhub_core import admissions, unread
 from moonhub_core import secrets as sec
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
@@ -81,7 +81,7 @@ async def check_bounds(ctx: Context, owner: Caller, job: dict[str, Any]) -> None
     team holds too much CPU, memory or pods to start it; a scheduled run waits in the queue
     instead (Kueue admits it when the owner's other work ends)."""
     spec = job["spec"]
-    request = queues.pod_request(spec["template"]["spec"], int(spec.get("parallelism") or 1))
+    request = admissions.pod_request(spec["template"]["spec"], int(spec.get("parallelism") or 1))
     over = await ctx.queues.over_bounds(owner.name, ctx.settings.namespace, request)
     if over:
         raise LimitReached("id", f"the run would pass a limit now: {over}; stop a server or wait for a run to end")

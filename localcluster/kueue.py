@@ -7,7 +7,7 @@ What is changed from upstream's manifests, and why (:func:`manifests`, pure):
 - the manager's image is ours (``build.sh`` builds it with ``go install``; no registry
   outside is reachable), pulled ``IfNotPresent`` from the machine's registry, and it runs on
   the real node with smaller requests (the node is the developer's machine);
-- Kueue's configuration gets what MoonHub needs (:data:`moonhub_core.queues.KUEUE_CONFIGURATION`):
+- Kueue's configuration gets what MoonHub needs (:data:`moonhub_core.queue_objects.KUEUE_CONFIGURATION`):
   Jobs and plain Pods that name a queue; GPUs, CPU, memory and pods counted, every GPU also as a
   ``moonhub.io/gpus``; one replica, so no leader election;
 - its Pod and Job webhooks see only objects that name a queue (:data:`QUEUED_ONLY`);
@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from moonhub_core.queues import KUEUE_CONFIGURATION, QUEUE_LABEL
+from moonhub_core.queue_objects import KUEUE_CONFIGURATION, QUEUE_LABEL
 
 from . import oci
 from .registry import REGISTRY

@@ -50,7 +50,7 @@ class Allowed:
     sizes: list[Size]
     gpu_types: list[GpuType]
     max_gpus_per_user: int
-    #: the groups with a GPU quota this user belongs to (the first is their team: moonhub_core.queues)
+    #: the groups with a GPU quota this user belongs to (the first is their team: moonhub_core.queue_objects)
     quota_groups: dict[str, int]
     #: the workspace sizes they may choose, smallest first (the catalog's default among them)
     workspace_sizes: list[str] = field(default_factory=list)

@@ -24,7 +24,7 @@ import yaml
 
 from .catalog import EXAMPLE as EXAMPLE_CATALOG
 from .numbers import is_whole
-from .queues import DEFAULT_PREFIX as QUEUE_PREFIX
+from .queue_objects import DEFAULT_PREFIX as QUEUE_PREFIX
 from .typed import DocumentError, load_file
 
 #: the environment variable naming the platform document of every MoonHub process

@@ -15,8 +15,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from moonhub_core import queues as q
-from moonhub_core.queueing import QUOTA_RESERVED, Queues, admission, admitted, condition, waiting
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import QUOTA_RESERVED, admitted, condition, waiting
+from moonhub_core.kueue_api import Queues, admission
 
 #: the spawn option (form checkbox or REST field) that asks to wait for GPUs
 OPTION = "wait_for_gpus"
@@ -112,7 +114,7 @@ async def refusal(
                 return f"the GPU queue is not usable now; tell an admin (Kueue: {kueue_says})"
             continue
         broken_since = None
-        blocked = q.blocked_by(kueue_says) or list(q.BOUND_KEYS)
+        blocked = admissions.blocked_by(kueue_says) or list(admissions.BOUND_KEYS)
         why = await queues.standing(user, namespace, blocked)
         gpus = q.BUDGET_RESOURCE in blocked
         if not wait:

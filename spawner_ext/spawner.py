@@ -24,11 +24,11 @@ from tornado import web
 from traitlets import Integer, Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import claims, gpuview, queues, unread, workspaces
+from moonhub_core import claims, gpuview, queue_objects, unread, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError
-from moonhub_core.queueing import Queues
+from moonhub_core.kueue_api import Queues
 from moonhub_core.workload import Workload, build
 
 from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets
@@ -51,11 +51,11 @@ class MoonSpawner(WorkspaceClaims):
     )
     #: the user's queue, written by load_user_options (every server is queued), which then
     #: sets ``_queue_known`` (the start's watch for Kueue's refusal waits for it)
-    user_queue: queues.UserQueue | None = None
+    user_queue: queue_objects.UserQueue | None = None
     _queue_known: asyncio.Event | None = None
 
     queue_prefix = Unicode(
-        queues.DEFAULT_PREFIX,
+        queue_objects.DEFAULT_PREFIX,
         config=True,
         help="""
         The prefix of this MoonHub's Kueue objects (cluster-wide names: flavors, cohorts,
@@ -219,7 +219,10 @@ class MoonSpawner(WorkspaceClaims):
         if self._queue_known is not None:
             self._queue_known.set()
         labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
-        self.extra_labels = {**labels, **queues.queue_labels(self.user.name, server=True, prefix=self.queue_prefix)}
+        self.extra_labels = {
+            **labels,
+            **queue_objects.queue_labels(self.user.name, server=True, prefix=self.queue_prefix),
+        }
         self.log.info("spawning %s with %s (checks: %s)", self._log_name, choice, took)
 
     def _refused(self, e: ChoiceError) -> NoReturn:

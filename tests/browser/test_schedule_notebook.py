@@ -19,7 +19,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from localcluster import cli
 from localcluster.config import REPO
-from moonhub_core import queues as q
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
 from tests.chart_release import USERS
 from tests.conftest import TEST_CLUSTER, Hub
 from tests.helpers import gpu_job, parameter_notebook, wait_for
@@ -274,7 +275,7 @@ async def test_a_queued_gpu_run_shows_why_it_waits_in_the_jobs_panel(
         custom = client.CustomObjectsApi(api)
         await wait_for(
             lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort("ml-research")),
-            lambda c: q.budget(c["spec"])[0] == 1,
+            lambda c: admissions.budget(c["spec"])[0] == 1,
             timeout=60,
             what="ml-research's quota of 1",
         )

@@ -14,8 +14,9 @@ import requests
 import yaml
 from kubernetes_asyncio import client
 
-from moonhub_core import queues as q
-from moonhub_core.queueing import holds
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import holds
 from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, gpu_job, jobs_api, wait_for
 
@@ -291,7 +292,7 @@ async def test_borrowing_up_to_the_limit_and_giving_back(
 
     async def quota(group: str) -> tuple[int, int | None]:
         c = await custom.get_cluster_custom_object(q.GROUP, q.VERSION, "cohorts", q.team_cohort(group))
-        return q.budget(c["spec"])
+        return admissions.budget(c["spec"])
 
     def v100(n: int, **more: Any) -> dict[str, Any]:
         return {"environment": "pytorch", "gpu_type": "v100", "gpu_count": n, **more}

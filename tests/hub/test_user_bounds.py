@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from kubernetes_asyncio import client
 
-from moonhub_core import queues as q
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
 from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, jobs_api, wait_for
 
@@ -62,11 +63,11 @@ async def test_a_users_pods_bound_holds_for_servers_run_now_and_scheduled_runs(
         custom = client.CustomObjectsApi(api)
         cq = await wait_for(
             lambda: custom.get_cluster_custom_object(q.GROUP, q.VERSION, "clusterqueues", q.user_cluster_queue(user)),
-            lambda c: q.compute_bounds(c["spec"]).get("pods") == 1,
+            lambda c: admissions.compute_bounds(c["spec"]).get("pods") == 1,
             timeout=30,
             what="the user's queue bounds pods at 1",
         )
-        assert "cpu" not in q.compute_bounds(cq["spec"]), "unset: CPU is not bounded"
+        assert "cpu" not in admissions.compute_bounds(cq["spec"]), "unset: CPU is not bounded"
         await wait_for(
             lambda: hub.api(s, "GET", f"/users/{user}").json()["servers"],
             lambda servers: (servers.get("") or {}).get("ready"),

@@ -92,7 +92,7 @@ def test_parse_refuses_naming_the_field(raw: dict, ok: ch.Allowed, error: type, 
 
 
 def test_more_gpus_than_the_user_may_ever_hold_is_refused_before_anything_is_made() -> None:
-    """Usage is Kueue's to judge (moonhub_core.queues); the user's maximum is static."""
+    """Usage is Kueue's to judge (moonhub_core.queue_objects); the user's maximum is static."""
     with pytest.raises(OverQuota) as err:
         ch.parse({"environment": "pytorch", "gpu_type": "t4", "gpu_count": 2}, example_catalog(), EVERYONE)
     assert err.value.status == 403 and err.value.field == "gpu_count"

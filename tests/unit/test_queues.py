@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from localcluster import kueue
-from moonhub_core import queues as q
+from moonhub_core import admissions
+from moonhub_core import queue_objects as q
+from moonhub_core.admissions import workload_gpus
 from moonhub_core.catalog import CatalogError, load
-from moonhub_core.queueing import admission, physical_gpus
-from moonhub_core.queues import workload_gpus
+from moonhub_core.kueue_api import admission, physical_gpus
 from tests.helpers import example_catalog
 
 PHYSICAL = {"a100": 8, "v100": 8, "t4": 4}
@@ -38,12 +39,12 @@ def test_the_cluster_cohort_holds_the_physical_gpus_and_the_pool_no_team_owns() 
     per_type, _pool, compute = root["spec"]["resourceGroups"]
     assert compute["coveredResources"] == ["cpu", "memory", "pods"]
     assert all("borrowingLimit" not in r for r in compute["flavors"][0]["resources"])
-    assert q.compute_bounds(root["spec"]) == {}, "the cluster lends CPU, memory and pods without a bound"
+    assert admissions.compute_bounds(root["spec"]) == {}, "the cluster lends CPU, memory and pods without a bound"
     assert per_type["coveredResources"] == ["nvidia.com/gpu"]
     got = {f["name"]: f["resources"][0]["nominalQuota"] for f in per_type["flavors"]}
     assert got == {"moonhub-gpu-a100": "8", "moonhub-gpu-v100": "8", "moonhub-gpu-t4": "4"}
     # 20 GPUs, 16 of them ml-research's
-    assert q.budget(root["spec"]) == (4, None)
+    assert admissions.budget(root["spec"]) == (4, None)
     assert "parentName" not in root["spec"]
 
 
@@ -51,11 +52,11 @@ def test_a_team_owns_its_quota_and_borrows_only_what_the_admin_allows() -> None:
     cat = example_catalog()
     team = _by(q.shared_objects(cat, PHYSICAL), "Cohort")[q.team_cohort("ml-research")]
     assert team["spec"]["parentName"] == q.root_cohort_name()
-    assert q.budget(team["spec"]) == (16, 0), "no borrowing unless the catalog says so"
+    assert admissions.budget(team["spec"]) == (16, 0), "no borrowing unless the catalog says so"
     assert team["metadata"]["annotations"][q.GROUP_ANNOTATION] == "ml-research"
     lending = dataclasses.replace(cat, group_gpu_borrowing_limits={"ml-research": 4})
     team = _by(q.shared_objects(lending, PHYSICAL), "Cohort")[q.team_cohort("ml-research")]
-    assert q.budget(team["spec"]) == (16, 4)
+    assert admissions.budget(team["spec"]) == (16, 4)
 
 
 def test_a_users_queue_carries_their_maximum_their_gpu_types_and_their_team() -> None:
@@ -64,14 +65,14 @@ def test_a_users_queue_carries_their_maximum_their_gpu_types_and_their_team() ->
     spec = plain.cluster_queue["spec"]
     assert spec["cohortName"] == q.root_cohort_name() and plain.team is None
     assert [f["name"] for f in spec["resourceGroups"][0]["flavors"]] == ["moonhub-gpu-t4"], "entitled types only"
-    assert q.budget(spec) == (0, 1), "nothing of their own; their maximum, borrowed from the tree"
+    assert admissions.budget(spec) == (0, 1), "nothing of their own; their maximum, borrowed from the tree"
     assert spec["preemption"] == {"reclaimWithinCohort": "LowerPriority", "withinClusterQueue": "Never"}
     assert plain.local_queue["spec"]["clusterQueue"] == q.user_cluster_queue("frank")
     assert plain.local_queue["metadata"]["namespace"] == "moonhub-users"
 
     grace = q.user_queue(cat, "grace", ["ml-research", "vision"], False, "moonhub-users")
     assert grace.cluster_queue["spec"]["cohortName"] == q.team_cohort("ml-research")
-    assert q.budget(grace.cluster_queue["spec"]) == (0, 8)
+    assert admissions.budget(grace.cluster_queue["spec"]) == (0, 8)
     assert len(grace.cluster_queue["spec"]["resourceGroups"][0]["flavors"]) == 3
     ann = grace.cluster_queue["metadata"]["annotations"]
     assert (ann[q.USER_ANNOTATION], ann[q.GROUPS_ANNOTATION], ann[q.ADMIN_ANNOTATION]) == (
@@ -168,9 +169,11 @@ def test_a_workloads_gpus_are_its_pod_sets_requests() -> None:
 
 
 def test_standing_in_words() -> None:
-    assert q.standing_words(1, 1, None, 0, 0) == "you use 1 of your 1"
-    assert q.standing_words(8, 1, "ml-research", 16, 16) == "ml-research uses 16 of its 16; you use 1 of your 8"
-    borrowing = q.standing_words(8, 0, "ml-research", 4, 8, 4)
+    assert admissions.standing_words(1, 1, None, 0, 0) == "you use 1 of your 1"
+    assert (
+        admissions.standing_words(8, 1, "ml-research", 16, 16) == "ml-research uses 16 of its 16; you use 1 of your 8"
+    )
+    borrowing = admissions.standing_words(8, 0, "ml-research", 4, 8, 4)
     assert borrowing == "ml-research uses 8 of its 4 (4 borrowed, at most 4); you use 0 of your 8"
 
 
@@ -240,7 +243,7 @@ def test_the_admins_view_of_the_queues() -> None:
         finished,
         wl("stranger", "t4", 1, False, "Pod"),
     ]
-    team, pool = q.queue_view(cohorts, cqs, workloads)
+    team, pool = admissions.queue_view(cohorts, cqs, workloads)
     assert (team["team"], team["quota"], team["used"], team["borrowed"], team["may_borrow"]) == (
         "ml-research",
         16,
@@ -256,7 +259,7 @@ def test_a_team_may_own_gpus_of_a_type_which_the_cluster_then_does_not_share() -
     cat = dataclasses.replace(example_catalog(), group_gpu_type_quotas={"ml-research": {"a100": 6}})
     cohorts = _by(q.shared_objects(cat, PHYSICAL), "Cohort")
     team = cohorts[q.team_cohort("ml-research")]["spec"]["resourceGroups"]
-    assert q.budget({"resourceGroups": team}) == (16, 0)
+    assert admissions.budget({"resourceGroups": team}) == (16, 0)
     assert team[1]["flavors"] == [
         {"name": "moonhub-gpu-a100", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "6"}]}
     ]
@@ -283,7 +286,7 @@ def test_only_this_moonhubs_objects_and_each_users_own_queue_are_changed() -> No
     changed only when its label says it is this MoonHub's and, for a user's queue, its
     annotation names the same user (issue 32, items 6 and 10)."""
     from moonhub_core.errors import Conflict
-    from moonhub_core.queueing import _check_ours
+    from moonhub_core.kueue_api import _check_ours
 
     cat = example_catalog()
     mine = q.user_queue(cat, "frank", [], False, "moonhub-users").cluster_queue
@@ -319,7 +322,7 @@ def test_every_users_queue_bounds_cpu_memory_and_pods_even_without_gpus() -> Non
     assert {r: v["nominalQuota"] for r, v in res.items()} == {"cpu": "0", "memory": "0", "pods": "0"}
     assert res["pods"]["borrowingLimit"] == "20", "20 pods by default, servers and runs together"
     assert "borrowingLimit" not in res["cpu"] and "borrowingLimit" not in res["memory"]
-    assert q.compute_bounds(no_gpus.cluster_queue["spec"]) == {"pods": 20.0}
+    assert admissions.compute_bounds(no_gpus.cluster_queue["spec"]) == {"pods": 20.0}
 
 
 def test_the_most_generous_entitlement_gives_each_bound_and_unset_means_unbounded() -> None:
@@ -333,7 +336,7 @@ def test_the_most_generous_entitlement_gives_each_bound_and_unset_means_unbounde
             Entitlement(groups=["free"], max_per_user=Compute(cpu=None, memory="1Gi", pods=2)),
         ],
     )
-    assert q.compute_bounds(q.user_queue(cat, "a", [], False, "ns").cluster_queue["spec"]) == {
+    assert admissions.compute_bounds(q.user_queue(cat, "a", [], False, "ns").cluster_queue["spec"]) == {
         "cpu": 4.0,
         "memory": 16 * 2**30,
         "pods": 5.0,
@@ -345,9 +348,9 @@ def test_the_most_generous_entitlement_gives_each_bound_and_unset_means_unbounde
         "5",
     )
     free = q.user_queue(cat, "c", ["free"], False, "ns").cluster_queue["spec"]
-    assert set(q.compute_bounds(free)) == {"memory", "pods"}, "one unset entitlement lifts that bound"
+    assert set(admissions.compute_bounds(free)) == {"memory", "pods"}, "one unset entitlement lifts that bound"
     admin = q.user_queue(cat, "root", [], True, "ns").cluster_queue["spec"]
-    assert q.compute_bounds(admin) == {}, "admins are not bounded"
+    assert admissions.compute_bounds(admin) == {}, "admins are not bounded"
 
 
 def test_a_team_bounds_its_members_together_and_a_team_without_gpus_borrows_them_from_the_pool() -> None:
@@ -359,16 +362,16 @@ def test_a_team_bounds_its_members_together_and_a_team_without_gpus_borrows_them
     )
     cohorts = _by(q.shared_objects(cat, PHYSICAL), "Cohort")
     team = cohorts[q.team_cohort("ml-research")]["spec"]
-    assert q.compute_bounds(team) == {"cpu": 64.0, "memory": 256 * 2**30, "pods": 100.0}
-    assert q.budget(team) == (16, 0), "its GPU quota is as before"
+    assert admissions.compute_bounds(team) == {"cpu": 64.0, "memory": 256 * 2**30, "pods": 100.0}
+    assert admissions.budget(team) == (16, 0), "its GPU quota is as before"
     own = _compute(team)
     assert (own["cpu"]["nominalQuota"], own["cpu"]["borrowingLimit"]) == ("64", "0"), (
         "a team owns its bound and borrows none: a member reclaiming GPUs must not be borrowing"
     )
     interns = cohorts[q.team_cohort("interns")]["spec"]
-    assert q.compute_bounds(interns) == {"pods": 3.0}
+    assert admissions.compute_bounds(interns) == {"pods": 3.0}
     assert _compute(interns)["cpu"]["nominalQuota"] == q.UNBOUNDED["cpu"], "no bound: what the cluster lends"
-    assert q.budget(interns) == (0, None), "no GPU quota: the pool's GPUs, as for a user in no team"
+    assert admissions.budget(interns) == (0, None), "no GPU quota: the pool's GPUs, as for a user in no team"
     assert q.team_of(cat, ["interns", "ml-research"]) == "ml-research", "GPU teams are picked first"
     uq = q.user_queue(cat, "ivy", ["interns"], False, "ns")
     assert uq.team == "interns" and uq.cluster_queue["spec"]["cohortName"] == q.team_cohort("interns")
@@ -381,19 +384,19 @@ def test_kueue_counts_cpu_memory_and_pods() -> None:
 
 def test_what_kueue_says_names_the_bound_that_refuses() -> None:
     says = "couldn't assign flavors to pod set main: insufficient quota for pods in flavor moonhub-compute, "
-    assert q.blocked_by(
+    assert admissions.blocked_by(
         says + "previously considered podsets requests (0) + current podset request (1) > maximum capacity (0)"
     ) == ["pods"]
     both = (
         "insufficient unused quota for cpu in flavor moonhub-compute; "
         "insufficient quota for nvidia.com/gpu in flavor moonhub-gpu-t4"
     )
-    assert q.blocked_by(both) == [q.BUDGET_RESOURCE, "cpu"]
-    assert q.blocked_by("LocalQueue moonhub-gpus-x doesn't exist") == []
-    words = q.bound_words("pods", 20, 20, "you")
+    assert admissions.blocked_by(both) == [q.BUDGET_RESOURCE, "cpu"]
+    assert admissions.blocked_by("LocalQueue moonhub-gpus-x doesn't exist") == []
+    words = admissions.bound_words("pods", 20, 20, "you")
     assert words == "you hold 20 pods of your 20 pods (max_per_user.pods)"
-    assert q.bound_words("pods", 1, 1, "you") == "you hold 1 pod of your 1 pod (max_per_user.pods)"
-    assert q.bound_words("memory", 3 * 2**30, 4 * 2**30, "ml-research").startswith(
+    assert admissions.bound_words("pods", 1, 1, "you") == "you hold 1 pod of your 1 pod (max_per_user.pods)"
+    assert admissions.bound_words("memory", 3 * 2**30, 4 * 2**30, "ml-research").startswith(
         "ml-research holds 3 GiB of its 4 GiB"
     )
 
@@ -406,8 +409,8 @@ def test_a_pods_request_is_its_containers_or_its_largest_init_container() -> Non
             {"resources": {"requests": {"cpu": "1"}}},
         ],
     }
-    assert q.pod_request(spec) == {"cpu": 3.0, "memory": 2 * 2**30, "pods": 1.0}
-    assert q.pod_request(spec, 2)["pods"] == 2.0
+    assert admissions.pod_request(spec) == {"cpu": 3.0, "memory": 2 * 2**30, "pods": 1.0}
+    assert admissions.pod_request(spec, 2)["pods"] == 2.0
 
 
 def test_an_admitted_workload_holds_what_kueue_recorded() -> None:
@@ -419,4 +422,4 @@ def test_an_admitted_workload_holds_what_kueue_recorded() -> None:
             }
         },
     }
-    assert q.workload_usage(wl) == {"cpu": 1.5, "memory": 2 * 2**30, "pods": 1.0, q.BUDGET_RESOURCE: 0.0}
+    assert admissions.workload_usage(wl) == {"cpu": 1.5, "memory": 2 * 2**30, "pods": 1.0, q.BUDGET_RESOURCE: 0.0}

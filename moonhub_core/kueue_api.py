@@ -1,8 +1,9 @@
-"""Writing the catalog's queues into the cluster and reading admissions back (Kueue's API).
+"""Kueue's API in the cluster: writing the catalog's queues (built by :mod:`.queue_objects`)
+and reading admissions back (understood by :mod:`.admissions`).
 
 The hub (for servers) and the jobs service (for runs) call :func:`ensure_user` before they
-create a workload (every server and run is queued): it writes the catalog's shared objects when they changed and the
-user's ClusterQueue and LocalQueue (their groups now: a user who left a team has their next
+create a workload (every server and run is queued): it writes the catalog's shared objects
+when they changed and the user's ClusterQueue and LocalQueue (their groups now: a user who left a team has their next
 workload counted in the right place). :func:`reconcile` rewrites everything, users' queues
 included, after a catalog edit or when nodes change.
 """
@@ -20,25 +21,14 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import queues as q
+from . import admissions
+from . import queue_objects as q
+from .admissions import QUOTA_RESERVED, admitted, condition, holds, waiting
 from .capacity import gpu_capacity
 from .catalog import Catalog
 from .errors import Conflict
 
-# the Workload's state, read (pure: ``queues``); kept importable from here
-from .queues import QUOTA_RESERVED, admitted, condition, finished, holds, waiting
-
-__all__ = [
-    "QUOTA_RESERVED",
-    "Admission",
-    "Queues",
-    "admission",
-    "admitted",
-    "condition",
-    "finished",
-    "holds",
-    "waiting",
-]
+__all__ = ["Admission", "Queues", "admission"]
 
 log = logging.getLogger("moonhub.queues")
 
@@ -243,7 +233,7 @@ class Queues:
         for wl in await self.objects("Workload", namespace):
             if holds(wl):
                 sums = held.setdefault(str((wl.get("spec") or {}).get("queueName")), {})
-                for name, n in q.workload_usage(wl).items():
+                for name, n in admissions.workload_usage(wl).items():
                     sums[name] = sums.get(name, 0.0) + n
         w = _Where(cq, held.get(q.user_local_queue(user, self.prefix), {}))
         team_slug = ((cq.get("metadata") or {}).get("labels") or {}).get(q.TEAM_LABEL)
@@ -263,14 +253,14 @@ class Queues:
         w = await self._where(user, namespace)
         parts = []
         if q.BUDGET_RESOURCE in blocked:
-            max_gpus = q.budget(w.cq.get("spec") or {})[1] or 0
+            max_gpus = admissions.budget(w.cq.get("spec") or {})[1] or 0
             used = int(w.mine.get(q.BUDGET_RESOURCE, 0))
             if w.team is None:
-                parts.append(q.standing_words(max_gpus, used, None, 0, 0))
+                parts.append(admissions.standing_words(max_gpus, used, None, 0, 0))
             else:
-                quota, may_borrow = q.budget(w.cohort.get("spec") or {})
+                quota, may_borrow = admissions.budget(w.cohort.get("spec") or {})
                 t_used = int(w.team_used.get(q.BUDGET_RESOURCE, 0))
-                parts.append(q.standing_words(max_gpus, used, w.team, quota, t_used, may_borrow or 0))
+                parts.append(admissions.standing_words(max_gpus, used, w.team, quota, t_used, may_borrow or 0))
         for r in (r for r in blocked if r in q.COMPUTE):
             parts.extend(w.words(r))
         return "; ".join(parts)
@@ -279,7 +269,10 @@ class Queues:
         """Why a workload asking ``request`` (:func:`queues.pod_request`) does not fit the
         user's or their team's CPU, memory and pods bounds now (None: it fits)."""
         w = await self._where(user, namespace)
-        mine, team = q.compute_bounds(w.cq.get("spec") or {}), q.compute_bounds(w.cohort.get("spec") or {})
+        mine, team = (
+            admissions.compute_bounds(w.cq.get("spec") or {}),
+            admissions.compute_bounds(w.cohort.get("spec") or {}),
+        )
         for r in q.COMPUTE:
             want = request.get(r, 0.0)
             if r in mine and w.mine.get(r, 0.0) + want > mine[r] + 1e-9:
@@ -293,7 +286,7 @@ class Queues:
         selector = f"{q.MANAGED}={self.prefix}"
         cohorts = await self.objects("Cohort", selector=selector)
         cqs = await self.objects("ClusterQueue", selector=selector)
-        return q.queue_view(cohorts, cqs, await self.objects("Workload", namespace), self.prefix)
+        return admissions.queue_view(cohorts, cqs, await self.objects("Workload", namespace), self.prefix)
 
     # ---- admissions --------------------------------------------------------------------
     async def workload_of(self, namespace: str, owner_uid: str) -> dict[str, Any] | None:
@@ -315,12 +308,12 @@ class _Where:
     def words(self, resource: str) -> list[str]:
         """The user's and their team's standing on one of CPU, memory and pods (its bounds)."""
         out = []
-        mine = q.compute_bounds(self.cq.get("spec") or {})
+        mine = admissions.compute_bounds(self.cq.get("spec") or {})
         if resource in mine:
-            out.append(q.bound_words(resource, self.mine.get(resource, 0.0), mine[resource], "you"))
-        team = q.compute_bounds(self.cohort.get("spec") or {})
+            out.append(admissions.bound_words(resource, self.mine.get(resource, 0.0), mine[resource], "you"))
+        team = admissions.compute_bounds(self.cohort.get("spec") or {})
         if self.team and resource in team:
-            out.append(q.bound_words(resource, self.team_used.get(resource, 0.0), team[resource], self.team))
+            out.append(admissions.bound_words(resource, self.team_used.get(resource, 0.0), team[resource], self.team))
         return out
 
 
