@@ -12,43 +12,32 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
 import aiohttp
-from jinja2 import Environment as Jinja
-from jinja2 import FileSystemLoader, select_autoescape
 from kubernetes.utils.quantity import parse_quantity
 from kubernetes_asyncio.client import ApiException
 from tornado import web
 from traitlets import Integer, Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import claims, gpuview, queue_objects, unread, workspaces
-from moonhub_core.capacity import GpuCapacity, gpu_capacity
-from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
+from moonhub_core import claims, queue_objects, unread, workspaces
+from moonhub_core.catalog import Catalog
 from moonhub_core.errors import ChoiceError
 from moonhub_core.kueue_api import Queues
 from moonhub_core.workload import Workload, build
 
 from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets
 from .resuming_reflector import ResumingEventReflector, ResumingPodReflector
-from .workspace_claims import WorkspaceClaims
-
-_TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+from .spawn_form import SpawnForm
 
 
-class MoonSpawner(WorkspaceClaims):
-    """KubeSpawner with MoonHub's catalog, entitlements, quotas and security defaults."""
+class MoonSpawner(SpawnForm):
+    """KubeSpawner with MoonHub's catalog, entitlements, quotas and security defaults: the
+    spawn (choices checked, the workload applied, the user's queue, secrets) and the start
+    (why a pod does not start, in words). The form and the catalog are :class:`SpawnForm`'s,
+    the workspace claim :class:`WorkspaceClaims`'s."""
 
-    catalog_path = Unicode(
-        str(EXAMPLE),
-        config=True,
-        help="""
-        The catalog YAML document (environments, sizes, GPU types, storage, entitlements).
-        Re-read when it changes; a broken edit keeps the last good catalog in use.
-        """,
-    )
     #: the user's queue, written by load_user_options (every server is queued), which then
     #: sets ``_queue_known`` (the start's watch for Kueue's refusal waits for it)
     user_queue: queue_objects.UserQueue | None = None
@@ -96,64 +85,6 @@ class MoonSpawner(WorkspaceClaims):
         the service checks with the hub (one more hub request per spawn).
         """,
     )
-
-    # ---- catalog and entitlements ------------------------------------------------------
-    @property
-    def catalog_store(self) -> CatalogStore:
-        """The hub's one reloading store of the catalog (the admin console shares it)."""
-        return shared_store(self.catalog_path)
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.catalog_store.get()
-
-    @property
-    def catalog_error(self) -> str | None:
-        return self.catalog_store.error
-
-    def allowed(self) -> ch.Allowed:
-        return ch.allowed(self.catalog, [g.name for g in self.user.groups], bool(self.user.admin))
-
-    # ---- the form --------------------------------------------------------------------
-    @default("options_form")
-    def _default_options_form(self) -> Any:
-        return MoonSpawner.render_options_form
-
-    async def render_options_form(self) -> str:
-        cat, ok = self.catalog, self.allowed()
-        last = dict(getattr(self.orm_spawner, "user_options", None) or {})
-        try:
-            selected = ch.parse({k: v for k, v in last.items() if k in ch.FIELDS}, cat, ok)
-        except ChoiceError:
-            selected = ch.Choices(
-                ok.environments[0].name if ok.environments else "", ok.sizes[0].name if ok.sizes else ""
-            )
-        capacity = await self.gpu_capacity(cat) if ok.gpu_types else {}
-        workspace_now = await claims.size_of(self.api, self.namespace, self.pvc_name)
-        counts = sorted({n for g in ok.gpu_types for n in ok.gpu_counts(g)} | {0})
-        return _TEMPLATES.get_template("options_form.html").render(
-            environments=ok.environments,
-            sizes=ok.sizes,
-            gpu_types=ok.gpu_types,
-            capacity=capacity,
-            gpu_counts=counts,
-            max_gpus=ok.max_gpus_per_user,
-            selected=selected,
-            wait_for_gpus=queue_wait.wants_to_wait(last.get(queue_wait.OPTION)),
-            workspace_sizes=ok.workspace_sizes,
-            workspace_now=workspace_now,
-            workspace_default=cat.storage.capacity,
-            bytes_of=workspaces.bytes_of,
-            catalog_error=self.catalog_error if self.user.admin else None,
-        )
-
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return {k: v[0] for k, v in formdata.items() if v and k != "_xsrf"}
-
-    # ---- cluster facts ---------------------------------------------------------------
-    async def gpu_capacity(self, cat: Catalog) -> dict[str, GpuCapacity]:
-        nodes, pods = await gpuview.shared(self.api).read()
-        return gpu_capacity(cat.gpu_types, nodes, pods)
 
     # ---- spawning ----------------------------------------------------------------------
     async def load_user_options(self) -> None:
