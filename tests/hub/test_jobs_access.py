@@ -1,18 +1,18 @@
 """Who may do what in the jobs service, through the real hub: owners, other users, job
-admins, callers without a token or without XSRF, entitlements checked again at every run,
-and the lab server extension's forward."""
+admins and the hub's groups, callers without a token or without XSRF, and the lab server
+extension's forward. Entitlements checked again at every run and reconcile are the middle
+tier's (tests/middle/test_entitlements_and_secrets.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import requests
 from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, wait_for
-from tests.hub.jobs_client import USER_NS, Jobs, job_body
+from tests.helpers import NOTEBOOK
+from tests.hub.jobs_client import Jobs, job_body
 
 
 def test_owners_only_and_admins_see_all(hub: Hub, clients: dict[str, Jobs]) -> None:
@@ -110,60 +110,6 @@ def test_unauthenticated_requests_are_refused(hub: Hub) -> None:
     assert r.status_code in (302, 403)
     r = requests.post(f"{hub.url}/services/jobs/api/v1/jobs", data="{}", allow_redirects=False, timeout=10)
     assert r.status_code == 403
-
-
-async def test_entitlements_are_checked_again_at_every_run_and_reconcile(hub: Hub, api: client.ApiClient) -> None:
-    """A job keeps what its owner may use today: after the owner leaves the group that
-    allowed its size, it is suspended (and "run now" refused) until they may again."""
-    s = hub.login("lena")
-    admin = hub.login("admin")
-    assert hub.api(admin, "POST", "/groups/ml-research").status_code in (201, 409)
-    assert hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]}).status_code == 200
-    lena = Jobs(hub, hub.token(s, "lena", "access:services!service=jobs"))
-    r = lena.call("POST", "/jobs", job_body("big", size="large", schedule="0 3 * * *"))
-    assert r.status_code == 201, r.text
-    job = r.json()
-    batch = client.BatchV1Api(api)
-
-    assert hub.api(admin, "DELETE", "/groups/ml-research/users", json={"users": ["lena"]}).status_code == 200
-    shown = await wait_for(
-        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
-        lambda j: j["suspended_reason"],
-        timeout=60,
-        what="the job suspended at the next reconcile",
-    )
-    assert "size" in shown["suspended_reason"] and shown["next_run"] is None
-    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is True
-    r = lena.call("POST", f"/jobs/{job['id']}/run")
-    assert r.status_code == 409 and "suspended" in r.json()["message"], r.text
-    # pausing needs no entitlement; saving with a size she may use resumes it
-    assert lena.call("PATCH", f"/jobs/{job['id']}", {"active": False}).status_code == 200
-    r = lena.call("PATCH", f"/jobs/{job['id']}", {"size": "medium", "active": True})
-    assert r.status_code == 200 and r.json()["suspended_reason"] is None, r.text
-    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is False
-
-    # back in the group: a job suspended meanwhile is resumed by the reconcile
-    assert lena.call("PATCH", f"/jobs/{job['id']}", {"size": "large"}).status_code == 403, "not entitled now"
-    hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]})
-    assert lena.call("PATCH", f"/jobs/{job['id']}", {"size": "large"}).status_code == 200
-    hub.api(admin, "DELETE", "/groups/ml-research/users", json={"users": ["lena"]})
-    await wait_for(
-        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
-        lambda j: j["suspended_reason"],
-        timeout=60,
-        what="suspended again",
-    )
-    hub.api(admin, "POST", "/groups/ml-research/users", json={"users": ["lena"]})
-    await wait_for(
-        lambda: asyncio.to_thread(lambda: lena.call("GET", f"/jobs/{job['id']}").json()),
-        lambda j: j["suspended_reason"] is None,
-        timeout=60,
-        what="resumed by the reconcile",
-    )
-    assert (await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)).spec.suspend is False
-    actions = [e["action"] for e in lena.call("GET", "/audit").json()["entries"] if e["job_id"] == job["id"]]
-    assert "hold" in actions and "release" in actions
-    assert lena.call("DELETE", f"/jobs/{job['id']}").status_code == 204
 
 
 async def test_lab_server_forwards_to_the_jobs_service_with_its_own_token(

