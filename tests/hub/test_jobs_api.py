@@ -1,16 +1,14 @@
 """The jobs service through the real hub, on the real node: a job's life (create, run,
-history, edit, pause, versions, live log and progress, cancel) and its alerts. What needs no
+history, edit, pause, versions, live log and progress, cancel). What needs no
 node (every route's answers, options, schedule preview, how tracking follows Jobs that end,
-vanish or are replaced) is the middle tier's (tests/middle)."""
+vanish or are replaced, the alerts a failure sends) is the middle tier's (tests/middle)."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from kubernetes_asyncio import client
-from tornado import web
 
 from moonhub_core import uids
 from tests.conftest import Hub
@@ -118,39 +116,3 @@ async def test_edit_pause_versions_cancel_and_logs(
     )
     assert (await _runs(quinn, job["id"]))[0]["status"] == "cancelled"
     assert clients["rita"].call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 404
-
-
-async def test_failure_mails_the_owner_and_calls_the_webhook(hub: Hub, clients: dict[str, Jobs]) -> None:
-    received: list[dict[str, Any]] = []
-
-    class Hook(web.RequestHandler):
-        def post(self) -> None:
-            received.append(json.loads(self.request.body))
-
-    server = web.Application([("/hook", Hook)]).listen(18026, "127.0.0.1")
-    try:
-        failing = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "1 / 0"}]}
-        body = {
-            **job_body("alerting"),
-            "notebook_content": failing,
-            "notify": {"emails": ["quinn@example.org"], "webhook": "http://127.0.0.1:18026/hook?token=s3cret"},
-        }
-        quinn = clients["quinn"]
-        job = quinn.call("POST", "/jobs", body).json()
-        run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
-        await wait_for(
-            lambda: _runs(quinn, job["id"]), lambda rs: rs[0]["status"] == "failed", timeout=120, what="the failing run"
-        )
-        await wait_for(lambda: received, bool, timeout=30, what="the webhook call")
-        assert received[0]["event"] == "run.failed" and received[0]["run"]["name"] == run["name"]
-        mails = await wait_for(
-            lambda: [m for m in hub.mailbox if "alerting" in m["Subject"]],
-            bool,
-            timeout=30,
-            what="the failure e-mail",
-        )
-        assert mails[0]["To"] == "quinn@example.org"
-        assert "failed" in mails[0]["Subject"] and run["name"] in mails[0].get_content()
-        assert len(received) == 1, "told once"
-    finally:
-        server.stop()

@@ -17,10 +17,12 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from jupyterhub.services.auth import HubOAuth
 from kubernetes_asyncio import client
 from tornado.httpserver import HTTPServer
@@ -30,9 +32,10 @@ from tornado.web import Application
 from jobs_service import app as jobs_app
 from jobs_service import bodies, settings
 from jobs_service.db import open_db
+from jobs_service.notify import EmailPolicy, WebhookPolicy
 from jobs_service.service import JobsService
 from moonhub_core.catalog import shared_store
-from tests.conftest import JOB_LIMITS
+from tests.conftest import JOB_LIMITS, Mailbox
 from tests.fakes import hub as fake_hub
 from tests.fakes import kube as fake_kube
 from tests.fakes.kube import now as kube_now
@@ -68,6 +71,8 @@ class Middle:
     loop: asyncio.AbstractEventLoop
     folder: Path
     servers: list[HTTPServer] = field(default_factory=list)
+    #: what the real SMTP server (aiosmtpd) received from the service
+    mailbox: list[EmailMessage] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -165,7 +170,7 @@ class Middle:
         return name
 
 
-def _start(folder: Path, ready: Future[Middle]) -> None:
+def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
@@ -182,7 +187,15 @@ def _start(folder: Path, ready: Future[Middle]) -> None:
             db_url=f"sqlite:///{folder / 'jobs.sqlite'}",
             launch_url=f"http://127.0.0.1:1{PREFIX}launch",
         )
-        svc_settings = dataclasses.replace(svc_settings, limits=dataclasses.replace(svc_settings.limits, **JOB_LIMITS))
+        # as on the test hub: its caps, receivers on loopback, mail to example.org through a
+        # real SMTP server (aiosmtpd) the fixture starts
+        svc_settings = dataclasses.replace(
+            svc_settings,
+            limits=dataclasses.replace(svc_settings.limits, **JOB_LIMITS),
+            smtp=dataclasses.replace(svc_settings.smtp, host="127.0.0.1", port=smtp_port),
+            webhooks=WebhookPolicy(("127.0.0.1/32",), svc_settings.webhooks.per_hour),
+            emails=EmailPolicy(("example.org",), svc_settings.emails.per_hour),
+        )
         from hubclient.users import HubUsers
 
         service = JobsService(
@@ -214,16 +227,27 @@ def _start(folder: Path, ready: Future[Middle]) -> None:
 @pytest.fixture(scope="module")
 def middle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Middle]:
     folder = tmp_path_factory.mktemp("middle")
+    mail = Mailbox()
+    sock, smtp_port = bind_unused_port()
+    sock.close()
+    smtp = Controller(mail, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
     ready: Future[Middle] = Future()
-    thread = threading.Thread(target=_start, args=(folder, ready), daemon=True, name="middle-tier")
+    thread = threading.Thread(target=_start, args=(folder, smtp_port, ready), daemon=True, name="middle-tier")
     thread.start()
     m = ready.result(60)
+    m.mailbox = mail.messages
     yield m
+    smtp.stop()
 
     async def stop() -> None:
         for s in m.servers:
             s.stop()
         await m.service.ctx.api.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:  # the outbox's senders, and whatever else waits
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     m.run(stop())
     m.loop.call_soon_threadsafe(m.loop.stop)

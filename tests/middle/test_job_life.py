@@ -6,6 +6,10 @@ life on the real node once (tests/hub/test_jobs_api.py)."""
 from __future__ import annotations
 
 import datetime
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -182,3 +186,42 @@ def test_schedule_preview_in_the_callers_zone(quinn: Jobs) -> None:
     assert bad.status_code == 400 and bad.json()["field"] == "schedule"
     bad = quinn.call("GET", "/schedule-preview?schedule=0+6+*+*+*&timezone=Moon/Base")
     assert bad.status_code == 400 and bad.json()["field"] == "timezone"
+
+
+def test_a_failed_run_mails_its_owner_and_calls_the_webhook_once(middle: Middle, quinn: Jobs) -> None:
+    """The alerts a failure sends: to a real SMTP server and to a webhook receiver on this
+    machine (both allowed as on the test hub), once however many passes see the failure."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_port}/hook?token=s3cret"
+        body = job_body("alerting", notify={"emails": ["quinn@example.org"], "webhook": hook})
+        job = quinn.call("POST", "/jobs", body).json()
+        run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+        middle.job_state(run["name"], "failed", message="Job has reached the specified backoff limit")
+        for _ in range(3):
+            middle.sync()
+        deadline = time.monotonic() + 20
+        while (not received or not middle.mailbox) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert received and received[0]["event"] == "run.failed" and received[0]["run"]["name"] == run["name"]
+        mails = [m for m in middle.mailbox if "alerting" in m["Subject"]]
+        assert mails and mails[0]["To"] == "quinn@example.org"
+        assert "failed" in mails[0]["Subject"] and run["name"] in mails[0].get_content()
+        time.sleep(1)
+        assert len(received) == 1, "told once"
+        assert len([m for m in middle.mailbox if "alerting" in m["Subject"]]) == 1, "mailed once"
+        assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+    finally:
+        server.shutdown()
