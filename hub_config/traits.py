@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from moonhub_core import pods, security
-from moonhub_core.platform import HUB_SETTING, Document, PlatformConfig, catalog_path
+from moonhub_core.platform import HUB_SETTING, Document, PlatformConfig, catalog_path, image_builds_path
 
 from . import auth, services
 from .config_paths import REPO
@@ -65,6 +65,7 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.KubeSpawner.image_pull_policy = "IfNotPresent"
     c.MoonSpawner.catalog_path = str(catalog_path(cfg, document))
     c.MoonSpawner.storage_class_override = sp.storage_class_override
+    c.MoonSpawner.image_builds = image_builds_path(cfg, document)
     c.MoonSpawner.queue_prefix = sp.queue_prefix
     c.KubeSpawner.start_timeout = sp.start_timeout
     # this hub's pods carry its id: it removes those none of its servers stands for

@@ -3,6 +3,11 @@
     python -m images.build                 # the CI images (spec.yaml `ci: true`)
     python -m images.build --gpu           # every image, the CUDA ones too
     python -m images.build pytorch-notebook  # one image and its parents
+    python -m images.build --platform      # the CI images without a framework (`up` first)
+    python -m images.build --frameworks --progress F --pull
+                                           # the CI framework images, one after the other,
+                                           # each pushed and pulled onto the local node as it
+                                           # is done, progress in F (`up`, in the background)
 
 No registry is reachable: the base OS is a Debian rootfs made with debootstrap from
 Debian's mirror and imported; Debian's Docker engine is started here when none runs.
@@ -31,6 +36,7 @@ from typing import Any
 import yaml
 
 from localcluster import registry
+from moonhub_core import image_builds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -355,16 +361,71 @@ def size(ref: str) -> int:
     return int(run("docker", "image", "inspect", ref, "-f", "{{.Size}}", capture_output=True).stdout.strip())
 
 
+def wanted_images(spec: Spec, names: list[str], gpu: bool = False, only: str = "") -> list[str]:
+    """The images asked for (pure): ``names``, else the CI images (every image with ``gpu``),
+    of those only the ones with a framework (``only="frameworks"``) or without
+    (``only="platform"``)."""
+    for n in names:
+        if n not in spec.images:
+            raise SystemExit(f"no image {n!r} in images/spec.yaml (known: {', '.join(spec.images)})")
+    out = names or [n for n, i in spec.images.items() if i.ci or gpu]
+    if only == "frameworks":
+        out = [n for n in out if spec.images[n].framework]
+    elif only == "platform":
+        out = [n for n in out if not spec.images[n].framework]
+    return out
+
+
+class Progress:
+    """The progress of the images asked for, written for ``./moonhub status`` and the spawn
+    form (:mod:`moonhub_core.image_builds`); nothing when no file is named."""
+
+    def __init__(self, path: Path | None, names: list[str]) -> None:
+        self.path = path
+        self.entries = [
+            {"name": n, "state": "waiting", "position": i + 1, "of": len(names)} for i, n in enumerate(names)
+        ]
+        self._write()
+
+    def set(self, name: str, state: str, message: str = "") -> None:
+        for e in self.entries:
+            if e["name"] == name:
+                e["state"], e["message"] = state, message
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is not None:
+            image_builds.write(self.path, self.entries)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m images.build", description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="images to build (with their parents); default: the CI images")
     p.add_argument("--gpu", action="store_true", help="build every image, the CUDA ones too")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--platform", action="store_true", help="only those without a framework (the hub and a Python server need them)"
+    )
+    which.add_argument("--frameworks", action="store_true", help="only the framework images")
+    p.add_argument("--progress", type=Path, help="write each image's progress to this JSON file")
+    p.add_argument("--pull", action="store_true", help="pull each image onto the local cluster's node once pushed")
     a = p.parse_args(argv)
     spec = load_spec()
-    wanted = a.names or [n for n, i in spec.images.items() if i.ci or a.gpu]
-    for n in wanted:
-        if n not in spec.images:
-            raise SystemExit(f"no image {n!r} in images/spec.yaml (known: {', '.join(spec.images)})")
+    only = "frameworks" if a.frameworks else "platform" if a.platform else ""
+    wanted = wanted_images(spec, a.names, a.gpu, only)
+    progress = Progress(a.progress, wanted)
+    try:
+        build_all(spec, wanted, progress, a.pull)
+    except BaseException as e:
+        for entry in progress.entries:
+            if entry["state"] not in ("ready", "failed"):
+                progress.set(str(entry["name"]), "failed", str(e) or type(e).__name__)
+        raise
+
+
+def build_all(spec: Spec, wanted: list[str], progress: Progress, pull: bool) -> None:
+    """Build ``wanted`` (their parents first), push them to the local registry; with
+    ``pull``, each is pushed and pulled onto the node as soon as it is built."""
     order: list[Image] = []
     for n in wanted:
         for img in spec.lineage(n):
@@ -375,20 +436,34 @@ def main(argv: list[str] | None = None) -> None:
     contexts = {img.name: context(img) for img in order}
     own = [w for ctx in contexts.values() for w in ctx.glob("*.whl")]
     fill_wheelhouse(spec, [HERE / i.context / r for i in order for r in i.requirements] + own)
-    times = {}
-    with Wheelhouse() as wheels:
-        for img in order:
-            times[img.name] = build(spec, img, contexts[img.name], wheels)
-    # a rebuilt image leaves its predecessor untagged: drop those (MoonHub's own only)
-    subprocess.run(["docker", "image", "prune", "-f", "--filter", "label=io.moonhub.image"], capture_output=True)
     # the base OS too: tests and the storage provisioner's helper pods use it as a shell image
     registry.ensure()
     push(spec.os["image"].split("/", 1)[1], [spec.os["tag"]])
-    for img in order:
-        push(img.name, ["latest", *img.tags])
+    times = {}
+    with Wheelhouse() as wheels:
+        for img in order:
+            progress.set(img.name, "building")
+            times[img.name] = build(spec, img, contexts[img.name], wheels)
+            progress.set(img.name, "pushing")
+            push(img.name, ["latest", *img.tags])
+            if pull:
+                progress.set(img.name, "pulling")
+                onto_node([registry.ref(f"moonhub/{img.name}", tag) for tag in ["latest", *img.tags]])
+            progress.set(img.name, "ready")
+    # a rebuilt image leaves its predecessor untagged: drop those (MoonHub's own only)
+    subprocess.run(["docker", "image", "prune", "-f", "--filter", "label=io.moonhub.image"], capture_output=True)
     for img in order:
         tags = ", ".join(img.tags)
         say(f"{img.ref:40} {size(img.ref) / 1e9:6.2f} GB  built in {times[img.name]:6.1f}s  tags: {tags}")
+
+
+def onto_node(refs: list[str]) -> None:
+    """Pull ``refs`` into the local cluster's node (the first server of them starts at once)."""
+    from localcluster import cli, config
+
+    t0 = time.monotonic()
+    cli.pull_onto_node(config.ClusterConfig.load(config.default_state_dir()), refs)
+    say(f"pulled {', '.join(refs)} onto the node in {time.monotonic() - t0:.1f}s")
 
 
 if __name__ == "__main__":

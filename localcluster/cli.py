@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from moonhub_core import image_builds
 from moonhub_core.platform import load
 
 from . import addons, gluster, kueue, network, node, registry, standin, storage
@@ -24,6 +25,10 @@ from .supervisor import StartError, Supervisor, ensure_free, http_ok
 
 log = logging.getLogger("moonhub.localcluster")
 HERE = Path(__file__).resolve().parent
+#: the framework images' build after ``up`` (a supervised process) and its progress, which
+#: the local example's ``spawner.image_builds`` names
+FRAMEWORK_BUILD = "framework-images"
+IMAGE_PROGRESS = REPO / ".state" / "images" / "progress.json"
 
 
 def build() -> Path:
@@ -225,14 +230,45 @@ def refresh_images(cfg: ClusterConfig) -> None:
     """Pull every MoonHub image of the registry into the node's containerd: a tag pushed
     again (`./moonhub images` after a change) then names the new image on the node too
     (pods pull `IfNotPresent`), and the first spawn does not wait for a pull."""
-    crictl = [str(_cached_bin_dir() / "crictl"), f"--runtime-endpoint=unix://{node.containerd_socket(cfg)}"]
     t0 = time.monotonic()
     refs = registry.images()
+    pull_onto_node(cfg, refs)
+    log.info("images on the node match the registry (%d references, %.1fs)", len(refs), time.monotonic() - t0)
+
+
+def pull_onto_node(cfg: ClusterConfig, refs: list[str]) -> None:
+    crictl = [str(_cached_bin_dir() / "crictl"), f"--runtime-endpoint=unix://{node.containerd_socket(cfg)}"]
     for ref in refs:
         proc = subprocess.run([*crictl, "--timeout=600s", "pull", ref], capture_output=True, text=True)
         if proc.returncode:
             log.warning("pulling %s failed: %s", ref, proc.stderr.strip())
-    log.info("images on the node match the registry (%d references, %.1fs)", len(refs), time.monotonic() - t0)
+
+
+def build_frameworks_later(cfg: ClusterConfig) -> None:
+    """Build the framework images in the background (the hub is up; a Python server starts
+    without them), each pushed and pulled onto the node when done; the progress goes to
+    :data:`IMAGE_PROGRESS`, which the spawn form and ``status`` read."""
+    argv = [sys.executable, "-m", "images.build", "--frameworks", "--progress", str(IMAGE_PROGRESS), "--pull"]
+    supervisor(cfg).start(FRAMEWORK_BUILD, argv)
+
+
+def stopped_builds() -> None:
+    """Say of the images a stopped build had not finished that they will not come by
+    themselves (the spawn form would otherwise show them building for ever)."""
+    entries = image_builds.read(IMAGE_PROGRESS)
+    for e in entries:
+        if e.get("state") not in ("ready", "failed"):
+            e["state"], e["message"] = "failed", "stopped by ./moonhub down; the next ./moonhub up builds it"
+    if entries:
+        image_builds.write(IMAGE_PROGRESS, entries)
+
+
+def image_status() -> list[str]:
+    """``status``'s lines of the framework images' build (none when nothing was built)."""
+    return [
+        f"image {e['name']:18} {image_builds.words(e) if e.get('state') != 'ready' else 'ready'}"
+        for e in image_builds.read(IMAGE_PROGRESS)
+    ]
 
 
 def stop_pods(cfg: ClusterConfig, bin_dir: Path) -> None:
@@ -249,12 +285,14 @@ def stop_pods(cfg: ClusterConfig, bin_dir: Path) -> None:
 def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
     sup = supervisor(cfg)
     bin_dir = bin_dir or _cached_bin_dir()
-    names = [c.name for c in all_components(cfg, bin_dir)] + ["hub"]
+    names = [c.name for c in all_components(cfg, bin_dir)] + ["hub", FRAMEWORK_BUILD]
     for name in reversed(names):
         if name == "containerd" and sup.pid(name) is not None:
             stop_pods(cfg, bin_dir)
         if sup.stop(name):
             log.info("stopped %s", name)
+            if name == FRAMEWORK_BUILD:
+                stopped_builds()
     if cfg.real_node:
         if n := node.unmount_all(cfg):
             log.info("unmounted %d of the kubelet's mounts", n)
@@ -280,6 +318,8 @@ def status(cfg: ClusterConfig) -> int:
         pid = sup.pid(name)
         down_count += pid is None
         print(f"{name:24} {f'running (pid {pid})' if pid else 'stopped'}")
+    for line in image_status():
+        print(line)
     print(f"KUBECONFIG={cfg.admin_kubeconfig}\nlogs: {cfg.logs}")
     return 1 if down_count else 0
 
@@ -303,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "platform":
             up(cfg)
             url = hub_up(cfg, supervisor(cfg))
+            build_frameworks_later(cfg)
             password = dev_password()
             servers = load(DEFAULT_PLATFORM_CONFIG).hub.subdomain_host.rstrip("/")
             where = urlparse(servers)
@@ -316,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  log in with any user name and the development password: {password}\n"
                 f"{per_user}"
                 f"  (the user 'admin' is an admin; the password is kept in .state/hub/dev-password)\n"
+                f"  the framework images (PyTorch, TensorFlow) are built in the background: ./moonhub status\n"
+                f"    shows how far (their environments say so on the spawn form until they are ready)\n"
                 f"  kubectl: ./moonhub kubectl get pods -A    logs: {cfg.logs}/\n"
                 f"  stop everything: ./moonhub down"
             )

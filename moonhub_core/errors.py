@@ -70,6 +70,12 @@ class NotEntitled(ChoiceError):
     status = 403
 
 
+class NotReady(ChoiceError):
+    """The environment's image is still being built (a local platform's first ``up``)."""
+
+    status = 503
+
+
 class OverQuota(ChoiceError):
     """The request would exceed the user's or a group's GPU quota."""
 

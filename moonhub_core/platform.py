@@ -147,6 +147,11 @@ class SpawnerSection:
     catalog_managed_by: str = ""
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
+    #: the progress document of images still being built (relative: to this config file;
+    #: the local platform's `up` builds the framework images after the hub starts): an
+    #: environment whose image is not ready says how far it is on the spawn form and can not
+    #: be picked yet (moonhub_core/image_builds.py). Empty: every image is taken to be there
+    image_builds: str = ""
     #: the prefix of this MoonHub's Kueue objects (cluster-wide names): give each MoonHub
     #: that shares a cluster its own
     queue_prefix: str = QUEUE_PREFIX
@@ -377,6 +382,11 @@ def catalog_path(cfg: PlatformConfig, document: Path) -> Path:
     if cfg.spawner.catalog:
         return (document.parent / cfg.spawner.catalog).resolve()
     return EXAMPLE_CATALOG
+
+
+def image_builds_path(cfg: PlatformConfig, document: Path) -> str:
+    """``spawner.image_builds`` as an absolute path ("" when not set)."""
+    return str((document.parent / cfg.spawner.image_builds).resolve()) if cfg.spawner.image_builds else ""
 
 
 #: the hub's tornado setting that hands the parts in its process the :class:`Document`

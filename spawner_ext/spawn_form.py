@@ -13,7 +13,7 @@ from jinja2 import FileSystemLoader, select_autoescape
 from traitlets import Unicode, default
 
 from moonhub_core import choices as ch
-from moonhub_core import claims, gpuview, workspaces
+from moonhub_core import claims, gpuview, image_builds, workspaces
 from moonhub_core.capacity import GpuCapacity, gpu_capacity
 from moonhub_core.catalog import EXAMPLE, Catalog, CatalogStore, shared_store
 from moonhub_core.errors import ChoiceError
@@ -26,6 +26,26 @@ _TEMPLATES = Jinja(loader=FileSystemLoader(Path(__file__).parent / "templates"),
 
 class SpawnForm(WorkspaceClaims):
     """The catalog and the spawn form of :class:`~spawner_ext.spawner.MoonSpawner`."""
+
+    image_builds = Unicode(
+        "",
+        config=True,
+        help="""
+        The progress document of images still being built (spawner.image_builds): an
+        environment whose image is not ready is shown with how far it is and can not be
+        picked yet. Empty: every image is taken to be there.
+        """,
+    )
+
+    def building(self, cat: Catalog) -> dict[str, str]:
+        """Environment name -> how far its image's build is, for those not ready yet."""
+        entries = image_builds.read(self.image_builds)
+        out = {}
+        for env in cat.environments:
+            entry = image_builds.not_ready(env.image, entries) if entries else None
+            if entry is not None:
+                out[env.name] = f"{env.display_name}: {image_builds.words(entry)}"
+        return out
 
     catalog_path = Unicode(
         str(EXAMPLE),
@@ -67,11 +87,16 @@ class SpawnForm(WorkspaceClaims):
             selected = ch.Choices(
                 ok.environments[0].name if ok.environments else "", ok.sizes[0].name if ok.sizes else ""
             )
+        building = self.building(cat)
+        if selected.environment in building:
+            ready = [e.name for e in ok.environments if e.name not in building]
+            selected = ch.Choices(ready[0] if ready else "", selected.size)
         capacity = await self.gpu_capacity(cat) if ok.gpu_types else {}
         workspace_now = await claims.size_of(self.api, self.namespace, self.pvc_name)
         counts = sorted({n for g in ok.gpu_types for n in ok.gpu_counts(g)} | {0})
         return _TEMPLATES.get_template("options_form.html").render(
             environments=ok.environments,
+            building=building,
             sizes=ok.sizes,
             gpu_types=ok.gpu_types,
             capacity=capacity,

@@ -23,7 +23,7 @@ from traitlets import Integer, Unicode, default
 from moonhub_core import choices as ch
 from moonhub_core import claims, queue_objects, unread, workspaces
 from moonhub_core.catalog import Catalog
-from moonhub_core.errors import ChoiceError
+from moonhub_core.errors import ChoiceError, NotReady
 from moonhub_core.kueue_api import Queues
 from moonhub_core.workload import Workload, build
 
@@ -107,6 +107,9 @@ class MoonSpawner(SpawnForm):
         took = Stopwatch()
         try:
             choice = ch.parse(raw, cat, ok)
+            building = self.building(cat).get(choice.environment)
+            if building:
+                raise NotReady("environment", f"{building}; it can be picked once it is ready")
         except ChoiceError as e:
             self._refused(e)
         # the two reads a spawn may wait for go out together: the secrets from the jobs

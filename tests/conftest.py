@@ -289,6 +289,8 @@ def platform_doc(
     # one origin: the tests' Python clients can not resolve <user>.localhost (browsers do;
     # tests/browser/test_origins.py runs a hub with per-user host names as `up` does)
     doc["hub"].pop("subdomain_host", None)
+    # the images a test uses are built before the tests (not in the background, as by `up`)
+    doc["spawner"].pop("image_builds", None)
     doc["hub"] |= {
         "public_url": f"http://127.0.0.1:{port}",
         "api_url": f"http://{cluster.node_ip}:{port + 81}",

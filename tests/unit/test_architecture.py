@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "jobs_service": {"moonhub_core", "hubclient"},
     "culling": {"moonhub_core", "hubclient"},
     "localcluster": {"moonhub_core"},
-    "images": {"localcluster"},
+    "images": {"localcluster", "moonhub_core"},
     "storage_agent": {"moonhub_core"},
     # measuring tools drive any part
     "benchmarks": set(PACKAGES),
