@@ -80,3 +80,28 @@ def test_an_environment_is_not_ready_while_its_images_build_is_not_done() -> Non
 )
 def test_repository_of_an_image_reference(image: str, repo: str) -> None:
     assert image_builds.repository(image) == repo
+
+
+def test_the_spawn_form_names_the_environments_whose_image_is_building(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from spawner_ext.spawn_form import SpawnForm
+
+    cat = load(EXAMPLE)
+    path = tmp_path / "progress.json"
+    form = SimpleNamespace(image_builds=str(path))
+    assert SpawnForm.building(form, cat) == {}, "no document: every image is there"  # type: ignore[arg-type]
+    image_builds.write(
+        path,
+        [
+            {"name": "pytorch-notebook", "state": "building", "position": 1, "of": 2},
+            {"name": "tensorflow-cpu-notebook", "state": "waiting", "position": 2, "of": 2},
+        ],
+    )
+    building = SpawnForm.building(form, cat)  # type: ignore[arg-type]
+    by_image = {e.name: image_builds.repository(e.image) for e in cat.environments}
+    assert set(building) == {
+        n for n, repo in by_image.items() if repo.endswith(("pytorch-notebook", "tensorflow-cpu-notebook"))
+    }
+    pytorch = next(n for n, repo in by_image.items() if repo.endswith("pytorch-notebook"))
+    assert building[pytorch].endswith(": building, 1 of 2")
