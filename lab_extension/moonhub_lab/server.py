@@ -29,6 +29,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
 from . import diskspace
+from . import settings as lab_settings
 from .memory import OomWatch, message
 
 #: a notebook to schedule may be this large (the jobs service has its own limit, jobs.limits.notebook_bytes)
@@ -51,8 +52,8 @@ class ForwardHandler(APIHandler):
     """Forward one request to the jobs service as this server's user."""
 
     async def _forward(self, path: str) -> None:
-        base = os.environ.get("MOONHUB_JOBS_URL")
-        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        told = lab_settings.from_env()
+        base, token = told.jobs_url, told.api_token
         if not base or not token:
             raise web.HTTPError(503, "the jobs service is not configured for this server (MOONHUB_JOBS_URL)")
         if len(self.request.body) > MAX_BODY:
@@ -122,14 +123,14 @@ class ServerInfoHandler(APIHandler):
 
     @web.authenticated
     def get(self) -> None:
-        count = os.environ.get("MOONHUB_GPU_COUNT", "0")
+        told = lab_settings.from_env()
         self.finish(
             {
-                "environment": os.environ.get("MOONHUB_ENVIRONMENT") or None,
-                "size": os.environ.get("MOONHUB_SIZE") or None,
-                "gpu_type": os.environ.get("MOONHUB_GPU_TYPE") or None,
-                "gpu_count": int(count) if count.isdigit() else 0,
-                "jobs_service": bool(os.environ.get("MOONHUB_JOBS_URL")),
+                "environment": told.environment or None,
+                "size": told.size or None,
+                "gpu_type": told.gpu_type or None,
+                "gpu_count": told.gpu_count,
+                "jobs_service": bool(told.jobs_url),
                 "image": image_versions(),
             }
         )
@@ -155,10 +156,10 @@ def _notice(raw: Any) -> dict[str, str] | None:
 
 def _start_notice_pull(server_app: Any) -> None:
     """Pull this server's warnings from the GPU reclaim service, with this server's token."""
-    url, token = os.environ.get("MOONHUB_NOTICES_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
-    if not url or not token:
+    told = lab_settings.from_env()
+    url, token, server, every = told.notices_url, told.api_token, told.server_name, told.notices_seconds
+    if not url or not token or not every:
         return
-    server = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
     settings = server_app.web_app.settings
     pulled: set[str] = set()
 
@@ -186,7 +187,6 @@ def _start_notice_pull(server_app: Any) -> None:
         pulled.clear()
         pulled.update(current)
 
-    every = float(os.environ.get("MOONHUB_NOTICES_SECONDS", "30"))
     PeriodicCallback(pull, every * 1000).start()
     server_app.log.info("MoonHub: pulling notices from %s every %.0fs", url, every)
 
@@ -212,7 +212,7 @@ def _start_oom_watch(server_app: Any) -> None:
                 settings, {"id": f"oom-{at}", "kind": "out-of-memory", "message": message(kills, limit), "at": at}
             )
 
-    PeriodicCallback(check, float(os.environ.get("MOONHUB_OOM_CHECK_SECONDS", "2")) * 1000).start()
+    PeriodicCallback(check, lab_settings.from_env().oom_check_seconds * 1000).start()
 
 
 def workspace_path(server_app: Any) -> str:
@@ -258,7 +258,7 @@ def _start_disk_watch(server_app: Any) -> None:
             add_notice(settings, {"id": f"disk-{level}-{at}", "kind": "disk", "message": text, "at": at})
 
     check()
-    PeriodicCallback(check, float(os.environ.get("MOONHUB_DISK_CHECK_SECONDS", "20")) * 1000).start()
+    PeriodicCallback(check, lab_settings.from_env().disk_check_seconds * 1000).start()
 
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
