@@ -1,7 +1,7 @@
 """The agent's loop: read volumes, claims and quotas; grow what was asked to grow; report use.
 
 ``python -m storage_agent --volume <gluster volume> --mount <where it is mounted>
-[--storage-class glusterfs] [--kubeconfig F] [--interval 10]``
+--storage-class NAME [--kubeconfig F] [--interval 10]``
 
 Runs where Gluster's CLI reaches glusterd (a Gluster server, or a node that is a Gluster
 peer); on the local cluster ``localcluster`` runs it on the machine. Each pass is idempotent:
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m storage_agent", description=__doc__.split("\n\n")[0])
     p.add_argument("--volume", required=True, help="the Gluster volume the workspaces' folders are on")
     p.add_argument("--mount", required=True, help="where the provisioner has that volume mounted")
-    p.add_argument("--storage-class", default="glusterfs", help="the StorageClass of those claims")
+    p.add_argument(
+        "--storage-class", required=True, help="the StorageClass of those claims (the catalog's storage.storage_class)"
+    )
     p.add_argument("--kubeconfig", default="", help="default: the pod's service account")
     p.add_argument("--interval", type=float, default=10, help="seconds between passes")
     args = p.parse_args(argv)

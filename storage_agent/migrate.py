@@ -1,7 +1,7 @@
 """Give each workspace made before uids a uid of its own (issue 32, item 6).
 
 ``python -m storage_agent.migrate --mount <where the Gluster volume is mounted>
-[--storage-class glusterfs] [--kubeconfig F] [--dry-run]``
+--storage-class NAME [--kubeconfig F] [--dry-run]``
 
 Workspaces made before ``moonhub.io/uid`` belong to the images' shared user 1000:100. For
 each one that no pod mounts, this hands out a uid (:mod:`moonhub_core.uids`), writes it on
@@ -188,7 +188,11 @@ async def _main(args: argparse.Namespace) -> Report:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m storage_agent.migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("--mount", required=True, help="where the Gluster volume is mounted on this machine")
-    p.add_argument("--storage-class", default="glusterfs", help="the StorageClass of the workspaces")
+    p.add_argument(
+        "--storage-class",
+        required=True,
+        help="the StorageClass of the workspaces (the catalog's storage.storage_class)",
+    )
     p.add_argument("--kubeconfig", default="", help="default: the pod's service account")
     p.add_argument("--dry-run", action="store_true", help="say what would be handed over; change nothing")
     args = p.parse_args(argv)
