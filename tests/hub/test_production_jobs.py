@@ -1,6 +1,7 @@
 """Jobs for production, through the real hub, jobs service and cluster: a 50 MB notebook kept
-outside etcd, run-context parameters, re-run, back-fill, overdue alerts in a chat format,
-and what a run's launch key opens."""
+outside etcd, run-context parameters, re-run, outputs, a job after another, and a slow
+webhook receiver beside another user's tracking. What a launch key opens, back-fill and
+overdue alerts are the middle tier's (tests/middle/test_production_jobs.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 from kubernetes_asyncio import client
 from tornado import web
 
@@ -112,124 +112,6 @@ async def test_a_50_mb_notebook_runs_from_outside_etcd_and_reruns_as_it_was(
     assert bad.status_code == 400 and bad.json()["field"] == "parameters"
     other = _call(hub, "olivia")
     assert other("POST", f"/jobs/{job['id']}/runs/{first['id']}/rerun").status_code == 404
-
-
-async def test_launch_key_opens_one_version_of_one_job(hub: Hub, api: client.ApiClient) -> None:
-    """What a run's pod may fetch, asked directly of the service (as a pod would)."""
-    pia = _call(hub, "pia")
-    a = pia("POST", "/jobs", {"name": "one", "notebook": "a.ipynb", "notebook_content": PRINTS, "schedule": None})
-    b = pia("POST", "/jobs", {"name": "two", "notebook": "b.ipynb", "notebook_content": PRINTS, "schedule": None})
-    a, b = a.json(), b.json()
-    batch = client.BatchV1Api(api)
-
-    async def env_of(cronjob: str) -> dict[str, str]:
-        cron = await batch.read_namespaced_cron_job(cronjob, USER_NS)
-        return {e.name: e.value for e in cron.spec.job_template.spec.template.spec.containers[0].env}
-
-    ea, eb = await env_of(a["cronjob"]), await env_of(b["cronjob"])
-    url, key = ea["MOONHUB_LAUNCH_URL"], ea["MOONHUB_LAUNCH_KEY"]
-
-    def get(path: str, k: str | None) -> requests.Response:
-        return requests.get(path, headers={"X-MoonHub-Launch-Key": k} if k else {}, timeout=30)
-
-    ok = get(f"{url}/notebook", key)
-    assert ok.status_code == 200 and ok.headers["X-MoonHub-SHA256"] == ea["MOONHUB_SNAPSHOT_SHA256"]
-    assert get(f"{url}/notebook", None).status_code == 403
-    assert get(f"{url}/notebook", "0" * 64).status_code == 403
-    assert get(f"{eb['MOONHUB_LAUNCH_URL']}/notebook", key).status_code == 403, "another job's version"
-    assert get(f"{url.rsplit('/', 1)[0]}/2/notebook", key).status_code == 403, "another version"
-    run = pia("POST", f"/jobs/{b['id']}/run").json()
-    r = get(f"{eb['MOONHUB_LAUNCH_URL']}/runs/{run['name']}", key)
-    assert r.status_code == 403, "job one's key does not open job two's runs"
-    r = get(f"{url}/runs/{run['name']}", key)
-    assert r.status_code == 403 and "not a run of this job" in r.json()["message"]
-    assert get(f"{url}/runs/{a['cronjob'][:45]}-mffff", key).status_code == 404
-
-
-async def test_backfill_runs_each_day_one_at_a_time(hub: Hub, core: client.CoreV1Api) -> None:
-    quill = _call(hub, "quill")
-    body = {
-        "name": "daily",
-        "notebook": "d.ipynb",
-        "notebook_content": PRINTS,
-        "schedule": "0 6 * * *",
-        "timezone": "Asia/Shanghai",
-        "active": False,  # no tick of its own during the test
-        "concurrency": "skip",
-        "parameters": {"day": "{{run.date}}", "since": "{{job.last_success_date}}"},
-    }
-    job = quill("POST", "/jobs", body).json()
-    today = datetime.datetime.now(datetime.UTC).date()
-    days = [today - datetime.timedelta(days=n) for n in (4, 3, 2)]
-    r = quill("POST", f"/jobs/{job['id']}/backfill", {"from": days[0].isoformat(), "to": days[-1].isoformat()})
-    assert r.status_code == 201, r.text
-    made = r.json()
-    assert [x["status"] for x in made["runs"]] == ["waiting"] * 3 and made["skipped"] == []
-    assert [x["scheduled_for"][:10] for x in made["runs"]] == [d.isoformat() for d in days]
-    most = 0
-
-    async def progress() -> list[dict[str, Any]]:
-        nonlocal most
-        rs = quill("GET", f"/jobs/{job['id']}/runs").json()["runs"]
-        most = max(most, sum(x["status"] in ("queued", "running") for x in rs))
-        return list(rs)
-
-    runs = await wait_for(
-        progress, lambda rs: all(x["status"] == "succeeded" for x in rs), timeout=300, what="3 back-filled runs"
-    )
-    assert most == 1, "skip: one run of the job at a time"
-    by_day = {x["scheduled_for"][:10]: x for x in runs}
-    for n, d in enumerate(days):
-        since = days[n - 1].isoformat() if n else ""
-        assert await _printed(core, "quill", by_day[d.isoformat()]) == f"day={d.isoformat()} since={since}"
-    again = quill("POST", f"/jobs/{job['id']}/backfill", {"from": days[0].isoformat(), "to": days[-1].isoformat()})
-    assert again.status_code == 201 and again.json()["runs"] == [] and len(again.json()["skipped"]) == 3
-
-    def refused(b: Any, job_id: int = job["id"]) -> tuple[int, str]:
-        r = quill("POST", f"/jobs/{job_id}/backfill", b)
-        return r.status_code, r.json().get("field", "")
-
-    assert refused({"from": "2026-12-02", "to": "2026-12-01"}) == (400, "to")
-    assert refused({"from": "2025-01-01", "to": "2025-12-31"}) == (400, "to"), "more ticks than the limit"
-    assert refused({"from": "last week", "to": "2026-12-01"}) == (400, "from")
-    assert refused({"from": "2026-12-01", "to": "2026-12-01", "dry": True}) == (400, "dry")
-    by_hand = quill("POST", "/jobs", {**body, "name": "by-hand", "schedule": None}).json()
-    assert refused({"from": "2026-12-01", "to": "2026-12-01"}, by_hand["id"]) == (400, "id")
-    assert quill("GET", f"/jobs/{job['id']}/runs").json()["runs"].__len__() == 3, "refusals made no runs"
-
-
-async def test_overdue_runs_alert_once_in_the_chat_format(hub: Hub) -> None:
-    received: list[dict[str, Any]] = []
-
-    class Hook(web.RequestHandler):
-        def post(self) -> None:
-            received.append(json.loads(self.request.body))
-
-    server = web.Application([("/chat", Hook)]).listen(18027, "127.0.0.1")
-    try:
-        rosa = _call(hub, "rosa")
-        slow = notebook("import time\ntime.sleep(150)")
-        body = {
-            "name": "slow",
-            "notebook": "slow.ipynb",
-            "notebook_content": slow,
-            "schedule": None,
-            "notify": {
-                "webhook": "http://127.0.0.1:18027/chat",
-                "webhook_format": "slack",
-                "overdue_after_seconds": 60,
-            },
-        }
-        job = rosa("POST", "/jobs", body).json()
-        run = rosa("POST", f"/jobs/{job['id']}/run").json()
-        await wait_for(lambda: received, bool, timeout=150, what="the overdue alert")
-        assert set(received[0]) == {"text"}, "what chat tools accept"
-        assert f"job slow is still running after 1 min (run {run['name']})" in received[0]["text"]
-        rosa("DELETE", f"/jobs/{job['id']}/runs/{run['id']}")
-        await asyncio.sleep(6)
-        assert len(received) == 1, "told once per run (the cancel is not a failure to report)"
-    finally:
-        server.stop()
 
 
 async def _tracked_after(jobs: Any, core: client.CoreV1Api, job_id: int, run: dict[str, Any]) -> tuple[float, float]:

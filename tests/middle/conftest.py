@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from aiosmtpd.controller import Controller
 from jupyterhub.services.auth import HubOAuth
 from kubernetes_asyncio import client
@@ -48,9 +49,9 @@ CORE, BATCH = "api/v1", "apis/batch/v1"
 _TICKS = itertools.count(29_000_000)
 
 
-def _listen(app: Application, max_body: int | None = None) -> tuple[HTTPServer, int]:
+def _listen(app: Application) -> tuple[HTTPServer, int]:
     sock, port = bind_unused_port()
-    server = HTTPServer(app, max_body_size=max_body) if max_body else HTTPServer(app)
+    server = HTTPServer(app)
     server.add_sockets([sock])
     return server, port
 
@@ -99,6 +100,16 @@ class Middle:
     def job(self, name: str) -> dict[str, Any] | None:
         return self.kube.get(BATCH, "jobs", NAMESPACE, name)
 
+    def launch(self, job_name: str, what: str = "") -> requests.Response:
+        """What the run ``job_name``'s pod gets from the launch routes with its own key
+        (``what``: "" its parameters, "notebook" its version's notebook)."""
+        job = self.job(job_name)
+        assert job is not None, job_name
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        base, key = env["MOONHUB_LAUNCH_URL"], env["MOONHUB_LAUNCH_KEY"]
+        path = f"{base}/notebook" if what == "notebook" else f"{base}/runs/{job_name}"
+        return requests.get(path, headers={"X-MoonHub-Launch-Key": key}, timeout=30)
+
     def tick(self, cronjob: str) -> str:
         """The CronJob controller's part at a tick of ``cronjob``'s schedule: a Job from its
         template, owned by it. Its name."""
@@ -116,10 +127,13 @@ class Middle:
         )
         return name
 
-    def job_state(self, name: str, state: str, reason: str = "BackoffLimitExceeded", message: str = "") -> None:
-        """The Job ``name`` as the Job controller leaves it: running, succeeded or failed."""
+    def job_state(
+        self, name: str, state: str, reason: str = "BackoffLimitExceeded", message: str = "", started: str = ""
+    ) -> None:
+        """The Job ``name`` as the Job controller leaves it: running (since ``started``, default
+        now), succeeded or failed."""
         now = kube_now()
-        status: dict[str, Any] = {"startTime": now}
+        status: dict[str, Any] = {"startTime": started or now}
         if state == "running":
             status["active"] = 1
         elif state == "succeeded":
@@ -181,11 +195,13 @@ def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
         h_server, h_port = _listen(fake_hub.app(hub))
         hub_api = f"http://127.0.0.1:{h_port}/hub/api"
         api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{k_port}"))
+        # the service's own port first: runs' pods reach its launch routes there
+        sock, port = bind_unused_port()
         svc_settings = settings.for_tests(
             namespace=NAMESPACE,
             snapshot_dir=folder / "snapshots",
             db_url=f"sqlite:///{folder / 'jobs.sqlite'}",
-            launch_url=f"http://127.0.0.1:1{PREFIX}launch",
+            launch_url=f"http://127.0.0.1:{port}{PREFIX}launch",
         )
         # as on the test hub: its caps, receivers on loopback, mail to example.org through a
         # real SMTP server (aiosmtpd) the fixture starts
@@ -212,7 +228,8 @@ def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
             access_scopes={fake_hub.SERVICE_SCOPE},
             cache_max_age=0,
         )
-        server, port = _listen(jobs_app.application(service, auth, PREFIX), bodies.SMALL_BODY)
+        server = HTTPServer(jobs_app.application(service, auth, PREFIX), max_body_size=bodies.SMALL_BODY)
+        server.add_sockets([sock])
         url = f"http://127.0.0.1:{port}"
         return Middle(kube, hub, service, url, loop, folder, [k_server, h_server, server])
 

@@ -1,0 +1,169 @@
+"""Jobs for production (middle tier): what a run's launch key opens, back-fill one run at a
+time with each run's own date, and an overdue run's alert in a chat format, told once. The
+hub tier keeps what needs real pods (a 50 MB notebook run from outside etcd, outputs,
+re-runs, a slow receiver beside another user's tracking: tests/hub/test_production_jobs.py)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from jobs_service.db import RunRow
+from tests.helpers import notebook
+from tests.hub.jobs_client import Jobs
+from tests.middle.conftest import Middle
+
+PRINTS = notebook(
+    ("day = 'unset'\nsince = 'unset'", ["parameters"]),
+    "print(f'day={day} since={since}')",
+)
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _body(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "notebook": f"{name}.ipynb", "notebook_content": PRINTS, "schedule": None, **extra}
+
+
+@pytest.fixture(scope="module")
+def pia(middle: Middle) -> Jobs:
+    return middle.user("pia")
+
+
+def test_a_launch_key_opens_one_version_of_one_job(middle: Middle, pia: Jobs) -> None:
+    """What a run's pod may fetch, asked as a pod would."""
+    a, b = pia.call("POST", "/jobs", _body("one")).json(), pia.call("POST", "/jobs", _body("two")).json()
+    run_a = pia.call("POST", f"/jobs/{a['id']}/run").json()
+    run_b = pia.call("POST", f"/jobs/{b['id']}/run").json()
+    ok = middle.launch(run_a["name"], "notebook")
+    assert ok.status_code == 200 and ok.headers["X-MoonHub-SHA256"], ok.text
+    env = {
+        e["name"]: e.get("value") for e in middle.job(run_a["name"])["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    url, key = env["MOONHUB_LAUNCH_URL"], env["MOONHUB_LAUNCH_KEY"]
+    assert ok.headers["X-MoonHub-SHA256"] == env["MOONHUB_SNAPSHOT_SHA256"]
+
+    def get(path: str, k: str | None) -> requests.Response:
+        return requests.get(path, headers={"X-MoonHub-Launch-Key": k} if k else {}, timeout=30)
+
+    assert get(f"{url}/notebook", None).status_code == 403
+    assert get(f"{url}/notebook", "0" * 64).status_code == 403
+    other = {
+        e["name"]: e.get("value") for e in middle.job(run_b["name"])["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert get(f"{other['MOONHUB_LAUNCH_URL']}/notebook", key).status_code == 403, "another job's version"
+    assert get(f"{url.rsplit('/', 1)[0]}/2/notebook", key).status_code == 403, "another version"
+    assert get(f"{other['MOONHUB_LAUNCH_URL']}/runs/{run_b['name']}", key).status_code == 403
+    r = get(f"{url}/runs/{run_b['name']}", key)
+    assert r.status_code == 403 and "not a run of this job" in r.json()["message"]
+    assert get(f"{url}/runs/{a['cronjob'][:45]}-mffff", key).status_code == 404
+    own = middle.launch(run_a["name"])
+    assert own.status_code == 200 and own.json()["run"] == run_a["name"], own.text
+    for j in (a, b):
+        assert pia.call("DELETE", f"/jobs/{j['id']}").status_code == 204
+
+
+def test_backfill_runs_each_day_one_at_a_time_with_its_own_date(middle: Middle) -> None:
+    quill = middle.user("quill")
+    body = _body(
+        "daily",
+        schedule="0 6 * * *",
+        timezone="Asia/Shanghai",
+        active=False,  # no tick of its own during the test
+        concurrency="skip",
+        parameters={"day": "{{run.date}}", "since": "{{job.last_success_date}}"},
+    )
+    job = quill.call("POST", "/jobs", body).json()
+    today = datetime.datetime.now(datetime.UTC).date()
+    days = [today - datetime.timedelta(days=n) for n in (4, 3, 2)]
+    span = {"from": days[0].isoformat(), "to": days[-1].isoformat()}
+    r = quill.call("POST", f"/jobs/{job['id']}/backfill", span)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert [x["status"] for x in made["runs"]] == ["waiting"] * 3 and made["skipped"] == []
+    assert [x["scheduled_for"][:10] for x in made["runs"]] == [d.isoformat() for d in days]
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(3):
+        middle.sync()  # starts the next waiting run when none of the job's runs goes on
+        runs = quill.call("GET", f"/jobs/{job['id']}/runs").json()["runs"]
+        going = [x for x in runs if x["status"] in ("queued", "running")]
+        assert len(going) == 1, ("skip: one run of the job at a time", runs)
+        asked = middle.launch(going[0]["name"])
+        assert asked.status_code == 200, asked.text
+        seen.append((going[0]["scheduled_for"][:10], asked.json()["parameters"]))
+        middle.job_state(going[0]["name"], "succeeded")
+        middle.sync()
+    for n, (day, parameters) in enumerate(seen):
+        since = days[n - 1].isoformat() if n else ""
+        assert (day, parameters) == (days[n].isoformat(), {"day": days[n].isoformat(), "since": since})
+    again = quill.call("POST", f"/jobs/{job['id']}/backfill", span)
+    assert again.status_code == 201 and again.json()["runs"] == [] and len(again.json()["skipped"]) == 3
+
+    def refused(b: Any, job_id: int = job["id"]) -> tuple[int, str]:
+        r = quill.call("POST", f"/jobs/{job_id}/backfill", b)
+        return r.status_code, r.json().get("field", "")
+
+    assert refused({"from": "2026-12-02", "to": "2026-12-01"}) == (400, "to")
+    assert refused({"from": "2025-01-01", "to": "2025-12-31"}) == (400, "to"), "more ticks than the limit"
+    assert refused({"from": "last week", "to": "2026-12-01"}) == (400, "from")
+    assert refused({"from": "2026-12-01", "to": "2026-12-01", "dry": True}) == (400, "dry")
+    by_hand = quill.call("POST", "/jobs", {**body, "name": "by-hand", "schedule": None}).json()
+    assert refused({"from": "2026-12-01", "to": "2026-12-01"}, by_hand["id"]) == (400, "id")
+    assert len(quill.call("GET", f"/jobs/{job['id']}/runs").json()["runs"]) == 3, "refusals made no runs"
+
+
+def test_an_overdue_run_alerts_once_in_the_chat_format(middle: Middle) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rosa = middle.user("rosa")
+        notify = {
+            "webhook": f"http://127.0.0.1:{server.server_port}/chat",
+            "webhook_format": "slack",
+            "overdue_after_seconds": 60,
+        }
+        job = rosa.call("POST", "/jobs", _body("slow", notify=notify)).json()
+        run = rosa.call("POST", f"/jobs/{job['id']}/run").json()
+        middle.job_state(run["name"], "running", started=_ago(50))
+        middle.sync()
+        time.sleep(0.5)
+        assert received == [], "running for less than a minute: not overdue"
+        with middle.service.ctx.db() as s:  # ten seconds later, as far as the run knows
+            row = s.get(RunRow, run["id"])
+            assert row is not None and row.started is not None
+            row.started = row.started - datetime.timedelta(seconds=20)
+            s.commit()
+        middle.sync()
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert received and set(received[0]) == {"text"}, ("what chat tools accept", received)
+        assert f"job slow is still running after 1 min (run {run['name']})" in received[0]["text"]
+        for _ in range(2):
+            middle.sync()
+        assert rosa.call("DELETE", f"/jobs/{job['id']}/runs/{run['id']}").status_code == 200
+        middle.sync()
+        time.sleep(1)
+        assert len(received) == 1, "told once per run (the cancel is not a failure to report)"
+    finally:
+        server.shutdown()
