@@ -1,7 +1,8 @@
 """Jobs for production, through the real hub, jobs service and cluster: a 50 MB notebook kept
-outside etcd, run-context parameters, re-run, outputs, a job after another, and a slow
-webhook receiver beside another user's tracking. What a launch key opens, back-fill and
-overdue alerts are the middle tier's (tests/middle/test_production_jobs.py)."""
+outside etcd, run-context parameters, re-run, outputs, and a slow webhook receiver beside
+another user's tracking. What a launch key opens, back-fill, overdue alerts, the stored
+notebooks' cap and a job after another are the middle tier's
+(tests/middle/test_production_jobs.py)."""
 
 from __future__ import annotations
 
@@ -188,30 +189,6 @@ async def test_a_slow_webhook_receiver_does_not_delay_other_users_runs(
             call("DELETE", f"/jobs/{job_id}")
 
 
-def test_each_users_stored_notebooks_are_capped(hub: Hub) -> None:
-    """The test hub allows 16 MiB of stored notebooks per user: code and attachments count,
-    outputs do not."""
-    sam = _call(hub, "sam")
-    heavy = {
-        **PRINTS,
-        "cells": [*PRINTS["cells"], {"cell_type": "markdown", "metadata": {}, "source": "x" * 6 * 2**20}],
-    }
-    for name in ("a", "b"):
-        r = sam(
-            "POST", "/jobs", {"name": name, "notebook": f"{name}.ipynb", "notebook_content": heavy, "schedule": None}
-        )
-        assert r.status_code == 201, r.text
-        heavy = {**heavy, "cells": [*heavy["cells"], {"cell_type": "markdown", "metadata": {}, "source": name}]}
-    r = sam("POST", "/jobs", {"name": "c", "notebook": "c.ipynb", "notebook_content": heavy, "schedule": None})
-    assert r.status_code == 403 and r.json()["field"] == "notebook_content", r.text
-    assert "limit of 16.0 MiB" in r.json()["message"]
-    assert [j["name"] for j in sam("GET", "/jobs").json()["jobs"]] == ["a", "b"], "nothing half-made"
-    assert len(list(snapshot_folder("sam").iterdir())) == 2
-    outputs_only = _with_outputs(PRINTS, 20)
-    r = sam("POST", "/jobs", {"name": "d", "notebook": "d.ipynb", "notebook_content": outputs_only, "schedule": None})
-    assert r.status_code == 201, "20 MB of outputs take nothing"
-
-
 async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with_it(hub: Hub) -> None:
     """A run's executed notebook and the files it writes to its run folder are kept with
     the run; the notebook is shown rendered with no script of it left, in a sandbox; the
@@ -280,26 +257,3 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
     assert (kept / second["name"] / "output.ipynb.gz").exists()
     assert xena("DELETE", f"/jobs/{job['id']}").status_code == 204
     assert not (kept / second["name"]).exists(), "and the job's with the job"
-
-
-async def test_a_job_runs_after_another_succeeds(hub: Hub) -> None:
-    zoe = _call(hub, "zoe")
-    base = {"notebook_content": PRINTS, "schedule": None, "parameters": {"day": "{{run.date}}"}}
-    prep = zoe("POST", "/jobs", {"name": "prepare", "notebook": "p.ipynb", **base}).json()
-    r = zoe("POST", "/jobs", {"name": "report", "notebook": "r.ipynb", "after": ["prepare"], **base})
-    assert r.status_code == 201, r.text
-    report = r.json()
-    loop = zoe("PATCH", f"/jobs/{prep['id']}", {"after": ["report"]})
-    assert loop.status_code == 400 and loop.json()["field"] == "after" and "loop" in loop.json()["message"]
-    theirs = _call(hub, "yuri")("POST", "/jobs", {"name": "x", "notebook": "x.ipynb", "after": ["prepare"], **base})
-    assert theirs.status_code == 400 and theirs.json()["field"] == "after", "only one's own jobs"
-
-    first = zoe("POST", f"/jobs/{prep['id']}/run").json()
-    [done] = await runs_ended(zoe, prep["id"])
-    assert done["status"] == "succeeded"
-    [after] = await runs_ended(zoe, report["id"])
-    assert after["status"] == "succeeded", after
-    assert (after["trigger"], after["upstream_run"]) == ("upstream", first["id"])
-    assert after["scheduled_for"] == done["scheduled_for"], "it stands for the upstream run's time"
-    await asyncio.sleep(6)
-    assert len(zoe("GET", f"/jobs/{report['id']}/runs").json()["runs"]) == 1, "one success, one run after it"

@@ -6,6 +6,7 @@ re-runs, a slow receiver beside another user's tracking: tests/hub/test_producti
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import threading
 import time
@@ -167,3 +168,58 @@ def test_an_overdue_run_alerts_once_in_the_chat_format(middle: Middle) -> None:
         assert len(received) == 1, "told once per run (the cancel is not a failure to report)"
     finally:
         server.shutdown()
+
+
+def test_each_users_stored_notebooks_are_capped(middle: Middle) -> None:
+    """The tests allow 16 MiB of stored notebooks per user: code and attachments count,
+    outputs do not."""
+    sam = middle.user("sam-capped")
+    heavy = {
+        **PRINTS,
+        "cells": [*PRINTS["cells"], {"cell_type": "markdown", "metadata": {}, "source": "x" * 6 * 2**20}],
+    }
+    for name in ("a", "b"):
+        r = sam.call("POST", "/jobs", _body(name, notebook_content=heavy))
+        assert r.status_code == 201, r.text
+        heavy = {**heavy, "cells": [*heavy["cells"], {"cell_type": "markdown", "metadata": {}, "source": name}]}
+    r = sam.call("POST", "/jobs", _body("c", notebook_content=heavy))
+    assert r.status_code == 403 and r.json()["field"] == "notebook_content", r.text
+    assert "limit of 16.0 MiB" in r.json()["message"]
+    assert [j["name"] for j in sam.call("GET", "/jobs").json()["jobs"]] == ["a", "b"], "nothing half-made"
+    folder = middle.folder / "snapshots" / hashlib.sha256(b"sam-capped").hexdigest()[:20]
+    assert len(list(folder.iterdir())) == 2
+    plot = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" * (20 * 10**6 // 11)}, "metadata": {}}
+    outputs_only = {**PRINTS, "cells": [*PRINTS["cells"][:-1], {**PRINTS["cells"][-1], "outputs": [plot]}]}
+    r = sam.call("POST", "/jobs", _body("d", notebook_content=outputs_only))
+    assert r.status_code == 201, "20 MB of outputs take nothing"
+
+
+def test_a_job_runs_after_another_succeeds_once(middle: Middle) -> None:
+    zoe = middle.user("zoe")
+    base = {"parameters": {"day": "{{run.date}}"}}
+    prep = zoe.call("POST", "/jobs", _body("prepare", **base)).json()
+    r = zoe.call("POST", "/jobs", _body("report", after=["prepare"], **base))
+    assert r.status_code == 201, r.text
+    report = r.json()
+    loop = zoe.call("PATCH", f"/jobs/{prep['id']}", {"after": ["report"]})
+    assert loop.status_code == 400 and loop.json()["field"] == "after" and "loop" in loop.json()["message"]
+    theirs = middle.user("yuri").call("POST", "/jobs", _body("x", after=["prepare"], **base))
+    assert theirs.status_code == 400 and theirs.json()["field"] == "after", "only one's own jobs"
+    first = zoe.call("POST", f"/jobs/{prep['id']}/run").json()
+    middle.job_state(first["name"], "succeeded")
+    middle.sync()
+    middle.sync()
+    [after] = zoe.call("GET", f"/jobs/{report['id']}/runs").json()["runs"]
+    [done] = zoe.call("GET", f"/jobs/{prep['id']}/runs").json()["runs"]
+    assert (after["trigger"], after["upstream_run"]) == ("upstream", first["id"]), after
+    assert after["scheduled_for"] == done["scheduled_for"], "it stands for the upstream run's time"
+    middle.job_state(after["name"], "succeeded")
+    for _ in range(3):
+        middle.sync()
+    assert len(zoe.call("GET", f"/jobs/{report['id']}/runs").json()["runs"]) == 1, "one success, one run after it"
+    # a failed upstream run starts nothing after it
+    second = zoe.call("POST", f"/jobs/{prep['id']}/run").json()
+    middle.job_state(second["name"], "failed")
+    for _ in range(2):
+        middle.sync()
+    assert len(zoe.call("GET", f"/jobs/{report['id']}/runs").json()["runs"]) == 1
