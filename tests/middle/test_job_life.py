@@ -53,7 +53,11 @@ def test_a_new_job_makes_its_cronjob_and_its_owners_workspace(middle: Middle, qu
     # the run's home, working folder and output are the catalog's mount path (as the server's)
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "workspace")
     env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env") or []}
-    assert env.get("HOME") == mount["mountPath"] and pod["containers"][0]["workingDir"] == mount["mountPath"]
+    home = mount["mountPath"]
+    assert env.get("HOME") == home and pod["containers"][0]["workingDir"] == home
+    assert str(env.get("MOONHUB_RUN_DIR", "")).startswith(f"{home}/jobs/report/")
+    argv = pod["containers"][0]["command"]
+    assert argv[argv.index("--cwd") + 1] == home and f"{home}/jobs/report/$(MOONHUB_RUN).ipynb" in argv
     # a second job of the same owner finds the workspace and keeps its uid
     again = quinn.call("POST", "/jobs", job_body("second")).json()
     assert middle.kube.get(CORE, "persistentvolumeclaims", NAMESPACE, "claim-quinn")["metadata"]["annotations"][
