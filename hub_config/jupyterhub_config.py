@@ -8,6 +8,7 @@ import sys
 
 from admin_console.handlers import TEMPLATES as CONSOLE_TEMPLATES
 from admin_console.handlers import handlers as console_handlers
+from hub_config.services import stop_services_promptly
 from hub_config.traits import apply
 from moonhub_core.platform import ConfigError, config_path, load
 
@@ -19,6 +20,7 @@ try:
 except ConfigError as e:
     print(f"MoonHub configuration error: {e}", file=sys.stderr)
     sys.exit(2)
+stop_services_promptly()
 # the admin console (hub admins only): the catalog the spawner reads, and who runs what
 c.JupyterHub.extra_handlers = console_handlers()
 c.JupyterHub.template_paths = [str(CONSOLE_TEMPLATES)]

@@ -280,3 +280,25 @@ def test_the_login_page_of_a_plain_http_set_up_says_it_is_for_development(tmp_pa
     assert "Development login" in local and "plain http" in local and "shares the hub's origin" not in local
     https = _configured(tmp_path, hub={"public_url": "https://hub.example.org", "subdomain_host": ""})
     assert "plain http" not in https.JupyterHub.template_vars["announcement_login"]
+
+
+def test_the_hubs_services_stop_at_the_first_sigint_even_when_the_hub_ignores_it() -> None:
+    """A hub started without job control inherits SIGINT ignored; its services must not."""
+    import signal
+    import subprocess
+    import sys
+
+    from hub_config.services import stop_services_promptly
+
+    before = signal.getsignal(signal.SIGINT)
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignored = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+        assert ignored == "True", "the inheritance this guards against"
+        stop_services_promptly()
+        assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "False"
+        stop_services_promptly()  # a handler already set is left alone
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
