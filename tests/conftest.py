@@ -312,6 +312,8 @@ def start_hub(cluster: ClusterConfig, state: Path, doc: dict[str, Any], name: st
     return hub_up(cluster, sup, config, name=name), config, sup
 
 
+#: the test hub's progress document of images being built (relative to its state folder)
+IMAGE_BUILDS = "image-builds.json"
 #: the jobs service's caps in the hub tier and the middle tier alike (small, so tests reach them)
 JOB_LIMITS = {
     "jobs_per_user": 12,
@@ -329,6 +331,8 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     doc["jobs"]["url"] = f"http://{TEST_CLUSTER.node_ip}:18090"
     # the GPU queue tests start ten named servers at once
     doc["hub"]["named_servers"] = 12
+    # no image is being built unless a test says so (tests/hub/test_spawn_choices.py)
+    doc["spawner"]["image_builds"] = IMAGE_BUILDS
     # tests/hub/test_orphan_pods.py: a pod none of its servers stands for goes within a minute
     doc["spawner"]["orphan_pod_grace"] = 20
     doc["jobs"]["smtp"] = f"127.0.0.1:{SMTP_PORT}"

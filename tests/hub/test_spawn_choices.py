@@ -10,7 +10,8 @@ import yaml
 from kubernetes.utils.quantity import parse_quantity
 from kubernetes_asyncio import client
 
-from tests.conftest import Hub
+from moonhub_core import image_builds
+from tests.conftest import HUB_STATE, IMAGE_BUILDS, Hub
 from tests.helpers import SHELL_IMAGE, gone, pod_scheduled, wait_for
 
 USER_NS = "moonhub-users"
@@ -246,3 +247,27 @@ async def test_unpullable_image_fails_fast_and_explains(hub: Hub, core: client.C
         )
     finally:
         hub.catalog.write_text(original)
+
+
+async def test_an_environment_whose_image_is_building_says_so_and_can_not_be_picked(
+    hub: Hub, core: client.CoreV1Api
+) -> None:
+    """The local platform's `up` builds the framework images after the hub starts
+    (issue 34, item 3): until an image is ready, its environment says how far it is."""
+    path = HUB_STATE / IMAGE_BUILDS
+    user = "bea"
+    s = hub.login(user)
+    try:
+        image_builds.write(path, [{"name": "pytorch-notebook", "state": "building", "position": 1, "of": 2}])
+        form = s.get(f"{hub.url}/hub/spawn", timeout=30).text
+        assert 'data-building="pytorch"' in form and "PyTorch (CUDA): building, 1 of 2" in form, form[:2000]
+        radio = form[form.index('id="env-pytorch"') - 200 : form.index('id="env-pytorch"') + 300]
+        assert "disabled" in radio and "checked" not in radio.split('id="env-pytorch"')[1].split(">")[0]
+        r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "pytorch", "size": "small"})
+        assert r.status_code == 503 and "building, 1 of 2" in r.json()["message"], r.text
+        assert await gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)), "nothing made"
+        # ready: offered again
+        image_builds.write(path, [{"name": "pytorch-notebook", "state": "ready", "position": 1, "of": 2}])
+        assert 'data-building="pytorch"' not in s.get(f"{hub.url}/hub/spawn", timeout=30).text
+    finally:
+        path.unlink(missing_ok=True)
