@@ -44,7 +44,7 @@ class SpawnForm(WorkspaceClaims):
         for env in cat.environments:
             entry = image_builds.not_ready(env.image, entries) if entries else None
             if entry is not None:
-                out[env.name] = f"{env.display_name}: {image_builds.words(entry)}"
+                out[env.name] = image_builds.words(entry)
         return out
 
     catalog_path = Unicode(

@@ -109,7 +109,9 @@ class MoonSpawner(SpawnForm):
             choice = ch.parse(raw, cat, ok)
             building = self.building(cat).get(choice.environment)
             if building:
-                raise NotReady("environment", f"{building}; it can be picked once it is ready")
+                env = cat.environment(choice.environment)
+                shown = env.display_name if env else choice.environment
+                raise NotReady("environment", f"{shown} is not ready: {building}; pick it once it is")
         except ChoiceError as e:
             self._refused(e)
         # the two reads a spawn may wait for go out together: the secrets from the jobs

@@ -260,11 +260,14 @@ async def test_an_environment_whose_image_is_building_says_so_and_can_not_be_pic
     try:
         image_builds.write(path, [{"name": "pytorch-notebook", "state": "building", "position": 1, "of": 2}])
         form = s.get(f"{hub.url}/hub/spawn", timeout=30).text
-        assert 'data-building="pytorch"' in form and "PyTorch (CUDA): building, 1 of 2" in form, form[:2000]
+        assert 'data-building="pytorch"' in form and "Not ready yet: building, 1 of 2" in form, form[:2000]
         radio = form[form.index('id="env-pytorch"') - 200 : form.index('id="env-pytorch"') + 300]
         assert "disabled" in radio and "checked" not in radio.split('id="env-pytorch"')[1].split(">")[0]
         r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "pytorch", "size": "small"})
-        assert r.status_code == 503 and "building, 1 of 2" in r.json()["message"], r.text
+        assert r.status_code == 503, r.text
+        assert (
+            r.json()["message"] == "environment: PyTorch (CUDA) is not ready: building, 1 of 2; pick it once it is"
+        ), r.text
         assert await gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)), "nothing made"
         # ready: offered again
         image_builds.write(path, [{"name": "pytorch-notebook", "state": "ready", "position": 1, "of": 2}])

@@ -104,4 +104,4 @@ def test_the_spawn_form_names_the_environments_whose_image_is_building(tmp_path:
         n for n, repo in by_image.items() if repo.endswith(("pytorch-notebook", "tensorflow-cpu-notebook"))
     }
     pytorch = next(n for n, repo in by_image.items() if repo.endswith("pytorch-notebook"))
-    assert building[pytorch].endswith(": building, 1 of 2")
+    assert building[pytorch] == "building, 1 of 2"
