@@ -20,6 +20,8 @@ cached by Docker; an unchanged image rebuilds in seconds.
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import functools
 import hashlib
 import http.server
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,17 +303,53 @@ def bridge_address() -> str:
 
 
 class Wheelhouse:
-    """The wheelhouse over HTTP on the Docker bridge, for the length of the builds."""
+    """The wheelhouse over HTTP on the Docker bridge, for the length of the builds.
+
+    Its address is fixed (the builds' cache keys hold it), so two builds at once (``up``
+    again while the framework images build in the background) share one server: the one
+    that could not bind uses the other's. Every build holds a shared lock on
+    ``wheelhouse.lock`` while it builds; the server's owner takes it exclusively before it
+    stops serving, so it waits for the builds that use its server."""
 
     def __enter__(self) -> str:
         gw = bridge_address()
+        url = f"http://{gw}:{WHEEL_PORT}/"
+        CACHE.mkdir(parents=True, exist_ok=True)
+        self.lock = (CACHE / "wheelhouse.lock").open("a+")
+        fcntl.flock(self.lock, fcntl.LOCK_SH)
+        self.server: http.server.ThreadingHTTPServer | None = None
         handler = functools.partial(QuietHandler, directory=str(WHEELHOUSE))
-        self.server = http.server.ThreadingHTTPServer((gw, WHEEL_PORT), handler)
+        try:
+            self.server = http.server.ThreadingHTTPServer((gw, WHEEL_PORT), handler)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or not _serves_wheels(url):
+                self._unlock()
+                raise SystemExit(f"the wheelhouse's address {gw}:{WHEEL_PORT} is taken by something else: {e}") from e
+            say(f"another image build serves the wheelhouse at {url}; this one uses it")
+            return url
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://{gw}:{WHEEL_PORT}/"
+        return url
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
+        if self.server is not None:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+            fcntl.flock(self.lock, fcntl.LOCK_EX)  # no build uses the server any more
+            self.server.shutdown()
+            self.server.server_close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        fcntl.flock(self.lock, fcntl.LOCK_UN)
+        self.lock.close()
+
+
+def _serves_wheels(url: str) -> bool:
+    """Whether ``url`` answers with the wheelhouse's listing (another build's server)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200 and b".whl" in r.read()
+    except OSError:
+        return False
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
