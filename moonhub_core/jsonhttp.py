@@ -19,11 +19,24 @@ else:
     _Handler = object
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonNumber(name)
+
+
 def read_json(data: bytes) -> Any:
-    """A request body as JSON, or a 400 naming ``body``: not JSON, not text, or nested past
-    what the parser follows (``[[[[...`` raised RecursionError, a 500)."""
+    """A request body as JSON, or a 400 naming ``body``: not JSON, not text, nested past what
+    the parser follows (``[[[[...`` raised RecursionError, a 500), or holding ``NaN`` or
+    ``Infinity``. Python's parser takes those, but they are not JSON: stored, they came back
+    in answers no browser can parse (one user's job with ``NaN`` in it broke every job
+    admin's list)."""
     try:
-        return json.loads(data or b"null")
+        return json.loads(data or b"null", parse_constant=_refuse_constant)
+    except _NotJsonNumber as e:
+        raise FieldError("body", f"is not valid JSON ({e} is not a JSON number)") from None
     except json.JSONDecodeError as e:
         raise FieldError("body", f"is not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:

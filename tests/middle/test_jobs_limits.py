@@ -84,3 +84,14 @@ def test_malformed_json_and_oversized_bodies(clients: dict[str, Jobs]) -> None:
     # a body past it is refused from its declared length, not kept
     r = rita.call("POST", "/jobs", raw=b"{" + b" " * (65 * 1024 * 1024) + b"}")
     assert r.status_code == 413 and "64 MiB" in r.text, r.status_code
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json_and_nothing_is_made(clients: dict[str, Jobs], constant: bytes) -> None:
+    """Python's parser takes them; a job holding one came back in answers browsers can not
+    parse (every job admin's list with it)."""
+    rita = clients["rita"]
+    body = b'{"name": "consts", "notebook": "c.ipynb", "schedule": null, "parameters": {"rows": ' + constant + b"}}"
+    r = rita.call("POST", "/jobs", raw=body)
+    assert r.status_code == 400 and r.json()["field"] == "body" and constant.lstrip(b"-").decode() in r.text, r.text
+    assert rita.call("GET", "/jobs").json()["jobs"] == []
