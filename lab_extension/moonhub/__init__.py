@@ -28,7 +28,7 @@ def publish(name: str, value: Any) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or keyword.iskeyword(name):
         raise ValueError(f"{name!r} is not a usable parameter name (a Python variable name)")
     try:
-        json.dumps(value, allow_nan=False)  # NaN and Infinity are not JSON: the service refuses them
+        json.dumps(value)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name}: the value must be JSON (str, int, float, bool, list, dict): {e}") from None
     where = os.environ.get("MOONHUB_PUBLISH_FILE")
