@@ -77,6 +77,28 @@ _CHECK_DIR = """case "$VOL_DIR" in
 esac
 """
 
+#: Gluster's quota command, again while another quota change holds the volume's lock: glusterd
+#: refuses a second one at once ("Another transaction is in progress"), and the provisioner
+#: takes a failed helper pod for one still running until its 120 s timeout (three claims
+#: made at once, as a Helm install makes them, took five minutes)
+_QUOTA = """quota() {
+  tries=0
+  while :; do
+    if out=$(timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" "$@" 2>&1); then
+      [ -z "$out" ] || echo "$out"
+      return 0
+    fi
+    tries=$((tries + 1))
+    case "$out" in
+      *"Another transaction is in progress"*)
+        if [ "$tries" -lt 60 ]; then sleep 1; continue; fi ;;
+    esac
+    echo "$out" >&2
+    return 1
+  done
+}
+"""
+
 #: makes a claim's folder: on Gluster with the claim's size as its directory quota. A
 #: workspace belongs to its owner's uid and group alone (mode 0700: hostPath volumes get no
 #: fsGroup; one made before uids to the images' shared user 1000:100), a team folder to the
@@ -85,6 +107,7 @@ SETUP = (
     (
         "set -eu\n"
         + _CHECK_DIR
+        + _QUOTA
         + """case "$VOL_DIR" in
   "$GLUSTER_MOUNT"/*)
     mkdir -p "$VOL_DIR"
@@ -103,7 +126,7 @@ SETUP = (
       chown 1000:100 "$VOL_DIR"; chmod 0770 "$VOL_DIR"
     fi
     folder="/${VOL_DIR#"$GLUSTER_MOUNT"/}"
-    timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" limit-usage "$folder" "$VOL_SIZE_BYTES"
+    quota limit-usage "$folder" "$VOL_SIZE_BYTES"
     ;;
   *)
     mkdir -m 0777 -p "$VOL_DIR"
@@ -118,9 +141,10 @@ esac
 TEARDOWN = (
     "set -eu\n"
     + _CHECK_DIR
+    + _QUOTA
     + """case "$VOL_DIR" in
   "$GLUSTER_MOUNT"/*)
-    timeout 60 gluster --mode=script volume quota "$GLUSTER_VOLUME" remove "/${VOL_DIR#"$GLUSTER_MOUNT"/}" || true
+    quota remove "/${VOL_DIR#"$GLUSTER_MOUNT"/}" || true
     ;;
 esac
 rm -rf "$VOL_DIR"

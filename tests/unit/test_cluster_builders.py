@@ -302,3 +302,33 @@ def test_scale_tier_nodes_are_untainted_and_its_pod_range_is_local_only_there() 
     local = ["ip", "route", "replace", "local", cfg.kwok_pod_cidr, "dev", "lo", "table", "local"]
     assert local in network.plan(cfg)
     assert network.scale_plan(TEST_CLUSTER) == [] and local not in network.plan(TEST_CLUSTER)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the helper chowns as root does")
+def test_helper_script_waits_out_another_quota_change(tmp_path: Path) -> None:
+    """glusterd refuses a second quota change at once; the helper tries again (a failed helper
+    pod cost the provisioner's whole 120 s timeout), and gives up on any other failure."""
+    calls, fake = tmp_path / "calls", tmp_path / "bin" / "gluster"
+    fake.parent.mkdir()
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
+        f'[ "$(wc -l < {calls})" -ge 3 ] && exit 0\n'
+        'echo "quota command failed : Another transaction is in progress for vol. Please try again after some time."\n'
+        "exit 1\n"
+    )
+    fake.chmod(0o755)
+    ws = tmp_path / "mnt" / "moonhub-users" / "claim-ann" / "pvc-1"
+    env = {
+        "PATH": f"{fake.parent}:/usr/bin:/bin",
+        "VOL_DIR": str(ws),
+        "VOL_SIZE_BYTES": "1048576",
+        "GLUSTER_MOUNT": str(tmp_path / "mnt"),
+        "GLUSTER_VOLUME": "vol",
+    }
+    subprocess.run(["sh", "-c", storage.SETUP], env=env, check=True, timeout=30)
+    assert len(calls.read_text().splitlines()) == 3, "two refusals, then the change"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "quota: no such volume" >&2\nexit 1\n')
+    calls.unlink()
+    failed = subprocess.run(["sh", "-c", storage.SETUP], env=env, capture_output=True, text=True, timeout=30)
+    assert failed.returncode != 0 and "no such volume" in failed.stderr
+    assert len(calls.read_text().splitlines()) == 1, "any other failure: no second try"
