@@ -20,18 +20,12 @@ cached by Docker; an unchanged image rebuilds in seconds.
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
-import functools
 import hashlib
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +35,14 @@ import yaml
 from localcluster import registry
 from moonhub_core import image_builds
 
+from .wheelhouse import Wheelhouse
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("MOONHUB_CACHE", Path.home() / ".cache" / "moonhub"))
 WHEELHOUSE = CACHE / "wheelhouse"
 DOCKER_ROOT = Path(os.environ.get("MOONHUB_DOCKER_ROOT", "/var/cache/moonhub/docker"))
 BUILD_DIR = REPO / ".state" / "image-build"
-WHEEL_PORT = 18700
 #: the lines of `docker build` shown as progress
 PROGRESS = ("Step ", " ---> Using cache", "Successfully built", "Successfully tagged")
 
@@ -292,72 +287,6 @@ def context(img: Image) -> Path:
     return ctx
 
 
-def bridge_address() -> str:
-    """The host's address on Docker's default bridge, which build containers reach."""
-    bridge = run(
-        "docker", "network", "inspect", "bridge", "-f", '{{index .Options "com.docker.network.bridge.name"}}',
-        capture_output=True,
-    ).stdout.strip() or "docker0"  # fmt: skip
-    out = run("ip", "-4", "-o", "addr", "show", bridge, capture_output=True).stdout.split()
-    return out[out.index("inet") + 1].split("/")[0]
-
-
-class Wheelhouse:
-    """The wheelhouse over HTTP on the Docker bridge, for the length of the builds.
-
-    Its address is fixed (the builds' cache keys hold it), so two builds at once (``up``
-    again while the framework images build in the background) share one server: the one
-    that could not bind uses the other's. Every build holds a shared lock on
-    ``wheelhouse.lock`` while it builds; the server's owner takes it exclusively before it
-    stops serving, so it waits for the builds that use its server."""
-
-    def __enter__(self) -> str:
-        gw = bridge_address()
-        url = f"http://{gw}:{WHEEL_PORT}/"
-        CACHE.mkdir(parents=True, exist_ok=True)
-        self.lock = (CACHE / "wheelhouse.lock").open("a+")
-        fcntl.flock(self.lock, fcntl.LOCK_SH)
-        self.server: http.server.ThreadingHTTPServer | None = None
-        handler = functools.partial(QuietHandler, directory=str(WHEELHOUSE))
-        try:
-            self.server = http.server.ThreadingHTTPServer((gw, WHEEL_PORT), handler)
-        except OSError as e:
-            if e.errno != errno.EADDRINUSE or not _serves_wheels(url):
-                self._unlock()
-                raise SystemExit(f"the wheelhouse's address {gw}:{WHEEL_PORT} is taken by something else: {e}") from e
-            say(f"another image build serves the wheelhouse at {url}; this one uses it")
-            return url
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return url
-
-    def __exit__(self, *exc: object) -> None:
-        if self.server is not None:
-            fcntl.flock(self.lock, fcntl.LOCK_UN)
-            fcntl.flock(self.lock, fcntl.LOCK_EX)  # no build uses the server any more
-            self.server.shutdown()
-            self.server.server_close()
-        self._unlock()
-
-    def _unlock(self) -> None:
-        fcntl.flock(self.lock, fcntl.LOCK_UN)
-        self.lock.close()
-
-
-def _serves_wheels(url: str) -> bool:
-    """Whether ``url`` answers with the wheelhouse's listing (another build's server)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status == 200 and b".whl" in r.read()
-    except OSError:
-        return False
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-# ---- building ---------------------------------------------------------------------------
 def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
     t0 = time.monotonic()
     argv = [
@@ -479,7 +408,7 @@ def build_all(spec: Spec, wanted: list[str], progress: Progress, pull: bool) -> 
     registry.ensure()
     push(spec.os["image"].split("/", 1)[1], [spec.os["tag"]])
     times = {}
-    with Wheelhouse() as wheels:
+    with Wheelhouse(WHEELHOUSE, CACHE) as wheels:
         for img in order:
             progress.set(img.name, "building")
             times[img.name] = build(spec, img, contexts[img.name], wheels)

@@ -11,13 +11,17 @@ Each test module gets a fresh service, database, hub and cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
+import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +243,35 @@ def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
         ready.set_exception(e)
         return
     loop.run_forever()
+
+
+@contextlib.contextmanager
+def receiver(status: int = 204) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver on this machine: its base URL, and the JSON bodies posted to it."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+
+
+def wait_until(done: Any, seconds: float = 20) -> None:
+    """Wait (polling) until ``done()`` is true: what the service sends beside tracking."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,7 @@ life on the real node once (tests/hub/test_jobs_api.py)."""
 from __future__ import annotations
 
 import datetime
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -18,7 +15,7 @@ from jobs_service.db import RunRow
 from moonhub_core import uids
 from tests.helpers import NOTEBOOK
 from tests.hub.jobs_client import Jobs, job_body
-from tests.middle.conftest import BATCH, CORE, NAMESPACE, Middle
+from tests.middle.conftest import BATCH, CORE, NAMESPACE, Middle, receiver, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +27,15 @@ def _runs(c: Jobs, job_id: int) -> list[dict[str, Any]]:
     r = c.call("GET", f"/jobs/{job_id}/runs")
     assert r.status_code == 200, r.text
     return list(r.json()["runs"])
+
+
+def _created_earlier(middle: Middle, run_id: int, minutes: float = 5) -> None:
+    """The run as if made ``minutes`` ago (past the grace before a vanished Job counts)."""
+    with middle.service.ctx.db() as s:
+        row = s.get(RunRow, run_id)
+        assert row is not None
+        row.created = row.created - datetime.timedelta(minutes=minutes)
+        s.commit()
 
 
 def _run(c: Jobs, job_id: int, run_id: int) -> dict[str, Any]:
@@ -156,11 +162,7 @@ def test_a_run_whose_job_vanishes_is_cancelled_and_says_why(middle: Middle, quin
     assert _run(quinn, job["id"], run["id"])["status"] == "running", (
         "a Job just made may not be listed yet: a grace before it counts as gone"
     )
-    with middle.service.ctx.db() as s:
-        row = s.get(RunRow, run["id"])
-        assert row is not None
-        row.created = row.created - datetime.timedelta(minutes=5)
-        s.commit()
+    _created_earlier(middle, run["id"])
     middle.sync()
     gone = _run(quinn, job["id"], run["id"])
     assert gone["status"] == "cancelled" and "replaced" in gone["reason"], gone
@@ -170,11 +172,7 @@ def test_a_run_whose_job_vanishes_is_cancelled_and_says_why(middle: Middle, quin
     middle.job_state(by_hand["name"], "running")
     middle.sync()
     middle.kube.delete(BATCH, "jobs", NAMESPACE, by_hand["name"])
-    with middle.service.ctx.db() as s:
-        row = s.get(RunRow, by_hand["id"])
-        assert row is not None
-        row.created = row.created - datetime.timedelta(minutes=5)
-        s.commit()
+    _created_earlier(middle, by_hand["id"])
     middle.sync()
     assert "deleted before it ended" in _run(quinn, job["id"], by_hand["id"])["reason"]
     assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
@@ -195,30 +193,15 @@ def test_schedule_preview_in_the_callers_zone(quinn: Jobs) -> None:
 def test_a_failed_run_mails_its_owner_and_calls_the_webhook_once(middle: Middle, quinn: Jobs) -> None:
     """The alerts a failure sends: to a real SMTP server and to a webhook receiver on this
     machine (both allowed as on the test hub), once however many passes see the failure."""
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        hook = f"http://127.0.0.1:{server.server_port}/hook?token=s3cret"
+    with receiver() as (url, received):
+        hook = f"{url}/hook?token=s3cret"
         body = job_body("alerting", notify={"emails": ["quinn@example.org"], "webhook": hook})
         job = quinn.call("POST", "/jobs", body).json()
         run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
         middle.job_state(run["name"], "failed", message="Job has reached the specified backoff limit")
         for _ in range(3):
             middle.sync()
-        deadline = time.monotonic() + 20
-        while (not received or not middle.mailbox) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: received and middle.mailbox)
         assert received and received[0]["event"] == "run.failed" and received[0]["run"]["name"] == run["name"]
         mails = [m for m in middle.mailbox if "alerting" in m["Subject"]]
         assert mails and mails[0]["To"] == "quinn@example.org"
@@ -227,5 +210,3 @@ def test_a_failed_run_mails_its_owner_and_calls_the_webhook_once(middle: Middle,
         assert len(received) == 1, "told once"
         assert len([m for m in middle.mailbox if "alerting" in m["Subject"]]) == 1, "mailed once"
         assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
-    finally:
-        server.shutdown()

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -19,7 +16,7 @@ import requests
 from jobs_service.db import RunRow
 from tests.helpers import notebook
 from tests.hub.jobs_client import Jobs
-from tests.middle.conftest import Middle
+from tests.middle.conftest import Middle, receiver, wait_until
 
 PRINTS = notebook(
     ("day = 'unset'\nsince = 'unset'", ["parameters"]),
@@ -123,23 +120,10 @@ def test_backfill_runs_each_day_one_at_a_time_with_its_own_date(middle: Middle) 
 
 
 def test_an_overdue_run_alerts_once_in_the_chat_format(middle: Middle) -> None:
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with receiver(200) as (url, received):
         rosa = middle.user("rosa")
         notify = {
-            "webhook": f"http://127.0.0.1:{server.server_port}/chat",
+            "webhook": f"{url}/chat",
             "webhook_format": "slack",
             "overdue_after_seconds": 60,
         }
@@ -155,9 +139,7 @@ def test_an_overdue_run_alerts_once_in_the_chat_format(middle: Middle) -> None:
             row.started = row.started - datetime.timedelta(seconds=20)
             s.commit()
         middle.sync()
-        deadline = time.monotonic() + 20
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: received)
         assert received and set(received[0]) == {"text"}, ("what chat tools accept", received)
         assert f"job slow is still running after 1 min (run {run['name']})" in received[0]["text"]
         for _ in range(2):
@@ -166,8 +148,6 @@ def test_an_overdue_run_alerts_once_in_the_chat_format(middle: Middle) -> None:
         middle.sync()
         time.sleep(1)
         assert len(received) == 1, "told once per run (the cancel is not a failure to report)"
-    finally:
-        server.shutdown()
 
 
 def test_each_users_stored_notebooks_are_capped(middle: Middle) -> None:
