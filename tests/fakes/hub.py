@@ -58,10 +58,6 @@ class FakeHub:
             user = self.users[name] = User(name, list(groups or ()), admin)
             return user
 
-    def remove(self, name: str) -> None:
-        with self._lock:
-            self.users.pop(name, None)
-
     def token(self, name: str, scopes: list[str] | None = None) -> str:
         """A new token of ``name``'s, granting access to the jobs service unless ``scopes``."""
         token = secrets.token_hex(16)

@@ -149,8 +149,6 @@ class FakeKube:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}
         self.hooks: list[tuple[str, Hook]] = []
-        #: every request served: (method, path), for tests that check what was (not) called
-        self.requests: list[tuple[str, str]] = []
         self._rv = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -243,7 +241,6 @@ class FakeKube:
     def serve(self, method: str, path: str, query: dict[str, str], body: bytes, ctype: str) -> tuple[int, Any]:
         """One request: (status, answer: a JSON-able value, or str for a log)."""
         with self._lock:
-            self.requests.append((method, path))
             try:
                 return self._serve(method, path, query, body, ctype)
             except ApiError as e:

@@ -93,9 +93,6 @@ class Middle:
             self.hub.add(name, groups, admin)
         return Jobs(self.base, self.hub.token(name))
 
-    def anonymous(self, token: str = "") -> Jobs:
-        return Jobs(self.base, token)
-
     # ---- the cluster's part ----------------------------------------------------------
     def sync(self) -> None:
         """One pass of run tracking (what the service's loop does every few seconds)."""
@@ -104,12 +101,16 @@ class Middle:
     def job(self, name: str) -> dict[str, Any] | None:
         return self.kube.get(BATCH, "jobs", NAMESPACE, name)
 
+    def env(self, job_name: str) -> dict[str, str]:
+        """The plain environment variables of the Job ``job_name``'s container (what its pod is given)."""
+        job = self.job(job_name)
+        assert job is not None, job_name
+        return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
     def launch(self, job_name: str, what: str = "") -> requests.Response:
         """What the run ``job_name``'s pod gets from the launch routes with its own key
         (``what``: "" its parameters, "notebook" its version's notebook)."""
-        job = self.job(job_name)
-        assert job is not None, job_name
-        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = self.env(job_name)
         base, key = env["MOONHUB_LAUNCH_URL"], env["MOONHUB_LAUNCH_KEY"]
         path = f"{base}/notebook" if what == "notebook" else f"{base}/runs/{job_name}"
         return requests.get(path, headers={"X-MoonHub-Launch-Key": key}, timeout=30)

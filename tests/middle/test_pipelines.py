@@ -30,15 +30,9 @@ def _task_jobs(middle: Middle, run_name: str) -> dict[str, list[str]]:
     return out
 
 
-def _env(middle: Middle, job_name: str) -> dict[str, str]:
-    job = middle.job(job_name)
-    assert job is not None
-    return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-
-
 def _publish(middle: Middle, job_name: str, values: bytes, key: str = "") -> requests.Response:
     """What the task's pod sends when its notebook publishes (with its own key)."""
-    env = _env(middle, job_name)
+    env = middle.env(job_name)
     return requests.post(
         f"{env['MOONHUB_LAUNCH_URL']}/runs/{job_name}/published",
         data=values,
@@ -81,7 +75,7 @@ def test_a_pipeline_runs_in_order_hands_values_down_and_is_repaired(middle: Midd
     given = middle.launch(train).json()["parameters"]
     assert (given["rows"], given["model_path"]) == (3, "models/m1"), given
     # prepare's key does not publish for train
-    r = _publish(middle, train, b'{"x": 1}', key=_env(middle, prepare)["MOONHUB_LAUNCH_KEY"])
+    r = _publish(middle, train, b'{"x": 1}', key=middle.env(prepare)["MOONHUB_LAUNCH_KEY"])
     assert r.status_code == 403, r.text
     # train fails: report can not run, cleanup (run_if any_failed) does
     middle.job_state(train, "failed", message="first try fails")

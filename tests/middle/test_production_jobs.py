@@ -44,9 +44,7 @@ def test_a_launch_key_opens_one_version_of_one_job(middle: Middle, pia: Jobs) ->
     run_b = pia.call("POST", f"/jobs/{b['id']}/run").json()
     ok = middle.launch(run_a["name"], "notebook")
     assert ok.status_code == 200 and ok.headers["X-MoonHub-SHA256"], ok.text
-    env = {
-        e["name"]: e.get("value") for e in middle.job(run_a["name"])["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    env = middle.env(run_a["name"])
     url, key = env["MOONHUB_LAUNCH_URL"], env["MOONHUB_LAUNCH_KEY"]
     assert ok.headers["X-MoonHub-SHA256"] == env["MOONHUB_SNAPSHOT_SHA256"]
 
@@ -55,9 +53,7 @@ def test_a_launch_key_opens_one_version_of_one_job(middle: Middle, pia: Jobs) ->
 
     assert get(f"{url}/notebook", None).status_code == 403
     assert get(f"{url}/notebook", "0" * 64).status_code == 403
-    other = {
-        e["name"]: e.get("value") for e in middle.job(run_b["name"])["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    other = middle.env(run_b["name"])
     assert get(f"{other['MOONHUB_LAUNCH_URL']}/notebook", key).status_code == 403, "another job's version"
     assert get(f"{url.rsplit('/', 1)[0]}/2/notebook", key).status_code == 403, "another version"
     assert get(f"{other['MOONHUB_LAUNCH_URL']}/runs/{run_b['name']}", key).status_code == 403
