@@ -47,8 +47,9 @@ def plan(cfg: ClusterConfig) -> list[list[str]]:
         *scale_plan(cfg),
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
         ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+        # the chain is shared by every cluster on this host (the test suite runs a scale tier
+        # beside its own cluster): rules are appended where missing, never flushed
         ["iptables", "-w", "-N", CHAIN],
-        ["iptables", "-w", "-F", CHAIN],
         # pods talk to each other across the bridge; replies to host connections pass
         ["iptables", "-w", "-A", CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
         [
@@ -97,6 +98,10 @@ def prepare_host(cfg: ClusterConfig) -> None:
     """Run :func:`plan` (errors of steps that exist already are ignored), then hook our chain
     into FORWARD and, where Docker made it, DOCKER-USER."""
     for cmd in plan(cfg):
+        if cmd[:4] == ["iptables", "-w", "-A", CHAIN]:
+            check = ["iptables", "-w", "-C", *cmd[3:]]
+            if subprocess.run(check, capture_output=True).returncode == 0:
+                continue
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode and "exists" not in proc.stderr and "already" not in proc.stderr:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")

@@ -35,6 +35,7 @@ from localcluster import cli
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password, hub_up
 from localcluster.supervisor import Supervisor
+from tests import lanes
 
 TEST_STATE = REPO / ".state" / "test-cluster"
 #: the test suite's cluster: 4 simulated GPUs on its real node (the GPU reclaim tests)
@@ -52,12 +53,22 @@ TEST_CLUSTER = ClusterConfig(
 pytest_plugins = ["tests.chart_release"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by folder: tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub."""
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by folder (tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub);
+    under xdist, give each its lane."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in TIERS:
             item.add_marker(getattr(pytest.mark, folder))
+    if lanes.is_worker(config):
+        lanes.assign(items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker learns the controller's run id (so it may reuse the run's cluster)."""
+    node.workerinput[lanes.RUN_KEY] = lanes.run_id(node.config)
 
 
 _TIMINGS: dict[str, float] = {}
@@ -73,16 +84,38 @@ def timings() -> dict[str, float]:
 TIERS = ("unit", "middle", "db", "cluster", "hub", "browser", "images", "scale")
 #: seconds per tier (setup, call and teardown of its tests), and per test
 _TIER_SECONDS: dict[str, float] = {}
+_LANE_SECONDS: dict[str, float] = {}
 _TEST_SECONDS: dict[str, float] = {}
+#: timings a worker has handed to the controller already
+_SENT: set[str] = set()
 #: the slowest tests named at the end of a run
 SLOWEST = 15
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each report carries its test's lane and the timings measured since the last one (an
+    xdist worker's figures reach the controller, which prints them, only so)."""
+    report = yield
+    report.user_properties.append(("moonhub-lane", lanes.lane_of(item)))
+    for what, seconds in _TIMINGS.items():
+        if what not in _SENT:
+            _SENT.add(what)
+            report.user_properties.append(("moonhub-timing", (what, seconds)))
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     parts = report.nodeid.split("/")
     tier = parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else "other"
     _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
-    _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
+    test = report.nodeid.split("@")[0]  # without xdist's group
+    _TEST_SECONDS[test] = _TEST_SECONDS.get(test, 0.0) + report.duration
+    for name, value in report.user_properties:
+        if name == "moonhub-lane":
+            _LANE_SECONDS[value] = _LANE_SECONDS.get(value, 0.0) + report.duration
+        elif name == "moonhub-timing":
+            _TIMINGS[value[0]] = float(value[1])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -93,6 +126,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1]):
             terminalreporter.write_line(f"{tier:8} {seconds:8.1f}s")
         terminalreporter.write_line(f"{'all':8} {sum(_TIER_SECONDS.values()):8.1f}s")
+        if len(_LANE_SECONDS) > 1 and terminalreporter.config.getoption("numprocesses", None):
+            terminalreporter.section("MoonHub time per lane (side by side: the longest is the run's)")
+            for lane, seconds in sorted(_LANE_SECONDS.items(), key=lambda kv: -kv[1]):
+                terminalreporter.write_line(f"{lane:8} {seconds:8.1f}s")
         terminalreporter.section(f"MoonHub slowest {SLOWEST} tests")
         for nodeid, seconds in sorted(_TEST_SECONDS.items(), key=lambda kv: -kv[1])[:SLOWEST]:
             terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
@@ -103,20 +140,34 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def local_cluster(timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
-    """The cluster under test: a fresh local one, or None when an external one is given."""
+def local_cluster(request: pytest.FixtureRequest, timings: dict[str, float]) -> Iterator[ClusterConfig | None]:
+    """The cluster under test: a fresh local one, or None when an external one is given.
+    xdist's workers share one: the first starts it, the controller stops it at the end."""
     if os.environ.get("KUBECONFIG"):
         yield None
         return
-    cfg = TEST_CLUSTER
-    if TEST_STATE.exists():
-        cli.down(ClusterConfig.load(TEST_STATE))
-        shutil.rmtree(TEST_STATE)
-    t0 = time.monotonic()
-    cli.up(cfg)
-    timings["local cluster start (fresh state, binaries cached)"] = time.monotonic() - t0
+    cfg, run, shared = TEST_CLUSTER, lanes.run_id(request.config), lanes.is_worker(request.config)
+    with lanes.exclusive(TEST_STATE.parent / "test-cluster.lock"):
+        if not (shared and lanes.started_by(TEST_STATE) == run):
+            if TEST_STATE.exists():
+                cli.down(ClusterConfig.load(TEST_STATE))
+                shutil.rmtree(TEST_STATE)
+            t0 = time.monotonic()
+            cli.up(cfg)
+            timings["local cluster start (fresh state, binaries cached)"] = time.monotonic() - t0
+            lanes.mark_started(TEST_STATE, run)
     yield cfg
-    cli.down(cfg)
+    if not shared:
+        cli.down(cfg)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """xdist's controller, when every worker is done: stop the test cluster this run started."""
+    config = session.config
+    if lanes.is_worker(config) or not config.getoption("numprocesses", None) or os.environ.get("KUBECONFIG"):
+        return
+    if lanes.started_by(TEST_STATE) == lanes.run_id(config):
+        cli.down(ClusterConfig.load(TEST_STATE))
 
 
 @pytest.fixture(scope="session")

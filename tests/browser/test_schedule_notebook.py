@@ -68,7 +68,12 @@ def _run_out_of_memory(namespace: str) -> None:
     assert r.returncode == 137, (r.returncode, r.stderr)  # SIGKILL: the OOM killer
 
 
-@pytest.fixture(params=["host hub", "Helm install"])
+@pytest.fixture(
+    params=[
+        pytest.param("host hub", marks=pytest.mark.lane("node")),
+        pytest.param("Helm install", marks=pytest.mark.lane("cluster")),
+    ]
+)
 def moonhub(request: pytest.FixtureRequest) -> Hub:
     """The hub run on the host, and MoonHub installed into the cluster with the Helm chart."""
     if request.param == "host hub":

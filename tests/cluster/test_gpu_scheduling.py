@@ -10,6 +10,9 @@ from kubernetes_asyncio import client
 from localcluster.nodes import FLEET
 from tests.helpers import SHELL_IMAGE, pod_events, wait_for
 
+# the GPUs of the cluster's nodes are the node lane's (hub tests hold them all): tests/lanes.py
+pytestmark = pytest.mark.lane("node")
+
 A100 = next(n for n in FLEET if n.gpu_product and "A100" in n.gpu_product)
 
 

@@ -21,6 +21,9 @@ from localcluster.supervisor import Supervisor
 from moonhub_core.platform import HubSection, JobsSection, PlatformConfig, SpawnerSection
 from tests.helpers import PYTHON_IMAGE, describe_pod, pod_ended, pod_log, wait_for
 
+# it stops the node's NetworkPolicy enforcer, which every other test relies on: tests/lanes.py
+pytestmark = pytest.mark.lane("node")
+
 #: host services on the node address: the hub API and jobs service stand-ins (allowed) and
 #: something else on the host (the proxy's API, say: refused)
 HUB_PORT, JOBS_PORT, OTHER_PORT = 19181, 19190, 19101

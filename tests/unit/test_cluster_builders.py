@@ -85,6 +85,7 @@ def test_every_cluster_address_is_in_a_range_made_unreachable() -> None:
     assert cmds.index(["ip", "route", "replace", "unreachable", CLUSTER_RANGES[0]]) == 0, "routes come first"
     flat = [" ".join(c) for c in cmds]
     assert not any("default" in c or "-P " in c for c in flat), "never the default route or a chain's policy"
+    assert not any(" -F " in c for c in flat), "the chain other clusters on this host use is never flushed"
 
 
 def test_node_configs_for_this_machine() -> None:
