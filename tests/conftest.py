@@ -53,7 +53,6 @@ TEST_CLUSTER = ClusterConfig(
 pytest_plugins = ["tests.chart_release"]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark tests by folder (tests/unit -> unit, tests/cluster -> cluster, tests/hub -> hub);
     under xdist, give each its lane."""
@@ -62,13 +61,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if folder in TIERS:
             item.add_marker(getattr(pytest.mark, folder))
     if lanes.is_worker(config):
-        lanes.assign(items)
+        lanes.assign(config, items)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker learns the controller's run id (so it may reuse the run's cluster)."""
     node.workerinput[lanes.RUN_KEY] = lanes.run_id(node.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist: a lane to a worker (tests/lanes.py), unless another ``--dist`` is asked for."""
+    return lanes.scheduler(config, log) if config.getvalue("dist") == "load" else None
 
 
 _TIMINGS: dict[str, float] = {}
@@ -164,7 +169,10 @@ def local_cluster(request: pytest.FixtureRequest, timings: dict[str, float]) -> 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """xdist's controller, when every worker is done: stop the test cluster this run started."""
     config = session.config
-    if lanes.is_worker(config) or not config.getoption("numprocesses", None) or os.environ.get("KUBECONFIG"):
+    if lanes.is_worker(config) or not config.getoption("numprocesses", None):
+        return
+    lanes.lane_file(lanes.run_id(config)).unlink(missing_ok=True)
+    if os.environ.get("KUBECONFIG"):
         return
     if lanes.started_by(TEST_STATE) == lanes.run_id(config):
         cli.down(ClusterConfig.load(TEST_STATE))

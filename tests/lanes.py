@@ -1,7 +1,7 @@
-"""Two lanes for the whole suite (``pytest -n 2 --dist loadgroup``, as ``./moonhub test`` runs it).
+"""Two lanes for the whole suite (``pytest -n 2``, as ``./moonhub test`` runs it).
 
 Most of the suite waits: for pods, for runs, for a culler's clock. It is run by two pytest-xdist
-workers, and every test is given a lane (an xdist group, so a lane stays on one worker):
+workers, and every test is given a lane; a lane stays on one worker (:class:`LaneScheduling`):
 
 - ``node``: tests that use a hub run on the host (``hub``, the culling, OIDC and origins hubs)
   or the node's shared state (its simulated GPUs, its NetworkPolicy enforcer, which one test
@@ -14,6 +14,12 @@ workers, and every test is given a lane (an xdist group, so a lane stays on one 
 A test says its lane with ``@pytest.mark.lane("node")`` where its fixtures do not show it (a
 fixture chosen at run time, a test that changes the node for everyone).
 
+Why not xdist's ``--dist loadgroup``: it groups by a suffix it writes into each test's
+``_nodeid``, which pytest 9.2's nodes no longer read (their id is ``_id``), so every test
+went to whichever worker was free, and both workers started the same hub. xdist's own way to
+schedule otherwise is a scheduler of one's own (``pytest_xdist_make_scheduler``): the workers
+write each test's lane to a file as they collect, and the controller's scheduler reads it.
+
 The one test cluster is started by the first worker that needs it (under a file lock) and
 reused by the other; the controller stops it when every worker is done. Run without xdist
 (``./moonhub test tests/hub``), the fixture starts and stops it as before.
@@ -22,6 +28,8 @@ reused by the other; the controller stops it when every worker is done. Run with
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from localcluster.config import REPO
 
 #: lanes in the order the workers take them (the longest first)
 LANES = ("node", "cluster", "free")
@@ -56,12 +66,37 @@ def lane_of(item: pytest.Item) -> str:
     return "free"
 
 
-def assign(items: list[pytest.Item]) -> None:
-    """Put each test in its lane's xdist group, lanes in :data:`LANES` order (stable within)."""
+def assign(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A worker's collection: lanes in :data:`LANES` order (stable within), and each test's
+    lane written where the controller's scheduler reads it (every worker writes the same)."""
     lanes = {id(item): lane_of(item) for item in items}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(lanes[id(item)]))
     items.sort(key=lambda item: LANES.index(lanes[id(item)]))
+    path = lane_file(run_id(config))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({item.nodeid: lanes[id(item)] for item in items}))
+    os.replace(tmp, path)
+
+
+def lane_file(run: str) -> Path:
+    return REPO / ".state" / "test-lanes" / f"{run}.json"
+
+
+def scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, a lane being the scope: each lane one work unit, given to
+    one worker; units in collection order (``--no-loadscope-reorder``: the lanes' order)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):
+        _lanes: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._lanes is None:
+                self._lanes = json.loads(lane_file(run_id(config)).read_text())
+            return self._lanes.get(nodeid, "free")
+
+    config.option.loadscopereorder = False
+    return LaneScheduling(config, log)
 
 
 def run_id(config: pytest.Config) -> str:
