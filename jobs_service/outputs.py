@@ -1,7 +1,8 @@
 """A run's outputs, kept with the run: the executed notebook and the files the notebook wrote
 to its run folder (``$MOONHUB_RUN_DIR``). The run's pod sends them as it ends (with its
 launch key); they live in the service's store beside the snapshots and go when the run goes
-(history trimmed, job deleted).
+(history trimmed, job deleted). The run's log is kept there too when the run ends
+(:mod:`.run_logs`), so it outlives the run's Job and pod.
 
 The notebook is shown rendered as HTML, sanitised, and served with a Content-Security-Policy
 ``sandbox`` (no script runs, and the page has no origin of its own to act with), so a
@@ -12,6 +13,7 @@ downloads, never rendered.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -41,8 +43,13 @@ def check_file_path(path: str) -> str:
     return str(p)
 
 
+#: the kept log in a run's folder (a run's or a pipeline task's Job: one log each), and the
+#: mark left when it went to make room for its owner's newer ones
+LOG, LOG_DROPPED = "log.json", "log.dropped"
+
+
 class OutputStore:
-    """``<root>/<run>/output.ipynb.gz`` and ``<root>/<run>/files/...``."""
+    """``<root>/<run>/output.ipynb.gz``, ``<root>/<run>/files/...`` and ``<root>/<run>/log.json``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -122,6 +129,41 @@ class OutputStore:
 
     def remove(self, run: str) -> None:
         shutil.rmtree(self._run(run), ignore_errors=True)
+
+    def put_log(self, run: str, kept: dict[str, Any]) -> None:
+        """Keep the run's log (a JSON document: pod, text, truncated), replacing one kept before."""
+        folder = self._run(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(kept, f)
+        os.replace(tmp, folder / LOG)
+
+    def kept_log(self, run: str) -> dict[str, Any] | None:
+        """The kept log; ``{"dropped": True}`` when it went for newer ones; None when none was kept."""
+        folder = self._run(run)
+        try:
+            found = json.loads((folder / LOG).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"dropped": True} if (folder / LOG_DROPPED).exists() else None
+        return found if isinstance(found, dict) else None
+
+    def log_sizes(self, runs: list[str]) -> list[tuple[float, int, str]]:
+        """(kept at, bytes, run) of each of ``runs`` that has a kept log, the oldest first."""
+        out = []
+        for run in runs:
+            try:
+                st = (self._run(run) / LOG).stat()
+            except FileNotFoundError:
+                continue
+            out.append((st.st_mtime, st.st_size, run))
+        return sorted(out)
+
+    def drop_log(self, run: str) -> None:
+        """The run's kept log goes (to make room); a mark says so to whoever asks for it."""
+        folder = self._run(run)
+        (folder / LOG_DROPPED).touch()
+        (folder / LOG).unlink(missing_ok=True)
 
 
 def render(notebook: bytes) -> str:

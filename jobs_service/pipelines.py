@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, Unavailable
 
-from . import audit, entitlements, gpu_queues, jobspec, jobstatus, launch, runs, snapshots, views
+from . import audit, entitlements, gpu_queues, jobspec, jobstatus, launch, run_logs, runs, snapshots, views
 from .context import ENDED, Caller, Context, gone_ok, names
 from .db import RunContextRow, RunRow, TaskRunRow, utc, utcnow
 
@@ -198,6 +198,8 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
             job = jobs.get(t.job_name)
             if job is not None:
                 await jobstatus.follow(ctx, t, t.job_name, job, row)
+                if t.status in ENDED:  # kept before the end is committed: a failure tries again
+                    await run_logs.keep(ctx, t.job_name, row.owner, defn.secret_uses(), t.finished, s)
             elif t.queued_at is None or utc(t.queued_at) < grace:
                 t.status, t.finished = "failed", utcnow()
                 t.reason = "its Job is gone (deleted behind MoonHub's back)"

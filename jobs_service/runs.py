@@ -14,11 +14,23 @@ from kubernetes_asyncio import client
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moonhub_core import admissions, unread
+from moonhub_core import admissions
 from moonhub_core import secrets as sec
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound, Unavailable
 
-from . import audit, entitlements, gpu_queues, jobspec, manifests, runcontext, secrets, snapshots, validation, views
+from . import (
+    audit,
+    entitlements,
+    gpu_queues,
+    jobspec,
+    manifests,
+    run_logs,
+    runcontext,
+    secrets,
+    snapshots,
+    validation,
+    views,
+)
 from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
 from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
 from .limits import LimitReached, check_count
@@ -396,37 +408,13 @@ async def file(
     return found.name, data
 
 
-async def _pods(ctx: Context, job_name: str) -> list[Any]:
-    return list(
-        (await ctx.core.list_namespaced_pod(ctx.settings.namespace, label_selector=f"job-name={job_name}")).items
-    )
-
-
 async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any] | None:
-    """The run's (or its task's) latest pod, the first ``limits.log_bytes`` of its log and
-    the progress recorded for the run, or None without a pod."""
+    """The run's (or its task's) log (:mod:`.run_logs`: its newest pod's while there is one,
+    else the copy kept when it ended) and the progress recorded for the run; None without."""
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
         progress = views.progress(run)
         owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
-    pods = await _pods(ctx, name)
-    if not pods:
-        return None
-    pod = max(pods, key=lambda p: p.metadata.creation_timestamp)
-    cap = ctx.settings.limits.log_bytes
-    # undecoded (a log is text), but checked: a container that has not started answers 400,
-    # and its Status is not the run's log
-    pod_name = pod.metadata.name
-    call = ctx.core.read_namespaced_pod_log(
-        pod_name, ctx.settings.namespace, limit_bytes=cap + 1, _preload_content=False
-    )
-    try:
-        data = await unread.body(call)
-    except client.ApiException as e:
-        if e.status not in (400, 404):  # not started yet / gone since it was listed
-            raise
-        data = f"(no log to show: {unread.message(e)})".encode()
-    # the job's secrets never show in a log MoonHub renders
-    text = sec.mask(data[:cap].decode("utf-8", "replace"), await secrets.values(ctx, owner, uses))
-    return {"pod": pod_name, "log": text, "truncated": len(data) > cap, "progress": progress}
+    found = await run_logs.read(ctx, name, owner, uses)
+    return None if found is None else {**found, "progress": progress}

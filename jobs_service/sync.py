@@ -16,7 +16,21 @@ from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
 
-from . import audit, entitlements, gpu_queues, jobstatus, notify, outbox, pipelines, runs, snapshots, upstream, views
+from . import (
+    audit,
+    entitlements,
+    gpu_queues,
+    jobspec,
+    jobstatus,
+    notify,
+    outbox,
+    pipelines,
+    run_logs,
+    runs,
+    snapshots,
+    upstream,
+    views,
+)
 from .context import ENDED, Context, new_run
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, in_chunks, utc, utcnow
 
@@ -54,6 +68,8 @@ async def sync_runs(ctx: Context) -> list[Notice]:
     )
     to_tell: list[tuple[dict[str, Any], dict[str, Any]]] = []
     ended: list[str] = []
+    #: the owner and secret uses of each run that ended (its kept log is masked with them)
+    ended_by: dict[str, tuple[str, Any, datetime.datetime | None]] = {}
     with ctx.db() as s:
         listed = [j.metadata.name for j in jobs.items]
         known = {r.job_name: r for r in _runs_of(s, listed)}
@@ -74,6 +90,8 @@ async def sync_runs(ctx: Context) -> list[Notice]:
             seen.add(run.job_name)
             if run.status in ENDED:
                 ended.append(run.job_name)
+                uses = jobspec.stored(run.definition).secret_uses()
+                ended_by[run.job_name] = (run.definition.owner, uses, run.finished)
             wants = run.definition.spec.get("notify") or {}
             ended_badly = run.status in ("failed", "timed_out")
             if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
@@ -93,8 +111,14 @@ async def sync_runs(ctx: Context) -> list[Notice]:
         overdue = _overdue(s, running, utcnow())
         s.commit()
         late = [(views.job(r.definition), views.run(r)) for r in overdue]
-    # marked only once the end is committed: a pass that fails before lists them again
-    for name in ended[:MARKS_PER_PASS]:
+    # marked only once the end is committed and its log kept: a pass that fails before
+    # lists them again
+    for name in ended[: min(MARKS_PER_PASS, run_logs.KEEPS_PER_PASS)]:
+        try:
+            await run_logs.keep(ctx, name, *ended_by[name])
+        except (client.ApiException, OSError) as e:
+            log.warning("run %s: log not kept yet (%s); the next pass tries again", name, e)
+            continue
         await _mark_recorded(ctx, name)
     to_tell += await pipelines.advance(ctx, {j.metadata.name: j for j in jobs.items})
     await runs.start_waiting(ctx)

@@ -191,6 +191,10 @@ class JobsLimits:
     #: bytes all of one user's runs may keep with them together (the oldest go with their
     #: runs as history is trimmed); past it a run's outputs are refused (413), the run is not
     output_bytes_per_user: int = 4 * 1024 * 1024 * 1024
+    #: bytes all of one user's kept run logs may take together. A run's (and a pipeline task's)
+    #: log is kept when it ends (its first 2 MiB, as the log route shows it), so it can be read
+    #: after its Job and pod are gone; past this, the user's oldest kept logs go first
+    kept_log_bytes_per_user: int = 256 * 1024 * 1024
     #: bytes of request bodies one user (with their runs) may be sending to the service at
     #: once; past it, 429. Bodies are spooled to disk as they arrive, never held whole
     body_bytes_in_flight_per_user: int = 256 * 1024 * 1024

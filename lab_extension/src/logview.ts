@@ -65,6 +65,10 @@ export class RunLogView extends Widget {
         this.status.textContent = `${statusLabel(this.run.status)}${took}${cells}${this.run.reason ? ` — ${this.run.reason}` : ''}`;
         this.status.dataset.status = this.run.status ?? '';
       }
+      if (log.kept_at) {
+        // the run's pod is gone (its Job's time was up): this is the copy kept when it ended
+        this.status.textContent += ` — log kept when it ended (${new Date(log.kept_at).toLocaleString()})`;
+      }
     } catch (e) {
       this.status.textContent = `Could not read the log: ${(e as Error).message}`;
       if (!this.live()) {

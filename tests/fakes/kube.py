@@ -7,7 +7,8 @@ resourceVersion and creationTimestamp; ``replace`` with a stale resourceVersion 
 Conflict (the compare-and-swap of :mod:`moonhub_core.uids`); merge and strategic-merge
 patches merge (lists replaced), JSON patches apply their operations; lists honour label
 selectors (``=``, ``!=``, ``in``, ``notin``, ``key``, ``!key``) and field selectors (``=``,
-``!=`` on any path); a missing object is a 404 with a Status. Pod logs are whatever a test stored.
+``!=`` on any path); a missing object is a 404 with a Status. Pod logs are whatever a test
+stored (or the failure it set).
 
 No controller runs: a test plays the cluster's part (a Job's pod appears, a Job succeeds) by
 writing objects with :meth:`FakeKube.put` and :meth:`FakeKube.patch_status`. Hooks
@@ -148,6 +149,8 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}
+        #: pods whose log the "node" does not give: the API server's answer then (a status)
+        self.log_failures: dict[tuple[str, str], int] = {}
         self.hooks: list[tuple[str, Hook]] = []
         self._rv = itertools.count(1)
         self._lock = threading.RLock()
@@ -291,6 +294,11 @@ class FakeKube:
             raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
         if method == "GET":
             if sub == "log":
+                if (namespace, name) in self.log_failures:
+                    code = self.log_failures[(namespace, name)]
+                    raise ApiError(
+                        code, "InternalError", f"Get https://node:10250/containerLogs/{namespace}/{name}: refused"
+                    )
                 return 200, self.logs.get((namespace, name), "")
             return 200, current
         if method == "DELETE":

@@ -53,6 +53,25 @@ async def test_create_run_and_history(
     printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
     assert printed.strip() == f"rows: {typed}"
     print(f"run now -> succeeded in {time.monotonic() - t0:.1f}s")
+
+    # its log outlives its Job: kept when the run ended (then the Job is marked), read after
+    # the Job and its pod are gone as its TTL would leave it (issue 33, item 5)
+    batch = client.BatchV1Api(api)
+    await wait_for(
+        lambda: batch.read_namespaced_job(run["name"], USER_NS),
+        lambda j: (j.metadata.labels or {}).get("moonhub.io/run-recorded") == "ended",
+        timeout=60,
+        what="the ended run's Job marked as recorded",
+    )
+    await batch.delete_namespaced_job(run["name"], USER_NS, propagation_policy="Foreground")
+    await wait_for(
+        lambda: core.list_namespaced_pod(USER_NS, label_selector=f"job-name={run['name']}"),
+        lambda pods: not pods.items,
+        timeout=60,
+        what="the run's pod gone with its Job",
+    )
+    kept = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()
+    assert "moonhub-run-notebook" in kept["log"] and kept["kept_at"] and kept["pod"], kept
     # the definition shows its newest run, and that nothing is scheduled
     shown = quinn.call("GET", f"/jobs/{job['id']}").json()
     assert shown["last_run"]["id"] == runs[0]["id"] and shown["last_run"]["status"] == "succeeded"
