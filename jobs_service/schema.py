@@ -59,6 +59,12 @@ def head() -> str:
     return found
 
 
+def revisions() -> set[str]:
+    """Every revision this version has."""
+    script = ScriptDirectory.from_config(_config(create_engine("sqlite://")))
+    return {r.revision for r in script.walk_revisions()}
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision; None when it has none (empty, or made before migrations)."""
     with engine.connect() as c:

@@ -40,6 +40,10 @@ class Release:
         r = subprocess.run([self.kubectl_bin, *args], env=self.env, capture_output=True, text=True, timeout=60)
         return r.stdout + r.stderr
 
+    def kubectl_bytes(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        """``kubectl`` whose output is bytes (an archive a command in a pod writes)."""
+        return subprocess.run([self.kubectl_bin, *args], env=self.env, capture_output=True, timeout=timeout)
+
     def diagnose(self) -> str:
         """What an operator would look at when the release does not come up."""
         out = [self.kubectl("get", "pods,pvc", "-o", "wide", "-n", NS), self.kubectl("get", "pods", "-n", USERS)]

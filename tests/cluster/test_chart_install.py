@@ -8,8 +8,10 @@ session, workspace, job definition and run history stay."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
+import tarfile
 import time
 from typing import Any
 
@@ -141,6 +143,15 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     )
     assert [j["name"] for j in jobs.json()["jobs"]] == ["report"]
     assert [r["status"] for r in _runs(s, hub, job["id"])] == ["succeeded"]
+    # the state is backed up by the service's own command, in its pod (helm/README.md)
+    backup = ["python", "-m", "jobs_service.backup", "create", "-"]
+    made = chart.kubectl_bytes("exec", "-n", NS, f"deploy/{RELEASE}-moonhub-jobs", "-c", "jobs", "--", *backup)
+    assert made.returncode == 0, made.stderr.decode()
+    with tarfile.open(fileobj=io.BytesIO(made.stdout), mode="r:gz") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        names = tar.getnames()
+    assert manifest["rows"]["definitions"] == 1 and manifest["rows"]["runs"] == 1, manifest
+    assert any(n.startswith("store/runs/") and n.endswith("/log.json") for n in names), "the run's kept log"
 
     # the proxy pod replaced on its own (a node drained): the hub adds its routes again
     # (hub.route_check_interval, 30 s in the chart) and the server answers through the new one
