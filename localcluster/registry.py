@@ -49,6 +49,28 @@ def images() -> list[str]:
     return sorted(refs)
 
 
+#: the manifest types a push may leave (Docker's own; OCI's, as skopeo writes them)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+def manifest_digest(repository: str, tag: str) -> str | None:
+    """The digest of the manifest ``repository:tag`` names in the registry; None when the
+    tag is not there."""
+    req = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.headers.get("Docker-Content-Digest") or None
+    except (OSError, ValueError):
+        return None
+
+
 def config() -> str:
     return yaml.safe_dump(
         {
