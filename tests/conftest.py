@@ -114,8 +114,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     parts = report.nodeid.split("/")
     tier = parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else "other"
     _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
-    test = report.nodeid.split("@")[0]  # without xdist's group
-    _TEST_SECONDS[test] = _TEST_SECONDS.get(test, 0.0) + report.duration
+    _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "moonhub-lane":
             _LANE_SECONDS[value] = _LANE_SECONDS.get(value, 0.0) + report.duration
