@@ -210,7 +210,17 @@ def install_kueue(cfg: ClusterConfig, bin_dir: Path) -> None:
     # server-side: the CRDs are larger than client-side apply's annotation allows
     kubectl(cfg, bin_dir, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(docs))
     ns, name = kueue.NAMESPACE, kueue.DEPLOYMENT
-    kubectl(cfg, bin_dir, "-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=180s")
+    try:
+        kubectl(cfg, bin_dir, "-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=180s")
+    except StartError as e:
+        # what an operator would look at: the manager's pods and the namespace's events
+        seen = []
+        for args in (("get", "pods", "-o", "wide"), ("get", "events", "--sort-by=.lastTimestamp")):
+            try:
+                seen.append(kubectl(cfg, bin_dir, "-n", ns, *args)[-2000:])
+            except StartError as again:
+                seen.append(str(again))
+        raise StartError(f"{e}\n" + "\n".join(seen)) from None
     probe_doc = yaml.safe_dump(
         {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "probe"}}
     )
