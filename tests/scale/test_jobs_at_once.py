@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kubernetes_asyncio import client, config
 
 from benchmarks.scale_tier import NS
+from jobs_service import run_logs
 from jobs_service.sync import RECORDED
 from moonhub_core import pods
 from tests.helpers import NOTEBOOK, jobs_api, wait_for
@@ -69,11 +70,13 @@ async def test_creates_and_runs_at_once_all_succeed() -> None:
             batch = client.BatchV1Api(api)
             selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
             crons = await batch.list_namespaced_cron_job(NS, label_selector=selector)
-            # each ended run's Job is marked as recorded: the sync loop lists it no more
+            # each ended run's Job is marked as recorded: the sync loop lists it no more. It is
+            # marked once its log is kept; the simulated nodes serve no logs, so the service
+            # asks for each for a minute (run_logs.GIVE_UP_AFTER) and then keeps a line saying so
             jobs = await wait_for(
                 lambda: batch.list_namespaced_job(NS, label_selector=selector),
                 lambda got: all((j.metadata.labels or {}).get(RECORDED) == "ended" for j in got.items),
-                timeout=30,
+                timeout=run_logs.GIVE_UP_AFTER.total_seconds() + 60,
                 what="the ended runs' Jobs marked as recorded",
             )
         print(
