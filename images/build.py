@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ import yaml
 from localcluster import registry
 from moonhub_core import image_builds
 
+from .push import push_image
 from .wheelhouse import Wheelhouse
 
 HERE = Path(__file__).resolve().parent
@@ -314,86 +313,6 @@ def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
     return time.monotonic() - t0
 
 
-#: skopeo's options for the local registry: plain HTTP both ways
-SKOPEO = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--src-tls-verify=false"]
-#: what skopeo pushed: per image reference, the local image's ID and the manifest it became
-PUSHED = CACHE / "registry-pushed.json"
-
-
-def push(name: str, tags: list[str]) -> float:
-    """Push ``moonhub/<name>`` with ``tags`` to the local registry (containerd pulls from there).
-
-    With skopeo (``./moonhub`` installs Debian's), the layers go compressed with zstd, which
-    uses both cores: the PyTorch image's first push took 127 s against ``docker push``'s
-    253 s of gzip on one core (docs/images.md); containerd pulls zstd layers as it does gzip
-    ones. An image skopeo pushed before is not read again while the registry still holds the
-    manifest it became under that tag (``PUSHED`` records the pairs; the manifest is OCI, so
-    its config digest is not the image's ID); the other tags are copied registry to registry
-    (a manifest each, no layer). Without skopeo: ``docker push``, as before."""
-    t0 = time.monotonic()
-    repository = f"moonhub/{name}"
-    copied = True
-    if shutil.which("skopeo"):
-        copied = False
-        pushed = _pushed()
-        image = run("docker", "image", "inspect", f"{repository}:{tags[0]}", "-f", "{{.Id}}", capture_output=True)
-        first = registry.ref(repository, tags[0])
-        was = pushed.get(first) or {}
-        if was.get("image") != image.stdout.strip() or was.get("manifest") != registry.manifest_digest(
-            repository, tags[0]
-        ):
-            with tempfile.TemporaryDirectory() as tmp:
-                digest = Path(tmp) / "digest"
-                _skopeo(
-                    f"docker-daemon:{repository}:{tags[0]}",
-                    first,
-                    "--dest-compress-format",
-                    "zstd",
-                    "--digestfile",
-                    str(digest),
-                )
-                was = {"image": image.stdout.strip(), "manifest": digest.read_text().strip()}
-            pushed[first] = was
-            _write_pushed(pushed)
-        for tag in tags[1:]:
-            if registry.manifest_digest(repository, tag) != was["manifest"]:
-                _skopeo(f"docker://{first}", registry.ref(repository, tag), "--preserve-digests")
-                copied = True
-    else:
-        for tag in tags:
-            local, remote = f"{repository}:{tag}", registry.ref(repository, tag)
-            run("docker", "tag", local, remote)
-            proc = subprocess.run(["docker", "push", "-q", remote], capture_output=True, text=True)
-            if proc.returncode:
-                raise SystemExit(f"pushing {remote} failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    if copied:
-        say(f"pushed moonhub/{name} ({', '.join(tags)}) to {registry.REGISTRY} in {time.monotonic() - t0:.1f}s")
-    else:
-        say(f"moonhub/{name} ({', '.join(tags)}): the registry has it already")
-    return time.monotonic() - t0
-
-
-def _skopeo(source: str, dest: str, *options: str) -> None:
-    proc = subprocess.run([*SKOPEO, *options, source, f"docker://{dest}"], capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"pushing {dest} failed (skopeo): {proc.stderr.strip() or proc.stdout.strip()}")
-
-
-def _pushed() -> dict[str, dict[str, str]]:
-    try:
-        found = json.loads(PUSHED.read_text())
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _write_pushed(pushed: dict[str, dict[str, str]]) -> None:
-    PUSHED.parent.mkdir(parents=True, exist_ok=True)
-    tmp = PUSHED.with_name(f"{PUSHED.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(pushed, indent=1, sort_keys=True))
-    os.replace(tmp, PUSHED)
-
-
 def size(ref: str) -> int:
     return int(run("docker", "image", "inspect", ref, "-f", "{{.Size}}", capture_output=True).stdout.strip())
 
@@ -475,14 +394,14 @@ def build_all(spec: Spec, wanted: list[str], progress: Progress, pull: bool) -> 
     fill_wheelhouse(spec, [HERE / i.context / r for i in order for r in i.requirements] + own)
     # the base OS too: tests and the storage provisioner's helper pods use it as a shell image
     registry.ensure()
-    push(spec.os["image"].split("/", 1)[1], [spec.os["tag"]])
+    push_image(spec.os["image"].split("/", 1)[1], [spec.os["tag"]], say)
     times = {}
     with Wheelhouse(WHEELHOUSE, CACHE) as wheels:
         for img in order:
             progress.set(img.name, "building")
             times[img.name] = build(spec, img, contexts[img.name], wheels)
             progress.set(img.name, "pushing")
-            push(img.name, ["latest", *img.tags])
+            push_image(img.name, ["latest", *img.tags], say)
             if pull:
                 progress.set(img.name, "pulling")
                 onto_node([registry.ref(f"moonhub/{img.name}", tag) for tag in ["latest", *img.tags]])
