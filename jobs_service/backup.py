@@ -32,7 +32,6 @@ are volumes (back them up with the storage).
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import io
 import json
@@ -69,19 +68,13 @@ def _tables() -> list[Table]:
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode()}
-    return value
+    """A column's value as JSON (times are the only kind JSON lacks: no column holds bytes)."""
+    return {"$datetime": value.isoformat()} if isinstance(value, datetime.datetime) else value
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1:
-        if "$datetime" in value:
-            return datetime.datetime.fromisoformat(value["$datetime"])
-        if "$bytes" in value:
-            return base64.b64decode(value["$bytes"])
+    if isinstance(value, dict) and len(value) == 1 and "$datetime" in value:
+        return datetime.datetime.fromisoformat(value["$datetime"])
     return value
 
 

@@ -31,9 +31,6 @@ log = logging.getLogger("moonhub.jobs")
 
 #: how long after a run ended its log is asked for again when the node does not give it
 GIVE_UP_AFTER = datetime.timedelta(minutes=1)
-#: logs kept in one pass of the sync loop at most (the first pass after an upgrade finds
-#: every ended Job of the history unrecorded; later passes keep the rest)
-KEEPS_PER_PASS = 100
 
 
 async def _newest_pod(ctx: Context, job_name: str) -> Any | None:

@@ -44,9 +44,9 @@ PROGRESS_TAIL = 200
 GONE_GRACE = datetime.timedelta(seconds=30)
 #: the states of a run whose Job the loop follows
 LIVE = ("queued", "running")
-#: Jobs marked as recorded in one pass, at most (the first pass after an upgrade finds
-#: every Job of the history unmarked; the next passes mark the rest)
-MARKS_PER_PASS = 500
+#: Jobs marked as recorded in one pass, at most, each once its log is kept (the first pass
+#: after an upgrade finds every Job of the history unmarked; the next passes mark the rest)
+MARKS_PER_PASS = 100
 
 
 #: on a notebook Job whose run is recorded as ended: the sync loop lists only Jobs without
@@ -113,7 +113,7 @@ async def sync_runs(ctx: Context) -> list[Notice]:
         late = [(views.job(r.definition), views.run(r)) for r in overdue]
     # marked only once the end is committed and its log kept: a pass that fails before
     # lists them again
-    for name in ended[: min(MARKS_PER_PASS, run_logs.KEEPS_PER_PASS)]:
+    for name in ended[:MARKS_PER_PASS]:
         try:
             await run_logs.keep(ctx, name, *ended_by[name])
         except (client.ApiException, OSError) as e:
