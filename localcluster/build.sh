@@ -90,38 +90,89 @@ pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller
 log "resolving dependencies (downloads modules on a cold cache)"
 go mod tidy >&2
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-i=0
-for p in "${pkgs[@]}"; do
-  i=$((i + 1)); name=$(basename "$p"); [ "$name" = v3 ] && name=etcd
-  [ -x "$bin/$name" ] && { log "[$i/8] $name cached"; continue; }
-  log "[$i/8] building $name ..."
+# One `go build` for every missing Kubernetes binary: the go command runs their compiles
+# and links as one graph, so a link (single-threaded, tens of seconds each) overlaps other
+# compiles instead of leaving a core idle; -v names each package compiled, counted for
+# progress.
+build_kubernetes() {
+  local missing=() names=() p name total t0 out i src n line
+  for p in "${pkgs[@]}"; do
+    name=$(basename "$p"); [ "$name" = v3 ] && name=etcd
+    [ -x "$bin/$name" ] || { missing+=("$p"); names+=("$name"); }
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  total=$(go list -deps -tags selinux,notest "${missing[@]}" | wc -l)
+  log "building ${names[*]} (one go build; $total packages with the standard library's, cached ones skipped) ..."
   t0=$(date +%s)
-  go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$bin/$name.tmp" "$p"
-  mv "$bin/$name.tmp" "$bin/$name"
-  log "[$i/8] $name built in $(( $(date +%s) - t0 ))s"
-done
-if [ ! -x "$bin/kwok" ]; then
-  log "[8/8] building kwok $KWOK_VERSION ..."
-  t0=$(date +%s)
-  GOBIN="$work/gobin" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  mv "$work/gobin/kwok" "$bin/kwok"
-  log "[8/8] kwok built in $(( $(date +%s) - t0 ))s"
-fi
-i=0
-for a in "${addons[@]}"; do
-  i=$((i + 1)); read -r name pkg version <<<"$a"
+  out="$work/out"; rm -rf "$out"; mkdir -p "$out"
+  go build -v -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/" "${missing[@]}" 2>&1 | {
+    n=0
+    while IFS= read -r line; do
+      # a package path alone on its line is one compiled; anything else (errors) passes on
+      if [[ $line =~ ^[A-Za-z0-9._~/-]+$ ]]; then
+        n=$((n + 1))
+        if (( n % 250 == 0 )); then log "  kubernetes: $n packages compiled ($(( $(date +%s) - t0 ))s)"; fi
+      else
+        printf '%s\n' "$line" >&2
+      fi
+    done
+  }
+  for i in "${!missing[@]}"; do
+    # go names a binary after its package path's last element, or the one before a /vN suffix
+    src=$(basename "${missing[$i]}"); [ "$src" = v3 ] && src=$(basename "$(dirname "${missing[$i]}")")
+    mv "$out/$src" "$bin/${names[$i]}"
+  done
+  log "${names[*]} built in $(( $(date +%s) - t0 ))s"
+}
+
+build_kwok() {
+  [ -x "$bin/kwok" ] && return 0
+  log "building kwok $KWOK_VERSION ..."
+  local t0; t0=$(date +%s)
+  rm -rf "$work/gobin-kwok"
+  GOBIN="$work/gobin-kwok" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$work/gobin-kwok/kwok" "$bin/kwok"
+  log "kwok built in $(( $(date +%s) - t0 ))s"
+}
+
+build_addon() {  # name package version
+  local name=$1 pkg=$2 version=$3 dir t0
   dir=$(addon_dir "$name" "$version")
-  if [ ! -x "$dir/$name" ]; then
-    log "[add-on $i/${#addons[@]}] building $name $version ($pkg) ..."
-    t0=$(date +%s)
-    rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
-    (cd "$work" && GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -trimpath -ldflags "-s -w" "$pkg@$version")
-    # `go install` names the binary after the package's last element
-    mv "$dir.tmp/$(basename "$pkg")" "$dir.tmp/$name" 2>/dev/null || true
-    rm -rf "$dir"; mv "$dir.tmp" "$dir"
-    log "[add-on $i/${#addons[@]}] $name built in $(( $(date +%s) - t0 ))s"
-  fi
-  ln -sfn "$dir/$name" "$bin/$name"
+  [ -x "$dir/$name" ] && return 0
+  log "building add-on $name $version ($pkg) ..."
+  t0=$(date +%s)
+  rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+  (cd "$work" && GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -trimpath -ldflags "-s -w" "$pkg@$version")
+  # `go install` names the binary after the package's last element
+  mv "$dir.tmp/$(basename "$pkg")" "$dir.tmp/$name" 2>/dev/null || true
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  log "add-on $name built in $(( $(date +%s) - t0 ))s"
+}
+
+# Two builds at a time, the large one first: each go command compiles on every core, but
+# its serial phases (loading modules, linking) leave cores idle that the other one fills.
+# A failed build leaves a mark; the others finish (their results are cached for next time).
+failed="$work/failed"; rm -rf "$failed"; mkdir -p "$failed"
+jobs_run() {  # label command...
+  local label=$1; shift
+  while [ "$(jobs -rp | wc -l)" -ge "${MOONHUB_BUILD_JOBS:-2}" ]; do wait -n || true; done
+  # (not `"$@" || ...`: bash ignores set -e inside a command that is tested)
+  ( trap '[ $? -eq 0 ] || { log "building $label failed"; touch "$failed/$label"; }' EXIT; "$@" ) &
+}
+jobs_run kubernetes build_kubernetes
+jobs_run kwok build_kwok
+for a in "${addons[@]}"; do
+  read -r name pkg version <<<"$a"
+  jobs_run "$name" build_addon "$name" "$pkg" "$version"
+done
+wait
+if [ -n "$(ls -A "$failed")" ]; then
+  log "failed: $(ls "$failed" | tr '\n' ' ')(the errors are above)"
+  exit 1
+fi
+for a in "${addons[@]}"; do
+  read -r name _ version <<<"$a"
+  ln -sfn "$(addon_dir "$name" "$version")/$name" "$bin/$name"
 done
 if [ ! -f "$bin/kwok-stages/pod-complete.yaml" ]; then
   # kwok's default pod stages, to run with one of ours (localcluster/nodes.py)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from moonhub_core import admissions
 from moonhub_core import queue_objects as q
 from moonhub_core.admissions import QUOTA_RESERVED, admitted, condition, waiting
 from moonhub_core.kueue_api import Queues, admission
+
+from .workload_watch import owned_by
 
 #: the spawn option (form checkbox or REST field) that asks to wait for GPUs
 OPTION = "wait_for_gpus"
@@ -29,8 +31,11 @@ OVER_LIMITS = "this server would pass your limits"
 REFUSALS = (REFUSED, OVER_LIMITS)
 #: how long a queue Kueue calls inactive is waited for before the spawn ends
 BROKEN_GRACE = 15.0
-#: how often the Workload is read while the server is not admitted
+#: how often the spawn's progress stream looks for a new queue message (in memory)
 POLL = 1.0
+#: the longest wait for a change before a waiting spawn looks again anyway (a safety net:
+#: a change wakes it at once)
+RECHECK = 30.0
 
 
 #: the scheduling gate Kueue's webhook puts on a pod it manages, until it admits it
@@ -58,7 +63,16 @@ async def first_failure(*watchers: Awaitable[str]) -> str:
             t.cancel()
 
 
-async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[str, Any]]:
+class WorkloadView(Protocol):
+    """The namespace's Workloads as a watch keeps them (``workload_watch``)."""
+
+    @property
+    def workloads(self) -> Iterable[dict[str, Any]]: ...
+
+    async def next_change(self, timeout: float) -> bool: ...
+
+
+async def _peers(queues: Queues, workloads: Iterable[dict[str, Any]], uq: q.UserQueue) -> list[dict[str, Any]]:
     """The pending Workloads this one competes with: its team's (or its own queue's)."""
     local = {uq.local_queue["metadata"]["name"]}
     if uq.team:
@@ -67,11 +81,7 @@ async def _peers(queues: Queues, namespace: str, uq: q.UserQueue) -> list[dict[s
             user = (cq["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION)
             if user:
                 local.add(q.user_local_queue(user, queues.prefix))
-    return [
-        w
-        for w in await queues.objects("Workload", namespace)
-        if (w.get("spec") or {}).get("queueName") in local and waiting(w)
-    ]
+    return [w for w in workloads if (w.get("spec") or {}).get("queueName") in local and waiting(w)]
 
 
 async def refusal(
@@ -81,37 +91,48 @@ async def refusal(
     uq: q.UserQueue,
     wait: bool,
     on_queued: Callable[[str], None],
+    watch: Callable[[], Awaitable[WorkloadView]],
+    pod_changed: Callable[[float], Awaitable[bool]],
 ) -> str:
     """Returns the refusal once Kueue says the server does not fit and the user did not
     choose to wait; otherwise reports the queue position and never returns (the spawn goes
-    on when Kueue admits the pod, or ends at the start timeout)."""
+    on when Kueue admits the pod, or ends at the start timeout).
+
+    Nothing is read from the API server on a clock: until the pod is made and gated this
+    waits on the pod reflector (``pod_changed``); then on the namespace's Workloads, which
+    ``watch`` gives (started on first use), looking again whenever one changes (the
+    server's own, or one it queues behind), or after :data:`RECHECK` seconds at most."""
     user = (uq.cluster_queue["metadata"].get("annotations") or {}).get(q.USER_ANNOTATION, "")
     shown = ""
     broken_since: float | None = None
+    view: WorkloadView | None = None
     while True:
-        await asyncio.sleep(POLL)
         current = pod()
         uid = ((current or {}).get("metadata") or {}).get("uid")
         if not uid:
+            await pod_changed(RECHECK)
             continue
         if not gated(current or {}):
             # admitted (Kueue took its gate away), or no Kueue manages it: nothing to watch
             await asyncio.Event().wait()
-        wl = await queues.workload_of(namespace, uid)
-        if wl is None or admitted(wl):
-            if wl is not None:
-                await asyncio.Event().wait()
-            continue
-        c = condition(wl, QUOTA_RESERVED)
+        if view is None:
+            view = await watch()
+        wl = owned_by(view.workloads, uid)
+        if wl is not None and admitted(wl):
+            await asyncio.Event().wait()
+        c = condition(wl, QUOTA_RESERVED) if wl is not None else None
         if not c or c.get("status") != "False":
-            continue  # Kueue has not looked at it yet
+            await view.next_change(RECHECK)  # Kueue has not made or looked at it yet
+            continue
         kueue_says = str(c.get("message") or "")
         if "inactive" in kueue_says:
             # the queue itself can not admit anything (a flavor or cohort it names is missing):
             # not the user's quota; the catalog's reconcile usually mends it within seconds
             broken_since = broken_since or time.monotonic()
-            if time.monotonic() - broken_since >= BROKEN_GRACE:
+            waited = time.monotonic() - broken_since
+            if waited >= BROKEN_GRACE:
                 return f"the GPU queue is not usable now; tell an admin (Kueue: {kueue_says})"
+            await view.next_change(min(RECHECK, BROKEN_GRACE - waited))
             continue
         broken_since = None
         blocked = admissions.blocked_by(kueue_says) or list(admissions.BOUND_KEYS)
@@ -124,11 +145,12 @@ async def refusal(
                     f"to end, or start with 'wait for GPUs' to queue (Kueue: {kueue_says})"
                 )
             return f"{OVER_LIMITS}: {why}. Stop another server or wait for a job run to end (Kueue: {kueue_says})"
-        state = admission(wl, await _peers(queues, namespace, uq))
+        state = admission(wl or {}, await _peers(queues, view.workloads, uq))
         text = f"waiting for {'GPUs' if gpus else 'your other work to end'}, place {state.position} in the queue: {why}"
         if text != shown:
             shown = text
             on_queued(text)
+        await view.next_change(RECHECK)
 
 
 async def with_queue_messages(

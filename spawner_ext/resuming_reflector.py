@@ -50,12 +50,32 @@ class ResumingReflector(ResourceReflector):
     lists = 0
     #: the version the last list reached, and when it was made (monotonic)
     listed: tuple[str, float] | None = None
+    #: set (and replaced) whenever the view changes; see :meth:`next_change`
+    _change: asyncio.Event | None = None
 
     async def _list_and_update(self, resource_version: str | None = None) -> str:
         version = str(await super()._list_and_update(resource_version))
         self.lists += 1
         self.listed = (version, time.monotonic())
+        self._changed()
         return version
+
+    def _changed(self) -> None:
+        if self._change is not None:
+            self._change.set()
+            self._change = None
+
+    async def next_change(self, timeout: float) -> bool:
+        """Waits until the view changes (an object added, modified or deleted, or a list
+        made), at most ``timeout`` seconds; whether it changed."""
+        if self._change is None:
+            self._change = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._change.wait()
+            return True
+        except TimeoutError:
+            return False
 
     async def _watch_and_update(self) -> None:
         # go on from the list ``start`` just made
@@ -109,6 +129,8 @@ class ResumingReflector(ResourceReflector):
             async with w.stream(method, **args) as stream:
                 async for event in stream:
                     version = apply(self.resources, event, version)
+                    if event.get("type") != "BOOKMARK":
+                        self._changed()
                     if self._stopping:
                         break
         except ApiException as e:

@@ -27,9 +27,10 @@ from moonhub_core.errors import ChoiceError, NotReady
 from moonhub_core.kueue_api import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets
+from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets, workload_watch
 from .resuming_reflector import ResumingEventReflector, ResumingPodReflector
 from .spawn_form import SpawnForm
+from .workload_watch import ResumingWorkloadReflector
 
 
 class MoonSpawner(SpawnForm):
@@ -249,6 +250,18 @@ class MoonSpawner(SpawnForm):
         reflector_watch.keep(self.__class__.reflectors, self.log)
         return found
 
+    async def _watch_workloads(self) -> ResumingWorkloadReflector:
+        """The namespace's Kueue Workloads, watched from the first spawn Kueue gates on
+        (``workload_watch``), and kept through API server outages as the pods are."""
+        key = ("workloads", self.namespace)  # Workloads live in their pod's namespace
+
+        def make() -> ResumingWorkloadReflector:
+            return ResumingWorkloadReflector(parent=self, namespace=self.namespace)
+
+        found = await workload_watch.shared(self.__class__.reflectors, key, make)
+        reflector_watch.keep(self.__class__.reflectors, self.log)
+        return found
+
     async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
         """Create the server's pod; False asks KubeSpawner's back-off for another try.
 
@@ -351,7 +364,14 @@ class MoonSpawner(SpawnForm):
             await asyncio.Event().wait()
         wait = bool((self.user_options or {}).get(queue_wait.OPTION))
         message = await queue_wait.refusal(
-            self.queues, self.namespace, lambda: self.pod_reflector.pods.get(key), uq, wait, self._queued
+            self.queues,
+            self.namespace,
+            lambda: self.pod_reflector.pods.get(key),
+            uq,
+            wait,
+            self._queued,
+            self._watch_workloads,
+            self.pod_reflector.next_change,
         )
         metrics.SPAWN_FAILURES.labels(reason="over_quota").inc()
         return message

@@ -65,3 +65,47 @@ async def test_the_reflector_follows_pods_across_watches_without_listing_again(
         assert not reflector.watch_task.done()
     finally:
         await reflector.stop()
+
+
+async def test_the_workload_watch_sees_kueue_workloads_and_wakes_its_waiters(
+    api: client.ApiClient, namespace: str, kubeconfig: Path
+) -> None:
+    """The spawner's view of the namespace's Kueue Workloads (spawner_ext.workload_watch):
+    what a waiting spawn reads instead of asking the API server each second."""
+    from moonhub_core import queue_objects as q
+    from spawner_ext.workload_watch import OWNER_UID_LABEL, ResumingWorkloadReflector, owned_by
+
+    custom = client.CustomObjectsApi(api)
+    await kconfig.load_kube_config(str(kubeconfig))
+    reflector = ResumingWorkloadReflector(namespace=namespace, timeout_seconds=1)
+    await reflector.start()
+    workload = {
+        "apiVersion": f"{q.GROUP}/{q.VERSION}",
+        "kind": "Workload",
+        "metadata": {"name": "watched", "labels": {OWNER_UID_LABEL: "owner-1"}},
+        "spec": {
+            "queueName": "no-such-queue",
+            "podSets": [{"name": "main", "count": 1, "template": _pod("x")}],
+        },
+    }
+    try:
+        woken = asyncio.ensure_future(reflector.next_change(30))
+        await custom.create_namespaced_custom_object(q.GROUP, q.VERSION, namespace, "workloads", workload)
+        assert await woken, "the new Workload woke the waiter"
+        await wait_for(lambda: owned_by(reflector.workloads, "owner-1"), bool, timeout=30, what="the Workload seen")
+        assert owned_by(reflector.workloads, "owner-2") is None
+
+        def kueue_says() -> str:
+            wl = owned_by(reflector.workloads, "owner-1") or {}
+            found = [c for c in (wl.get("status") or {}).get("conditions") or [] if c.get("type") == "QuotaReserved"]
+            return str(found[0].get("message")) if found else ""
+
+        # Kueue's answer (its queue does not exist) reaches the view: what a waiting spawn reads
+        await wait_for(kueue_says, lambda m: "no-such-queue" in m, timeout=60, what="Kueue's condition seen")
+        woken = asyncio.ensure_future(reflector.next_change(30))
+        await custom.delete_namespaced_custom_object(q.GROUP, q.VERSION, namespace, "workloads", "watched")
+        assert await woken
+        await wait_for(lambda: owned_by(reflector.workloads, "owner-1"), lambda v: v is None, timeout=30, what="gone")
+        assert reflector.lists == 1 and not reflector.watch_task.done()
+    finally:
+        await reflector.stop()
