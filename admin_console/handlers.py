@@ -7,6 +7,7 @@ of failing the page an admin opens to find out what is wrong."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,18 @@ from tornado import web
 from moonhub_core import claims, gpuview, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
-from moonhub_core.errors import FieldError, NotFound, ReadOnly
+from moonhub_core.errors import Conflict, FieldError, NotFound, ReadOnly
 from moonhub_core.jsonhttp import JsonResponses, read_json
 from moonhub_core.kueue_api import Queues
 from moonhub_core.platform import HUB_SETTING, Document
 
-from . import edits
+from . import edits, image_check
+from .revisions import FileRevisions
 from .usage import usage
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: one catalog edit at a time in this hub (read, check, write and record as one step)
+_EDITING = asyncio.Lock()
 
 
 class ConsoleHandler(JsonResponses, BaseHandler):
@@ -133,9 +137,13 @@ class PageHandler(ConsoleHandler):
         except ReadOnly:
             doc = {}
         use = await self.usage()
+        revs = FileRevisions(self.catalog_path)
+        history = revs.entries()
         html = await self.render_template(
             "moonhub-admin.html",
             catalog=doc,
+            revision=history[0].revision if history else -1,
+            history=history[:30],
             usage=use,
             catalog_error=use["catalog_error"],
             catalog_path=str(self.catalog_path),
@@ -152,29 +160,96 @@ class UsageHandler(ConsoleHandler):
 
 
 class CatalogHandler(ConsoleHandler):
+    """``GET``: the catalog document and its revision. ``PATCH``: one edit (``edits``), or
+    ``{"op": "restore", "revision": N}``; an optional ``base_revision`` refuses the edit
+    (409) when the catalog changed since the admin loaded it. Images an edit offers are
+    checked in their registry and pinned by digest first; the answer says which running
+    servers use what was removed or changed."""
+
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self) -> None:
         try:
-            self.send(self.catalog_doc())
+            self.send({"catalog": self.catalog_doc(), "revision": self.revisions.current()})
         except FieldError as e:
             self.send_field_error(e)
+
+    @property
+    def revisions(self) -> FileRevisions:
+        return FileRevisions(self.catalog_path)
 
     @web.authenticated
     @needs_scope("admin-ui")
     async def patch(self) -> None:
-        edit = None
         try:
             edit = self.json_body()
             if self.managed_by:
                 raise ReadOnly("catalog", f"read-only here: it is managed by {self.managed_by}")
-            doc = edits.apply(self.catalog_doc(), edit)
-            edits.write(self.catalog_path, doc)
+            if not isinstance(edit, dict):
+                raise FieldError("body", "must be a JSON object")
+            async with _EDITING:
+                answer = await self._edit(dict(edit))
         except FieldError as e:
             self.send_field_error(e)
             return
-        self.log.info("catalog edited by %s: %s", self.current_user.name, edit)
-        self.send(doc)
+        self.send(answer)
+
+    async def _edit(self, edit: dict[str, Any]) -> dict[str, Any]:
+        revs = self.revisions
+        base = edit.pop("base_revision", None)
+        if base is not None and base != revs.current():
+            latest = revs.entries()[0]
+            raise Conflict(
+                "base_revision",
+                f"the catalog changed since you loaded it (revision {latest.revision} by {latest.by}: "
+                f"{latest.summary}); reload and edit again",
+            )
+        before_text = self.catalog_path.read_text()
+        before = self.catalog_doc()
+        if edit.get("op") == "restore":
+            n = edit.get("revision")
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise FieldError("revision", "must be the number of a revision in the history")
+            doc = yaml.safe_load(revs.document(n)) or {}
+        else:
+            doc = edits.apply(before, edit)
+        digests = {}
+        for env, image in edits.offered_images(before, doc, edit):
+            digests[env] = await image_check.digest_of(image, self.platform.config.spawner.insecure_registries)
+        doc = edits.pin(doc, digests)
+        edits.write(self.catalog_path, doc)
+        rev = revs.record(
+            before_text, self.catalog_path.read_text(), self.current_user.name, edits.describe(edit), edit
+        )
+        self.log.info("catalog revision %d by %s: %s", rev.revision, rev.by, rev.summary)
+        return {
+            "catalog": doc,
+            "revision": rev.revision,
+            "summary": rev.summary,
+            "checked_images": digests,
+            "in_use": edits.in_use(before, doc, self.running_servers()),
+        }
+
+
+class HistoryHandler(ConsoleHandler):
+    """``GET``: the catalog's revisions, newest first (who, when, what); ``?revision=N``: the
+    document as it was after revision N (YAML)."""
+
+    @web.authenticated
+    @needs_scope("admin-ui")
+    async def get(self) -> None:
+        revs = FileRevisions(self.catalog_path)
+        wanted = self.get_argument("revision", None)
+        try:
+            if wanted is not None:
+                if not wanted.isdigit():
+                    raise FieldError("revision", "must be a revision number")
+                self.set_header("Content-Type", "application/yaml; charset=utf-8")
+                self.finish(revs.document(int(wanted)))
+                return
+            self.send({"revisions": [r.as_dict() for r in revs.entries()]})
+        except FieldError as e:
+            self.send_field_error(e)
 
 
 class WorkspaceHandler(ConsoleHandler):
@@ -217,5 +292,6 @@ def handlers() -> list[tuple[str, type[BaseHandler]]]:
         (r"/moonhub-admin/?", PageHandler),
         (r"/moonhub-admin/api/usage", UsageHandler),
         (r"/moonhub-admin/api/catalog", CatalogHandler),
+        (r"/moonhub-admin/api/catalog/history", HistoryHandler),
         (r"/moonhub-admin/api/workspaces/([a-z0-9][-a-z0-9.]{0,252})", WorkspaceHandler),
     ]

@@ -45,6 +45,15 @@ class Environment:
     enabled: bool = True
     #: only members of these groups may use it (on top of the entitlements); empty: no limit
     groups: list[str] = field(default_factory=list)
+    #: the image's manifest digest (``sha256:...``) as checked when an admin offered it in
+    #: the console; pods then run exactly that image, whatever the tag points at later
+    image_digest: str = ""
+
+    @property
+    def pinned_image(self) -> str:
+        """What pods run: the image by its recorded digest (the tag kept for people), or
+        the image as named when no digest is recorded."""
+        return f"{self.image}@{self.image_digest}" if self.image_digest else self.image
 
 
 @dataclass(frozen=True)
@@ -262,6 +271,11 @@ def validate(cat: Catalog) -> Catalog:
     for what, items in (("environments", cat.environments), ("sizes", cat.sizes)):
         if sum(1 for x in items if x.default) > 1:
             raise CatalogError(f"{what}: more than one is marked default")
+    for i, e in enumerate(cat.environments):
+        if e.image_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", e.image_digest):
+            raise CatalogError(f"environments[{i}].image_digest: {e.image_digest!r} is not a sha256 digest")
+        if "@" in e.image and e.image_digest:
+            raise CatalogError(f"environments[{i}].image: names a digest already; drop image_digest or the @digest")
     for i, s in enumerate(cat.sizes):
         p = f"sizes[{i}]"
         if not 0 < s.cpu_guarantee <= s.cpu_limit:

@@ -155,12 +155,17 @@ def parse(raw: Mapping[str, Any], catalog: Catalog, ok: Allowed) -> Choices:
 
     env = catalog.environment(env_name)
     if env is None:
-        raise UnknownChoice("environment", f"no environment named {env_name!r}")
+        raise UnknownChoice(
+            "environment",
+            f"no environment named {env_name!r} in the catalog (an admin may have removed it): pick another",
+        )
     if env not in ok.environments:
         raise NotEntitled("environment", f"your groups may not use {env.display_name!r}")
     size = catalog.size(size_name)
     if size is None:
-        raise UnknownChoice("size", f"no size named {size_name!r}")
+        raise UnknownChoice(
+            "size", f"no size named {size_name!r} in the catalog (an admin may have removed it): pick another"
+        )
     if size not in ok.sizes:
         raise NotEntitled("size", f"your groups may not use size {size.display_name!r}")
     too_big = never_fits(size, ok.max_per_user)
@@ -179,7 +184,9 @@ def parse(raw: Mapping[str, Any], catalog: Catalog, ok: Allowed) -> Choices:
         return Choices(env.name, size.name)
     gpu = catalog.gpu_type(gpu_name)
     if gpu is None:
-        raise UnknownChoice("gpu_type", f"no GPU type named {gpu_name!r}")
+        raise UnknownChoice(
+            "gpu_type", f"no GPU type named {gpu_name!r} in the catalog (an admin may have removed it): pick another"
+        )
     if gpu not in ok.gpu_types:
         raise NotEntitled("gpu_type", f"your groups may not use {gpu.display_name} GPUs")
     if count == 0:

@@ -145,6 +145,9 @@ class SpawnerSection:
     #: where the catalog is edited when it is not by the admin console (e.g. "the Helm
     #: release's `catalog` value"); set: the admin console shows it read-only and says so
     catalog_managed_by: str = ""
+    #: registries (``host`` or ``host:port``) the admin console asks over plain HTTP when it
+    #: checks an image an admin offers (loopback addresses always are); every other: HTTPS
+    insecure_registries: list[str] = field(default_factory=list)
     #: a StorageClass to use instead of the catalog's, for clusters that lack it
     storage_class_override: str = ""
     #: the progress document of images still being built (relative: to this config file;

@@ -91,7 +91,7 @@ def build(
         "MOONHUB_GPU_COUNT": str(choices.gpu_count),
     }
     common: dict[str, Any] = dict(
-        image=env_.image,
+        image=env_.pinned_image,
         cpu_guarantee=size.cpu_guarantee,
         cpu_limit=size.cpu_limit,
         mem_guarantee=size.memory_guarantee,

@@ -1,11 +1,15 @@
 """The admin console in the browser: an admin changes the default size; the page shows
-the edit; a refused edit shows its message next to the row."""
+the edit; a refused edit shows its message next to the row; an admin adds an environment
+(checked in the registry), a user spawns it, the admin removes it and restores it."""
 
 from __future__ import annotations
+
+import asyncio
 
 from playwright.async_api import Browser, expect
 
 from localcluster.config import REPO
+from moonhub_core.catalog import load
 from tests.conftest import Hub
 
 SHOTS = REPO / "test-results"
@@ -40,5 +44,53 @@ async def test_admin_console(hub: Hub, browser: Browser) -> None:
         await expect(quota.locator(".field-error")).to_contain_text("gpus: must be a whole number")
         await page.screenshot(path=str(SHOTS / "admin-console.png"), full_page=True)
     finally:
+        hub.catalog.write_text(before)
+        await page.close()
+
+
+async def test_an_admin_adds_an_environment_in_the_browser_and_a_user_spawns_it(hub: Hub, browser: Browser) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    before = hub.catalog.read_text()
+    image = next(e for e in load(hub.catalog).environments if e.name == "python").image
+    page = await browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))  # the removal's confirmation
+    user = "bruno"
+    s = hub.login(user)
+    try:
+        await page.goto(f"{hub.url}/hub/login")
+        await page.fill("#username_input", "admin")
+        await page.fill("#password_input", hub.password)
+        await page.click("#login_submit")
+        await page.goto(f"{hub.url}/hub/moonhub-admin")
+        form = page.locator("#add-environment")
+        await form.get_by_label("Name").fill("browser-lab")
+        await form.get_by_label("Display name").fill("Lab added in the browser")
+        await form.get_by_label("Image").fill(image.rsplit(":", 1)[0] + ":no-such-tag")
+        await form.get_by_role("button", name="Add environment").click()
+        await expect(form.locator(".field-error")).to_contain_text("not in the registry")
+        await form.get_by_label("Image").fill(image)
+        await form.get_by_role("button", name="Add environment").click()
+        await expect(page.locator("#admin-message")).to_contain_text("found in its registry and pinned")
+        row = page.locator("#environments tr[data-name='browser-lab']")
+        await expect(row).to_contain_text("pinned sha256:")
+        await expect(page.locator("#catalog-history tbody tr").first).to_contain_text("added environment browser-lab")
+
+        # a user picks it on the spawn form and gets their lab
+        assert 'value="browser-lab"' in s.get(f"{hub.url}/hub/spawn/{user}", timeout=30).text
+        assert hub.spawn_form(s, user, environment="browser-lab", size="small").status_code == 200
+        hub.open_lab(s, user)
+
+        # removing it says whose server uses it; the history restores it
+        await page.reload()
+        await page.locator("#environments tr[data-name='browser-lab']").get_by_role("button", name="Remove").click()
+        await expect(page.locator("#admin-message")).to_contain_text(f"{user}'s server (default) keeps running")
+        await expect(page.locator("#environments tr[data-name='browser-lab']")).to_have_count(0)
+        await page.screenshot(path=str(SHOTS / "admin-console-curation.png"), full_page=True)
+        restore = page.locator("#catalog-history tbody tr").nth(1)
+        await expect(restore).to_contain_text("added environment browser-lab")
+        await restore.get_by_role("button", name="Restore this version").click()
+        await expect(page.locator("#environments tr[data-name='browser-lab']")).to_have_count(1)
+    finally:
+        hub.api(s, "DELETE", f"/users/{user}/server")
         hub.catalog.write_text(before)
         await page.close()

@@ -1,6 +1,7 @@
 """The admin console and the metrics through the real hub: only admins reach the console;
-catalog edits are validated and take effect at the next spawn form; usage per user and
-per GPU type; MoonHub's counters on the hub's Prometheus endpoint."""
+catalog edits are validated and take effect at the next spawn form; an environment added
+is checked in the real registry, pinned, spawned, removed and restored from the history;
+usage per user and per GPU type; MoonHub's counters on the hub's Prometheus endpoint."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from kubernetes_asyncio import client
 
+from moonhub_core.catalog import load
 from tests.conftest import Hub
 
 ROUTES = [
@@ -69,9 +72,9 @@ def test_catalog_edits_are_validated_and_take_effect(hub: Hub, restore_catalog: 
     assert patch({"op": "gpu_type", "name": "a100", "groups": ["gpu-elite"]}).status_code == 200
     assert 'value="a100"' not in user.get(f"{hub.url}/hub/spawn/ivo", timeout=30).text
     r = patch({"op": "gpu_quota", "group": "ml-research", "gpus": 4})
-    assert r.status_code == 200 and r.json()["group_gpu_quotas"]["ml-research"] == 4
+    assert r.status_code == 200 and r.json()["catalog"]["group_gpu_quotas"]["ml-research"] == 4
     r = patch({"op": "size", "name": "medium", "default": True})
-    assert [s["name"] for s in r.json()["sizes"] if s.get("default")] == ["medium"]
+    assert [s["name"] for s in r.json()["catalog"]["sizes"] if s.get("default")] == ["medium"]
 
     # refused edits name the field and leave the file as it was
     before = hub.catalog.read_text()
@@ -124,3 +127,64 @@ def test_a_broken_catalog_file_is_shown_to_admins_not_a_500(hub: Hub, restore_ca
     assert r.status_code == 409 and r.json()["field"] == "catalog", r.text
     hub.catalog.write_text(good)
     assert _call(hub, admin, "GET", "/hub/moonhub-admin/api/usage").json()["catalog_error"] is None
+
+
+async def test_an_environment_added_is_checked_pinned_spawned_removed_and_restored(
+    hub: Hub, core: client.CoreV1Api, restore_catalog: None
+) -> None:
+    admin = hub.login("admin")
+    patch = lambda edit: _call(hub, admin, "PATCH", "/hub/moonhub-admin/api/catalog", json=edit)  # noqa: E731
+    image = next(e for e in load(hub.catalog).environments if e.name == "python").image
+    base = _call(hub, admin, "GET", "/hub/moonhub-admin/api/catalog").json()["revision"]
+    add = {"name": "second-lab", "display_name": "A second lab", "image": image}
+
+    # an image the registry does not have is refused, naming the field; nothing changes
+    before = hub.catalog.read_text()
+    missing = {**add, "image": image.rsplit(":", 1)[0] + ":no-such-tag"}
+    r = patch({"op": "add", "kind": "environment", "item": missing, "base_revision": base})
+    assert r.status_code == 400 and r.json()["field"] == "image" and "not in the registry" in r.text, r.text
+    assert hub.catalog.read_text() == before
+
+    # one it has is added, pinned by the digest the registry answers
+    r = patch({"op": "add", "kind": "environment", "item": add, "base_revision": base})
+    assert r.status_code == 200, r.text
+    digest = r.json()["checked_images"]["second-lab"]
+    added_at = r.json()["revision"]
+    env = load(hub.catalog).environment("second-lab")
+    assert env is not None and env.image_digest == digest and digest.startswith("sha256:")
+    # an edit made from the page as it was before that is refused: someone changed it since
+    r = patch({"op": "gpu_quota", "group": "x", "gpus": 1, "base_revision": base})
+    assert r.status_code == 409 and r.json()["field"] == "base_revision" and "admin" in r.text, r.text
+
+    # a user spawns it; the pod runs the pinned image
+    user = "ines"
+    s = hub.login(user)
+    assert 'value="second-lab"' in s.get(f"{hub.url}/hub/spawn/{user}", timeout=30).text
+    assert hub.spawn_form(s, user, environment="second-lab", size="small").status_code == 200
+    hub.open_lab(s, user)
+    try:
+        pod = await core.read_namespaced_pod(f"jupyter-{user}", "moonhub-users")
+        assert pod.spec.containers[0].image == f"{image}@{digest}"
+
+        # removing it names the running server, which keeps running
+        r = patch({"op": "remove", "kind": "environment", "name": "second-lab"})
+        assert r.status_code == 200, r.text
+        assert [(u["user"], u["environment"]) for u in r.json()["in_use"]] == [(user, "second-lab")]
+        assert "removed" in r.json()["in_use"][0]["what"]
+        assert s.get(f"{hub.url}/user/{user}/api/status", timeout=30).status_code == 200
+    finally:
+        hub.api(s, "DELETE", f"/users/{user}/server")
+    r = hub.api(s, "POST", f"/users/{user}/server", json={"environment": "second-lab"})
+    assert r.status_code == 400 and "an admin may have removed it" in r.text, r.text
+
+    # the history says who did what; restoring the version after the addition brings it back
+    history = _call(hub, admin, "GET", "/hub/moonhub-admin/api/catalog/history").json()["revisions"]
+    assert [h["summary"] for h in history[:2]] == ["removed environment second-lab", "added environment second-lab"]
+    assert history[0]["by"] == "admin" and history[0]["edit"]["name"] == "second-lab"
+    doc = _call(hub, admin, "GET", f"/hub/moonhub-admin/api/catalog/history?revision={added_at}").text
+    assert "second-lab" in doc
+    r = patch({"op": "restore", "revision": added_at})
+    assert r.status_code == 200 and r.json()["summary"] == f"restored revision {added_at}", r.text
+    assert load(hub.catalog).environment("second-lab") is not None
+    r = patch({"op": "restore", "revision": 10_000})
+    assert r.status_code == 404 and r.json()["field"] == "revision"

@@ -101,3 +101,156 @@ def test_usage_per_user_and_gpu_type() -> None:
     assert got["users"][1]["jobs"][0]["job"] == "train"
     a100 = next(g for g in got["gpu_types"] if g["name"] == "a100")
     assert (a100["total"], a100["used"], a100["free"]) == (8, 6, 2)
+
+
+# ---- curation: add, update, remove; what an edit offers and whom it touches ----------------
+
+R_LANG = {"name": "r-lang", "display_name": "R 4.4", "image": "127.0.0.1:5000/moonhub/r-notebook:4.4"}
+
+
+def test_an_environment_added_changed_and_removed() -> None:
+    doc = apply(DOC, {"op": "add", "kind": "environment", "item": {**R_LANG, "groups": ["stats"], "default": True}})
+    r = next(e for e in doc["environments"] if e["name"] == "r-lang")
+    assert r["groups"] == ["stats"] and [e["name"] for e in doc["environments"] if e.get("default")] == ["r-lang"]
+    doc = apply(doc, {"op": "update", "kind": "environment", "name": "r-lang", "set": {"display_name": " R "}})
+    assert next(e for e in doc["environments"] if e["name"] == "r-lang")["display_name"] == "R"
+    # an entitlement that names it loses the name with it; the catalog still loads
+    doc["entitlements"][1]["environments"] = ["python", "r-lang"]
+    doc = apply(doc, {"op": "remove", "kind": "environment", "name": "r-lang"})
+    assert "r-lang" not in [e["name"] for e in doc["environments"]]
+    assert doc["entitlements"][1]["environments"] == ["python"]
+
+
+def test_a_size_and_a_gpu_type_added_and_a_gpu_type_removed_from_quotas() -> None:
+    size = {"name": "xl", "display_name": "XL", "cpu_guarantee": 4, "cpu_limit": 8}
+    doc = apply(DOC, {"op": "add", "kind": "size", "item": {**size, "memory_guarantee": "8Gi", "memory_limit": "16Gi"}})
+    assert doc["sizes"][-1]["name"] == "xl"
+    gpu = {"name": "h100", "display_name": "H100", "node_selector": {"nvidia.com/gpu.product": "H100"}}
+    doc = apply(doc, {"op": "add", "kind": "gpu_type", "item": {**gpu, "counts": [2, 1, 2]}})
+    assert doc["gpu_types"][-1]["counts"] == [1, 2]
+    doc["group_gpu_type_quotas"] = {"ml-research": {"h100": 2, "a100": 2}}
+    doc = apply(doc, {"op": "remove", "kind": "gpu_type", "name": "h100"})
+    assert doc["group_gpu_type_quotas"] == {"ml-research": {"a100": 2}}
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "status"),
+    [
+        ({"op": "add", "kind": "kernel", "item": R_LANG}, "kind", 400),
+        ({"op": "add", "kind": "environment", "item": "r"}, "item", 400),
+        ({"op": "add", "kind": "environment", "item": {**R_LANG, "name": "R Lang"}}, "name", 400),
+        ({"op": "add", "kind": "environment", "item": {**R_LANG, "name": "python"}}, "name", 409),
+        ({"op": "add", "kind": "environment", "item": {**R_LANG, "image": " "}}, "image", 400),
+        ({"op": "add", "kind": "environment", "item": {**R_LANG, "image": "a b"}}, "image", 400),
+        ({"op": "add", "kind": "environment", "item": {**R_LANG, "privileged": True}}, "privileged", 400),
+        ({"op": "add", "kind": "environment", "item": {"name": "x", "image": "i"}}, "display_name", 400),
+        (
+            {
+                "op": "add",
+                "kind": "size",
+                "item": {
+                    "name": "bad",
+                    "display_name": "Bad",
+                    "cpu_guarantee": 4,
+                    "cpu_limit": 2,
+                    "memory_guarantee": "1Gi",
+                    "memory_limit": "2Gi",
+                },
+            },
+            "cpu_limit",
+            400,
+        ),
+        ({"op": "update", "kind": "size", "name": "small", "set": {"memory_limit": "100Mi"}}, "memory_limit", 400),
+        (
+            {"op": "update", "kind": "size", "name": "small", "set": {"memory_guarantee": "lots"}},
+            "memory_guarantee",
+            400,
+        ),
+        ({"op": "update", "kind": "size", "name": "small", "set": {"cpu_guarantee": True}}, "cpu_guarantee", 400),
+        ({"op": "update", "kind": "size", "name": "huge", "set": {"cpu_limit": 2}}, "name", 404),
+        ({"op": "update", "kind": "size", "name": "small", "set": {"name": "tiny"}}, "name", 400),
+        ({"op": "update", "kind": "size", "name": "small", "set": {}}, "set", 400),
+        ({"op": "update", "kind": "gpu_type", "name": "t4", "set": {"counts": [0]}}, "counts", 400),
+        ({"op": "update", "kind": "gpu_type", "name": "t4", "set": {"node_selector": {}}}, "node_selector", 400),
+        ({"op": "remove", "kind": "environment", "name": "cobol"}, "name", 404),
+    ],
+)
+def test_bad_curation_names_the_field(edit: dict[str, object], field: str, status: int) -> None:
+    with pytest.raises(FieldError) as e:
+        apply(DOC, edit)
+    assert (e.value.field, e.value.status) == (field, status), e.value
+
+
+def test_the_images_an_edit_offers_are_checked_and_pinned() -> None:
+    from admin_console.edits import describe, offered_images, pin
+
+    add = {"op": "add", "kind": "environment", "item": R_LANG}
+    doc = apply(DOC, add)
+    assert offered_images(DOC, doc, add) == [("r-lang", R_LANG["image"])], "only the new image"
+    quota = {"op": "gpu_quota", "group": "x", "gpus": 1}
+    assert offered_images(DOC, apply(DOC, quota), quota) == [], "an edit offering nothing checks nothing"
+    same = {"op": "update", "kind": "environment", "name": "python", "set": {"image": DOC["environments"][0]["image"]}}
+    assert [n for n, _ in offered_images(DOC, apply(DOC, same), same)] == ["python"], "naming the image pins it"
+    digest = "sha256:" + "ab" * 32
+    pinned = pin(doc, {"r-lang": digest})
+    assert next(e for e in pinned["environments"] if e["name"] == "r-lang")["image_digest"] == digest
+    # a new image drops the old digest
+    again = apply(pinned, {"op": "update", "kind": "environment", "name": "r-lang", "set": {"image": "x/r:5"}})
+    assert "image_digest" not in next(e for e in again["environments"] if e["name"] == "r-lang")
+    assert describe(add) == "added environment r-lang"
+    assert describe({"op": "environment", "name": "python", "enabled": False}) == "environment python: enabled=false"
+    assert (
+        describe({"op": "update", "kind": "size", "name": "s", "set": {"cpu_limit": 1, "b": 2}})
+        == "changed size s: b, cpu_limit"
+    )
+
+
+def test_a_pinned_environment_runs_its_digest(tmp_path: Path) -> None:
+    from admin_console.edits import pin
+
+    digest = "sha256:" + "cd" * 32
+    path = tmp_path / "catalog.yaml"
+    write(path, pin(apply(DOC, {"op": "add", "kind": "environment", "item": R_LANG}), {"r-lang": digest}))
+    env = load(path).environment("r-lang")
+    assert env is not None and env.pinned_image == f"{R_LANG['image']}@{digest}"
+    bad = yaml.safe_load(path.read_text())
+    bad["environments"][-1]["image_digest"] = "latest"
+    with pytest.raises(FieldError) as e:
+        write(path, bad)
+    assert "image_digest" in e.value.message
+
+
+def test_servers_using_what_an_edit_removed_or_changed_are_named() -> None:
+    from admin_console.edits import in_use
+
+    servers = [
+        {"user": "ada", "name": "", "environment": "tensorflow", "size": "small", "gpu_type": None},
+        {"user": "bo", "name": "gpu", "environment": "pytorch", "size": "large", "gpu_type": "a100"},
+    ]
+    doc = apply(DOC, {"op": "remove", "kind": "environment", "name": "tensorflow"})
+    doc = apply(doc, {"op": "update", "kind": "environment", "name": "pytorch", "set": {"image": "x/torch:3"}})
+    found = in_use(DOC, doc, servers)
+    assert [(f["user"], f["environment"]) for f in found] == [("ada", "tensorflow"), ("bo", "pytorch")]
+    assert "removed" in found[0]["what"] and "new image" in found[1]["what"]
+    assert in_use(DOC, apply(DOC, {"op": "remove", "kind": "gpu_type", "name": "a100"}), servers)[0]["user"] == "bo"
+
+
+def test_image_references_are_read_as_docker_reads_them() -> None:
+    from admin_console.image_check import Reference, _challenge, parse, plain_http
+
+    assert parse("python") == Reference("registry-1.docker.io", "library/python", "latest")
+    assert parse("jupyter/base:2024") == Reference("registry-1.docker.io", "jupyter/base", "2024")
+    assert parse("127.0.0.1:5000/moonhub/base-notebook:py-3.11") == Reference(
+        "127.0.0.1:5000", "moonhub/base-notebook", "py-3.11"
+    )
+    digest = "sha256:" + "0" * 64
+    assert parse(f"ghcr.io/a/b@{digest}").reference == digest
+    assert parse("localhost/x").registry == "localhost"
+    for bad in ("UPPER/case", "a//b", f"x@{digest[:20]}"):
+        with pytest.raises(FieldError) as e:
+            parse(bad)
+        assert e.value.field == "image"
+    assert plain_http("127.0.0.1:5000", []) and plain_http("localhost:5000", [])
+    assert plain_http("registry.internal:5000", ["registry.internal:5000"]) and not plain_http("ghcr.io", [])
+    said = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/python:pull"'
+    assert _challenge(said)["scope"] == "repository:library/python:pull"
