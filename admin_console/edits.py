@@ -1,5 +1,5 @@
 """Admin edits to the catalog document, written back only when the result validates as a
-catalog (the same checks as the hub's own load). Pure but for :func:`write`.
+catalog (the same checks as the hub's own load). Pure (``catalog_source`` writes).
 
 Two kinds of edit:
 
@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes.utils.quantity import parse_quantity
 
-from moonhub_core.catalog import CatalogError, load
 from moonhub_core.errors import Conflict, FieldError, NotFound
 
 #: op -> (the catalog list it edits, the keys an edit may set)
@@ -318,21 +313,3 @@ def describe(edit: dict[str, Any]) -> str:
         return f"restored revision {edit.get('revision')}"
     changed = ", ".join(f"{k}={json.dumps(v)}" for k, v in edit.items() if k not in ("op", "name"))
     return f"{kind} {edit.get('name')}: {changed}"
-
-
-def write(path: Path, doc: dict[str, Any]) -> None:
-    """Replace the catalog at ``path`` with ``doc`` if it validates; else 400, file kept."""
-    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".yaml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("# edited in the MoonHub admin console\n")
-            yaml.safe_dump(doc, f, sort_keys=False)
-        try:
-            load(Path(tmp))
-        except CatalogError as e:
-            raise FieldError("catalog", str(e).replace(f"{tmp}: ", "")) from None
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

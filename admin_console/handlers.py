@@ -26,7 +26,8 @@ from moonhub_core.jsonhttp import JsonResponses, read_json
 from moonhub_core.kueue_api import Queues
 from moonhub_core.platform import HUB_SETTING, Document
 
-from . import edits, image_check
+from . import catalog_source, edits, image_check
+from .catalog_source import CatalogSource, ConfigMapSource, FileSource
 from .revisions import FileRevisions
 from .usage import usage
 
@@ -51,16 +52,24 @@ class ConsoleHandler(JsonResponses, BaseHandler):
         """Where the catalog is edited when not here (empty: here)."""
         return self.platform.config.spawner.catalog_managed_by
 
-    def catalog_doc(self) -> dict[str, Any]:
-        """The catalog file as written (what admins edit); ReadOnly (409) when it is not a
-        YAML mapping."""
-        try:
-            doc = yaml.safe_load(self.catalog_path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ReadOnly("catalog", f"{self.catalog_path} can not be read as YAML: {e}; fix the file") from None
-        if doc is not None and not isinstance(doc, dict):
-            raise ReadOnly("catalog", f"{self.catalog_path} is not a YAML mapping; fix the file")
-        return dict(doc or {})
+    @property
+    def source(self) -> CatalogSource:
+        """Where edits go: the catalog file, or (a Helm install) its ConfigMap."""
+        ref = self.platform.config.spawner.catalog_configmap
+        if ref:
+            self._kube()
+            return ConfigMapSource(shared_client("CoreV1Api"), ref, self.catalog_path)
+        return FileSource(self.catalog_path)
+
+    @property
+    def revisions(self) -> FileRevisions:
+        return FileRevisions(self.platform.catalog_history)
+
+    async def catalog_doc(self) -> dict[str, Any]:
+        """The catalog as written (what admins edit); ReadOnly (409) when it is not a YAML
+        mapping."""
+        source = self.source
+        return catalog_source.parse(await source.read(), source.where)
 
     def catalog(self) -> tuple[Catalog | None, str | None]:
         """The catalog the hub uses (None when it never loaded) and the error of the file
@@ -95,10 +104,13 @@ class ConsoleHandler(JsonResponses, BaseHandler):
                 )
         return out
 
-    async def usage(self) -> dict[str, Any]:
+    def _kube(self) -> None:
         if not self.settings.get("moonhub_kube_loaded"):
             load_config()  # as KubeSpawner does (in-cluster, else the kubeconfig)
             self.settings["moonhub_kube_loaded"] = True
+
+    async def usage(self) -> dict[str, Any]:
+        self._kube()
         core: client.CoreV1Api = shared_client("CoreV1Api")
         ser = core.api_client.sanitize_for_serialization  # type: ignore[attr-defined]
         # capacity from the hub's shared GPU view; running job pods from the user namespace
@@ -133,12 +145,11 @@ class PageHandler(ConsoleHandler):
     @needs_scope("admin-ui")
     async def get(self) -> None:
         try:
-            doc = self.catalog_doc()
-        except ReadOnly:
+            doc = await self.catalog_doc()
+        except FieldError:
             doc = {}
         use = await self.usage()
-        revs = FileRevisions(self.catalog_path)
-        history = revs.entries()
+        history = self.revisions.entries()
         html = await self.render_template(
             "moonhub-admin.html",
             catalog=doc,
@@ -146,7 +157,7 @@ class PageHandler(ConsoleHandler):
             history=history[:30],
             usage=use,
             catalog_error=use["catalog_error"],
-            catalog_path=str(self.catalog_path),
+            catalog_path=self.source.where,
             managed_by=self.managed_by,
         )
         self.finish(html)
@@ -170,13 +181,9 @@ class CatalogHandler(ConsoleHandler):
     @needs_scope("admin-ui")
     async def get(self) -> None:
         try:
-            self.send({"catalog": self.catalog_doc(), "revision": self.revisions.current()})
+            self.send({"catalog": await self.catalog_doc(), "revision": self.revisions.current()})
         except FieldError as e:
             self.send_field_error(e)
-
-    @property
-    def revisions(self) -> FileRevisions:
-        return FileRevisions(self.catalog_path)
 
     @web.authenticated
     @needs_scope("admin-ui")
@@ -204,8 +211,9 @@ class CatalogHandler(ConsoleHandler):
                 f"the catalog changed since you loaded it (revision {latest.revision} by {latest.by}: "
                 f"{latest.summary}); reload and edit again",
             )
-        before_text = self.catalog_path.read_text()
-        before = self.catalog_doc()
+        source = self.source
+        before_text = await source.read()
+        before = catalog_source.parse(before_text, source.where)
         if edit.get("op") == "restore":
             n = edit.get("revision")
             if isinstance(n, bool) or not isinstance(n, int):
@@ -217,10 +225,8 @@ class CatalogHandler(ConsoleHandler):
         for env, image in edits.offered_images(before, doc, edit):
             digests[env] = await image_check.digest_of(image, self.platform.config.spawner.insecure_registries)
         doc = edits.pin(doc, digests)
-        edits.write(self.catalog_path, doc)
-        rev = revs.record(
-            before_text, self.catalog_path.read_text(), self.current_user.name, edits.describe(edit), edit
-        )
+        written = await source.write(doc)
+        rev = revs.record(before_text, written, self.current_user.name, edits.describe(edit), edit)
         self.log.info("catalog revision %d by %s: %s", rev.revision, rev.by, rev.summary)
         return {
             "catalog": doc,
@@ -238,7 +244,7 @@ class HistoryHandler(ConsoleHandler):
     @web.authenticated
     @needs_scope("admin-ui")
     async def get(self) -> None:
-        revs = FileRevisions(self.catalog_path)
+        revs = self.revisions
         wanted = self.get_argument("revision", None)
         try:
             if wanted is not None:

@@ -2,7 +2,8 @@
 what it did, with the whole document after it, so that any earlier version can be restored
 (the restore is an edit too, and audited the same way).
 
-Kept as files in a folder next to the catalog (``.catalog-history/``): ``log.jsonl`` (one
+Kept as files in a folder (``spawner.catalog_history``; by default ``.catalog-history/``
+next to the catalog file, on a Helm install the hub's state volume): ``log.jsonl`` (one
 JSON object per revision) and ``<revision>.yaml`` (the document after it). Revision 0 is
 the catalog as it was before the first console edit. The newest :data:`KEEP` documents are
 kept; the log keeps every entry.
@@ -50,8 +51,8 @@ def _atomic(path: Path, text: str) -> None:
 
 
 class FileRevisions:
-    def __init__(self, catalog: Path) -> None:
-        self.dir = catalog.parent / ".catalog-history"
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
         self._log = self.dir / "log.jsonl"
 
     def entries(self) -> list[Revision]:

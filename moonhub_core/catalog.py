@@ -431,6 +431,13 @@ class CatalogStore:
                 log.info("catalog %s reloaded", self.path)
         return self._catalog
 
+    def put(self, catalog: Catalog) -> None:
+        """Use ``catalog`` now: one this process wrote where ``path`` will show it later (a
+        ConfigMap the kubelet updates in the mounted file within a minute or so). The file
+        is read again as soon as it changes."""
+        self._catalog = catalog
+        self.error = None
+
     def _fail(self, message: str) -> None:
         if message != self.error:
             log.error("catalog edit refused, the last good catalog stays in use: %s", message)

@@ -145,6 +145,14 @@ class SpawnerSection:
     #: where the catalog is edited when it is not by the admin console (e.g. "the Helm
     #: release's `catalog` value"); set: the admin console shows it read-only and says so
     catalog_managed_by: str = ""
+    #: ``namespace/name`` of the ConfigMap (key ``catalog.yaml``) the admin console writes
+    #: the catalog to, through the Kubernetes API, when ``catalog`` is where that ConfigMap is
+    #: mounted (a Helm install: the pods' mounts follow it); empty: the console writes the
+    #: catalog file itself
+    catalog_configmap: str = ""
+    #: the folder of the catalog's edit history (relative: to this config file); empty: a
+    #: ``.catalog-history`` folder next to the catalog file
+    catalog_history: str = ""
     #: registries (``host`` or ``host:port``) the admin console asks over plain HTTP when it
     #: checks an image an admin offers (loopback addresses always are); every other: HTTPS
     insecure_registries: list[str] = field(default_factory=list)
@@ -411,6 +419,13 @@ class Document:
     @property
     def catalog(self) -> Path:
         return catalog_path(self.config, self.path)
+
+    @property
+    def catalog_history(self) -> Path:
+        """Where the admin console keeps the catalog's edit history."""
+        if self.config.spawner.catalog_history:
+            return (self.path.parent / self.config.spawner.catalog_history).resolve()
+        return self.catalog.parent / ".catalog-history"
 
 
 def smtp_address(cfg: PlatformConfig) -> tuple[str, int]:

@@ -141,6 +141,38 @@ def test_each_user_and_service_gets_an_origin_by_default(helm: str) -> None:
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/services/jobs/oauth_callback"
 
 
+def test_the_catalog_is_the_consoles_to_edit_or_the_releases(helm: str) -> None:
+    """catalogEdits: "console" (the default) gives the hub its catalog ConfigMap to write and
+    a history on its state volume; "helm" keeps the console read-only (GitOps). Both mount
+    the same ConfigMap into the hub and the jobs service."""
+
+    def facts(*args: str) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in render(helm, *args)}
+        spawner = yaml.safe_load(docs[("ConfigMap", "t-moonhub-config")]["data"]["platform.yaml"])["spawner"]
+        catalog = docs[("ConfigMap", "t-moonhub-catalog")]
+        for deployment in ("t-moonhub-hub", "t-moonhub-jobs"):
+            pod = docs[("Deployment", deployment)]["spec"]["template"]["spec"]
+            assert {"name": "catalog", "configMap": {"name": "t-moonhub-catalog"}} in pod["volumes"]
+            mounts = pod["containers"][0]["volumeMounts"]
+            assert {"name": "catalog", "mountPath": "/etc/moonhub-catalog", "readOnly": True} in mounts
+        return spawner, catalog, {name for kind, name in docs if kind == "Role"}
+
+    spawner, catalog, roles = facts()
+    assert spawner["catalog"] == "/etc/moonhub-catalog/catalog.yaml"
+    assert spawner["catalog_configmap"] == "moonhub/t-moonhub-catalog" and "catalog_managed_by" not in spawner
+    assert spawner["catalog_history"].startswith("/srv/jupyterhub/"), "on the hub's state volume"
+    assert yaml.safe_load(catalog["data"]["catalog.yaml"])["environments"], "seeded from the value"
+    assert "t-moonhub-hub-catalog" in roles
+    spawner, catalog, roles = facts("--set", "catalogEdits=helm")
+    assert "helm upgrade" in spawner["catalog_managed_by"] and "catalog_configmap" not in spawner
+    assert "t-moonhub-hub-catalog" not in roles, "GitOps: the hub may not write it"
+    r = subprocess.run(
+        [helm, "template", "t", str(CHART), "--kube-version", K8S, *KUEUE, "--set", "catalogEdits=gui"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode != 0 and 'catalogEdits must be "console" or "helm"' in r.stderr
+
+
 def test_every_network_policy_selects_pods_the_chart_makes(helm: str) -> None:
     """A policy whose selector matches no pod protects nothing, and one that names a
     component no pod carries cuts that component off (both happened once)."""
@@ -218,6 +250,12 @@ RBAC = [
     ("hub", "create", "localqueues.kueue.x-k8s.io", "kube-system", False),
     ("jobs", "list", "workloads.kueue.x-k8s.io", "users", True),
     ("jobs", "delete", "workloads.kueue.x-k8s.io", "users", False),
+    # the admin console writes the catalog's ConfigMap, by name; nothing else in the release
+    ("hub", "patch", "configmaps/t-moonhub-catalog", "users", True),
+    ("hub", "get", "configmaps/t-moonhub-catalog", "users", True),
+    ("hub", "patch", "configmaps/t-moonhub-config", "users", False),
+    ("hub", "delete", "configmaps/t-moonhub-catalog", "users", False),
+    ("jobs", "patch", "configmaps/t-moonhub-catalog", "users", False),
 ]
 
 

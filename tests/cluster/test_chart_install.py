@@ -3,7 +3,7 @@ jobs service come up as pods of the hub image (from the local registry) on the l
 cluster's kubelet; a user logs in through the proxy, spawns, schedules a notebook
 from the server (the route "Schedule this notebook" uses) and reads its output; then an
 upgrade with a changed value restarts the hub and the jobs service while the user's server,
-session, workspace, job definition and run history stay."""
+session, workspace, job definition, run history and an admin's catalog edit stay."""
 
 from __future__ import annotations
 
@@ -94,15 +94,21 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     printed = "".join("".join(o.get("text", "")) for c in out.json()["content"]["cells"] for o in c.get("outputs", []))
     assert printed.strip() == "rows: 42", "the output notebook is in the user's workspace"
 
-    # the catalog comes from the release's values: the admin console shows it read-only
+    # admins edit the catalog in the console on a Helm install too (catalogEdits: console):
+    # the hub writes its ConfigMap and uses the edit at once
     admin = hub.login("admin")
     page = admin.get(f"{hub.url}/hub/moonhub-admin", timeout=30)
-    assert page.status_code == 200 and "read-only here" in page.text and "helm upgrade" in page.text
+    assert page.status_code == 200 and f"ConfigMap {NS}/{RELEASE}-moonhub-catalog" in page.text, page.text[-2000:]
     xsrf = {"X-XSRFToken": admin.cookies.get("_xsrf", path="/hub/") or ""}
-    edit = {"op": "environment", "name": "python", "enabled": False}
+    size = {"name": "tiny", "display_name": "Tiny (added in the console)", "cpu_guarantee": 0.05, "cpu_limit": 0.5,
+            "memory_guarantee": "128Mi", "memory_limit": "512Mi"}  # fmt: skip
+    edit = {"op": "add", "kind": "size", "item": size}
     r = admin.patch(f"{hub.url}/hub/moonhub-admin/api/catalog", json=edit, headers=xsrf, timeout=30)
-    assert r.status_code == 409 and r.json()["field"] == "catalog", r.text
-
+    assert r.status_code == 200 and r.json()["summary"] == "added size tiny", r.text
+    live = await core.read_namespaced_config_map(f"{RELEASE}-moonhub-catalog", NS)
+    assert "name: tiny" in live.data["catalog.yaml"]
+    other = hub.login("dora")
+    assert 'value="tiny"' in other.get(f"{hub.url}/hub/spawn/dora", timeout=30).text, "the hub uses it at once"
     # an upgrade with a changed value: the hub and the jobs service restart (their config
     # changed), the proxy, the user's server, the session and every record stay
     before = {c: [p.metadata.uid for p in await _pods(core, c)] for c in ("hub", "proxy", "jobs")}
@@ -120,6 +126,14 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     }, "generated secrets are kept across upgrades"
     config = await core.read_namespaced_config_map(f"{RELEASE}-moonhub-config", NS)
     assert "idle_timeout: 7200" in config.data["platform.yaml"]
+    # the admin's catalog edit outlived the upgrade (the chart renders the ConfigMap as it is),
+    # and so did its history (on the hub's state volume)
+    live = await core.read_namespaced_config_map(f"{RELEASE}-moonhub-catalog", NS)
+    assert "name: tiny" in live.data["catalog.yaml"], "an upgrade keeps the console's edits"
+    admin = hub.login("admin")
+    history = admin.get(f"{hub.url}/hub/moonhub-admin/api/catalog/history", timeout=30).json()["revisions"]
+    assert [h["summary"] for h in history] == ["added size tiny", "the catalog before the first console edit"]
+    assert 'value="tiny"' in hub.login("dora").get(f"{hub.url}/hub/spawn/dora", timeout=30).text
 
     pod = await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
     assert pod.metadata.uid == server_pod.metadata.uid and pod.status.phase == "Running", "the server kept running"

@@ -1,16 +1,24 @@
-"""Admin console edits to the catalog document (pure) and their write-back."""
+"""Admin console edits to the catalog document (pure), their write-back and the history."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 import yaml
 
-from admin_console.edits import apply, write
+from admin_console.catalog_source import FileSource
+from admin_console.edits import apply
 from admin_console.usage import usage
 from moonhub_core.catalog import load
 from moonhub_core.errors import FieldError
+
+
+def write(path: Path, doc: dict[str, object]) -> None:
+    """The console's write-back of the catalog file (checked first; nothing written on refusal)."""
+    asyncio.run(FileSource(path).write(doc))
+
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "moonhub_core" / "examples" / "catalog.yaml"
 DOC = yaml.safe_load(EXAMPLE.read_text())
@@ -254,3 +262,21 @@ def test_image_references_are_read_as_docker_reads_them() -> None:
     assert plain_http("registry.internal:5000", ["registry.internal:5000"]) and not plain_http("ghcr.io", [])
     said = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/python:pull"'
     assert _challenge(said)["scope"] == "repository:library/python:pull"
+
+
+def test_the_history_records_each_edit_and_keeps_the_newest_documents(tmp_path: Path) -> None:
+    from admin_console import revisions
+    from admin_console.revisions import FileRevisions
+
+    revs = FileRevisions(tmp_path / "history")
+    assert revs.entries() == [] and revs.current() == -1
+    first = revs.record("v0", "v1", "ada", "added environment r", {"op": "add"})
+    assert first.revision == 1 and revs.document(0) == "v0" and revs.document(1) == "v1"
+    assert [r.revision for r in revs.entries()] == [1, 0] and revs.entries()[1].by == ""
+    for n in range(2, revisions.KEEP + 3):
+        revs.record(f"v{n - 1}", f"v{n}", "bo", f"edit {n}", {"op": "x"})
+    assert revs.current() == revisions.KEEP + 2 and len(revs.entries()) == revisions.KEEP + 3, "the log keeps all"
+    assert revs.document(revisions.KEEP + 2) == f"v{revisions.KEEP + 2}"
+    with pytest.raises(FieldError) as e:
+        revs.document(1)
+    assert (e.value.field, e.value.status) == ("revision", 404), "older documents are not kept"

@@ -9,6 +9,7 @@
 {{- define "moonhub.jobs" -}}{{ include "moonhub.fullname" . }}-jobs{{- end -}}
 {{- define "moonhub.secret" -}}{{ include "moonhub.fullname" . }}-secret{{- end -}}
 {{- define "moonhub.config" -}}{{ include "moonhub.fullname" . }}-config{{- end -}}
+{{- define "moonhub.catalog" -}}{{ include "moonhub.fullname" . }}-catalog{{- end -}}
 {{- define "moonhub.prePuller" -}}{{ include "moonhub.fullname" . }}-pre-puller{{- end -}}
 {{- define "moonhub.userNamespace" -}}{{ .Values.userNamespace.name | default (printf "%s-users" .Release.Namespace) }}{{- end -}}
 {{- define "moonhub.hubImage" -}}{{ .Values.images.hub.repository }}:{{ .Values.images.hub.tag }}{{- end -}}
