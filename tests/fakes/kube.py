@@ -317,6 +317,10 @@ class FakeKube:
                 except (ValueError, KeyError, IndexError) as e:
                     raise ApiError(422, "Invalid", str(e)) from e
             else:
+                # a merge patch naming a resourceVersion is a precondition (the API server's)
+                given = ((patch.get("metadata") or {}) if isinstance(patch, dict) else {}).get("resourceVersion")
+                if given and given != current["metadata"]["resourceVersion"]:
+                    raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}"')
                 changed = merge_patch(current, patch)
             changed["metadata"].pop("resourceVersion", None)
             return 200, self._replace(key, changed)

@@ -1,0 +1,149 @@
+"""The admin console's middle tier: its real handlers in a real JupyterHub (JupyterHub's own
+``MockHub``: the hub application, its database, login, scopes and XSRF checks, with a
+mock spawner and PAM login where the password is the user name), served in-process with
+configurable-http-proxy in front, against the fake Kubernetes API (``tests/fakes/kube.py``).
+
+The hub runs on an event loop of its own in a thread (tornado's), so tests call it over
+real HTTP with ``requests`` as the hub tier does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from jupyterhub.tests.mocking import MockHub
+from jupyterhub.tests.utils import public_url
+from kubernetes_asyncio import client
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from traitlets.config import Config
+
+from admin_console.handlers import TEMPLATES, handlers
+from localcluster.config import REPO
+from moonhub_core.platform import HUB_SETTING, Document, load
+from tests.fakes import kube as fake_kube
+
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+NAMESPACE = "moonhub-users"
+
+
+@dataclass
+class ConsoleHub:
+    url: str
+    kube: fake_kube.FakeKube
+    folder: Path
+    hub: MockHub
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def catalog(self) -> Path:
+        return self.folder / "catalog.yaml"
+
+    def login(self, user: str) -> requests.Session:
+        s = requests.Session()
+        s.get(f"{self.url}hub/login", timeout=30).raise_for_status()
+        r = s.post(
+            f"{self.url}hub/login",
+            data={"username": user, "password": user, "_xsrf": s.cookies.get("_xsrf")},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return s
+
+    def call(self, s: requests.Session, method: str, path: str, **kw: Any) -> requests.Response:
+        """A console route as its page calls it (session cookie + XSRF header)."""
+        headers = {"X-XSRFToken": s.cookies.get("_xsrf") or ""}
+        return s.request(method, f"{self.url}hub/moonhub-admin{path}", headers=headers, timeout=30, **kw)
+
+    def edit(self, s: requests.Session, edit: dict[str, Any]) -> requests.Response:
+        return self.call(s, "PATCH", "/api/catalog", json=edit)
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, s: requests.Session, user: str, **options: Any) -> None:
+        """A running server of ``user`` (logged in as ``s``) with these choices (the mock
+        spawner starts a small local server)."""
+        headers = {"X-XSRFToken": s.cookies.get("_xsrf") or ""}
+        r = s.post(f"{self.url}hub/api/users/{user}/server", json=options, headers=headers, timeout=30)
+        # (logging in may have started it already: the mock spawner has no form to wait on)
+        assert r.status_code in (201, 202) or "is already running" in r.text, r.text
+        deadline = time.monotonic() + 30
+        while not s.get(f"{self.url}hub/api/users/{user}", headers=headers, timeout=30).json()["servers"][""]["ready"]:
+            assert time.monotonic() < deadline, f"{user}'s mock server did not start"
+            time.sleep(0.2)
+
+        async def chosen() -> None:
+            # the mock spawner keeps no choices: set as MoonSpawner's load_user_options does
+            self.hub.users[user].spawner.user_options = dict(options)
+
+        self.run(chosen())
+
+
+def _platform(folder: Path, **spawner: Any) -> Document:
+    doc = {"auth": {"type": "development"}, "spawner": {"catalog": "catalog.yaml", **spawner}}
+    path = folder / "platform.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return Document(load(path), path)
+
+
+def _start(folder: Path, spawner: dict[str, Any], ready: Future[ConsoleHub]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def start() -> ConsoleHub:
+        kube = fake_kube.FakeKube()
+        sock, port = bind_unused_port()
+        server = HTTPServer(fake_kube.app(kube))
+        server.add_sockets([sock])
+        # what kubespawner's shared clients (the console's) talk to: the fake
+        client.Configuration.set_default(client.Configuration(host=f"http://127.0.0.1:{port}"))
+        c = Config()
+        c.JupyterHub.extra_handlers = handlers()
+        c.JupyterHub.template_paths = [str(TEMPLATES)]
+        c.JupyterHub.tornado_settings = {HUB_SETTING: _platform(folder, **spawner), "moonhub_kube_loaded": True}
+        c.Authenticator.admin_users = {"admin"}
+        c.ConfigurableHTTPProxy.command = [str(CHP)]
+        c.ConfigurableHTTPProxy.pid_file = str(folder / "proxy.pid")
+        c.JupyterHub.pid_file = str(folder / "hub.pid")
+        c.JupyterHub.cookie_secret_file = str(folder / "cookie_secret")
+        hub = MockHub(config=c)
+        await hub.initialize([])
+        await hub.start()
+        return ConsoleHub(public_url(hub), kube, folder, hub, loop)
+
+    try:
+        ready.set_result(loop.run_until_complete(start()))
+    except BaseException as e:
+        ready.set_exception(e)
+        return
+    loop.run_forever()
+
+
+@contextlib.contextmanager
+def console_hub(folder: Path, catalog: Path, **spawner: Any) -> Iterator[ConsoleHub]:
+    """A MockHub with the console, the catalog copied into ``folder``."""
+    shutil.copy(catalog, folder / "catalog.yaml")
+    before = client.Configuration.get_default_copy()
+    ready: Future[ConsoleHub] = Future()
+    thread = threading.Thread(target=_start, args=(folder, spawner, ready), daemon=True)
+    thread.start()
+    hub = ready.result(60)
+    try:
+        yield hub
+    finally:
+        hub.run(hub.hub.stop())
+        hub.loop.call_soon_threadsafe(hub.loop.stop)
+        thread.join(30)
+        client.Configuration.set_default(before)
