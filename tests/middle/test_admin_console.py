@@ -67,6 +67,8 @@ def test_only_admins_reach_any_route(console: ConsoleHub, admin: requests.Sessio
         assert r.status_code in (302, 403), (method, path, r.status_code)
     page = console.call(admin, "GET", "")
     assert page.status_code == 200 and "Catalog history" in page.text and 'id="add-environment"' in page.text
+    assert "MoonHub admin" in admin.get(f"{console.url}hub/home", timeout=30).text, "in the admin's navigation bar"
+    assert "MoonHub admin" not in nia.get(f"{console.url}hub/home", timeout=30).text
     # a call with the session cookie but without the XSRF token is refused
     r = admin.patch(f"{console.url}hub/moonhub-admin/api/catalog", json={"op": "rename"}, timeout=30)
     assert r.status_code == 403 and load(console.catalog).size("xl") is None
