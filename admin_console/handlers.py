@@ -32,8 +32,6 @@ from .revisions import FileRevisions
 from .usage import usage
 
 TEMPLATES = Path(__file__).with_name("templates")
-#: one catalog edit at a time in this hub (read, check, write and record as one step)
-_EDITING = asyncio.Lock()
 
 
 class ConsoleHandler(JsonResponses, BaseHandler):
@@ -194,7 +192,8 @@ class CatalogHandler(ConsoleHandler):
                 raise ReadOnly("catalog", f"read-only here: it is managed by {self.managed_by}")
             if not isinstance(edit, dict):
                 raise FieldError("body", "must be a JSON object")
-            async with _EDITING:
+            # one catalog edit at a time in this hub (read, check, write and record as one step)
+            async with self.settings.setdefault("moonhub_catalog_editing", asyncio.Lock()):
                 answer = await self._edit(dict(edit))
         except FieldError as e:
             self.send_field_error(e)
