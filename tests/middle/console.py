@@ -131,6 +131,10 @@ def _start(folder: Path, spawner: dict[str, Any], ready: Future[ConsoleHub]) -> 
     loop.run_forever()
 
 
+#: the slowest start and stop of a console hub in this process (printed with the timings)
+SLOWEST: dict[str, float] = {}
+
+
 @contextlib.contextmanager
 def console_hub(folder: Path, catalog: Path, **spawner: Any) -> Iterator[ConsoleHub]:
     """A MockHub with the console, the catalog copied into ``folder``."""
@@ -138,12 +142,22 @@ def console_hub(folder: Path, catalog: Path, **spawner: Any) -> Iterator[Console
     before = client.Configuration.get_default_copy()
     ready: Future[ConsoleHub] = Future()
     thread = threading.Thread(target=_start, args=(folder, spawner, ready), daemon=True)
+    t0 = time.monotonic()
     thread.start()
     hub = ready.result(60)
+    _slowest("admin console middle tier: MockHub start", time.monotonic() - t0)
     try:
         yield hub
     finally:
-        hub.run(hub.hub.stop())
-        hub.loop.call_soon_threadsafe(hub.loop.stop)
-        thread.join(30)
-        client.Configuration.set_default(before)
+        t1 = time.monotonic()
+        try:
+            hub.run(hub.hub.stop(), timeout=20)
+        finally:
+            hub.loop.call_soon_threadsafe(hub.loop.stop)
+            thread.join(10)
+            client.Configuration.set_default(before)
+            _slowest("admin console middle tier: MockHub stop", time.monotonic() - t1)
+
+
+def _slowest(what: str, seconds: float) -> None:
+    SLOWEST[what] = max(SLOWEST.get(what, 0.0), seconds)

@@ -18,7 +18,7 @@ import yaml
 
 from moonhub_core.catalog import EXAMPLE, load
 from moonhub_core.pods import GPU_NODE_SELECTOR
-from tests.middle.console import ConsoleHub, console_hub
+from tests.middle.console import SLOWEST, ConsoleHub, console_hub
 
 ROUTES = [
     ("GET", ""),
@@ -30,6 +30,13 @@ ROUTES = [
 ]
 SIZE = {"name": "xl", "display_name": "Extra large", "cpu_guarantee": 1, "cpu_limit": 2,
         "memory_guarantee": "1Gi", "memory_limit": "2Gi"}  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hub_times(timings: dict[str, float]) -> Iterator[None]:
+    """The slowest MockHub start and stop, with the run's timings (a slow run says which)."""
+    yield
+    timings.update(SLOWEST)
 
 
 @pytest.fixture(scope="module")
