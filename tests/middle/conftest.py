@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from jobs_service import bodies, settings
 from jobs_service.db import open_db
 from jobs_service.notify import EmailPolicy, WebhookPolicy
 from jobs_service.service import JobsService
-from moonhub_core.catalog import shared_store
+from moonhub_core.catalog import EXAMPLE, shared_store
 from tests.conftest import JOB_LIMITS, Mailbox
 from tests.fakes import hub as fake_hub
 from tests.fakes import kube as fake_kube
@@ -202,8 +203,11 @@ def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
         api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{k_port}"))
         # the service's own port first: runs' pods reach its launch routes there
         sock, port = bind_unused_port()
+        # the catalog: a copy an admin may edit (a test removes an environment from it)
+        shutil.copy(EXAMPLE, folder / "catalog.yaml")
         svc_settings = settings.for_tests(
             namespace=NAMESPACE,
+            catalog_path=folder / "catalog.yaml",
             snapshot_dir=folder / "snapshots",
             db_url=f"sqlite:///{folder / 'jobs.sqlite'}",
             launch_url=f"http://127.0.0.1:{port}{PREFIX}launch",

@@ -52,6 +52,41 @@ def test_entitlements_are_checked_again_at_every_run_and_reconcile(middle: Middl
     assert lena.call("DELETE", f"/jobs/{job['id']}").status_code == 204
 
 
+def test_a_job_whose_environment_an_admin_removed_is_held_and_its_owner_told(middle: Middle) -> None:
+    """An admin removes an environment from the catalog (the console's edit): the next
+    reconcile holds the jobs that use it, with a reason that says what to do, and mails
+    their owners; choosing another environment resumes the job."""
+    import yaml
+
+    sam = middle.user("sam")
+    body = {
+        **job_body("tf-report", environment="tensorflow", schedule="0 4 * * *"),
+        "notify": {"emails": ["sam@example.org"]},
+    }
+    r = sam.call("POST", "/jobs", body)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    catalog = middle.folder / "catalog.yaml"
+    before = catalog.read_text()
+    doc = yaml.safe_load(before)
+    doc["environments"] = [e for e in doc["environments"] if e["name"] != "tensorflow"]
+    catalog.write_text(yaml.safe_dump(doc))
+    try:
+        mails = len(middle.mailbox)
+        middle.run(middle.service.reconcile())
+        reason = sam.call("GET", f"/jobs/{job['id']}").json()["suspended_reason"] or ""
+        assert "no environment named 'tensorflow'" in reason and "pick another" in reason, reason
+        assert _suspended(middle, job["cronjob"])
+        told = [m for m in middle.mailbox[mails:] if "tf-report" in str(m["Subject"])]
+        assert told and "pick another" in told[0].get_content(), [m["Subject"] for m in middle.mailbox[mails:]]
+        r = sam.call("PATCH", f"/jobs/{job['id']}", {"environment": "python", "active": True})
+        assert r.status_code == 200 and r.json()["suspended_reason"] is None, r.text
+        assert not _suspended(middle, job["cronjob"])
+    finally:
+        catalog.write_text(before)
+        sam.call("DELETE", f"/jobs/{job['id']}")
+
+
 def test_team_secrets_follow_group_membership(middle: Middle) -> None:
     vera, walt = middle.user("vera", groups=["data-eng"]), middle.user("walt")
     boss = middle.user("admin", admin=True)
