@@ -26,7 +26,7 @@ from moonhub_core.jsonhttp import JsonResponses, read_json
 from moonhub_core.kueue_api import Queues
 from moonhub_core.platform import HUB_SETTING, Document
 
-from . import catalog_source, edits, image_check
+from . import catalog_source, edits, image_check, image_probe
 from .catalog_source import CatalogSource, ConfigMapSource, FileSource
 from .revisions import FileRevisions
 from .usage import usage
@@ -220,9 +220,14 @@ class CatalogHandler(ConsoleHandler):
             doc = yaml.safe_load(revs.document(n)) or {}
         else:
             doc = edits.apply(before, edit)
-        digests = {}
+        digests, probes = {}, {}
         for env, image in edits.offered_images(before, doc, edit):
             digests[env] = await image_check.digest_of(image, self.platform.config.spawner.insecure_registries)
+            self._kube()
+            pinned = image if "@" in image else f"{image}@{digests[env]}"
+            probes[env] = await image_probe.starts_as_server(
+                shared_client("CoreV1Api"), self.platform.config.spawner.namespace, pinned
+            )
         doc = edits.pin(doc, digests)
         written = await source.write(doc)
         rev = revs.record(before_text, written, self.current_user.name, edits.describe(edit), edit)
@@ -232,6 +237,7 @@ class CatalogHandler(ConsoleHandler):
             "revision": rev.revision,
             "summary": rev.summary,
             "checked_images": digests,
+            "started_as_server": probes,
             "in_use": edits.in_use(before, doc, self.running_servers()),
         }
 

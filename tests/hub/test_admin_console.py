@@ -118,9 +118,19 @@ async def test_an_environment_added_is_checked_pinned_spawned_removed_and_restor
     assert r.status_code == 400 and r.json()["field"] == "image" and "not in the registry" in r.text, r.text
     assert hub.catalog.read_text() == before
 
-    # one it has is added, pinned by the digest the registry answers
+    # one it has that is no notebook server (the storage helper's) is refused with what it said
+    helper = image.split("/moonhub/")[0] + "/moonhub/storage-helper:glusterfs-10"
+    r = patch({"op": "add", "kind": "environment", "item": {**add, "image": helper}, "base_revision": base})
+    assert r.status_code == 400 and r.json()["field"] == "image", r.text
+    assert "does not start as a notebook server" in r.text and "jupyterhub-singleuser" in r.text, r.text
+    assert hub.catalog.read_text() == before
+    pods = await core.list_namespaced_pod("moonhub-users", label_selector="moonhub.io/component=image-probe")
+    assert pods.items == [] or all(p.metadata.deletion_timestamp for p in pods.items), "the probe is removed"
+
+    # one it has is added, pinned by the digest the registry answers, once it started as a server
     r = patch({"op": "add", "kind": "environment", "item": add, "base_revision": base})
     assert r.status_code == 200, r.text
+    assert r.json()["started_as_server"]["second-lab"], r.text  # jupyterhub-singleuser's version
     digest = r.json()["checked_images"]["second-lab"]
     added_at = r.json()["revision"]
     env = load(hub.catalog).environment("second-lab")

@@ -280,3 +280,26 @@ def test_the_history_records_each_edit_and_keeps_the_newest_documents(tmp_path: 
     with pytest.raises(FieldError) as e:
         revs.document(1)
     assert (e.value.field, e.value.status) == ("revision", 404), "older documents are not kept"
+
+
+def test_the_image_probe_runs_as_a_server_would_and_reads_the_kubelets_answer() -> None:
+    from admin_console.image_probe import COMMAND, probe_pod, verdict
+    from moonhub_core.pods import GPU_NODE_LABEL
+
+    pod = probe_pod("p", "r/x@sha256:" + "0" * 64)
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    assert c["command"][-2:] == COMMAND and c["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "Never"
+    term = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"] == [{"key": GPU_NODE_LABEL, "operator": "DoesNotExist"}], "never on a GPU node"
+
+    def status(**state: object) -> dict[str, object]:
+        return {"status": {"phase": "Running", "containerStatuses": [{"state": state}]}}
+
+    assert verdict(status(waiting={"reason": "ContainerCreating"}), "") is None
+    assert verdict(status(terminated={"exitCode": 0}), "5.4.2\n") == (True, "5.4.2")
+    ok, said = verdict(status(terminated={"exitCode": 127}), "sh: jupyterhub-singleuser: not found")  # type: ignore[misc]
+    assert not ok and "exited with 127" in said and "not found" in said
+    ok, said = verdict(status(waiting={"reason": "ErrImagePull", "message": "manifest unknown"}), "")  # type: ignore[misc]
+    assert not ok and said == "ErrImagePull: manifest unknown"
