@@ -24,6 +24,7 @@ import requests
 import yaml
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import public_url
+from jupyterhub.utils import random_port
 from kubernetes_asyncio import client
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -114,6 +115,10 @@ def _start(folder: Path, spawner: dict[str, Any], ready: Future[ConsoleHub]) -> 
         c.JupyterHub.template_paths = [str(TEMPLATES)]
         c.JupyterHub.tornado_settings = {HUB_SETTING: _platform(folder, **spawner), "moonhub_kube_loaded": True}
         c.Authenticator.admin_users = {"admin"}
+        # after login, the home page: no server starts unless a test asks (a mock server left
+        # running at the end is stopped after the proxy, whose routes it then waits for)
+        c.JupyterHub.bind_url = f"http://127.0.0.1:{random_port()}/"
+        c.JupyterHub.default_url = "/hub/home"
         c.ConfigurableHTTPProxy.command = [str(CHP)]
         c.ConfigurableHTTPProxy.pid_file = str(folder / "proxy.pid")
         c.JupyterHub.pid_file = str(folder / "hub.pid")
