@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from localcluster.config import REPO
 from moonhub_core.catalog import load
@@ -15,15 +15,19 @@ from tests.conftest import Hub
 SHOTS = REPO / "test-results"
 
 
+async def _log_in(page: Page, hub: Hub, user: str) -> None:
+    await page.goto(f"{hub.url}/hub/login")
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", hub.password)
+    await page.click("#login_submit")
+
+
 async def test_admin_console(hub: Hub, browser: Browser) -> None:
     SHOTS.mkdir(exist_ok=True)
     before = hub.catalog.read_text()
     page = await browser.new_page(viewport={"width": 1300, "height": 1100})
     try:
-        await page.goto(f"{hub.url}/hub/login")
-        await page.fill("#username_input", "admin")
-        await page.fill("#password_input", hub.password)
-        await page.click("#login_submit")
+        await _log_in(page, hub, "admin")
         # admins find it in the hub's navigation bar
         await page.goto(f"{hub.url}/hub/home")
         await page.get_by_role("link", name="MoonHub admin").click()
@@ -57,10 +61,7 @@ async def test_an_admin_adds_an_environment_in_the_browser_and_a_user_spawns_it(
     user = "bruno"
     s = hub.login(user)
     try:
-        await page.goto(f"{hub.url}/hub/login")
-        await page.fill("#username_input", "admin")
-        await page.fill("#password_input", hub.password)
-        await page.click("#login_submit")
+        await _log_in(page, hub, "admin")
         await page.goto(f"{hub.url}/hub/moonhub-admin")
         form = page.locator("#add-environment")
         await form.get_by_label("Name", exact=True).fill("browser-lab")

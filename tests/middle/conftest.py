@@ -33,7 +33,6 @@ from jupyterhub.services.auth import HubOAuth
 from kubernetes_asyncio import client
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
-from tornado.web import Application
 
 from jobs_service import app as jobs_app
 from jobs_service import bodies, settings
@@ -46,19 +45,13 @@ from tests.fakes import hub as fake_hub
 from tests.fakes import kube as fake_kube
 from tests.fakes.kube import now as kube_now
 from tests.hub.jobs_client import Jobs
+from tests.middle.serving import listen, run_loop
 
 NAMESPACE = "moonhub-users"
 PREFIX = "/services/jobs/"
 #: the fake's API roots of the objects tests play the cluster with
 CORE, BATCH = "api/v1", "apis/batch/v1"
 _TICKS = itertools.count(29_000_000)
-
-
-def _listen(app: Application) -> tuple[HTTPServer, int]:
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    return server, port
 
 
 def _bound(pvc: dict[str, Any]) -> None:
@@ -191,14 +184,11 @@ class Middle:
 
 
 def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    async def start() -> Middle:
+    async def start(loop: asyncio.AbstractEventLoop) -> Middle:
         kube, hub = fake_kube.FakeKube(), fake_hub.FakeHub()
         kube.on_create("persistentvolumeclaims", _bound)
-        k_server, k_port = _listen(fake_kube.app(kube))
-        h_server, h_port = _listen(fake_hub.app(hub))
+        k_server, k_port = listen(fake_kube.app(kube))
+        h_server, h_port = listen(fake_hub.app(hub))
         hub_api = f"http://127.0.0.1:{h_port}/hub/api"
         api = client.ApiClient(client.Configuration(host=f"http://127.0.0.1:{k_port}"))
         # the service's own port first: runs' pods reach its launch routes there
@@ -242,12 +232,7 @@ def _start(folder: Path, smtp_port: int, ready: Future[Middle]) -> None:
         url = f"http://127.0.0.1:{port}"
         return Middle(kube, hub, service, url, loop, folder, [k_server, h_server, server])
 
-    try:
-        ready.set_result(loop.run_until_complete(start()))
-    except BaseException as e:
-        ready.set_exception(e)
-        return
-    loop.run_forever()
+    run_loop(start, ready)
 
 
 @contextlib.contextmanager

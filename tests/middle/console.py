@@ -26,14 +26,13 @@ from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import public_url
 from jupyterhub.utils import random_port
 from kubernetes_asyncio import client
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 from traitlets.config import Config
 
 from admin_console.handlers import TEMPLATES, handlers
 from localcluster.config import REPO
 from moonhub_core.platform import HUB_SETTING, Document, load
 from tests.fakes import kube as fake_kube
+from tests.middle.serving import listen, run_loop
 
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 NAMESPACE = "moonhub-users"
@@ -100,14 +99,9 @@ def _platform(folder: Path, **spawner: Any) -> Document:
 
 
 def _start(folder: Path, spawner: dict[str, Any], ready: Future[ConsoleHub]) -> None:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    async def start() -> ConsoleHub:
+    async def start(loop: asyncio.AbstractEventLoop) -> ConsoleHub:
         kube = fake_kube.FakeKube()
-        sock, port = bind_unused_port()
-        server = HTTPServer(fake_kube.app(kube))
-        server.add_sockets([sock])
+        _, port = listen(fake_kube.app(kube))
         # what kubespawner's shared clients (the console's) talk to: the fake
         client.Configuration.set_default(client.Configuration(host=f"http://127.0.0.1:{port}"))
         c = Config()
@@ -128,12 +122,7 @@ def _start(folder: Path, spawner: dict[str, Any], ready: Future[ConsoleHub]) -> 
         await hub.start()
         return ConsoleHub(public_url(hub), kube, folder, hub, loop)
 
-    try:
-        ready.set_result(loop.run_until_complete(start()))
-    except BaseException as e:
-        ready.set_exception(e)
-        return
-    loop.run_forever()
+    run_loop(start, ready)
 
 
 #: the slowest start and stop of a console hub in this process (printed with the timings)
