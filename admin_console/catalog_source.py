@@ -44,6 +44,20 @@ def render(doc: dict[str, Any]) -> tuple[str, Catalog]:
         os.unlink(tmp)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """``path`` replaced by ``text`` at once (readers see the old file or the new one), world
+    readable as the catalog must be."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def parse(text: str, where: str) -> dict[str, Any]:
     """The catalog document in ``text``; ReadOnly (409) when it is not a YAML mapping."""
     try:
@@ -79,15 +93,7 @@ class FileSource:
 
     async def write(self, doc: dict[str, Any]) -> str:
         text, _ = render(doc)
-        fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".yaml", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(self.path, text)
         return text
 
 

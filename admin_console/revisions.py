@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from moonhub_core.errors import NotFound
+
+from .catalog_source import write_atomically
 
 #: documents kept for restoring (the audit log itself is never cut)
 KEEP = 50
@@ -37,17 +37,6 @@ class Revision:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class FileRevisions:
@@ -93,6 +82,6 @@ class FileRevisions:
         return rev
 
     def _append(self, rev: Revision, text: str) -> None:
-        _atomic(self.dir / f"{rev.revision}.yaml", text)
+        write_atomically(self.dir / f"{rev.revision}.yaml", text)
         with self._log.open("a") as f:
             f.write(json.dumps(rev.as_dict()) + "\n")
