@@ -371,7 +371,7 @@ class MoonSpawner(SpawnForm):
             wait,
             self._queued,
             self._watch_workloads,
-            self.pod_reflector.next_change,
+            lambda timeout: self.pod_reflector.next_change(timeout),  # (the reflector in use then)
         )
         metrics.SPAWN_FAILURES.labels(reason="over_quota").inc()
         return message
