@@ -69,6 +69,16 @@ class ConsoleHub:
     def edit(self, s: requests.Session, edit: dict[str, Any]) -> requests.Response:
         return self.call(s, "PATCH", "/api/catalog", json=edit)
 
+    def stop_server(self, s: requests.Session, user: str) -> None:
+        """Stop ``user``'s server and wait until it is gone (a hub stopped while a server
+        still stops waits on the proxy's routes)."""
+        headers = {"X-XSRFToken": s.cookies.get("_xsrf") or ""}
+        s.delete(f"{self.url}hub/api/users/{user}/server", headers=headers, timeout=30)
+        deadline = time.monotonic() + 30
+        while s.get(f"{self.url}hub/api/users/{user}", headers=headers, timeout=30).json()["servers"]:
+            assert time.monotonic() < deadline, f"{user}'s mock server did not stop"
+            time.sleep(0.2)
+
     def run(self, coro: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 

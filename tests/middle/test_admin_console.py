@@ -155,8 +155,7 @@ def test_the_answer_names_the_servers_an_edit_touches(
         r = console.edit(admin, {"op": "environment", "name": "python", "groups": ["ops"]})
         assert r.status_code == 200 and r.json()["in_use"] == [], "a change to an unused item touches no one"
     finally:
-        headers = {"X-XSRFToken": ada.cookies.get("_xsrf") or ""}
-        ada.delete(f"{console.url}hub/api/users/ada/server", headers=headers, timeout=30)
+        console.stop_server(ada, "ada")
 
 
 def test_usage_reads_the_cluster(console: ConsoleHub, admin: requests.Session) -> None:
