@@ -203,13 +203,10 @@ class CatalogHandler(ConsoleHandler):
     async def _edit(self, edit: dict[str, Any]) -> dict[str, Any]:
         revs = self.revisions
         base = edit.pop("base_revision", None)
-        if base is not None and base != revs.current():
-            latest = revs.entries()[0]
-            raise Conflict(
-                "base_revision",
-                f"the catalog changed since you loaded it (revision {latest.revision} by {latest.by}: "
-                f"{latest.summary}); reload and edit again",
-            )
+        latest = revs.latest()
+        if base is not None and base != (latest.revision if latest else -1):
+            since = f"revision {latest.revision} by {latest.by}: {latest.summary}" if latest else "its history is new"
+            raise Conflict("base_revision", f"the catalog changed since you loaded it ({since}); reload and edit again")
         source = self.source
         before_text = await source.read()
         before = catalog_source.parse(before_text, source.where)

@@ -30,8 +30,6 @@ COMMAND = ["jupyterhub-singleuser", "--version"]
 PROBE = "image-probe"
 #: seconds a probe may take, its first pull included
 WAIT = 120.0
-#: the kubelet's reasons for a container that will not start, whatever the wait
-REFUSED = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError")
 
 
 def probe_pod(name: str, image: str) -> dict[str, Any]:
@@ -75,13 +73,12 @@ def probe_pod(name: str, image: str) -> dict[str, Any]:
 
 def verdict(pod: dict[str, Any], log: str) -> tuple[bool, str] | None:
     """Pure: (started, what to say) once the pod tells, else None (still going)."""
+    refused = podc.image_problem(pod) or podc.container_problem(pod)  # the kubelet's, as for spawns
+    if refused:
+        return False, refused[1]
     status = pod.get("status") or {}
     for cs in status.get("containerStatuses") or []:
-        state = cs.get("state") or {}
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") in REFUSED:
-            return False, f"{waiting.get('reason')}: {waiting.get('message') or ''}".strip(": ")
-        done = state.get("terminated")
+        done = (cs.get("state") or {}).get("terminated")
         if done:
             said = (log or done.get("message") or "").strip()[-500:]
             if done.get("exitCode") == 0:

@@ -52,10 +52,19 @@ class FileRevisions:
             return []
         return [Revision(**json.loads(line)) for line in reversed(lines) if line.strip()]
 
+    def latest(self) -> Revision | None:
+        """The newest revision (None: no console edit yet); only its line is parsed."""
+        try:
+            lines = self._log.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        last = next((line for line in reversed(lines) if line.strip()), None)
+        return Revision(**json.loads(last)) if last else None
+
     def current(self) -> int:
-        """The newest revision (-1: no console edit yet)."""
-        found = self.entries()
-        return found[0].revision if found else -1
+        """The newest revision's number (-1: no console edit yet)."""
+        latest = self.latest()
+        return latest.revision if latest else -1
 
     def document(self, revision: int) -> str:
         """The catalog as it was after ``revision``; NotFound (404) for one never made or

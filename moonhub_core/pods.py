@@ -82,3 +82,39 @@ def choice_labels(environment: str, size: str, gpu_type: str | None, gpu_count: 
         GPU_TYPE: gpu_type or "none",
         GPU_COUNT: str(gpu_count),
     }
+
+
+# ---- the kubelet refusing a container: waiting does not help -----------------------------
+#: the image can not be pulled
+IMAGE_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
+#: the kubelet will not start the container as the pod asks; retrying does not help
+CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError")
+
+
+def _waiting(pod: dict[str, Any] | None, reasons: tuple[str, ...]) -> tuple[str, str, str] | None:
+    """(image, reason, message) of the first container waiting for one of ``reasons`` (pure)."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in reasons:
+            return cs.get("image", "?"), waiting["reason"], waiting.get("message", "")
+    return None
+
+
+def image_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(image, message) when a container's image can not be pulled (pure)."""
+    found = _waiting(pod, IMAGE_ERRORS)
+    return (found[0], f"{found[1]}: {found[2]}".strip(": ")) if found else None
+
+
+def container_problem(pod: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(image, explanation) when the kubelet refuses to start a container (pure)."""
+    found = _waiting(pod, CONFIG_ERRORS)
+    if not found:
+        return None
+    image, reason, message = found
+    if "runAsNonRoot" in message:
+        return image, (
+            "the image runs as root and MoonHub starts servers only as a non-root user; "
+            f"the image needs a numeric non-root USER (kubelet: {message})"
+        )
+    return image, f"{reason}: {message}".strip(": ")
