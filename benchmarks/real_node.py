@@ -20,6 +20,8 @@ the hub says ready -> JupyterLab answers through the proxy.
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import statistics
 import threading
 import time
@@ -89,6 +91,12 @@ def login(user: str, password: str) -> requests.Session:
     s = requests.Session()
     s.get(f"{URL}/hub/login").raise_for_status()
     s.post(f"{URL}/hub/login", data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf")})
+    # a browser sends a cookie of Domain=.localhost (the hub's, for the users' host names)
+    # to localhost itself; Python's cookie jar does not, and the hub's XSRF tokens are tied
+    # to its session cookie: the same cookie for the bare host too
+    for c in list(s.cookies):
+        if c.domain == ".localhost":
+            s.cookies.set(c.name, c.value, domain="localhost.local", path=c.path)
     return s
 
 
@@ -100,9 +108,14 @@ def hub_api(s: requests.Session, method: str, path: str, **kw: Any) -> requests.
 
 def spawn(s: requests.Session, user: str, clock: PodClock, timeout: float = 180) -> dict[str, float]:
     """Seconds from submitting the spawn form to each phase (the last: JupyterLab answers)."""
+    # where the form itself posts, with the token in its action, as a browser sends it
+    form = s.get(f"{URL}/hub/spawn/{user}")
+    found = re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text)
+    action = html.unescape(found.group(1)) if found else f"/hub/spawn/{user}"
     t0 = time.monotonic()
-    xsrf = s.cookies.get("_xsrf", path="/hub/") or ""
-    s.post(f"{URL}/hub/spawn/{user}", data={"_xsrf": xsrf, "environment": "python", "size": "small"})
+    r = s.post(f"{URL}{action}", data={"environment": "python", "size": "small"})
+    if r.status_code >= 400:
+        raise SystemExit(f"{user}'s spawn was refused: {r.status_code} {r.text[:300]}")
     at: dict[str, float] = {}
     pod = f"jupyter-{user}"
     while time.monotonic() - t0 < timeout:
@@ -154,6 +167,8 @@ def run_now_to_first_cell(s: requests.Session, user: str) -> float:
 
 
 def figures(name: str, xs: list[float]) -> None:
+    if not xs:
+        return
     xs = sorted(xs)
     p95 = xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
     print(f"{name:44} n={len(xs):3}  p50 {statistics.median(xs):5.2f} s  p95 {p95:5.2f} s  max {xs[-1]:5.2f} s")

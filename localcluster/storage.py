@@ -1,13 +1,14 @@
-"""Workspace volumes on the local cluster: Rancher's local-path-provisioner (upstream, built
-from the Go module proxy) behind two StorageClasses:
+"""Workspace volumes on the local cluster, behind two StorageClasses:
 
 - ``glusterfs`` (the default, what the catalog names): folders on the cluster's GlusterFS
-  volume (:mod:`.gluster`), through the provisioner's shared-filesystem mode. Each folder gets
-  a Gluster directory quota of the claim's size when it is made (the helper pod runs
-  Gluster's CLI against the machine's glusterd), so the storage enforces the size. Team
-  folders (claims annotated ``moonhub.io/gid``) get that group and mode 2770;
-- ``local-path``: folders on the node's own disk (the baseline the storage benchmark
-  compares with).
+  volume (:mod:`.gluster`), made by MoonHub's storage agent (``storage_agent.provision``),
+  which runs on this machine where the volume is mounted and Gluster's CLI reaches glusterd.
+  Each folder gets a Gluster directory quota of the claim's size when it is made, so the
+  storage enforces the size. Team folders (claims annotated ``moonhub.io/gid``) get that
+  group and mode 2770, workspaces their uid and 0700;
+- ``local-path``: folders on the node's own disk by Rancher's local-path-provisioner
+  (upstream, built from the Go module proxy): the baseline the storage benchmark compares
+  with. It also removes the Gluster class's volumes it made before the agent made them.
 
 The controller manager's host-path provisioner is gone: its volumes are ``hostPath`` PVs made
 as root with mode 0750, and the kubelet applies ``fsGroup`` only to volumes it manages, so a
@@ -15,8 +16,9 @@ notebook's non-root user could not write its own workspace. local-path-provision
 volume's folder with a helper pod (our Debian base image) and hands out ``local`` PVs, which
 the kubelet does give the pod's ``fsGroup``.
 
-The provisioner runs on the host with its own identity (RBAC as upstream's manifest); its
-helper pods run in ``local-path-storage``. Pure builders; :mod:`.cli` applies and starts.
+The provisioner and the agent run on the host with identities of their own (RBAC below);
+the provisioner's helper pods run in ``local-path-storage``. Pure builders; :mod:`.cli`
+applies and starts.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from moonhub_core import uids, workspaces
+from moonhub_core import uids
+from storage_agent import provision
 
 from . import gluster
 from .config import ClusterConfig
@@ -51,24 +54,6 @@ def helper_image() -> str:
     """Debian with Gluster's CLI (images/storage-helper)."""
     return ref("moonhub/storage-helper", "latest")
 
-
-#: the claim annotation that makes a folder a team folder of that numeric group (its owner
-#: group, mode 2770); set only by MoonHub's services (users can not create claims)
-GID_ANNOTATION = workspaces.GID
-#: where a claim's folder goes: ``<namespace>/<claim>/<volume>``, from fields the API server
-#: sets (the volume's unique name: a claim made again under a name that was used before, a
-#: user name given to someone new, never finds the old folder's files). No annotation is in
-#: it: whoever may annotate a claim can not choose a folder (the provisioner since v0.0.33
-#: also refuses patterns that leave ``<namespace>/<claim>/`` or hold ``..``)
-PATH_PATTERN = "{{ .PVC.Namespace }}/{{ .PVC.Name }}/{{ .PVName }}"
-#: a team folder's group: the claim's annotation, handed to the helper as ``$VOL_GROUP`` and
-#: checked there (digits only), never part of a path
-GROUP_PATTERN = f'{{{{ index .PVC.Annotations "{GID_ANNOTATION}" }}}}'
-
-#: a workspace's owner: the claim's uid (:mod:`moonhub_core.uids`), handed to the helper as
-#: ``$VOL_USER`` and checked there (digits, in MoonHub's range)
-UID_ANNOTATION = uids.UID
-USER_PATTERN = f'{{{{ index .PVC.Annotations "{UID_ANNOTATION}" }}}}'
 
 #: refuses a folder that is not ``<mount>/<namespace>/<claim>/<volume>`` of plain names
 #: (both scripts: the teardown removes what it is given)
@@ -99,45 +84,12 @@ _QUOTA = """quota() {
 }
 """
 
-#: makes a claim's folder: on Gluster with the claim's size as its directory quota. A
-#: workspace belongs to its owner's uid and group alone (mode 0700: hostPath volumes get no
-#: fsGroup; one made before uids to the images' shared user 1000:100), a team folder to the
-#: team's group with the set-group-id bit so new files stay the team's
-SETUP = (
-    (
-        "set -eu\n"
-        + _CHECK_DIR
-        + _QUOTA
-        + """case "$VOL_DIR" in
-  "$GLUSTER_MOUNT"/*)
-    mkdir -p "$VOL_DIR"
-    gid="${VOL_GROUP:-}"
-    uid="${VOL_USER:-}"
-    if [ -n "$gid" ]; then
-      case "$gid" in *[!0-9]*) echo "bad group id $gid" >&2; exit 1 ;; esac
-      chown "0:$gid" "$VOL_DIR"; chmod 2770 "$VOL_DIR"
-    elif [ -n "$uid" ]; then
-      case "$uid" in *[!0-9]*|0*) echo "bad user id $uid" >&2; exit 1 ;; esac
-      if [ "${#uid}" -gt 10 ] || [ "$uid" -lt FIRST_UID ] || [ "$uid" -gt LAST_UID ]; then
-        echo "user id $uid is not one MoonHub hands out" >&2; exit 1
-      fi
-      chown "$uid:$uid" "$VOL_DIR"; chmod 0700 "$VOL_DIR"
-    else
-      chown 1000:100 "$VOL_DIR"; chmod 0770 "$VOL_DIR"
-    fi
-    folder="/${VOL_DIR#"$GLUSTER_MOUNT"/}"
-    quota limit-usage "$folder" "$VOL_SIZE_BYTES"
-    ;;
-  *)
-    mkdir -m 0777 -p "$VOL_DIR"
-    ;;
-esac
-"""
-    )
-    .replace("FIRST_UID", str(uids.FIRST))
-    .replace("LAST_UID", str(uids.LAST))
-)
+#: makes a ``local-path`` claim's folder on the node's disk (the Gluster class's volumes are
+#: made by MoonHub's storage agent: storage_agent/provision.py)
+SETUP = "set -eu\n" + _CHECK_DIR + 'mkdir -m 0777 -p "$VOL_DIR"\n'
 
+#: removes a volume's folder: ``local-path`` ones, and the Gluster class's made by this
+#: provisioner before the storage agent made them (their quota first)
 TEARDOWN = (
     "set -eu\n"
     + _CHECK_DIR
@@ -173,8 +125,8 @@ def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
                     "defaultVolumeType": "hostPath",
                 },
             },
-            "provisioner": PROVISIONER,
-            "parameters": {"pathPattern": PATH_PATTERN, "groupPattern": GROUP_PATTERN, "userPattern": USER_PATTERN},
+            # MoonHub's storage agent makes these volumes (storage_agent/provision.py)
+            "provisioner": provision.PROVISIONER,
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
             # grown by MoonHub's storage agent (the Gluster quota, then the PV and the claim)
@@ -280,30 +232,39 @@ def _rbac() -> list[dict[str, Any]]:
 
 
 def _agent_rbac() -> list[dict[str, Any]]:
-    """The storage agent grows volumes and claims and writes the claims' use: it reads and
-    patches both, and the claims' status (as an external resizer does). Its migration of
-    workspaces made before uids (``storage_agent.migrate``) also lists pods (what mounts a
-    claim) and hands out uids from the counter ConfigMap."""
+    """The storage agent provisions the Gluster class (makes and deletes its volumes, reads
+    the class, says why a claim waits in an event), grows volumes and claims and writes the
+    claims' use: it reads and patches both, and the claims' status (as an external resizer
+    does). Its migration of workspaces made before uids (``storage_agent.migrate``) also
+    lists pods (what mounts a claim) and hands out uids from the counter ConfigMap."""
     return _cluster_role(
         "moonhub-storage-agent",
         AGENT_IDENTITY,
-        [
-            {
-                "apiGroups": [""],
-                "resources": ["persistentvolumes", "persistentvolumeclaims"],
-                "verbs": ["get", "list", "watch", "patch"],
-            },
-            {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-            {
-                "apiGroups": [""],
-                "resources": ["configmaps"],
-                "resourceNames": [uids.COUNTER],
-                "verbs": ["get", "update"],
-            },
-        ],
+        agent_rules(),
     )
+
+
+def agent_rules() -> list[dict[str, Any]]:
+    """What the storage agent may do, wherever it runs."""
+    return [
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumes"],
+            "verbs": ["get", "list", "watch", "patch", "create", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [uids.COUNTER],
+            "verbs": ["get", "update"],
+        },
+    ]
 
 
 def _cluster_role(name: str, user: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:

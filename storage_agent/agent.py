@@ -1,11 +1,16 @@
-"""The agent's loop: read volumes, claims and quotas; grow what was asked to grow; report use.
+"""The agent's loop: make volumes for new claims, remove released ones, grow what was asked
+to grow, report use.
 
 ``python -m storage_agent --volume <gluster volume> --mount <where it is mounted>
 --storage-class NAME [--kubeconfig F] [--interval 10]``
 
 Runs where Gluster's CLI reaches glusterd (a Gluster server, or a node that is a Gluster
-peer); on the local cluster ``localcluster`` runs it on the machine. Each pass is idempotent:
-a grow that failed halfway (quota set, capacities not) is finished by the next pass.
+peer) and the volume is mounted; on the local cluster ``localcluster`` runs it on the
+machine, on an install the chart runs it on a Gluster peer (docs/storage.md). When the
+class names :data:`provision.PROVISIONER`, the agent provisions it: a watch on claims makes
+a new claim's volume at once (:mod:`.provision`), and each pass makes what the watch missed
+and removes released volumes. Each pass is idempotent: a grow or a make that failed halfway
+(quota set, capacities not; folder made, volume not) is finished by the next pass.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 
 from moonhub_core import workspaces
 
-from . import gluster
+from . import folders, gluster, provision
 from .plan import Grow, plan
 
 log = logging.getLogger("moonhub.storage-agent")
@@ -30,12 +35,38 @@ class Agent:
     def __init__(self, api: client.ApiClient, volume: str, mount: str, storage_class: str) -> None:
         self.core = client.CoreV1Api(api)
         self.ser = api.sanitize_for_serialization
+        self.storage = client.StorageV1Api(api)
         self.volume, self.mount, self.storage_class = volume, mount, storage_class
         self._warned: set[str] = set()
+        #: claims (uids) whose volume is being made now, and refusals already said on them
+        self._making: set[str] = set()
+        self._said: set[tuple[str, str]] = set()
+        #: one folder change at a time (glusterd takes one volume transaction at a time)
+        self._changing = asyncio.Lock()
+        #: the class, when this agent provisions it (its provisioner is ours)
+        self._class: dict[str, Any] | None = None
+        self._tasks: set[asyncio.Future[int]] = set()
+
+    async def read_class(self) -> dict[str, Any] | None:
+        try:
+            sc = self.ser(await self.storage.read_storage_class(self.storage_class))
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+            sc = None
+        self._class = sc if sc and sc.get("provisioner") == provision.PROVISIONER else None
+        return self._class
 
     async def once(self) -> dict[str, int]:
         pvs = [self.ser(v) for v in (await self.core.list_persistent_volume()).items]
         pvcs = [self.ser(c) for c in (await self.core.list_persistent_volume_claim_for_all_namespaces()).items]
+        made = removed = 0
+        if await self.read_class() is not None:
+            for claim in pvcs:
+                if provision.pending(claim, self.storage_class):
+                    made += await self.provide(claim)
+            for gone in provision.released(pvs, self.mount):
+                removed += await self.remove(gone)
         quotas = await gluster.quotas(self.volume)
         steps = plan(pvs, pvcs, quotas, self.storage_class, self.mount, datetime.now(UTC))
         grown = 0
@@ -64,7 +95,118 @@ class Agent:
         for path in set(steps.unlimited) - self._warned:
             log.warning("folder %s of volume %s has no Gluster quota: its size is not enforced", path, self.volume)
             self._warned.add(path)
-        return {"grown": grown, "reported": len(steps.report)}
+        return {"made": made, "removed": removed, "grown": grown, "reported": len(steps.report)}
+
+    async def provide(self, claim: dict[str, Any]) -> int:
+        """A pending claim's folder, quota and volume (1 when made now)."""
+        meta = claim.get("metadata") or {}
+        uid, where = meta.get("uid") or "", f"{meta.get('namespace')}/{meta.get('name')}"
+        sc = self._class
+        if sc is None or uid in self._making:
+            return 0
+        self._making.add(uid)
+        try:
+            try:
+                make = provision.plan_make(claim, sc)
+            except provision.Refused as e:
+                await self.say(claim, str(e))
+                return 0
+            t0 = asyncio.get_running_loop().time()
+            try:
+                async with self._changing:
+                    await folders.make(self.mount, self.volume, make)
+                await self.core.create_persistent_volume(provision.volume(make, self.mount))  # type: ignore[arg-type]
+            except client.ApiException as e:
+                if e.status == 409:
+                    return 0  # made by an earlier pass
+                await self.say(claim, f"making its volume failed (tried again): {e.reason}")
+                return 0
+            except (gluster.GlusterError, OSError, RuntimeError) as e:
+                await self.say(claim, f"making its folder failed (tried again): {e}")
+                return 0
+            took = asyncio.get_running_loop().time() - t0
+            log.info("made %s for %s: folder %s, %s, in %.2f s", make.volume, where, make.folder, make.quantity, took)
+            return 1
+        finally:
+            self._making.discard(uid)
+
+    async def remove(self, r: provision.Remove) -> int:
+        """A released volume's quota and folder, then the volume (1 when removed now)."""
+        try:
+            async with self._changing:
+                await folders.remove(self.mount, self.volume, r.folder, r.volume)
+            await self.core.delete_persistent_volume(r.volume)
+        except client.ApiException as e:
+            if e.status == 404:
+                return 0
+            log.error("removing volume %s failed (the next pass tries again): %s", r.volume, e.reason)
+            return 0
+        except (gluster.GlusterError, OSError, RuntimeError) as e:
+            log.error("removing folder %s of volume %s failed (the next pass tries again): %s", r.folder, r.volume, e)
+            return 0
+        log.info("removed volume %s and its folder %s", r.volume, r.folder)
+        return 1
+
+    async def say(self, claim: dict[str, Any], message: str) -> None:
+        """A warning on the claim (``kubectl describe pvc``), once per claim and message."""
+        meta = claim.get("metadata") or {}
+        ns = str(meta.get("namespace") or "")
+        key = (meta.get("uid") or "", message)
+        log.warning("claim %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
+        if key in self._said:
+            return
+        self._said.add(key)
+        now = datetime.now(UTC)
+        event = {
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta.get("namespace"),
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+            },
+            "reason": "ProvisioningFailed",
+            "message": message,
+            "type": "Warning",
+            "source": {"component": provision.PROVISIONER},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(ns, event)  # type: ignore[arg-type]
+        except client.ApiException as e:
+            log.warning("could not record the event on %s: %s", meta.get("name"), e.reason)
+
+    async def watch_claims(self) -> None:
+        """New claims as they come: each pending one of the class gets its volume at once."""
+        while True:
+            try:
+                if await self.read_class() is None:
+                    await asyncio.sleep(10)
+                    continue
+                listed = await self.core.list_persistent_volume_claim_for_all_namespaces()
+                for c in listed.items:
+                    self._spawn(self.ser(c))
+                w = watch.Watch()
+                async with w.stream(
+                    self.core.list_persistent_volume_claim_for_all_namespaces,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=300,
+                ) as stream:
+                    async for ev in stream:
+                        if ev["type"] in ("ADDED", "MODIFIED"):
+                            self._spawn(ev["raw_object"])
+            except (client.ApiException, OSError, TimeoutError, ValueError) as e:
+                log.warning("watch of claims ended (again in 1 s): %s", e)
+                await asyncio.sleep(1)
+
+    def _spawn(self, claim: dict[str, Any]) -> None:
+        if provision.pending(claim, self.storage_class):
+            task = asyncio.ensure_future(self.provide(claim))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def grow(self, g: Grow) -> None:
         if not g.quota_done:
@@ -78,6 +220,13 @@ class Agent:
         log.info("grew %s/%s (volume %s, folder %s) to %s", g.namespace, g.claim, g.volume, g.path, g.quantity)
 
     async def forever(self, interval: float) -> None:
+        watcher = asyncio.ensure_future(self.watch_claims())
+        try:
+            await self._passes(interval)
+        finally:
+            watcher.cancel()
+
+    async def _passes(self, interval: float) -> None:
         while True:
             try:
                 await self.once()

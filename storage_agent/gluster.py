@@ -61,3 +61,23 @@ async def quotas(volume: str) -> dict[str, Quota]:
         if "No quota configured" in str(e):
             return {}
         raise
+
+
+def remove_command(volume: str, path: str) -> list[str]:
+    return ["gluster", "--mode=script", "volume", "quota", volume, "remove", path]
+
+
+#: glusterd refuses a second volume transaction while one runs (any client's): tried again
+BUSY = "Another transaction is in progress"
+
+
+async def change(argv: list[str], tries: int = 60, pause: float = 0.5) -> str:
+    """A quota change, again while another transaction holds the volume's lock."""
+    for attempt in range(tries):
+        try:
+            return await run(argv)
+        except GlusterError as e:
+            if BUSY not in str(e) or attempt == tries - 1:
+                raise
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
