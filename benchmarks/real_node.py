@@ -26,7 +26,8 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from http.cookiejar import Cookie
+from typing import Any, cast
 
 import requests
 from kubernetes import client, config, watch
@@ -94,7 +95,7 @@ def login(user: str, password: str) -> requests.Session:
     # a browser sends a cookie of Domain=.localhost (the hub's, for the users' host names)
     # to localhost itself; Python's cookie jar does not, and the hub's XSRF tokens are tied
     # to its session cookie: the same cookie for the bare host too
-    for c in list(s.cookies):
+    for c in cast("list[Cookie]", list(s.cookies)):
         if c.domain == ".localhost":
             s.cookies.set(c.name, c.value, domain="localhost.local", path=c.path)
     return s
