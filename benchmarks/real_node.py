@@ -97,7 +97,7 @@ def login(user: str, password: str) -> requests.Session:
     # to its session cookie: the same cookie for the bare host too
     for c in cast("list[Cookie]", list(s.cookies)):
         if c.domain == ".localhost":
-            s.cookies.set(c.name, c.value, domain="localhost.local", path=c.path)
+            s.cookies.set(c.name, c.value or "", domain="localhost.local", path=c.path)
     return s
 
 
