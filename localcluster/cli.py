@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -54,10 +55,25 @@ def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = N
 
 
 def apply_storage(cfg: ClusterConfig, bin_dir: Path) -> None:
-    """The provisioner's objects and StorageClasses. A class's parameters can not be changed
-    in place: one whose parameters changed (a cluster made by an older MoonHub) is made
-    again; volumes it made keep working (a class is read only when a volume is made)."""
-    docs = storage.manifests(cfg)
+    """The provisioner's objects and StorageClasses, and the Gluster class with its storage
+    agent from the chart's template (what an install runs). A class's parameters and
+    provisioner can not be changed in place: one that changed (a cluster made by an older
+    MoonHub) is made again; volumes it made keep working (a class is read only when a volume
+    is made)."""
+    apply_with_classes(cfg, bin_dir, storage.manifests(cfg))
+
+
+def apply_agent(cfg: ClusterConfig, bin_dir: Path) -> None:
+    """The Gluster class and the storage agent, from the chart's template, once Kueue
+    answers (its webhooks see every Deployment)."""
+    digest = registry.manifest_digest(storage.AGENT_REPOSITORY, "latest")
+    if digest is None:
+        raise StartError(f"{storage.AGENT_REPOSITORY} is not in the registry: python -m images.build --platform")
+    apply_with_classes(cfg, bin_dir, chart_storage(cfg, digest))
+    log.info("storage agent %s applied (%s)", storage.AGENT_NAMESPACE, digest[:19])
+
+
+def apply_with_classes(cfg: ClusterConfig, bin_dir: Path, docs: list[dict[str, Any]]) -> None:
     classes = [d for d in docs if d["kind"] == "StorageClass"]
     kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all([d for d in docs if d not in classes]))
     for sc in classes:
@@ -70,6 +86,29 @@ def apply_storage(cfg: ClusterConfig, bin_dir: Path) -> None:
             log.info("StorageClass %s: parameters changed, made again", sc["metadata"]["name"])
             kubectl(cfg, bin_dir, "delete", "storageclass", sc["metadata"]["name"], "--wait=true")
             kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump(sc))
+
+
+def chart_storage(cfg: ClusterConfig, agent_digest: str) -> list[dict[str, Any]]:
+    """``helm template`` of the chart's storage (templates/storage.yaml) for this cluster."""
+    helm = subprocess.run([str(REPO / "helm" / "build.sh")], capture_output=True, text=True)
+    if helm.returncode:
+        raise StartError(f"helm/build.sh failed: {helm.stderr.strip()[-500:]}")
+    values = yaml.safe_dump(storage.chart_values(cfg, agent_digest))
+    out = subprocess.run(
+        [
+            helm.stdout.strip().splitlines()[-1], "template", storage.RELEASE, str(REPO / "helm" / "moonhub"),
+            "-n", storage.AGENT_NAMESPACE, "--show-only", "templates/storage.yaml", "-f", "-",
+            "--kube-version", versions()["K8S_VERSION"].lstrip("v"),
+        ],
+        input=values, capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode:
+        raise StartError(f"helm template of the chart's storage failed: {out.stderr.strip()}")
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    for d in docs:
+        if d["kind"] not in ("StorageClass", "ClusterRole", "ClusterRoleBinding"):
+            d["metadata"]["namespace"] = storage.AGENT_NAMESPACE
+    return docs
 
 
 def bootstrap(cfg: ClusterConfig, bin_dir: Path) -> None:
@@ -121,12 +160,7 @@ def all_components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
     scale = [standin.component(cfg)] if cfg.scale_nodes else []
     if not cfg.real_node:
         return components(cfg, bin_dir) + scale
-    return (
-        scale
-        + components(cfg, bin_dir)
-        + node.components(cfg, bin_dir)
-        + [storage.component(cfg, bin_dir), storage.agent_component(cfg)]
-    )
+    return scale + components(cfg, bin_dir) + node.components(cfg, bin_dir) + [storage.component(cfg, bin_dir)]
 
 
 def _start(cfg: ClusterConfig, sup: Supervisor, comp: Component) -> None:
@@ -172,6 +206,9 @@ def up(cfg: ClusterConfig) -> Path:
     defaults = [yaml.safe_load(p.read_text()) for p in sorted((bin_dir / "kwok-stages").glob("pod-*.yaml"))]
     (cfg.state_dir / "kwok.yaml").write_text(yaml.safe_dump_all(kwok_stages(defaults)))
     sup = supervisor(cfg)
+    for name in RETIRED:
+        if sup.stop(name):
+            log.info("stopped %s (it runs in the cluster now)", name)
     for comp in all_components(cfg, bin_dir):
         if comp.name == "local-path-provisioner":
             storage.volumes_dir(cfg).mkdir(parents=True, exist_ok=True)
@@ -187,6 +224,7 @@ def up(cfg: ClusterConfig) -> Path:
         kubectl(cfg, bin_dir, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s")
         log.info("cluster DNS ready at %s", cfg.dns_service_ip)
         install_kueue(cfg, bin_dir)
+        apply_agent(cfg, bin_dir)
     elif cfg.scale_nodes:
         # no node runs Kueue's controller here: its API alone, so that the hub and the jobs
         # service find the objects they write and read (without Kueue's webhooks nothing is
@@ -292,10 +330,16 @@ def stop_pods(cfg: ClusterConfig, bin_dir: Path) -> None:
         log.info("stopped %d pod sandboxes", len(ids))
 
 
+#: components an earlier MoonHub ran on the host and this one does not: a cluster started
+#: by that version still has them running, and they are stopped with it (the storage agent
+#: runs in a pod now, from the chart's template)
+RETIRED = ["storage-agent"]
+
+
 def down(cfg: ClusterConfig, bin_dir: Path | None = None) -> None:
     sup = supervisor(cfg)
     bin_dir = bin_dir or _cached_bin_dir()
-    names = [c.name for c in all_components(cfg, bin_dir)] + ["hub", FRAMEWORK_BUILD]
+    names = RETIRED + [c.name for c in all_components(cfg, bin_dir)] + ["hub", FRAMEWORK_BUILD]
     for name in reversed(names):
         if name == "containerd" and sup.pid(name) is not None:
             stop_pods(cfg, bin_dir)

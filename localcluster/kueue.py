@@ -35,10 +35,11 @@ from .registry import REGISTRY
 NAMESPACE = "kueue-system"
 DEPLOYMENT = "kueue-controller-manager"
 MANAGER_UID = "65532"
-#: the Pod and Job webhooks see only objects that name a queue: Kueue ignores the others
-#: anyway (``manageJobsWithoutQueueName: false``), and its webhooks fail closed, so without
-#: this a Kueue outage would stop every pod (CPU servers, storage helpers) and Job
-QUEUED_ONLY = ("mpod", "vpod", "mjob", "vjob")
+#: the Pod, Job, Deployment and StatefulSet webhooks see only objects that name a queue:
+#: Kueue ignores the others anyway (``manageJobsWithoutQueueName: false``), and its webhooks
+#: fail closed, so without this a Kueue outage would stop every pod (CPU servers, storage
+#: helpers), Job and Deployment (the storage agent's)
+QUEUED_ONLY = ("mpod", "vpod", "mjob", "vjob", "mdeployment", "vdeployment", "mstatefulset", "vstatefulset")
 
 
 #: on Kueue's pod template: the digest of the configuration it was started with

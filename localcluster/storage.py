@@ -28,9 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from moonhub_core import uids
-from storage_agent import provision
-
 from . import gluster
 from .config import ClusterConfig
 from .controlplane import Component
@@ -107,31 +104,15 @@ rmdir "$(dirname "$VOL_DIR")" 2>/dev/null || true
 
 
 def manifests(cfg: ClusterConfig) -> list[dict[str, Any]]:
-    """Namespace, RBAC, the helper's configuration and the StorageClass (pure)."""
+    """The provisioner's namespace, RBAC, helper configuration and ``local-path`` class, and
+    the storage agent's namespace (pure). The ``glusterfs`` class and the agent come from the
+    chart's template (:func:`chart_values`)."""
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": HELPER_SA, "namespace": NAMESPACE}},
         _config(cfg),
         *_rbac(),
-        *_agent_rbac(),
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {
-                "name": STORAGE_CLASS,
-                "annotations": {
-                    "storageclass.kubernetes.io/is-default-class": "true",
-                    # the same folder from every node: a hostPath PV without node affinity
-                    "defaultVolumeType": "hostPath",
-                },
-            },
-            # MoonHub's storage agent makes these volumes (storage_agent/provision.py)
-            "provisioner": provision.PROVISIONER,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-            # grown by MoonHub's storage agent (the Gluster quota, then the PV and the claim)
-            "allowVolumeExpansion": True,
-        },
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE}},
         {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
@@ -231,42 +212,6 @@ def _rbac() -> list[dict[str, Any]]:
     ]
 
 
-def _agent_rbac() -> list[dict[str, Any]]:
-    """The storage agent provisions the Gluster class (makes and deletes its volumes, reads
-    the class, says why a claim waits in an event), grows volumes and claims and writes the
-    claims' use: it reads and patches both, and the claims' status (as an external resizer
-    does). Its migration of workspaces made before uids (``storage_agent.migrate``) also
-    lists pods (what mounts a claim) and hands out uids from the counter ConfigMap."""
-    return _cluster_role(
-        "moonhub-storage-agent",
-        AGENT_IDENTITY,
-        agent_rules(),
-    )
-
-
-def agent_rules() -> list[dict[str, Any]]:
-    """What the storage agent may do, wherever it runs."""
-    return [
-        {
-            "apiGroups": [""],
-            "resources": ["persistentvolumes"],
-            "verbs": ["get", "list", "watch", "patch", "create", "delete"],
-        },
-        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch"]},
-        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-        {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "resourceNames": [uids.COUNTER],
-            "verbs": ["get", "update"],
-        },
-    ]
-
-
 def _cluster_role(name: str, user: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A ClusterRole of ``rules`` bound to ``user``."""
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}}
@@ -287,22 +232,41 @@ def _binding(kind: str, name: str, namespace: str | None, user: str = IDENTITY) 
     }
 
 
-def agent_component(cfg: ClusterConfig) -> Component:
-    """MoonHub's storage agent (grows workspaces, reports their use) on this machine, where
-    Gluster's CLI reaches glusterd."""
-    return Component(
-        "storage-agent",
-        [
-            sys.executable,
-            "-m",
-            "storage_agent",
-            f"--volume={gluster.volume_name(cfg)}",
-            f"--mount={gluster.mount_dir(cfg).resolve()}",
-            f"--storage-class={STORAGE_CLASS}",
-            f"--kubeconfig={cfg.kubeconfig('storage-agent')}",
-            "--interval=5",
-        ],
-    )
+#: the namespace of the storage agent's Deployment (the chart's template, as on an install)
+AGENT_NAMESPACE = "moonhub-storage"
+#: the release name the local cluster renders the chart's storage template with
+RELEASE = "local"
+AGENT_REPOSITORY = "moonhub/storage-agent"
+
+
+def chart_values(cfg: ClusterConfig, agent_digest: str) -> dict[str, Any]:
+    """The chart's values that make this cluster's workspace storage (pure): its Gluster
+    volume, mounted on this machine (the one real node, a Gluster peer), as the default
+    class ``glusterfs``; the agent's image pinned to the registry's digest, so that a new
+    build is a new pod; the host's identity for ``storage_agent.migrate`` bound too."""
+    repository, _ = ref(AGENT_REPOSITORY, "latest").rsplit(":", 1)
+    return {
+        "queues": {"kueueCheck": False},
+        "images": {"storageAgent": {"repository": repository, "tag": "latest", "digest": agent_digest}},
+        "storage": {
+            "gluster": {
+                "enabled": True,
+                "volume": gluster.volume_name(cfg),
+                "mountPath": str(gluster.mount_dir(cfg).resolve()),
+                "storageClass": STORAGE_CLASS,
+                "defaultClass": True,
+                "reclaimPolicy": "Delete",
+                "agent": {
+                    "nodeSelector": {"moonhub.io/real-node": "true"},
+                    "glusterdSocket": str(gluster.SOCKET),
+                    "interval": 5,
+                    "extraSubjects": [
+                        {"kind": "User", "name": AGENT_IDENTITY, "apiGroup": "rbac.authorization.k8s.io"}
+                    ],
+                },
+            }
+        },
+    }
 
 
 def migrate_command(cfg: ClusterConfig) -> list[str]:

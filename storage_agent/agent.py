@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config, watch
@@ -243,7 +244,24 @@ async def load_credentials(kubeconfig: str) -> None:
         config.load_incluster_config()
 
 
+def check_mount(volume: str, mount: str, mountinfo: str) -> str | None:
+    """Why the agent can not work on ``mount`` (None: it can): volumes are folders of that
+    path, and a folder made on a node's own disk would be a workspace nobody else sees."""
+    found = gluster.mounted_volume(mountinfo, mount)
+    if found == volume:
+        return None
+    if found is None:
+        return (
+            f"{mount} is not a Gluster mount here: mount the volume {volume} there on every node that "
+            "runs users' servers and jobs, and on the agent's node (docs/storage.md)"
+        )
+    return f"{mount} is the Gluster volume {found}, not {volume} (storage.gluster.volume)"
+
+
 async def _main(args: argparse.Namespace) -> None:
+    problem = check_mount(args.volume, args.mount, Path("/proc/self/mountinfo").read_text())
+    if problem:
+        raise SystemExit(f"storage agent: {problem}")
     await load_credentials(args.kubeconfig)
     async with client.ApiClient() as api:
         agent = Agent(api, args.volume, args.mount, args.storage_class)

@@ -19,6 +19,24 @@ class GlusterError(RuntimeError):
     pass
 
 
+def mounted_volume(mountinfo: str, path: str) -> str | None:
+    """The Gluster volume mounted at ``path`` according to ``/proc/self/mountinfo`` (the
+    last mount there wins), or None when what is there is not a Gluster FUSE mount."""
+    found = None
+    want = path.rstrip("/") or "/"
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        after = line.split(" - ", 1)[1].split()
+        point = fields[4].replace("\\040", " ")
+        if point != want:
+            continue
+        fstype, source = ([*after, "", ""])[:2]
+        found = source.rsplit(":", 1)[-1].lstrip("/") if fstype == "fuse.glusterfs" else None
+    return found
+
+
 def parse_quota_list(xml: str) -> dict[str, Quota]:
     """``volume quota <v> list --xml`` -> {folder path in the volume: its limit and use}."""
     if not xml.strip():

@@ -63,10 +63,48 @@ def test_lint_render_and_validate_offline(helm: str, values: Path | None) -> Non
         kubernetes_validate.validate(doc, K8S, strict=True)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "Role", "RoleBinding", "ConfigMap", "Secret"} <= kinds
-    if values and values.stem.startswith("glusterfs"):
-        sc = next(d for d in docs if d["kind"] == "StorageClass")
-        legacy = values.stem.endswith("heketi")
-        assert sc["provisioner"] == ("kubernetes.io/glusterfs" if legacy else "org.gluster.glusterfs")
+    classes = [d for d in docs if d["kind"] == "StorageClass"]
+    if values and values.stem == "gluster":
+        assert [sc["provisioner"] for sc in classes] == ["moonhub.io/gluster"]
+        agent = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("storage-agent"))
+        assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"storage.example.com/gluster-peer": "true"}
+    else:
+        assert classes == [], "no storage unless asked for"
+
+
+def test_gluster_storage_is_the_local_clusters_own(helm: str) -> None:
+    """The local cluster's workspace storage is this template (localcluster.cli.chart_storage):
+    what an install gets is what every hub test ran on. Its values name what is missing."""
+    docs = render(helm, "-f", str(CHART / "ci" / "gluster.yaml"), "--show-only", "templates/storage.yaml")
+    agent = next(d for d in docs if d["kind"] == "Deployment")
+    pod = agent["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    assert ctr["command"][:3] == ["python", "-m", "storage_agent"]
+    assert "--volume=workspaces" in ctr["command"] and "--mount=/mnt/moonhub" in ctr["command"]
+    assert agent["spec"]["replicas"] == 1 and agent["spec"]["strategy"] == {"type": "Recreate"}
+    mounts = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    assert mounts["gluster"] == {"path": "/mnt/moonhub", "type": "Directory"}
+    assert mounts["glusterd"]["type"] == "Socket"
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    verbs = {(r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
+    assert ("persistentvolumes", "create") in verbs and ("persistentvolumeclaims", "create") not in verbs
+    assert ("secrets", "get") not in verbs and ("pods", "create") not in verbs
+    pinned = render(
+        helm, "-f", str(CHART / "ci" / "gluster.yaml"), "--set", "images.storageAgent.digest=sha256:" + "a" * 64,
+        "--show-only", "templates/storage.yaml",
+    )  # fmt: skip
+    image = next(d for d in pinned if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "moonhub/storage-agent@sha256:" + "a" * 64
+    for bad, words in (
+        ("storage.gluster.volume=", "storage.gluster.volume: name the Gluster volume"),
+        ("storage.gluster.mountPath=mnt", 'storage.gluster.mountPath: "mnt" is not an absolute path'),
+    ):
+        r = subprocess.run(
+            [helm, "template", "t", str(CHART), "--kube-version", K8S, *KUEUE, "-f", str(CHART / "ci" / "gluster.yaml"),
+             "--set", bad],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert r.returncode != 0 and words in r.stderr, r.stderr
 
 
 def test_unknown_value_fails_naming_the_key(helm: str) -> None:

@@ -177,3 +177,24 @@ def test_quota_changes_wait_out_another_transaction_and_report_other_failures(
     with pytest.raises(gluster.GlusterError, match="no such volume"):
         asyncio.run(gluster.change(gluster.limit_command("vol", "/a", 1), pause=0.01))
     assert len(calls.read_text().splitlines()) == 1, "any other failure: no second try"
+
+
+MOUNTINFO = (
+    "94 27 0:81 / /srv/gluster rw,relatime - fuse.glusterfs 10.85.0.1:/workspaces rw,user_id=0\n"
+    "129 27 0:82 / /run/gluster/workspaces_quota_list rw - fuse.glusterfs localhost:workspaces rw\n"
+    "30 27 8:1 / /srv/disk rw - ext4 /dev/vda1 rw\n"
+)
+
+
+def test_the_agent_starts_only_on_a_mount_of_its_gluster_volume() -> None:
+    from storage_agent.agent import check_mount
+
+    assert check_mount("workspaces", "/srv/gluster/", MOUNTINFO) is None
+    assert "is the Gluster volume workspaces, not other" in (check_mount("other", "/srv/gluster", MOUNTINFO) or "")
+    for path in ("/srv/disk", "/srv/none"):
+        assert "is not a Gluster mount here: mount the volume workspaces there" in (
+            check_mount("workspaces", path, MOUNTINFO) or ""
+        )
+    # mounted over by something else afterwards: the last mount counts
+    over = MOUNTINFO + "200 94 0:90 / /srv/gluster rw - tmpfs tmpfs rw\n"
+    assert check_mount("workspaces", "/srv/gluster", over) is not None
