@@ -4,8 +4,8 @@ On a fresh benchmark cluster with its own hub (the example catalog, copied):
 
 - **first spawn of a new user** (login -> spawn form -> JupyterLab answers through the
   proxy), each with a new workspace volume. Users alternate between the `glusterfs` class
-  (a Gluster folder with its quota, made by the provisioner's helper pod) and `local-path`
-  (a folder on the node's disk, also made by a helper pod): the hub's catalog is switched
+  (a Gluster folder with its quota, made by the storage agent) and `local-path`
+  (a folder on the node's disk, made by local-path-provisioner's helper pod): the catalog is switched
   before each spawn, so both see the same hub, node and moment;
 - **throughput inside a workspace**, from the servers of one Gluster user and one local-disk
   user: a 1 GiB write with fsync (`dd`), and 10,000 files of 4 KiB (written and fsynced by one

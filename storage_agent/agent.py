@@ -153,10 +153,10 @@ class Agent:
         meta = claim.get("metadata") or {}
         ns = str(meta.get("namespace") or "")
         key = (meta.get("uid") or "", message)
-        log.warning("claim %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
         if key in self._said:
             return
         self._said.add(key)
+        log.warning("claim %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
         now = datetime.now(UTC)
         event = {
             "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
