@@ -66,7 +66,7 @@ class Agent:
             for claim in pvcs:
                 if provision.pending(claim, self.storage_class):
                     made += await self.provide(claim)
-            for gone in provision.released(pvs, self.mount):
+            for gone in provision.released(pvs, self.mount, self.storage_class):
                 removed += await self.remove(gone)
         quotas = await gluster.quotas(self.volume)
         steps = plan(pvs, pvcs, quotas, self.storage_class, self.mount, datetime.now(UTC))

@@ -165,15 +165,18 @@ def volume(make: Make, mount: str) -> dict[str, Any]:
     }
 
 
-def released(pvs: list[Mapping[str, Any]], mount: str) -> list[Remove]:
-    """This provisioner's volumes whose claim is gone and whose policy is Delete: their
-    folders and quotas go, then the volumes. A volume whose path is not a folder of the
-    mount in the form this provisioner makes is left alone (logged by the caller)."""
+def released(pvs: list[Mapping[str, Any]], mount: str, storage_class: str) -> list[Remove]:
+    """This provisioner's volumes of ``storage_class`` whose claim is gone and whose policy is
+    Delete: their folders and quotas go, then the volumes (another class's agent, on another
+    volume or the same one, removes its own). A volume whose path is not a folder of the
+    mount in the form this provisioner makes is left alone."""
     out = []
     root = mount.rstrip("/")
     for pv in pvs:
         meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}
         if (meta.get("annotations") or {}).get(PROVISIONED_BY) != PROVISIONER:
+            continue
+        if spec.get("storageClassName") != storage_class:
             continue
         if (pv.get("status") or {}).get("phase") not in ("Released", "Failed"):
             continue

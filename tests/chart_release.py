@@ -10,10 +10,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+import yaml
 
+from localcluster import registry, storage
 from localcluster.config import REPO, ClusterConfig
 from tests.conftest import Hub
 
@@ -23,12 +26,36 @@ RELEASE, NS = "mh", "chart-e2e"
 USERS = f"{NS}-users"
 
 
+#: the release's own Gluster class (storage.gluster): its workspaces are made by the storage
+#: agent the chart runs, beside the local cluster's class on the same volume
+STORAGE_CLASS = f"{NS}-gluster"
+
+
+def storage_values(cfg: ClusterConfig) -> dict[str, Any]:
+    """The chart's storage as an operator sets it for the local cluster's Gluster volume (the
+    node is a Gluster peer with the volume mounted): a class of the release's own, which the
+    catalog names, and its storage agent; not the cluster's default class."""
+    digest = registry.manifest_digest(storage.AGENT_REPOSITORY, "latest")
+    assert digest, f"{storage.AGENT_REPOSITORY} is not in the registry: python -m images.build"
+    values = storage.chart_values(cfg, digest)
+    gl = values["storage"]["gluster"]
+    gl.update(storageClass=STORAGE_CLASS, defaultClass=False)
+    gl["agent"]["extraSubjects"] = []
+    return {
+        "images": values["images"],
+        "storage": values["storage"],
+        "catalog": {"storage": {"storage_class": STORAGE_CLASS}},
+    }
+
+
 class Release:
     """``helm`` and ``kubectl`` against the test cluster, printing what they do."""
 
-    def __init__(self, helm: str, kubectl: str, kubeconfig: Path) -> None:
+    def __init__(self, helm: str, kubectl: str, kubeconfig: Path, values: Path | None = None) -> None:
         self.helm_bin, self.kubectl_bin = helm, kubectl
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        #: more values (the release's storage) after ci/local-cluster.yaml
+        self.values = values
 
     def helm(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
         t0 = time.monotonic()
@@ -56,7 +83,8 @@ class Release:
         assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{self.diagnose()}"
 
     def install_args(self) -> list[str]:
-        return [RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), "--set", f"userNamespace.name={USERS}"]
+        more = ["-f", str(self.values)] if self.values else []
+        return [RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), *more, "--set", f"userNamespace.name={USERS}"]
 
     def hub(self) -> Hub:
         """The installed MoonHub as the test's browser reaches it: the public Service's cluster
@@ -97,16 +125,27 @@ def status(url: str, token: str = "") -> int:
 
 
 @pytest.fixture(scope="session")
-def chart(local_cluster: ClusterConfig | None, kubeconfig: Path, timings: dict[str, float]) -> Iterator[Release]:
-    """``helm install --wait`` of the chart with ``ci/local-cluster.yaml``; uninstalled after."""
+def chart(
+    local_cluster: ClusterConfig | None,
+    kubeconfig: Path,
+    timings: dict[str, float],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Release]:
+    """``helm install --wait`` of the chart with ``ci/local-cluster.yaml`` and its own Gluster
+    storage (:func:`storage_values`); uninstalled after."""
     if local_cluster is None:
         pytest.skip(
             "the chart is installed end to end on the local cluster only (its images are in the local registry)"
         )
     helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
     k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+    values = tmp_path_factory.mktemp("chart") / "storage.yaml"
+    values.write_text(yaml.safe_dump(storage_values(local_cluster)))
     rel = Release(
-        helm.stdout.strip().splitlines()[-1], str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"), kubeconfig
+        helm.stdout.strip().splitlines()[-1],
+        str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"),
+        kubeconfig,
+        values,
     )
     t0 = time.monotonic()
     rel.check(rel.helm("install", *rel.install_args(), "--create-namespace", "--wait", "--timeout", "360s"))

@@ -1,6 +1,7 @@
 """The Helm chart installed into the local cluster, end to end: the hub, the proxy and the
 jobs service come up as pods of the hub image (from the local registry) on the local
-cluster's kubelet; a user logs in through the proxy, spawns, schedules a notebook
+cluster's kubelet, with the release's own Gluster storage (its class and storage agent); a
+user logs in through the proxy, spawns (a workspace the release's agent makes), schedules a notebook
 from the server (the route "Schedule this notebook" uses) and reads its output; then an
 upgrade with a changed value restarts the hub and the jobs service while the user's server,
 session, workspace, job definition, run history and an admin's catalog edit stay."""
@@ -18,7 +19,7 @@ from typing import Any
 import requests
 from kubernetes_asyncio import client
 
-from tests.chart_release import NS, RELEASE, USERS, Release, status
+from tests.chart_release import NS, RELEASE, STORAGE_CLASS, USERS, Release, status
 from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, wait_for
 
@@ -66,6 +67,23 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     env = {e.name: e.value for e in server_pod.spec.containers[0].env if e.value}
     hub_api = f"http://{RELEASE}-moonhub-hub.{NS}.svc:8081/hub/api"
     assert env["JUPYTERHUB_API_URL"] == hub_api, "pods in the user namespace reach the hub by its qualified name"
+    # the workspace is the chart's storage (storage.gluster): a folder of the Gluster volume
+    # made by the storage agent the release runs, in the release's class, with its use
+    # reported back on the claim by that agent
+    claim = await core.read_namespaced_persistent_volume_claim(f"claim-{USER}", USERS)
+    assert claim.spec.storage_class_name == STORAGE_CLASS
+    pv = await core.read_persistent_volume(claim.spec.volume_name)
+    assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "moonhub.io/gluster"
+    assert pv.spec.host_path.type == "Directory" and pv.spec.host_path.path.endswith(
+        f"/claim-{USER}/{pv.metadata.name}"
+    )
+    used = await wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim(f"claim-{USER}", USERS),
+        lambda c: "moonhub.io/used-bytes" in (c.metadata.annotations or {}),
+        timeout=60,
+        what="the release's storage agent to report the workspace's use",
+    )
+    assert int(used.metadata.annotations["moonhub.io/used-bytes"]) >= 0
 
     # a notebook in the workspace, scheduled from the server (the lab extension's route)
     r = _lab(s, hub, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})

@@ -94,10 +94,17 @@ def test_pending_means_this_class_no_volume_and_not_being_deleted() -> None:
     assert not provision.pending(going, "glusterfs")
 
 
-def _pv(name: str, path: str, phase: str = "Released", by: str = provision.PROVISIONER, policy: str = "Delete") -> Any:
+def _pv(
+    name: str,
+    path: str,
+    phase: str = "Released",
+    by: str = provision.PROVISIONER,
+    policy: str = "Delete",
+    cls: str = "glusterfs",
+) -> Any:
     return {
         "metadata": {"name": name, "annotations": {provision.PROVISIONED_BY: by}},
-        "spec": {"hostPath": {"path": path}, "persistentVolumeReclaimPolicy": policy},
+        "spec": {"hostPath": {"path": path}, "persistentVolumeReclaimPolicy": policy, "storageClassName": cls},
         "status": {"phase": phase},
     }
 
@@ -113,8 +120,9 @@ def test_only_its_own_released_volumes_of_the_expected_shape_are_removed() -> No
         _pv("pvc-7", "/mnt/ns/claim-g/pvc-other"),
         _pv("pvc-8", "/mnt/ns/pvc-8"),
         _pv("pvc-9", "/mnt/ns/claim-i/pvc-9", phase="Failed"),
+        _pv("pvc-10", "/mnt/ns/claim-j/pvc-10", cls="other-gluster"),
     ]
-    assert provision.released(pvs, "/mnt/") == [
+    assert provision.released(pvs, "/mnt/", "glusterfs") == [
         provision.Remove("pvc-1", "/ns/claim-a/pvc-1"),
         provision.Remove("pvc-9", "/ns/claim-i/pvc-9"),
     ]
