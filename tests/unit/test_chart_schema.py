@@ -19,7 +19,9 @@ def test_mappings_refuse_unknown_keys_except_free_form_ones() -> None:
     assert schema["additionalProperties"] is False
     assert schema["properties"]["hub"]["additionalProperties"] is False
     assert "additionalProperties" not in schema["properties"]["platform"], "validated by the hub itself"
-    assert schema["properties"]["glusterfs"]["properties"]["legacyHeketi"]["type"] == "boolean"
+    gluster = schema["properties"]["storage"]["properties"]["gluster"]
+    assert gluster["properties"]["enabled"]["type"] == "boolean" and gluster["additionalProperties"] is False
+    assert "additionalProperties" not in gluster["properties"]["agent"]["properties"]["nodeSelector"], "@map"
 
 
 def test_an_undocumented_key_is_refused() -> None:

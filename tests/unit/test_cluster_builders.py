@@ -124,11 +124,12 @@ def test_storage_classes_gluster_by_default_and_local_disk_beside_it() -> None:
     cfg = ClusterConfig(Path("/s"))
     docs = storage.manifests(cfg)
     classes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StorageClass"}
-    gl, local = classes["glusterfs"], classes["local-path"]
-    assert gl["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-    assert gl["metadata"]["annotations"]["defaultVolumeType"] == "hostPath", "one folder, reachable from any node"
-    assert gl["allowVolumeExpansion"] is True and gl["volumeBindingMode"] == "Immediate"
-    assert gl["provisioner"] == "moonhub.io/gluster" and "parameters" not in gl, "the storage agent makes them"
+    assert list(classes) == ["local-path"], "the Gluster class comes from the chart's template"
+    local = classes["local-path"]
+    gl = storage.chart_values(cfg, "sha256:" + "a" * 64)["storage"]["gluster"]
+    assert gl["storageClass"] == "glusterfs" and gl["defaultClass"] is True and gl["enabled"] is True
+    assert gl["mountPath"] == "/s/node/gluster" and gl["volume"] == gluster.volume_name(cfg)
+    assert gl["agent"]["nodeSelector"] == {"moonhub.io/real-node": "true"}, "the node that is a Gluster peer"
     assert local["provisioner"] == "rancher.io/local-path"
     assert local["metadata"]["annotations"] == {"defaultVolumeType": "local"}
     assert local["volumeBindingMode"] == "WaitForFirstConsumer"

@@ -56,7 +56,8 @@ def test_lineage_and_descendants() -> None:
         "tensorflow-cpu-notebook",
     }
     assert SPEC.parent_ref(SPEC.images["base-notebook"]) == "moonhub/debian:bookworm"
-    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook", "storage-helper"}
+    assert [i.name for i in SPEC.lineage("storage-agent")] == ["hub", "storage-agent"]
+    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook", "storage-helper", "storage-agent"}
     assert {n for n, i in SPEC.images.items() if i.ci} == ci
 
 
