@@ -288,7 +288,9 @@ def context(img: Image) -> Path:
     return ctx
 
 
-def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
+def build(spec: Spec, img: Image, ctx: Path, wheels: str, refs: list[str] | None = None) -> float:
+    """``docker build`` of ``img`` from ``ctx``, tagged ``latest`` and its spec tags (or
+    ``refs`` alone)."""
     t0 = time.monotonic()
     argv = [
         "docker", "build",
@@ -296,12 +298,11 @@ def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
         "--build-arg", f"WHEELS={wheels}",
         "--build-arg", f"WHEELS_HOST={wheels.split('/')[2].split(':')[0]}",
         "--label", f"io.moonhub.image={img.name}",
-        "-t", img.ref,
     ]  # fmt: skip
     if img.requirements and img.context != img.name:
         argv += ["--build-arg", f"REQUIREMENTS={' '.join(img.requirements)}"]
-    for tag in img.tags:
-        argv += ["-t", f"moonhub/{img.name}:{tag}"]
+    for ref in refs or [img.ref, *(f"moonhub/{img.name}:{tag}" for tag in img.tags)]:
+        argv += ["-t", ref]
     say(f"building {img.ref} on {spec.parent_ref(img)}")
     proc = subprocess.Popen([*argv, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -311,6 +312,40 @@ def build(spec: Spec, img: Image, ctx: Path, wheels: str) -> float:
     if proc.wait():
         raise SystemExit(f"building {img.name} failed (docker build exit {proc.returncode}); context {ctx}")
     return time.monotonic() - t0
+
+
+def build_at(commit: str, name: str, tag: str) -> str:
+    """The hub image as commit ``commit`` made it (that tree's Dockerfile, requirements and
+    MoonHub's own wheel; today's OS image and configurable-http-proxy), pushed to the local
+    registry as ``moonhub/<name>:<tag>`` only: the previous release's image, for the upgrade
+    test (tests/cluster/test_chart_upgrade.py). Returns its registry reference."""
+    if name != "hub":
+        raise SystemExit(f"--at builds the hub image only (its wheel is MoonHub's code), not {name}")
+    tree = BUILD_DIR / f"tree-{commit[:12]}"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"git archive {commit}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    raw = yaml.safe_load((tree / "images" / "spec.yaml").read_text())["images"][name]
+    img = Image(name=name, **raw)
+    ctx = BUILD_DIR / f"{name}-at-{commit[:12]}"
+    shutil.rmtree(ctx, ignore_errors=True)
+    shutil.copytree(tree / "images" / img.context, ctx)
+    own_wheel(tree, ctx)
+    chp(ctx / "chp")
+    spec = load_spec()
+    ensure_docker()
+    ensure_os(spec)
+    fill_wheelhouse(spec, [ctx / r for r in img.requirements] + list(ctx.glob("*.whl")))
+    registry.ensure()
+    with Wheelhouse(WHEELHOUSE, CACHE) as wheels:
+        took = build(spec, img, ctx, wheels, refs=[f"moonhub/{name}:{tag}"])
+    push_image(name, [tag], say)
+    shutil.rmtree(tree, ignore_errors=True)
+    say(f"moonhub/{name}:{tag} as of {commit[:12]} built in {took:.1f}s")
+    return registry.ref(f"moonhub/{name}", tag)
 
 
 def size(ref: str) -> int:
@@ -365,7 +400,14 @@ def main(argv: list[str] | None = None) -> None:
     which.add_argument("--frameworks", action="store_true", help="only the framework images")
     p.add_argument("--progress", type=Path, help="write each image's progress to this JSON file")
     p.add_argument("--pull", action="store_true", help="pull each image onto the local cluster's node once pushed")
+    p.add_argument("--at", metavar="COMMIT", help="build the hub image as this commit made it (with --tag)")
+    p.add_argument("--tag", help="with --at: the one tag it is pushed under")
     a = p.parse_args(argv)
+    if a.at:
+        if not a.tag or a.names != ["hub"]:
+            p.error("--at builds one image, hub, under one --tag")
+        print(build_at(a.at, "hub", a.tag))
+        return
     spec = load_spec()
     only = "frameworks" if a.frameworks else "platform" if a.platform else ""
     wanted = wanted_images(spec, a.names, a.gpu, only)

@@ -60,6 +60,7 @@ def push_image(name: str, tags: list[str], say: Callable[[str], None]) -> float:
                     str(digest),
                 )
                 was = {"image": image.stdout.strip(), "manifest": digest.read_text().strip()}
+                copied = True
             pushed[first] = was
             _write_pushed(pushed)
         for tag in tags[1:]:

@@ -51,11 +51,28 @@ def storage_values(cfg: ClusterConfig) -> dict[str, Any]:
 class Release:
     """``helm`` and ``kubectl`` against the test cluster, printing what they do."""
 
-    def __init__(self, helm: str, kubectl: str, kubeconfig: Path, values: Path | None = None) -> None:
+    def __init__(
+        self,
+        helm: str,
+        kubectl: str,
+        kubeconfig: Path,
+        values: Path | None = None,
+        release: str = RELEASE,
+        namespace: str = NS,
+    ) -> None:
         self.helm_bin, self.kubectl_bin = helm, kubectl
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         #: more values (the release's storage) after ci/local-cluster.yaml
         self.values = values
+        self.release, self.ns, self.users = release, namespace, f"{namespace}-users"
+
+    @classmethod
+    def tools(cls, kubeconfig: Path, **kw: Any) -> Release:
+        """With the pinned helm and kubectl (built when not cached)."""
+        helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
+        k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
+        kubectl = str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl")
+        return cls(helm.stdout.strip().splitlines()[-1], kubectl, kubeconfig, **kw)
 
     def helm(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
         t0 = time.monotonic()
@@ -73,10 +90,13 @@ class Release:
 
     def diagnose(self) -> str:
         """What an operator would look at when the release does not come up."""
-        out = [self.kubectl("get", "pods,pvc", "-o", "wide", "-n", NS), self.kubectl("get", "pods", "-n", USERS)]
+        out = [
+            self.kubectl("get", "pods,pvc", "-o", "wide", "-n", self.ns),
+            self.kubectl("get", "pods", "-n", self.users),
+        ]
         for component in ("hub", "proxy", "jobs"):
             sel = f"app.kubernetes.io/component={component}"
-            out.append(f"--- {component} ---\n" + self.kubectl("logs", "-n", NS, "-l", sel, "--tail=40"))
+            out.append(f"--- {component} ---\n" + self.kubectl("logs", "-n", self.ns, "-l", sel, "--tail=40"))
         return "\n".join(out)
 
     def check(self, r: subprocess.CompletedProcess[str]) -> None:
@@ -84,18 +104,27 @@ class Release:
 
     def install_args(self) -> list[str]:
         more = ["-f", str(self.values)] if self.values else []
-        return [RELEASE, str(CHART), "-n", NS, "-f", str(VALUES), *more, "--set", f"userNamespace.name={USERS}"]
+        return [
+            self.release, str(CHART), "-n", self.ns, "-f", str(VALUES), *more,
+            "--set", f"userNamespace.name={self.users}",
+        ]  # fmt: skip
+
+    def uninstall(self) -> None:
+        """The release and what the chart keeps (the user namespace, the state volumes)."""
+        self.helm("uninstall", self.release, "-n", self.ns, "--wait", "--timeout", "120s")
+        for ns in (self.ns, self.users):
+            self.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
 
     def hub(self) -> Hub:
         """The installed MoonHub as the test's browser reaches it: the public Service's cluster
         address (kube-proxy routes the host's connections too), and the development password
         the hub wrote into its state volume (a folder on the cluster's Gluster volume, a
         `hostPath` PV, readable here)."""
-        svc = f"{RELEASE}-moonhub-proxy-public"
-        ip = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.clusterIP}").strip()
-        port = self.kubectl("get", "svc", "-n", NS, svc, "-o", "jsonpath={.spec.ports[0].port}").strip()
+        svc = f"{self.release}-moonhub-proxy-public"
+        ip = self.kubectl("get", "svc", "-n", self.ns, svc, "-o", "jsonpath={.spec.clusterIP}").strip()
+        port = self.kubectl("get", "svc", "-n", self.ns, svc, "-o", "jsonpath={.spec.ports[0].port}").strip()
         volume = self.kubectl(
-            "get", "pvc", "-n", NS, f"{RELEASE}-moonhub-hub-state", "-o", "jsonpath={.spec.volumeName}"
+            "get", "pvc", "-n", self.ns, f"{self.release}-moonhub-hub-state", "-o", "jsonpath={.spec.volumeName}"
         )
         host_path = self.kubectl("get", "pv", volume.strip(), "-o", "jsonpath={.spec.hostPath.path}").strip()
         url = f"http://{ip}:{port}"
@@ -137,20 +166,11 @@ def chart(
         pytest.skip(
             "the chart is installed end to end on the local cluster only (its images are in the local registry)"
         )
-    helm = subprocess.run([str(REPO / "helm" / "build.sh")], check=True, capture_output=True, text=True)
-    k8s = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
     values = tmp_path_factory.mktemp("chart") / "storage.yaml"
     values.write_text(yaml.safe_dump(storage_values(local_cluster)))
-    rel = Release(
-        helm.stdout.strip().splitlines()[-1],
-        str(Path(k8s.stdout.strip().splitlines()[-1]) / "kubectl"),
-        kubeconfig,
-        values,
-    )
+    rel = Release.tools(kubeconfig, values=values)
     t0 = time.monotonic()
     rel.check(rel.helm("install", *rel.install_args(), "--create-namespace", "--wait", "--timeout", "360s"))
     timings["helm install --wait (hub, proxy, jobs service ready)"] = time.monotonic() - t0
     yield rel
-    rel.helm("uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "120s")
-    for ns in (NS, USERS):  # the chart keeps the user namespace and the state volumes
-        rel.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    rel.uninstall()
