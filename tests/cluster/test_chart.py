@@ -139,10 +139,13 @@ def test_user_namespace_and_secrets(helm: str) -> None:
 
 
 @pytest.fixture
-def installed_rbac(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> Iterator[tuple[str, str]]:
+def installed_rbac(helm: str, kubectl: str, kubeconfig: Path, namespace: str) -> Iterator[dict[str, str]]:
     """The chart's RBAC applied for real, with the release and the user namespace both the
-    test's namespace; yields (hub, jobs) service-account users."""
+    test's namespace, the Gluster storage on; yields the hub's, the jobs service's and the
+    storage agent's service-account users."""
     args = ["--set", "userNamespace.create=false", "--set", f"userNamespace.name={namespace}"]
+    args += ["--set", "storage.gluster.enabled=true", "--set", "storage.gluster.volume=v"]
+    args += ["--set", f"storage.gluster.storageClass={namespace}-gluster"]
     rbac = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
     docs = [d for d in render(helm, *args, namespace=namespace) if d["kind"] in rbac]
     for d in docs:
@@ -155,7 +158,7 @@ def installed_rbac(helm: str, kubectl: str, kubeconfig: Path, namespace: str) ->
 
     r = run("apply", "-f", "-", stdin=text)
     assert r.returncode == 0, r.stderr
-    yield f"system:serviceaccount:{namespace}:t-moonhub-hub", f"system:serviceaccount:{namespace}:t-moonhub-jobs"
+    yield {who: f"system:serviceaccount:{namespace}:t-moonhub-{who}" for who in ("hub", "jobs", "storage-agent")}
     run("delete", "-f", "-", "--ignore-not-found", stdin=text)
 
 
@@ -296,15 +299,29 @@ RBAC = [
     ("hub", "patch", "configmaps/t-moonhub-config", "users", False),
     ("hub", "delete", "configmaps/t-moonhub-catalog", "users", False),
     ("jobs", "patch", "configmaps/t-moonhub-catalog", "users", False),
+    # the storage agent: its class's volumes, claims' sizes and use, events; no pods or secrets
+    ("storage-agent", "create", "persistentvolumes", None, True),
+    ("storage-agent", "delete", "persistentvolumes", None, True),
+    ("storage-agent", "patch", "persistentvolumeclaims/status", "users", True),
+    ("storage-agent", "create", "events", "users", True),
+    ("storage-agent", "get", "storageclasses.storage.k8s.io/{ns}-gluster", None, True),
+    ("storage-agent", "get", "storageclasses.storage.k8s.io/other", None, False),
+    ("storage-agent", "create", "persistentvolumeclaims", "users", False),
+    ("storage-agent", "delete", "persistentvolumeclaims", "users", False),
+    ("storage-agent", "create", "pods", "users", False),
+    ("storage-agent", "get", "secrets", "users", False),
+    ("hub", "create", "persistentvolumes", None, False),
+    ("jobs", "delete", "persistentvolumes", None, False),
 ]
 
 
 def test_rbac_exactly_what_each_needs(
-    installed_rbac: tuple[str, str], kubectl: str, kubeconfig: Path, namespace: str
+    installed_rbac: dict[str, str], kubectl: str, kubeconfig: Path, namespace: str
 ) -> None:
     wrong = []
     for who, verb, resource, where, allowed in RBAC:
-        user = installed_rbac[0] if who == "hub" else installed_rbac[1]
+        user = installed_rbac[who]
+        resource = resource.replace("{ns}", namespace)
         scope = ["-n", namespace if where == "users" else where] if where else []
         r = subprocess.run(
             [kubectl, f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource, f"--as={user}", *scope],
