@@ -110,10 +110,18 @@ class Release:
         ]  # fmt: skip
 
     def uninstall(self) -> None:
-        """The release and what the chart keeps (the user namespace, the state volumes)."""
+        """The release and what the chart keeps (the user namespace, the state volumes). The
+        users' namespace goes first, while the release's storage agent (if it runs one) is
+        there to remove the folders of its volumes."""
+        self.kubectl("delete", "namespace", self.users, "--ignore-not-found", "--wait=true", "--timeout=120s")
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and self.users in self.kubectl("get", "pv", "-o", "jsonpath={.items[*].spec.claimRef.namespace}").split()
+        ):
+            time.sleep(1)
         self.helm("uninstall", self.release, "-n", self.ns, "--wait", "--timeout", "120s")
-        for ns in (self.ns, self.users):
-            self.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
+        self.kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
 
     def hub(self) -> Hub:
         """The installed MoonHub as the test's browser reaches it: the public Service's cluster
