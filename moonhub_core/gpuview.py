@@ -45,13 +45,15 @@ class GpuView:
         self._nodes: list[dict[str, Any]] = []
         self._pods: list[dict[str, Any]] = []
 
-    async def read(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def read(self, fresh: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The GPU nodes and the live pods on them (API dicts, pods reduced), at most
-        ``ttl`` seconds old."""
-        if time.monotonic() - self._read_at < self.ttl:
+        ``ttl`` seconds old; ``fresh``: read now (a refusal is explained from what holds the
+        GPUs now, not from a form's view of up to ``ttl`` seconds ago)."""
+        if not fresh and time.monotonic() - self._read_at < self.ttl:
             return self._nodes, self._pods
+        asked = time.monotonic()
         async with self._lock:
-            if time.monotonic() - self._read_at < self.ttl:
+            if self._read_at >= asked or (not fresh and time.monotonic() - self._read_at < self.ttl):
                 return self._nodes, self._pods
             ser = self.core.api_client.sanitize_for_serialization  # type: ignore[attr-defined]
             listed = await self.core.list_node(label_selector=GPU_NODE_SELECTOR, resource_version="0")

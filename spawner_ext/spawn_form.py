@@ -115,6 +115,6 @@ class SpawnForm(WorkspaceClaims):
         return {k: v[0] for k, v in formdata.items() if v and k != "_xsrf"}
 
     # ---- cluster facts ---------------------------------------------------------------
-    async def gpu_capacity(self, cat: Catalog) -> dict[str, GpuCapacity]:
-        nodes, pods = await gpuview.shared(self.api).read()
+    async def gpu_capacity(self, cat: Catalog, fresh: bool = False) -> dict[str, GpuCapacity]:
+        nodes, pods = await gpuview.shared(self.api).read(fresh)
         return gpu_capacity(cat.gpu_types, nodes, pods)

@@ -392,7 +392,7 @@ class MoonSpawner(SpawnForm):
         opts, cat = self.user_options or {}, self.catalog
         gpu = cat.gpu_type(opts.get("gpu_type") or "")
         want = int(opts.get("gpu_count") or 0)
-        capacity = (await self.gpu_capacity(cat)).get(gpu.name) if gpu and want else None
+        capacity = (await self.gpu_capacity(cat, fresh=True)).get(gpu.name) if gpu and want else None
         return failfast.explain(scheduler_says, gpu, want, capacity)
 
     async def _started_early(self, start: asyncio.Future[Any], pod: dict[str, Any]) -> str:
