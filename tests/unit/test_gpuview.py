@@ -21,6 +21,7 @@ class FakeCore:
 
     async def list_node(self, **_: Any) -> Any:
         self.reads += 1
+        await asyncio.sleep(0.01)  # an API call: others run meanwhile
         return SimpleNamespace(items=[{"metadata": {"name": "gpu-0"}}])
 
     async def list_pod_for_all_namespaces(self, **_: Any) -> Any:
