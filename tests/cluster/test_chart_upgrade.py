@@ -43,7 +43,9 @@ def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.fixture(scope="module")
-def previous(local_cluster: ClusterConfig | None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def previous(
+    local_cluster: ClusterConfig | None, tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]
+) -> tuple[Path, str]:
     """The previous release's chart folder and hub image tag."""
     if local_cluster is None:
         pytest.skip("the upgrade is tested on the local cluster (its images are in the local registry)")
@@ -60,7 +62,7 @@ def previous(local_cluster: ClusterConfig | None, tmp_path_factory: pytest.TempP
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    print(f"the previous release's hub image ({PREVIOUS[:12]}) built and pushed in {time.monotonic() - t0:.1f}s")
+    timings["upgrade test: the previous release's hub image built and pushed"] = time.monotonic() - t0
     return where / "helm" / "moonhub", tag
 
 
@@ -96,7 +98,7 @@ async def _records(s: requests.Session, hub: Hub) -> dict[str, Any]:
 
 
 async def test_upgrade_from_the_previous_release_then_rollback(
-    previous: tuple[Path, str], kubeconfig: Path, core: client.CoreV1Api
+    previous: tuple[Path, str], kubeconfig: Path, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
     old_chart, old_tag = previous
     old = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
@@ -109,7 +111,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
                 "--set", f"images.hub.tag={old_tag}", "--create-namespace", *base,
             )
         )  # fmt: skip
-        print(f"previous release installed in {time.monotonic() - t0:.1f}s")
+        timings["upgrade test: helm install --wait of the previous release"] = time.monotonic() - t0
         hub = old.hub()
         s = hub.login(USER)
         r = hub.spawn_form(s, USER, environment="python", size="small")
@@ -142,7 +144,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         new = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
         t1 = time.monotonic()
         new.check(new.helm("upgrade", *new.install_args(), "--wait", "--timeout", "360s"))
-        print(f"helm upgrade from {PREVIOUS[:12]} -> ready: {time.monotonic() - t1:.1f}s")
+        timings["upgrade test: helm upgrade --wait from the previous release"] = time.monotonic() - t1
         new.wait_hub(hub.url)
         sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=hub"
         hub_pod = (await core.list_namespaced_pod(NS, label_selector=sel)).items
@@ -161,7 +163,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         # and back: the previous release's chart and image again, with the same records
         t2 = time.monotonic()
         new.check(new.helm("rollback", RELEASE, "1", "-n", NS, "--wait", "--timeout", "360s"))
-        print(f"helm rollback -> ready: {time.monotonic() - t2:.1f}s")
+        timings["upgrade test: helm rollback --wait to it"] = time.monotonic() - t2
         new.wait_hub(hub.url)
         assert await _records(s, hub) == before, "nothing lost in the rollback"
         assert (await _server(core)).metadata.uid == server.metadata.uid
