@@ -303,6 +303,12 @@ class Hub:
         assert r.status_code == 201, r.text
         return str(r.json()["token"])
 
+    def lab(self, s: requests.Session, user: str, path: str, method: str = "GET", **kw: Any) -> requests.Response:
+        """A call to ``user``'s server as JupyterLab makes it (its session cookie, the XSRF
+        header from the server's own cookie)."""
+        xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{user}/") or ""}
+        return s.request(method, f"{self.url}/user/{user}/{path}", headers=xsrf, timeout=60, **kw)
+
     def open_lab(self, s: requests.Session, user: str, timeout: float = 120) -> None:
         """Open ``user``'s lab like a browser (the OAuth redirects set the server's cookie),
         retrying until the server answers."""

@@ -32,14 +32,8 @@ async def _pods(core: client.CoreV1Api, component: str) -> list[Any]:
     return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
-def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
-    """A call to the user's server as JupyterLab makes it (session cookie + XSRF header)."""
-    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{USER}/") or ""}
-    return s.request(kw.pop("method", "GET"), f"{hub.url}/user/{USER}/{path}", headers=xsrf, timeout=60, **kw)
-
-
 def _runs(s: requests.Session, hub: Hub, job_id: int) -> list[dict[str, Any]]:
-    r = _lab(s, hub, f"moonhub/api/v1/jobs/{job_id}/runs")
+    r = hub.lab(s, USER, f"moonhub/api/v1/jobs/{job_id}/runs")
     assert r.status_code == 200, r.text
     return list(r.json()["runs"])
 
@@ -86,17 +80,17 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     assert int(used.metadata.annotations["moonhub.io/used-bytes"]) >= 0
 
     # a notebook in the workspace, scheduled from the server (the lab extension's route)
-    r = _lab(s, hub, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
+    r = hub.lab(s, USER, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
     assert r.status_code in (200, 201), r.text
     body = {"name": "report", "notebook": "report.ipynb", "schedule": "0 6 * * 1-5", "timezone": "UTC",
             "parameters": {"rows": 42}, "notebook_content": NOTEBOOK}  # fmt: skip
-    r = _lab(s, hub, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
+    r = hub.lab(s, USER, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["owner"] == USER and job["schedule_description"] == "At 06:00, Monday through Friday"
     cron = await client.BatchV1Api(core.api_client).read_namespaced_cron_job(job["cronjob"], USERS)
     assert cron.spec.schedule == "0 6 * * 1-5"
-    r = _lab(s, hub, f"moonhub/api/v1/jobs/{job['id']}/run", method="POST")
+    r = hub.lab(s, USER, f"moonhub/api/v1/jobs/{job['id']}/run", method="POST")
     assert r.status_code == 201, r.text
     t2 = time.monotonic()
     runs = await wait_for(
@@ -107,7 +101,7 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     )
     assert runs[0]["status"] == "succeeded", f"{runs[0]}\n{chart.diagnose()}"
     print(f"run now -> succeeded: {time.monotonic() - t2:.1f}s")
-    out = _lab(s, hub, f"api/contents/{runs[0]['output']}")
+    out = hub.lab(s, USER, f"api/contents/{runs[0]['output']}")
     assert out.status_code == 200, f"{runs[0]['output']}: {out.text[:300]}"
     printed = "".join("".join(o.get("text", "")) for c in out.json()["content"]["cells"] for o in c.get("outputs", []))
     assert printed.strip() == "rows: 42", "the output notebook is in the user's workspace"
@@ -158,7 +152,7 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     assert (pod.status.container_statuses[0].restart_count or 0) == 0
     # the same browser session still reaches the lab and the workspace (same cookie secret)
     r = await wait_for(
-        lambda: _lab(s, hub, "api/contents/report.ipynb"),
+        lambda: hub.lab(s, USER, "api/contents/report.ipynb"),
         lambda r: r.status_code == 200,
         timeout=60,
         what="the workspace through the proxy after the upgrade",
@@ -168,7 +162,7 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
     assert user.status_code == 200 and user.json()["servers"][""]["ready"] is True, user.text
     # the definition and its history survived in the jobs service's volume
     jobs = await wait_for(
-        lambda: _lab(s, hub, "moonhub/api/v1/jobs"),
+        lambda: hub.lab(s, USER, "moonhub/api/v1/jobs"),
         lambda r: r.status_code == 200,
         timeout=60,
         what="the jobs service after the upgrade",

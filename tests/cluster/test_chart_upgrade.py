@@ -33,11 +33,6 @@ USERS = f"{NS}-users"
 USER = "erin"
 
 
-def _lab(s: requests.Session, hub: Hub, path: str, **kw: Any) -> requests.Response:
-    xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", path=f"/user/{USER}/") or ""}
-    return s.request(kw.pop("method", "GET"), f"{hub.url}/user/{USER}/{path}", headers=xsrf, timeout=60, **kw)
-
-
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=True)
 
@@ -73,25 +68,25 @@ async def _server(core: client.CoreV1Api) -> Any:
 async def _records(s: requests.Session, hub: Hub) -> dict[str, Any]:
     """What the user sees of their things: the file, the jobs with their runs, the secrets."""
     f = await wait_for(
-        lambda: _lab(s, hub, "api/contents/kept.txt"),
+        lambda: hub.lab(s, USER, "api/contents/kept.txt"),
         lambda r: r.status_code == 200,
         timeout=90,
         what="the workspace's file through the proxy",
     )
     jobs = await wait_for(
-        lambda: _lab(s, hub, "moonhub/api/v1/jobs"),
+        lambda: hub.lab(s, USER, "moonhub/api/v1/jobs"),
         lambda r: r.status_code == 200,
         timeout=120,
         what="the jobs service",
     )
     out: dict[str, Any] = {"file": f.json()["content"], "jobs": {}}
     for j in jobs.json()["jobs"]:
-        runs = _lab(s, hub, f"moonhub/api/v1/jobs/{j['id']}/runs").json()["runs"]
+        runs = hub.lab(s, USER, f"moonhub/api/v1/jobs/{j['id']}/runs").json()["runs"]
         out["jobs"][j["name"]] = {
             "schedule": j["schedule"],
             "runs": [(r["id"], r["status"], r.get("output")) for r in runs],
         }
-    secrets = _lab(s, hub, "moonhub/api/v1/secrets")
+    secrets = hub.lab(s, USER, "moonhub/api/v1/secrets")
     assert secrets.status_code == 200, secrets.text
     out["secrets"] = sorted(x["name"] for x in secrets.json()["secrets"])
     return out
@@ -118,23 +113,25 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         assert r.status_code == 200, r.text[-2000:]
         hub.open_lab(s, USER, timeout=180)
         kept = {"type": "file", "format": "text", "content": "made before the upgrade"}
-        put = _lab(s, hub, "api/contents/kept.txt", method="PUT", json=kept)
+        put = hub.lab(s, USER, "api/contents/kept.txt", method="PUT", json=kept)
         assert put.status_code in (200, 201), put.text
-        put = _lab(s, hub, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
+        put = hub.lab(
+            s, USER, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK}
+        )
         assert put.status_code in (200, 201), put.text
         body = {"name": "report", "notebook": "report.ipynb", "schedule": "0 6 * * 1-5", "timezone": "UTC",
                 "parameters": {"rows": 7}, "notebook_content": NOTEBOOK}  # fmt: skip
-        job = _lab(s, hub, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
+        job = hub.lab(s, USER, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
         assert job.status_code == 201, job.text
         job_id = job.json()["id"]
-        assert _lab(s, hub, f"moonhub/api/v1/jobs/{job_id}/run", method="POST").status_code == 201
+        assert hub.lab(s, USER, f"moonhub/api/v1/jobs/{job_id}/run", method="POST").status_code == 201
         await wait_for(
-            lambda: _lab(s, hub, f"moonhub/api/v1/jobs/{job_id}/runs").json()["runs"],
+            lambda: hub.lab(s, USER, f"moonhub/api/v1/jobs/{job_id}/runs").json()["runs"],
             lambda rs: bool(rs) and rs[0]["status"] in ("succeeded", "failed"),
             timeout=180,
             what="the run on the previous release",
         )
-        secret = _lab(s, hub, "moonhub/api/v1/secrets/db-password", method="PUT", json={"value": "s3cret"})
+        secret = hub.lab(s, USER, "moonhub/api/v1/secrets/db-password", method="PUT", json={"value": "s3cret"})
         assert secret.status_code == 201, secret.text
         before = await _records(s, hub)
         assert before["jobs"]["report"]["runs"][0][1] == "succeeded", before
