@@ -39,8 +39,10 @@ class Agent:
         self.storage = client.StorageV1Api(api)
         self.volume, self.mount, self.storage_class = volume, mount, storage_class
         self._warned: set[str] = set()
-        #: claims (uids) whose volume is being made now, and refusals already said on them
+        #: claims (uids) whose volume is being made now, or was made (while they wait to be
+        #: bound), and refusals already said on them
         self._making: set[str] = set()
+        self._made: set[str] = set()
         self._said: set[tuple[str, str]] = set()
         #: one folder change at a time (glusterd takes one volume transaction at a time)
         self._changing = asyncio.Lock()
@@ -63,8 +65,16 @@ class Agent:
         pvcs = [self.ser(c) for c in (await self.core.list_persistent_volume_claim_for_all_namespaces()).items]
         made = removed = 0
         if await self.read_class() is not None:
-            for claim in pvcs:
-                if provision.pending(claim, self.storage_class):
+            pending = [c for c in pvcs if provision.pending(c, self.storage_class)]
+            waiting = {c["metadata"].get("uid") for c in pending}
+            # what is kept per claim is kept while the claim waits (bounded by the pending)
+            self._made &= waiting
+            self._said = {k for k in self._said if k[0] in waiting}
+            volumes = {v["metadata"]["name"] for v in pvs}
+            for claim in pending:
+                uid = claim["metadata"].get("uid") or ""
+                if provision.volume_name(uid) not in volumes:
+                    self._made.discard(uid)  # (its volume deleted since, or this list is older)
                     made += await self.provide(claim)
             for gone in provision.released(pvs, self.mount, self.storage_class):
                 removed += await self.remove(gone)
@@ -103,8 +113,8 @@ class Agent:
         meta = claim.get("metadata") or {}
         uid, where = meta.get("uid") or "", f"{meta.get('namespace')}/{meta.get('name')}"
         sc = self._class
-        if sc is None or uid in self._making:
-            return 0
+        if sc is None or uid in self._making or uid in self._made:
+            return 0  # (the watch sees a claim change again before the PV controller binds it)
         self._making.add(uid)
         try:
             try:
@@ -119,12 +129,14 @@ class Agent:
                 await self.core.create_persistent_volume(provision.volume(make, self.mount))  # type: ignore[arg-type]
             except client.ApiException as e:
                 if e.status == 409:
+                    self._made.add(uid)
                     return 0  # made by an earlier pass
                 await self.say(claim, f"making its volume failed (tried again): {e.reason}")
                 return 0
             except (gluster.GlusterError, OSError, RuntimeError) as e:
                 await self.say(claim, f"making its folder failed (tried again): {e}")
                 return 0
+            self._made.add(uid)
             took = asyncio.get_running_loop().time() - t0
             log.info("made %s for %s: folder %s, %s, in %.2f s", make.volume, where, make.folder, make.quantity, took)
             return 1
