@@ -8,6 +8,7 @@ import asyncio
 
 from playwright.async_api import Browser, Page, expect
 
+from admin_console import image_probe
 from localcluster.config import REPO
 from moonhub_core.catalog import load
 from tests.conftest import Hub
@@ -52,6 +53,12 @@ async def test_admin_console(hub: Hub, browser: Browser) -> None:
         await page.close()
 
 
+#: how long a browser waits for an edit that offers an image: the registry, then a probe pod
+#: (its own bound, image_probe.WAIT, plus the page's reload); 5 s was not always enough on a
+#: busy node
+EDIT = (image_probe.WAIT + 10) * 1000
+
+
 async def test_an_admin_adds_an_environment_in_the_browser_and_a_user_spawns_it(hub: Hub, browser: Browser) -> None:
     SHOTS.mkdir(exist_ok=True)
     before = hub.catalog.read_text()
@@ -71,7 +78,8 @@ async def test_an_admin_adds_an_environment_in_the_browser_and_a_user_spawns_it(
         await expect(form.locator(".field-error")).to_contain_text("not in the registry")
         await form.get_by_label("Image", exact=True).fill(image)
         await form.get_by_role("button", name="Add environment").click()
-        await expect(page.locator("#admin-message")).to_contain_text("found in its registry and pinned")
+        # the edit waits for the registry and a test start of the image (image_probe.WAIT)
+        await expect(page.locator("#admin-message")).to_contain_text("found in its registry and pinned", timeout=EDIT)
         row = page.locator("#environments tr[data-name='browser-lab']")
         await expect(row).to_contain_text("pinned sha256:")
         await expect(page.locator("#catalog-history tbody tr").first).to_contain_text("added environment browser-lab")
@@ -90,7 +98,7 @@ async def test_an_admin_adds_an_environment_in_the_browser_and_a_user_spawns_it(
         restore = page.locator("#catalog-history tbody tr").nth(1)
         await expect(restore).to_contain_text("added environment browser-lab")
         await restore.get_by_role("button", name="Restore this version").click()
-        await expect(page.locator("#environments tr[data-name='browser-lab']")).to_have_count(1)
+        await expect(page.locator("#environments tr[data-name='browser-lab']")).to_have_count(1, timeout=EDIT)
     finally:
         hub.api(s, "DELETE", f"/users/{user}/server")
         hub.catalog.write_text(before)
