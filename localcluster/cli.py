@@ -55,11 +55,8 @@ def kubectl(cfg: ClusterConfig, bin_dir: Path, *args: str, stdin: str | None = N
 
 
 def apply_storage(cfg: ClusterConfig, bin_dir: Path) -> None:
-    """The provisioner's objects and StorageClasses, and the Gluster class with its storage
-    agent from the chart's template (what an install runs). A class's parameters and
-    provisioner can not be changed in place: one that changed (a cluster made by an older
-    MoonHub) is made again; volumes it made keep working (a class is read only when a volume
-    is made)."""
+    """local-path-provisioner's objects and class, and the storage agent's namespace (the
+    Gluster class and the agent come later: :func:`apply_agent`)."""
     apply_with_classes(cfg, bin_dir, storage.manifests(cfg))
 
 
@@ -74,6 +71,9 @@ def apply_agent(cfg: ClusterConfig, bin_dir: Path) -> None:
 
 
 def apply_with_classes(cfg: ClusterConfig, bin_dir: Path, docs: list[dict[str, Any]]) -> None:
+    """Apply ``docs``. A class's parameters and provisioner can not be changed in place: one
+    that changed (a cluster made by an older MoonHub) is made again; volumes it made keep
+    working (a class is read only when a volume is made)."""
     classes = [d for d in docs if d["kind"] == "StorageClass"]
     kubectl(cfg, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all([d for d in docs if d not in classes]))
     for sc in classes:

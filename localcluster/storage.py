@@ -2,7 +2,8 @@
 
 - ``glusterfs`` (the default, what the catalog names): folders on the cluster's GlusterFS
   volume (:mod:`.gluster`), made by MoonHub's storage agent (``storage_agent.provision``),
-  which runs on this machine where the volume is mounted and Gluster's CLI reaches glusterd.
+  a pod on this machine's node (the chart's template, :func:`chart_values`), where the
+  volume is mounted and Gluster's CLI reaches glusterd.
   Each folder gets a Gluster directory quota of the claim's size when it is made, so the
   storage enforces the size. Team folders (claims annotated ``moonhub.io/gid``) get that
   group and mode 2770, workspaces their uid and 0700;
@@ -16,8 +17,8 @@ notebook's non-root user could not write its own workspace. local-path-provision
 volume's folder with a helper pod (our Debian base image) and hands out ``local`` PVs, which
 the kubelet does give the pod's ``fsGroup``.
 
-The provisioner and the agent run on the host with identities of their own (RBAC below);
-the provisioner's helper pods run in ``local-path-storage``. Pure builders; :mod:`.cli`
+local-path-provisioner runs on the host with an identity of its own (RBAC below); its helper
+pods run in ``local-path-storage``. Pure builders; :mod:`.cli`
 applies and starts.
 """
 

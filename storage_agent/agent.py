@@ -223,7 +223,9 @@ class Agent:
 
     async def grow(self, g: Grow) -> None:
         if not g.quota_done:
-            await gluster.run(gluster.limit_command(self.volume, g.path, g.size))
+            # a quota change like a make's: one at a time here, again while glusterd is busy
+            async with self._changing:
+                await gluster.change(gluster.limit_command(self.volume, g.path, g.size))
         body: dict[str, Any] = {"spec": {"capacity": {"storage": g.quantity}}}
         await self.core.patch_persistent_volume(g.volume, body)
         status = {
