@@ -117,9 +117,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _TEST_SECONDS[report.nodeid] = _TEST_SECONDS.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "moonhub-lane":
-            _LANE_SECONDS[value] = _LANE_SECONDS.get(value, 0.0) + report.duration
+            _LANE_SECONDS[str(value)] = _LANE_SECONDS.get(str(value), 0.0) + report.duration
         elif name == "moonhub-timing":
-            _TIMINGS[value[0]] = float(value[1])
+            label, seconds = value  # type: ignore[misc]
+            _TIMINGS[str(label)] = float(seconds)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -222,12 +223,15 @@ async def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> A
     # a DNS label from the test's name (parametrized names carry brackets and commas)
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
     name = f"t-{base}-{uuid.uuid4().hex[:5]}"
-    await core.create_namespace({"metadata": {"name": name, "labels": {"moonhub.io/test": "true"}}})
+    await core.create_namespace({"metadata": {"name": name, "labels": {"moonhub.io/test": "true"}}})  # type: ignore[arg-type]
     # the default ServiceAccount appears asynchronously; pods need it for admission
     from tests.helpers import wait_for
 
+    async def accounts() -> Any:
+        return await core.list_namespaced_service_account(name)
+
     await wait_for(
-        lambda: core.list_namespaced_service_account(name),
+        accounts,
         lambda r: bool(r.items),
         timeout=30,
         what=f"default ServiceAccount in {name}",
@@ -247,7 +251,7 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=email_policy))  # type: ignore[arg-type]
+        self.messages.append(message_from_bytes(envelope.content, policy=email_policy))
         return "250 OK"
 
 

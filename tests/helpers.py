@@ -39,7 +39,7 @@ def example_catalog() -> Catalog:
 
 def notebook(*cells: str | tuple[str, list[str]]) -> dict[str, Any]:
     """A Python notebook of code cells, each given as its source or (source, tags)."""
-    made = []
+    made: list[dict[str, Any]] = []
     for i, cell in enumerate(cells):
         source, tags = (cell, []) if isinstance(cell, str) else cell
         metadata = {"tags": tags} if tags else {}
@@ -97,7 +97,7 @@ async def wait_for(
             if inspect.isawaitable(last):
                 last = await last
             if done(last):
-                return last  # type: ignore[no-any-return]
+                return last
         except client.ApiException as e:
             last = f"ApiException {e.status}: {e.reason}"
         if time.monotonic() > deadline:
@@ -124,7 +124,7 @@ async def create_pvc(core: client.CoreV1Api, ns: str, name: str, size: str = "1G
         {
             "metadata": {"name": name},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
-        },
+        },  # type: ignore[arg-type]
     )
 
 
@@ -196,7 +196,7 @@ async def read_from_pvc(core: client.CoreV1Api, ns: str, claim: str, path: str) 
                 ],
                 "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
             },
-        },
+        },  # type: ignore[arg-type]
     )
     pod = await pod_ended(core, ns, name)
     log = await pod_log(core, ns, name)
