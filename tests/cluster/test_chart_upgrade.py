@@ -3,11 +3,17 @@
 The previous release is the commit ``helm/previous-release`` names: its chart (``git
 archive``) and its hub image (``python -m images.build hub --at <commit>``, pushed under a
 tag of its own). It is installed and filled as users fill it: a server running with a file
-in its workspace, a scheduled job with a finished run and its output, a secret. Then
-``helm upgrade`` to this tree's chart and image: the hub and the jobs service are new pods
-(the jobs database upgraded by ``upgrade-db`` before the new service serves), the user's
-server is the same pod, never restarted, and every record answers as before. Then ``helm
-rollback`` to the previous release, which answers again with the same records."""
+in its workspace, a scheduled job with two notebook versions and a finished run of each,
+a secret, and a pipeline whose run is midway (its first task running) when the upgrade
+starts. Then ``helm upgrade`` to this tree's chart and image: the hub and the jobs service
+are new pods (the jobs database upgraded by ``upgrade-db`` before the new service serves),
+the user's server is the same pod, never restarted, every record answers as before, and
+the pipeline's run goes on to its end with each task run once. Then ``helm rollback`` to
+the previous release, which answers again with the same records.
+
+Twice: with the jobs database on SQLite in the release's volume (the default), and on a
+PostgreSQL server outside the cluster (``jobs.databaseSecret``, reached through
+``networkPolicies.jobsExtraEgress``) as operators run it."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +32,31 @@ from kubernetes_asyncio import client
 from localcluster.config import REPO, ClusterConfig
 from tests.chart_release import Release
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, wait_for
+from tests.helpers import NOTEBOOK, notebook, parameter_notebook, runs_ended, wait_for
+from tests.postgres import fresh_database, postgres_server
 
 PREVIOUS = (REPO / "helm" / "previous-release").read_text().split()[0]
 RELEASE, NS = "up", "chart-upgrade"
 USERS = f"{NS}-users"
 USER = "erin"
+#: the job's second notebook version, told apart from the first by what it prints
+SECOND = parameter_notebook("rows = 10", "print('version two, rows:', rows)")
+#: the pipeline's first task runs long enough for the upgrade to start while it runs
+PIPELINE = {
+    "name": "chain",
+    "schedule": None,
+    "tasks": [
+        {"name": "first", "notebook": "first.ipynb"},
+        {"name": "second", "notebook": "second.ipynb", "depends_on": ["first"]},
+    ],
+    "notebook_contents": {
+        "first": notebook("import time\ntime.sleep(40)\nprint('first done')"),
+        "second": notebook("print('second done')"),
+    },
+}
+#: the PostgreSQL server of the second case: on the test cluster's node address, which pods
+#: reach through their bridge, for the pods' range only and with a password
+PG_PORT, PG_PASSWORD = 15433, "upgrade-test"
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -61,12 +87,39 @@ def previous(
     return where / "helm" / "moonhub", tag
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs_database(
+    request: pytest.FixtureRequest, local_cluster: ClusterConfig | None, kubeconfig: Path, tmp_path: Path
+) -> Iterator[list[str]]:
+    """The helm arguments that put the release's jobs database where the case says: none for
+    SQLite in the release's volume; for PostgreSQL a server on the node with a database of
+    its own, its URL in a Secret made before the install, and the jobs service's egress to it
+    (the chart's policies let it reach nothing private otherwise)."""
+    if request.param == "sqlite" or local_cluster is None:
+        yield []
+        return
+    node = local_cluster.node_ip
+    with postgres_server(PG_PORT, node, password=PG_PASSWORD, clients=[local_cluster.pod_cidr, f"{node}/32"]) as url:
+        database = fresh_database(url, "jobs")
+        tools = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
+        tools.kubectl("create", "namespace", NS)
+        made = tools.kubectl("create", "secret", "generic", "jobs-database", "-n", NS, f"--from-literal=url={database}")
+        assert "created" in made, made
+        values = tmp_path / "postgres.yaml"
+        egress = [{"to": [{"ipBlock": {"cidr": f"{node}/32"}}], "ports": [{"port": PG_PORT}]}]
+        values.write_text(
+            json.dumps({"jobs": {"databaseSecret": "jobs-database"}, "networkPolicies": {"jobsExtraEgress": egress}})
+        )
+        yield ["-f", str(values)]
+
+
 async def _server(core: client.CoreV1Api) -> Any:
     return await core.read_namespaced_pod(f"jupyter-{USER}", USERS)
 
 
-async def _records(s: requests.Session, hub: Hub) -> dict[str, Any]:
-    """What the user sees of their things: the file, the jobs with their runs, the secrets."""
+async def _records(s: requests.Session, hub: Hub, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the user sees of their things: the file, the jobs with their versions and runs
+    (each run's printed output), the secrets; the jobs named in ``skip`` left out."""
     f = await wait_for(
         lambda: hub.lab(s, USER, "api/contents/kept.txt"),
         lambda r: r.status_code == 200,
@@ -81,10 +134,20 @@ async def _records(s: requests.Session, hub: Hub) -> dict[str, Any]:
     )
     out: dict[str, Any] = {"file": f.json()["content"], "jobs": {}}
     for j in jobs.json()["jobs"]:
-        runs = hub.lab(s, USER, f"moonhub/api/v1/jobs/{j['id']}/runs").json()["runs"]
+        if j["name"] in skip:
+            continue
+        api = f"moonhub/api/v1/jobs/{j['id']}"
+        runs = hub.lab(s, USER, f"{api}/runs").json()["runs"]
+        versions = hub.lab(s, USER, f"{api}/versions").json()["versions"]
         out["jobs"][j["name"]] = {
             "schedule": j["schedule"],
-            "runs": [(r["id"], r["status"], r.get("output")) for r in runs],
+            "version": j["version"],
+            "versions": [(v["number"], v["sha256"]) for v in versions],
+            "runs": [
+                (r["id"], r["version"], r["status"], r.get("output"), _printed(hub, s, f"{api}/runs/{r['id']}"))
+                for r in runs
+            ],
+            "tasks": {r["id"]: [(t["name"], t["status"], t["attempt"]) for t in r["tasks"] or []] for r in runs},
         }
     secrets = hub.lab(s, USER, "moonhub/api/v1/secrets")
     assert secrets.status_code == 200, secrets.text
@@ -92,12 +155,27 @@ async def _records(s: requests.Session, hub: Hub) -> dict[str, Any]:
     return out
 
 
+def _printed(hub: Hub, s: requests.Session, run: str) -> str:
+    """What a run's executed notebook printed ("" for a pipeline's run, which has none)."""
+    r = hub.lab(s, USER, f"{run}/output?format=ipynb")
+    if r.status_code != 200:
+        return ""
+    nb = r.json()
+    return "".join("".join(o.get("text", [])) for c in nb.get("cells", []) for o in c.get("outputs", []))
+
+
 async def test_upgrade_from_the_previous_release_then_rollback(
-    previous: tuple[Path, str], kubeconfig: Path, core: client.CoreV1Api, timings: dict[str, float]
+    previous: tuple[Path, str],
+    jobs_database: list[str],
+    kubeconfig: Path,
+    core: client.CoreV1Api,
+    api: client.ApiClient,
+    timings: dict[str, float],
 ) -> None:
     old_chart, old_tag = previous
+    case = "PostgreSQL" if jobs_database else "SQLite"
     old = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
-    base = ["-n", NS, "--set", f"userNamespace.name={USERS}", "--wait", "--timeout", "360s"]
+    base = ["-n", NS, "--set", f"userNamespace.name={USERS}", *jobs_database, "--wait", "--timeout", "360s"]
     try:
         t0 = time.monotonic()
         old.check(
@@ -106,9 +184,14 @@ async def test_upgrade_from_the_previous_release_then_rollback(
                 "--set", f"images.hub.tag={old_tag}", "--create-namespace", *base,
             )
         )  # fmt: skip
-        timings["upgrade test: helm install --wait of the previous release"] = time.monotonic() - t0
+        timings[f"upgrade test ({case}): helm install --wait of the previous release"] = time.monotonic() - t0
         hub = old.hub()
         s = hub.login(USER)
+
+        def jobs(method: str, path: str, body: Any = None) -> requests.Response:
+            data = None if body is None else json.dumps(body)
+            return hub.lab(s, USER, f"moonhub/api/v1{path}", method=method, data=data)
+
         r = hub.spawn_form(s, USER, environment="python", size="small")
         assert r.status_code == 200, r.text[-2000:]
         hub.open_lab(s, USER, timeout=180)
@@ -121,33 +204,47 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         assert put.status_code in (200, 201), put.text
         body = {"name": "report", "notebook": "report.ipynb", "schedule": "0 6 * * 1-5", "timezone": "UTC",
                 "parameters": {"rows": 7}, "notebook_content": NOTEBOOK}  # fmt: skip
-        job = hub.lab(s, USER, "moonhub/api/v1/jobs", method="POST", data=json.dumps(body))
+        job = jobs("POST", "/jobs", body)
         assert job.status_code == 201, job.text
         job_id = job.json()["id"]
-        assert hub.lab(s, USER, f"moonhub/api/v1/jobs/{job_id}/run", method="POST").status_code == 201
-        await wait_for(
-            lambda: hub.lab(s, USER, f"moonhub/api/v1/jobs/{job_id}/runs").json()["runs"],
-            lambda rs: bool(rs) and rs[0]["status"] in ("succeeded", "failed"),
-            timeout=180,
-            what="the run on the previous release",
-        )
+        # a run of the first version, then a second version and a run of it
+        assert jobs("POST", f"/jobs/{job_id}/run").status_code == 201
+        await runs_ended(jobs, job_id, timeout=180)
+        edited = jobs("PATCH", f"/jobs/{job_id}", {"notebook_content": SECOND})
+        assert edited.status_code == 200 and edited.json()["version"] == 2, edited.text
+        assert jobs("POST", f"/jobs/{job_id}/run").status_code == 201
+        await runs_ended(jobs, job_id, count=2, timeout=180)
         secret = hub.lab(s, USER, "moonhub/api/v1/secrets/db-password", method="PUT", json={"value": "s3cret"})
         assert secret.status_code == 201, secret.text
-        before = await _records(s, hub)
-        assert before["jobs"]["report"]["runs"][0][1] == "succeeded", before
+        # the pipeline: its run midway (the first task running) when the upgrade starts
+        chain = jobs("POST", "/jobs", PIPELINE)
+        assert chain.status_code == 201, chain.text
+        chain_id = chain.json()["id"]
+        assert jobs("POST", f"/jobs/{chain_id}/run").status_code == 201
+        await wait_for(
+            lambda: jobs("GET", f"/jobs/{chain_id}/runs").json()["runs"][0]["tasks"] or [],
+            lambda ts: any(t["name"] == "first" and t["status"] == "running" for t in ts),
+            timeout=180,
+            what="the pipeline's first task running",
+        )
+        before = await _records(s, hub, skip=("chain",))
+        report = before["jobs"]["report"]
+        assert [v for v, _ in report["versions"]] == [1, 2] and report["version"] == 2, report
+        assert [(r[1], r[2]) for r in report["runs"]] == [(2, "succeeded"), (1, "succeeded")], report
+        assert "version two, rows: 7" in report["runs"][0][4] and "rows: 7" in report["runs"][1][4], report
         server = await _server(core)
 
         # the upgrade: this tree's chart and image
         new = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
         t1 = time.monotonic()
-        new.check(new.helm("upgrade", *new.install_args(), "--wait", "--timeout", "360s"))
-        timings["upgrade test: helm upgrade --wait from the previous release"] = time.monotonic() - t1
+        new.check(new.helm("upgrade", *new.install_args(), *jobs_database, "--wait", "--timeout", "360s"))
+        timings[f"upgrade test ({case}): helm upgrade --wait from the previous release"] = time.monotonic() - t1
         new.wait_hub(hub.url)
         sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=hub"
         hub_pod = (await core.list_namespaced_pod(NS, label_selector=sel)).items
         images = {c.image for p in hub_pod if p.metadata.deletion_timestamp is None for c in p.spec.containers}
         assert not any(old_tag in i for i in images), f"the hub runs this tree's image now: {images}"
-        after = await _records(s, hub)
+        after = await _records(s, hub, skip=("chain",))
         assert after == before, "nothing lost in the upgrade"
         pod = await _server(core)
         assert pod.metadata.uid == server.metadata.uid and pod.status.phase == "Running", "the server kept running"
@@ -156,13 +253,23 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         # the server still known as running
         user = hub.api(s, "GET", f"/users/{USER}")
         assert user.status_code == 200 and user.json()["servers"][""]["ready"] is True, user.text
+        # the pipeline's run, begun by the previous release, ends under this one: each task
+        # once, on its first attempt
+        [done] = await runs_ended(jobs, chain_id, timeout=300)
+        tasks = [(t["name"], t["status"], t["attempt"]) for t in done["tasks"]]
+        assert done["status"] == "succeeded" and tasks == [("first", "succeeded", 1), ("second", "succeeded", 1)], done
+        made = await client.BatchV1Api(api).list_namespaced_job(
+            USERS, label_selector=f"moonhub.io/pipeline-run={done['name']}"
+        )
+        assert sorted(j.metadata.labels["moonhub.io/task"] for j in made.items) == ["first", "second"], "each task once"
+        settled = await _records(s, hub)
 
         # and back: the previous release's chart and image again, with the same records
         t2 = time.monotonic()
         new.check(new.helm("rollback", RELEASE, "1", "-n", NS, "--wait", "--timeout", "360s"))
-        timings["upgrade test: helm rollback --wait to it"] = time.monotonic() - t2
+        timings[f"upgrade test ({case}): helm rollback --wait to it"] = time.monotonic() - t2
         new.wait_hub(hub.url)
-        assert await _records(s, hub) == before, "nothing lost in the rollback"
+        assert await _records(s, hub) == settled, "nothing lost in the rollback"
         assert (await _server(core)).metadata.uid == server.metadata.uid
     finally:
         old.uninstall()

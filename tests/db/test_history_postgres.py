@@ -3,57 +3,23 @@
 from __future__ import annotations
 
 import datetime
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
 from tests.db.test_schema import made_before_migrations_is_upgraded, models_match_the_migrations
+from tests.postgres import fresh_database, postgres_server
 
 PORT = 15432
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
-    if initdb is None:
-        pytest.fail("PostgreSQL is not installed: ./moonhub test installs it (Debian package postgresql)")
-    bindir = Path(initdb).resolve().parent
-    data = Path(tempfile.mkdtemp(prefix="moonhub-pg-"))
-    shutil.chown(data, "postgres")
-    run = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*run, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *run,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(data / "log"),
-            "-o",
-            f"-p {PORT} -k {data} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{PORT}/postgres"
-    finally:
-        subprocess.run([*run, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+    with postgres_server(PORT) as url:
+        yield url
 
 
 def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
@@ -84,13 +50,7 @@ def test_history_round_trips_on_postgresql(postgres_url: str) -> None:
 
 
 def _fresh(postgres_url: str, name: str) -> str:
-    """A new, empty database on the test server: its URL."""
-    engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        c.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres_url, name)
 
 
 def test_an_old_postgresql_database_is_brought_to_the_newest_schema(postgres_url: str) -> None:
