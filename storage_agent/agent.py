@@ -2,11 +2,12 @@
 to grow, report use.
 
 ``python -m storage_agent --volume <gluster volume> --mount <where it is mounted>
---storage-class NAME [--kubeconfig F] [--interval 10]``
+--storage-class NAME [--kubeconfig F] [--interval 10] [--gluster-ssh USER@HOST ...]``
 
-Runs where Gluster's CLI reaches glusterd (a Gluster server, or a node that is a Gluster
-peer) and the volume is mounted; on the local cluster ``localcluster`` runs it on the
-machine, on an install the chart runs it on a Gluster peer (docs/storage.md). When the
+Runs where the volume is mounted, and either where Gluster's CLI reaches glusterd (a node
+that is a Gluster peer) or with ``--gluster-ssh`` naming a Gluster server that runs its
+quota commands; the chart runs it as a Deployment (docs/storage.md), on the local cluster
+too. When the
 class names :data:`provision.PROVISIONER`, the agent provisions it: a watch on claims makes
 a new claim's volume at once (:mod:`.provision`), and each pass makes what the watch missed
 and removes released volumes. Each pass is idempotent: a grow or a make that failed halfway
@@ -276,10 +277,19 @@ async def _main(args: argparse.Namespace) -> None:
     problem = check_mount(args.volume, args.mount, Path("/proc/self/mountinfo").read_text())
     if problem:
         raise SystemExit(f"storage agent: {problem}")
+    if args.gluster_ssh:
+        gluster.REMOTE = gluster.Ssh(
+            args.gluster_ssh, args.gluster_ssh_key, args.gluster_ssh_known_hosts, args.gluster_ssh_port
+        )
+        try:  # says at once when the server, its key or the gate refuses
+            await gluster.quotas(args.volume)
+        except gluster.GlusterError as e:
+            raise SystemExit(f"storage agent: the Gluster server {args.gluster_ssh} refused: {e}") from None
     await load_credentials(args.kubeconfig)
     async with client.ApiClient() as api:
         agent = Agent(api, args.volume, args.mount, args.storage_class)
-        log.info("storage agent: volume %s mounted at %s, class %s", args.volume, args.mount, args.storage_class)
+        via = f", Gluster commands through {args.gluster_ssh}" if args.gluster_ssh else ""
+        log.info("storage agent: volume %s mounted at %s, class %s%s", args.volume, args.mount, args.storage_class, via)
         await agent.forever(args.interval)
 
 
@@ -292,6 +302,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--kubeconfig", default="", help="default: the pod's service account")
     p.add_argument("--interval", type=float, default=10, help="seconds between passes")
+    p.add_argument(
+        "--gluster-ssh", default="", metavar="USER@HOST", help="run Gluster's commands on this server (default: here)"
+    )
+    p.add_argument("--gluster-ssh-port", type=int, default=22)
+    p.add_argument("--gluster-ssh-key", default="/etc/moonhub/gluster-ssh/id", help="the private key's file")
+    p.add_argument(
+        "--gluster-ssh-known-hosts", default="/etc/moonhub/gluster-ssh/known_hosts", help="the server's host key"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[storage-agent %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     asyncio.run(_main(args))

@@ -1,8 +1,10 @@
-"""Gluster's CLI as the agent uses it: directory quotas and their accounting."""
+"""Gluster's CLI as the agent uses it: directory quotas and their accounting, run here (on
+a Gluster peer) or on a Gluster server over SSH (:class:`Ssh`)."""
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -17,6 +19,33 @@ class Quota:
 
 class GlusterError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Ssh:
+    """A Gluster server that runs the agent's commands: Gluster's own remote CLI
+    (``--remote-host``) only reads, so where the agent is not on a peer it asks a server
+    over SSH, with a key whose ``authorized_keys`` line may allow nothing but these
+    commands (``storage_agent/gluster-ssh-gate``)."""
+
+    target: str  # user@host
+    key: str  # the private key's file
+    known_hosts: str  # the server's host key (checked strictly)
+    port: int = 22
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` as run on the server (one quoted command line, as SSH sends it)."""
+        return [
+            "ssh", "-i", self.key, "-p", str(self.port),
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ConnectTimeout=10",
+            "-o", "ServerAliveInterval=15",
+            self.target, "--", shlex.join(argv),
+        ]  # fmt: skip
+
+
+#: where the agent's Gluster commands run: None, here (a peer); else that server
+REMOTE: Ssh | None = None
 
 
 def mounted_volume(mountinfo: str, path: str) -> str | None:
@@ -61,6 +90,10 @@ def list_command(volume: str) -> list[str]:
 
 
 async def run(argv: list[str], timeout: float = 60) -> str:
+    """A Gluster command, here or on :data:`REMOTE`; its output, or a :class:`GlusterError`
+    saying what it said."""
+    if REMOTE is not None:
+        argv = REMOTE.wrap(argv)
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

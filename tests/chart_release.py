@@ -16,9 +16,10 @@ import pytest
 import requests
 import yaml
 
-from localcluster import registry, storage
+from localcluster import gluster, registry, storage
 from localcluster.config import REPO, ClusterConfig
 from tests.conftest import Hub
+from tests.sshd import Server, sshd
 
 CHART = REPO / "helm" / "moonhub"
 VALUES = CHART / "ci" / "local-cluster.yaml"
@@ -29,18 +30,25 @@ USERS = f"{NS}-users"
 #: the release's own Gluster class (storage.gluster): its workspaces are made by the storage
 #: agent the chart runs, beside the local cluster's class on the same volume
 STORAGE_CLASS = f"{NS}-gluster"
+#: the SSH server the release's agent sends its Gluster commands to (on the node address)
+SSH_PORT, SSH_SECRET = 12022, "gluster-ssh"
+GATE = REPO / "storage_agent" / "gluster-ssh-gate"
 
 
-def storage_values(cfg: ClusterConfig) -> dict[str, Any]:
+def storage_values(cfg: ClusterConfig, ssh: Server | None = None) -> dict[str, Any]:
     """The chart's storage as an operator sets it for the local cluster's Gluster volume (the
-    node is a Gluster peer with the volume mounted): a class of the release's own, which the
-    catalog names, and its storage agent; not the cluster's default class."""
+    node has the volume mounted): a class of the release's own, which the catalog names, and
+    its storage agent; not the cluster's default class. With ``ssh`` the agent reaches
+    glusterd as it does where Gluster's servers are outside the cluster: over SSH, through
+    the gate, unprivileged; else as a peer (the local cluster's own agent does that)."""
     digest = registry.manifest_digest(storage.AGENT_REPOSITORY, "latest")
     assert digest, f"{storage.AGENT_REPOSITORY} is not in the registry: python -m images.build"
     values = storage.chart_values(cfg, digest)
     gl = values["storage"]["gluster"]
     gl.update(storageClass=STORAGE_CLASS, defaultClass=False)
     gl["agent"]["extraSubjects"] = []
+    if ssh is not None:
+        gl["agent"]["ssh"] = {"host": ssh.address, "port": ssh.port, "user": "root", "secret": SSH_SECRET}
     return {
         "images": values["images"],
         "storage": values["storage"],
@@ -65,6 +73,8 @@ class Release:
         #: more values (the release's storage) after ci/local-cluster.yaml
         self.values = values
         self.release, self.ns, self.users = release, namespace, f"{namespace}-users"
+        #: the SSH server its storage agent sends Gluster's commands to, if any
+        self.ssh: Server | None = None
 
     @classmethod
     def tools(cls, kubeconfig: Path, **kw: Any) -> Release:
@@ -169,16 +179,28 @@ def chart(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
     """``helm install --wait`` of the chart with ``ci/local-cluster.yaml`` and its own Gluster
-    storage (:func:`storage_values`); uninstalled after."""
+    storage (:func:`storage_values`), its agent's Gluster commands sent over SSH to an sshd
+    on the node through the gate an operator installs; uninstalled after."""
     if local_cluster is None:
         pytest.skip(
             "the chart is installed end to end on the local cluster only (its images are in the local registry)"
         )
-    values = tmp_path_factory.mktemp("chart") / "storage.yaml"
-    values.write_text(yaml.safe_dump(storage_values(local_cluster)))
-    rel = Release.tools(kubeconfig, values=values)
-    t0 = time.monotonic()
-    rel.check(rel.helm("install", *rel.install_args(), "--create-namespace", "--wait", "--timeout", "360s"))
-    timings["helm install --wait (hub, proxy, jobs service ready)"] = time.monotonic() - t0
-    yield rel
-    rel.uninstall()
+    with sshd(local_cluster.node_ip, SSH_PORT, f"{GATE} {gluster.volume_name(local_cluster)}") as server:
+        values = tmp_path_factory.mktemp("chart") / "storage.yaml"
+        values.write_text(yaml.safe_dump(storage_values(local_cluster, server)))
+        rel = Release.tools(kubeconfig, values=values)
+        rel.ssh = server
+        rel.kubectl("create", "namespace", rel.ns)
+        keys = tmp_path_factory.mktemp("gluster-ssh")
+        (keys / "id").write_text(server.private_key)
+        (keys / "known_hosts").write_text(server.known_hosts)
+        made = rel.kubectl(
+            "create", "secret", "generic", SSH_SECRET, "-n", rel.ns,
+            f"--from-file=id={keys / 'id'}", f"--from-file=known_hosts={keys / 'known_hosts'}",
+        )  # fmt: skip
+        assert "created" in made, made
+        t0 = time.monotonic()
+        rel.check(rel.helm("install", *rel.install_args(), "--create-namespace", "--wait", "--timeout", "360s"))
+        timings["helm install --wait (hub, proxy, jobs service ready)"] = time.monotonic() - t0
+        yield rel
+        rel.uninstall()

@@ -107,6 +107,37 @@ def test_gluster_storage_is_the_local_clusters_own(helm: str) -> None:
         assert r.returncode != 0 and words in r.stderr, r.stderr
 
 
+def test_gluster_over_ssh_runs_the_agent_unprivileged_off_the_host_network(helm: str) -> None:
+    """With ``agent.ssh`` the agent sends Gluster's commands to a server (Gluster outside the
+    cluster): no host network, no privilege, none of a peer's paths; its key from the Secret,
+    readable by it alone. Without the Secret the install names it."""
+    ssh = [
+        "--set",
+        "storage.gluster.agent.ssh.host=gluster-1.example.com",
+        "--set",
+        "storage.gluster.agent.ssh.port=2222",
+    ]
+    docs = render(
+        helm, "-f", str(CHART / "ci" / "gluster.yaml"), *ssh, "--set", "storage.gluster.agent.ssh.secret=gluster-key",
+        "--show-only", "templates/storage.yaml",
+    )  # fmt: skip
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    assert "--gluster-ssh=root@gluster-1.example.com" in ctr["command"] and "--gluster-ssh-port=2222" in ctr["command"]
+    assert not pod.get("hostNetwork") and not ctr["securityContext"].get("privileged")
+    assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(volumes) == {"gluster", "gluster-ssh"}, "none of a Gluster peer's paths"
+    assert volumes["gluster-ssh"]["secret"]["secretName"] == "gluster-key"
+    assert volumes["gluster-ssh"]["secret"]["defaultMode"] == 0o400
+    r = subprocess.run(
+        [helm, "template", "t", str(CHART), "--kube-version", K8S, *KUEUE,
+         "-f", str(CHART / "ci" / "gluster.yaml"), *ssh],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode != 0 and "storage.gluster.agent.ssh.secret" in r.stderr, r.stderr
+
+
 def test_unknown_value_fails_naming_the_key(helm: str) -> None:
     r = subprocess.run(
         [helm, "template", "t", str(CHART), "--kube-version", K8S, "--set", "hub.publcUrl=x"],

@@ -78,6 +78,15 @@ async def test_install_login_spawn_schedule_then_upgrade(chart: Release, core: c
         what="the release's storage agent to report the workspace's use",
     )
     assert int(used.metadata.annotations["moonhub.io/used-bytes"]) >= 0
+    # that agent is not a Gluster peer: off the host network, unprivileged, its quota
+    # commands sent over SSH to the node's sshd, whose gate ran them (docs/storage.md)
+    sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=storage-agent"
+    (agent,) = (await core.list_namespaced_pod(NS, label_selector=sel)).items
+    assert not agent.spec.host_network and not agent.spec.containers[0].security_context.privileged
+    folder = pv.spec.host_path.path.split("/")[-3:]
+    assert chart.ssh is not None
+    sent = chart.ssh.sent()
+    assert any(f" limit-usage /{'/'.join(folder)} " in c for c in sent), f"the quota set over SSH: {sent}"
 
     # a notebook in the workspace, scheduled from the server (the lab extension's route)
     r = hub.lab(s, USER, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
