@@ -4,12 +4,13 @@ The previous release is the commit ``helm/previous-release`` names: its chart (`
 archive``) and its hub image (``python -m images.build hub --at <commit>``, pushed under a
 tag of its own). It is installed and filled as users fill it: a server running with a file
 in its workspace, a scheduled job with two notebook versions and a finished run of each,
-a secret, and a pipeline whose run is midway (its first task running) when the upgrade
-starts. Then ``helm upgrade`` to this tree's chart and image: the hub and the jobs service
-are new pods (the jobs database upgraded by ``upgrade-db`` before the new service serves),
-the user's server is the same pod, never restarted, every record answers as before, and
-the pipeline's run goes on to its end with each task run once. Then ``helm rollback`` to
-the previous release, which answers again with the same records.
+a secret, a GPU run waiting in Kueue's queue, and a pipeline whose run is midway (its first
+task running) when the upgrade starts. Then ``helm upgrade`` to this tree's chart and
+image: the hub and the jobs service are new pods (the jobs database upgraded by
+``upgrade-db`` before the new service serves), the user's server is the same pod, never
+restarted, every record answers as before, the queued run is the same held Job, and the
+pipeline's run goes on to its end with each task run once. Then ``helm rollback`` to the
+previous release, which answers again with the same records.
 
 Twice: with the jobs database on SQLite in the release's volume (the default), and on a
 PostgreSQL server outside the cluster (``jobs.databaseSecret``, reached through
@@ -54,6 +55,27 @@ PIPELINE = {
         "second": notebook("print('second done')"),
     },
 }
+#: the release's catalog: the CI values' Python environment and size, and a GPU type no node
+#: has, so a run asking for it waits in Kueue's queue through the upgrade (queued, its Job
+#: suspended), with a CUDA environment for it (never started: the same image)
+PYTHON = "127.0.0.1:5000/moonhub/base-notebook:python-3.11-lab-4.6"
+CATALOG = {
+    "environments": [
+        {"name": "python", "display_name": "Python (CPU)", "image": PYTHON, "default": True},
+        {"name": "cuda", "display_name": "CUDA (queued only)", "image": PYTHON, "cuda": "12.8"},
+    ],
+    "sizes": [
+        {"name": "small", "display_name": "Small", "cpu_guarantee": 0.1, "cpu_limit": 1,
+         "memory_guarantee": "256Mi", "memory_limit": "2Gi", "default": True},
+    ],
+    "gpu_types": [
+        {"name": "h100", "display_name": "H100 (no node)", "node_selector": {"moonhub.io/upgrade-test": "no-such-node"},
+         "counts": [1]},
+    ],
+    "entitlements": [{"groups": ["*"], "gpu_types": ["h100"], "max_gpus_per_user": 1}],
+}  # fmt: skip
+QUEUED = {"name": "gpu-train", "notebook": "gpu-train.ipynb", "notebook_content": NOTEBOOK, "schedule": None,
+          "environment": "cuda", "gpu_type": "h100", "gpu_count": 1}  # fmt: skip
 #: the PostgreSQL server of the second case: on the test cluster's node address, which pods
 #: reach through their bridge, for the pods' range only and with a password
 PG_PORT, PG_PASSWORD = 15433, "upgrade-test"
@@ -91,12 +113,14 @@ def previous(
 def jobs_database(
     request: pytest.FixtureRequest, local_cluster: ClusterConfig | None, kubeconfig: Path, tmp_path: Path
 ) -> Iterator[list[str]]:
-    """The helm arguments that put the release's jobs database where the case says: none for
-    SQLite in the release's volume; for PostgreSQL a server on the node with a database of
+    """The helm arguments of the case: the release's catalog (:data:`CATALOG`), and its jobs
+    database where the case says: SQLite in the release's volume; for PostgreSQL a server on the node with a database of
     its own, its URL in a Secret made before the install, and the jobs service's egress to it
     (the chart's policies let it reach nothing private otherwise)."""
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(json.dumps({"catalog": CATALOG}))
     if request.param == "sqlite" or local_cluster is None:
-        yield []
+        yield ["-f", str(catalog)]
         return
     node = local_cluster.node_ip
     with postgres_server(PG_PORT, node, password=PG_PASSWORD, clients=[local_cluster.pod_cidr, f"{node}/32"]) as url:
@@ -110,7 +134,7 @@ def jobs_database(
         values.write_text(
             json.dumps({"jobs": {"databaseSecret": "jobs-database"}, "networkPolicies": {"jobsExtraEgress": egress}})
         )
-        yield ["-f", str(values)]
+        yield ["-f", str(catalog), "-f", str(values)]
 
 
 async def _server(core: client.CoreV1Api) -> Any:
@@ -173,7 +197,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
     timings: dict[str, float],
 ) -> None:
     old_chart, old_tag = previous
-    case = "PostgreSQL" if jobs_database else "SQLite"
+    case = "PostgreSQL" if len(jobs_database) > 2 else "SQLite"
     old = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
     base = ["-n", NS, "--set", f"userNamespace.name={USERS}", *jobs_database, "--wait", "--timeout", "360s"]
     try:
@@ -216,6 +240,20 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         await runs_ended(jobs, job_id, count=2, timeout=180)
         secret = hub.lab(s, USER, "moonhub/api/v1/secrets/db-password", method="PUT", json={"value": "s3cret"})
         assert secret.status_code == 201, secret.text
+        # a GPU run waiting in the queue (no node has its GPU type): Kueue holds its Job
+        gpu = jobs("POST", "/jobs", QUEUED)
+        assert gpu.status_code == 201, gpu.text
+        gpu_id = gpu.json()["id"]
+        assert jobs("POST", f"/jobs/{gpu_id}/run").status_code == 201
+        [queued] = await wait_for(
+            lambda: jobs("GET", f"/jobs/{gpu_id}/runs").json()["runs"],
+            lambda rs: bool(rs) and (rs[0]["reason"] or "").startswith("queued"),
+            timeout=120,
+            what="the GPU run queued with its reason",
+        )
+        batch = client.BatchV1Api(api)
+        held = await batch.read_namespaced_job(queued["name"], USERS)
+        assert held.spec.suspend, "Kueue holds the GPU run's Job"
         # the pipeline: its run midway (the first task running) when the upgrade starts
         chain = jobs("POST", "/jobs", PIPELINE)
         assert chain.status_code == 201, chain.text
@@ -249,6 +287,9 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         pod = await _server(core)
         assert pod.metadata.uid == server.metadata.uid and pod.status.phase == "Running", "the server kept running"
         assert (pod.status.container_statuses[0].restart_count or 0) == 0
+        # the queued run is the same Job, still held, not started again nor lost
+        again = await batch.read_namespaced_job(queued["name"], USERS)
+        assert again.metadata.uid == held.metadata.uid and again.spec.suspend, "the queued run waits on"
         # the hub's database (users, servers) and cookie secret were kept: the same session,
         # the server still known as running
         user = hub.api(s, "GET", f"/users/{USER}")
@@ -258,9 +299,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         [done] = await runs_ended(jobs, chain_id, timeout=300)
         tasks = [(t["name"], t["status"], t["attempt"]) for t in done["tasks"]]
         assert done["status"] == "succeeded" and tasks == [("first", "succeeded", 1), ("second", "succeeded", 1)], done
-        made = await client.BatchV1Api(api).list_namespaced_job(
-            USERS, label_selector=f"moonhub.io/pipeline-run={done['name']}"
-        )
+        made = await batch.list_namespaced_job(USERS, label_selector=f"moonhub.io/pipeline-run={done['name']}")
         assert sorted(j.metadata.labels["moonhub.io/task"] for j in made.items) == ["first", "second"], "each task once"
         settled = await _records(s, hub)
 
@@ -271,5 +310,6 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         new.wait_hub(hub.url)
         assert await _records(s, hub) == settled, "nothing lost in the rollback"
         assert (await _server(core)).metadata.uid == server.metadata.uid
+        assert (await batch.read_namespaced_job(queued["name"], USERS)).metadata.uid == held.metadata.uid
     finally:
         old.uninstall()
