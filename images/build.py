@@ -204,15 +204,11 @@ def fill_wheelhouse(spec: Spec, inputs: list[Path]) -> None:
     fetched on this host once per input content."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     for f in inputs:
-        # an image whose context holds constraints.txt (the hub's: the repository's own) gets
-        # exactly the versions it pins
-        pinned = f.parent / "constraints.txt"
-        pins = ["-c", str(pinned)] if pinned.is_file() and pinned != f else []
-        stamp = WHEELHOUSE / f".{f.parent.name}-{f.name}.{_digest(f, *([pinned] if pins else []))}"
+        stamp = WHEELHOUSE / f".{f.parent.name}-{f.name}.{_digest(f)}"
         if stamp.exists():
             continue
         say(f"wheelhouse: {f.relative_to(REPO)}")
-        what = [*pins, "-r", str(f)] if f.suffix == ".txt" else [*pins, str(f)]
+        what = ["-r", str(f)] if f.suffix == ".txt" else [str(f)]
         pip = [sys.executable, "-m", "pip", "download", "-q", *target_flags(spec.os), "--find-links", str(WHEELHOUSE)]
         run(*pip, "-d", str(WHEELHOUSE), *what)
         stamp.touch()
@@ -288,7 +284,6 @@ def context(img: Image) -> Path:
         lab_wheel(ctx)
     if img.name == "hub":
         own_wheel(REPO, ctx)
-        shutil.copy(REPO / "constraints.txt", ctx / "constraints.txt")
         chp(ctx / "chp")
     return ctx
 
@@ -339,8 +334,6 @@ def build_at(commit: str, name: str, tag: str) -> str:
     shutil.rmtree(ctx, ignore_errors=True)
     shutil.copytree(tree / "images" / img.context, ctx)
     own_wheel(tree, ctx)
-    if (tree / "constraints.txt").is_file():  # a tree that pinned its packages
-        shutil.copy(tree / "constraints.txt", ctx / "constraints.txt")
     chp(ctx / "chp")
     spec = load_spec()
     ensure_docker()
@@ -440,7 +433,7 @@ def build_all(spec: Spec, wanted: list[str], progress: Progress, pull: bool) -> 
     ensure_os(spec)
     contexts = {img.name: context(img) for img in order}
     own = [w for ctx in contexts.values() for w in ctx.glob("*.whl")]
-    fill_wheelhouse(spec, [contexts[i.name] / r for i in order for r in i.requirements] + own)
+    fill_wheelhouse(spec, [HERE / i.context / r for i in order for r in i.requirements] + own)
     # the base OS too: tests and the storage provisioner's helper pods use it as a shell image
     registry.ensure()
     push_image(spec.os["image"].split("/", 1)[1], [spec.os["tag"]], say)
