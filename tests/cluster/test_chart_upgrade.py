@@ -28,10 +28,11 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from kubernetes_asyncio import client
 
 from localcluster.config import REPO, ClusterConfig
-from tests.chart_release import Release
+from tests.chart_release import CHART, Release
 from tests.conftest import Hub
 from tests.helpers import NOTEBOOK, notebook, parameter_notebook, runs_ended, wait_for
 from tests.postgres import fresh_database, postgres_server
@@ -55,18 +56,16 @@ PIPELINE = {
         "second": notebook("print('second done')"),
     },
 }
-#: the release's catalog: the CI values' Python environment and size, and a GPU type no node
-#: has, so a run asking for it waits in Kueue's queue through the upgrade (queued, its Job
-#: suspended), with a CUDA environment for it (never started: the same image)
-PYTHON = "127.0.0.1:5000/moonhub/base-notebook:python-3.11-lab-4.6"
+#: the release's catalog: the CI values' (its Python environment and size) and a GPU type no
+#: node has, so a run asking for it waits in Kueue's queue through the upgrade (queued, its
+#: Job suspended), with a CUDA environment for it (the same image: it never starts)
+_CI = yaml.safe_load((CHART / "ci" / "local-cluster.yaml").read_text())["catalog"]
 CATALOG = {
+    **_CI,
     "environments": [
-        {"name": "python", "display_name": "Python (CPU)", "image": PYTHON, "default": True},
-        {"name": "cuda", "display_name": "CUDA (queued only)", "image": PYTHON, "cuda": "12.8"},
-    ],
-    "sizes": [
-        {"name": "small", "display_name": "Small", "cpu_guarantee": 0.1, "cpu_limit": 1,
-         "memory_guarantee": "256Mi", "memory_limit": "2Gi", "default": True},
+        *_CI["environments"],
+        {**_CI["environments"][0], "name": "cuda", "display_name": "CUDA (queued only)", "cuda": "12.8",
+         "default": False},
     ],
     "gpu_types": [
         {"name": "h100", "display_name": "H100 (no node)", "node_selector": {"moonhub.io/upgrade-test": "no-such-node"},
@@ -109,18 +108,18 @@ def previous(
     return where / "helm" / "moonhub", tag
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def jobs_database(
+@pytest.fixture(params=["SQLite", "PostgreSQL"])
+def case(
     request: pytest.FixtureRequest, local_cluster: ClusterConfig | None, kubeconfig: Path, tmp_path: Path
-) -> Iterator[list[str]]:
-    """The helm arguments of the case: the release's catalog (:data:`CATALOG`), and its jobs
-    database where the case says: SQLite in the release's volume; for PostgreSQL a server on the node with a database of
-    its own, its URL in a Secret made before the install, and the jobs service's egress to it
-    (the chart's policies let it reach nothing private otherwise)."""
+) -> Iterator[tuple[str, list[str]]]:
+    """The case's name and helm arguments: the release's catalog (:data:`CATALOG`) and its
+    jobs database, SQLite in the release's volume or a PostgreSQL server on the node with a
+    database of its own, its URL in a Secret made before the install and the jobs service's
+    egress to it (the chart's policies let it reach nothing private otherwise)."""
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(json.dumps({"catalog": CATALOG}))
-    if request.param == "sqlite" or local_cluster is None:
-        yield ["-f", str(catalog)]
+    if request.param == "SQLite" or local_cluster is None:
+        yield request.param, ["-f", str(catalog)]
         return
     node = local_cluster.node_ip
     with postgres_server(PG_PORT, node, password=PG_PASSWORD, clients=[local_cluster.pod_cidr, f"{node}/32"]) as url:
@@ -134,7 +133,7 @@ def jobs_database(
         values.write_text(
             json.dumps({"jobs": {"databaseSecret": "jobs-database"}, "networkPolicies": {"jobsExtraEgress": egress}})
         )
-        yield ["-f", str(catalog), "-f", str(values)]
+        yield request.param, ["-f", str(catalog), "-f", str(values)]
 
 
 async def _server(core: client.CoreV1Api) -> Any:
@@ -190,16 +189,16 @@ def _printed(hub: Hub, s: requests.Session, run: str) -> str:
 
 async def test_upgrade_from_the_previous_release_then_rollback(
     previous: tuple[Path, str],
-    jobs_database: list[str],
+    case: tuple[str, list[str]],
     kubeconfig: Path,
     core: client.CoreV1Api,
     api: client.ApiClient,
     timings: dict[str, float],
 ) -> None:
     old_chart, old_tag = previous
-    case = "PostgreSQL" if len(jobs_database) > 2 else "SQLite"
+    name, values = case
     old = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
-    base = ["-n", NS, "--set", f"userNamespace.name={USERS}", *jobs_database, "--wait", "--timeout", "360s"]
+    base = ["-n", NS, "--set", f"userNamespace.name={USERS}", *values, "--wait", "--timeout", "360s"]
     try:
         t0 = time.monotonic()
         old.check(
@@ -208,7 +207,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
                 "--set", f"images.hub.tag={old_tag}", "--create-namespace", *base,
             )
         )  # fmt: skip
-        timings[f"upgrade test ({case}): helm install --wait of the previous release"] = time.monotonic() - t0
+        timings[f"upgrade test ({name}): helm install --wait of the previous release"] = time.monotonic() - t0
         hub = old.hub()
         s = hub.login(USER)
 
@@ -275,8 +274,8 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         # the upgrade: this tree's chart and image
         new = Release.tools(kubeconfig, release=RELEASE, namespace=NS)
         t1 = time.monotonic()
-        new.check(new.helm("upgrade", *new.install_args(), *jobs_database, "--wait", "--timeout", "360s"))
-        timings[f"upgrade test ({case}): helm upgrade --wait from the previous release"] = time.monotonic() - t1
+        new.check(new.helm("upgrade", *new.install_args(), *values, "--wait", "--timeout", "360s"))
+        timings[f"upgrade test ({name}): helm upgrade --wait from the previous release"] = time.monotonic() - t1
         new.wait_hub(hub.url)
         sel = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=hub"
         hub_pod = (await core.list_namespaced_pod(NS, label_selector=sel)).items
@@ -306,7 +305,7 @@ async def test_upgrade_from_the_previous_release_then_rollback(
         # and back: the previous release's chart and image again, with the same records
         t2 = time.monotonic()
         new.check(new.helm("rollback", RELEASE, "1", "-n", NS, "--wait", "--timeout", "360s"))
-        timings[f"upgrade test ({case}): helm rollback --wait to it"] = time.monotonic() - t2
+        timings[f"upgrade test ({name}): helm rollback --wait to it"] = time.monotonic() - t2
         new.wait_hub(hub.url)
         assert await _records(s, hub) == settled, "nothing lost in the rollback"
         assert (await _server(core)).metadata.uid == server.metadata.uid
