@@ -28,12 +28,13 @@ def postgres_server(
     database. Without a password only this machine's loopback may connect (trust); with one,
     ``clients`` (CIDRs, e.g. the pods' range) may connect with it (scram-sha-256)."""
     bindir = _bindir()
-    data = Path(tempfile.mkdtemp(prefix="moonhub-pg-"))
-    shutil.chown(data, "postgres")
+    where = Path(tempfile.mkdtemp(prefix="moonhub-pg-"))
+    shutil.chown(where, "postgres")
+    data = where / "data"  # initdb wants it empty; the password file goes beside it
     run = ["runuser", "-u", "postgres", "--"]
     init = [*run, str(bindir / "initdb"), "-D", str(data), "-U", "postgres"]
     if password:
-        pwfile = data / "pw"
+        pwfile = where / "pw"
         pwfile.write_text(password + "\n")
         shutil.chown(pwfile, "postgres")
         init += ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
@@ -50,14 +51,14 @@ def postgres_server(
             capture_output=True,
         )
     except subprocess.CalledProcessError as e:
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(where, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start on {address}:{port}: {e.stderr.decode()[-2000:]}") from e
     auth = f"postgres:{password}" if password else "postgres"
     try:
         yield f"postgresql+psycopg://{auth}@{address}:{port}/postgres"
     finally:
         subprocess.run([*run, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def fresh_database(url: str, name: str) -> str:
