@@ -7,10 +7,9 @@ to grow, report use.
 Runs where the volume is mounted, and either where Gluster's CLI reaches glusterd (a node
 that is a Gluster peer) or with ``--gluster-ssh`` naming a Gluster server that runs its
 quota commands; the chart runs it as a Deployment (docs/storage.md), on the local cluster
-too. When the
-class names :data:`provision.PROVISIONER`, the agent provisions it: a watch on claims makes
-a new claim's volume at once (:mod:`.provision`), and each pass makes what the watch missed
-and removes released volumes. Each pass is idempotent: a grow or a make that failed halfway
+too. When the class names :data:`provision.PROVISIONER`, the agent provisions it: a watch
+on claims makes a new claim's volume at once (:mod:`.provision`), and each pass makes what
+the watch missed and removes released volumes. Each pass is idempotent: a grow or a make that failed halfway
 (quota set, capacities not; folder made, volume not) is finished by the next pass.
 """
 
