@@ -204,11 +204,15 @@ def fill_wheelhouse(spec: Spec, inputs: list[Path]) -> None:
     fetched on this host once per input content."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     for f in inputs:
-        stamp = WHEELHOUSE / f".{f.parent.name}-{f.name}.{_digest(f)}"
+        # an image whose folder holds constraints.txt (the hub's, images/lock.py) gets exactly
+        # the versions it pins
+        pinned = f.parent / "constraints.txt"
+        pins = [pinned] if pinned.is_file() else []
+        stamp = WHEELHOUSE / f".{f.parent.name}-{f.name}.{_digest(f, *pins)}"
         if stamp.exists():
             continue
         say(f"wheelhouse: {f.relative_to(REPO)}")
-        what = ["-r", str(f)] if f.suffix == ".txt" else [str(f)]
+        what = [*(a for p in pins for a in ("-c", str(p))), *(["-r", str(f)] if f.suffix == ".txt" else [str(f)])]
         pip = [sys.executable, "-m", "pip", "download", "-q", *target_flags(spec.os), "--find-links", str(WHEELHOUSE)]
         run(*pip, "-d", str(WHEELHOUSE), *what)
         stamp.touch()
