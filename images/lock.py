@@ -8,7 +8,7 @@ pip resolves the hub's requirements and MoonHub's own wheel (its ``pyproject.tom
 dependencies) as the image would (``pip install --dry-run --report``, binary wheels only);
 the wheelhouse download and the image's install both take the file with ``-c``
 (images/build.py, images/hub/Dockerfile). Run it after changing either; a unit test says when
-a dependency is missing from it (tests/unit/test_image_lock.py)."""
+a dependency is missing from it (tests/unit/test_python_locks.py)."""
 
 from __future__ import annotations
 

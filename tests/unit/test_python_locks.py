@@ -1,11 +1,13 @@
-"""The hub image's lock (images/hub/constraints.txt, ``python -m images.lock``) holds every
-package the image asks for, at the version asked where one is pinned: a dependency added to
-pyproject.toml or to the hub's requirements without regenerating the lock fails here, not as
-an image that quietly takes whatever PyPI has that day."""
+"""The locks hold every package asked for, at a version the ask accepts: the hub image's
+(images/hub/constraints.txt, ``python -m images.lock``) and the development environment's
+(constraints.txt, a ``pip freeze`` of ``.venv``). A dependency added to pyproject.toml or to
+the hub's requirements without regenerating them fails here, not as an install that quietly
+takes whatever PyPI has that day."""
 
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -14,9 +16,9 @@ from images import lock
 from localcluster.config import REPO
 
 
-def _locked() -> dict[str, str]:
+def _locked(path: Path = lock.LOCK) -> dict[str, str]:
     pins = {}
-    for line in lock.LOCK.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
             pins[canonicalize_name(name)] = version
@@ -37,6 +39,15 @@ def test_every_package_the_hub_image_asks_for_is_locked_at_a_version_it_accepts(
         assert req.specifier.contains(locked[name], prereleases=True), (
             f"{req} asked, {locked[name]} locked: run python -m images.lock"
         )
+
+
+def test_every_package_of_the_development_environment_is_pinned() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    locked = _locked(REPO / "constraints.txt")
+    for req in map(Requirement, [*project["dependencies"], *project["optional-dependencies"]["dev"]]):
+        version = locked.get(canonicalize_name(req.name))
+        assert version is not None, f"{req.name} is not in constraints.txt: regenerate it (its header says how)"
+        assert req.specifier.contains(version, prereleases=True), f"{req} asked, {version} in constraints.txt"
 
 
 def test_the_lock_is_what_pip_resolved_without_our_own_packages() -> None:
