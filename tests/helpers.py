@@ -57,6 +57,11 @@ def notebook(*cells: str | tuple[str, list[str]]) -> dict[str, Any]:
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": kernel}, "cells": made}
 
 
+def printed(nb: dict[str, Any]) -> str:
+    """What an executed notebook's cells printed (their text outputs, in order)."""
+    return "".join("".join(o.get("text", [])) for c in nb.get("cells", []) for o in c.get("outputs", []))
+
+
 def parameter_notebook(parameters: str, work: str) -> dict[str, Any]:
     """A notebook whose first cell is papermill's ``parameters`` cell."""
     return notebook((parameters, ["parameters"]), work)

@@ -34,7 +34,7 @@ from kubernetes_asyncio import client
 from localcluster.config import REPO, ClusterConfig
 from tests.chart_release import CHART, Release
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, notebook, parameter_notebook, runs_ended, wait_for
+from tests.helpers import NOTEBOOK, notebook, parameter_notebook, printed, runs_ended, wait_for
 from tests.postgres import fresh_database, postgres_server
 
 PREVIOUS = (REPO / "helm" / "previous-release").read_text().split()[0]
@@ -183,8 +183,7 @@ def _printed(hub: Hub, s: requests.Session, run: str) -> str:
     r = hub.lab(s, USER, f"{run}/output?format=ipynb")
     if r.status_code != 200:
         return ""
-    nb = r.json()
-    return "".join("".join(o.get("text", [])) for c in nb.get("cells", []) for o in c.get("outputs", []))
+    return printed(r.json())
 
 
 async def test_upgrade_from_the_previous_release_then_rollback(

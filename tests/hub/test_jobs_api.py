@@ -12,7 +12,7 @@ from kubernetes_asyncio import client
 
 from moonhub_core import uids
 from tests.conftest import Hub
-from tests.helpers import NOTEBOOK, gone, read_from_pvc, wait_for
+from tests.helpers import NOTEBOOK, gone, printed, read_from_pvc, wait_for
 from tests.hub.jobs_client import USER_NS, Jobs, _log, _runs, job_body
 
 
@@ -50,8 +50,8 @@ async def test_create_run_and_history(
     assert runs[0]["status"] == "succeeded", runs[0]
     assert runs[0]["name"] == run["name"] and runs[0]["duration_seconds"] is not None
     out = json.loads(await read_from_pvc(core, USER_NS, "claim-quinn", runs[0]["output"]))
-    printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
-    assert printed.strip() == f"rows: {typed}"
+    said = printed(out)
+    assert said.strip() == f"rows: {typed}"
     print(f"run now -> succeeded in {time.monotonic() - t0:.1f}s")
 
     # its log outlives its Job: kept when the run ended (then the Job is marked), read after

@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import gone, jobs_api, notebook, runs_ended, wait_for
+from tests.helpers import gone, jobs_api, notebook, printed, runs_ended, wait_for
 from tests.hub.jobs_client import _health, _service_pid
 
 USER_NS = "moonhub-users"
@@ -45,10 +45,6 @@ CONTENTS = {"prepare": PREPARE, "train": TRAIN, "report": REPORT, "cleanup": CLE
 
 def _tasks(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in run["tasks"] or []}  # none until the service's first pass
-
-
-def _printed(nb: dict[str, Any]) -> str:
-    return "".join("".join(o.get("text", [])) for c in nb["cells"] for o in c.get("outputs", []))
 
 
 async def _task_jobs(batch: client.BatchV1Api, run_name: str) -> list[Any]:
@@ -134,8 +130,8 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
     out = rosa("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=report&format=ipynb")
     assert out.status_code == 200, out.text[:300]
     model = t["prepare"]["published"]["model_path"]
-    assert f"report score=0.93 model={model}" in _printed(out.json()), "published by train, and by prepare before it"
-    train_out = _printed(rosa("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=train&format=ipynb").json())
+    assert f"report score=0.93 model={model}" in printed(out.json()), "published by train, and by prepare before it"
+    train_out = printed(rosa("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=train&format=ipynb").json())
     assert f"trained {model} on 3 rows" in train_out
     jobs = await _task_jobs(batch, run["name"])
     prepares = [j for j in jobs if j.metadata.labels["moonhub.io/task"] == "prepare"]
@@ -210,5 +206,5 @@ async def test_a_scheduled_tick_runs_the_pipeline(hub: Hub) -> None:
     assert [(t["name"], t["status"]) for t in run["tasks"]] == [("first", "succeeded"), ("second", "succeeded")]
     assert run["scheduled_for"] and run["scheduled_for"][17:19] == "00", "it stands for the tick"
     out = uma("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=second&format=ipynb").json()
-    assert "got tick" in _printed(out)
+    assert "got tick" in printed(out)
     assert uma("DELETE", f"/jobs/{job['id']}").status_code == 204

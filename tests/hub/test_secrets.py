@@ -15,7 +15,7 @@ from hub_config import services
 from moonhub_core import secrets as sec
 from moonhub_core import server_claim
 from tests.conftest import HUB_STATE, TEST_CLUSTER, Hub
-from tests.helpers import jobs_api, kubectl, notebook, read_from_pvc, runs_ended, wait_for
+from tests.helpers import jobs_api, kubectl, notebook, printed, read_from_pvc, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
 DB = "pa55-word-for-the-db"
@@ -62,8 +62,8 @@ async def test_secrets_reach_their_owners_runs_and_never_show(
     run = (await runs_ended(tara, job["id"]))[0]
     assert run["status"] == "succeeded", run
     out = json.loads(await read_from_pvc(core, USER_NS, "claim-tara", run["output"]))
-    printed = "".join("".join(o.get("text", [])) for c in out["cells"] for o in c.get("outputs", []))
-    assert f"db: {DB}" in printed and "key ok: True" in printed, "the run received both"
+    said = printed(out)
+    assert f"db: {DB}" in said and "key ok: True" in said, "the run received both"
     log = tara("GET", f"/jobs/{job['id']}/runs/{run['id']}/log").json()["log"]
     assert "db: ••••••" in log and DB not in log, "the log MoonHub shows is masked"
 
