@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import build
 
@@ -30,10 +31,10 @@ HEADER = """\
 """
 
 
-def resolved(report: dict[str, object]) -> list[str]:
+def resolved(report: dict[str, Any]) -> list[str]:
     """``name==version`` of every package a pip report installs, but MoonHub's own (pure)."""
     out = []
-    for item in report.get("install", []):  # type: ignore[attr-defined]
+    for item in report.get("install", []):
         meta = item["metadata"]
         if meta["name"].lower() not in ("moonhub", "moonhub-lab"):
             out.append(f"{meta['name']}=={meta['version']}")
