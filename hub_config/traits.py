@@ -67,6 +67,7 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     c.MoonSpawner.storage_class_override = sp.storage_class_override
     c.MoonSpawner.image_builds = image_builds_path(cfg, document)
     c.MoonSpawner.queue_prefix = sp.queue_prefix
+    c.MoonSpawner.package_index = sp.package_index
     c.KubeSpawner.start_timeout = sp.start_timeout
     # this hub's pods carry its id: it removes those none of its servers stands for
     c.MoonSpawner.hub_id = pods.hub_id(cfg.hub.public_url)

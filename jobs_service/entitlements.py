@@ -27,7 +27,7 @@ ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 def _workload(ctx: Context, defn: jobspec.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
     cat = ctx.catalog.get()
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
-    return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid)
+    return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid, ctx.settings.package_index)
 
 
 def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:

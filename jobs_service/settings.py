@@ -43,6 +43,8 @@ class Settings:
     storage_class_override: str
     #: the prefix of this MoonHub's Kueue objects (``spawner.queue_prefix``)
     queue_prefix: str
+    #: where runs' pip installs from (``spawner.package_index``)
+    package_index: str
     smtp: SmtpSettings
     admin_groups: tuple[str, ...]
     limits: Limits
@@ -72,6 +74,7 @@ def from_platform(cfg: PlatformConfig, document: Path, env: Mapping[str, str]) -
         catalog_path=platform.catalog_path(cfg, document),
         storage_class_override=sp.storage_class_override,
         queue_prefix=sp.queue_prefix,
+        package_index=sp.package_index,
         smtp=SmtpSettings(
             host=host,
             port=port,

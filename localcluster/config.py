@@ -101,6 +101,16 @@ class ClusterConfig:
         return f"http://{self.node_ip}:{self.gpu_metrics_port}/metrics"
 
     @property
+    def package_index_port(self) -> int:
+        """The node's package index for pods (:mod:`.package_index`; devpi's usual port)."""
+        return 3141 + self.port_offset
+
+    @property
+    def package_index_url(self) -> str:
+        """Where pods' pip finds packages: the simple index of the node's caching proxy."""
+        return f"http://{self.node_ip}:{self.package_index_port}/index/"
+
+    @property
     def kubelet_port(self) -> int:
         return 10250 + self.port_offset
 

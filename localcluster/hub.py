@@ -64,16 +64,22 @@ def hub_up(
 def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -> dict[str, Any]:
     """Users' servers and job pods (the spawner's namespace): no ingress from other pods
     (the host-run proxy and hub reach them as the node); egress only to the hub API, the
-    jobs service and the cluster DNS, so not to the Kubernetes API, the metadata address,
-    other users' pods or anything else on the host (pure). Each host-run hub applies its own
-    (``name``); policies add up, so hubs sharing a namespace do not cut each other off."""
+    jobs service, the package index (the node's proxy) and the cluster DNS, so not to the
+    Kubernetes API, the metadata address, other users' pods or anything else on the host
+    (pure). Each host-run hub applies its own (``name``); policies add up, so hubs sharing a
+    namespace do not cut each other off."""
     targets = [urlparse(platform.hub.connect_url or platform.hub.api_url)]
     if platform.jobs.enabled:
         targets.append(urlparse(platform.jobs.url))
     if platform.culling.enabled:  # servers pull their warnings from the GPU reclaim service
         targets.append(urlparse(platform.culling.connect_url or platform.culling.url))
+    if platform.spawner.package_index:
+        targets.append(urlparse(platform.spawner.package_index))
     egress: list[dict[str, Any]] = [
-        {"to": [{"ipBlock": {"cidr": f"{u.hostname}/32"}}], "ports": [{"port": u.port or 80, "protocol": "TCP"}]}
+        {
+            "to": [{"ipBlock": {"cidr": f"{u.hostname}/32"}}],
+            "ports": [{"port": u.port or (443 if u.scheme == "https" else 80), "protocol": "TCP"}],
+        }
         for u in targets
     ]
     egress.append(

@@ -294,7 +294,20 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         cfg.gpu_metrics_url,
     )
-    return [metadata, containerd, kubelet, kube_proxy, netpol] + ([gpus] if cfg.simulated_gpus else [])
+    # pods' pip: a caching proxy of PyPI on the node address (pods reach nothing outside)
+    packages = Component(
+        "package-index",
+        [
+            sys.executable,
+            "-m",
+            "localcluster.package_index",
+            cfg.node_ip,
+            str(cfg.package_index_port),
+            str(cfg.state_dir / "package-index"),
+        ],
+        f"http://{cfg.node_ip}:{cfg.package_index_port}/health",
+    )
+    return [metadata, containerd, kubelet, kube_proxy, netpol, packages] + ([gpus] if cfg.simulated_gpus else [])
 
 
 def _network_policies(cfg: ClusterConfig, b: Path) -> Component:

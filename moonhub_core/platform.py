@@ -176,6 +176,10 @@ class SpawnerSection:
     #: a user's own configuration can only affect their own server, so the default keeps
     #: workspace kernels working
     disable_user_config: bool = False
+    #: the PyPI-style simple index users' servers and job runs install packages from (their
+    #: ``pip``'s index: the platform's caching proxy, e.g. the chart's ``packageIndex``);
+    #: empty: pods reach no index, and pip says it can not connect
+    package_index: str = ""
 
 
 @dataclass(frozen=True)
@@ -346,6 +350,11 @@ def check_consistency(cfg: PlatformConfig) -> None:
         raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
     if cfg.spawner.orphan_pod_grace != 0 and cfg.spawner.orphan_pod_grace < 10:
         raise DocumentError("spawner.orphan_pod_grace: 0 (never remove) or at least 10 (seconds)")
+    index = cfg.spawner.package_index
+    if index and (not index.startswith(("http://", "https://")) or not urlparse(index).hostname):
+        raise DocumentError(
+            f"spawner.package_index: {index!r} is not an http(s) URL (e.g. http://pypi-proxy:3141/index/)"
+        )
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?", cfg.spawner.queue_prefix):
         raise DocumentError(
             f"spawner.queue_prefix: {cfg.spawner.queue_prefix!r} must be 1-20 lowercase letters, digits and '-', "

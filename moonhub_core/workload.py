@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import workspaces
+from . import packages, workspaces
 from .catalog import Catalog
 from .choices import Choices
 from .pods import GPU_NODE_LABEL, GPU_RESOURCE, choice_labels
@@ -47,11 +47,17 @@ class Workload:
 
 
 def build(
-    catalog: Catalog, choices: Choices, claim_name: str, groups: Iterable[str] = (), uid: int | None = None
+    catalog: Catalog,
+    choices: Choices,
+    claim_name: str,
+    groups: Iterable[str] = (),
+    uid: int | None = None,
+    package_index: str = "",
 ) -> Workload:
     """The pod pieces for ``choices``; ``claim_name`` is the owner's workspace PVC, ``groups``
     their groups (which datasets and team folders they get), ``uid`` the one their workspace
-    belongs to (:mod:`.uids`; None for a workspace made before uids)."""
+    belongs to (:mod:`.uids`; None for a workspace made before uids), ``package_index`` where
+    its pip installs from (:mod:`.packages`; "": nowhere)."""
     groups = set(groups)
     env_ = catalog.environment(choices.environment)
     size = catalog.size(choices.size)
@@ -85,6 +91,7 @@ def build(
     # the choices, for what runs in the pod (the lab extension defaults a job to them)
     chosen = {
         **user_env(st.mount_path),
+        **packages.pod_env(package_index),
         "MOONHUB_ENVIRONMENT": env_.name,
         "MOONHUB_SIZE": size.name,
         "MOONHUB_GPU_TYPE": choices.gpu_type or "",

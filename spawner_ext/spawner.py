@@ -52,6 +52,14 @@ class MoonSpawner(SpawnForm):
         users' queues), so that two MoonHubs can share a cluster (spawner.queue_prefix).
         """,
     )
+    package_index = Unicode(
+        "",
+        config=True,
+        help="""
+        The PyPI-style simple index users' servers install packages from (their pip's
+        PIP_INDEX_URL: the platform's caching proxy; spawner.package_index). Empty: none.
+        """,
+    )
     storage_class_override = Unicode(
         "",
         config=True,
@@ -132,7 +140,7 @@ class MoonSpawner(SpawnForm):
                 **({queue_wait.OPTION: True} if wait else {}),
                 **({workspaces.SIZE_OPTION: size} if size else {}),
             }
-            self.apply_workload(build(cat, choice, self.pvc_name, groups), cat)
+            self.apply_workload(build(cat, choice, self.pvc_name, groups, package_index=self.package_index), cat)
             # who the pod runs as is the workspace's uid, known once the claim exists
             self._chosen = (cat, choice, groups)
             self.apply_secrets(await secrets)

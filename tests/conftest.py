@@ -385,6 +385,7 @@ def platform_doc(
         "proxy_api_url": f"http://127.0.0.1:{port + 1}",
         "state_dir": ".",
     }
+    doc["spawner"]["package_index"] = cluster.package_index_url
     doc["culling"] |= {
         "url": f"http://{cluster.node_ip}:{port + 91}",
         "gpu_metrics_urls": [cluster.gpu_metrics_url],

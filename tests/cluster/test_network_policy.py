@@ -90,6 +90,9 @@ def _probe_script(cfg: ClusterConfig, victim_ip: str) -> str:
     targets = {
         "hub-api": (cfg.node_ip, HUB_PORT),
         "jobs-service": (cfg.node_ip, JOBS_PORT),
+        # the node's package index (a component of the local cluster, like on a real one the
+        # chart's proxy): pods' pip installs from it
+        "package-index": (cfg.node_ip, cfg.package_index_port),
         "other-host-port": (cfg.node_ip, OTHER_PORT),
         "kubernetes-service": (cfg.kubernetes_service_ip, 443),
         "apiserver-on-node": (cfg.node_ip, cfg.apiserver_port),
@@ -134,10 +137,10 @@ async def _probe(api: client.ApiClient, core: client.CoreV1Api, ns: str, script:
     return dict(line.split() for line in log.splitlines())
 
 
-ALLOWED = {"hub-api", "jobs-service", "dns"}
+ALLOWED = {"hub-api", "jobs-service", "package-index", "dns"}
 
 
-async def test_user_pods_reach_only_the_hub_jobs_service_and_dns(
+async def test_user_pods_reach_only_the_hub_jobs_service_package_index_and_dns(
     api: client.ApiClient,
     core: client.CoreV1Api,
     namespace: str,
@@ -148,7 +151,7 @@ async def test_user_pods_reach_only_the_hub_jobs_service_and_dns(
     cfg = local_cluster
     platform = PlatformConfig(
         hub=HubSection(api_url=f"http://{cfg.node_ip}:{HUB_PORT}"),
-        spawner=SpawnerSection(namespace=namespace),
+        spawner=SpawnerSection(namespace=namespace, package_index=cfg.package_index_url),
         jobs=JobsSection(enabled=True, url=f"http://{cfg.node_ip}:{JOBS_PORT}"),
     )
     policy = user_pod_policy(platform)

@@ -104,7 +104,15 @@ def test_node_configs_for_this_machine() -> None:
     proxy = node.kube_proxy_config(cfg)
     assert proxy["nodePortAddresses"] == [f"{cfg.node_ip}/32"] and proxy["clusterCIDR"] == cfg.pod_cidr
     names = [c.name for c in node.components(cfg, Path("/bin"))]
-    assert names == ["metadata-stand-in", "containerd", "kubelet", "kube-proxy", node.ENFORCER, "gpu-plugin"]
+    assert names == [
+        "metadata-stand-in",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+        node.ENFORCER,
+        "package-index",
+        "gpu-plugin",
+    ]
     assert "moonhub.io/simulated-gpu=true" in node.node_labels(cfg)
     assert "gpu-plugin" not in [c.name for c in node.components(ClusterConfig(Path("/s")), Path("/bin"))]
 
@@ -205,10 +213,10 @@ def test_oci_layer_is_reproducible_and_manifest_names_its_blobs(tmp_path: Path) 
     assert json.loads(config.data)["rootfs"]["diff_ids"] == [diff_a]
 
 
-def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_and_dns() -> None:
+def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_package_index_and_dns() -> None:
     platform = PlatformConfig(
         hub=HubSection(api_url="http://10.85.0.1:8081"),
-        spawner=SpawnerSection(namespace="users"),
+        spawner=SpawnerSection(namespace="users", package_index="http://10.85.0.1:3141/index/"),
         jobs=JobsSection(enabled=True, url="http://10.85.0.1:8090"),
         culling=CullingSection(url="http://10.85.0.1:8091"),
     )
@@ -216,7 +224,13 @@ def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_and_dns() -> Non
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "users" and spec["ingress"] == []
     blocks = [(r["to"][0].get("ipBlock", {}).get("cidr"), [p["port"] for p in r["ports"]]) for r in spec["egress"]]
-    assert blocks == [("10.85.0.1/32", [8081]), ("10.85.0.1/32", [8090]), ("10.85.0.1/32", [8091]), (None, [53, 53])]
+    assert blocks == [
+        ("10.85.0.1/32", [8081]),
+        ("10.85.0.1/32", [8090]),
+        ("10.85.0.1/32", [8091]),
+        ("10.85.0.1/32", [3141]),
+        (None, [53, 53]),
+    ]
     yaml.safe_dump(policy)  # plain data
 
 

@@ -81,3 +81,10 @@ def test_a_complete_oidc_config_loads(tmp_path: Path) -> None:
     )
     cfg = load(path)
     assert cfg.auth.oauth.allowed_groups == ["ml"] and cfg.auth.oidc.require_verified_email
+
+
+@pytest.mark.parametrize("value", ["pypi-proxy:3141", "ftp://mirror/simple/", "http:///index/"])
+def test_a_package_index_that_is_not_a_url_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    (tmp_path / "p.yaml").write_text(f"auth: {{type: development}}\nspawner: {{package_index: '{value}'}}\n")
+    with pytest.raises(ConfigError, match=r"spawner\.package_index: .* is not an http\(s\) URL"):
+        load(tmp_path / "p.yaml")

@@ -148,3 +148,15 @@ def test_failfast_explains_a_root_image_under_run_as_non_root() -> None:
     assert image == "r/root:1" and "runs as root" in why and "non-root USER" in why
     pulling = {"status": {"containerStatuses": [{"image": "x", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
     assert container_problem(pulling) is None
+
+
+def test_servers_and_runs_install_packages_from_the_platforms_index() -> None:
+    """pip in a user's pod (server or run: the same workload) is pointed at the platform's
+    package index; plain HTTP inside the cluster is named trusted (pip refuses it otherwise)."""
+    cat, choice = example_catalog(), Choices("python", "medium")
+    w = build(cat, choice, "claim-alice", package_index="http://10.85.0.1:3141/index/")
+    assert w.env["PIP_INDEX_URL"] == "http://10.85.0.1:3141/index/"
+    assert w.env["PIP_TRUSTED_HOST"] == "10.85.0.1:3141"
+    tls = build(cat, choice, "claim-alice", package_index="https://user:pw@pypi.example.com/simple/")
+    assert tls.env["PIP_INDEX_URL"] == "https://user:pw@pypi.example.com/simple/" and "PIP_TRUSTED_HOST" not in tls.env
+    assert not {"PIP_INDEX_URL", "PIP_TRUSTED_HOST"} & set(build(cat, choice, "claim-alice").env)
