@@ -260,3 +260,61 @@ def resolve_localhost_names() -> None:
 
     getaddrinfo.moonhub_localhost = True  # type: ignore[attr-defined]
     socket.getaddrinfo = getaddrinfo
+
+
+async def run_in_kernel(hub: Any, s: requests.Session, user: str, code: str, timeout: float = 300) -> tuple[str, str]:
+    """Run ``code`` in a new kernel of ``user``'s running server as JupyterLab does (the
+    kernels API, then the kernel's websocket with the lab's cookies): (the reply's status,
+    what the cell printed, errors' tracebacks included). The kernel is shut down after."""
+    import aiohttp
+
+    r = hub.lab(s, user, "api/kernels", "POST", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kernel = r.json()["id"]
+    cookies = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.path in ("/", f"/user/{user}/", f"/user/{user}"))
+    ws_url = f"{hub.url.replace('http', 'ws', 1)}/user/{user}/api/kernels/{kernel}/channels"
+    msg_id = f"test-{time.monotonic_ns()}"
+    request = {
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": user,
+            "session": msg_id,
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
+    out: list[str] = []
+    status = ""
+    try:
+        async with aiohttp.ClientSession(headers={"Cookie": cookies}) as session:
+            async with session.ws_connect(ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
+                await ws.send_str(json.dumps(request))
+                idle = False
+                async with asyncio.timeout(timeout):
+                    while not (idle and status):
+                        msg = json.loads((await ws.receive()).data)
+                        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                            continue
+                        kind, content = msg["msg_type"], msg["content"]
+                        if kind == "stream":
+                            out.append(content["text"])
+                        elif kind == "error":
+                            out.append("\n".join(content["traceback"]))
+                        elif kind == "execute_reply":
+                            status = content["status"]
+                        elif kind == "status" and content["execution_state"] == "idle":
+                            idle = True
+    finally:
+        hub.lab(s, user, f"api/kernels/{kernel}", "DELETE")
+    return status, "".join(out)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import zipfile
+
+from tests.helpers import parameter_notebook, printed
 
 from .conftest import Container, notebook
 
@@ -72,3 +77,42 @@ def test_an_environment_made_in_the_workspace_becomes_a_kernel(lab: Container) -
     specs = lab.get("/api/kernelspecs").json()["kernelspecs"]
     assert specs["proj"]["spec"]["display_name"] == "Project (workspace)"
     assert specs["proj"]["spec"]["argv"][0] == "/home/jovyan/envs/proj/bin/python"
+
+
+def _wheel(name: str, version: str) -> bytes:
+    """A wheel of one pure-Python module ``name`` (no package index is reachable here)."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": f"VERSION = {version!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: moonhub-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return buf.getvalue()
+
+
+def test_a_users_pip_install_lands_in_the_workspace_for_kernels_and_shells_not_the_server(lab: Container) -> None:
+    """Issue 35, item 1: the image's environment is root's; pip, run by the user, installs into
+    the user's site in their home (the workspace) by itself; kernels and shells see it, the
+    notebook server's own Python (the container's environment) does not."""
+    whl = "mhprobe-1.0-py3-none-any.whl"
+    lab.exec("sh", "-c", f"echo {base64.b64encode(_wheel('mhprobe', '1.0')).decode()} | base64 -d > /tmp/{whl}")
+    where = "/home/jovyan/.local/lib/python3.11/site-packages/mhprobe.py"
+    out = lab.exec(
+        "bash", "-ic", f"pip install --no-index /tmp/{whl} && python -c 'import mhprobe; print(mhprobe.__file__)'"
+    )
+    assert "Defaulting to user installation" in out and where in out, out
+    assert "ModuleNotFoundError" in lab.exec("python", "-c", "import mhprobe", check=False)
+    nb = json.dumps(parameter_notebook("x = 1", "import mhprobe; print('FROM', mhprobe.__file__)"))
+    lab.exec("sh", "-c", f"cat > /tmp/pkg.ipynb <<'EOF'\n{nb}\nEOF")
+    lab.exec("moonhub-run-notebook", "/tmp/pkg.ipynb", "/tmp/pkg-out.ipynb")
+    assert f"FROM {where}" in printed(json.loads(lab.exec("cat", "/tmp/pkg-out.ipynb")))
+    # another version of one of the image's own packages: refused, the image's stays
+    other = "jupyterlab-0.1-py3-none-any.whl"
+    lab.exec("sh", "-c", f"echo {base64.b64encode(_wheel('jupyterlab', '0.1')).decode()} | base64 -d > /tmp/{other}")
+    refused = lab.exec("bash", "-ic", f"pip install --no-index /tmp/{other}", check=False)
+    assert "lack sys.path precedence to jupyterlab" in refused, refused
