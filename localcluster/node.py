@@ -300,7 +300,7 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         [
             sys.executable,
             "-m",
-            "localcluster.package_index",
+            "package_index",
             cfg.node_ip,
             str(cfg.package_index_port),
             str(cfg.state_dir / "package-index"),

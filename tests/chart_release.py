@@ -53,6 +53,14 @@ def storage_values(cfg: ClusterConfig, ssh: Server | None = None) -> dict[str, A
         "images": values["images"],
         "storage": values["storage"],
         "catalog": {"storage": {"storage_class": STORAGE_CLASS}},
+        # the operator's mirror, as the release's package index sees it: the node's proxy
+        # (which reaches PyPI), on an address of the node (a private one: its own rule)
+        "packageIndex": {
+            "upstream": cfg.package_index_url,
+            "egress": [
+                {"to": [{"ipBlock": {"cidr": f"{cfg.node_ip}/32"}}], "ports": [{"port": cfg.package_index_port}]}
+            ],
+        },
     }
 
 

@@ -91,6 +91,18 @@ async def test_install_login_spawn_schedule_then_upgrade(
     sent = chart.ssh.sent()
     assert any(f" limit-usage /{'/'.join(folder)} " in c for c in sent), f"the quota set over SSH: {sent}"
 
+    # pip in the server installs through the release's package index (its proxy, in front
+    # of the operator's mirror) into the workspace
+    index = f"http://{RELEASE}-moonhub-package-index.{NS}.svc:3141/index/"
+    assert env["PIP_INDEX_URL"] == index and env["PIP_TRUSTED_HOST"] == f"{RELEASE}-moonhub-package-index.{NS}.svc:3141"
+    # (as in a terminal or a kernel: with the user's site, which the server runs without)
+    install = "python -m pip install -q tabulate==0.9.0 && python -c 'import tabulate; print(tabulate.__file__)'"
+    install = f"export PYTHONNOUSERSITE= && {install}"
+    out = chart.kubectl("exec", "-n", USERS, f"jupyter-{USER}", "--", "sh", "-c", install)
+    assert "/home/jovyan/.local/lib/python3.11/site-packages/tabulate/" in out, out
+    served = chart.kubectl("logs", "-n", NS, f"deploy/{RELEASE}-moonhub-package-index")
+    assert "tabulate" in served, f"the release's proxy served it: {served[-2000:]}"
+
     # a notebook in the workspace, scheduled from the server (the lab extension's route)
     r = hub.lab(s, USER, "api/contents/report.ipynb", method="PUT", json={"type": "notebook", "content": NOTEBOOK})
     assert r.status_code in (200, 201), r.text
