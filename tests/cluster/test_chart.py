@@ -247,6 +247,37 @@ def test_the_catalog_is_the_consoles_to_edit_or_the_releases(helm: str) -> None:
     assert r.returncode != 0 and 'catalogEdits must be "console" or "helm"' in r.stderr
 
 
+def test_users_pip_installs_through_the_releases_package_index(helm: str) -> None:
+    """packageIndex: a proxy of the operator's index that users' pods reach (and their pip
+    is pointed at), which reaches only DNS and the upstream; off, none of it exists."""
+
+    def facts(*args: str) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in render(helm, *args)}
+        spawner = yaml.safe_load(docs[("ConfigMap", "t-moonhub-config")]["data"]["platform.yaml"])["spawner"]
+        return spawner, docs
+
+    mirror = "https://nexus.example.com/repository/pypi/simple/"
+    spawner, docs = facts("--set", f"packageIndex.upstream={mirror}", "--set", "packageIndex.cacheStorageClass=fast")
+    assert spawner["package_index"] == "http://t-moonhub-package-index.moonhub.svc:3141/index/"
+    pod = docs[("Deployment", "t-moonhub-package-index")]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"][-1] == mirror and pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
+    assert docs[("PersistentVolumeClaim", "t-moonhub-package-index-cache")]["spec"]["storageClassName"] == "fast"
+    policy = docs[("NetworkPolicy", "t-moonhub-package-index")]["spec"]
+    ingress = policy["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    assert ingress == {"kubernetes.io/metadata.name": "moonhub-users"}, "users' pods only"
+    assert [r["ports"] for r in policy["egress"]][1] == [{"port": 80}, {"port": 443}]
+    assert "169.254.0.0/16" in policy["egress"][1]["to"][0]["ipBlock"]["except"], "not the metadata address"
+    users = docs[("NetworkPolicy", "moonhub-user-pods")]["spec"]["egress"]
+    assert any(r["ports"] == [{"port": 3141}] for r in users), "users' pods reach it"
+
+    spawner, docs = facts("--set", "packageIndex.enabled=false")
+    assert "package_index" not in spawner
+    assert not [k for k in docs if "package-index" in k[1]]
+    users = docs[("NetworkPolicy", "moonhub-user-pods")]["spec"]["egress"]
+    assert not any(r["ports"] == [{"port": 3141}] for r in users)
+
+
 def test_every_network_policy_selects_pods_the_chart_makes(helm: str) -> None:
     """A policy whose selector matches no pod protects nothing, and one that names a
     component no pod carries cuts that component off (both happened once)."""
