@@ -114,12 +114,13 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     if uid != owner.uid:  # the workspace was made just now: its runs run as its uid
         owner = dataclasses.replace(owner, uid=uid)
         cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
+    spec, form = jobspec.to_stored(defn)
     with ctx.db() as s:
         row = DefinitionRow(
             owner=caller.name,
             name=defn.name,
-            spec=dataclasses.asdict(defn),
-            spec_version=jobspec.SPEC_VERSION,
+            spec=spec,
+            spec_version=form,
             version=1,
             cronjob=n.cronjob,
         )
@@ -210,7 +211,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
             for f in added:
                 await secrets.refuse_in_notebook(ctx, owner, defn.secret_uses(), f.data)
         if cron is None:
-            row.spec, row.spec_version = dataclasses.asdict(defn), jobspec.SPEC_VERSION
+            row.spec, row.spec_version = jobspec.to_stored(defn)
             audit.record(s, caller.name, action, row)
             s.commit()
             return views.job(row)
@@ -225,7 +226,7 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
                 s.rollback()
                 snapshots.forget_files(ctx, s, row.owner, [f.sha256 for f in added])
             raise
-        row.spec, row.spec_version, row.version = dataclasses.asdict(defn), jobspec.SPEC_VERSION, version
+        (row.spec, row.spec_version), row.version = jobspec.to_stored(defn), version
         if held:
             row.hold = None
         detail = ", ".join(sorted(changes)) + (f"; notebook version {version}" if added else "")

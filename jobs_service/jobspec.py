@@ -5,7 +5,7 @@ in the database in the form it was stored in (``stored``). Checking what a user 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from moonhub_core import secrets as sec
@@ -32,6 +32,8 @@ class Task:
     gpu_count: int | None = None
     timeout_seconds: int | None = None
     retries: int | None = None
+    #: the Jupyter kernel the task runs with (None: the job's)
+    kernel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Definition:
     after: list[str] = field(default_factory=list)
     #: a pipeline: its notebook tasks (a DAG); empty for a job of one notebook
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    #: the Jupyter kernel runs use, e.g. a workspace environment's (``env-<name>``: the lab
+    #: extension's moonhub-env); "": the notebook's own (its metadata), else the image's
+    kernel: str = ""
 
     def task_list(self) -> list[Task]:
         return [Task(**t) for t in self.tasks]
@@ -70,7 +75,7 @@ class Definition:
         over them. Pure."""
         pick = {
             k: getattr(task, k)
-            for k in ("environment", "size", "gpu_type", "gpu_count")
+            for k in ("environment", "size", "gpu_type", "gpu_count", "kernel")
             if getattr(task, k) is not None
         }
         return replace(
@@ -98,11 +103,24 @@ class Definition:
 
 
 #: the form of a definition as this version stores it (``DefinitionRow.spec_version``)
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 #: form -> the function that turns a stored definition of that form into the next form;
 #: a change of ``Definition`` that old stored definitions do not fit adds one here (and
-#: raises SPEC_VERSION)
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+#: raises SPEC_VERSION). Form 2 added ``kernel`` (its default fits form 1 as it is)
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: dict}
+
+
+def to_stored(defn: Definition) -> tuple[dict[str, Any], int]:
+    """The JSON a row stores for ``defn`` and its form. A definition that uses nothing of a
+    later form is stored in the earliest form that holds it (kernel: only when set), so a
+    rollback to a version before that form still reads it; one that does is refused there
+    by name (:func:`stored`), not read wrongly. Pure."""
+    spec = asdict(defn)
+    spec["tasks"] = [{k: v for k, v in t.items() if not (k == "kernel" and v is None)} for t in spec["tasks"]]
+    if defn.kernel or any("kernel" in t for t in spec["tasks"]):
+        return spec, 2
+    del spec["kernel"]
+    return spec, 1
 
 
 def stored(row: Any) -> Definition:
@@ -120,4 +138,6 @@ def stored(row: Any) -> Definition:
     while form < SPEC_VERSION:
         spec = UPGRADES[form](spec)
         form += 1
+    # tasks as validation makes them (every field; a stored one leaves out what is unset)
+    spec["tasks"] = [asdict(Task(**t)) for t in spec.get("tasks") or []]
     return Definition(**spec)

@@ -151,6 +151,7 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload) -> dic
                 "image": w.image,
                 "command": with_umask(
                     [RUNNER, "--launch", f"{SNAPSHOT_MOUNT}/notebook.ipynb", output, "--cwd", workspace]
+                    + (["--kernel", defn.kernel] if defn.kernel else [])
                 ),
                 "workingDir": workspace,
                 "env": env,

@@ -33,6 +33,18 @@ TASK_FIELDS = {f.name for f in fields(Task)}
 RUN_IF = ("all_succeeded", "all_done", "any_failed")
 MAX_TASKS = 20
 MAX_TASK_NAME = 20
+#: a Jupyter kernel's name (what Jupyter accepts for a kernel spec's folder)
+KERNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def check_kernel(value: Any, key: str = "kernel") -> str:
+    """A kernel name, or "" (the notebook's own). Whether it exists is the run's to find: it
+    lives in the owner's image or workspace, and a run without it fails naming it."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not KERNEL.fullmatch(value) or value.startswith("."):
+        raise FieldError(key, "must be a kernel's name (letters, digits, '.', '_' and '-'), e.g. env-lightgbm")
+    return value
 
 
 def _int(data: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -202,6 +214,7 @@ def check_tasks(value: Any) -> list[dict[str, Any]]:
                 environment=t.get("environment"),
                 size=t.get("size"),
                 gpu_type=t.get("gpu_type") or None,
+                kernel=check_kernel(t.get("kernel"), f"{where}.kernel") or None,
                 **ints,
             )
         )
@@ -287,6 +300,7 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         secrets=[u.as_json() for u in sec.parse_uses(data.get("secrets"))],
         after=check_after_names(data.get("after")),
         tasks=tasks,
+        kernel=check_kernel(data.get("kernel")),
     )
 
 

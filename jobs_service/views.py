@@ -31,6 +31,7 @@ def job(row: DefinitionRow) -> dict[str, Any]:
         "cronjob": row.cronjob,
         "created": row.created.isoformat(),
         "updated": row.updated.isoformat(),
+        "kernel": "",  # (not stored when unset: jobspec.to_stored)
         **spec,
         "schedule_description": preview.describe(schedule) if schedule else preview.BY_HAND,
         "next_run": preview.next_runs(schedule, tz, now, 1)[0].isoformat()

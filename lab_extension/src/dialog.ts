@@ -31,6 +31,14 @@ export interface IScheduleRequest {
   secrets?: Secret[];
   /** a workspace notebook as a pipeline task runs it (outputs stripped) */
   readNotebook?: (path: string) => Promise<Record<string, unknown>>;
+  /** the kernels this server offers (the image's and the workspace's environments) */
+  kernels?: IKernelChoice[];
+}
+
+/** A kernel a run may use: its name and what the launcher calls it. */
+export interface IKernelChoice {
+  name: string;
+  display_name: string;
 }
 
 export interface IScheduleResult {
@@ -51,6 +59,7 @@ const FIELDS = [
   'timeout_seconds',
   'retries',
   'concurrency',
+  'kernel',
   'notify',
   'secrets',
   'after',
@@ -93,6 +102,7 @@ export class ScheduleDialog extends Widget {
   private readonly timeout: HTMLInputElement;
   private readonly retries: HTMLInputElement;
   private readonly concurrency: HTMLSelectElement;
+  private readonly kernel: HTMLSelectElement;
   private readonly emails: HTMLInputElement;
   private readonly onSuccess: HTMLInputElement;
   private readonly webhook: HTMLInputElement;
@@ -155,6 +165,16 @@ export class ScheduleDialog extends Widget {
     // GPUs only with an environment built for CUDA: what is offered is what saving accepts
     this.gpusForEnvironment();
     this.environment.addEventListener('change', () => this.gpusForEnvironment());
+
+    // the kernel: the notebook's own unless another is picked (a workspace environment's)
+    const meta = (req.notebook.metadata ?? {}) as { kernelspec?: { name?: string; display_name?: string } };
+    const own = meta.kernelspec?.display_name ?? meta.kernelspec?.name ?? 'Python 3';
+    const kernels = (req.kernels ?? []).map(k => ({ value: k.name, label: k.display_name }));
+    const wanted = job?.kernel ?? '';
+    if (wanted && !kernels.some(k => k.value === wanted)) {
+      kernels.push({ value: wanted, label: `${wanted} (not in this server)` });
+    }
+    this.kernel = select(id('kernel'), [{ value: '', label: `The notebook's (${own})` }, ...kernels], wanted);
 
     this.timeout = h('input', {
       id: id('timeout_seconds'),
@@ -234,6 +254,7 @@ export class ScheduleDialog extends Widget {
     this.controls.set('timeout_seconds', this.timeout);
     this.controls.set('retries', this.retries);
     this.controls.set('concurrency', this.concurrency);
+    this.controls.set('kernel', this.kernel);
     this.controls.set('notify', this.emails);
 
     this.node.append(this.build(zones));
@@ -268,6 +289,12 @@ export class ScheduleDialog extends Widget {
         this.field('size', 'Size', this.size),
         this.field('gpu_type', 'GPU type', this.gpuType),
         this.field('gpu_count', 'GPUs', this.gpuCount)
+      ),
+      this.field(
+        'kernel',
+        'Kernel',
+        this.kernel,
+        'Runs use this kernel: an environment of yours (moonhub-env) or one of the image; it must exist when the run starts.'
       ),
       this.params.node,
       h(
@@ -405,6 +432,7 @@ export class ScheduleDialog extends Widget {
       timeout_seconds: Math.round(Number(this.timeout.value) * 60),
       retries: Number(this.retries.value),
       concurrency: this.concurrency.value as Concurrency,
+      kernel: this.kernel.value,
       notify: {
         emails,
         webhook: this.webhook.value.trim(),

@@ -15,7 +15,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { JobsClient } from './api/client';
 import type { Job, Run } from './api/types';
-import { ScheduleDialog } from './dialog';
+import { IKernelChoice, ScheduleDialog } from './dialog';
 import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
@@ -87,6 +87,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       return withoutOutputs(model.content as Record<string, unknown>);
     };
 
+    /** The kernels this server offers (the image's, and the workspace environments'). */
+    const kernelChoices = async (): Promise<IKernelChoice[]> => {
+      const manager = app.serviceManager.kernelspecs;
+      await manager.ready;
+      const specs = manager.specs?.kernelspecs ?? {};
+      return Object.values(specs)
+        .filter((s): s is NonNullable<typeof s> => !!s)
+        .map(s => ({ name: s.name, display_name: s.display_name }))
+        .sort((a, b) => a.display_name.localeCompare(b.display_name));
+    };
+
     const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {
       try {
         const [notebook, options, server, secrets] = await Promise.all([
@@ -96,7 +107,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
           client.secrets().catch(() => [])
         ]);
         const readNotebook = (p: string) => snapshot(p, null);
-        const result = await ScheduleDialog.open({ client, path, notebook, options, server, job, secrets, readNotebook });
+        const kernels = await kernelChoices();
+        const result = await ScheduleDialog.open({
+          client,
+          path,
+          notebook,
+          options,
+          server,
+          job,
+          secrets,
+          readNotebook,
+          kernels
+        });
         if (!result) {
           return;
         }

@@ -46,6 +46,10 @@ def test_defaults() -> None:
         ({"parameters": {"blob": "x" * 20000}}, "parameters", "larger than 16 KiB"),
         ({"image": "evil"}, "image", "unknown field"),
         ({"active": "yes"}, "active", "true or false"),
+        ({"kernel": "../../bin/sh"}, "kernel", "a kernel's name"),
+        ({"kernel": ".hidden"}, "kernel", "a kernel's name"),
+        ({"kernel": 3}, "kernel", "a kernel's name"),
+        ({"tasks": [{"name": "a", "notebook": "a.ipynb", "kernel": "x y"}]}, "tasks[0].kernel", "a kernel's name"),
     ],
 )
 def test_bad_definitions_name_the_field(change: dict, field: str, text: str) -> None:
@@ -185,3 +189,36 @@ def test_a_stored_definition_is_read_in_the_form_it_was_stored(monkeypatch: pyte
         jobspec.UPGRADES, now - 1, lambda s: {**{k: v for k, v in s.items() if k != "nb"}, "notebook": s["nb"]}
     )
     assert jobspec.stored(Row("daily", old, now - 1)).notebook == "d.ipynb"
+
+
+def test_a_job_or_task_runs_with_the_kernel_it_names_and_is_stored_in_the_form_that_needs_it() -> None:
+    """kernel: a workspace environment's kernel for every run (the runner's --kernel), or a
+    task's own; unset, the notebook's. Stored in form 1 unless set (a rollback to a version
+    before form 2 reads every job that does not use it)."""
+    Row = dataclasses.make_dataclass("Row", ["name", "spec", "spec_version"])
+    plain = validation.parse(BASE)
+    spec, form = jobspec.to_stored(plain)
+    assert form == 1 and "kernel" not in spec and all("kernel" not in t for t in spec["tasks"])
+    assert jobspec.stored(Row("daily", spec, form)) == plain
+    named = validation.parse({**BASE, "kernel": "env-lightgbm"})
+    spec, form = jobspec.to_stored(named)
+    assert form == 2 and jobspec.stored(Row("daily", spec, form)) == named
+
+    choice = ch.parse(named.choices(), example_catalog(), ch.allowed(example_catalog(), []))
+    w = build(example_catalog(), choice, "claim-ann")
+    launch = manifests.Launch("http://10.85.0.1:8090/services/jobs/launch/x/1", "k", "ab" * 32)
+    names = manifests.Names("ann", named.name)
+    command = manifests.pod_spec(named, names, launch, w)["containers"][0]["command"]
+    assert command[-2:] == ["--kernel", "env-lightgbm"]
+    assert "--kernel" not in manifests.pod_spec(plain, names, launch, w)["containers"][0]["command"]
+
+    pipeline = validation.parse(
+        {
+            **BASE,
+            "tasks": [{"name": "a", "notebook": "a.ipynb"}, {"name": "b", "notebook": "b.ipynb", "kernel": "env-x"}],
+        }
+    )
+    spec, form = jobspec.to_stored(pipeline)
+    assert form == 2 and jobspec.stored(Row("daily", spec, form)) == pipeline
+    a, b = pipeline.task_list()
+    assert pipeline.for_task(a).kernel == "" and pipeline.for_task(b).kernel == "env-x"
