@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             remove(args.name)
             print(f"moonhub-env: removed {args.name}")
         else:
-            for e in listing():
-                print(f"{e['name']:<20} {e['state']:<10} kernel {e['kernel']}  {e['path']}")
+            for env in listing():
+                print(f"{env['name']:<20} {env['state']:<10} kernel {env['kernel']}  {env['path']}")
     except EnvironmentError_ as e:
         print(f"moonhub-env: {e}", file=sys.stderr)
         return 2

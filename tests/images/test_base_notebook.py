@@ -116,3 +116,17 @@ def test_a_users_pip_install_lands_in_the_workspace_for_kernels_and_shells_not_t
     lab.exec("sh", "-c", f"echo {base64.b64encode(_wheel('jupyterlab', '0.1')).decode()} | base64 -d > /tmp/{other}")
     refused = lab.exec("bash", "-ic", f"pip install --no-index /tmp/{other}", check=False)
     assert "lack sys.path precedence to jupyterlab" in refused, refused
+
+
+def test_an_environment_that_can_not_be_made_leaves_nothing_behind(lab: Container) -> None:
+    """moonhub-env (issue 35, item 2): bad input is refused naming the line; an install that
+    fails (here: no index answers) removes the environment and its kernel and says why."""
+    lab.exec("sh", "-c", "printf 'numpy\\npkg @ http://10.0.0.5/pkg.whl\\n' > /tmp/req.txt")
+    refused = lab.exec("moonhub-env", "create", "proj2", "-r", "/tmp/req.txt", check=False)
+    assert "/tmp/req.txt, line 2: " in refused and "no URLs" in refused, refused
+    offline = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple/", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}
+    failed = lab.exec("moonhub-env", "create", "proj2", "tabulate", env=offline, check=False)
+    assert "moonhub-env: installing the packages failed" in failed, failed
+    left = lab.exec("sh", "-c", "ls -A $HOME/envs; ls -A $HOME/.local/share/jupyter/kernels 2>/dev/null; true")
+    assert "proj2" not in left, left
+    assert "env-proj2" not in lab.get("/api/kernelspecs").json()["kernelspecs"]
