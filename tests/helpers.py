@@ -262,13 +262,15 @@ def resolve_localhost_names() -> None:
     socket.getaddrinfo = getaddrinfo
 
 
-async def run_in_kernel(hub: Any, s: requests.Session, user: str, code: str, timeout: float = 300) -> tuple[str, str]:
-    """Run ``code`` in a new kernel of ``user``'s running server as JupyterLab does (the
+async def run_in_kernel(
+    hub: Any, s: requests.Session, user: str, code: str, timeout: float = 300, kernel: str = "python3"
+) -> tuple[str, str]:
+    """Run ``code`` in a new ``kernel`` of ``user``'s running server as JupyterLab does (the
     kernels API, then the kernel's websocket with the lab's cookies): (the reply's status,
     what the cell printed, errors' tracebacks included). The kernel is shut down after."""
     import aiohttp
 
-    r = hub.lab(s, user, "api/kernels", "POST", json={"name": "python3"})
+    r = hub.lab(s, user, "api/kernels", "POST", json={"name": kernel})
     assert r.status_code == 201, r.text
     kernel = r.json()["id"]
     cookies = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.path in ("/", f"/user/{user}/", f"/user/{user}"))
