@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from typing import Any
@@ -136,6 +137,11 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     await expect(name).to_be_focused()
     await expect(dialog.locator("[data-field='environment'] select")).to_have_value("python")
     await expect(dialog.locator("[data-field='size'] select")).to_have_value("small")
+    # the kernel: the notebook's own by default, or one of the server's (the image's Python)
+    kernel = dialog.locator("[data-field='kernel'] select")
+    await expect(kernel).to_have_value("")
+    await expect(kernel.locator("option").first).to_have_text(re.compile(r"^The notebook's \(Python 3"))
+    await expect(kernel.locator("option[value='python3']")).to_have_count(1)
     await expect(dialog.locator("[data-param='rows']")).to_have_value("10")
     await expect(dialog.locator("[data-param='label']")).to_have_value('"weekly"')
     # the default, daily at 06:00 in the browser's zone, described with its next runs
