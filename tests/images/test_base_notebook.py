@@ -130,3 +130,22 @@ def test_an_environment_that_can_not_be_made_leaves_nothing_behind(lab: Containe
     left = lab.exec("sh", "-c", "ls -A $HOME/envs; ls -A $HOME/.local/share/jupyter/kernels 2>/dev/null; true")
     assert "proj2" not in left, left
     assert "env-proj2" not in lab.get("/api/kernelspecs").json()["kernelspecs"]
+
+
+def test_git_in_the_lab_with_credentials_from_the_users_secret(lab: Container) -> None:
+    """jupyterlab-git is installed and enabled; git answers a host's credentials from the
+    secret given as the file git-credentials (docs/environments.md), and nothing else."""
+    server = lab.exec("jupyter", "server", "extension", "list").replace("\x1b[32m", "").replace("\x1b[0m", "")
+    assert "jupyterlab_git  OK" in server, server
+    assert "@jupyterlab/git" in lab.exec("jupyter", "labextension", "list")
+    ask = "printf 'protocol=https\\nhost=git.example.com\\n\\n' | GIT_TERMINAL_PROMPT=0 git credential fill 2>&1; true"
+    assert "password=" not in lab.exec("sh", "-c", ask), "no secret given: no credentials"
+    lab.exec("sh", "-c", "mkdir -p /var/run/secrets/moonhub && echo 'https://ada:t0ken@git.example.com' "
+             "> /var/run/secrets/moonhub/git-credentials", user="root")  # fmt: skip
+    try:
+        got = lab.exec("sh", "-c", ask)
+        assert "username=ada" in got and "password=t0ken" in got, got
+        other = lab.exec("sh", "-c", ask.replace("git.example.com", "other.example.com"))
+        assert "password=t0ken" not in other, "only the host it names"
+    finally:
+        lab.exec("rm", "-rf", "/var/run/secrets/moonhub", user="root")
