@@ -136,7 +136,7 @@ def test_git_in_the_lab_with_credentials_from_the_users_secret(lab: Container) -
     """jupyterlab-git is installed and enabled; git answers a host's credentials from the
     secret given as the file git-credentials (docs/environments.md), and nothing else."""
     server = lab.exec("jupyter", "server", "extension", "list").replace("\x1b[32m", "").replace("\x1b[0m", "")
-    assert "jupyterlab_git  OK" in server, server
+    assert "jupyterlab_git 0.55.0 OK" in server, server
     assert "@jupyterlab/git" in lab.exec("jupyter", "labextension", "list")
     ask = "printf 'protocol=https\\nhost=git.example.com\\n\\n' | GIT_TERMINAL_PROMPT=0 git credential fill 2>&1; true"
     assert "password=" not in lab.exec("sh", "-c", ask), "no secret given: no credentials"
