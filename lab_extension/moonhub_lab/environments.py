@@ -2,7 +2,8 @@
 
 An environment is a virtual environment of the image's Python under ``~/envs/<name>`` (the
 workspace), made from a requirements file or a list of packages (from the platform's package
-index), with a Jupyter kernel of its own registered in the workspace
+index; the kernel itself, ipykernel, from the image's kernel site, after the environment's own
+packages), with a Jupyter kernel of its own registered in the workspace
 (``~/.local/share/jupyter/kernels/env-<name>``). So it is a kernel in every server its owner
 starts, of any image on the same Python, and a scheduled run of a notebook saved with that
 kernel (or a job that names it) runs in exactly it. A run whose environment is gone or
@@ -32,8 +33,13 @@ from typing import Any
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 #: a kernel of a workspace environment is named this plus the environment's name
 KERNEL_PREFIX = "env-"
-#: what every environment gets besides what the user asks for: its kernel
+#: what every environment needs besides what the user asks for: its kernel
 KERNEL_PACKAGE = "ipykernel"
+#: the images' own copy of it and what it needs (images/base-notebook): an environment reads
+#: it after its own packages (a .pth file), so making one does not install ~9,000 files into
+#: the workspace; where an image lacks it, ipykernel is installed into the environment
+KERNEL_SITE = Path("/opt/moonhub/kernel-site")
+KERNEL_PTH = "zz-moonhub-kernel.pth"
 #: the interpreter environments are made with: the image's own Python (the catalog's images
 #: share it), not the image's virtual environment (its packages stay out)
 BASE_PYTHON = "/usr/bin/python3"
@@ -130,10 +136,17 @@ def create(name: str, requirements: list[str], out: Any = sys.stdout) -> Path:
         print(f"moonhub-env: making {env} with Python {_python_version()}", file=out, flush=True)
         _run([BASE_PYTHON, "-m", "venv", str(env)], "making the environment")
         (env / MAKING).write_text("")
-        packages = [KERNEL_PACKAGE, *requirements]
-        print(f"moonhub-env: installing {' '.join(packages)}", file=out, flush=True)
-        _run([str(env / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off", *packages],
-             "installing the packages")  # fmt: skip
+        python = str(env / "bin" / "python")
+        packages = list(requirements)
+        if KERNEL_SITE.is_dir():
+            site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+            Path(site, KERNEL_PTH).write_text(f"{KERNEL_SITE}\n")
+        else:
+            packages.insert(0, KERNEL_PACKAGE)
+        if packages:
+            print(f"moonhub-env: installing {' '.join(packages)}", file=out, flush=True)
+            _run([python, "-m", "pip", "install", "--progress-bar", "off", *packages], "installing the packages")
         spec_dir.mkdir(parents=True)
         (spec_dir / "kernel.json").write_text(json.dumps(kernel_spec(name, env), indent=1))
         (env / MAKING).unlink()

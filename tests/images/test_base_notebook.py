@@ -149,3 +149,25 @@ def test_git_in_the_lab_with_credentials_from_the_users_secret(lab: Container) -
         assert "password=t0ken" not in other, "only the host it names"
     finally:
         lab.exec("rm", "-rf", "/var/run/secrets/moonhub", user="root")
+
+
+def test_an_environment_runs_its_own_python_with_the_images_kernel_after_its_packages(lab: Container) -> None:
+    """moonhub-env with nothing to install (no index is reachable here): the environment's
+    kernel runs its own Python, isolated from the image's packages, with ipykernel from the
+    image's kernel site after its own; the runner runs a notebook with it (--kernel)."""
+    made = lab.exec("moonhub-env", "create", "bare")
+    assert "bare is ready" in made and "installing" not in made, made
+    assert "bare                 ready" in lab.exec("moonhub-env", "list")
+    assert lab.get("/api/kernelspecs").json()["kernelspecs"]["env-bare"]["spec"]["display_name"] == "bare (environment)"
+    code = (
+        "import sys, importlib.util as u; print('PREFIX', sys.prefix); "
+        "print('IMAGE', u.find_spec('jupyterlab') is not None); print('LAST', sys.path[-1])"
+    )
+    nb = json.dumps(parameter_notebook("x = 1", code))
+    lab.exec("sh", "-c", f"cat > /tmp/env.ipynb <<'EOF'\n{nb}\nEOF")
+    lab.exec("moonhub-run-notebook", "/tmp/env.ipynb", "/tmp/env-out.ipynb", "--kernel", "env-bare")
+    out = printed(json.loads(lab.exec("cat", "/tmp/env-out.ipynb")))
+    assert "PREFIX /home/jovyan/envs/bare" in out and "IMAGE False" in out, out
+    assert "LAST /opt/moonhub/kernel-site" in out, out
+    lab.exec("moonhub-env", "remove", "bare")
+    assert "env-bare" not in lab.get("/api/kernelspecs").json()["kernelspecs"]
