@@ -20,5 +20,5 @@ def pod_env(index_url: str) -> dict[str, str]:
     env = {"PIP_INDEX_URL": index_url}
     u = urlparse(index_url)
     if u.scheme == "http" and u.hostname:
-        env["PIP_TRUSTED_HOST"] = u.netloc.rpartition("@")[2]
+        env["PIP_TRUSTED_HOST"] = u.netloc
     return env

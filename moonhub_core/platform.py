@@ -355,6 +355,12 @@ def check_consistency(cfg: PlatformConfig) -> None:
         raise DocumentError(
             f"spawner.package_index: {index!r} is not an http(s) URL (e.g. http://pypi-proxy:3141/index/)"
         )
+    if index and (urlparse(index).username or urlparse(index).password):
+        # every user's pod gets it (PIP_INDEX_URL), where its user reads it
+        raise DocumentError(
+            "spawner.package_index: carries a credential, which every user's pod would hold; point it at "
+            "the platform's proxy (the chart's packageIndex) and give the credential to the proxy's upstream"
+        )
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?", cfg.spawner.queue_prefix):
         raise DocumentError(
             f"spawner.queue_prefix: {cfg.spawner.queue_prefix!r} must be 1-20 lowercase letters, digits and '-', "

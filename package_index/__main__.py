@@ -14,7 +14,7 @@ to keep; devpi-server does much more (uploads, users, replication) that MoonHub 
 to configure and lock down. Its cache-invalidation routes take no login: anyone who reaches
 it can make it fetch a project's page again, nothing more.
 
-``python -m package_index ADDRESS PORT CACHE_DIR [UPSTREAM]``
+``python -m package_index ADDRESS PORT CACHE_DIR [UPSTREAM]`` (else ``$PROXPI_INDEX_URL``, else PyPI)
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def main(argv: list[str]) -> int:
         return 2
     address, port, cache = argv[0], int(argv[1]), argv[2]
     os.makedirs(cache, exist_ok=True)
-    # the cache's size may come from the environment (the chart's packageIndex.cacheBytes)
-    os.environ.update({k: v for k, v in proxy_env(cache, *argv[3:]).items() if k not in KEPT or k not in os.environ})
+    # the upstream may come from the environment (a URL with a credential, from a Secret:
+    # the chart's packageIndex.upstreamSecret), and so may the cache's size
+    upstream = argv[3] if len(argv) == 4 else os.environ.get("PROXPI_INDEX_URL") or PYPI
+    os.environ.update({k: v for k, v in proxy_env(cache, upstream).items() if k not in KEPT or k not in os.environ})
     from proxpi.server import app  # reads its settings at import
     from waitress import serve
 

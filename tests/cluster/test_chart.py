@@ -271,6 +271,12 @@ def test_users_pip_installs_through_the_releases_package_index(helm: str) -> Non
     users = docs[("NetworkPolicy", "moonhub-user-pods")]["spec"]["egress"]
     assert any(r["ports"] == [{"port": 3141}] for r in users), "users' pods reach it"
 
+    _, docs = facts("--set", "packageIndex.upstreamSecret=nexus-login")
+    container = docs[("Deployment", "t-moonhub-package-index")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-1] == "/var/cache/moonhub-packages", "no URL in the pod's spec"
+    url = next(e for e in container["env"] if e["name"] == "PROXPI_INDEX_URL")
+    assert url["valueFrom"] == {"secretKeyRef": {"name": "nexus-login", "key": "url"}}
+
     spawner, docs = facts("--set", "packageIndex.enabled=false")
     assert "package_index" not in spawner
     assert not [k for k in docs if "package-index" in k[1]]

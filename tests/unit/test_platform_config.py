@@ -88,3 +88,11 @@ def test_a_package_index_that_is_not_a_url_is_refused_by_name(tmp_path: Path, va
     (tmp_path / "p.yaml").write_text(f"auth: {{type: development}}\nspawner: {{package_index: '{value}'}}\n")
     with pytest.raises(ConfigError, match=r"spawner\.package_index: .* is not an http\(s\) URL"):
         load(tmp_path / "p.yaml")
+
+
+def test_a_package_index_with_a_credential_is_refused_every_users_pod_would_hold_it(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "auth: {type: development}\nspawner: {package_index: 'https://ci:s3cret@nexus.example.com/simple/'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"spawner\.package_index: carries a credential"):
+        load(tmp_path / "p.yaml")

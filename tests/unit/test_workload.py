@@ -157,6 +157,6 @@ def test_servers_and_runs_install_packages_from_the_platforms_index() -> None:
     w = build(cat, choice, "claim-alice", package_index="http://10.85.0.1:3141/index/")
     assert w.env["PIP_INDEX_URL"] == "http://10.85.0.1:3141/index/"
     assert w.env["PIP_TRUSTED_HOST"] == "10.85.0.1:3141"
-    tls = build(cat, choice, "claim-alice", package_index="https://user:pw@pypi.example.com/simple/")
-    assert tls.env["PIP_INDEX_URL"] == "https://user:pw@pypi.example.com/simple/" and "PIP_TRUSTED_HOST" not in tls.env
+    tls = build(cat, choice, "claim-alice", package_index="https://pypi.example.com/simple/")
+    assert tls.env["PIP_INDEX_URL"] == "https://pypi.example.com/simple/" and "PIP_TRUSTED_HOST" not in tls.env
     assert not {"PIP_INDEX_URL", "PIP_TRUSTED_HOST"} & set(build(cat, choice, "claim-alice").env)
