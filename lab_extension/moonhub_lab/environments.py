@@ -48,7 +48,7 @@ BASE_PYTHON = "/usr/bin/python3"
 MAKING = ".moonhub-making"
 
 
-class EnvironmentRefused(ValueError):
+class EnvironmentError_(ValueError):
     """A request that can not be done; the message says why and what to do."""
 
 
@@ -72,7 +72,7 @@ def kernel_name(name: str) -> str:
 
 def check_name(name: str) -> str:
     if not NAME.fullmatch(name):
-        raise EnvironmentRefused(
+        raise EnvironmentError_(
             f"name: {name!r} must be 1-40 lowercase letters, digits, '-' and '_', starting with a letter or digit"
         )
     return name
@@ -93,20 +93,20 @@ def check_requirements(lines: list[str], source: str = "requirements") -> list[s
             continue
         where = f"{source}, line {number}" if source != "arguments" else "packages"
         if line.startswith("-"):
-            raise EnvironmentRefused(
+            raise EnvironmentError_(
                 f"{where}: {line!r}: options are not taken; packages come from the platform's index "
                 "(ask an admin to add a mirror to it)"
             )
         if "://" in line or line.startswith((".", "/", "~")) or re.match(r"^(git|hg|svn|bzr)\+", line):
-            raise EnvironmentRefused(
+            raise EnvironmentError_(
                 f"{where}: {line!r}: only packages by name, from the platform's index (no URLs or paths)"
             )
         try:
             req = Requirement(line)
         except InvalidRequirement as e:
-            raise EnvironmentRefused(f"{where}: {line!r} is not a requirement: {e}") from None
+            raise EnvironmentError_(f"{where}: {line!r} is not a requirement: {e}") from None
         if req.url:
-            raise EnvironmentRefused(f"{where}: {line!r}: only packages by name, from the platform's index (no URLs)")
+            raise EnvironmentError_(f"{where}: {line!r}: only packages by name, from the platform's index (no URLs)")
         out.append(str(req))
     return out
 
@@ -128,7 +128,7 @@ def create(name: str, requirements: list[str], out: Any = sys.stdout) -> Path:
     env = envs_dir() / name
     spec_dir = kernels_dir() / kernel_name(name)
     if env.exists() or spec_dir.exists():
-        raise EnvironmentRefused(
+        raise EnvironmentError_(
             f"name: environment {name!r} exists ({env}); remove it first (moonhub-env remove {name})"
         )
     env.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def remove(name: str) -> None:
     check_name(name)
     env, spec_dir = envs_dir() / name, kernels_dir() / kernel_name(name)
     if not env.exists() and not spec_dir.exists():
-        raise EnvironmentRefused(f"name: no environment {name!r}")
+        raise EnvironmentError_(f"name: no environment {name!r}")
     shutil.rmtree(spec_dir, ignore_errors=True)
     shutil.rmtree(env, ignore_errors=True)
 
@@ -207,7 +207,7 @@ def _run(argv: list[str], what: str) -> None:
         reason = next((t for t in reversed(tail) if t.startswith("ERROR:")), tail[-1] if tail else "")
         if "No space left on device" in "\n".join(tail):
             reason = "the workspace is full (No space left on device): free space or ask for a larger workspace"
-        raise EnvironmentRefused(f"{what} failed: {reason}")
+        raise EnvironmentError_(f"{what} failed: {reason}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     text = args.requirements.read_text()
                 except OSError as e:
-                    raise EnvironmentRefused(f"requirements: {e.strerror}: {args.requirements}") from None
+                    raise EnvironmentError_(f"requirements: {e.strerror}: {args.requirements}") from None
                 reqs += check_requirements(text.splitlines(), str(args.requirements))
             create(args.name, reqs)
         elif args.command == "remove":
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for env in listing():
                 print(f"{env['name']:<20} {env['state']:<10} kernel {env['kernel']}  {env['path']}")
-    except EnvironmentRefused as e:
+    except EnvironmentError_ as e:
         print(f"moonhub-env: {e}", file=sys.stderr)
         return 2
     return 0

@@ -15,7 +15,7 @@ def test_plain_names_are_taken(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["", "Proj", "-x", "a/b", "..", "x" * 41, "a b"])
 def test_other_names_are_refused_by_field(name: str) -> None:
-    with pytest.raises(envs.EnvironmentRefused, match=r"^name: "):
+    with pytest.raises(envs.EnvironmentError_, match=r"^name: "):
         envs.check_name(name)
 
 
@@ -42,7 +42,7 @@ def test_a_requirements_file_names_packages_from_the_platforms_index() -> None:
     ],
 )
 def test_urls_paths_and_options_are_refused_naming_the_line(line: str, text: str) -> None:
-    with pytest.raises(envs.EnvironmentRefused) as e:
+    with pytest.raises(envs.EnvironmentError_) as e:
         envs.check_requirements(["numpy", line], "req.txt")
     assert str(e.value).startswith("req.txt, line 2: ") and text in str(e.value)
 
