@@ -37,10 +37,6 @@ CACHE_BYTES = 5 * 2**30
 DOWNLOAD_SECONDS = 3600
 
 
-#: settings the environment may give instead of :func:`proxy_env`'s
-KEPT = {"PROXPI_CACHE_SIZE"}
-
-
 def proxy_env(cache_dir: str, upstream: str = PYPI) -> dict[str, str]:
     """proxpi's settings (it reads them from the environment when it is imported; pure)."""
     return {
@@ -84,7 +80,9 @@ def main(argv: list[str]) -> int:
     # the upstream may come from the environment (a URL with a credential, from a Secret:
     # the chart's packageIndex.upstreamSecret), and so may the cache's size
     upstream = argv[3] if len(argv) == 4 else os.environ.get("PROXPI_INDEX_URL") or PYPI
-    os.environ.update({k: v for k, v in proxy_env(cache, upstream).items() if k not in KEPT or k not in os.environ})
+    settings = proxy_env(cache, upstream)
+    settings["PROXPI_CACHE_SIZE"] = os.environ.get("PROXPI_CACHE_SIZE") or settings["PROXPI_CACHE_SIZE"]
+    os.environ.update(settings)
     from proxpi.server import app  # reads its settings at import
     from waitress import serve
 
