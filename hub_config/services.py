@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from moonhub_core import server_claim
-from moonhub_core.platform import CONFIG_ENV, ConfigError, PlatformConfig
+from moonhub_core.platform import CONFIG_ENV, ConfigError, PlatformConfig, scraper_token_path
 
 #: set by the local cluster's supervisor on the processes it starts (localcluster/supervisor.py)
 SUPERVISED_ENV = "MOONHUB_SUPERVISED"
@@ -133,6 +133,33 @@ def culling(cfg: PlatformConfig, document: Path) -> tuple[list[dict[str, Any]], 
     return services, roles
 
 
+#: the service whose token Prometheus scrapes with (docs/observability.md)
+SCRAPER = "metrics-scraper"
+
+
+def scraper(cfg: PlatformConfig, document: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prometheus, as the hub knows it: a service without a URL or a process, only a token
+    (from ``metrics.scraper_token_file``, else kept in the hub's state), which may read the
+    hub's metrics and reach the jobs service (whose ``/metrics`` takes ``read:metrics``),
+    and nothing else: no user, server or secret."""
+    path = scraper_token_path(cfg, document)
+    if cfg.metrics.scraper_token_file:
+        try:
+            token = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"metrics.scraper_token_file: cannot read {path}: {e.strerror}") from None
+        if len(token) < 32:
+            raise ConfigError(f"metrics.scraper_token_file: the token in {path} is shorter than 32 characters")
+    else:
+        token = _kept_token(path)
+    scopes = ["read:metrics"] + (["access:services!service=jobs"] if cfg.jobs.enabled else [])
+    return {"name": SCRAPER, "api_token": token}, {
+        "name": "moonhub-metrics-scraper",
+        "scopes": scopes,
+        "services": [SCRAPER],
+    }
+
+
 def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
     services: list[dict[str, Any]] = []
     user_scopes = list(USER_ROLE["scopes"])
@@ -158,6 +185,9 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
         # (a token's scopes are at most its user's: users may read their own warnings)
         scopes.append("access:services!service=gpu-reclaim")
         user_scopes.append("access:services!service=gpu-reclaim")
+    service, role = scraper(cfg, document)
+    services.append(service)
+    roles.append(role)
     cwd = empty_folder(state / "service-cwd")
     for service in services:
         if "command" not in service:

@@ -110,7 +110,12 @@ class APIHandler(JsonResponses, HubOAuthenticated, web.RequestHandler):
         return self.settings["jobs"]
 
     def caller(self) -> Caller:
-        return Caller.from_model(self.current_user or {}, self.settings["admin_groups"])
+        model = self.current_user or {}
+        if model.get("kind") == "service":
+            # a hub service's token (Prometheus's metrics-scraper) is nobody's: it may read
+            # /metrics, and owns, sees and starts nothing
+            raise Forbidden("token", f"the service {model.get('name')!r} is not a user: its token reads /metrics only")
+        return Caller.from_model(model, self.settings["admin_groups"])
 
     def _credential(self) -> str:
         """A digest of what the caller authenticated with (a new account brings a new one)."""
@@ -167,8 +172,10 @@ def _guard(handler: Any) -> Any:
     async def wrapper(self: APIHandler, *args: Any, **kwargs: Any) -> None:
         self.body_refusal()  # a body refused is refused whether or not the route reads one
         try:
-            # a new account under an earlier one's name touches none of what it left
-            await accounts.check(self.jobs.ctx, self.caller().name, self._credential())
+            # a new account under an earlier one's name touches none of what it left (a
+            # service is no account: what it may call refuses it, caller())
+            if (self.current_user or {}).get("kind") != "service":
+                await accounts.check(self.jobs.ctx, self.caller().name, self._credential())
             await handler(self, *args, **kwargs)
         except FieldError as e:
             self.send_field_error(e)
@@ -394,9 +401,12 @@ class WorkspaceReclaimHandler(APIHandler):
 class MetricsHandler(APIHandler):
     @_guard
     async def get(self) -> None:
-        """Prometheus metrics (GPU-seconds per user and team), for job admins' tokens."""
-        if not self.caller().admin:
-            raise Forbidden("metrics", "metrics are for job admins")
+        """Prometheus metrics (runs, GPU-seconds per user and team, the service's own), for
+        job admins and tokens with JupyterHub's ``read:metrics`` (the ``metrics-scraper``
+        service: Prometheus)."""
+        scopes = (self.current_user or {}).get("scopes") or []
+        if "read:metrics" not in scopes and not self.caller().admin:
+            raise Forbidden("metrics", "metrics are for job admins and tokens with read:metrics")
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest())
 

@@ -8,9 +8,9 @@ from kubernetes_asyncio import client
 
 from moonhub_core import secrets as sec
 
-from . import jobspec, secrets
+from . import jobspec, metrics, secrets
 from .context import Context
-from .db import DefinitionRow, utcnow
+from .db import DefinitionRow, TaskRunRow, utcnow
 
 
 async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, definition: DefinitionRow) -> None:
@@ -19,6 +19,8 @@ async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, defin
     (a failing cell's message may hold a value)."""
     was = row.status
     apply_job_status(row, job)
+    if row.status != was:
+        metrics.ended(row.status, "task" if isinstance(row, TaskRunRow) else "run")
     if row.status != "failed" or was == "failed":
         return
     pods = await ctx.core.list_namespaced_pod(ctx.settings.namespace, label_selector=f"job-name={job_name}")

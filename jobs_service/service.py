@@ -29,6 +29,7 @@ from . import (
     gpu_queues,
     gpu_usage,
     launch,
+    metrics,
     outputs,
     pipelines,
     reclaim,
@@ -90,6 +91,7 @@ class JobsService:
         self.last_pass = time.monotonic()
         self.interval = float(settings.sync_interval)
         SINCE_PASS.set_function(lambda: time.monotonic() - self.last_pass)
+        metrics.QUEUED.db = db
 
     # ---- secrets -----------------------------------------------------------------------
     async def secrets(self, caller: Caller) -> list[dict[str, Any]]:

@@ -25,7 +25,25 @@ addons=(
   "registry github.com/distribution/distribution/v3/cmd/registry $REGISTRY_VERSION"
   "local-path-provisioner github.com/rancher/local-path-provisioner $LOCAL_PATH_VERSION"
   "kueue sigs.k8s.io/kueue/cmd/kueue $KUEUE_VERSION"
+  "prometheus github.com/prometheus/prometheus/cmd/prometheus $PROMETHEUS_VERSION"
+  "promtool github.com/prometheus/prometheus/cmd/promtool $PROMETHEUS_VERSION"
 )
+# build tags and version stamps of an add-on, where it has any
+addon_tags() {
+  case $1 in
+    # Prometheus without its cloud service discoveries (AWS, Azure, GCE, ...: most of its
+    # compile), the Kubernetes one kept; its web UI is not embedded (the API serves all)
+    prometheus|promtool) echo "remove_all_sd,enable_kubernetes_sd" ;;
+  esac
+}
+addon_ldflags() {
+  case $1 in
+    prometheus|promtool)
+      # 3.MM.P from the module's v0.3MM.P
+      local v=${PROMETHEUS_VERSION#v0.}; v="${v%%.*}"; v="$((v / 100)).$((v % 100)).${PROMETHEUS_VERSION##*.}"
+      echo "-X github.com/prometheus/common/version.Version=$v -X github.com/prometheus/common/version.Branch=moonhub" ;;
+  esac
+}
 # ours, built in the wrapper module against the kubelet's device-plugin API (gpuplugin/main.go)
 plugin_src="$here/gpuplugin/main.go"
 plugin_sum=$(sha256sum "$plugin_src" | cut -c1-16)
@@ -142,7 +160,8 @@ build_addon() {  # name package version
   log "building add-on $name $version ($pkg) ..."
   t0=$(date +%s)
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
-  (cd "$work" && GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -trimpath -ldflags "-s -w" "$pkg@$version")
+  (cd "$work" && GOBIN="$dir.tmp" GOFLAGS=-buildvcs=false go install -trimpath -tags "$(addon_tags "$name")" \
+    -ldflags "-s -w $(addon_ldflags "$name")" "$pkg@$version")
   # `go install` names the binary after the package's last element
   mv "$dir.tmp/$(basename "$pkg")" "$dir.tmp/$name" 2>/dev/null || true
   rm -rf "$dir"; mv "$dir.tmp" "$dir"

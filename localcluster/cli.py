@@ -17,7 +17,7 @@ import yaml
 from moonhub_core import image_builds
 from moonhub_core.platform import load
 
-from . import addons, gluster, kueue, network, node, registry, standin, storage
+from . import addons, gluster, kueue, network, node, prometheus, registry, standin, storage
 from .config import REPO, ClusterConfig, default_state_dir
 from .controlplane import Component, components, prepare
 from .hub import DEFAULT_PLATFORM_CONFIG, dev_password, hub_up
@@ -413,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  (the user 'admin' is an admin; the password is kept in .state/hub/dev-password)\n"
                 f"  the framework images (PyTorch, TensorFlow) are built in the background: ./moonhub status\n"
                 f"    shows how far (their environments say so on the spawn form until they are ready)\n"
+                f"  metrics: Prometheus at {prometheus.url(cfg)}/ (its API; alerts: docs/observability.md)\n"
                 f"  kubectl: ./moonhub kubectl get pods -A    logs: {cfg.logs}/\n"
                 f"  stop everything: ./moonhub down"
             )

@@ -39,6 +39,8 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "local-path-provisioner": ("moonhub:local-path-provisioner", ()),
     # MoonHub's storage agent: grows Gluster folders' quotas and reports their use (storage.py)
     "storage-agent": ("moonhub:storage-agent", ()),
+    # the local Prometheus: reads the kubelet's metrics and finds pods to scrape (bootstrap.yaml)
+    "prometheus": ("moonhub:prometheus", ()),
     # the hub's identity in local development; RBAC grants it the user namespace only
     "hub": ("moonhub:hub", ("moonhub:platform",)),
     # the jobs service's identity: CronJobs, Jobs and users' secrets in the user namespace only

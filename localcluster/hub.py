@@ -17,8 +17,9 @@ from urllib.parse import urlparse
 
 import yaml
 
-from moonhub_core.platform import DEFAULT_CONFIG, PlatformConfig, load
+from moonhub_core.platform import DEFAULT_CONFIG, PlatformConfig, load, scraper_token_path
 
+from . import prometheus
 from .config import REPO, ClusterConfig
 from .supervisor import Supervisor, ensure_free
 
@@ -58,6 +59,13 @@ def hub_up(
     sup.start(name, argv, env)
     url = platform.hub.public_url.rstrip("/")
     sup.wait_healthy(name, f"{url}/hub/health", timeout=120)
+    # the cluster's Prometheus scrapes this hub and its jobs service with the token the hub
+    # gave its metrics-scraper service (made by now); a cluster without the real node has none
+    if cfg.real_node:
+        jobs = f"{platform.jobs.url.rstrip('/')}/services/jobs/metrics" if platform.jobs.enabled else None
+        token = scraper_token_path(platform, platform_config.resolve())
+        hub_metrics = f"{platform.hub.api_url.rstrip('/')}/hub/metrics"
+        prometheus.add_hub(cfg, name, prometheus.hub_job(name, hub_metrics, jobs, token))
     return url
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from . import prometheus
 from .config import METADATA_IP, ClusterConfig
 from .controlplane import Component
 from .network import BRIDGE
@@ -195,6 +196,7 @@ def write_configs(cfg: ClusterConfig) -> None:
     (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(cfg)))
     # no outside resolver: CoreDNS answers cluster names and refuses the rest
     (d / "resolv.conf").write_text(f"nameserver {cfg.dns_service_ip}\n")
+    prometheus.write_config(cfg)
 
 
 def claim(cfg: ClusterConfig) -> None:
@@ -307,7 +309,9 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://{cfg.node_ip}:{cfg.package_index_port}/health",
     )
-    return [metadata, containerd, kubelet, kube_proxy, netpol, packages] + ([gpus] if cfg.simulated_gpus else [])
+    gpu = [gpus] if cfg.simulated_gpus else []
+    # metrics: after the GPUs' exporter, which it scrapes (localcluster/prometheus.py)
+    return [metadata, containerd, kubelet, kube_proxy, netpol, packages, *gpu, prometheus.component(cfg, b)]
 
 
 def _network_policies(cfg: ClusterConfig, b: Path) -> Component:

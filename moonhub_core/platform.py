@@ -288,12 +288,25 @@ class CullingSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """What Prometheus may read of the hub and the jobs service (docs/observability.md)."""
+
+    #: the file holding the token Prometheus reads ``/hub/metrics`` and the jobs service's
+    #: ``/metrics`` with: the hub registers it as the service ``metrics-scraper``, whose only
+    #: scopes are ``read:metrics`` and reaching the jobs service (the chart mounts its
+    #: ``monitoring`` Secret here). Empty: a token kept in hub.state_dir
+    #: (``metrics-scraper.token``, made on first start)
+    scraper_token_file: str = ""
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     hub: HubSection = field(default_factory=HubSection)
     auth: AuthSection = field(default_factory=AuthSection)
     spawner: SpawnerSection = field(default_factory=SpawnerSection)
     jobs: JobsSection = field(default_factory=JobsSection)
     culling: CullingSection = field(default_factory=CullingSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
 #: keys that would put a secret into the document, and where the secret goes instead
@@ -417,6 +430,19 @@ def catalog_path(cfg: PlatformConfig, document: Path) -> Path:
 def image_builds_path(cfg: PlatformConfig, document: Path) -> str:
     """``spawner.image_builds`` as an absolute path ("" when not set)."""
     return str((document.parent / cfg.spawner.image_builds).resolve()) if cfg.spawner.image_builds else ""
+
+
+#: the metrics scraper's token when metrics.scraper_token_file is not set (in hub.state_dir)
+SCRAPER_TOKEN_FILE = "metrics-scraper.token"
+
+
+def scraper_token_path(cfg: PlatformConfig, document: Path) -> Path:
+    """The file holding the token Prometheus scrapes the hub and the jobs service with:
+    ``metrics.scraper_token_file`` (relative: to the document's folder), else one kept in
+    ``hub.state_dir``."""
+    if cfg.metrics.scraper_token_file:
+        return (document.parent / cfg.metrics.scraper_token_file).resolve()
+    return (document.parent / cfg.hub.state_dir / SCRAPER_TOKEN_FILE).resolve()
 
 
 #: the hub's tornado setting that hands the parts in its process the :class:`Document`

@@ -26,7 +26,7 @@ from kubernetes_asyncio import client, config, watch
 
 from moonhub_core import workspaces
 
-from . import folders, gluster, provision
+from . import folders, gluster, metrics, provision
 from .plan import Grow, plan
 
 log = logging.getLogger("moonhub.storage-agent")
@@ -80,6 +80,7 @@ class Agent:
                 removed += await self.remove(gone)
         quotas = await gluster.quotas(self.volume)
         steps = plan(pvs, pvcs, quotas, self.storage_class, self.mount, datetime.now(UTC))
+        metrics.WORKSPACES.usage = steps.usage
         grown = 0
         for g in steps.grow:
             try:
@@ -285,6 +286,10 @@ async def _main(args: argparse.Namespace) -> None:
         except gluster.GlusterError as e:
             raise SystemExit(f"storage agent: the Gluster server {args.gluster_ssh} refused: {e}") from None
     await load_credentials(args.kubeconfig)
+    if args.metrics_address:
+        host, _, port = args.metrics_address.rpartition(":")
+        metrics.serve(host, int(port))
+        log.info("metrics at http://%s/metrics", args.metrics_address)
     async with client.ApiClient() as api:
         agent = Agent(api, args.volume, args.mount, args.storage_class)
         via = f", Gluster commands through {args.gluster_ssh}" if args.gluster_ssh else ""
@@ -301,6 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--kubeconfig", default="", help="default: the pod's service account")
     p.add_argument("--interval", type=float, default=10, help="seconds between passes")
+    p.add_argument(
+        "--metrics-address",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (workspaces' use against their quotas) here; default: none",
+    )
     p.add_argument(
         "--gluster-ssh", default="", metavar="USER@HOST", help="run Gluster's commands on this server (default: here)"
     )

@@ -40,10 +40,22 @@ class Report:
     used: int
 
 
+@dataclass(frozen=True)
+class Usage:
+    """One workspace's use and its folder's quota (bytes), for the metrics."""
+
+    namespace: str
+    claim: str
+    used: int
+    limit: int
+
+
 @dataclass
 class Plan:
     grow: list[Grow] = field(default_factory=list)
     report: list[Report] = field(default_factory=list)
+    #: every bound claim's use and quota, whether or not it is reported now
+    usage: list[Usage] = field(default_factory=list)
     #: folders with no quota at all (made before quotas, or by hand): listed for the log
     unlimited: list[str] = field(default_factory=list)
 
@@ -89,6 +101,8 @@ def plan(
             p.grow.append(Grow(pv["metadata"]["name"], ns, name, path, want, asked))
         elif want > have or want > claimed:
             p.grow.append(Grow(pv["metadata"]["name"], ns, name, path, want, asked, quota_done=True))
+        if quota is not None:
+            p.usage.append(Usage(ns, name, quota.used, quota.limit))
         if quota is not None and _report_due(pvc, quota, now):
             p.report.append(Report(ns, name, quota.used))
     return p

@@ -47,6 +47,9 @@ def storage_values(cfg: ClusterConfig, ssh: Server | None = None) -> dict[str, A
     gl = values["storage"]["gluster"]
     gl.update(storageClass=STORAGE_CLASS, defaultClass=False)
     gl["agent"]["extraSubjects"] = []
+    # its metrics beside the local cluster's agent's on the same node (both may have the
+    # node's network)
+    gl["agent"]["metricsPort"] = 9103
     if ssh is not None:
         gl["agent"]["ssh"] = {"host": ssh.address, "port": ssh.port, "user": "root", "secret": SSH_SECRET}
     return {

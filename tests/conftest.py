@@ -86,7 +86,7 @@ def timings() -> dict[str, float]:
 
 
 #: the folders under tests/ that are tiers, fastest first
-TIERS = ("unit", "middle", "db", "cluster", "hub", "browser", "images", "scale")
+TIERS = ("unit", "monitoring", "middle", "db", "cluster", "hub", "browser", "images", "scale")
 #: seconds per tier (setup, call and teardown of its tests), and per test
 _TIER_SECONDS: dict[str, float] = {}
 _LANE_SECONDS: dict[str, float] = {}

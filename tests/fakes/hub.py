@@ -51,12 +51,21 @@ class FakeHub:
         #: token -> (user name, scopes it grants)
         self.tokens: dict[str, tuple[str, list[str]]] = {}
         self.service_token = secrets.token_hex(16)
+        #: token -> the model of the hub service holding it
+        self.services: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def add(self, name: str, groups: list[str] | None = None, admin: bool = False) -> User:
         with self._lock:
             user = self.users[name] = User(name, list(groups or ()), admin)
             return user
+
+    def service(self, name: str, scopes: list[str]) -> str:
+        """A token of the hub service ``name`` (Prometheus's ``metrics-scraper``), granting ``scopes``."""
+        token = secrets.token_hex(16)
+        with self._lock:
+            self.services[token] = {"kind": "service", "name": name, "roles": [], "scopes": list(scopes)}
+        return token
 
     def token(self, name: str, scopes: list[str] | None = None) -> str:
         """A new token of ``name``'s, granting access to the jobs service unless ``scopes``."""
@@ -83,6 +92,8 @@ class _Handler(web.RequestHandler):
         token = self._token()
         hub = self.hub
         if path == "user":
+            if token in hub.services:
+                return self._json(200, hub.services[token])
             held = hub.tokens.get(token)
             user = hub.users.get(held[0]) if held else None
             if held is None or user is None:

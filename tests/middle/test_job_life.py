@@ -6,16 +6,18 @@ life on the real node once (tests/hub/test_jobs_api.py)."""
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from typing import Any
 
 import pytest
+import requests
 
 from jobs_service.db import RunRow
 from moonhub_core import uids
 from tests.helpers import NOTEBOOK
 from tests.hub.jobs_client import Jobs, job_body
-from tests.middle.conftest import BATCH, CORE, NAMESPACE, Middle, receiver, wait_until
+from tests.middle.conftest import BATCH, CORE, NAMESPACE, PREFIX, Middle, receiver, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +212,40 @@ def test_a_failed_run_mails_its_owner_and_calls_the_webhook_once(middle: Middle,
         assert len(received) == 1, "told once"
         assert len([m for m in middle.mailbox if "alerting" in m["Subject"]]) == 1, "mailed once"
         assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+def test_prometheus_token_reads_the_run_metrics_and_nothing_else(middle: Middle, quinn: Jobs) -> None:
+    """``/metrics`` for a token with JupyterHub's ``read:metrics`` (the hub's metrics-scraper
+    service) and for job admins, not for users; the service's token is nobody's, so every
+    other route refuses it. A failed run is counted as it ends, once however many passes
+    see it; waiting runs are read from the database."""
+    metrics = f"{middle.url}{PREFIX}metrics"
+    scraper = middle.hub.service("metrics-scraper", ["read:metrics", "access:services!service=jobs"])
+    auth = {"Authorization": f"token {scraper}"}
+
+    def failed_count() -> float:
+        r = requests.get(metrics, headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+        found = re.search(r'^moonhub_job_runs_ended_total\{kind="run",status="failed"\} (\S+)$', r.text, re.M)
+        assert "moonhub_job_runs_queued " in r.text and "moonhub_job_runs_queued_oldest_seconds " in r.text
+        return float(found.group(1)) if found else 0.0
+
+    before = failed_count()
+    refused = requests.get(f"{middle.base}/jobs", headers=auth, timeout=30)
+    assert refused.status_code == 403 and "not a user" in refused.json()["message"], refused.text
+    assert (
+        requests.post(f"{middle.base}/jobs", headers=auth, json=job_body("as-a-service"), timeout=30).status_code == 403
+    )
+    assert quinn.call("GET", "/jobs").status_code == 200
+    user = requests.get(metrics, headers=quinn.headers, timeout=30)
+    assert user.status_code == 403 and user.json()["field"] == "metrics", user.text
+    admin = middle.user("metrics-admin", admin=True)
+    assert requests.get(metrics, headers=admin.headers, timeout=30).status_code == 200
+
+    job = quinn.call("POST", "/jobs", job_body("counted")).json()
+    run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+    middle.job_state(run["name"], "failed", message="Job has reached the specified backoff limit")
+    for _ in range(3):
+        middle.sync()
+    assert failed_count() == before + 1, "counted once"
+    assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204

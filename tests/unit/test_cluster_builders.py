@@ -112,6 +112,7 @@ def test_node_configs_for_this_machine() -> None:
         node.ENFORCER,
         "package-index",
         "gpu-plugin",
+        "prometheus",
     ]
     assert "moonhub.io/simulated-gpu=true" in node.node_labels(cfg)
     assert "gpu-plugin" not in [c.name for c in node.components(ClusterConfig(Path("/s")), Path("/bin"))]

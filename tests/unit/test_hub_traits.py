@@ -53,8 +53,10 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
         "read:servers",
         "delete:servers",
     }, "the reclaim service never calls users' servers (no access:servers)"
+    # Prometheus: reads metrics (the hub's, and the jobs service's, which takes read:metrics)
+    assert roles["moonhub-metrics-scraper"]["scopes"] == ["read:metrics", "access:services!service=jobs"]
     assert not any("admin" in s for r in roles.values() for s in r["scopes"]), "no service is an admin"
-    assert [s["name"] for s in c.JupyterHub.services] == ["jobs", "idle-culler", "gpu-reclaim"]
+    assert [s["name"] for s in c.JupyterHub.services] == ["jobs", "idle-culler", "gpu-reclaim", "metrics-scraper"]
     culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
     assert "--timeout=3600" in culler["command"]
     reclaim = next(s for s in c.JupyterHub.services if s["name"] == "gpu-reclaim")
@@ -64,9 +66,36 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
 
 def test_culling_off_and_short_clocks(tmp_path: Path) -> None:
     c = _configured(tmp_path, culling={"enabled": False})
-    assert [s["name"] for s in c.JupyterHub.services] == ["jobs"]
+    assert [s["name"] for s in c.JupyterHub.services] == ["jobs", "metrics-scraper"]
     with pytest.raises(ConfigError, match=r"culling\.warn_before: must be shorter than culling\.gpu_idle_timeout"):
         _configured(tmp_path, culling={"gpu_idle_timeout": 60, "warn_before": 600})
+
+
+def test_the_metrics_scrapers_token_is_kept_or_read_from_the_file_named(tmp_path: Path) -> None:
+    """Prometheus's token: made once in the hub's state (the same at the next start, readable
+    by the hub's user only), or the operator's file (the chart's Secret); a missing or short
+    one is refused by name. The service has no URL and no process: it is only a token."""
+
+    def scraper(c: Config) -> dict:  # type: ignore[type-arg]
+        return next(s for s in c.JupyterHub.services if s["name"] == "metrics-scraper")
+
+    kept = scraper(_configured(tmp_path))
+    assert set(kept) == {"name", "api_token"} and len(kept["api_token"]) == 64
+    path = tmp_path / "metrics-scraper.token"
+    assert path.stat().st_mode & 0o077 == 0
+    assert scraper(_configured(tmp_path))["api_token"] == kept["api_token"], "kept across restarts"
+    given = tmp_path / "secret" / "token"
+    with pytest.raises(ConfigError, match=r"metrics\.scraper_token_file: cannot read .*secret/token"):
+        _configured(tmp_path, metrics={"scraper_token_file": "secret/token"})
+    given.parent.mkdir()
+    given.write_text("short\n")
+    with pytest.raises(ConfigError, match=r"metrics\.scraper_token_file: .* shorter than 32"):
+        _configured(tmp_path, metrics={"scraper_token_file": "secret/token"})
+    given.write_text("t" * 48 + "\n")
+    assert scraper(_configured(tmp_path, metrics={"scraper_token_file": "secret/token"}))["api_token"] == "t" * 48
+    # without the jobs service it reads the hub's metrics only
+    roles = {r["name"]: r for r in _configured(tmp_path, jobs={"enabled": False}).JupyterHub.load_roles}
+    assert roles["moonhub-metrics-scraper"]["scopes"] == ["read:metrics"]
 
 
 def test_database_url_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,3 +67,8 @@ securityContext:
 - {name: MOONHUB_JOBS_DB, value: sqlite:////srv/jobs-db/jobs.sqlite}
 {{- end -}}
 {{- end }}
+
+{{/* the Secret holding Prometheus's scraper token (monitoring.scraperTokenSecret, else the chart's) */}}
+{{- define "moonhub.scraperSecret" -}}
+{{- .Values.monitoring.scraperTokenSecret | default (printf "%s-metrics-scraper" (include "moonhub.fullname" .)) -}}
+{{- end -}}
