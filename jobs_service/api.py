@@ -364,6 +364,13 @@ class RunFileHandler(APIHandler):
         self.finish(data)
 
 
+class RunResourcesHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str) -> None:
+        """What the run (or ``?task=``) used: memory and CPU over the run against its limits."""
+        self.send(await self.jobs.resources(self.caller(), _id("id", job_id), _id("run", run_id), self._task()))
+
+
 class RunLogHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
@@ -451,6 +458,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/([0-9]+)/runs", RunsHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)", RunHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/log", RunLogHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/resources", RunResourcesHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/rerun", RerunHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/output", RunOutputHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/files", RunFilesHandler),

@@ -46,10 +46,13 @@ def check_file_path(path: str) -> str:
 #: the kept log in a run's folder (a run's or a pipeline task's Job: one log each), and the
 #: mark left when it went to make room for its owner's newer ones
 LOG, LOG_DROPPED = "log.json", "log.dropped"
+#: what the run used, from Prometheus (:mod:`.run_resources`)
+RESOURCES = "resources.json"
 
 
 class OutputStore:
-    """``<root>/<run>/output.ipynb.gz``, ``<root>/<run>/files/...`` and ``<root>/<run>/log.json``."""
+    """``<root>/<run>/output.ipynb.gz``, ``<root>/<run>/files/...``, ``<root>/<run>/log.json``
+    and ``<root>/<run>/resources.json``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -138,6 +141,23 @@ class OutputStore:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(kept, f)
         os.replace(tmp, folder / LOG)
+
+    def put_resources(self, run: str, doc: dict[str, Any]) -> None:
+        """Keep what the run used (a JSON document: :func:`.run_resources.summary`)."""
+        folder = self._run(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, folder / RESOURCES)
+
+    def resources(self, run: str) -> dict[str, Any] | None:
+        """What the run used, as kept when it ended; None when nothing was kept."""
+        try:
+            found = json.loads((self._run(run) / RESOURCES).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return found if isinstance(found, dict) else None
 
     def kept_log(self, run: str) -> dict[str, Any] | None:
         """The kept log; ``{"dropped": True}`` when it went for newer ones; None when none was kept."""

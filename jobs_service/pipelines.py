@@ -35,7 +35,19 @@ from sqlalchemy.orm import Session
 
 from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, Unavailable
 
-from . import audit, entitlements, gpu_queues, jobspec, jobstatus, launch, run_logs, runs, snapshots, views
+from . import (
+    audit,
+    entitlements,
+    gpu_queues,
+    jobspec,
+    jobstatus,
+    launch,
+    run_logs,
+    run_resources,
+    runs,
+    snapshots,
+    views,
+)
 from .context import ENDED, Caller, Context, gone_ok, names
 from .db import RunContextRow, RunRow, TaskRunRow, utc, utcnow
 
@@ -200,6 +212,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
                 await jobstatus.follow(ctx, t, t.job_name, job, row)
                 if t.status in ENDED:  # kept before the end is committed: a failure tries again
                     await run_logs.keep(ctx, t.job_name, row.owner, defn.secret_uses(), t.finished, s)
+                    run_resources.later(ctx, t.job_name, t.started, t.finished)
             elif t.queued_at is None or utc(t.queued_at) < grace:
                 t.status, t.finished = "failed", utcnow()
                 t.reason = "its Job is gone (deleted behind MoonHub's back)"

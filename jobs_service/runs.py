@@ -418,3 +418,14 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str 
         owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
     found = await run_logs.read(ctx, name, owner, uses)
     return None if found is None else {**found, "progress": progress}
+
+
+async def resources(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any]:
+    """What the run (or its task) used, kept from Prometheus when it ended
+    (:mod:`.run_resources`); ``{"kept": false}`` while it runs, or when none was kept (no
+    Prometheus, or it did not answer)."""
+    with ctx.db() as s:
+        run = find(s, caller, job_id, run_id)
+        name = job_of(run, task)
+    found = await asyncio.to_thread(ctx.outputs.resources, name)
+    return {"kept": False} if found is None else {"kept": True, **found}

@@ -183,6 +183,9 @@ class JobsService:
     async def log(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any] | None:
         return await runs.log(self.ctx, caller, job_id, run_id, task)
 
+    async def resources(self, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> dict[str, Any]:
+        return await runs.resources(self.ctx, caller, job_id, run_id, task)
+
     # ---- following the cluster ---------------------------------------------------------
     async def sync_runs(self) -> None:
         async with self.ctx.writes:

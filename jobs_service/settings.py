@@ -45,6 +45,8 @@ class Settings:
     queue_prefix: str
     #: where runs' pip installs from (``spawner.package_index``)
     package_index: str
+    #: the Prometheus asked for what each run used (``metrics.prometheus_url``; "": none)
+    prometheus_url: str
     smtp: SmtpSettings
     admin_groups: tuple[str, ...]
     limits: Limits
@@ -75,6 +77,7 @@ def from_platform(cfg: PlatformConfig, document: Path, env: Mapping[str, str]) -
         storage_class_override=sp.storage_class_override,
         queue_prefix=sp.queue_prefix,
         package_index=sp.package_index,
+        prometheus_url=cfg.metrics.prometheus_url,
         smtp=SmtpSettings(
             host=host,
             port=port,

@@ -26,6 +26,7 @@ from . import (
     outbox,
     pipelines,
     run_logs,
+    run_resources,
     runs,
     snapshots,
     upstream,
@@ -70,6 +71,7 @@ async def sync_runs(ctx: Context) -> list[Notice]:
     ended: list[str] = []
     #: the owner and secret uses of each run that ended (its kept log is masked with them)
     ended_by: dict[str, tuple[str, Any, datetime.datetime | None]] = {}
+    spans: dict[str, tuple[datetime.datetime | None, datetime.datetime | None]] = {}
     with ctx.db() as s:
         listed = [j.metadata.name for j in jobs.items]
         known = {r.job_name: r for r in _runs_of(s, listed)}
@@ -92,6 +94,7 @@ async def sync_runs(ctx: Context) -> list[Notice]:
                 ended.append(run.job_name)
                 uses = jobspec.stored(run.definition).secret_uses()
                 ended_by[run.job_name] = (run.definition.owner, uses, run.finished)
+                spans[run.job_name] = (run.started, run.finished)
             wants = run.definition.spec.get("notify") or {}
             ended_badly = run.status in ("failed", "timed_out")
             if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
@@ -119,6 +122,9 @@ async def sync_runs(ctx: Context) -> list[Notice]:
         except (client.ApiException, OSError) as e:
             log.warning("run %s: log not kept yet (%s); the next pass tries again", name, e)
             continue
+        # what it used, from Prometheus, beside tracking (a run whose figures Prometheus
+        # did not give keeps none)
+        run_resources.later(ctx, name, *spans[name])
         await _mark_recorded(ctx, name)
     to_tell += await pipelines.advance(ctx, {j.metadata.name: j for j in jobs.items})
     await runs.start_waiting(ctx)

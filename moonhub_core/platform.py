@@ -297,6 +297,10 @@ class MetricsSection:
     #: ``monitoring`` Secret here). Empty: a token kept in hub.state_dir
     #: (``metrics-scraper.token``, made on first start)
     scraper_token_file: str = ""
+    #: the Prometheus the jobs service asks, as each run ends, for what the run's pod used
+    #: (memory and CPU over the run, against its limits; kept with the run). It must scrape
+    #: the kubelets' cAdvisor. Empty: runs keep no such figures
+    prometheus_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -349,6 +353,9 @@ def check_consistency(cfg: PlatformConfig) -> None:
             raise DocumentError(f"culling.warn_before: must be shorter than culling.{key}")
     if not 0 <= cu.gpu_idle_threshold <= 100:
         raise DocumentError("culling.gpu_idle_threshold: a percentage, 0-100")
+    prom = cfg.metrics.prometheus_url
+    if prom and (not prom.startswith(("http://", "https://")) or urlparse(prom).username or urlparse(prom).password):
+        raise DocumentError(f"metrics.prometheus_url: {prom!r} is not an http(s) URL without a user or password")
     j = cfg.jobs
     if j.departed_grace < 0:
         raise DocumentError("jobs.departed_grace: must not be negative")

@@ -31,7 +31,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from kubernetes_asyncio import client, config
 
-from localcluster import cli
+from localcluster import cli, prometheus
 from localcluster.config import REPO, ClusterConfig
 from localcluster.hub import dev_password, hub_up
 from localcluster.supervisor import StartError, Supervisor
@@ -386,6 +386,7 @@ def platform_doc(
         "state_dir": ".",
     }
     doc["spawner"]["package_index"] = cluster.package_index_url
+    doc["metrics"] = {"prometheus_url": prometheus.url(cluster)}
     doc["culling"] |= {
         "url": f"http://{cluster.node_ip}:{port + 91}",
         "gpu_metrics_urls": [cluster.gpu_metrics_url],

@@ -6,7 +6,8 @@ service and the storage agent, and evaluates the chart's rules:
   the token of the hub's ``metrics-scraper`` service, which opens nothing else;
 - a process in a user's server killed for memory fires ``MoonHubServerOutOfMemory`` for
   exactly that server;
-- a run that fails is counted;
+- a run that fails is counted, and what it used (memory and CPU against its limits) is kept
+  with it from Prometheus;
 - every recording rule and every query of the chart's dashboards returns data.
 """
 
@@ -163,6 +164,16 @@ async def test_prometheus_scrapes_moonhub_and_its_rules_and_dashboards_answer(
 
         [run] = await runs_ended(jobs, job_id, timeout=240)
         assert run["status"] == "failed", run
+        # what the run used, kept from Prometheus as it ended (its pod is gone with its Job later)
+        used = await wait_for(
+            lambda: jobs("GET", f"/jobs/{job_id}/runs/{run['id']}/resources").json(),
+            lambda d: d.get("kept") is True,
+            timeout=60,
+            what="the run's figures kept",
+        )
+        print("the failed run used:", {k: v for k, v in used.items() if not isinstance(v, list)})
+        assert used["samples"] >= 1 and used["memory_bytes_peak"] > 10 * 2**20, used
+        assert used["memory_limit_bytes"] == 4 * 2**30 and used["cpu_limit_cores"] == 2, used
         await wait_for(
             lambda: _query(prom, 'moonhub_job_runs_ended_total{status="failed", kind="run", hub="hub"}'),
             bool,

@@ -5,14 +5,22 @@ life on the real node once (tests/hub/test_jobs_api.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
+import json
 import re
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 
+from jobs_service import run_resources
 from jobs_service.db import RunRow
 from moonhub_core import uids
 from tests.helpers import NOTEBOOK
@@ -249,3 +257,81 @@ def test_prometheus_token_reads_the_run_metrics_and_nothing_else(middle: Middle,
         middle.sync()
     assert failed_count() == before + 1, "counted once"
     assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def _prometheus(answers: dict[str, list[Any]]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A stand-in of Prometheus's range API on this machine (the one edge of this test): each
+    query answered with the series of the first key it contains; its URL, and what was asked."""
+    asked: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            params = {k: v[0] for k, v in parse_qs(url.query).items()}
+            asked.append({"path": url.path, **params})
+            result = next((v for k, v in answers.items() if k in params.get("query", "")), [])
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+
+
+def test_a_run_keeps_what_it_used_from_prometheus_and_tracking_never_waits_on_it(middle: Middle, quinn: Jobs) -> None:
+    """As a run ends its pod's memory and CPU over the run are asked of Prometheus (its
+    containers by the run's Job name) and kept with the run; without a Prometheus that
+    answers the run keeps none, and its end is tracked all the same."""
+    ctx = middle.service.ctx
+    was = ctx.settings
+    t = time.time()
+    series = {
+        "container_memory_working_set_bytes": [{"metric": {}, "values": [[t - 20, "1000"], [t - 10, "3000"]]}],
+        "container_cpu_usage_seconds_total": [{"metric": {}, "values": [[t - 10, "0.75"]]}],
+        "container_spec_memory_limit_bytes": [{"metric": {}, "values": [[t - 10, "4294967296"]]}],
+    }
+    job = quinn.call("POST", "/jobs", job_body("measured")).json()
+    try:
+        with _prometheus(series) as (url, asked):
+            ctx.settings = dataclasses.replace(was, prometheus_url=url)
+            run = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+            assert quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources").json() == {"kept": False}
+            middle.job_state(run["name"], "succeeded", started=_ago(60))
+            middle.sync()
+            middle.run(run_resources.settled())
+            kept = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources").json()
+            assert kept["kept"] is True and kept["memory_bytes_peak"] == 3000 and kept["cpu_cores_peak"] == 0.75
+            assert kept["memory_limit_bytes"] == 4294967296 and kept["samples"] == 2 and kept["step"] == 10
+            assert {a["path"] for a in asked} == {"/api/v1/query_range"} and len(asked) == 4
+            assert all(f'pod=~"{run["name"]}-[a-z0-9]{{5}}"' in a["query"] for a in asked), asked
+            others = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources")
+            assert others.status_code == 200
+            stranger = middle.user("stranger-of-quinn")
+            r = stranger.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources")
+            assert r.status_code == 404, "another user's run is not theirs to see"
+        # Prometheus away: nothing kept, the run's end tracked as ever
+        ctx.settings = dataclasses.replace(was, prometheus_url=url)
+        second = quinn.call("POST", f"/jobs/{job['id']}/run").json()
+        middle.job_state(second["name"], "failed", started=_ago(30))
+        middle.sync()
+        middle.run(run_resources.settled())
+        ended = next(r for r in quinn.call("GET", f"/jobs/{job['id']}/runs").json()["runs"] if r["id"] == second["id"])
+        assert ended["status"] == "failed"
+        assert quinn.call("GET", f"/jobs/{job['id']}/runs/{second['id']}/resources").json() == {"kept": False}
+    finally:
+        ctx.settings = was
+        quinn.call("DELETE", f"/jobs/{job['id']}")
