@@ -8,6 +8,7 @@ import type { JobsClient } from './api/client';
 import type { Job, Run, TaskRun } from './api/types';
 import { h } from './dom';
 import { duration, isLive, percent, statusLabel } from './format';
+import { chart, resourceLines } from './resources';
 import { taskLabel } from './rungraph';
 
 const POLL_MS = 2000;
@@ -16,6 +17,9 @@ export class RunLogView extends Widget {
   private readonly pre = h('pre', { className: 'moonhub-Log', tabindex: 0, 'aria-label': 'Run log' });
   private readonly status = h('div', { className: 'moonhub-LogStatus', 'aria-live': 'polite' });
   private readonly bar = h('progress', { max: 100, className: 'moonhub-Progress' });
+  /** what the run used, once it ended (kept from Prometheus) */
+  private readonly used = h('div', { className: 'moonhub-Resources', hidden: true });
+  private usedAsked = false;
   private timer = 0;
 
   constructor(
@@ -29,7 +33,7 @@ export class RunLogView extends Widget {
     this.addClass('moonhub-LogView');
     this.title.label = `Log: ${job.name} #${run.id}${task ? ` ${task}` : ''}`;
     this.title.closable = true;
-    this.node.append(this.status, this.bar, this.pre);
+    this.node.append(this.status, this.bar, this.used, this.pre);
     void this.poll();
   }
 
@@ -77,12 +81,41 @@ export class RunLogView extends Widget {
     }
     if (this.live()) {
       this.timer = window.setTimeout(() => void this.poll(), POLL_MS);
+    } else {
+      void this.showUsed();
+    }
+  }
+
+  /** What the ended run used, under its status: kept a moment after it ends, so asked again a few times. */
+  private async showUsed(tries = 5): Promise<void> {
+    if (this.usedAsked || this.isDisposed) {
+      return;
+    }
+    try {
+      const r = await this.client.resources(this.job.id!, this.run.id!, this.task);
+      const lines = resourceLines(r);
+      if (!lines) {
+        if (tries > 1) {
+          window.setTimeout(() => void this.showUsed(tries - 1), 3000);
+        }
+        return;
+      }
+      this.usedAsked = true;
+      this.used.replaceChildren(
+        h('div', { className: 'moonhub-ResourceText', text: lines.join(' · ') }),
+        chart('Memory over the run', r.memory_bytes ?? [], r.memory_limit_bytes),
+        chart('CPU over the run', r.cpu_cores ?? [], r.cpu_limit_cores)
+      );
+      this.used.hidden = false;
+    } catch {
+      // figures are extra: the log stands without them
     }
   }
 
   /** Read the run and its log again now (and go on polling while it may change). */
   refresh(): void {
     window.clearTimeout(this.timer);
+    this.usedAsked = false;
     void this.poll();
   }
 

@@ -94,7 +94,8 @@ async def test_prometheus_scrapes_moonhub_and_its_rules_and_dashboards_answer(
     assert r.status_code == 200, r.text[:500]
     hub.open_lab(s, USER, timeout=240)
     jobs = jobs_api(hub, s, USER)
-    content = notebook("raise SystemExit('no')")
+    # long enough for a few of Prometheus's samples (every 10 s here), then it fails
+    content = notebook("import time; time.sleep(30)", "raise SystemExit('no')")
     body = {"name": "fails", "notebook": "f.ipynb", "notebook_content": content, "schedule": None}
     r = jobs("POST", "/jobs", body)
     assert r.status_code == 201, r.text

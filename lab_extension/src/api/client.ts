@@ -16,6 +16,7 @@ import type {
   Run,
   RunFile,
   RunLog,
+  RunResources,
   SchedulePreview,
   Secret,
   SecretInput,
@@ -92,6 +93,11 @@ export class JobsClient {
   /** The run's log, or (in a pipeline run) its task `task`'s. */
   log(id: number, runId: number, task?: string): Promise<RunLog> {
     return this.api(`jobs/${id}/runs/${runId}/log${taskQuery(task)}`);
+  }
+
+  /** What the ended run (or its task `task`) used, kept from Prometheus. */
+  resources(id: number, runId: number, task?: string): Promise<RunResources> {
+    return this.api(`jobs/${id}/runs/${runId}/resources${taskQuery(task)}`);
   }
 
   preview(schedule: string | null, timezone: string): Promise<SchedulePreview> {

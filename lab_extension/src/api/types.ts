@@ -19,6 +19,7 @@ export type Delivery = Schemas['Delivery'];
 export type RunFile = Schemas['RunFile'];
 export type Task = Schemas['Task'];
 export type TaskRun = Schemas['TaskRun'];
+export type RunResources = Schemas['RunResources'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =

@@ -1,0 +1,66 @@
+"""What an ended run used, under its log in JupyterLab (issue 36, item 3): a run that holds
+memory and burns CPU for a while, then its log opened from the Jobs panel in chromium shows
+its highest memory and CPU against its size's limits, and a chart of each, from the figures
+the jobs service kept from the local Prometheus as the run ended."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.async_api import Browser, expect
+
+from localcluster.config import REPO
+from tests.browser.test_pipeline_graph import _until_ended
+from tests.browser.test_schedule_notebook import _open_lab
+from tests.conftest import Hub
+from tests.helpers import notebook
+
+SHOTS = REPO / "test-results"
+USER = "rhea"
+#: about 300 MiB held and a core busy for 30 s: a few of Prometheus's samples (every 10 s here)
+WORK = notebook(
+    "import time\nheld = bytearray(300 * 2**20)\nend = time.time() + 30\nwhile time.time() < end:\n    pass",
+    "print('done', len(held))",
+)
+
+
+async def test_an_ended_runs_memory_and_cpu_show_under_its_log(hub: Hub, browser: Browser) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await _open_lab(page, hub, USER)
+    api = f"{hub.url}/user/{USER}/moonhub/api/v1"
+    xsrf = next(
+        c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
+    )
+    headers = {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
+    body = {"name": "busy", "notebook": "busy.ipynb", "notebook_content": WORK, "schedule": None}
+    r = await page.request.post(f"{api}/jobs", data=json.dumps(body), headers=headers)
+    assert r.status == 201, await r.text()
+    job_id = (await r.json())["id"]
+    try:
+        r = await page.request.post(f"{api}/jobs/{job_id}/run", headers=headers)
+        assert r.status == 201, await r.text()
+        await page.reload()
+        await page.wait_for_selector(".jp-Launcher", timeout=60_000)
+        await page.locator(".lm-MenuBar-itemLabel", has_text="Jobs").click()
+        await page.locator(".lm-Menu-itemLabel").get_by_text("Show Scheduled Jobs", exact=True).click()
+        panel = page.locator("#moonhub-jobs-panel")
+        job = panel.locator(".moonhub-Job[data-job='busy']")
+        await job.locator(".moonhub-JobToggle").click()
+        run = job.locator("[data-run]").first
+        await expect(run).to_be_visible(timeout=30_000)
+        assert await _until_ended(page, panel, run) == "succeeded", await job.inner_text()
+        await run.get_by_role("button", name="Log").click()
+        log = page.locator(".moonhub-LogView")
+        await expect(log.locator(".moonhub-Log")).to_contain_text("done 314572800")
+        used = log.locator(".moonhub-ResourceText")
+        await expect(used).to_contain_text("Memory: up to", timeout=30_000)
+        await expect(used).to_contain_text("of 4.0 GiB")  # the default size's limit
+        await expect(used).to_contain_text("of 2 cores")
+        await expect(log.locator("svg.moonhub-ResourceChart")).to_have_count(2)
+        text = await used.inner_text()
+        print("under the log:", text)
+        await page.screenshot(path=str(SHOTS / "run-resources.png"))
+    finally:
+        await page.request.delete(f"{api}/jobs/{job_id}", headers=headers)
+        await page.close()
