@@ -1,11 +1,16 @@
-"""What an ended run used, under its log in JupyterLab (issue 36, item 3): a run that holds
-memory and burns CPU for a while, then its log opened from the Jobs panel in chromium shows
-its highest memory and CPU against its size's limits, and a chart of each, from the figures
-the jobs service kept from the local Prometheus as the run ended."""
+"""What work uses, in JupyterLab in chromium (issue 36, items 2 and 3):
+
+- the server's memory against its size's limit in the status bar, live, which turns to a
+  warning colour when a process in the server comes within 10% of the limit, and back;
+- a run that holds memory and burns CPU for a while: its log, opened from the Jobs panel,
+  shows its highest memory and CPU against its size's limits, and a chart of each, from the
+  figures the jobs service kept from the local Prometheus as the run ended."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 
 from playwright.async_api import Browser, expect
 
@@ -13,10 +18,12 @@ from localcluster.config import REPO
 from tests.browser.test_pipeline_graph import _until_ended
 from tests.browser.test_schedule_notebook import _open_lab
 from tests.conftest import Hub
-from tests.helpers import notebook
+from tests.helpers import kubectl, notebook
 
 SHOTS = REPO / "test-results"
 USER = "rhea"
+#: jupyter-resource-usage's colour of a usage within its warning threshold of the limit
+WARNING = "rgb(255, 210, 210)"
 #: about 300 MiB held and a core busy for 30 s: a few of Prometheus's samples (every 10 s here)
 WORK = notebook(
     "import time\nheld = bytearray(300 * 2**20)\nend = time.time() + 30\nwhile time.time() < end:\n    pass",
@@ -28,6 +35,28 @@ async def test_an_ended_runs_memory_and_cpu_show_under_its_log(hub: Hub, browser
     SHOTS.mkdir(exist_ok=True)
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await _open_lab(page, hub, USER)
+
+    # the server's memory against its limit, live in the status bar
+    memory = page.locator(".jp-StatusBar-TextItem", has_text="Mem:")
+    await expect(memory).to_be_visible(timeout=30_000)
+    calm = await memory.inner_text()
+    assert re.search(r"Mem: [\d.]+ / [\d.]+ [KMG]B", calm), calm
+    calm_colour = await memory.evaluate("e => getComputedStyle(e).backgroundColor")
+    # a process in the server holds 3.6 GiB of the 4 GiB limit for 25 s: past 90%, not past the limit
+    assert hub.cluster is not None
+    hog = "import time; b = bytearray(int(3.6 * 2**30)); time.sleep(25)"
+    holding = asyncio.create_task(
+        asyncio.to_thread(
+            kubectl, hub.cluster, "-n", "moonhub-users", "exec", f"jupyter-{USER}", "--", "python", "-c", hog
+        )
+    )
+    await expect(memory).to_have_css("background-color", WARNING, timeout=20_000)
+    print("near the limit:", await memory.inner_text())
+    await page.screenshot(path=str(SHOTS / "memory-warning.png"))
+    await holding
+    await expect(memory).not_to_have_css("background-color", WARNING, timeout=20_000)
+    assert await memory.evaluate("e => getComputedStyle(e).backgroundColor") == calm_colour
+
     api = f"{hub.url}/user/{USER}/moonhub/api/v1"
     xsrf = next(
         c["value"] for c in await page.context.cookies() if c["name"] == "_xsrf" and c["path"] == f"/user/{USER}/"
