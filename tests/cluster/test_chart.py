@@ -284,6 +284,59 @@ def test_users_pip_installs_through_the_releases_package_index(helm: str) -> Non
     assert not any(r["ports"] == [{"port": 3141}] for r in users)
 
 
+def test_monitoring_ships_the_rules_the_dashboards_and_a_token_that_reads_metrics_only(helm: str) -> None:
+    """monitoring: the rules file and the dashboards as ConfigMaps (a PrometheusRule and
+    PodMonitors when asked), the scraper's token a Secret of its own that the hub mounts and
+    the PodMonitors read with, the storage agent annotated for scraping, and the operator's
+    Prometheus let in to the metrics ports (and the jobs service out to it)."""
+    rules = yaml.safe_load((CHART / "files" / "monitoring" / "rules.yaml").read_text())
+    args = ["--set", "monitoring.podMonitors.enabled=true", "--set", "monitoring.prometheusRule.enabled=true",
+            "--set", "monitoring.podMonitors.labels.release=kps",
+            "--set", "monitoring.prometheusNamespaceSelector.matchLabels.team=monitoring",
+            "--set", "storage.gluster.enabled=true", "--set", "storage.gluster.volume=workspaces"]  # fmt: skip
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(helm, *args)}
+    assert docs[("PrometheusRule", "t-moonhub")]["spec"] == rules
+    kept = yaml.safe_load(docs[("ConfigMap", "t-moonhub-monitoring")]["data"]["moonhub-rules.yaml"])
+    assert kept == rules
+    for name in ("platform", "workload"):
+        board = docs[("ConfigMap", f"t-moonhub-dashboard-{name}")]
+        assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(board["data"][f"moonhub-{name}.json"])["uid"] == f"moonhub-{name}"
+    token = docs[("Secret", "t-moonhub-metrics-scraper")]["stringData"]["token"]
+    assert len(token) == 48
+    monitors = {n: d for (k, n), d in docs.items() if k == "PodMonitor"}
+    assert set(monitors) == {"t-moonhub-hub", "t-moonhub-jobs", "t-moonhub-storage-agent"}
+    for name, path in (("t-moonhub-hub", "/hub/metrics"), ("t-moonhub-jobs", "/services/jobs/metrics")):
+        [endpoint] = monitors[name]["spec"]["podMetricsEndpoints"]
+        assert endpoint["path"] == path and monitors[name]["metadata"]["labels"]["release"] == "kps"
+        assert endpoint["authorization"]["credentials"] == {"name": "t-moonhub-metrics-scraper", "key": "token"}
+    platform = yaml.safe_load(docs[("ConfigMap", "t-moonhub-config")]["data"]["platform.yaml"])
+    assert platform["metrics"]["scraper_token_file"] == "/etc/moonhub-metrics/token"
+    hub = docs[("Deployment", "t-moonhub-hub")]["spec"]["template"]["spec"]
+    assert {"name": "metrics-scraper", "mountPath": "/etc/moonhub-metrics", "readOnly": True} in hub["containers"][0][
+        "volumeMounts"
+    ]
+    agent = docs[("Deployment", "t-moonhub-storage-agent")]["spec"]["template"]
+    assert agent["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert "--metrics-address=$(POD_IP):9102" in agent["spec"]["containers"][0]["command"]
+    selector = {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}
+    hub_in = docs[("NetworkPolicy", "t-moonhub-hub")]["spec"]["ingress"]
+    assert {"from": [selector], "ports": [{"port": 8081}]} in hub_in
+    jobs_in = docs[("NetworkPolicy", "t-moonhub-jobs")]["spec"]["ingress"]
+    assert {"from": [selector], "ports": [{"port": 8090}]} in jobs_in
+    jobs_out = docs[("NetworkPolicy", "t-moonhub-jobs-egress")]["spec"]["egress"]
+    assert {"to": [selector], "ports": [{"port": 9090}]} in jobs_out
+
+    # by default: no Prometheus Operator objects, no way in for a Prometheus nobody named,
+    # and an operator's own Secret instead of the chart's
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render(helm, "--set", "monitoring.scraperTokenSecret=mine")}
+    assert not [k for k in docs if k[0] in ("PodMonitor", "PrometheusRule")]
+    assert ("Secret", "t-moonhub-metrics-scraper") not in docs
+    volumes = docs[("Deployment", "t-moonhub-hub")]["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in volumes if v["name"] == "metrics-scraper")["secret"]["secretName"] == "mine"
+    assert len(docs[("NetworkPolicy", "t-moonhub-hub")]["spec"]["ingress"]) == 1
+
+
 def test_every_network_policy_selects_pods_the_chart_makes(helm: str) -> None:
     """A policy whose selector matches no pod protects nothing, and one that names a
     component no pod carries cuts that component off (both happened once)."""
