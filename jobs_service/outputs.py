@@ -133,23 +133,22 @@ class OutputStore:
     def remove(self, run: str) -> None:
         shutil.rmtree(self._run(run), ignore_errors=True)
 
-    def put_log(self, run: str, kept: dict[str, Any]) -> None:
-        """Keep the run's log (a JSON document: pod, text, truncated), replacing one kept before."""
-        folder = self._run(run)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(kept, f)
-        os.replace(tmp, folder / LOG)
-
-    def put_resources(self, run: str, doc: dict[str, Any]) -> None:
-        """Keep what the run used (a JSON document: :func:`.run_resources.summary`)."""
+    def _put_json(self, run: str, name: str, doc: dict[str, Any]) -> None:
+        """``doc`` as the run's file ``name``, replacing one kept before (whole or not at all)."""
         folder = self._run(run)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f)
-        os.replace(tmp, folder / RESOURCES)
+        os.replace(tmp, folder / name)
+
+    def put_log(self, run: str, kept: dict[str, Any]) -> None:
+        """Keep the run's log (a JSON document: pod, text, truncated), replacing one kept before."""
+        self._put_json(run, LOG, kept)
+
+    def put_resources(self, run: str, doc: dict[str, Any]) -> None:
+        """Keep what the run used (a JSON document: :func:`.run_resources.summary`)."""
+        self._put_json(run, RESOURCES, doc)
 
     def resources(self, run: str) -> dict[str, Any] | None:
         """What the run used, as kept when it ended; None when nothing was kept."""

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import json
+import re
 import socket
 import subprocess
 import time
@@ -13,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import requests
+import yaml
 from kubernetes_asyncio import client
 
 from localcluster import cli
-from localcluster.config import ClusterConfig
+from localcluster.config import REPO, ClusterConfig
 from localcluster.registry import ref
 from moonhub_core import claims, unread
 from moonhub_core.catalog import EXAMPLE, Catalog, load
@@ -320,3 +322,22 @@ async def run_in_kernel(
     finally:
         hub.lab(s, user, f"api/kernels/{kernel}", "DELETE")
     return status, "".join(out)
+
+
+#: the chart's Prometheus rules and Grafana dashboards (docs/observability.md)
+MONITORING = REPO / "helm" / "moonhub" / "files" / "monitoring"
+
+
+def monitoring_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every rule, every dashboard panel's target and every dashboard
+    query variable (Grafana's ``label_values(SERIES, LABEL)``: its series)."""
+    rules = yaml.safe_load((MONITORING / "rules.yaml").read_text())
+    out = [(f"rule {r.get('record') or r.get('alert')}", r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    for path in sorted((MONITORING / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        out += [(f"{path.name}: {p['title']} ({t['refId']})", t["expr"]) for p in board["panels"] for t in p["targets"]]
+        for v in board["templating"]["list"]:
+            if v["type"] == "query":
+                series = re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", v["query"]["query"])
+                out.append((f"{path.name}: ${v['name']}", series))
+    return out

@@ -18,8 +18,8 @@ from localcluster.config import REPO, ClusterConfig
 from storage_agent.gluster import Quota
 from storage_agent.metrics import Workspaces
 from storage_agent.plan import Usage, plan
+from tests.helpers import MONITORING, monitoring_queries
 
-MONITORING = REPO / "helm" / "moonhub" / "files" / "monitoring"
 RULES = yaml.safe_load((MONITORING / "rules.yaml").read_text())
 DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((MONITORING / "dashboards").glob("*.json"))}
 #: metric families of the ecosystem's exporters the rules and dashboards read
@@ -38,16 +38,6 @@ def _exported() -> set[str]:
     return names
 
 
-def _exprs() -> list[str]:
-    out = [r["expr"] for g in RULES["groups"] for r in g["rules"]]
-    for d in DASHBOARDS.values():
-        out += [t["expr"] for p in d["panels"] for t in p["targets"]]
-        # Grafana's label_values(SERIES, LABEL): the series is PromQL
-        queries = [v["query"]["query"] for v in d["templating"]["list"] if v["type"] == "query"]
-        out += [re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", q) for q in queries]
-    return out
-
-
 def _names(expr: str) -> set[str]:
     """The metric names a PromQL expression reads (pure enough for ours: no offsets, no
     subqueries): what is left without label matchers, ranges, groupings and functions."""
@@ -63,7 +53,7 @@ def test_rules_and_dashboards_read_only_what_is_exported_or_recorded() -> None:
     exported = _exported()
     assert {"moonhub_job_runs_ended_total", "moonhub_workspace_used_bytes", "moonhub_spawns_total"} <= exported
     seen = set()
-    for expr in _exprs():
+    for _, expr in monitoring_queries():
         for name in _names(expr):
             seen.add(name)
             assert name in recorded or name in exported or UPSTREAM.match(name), f"{name!r} in {expr!r}"
