@@ -273,6 +273,10 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
             f"--hostname-override={cfg.node_name}",
             f"--node-ip={cfg.node_ip}",
             f"--node-labels={node_labels(cfg)}",
+            # the kubelet's cAdvisor finds containers (their pod, image and limits: the
+            # /metrics/cadvisor series Prometheus reads) through containerd, at its default
+            # socket unless told: without this it saw only cgroups, no container
+            f"--containerd={containerd_socket(cfg)}",
             "--v=1",
         ],
         f"http://127.0.0.1:{kubelet_healthz_port(cfg)}/healthz",

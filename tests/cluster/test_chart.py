@@ -160,7 +160,9 @@ def test_user_namespace_and_secrets(helm: str) -> None:
     docs = render(helm)
     ns = next(d for d in docs if d["kind"] == "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    secret = next(d for d in docs if d["kind"] == "Secret")["stringData"]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "t-moonhub-secret")[
+        "stringData"
+    ]
     assert len(secret["cookie-secret"]) == 64 and int(secret["cookie-secret"], 16) >= 0, "hex, as JupyterHub wants"
     platform = yaml.safe_load(
         next(d for d in docs if d["kind"] == "ConfigMap" and "platform.yaml" in d["data"])["data"]["platform.yaml"]
