@@ -13,6 +13,11 @@ import { taskLabel } from './rungraph';
 
 const POLL_MS = 2000;
 
+/** A chart with its caption (the dashed line is the limit). */
+function figure(caption: string, chart: SVGSVGElement): HTMLElement {
+  return h('figure', { className: 'moonhub-ResourceFigure' }, chart, h('figcaption', { text: `${caption} (dashed: the limit)` }));
+}
+
 export class RunLogView extends Widget {
   private readonly pre = h('pre', { className: 'moonhub-Log', tabindex: 0, 'aria-label': 'Run log' });
   private readonly status = h('div', { className: 'moonhub-LogStatus', 'aria-live': 'polite' });
@@ -103,8 +108,8 @@ export class RunLogView extends Widget {
       this.usedAsked = true;
       this.used.replaceChildren(
         h('div', { className: 'moonhub-ResourceText', text: lines.join(' · ') }),
-        chart('Memory over the run', r.memory_bytes ?? [], r.memory_limit_bytes),
-        chart('CPU over the run', r.cpu_cores ?? [], r.cpu_limit_cores)
+        figure('Memory over the run', chart('Memory over the run', r.memory_bytes ?? [], r.memory_limit_bytes)),
+        figure('CPU over the run', chart('CPU over the run', r.cpu_cores ?? [], r.cpu_limit_cores))
       );
       this.used.hidden = false;
     } catch {

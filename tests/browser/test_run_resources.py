@@ -86,6 +86,7 @@ async def test_an_ended_runs_memory_and_cpu_show_under_its_log(hub: Hub, browser
         await expect(used).to_contain_text("of 4.0 GiB")  # the default size's limit
         await expect(used).to_contain_text("of 2 cores")
         await expect(log.locator("svg.moonhub-ResourceChart")).to_have_count(2)
+        await expect(log.locator("figcaption").first).to_have_text("Memory over the run (dashed: the limit)")
         text = await used.inner_text()
         print("under the log:", text)
         await page.screenshot(path=str(SHOTS / "run-resources.png"))
