@@ -35,6 +35,8 @@ POINTS = 120
 MIN_STEP = 10
 #: seconds a query to Prometheus may take before the run keeps no figures
 TIMEOUT = 10
+#: the series kept as one figure (the highest seen), not as points over the run
+LIMITS = ("memory_limit_bytes", "cpu_limit_cores")
 
 
 def selector(namespace: str, job_name: str) -> str:
@@ -76,7 +78,7 @@ def summary(answers: dict[str, list[Any]], start: float, end: float, step: int) 
                 if 0 <= i < n and value not in ("NaN", "+Inf", "-Inf"):
                     points[i] = float(value)
         seen = [p for p in points if p is not None]
-        if key.endswith("_limit_bytes") or key.endswith("_limit_cores"):
+        if key in LIMITS:
             doc[key] = max(seen) if seen else None
         else:
             doc[key] = points

@@ -71,22 +71,14 @@ def config(cfg: ClusterConfig) -> dict[str, Any]:
             "metrics_path": path,
             "tls_config": tls,
             "static_configs": [{"targets": [kubelet], "labels": node_label}],
-            # cAdvisor also reports the cgroups above the containers (pod, QoS, system
-            # slices) with empty container labels; only containers are kept
-            **(
-                {
-                    "metric_relabel_configs": [
-                        {"source_labels": ["container"], "regex": "", "action": "drop"},
-                        {"source_labels": ["container"], "regex": "POD", "action": "drop"},
-                    ]
-                }
-                if path == "/metrics/cadvisor"
-                else {}
-            ),
         }
 
+    cadvisor = kubelet_job("kubelet-cadvisor", "/metrics/cadvisor")
+    # cAdvisor also reports the cgroups above the containers (pod, QoS, system slices) with
+    # empty container labels, and each pod's sandbox as "POD": only containers are kept
+    cadvisor["metric_relabel_configs"] = [{"source_labels": ["container"], "regex": "|POD", "action": "drop"}]
     jobs: list[dict[str, Any]] = [
-        kubelet_job("kubelet-cadvisor", "/metrics/cadvisor"),
+        cadvisor,
         kubelet_job("kubelet-resource", "/metrics/resource"),
         kubelet_job("kubelet", "/metrics"),
         {

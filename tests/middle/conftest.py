@@ -249,10 +249,18 @@ def receiver(status: int = 204) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         def log_message(self, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    with serving(Hook) as url:
+        yield url, received
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free loopback port in a thread (a stand-in of a service's
+    edge: a webhook receiver, Prometheus's API): its base URL; stopped at the end."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", received
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
 

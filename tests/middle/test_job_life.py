@@ -10,10 +10,9 @@ import dataclasses
 import datetime
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -25,7 +24,7 @@ from jobs_service.db import RunRow
 from moonhub_core import uids
 from tests.helpers import NOTEBOOK
 from tests.hub.jobs_client import Jobs, job_body
-from tests.middle.conftest import BATCH, CORE, NAMESPACE, PREFIX, Middle, receiver, wait_until
+from tests.middle.conftest import BATCH, CORE, NAMESPACE, PREFIX, Middle, receiver, serving, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -284,12 +283,8 @@ def _prometheus(answers: dict[str, list[Any]]) -> Iterator[tuple[str, list[dict[
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
+    with serving(Handler) as url:
+        yield url, asked
 
 
 def test_a_run_keeps_what_it_used_from_prometheus_and_tracking_never_waits_on_it(middle: Middle, quinn: Jobs) -> None:
