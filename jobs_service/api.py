@@ -22,7 +22,7 @@ from moonhub_core import numbers, server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge, Unprocessable
 from moonhub_core.jsonhttp import JsonResponses
 
-from . import accounts, bodies, outputs
+from . import accounts, bodies, outputs, usage
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
@@ -397,6 +397,28 @@ class GpuUsageHandler(APIHandler):
         self.send(self.jobs.gpu_usage(self.caller(), days))
 
 
+class UsageHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """CPU-, memory-, GPU-hours and storage by day over the last ``?days=`` days: the
+        caller's own and their teams' totals, or (job admins) everyone's, one ``?user=``'s
+        or one ``?team=``'s. ``?format=csv`` answers the rows as a CSV file."""
+        days = numbers.whole("days", self.get_argument("days", "30"), 1, usage.MAX_DAYS)
+        form = self.get_argument("format", "json")
+        if form not in ("json", "csv"):
+            raise FieldError("format", "must be json or csv")
+        found = self.jobs.usage_report(
+            self.caller(), days, self.get_argument("user", None) or None, self.get_argument("team", None) or None
+        )
+        if form == "json":
+            self.send(found)
+            return
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        name = f"moonhub-usage-{found['since']}-to-{found['until']}.csv"
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(usage.as_csv(found))
+
+
 class WorkspaceReclaimHandler(APIHandler):
     @_guard
     async def get(self) -> None:
@@ -471,6 +493,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/team-secrets/(?P<team>[^/]+)/(?P<name>[^/]+)", SecretHandler),
         (f"{api}/audit", AuditHandler),
         (f"{api}/gpu-usage", GpuUsageHandler),
+        (f"{api}/usage", UsageHandler),
         (f"{api}/workspace-reclaim", WorkspaceReclaimHandler),
         (f"{prefix}metrics", MetricsHandler),
         (f"{api}/schedule-preview", SchedulePreviewHandler),

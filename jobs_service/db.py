@@ -238,6 +238,29 @@ class GpuUsageRow(Base):
     gpu_seconds: Mapped[float] = mapped_column(default=0.0)
 
 
+class UsageRow(Base):
+    """What Kueue admitted besides GPUs (CPU cores, memory) and the storage held, per day,
+    user and team, sampled with the GPUs (``usage``): the basis of the usage reports. A
+    table of its own beside :class:`GpuUsageRow` so that a rollback to a version without it
+    only drops it (``python -m jobs_service.schema --to``)."""
+
+    __tablename__ = "usage"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    #: "" for a team folder (it is the team's, nobody's own)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: the team the figures counted against ("" for none)
+    team: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: CPU cores admitted times seconds
+    cpu_seconds: Mapped[float] = mapped_column(default=0.0)
+    #: GiB of memory admitted times seconds
+    memory_gib_seconds: Mapped[float] = mapped_column(default=0.0)
+    #: GiB of workspace or team folder provisioned (the claim's size) times seconds
+    storage_gib_seconds: Mapped[float] = mapped_column(default=0.0)
+    #: GiB of it in use (as the storage agent last measured) times seconds
+    storage_used_gib_seconds: Mapped[float] = mapped_column(default=0.0)
+
+
 class DepartureRow(Base):
     """An owner the hub answered 404 for, and since when (the grace period counts from
     here; an owner the hub knows again is forgotten)."""

@@ -14,7 +14,8 @@ The service upgrades its database as it starts; the chart runs ``python -m
 jobs_service.schema`` before the new version serves, so a migration that fails stops the
 rollout with the old pods' data as it was. A database at a newer revision than this
 version knows (a rollback) is refused: the service does not start on a schema it does not
-know.
+know. Before rolling back across a migration, :func:`downgrade` (``--to REVISION``, run
+with the newer version) takes the database back to the older version's revision.
 """
 
 from __future__ import annotations
@@ -94,18 +95,54 @@ def upgrade(engine: Engine, to: str = "head") -> tuple[str | None, str]:
     return before, after
 
 
+def downgrade(engine: Engine, to: str) -> tuple[str | None, str]:
+    """Take the database back to revision ``to`` (one an older version knows), undoing the
+    newer revisions' changes: what they added is dropped, with what was recorded in it. Run
+    with the newer version's code (the older does not know the revisions to undo), before a
+    rollback to the older version. (its revision before, after)."""
+    cfg = _config(engine)
+    known = revisions()
+    if to not in known:
+        raise SchemaError(f"revision {to!r} is not one this version knows ({', '.join(sorted(known))})")
+    before = current(engine)
+    if before is None:
+        raise SchemaError("the jobs database has no revision yet: there is nothing to take back")
+    if before not in known:
+        raise SchemaError(f"the jobs database is at revision {before}, which this version does not know")
+    script = ScriptDirectory.from_config(cfg)
+    if to != before and to not in {r.revision for r in script.iterate_revisions(before, "base")}:
+        raise SchemaError(f"revision {to} is newer than the database's ({before}): upgrade instead")
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, to)
+    after = current(engine)
+    assert after is not None
+    if after != before:
+        log.info("jobs database taken back from revision %s to %s", before, after)
+    return before, after
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs_service.schema [--db URL]``: upgrade the database (default: the
-    service's, ``$MOONHUB_JOBS_DB``) and say from which revision to which."""
+    """``python -m jobs_service.schema [--db URL] [--to REVISION | --head]``: upgrade the
+    database (default: the service's, ``$MOONHUB_JOBS_DB``) to the newest revision, or take it
+    back to an older one (``--to``, before rolling back to the version that knows only that
+    one), and say from which revision to which. ``--head`` prints the newest revision this
+    version knows."""
     p = argparse.ArgumentParser(prog="python -m jobs_service.schema", description=main.__doc__)
     p.add_argument("--db", default=os.environ.get("MOONHUB_JOBS_DB", ""), help="SQLAlchemy URL of the jobs database")
+    p.add_argument("--to", default="", help="take the database back to this (older) revision")
+    p.add_argument("--head", action="store_true", help="print the newest revision this version knows, and stop")
     a = p.parse_args(argv)
+    if a.head:
+        print(head())
+        return 0
     logging.basicConfig(level=logging.INFO, format="[jobs-schema %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     if not a.db:
         print("no database: give --db or set $MOONHUB_JOBS_DB", file=sys.stderr)
         return 2
     try:
-        before, after = upgrade(create_engine(a.db))
+        engine = create_engine(a.db)
+        before, after = downgrade(engine, a.to) if a.to else upgrade(engine)
     except SchemaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

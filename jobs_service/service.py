@@ -39,6 +39,7 @@ from . import (
     secrets,
     snapshots,
     sync,
+    usage,
     workspaces,
 )
 from .context import Caller, Context
@@ -86,7 +87,7 @@ class JobsService:
         with db() as s:
             self.ctx.launch_key = launch.service_key(s)
 
-        self.usage = gpu_usage.Sampler()
+        self.usage = usage.Sampler()
         #: when the last tracking pass ended (monotonic) and how often one is due (``health``)
         self.last_pass = time.monotonic()
         self.interval = float(settings.sync_interval)
@@ -112,6 +113,11 @@ class JobsService:
 
     def gpu_usage(self, caller: Caller, days: int) -> dict[str, Any]:
         return gpu_usage.report(self.ctx, caller, days)
+
+    def usage_report(
+        self, caller: Caller, days: int, user: str | None = None, team: str | None = None
+    ) -> dict[str, Any]:
+        return usage.report(self.ctx, caller, days, user, team)
 
     @property
     def catalog(self) -> CatalogStore:
@@ -234,7 +240,7 @@ class JobsService:
             try:  # the GPU queues: their own failures (Kueue away, say) do not stop the runs'
                 if reconciled or self.ctx.catalog.get() is not self.ctx.queues_from:
                     await gpu_queues.follow_catalog(self.ctx)  # an edit; at reconcile, nodes may have changed
-                if time.monotonic() - sampled >= gpu_usage.EVERY:
+                if time.monotonic() - sampled >= usage.EVERY:
                     sampled = time.monotonic()
                     async with self.ctx.writes:
                         await self.usage.sample(self.ctx)

@@ -10,7 +10,11 @@ from sqlalchemy import select
 
 from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
-from tests.db.test_schema import made_before_migrations_is_upgraded, models_match_the_migrations
+from tests.db.test_schema import (
+    made_before_migrations_is_upgraded,
+    models_match_the_migrations,
+    taken_back_for_a_rollback,
+)
 from tests.postgres import fresh_database, postgres_server
 
 PORT = 15432
@@ -59,3 +63,7 @@ def test_an_old_postgresql_database_is_brought_to_the_newest_schema(postgres_url
 
 def test_the_models_and_the_migrations_agree_on_postgresql(postgres_url: str) -> None:
     models_match_the_migrations(_fresh(postgres_url, "migrations_only"))
+
+
+def test_a_postgresql_database_is_taken_back_for_a_rollback(postgres_url: str) -> None:
+    taken_back_for_a_rollback(_fresh(postgres_url, "taken_back"))

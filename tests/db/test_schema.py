@@ -62,6 +62,51 @@ def models_match_the_migrations(url: str) -> None:
     engine.dispose()
 
 
+def taken_back_for_a_rollback(url: str) -> None:
+    """Before a rollback, the newer version takes its database back to the older version's
+    revision: what the newer revisions added goes, every job stays, and the older version
+    (its head: 0002) opens it; upgrading again brings the table back, empty."""
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    now = datetime.datetime.now(datetime.UTC)
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO definitions (owner, name, spec, version, cronjob, created, updated, spec_version) "
+                "VALUES ('ann', 'daily', :spec, 1, 'nb-ann-daily', :t, :t, 1)"
+            ),
+            {"spec": json.dumps({"name": "daily", "notebook": "d.ipynb", "schedule": None}), "t": now},
+        )
+        c.execute(text("INSERT INTO usage VALUES ('2026-12-07', 'ann', '', 60, 120, 600, 60)"))
+    with pytest.raises(schema.SchemaError, match="9999"):
+        schema.downgrade(engine, "9999")
+    assert schema.downgrade(engine, "0002") == (schema.head(), "0002")
+    assert "usage" not in inspect(engine).get_table_names()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT owner, name FROM definitions")).all() == [("ann", "daily")]
+    with pytest.raises(schema.SchemaError, match="newer"):
+        schema.downgrade(engine, schema.head())
+    assert schema.upgrade(engine) == ("0002", schema.head())
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM usage")).scalar() == 0
+    engine.dispose()
+
+
+def test_a_database_is_taken_back_for_a_rollback(tmp_path: Path) -> None:
+    taken_back_for_a_rollback(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+
+
+def test_the_command_takes_back_and_names_its_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    assert schema.main(["--head"]) == 0 and capsys.readouterr().out.strip() == schema.head()
+    assert schema.main(["--db", url, "--to", "0001"]) == 1
+    assert "no revision yet" in capsys.readouterr().err
+    assert schema.main(["--db", url]) == 0
+    capsys.readouterr()
+    assert schema.main(["--db", url, "--to", "0001"]) == 0
+    assert capsys.readouterr().out.strip() == f"jobs database at revision 0001 (was {schema.head()})"
+
+
 def test_an_old_sqlite_database_is_brought_to_the_newest_schema(tmp_path: Path) -> None:
     made_before_migrations_is_upgraded(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
 
