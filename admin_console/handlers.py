@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import url_path_join
 from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
@@ -157,6 +158,9 @@ class PageHandler(ConsoleHandler):
             catalog_error=use["catalog_error"],
             catalog_path=self.source.where,
             managed_by=self.managed_by,
+            usage_url=url_path_join(self.base_url, "services/jobs/api/v1/usage")
+            if self.platform.config.jobs.enabled
+            else "",
         )
         self.finish(html)
 

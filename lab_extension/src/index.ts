@@ -22,6 +22,7 @@ import { JobsPanel } from './panel';
 import { WorkspaceStatus } from './workspace';
 import { RunOutputView } from './outputview';
 import { SecretsView } from './secrets';
+import { UsageView } from './usageview';
 import { withoutOutputs } from './snapshot';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
@@ -31,6 +32,7 @@ export namespace CommandIDs {
   export const openJobs = 'moonhub:open-jobs';
   export const refreshJobs = 'moonhub:refresh-jobs';
   export const secrets = 'moonhub:secrets';
+  export const usage = 'moonhub:usage';
 }
 
 export const scheduleIcon = new LabIcon({
@@ -195,6 +197,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Your secrets for jobs and your server (values are write-only)',
       execute: () => openMain('moonhub-secrets', 'Secrets', () => new SecretsView(client))
     });
+    app.commands.addCommand(CommandIDs.usage, {
+      label: 'Your Usage',
+      caption: 'What your servers, runs and workspace used, by day',
+      execute: () => openMain('moonhub-usage', 'Your Usage', () => new UsageView(client))
+    });
     app.commands.addCommand(CommandIDs.refreshJobs, {
       label: 'Refresh Scheduled Jobs',
       execute: () => panel.refresh()
@@ -205,6 +212,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.openJobs, category });
       palette.addItem({ command: CommandIDs.refreshJobs, category });
       palette.addItem({ command: CommandIDs.secrets, category });
+      palette.addItem({ command: CommandIDs.usage, category });
     }
 
     watchNotices(client);

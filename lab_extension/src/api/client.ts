@@ -20,7 +20,8 @@ import type {
   SchedulePreview,
   Secret,
   SecretInput,
-  IServerInfo
+  IServerInfo,
+  UsageReport
 } from './types';
 
 /** A new job: the definition plus the notebook to freeze. */
@@ -103,6 +104,11 @@ export class JobsClient {
   preview(schedule: string | null, timezone: string): Promise<SchedulePreview> {
     const query = URLExt.objectToQueryString(schedule ? { schedule, timezone } : { timezone });
     return this.api(`schedule-preview${query}`);
+  }
+
+  /** Your usage by day over the last `days` days, and your teams' totals. */
+  usage(days: number): Promise<UsageReport> {
+    return this.api(`usage?days=${days}`);
   }
 
   options(): Promise<Options> {

@@ -20,6 +20,8 @@ export type RunFile = Schemas['RunFile'];
 export type Task = Schemas['Task'];
 export type TaskRun = Schemas['TaskRun'];
 export type RunResources = Schemas['RunResources'];
+export type UsageFigures = Schemas['UsageFigures'];
+export type UsageReport = Schemas['UsageReport'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =
