@@ -22,7 +22,11 @@ from tests.middle.conftest import CORE, NAMESPACE, Middle
 def stored(middle: Middle) -> str:
     today = utcnow().date().isoformat()
     with middle.service.ctx.db() as s:
-        for user, team, cpu in (("use-ann", "use-team", 7200.0), ("use-bob", "use-team", 3600.0), ("use-cat", "", 60.0)):
+        for user, team, cpu in (
+            ("use-ann", "use-team", 7200.0),
+            ("use-bob", "use-team", 3600.0),
+            ("use-cat", "", 60.0),
+        ):
             s.add(
                 UsageRow(
                     day=today,
@@ -59,7 +63,12 @@ def test_a_user_gets_their_own_figures_and_their_teams_total(middle: Middle, sto
     assert {row["user"] for row in got["rows"]} == {"use-ann"}, "nobody else's rows"
     assert got["total"]["cpu_hours"] == 2.0 and got["total"]["memory_gib_hours"] == 8.0
     [team] = got["teams"]
-    assert (team["team"], team["cpu_hours"], team["gpu_hours"], team["storage_gib_days"]) == ("use-team", 3.0, 0.5, 50.0)
+    assert (team["team"], team["cpu_hours"], team["gpu_hours"], team["storage_gib_days"]) == (
+        "use-team",
+        3.0,
+        0.5,
+        50.0,
+    )
     assert "use-cat" not in r.text and "use-bob" not in r.text
     # their own by name is theirs; another user's, or a team they are not in, is refused
     assert ann.call("GET", "/usage?user=use-ann").status_code == 200
