@@ -5,9 +5,10 @@ into the owner's workspace as it goes (papermill saves after every cell). Exits 
 success and 1 when a cell fails; the failing cell is printed and recorded in a small JSON
 result file next to the output (``<output>.result.json``), for the user and their own tools:
 nothing in MoonHub reads it (the jobs service takes a run's outcome from its Job's status and
-the container's termination message). A run whose kernel the OOM killer
-stopped says "out of memory (limit ...)" in the container's termination message, which the
-jobs service shows as the run's reason.
+the container's termination message). Why it failed goes into the container's termination
+message, which the jobs service shows as the run's reason: "cell 3 failed: ValueError: ...",
+"could not run the notebook: ...", or, when the OOM killer stopped the kernel, "out of memory
+(limit ...)".
 
 With ``--launch`` (how the jobs service's pods call it) the notebook version and the
 parameters are fetched from the service first (``launch``), into the notebook path given.
@@ -62,8 +63,10 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
             request_save_on_cell_execute=True,
         )
     except PapermillExecutionError as e:
-        _explain_oom(oom)
-        print(f"moonhub-run-notebook: cell {e.exec_count} failed: {e.ename}: {e.evalue}", file=sys.stderr, flush=True)
+        said = f"cell {e.exec_count} failed: {e.ename}: {_first_line(str(e.evalue))}"
+        if not _explain_oom(oom):
+            _termination_message(said)
+        print(f"moonhub-run-notebook: {said}", file=sys.stderr, flush=True)
         _result(
             result,
             status="failed",
@@ -75,8 +78,10 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
         )
         return 1
     except Exception as e:  # the notebook could not run at all (no such kernel, bad file)
-        _explain_oom(oom)
-        print(f"moonhub-run-notebook: could not run the notebook: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        said = f"could not run the notebook: {type(e).__name__}: {_first_line(str(e))}"
+        if not _explain_oom(oom):
+            _termination_message(said)
+        print(f"moonhub-run-notebook: {said}", file=sys.stderr, flush=True)
         _result(result, status="error", error=type(e).__name__, message=str(e), started=started, finished=time.time())
         return 1
     _result(result, status="succeeded", started=started, finished=time.time())
@@ -84,16 +89,23 @@ def run(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path | No
     return 0
 
 
-def _explain_oom(oom: OomWatch) -> None:
+def _explain_oom(oom: OomWatch) -> bool:
     """When the run failed because the container ran out of memory (its kernel was killed),
     say so in the log and in the container's termination message, which Kubernetes keeps
-    in the pod's status and the jobs service shows as the run's reason."""
+    in the pod's status and the jobs service shows as the run's reason. True when it did."""
     kills, limit = oom.new_kills()
     if not kills:
-        return
+        return False
     text = f"out of memory (limit {human_bytes(limit)})" if limit else "out of memory"
     print(f"moonhub-run-notebook: {text}: the kernel was killed by the OOM killer", file=sys.stderr, flush=True)
     _termination_message(text)
+    return True
+
+
+def _first_line(text: str, most: int = 300) -> str:
+    """An error's message as one short line (a traceback's message may run on)."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return line if len(line) <= most else line[: most - 1] + "…"
 
 
 def _termination_message(text: str) -> None:

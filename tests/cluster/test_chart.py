@@ -300,7 +300,7 @@ def test_monitoring_ships_the_rules_the_dashboards_and_a_token_that_reads_metric
     assert docs[("PrometheusRule", "t-moonhub")]["spec"] == rules
     kept = yaml.safe_load(docs[("ConfigMap", "t-moonhub-monitoring")]["data"]["moonhub-rules.yaml"])
     assert kept == rules
-    for name in ("platform", "workload"):
+    for name in ("platform", "workload", "usage"):
         board = docs[("ConfigMap", f"t-moonhub-dashboard-{name}")]
         assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert json.loads(board["data"][f"moonhub-{name}.json"])["uid"] == f"moonhub-{name}"

@@ -205,6 +205,9 @@ async def test_retries_run_the_notebook_again(
     assert [c.type for c in job.status.conditions if c.status == "True"][-1] == "Failed"
     pods = (await core.list_namespaced_pod(namespace, label_selector="job-name=flaky-run1")).items
     assert len(pods) == 2 and job.status.failed == 2, "one try plus one retry"
+    # why, in words: the runner's termination message names the cell and its error
+    why = failure_reason(pods) or ""
+    assert why.startswith("cell ") and why.endswith("failed: RuntimeError: always fails"), why
 
 
 async def test_a_run_out_of_memory_says_so_with_its_limit(

@@ -152,7 +152,9 @@ def test_runs_end_as_their_jobs_do(middle: Middle, quinn: Jobs) -> None:
     slow = quinn.call("POST", f"/jobs/{job['id']}/run").json()
     middle.job_state(slow["name"], "failed", reason="DeadlineExceeded", message="Job was active longer than specified")
     middle.sync()
-    assert _run(quinn, job["id"], slow["id"])["status"] == "timed_out"
+    timed_out = _run(quinn, job["id"], slow["id"])
+    assert timed_out["status"] == "timed_out", timed_out
+    assert timed_out["reason"].startswith("timed out: still running after its time limit of 1 h"), timed_out
     assert quinn.call("DELETE", f"/jobs/{job['id']}").status_code == 204
 
 
