@@ -1,10 +1,12 @@
-"""What a run used: its pod's memory and CPU over the run, against its limits, read from
-Prometheus when the run (or a pipeline task) ends and kept with the run (docs/observability.md).
+"""What a run used: its pod's memory and CPU over the run, against its limits, and its GPUs'
+utilization and memory, read from Prometheus when the run (or a pipeline task) ends and kept
+with the run (docs/observability.md).
 
 The figures are cAdvisor's, as the platform's Prometheus scraped them from the kubelet
 (``metrics.prometheus_url``): the memory working set (what the OOM killer weighs) and the CPU
 cores used, summed over the run's pod's containers, at most ``POINTS`` points over the run,
-and the memory and CPU limits. They are kept in the run's folder of the output store, beside
+and the memory and CPU limits; the GPUs' are NVIDIA's DCGM exporter's (none for a run without
+GPUs, or without the exporter). They are kept in the run's folder of the output store, beside
 its log, so they outlive the pod and go when the run goes. Nothing the run's pod says about
 itself is used: a user's code could report anything.
 
@@ -53,7 +55,16 @@ def queries(namespace: str, job_name: str, step: int) -> dict[str, str]:
         "cpu_cores": f"sum(rate(container_cpu_usage_seconds_total{{{sel}}}[{max(2 * step, 30)}s]))",
         "memory_limit_bytes": f"max(container_spec_memory_limit_bytes{{{sel}}} > 0)",
         "cpu_limit_cores": f"max(container_spec_cpu_quota{{{sel}}} / container_spec_cpu_period{{{sel}}})",
+        # NVIDIA's DCGM exporter names the pod each GPU is given to (asked of the kubelet,
+        # not of the pod): the run's GPUs' mean utilization and their memory in use (MiB)
+        "gpu_utilization_percent": f"avg(DCGM_FI_DEV_GPU_UTIL{{{gpu_selector(namespace, job_name)}}})",
+        "gpu_memory_bytes": f"sum(DCGM_FI_DEV_FB_USED{{{gpu_selector(namespace, job_name)}}}) * 1048576",
     }
+
+
+def gpu_selector(namespace: str, job_name: str) -> str:
+    """The DCGM exporter's series of the GPUs the run's pods hold."""
+    return f'namespace="{namespace}", pod=~"{job_name}-[a-z0-9]{{5}}"'
 
 
 def span(started: datetime.datetime, finished: datetime.datetime) -> tuple[float, float, int]:

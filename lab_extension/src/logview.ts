@@ -109,7 +109,10 @@ export class RunLogView extends Widget {
       this.used.replaceChildren(
         h('div', { className: 'moonhub-ResourceText', text: lines.join(' · ') }),
         figure('Memory over the run', chart('Memory over the run', r.memory_bytes ?? [], r.memory_limit_bytes)),
-        figure('CPU over the run', chart('CPU over the run', r.cpu_cores ?? [], r.cpu_limit_cores))
+        figure('CPU over the run', chart('CPU over the run', r.cpu_cores ?? [], r.cpu_limit_cores)),
+        ...(r.gpu_utilization_percent_peak !== null && r.gpu_utilization_percent_peak !== undefined
+          ? [figure('GPU utilization over the run', chart('GPU utilization over the run', r.gpu_utilization_percent ?? [], 100))]
+          : [])
       );
       this.used.hidden = false;
     } catch {

@@ -23,6 +23,11 @@ export function resourceLines(r: RunResources): string[] | null {
     const limit = r.cpu_limit_cores;
     lines.push(`CPU: up to ${cores(cpu)}${limit ? ` of ${cores(limit)}` : ''} cores`);
   }
+  const gpu = r.gpu_utilization_percent_peak;
+  if (gpu !== null && gpu !== undefined) {
+    const memory = r.gpu_memory_bytes_peak;
+    lines.push(`GPU: up to ${Math.round(gpu)}% busy${memory !== null && memory !== undefined ? `, ${bytes(memory)} of its memory` : ''}`);
+  }
   return lines;
 }
 

@@ -13,6 +13,12 @@ describe('what a run used', () => {
     expect(resourceLines(r)).toEqual(['Memory: up to 1.5 GiB of 4.0 GiB (38%)', 'CPU: up to 0.75 of 2 cores']);
   });
 
+  it('says how busy its GPUs were, and their memory where the exporter gives it', () => {
+    const r = { kept: true, samples: 3, memory_bytes_peak: null, gpu_utilization_percent_peak: 97.4, gpu_memory_bytes_peak: null };
+    expect(resourceLines(r)).toEqual(['GPU: up to 97% busy']);
+    expect(resourceLines({ ...r, gpu_memory_bytes_peak: 12 * 2 ** 30 })).toEqual(['GPU: up to 97% busy, 12 GiB of its memory']);
+  });
+
   it('says nothing when nothing was kept or sampled', () => {
     expect(resourceLines({ kept: false })).toBeNull();
     expect(resourceLines({ kept: true, samples: 0, memory_bytes_peak: null })).toBeNull();

@@ -300,6 +300,7 @@ def test_a_run_keeps_what_it_used_from_prometheus_and_tracking_never_waits_on_it
         "container_memory_working_set_bytes": [{"metric": {}, "values": [[t - 20, "1000"], [t - 10, "3000"]]}],
         "container_cpu_usage_seconds_total": [{"metric": {}, "values": [[t - 10, "0.75"]]}],
         "container_spec_memory_limit_bytes": [{"metric": {}, "values": [[t - 10, "4294967296"]]}],
+        "DCGM_FI_DEV_GPU_UTIL": [{"metric": {}, "values": [[t - 20, "40"], [t - 10, "97"]]}],
     }
     job = quinn.call("POST", "/jobs", job_body("measured")).json()
     try:
@@ -313,7 +314,8 @@ def test_a_run_keeps_what_it_used_from_prometheus_and_tracking_never_waits_on_it
             kept = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources").json()
             assert kept["kept"] is True and kept["memory_bytes_peak"] == 3000 and kept["cpu_cores_peak"] == 0.75
             assert kept["memory_limit_bytes"] == 4294967296 and kept["samples"] == 2 and kept["step"] == 10
-            assert {a["path"] for a in asked} == {"/api/v1/query_range"} and len(asked) == 4
+            assert kept["gpu_utilization_percent_peak"] == 97 and kept["gpu_memory_bytes_peak"] is None
+            assert {a["path"] for a in asked} == {"/api/v1/query_range"} and len(asked) == 6
             assert all(f'pod=~"{run["name"]}-[a-z0-9]{{5}}"' in a["query"] for a in asked), asked
             others = quinn.call("GET", f"/jobs/{job['id']}/runs/{run['id']}/resources")
             assert others.status_code == 200

@@ -17,6 +17,10 @@ def test_the_queries_read_the_runs_pods_containers_only() -> None:
     assert q["memory_bytes"] == f"sum(container_memory_working_set_bytes{{{sel}}})"
     assert q["cpu_cores"] == f"sum(rate(container_cpu_usage_seconds_total{{{sel}}}[30s]))"
     assert "container_spec_memory_limit_bytes" in q["memory_limit_bytes"] and "> 0" in q["memory_limit_bytes"]
+    # the GPUs the exporter says the run's pod holds (its labels name no container or image)
+    gpus = 'namespace="moonhub-users", pod=~"ada-report-29-[a-z0-9]{5}"'
+    assert q["gpu_utilization_percent"] == f"avg(DCGM_FI_DEV_GPU_UTIL{{{gpus}}})"
+    assert q["gpu_memory_bytes"] == f"sum(DCGM_FI_DEV_FB_USED{{{gpus}}}) * 1048576"
     # a longer step: the rate spans two of them
     assert "[120s]" in rr.queries("u", "j", 60)["cpu_cores"]
 
