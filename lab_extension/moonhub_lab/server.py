@@ -3,8 +3,8 @@
 ``/moonhub/server`` (what this server runs: a new job's defaults) and ``/moonhub/notices``
 (warnings for the user: those the GPU reclaim service keeps for this server, which the
 server pulls with its own token, and this server's out-of-memory kills, read from its
-cgroup, and a nearly full or full workspace), and ``/moonhub/workspace`` (the workspace's
-size and use, for the status bar). Nothing here is called by MoonHub's services: they never
+cgroup, and a nearly full or full workspace), ``/moonhub/workspace`` (the workspace's
+size and use, for the status bar) and ``/moonhub/gpus`` (this server's GPUs, live). Nothing here is called by MoonHub's services: they never
 send a credential to a process the user controls.
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
@@ -14,6 +14,7 @@ Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
-from . import diskspace
+from . import diskspace, gpus
 from . import settings as lab_settings
 from .memory import OomWatch, message
 
@@ -234,6 +235,17 @@ class WorkspaceHandler(APIHandler):
         self.finish(space.as_dict())
 
 
+class GpusHandler(APIHandler):
+    """This server's GPUs, live (the status bar). Reading them is not activity."""
+
+    _track_activity = False
+
+    @web.authenticated
+    async def get(self) -> None:
+        found = await asyncio.to_thread(gpus.read)
+        self.finish({"gpus": [g.as_dict() for g in found]})
+
+
 def _start_disk_watch(server_app: Any) -> None:
     """A notice when the workspace becomes almost full and when it is full (once per level
     reached; it goes again when the level drops)."""
@@ -276,6 +288,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "moonhub/server"), ServerInfoHandler),
             (url_path_join(base, "moonhub/notices"), NoticesHandler),
             (url_path_join(base, "moonhub/workspace"), WorkspaceHandler),
+            (url_path_join(base, "moonhub/gpus"), GpusHandler),
         ],
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")

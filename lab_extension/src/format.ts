@@ -145,6 +145,32 @@ export function workspaceLabel(space: { used: number; total: number; level: stri
   return space.level === 'full' ? `${label} (full)` : label;
 }
 
+/** One GPU of the server, as its server extension reads it (nvidia-smi, or the simulated GPUs). */
+export interface IGpuFigures {
+  index: number;
+  utilization: number;
+  memory_used?: number | null;
+  memory_total?: number | null;
+}
+
+/**
+ * The status bar's GPU figures: "GPU 97%" (one GPU), "GPUs 97% 3%", with their memory when
+ * known ("GPU 97% · 12 GiB / 80 GiB"), and the level: 'warn' when a GPU's memory is 90% used.
+ * Empty text: no GPUs (pure).
+ */
+export function gpuLabel(gpus: IGpuFigures[]): { text: string; level: 'ok' | 'warn' } {
+  if (!gpus.length) {
+    return { text: '', level: 'ok' };
+  }
+  const busy = gpus.map(g => `${Math.round(g.utilization)}%`).join(' ');
+  const known = gpus.filter(g => typeof g.memory_used === 'number' && typeof g.memory_total === 'number' && g.memory_total > 0);
+  const used = known.reduce((n, g) => n + (g.memory_used as number), 0);
+  const total = known.reduce((n, g) => n + (g.memory_total as number), 0);
+  const memory = known.length ? ` · ${bytes(used)} / ${bytes(total)}` : '';
+  const full = known.some(g => (g.memory_used as number) >= 0.9 * (g.memory_total as number));
+  return { text: `${gpus.length > 1 ? 'GPUs' : 'GPU'} ${busy}${memory}`, level: full ? 'warn' : 'ok' };
+}
+
 /** How a secret is delivered, in words ("env DB_PASSWORD", "file key.json"). */
 export function deliveryLabel(d: { env?: string; file?: string } | null | undefined): string {
   if (!d) {

@@ -19,7 +19,7 @@ import { IKernelChoice, ScheduleDialog } from './dialog';
 import { RunLogView } from './logview';
 import { watchNotices } from './notices';
 import { JobsPanel } from './panel';
-import { WorkspaceStatus } from './workspace';
+import { GpuStatus, WorkspaceStatus } from './workspace';
 import { RunOutputView } from './outputview';
 import { SecretsView } from './secrets';
 import { UsageView } from './usageview';
@@ -220,6 +220,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       item: new WorkspaceStatus(client),
       align: 'left',
       rank: 50
+    });
+    statusBar?.registerStatusItem('moonhub:gpus', {
+      item: new GpuStatus(client),
+      align: 'left',
+      rank: 51
     });
 
     if (settings) {

@@ -1,5 +1,5 @@
 import { errorFrom, fieldMessage, JobsError } from '../src/api/errors';
-import { bytes, duration, isLive, jobName, percent, relative, statusLabel, workspaceLabel } from '../src/format';
+import { bytes, duration, gpuLabel, isLive, jobName, percent, relative, statusLabel, workspaceLabel } from '../src/format';
 
 describe('formatting', () => {
   it.each([
@@ -77,5 +77,21 @@ describe('triggerLabel', () => {
     expect(triggerLabel({ trigger: 'rerun', rerun_of: 3 })).toBe('re-run of #3');
     expect(triggerLabel({ trigger: 'backfill', scheduled_for: '2026-11-30T06:00:00+08:00' })).toBe('back-fill for 2026-11-30');
     expect(triggerLabel({ trigger: 'upstream', upstream_run: 12 })).toBe('after run #12');
+  });
+});
+
+describe('the GPU status', () => {
+  it('says nothing without GPUs', () => {
+    expect(gpuLabel([])).toEqual({ text: '', level: 'ok' });
+  });
+
+  it('says how busy each GPU is, with their memory when known', () => {
+    expect(gpuLabel([{ index: 0, utilization: 97.4 }])).toEqual({ text: 'GPU 97%', level: 'ok' });
+    const gib = 2 ** 30;
+    const two = [
+      { index: 0, utilization: 97, memory_used: 12 * gib, memory_total: 80 * gib },
+      { index: 1, utilization: 3, memory_used: 76 * gib, memory_total: 80 * gib }
+    ];
+    expect(gpuLabel(two)).toEqual({ text: 'GPUs 97% 3% · 88 GiB / 160 GiB', level: 'warn' });
   });
 });

@@ -94,6 +94,20 @@ async def _notices(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: 
     return list(r.json()["notices"])
 
 
+async def _gpus(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str) -> list[dict[str, Any]]:
+    """The GPU figures the user's lab shows in its status bar (read at the pod, as notices)."""
+    pod = await core.read_namespaced_pod(f"jupyter-{user}", NS)
+    token = hub.token(s, user, f"access:servers!server={user}/")
+    r = await asyncio.to_thread(
+        requests.get,
+        f"http://{pod.status.pod_ip}:8888/user/{user}/moonhub/gpus",
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json()["gpus"])
+
+
 async def test_idle_gpu_server_goes_before_idle_cpu_server(
     cull_hub: Hub, local_cluster: ClusterConfig, core: client.CoreV1Api, timings: dict[str, float]
 ) -> None:
@@ -116,6 +130,12 @@ async def test_idle_gpu_server_goes_before_idle_cpu_server(
     await spawn("cal", CPU)
     t0 = time.monotonic()
     assert json.loads(_gpu_file(local_cluster, "gia").read_text()) == [0], "gia's GPU stays at 0%"
+    # what each user's lab shows of their own GPUs, live (issue 36, item 2): busy, idle, none
+    assert await _gpus(core, hub, sessions["gus"], "gus") == [
+        {"index": 0, "utilization": 97.0, "memory_used": None, "memory_total": None}
+    ]
+    assert [g["utilization"] for g in await _gpus(core, hub, sessions["gia"], "gia")] == [0.0]
+    assert await _gpus(core, hub, sessions["cal"], "cal") == []
 
     # gia is warned in JupyterLab first, then reclaimed
     warned = await wait_for(

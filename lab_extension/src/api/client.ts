@@ -6,6 +6,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import type { IGpuFigures } from '../format';
 import { errorFrom, JobsError } from './errors';
 import type {
   INotice,
@@ -125,6 +126,11 @@ export class JobsClient {
     return this.request<{ notices?: INotice[] }>(URLExt.join(this.settings.baseUrl, 'moonhub/notices'), {}).then(
       r => r.notices ?? []
     );
+  }
+
+  /** This server's GPUs, live (none on a server without GPUs). */
+  gpus(): Promise<IGpuFigures[]> {
+    return this.request<{ gpus?: IGpuFigures[] }>(URLExt.join(this.settings.baseUrl, 'moonhub/gpus'), {}).then(r => r.gpus ?? []);
   }
 
   /** The workspace's size and use. */
