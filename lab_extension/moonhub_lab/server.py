@@ -4,8 +4,9 @@
 (warnings for the user: those the GPU reclaim service keeps for this server, which the
 server pulls with its own token, and this server's out-of-memory kills, read from its
 cgroup, and a nearly full or full workspace), ``/moonhub/workspace`` (the workspace's
-size and use, for the status bar) and ``/moonhub/gpus`` (this server's GPUs, live). Nothing here is called by MoonHub's services: they never
-send a credential to a process the user controls.
+size and use, for the status bar) and ``/moonhub/gpus`` (this server's GPUs, live).
+Nothing here is called by MoonHub's services: they never send a credential to a process the
+user controls.
 
 Registered as a Jupyter server extension (``jupyter-config/.../moonhub_lab.json``); needs
 ``$MOONHUB_JOBS_URL`` (the jobs service, e.g. ``http://hub:8090/services/jobs/``) and
