@@ -93,6 +93,8 @@ async def test_three_notebooks_one_fails_then_is_repaired_and_values_reach_downs
     assert t["prepare"]["status"] == "succeeded"
     assert t["prepare"]["published"]["model_path"].startswith("models/20") and t["prepare"]["published"]["rows"] == 3
     assert t["train"]["status"] == "failed" and t["train"]["attempt"] == 1
+    # why, in words: the failing cell and its error (the runner's termination message)
+    assert "failed: RuntimeError: first try fails" in (t["train"]["reason"] or ""), t["train"]
     assert t["report"]["status"] == "upstream_failed", "it needs train to succeed"
     assert t["cleanup"]["status"] == "succeeded", "run_if any_failed: it ran because train failed"
     log = rosa("GET", f"/jobs/{job['id']}/runs/{run['id']}/log?task=train").json()
