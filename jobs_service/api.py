@@ -402,13 +402,21 @@ class UsageHandler(APIHandler):
     async def get(self) -> None:
         """CPU-, memory-, GPU-hours and storage by day over the last ``?days=`` days: the
         caller's own and their teams' totals, or (job admins) everyone's, one ``?user=``'s
-        or one ``?team=``'s. ``?format=csv`` answers the rows as a CSV file."""
+        or one ``?team=``'s. ``?format=csv`` answers the rows as a CSV file; ``?rows=false``
+        leaves them out of the JSON."""
         days = numbers.whole("days", self.get_argument("days", "30"), 1, usage.MAX_DAYS)
         form = self.get_argument("format", "json")
         if form not in ("json", "csv"):
             raise FieldError("format", "must be json or csv")
+        rows = self.get_argument("rows", "true")
+        if rows not in ("true", "false"):
+            raise FieldError("rows", "must be true or false")
         found = self.jobs.usage_report(
-            self.caller(), days, self.get_argument("user", None) or None, self.get_argument("team", None) or None
+            self.caller(),
+            days,
+            self.get_argument("user", None) or None,
+            self.get_argument("team", None) or None,
+            rows == "true" or form == "csv",
         )
         if form == "json":
             self.send(found)

@@ -115,9 +115,9 @@ class JobsService:
         return gpu_usage.report(self.ctx, caller, days)
 
     def usage_report(
-        self, caller: Caller, days: int, user: str | None = None, team: str | None = None
+        self, caller: Caller, days: int, user: str | None = None, team: str | None = None, rows: bool = True
     ) -> dict[str, Any]:
-        return usage.report(self.ctx, caller, days, user, team)
+        return usage.report(self.ctx, caller, days, user, team, rows)
 
     @property
     def catalog(self) -> CatalogStore:

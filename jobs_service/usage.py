@@ -304,10 +304,20 @@ def day_range(days: int, until: datetime.date | None = None) -> list[str]:
     return [(end - datetime.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
 
 
-def report(ctx: Context, caller: Caller, days: int, user: str | None = None, team: str | None = None) -> dict[str, Any]:
+def report(
+    ctx: Context, caller: Caller, days: int, user: str | None = None, team: str | None = None, rows: bool = True
+) -> dict[str, Any]:
     """Usage over the last ``days`` days (today included). Job admins: everyone's, or one
     ``user``'s or ``team``'s. Others: their own and their teams' totals; asking for another
-    user, or a team they are not in, is refused (403)."""
+    user, or a team they are not in, is refused (403). ``rows=False`` leaves the rows out
+    (everyone's, by day, are many: the console's charts and tables need only the totals)."""
+    found = _report(ctx, caller, days, user, team)
+    if not rows:
+        found["rows"] = []
+    return found
+
+
+def _report(ctx: Context, caller: Caller, days: int, user: str | None, team: str | None) -> dict[str, Any]:
     if not 1 <= days <= MAX_DAYS:
         raise FieldError("days", f"must be a whole number from 1 to {MAX_DAYS}")
     if user is not None and user != caller.name and not caller.admin:

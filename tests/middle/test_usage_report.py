@@ -84,6 +84,8 @@ def test_a_job_admin_gets_everyone_and_filters(middle: Middle, stored: str) -> N
     assert [u["user"] for u in got["users"]][:3] == ["use-bob", "use-ann", "use-cat"], "GPU-hours first"
     one = admin.call("GET", "/usage?days=1&user=use-cat").json()
     assert [r["user"] for r in one["rows"]] == ["use-cat"]
+    totals = admin.call("GET", "/usage?days=1&rows=false").json()
+    assert totals["rows"] == [] and totals["total"] == got["total"], "the same totals without the rows"
     team = admin.call("GET", "/usage?days=1&team=use-team").json()
     assert {r["user"] for r in team["rows"]} == {"use-ann", "use-bob", ""}, "the team folder's row has no user"
 
@@ -102,7 +104,9 @@ def test_the_csv_is_a_file_of_the_same_rows(middle: Middle, stored: str) -> None
     }
 
 
-@pytest.mark.parametrize(("query", "field"), [("days=0", "days"), ("days=x", "days"), ("format=xml", "format")])
+@pytest.mark.parametrize(
+    ("query", "field"), [("days=0", "days"), ("days=x", "days"), ("format=xml", "format"), ("rows=maybe", "rows")]
+)
 def test_bad_queries_are_named(middle: Middle, query: str, field: str) -> None:
     r = middle.user("use-ann").call("GET", f"/usage?{query}")
     assert r.status_code == 400 and r.json()["field"] == field, r.text
