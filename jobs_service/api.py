@@ -411,7 +411,8 @@ class UsageHandler(APIHandler):
         rows = self.get_argument("rows", "true")
         if rows not in ("true", "false"):
             raise FieldError("rows", "must be true or false")
-        found = self.jobs.usage_report(
+        found = await asyncio.to_thread(
+            self.jobs.usage_report,
             self.caller(),
             days,
             self.get_argument("user", None) or None,

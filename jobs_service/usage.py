@@ -18,6 +18,7 @@ rows, and the totals of the teams they are in (not their colleagues' own figures
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime
 import io
@@ -27,7 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from moonhub_core import admissions
 from moonhub_core import queue_objects as q
@@ -155,48 +159,74 @@ class Sampler:
             ser = ctx.api.sanitize_for_serialization
             self.stored = storage(ser(c) for c in claims.items)
         if step or storage_step:
-            self._record(ctx, held if step else {}, step, self.stored if storage_step else {}, storage_step)
+            # off the event loop: with thousands of owners the write takes a while
+            await asyncio.to_thread(
+                self._record, ctx, held if step else {}, step, self.stored if storage_step else {}, storage_step
+            )
         return sum(h.gpus for h in held.values())
 
     @staticmethod
     def _record(
         ctx: Context, held: dict[Owner, Held], step: float, stored: dict[Owner, Stored], storage_step: float
     ) -> None:
+        """Add one sample to today's rows: an upsert of every owner's row at once."""
         day = utcnow().date().isoformat()
-        with ctx.db() as s:
+        gpu_rows = [
+            {"day": day, "user": u, "team": t, "gpu_seconds": h.gpus * step} for (u, t), h in held.items() if h.gpus
+        ]
+        rows: dict[Owner, dict[str, Any]] = {}
 
-            def row(who: Owner) -> UsageRow:
-                found = s.get(UsageRow, (day, *who))
-                if found is None:
-                    found = UsageRow(
-                        day=day,
-                        user=who[0],
-                        team=who[1],
-                        cpu_seconds=0.0,
-                        memory_gib_seconds=0.0,
-                        storage_gib_seconds=0.0,
-                        storage_used_gib_seconds=0.0,
-                    )
-                    s.add(found)
-                return found
+        def row(who: Owner) -> dict[str, Any]:
+            return rows.setdefault(
+                who, {"day": day, "user": who[0], "team": who[1], **dict.fromkeys(_USAGE_FIGURES, 0.0)}
+            )
 
-            for (user, team), h in held.items():
-                if h.gpus:
-                    g = s.get(GpuUsageRow, (day, user, team)) or GpuUsageRow(day=day, user=user, team=team)
-                    g.gpu_seconds = (g.gpu_seconds or 0.0) + h.gpus * step
-                    s.add(g)
-                    GPU_SECONDS.labels(user=user, team=team).inc(h.gpus * step)
-                if h.cpu or h.memory_gib:
-                    r = row((user, team))
-                    r.cpu_seconds += h.cpu * step
-                    r.memory_gib_seconds += h.memory_gib * step
-                    CPU_SECONDS.labels(user=user, team=team).inc(h.cpu * step)
-                    MEMORY_SECONDS.labels(user=user, team=team).inc(h.memory_gib * step)
-            for who, st in stored.items():
+        for who, h in held.items():
+            if h.cpu or h.memory_gib:
                 r = row(who)
-                r.storage_gib_seconds += st.size_gib * storage_step
-                r.storage_used_gib_seconds += st.used_gib * storage_step
+                r["cpu_seconds"] += h.cpu * step
+                r["memory_gib_seconds"] += h.memory_gib * step
+        for who, st in stored.items():
+            r = row(who)
+            r["storage_gib_seconds"] += st.size_gib * storage_step
+            r["storage_used_gib_seconds"] += st.used_gib * storage_step
+        with ctx.db() as s:
+            _add_to(s, GpuUsageRow, ("gpu_seconds",), gpu_rows)
+            _add_to(s, UsageRow, _USAGE_FIGURES, list(rows.values()))
             s.commit()
+        for (user, team), h in held.items():  # counted once the rows are written
+            if h.gpus:
+                GPU_SECONDS.labels(user=user, team=team).inc(h.gpus * step)
+            if h.cpu or h.memory_gib:
+                CPU_SECONDS.labels(user=user, team=team).inc(h.cpu * step)
+                MEMORY_SECONDS.labels(user=user, team=team).inc(h.memory_gib * step)
+
+
+_USAGE_FIGURES = ("cpu_seconds", "memory_gib_seconds", "storage_gib_seconds", "storage_used_gib_seconds")
+_KEY = ("day", "user", "team")
+
+
+def _add_to(session: Session, model: type[Any], figures: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """Add ``rows``' figures to the stored rows of the same key, making those missing: one
+    ``INSERT ... ON CONFLICT DO UPDATE`` for all (SQLite and PostgreSQL both have it)."""
+    if not rows:
+        return
+    name = session.get_bind().dialect.name
+    insert: Any = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(name)
+    if insert is None:  # another database: one row at a time
+        for r in rows:
+            found = session.get(model, tuple(r[k] for k in _KEY))
+            if found is None:
+                session.add(model(**r))
+            else:
+                for f in figures:
+                    setattr(found, f, getattr(found, f) + r[f])
+        return
+    stmt = insert(model)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(_KEY), set_={f: getattr(model, f) + getattr(stmt.excluded, f) for f in figures}
+    )
+    session.execute(stmt, rows)
 
 
 # ---- reports ---------------------------------------------------------------------------
@@ -282,6 +312,35 @@ def build(
     }
 
 
+def totals(per_owner: Iterable[DayRow], per_day: Mapping[str, DayRow], days: list[str]) -> dict[str, Any]:
+    """Everyone's report without its rows, from sums the database made (pure): ``per_owner``
+    summed over the days per user and team (their ``day`` unused), ``per_day`` summed per
+    day. The same figures as :func:`build` gives from the rows."""
+    users: dict[str, dict[str, float]] = {}
+    teams: dict[str, dict[str, float]] = {}
+    for r in per_owner:
+        f = r.figures()
+        if r.user:
+            _add(users.setdefault(r.user, _zero()), f)
+        if r.team:
+            _add(teams.setdefault(r.team, _zero()), f)
+    by_day = {d: per_day[d].figures() if d in per_day else _zero() for d in days}
+    total = _zero()
+    for f in by_day.values():
+        _add(total, f)
+    return {
+        "since": days[0] if days else "",
+        "until": days[-1] if days else "",
+        "days": len(days),
+        "scope": "all",
+        "total": _rounded(total),
+        "by_day": [{"day": d, **_rounded(f)} for d, f in by_day.items()],
+        "users": [{"user": u, **_rounded(f)} for u, f in sorted(users.items(), key=lambda kv: _order(kv))],
+        "teams": [{"team": t, **_rounded(f)} for t, f in sorted(teams.items(), key=lambda kv: _order(kv))],
+        "rows": [],
+    }
+
+
 def _order(kv: tuple[str, Mapping[str, float]]) -> tuple[float, float, str]:
     """The largest GPU users first, then CPU, then by name."""
     return (-kv[1]["gpu_hours"], -kv[1]["cpu_hours"], kv[0])
@@ -311,10 +370,38 @@ def report(
     ``user``'s or ``team``'s. Others: their own and their teams' totals; asking for another
     user, or a team they are not in, is refused (403). ``rows=False`` leaves the rows out
     (everyone's, by day, are many: the console's charts and tables need only the totals)."""
+    if caller.admin and not rows and 1 <= days <= MAX_DAYS:
+        return _summed(ctx, day_range(days), user, team)
     found = _report(ctx, caller, days, user, team)
     if not rows:
         found["rows"] = []
     return found
+
+
+def _summed(ctx: Context, span: list[str], user: str | None, team: str | None) -> dict[str, Any]:
+    """Everyone's totals (or one user's or team's), summed by the database: per user and
+    team, and per day (a row per user and day is many rows to read)."""
+    per_owner: dict[tuple[str, str], dict[str, float]] = {}
+    per_day: dict[str, dict[str, float]] = {}
+    with ctx.db() as s:
+        for model, figures in ((UsageRow, _USAGE_FIGURES), (GpuUsageRow, ("gpu_seconds",))):
+            where = model.day >= span[0]
+            if user is not None:
+                where = where & (model.user == user)
+            if team is not None:
+                where = where & (model.team == team)
+            sums = [func.sum(getattr(model, f)) for f in figures]
+            for who, group, *got in s.execute(
+                select(model.user, model.team, *sums).where(where).group_by(model.user, model.team)
+            ):
+                per_owner.setdefault((who, group), {}).update(zip(figures, (float(g or 0) for g in got), strict=True))
+            for day, *got in s.execute(select(model.day, *sums).where(where).group_by(model.day)):
+                per_day.setdefault(day, {}).update(zip(figures, (float(g or 0) for g in got), strict=True))
+    return totals(
+        [DayRow("", who, group, **f) for (who, group), f in per_owner.items()],
+        {day: DayRow(day, "", "", **f) for day, f in per_day.items()},
+        span,
+    )
 
 
 def _report(ctx: Context, caller: Caller, days: int, user: str | None, team: str | None) -> dict[str, Any]:
@@ -325,28 +412,35 @@ def _report(ctx: Context, caller: Caller, days: int, user: str | None, team: str
     if team is not None and team not in caller.groups and not caller.admin:
         raise Forbidden("team", f"you are not in the team {team!r}: its usage is for its members and job admins")
     span = day_range(days)
-    stored = _rows(ctx, span[0])
-    if team is not None:
-        stored = [r for r in stored if r.team == team]
     if caller.admin:
+        stored = _rows(ctx, span[0])
+        if team is not None:
+            stored = [r for r in stored if r.team == team]
         if user is not None:
             stored = [r for r in stored if r.user == user]
         return build(stored, span)
     teams = [team] if team is not None else list(caller.groups)
+    stored = _rows(ctx, span[0], caller.name, teams)
+    if team is not None:
+        stored = [r for r in stored if r.team == team]
     return build(stored, span, own=caller.name, teams=teams)
 
 
-def _rows(ctx: Context, since: str) -> list[DayRow]:
-    """Every stored row from ``since`` on, GPU-seconds joined to the rest."""
+def _rows(ctx: Context, since: str, user: str | None = None, teams: list[str] | None = None) -> list[DayRow]:
+    """The stored rows from ``since`` on, GPU-seconds joined to the rest (plain tuples: there
+    may be a row per user and day); with ``user``, only theirs and their ``teams``'."""
+
+    def mine(model: Any) -> Any:
+        if user is None:
+            return model.day >= since
+        return (model.day >= since) & ((model.user == user) | model.team.in_(teams or []))
+
     merged: dict[tuple[str, str, str], dict[str, float]] = {}
     with ctx.db() as s:
-        for u in s.scalars(select(UsageRow).where(UsageRow.day >= since)):
-            merged.setdefault((u.day, u.user, u.team), {}).update(
-                cpu_seconds=u.cpu_seconds,
-                memory_gib_seconds=u.memory_gib_seconds,
-                storage_gib_seconds=u.storage_gib_seconds,
-                storage_used_gib_seconds=u.storage_used_gib_seconds,
-            )
-        for g in s.scalars(select(GpuUsageRow).where(GpuUsageRow.day >= since)):
-            merged.setdefault((g.day, g.user, g.team), {})["gpu_seconds"] = g.gpu_seconds
-    return [DayRow(day, user, team, **f) for (day, user, team), f in merged.items()]
+        columns = [UsageRow.day, UsageRow.user, UsageRow.team, *(getattr(UsageRow, f) for f in _USAGE_FIGURES)]
+        for day, who, team, *figures in s.execute(select(*columns).where(mine(UsageRow))):
+            merged[(day, who, team)] = dict(zip(_USAGE_FIGURES, figures, strict=True))
+        gpu = select(GpuUsageRow.day, GpuUsageRow.user, GpuUsageRow.team, GpuUsageRow.gpu_seconds)
+        for day, who, team, seconds in s.execute(gpu.where(mine(GpuUsageRow))):
+            merged.setdefault((day, who, team), {})["gpu_seconds"] = seconds
+    return [DayRow(day, who, team, **f) for (day, who, team), f in merged.items()]

@@ -15,6 +15,7 @@ from tests.db.test_schema import (
     models_match_the_migrations,
     taken_back_for_a_rollback,
 )
+from tests.db.test_usage_store import samples_add_up_and_totals_agree
 from tests.postgres import fresh_database, postgres_server
 
 PORT = 15432
@@ -67,3 +68,7 @@ def test_the_models_and_the_migrations_agree_on_postgresql(postgres_url: str) ->
 
 def test_a_postgresql_database_is_taken_back_for_a_rollback(postgres_url: str) -> None:
     taken_back_for_a_rollback(_fresh(postgres_url, "taken_back"))
+
+
+def test_samples_add_up_and_totals_agree_on_postgresql(postgres_url: str) -> None:
+    samples_add_up_and_totals_agree(_fresh(postgres_url, "usage_store"))

@@ -127,6 +127,21 @@ def test_the_admins_report_has_everyone_by_day_user_and_team() -> None:
     assert len(r["rows"]) == 6
 
 
+def test_the_totals_the_database_sums_are_the_reports_without_its_rows() -> None:
+    figures = ("cpu_seconds", "memory_gib_seconds", "gpu_seconds", "storage_gib_seconds", "storage_used_gib_seconds")
+    per_owner: dict[tuple[str, str], DayRow] = {}
+    per_day: dict[str, DayRow] = {}
+
+    def plus(was: DayRow, r: DayRow) -> DayRow:
+        return DayRow(was.day, was.user, was.team, *(getattr(was, f) + getattr(r, f) for f in figures))
+
+    for r in ROWS:  # as GROUP BY user, team and GROUP BY day over the days asked for sum them
+        if r.day in DAYS:
+            per_owner[(r.user, r.team)] = plus(per_owner.get((r.user, r.team), DayRow("", r.user, r.team)), r)
+            per_day[r.day] = plus(per_day.get(r.day, DayRow(r.day, "", "")), r)
+    assert usage.totals(per_owner.values(), per_day, DAYS) == {**usage.build(ROWS, DAYS), "rows": []}
+
+
 def test_a_user_sees_their_own_rows_and_their_teams_totals_only() -> None:
     r = usage.build(ROWS, DAYS, own="ann", teams=["ml"])
     assert r["scope"] == "own"
