@@ -13,6 +13,8 @@ import { h, select } from './dom';
 import { amount, bars, FIGURE_NAMES, type Figure, summary } from './usage';
 
 const SVG = 'http://www.w3.org/2000/svg';
+/** how often the view reads the report again while shown (the service samples every 15 s) */
+const REFRESH_MS = 20_000;
 
 export class UsageView extends Widget {
   private readonly days = select('moonhub-usage-days', [
@@ -59,12 +61,27 @@ export class UsageView extends Widget {
     this.days.addEventListener('change', () => void this.refresh());
     this.figure.addEventListener('change', () => this.draw());
     void this.refresh();
+    // today's figures grow while servers and runs hold something: read again now and then
+    this.timer = window.setInterval(() => {
+      if (this.isVisible) {
+        void this.refresh();
+      }
+    }, REFRESH_MS);
   }
+
+  dispose(): void {
+    window.clearInterval(this.timer);
+    super.dispose();
+  }
+
+  private timer: number;
 
   async refresh(): Promise<void> {
     const days = Number(this.days.value);
     this.csv.setAttribute('href', URLExt.join(this.client.settings.baseUrl, 'moonhub/api/v1/usage') + `?days=${days}&format=csv`);
-    this.status.textContent = 'Loading…';
+    if (!this.report) {
+      this.status.textContent = 'Loading…';
+    }
     try {
       this.report = await this.client.usage(days);
     } catch (e) {
