@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from jobs_service import gpu_usage, usage
+from jobs_service import gpu_usage, usage, usage_report
 from jobs_service.context import Caller
 from jobs_service.db import GpuUsageRow, UsageRow, open_db, utcnow
 
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         admin, one = Caller("admin", admin=True), Caller("user-3", groups=("team-3",))
         base, gpu = timed(lambda: gpu_usage.report(ctx, admin, a.days), a.repeat)
         cases = [
-            ("everyone's, totals only (the console)", lambda: usage.report(ctx, admin, a.days, rows=False)),
-            ("everyone's, with the rows", lambda: usage.report(ctx, admin, a.days)),
-            ("everyone's as CSV", lambda: usage.as_csv(usage.report(ctx, admin, a.days))),
-            ("one user's own and their team's (the lab)", lambda: usage.report(ctx, one, a.days)),
+            ("everyone's, totals only (the console)", lambda: usage_report.report(ctx, admin, a.days, rows=False)),
+            ("everyone's, with the rows", lambda: usage_report.report(ctx, admin, a.days)),
+            ("everyone's as CSV", lambda: usage_report.as_csv(usage_report.report(ctx, admin, a.days))),
+            ("one user's own and their team's (the lab)", lambda: usage_report.report(ctx, one, a.days)),
         ]
         size = len(json.dumps(gpu))
         print(f"GPU-hours report over {a.days} days (baseline): {base * 1000:.0f} ms, {size:,} bytes")

@@ -22,7 +22,7 @@ from moonhub_core import numbers, server_claim, unread
 from moonhub_core.errors import FieldError, Forbidden, NotFound, TooLarge, Unprocessable
 from moonhub_core.jsonhttp import JsonResponses
 
-from . import accounts, bodies, outputs, usage
+from . import accounts, bodies, outputs, usage_report
 from .options import entitled
 from .preview import preview
 from .service import Caller, JobsService
@@ -404,7 +404,7 @@ class UsageHandler(APIHandler):
         caller's own and their teams' totals, or (job admins) everyone's, one ``?user=``'s
         or one ``?team=``'s. ``?format=csv`` answers the rows as a CSV file; ``?rows=false``
         leaves them out of the JSON."""
-        days = numbers.whole("days", self.get_argument("days", "30"), 1, usage.MAX_DAYS)
+        days = numbers.whole("days", self.get_argument("days", "30"), 1, usage_report.MAX_DAYS)
         form = self.get_argument("format", "json")
         if form not in ("json", "csv"):
             raise FieldError("format", "must be json or csv")
@@ -425,7 +425,7 @@ class UsageHandler(APIHandler):
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         name = f"moonhub-usage-{found['since']}-to-{found['until']}.csv"
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(usage.as_csv(found))
+        self.finish(usage_report.as_csv(found))
 
 
 class WorkspaceReclaimHandler(APIHandler):

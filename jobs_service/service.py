@@ -40,6 +40,7 @@ from . import (
     snapshots,
     sync,
     usage,
+    usage_report,
     workspaces,
 )
 from .context import Caller, Context
@@ -117,7 +118,7 @@ class JobsService:
     def usage_report(
         self, caller: Caller, days: int, user: str | None = None, team: str | None = None, rows: bool = True
     ) -> dict[str, Any]:
-        return usage.report(self.ctx, caller, days, user, team, rows)
+        return usage_report.report(self.ctx, caller, days, user, team, rows)
 
     @property
     def catalog(self) -> CatalogStore:

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from jobs_service import usage
+from jobs_service import usage, usage_report
 from jobs_service.context import Caller
 from jobs_service.db import GpuUsageRow, UsageRow, open_db, utcnow
 
@@ -33,12 +33,12 @@ def samples_add_up_and_totals_agree(url: str) -> None:
         assert gpu is not None and gpu.gpu_seconds == 30.0
         assert s.get(UsageRow, (today, "cat", "vision")) is None, "GPUs alone make no CPU row"
     admin = Caller("admin", admin=True)
-    whole = usage.report(ctx, admin, 7)
+    whole = usage_report.report(ctx, admin, 7)
     assert whole["total"]["cpu_hours"] == round(75.0 / 3600, 3) and whole["total"]["gpu_hours"] == round(50 / 3600, 3)
-    assert usage.report(ctx, admin, 7, rows=False) == {**whole, "rows": []}, "the database's sums are the rows'"
+    assert usage_report.report(ctx, admin, 7, rows=False) == {**whole, "rows": []}, "the database's sums are the rows'"
     for user, team in (("ann", None), (None, "ml")):
-        one = usage.report(ctx, admin, 7, user, team)
-        assert usage.report(ctx, admin, 7, user, team, rows=False) == {**one, "rows": []}
+        one = usage_report.report(ctx, admin, 7, user, team)
+        assert usage_report.report(ctx, admin, 7, user, team, rows=False) == {**one, "rows": []}
 
 
 def test_samples_add_up_and_totals_agree_on_sqlite(tmp_path: Path) -> None:

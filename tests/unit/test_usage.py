@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jobs_service import usage
-from jobs_service.usage import DayRow
+from jobs_service import usage, usage_report
+from jobs_service.usage_report import DayRow
 from moonhub_core import pods, workspaces
 from moonhub_core import queue_objects as q
 
@@ -109,7 +109,7 @@ DAYS = ["2026-12-05", "2026-12-06"]
 
 
 def test_the_admins_report_has_everyone_by_day_user_and_team() -> None:
-    r = usage.build(ROWS, DAYS)
+    r = usage_report.build(ROWS, DAYS)
     assert (r["since"], r["until"], r["days"], r["scope"]) == ("2026-12-05", "2026-12-06", 2, "all")
     assert [d["cpu_hours"] for d in r["by_day"]] == [2.0, 11.0]
     assert r["total"] == {
@@ -139,11 +139,11 @@ def test_the_totals_the_database_sums_are_the_reports_without_its_rows() -> None
         if r.day in DAYS:
             per_owner[(r.user, r.team)] = plus(per_owner.get((r.user, r.team), DayRow("", r.user, r.team)), r)
             per_day[r.day] = plus(per_day.get(r.day, DayRow(r.day, "", "")), r)
-    assert usage.totals(per_owner.values(), per_day, DAYS) == {**usage.build(ROWS, DAYS), "rows": []}
+    assert usage_report.totals(per_owner.values(), per_day, DAYS) == {**usage_report.build(ROWS, DAYS), "rows": []}
 
 
 def test_a_user_sees_their_own_rows_and_their_teams_totals_only() -> None:
-    r = usage.build(ROWS, DAYS, own="ann", teams=["ml"])
+    r = usage_report.build(ROWS, DAYS, own="ann", teams=["ml"])
     assert r["scope"] == "own"
     assert {row["user"] for row in r["rows"]} == {"ann"}
     assert [u["user"] for u in r["users"]] == ["ann"]
@@ -151,20 +151,20 @@ def test_a_user_sees_their_own_rows_and_their_teams_totals_only() -> None:
     # the team's total counts bob's GPU-hours and the team folder, without listing bob
     [team] = r["teams"]
     assert (team["team"], team["gpu_hours"], team["cpu_hours"], team["storage_gib_days"]) == ("ml", 3.0, 3.0, 50.0)
-    assert usage.build(ROWS, DAYS, own="dan", teams=[])["rows"] == []
+    assert usage_report.build(ROWS, DAYS, own="dan", teams=[])["rows"] == []
 
 
 def test_the_csv_has_a_header_and_a_line_per_row() -> None:
-    text = usage.as_csv(usage.build(ROWS, DAYS, own="ann", teams=["ml"]))
+    text = usage_report.as_csv(usage_report.build(ROWS, DAYS, own="ann", teams=["ml"]))
     lines = list(csv.reader(io.StringIO(text)))
-    assert lines[0] == ["day", "user", "team", *usage.FIGURES]
+    assert lines[0] == ["day", "user", "team", *usage_report.FIGURES]
     assert lines[1] == ["2026-12-05", "ann", "ml", "2.000", "4.000", "1.000", "0.000", "0.000"]
     assert len(lines) == 4 and text.endswith("\r\n")
 
 
 def test_days_end_today_oldest_first() -> None:
-    assert usage.day_range(3, datetime.date(2026, 3, 1)) == ["2026-02-27", "2026-02-28", "2026-03-01"]
-    assert usage.day_range(1) == [datetime.datetime.now(datetime.UTC).date().isoformat()]
+    assert usage_report.day_range(3, datetime.date(2026, 3, 1)) == ["2026-02-27", "2026-02-28", "2026-03-01"]
+    assert usage_report.day_range(1) == [datetime.datetime.now(datetime.UTC).date().isoformat()]
 
 
 @pytest.mark.parametrize("days", [0, 367])
@@ -173,5 +173,5 @@ def test_a_days_count_out_of_range_is_named(days: int) -> None:
     from moonhub_core.errors import FieldError
 
     with pytest.raises(FieldError) as e:
-        usage.report(None, Caller("ann"), days)  # type: ignore[arg-type]
+        usage_report.report(None, Caller("ann"), days)  # type: ignore[arg-type]
     assert e.value.field == "days"
