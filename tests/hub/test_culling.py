@@ -79,33 +79,29 @@ def _servers(hub: Hub, admin: requests.Session, user: str) -> dict[str, Any]:
     return dict(r.json()["servers"])
 
 
-async def _notices(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str) -> list[dict[str, Any]]:
-    """The notices on the user's server, read at the pod itself: through the proxy the
-    read would count as activity and keep the server alive."""
+async def _at_pod(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str, path: str) -> Any:
+    """What the user's server answers at ``moonhub/<path>``, asked at the pod itself: through
+    the proxy the read would count as activity and keep the server alive."""
     pod = await core.read_namespaced_pod(f"jupyter-{user}", NS)
     token = hub.token(s, user, f"access:servers!server={user}/")
     r = await asyncio.to_thread(
         requests.get,
-        f"http://{pod.status.pod_ip}:8888/user/{user}/moonhub/notices",
+        f"http://{pod.status.pod_ip}:8888/user/{user}/moonhub/{path}",
         headers={"Authorization": f"token {token}"},
         timeout=10,
     )
     assert r.status_code == 200, r.text
-    return list(r.json()["notices"])
+    return r.json()
+
+
+async def _notices(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str) -> list[dict[str, Any]]:
+    """The notices on the user's server."""
+    return list((await _at_pod(core, hub, s, user, "notices"))["notices"])
 
 
 async def _gpus(core: client.CoreV1Api, hub: Hub, s: requests.Session, user: str) -> list[dict[str, Any]]:
-    """The GPU figures the user's lab shows in its status bar (read at the pod, as notices)."""
-    pod = await core.read_namespaced_pod(f"jupyter-{user}", NS)
-    token = hub.token(s, user, f"access:servers!server={user}/")
-    r = await asyncio.to_thread(
-        requests.get,
-        f"http://{pod.status.pod_ip}:8888/user/{user}/moonhub/gpus",
-        headers={"Authorization": f"token {token}"},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return list(r.json()["gpus"])
+    """The GPU figures the user's lab shows in its status bar."""
+    return list((await _at_pod(core, hub, s, user, "gpus"))["gpus"])
 
 
 async def test_idle_gpu_server_goes_before_idle_cpu_server(
