@@ -1,5 +1,6 @@
-"""The admin console's hub handlers: the page, the usage API and the catalog API. Every
-route needs the ``admin-ui`` scope (hub admins); others get 403.
+"""The admin console's hub handlers: the page, the usage API, the usage report (asked of the
+jobs service) and the catalog API. Every route needs the ``admin-ui`` scope (hub admins);
+others get 403.
 
 The console reads the catalog through the hub's one reloading store (the spawners share it):
 a broken edit of the file is shown here, with the last good catalog still in use, instead
@@ -8,8 +9,10 @@ of failing the page an admin opens to find out what is wrong."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from jupyterhub.handlers import BaseHandler
@@ -18,6 +21,7 @@ from jupyterhub.utils import url_path_join
 from kubernetes_asyncio import client
 from kubespawner.clients import load_config, shared_client
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from moonhub_core import claims, gpuview, workspaces
 from moonhub_core import pods as podc
@@ -158,7 +162,7 @@ class PageHandler(ConsoleHandler):
             catalog_error=use["catalog_error"],
             catalog_path=self.source.where,
             managed_by=self.managed_by,
-            usage_url=url_path_join(self.base_url, "services/jobs/api/v1/usage")
+            usage_url=url_path_join(self.hub.base_url, "moonhub-admin/api/usage-report")
             if self.platform.config.jobs.enabled
             else "",
         )
@@ -298,11 +302,59 @@ class WorkspaceHandler(ConsoleHandler):
         self.send({"claim": claim, "size": size if grown else current, "was": current})
 
 
+class UsageReportHandler(ConsoleHandler):
+    """The jobs service's usage report (``GET /api/v1/usage``), asked by the hub for the admin
+    on the console. A page of the hub can not call the service from the browser: the
+    service's sign-in cookie answers only navigations or requests carrying the service's own
+    XSRF token, which the hub's page can not read. So the hub asks, with a short-lived token
+    of the admin's that opens the jobs service only, kept by the hub and never sent to the
+    browser; the service decides what the admin may see, as for any caller."""
+
+    #: the report's query arguments passed on (nothing else is)
+    ARGUMENTS = ("days", "user", "team", "format", "rows")
+    #: seconds a token lives; one is made again when less than MARGIN is left
+    LIFETIME, MARGIN = 3600, 300
+
+    def _token(self) -> str:
+        user = self.current_user
+        kept: dict[str, tuple[str, float]] = self.settings.setdefault("moonhub_console_tokens", {})
+        token, until = kept.get(user.name, ("", 0.0))
+        if time.time() > until - self.MARGIN:
+            token = user.new_api_token(
+                note="MoonHub admin console: usage reports",
+                expires_in=self.LIFETIME,
+                scopes=["access:services!service=jobs"],
+            )
+            kept[user.name] = (token, time.time() + self.LIFETIME)
+        return token
+
+    @web.authenticated
+    @needs_scope("admin-ui")
+    async def get(self) -> None:
+        jobs = self.platform.config.jobs
+        if not jobs.enabled:
+            raise web.HTTPError(404, "the jobs service is off (jobs.enabled): nothing samples usage")
+        query = urlencode({k: self.get_argument(k) for k in self.ARGUMENTS if self.get_argument(k, None) is not None})
+        url = url_path_join(jobs.url, "services/jobs/api/v1/usage") + (f"?{query}" if query else "")
+        req = HTTPRequest(
+            url, headers={"Authorization": f"token {self._token()}"}, request_timeout=60, follow_redirects=False
+        )
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code == 599:
+            raise web.HTTPError(502, f"the jobs service did not answer: {resp.error}")
+        self.set_status(resp.code)
+        for name in ("Content-Type", "Content-Disposition"):
+            if name in resp.headers:
+                self.set_header(name, resp.headers[name])
+        self.finish(resp.body or b"")
+
+
 def handlers() -> list[tuple[str, type[BaseHandler]]]:
     """For ``JupyterHub.extra_handlers`` (mounted under /hub/)."""
     return [
         (r"/moonhub-admin/?", PageHandler),
         (r"/moonhub-admin/api/usage", UsageHandler),
+        (r"/moonhub-admin/api/usage-report", UsageReportHandler),
         (r"/moonhub-admin/api/catalog", CatalogHandler),
         (r"/moonhub-admin/api/catalog/history", HistoryHandler),
         (r"/moonhub-admin/api/workspaces/([a-z0-9][-a-z0-9.]{0,252})", WorkspaceHandler),

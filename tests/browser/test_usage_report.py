@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import time
+from urllib.parse import urljoin
 
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, expect
@@ -89,7 +90,7 @@ async def test_a_server_and_a_run_are_counted_and_shown(hub: Hub, browser: Brows
         await expect(view.locator(".moonhub-UsageTeams")).to_contain_text("No team of yours")
         href = await view.locator(".moonhub-UsageCsv").get_attribute("href")
         assert href and href.endswith("moonhub/api/v1/usage?days=30&format=csv"), href
-        got = await page.request.get(f"{hub.url}{href}")
+        got = await page.request.get(urljoin(page.url, href))
         assert got.status == 200 and got.headers["content-type"].startswith("text/csv"), await got.text()
         assert (await got.text()).startswith("day,user,team,cpu_hours,"), await got.text()
         await page.screenshot(path=str(SHOTS / "usage-lab.png"))
