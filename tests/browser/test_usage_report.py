@@ -66,7 +66,9 @@ class Tracker:
             await asyncio.sleep(0.5)
 
 
-async def test_a_server_and_a_run_are_counted_and_shown(hub: Hub, browser: Browser, api: client.ApiClient) -> None:
+async def test_a_server_and_a_run_are_counted_and_shown(
+    hub: Hub, browser: Browser, api: client.ApiClient, timings: dict[str, float]
+) -> None:
     SHOTS.mkdir(exist_ok=True)
     tracker = Tracker(client.CustomObjectsApi(api))
     tracking = asyncio.create_task(tracker.run())
@@ -124,6 +126,8 @@ async def test_a_server_and_a_run_are_counted_and_shown(hub: Hub, browser: Brows
             f"and {counted['memory_gib_hours'] * 3600:.1f} GiB-s against {tracker.cpu_seconds:.1f} and "
             f"{tracker.memory_gib_seconds:.1f} tracked (allowed: one step, {STEP:.0f} s, per holding)"
         )
+        timings["usage report: core-seconds counted (a server and a run)"] = counted["cpu_hours"] * 3600
+        timings["usage report: core-seconds the test integrated from the Workloads"] = tracker.cpu_seconds
         assert abs(counted["cpu_hours"] * 3600 - tracker.cpu_seconds) <= STEP * cores + 1, (
             counted,
             tracker.cpu_seconds,
