@@ -206,15 +206,8 @@ def _add_to(session: Session, model: type[Any], figures: tuple[str, ...], rows: 
         return
     name = session.get_bind().dialect.name
     insert: Any = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(name)
-    if insert is None:  # another database: one row at a time
-        for r in rows:
-            found = session.get(model, tuple(r[k] for k in _KEY))
-            if found is None:
-                session.add(model(**r))
-            else:
-                for f in figures:
-                    setattr(found, f, getattr(found, f) + r[f])
-        return
+    if insert is None:  # the jobs database is SQLite or PostgreSQL (docs/jobs.md)
+        raise RuntimeError(f"usage figures are kept on SQLite or PostgreSQL, not on {name}")
     stmt = insert(model)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEY), set_={f: getattr(model, f) + getattr(stmt.excluded, f) for f in figures}
