@@ -1,7 +1,8 @@
 """What the usage reports cost the jobs service at the scale tier's size: one sample's database
 write with ``--users`` owners holding something (every 15 s), and the report's answer over
 ``--days`` days of stored rows, against the GPU-hours report over the same rows (the
-baseline: the route admins had before, which reads one table of the two).
+baseline: the route admins had before, which reads one table of the two); and the series the
+usage counters add to the service's ``/metrics``.
 
 The jobs service's own database code on SQLite in a temporary folder (its default), filled
 with a row per user and day (a tenth of the users with GPU-seconds too, the users in
@@ -23,9 +24,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from prometheus_client import REGISTRY, generate_latest
+
 from jobs_service import gpu_usage, usage, usage_report
 from jobs_service.context import Caller
 from jobs_service.db import GpuUsageRow, UsageRow, open_db, utcnow
+
+
+_COUNTED = ("moonhub_gpu_seconds_total{", "moonhub_cpu_reserved_seconds_total{", "moonhub_memory_reserved_gib")
 
 
 def timed(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -86,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             f"one sample's write, {a.users} owners holding CPU and memory (a tenth GPUs): {sample * 1000:.0f} ms "
             f"({100 * sample / usage.EVERY:.1f}% of its {usage.EVERY:.0f} s period); with the storage "
             f"(every {usage.STORAGE_EVERY:.0f} s): {with_storage * 1000:.0f} ms"
+        )
+
+        # the counters a sample leaves for Prometheus: a series per user and team and figure
+        # (this process's registry holds only what this benchmark counted)
+        scrape, text = timed(lambda: generate_latest(REGISTRY), a.repeat)
+        series = sum(1 for line in text.decode().splitlines() if line.startswith(_COUNTED))
+        print(
+            f"the usage counters of {a.users} owners on /metrics: {series:,} series, {len(text):,} bytes, "
+            f"rendered in {scrape * 1000:.0f} ms"
         )
 
         admin, one = Caller("admin", admin=True), Caller("user-3", groups=("team-3",))
