@@ -30,7 +30,6 @@ from jobs_service import gpu_usage, usage, usage_report
 from jobs_service.context import Caller
 from jobs_service.db import GpuUsageRow, UsageRow, open_db, utcnow
 
-
 _COUNTED = ("moonhub_gpu_seconds_total{", "moonhub_cpu_reserved_seconds_total{", "moonhub_memory_reserved_gib")
 
 
