@@ -145,6 +145,27 @@ export function workspaceLabel(space: { used: number; total: number; level: stri
   return space.level === 'full' ? `${label} (full)` : label;
 }
 
+/**
+ * What a job's runs run with, in a line: "python · small · 1 × a100 · kernel: workspace
+ * environment proj" (a workspace environment's kernel is ``env-<name>``; pure).
+ */
+export function runsWith(job: {
+  environment?: string | null;
+  size?: string | null;
+  gpu_type?: string | null;
+  gpu_count?: number | null;
+  kernel?: string | null;
+}): string {
+  const parts = [job.environment ?? 'default environment', job.size ?? 'default size'];
+  if (job.gpu_type && job.gpu_count) {
+    parts.push(`${job.gpu_count} × ${job.gpu_type}`);
+  }
+  if (job.kernel) {
+    parts.push(`kernel: ${job.kernel.startsWith('env-') ? `workspace environment ${job.kernel.slice(4)}` : job.kernel}`);
+  }
+  return parts.join(' · ');
+}
+
 /** One GPU of the server, as its server extension reads it (nvidia-smi, or the simulated GPUs). */
 export interface IGpuFigures {
   index: number;

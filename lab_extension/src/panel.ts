@@ -10,7 +10,7 @@ import type { JobsClient } from './api/client';
 import { JobsError } from './api/errors';
 import type { Job, Run } from './api/types';
 import { button, h } from './dom';
-import { duration, isLive, percent, relative, statusLabel, triggerLabel, when } from './format';
+import { duration, isLive, percent, relative, runsWith, statusLabel, triggerLabel, when } from './format';
 import { runGraph } from './rungraph';
 
 export interface IPanelActions {
@@ -154,7 +154,8 @@ export class JobsPanel extends Widget {
       { className: `moonhub-Job${job.active === false ? ' moonhub-mod-paused' : ''}`, 'data-job': job.name },
       toggle,
       h('div', { className: 'moonhub-JobMeta', text: `${job.schedule_description ?? ''} · ${job.timezone ?? 'UTC'}` }),
-      h('div', { className: 'moonhub-JobMeta', text: `${next} · notebook ${job.notebook} v${job.version}` })
+      h('div', { className: 'moonhub-JobMeta', text: `${next} · notebook ${job.notebook} v${job.version}` }),
+      h('div', { className: 'moonhub-JobMeta moonhub-JobRunsWith', text: runsWith(job) })
     );
     if (job.suspended_reason) {
       // MoonHub suspended it: the owner may no longer run it as defined (edit it to resume)

@@ -1,5 +1,5 @@
 import { errorFrom, fieldMessage, JobsError } from '../src/api/errors';
-import { bytes, duration, gpuLabel, isLive, jobName, percent, relative, statusLabel, workspaceLabel } from '../src/format';
+import { bytes, duration, gpuLabel, runsWith, isLive, jobName, percent, relative, statusLabel, workspaceLabel } from '../src/format';
 
 describe('formatting', () => {
   it.each([
@@ -93,5 +93,15 @@ describe('the GPU status', () => {
       { index: 1, utilization: 3, memory_used: 76 * gib, memory_total: 80 * gib }
     ];
     expect(gpuLabel(two)).toEqual({ text: 'GPUs 97% 3% · 88 GiB / 160 GiB', level: 'warn' });
+  });
+});
+
+describe('what a job runs with', () => {
+  it('names its environment, size, GPUs and kernel', () => {
+    expect(runsWith({ environment: 'python', size: 'small' })).toBe('python · small');
+    expect(runsWith({ environment: 'pytorch', size: 'large', gpu_type: 'a100', gpu_count: 2, kernel: 'env-proj' })).toBe(
+      'pytorch · large · 2 × a100 · kernel: workspace environment proj'
+    );
+    expect(runsWith({ kernel: 'ir' })).toBe('default environment · default size · kernel: ir');
   });
 });
