@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -85,14 +86,7 @@ def upgrade(engine: Engine, to: str = "head") -> tuple[str | None, str]:
         )
     if before is None and set(inspect(engine).get_table_names()) & set(Base.metadata.tables):
         log.info("jobs database made before migrations: brought to revision %s first", BASELINE)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, to)
-    after = current(engine)
-    assert after is not None
-    if after != before:
-        log.info("jobs database upgraded from revision %s to %s", before or "(none)", after)
-    return before, after
+    return before, _move(engine, cfg, command.upgrade, to, before, "upgraded")
 
 
 def downgrade(engine: Engine, to: str) -> tuple[str | None, str]:
@@ -112,14 +106,20 @@ def downgrade(engine: Engine, to: str) -> tuple[str | None, str]:
     script = ScriptDirectory.from_config(cfg)
     if to != before and to not in {r.revision for r in script.iterate_revisions(before, "base")}:
         raise SchemaError(f"revision {to} is newer than the database's ({before}): upgrade instead")
+    return before, _move(engine, cfg, command.downgrade, to, before, "taken back")
+
+
+def _move(engine: Engine, cfg: Config, step: Any, to: str, before: str | None, done: str) -> str:
+    """Run Alembic's ``step`` (upgrade or downgrade) to ``to`` in one transaction; the
+    revision after, logged when it changed."""
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.downgrade(cfg, to)
+        step(cfg, to)
     after = current(engine)
     assert after is not None
     if after != before:
-        log.info("jobs database taken back from revision %s to %s", before, after)
-    return before, after
+        log.info("jobs database %s from revision %s to %s", done, before or "(none)", after)
+    return after
 
 
 def main(argv: list[str] | None = None) -> int:
