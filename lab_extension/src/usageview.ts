@@ -8,7 +8,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import type { JobsClient } from './api/client';
-import type { UsageReport } from './api/types';
+import type { UsageFigures, UsageReport } from './api/types';
 import { h, select } from './dom';
 import { amount, bars, FIGURE_NAMES, type Figure, summary } from './usage';
 
@@ -90,35 +90,17 @@ export class UsageView extends Widget {
     }
     const r = this.report;
     this.status.textContent = r.rows.length ? `In all, ${r.since} to ${r.until}: ${summary(r.total)}.` : `Nothing used from ${r.since} to ${r.until}.`;
+    const row = (key: Record<string, string>, name: string, f: UsageFigures, storage: string) =>
+      h('tr', key, ...[name, amount(f.cpu_hours), amount(f.memory_gib_hours), amount(f.gpu_hours), storage].map(text => h('td', { text })));
     this.rows.replaceChildren(
       ...r.by_day
         .filter(d => d.cpu_hours || d.memory_gib_hours || d.gpu_hours || d.storage_gib_days)
         .reverse()
-        .map(d =>
-          h(
-            'tr',
-            { 'data-day': d.day },
-            h('td', { text: d.day }),
-            h('td', { text: amount(d.cpu_hours) }),
-            h('td', { text: amount(d.memory_gib_hours) }),
-            h('td', { text: amount(d.gpu_hours) }),
-            h('td', { text: `${amount(d.storage_gib_days)} (${amount(d.storage_used_gib_days)})` })
-          )
-        )
+        .map(d => row({ 'data-day': d.day }, d.day, d, `${amount(d.storage_gib_days)} (${amount(d.storage_used_gib_days)})`))
     );
     this.teams.replaceChildren(
       ...(r.teams.length
-        ? r.teams.map(t =>
-            h(
-              'tr',
-              { 'data-team': t.team },
-              h('td', { text: t.team }),
-              h('td', { text: amount(t.cpu_hours) }),
-              h('td', { text: amount(t.memory_gib_hours) }),
-              h('td', { text: amount(t.gpu_hours) }),
-              h('td', { text: amount(t.storage_gib_days) })
-            )
-          )
+        ? r.teams.map(t => row({ 'data-team': t.team }, t.team, t, amount(t.storage_gib_days)))
         : [h('tr', {}, h('td', { colspan: 5, text: 'No team of yours used anything in these days.' }))])
     );
     this.draw();
