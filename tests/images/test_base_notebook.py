@@ -7,6 +7,8 @@ import io
 import json
 import zipfile
 
+import requests
+
 from tests.helpers import parameter_notebook, printed
 
 from .conftest import Container, notebook
@@ -171,3 +173,47 @@ def test_an_environment_runs_its_own_python_with_the_images_kernel_after_its_pac
     assert "LAST /opt/moonhub/kernel-site" in out, out
     lab.exec("moonhub-env", "remove", "bare")
     assert "env-bare" not in lab.get("/api/kernelspecs").json()["kernelspecs"]
+
+
+def _listening_tcp_ports(lab: Container) -> set[int]:
+    """The TCP ports something in the container listens on (state 0A in /proc/net/tcp*)."""
+    ports = set()
+    for line in lab.exec("cat", "/proc/net/tcp", "/proc/net/tcp6").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_vscode_opens_the_workspace_behind_the_servers_own_authentication(lab: Container) -> None:
+    """VS Code in the browser (issue 35, item 4): a launcher card, code-server started on the
+    first request through jupyter-server-proxy, opening the home folder; it listens on a Unix
+    socket, not a port; a request without the server's token never reaches it; what is done in
+    it counts as the server's activity (what the idle culler reads)."""
+    servers = lab.get("/server-proxy/servers-info").json()["server_processes"]
+    vscode = next(s for s in servers if s["name"] == "vscode")
+    assert vscode["launcher_entry"] == {
+        **vscode["launcher_entry"],
+        "enabled": True,
+        "title": "VS Code",
+        "category": "Other",
+    }
+    assert lab.exec("sh", "-c", "command -v node || echo none").strip() == "none", "Node.js is code-server's alone"
+    assert "with Code" in lab.exec("code-server", "--version", env={"HOME": "/tmp/cs-home"})
+    tensorboard = next((s for s in servers if s["name"] == "tensorboard"), None)
+    has_tensorboard = "yes" in lab.exec("sh", "-c", "command -v tensorboard >/dev/null && echo yes || echo no")
+    assert tensorboard is not None and tensorboard["launcher_entry"]["enabled"] == has_tensorboard
+
+    before = lab.get("/api/status").json()["last_activity"]
+    ports_before = _listening_tcp_ports(lab)
+    r = requests.get(f"{lab.url}/vscode/", timeout=30, allow_redirects=False)
+    assert r.status_code in (302, 403), f"no token: {r.status_code}"
+    assert "code-server" not in lab.exec("ps", "-eo", "args"), "an unauthenticated request started code-server"
+    r = lab.get("/vscode/")
+    assert r.status_code == 200, r.text[:500]
+    # the workbench page, for the workspace folder
+    assert "vscode-workbench-web-configuration" in r.text or "workbench" in r.text, r.text[:500]
+    assert "/home/jovyan" in r.text.replace("%2F", "/"), r.text[:2000]
+    assert _listening_tcp_ports(lab) == ports_before, "code-server listens on a socket, not a port"
+    after = lab.get("/api/status").json()["last_activity"]
+    assert after > before, (before, after)
