@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from moonhub_core import server_claim
+from moonhub_core import server_claim, sharing
 from moonhub_core.platform import CONFIG_ENV, ConfigError, PlatformConfig, scraper_token_path
 
 #: set by the local cluster's supervisor on the processes it starts (localcluster/supervisor.py)
@@ -59,6 +59,10 @@ def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, An
     # when each user was created (which account of a name its jobs and secrets are:
     # jobs_service.accounts; only the full read:users scope has a user's ``created``)
     scopes = ["list:users", "read:users"]
+    # it shares users' servers for them (jobs_service.shares): JupyterHub's sharing, which
+    # grants only what the granter holds (access to servers, the write scope) and names
+    # users and teams; it reads a team's members to check the owner is one
+    scopes += ["shares", "read:users:name", "read:groups", "read:groups:name", sharing.WRITE_SCOPE]
     role = {"name": "moonhub-jobs", "scopes": scopes, "services": ["jobs"]}
     return service, [role]
 
@@ -203,6 +207,17 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     c.Spawner.server_token_scopes = scopes
+    # shared servers (moonhub_core.sharing): the scope that lets someone other than a server's
+    # owner change it, which a server's own login tokens carry when the user holds it (a
+    # share with full access); without it the server's guard lets them only read
+    c.JupyterHub.custom_scopes = {sharing.WRITE_SCOPE: {"description": sharing.WRITE_SCOPE_HELP}}
+    c.Spawner.oauth_client_allowed_scopes = server_login_scopes
+
+
+def server_login_scopes(spawner: Any) -> list[str]:
+    """What a login to ``spawner``'s server may carry beyond access to it (which JupyterHub
+    always adds): the write scope on that one server, for users it is shared with in full."""
+    return [f"{sharing.WRITE_SCOPE}!{sharing.server_filter(spawner.user.name, spawner.name)}"]
 
 
 def stop_services_promptly() -> None:

@@ -1,5 +1,5 @@
 """The hub's users, for services that act on every user (the jobs service's reconcile, the
-GPU reclaim service).
+GPU reclaim service), and its groups and shared servers (the jobs service's sharing).
 
 The hub answers ``/users`` one page at a time (at most 200 users by default): a service that
 reads one request sees only the first page, and everything it does "for users the hub no
@@ -26,15 +26,32 @@ class HubReadError(RuntimeError):
     """The hub's answer could not be read in full: decide nothing from it."""
 
 
+class HubRefused(HubReadError):
+    """The hub answered a change with an error status (``code``): nothing was changed."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class HubUsers:
     def __init__(self, api_url: str, token: str, page_size: int = 200, timeout: float = 30) -> None:
         self.api_url, self.token = api_url.rstrip("/"), token
         self.page_size, self.timeout = page_size, timeout
 
     async def _get(self, path: str, accept: str = "application/json") -> tuple[int, Any]:
+        return await self._request("GET", path, accept=accept)
+
+    async def _request(
+        self, method: str, path: str, body: Any = None, accept: str = "application/json"
+    ) -> tuple[int, Any]:
+        """The hub's status and JSON answer to ``method path`` (with ``body`` as JSON);
+        :class:`HubReadError` when it did not answer or its answer is not JSON."""
         req = HTTPRequest(
             f"{self.api_url}{path}",
-            headers={"Authorization": f"token {self.token}", "Accept": accept},
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Accept": accept, "Content-Type": "application/json"},
+            body=None if body is None else json.dumps(body),
             request_timeout=self.timeout,
             follow_redirects=False,
         )
@@ -90,3 +107,52 @@ class HubUsers:
         if code != 200 or not isinstance(model, dict) or model.get("name") != name:
             raise HubReadError(f"the hub answered {code} about user {name!r}")
         return model
+
+    async def group(self, name: str) -> dict[str, Any] | None:
+        """The hub's model of group ``name`` (with its users), None when it has none."""
+        code, model = await self._get(f"/groups/{quote(name, safe='')}")
+        if code == 404:
+            return None
+        if code != 200 or not isinstance(model, dict) or model.get("name") != name:
+            raise HubReadError(f"the hub answered {code} about group {name!r}")
+        return model
+
+    # ---- JupyterHub's sharing (its REST API: /shares/<owner>/<server>) --------------------
+    def _shares_path(self, owner: str, server: str) -> str:
+        return f"/shares/{quote(owner, safe='')}/{quote(server, safe='')}"
+
+    async def share(self, owner: str, server: str, kind: str, name: str, scopes: list[str]) -> dict[str, Any]:
+        """Grant exactly ``scopes`` on ``owner``'s server to user or group (``kind``)
+        ``name``. JupyterHub's grant only adds to a share, so what the share held beyond
+        ``scopes`` (full access, now read) is revoked after the grant: a failure leaves the
+        share as it was or with more, never without the access it had."""
+        path = self._shares_path(owner, server)
+        code, model = await self._request("POST", path, {kind: name, "scopes": scopes})
+        if code != 200 or not isinstance(model, dict):
+            message = model.get("message") if isinstance(model, dict) else ""
+            raise HubRefused(code, f"the hub answered {code} to sharing {owner}/{server} with {kind} {name}: {message}")
+        extra = [s for s in model.get("scopes") or [] if s not in scopes]
+        if extra:
+            code, model = await self._request("PATCH", path, {kind: name, "scopes": extra})
+            if code != 200 or not isinstance(model, dict):
+                raise HubRefused(code, f"the hub answered {code} to narrowing {owner}/{server}'s share with {name}")
+        return model
+
+    async def unshare(self, owner: str, server: str, kind: str, name: str) -> None:
+        """Revoke all that ``owner``'s server shares with user or group ``name`` (nothing
+        shared, or no such server, is no error: there is nothing to revoke)."""
+        code, model = await self._request("PATCH", self._shares_path(owner, server), {kind: name})
+        if code not in (200, 404):
+            message = model.get("message") if isinstance(model, dict) else ""
+            raise HubRefused(
+                code, f"the hub answered {code} to revoking {owner}/{server} from {kind} {name}: {message}"
+            )
+
+    async def shares(self, owner: str, server: str) -> list[dict[str, Any]]:
+        """What ``owner``'s server is shared with, as the hub holds it ([] for no server)."""
+        code, page = await self._get(self._shares_path(owner, server), PAGINATION)
+        if code == 404:
+            return []
+        if code != 200 or not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise HubReadError(f"the hub answered {code} to listing {owner}/{server}'s shares")
+        return list(page["items"])

@@ -309,6 +309,28 @@ class SecretHandler(APIHandler):
         self.finish()
 
 
+class SharesHandler(APIHandler):
+    @_guard
+    async def get(self) -> None:
+        """What your server is shared with, and the servers shared with you (job admins:
+        ``?owner=`` for another user's server)."""
+        self.send(await self.jobs.shares(self.caller(), self.get_argument("owner", None)))
+
+    @_guard
+    async def post(self) -> None:
+        """Share your server with a user or a team, to read or to work in, for some hours."""
+        self.send(await self.jobs.share(self.caller(), await self.body(), self.get_argument("owner", None)), 201)
+
+
+class ShareHandler(APIHandler):
+    @_guard
+    async def delete(self, kind: str, name: str) -> None:
+        """End a share of your server now."""
+        await self.jobs.unshare(self.caller(), kind, name, self.get_argument("owner", None))
+        self.set_status(204)
+        self.finish()
+
+
 class RunOutputHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
@@ -500,6 +522,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/secrets", SecretsHandler),
         (rf"{api}/secrets/(?P<name>[^/]+)", SecretHandler),
         (rf"{api}/team-secrets/(?P<team>[^/]+)/(?P<name>[^/]+)", SecretHandler),
+        (f"{api}/shares", SharesHandler),
+        (rf"{api}/shares/(?P<kind>user|group)/(?P<name>[^/]+)", ShareHandler),
         (f"{api}/audit", AuditHandler),
         (f"{api}/gpu-usage", GpuUsageHandler),
         (f"{api}/usage", UsageHandler),

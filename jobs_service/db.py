@@ -261,6 +261,30 @@ class UsageRow(Base):
     storage_used_gib_seconds: Mapped[float] = mapped_column(default=0.0)
 
 
+class ShareRow(Base):
+    """A user's server shared through MoonHub (``shares``): with whom, how far, until when.
+    The grant itself is JupyterHub's (its sharing API); this row is what it lacks, the expiry
+    and the access named in words, and what the expiry pass revokes."""
+
+    __tablename__ = "shares"
+    __table_args__ = (UniqueConstraint("owner", "server", "kind", "name", name="uq_share"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    #: the server's name ("" for the user's default server)
+    server: Mapped[str] = mapped_column(String(255), default="")
+    #: "user" or "group"
+    kind: Mapped[str] = mapped_column(String(8))
+    #: the user or group shared with
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    #: "read" or "full"
+    access: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    #: who shared it (the owner, or an admin)
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime.datetime] = mapped_column(index=True)
+
+
 class DepartureRow(Base):
     """An owner the hub answered 404 for, and since when (the grace period counts from
     here; an owner the hub knows again is forgotten)."""

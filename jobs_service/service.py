@@ -37,6 +37,7 @@ from . import (
     retention,
     runs,
     secrets,
+    shares,
     snapshots,
     sync,
     usage,
@@ -106,6 +107,18 @@ class JobsService:
     @_writes
     async def delete_secret(self, caller: Caller, name: str, team: str = "") -> None:
         await secrets.delete(self.ctx, caller, name, team)
+
+    # ---- shared servers ------------------------------------------------------------------
+    async def shares(self, caller: Caller, owner: str | None = None) -> dict[str, Any]:
+        return await shares.listing(self.ctx, caller, owner)
+
+    @_writes
+    async def share(self, caller: Caller, body: Any, owner: str | None = None) -> dict[str, Any]:
+        return await shares.grant(self.ctx, caller, body, owner)
+
+    @_writes
+    async def unshare(self, caller: Caller, kind: str, name: str, owner: str | None = None) -> None:
+        await shares.revoke(self.ctx, caller, kind, name, owner)
 
     async def workspace_reclaim(self, caller: Caller) -> dict[str, Any]:
         if not caller.admin:
@@ -220,7 +233,7 @@ class JobsService:
         """Follow runs every ``interval`` seconds; reconcile (entitlements and departed
         users included) every ``reconcile_every`` seconds."""
         last = time.monotonic()
-        sampled = trimmed = 0.0
+        sampled = trimmed = shared = 0.0
         self.interval = interval
         while True:
             reconciled = False
@@ -247,4 +260,13 @@ class JobsService:
                         await self.usage.sample(self.ctx)
             except Exception:
                 log.exception("following the GPU queues failed")
+            try:  # shares whose time is up: the hub revokes them (a hub away: the next pass)
+                if time.monotonic() - shared >= shares.EVERY:
+                    shared = time.monotonic()
+                    async with self.ctx.writes:
+                        ended = await shares.expire(self.ctx)
+                    if ended:
+                        log.info("%d shared server(s) expired and revoked", ended)
+            except Exception:
+                log.exception("expiring shares failed")
             await asyncio.sleep(interval)

@@ -30,7 +30,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
-from . import diskspace, gpus
+from . import diskspace, gpus, sharing
 from . import settings as lab_settings
 from .memory import OomWatch, message
 
@@ -294,6 +294,11 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")
     server_app.log.info("MoonHub: forwarding %s to the jobs service", route)
+    # a server shared with others: who is not its owner reads only, unless shared in full
+    # (moonhub_lab.sharing); revoking a share takes effect within HubOAuth's cache_max_age
+    # (30 s, jupyter-config/), the time a user's rights are remembered
+    if sharing.install(server_app):
+        server_app.log.info("MoonHub: users this server is shared with read only, unless shared in full")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

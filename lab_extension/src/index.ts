@@ -23,6 +23,7 @@ import { GpuStatus, WorkspaceStatus } from './workspace';
 import { RunOutputView } from './outputview';
 import { SecretsView } from './secrets';
 import { UsageView } from './usageview';
+import { ShareView } from './shareview';
 import { withoutOutputs } from './snapshot';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
@@ -33,6 +34,7 @@ export namespace CommandIDs {
   export const refreshJobs = 'moonhub:refresh-jobs';
   export const secrets = 'moonhub:secrets';
   export const usage = 'moonhub:usage';
+  export const shareServer = 'moonhub:share-server';
 }
 
 export const scheduleIcon = new LabIcon({
@@ -202,6 +204,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'What your servers, runs and workspace used, by day',
       execute: () => openMain('moonhub-usage', 'Your Usage', () => new UsageView(client))
     });
+    app.commands.addCommand(CommandIDs.shareServer, {
+      label: 'Share This Server…',
+      caption: 'Share your server with a user or a team, read only or in full, for a while',
+      execute: () => openMain('moonhub-share', 'Share This Server', () => new ShareView(client))
+    });
     app.commands.addCommand(CommandIDs.refreshJobs, {
       label: 'Refresh Scheduled Jobs',
       execute: () => panel.refresh()
@@ -213,6 +220,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.refreshJobs, category });
       palette.addItem({ command: CommandIDs.secrets, category });
       palette.addItem({ command: CommandIDs.usage, category });
+      palette.addItem({ command: CommandIDs.shareServer, category: 'Server' });
     }
 
     watchNotices(client);

@@ -21,6 +21,9 @@ import type {
   SchedulePreview,
   Secret,
   SecretInput,
+  Share,
+  ShareInput,
+  Shares,
   IServerInfo,
   UsageReport
 } from './types';
@@ -63,6 +66,21 @@ export class JobsClient {
 
   deleteSecret(name: string): Promise<void> {
     return this.api(`secrets/${encodeURIComponent(name)}`, { method: 'DELETE' });
+  }
+
+  /** What your server is shared with, and the servers shared with you. */
+  shares(): Promise<Shares> {
+    return this.api('shares');
+  }
+
+  /** Share your server (a share with the same user or team is replaced). */
+  share(input: ShareInput): Promise<Share> {
+    return this.api('shares', { method: 'POST', body: JSON.stringify(input) });
+  }
+
+  /** End a share of your server now. */
+  unshare(kind: 'user' | 'group', name: string): Promise<void> {
+    return this.api(`shares/${kind}/${encodeURIComponent(name)}`, { method: 'DELETE' });
   }
 
   /** The files a run kept from its run folder. */

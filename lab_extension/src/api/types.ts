@@ -22,6 +22,9 @@ export type TaskRun = Schemas['TaskRun'];
 export type RunResources = Schemas['RunResources'];
 export type UsageFigures = Schemas['UsageFigures'];
 export type UsageReport = Schemas['UsageReport'];
+export type Share = Schemas['Share'];
+export type ShareInput = Schemas['ShareInput'];
+export type Shares = Schemas['Shares'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =

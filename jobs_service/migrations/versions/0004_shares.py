@@ -1,0 +1,44 @@
+"""Servers shared through MoonHub: with whom, how far (read or full) and until when. The
+grants themselves are JupyterHub's; only adds a table, and the downgrade drops it (the grants
+stay in the hub, without an expiry, until revoked there).
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision: str | None = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "shares",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(length=255), nullable=False),
+        sa.Column("server", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("access", sa.String(length=8), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=255), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("owner", "server", "kind", "name", name="uq_share"),
+    )
+    op.create_index("ix_shares_owner", "shares", ["owner"])
+    op.create_index("ix_shares_name", "shares", ["name"])
+    op.create_index("ix_shares_expires_at", "shares", ["expires_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_shares_expires_at", table_name="shares")
+    op.drop_index("ix_shares_name", table_name="shares")
+    op.drop_index("ix_shares_owner", table_name="shares")
+    op.drop_table("shares")

@@ -1,0 +1,256 @@
+"""Sharing a user's server (issue 37, item 2): with named users or a team, to read or to work
+in, until it expires. JupyterHub holds the grant (its sharing API; ``moonhub_core.sharing``
+says what scopes); MoonHub adds what the hub's sharing lacks: the expiry (a share ends by
+itself: :func:`expire`, every pass of the service's loop), access named in words, the check
+that a team shared with is one of the owner's, and the audit trail.
+
+Every grant, revocation and expiry is audited (``audit``, subject "server"). A share is
+written here only after the hub granted it, and removed only after the hub revoked it:
+a hub that does not answer leaves both as they were, and the expiry pass tries again."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import or_, select
+
+from hubclient.users import HubReadError, HubRefused, HubUsers
+from moonhub_core import sharing
+from moonhub_core.errors import Conflict, FieldError, Forbidden, NotFound, Unavailable
+
+from . import audit
+from .context import MOONHUB, Caller, Context
+from .db import ShareRow, utcnow
+
+log = logging.getLogger("moonhub.jobs")
+
+#: seconds between expiry passes
+EVERY = 15.0
+DEFAULT_HOURS = 24
+MAX_HOURS = 24 * 90
+KINDS = ("user", "group")
+FIELDS = {"user", "group", "access", "expires_in_hours"}
+#: the subject of a share's audit lines
+SUBJECT = "server"
+
+
+def parse(body: Any) -> tuple[str, str, str, int]:
+    """``(kind, name, access, hours)`` from a share request, or the field that is wrong."""
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object with user or group, access and expires_in_hours")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise FieldError(unknown[0], f"unknown field; a share has {', '.join(sorted(FIELDS))}")
+    named = [k for k in KINDS if body.get(k) not in (None, "")]
+    if len(named) != 1:
+        raise FieldError("user", "name exactly one user or one group to share with")
+    kind = named[0]
+    name = body[kind]
+    if not isinstance(name, str) or len(name) > 255 or not name.strip() or name != name.strip():
+        raise FieldError(kind, "must be a user's or group's name")
+    access = body.get("access", "read")
+    if access not in sharing.ACCESS:
+        raise FieldError("access", f"must be one of {', '.join(sharing.ACCESS)}")
+    hours = body.get("expires_in_hours", DEFAULT_HOURS)
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
+        raise FieldError("expires_in_hours", f"must be a whole number of hours from 1 to {MAX_HOURS}")
+    return kind, name, access, hours
+
+
+def _hub(ctx: Context) -> HubUsers:
+    if ctx.hub is None:
+        raise Unavailable("server", "sharing needs the hub, and this service has none")
+    return ctx.hub
+
+
+def server_url(owner: str) -> str:
+    """Where a grantee opens ``owner``'s server (under the hub's base URL)."""
+    base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    return f"{base.rstrip('/')}/user/{quote(owner, safe='')}/lab"
+
+
+def view(row: ShareRow) -> dict[str, Any]:
+    expires = _aware(row.expires_at)
+    created = _aware(row.created_at)
+    return {
+        "owner": row.owner,
+        "kind": row.kind,
+        "name": row.name,
+        "access": row.access,
+        "created_at": created.isoformat(),
+        "created_by": row.created_by,
+        "expires_at": expires.isoformat(),
+        "url": server_url(row.owner),
+    }
+
+
+def _aware(t: datetime.datetime) -> datetime.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
+
+
+def _owner_for(caller: Caller, owner: str | None) -> str:
+    if owner and owner != caller.name:
+        if not caller.admin:
+            raise NotFound("owner", f"no server of {owner!r} you may share")
+        return owner
+    return caller.name
+
+
+async def _check_grantee(hub: HubUsers, caller: Caller, owner: str, kind: str, name: str) -> None:
+    try:
+        if kind == "user":
+            if name == owner:
+                raise FieldError("user", f"{name} owns the server already")
+            if await hub.user(name) is None:
+                raise FieldError("user", f"no user {name!r} on this hub")
+            return
+        group = await hub.group(name)
+    except HubReadError as e:
+        raise Unavailable(kind, f"can not check {name!r} with the hub now ({e}); try again") from None
+    if group is None:
+        raise FieldError("group", f"no team {name!r} on this hub")
+    if owner not in (group.get("users") or []) and not caller.admin:
+        raise Forbidden("group", f"you can share only with teams you are in, and you are not in {name!r}")
+
+
+async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = None) -> dict[str, Any]:
+    """Share ``owner``'s (the caller's) server; a share with the same user or team is
+    replaced (its access and expiry)."""
+    kind, name, access, hours = parse(body)
+    owner = _owner_for(caller, owner)
+    hub = _hub(ctx)
+    await _check_grantee(hub, caller, owner, kind, name)
+    try:
+        await hub.share(owner, "", kind, name, sharing.scopes(owner, access))
+    except HubRefused as e:
+        if e.code == 404:
+            raise Conflict("server", "start your server once before sharing it: the hub has none yet") from None
+        raise Unavailable("server", f"the hub did not grant the share ({e}); nothing was shared") from None
+    except HubReadError as e:
+        raise Unavailable("server", f"the hub did not grant the share ({e}); nothing was shared") from None
+    now = utcnow()
+    expires = now + datetime.timedelta(hours=hours)
+    with ctx.db() as s:
+        row = s.scalars(
+            select(ShareRow).where(
+                ShareRow.owner == owner, ShareRow.server == "", ShareRow.kind == kind, ShareRow.name == name
+            )
+        ).first()
+        if row is None:
+            row = ShareRow(owner=owner, server="", kind=kind, name=name)
+            s.add(row)
+        row.access, row.created_at, row.created_by, row.expires_at = access, now, caller.name, expires
+        audit.note(
+            s,
+            caller.name,
+            "share",
+            owner,
+            SUBJECT,
+            f"{access} access for {kind} {name} until {expires:%Y-%m-%d %H:%M} UTC",
+        )
+        s.commit()
+        return view(row)
+
+
+async def revoke(ctx: Context, caller: Caller, kind: str, name: str, owner: str | None = None) -> None:
+    """End a share of ``owner``'s (the caller's) server at once."""
+    if kind not in KINDS:
+        raise NotFound("kind", "a share is with a user or a group")
+    owner = _owner_for(caller, owner)
+    hub = _hub(ctx)
+    with ctx.db() as s:
+        row = s.scalars(
+            select(ShareRow).where(ShareRow.owner == owner, ShareRow.kind == kind, ShareRow.name == name)
+        ).first()
+    held = {(h.get("kind"), _grantee(h)) for h in await _hub_shares(hub, owner)}
+    if row is None and (kind, name) not in held:
+        raise NotFound(kind, f"your server is not shared with {kind} {name!r}")
+    try:
+        await hub.unshare(owner, "", kind, name)
+    except HubReadError as e:
+        raise Unavailable("server", f"the hub did not revoke the share ({e}); it still stands") from None
+    with ctx.db() as s:
+        s.query(ShareRow).filter(ShareRow.owner == owner, ShareRow.kind == kind, ShareRow.name == name).delete()
+        audit.note(s, caller.name, "share-revoke", owner, SUBJECT, f"{kind} {name}")
+        s.commit()
+
+
+def _grantee(model: dict[str, Any]) -> str:
+    who = model.get("user") or model.get("group") or {}
+    return str(who.get("name", ""))
+
+
+async def _hub_shares(hub: HubUsers, owner: str) -> list[dict[str, Any]]:
+    try:
+        return await hub.shares(owner, "")
+    except HubReadError as e:
+        raise Unavailable("server", f"can not read the server's shares from the hub now ({e}); try again") from None
+
+
+async def listing(ctx: Context, caller: Caller, owner: str | None = None) -> dict[str, Any]:
+    """What the caller's (or, for admins, ``owner``'s) server is shared with, and the servers
+    shared with the caller (themselves or a team of theirs). A share the hub holds that MoonHub
+    did not make (one an admin made with JupyterHub's API) is listed too, without expiry."""
+    owner = _owner_for(caller, owner)
+    hub = _hub(ctx)
+    held = await _hub_shares(hub, owner)
+    now = utcnow()
+    with ctx.db() as s:
+        rows = s.scalars(select(ShareRow).where(ShareRow.owner == owner).order_by(ShareRow.id)).all()
+        mine = [view(r) for r in rows]
+        known = {(r.kind, r.name) for r in rows}
+        for h in held:
+            if (h.get("kind"), _grantee(h)) not in known:
+                mine.append(
+                    {
+                        "owner": owner,
+                        "kind": h.get("kind"),
+                        "name": _grantee(h),
+                        "access": sharing.access_of(list(h.get("scopes") or [])),
+                        "created_at": h.get("created_at"),
+                        "created_by": None,
+                        "expires_at": None,
+                        "url": server_url(owner),
+                    }
+                )
+        to_me = s.scalars(
+            select(ShareRow)
+            .where(
+                ShareRow.expires_at > now,
+                or_(
+                    (ShareRow.kind == "user") & (ShareRow.name == caller.name),
+                    (ShareRow.kind == "group") & ShareRow.name.in_(list(caller.groups) or [""]),
+                ),
+            )
+            .order_by(ShareRow.owner)
+        ).all()
+        return {"shares": mine, "shared_with_me": [view(r) for r in to_me if r.owner != caller.name]}
+
+
+async def expire(ctx: Context) -> int:
+    """Revoke every share whose time is up (the hub first; the row and an audit line after);
+    how many ended. A share the hub does not revoke now stays for the next pass."""
+    if ctx.hub is None:
+        return 0
+    with ctx.db() as s:
+        due = s.scalars(select(ShareRow).where(ShareRow.expires_at <= utcnow())).all()
+        todo = [(r.id, r.owner, r.server, r.kind, r.name) for r in due]
+    ended = 0
+    for row_id, owner, server, kind, name in todo:
+        try:
+            await ctx.hub.unshare(owner, server, kind, name)
+        except HubReadError as e:
+            log.warning(
+                "share of %s's server with %s %s expired but the hub did not revoke it: %s", owner, kind, name, e
+            )
+            continue
+        with ctx.db() as s:
+            s.query(ShareRow).filter(ShareRow.id == row_id).delete()
+            audit.note(s, MOONHUB.name, "share-expire", owner, SUBJECT, f"{kind} {name}")
+            s.commit()
+        ended += 1
+    return ended

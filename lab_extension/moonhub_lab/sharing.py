@@ -1,0 +1,97 @@
+"""The guard of a shared server (issue 37, item 2): who is not the server's owner may only
+read, unless the share gave them full access.
+
+JupyterHub lets a user open a server shared with them (the hub grants them access to it);
+what they may do there is this server's call. Most of jupyter-server's handlers ask its
+Authorizer, but not all of what runs in it does (jupyter-server-proxy's programs, VS Code
+among them; the Git panel; MoonHub's own routes), so the guard sits where every handler
+passes: the identity provider, which names the user of each request. For someone the server
+is shared with read-only it lets through only what reads (JupyterLab's pages and assets,
+files, listings: ``GET`` and ``HEAD`` of :data:`READ_ONLY`, never a websocket), and answers
+everything else 403 (a kernel, a terminal, a save, a proxied program). MoonHub's routes
+(``moonhub/``: the owner's jobs, secrets and notices, through the server's own token) are the
+owner's alone, whatever the share. The server's owner is never limited.
+
+A share with full access (the hub's ``custom:moonhub:server-write`` on this server) lets a
+user do what the owner can in the server, as the owner: a terminal there runs with the
+server's token and the secrets given to it. That is what full access means, and the sharing
+dialog says so."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from jupyterhub.services.auth import check_scopes
+from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
+from tornado import web
+
+#: the same as ``moonhub_core.sharing.WRITE_SCOPE`` (a unit test keeps the two equal; the
+#: user's image does not carry moonhub_core)
+WRITE_SCOPE = "custom:moonhub:server-write"
+#: what a read-only share opens, relative to the server's base URL
+READ_ONLY = re.compile(
+    r"(?:lab(?:/.*)?"  # JupyterLab's pages, its settings, workspaces, themes and translations
+    r"|static/.*"  # jupyter-server's assets
+    r"|api/contents(?:/.*)?|files/.*"  # files and folders
+    r"|api/kernelspecs(?:/.*)?|kernelspecs/.*"  # which kernels exist, and their logos
+    r"|api/(?:me|status|sessions|kernels|terminals|translations(?:/.*)?|config/.*|metrics/v1)"
+    r"|logout)"
+)
+OWNER_ONLY = re.compile(r"moonhub(?:/.*)?")
+SAFE_METHODS = ("GET", "HEAD")
+
+
+def refusal(
+    method: str, path: str, websocket: bool, owner: str, server: str, user: str, scopes: list[str]
+) -> str | None:
+    """Why ``user`` may not make this request of ``owner``'s ``server``, or None when they
+    may. ``path`` is relative to the server's base URL (no leading slash), as the request
+    had it (still percent-encoded: what the server's routes match against too)."""
+    if user == owner:
+        return None
+    if OWNER_ONLY.fullmatch(path):
+        return f"MoonHub's jobs, secrets and notices in this server are {owner}'s own"
+    if check_scopes({f"{WRITE_SCOPE}!server={owner}/{server}"}, set(scopes)):
+        return None
+    if method.upper() in SAFE_METHODS and not websocket and READ_ONLY.fullmatch(path):
+        return None
+    return f"{owner} shared this server with you to read: files and notebooks open, but nothing runs or changes"
+
+
+class SharedServerIdentityProvider(JupyterHubIdentityProvider):
+    """JupyterHub's identity provider, and the guard of :func:`refusal` on every request."""
+
+    async def get_user(self, handler: web.RequestHandler) -> Any:
+        user = await super().get_user(handler)
+        if user is None:
+            return None
+        base = handler.settings.get("base_url", "/")
+        path = handler.request.path
+        relative = path[len(base) :] if path.startswith(base) else path.lstrip("/")
+        websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
+        why = refusal(
+            handler.request.method or "GET",
+            relative,
+            websocket,
+            os.environ.get("JUPYTERHUB_USER", ""),
+            os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
+            user.username,
+            list((getattr(user, "hub_user", None) or {}).get("scopes") or []),
+        )
+        if why:
+            raise web.HTTPError(403, why)
+        return user
+
+
+def install(server_app: Any) -> bool:
+    """Put the guard in front of every handler of a server JupyterHub runs (one whose
+    identity provider is JupyterHub's); True when it did."""
+    found = server_app.web_app.settings.get("identity_provider")
+    if type(found) is not JupyterHubIdentityProvider or not os.environ.get("JUPYTERHUB_USER"):
+        return False
+    guard = SharedServerIdentityProvider(parent=server_app, hub_auth=found.hub_auth)
+    server_app.web_app.settings["identity_provider"] = guard
+    server_app.identity_provider = guard
+    return True

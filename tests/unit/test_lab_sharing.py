@@ -1,0 +1,104 @@
+"""The guard of a shared server (lab_extension/moonhub_lab/sharing.py): what someone the
+server is shared with may do, read-only or in full, and that the owner is never limited."""
+
+from __future__ import annotations
+
+import pytest
+from moonhub_lab import sharing as guard
+
+from moonhub_core import sharing
+
+OWNER = "ola"
+FULL = sharing.scopes(OWNER, "full")
+READ = sharing.scopes(OWNER, "read")
+
+
+def refusal(method: str, path: str, user: str = "rui", scopes: list[str] = READ, websocket: bool = False) -> str | None:
+    return guard.refusal(method, path, websocket, OWNER, "", user, scopes)
+
+
+def test_the_guard_and_the_hub_name_one_write_scope() -> None:
+    assert guard.WRITE_SCOPE == sharing.WRITE_SCOPE
+    assert READ == ["access:servers!server=ola/"]
+    assert FULL == ["access:servers!server=ola/", "custom:moonhub:server-write!server=ola/"]
+    assert sharing.access_of(FULL) == "full" and sharing.access_of(READ) == "read"
+    with pytest.raises(ValueError, match="access must be one of"):
+        sharing.scopes(OWNER, "admin")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "lab",
+        "lab/tree/report.ipynb",
+        "lab/api/settings",
+        "lab/api/workspaces/default",
+        "static/style/index.css",
+        "api/contents",
+        "api/contents/data/report.ipynb",
+        "files/data/plot.png",
+        "api/kernelspecs",
+        "kernelspecs/python3/logo-64x64.png",
+        "api/me",
+        "api/status",
+        "api/sessions",
+        "api/kernels",
+        "api/terminals",
+        "api/metrics/v1",
+    ],
+)
+def test_read_only_opens_pages_files_and_listings(path: str) -> None:
+    assert refusal("GET", path) is None
+    assert refusal("HEAD", path) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "websocket"),
+    [
+        ("PUT", "api/contents/report.ipynb", False),  # a save
+        ("POST", "api/contents", False),  # a new file
+        ("DELETE", "api/contents/report.ipynb", False),
+        ("PATCH", "api/contents/report.ipynb", False),  # a rename
+        ("POST", "api/sessions", False),  # a notebook's kernel
+        ("POST", "api/kernels", False),
+        ("GET", "api/kernels/0b5e/channels", True),  # talking to a kernel
+        ("POST", "api/terminals", False),
+        ("GET", "terminals/websocket/1", True),
+        ("GET", "vscode/", False),  # VS Code, through jupyter-server-proxy
+        ("GET", "vscode/stable-abc/static/out/vs/workbench.js", False),
+        ("GET", "proxy/8080/", False),
+        ("GET", "tensorboard/", False),
+        ("POST", "git/clone", False),  # the Git panel
+        ("GET", "git/settings", False),
+        ("PUT", "lab/api/settings/@jupyterlab/apputils-extension:themes", False),
+        ("GET", "lab/api/workspaces", True),  # any websocket
+        ("GET", "api/collaboration/room/json:notebook:abc", True),
+        ("GET", "nbconvert/html/report.ipynb", False),  # runs a converter
+        ("GET", "api/contents/../kernels", True),
+        ("GET", "lab%2F..%2Fapi/kernels", False),
+    ],
+)
+def test_read_only_refuses_what_runs_or_changes(method: str, path: str, websocket: bool) -> None:
+    why = refusal(method, path, websocket=websocket)
+    assert why and "shared this server with you to read" in why
+
+
+def test_full_access_works_as_the_owner_would_but_moonhubs_routes_stay_the_owners() -> None:
+    for method, path, ws in [("PUT", "api/contents/x.py", False), ("GET", "api/kernels/1/channels", True)]:
+        assert refusal(method, path, scopes=FULL, websocket=ws) is None
+    assert refusal("GET", "vscode/", scopes=FULL) is None
+    # MoonHub's own routes act with the server's token, as its owner: never for someone else
+    for path in ("moonhub/api/v1/jobs", "moonhub/api/v1/secrets", "moonhub/notices", "moonhub"):
+        for scopes in (READ, FULL):
+            why = refusal("GET", path, scopes=scopes)
+            assert why and "ola's own" in why
+
+
+def test_the_owner_is_never_limited_and_other_servers_scopes_do_not_count() -> None:
+    assert refusal("POST", "api/kernels", user=OWNER, scopes=[]) is None
+    assert refusal("GET", "moonhub/api/v1/jobs", user=OWNER, scopes=[]) is None
+    # full access to another server (or to the owner's other, named server) is not to this one
+    other = [*sharing.scopes("someone", "full"), f"{sharing.WRITE_SCOPE}!server={OWNER}/gpu"]
+    assert refusal("POST", "api/kernels", scopes=READ + other)
+    # the write scope on all the owner's servers (a !user filter) does count
+    assert refusal("POST", "api/kernels", scopes=[*READ, f"{sharing.WRITE_SCOPE}!user={OWNER}"]) is None
