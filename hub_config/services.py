@@ -211,13 +211,9 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
     # owner change it, which a server's own login tokens carry when the user holds it (a
     # share with full access); without it the server's guard lets them only read
     c.JupyterHub.custom_scopes = {sharing.WRITE_SCOPE: {"description": sharing.WRITE_SCOPE_HELP}}
-    c.Spawner.oauth_client_allowed_scopes = server_login_scopes
-
-
-def server_login_scopes(spawner: Any) -> list[str]:
-    """What a login to ``spawner``'s server may carry beyond access to it (which JupyterHub
-    always adds): the write scope on that one server, for users it is shared with in full."""
-    return [f"{sharing.WRITE_SCOPE}!{sharing.server_filter(spawner.user.name, spawner.name)}"]
+    # (``!server``: the server the login is to, as JupyterHub expands it for the server's
+    # OAuth client; a list, since JupyterHub passes it to the server as JSON)
+    c.Spawner.oauth_client_allowed_scopes = [f"{sharing.WRITE_SCOPE}!server"]
 
 
 def stop_services_promptly() -> None:

@@ -15,7 +15,7 @@ from hub_config.auth import client_secret
 from hub_config.traits import apply
 from jobs_service import settings
 from jobs_service.app import JobsServiceApp
-from moonhub_core import pods, server_claim
+from moonhub_core import pods, server_claim, sharing
 from moonhub_core.platform import HUB_SETTING, ConfigError, JobsLimits, JobsSection, catalog_path, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hub_config" / "examples" / "local.yaml"
@@ -44,7 +44,22 @@ def test_roles_and_scopes_are_exactly_what_each_part_needs(tmp_path: Path) -> No
     ]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services!service=jobs", "access:services!service=gpu-reclaim"]
-    assert roles["moonhub-jobs"]["scopes"] == ["list:users", "read:users"]
+    # the jobs service reads users, and shares servers for their owners (only what it holds
+    # may be shared: access to servers and the write scope)
+    assert roles["moonhub-jobs"]["scopes"] == [
+        "list:users",
+        "read:users",
+        "shares",
+        "read:users:name",
+        "read:groups",
+        "read:groups:name",
+        "custom:moonhub:server-write",
+    ]
+    assert c.JupyterHub.custom_scopes == {"custom:moonhub:server-write": {"description": sharing.WRITE_SCOPE_HELP}}
+
+    # a login to a server carries the write scope on that server only (when its user holds it;
+    # JupyterHub expands !server to the server of the login's client)
+    assert c.Spawner.oauth_client_allowed_scopes == ["custom:moonhub:server-write!server"]
     culler_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     assert roles["moonhub-idle-culler"]["scopes"] == culler_scopes
     assert set(roles["moonhub-gpu-reclaim"]["scopes"]) == {
