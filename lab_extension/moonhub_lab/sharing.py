@@ -10,7 +10,9 @@ is shared with read-only it lets through only what reads (JupyterLab's pages and
 files, listings: ``GET`` and ``HEAD`` of :data:`READ_ONLY`, never a websocket), and answers
 everything else 403 (a kernel, a terminal, a save, a proxied program). MoonHub's routes
 (``moonhub/``: the owner's jobs, secrets and notices, through the server's own token) are the
-owner's alone, whatever the share. The server's owner is never limited.
+owner's alone, whatever the share. The server's owner is never limited; a hub admin, who
+may open any server (JupyterHub's admin role), is a reader like any other unless shared with
+in full.
 
 A share with full access (the hub's ``custom:moonhub:server-write`` on this server) lets a
 user do what the owner can in the server, as the owner: a terminal there runs with the
@@ -36,7 +38,7 @@ READ_ONLY = re.compile(
     r"|static/.*"  # jupyter-server's assets
     r"|api/contents(?:/.*)?|files/.*"  # files and folders
     r"|api/kernelspecs(?:/.*)?|kernelspecs/.*"  # which kernels exist, and their logos
-    r"|api/(?:me|status|sessions|kernels|terminals|translations(?:/.*)?|config/.*|metrics/v1)"
+    r"|api|api/(?:me|status|sessions|kernels|terminals|translations(?:/.*)?|config/.*|metrics/v1)"
     r"|logout)"
 )
 OWNER_ONLY = re.compile(r"moonhub(?:/.*)?")

@@ -45,6 +45,7 @@ def test_the_guard_and_the_hub_name_one_write_scope() -> None:
         "api/kernels",
         "api/terminals",
         "api/metrics/v1",
+        "api",
     ],
 )
 def test_read_only_opens_pages_files_and_listings(path: str) -> None:
