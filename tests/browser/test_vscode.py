@@ -77,8 +77,9 @@ async def test_vscode_opens_the_workspace_and_its_terminal_writes_there(
         raise
     assert f"/user/{USER}/vscode/" in vs.url
     await vs.screenshot(path=str(SHOTS / "vscode-workspace.png"))
-    # JupyterLab's tab is closed: from here on, only VS Code is in use
-    await page.close()
+    # JupyterLab's tab goes away (closing it would close the browser context the VS Code tab
+    # belongs to too): from here on, only VS Code is in use
+    await page.goto("about:blank")
     before = (await _status_at_pod(core, token))["last_activity"]
 
     # its terminal runs in the server's pod, as the user, in the workspace
@@ -123,5 +124,5 @@ async def test_vscode_opens_the_workspace_and_its_terminal_writes_there(
     await asyncio.sleep(20)
     idle = (await _status_at_pod(core, token))["last_activity"]
     timings["vscode: activity seen during 20 s of an idle open tab (1 yes, 0 no)"] = float(idle > after)
-    await vs.close()
+    await page.close()
     hub.api(s, "DELETE", f"/users/{USER}/server")
