@@ -24,7 +24,14 @@ JOBS_TOKEN_FILE = "jobs-service.token"
 #: each may see)
 USER_ROLE = {"name": "user", "scopes": ["self", "access:services!service=jobs"]}
 #: what a user's server token may do: report activity, be reached, call the jobs service
-SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "access:services!service=jobs"]
+SERVER_TOKEN_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=jobs",
+    # what the server is shared with: its guard gives full access only to whom a share says
+    # (moonhub_lab.sharing; JupyterHub's logins do not carry a share's custom scopes)
+    "read:shares!server",
+]
 
 
 def jobs(cfg: PlatformConfig, document: Path, state: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -207,13 +214,10 @@ def apply(c: Any, cfg: PlatformConfig, document: Path, state: Path) -> None:
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
     c.Spawner.server_token_scopes = scopes
-    # shared servers (moonhub_core.sharing): the scope that lets someone other than a server's
-    # owner change it, which a server's own login tokens carry when the user holds it (a
-    # share with full access); without it the server's guard lets them only read
+    # shared servers (moonhub_core.sharing): the scope a share with full access holds besides
+    # access to the server; the server's guard reads its shares and lets only those holding
+    # it change anything
     c.JupyterHub.custom_scopes = {sharing.WRITE_SCOPE: {"description": sharing.WRITE_SCOPE_HELP}}
-    # (``!server``: the server the login is to, as JupyterHub expands it for the server's
-    # OAuth client; a list, since JupyterHub passes it to the server as JSON)
-    c.Spawner.oauth_client_allowed_scopes = [f"{sharing.WRITE_SCOPE}!server"]
 
 
 def stop_services_promptly() -> None:

@@ -263,8 +263,9 @@ class UsageRow(Base):
 
 class ShareRow(Base):
     """A user's server shared through MoonHub (``shares``): with whom, how far, until when.
-    The grant itself is JupyterHub's (its sharing API); this row is what it lacks, the expiry
-    and the access named in words, and what the expiry pass revokes."""
+    The grants themselves are JupyterHub's user shares (its sharing API), one per user the
+    rows name (a team's row: one per member); this row is what the hub's sharing lacks, the
+    expiry, the team, the access in words, and what the expiry pass revokes."""
 
     __tablename__ = "shares"
     __table_args__ = (UniqueConstraint("owner", "server", "kind", "name", name="uq_share"),)
@@ -279,6 +280,8 @@ class ShareRow(Base):
     name: Mapped[str] = mapped_column(String(255), index=True)
     #: "read" or "full"
     access: Mapped[str] = mapped_column(String(8))
+    #: a team's share: the members it was granted to (each holds a user share at the hub)
+    members: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     #: who shared it (the owner, or an admin)
     created_by: Mapped[str] = mapped_column(String(255))

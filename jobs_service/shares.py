@@ -1,12 +1,19 @@
 """Sharing a user's server (issue 37, item 2): with named users or a team, to read or to work
-in, until it expires. JupyterHub holds the grant (its sharing API; ``moonhub_core.sharing``
+in, until it expires. JupyterHub holds the grants (its sharing API; ``moonhub_core.sharing``
 says what scopes); MoonHub adds what the hub's sharing lacks: the expiry (a share ends by
 itself: :func:`expire`, every pass of the service's loop), access named in words, the check
-that a team shared with is one of the owner's, and the audit trail.
+that a team shared with is one of the owner's, teams that work, and the audit trail.
+
+A team's share is granted to its members one by one, as user shares at the hub: JupyterHub
+6.1 lets a team's member through its consent page but drops a team share's access from the
+login it then issues (it adds only a user's own shares to a token's owner), so the member
+would be refused by the server. The members are read again every pass: who joins the team
+is granted, who leaves is revoked. What each user holds at the hub is what MoonHub's rows
+want for them (the most of their own share and their teams'); :func:`_apply` makes it so.
 
 Every grant, revocation and expiry is audited (``audit``, subject "server"). A share is
-written here only after the hub granted it, and removed only after the hub revoked it:
-a hub that does not answer leaves both as they were, and the expiry pass tries again."""
+written here only after the hub granted it, and removed only after the hub revoked it: a
+hub that does not answer leaves both as they were, and the next pass tries again."""
 
 from __future__ import annotations
 
@@ -117,6 +124,45 @@ async def _check_grantee(hub: HubUsers, caller: Caller, owner: str, kind: str, n
         raise Forbidden("group", f"you can share only with teams you are in, and you are not in {name!r}")
 
 
+def _want(rows: list[ShareRow], owner: str) -> dict[str, str]:
+    """Who should hold what at the hub, from ``rows``: each user the most (full over read)
+    of their own share and their teams' shares."""
+    want: dict[str, str] = {}
+    for r in rows:
+        for user in [r.name] if r.kind == "user" else list(r.members or []):
+            if user != owner and (want.get(user) != "full"):
+                want[user] = r.access if want.get(user) is None else max(want[user], r.access, key=sharing.ACCESS.index)
+    return want
+
+
+async def _apply(hub: HubUsers, owner: str, rows: list[ShareRow], also: set[str]) -> None:
+    """Make the hub's user shares of ``owner``'s server what ``rows`` want; a user of
+    ``also`` (named by a row that is going, or a member who left) who is wanted no more is
+    revoked. Shares of users MoonHub never named (an admin's, made with the hub's API) are
+    left alone. :class:`HubReadError` when the hub does not do it all."""
+    want = _want(rows, owner)
+    have = {
+        _grantee(h): sharing.access_of(list(h.get("scopes") or []))
+        for h in await hub.shares(owner, "")
+        if h.get("kind") == "user"
+    }
+    for user, access in want.items():
+        if have.get(user) != access:
+            await hub.share(owner, "", "user", user, sharing.scopes(owner, access))
+    for user in sorted(also - set(want)):
+        if user in have:
+            await hub.unshare(owner, "", "user", user)
+
+
+def _rows(s: Any, owner: str) -> list[ShareRow]:
+    return list(s.scalars(select(ShareRow).where(ShareRow.owner == owner, ShareRow.server == "").order_by(ShareRow.id)))
+
+
+async def _members(hub: HubUsers, name: str) -> list[str] | None:
+    group = await hub.group(name)
+    return None if group is None else sorted(str(u) for u in group.get("users") or [])
+
+
 async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = None) -> dict[str, Any]:
     """Share ``owner``'s (the caller's) server; a share with the same user or team is
     replaced (its access and expiry)."""
@@ -124,34 +170,34 @@ async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = Non
     owner = _owner_for(caller, owner)
     hub = _hub(ctx)
     await _check_grantee(hub, caller, owner, kind, name)
-    try:
-        await hub.share(owner, "", kind, name, sharing.scopes(owner, access))
-    except HubRefused as e:
-        if e.code == 404:
-            raise Conflict("server", "start your server once before sharing it: the hub has none yet") from None
-        raise Unavailable("server", f"the hub did not grant the share ({e}); nothing was shared") from None
-    except HubReadError as e:
-        raise Unavailable("server", f"the hub did not grant the share ({e}); nothing was shared") from None
     now = utcnow()
     expires = now + datetime.timedelta(hours=hours)
     with ctx.db() as s:
-        row = s.scalars(
-            select(ShareRow).where(
-                ShareRow.owner == owner, ShareRow.server == "", ShareRow.kind == kind, ShareRow.name == name
-            )
-        ).first()
+        rows = _rows(s, owner)
+        row = next((r for r in rows if r.kind == kind and r.name == name), None)
+        before = set(row.members or []) if row is not None and kind == "group" else set()
         if row is None:
-            row = ShareRow(owner=owner, server="", kind=kind, name=name)
+            row = ShareRow(owner=owner, server="", kind=kind, name=name, members=[])
             s.add(row)
+            rows.append(row)
         row.access, row.created_at, row.created_by, row.expires_at = access, now, caller.name, expires
-        audit.note(
-            s,
-            caller.name,
-            "share",
-            owner,
-            SUBJECT,
-            f"{access} access for {kind} {name} until {expires:%Y-%m-%d %H:%M} UTC",
-        )
+        if kind == "group":
+            try:
+                row.members = [m for m in await _members(hub, name) or [] if m != owner]
+            except HubReadError as e:
+                raise Unavailable("group", f"can not read team {name!r} from the hub now ({e}); try again") from None
+        try:
+            await _apply(hub, owner, rows, before)
+        except HubRefused as e:
+            if e.code == 404:
+                raise Conflict("server", "the hub has no server of yours yet: start it once, then share it") from None
+            raise Unavailable("server", f"the hub did not grant the share ({e}); nothing more was shared") from None
+        except HubReadError as e:
+            raise Unavailable("server", f"the hub did not grant the share ({e}); nothing more was shared") from None
+        detail = f"{access} access for {kind} {name} until {expires:%Y-%m-%d %H:%M} UTC"
+        if kind == "group":
+            detail += f" (members: {', '.join(row.members) or 'none yet'})"
+        audit.note(s, caller.name, "share", owner, SUBJECT, detail)
         s.commit()
         return view(row)
 
@@ -163,18 +209,19 @@ async def revoke(ctx: Context, caller: Caller, kind: str, name: str, owner: str 
     owner = _owner_for(caller, owner)
     hub = _hub(ctx)
     with ctx.db() as s:
-        row = s.scalars(
-            select(ShareRow).where(ShareRow.owner == owner, ShareRow.kind == kind, ShareRow.name == name)
-        ).first()
-    held = {(h.get("kind"), _grantee(h)) for h in await _hub_shares(hub, owner)}
-    if row is None and (kind, name) not in held:
-        raise NotFound(kind, f"your server is not shared with {kind} {name!r}")
-    try:
-        await hub.unshare(owner, "", kind, name)
-    except HubReadError as e:
-        raise Unavailable("server", f"the hub did not revoke the share ({e}); it still stands") from None
-    with ctx.db() as s:
-        s.query(ShareRow).filter(ShareRow.owner == owner, ShareRow.kind == kind, ShareRow.name == name).delete()
+        rows = _rows(s, owner)
+        row = next((r for r in rows if r.kind == kind and r.name == name), None)
+        held = {_grantee(h) for h in await _hub_shares(hub, owner) if h.get("kind") == "user"}
+        if row is None and not (kind == "user" and name in held):
+            raise NotFound(kind, f"your server is not shared with {kind} {name!r}")
+        going = {name} if kind == "user" else set(row.members or []) if row else set()
+        rest = [r for r in rows if r is not row]
+        try:
+            await _apply(hub, owner, rest, going)
+        except HubReadError as e:
+            raise Unavailable("server", f"the hub did not revoke the share ({e}); it still stands") from None
+        if row is not None:
+            s.delete(row)
         audit.note(s, caller.name, "share-revoke", owner, SUBJECT, f"{kind} {name}")
         s.commit()
 
@@ -200,11 +247,11 @@ async def listing(ctx: Context, caller: Caller, owner: str | None = None) -> dic
     held = await _hub_shares(hub, owner)
     now = utcnow()
     with ctx.db() as s:
-        rows = s.scalars(select(ShareRow).where(ShareRow.owner == owner).order_by(ShareRow.id)).all()
+        rows = _rows(s, owner)
         mine = [view(r) for r in rows]
-        known = {(r.kind, r.name) for r in rows}
+        explained = set(_want(rows, owner))
         for h in held:
-            if (h.get("kind"), _grantee(h)) not in known:
+            if h.get("kind") != "user" or _grantee(h) not in explained:
                 mine.append(
                     {
                         "owner": owner,
@@ -232,25 +279,54 @@ async def listing(ctx: Context, caller: Caller, owner: str | None = None) -> dic
 
 
 async def expire(ctx: Context) -> int:
-    """Revoke every share whose time is up (the hub first; the row and an audit line after);
-    how many ended. A share the hub does not revoke now stays for the next pass."""
+    """One pass: revoke every share whose time is up, and follow the teams shared with (who
+    joined is granted, who left is revoked). The hub first; rows and audit lines after. How
+    many shares ended. An owner whose changes the hub does not make now waits for the next
+    pass, as it was."""
     if ctx.hub is None:
         return 0
+    hub = ctx.hub
+    now = utcnow()
     with ctx.db() as s:
-        due = s.scalars(select(ShareRow).where(ShareRow.expires_at <= utcnow())).all()
-        todo = [(r.id, r.owner, r.server, r.kind, r.name) for r in due]
+        owners = sorted(
+            set(s.scalars(select(ShareRow.owner).where(or_(ShareRow.expires_at <= now, ShareRow.kind == "group"))))
+        )
     ended = 0
-    for row_id, owner, server, kind, name in todo:
-        try:
-            await ctx.hub.unshare(owner, server, kind, name)
-        except HubReadError as e:
-            log.warning(
-                "share of %s's server with %s %s expired but the hub did not revoke it: %s", owner, kind, name, e
-            )
-            continue
+    for owner in owners:
         with ctx.db() as s:
-            s.query(ShareRow).filter(ShareRow.id == row_id).delete()
-            audit.note(s, MOONHUB.name, "share-expire", owner, SUBJECT, f"{kind} {name}")
+            rows = _rows(s, owner)
+            due = [r for r in rows if _aware(r.expires_at) <= now]
+            rest = [r for r in rows if r not in due]
+            also = {u for r in due for u in ([r.name] if r.kind == "user" else r.members or [])}
+            changed: list[tuple[ShareRow, list[str]]] = []
+            try:
+                for r in rest:
+                    if r.kind != "group":
+                        continue
+                    members = await _members(hub, r.name)
+                    now_members = [m for m in members or [] if m != owner]
+                    if now_members != list(r.members or []):
+                        also |= set(r.members or []) - set(now_members)
+                        changed.append((r, now_members))
+                        r.members = now_members
+                if not due and not changed:
+                    continue
+                await _apply(hub, owner, rest, also)
+            except HubReadError as e:
+                log.warning("the shares of %s's server were not brought up to date: %s", owner, e)
+                continue
+            for r in due:
+                s.delete(r)
+                audit.note(s, MOONHUB.name, "share-expire", owner, SUBJECT, f"{r.kind} {r.name}")
+                ended += 1
+            for r, members in changed:
+                audit.note(
+                    s,
+                    MOONHUB.name,
+                    "share-members",
+                    owner,
+                    SUBJECT,
+                    f"team {r.name}: {', '.join(members) or 'no members'}",
+                )
             s.commit()
-        ended += 1
     return ended

@@ -14,20 +14,29 @@ owner's alone, whatever the share. The server's owner is never limited; a hub ad
 may open any server (JupyterHub's admin role), is a reader like any other unless shared with
 in full.
 
-A share with full access (the hub's ``custom:moonhub:server-write`` on this server) lets a
-user do what the owner can in the server, as the owner: a terminal there runs with the
+A share with full access (the hub's ``custom:moonhub:server-write`` on this server, which
+the guard reads from the hub's list of the server's shares: JupyterHub's logins carry a
+share's access but not its other scopes) lets a user do what the owner can in the server,
+as the owner: a terminal there runs with the
 server's token and the secrets given to it. That is what full access means, and the sharing
 dialog says so."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+import time
 from typing import Any
+from urllib.parse import quote
 
 from jupyterhub.services.auth import check_scopes
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+log = logging.getLogger("moonhub_lab")
 
 #: the same as ``moonhub_core.sharing.WRITE_SCOPE`` (a unit test keeps the two equal; the
 #: user's image does not carry moonhub_core)
@@ -46,24 +55,78 @@ SAFE_METHODS = ("GET", "HEAD")
 
 
 def refusal(
-    method: str, path: str, websocket: bool, owner: str, server: str, user: str, scopes: list[str]
+    method: str,
+    path: str,
+    websocket: bool,
+    owner: str,
+    server: str,
+    user: str,
+    scopes: list[str],
+    shared_in_full: bool = False,
 ) -> str | None:
     """Why ``user`` may not make this request of ``owner``'s ``server``, or None when they
     may. ``path`` is relative to the server's base URL (no leading slash), as the request
-    had it (still percent-encoded: what the server's routes match against too)."""
+    had it (still percent-encoded: what the server's routes match against too). Full access
+    is the write scope on this server, in the user's ``scopes`` or in the share the hub holds
+    for them (``shared_in_full``)."""
     if user == owner:
         return None
     if OWNER_ONLY.fullmatch(path):
         return f"MoonHub's jobs, secrets and notices in this server are {owner}'s own"
-    if check_scopes({f"{WRITE_SCOPE}!server={owner}/{server}"}, set(scopes)):
+    if shared_in_full or check_scopes({f"{WRITE_SCOPE}!server={owner}/{server}"}, set(scopes)):
         return None
     if method.upper() in SAFE_METHODS and not websocket and READ_ONLY.fullmatch(path):
         return None
     return f"{owner} shared this server with you to read: files and notebooks open, but nothing runs or changes"
 
 
+def shared_in_full(shares: list[dict[str, Any]]) -> set[str]:
+    """The users that a server's shares (the hub's ``/shares/<owner>/<server>`` items) give
+    the write scope: MoonHub grants each user, a team's members too, a user share."""
+    return {
+        str((item.get("user") or {}).get("name"))
+        for item in shares
+        if item.get("kind") == "user"
+        and any(str(sc).partition("!")[0] == WRITE_SCOPE for sc in item.get("scopes") or [])
+    }
+
+
+class ShareLookup:
+    """Who this server is shared with in full, as the hub says (the server's own token may
+    read its shares), asked at most once per ``ttl`` seconds: the time a user's rights are
+    remembered anyway (``HubOAuth.cache_max_age``). A hub that does not answer leaves the last
+    answer, or nobody, in full: the guard then errs on the side of reading only."""
+
+    def __init__(self, api_url: str, token: str, owner: str, server: str, ttl: float = 30.0) -> None:
+        self.url = f"{api_url.rstrip('/')}/shares/{quote(owner, safe='')}/{quote(server, safe='')}"
+        self.token, self.ttl = token, ttl
+        self.full: set[str] = set()
+        self.read_at = -1e9
+
+    async def in_full(self, user: str) -> bool:
+        if time.monotonic() - self.read_at >= self.ttl:
+            self.read_at = time.monotonic()
+            req = HTTPRequest(
+                f"{self.url}?limit=1000",
+                headers={"Authorization": f"token {self.token}", "Accept": "application/jupyterhub-pagination+json"},
+                request_timeout=10,
+            )
+            try:
+                resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+                page = json.loads(resp.body) if resp.code == 200 and resp.body else None
+            except (OSError, ValueError):
+                page = None
+            if isinstance(page, dict) and isinstance(page.get("items"), list):
+                self.full = shared_in_full(page["items"])
+            else:
+                log.warning("MoonHub: the hub did not say who this server is shared with (%s)", self.url)
+        return user in self.full
+
+
 class SharedServerIdentityProvider(JupyterHubIdentityProvider):
     """JupyterHub's identity provider, and the guard of :func:`refusal` on every request."""
+
+    lookup: ShareLookup | None = None
 
     async def get_user(self, handler: web.RequestHandler) -> Any:
         user = await super().get_user(handler)
@@ -73,15 +136,15 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         path = handler.request.path
         relative = path[len(base) :] if path.startswith(base) else path.lstrip("/")
         websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
-        why = refusal(
-            handler.request.method or "GET",
-            relative,
-            websocket,
-            os.environ.get("JUPYTERHUB_USER", ""),
-            os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
-            user.username,
-            list((getattr(user, "hub_user", None) or {}).get("scopes") or []),
-        )
+        owner, server = os.environ.get("JUPYTERHUB_USER", ""), os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+        scopes = list((getattr(user, "hub_user", None) or {}).get("scopes") or [])
+        request = (handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes)
+        why = refusal(*request)
+        if why and not OWNER_ONLY.fullmatch(relative) and self.lookup is not None:
+            # JupyterHub's logins carry access to a shared server but not a share's other
+            # scopes: whether this user's share is in full, the hub's list of shares says
+            if await self.lookup.in_full(user.username):
+                why = refusal(*request, shared_in_full=True)
         if why:
             raise web.HTTPError(403, why)
         return user
@@ -94,6 +157,13 @@ def install(server_app: Any) -> bool:
     if type(found) is not JupyterHubIdentityProvider or not os.environ.get("JUPYTERHUB_USER"):
         return False
     guard = SharedServerIdentityProvider(parent=server_app, hub_auth=found.hub_auth)
+    guard.lookup = ShareLookup(
+        found.hub_auth.api_url,
+        found.hub_auth.api_token,
+        os.environ["JUPYTERHUB_USER"],
+        os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
+        ttl=float(found.hub_auth.cache_max_age or 30),
+    )
     server_app.web_app.settings["identity_provider"] = guard
     server_app.identity_provider = guard
     return True

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 from kubernetes_asyncio import client
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, expect
 
 from localcluster.config import REPO
 from tests.browser.test_schedule_notebook import _open_lab
@@ -83,11 +83,13 @@ async def test_vscode_opens_the_workspace_and_its_terminal_writes_there(
     before = (await _status_at_pod(core, token))["last_activity"]
 
     # its terminal runs in the server's pod, as the user, in the workspace
-    await vs.keyboard.press("F1")
-    await vs.keyboard.type("Terminal: Create New Terminal")
-    await vs.keyboard.press("Enter")
     terminal = vs.locator(".terminal-wrapper .xterm")
     try:
+        await vs.keyboard.press("F1")
+        await vs.keyboard.type("Terminal: Create New Terminal")
+        pick = vs.locator(".quick-input-list .monaco-list-row").first
+        await expect(pick).to_contain_text("Terminal: Create New Terminal", timeout=30_000)
+        await pick.click()
         await terminal.first.wait_for(timeout=60_000)
         await asyncio.sleep(2)  # the shell's prompt
         await terminal.first.click()

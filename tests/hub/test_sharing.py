@@ -4,7 +4,8 @@ theirs; each grantee opens it
 (JupyterHub's consent page, then the lab) and may do what their access allows, no more;
 bad requests are refused naming the field; every change is audited; a revoked share stops
 opening within the server's 30 s memory of a user's rights, and an expired one is revoked by
-the jobs service's expiry pass.
+the jobs service's expiry pass. A team's share follows the team: a member who joins is let in
+within a pass of the service, one who leaves is refused.
 
 The server is started once for the whole story (a start is the expensive part)."""
 
@@ -22,7 +23,7 @@ from jobs_service.db import ShareRow, open_db
 from tests.conftest import Hub
 from tests.helpers import jobs_api, wait_for
 
-OWNER, READER, WORKER, OUTSIDER = "shira", "rudi", "wren", "ozzy"
+OWNER, READER, WORKER, OUTSIDER, JOINER = "shira", "rudi", "wren", "ozzy", "zeke"
 TEAM, OTHER_TEAM = "share-crew", "share-strangers"
 
 
@@ -54,6 +55,15 @@ def open_shared(hub: Hub, s: requests.Session, owner: str) -> list[str]:
     return asked
 
 
+def _opens(hub: Hub, s: requests.Session) -> bool:
+    """Whether the owner's lab opens for the user of ``s`` now (consent page answered)."""
+    try:
+        open_shared(hub, s, OWNER)
+    except AssertionError:
+        return False
+    return True
+
+
 def _as(hub: Hub, s: requests.Session, method: str, path: str, **kw: object) -> requests.Response:
     """A request to the owner's server with the session's cookies, as JupyterLab makes it."""
     return hub.lab(s, OWNER, path, method, **kw)  # type: ignore[arg-type]
@@ -74,7 +84,7 @@ async def test_a_server_shared_read_only_and_in_full_then_revoked_and_expired(
     hub: Hub, timings: dict[str, float]
 ) -> None:
     admin = hub.login("admin")
-    owner, reader, worker, outsider = (hub.login(u) for u in (OWNER, READER, WORKER, OUTSIDER))
+    owner, reader, worker, outsider, joiner = (hub.login(u) for u in (OWNER, READER, WORKER, OUTSIDER, JOINER))
     for team, members in ((TEAM, [OWNER, WORKER]), (OTHER_TEAM, [OUTSIDER])):
         assert hub.api(admin, "POST", f"/groups/{team}").status_code in (201, 409)
         assert hub.api(admin, "POST", f"/groups/{team}/users", json={"users": members}).status_code == 200
@@ -167,6 +177,31 @@ async def test_a_server_shared_read_only_and_in_full_then_revoked_and_expired(
         assert _as(hub, worker, "DELETE", f"api/kernels/{kernel.json()['id']}").status_code == 204
         assert _as(hub, worker, "GET", "moonhub/api/v1/jobs").status_code == 403
 
+        # the team changes: who joins is granted within a pass of the service, who leaves is
+        # revoked (a team's share is granted member by member)
+        assert hub.api(admin, "POST", f"/groups/{TEAM}/users", json={"users": [JOINER]}).status_code == 200
+        t0 = time.monotonic()
+        await wait_for(
+            lambda: _opens(hub, joiner),
+            bool,
+            timeout=90,
+            interval=2,
+            what=f"{JOINER}, new in the team, let in",
+        )
+        timings["sharing: a member joins the team -> let in"] = time.monotonic() - t0
+        r = _as(
+            hub, joiner, "PUT", "api/contents/from-zeke.txt", json={"type": "file", "format": "text", "content": "z"}
+        )
+        assert r.status_code in (200, 201), r.text
+        assert hub.api(admin, "DELETE", f"/groups/{TEAM}/users", json={"users": [JOINER]}).status_code == 200
+        await wait_for(
+            lambda: _as(hub, joiner, "GET", "api/contents", allow_redirects=False).status_code,
+            lambda code: code in (302, 403),
+            timeout=90,
+            interval=2,
+            what=f"{JOINER}, out of the team, refused",
+        )
+
         # someone it is not shared with is turned away by the hub
         r = outsider.get(f"{hub.url}/user/{OWNER}/lab", timeout=30)
         assert r.status_code == 403 or "/user/" not in r.url, (r.status_code, r.url)
@@ -211,7 +246,7 @@ async def test_a_server_shared_read_only_and_in_full_then_revoked_and_expired(
         ]
         actions = [(a, act) for a, act, _ in trail]
         assert (OWNER, "share") in actions and (OWNER, "share-revoke") in actions, trail
-        assert ("moonhub", "share-expire") in actions, trail
+        assert ("moonhub", "share-expire") in actions and ("moonhub", "share-members") in actions, trail
         assert any(re.search(rf"read access for user {READER} until", d) for _, _, d in trail), trail
     finally:
         hub.api(owner, "DELETE", f"/users/{OWNER}/server")

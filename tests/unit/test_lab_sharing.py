@@ -103,3 +103,18 @@ def test_the_owner_is_never_limited_and_other_servers_scopes_do_not_count() -> N
     assert refusal("POST", "api/kernels", scopes=READ + other)
     # the write scope on all the owner's servers (a !user filter) does count
     assert refusal("POST", "api/kernels", scopes=[*READ, f"{sharing.WRITE_SCOPE}!user={OWNER}"]) is None
+
+
+def test_full_access_read_from_the_hubs_list_of_the_servers_shares() -> None:
+    """JupyterHub's logins carry access but not a share's other scopes: the guard reads who
+    is shared with in full from the hub's list of the server's shares."""
+    items = [
+        {"kind": "user", "user": {"name": "wren"}, "scopes": FULL},
+        {"kind": "user", "user": {"name": "rudi"}, "scopes": READ},
+        {"kind": "group", "group": {"name": "crew"}, "scopes": FULL},  # never granted by MoonHub
+    ]
+    assert guard.shared_in_full(items) == {"wren"}
+    assert refusal("POST", "api/kernels", user="wren", scopes=READ) is not None
+    assert guard.refusal("POST", "api/kernels", False, OWNER, "", "wren", READ, shared_in_full=True) is None
+    # MoonHub's routes stay the owner's even then
+    assert guard.refusal("GET", "moonhub/api/v1/jobs", False, OWNER, "", "wren", READ, shared_in_full=True)
