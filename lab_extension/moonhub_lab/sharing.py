@@ -80,31 +80,40 @@ def refusal(
     return f"{owner} shared this server with you to read: files and notebooks open, but nothing runs or changes"
 
 
-def shared_in_full(shares: list[dict[str, Any]]) -> set[str]:
-    """The users that a server's shares (the hub's ``/shares/<owner>/<server>`` items) give
-    the write scope: MoonHub grants each user, a team's members too, a user share."""
-    return {
-        str((item.get("user") or {}).get("name"))
-        for item in shares
-        if item.get("kind") == "user"
-        and any(str(sc).partition("!")[0] == WRITE_SCOPE for sc in item.get("scopes") or [])
-    }
+def shared_access(shares: list[dict[str, Any]]) -> dict[str, str]:
+    """Who a server's shares (the hub's ``/shares/<owner>/<server>`` items) let in, and how
+    far: "full" with the write scope, "read" without. MoonHub grants each user, a team's
+    members too, a user share; a team share made with the hub's own API lets nobody in (the
+    hub's logins do not carry it)."""
+    access: dict[str, str] = {}
+    for item in shares:
+        if item.get("kind") != "user":
+            continue
+        full = any(str(sc).partition("!")[0] == WRITE_SCOPE for sc in item.get("scopes") or [])
+        access[str((item.get("user") or {}).get("name"))] = "full" if full else "read"
+    return access
 
 
 class ShareLookup:
-    """Who this server is shared with in full, as the hub says (the server's own token may
-    read its shares), asked at most once per ``ttl`` seconds: the time a user's rights are
-    remembered anyway (``HubOAuth.cache_max_age``). A hub that does not answer leaves the last
-    answer, or nobody, in full: the guard then errs on the side of reading only."""
+    """Who this server is shared with, and how far, as the hub says (the server's own token
+    may read its shares). The answer is kept ``ttl`` seconds: a revoked or narrowed share
+    holds at most that long. A user it does not name makes it ask again once ``miss_ttl``
+    seconds have passed, so a share just made works within seconds, and someone refused
+    again and again costs the hub one request per ``miss_ttl``. A hub that does not answer
+    leaves the last answer (or nobody): the guard then errs on the side of refusing."""
 
-    def __init__(self, api_url: str, token: str, owner: str, server: str, ttl: float = 30.0) -> None:
+    def __init__(
+        self, api_url: str, token: str, owner: str, server: str, ttl: float = 30.0, miss_ttl: float = 5.0
+    ) -> None:
         self.url = f"{api_url.rstrip('/')}/shares/{quote(owner, safe='')}/{quote(server, safe='')}"
-        self.token, self.ttl = token, ttl
-        self.full: set[str] = set()
+        self.token, self.ttl, self.miss_ttl = token, ttl, miss_ttl
+        self.shared: dict[str, str] = {}
         self.read_at = -1e9
 
-    async def in_full(self, user: str) -> bool:
-        if time.monotonic() - self.read_at >= self.ttl:
+    async def access(self, user: str) -> str | None:
+        """ "full", "read", or None when the server is not shared with ``user``."""
+        age = time.monotonic() - self.read_at
+        if age >= self.ttl or (self.shared.get(user) != "full" and age >= self.miss_ttl):
             self.read_at = time.monotonic()
             req = HTTPRequest(
                 f"{self.url}?limit=1000",
@@ -117,14 +126,20 @@ class ShareLookup:
             except (OSError, ValueError):
                 page = None
             if isinstance(page, dict) and isinstance(page.get("items"), list):
-                self.full = shared_in_full(page["items"])
+                self.shared = shared_access(page["items"])
             else:
                 log.warning("MoonHub: the hub did not say who this server is shared with (%s)", self.url)
-        return user in self.full
+        return self.shared.get(user)
 
 
 class SharedServerIdentityProvider(JupyterHubIdentityProvider):
-    """JupyterHub's identity provider, and the guard of :func:`refusal` on every request."""
+    """JupyterHub's identity provider, and the guard of :func:`refusal` on every request.
+
+    Someone other than the owner (and not a hub admin) gets in only while the hub holds a
+    share for them: the hub's own check of a login is remembered for minutes, this one for
+    at most :attr:`ShareLookup.ttl` seconds, so a revoked share stops working within that.
+    JupyterHub's logins carry a share's access but none of its other scopes, so whether a
+    share is in full the same list says."""
 
     lookup: ShareLookup | None = None
 
@@ -137,14 +152,17 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         relative = path[len(base) :] if path.startswith(base) else path.lstrip("/")
         websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
         owner, server = os.environ.get("JUPYTERHUB_USER", ""), os.environ.get("JUPYTERHUB_SERVER_NAME", "")
-        scopes = list((getattr(user, "hub_user", None) or {}).get("scopes") or [])
-        request = (handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes)
-        why = refusal(*request)
-        if why and not OWNER_ONLY.fullmatch(relative) and self.lookup is not None:
-            # JupyterHub's logins carry access to a shared server but not a share's other
-            # scopes: whether this user's share is in full, the hub's list of shares says
-            if await self.lookup.in_full(user.username):
-                why = refusal(*request, shared_in_full=True)
+        model = getattr(user, "hub_user", None) or {}
+        in_full = False
+        if user.username != owner and not model.get("admin") and self.lookup is not None:
+            access = await self.lookup.access(user.username)
+            if access is None:
+                raise web.HTTPError(403, f"{owner}'s server is not shared with you (any more)")
+            in_full = access == "full"
+        scopes = list(model.get("scopes") or [])
+        why = refusal(
+            handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes, in_full
+        )
         if why:
             raise web.HTTPError(403, why)
         return user

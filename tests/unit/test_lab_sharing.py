@@ -3,6 +3,8 @@ server is shared with may do, read-only or in full, and that the owner is never 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from moonhub_lab import sharing as guard
 
@@ -105,16 +107,50 @@ def test_the_owner_is_never_limited_and_other_servers_scopes_do_not_count() -> N
     assert refusal("POST", "api/kernels", scopes=[*READ, f"{sharing.WRITE_SCOPE}!user={OWNER}"]) is None
 
 
-def test_full_access_read_from_the_hubs_list_of_the_servers_shares() -> None:
+def test_who_is_let_in_and_how_far_read_from_the_hubs_list_of_the_servers_shares() -> None:
     """JupyterHub's logins carry access but not a share's other scopes: the guard reads who
-    is shared with in full from the hub's list of the server's shares."""
+    is shared with, and in full or not, from the hub's list of the server's shares."""
     items = [
         {"kind": "user", "user": {"name": "wren"}, "scopes": FULL},
         {"kind": "user", "user": {"name": "rudi"}, "scopes": READ},
         {"kind": "group", "group": {"name": "crew"}, "scopes": FULL},  # never granted by MoonHub
     ]
-    assert guard.shared_in_full(items) == {"wren"}
+    assert guard.shared_access(items) == {"wren": "full", "rudi": "read"}
     assert refusal("POST", "api/kernels", user="wren", scopes=READ) is not None
     assert guard.refusal("POST", "api/kernels", False, OWNER, "", "wren", READ, shared_in_full=True) is None
     # MoonHub's routes stay the owner's even then
     assert guard.refusal("GET", "moonhub/api/v1/jobs", False, OWNER, "", "wren", READ, shared_in_full=True)
+
+
+async def test_the_lookup_asks_the_hub_again_after_its_ttl_and_sooner_for_someone_it_does_not_know() -> None:
+    """The list of shares, from an HTTP server on loopback standing for the hub's API: kept
+    ``ttl`` seconds; a user not named (or not in full) asks again after ``miss_ttl``."""
+    import json as _json
+
+    from tornado import httpserver, web
+    from tornado.testing import bind_unused_port
+
+    items: list[dict[str, object]] = [{"kind": "user", "user": {"name": "rudi"}, "scopes": READ}]
+    asked: list[str] = []
+
+    class Shares(web.RequestHandler):
+        def get(self, owner: str, server: str) -> None:
+            asked.append(self.request.headers.get("Authorization", ""))
+            self.write(_json.dumps({"items": items, "_pagination": {"next": None}}))
+
+    sock, port = bind_unused_port()
+    srv = httpserver.HTTPServer(web.Application([(r"/hub/api/shares/([^/]+)/([^/]*)", Shares)]))
+    srv.add_sockets([sock])
+    try:
+        lookup = guard.ShareLookup(f"http://127.0.0.1:{port}/hub/api", "server-token", OWNER, "", ttl=0.6, miss_ttl=0.2)
+        assert await lookup.access("rudi") == "read" and asked == ["token server-token"]
+        items[:] = [{"kind": "user", "user": {"name": "wren"}, "scopes": FULL}]
+        # rudi's share revoked, wren's made in full: not seen until the answer is older than
+        # miss_ttl, then both at once
+        assert await lookup.access("wren") is None and len(asked) == 1
+        await asyncio.sleep(0.25)
+        assert await lookup.access("wren") == "full" and len(asked) == 2
+        assert await lookup.access("rudi") is None and len(asked) == 2  # within miss_ttl of the last read
+        assert await lookup.access("wren") == "full" and len(asked) == 2  # in full: kept for ttl
+    finally:
+        srv.stop()
