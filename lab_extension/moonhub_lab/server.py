@@ -294,9 +294,8 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")
     server_app.log.info("MoonHub: forwarding %s to the jobs service", route)
-    # a server shared with others: who is not its owner reads only, unless shared in full
-    # (moonhub_lab.sharing); revoking a share takes effect within HubOAuth's cache_max_age
-    # (30 s, jupyter-config/), the time a user's rights are remembered
+    # a server shared with others: who is not its owner reads only, unless shared in full,
+    # and only while the hub holds their share (moonhub_lab.sharing: within 30 s of a revoke)
     if sharing.install(server_app):
         server_app.log.info("MoonHub: users this server is shared with read only, unless shared in full")
 

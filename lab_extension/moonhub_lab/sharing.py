@@ -180,7 +180,6 @@ def install(server_app: Any) -> bool:
         found.hub_auth.api_token,
         os.environ["JUPYTERHUB_USER"],
         os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
-        ttl=float(found.hub_auth.cache_max_age or 30),
     )
     server_app.web_app.settings["identity_provider"] = guard
     server_app.identity_provider = guard
