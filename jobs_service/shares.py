@@ -120,7 +120,7 @@ async def _check_grantee(hub: HubUsers, caller: Caller, owner: str, kind: str, n
         raise Unavailable(kind, f"can not check {name!r} with the hub now ({e}); try again") from None
     if group is None:
         raise FieldError("group", f"no team {name!r} on this hub")
-    if owner not in (group.get("users") or []) and not caller.admin:
+    if owner not in (group.get("users") or []):
         raise Forbidden("group", f"you can share only with teams you are in, and you are not in {name!r}")
 
 
@@ -167,7 +167,13 @@ async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = Non
     """Share ``owner``'s (the caller's) server; a share with the same user or team is
     replaced (its access and expiry)."""
     kind, name, access, hours = parse(body)
-    owner = _owner_for(caller, owner)
+    if owner and owner != caller.name:
+        # sharing in full is running code as the owner: an admin may list and revoke others'
+        # shares, never grant them (as admins may not run others' jobs, docs/security.md)
+        if caller.admin:
+            raise Forbidden("owner", "only a server's owner may share it; admins may list and revoke its shares")
+        raise NotFound("owner", f"no server of {owner!r} you may share")
+    owner = caller.name
     hub = _hub(ctx)
     await _check_grantee(hub, caller, owner, kind, name)
     now = utcnow()

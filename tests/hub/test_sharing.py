@@ -139,6 +139,11 @@ async def test_a_server_shared_read_only_and_in_full_then_revoked_and_expired(
         r = jobs_api(hub, outsider, OUTSIDER)("GET", "/shares", None)
         assert r.json()["shared_with_me"] == []
         assert jobs_api(hub, outsider, OUTSIDER)("GET", f"/shares?owner={OWNER}").status_code == 404
+        # an admin lists another user's shares and may revoke them, but never grants one
+        as_admin = jobs_api(hub, admin, "admin")
+        assert len(as_admin("GET", f"/shares?owner={OWNER}").json()["shares"]) == 2
+        r = as_admin("POST", f"/shares?owner={OWNER}", {"user": "admin", "access": "full"})
+        assert r.status_code == 403 and r.json()["field"] == "owner", r.text
         assert jobs_api(hub, outsider, OUTSIDER)("DELETE", f"/shares/user/{READER}?owner={OWNER}").status_code == 404
 
         # the reader opens the server and reads; nothing of theirs runs or changes there
