@@ -331,6 +331,28 @@ class ShareHandler(APIHandler):
         self.finish()
 
 
+class RunSharesHandler(APIHandler):
+    @_guard
+    async def get(self, job_id: str, run_id: str) -> None:
+        """The teams this run's output page is shared with (the job's owner)."""
+        self.send({"shares": self.jobs.output_shares(self.caller(), _id("id", job_id), _id("run", run_id))})
+
+    @_guard
+    async def post(self, job_id: str, run_id: str) -> None:
+        """Share this run's output page with a team of yours, for some hours."""
+        shared = await self.jobs.share_output(self.caller(), _id("id", job_id), _id("run", run_id), await self.body())
+        self.send(shared, 201)
+
+
+class RunShareHandler(APIHandler):
+    @_guard
+    async def delete(self, job_id: str, run_id: str, team: str) -> None:
+        """Stop sharing this run's output page with a team."""
+        await self.jobs.unshare_output(self.caller(), _id("id", job_id), _id("run", run_id), team)
+        self.set_status(204)
+        self.finish()
+
+
 class RunOutputHandler(APIHandler):
     @_guard
     async def get(self, job_id: str, run_id: str) -> None:
@@ -514,6 +536,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/resources", RunResourcesHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/rerun", RerunHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/output", RunOutputHandler),
+        (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/shares", RunSharesHandler),
+        (rf"{api}/jobs/(?P<job_id>[0-9]+)/runs/(?P<run_id>[0-9]+)/shares/(?P<team>[^/]+)", RunShareHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/files", RunFilesHandler),
         (rf"{api}/jobs/(?P<job_id>[0-9]+)/runs/(?P<run_id>[0-9]+)/files/(?P<path>.+)", RunFileHandler),
         (rf"{api}/jobs/([0-9]+)/runs/([0-9]+)/repair", RepairHandler),

@@ -288,6 +288,22 @@ class ShareRow(Base):
     expires_at: Mapped[datetime.datetime] = mapped_column(index=True)
 
 
+class RunShareRow(Base):
+    """A run's output page shared with a team of its owner's, until it expires: the team's
+    members may open that one page (its notebook rendered, secrets masked), nothing else of
+    the job."""
+
+    __tablename__ = "run_shares"
+    __table_args__ = (UniqueConstraint("run_id", "team", name="uq_run_share"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    team: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime.datetime] = mapped_column(index=True)
+
+
 class DepartureRow(Base):
     """An owner the hub answered 404 for, and since when (the grace period counts from
     here; an owner the hub knows again is forgotten)."""

@@ -27,6 +27,7 @@ from . import (
     run_logs,
     runcontext,
     secrets,
+    shares,
     snapshots,
     validation,
     views,
@@ -369,9 +370,16 @@ async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict
 
 async def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str | None = None) -> bytes:
     """The run's executed notebook as it sent it, its job's secrets masked (as in its log,
-    whoever asks); 404 (saying where else to look) when none."""
+    whoever asks); 404 (saying where else to look) when none. Besides the job's owner (and
+    job admins), a member of a team the run's output is shared with may read it (``shares``)."""
     with ctx.db() as s:
-        run = find(s, caller, job_id, run_id)
+        try:
+            run = find(s, caller, job_id, run_id)
+        except NotFound:
+            shared = shares.shared_output_run(s, caller, job_id, run_id)
+            if shared is None:
+                raise
+            run = shared
         name = job_of(run, task)
         where = run.output if not task else f"jobs/{run.definition.name}/{name}.ipynb"
         owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()

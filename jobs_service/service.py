@@ -120,6 +120,17 @@ class JobsService:
     async def unshare(self, caller: Caller, kind: str, name: str, owner: str | None = None) -> None:
         await shares.revoke(self.ctx, caller, kind, name, owner)
 
+    @_writes
+    async def share_output(self, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
+        return await shares.share_output(self.ctx, caller, job_id, run_id, body)
+
+    def output_shares(self, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
+        return shares.output_shares(self.ctx, caller, job_id, run_id)
+
+    @_writes
+    async def unshare_output(self, caller: Caller, job_id: int, run_id: int, team: str) -> None:
+        shares.unshare_output(self.ctx, caller, job_id, run_id, team)
+
     async def workspace_reclaim(self, caller: Caller) -> dict[str, Any]:
         if not caller.admin:
             raise Forbidden("workspace-reclaim", "what reclaim would do is for job admins")

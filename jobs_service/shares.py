@@ -31,7 +31,8 @@ from moonhub_core.errors import Conflict, FieldError, Forbidden, NotFound, Unava
 
 from . import audit
 from .context import MOONHUB, Caller, Context
-from .db import ShareRow, utcnow
+from .db import RunRow, RunShareRow, ShareRow, utcnow
+from .settings import DEFAULT_PREFIX, PREFIX_ENV
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -289,6 +290,7 @@ async def expire(ctx: Context) -> int:
     joined is granted, who left is revoked). The hub first; rows and audit lines after. How
     many shares ended. An owner whose changes the hub does not make now waits for the next
     pass, as it was."""
+    expire_outputs(ctx)
     if ctx.hub is None:
         return 0
     hub = ctx.hub
@@ -336,3 +338,118 @@ async def expire(ctx: Context) -> int:
                 )
             s.commit()
     return ended
+
+
+# ---- a run's output page, shared with a team --------------------------------------------
+RUN_FIELDS = {"group", "expires_in_hours"}
+
+
+def _output_url(job_id: int, run_id: int) -> str:
+    prefix = os.environ.get(PREFIX_ENV, DEFAULT_PREFIX)
+    return f"{prefix.rstrip('/')}/api/v1/jobs/{job_id}/runs/{run_id}/output"
+
+
+def _run_view(r: RunShareRow, job_id: int) -> dict[str, Any]:
+    return {
+        "team": r.team,
+        "created_at": _aware(r.created_at).isoformat(),
+        "created_by": r.created_by,
+        "expires_at": _aware(r.expires_at).isoformat(),
+        "url": _output_url(job_id, r.run_id),
+    }
+
+
+def _owned_run(s: Any, caller: Caller, job_id: int, run_id: int) -> RunRow:
+    """The run, for its job's owner only: sharing a run's output is the owner's call."""
+    run = s.get(RunRow, run_id)
+    if run is None or run.definition_id != job_id or run.definition.owner != caller.name:
+        if run is not None and run.definition_id == job_id and caller.admin:
+            raise Forbidden("id", "only the job's owner may share its runs' output")
+        raise NotFound("id", f"no run {run_id} of a job {job_id} of yours")
+    return run
+
+
+async def share_output(ctx: Context, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
+    """Share a run's output page with a team of the owner's (a share with the same team is
+    renewed); its members open the page at the answer's ``url``."""
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object with group and expires_in_hours")
+    unknown = sorted(set(body) - RUN_FIELDS)
+    if unknown:
+        raise FieldError(unknown[0], f"unknown field; a run's share has {', '.join(sorted(RUN_FIELDS))}")
+    team = body.get("group")
+    if not isinstance(team, str) or not team.strip() or team != team.strip() or len(team) > 255:
+        raise FieldError("group", "name a team (hub group) of yours")
+    hours = body.get("expires_in_hours", DEFAULT_HOURS)
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
+        raise FieldError("expires_in_hours", f"must be a whole number of hours from 1 to {MAX_HOURS}")
+    with ctx.db() as s:
+        _owned_run(s, caller, job_id, run_id)
+    await _check_grantee(_hub(ctx), caller, caller.name, "group", team)
+    now = utcnow()
+    with ctx.db() as s:
+        run = _owned_run(s, caller, job_id, run_id)
+        row = s.scalars(select(RunShareRow).where(RunShareRow.run_id == run_id, RunShareRow.team == team)).first()
+        if row is None:
+            row = RunShareRow(run_id=run_id, team=team)
+            s.add(row)
+        row.created_at, row.created_by = now, caller.name
+        row.expires_at = now + datetime.timedelta(hours=hours)
+        audit.record(
+            s,
+            caller.name,
+            "run-share",
+            run.definition,
+            f"run {run_id}'s output with team {team} until {row.expires_at:%Y-%m-%d %H:%M} UTC",
+        )
+        s.commit()
+        return _run_view(row, job_id)
+
+
+def output_shares(ctx: Context, caller: Caller, job_id: int, run_id: int) -> list[dict[str, Any]]:
+    with ctx.db() as s:
+        _owned_run(s, caller, job_id, run_id)
+        rows = s.scalars(
+            select(RunShareRow)
+            .where(RunShareRow.run_id == run_id, RunShareRow.expires_at > utcnow())
+            .order_by(RunShareRow.team)
+        ).all()
+        return [_run_view(r, job_id) for r in rows]
+
+
+def unshare_output(ctx: Context, caller: Caller, job_id: int, run_id: int, team: str) -> None:
+    with ctx.db() as s:
+        run = _owned_run(s, caller, job_id, run_id)
+        gone = s.query(RunShareRow).filter(RunShareRow.run_id == run_id, RunShareRow.team == team).delete()
+        if not gone:
+            raise NotFound("group", f"run {run_id}'s output is not shared with team {team!r}")
+        audit.record(s, caller.name, "run-unshare", run.definition, f"run {run_id}'s output, team {team}")
+        s.commit()
+
+
+def shared_output_run(s: Any, caller: Caller, job_id: int, run_id: int) -> RunRow | None:
+    """The run when its output is shared, unexpired, with a team of ``caller``'s; else None."""
+    if not caller.groups:
+        return None
+    row = s.scalars(
+        select(RunShareRow).where(
+            RunShareRow.run_id == run_id, RunShareRow.team.in_(list(caller.groups)), RunShareRow.expires_at > utcnow()
+        )
+    ).first()
+    run = s.get(RunRow, run_id) if row is not None else None
+    return run if run is not None and run.definition_id == job_id else None
+
+
+def expire_outputs(ctx: Context) -> int:
+    """Forget the run shares whose time is up (each audited); how many."""
+    with ctx.db() as s:
+        due = s.scalars(select(RunShareRow).where(RunShareRow.expires_at <= utcnow())).all()
+        for r in due:
+            run = s.get(RunRow, r.run_id)
+            if run is not None:
+                audit.record(
+                    s, MOONHUB.name, "run-share-expire", run.definition, f"run {r.run_id}'s output, team {r.team}"
+                )
+            s.delete(r)
+        s.commit()
+        return len(due)

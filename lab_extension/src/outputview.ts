@@ -3,14 +3,16 @@
  * (sanitised, and shown in a sandboxed frame: no script of the notebook runs, and the page
  * can not act in the lab's origin) and the files it wrote to its run folder, as downloads.
  */
+import { Clipboard, InputDialog } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
 import { taskQuery, type JobsClient } from './api/client';
 import type { Job, Run } from './api/types';
-import { h } from './dom';
+import { button, h } from './dom';
 import { bytes } from './format';
+import { EXPIRY_CHOICES } from './sharing';
 
 export class RunOutputView extends Widget {
   constructor(
@@ -35,12 +37,21 @@ export class RunOutputView extends Widget {
       src: `${base}/output${q}`
     });
     const files = h('ul', { className: 'moonhub-OutputFiles', 'aria-label': 'Files of the run folder' });
+    const shared = h('span', { className: 'moonhub-OutputShared', role: 'status' });
+    // the page (a run's, not a task's) shared with a team of yours by link, for a while
+    const share = task
+      ? ''
+      : button('Share with a team…', { className: 'jp-mod-styled moonhub-OutputShare', 'data-key': 'share-output' }, () =>
+          void this.share(job, run, shared)
+        );
     this.node.append(
       h(
         'div',
         { className: 'moonhub-OutputHeader' },
         h('a', { href: `${base}/output?format=ipynb${and}`, download: `${job.name}-${run.id}${task ? `-${task}` : ''}.ipynb`, text: 'Download the notebook' }),
-        kept ? h('span', { text: ` · ${kept} file(s) kept with the run:` }) : ''
+        kept ? h('span', { text: ` · ${kept} file(s) kept with the run:` }) : '',
+        share,
+        shared
       ),
       files,
       frame
@@ -58,6 +69,27 @@ export class RunOutputView extends Widget {
           )
         );
       });
+    }
+  }
+
+  /** Ask for a team and a time, share the page, and put its address on the clipboard. */
+  private async share(job: Job, run: Run, status: HTMLElement): Promise<void> {
+    const team = await InputDialog.getText({ title: 'Share this output page with a team of yours', label: 'Team', placeholder: 'ml-crew' });
+    if (!team.button.accept || !team.value?.trim()) {
+      return;
+    }
+    const time = await InputDialog.getItem({ title: 'For how long?', items: EXPIRY_CHOICES.map(c => c.label), current: 2 });
+    if (!time.button.accept) {
+      return;
+    }
+    const hours = EXPIRY_CHOICES.find(c => c.label === time.value)?.hours ?? 24;
+    try {
+      const made = await this.client.shareOutput(job.id!, run.id!, { group: team.value.trim(), expires_in_hours: hours });
+      const link = new URL(made.url, window.location.origin).toString();
+      Clipboard.copyToSystem(link);
+      status.textContent = ` Shared with team ${made.team} (link copied): ${link}`;
+    } catch (e) {
+      status.textContent = ` Not shared: ${(e as Error).message}`;
     }
   }
 }

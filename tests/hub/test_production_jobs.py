@@ -242,6 +242,39 @@ async def test_outputs_are_kept_with_the_run_rendered_sanitised_and_removed_with
         svg.headers["Content-Type"] == "application/octet-stream" and "attachment" in svg.headers["Content-Disposition"]
     )
     assert _call(hub, "yuri")("GET", f"/jobs/{job['id']}/runs/{run['id']}/output").status_code == 404
+
+    # the output page, shared with a team of the owner's by link (issue 37, item 2): the
+    # team's members read that page, nobody else does, and not the run's other parts
+    admin = hub.login("admin")
+    for team, members in (("kept-crew", ["xavi", "yuri"]), ("kept-others", ["zoe"])):
+        assert hub.api(admin, "POST", f"/groups/{team}").status_code in (201, 409)
+        assert hub.api(admin, "POST", f"/groups/{team}/users", json={"users": members}).status_code == 200
+    shares = f"/jobs/{job['id']}/runs/{run['id']}/shares"
+    for body, field, status in [
+        ({"group": "kept-others"}, "group", 403),
+        ({"group": "no-such-team"}, "group", 400),
+        ({"group": "kept-crew", "expires_in_hours": 0}, "expires_in_hours", 400),
+        ({"team": "kept-crew"}, "team", 400),
+    ]:
+        r = xena("POST", shares, body)
+        assert r.status_code == status and r.json()["field"] == field, (body, r.text)
+    assert _call(hub, "admin")("POST", shares, {"group": "kept-crew"}).status_code == 403, "only the owner shares"
+    shared = xena("POST", shares, {"group": "kept-crew", "expires_in_hours": 2})
+    assert shared.status_code == 201, shared.text
+    link = shared.json()["url"]
+    assert link.endswith(f"/api/v1/jobs/{job['id']}/runs/{run['id']}/output")
+    yuri = _call(hub, "yuri")
+    page = yuri("GET", f"/jobs/{job['id']}/runs/{run['id']}/output")
+    assert page.status_code == 200 and '<b id="shown">auc 0.91</b>' in page.text
+    assert page.headers["Content-Security-Policy"].startswith("sandbox")
+    assert yuri("GET", f"/jobs/{job['id']}/runs/{run['id']}/files").status_code == 404, "the page only"
+    assert yuri("GET", f"/jobs/{job['id']}").status_code == 404
+    assert _call(hub, "zoe")("GET", f"/jobs/{job['id']}/runs/{run['id']}/output").status_code == 404
+    assert [x["team"] for x in xena("GET", shares).json()["shares"]] == ["kept-crew"]
+    assert xena("DELETE", f"{shares}/kept-crew").status_code == 204
+    assert yuri("GET", f"/jobs/{job['id']}/runs/{run['id']}/output").status_code == 404
+    trail = [(e["action"], e["actor"]) for e in xena("GET", "/audit").json()["entries"] if e["job_id"] == job["id"]]
+    assert ("run-share", "xavi") in trail and ("run-unshare", "xavi") in trail, trail
     assert xena("GET", f"/jobs/{job['id']}/runs/{run['id']}/files/../../x").status_code in (400, 404)
 
     # keep_runs 1: the next run trims the first, and its outputs go with it

@@ -21,6 +21,8 @@ import type {
   SchedulePreview,
   Secret,
   SecretInput,
+  RunShare,
+  RunShareInput,
   Share,
   ShareInput,
   Shares,
@@ -81,6 +83,11 @@ export class JobsClient {
   /** End a share of your server now. */
   unshare(kind: 'user' | 'group', name: string): Promise<void> {
     return this.api(`shares/${kind}/${encodeURIComponent(name)}`, { method: 'DELETE' });
+  }
+
+  /** Share a run's output page with a team of yours; its members open the answer's url. */
+  shareOutput(id: number, runId: number, input: RunShareInput): Promise<RunShare> {
+    return this.api(`jobs/${id}/runs/${runId}/shares`, { method: 'POST', body: JSON.stringify(input) });
   }
 
   /** The files a run kept from its run folder. */

@@ -25,6 +25,8 @@ export type UsageReport = Schemas['UsageReport'];
 export type Share = Schemas['Share'];
 export type ShareInput = Schemas['ShareInput'];
 export type Shares = Schemas['Shares'];
+export type RunShare = Schemas['RunShare'];
+export type RunShareInput = Schemas['RunShareInput'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =
