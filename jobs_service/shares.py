@@ -371,7 +371,10 @@ def _owned_run(s: Any, caller: Caller, job_id: int, run_id: int) -> RunRow:
 
 async def share_output(ctx: Context, caller: Caller, job_id: int, run_id: int, body: Any) -> dict[str, Any]:
     """Share a run's output page with a team of the owner's (a share with the same team is
-    renewed); its members open the page at the answer's ``url``."""
+    renewed); its members open the page at the answer's ``url``. Whose run it is is checked
+    before the body: another user's run looks missing, whatever was sent."""
+    with ctx.db() as s:
+        _owned_run(s, caller, job_id, run_id)
     if not isinstance(body, dict):
         raise FieldError("body", "must be a JSON object with group and expires_in_hours")
     unknown = sorted(set(body) - RUN_FIELDS)
@@ -383,8 +386,6 @@ async def share_output(ctx: Context, caller: Caller, job_id: int, run_id: int, b
     hours = body.get("expires_in_hours", DEFAULT_HOURS)
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
         raise FieldError("expires_in_hours", f"must be a whole number of hours from 1 to {MAX_HOURS}")
-    with ctx.db() as s:
-        _owned_run(s, caller, job_id, run_id)
     await _check_grantee(_hub(ctx), caller, caller.name, "group", team)
     now = utcnow()
     with ctx.db() as s:

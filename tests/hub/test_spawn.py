@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 from kubernetes_asyncio import client
 
 from images.build import load_spec
+from localcluster import cli
 from localcluster.config import ClusterConfig
 from moonhub_core import uids
 from moonhub_core.catalog import load
@@ -142,6 +144,9 @@ async def test_framework_environment_runs_its_image_on_the_node(
     assert local_cluster is not None
     user = f"fw-{environment}"
     env = next(e for e in load(hub.catalog).environments if e.name == environment)
+    # the image on the node first, as `up` and the chart's pre-puller do: its first pull after
+    # a rebuild (8 GB for PyTorch) may take longer than the hub waits for a server to answer
+    await asyncio.to_thread(cli.pull_onto_node, local_cluster, [env.image])
     s = hub.login(user)
     r = hub.spawn_form(s, user, environment=environment, size="small")
     assert r.status_code == 200, r.text[:500]
