@@ -63,10 +63,15 @@ def parse(body: Any) -> tuple[str, str, str, int]:
     access = body.get("access", "read")
     if access not in sharing.ACCESS:
         raise FieldError("access", f"must be one of {', '.join(sharing.ACCESS)}")
+    return kind, name, access, _hours(body)
+
+
+def _hours(body: dict[str, Any]) -> int:
+    """A share's ``expires_in_hours`` (a day when not given), or the field's error."""
     hours = body.get("expires_in_hours", DEFAULT_HOURS)
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
         raise FieldError("expires_in_hours", f"must be a whole number of hours from 1 to {MAX_HOURS}")
-    return kind, name, access, hours
+    return hours
 
 
 def _hub(ctx: Context) -> HubUsers:
@@ -108,21 +113,23 @@ def _owner_for(caller: Caller, owner: str | None) -> str:
     return caller.name
 
 
-async def _check_grantee(hub: HubUsers, caller: Caller, owner: str, kind: str, name: str) -> None:
+async def _check_grantee(hub: HubUsers, caller: Caller, owner: str, kind: str, name: str) -> list[str]:
+    """That ``name`` may be shared with; for a team, its members but the owner."""
     try:
         if kind == "user":
             if name == owner:
                 raise FieldError("user", f"{name} owns the server already")
             if await hub.user(name) is None:
                 raise FieldError("user", f"no user {name!r} on this hub")
-            return
-        group = await hub.group(name)
+            return []
+        members = await _members(hub, name)
     except HubReadError as e:
         raise Unavailable(kind, f"can not check {name!r} with the hub now ({e}); try again") from None
-    if group is None:
+    if members is None:
         raise FieldError("group", f"no team {name!r} on this hub")
-    if owner not in (group.get("users") or []):
+    if owner not in members:
         raise Forbidden("group", f"you can share only with teams you are in, and you are not in {name!r}")
+    return [m for m in members if m != owner]
 
 
 def _want(rows: list[ShareRow], owner: str) -> dict[str, str]:
@@ -136,17 +143,18 @@ def _want(rows: list[ShareRow], owner: str) -> dict[str, str]:
     return want
 
 
-async def _apply(hub: HubUsers, owner: str, rows: list[ShareRow], also: set[str]) -> None:
+async def _apply(
+    hub: HubUsers, owner: str, rows: list[ShareRow], also: set[str], held: list[dict[str, Any]] | None = None
+) -> None:
     """Make the hub's user shares of ``owner``'s server what ``rows`` want; a user of
     ``also`` (named by a row that is going, or a member who left) who is wanted no more is
     revoked. Shares of users MoonHub never named (an admin's, made with the hub's API) are
-    left alone. :class:`HubReadError` when the hub does not do it all."""
+    left alone. ``held``: the hub's list of the server's shares, when the caller just read
+    it. :class:`HubReadError` when the hub does not do it all."""
     want = _want(rows, owner)
-    have = {
-        _grantee(h): sharing.access_of(list(h.get("scopes") or []))
-        for h in await hub.shares(owner, "")
-        if h.get("kind") == "user"
-    }
+    if held is None:
+        held = await hub.shares(owner, "")
+    have = {_grantee(h): sharing.access_of(list(h.get("scopes") or [])) for h in held if h.get("kind") == "user"}
     for user, access in want.items():
         if have.get(user) != access:
             await hub.share(owner, "", "user", user, sharing.scopes(owner, access))
@@ -176,7 +184,7 @@ async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = Non
         raise NotFound("owner", f"no server of {owner!r} you may share")
     owner = caller.name
     hub = _hub(ctx)
-    await _check_grantee(hub, caller, owner, kind, name)
+    members = await _check_grantee(hub, caller, owner, kind, name)
     now = utcnow()
     expires = now + datetime.timedelta(hours=hours)
     with ctx.db() as s:
@@ -188,11 +196,7 @@ async def grant(ctx: Context, caller: Caller, body: Any, owner: str | None = Non
             s.add(row)
             rows.append(row)
         row.access, row.created_at, row.created_by, row.expires_at = access, now, caller.name, expires
-        if kind == "group":
-            try:
-                row.members = [m for m in await _members(hub, name) or [] if m != owner]
-            except HubReadError as e:
-                raise Unavailable("group", f"can not read team {name!r} from the hub now ({e}); try again") from None
+        row.members = members
         try:
             await _apply(hub, owner, rows, before)
         except HubRefused as e:
@@ -218,13 +222,13 @@ async def revoke(ctx: Context, caller: Caller, kind: str, name: str, owner: str 
     with ctx.db() as s:
         rows = _rows(s, owner)
         row = next((r for r in rows if r.kind == kind and r.name == name), None)
-        held = {_grantee(h) for h in await _hub_shares(hub, owner) if h.get("kind") == "user"}
-        if row is None and not (kind == "user" and name in held):
+        held = await _hub_shares(hub, owner)
+        if row is None and not (kind == "user" and name in {_grantee(h) for h in held if h.get("kind") == "user"}):
             raise NotFound(kind, f"your server is not shared with {kind} {name!r}")
         going = {name} if kind == "user" else set(row.members or []) if row else set()
         rest = [r for r in rows if r is not row]
         try:
-            await _apply(hub, owner, rest, going)
+            await _apply(hub, owner, rest, going, held)
         except HubReadError as e:
             raise Unavailable("server", f"the hub did not revoke the share ({e}); it still stands") from None
         if row is not None:
@@ -383,9 +387,7 @@ async def share_output(ctx: Context, caller: Caller, job_id: int, run_id: int, b
     team = body.get("group")
     if not isinstance(team, str) or not team.strip() or team != team.strip() or len(team) > 255:
         raise FieldError("group", "name a team (hub group) of yours")
-    hours = body.get("expires_in_hours", DEFAULT_HOURS)
-    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_HOURS:
-        raise FieldError("expires_in_hours", f"must be a whole number of hours from 1 to {MAX_HOURS}")
+    hours = _hours(body)
     await _check_grantee(_hub(ctx), caller, caller.name, "group", team)
     now = utcnow()
     with ctx.db() as s:

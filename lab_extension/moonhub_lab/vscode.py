@@ -1,5 +1,5 @@
 """VS Code in the browser beside JupyterLab: code-server (every notebook image carries it,
-images/build.py) behind jupyter-server-proxy at ``<server>/vscode/``, opening the workspace.
+images/code_server.py) behind jupyter-server-proxy at ``<server>/vscode/``, opening the workspace.
 
 It listens on a Unix socket in a folder only the user can read (jupyter-server-proxy makes
 it), not on a port, and asks for no password of its own: the server's authentication (the
