@@ -101,20 +101,18 @@ class HubUsers:
     async def user(self, name: str) -> dict[str, Any] | None:
         """The hub's model of user ``name`` (with groups and admin flag), None when the hub
         has no such user; :class:`HubReadError` when it can not say."""
-        code, model = await self._get(f"/users/{quote(name, safe='')}")
-        if code == 404:
-            return None
-        if code != 200 or not isinstance(model, dict) or model.get("name") != name:
-            raise HubReadError(f"the hub answered {code} about user {name!r}")
-        return model
+        return await self._named("user", name)
 
     async def group(self, name: str) -> dict[str, Any] | None:
         """The hub's model of group ``name`` (with its users), None when it has none."""
-        code, model = await self._get(f"/groups/{quote(name, safe='')}")
+        return await self._named("group", name)
+
+    async def _named(self, kind: str, name: str) -> dict[str, Any] | None:
+        code, model = await self._get(f"/{kind}s/{quote(name, safe='')}")
         if code == 404:
             return None
         if code != 200 or not isinstance(model, dict) or model.get("name") != name:
-            raise HubReadError(f"the hub answered {code} about group {name!r}")
+            raise HubReadError(f"the hub answered {code} about {kind} {name!r}")
         return model
 
     # ---- JupyterHub's sharing (its REST API: /shares/<owner>/<server>) --------------------
