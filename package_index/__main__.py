@@ -4,9 +4,9 @@ served by waitress.
 Pods reach no index of their own; this proxy does (the chart's Deployment, with egress to
 the operator's index only; on the local cluster a process on the node, which reaches the
 package registry) and serves each file it fetched from its cache afterwards. A file is
-always served by the proxy: proxpi's fallback of redirecting a slow first download to the
-upstream's address (which a pod could not follow) is turned off by giving a download as
-long as it takes.
+always served by the proxy, never redirected to the upstream's address (which a pod could
+not follow, and which may carry a credential): the file cache is our own
+(``package_index/files.py``), and a download the upstream does not answer is a 503.
 
 Why proxpi: it is a maintained caching proxy configured by its environment alone (the
 upstream, the cache's folder and size), with no index of its own to initialise or accounts
@@ -33,8 +33,12 @@ PYPI = "https://pypi.org/simple/"
 #: bytes of package files kept (least recently used go first)
 CACHE_BYTES = 5 * 2**30
 #: seconds a first download may take before the client is answered (a large wheel on a slow
-#: link): never the redirect to the upstream's address
+#: link)
 DOWNLOAD_SECONDS = 3600
+#: seconds to connect to the upstream, and to wait for each part of its answer (a stalled
+#: upstream ends the request with a 503 rather than holding it open)
+CONNECT_SECONDS = 10
+READ_SECONDS = 60
 
 
 def proxy_env(cache_dir: str, upstream: str = PYPI) -> dict[str, str]:
@@ -44,6 +48,8 @@ def proxy_env(cache_dir: str, upstream: str = PYPI) -> dict[str, str]:
         "PROXPI_CACHE_DIR": cache_dir,
         "PROXPI_CACHE_SIZE": str(CACHE_BYTES),
         "PROXPI_DOWNLOAD_TIMEOUT": str(DOWNLOAD_SECONDS),
+        "PROXPI_CONNECT_TIMEOUT": str(CONNECT_SECONDS),
+        "PROXPI_READ_TIMEOUT": str(READ_SECONDS),
         # the upstream's TLS is checked (the machine's CA bundle, as pip here uses)
         "PROXPI_DISABLE_INDEX_SSL_VERIFICATION": "0",
     }
@@ -83,8 +89,18 @@ def main(argv: list[str]) -> int:
     settings = proxy_env(cache, upstream)
     settings["PROXPI_CACHE_SIZE"] = os.environ.get("PROXPI_CACHE_SIZE") or settings["PROXPI_CACHE_SIZE"]
     os.environ.update(settings)
-    from proxpi.server import app  # reads its settings at import
+    from proxpi import _cache
     from waitress import serve
+
+    from package_index.files import FileUnavailable, ServedFiles
+
+    _cache.Cache._file_cache_cls = ServedFiles  # proxpi's own way to choose it
+    from proxpi.server import app  # reads its settings and makes its cache at import
+
+    def unavailable(e: FileUnavailable) -> tuple[str, int, dict[str, str]]:
+        return str(e) + "\n", e.status, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"}
+
+    app.register_error_handler(FileUnavailable, unavailable)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     serve(
