@@ -69,26 +69,37 @@ class HubUsers:
     async def all_users(self, state: str = "") -> list[dict[str, Any]]:
         """Every user model the hub has (optionally only those with ``state``, e.g.
         ``ready``), following the pagination to its end."""
-        out: list[dict[str, Any]] = []
+        items = await self._every_page("/users", {"state": state} if state else {})
+        if items is None:
+            raise HubReadError("the hub answered 404 to /users")
+        if not all(isinstance(u, dict) and isinstance(u.get("name"), str) for u in items):
+            raise HubReadError("the hub's /users answer holds an entry without a name")
+        return items
+
+    async def _every_page(self, path: str, query: dict[str, str]) -> list[Any] | None:
+        """Every item of the paginated list at ``path``, in order (None when the hub answers
+        the first page with 404); :class:`HubReadError` when any page fails or looks wrong."""
+        out: list[Any] = []
         offset = 0
         for _ in range(MAX_PAGES):
-            query = {"offset": offset, "limit": self.page_size} | ({"state": state} if state else {})
-            code, page = await self._get(f"/users?{urlencode(query)}", PAGINATION)
+            code, page = await self._get(
+                f"{path}?{urlencode(query | {'offset': offset, 'limit': self.page_size})}", PAGINATION
+            )
+            if code == 404 and offset == 0:
+                return None
             if code != 200:
-                raise HubReadError(f"the hub answered {code} to /users")
+                raise HubReadError(f"the hub answered {code} to {path}")
             if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise HubReadError("the hub's /users answer has no 'items' (is its API paginated?)")
+                raise HubReadError(f"the hub's {path} answer has no 'items' (is its API paginated?)")
             items = page["items"]
-            if not all(isinstance(u, dict) and isinstance(u.get("name"), str) for u in items):
-                raise HubReadError("the hub's /users answer holds an entry without a name")
             out += items
             nxt = (page.get("_pagination") or {}).get("next")
             if not nxt:
                 return out
             if not items:
-                raise HubReadError("the hub's /users answer promises a next page after an empty one")
+                raise HubReadError(f"the hub's {path} answer promises a next page after an empty one")
             offset = int(nxt.get("offset", offset + len(items)))
-        raise HubReadError(f"the hub's /users answer did not end after {MAX_PAGES} pages")
+        raise HubReadError(f"the hub's {path} answer did not end after {MAX_PAGES} pages")
 
     async def names(self) -> set[str]:
         return {u["name"] for u in await self.all_users()}
@@ -147,10 +158,9 @@ class HubUsers:
             )
 
     async def shares(self, owner: str, server: str) -> list[dict[str, Any]]:
-        """What ``owner``'s server is shared with, as the hub holds it ([] for no server)."""
-        code, page = await self._get(self._shares_path(owner, server), PAGINATION)
-        if code == 404:
-            return []
-        if code != 200 or not isinstance(page, dict) or not isinstance(page.get("items"), list):
-            raise HubReadError(f"the hub answered {code} to listing {owner}/{server}'s shares")
-        return list(page["items"])
+        """What ``owner``'s server is shared with, as the hub holds it, every page of it ([] for
+        no server)."""
+        items = await self._every_page(self._shares_path(owner, server), {})
+        if items is not None and not all(isinstance(share, dict) for share in items):
+            raise HubReadError(f"the hub's list of {owner}/{server}'s shares holds an entry that is not one")
+        return items or []

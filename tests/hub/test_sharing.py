@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 import requests
 from sqlalchemy import select
 
+from hubclient.users import HubUsers
 from jobs_service.db import ShareRow, open_db
 from tests.conftest import Hub
 from tests.helpers import jobs_api, wait_for
@@ -130,6 +131,10 @@ async def test_a_server_shared_read_only_and_in_full_then_revoked_and_expired(
         for x in listed:
             left = datetime.datetime.fromisoformat(x["expires_at"]) - datetime.datetime.now(datetime.UTC)
             assert datetime.timedelta(hours=1) < left <= datetime.timedelta(hours=24), x
+        # the hub lists shares a page at a time: the service's client reads every page
+        pager = HubUsers(f"{hub.url}/hub/api", hub.token(admin, "admin", "shares"), page_size=1)
+        held = await pager.shares(OWNER, "")
+        assert sorted(x["user"]["name"] for x in held if x.get("user")) == sorted([READER, WORKER]), held
         # each grantee sees what is shared with them, and nobody else's shares
         to_reader = jobs_api(hub, reader, READER)("GET", "/shares").json()
         assert [(x["owner"], x["access"]) for x in to_reader["shared_with_me"]] == [(OWNER, "read")]
