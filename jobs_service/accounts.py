@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -89,7 +90,8 @@ async def check(ctx: Context, name: str, credential: str = "") -> None:
     with ctx.db() as s:
         row = s.get(AccountRow, name)
         was = row.created if row is not None and row.created != stamp else None
-        kept = bool(was) and s.scalar(select(DefinitionRow.id).where(DefinitionRow.owner == name).limit(1))
+        personal = (DefinitionRow.owner == name) & DefinitionRow.team.is_(None)  # a team's stay the team's
+        kept = bool(was) and s.scalar(select(DefinitionRow.id).where(personal).limit(1))
     if row is None:  # first sight of the name: recorded (a write: under the writers' lock)
         async with ctx.writes:
             with ctx.db() as s:
@@ -166,4 +168,43 @@ async def hold_job(ctx: Context, s: Session, row: DefinitionRow, was: str) -> bo
     row.hold = HoldRow(reason=reason)
     audit.record(s, "moonhub", "hold", row, reason)
     log.warning("job %s of an earlier account of %s held", row.name, row.owner)
+    return True
+
+
+def note_groups(ctx: Context, owners: set[str], users: dict[str, dict[str, Any]]) -> None:
+    """Record the groups each job owner the hub lists is in now (only where they changed):
+    the teams their jobs are offered to if they leave."""
+    with ctx.db() as s:
+        rows = {r.owner: r for r in s.scalars(select(AccountRow).where(AccountRow.owner.in_(owners & set(users))))}
+        for name, row in rows.items():
+            groups = sorted(str(g) for g in users[name].get("groups") or ())
+            if row.groups != groups:
+                row.groups = groups
+        s.commit()
+
+
+#: how a departed owner's hold reason begins (a hold for another reason is replaced by it)
+DEPARTED = "its owner"
+
+
+async def hold_departed(ctx: Context, s: Session, row: DefinitionRow) -> bool:
+    """Hold the personal job of an owner gone from the hub for the grace period: suspended,
+    kept with its history, offered to the teams they were last seen in, until a job admin
+    gives it to one (``PATCH {"team": ...}``) or deletes it. Never deleted here. True when
+    it was held now."""
+    if row.hold is not None and row.hold.reason.startswith(DEPARTED):
+        return False
+    account = s.get(AccountRow, row.owner)
+    folders = {tf.group for tf in ctx.catalog.get().storage.team_folders}
+    offered = [g for g in (account.groups or []) if g in folders] if account else []
+    theirs = f" of theirs ({', '.join(offered)})" if offered else ""
+    to = f"give it to a team{theirs} or delete it"
+    reason = f"{DEPARTED} {row.owner} left the hub; held, not deleted: a job admin may {to}"
+    await audit.suspend(ctx, row.cronjob)
+    if row.hold is None:
+        row.hold = HoldRow(reason=reason)
+    else:
+        row.hold.reason = reason
+    audit.record(s, "moonhub", "hold", row, reason)
+    log.warning("job %s of %s, who left the hub, held: %s", row.name, row.owner, reason)
     return True

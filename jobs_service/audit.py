@@ -38,11 +38,15 @@ def note(s: Session, actor: str, action: str, owner: str, subject: str, detail: 
 
 def entries(ctx: Context, caller: Caller, owner: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """Who did what to whose jobs, newest first: a job admin's view of everyone's (or
-    ``owner``'s), a user's of their own."""
+    ``owner``'s), a user's of their own and of their teams' jobs."""
     with ctx.db() as s:
         q = select(AuditRow).order_by(AuditRow.id.desc()).limit(max(1, min(limit, 1000)))
         if not caller.admin:
-            q = q.where(AuditRow.owner == caller.name)
+            # a team job's lines go with the team: to its members, not to who made it once
+            others = select(DefinitionRow.id).where(DefinitionRow.team.is_not(None))
+            ours = select(DefinitionRow.id).where(DefinitionRow.team.in_(caller.groups))
+            mine = (AuditRow.owner == caller.name) & (AuditRow.job_id.is_(None) | AuditRow.job_id.not_in(others))
+            q = q.where(mine | AuditRow.job_id.in_(ours))
         elif owner:
             q = q.where(AuditRow.owner == owner)
         return [views.audit(a) for a in s.scalars(q)]

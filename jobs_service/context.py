@@ -112,17 +112,33 @@ def gone_ok() -> Iterator[None]:
             raise
 
 
+def visible(row: DefinitionRow, caller: Caller) -> bool:
+    """Whether ``caller`` may see ``row`` at all: their own personal job, a job of a team of
+    theirs (as their login lists its groups: ``teams`` checks their role for changes), or
+    anything for a job admin."""
+    if caller.admin:
+        return True
+    if row.team is not None:
+        return row.team in caller.groups
+    return row.owner == caller.name
+
+
 def own(s: Session, caller: Caller, job_id: int) -> DefinitionRow:
-    """The definition ``job_id`` when ``caller`` may see it; another user's id looks like a
-    missing one (404)."""
+    """The definition ``job_id`` when ``caller`` may see it; another user's id (or another
+    team's) looks like a missing one (404)."""
     row = s.get(DefinitionRow, job_id)
-    if row is None or (row.owner != caller.name and not caller.admin):
+    if row is None or not visible(row, caller):
         raise NotFound("id", f"no job {job_id}")
     return row
 
 
 def names(row: DefinitionRow) -> manifests.Names:
-    return manifests.Names(row.owner, row.name, stored=row.cronjob)
+    return manifests.Names(row.owner, row.name, stored=row.cronjob, team=row.team or "")
+
+
+def runner_name(row: DefinitionRow) -> str:
+    """Whom ``row``'s runs run as (whose secrets they use): its team's principal, or its owner."""
+    return names(row).runner
 
 
 def new_run(defn: DefinitionRow, job_name: str, trigger: str, version: int | None = None) -> RunRow:

@@ -47,7 +47,11 @@ class DefinitionRow(Base):
     __table_args__ = (UniqueConstraint("owner", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: who made the job (or moved it to its team last); a personal job's owner runs it
     owner: Mapped[str] = mapped_column(String(255), index=True)
+    #: the hub group that owns the job (``teams``): it runs as the team, and the team's
+    #: members see and change it by their role; None: a personal job
+    team: Mapped[str | None] = mapped_column(String(255), index=True, default=None)
     name: Mapped[str] = mapped_column(String(64))
     #: the validated definition (see jobspec.Definition), as JSON, in the form of
     #: ``spec_version`` (jobspec.SPEC_VERSION when written; read through jobspec.stored)
@@ -323,6 +327,9 @@ class AccountRow(Base):
 
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)
     created: Mapped[str] = mapped_column(String(40))
+    #: the hub groups the user was last seen in (the teams a departed owner's jobs are
+    #: offered to: ``accounts.hold_departed``)
+    groups: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
 
 class HoldRow(Base):

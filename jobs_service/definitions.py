@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from sqlalchemy import func, select
 
-from moonhub_core.errors import ChoiceError, Conflict, FieldError
+from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, NotFound
 
 from . import (
     audit,
@@ -23,6 +23,7 @@ from . import (
     manifests,
     secrets,
     snapshots,
+    teams,
     upstream,
     validation,
     views,
@@ -87,8 +88,27 @@ def _pick_contents(defn: jobspec.Definition, body: dict[str, Any]) -> tuple[Any,
     return content, contents
 
 
+def _team_field(body: dict[str, Any]) -> str | None:
+    team = body.pop("team", None)
+    if team is not None and (not isinstance(team, str) or not team):
+        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
+    return team
+
+
+def _unique_in_team(s: Any, team: str | None, name: str, but: int | None = None) -> None:
+    """A team has one job of a name, whichever member made it."""
+    if team is None:
+        return
+    q = select(DefinitionRow.id).where(DefinitionRow.team == team, DefinitionRow.name == name)
+    if but is not None:
+        q = q.where(DefinitionRow.id != but)
+    if s.scalar(q.limit(1)) is not None:
+        raise Conflict("name", f"team {team} already has a job named {name!r}")
+
+
 async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     body = _body(body)
+    team = _team_field(body)
     defn = parse(ctx, {k: v for k, v in body.items() if k not in CONTENT_FIELDS}, caller.name)
     content, contents = _pick_contents(defn, body)
     if defn.tasks:
@@ -97,8 +117,12 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     else:
         frozen, sent = await _frozen(content)
         notebooks, sha = [frozen], frozen.sha256
-    n = manifests.Names(caller.name, defn.name)
-    owner = await entitlements.owner(ctx, caller.name, caller)
+    n = manifests.Names(caller.name, defn.name, team=team or "")
+    if team is not None:  # the team's job: it runs as the team (``teams``)
+        await teams.may_join(ctx, caller, team)
+        owner = await teams.runner(ctx, team)
+    else:
+        owner = await entitlements.owner(ctx, caller.name, caller)
     # entitlements and secrets checked before anything exists
     cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
     await secrets.check(ctx, owner, defn.secret_uses())
@@ -107,17 +131,20 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     with ctx.db() as s:
         if s.scalar(select(DefinitionRow).where(DefinitionRow.owner == caller.name, DefinitionRow.name == defn.name)):
             raise Conflict("name", f"you already have a job named {defn.name!r}")
+        _unique_in_team(s, team, defn.name)
         upstream.check(s, caller.name, defn.name, defn.after)
         have = s.scalar(select(func.count()).select_from(DefinitionRow).where(DefinitionRow.owner == caller.name))
         check_count("name", "jobs", have or 0, ctx.settings.limits.jobs_per_user)
-    uid = await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
-    if uid != owner.uid:  # the workspace was made just now: its runs run as its uid
-        owner = dataclasses.replace(owner, uid=uid)
-        cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
+    if team is None:
+        uid = await workspaces.ensure(ctx, caller.name, owner.groups, owner.created)
+        if uid != owner.uid:  # the workspace was made just now: its runs run as its uid
+            owner = dataclasses.replace(owner, uid=uid)
+            cron = entitlements.cronjob(ctx, defn, owner, 1, n, sha)
     spec, form = jobspec.to_stored(defn)
     with ctx.db() as s:
         row = DefinitionRow(
             owner=caller.name,
+            team=team,
             name=defn.name,
             spec=spec,
             spec_version=form,
@@ -137,9 +164,9 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
             s.rollback()  # nothing half-made: the rows go, and the files unless another version has them
             snapshots.forget_files(ctx, s, caller.name, [f.sha256 for f in notebooks])
             raise
-        audit.record(s, caller.name, "create", row)
+        audit.record(s, caller.name, "create", row, f"for team {team}" if team else "")
         s.commit()
-        log.info("job %s of %s created (cronjob %s)", defn.name, caller.name, n.cronjob)
+        log.info("job %s of %s created (cronjob %s)", defn.name, team or caller.name, n.cronjob)
         return views.job(row)
 
 
@@ -171,10 +198,17 @@ def _action(row: DefinitionRow, body: dict[str, Any], content: Any) -> tuple[str
 
 
 async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[str, Any]:
-    """Change a definition; new notebook content freezes a new snapshot version."""
+    """Change a definition; new notebook content freezes a new snapshot version. A body
+    whose ``team`` differs from the job's moves it (:func:`move`)."""
     body = _body(body)
     with ctx.db() as s:
         row = own(s, caller, job_id)
+        if "team" in body:
+            if body["team"] != row.team:
+                if set(body) != {"team"}:
+                    raise FieldError("team", "moving a job to a team (or back) is a request of its own")
+                return await move(ctx, caller, job_id, body["team"])
+            del body["team"]
         if "name" in body and body["name"] != row.name:
             raise FieldError("name", "a job can not be renamed; create a new one")
         fields = {k: v for k, v in body.items() if k not in CONTENT_FIELDS}
@@ -239,6 +273,56 @@ async def update(ctx: Context, caller: Caller, job_id: int, body: Any) -> dict[s
         return views.job(row)
 
 
+async def move(ctx: Context, caller: Caller, job_id: int, team: Any) -> dict[str, Any]:
+    """Give a job to ``team`` (a hub group), to another team, or back to its owner (``team``
+    None). Its owner, an editor of both sides, or a job admin (who may give a departed
+    owner's held job to a team) moves it. It is checked as its new runner would run it
+    (the team's folder, secrets and entitlements, or the owner's) before anything changes;
+    its CronJob is rewritten; a hold it had is lifted, since it may run again."""
+    if team is not None and (not isinstance(team, str) or not team):
+        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
+    with ctx.db() as s:
+        row = own(s, caller, job_id)
+        if row.team is not None:  # leaving a team takes an editor of it
+            await teams.check(ctx, caller, row, "move")
+        if row.owner != caller.name and not caller.admin:
+            if team is None:
+                raise Forbidden("team", f"only {row.owner}, who owns it, may take the job back from team {row.team}")
+            if row.team is None:
+                raise NotFound("id", f"no job {job_id}")
+        if team is not None:
+            await teams.may_join(ctx, caller, team)
+            runner = await teams.runner(ctx, team)
+        else:
+            runner = await entitlements.owner(ctx, row.owner, caller if caller.name == row.owner else None)
+        _unique_in_team(s, team, row.name, but=row.id)
+        defn = jobspec.stored(row)
+        n = manifests.Names(row.owner, row.name, stored=row.cronjob, team=team or "")
+        sha = snapshots.sha_of(row, row.version) or ""
+        cron = entitlements.cronjob(ctx, defn, runner, row.version, n, sha)
+        try:
+            await secrets.check(ctx, runner, defn.secret_uses())
+        except FieldError as e:
+            whose = f"team {team}" if team else row.owner
+            raise type(e)(e.field, f"{e.message} (as {whose} runs it)") from None
+        if team is None:
+            uid = await workspaces.ensure(ctx, row.owner, runner.groups, runner.created)
+            if uid != runner.uid:
+                runner = dataclasses.replace(runner, uid=uid)
+                cron = entitlements.cronjob(ctx, defn, runner, row.version, n, sha)
+        await put_cronjob(ctx, row.cronjob, cron, False, runner)  # made again if it was missing
+        was = f"team {row.team}" if row.team else row.owner
+        row.team = team
+        now = f"team {team}" if team else row.owner
+        if row.hold is not None:
+            row.hold = None
+            audit.record(s, caller.name, "release", row, f"given to {now}")
+        audit.record(s, caller.name, "move", row, f"from {was} to {now}")
+        s.commit()
+        log.info("job %s moved from %s to %s by %s", row.name, was, now, caller.name)
+        return views.job(row)
+
+
 async def put_cronjob(ctx: Context, name: str, cron: dict[str, Any], exists: bool, owner: Caller) -> None:
     """Create the CronJob, or replace the one there (at its current resource version); a
     GPU job's owner gets their queue first."""
@@ -274,8 +358,9 @@ def versions(ctx: Context, caller: Caller, job_id: int) -> list[dict[str, Any]]:
 def list_jobs(ctx: Context, caller: Caller) -> list[dict[str, Any]]:
     with ctx.db() as s:
         q = select(DefinitionRow).order_by(DefinitionRow.id)
-        if not caller.admin:
-            q = q.where(DefinitionRow.owner == caller.name)
+        if not caller.admin:  # their own, and their teams' (``context.visible``)
+            mine = (DefinitionRow.owner == caller.name) & DefinitionRow.team.is_(None)
+            q = q.where(mine | DefinitionRow.team.in_(caller.groups)) if caller.groups else q.where(mine)
         return [views.job(r) for r in s.scalars(q)]
 
 
@@ -289,6 +374,8 @@ async def delete(ctx: Context, caller: Caller, job_id: int, why: str = "") -> No
     trail stays). ``why``: MoonHub's reason when it is not the caller's own request."""
     with ctx.db() as s:
         row = own(s, caller, job_id)
+        if row.team is not None and not why:  # a team's editors delete its jobs
+            await teams.check(ctx, caller, row, "delete")
         with gone_ok():
             await ctx.batch.delete_namespaced_cron_job(
                 row.cronjob, ctx.settings.namespace, propagation_policy="Background"

@@ -11,10 +11,10 @@ from typing import Any
 from hubclient.users import HubReadError
 from moonhub_core import choices as ch
 from moonhub_core import claims, queue_objects
-from moonhub_core.errors import ChoiceError, Forbidden, Unavailable
+from moonhub_core.errors import ChoiceError, Forbidden, NotEntitled, Unavailable
 from moonhub_core.workload import Workload, build
 
-from . import jobspec, launch, manifests, secrets
+from . import jobspec, launch, manifests, secrets, teams
 from .context import Caller, Context, names
 from .db import DefinitionRow
 
@@ -26,6 +26,9 @@ ADMIN_ACTIONS = ("pause", "resume", "cancel", "delete")
 
 def _workload(ctx: Context, defn: jobspec.Definition, owner: Caller, n: manifests.Names) -> tuple[Any, Workload]:
     cat = ctx.catalog.get()
+    if n.team and not any(tf.group == n.team for tf in cat.storage.team_folders):
+        # its runs' workspace is the team's folder: a team without one can not own jobs
+        raise NotEntitled("team", f"team {n.team} has no team folder (an admin adds one: storage.team_folders)")
     choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
     return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid, ctx.settings.package_index)
 
@@ -96,20 +99,35 @@ async def owner(ctx: Context, name: str, known: Caller | None = None) -> Caller:
     return dataclasses.replace(who, uid=uid)
 
 
+def whose(row: DefinitionRow) -> str:
+    return f"team {row.team}'s" if row.team is not None else f"{row.owner}'s"
+
+
+async def runner(ctx: Context, row: DefinitionRow) -> Caller:
+    """Whom ``row`` runs as now: its team's principal (``teams``), or its owner."""
+    if row.team is not None:
+        return await teams.runner(ctx, row.team)
+    return await owner(ctx, row.owner)
+
+
 async def acting_for(ctx: Context, caller: Caller, row: DefinitionRow, action: str) -> Caller:
     """The owner whose entitlements apply when ``caller`` does ``action`` to ``row``.
     A job admin acting on someone else's job may pause, resume, cancel and delete it;
     changing its notebook or running it is code execution as the owner, allowed only
-    when the operator opted in (``jobs.admins_may_edit``)."""
-    if row.owner == caller.name:
+    when the operator opted in (``jobs.admins_may_edit``). A team job's members act by
+    their role in the team; it runs as the team."""
+    if row.team is not None:
+        if await teams.check(ctx, caller, row, action) is not None:
+            return await teams.runner(ctx, row.team)
+    elif row.owner == caller.name:
         return await owner(ctx, caller.name, caller)
     if action not in ADMIN_ACTIONS and not ctx.settings.admins_may_edit:
         raise Forbidden(
             "id",
-            f"job admins may pause, resume, cancel and delete {row.owner}'s jobs, not {action} them "
+            f"job admins may pause, resume, cancel and delete {whose(row)} jobs, not {action} them "
             "(the operator can allow it: jobs.admins_may_edit)",
         )
-    return await owner(ctx, row.owner)
+    return await runner(ctx, row)
 
 
 async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
@@ -119,7 +137,7 @@ async def refusal(ctx: Context, row: DefinitionRow) -> str | None:
     if ctx.hub is None:
         return None
     try:
-        who = await owner(ctx, row.owner)
+        who = await runner(ctx, row)
         defn = jobspec.stored(row)
         cronjob(ctx, defn, who, row.version, names(row), "")
         await secrets.check(ctx, who, defn.secret_uses())

@@ -20,7 +20,7 @@ from moonhub_core.admissions import condition, waiting
 from moonhub_core.kueue_api import admission
 
 from . import audit
-from .context import Caller, Context
+from .context import Caller, Context, runner_name
 from .db import RunRow
 
 log = logging.getLogger("moonhub.jobs")
@@ -90,7 +90,7 @@ async def note_waiting(ctx: Context, s: Session, runs: list[tuple[RunRow, client
         if not blocked and not wants:
             continue  # a CPU run Kueue has not looked at yet: it is admitted in a moment
         blocked = blocked or [q.BUDGET_RESOURCE]
-        standing = await ctx.queues.standing(run.definition.owner, ctx.settings.namespace, blocked)
+        standing = await ctx.queues.standing(runner_name(run.definition), ctx.settings.namespace, blocked)
         if q.BUDGET_RESOURCE in blocked:
             what = f"{wants} GPU{'s' if wants != 1 else ''}"
         else:

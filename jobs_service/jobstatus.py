@@ -9,7 +9,7 @@ from kubernetes_asyncio import client
 from moonhub_core import secrets as sec
 
 from . import jobspec, metrics, secrets
-from .context import Context
+from .context import Context, runner_name
 from .db import DefinitionRow, TaskRunRow, utcnow
 
 
@@ -34,7 +34,7 @@ async def follow(ctx: Context, row: Any, job_name: str, job: client.V1Job, defin
         row.reason = f"{why} ({row.reason})"[:1024]
     uses = jobspec.stored(definition).secret_uses()
     if uses:
-        row.reason = sec.mask(row.reason, await secrets.values(ctx, definition.owner, uses))
+        row.reason = sec.mask(row.reason, await secrets.values(ctx, runner_name(definition), uses))
 
 
 def failure_reason(pods: list[Any]) -> str | None:

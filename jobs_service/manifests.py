@@ -15,7 +15,7 @@ from kubespawner.objects import make_pvc
 from kubespawner.slugs import safe_slug
 
 from moonhub_core import pods, secrets
-from moonhub_core.catalog import Storage
+from moonhub_core.catalog import Storage, team_claim
 from moonhub_core.security import with_umask
 from moonhub_core.workload import Workload
 
@@ -45,6 +45,10 @@ PIPELINE_RUN = "moonhub.io/pipeline-run"
 PUBLISH_FILE = f"{SNAPSHOT_MOUNT}/published.json"
 
 
+#: a team's principal is this followed by the group's name (``/`` is never in a hub user's)
+TEAM_PRINCIPAL = "team/"
+
+
 @dataclass(frozen=True)
 class Names:
     """Kubernetes names of one definition's objects; CronJob names are at most 52 chars.
@@ -58,6 +62,8 @@ class Names:
     #: the CronJob name recorded when the definition was created (names made by older
     #: versions stay as they were)
     stored: str = ""
+    #: the team that owns the job (its folder is the runs' workspace), or "" (the owner's)
+    team: str = ""
 
     @property
     def owner_slug(self) -> str:
@@ -71,8 +77,17 @@ class Names:
         return f"nb-{self.owner_slug}-{self.definition[:22]}-{digest}"
 
     @property
+    def runner(self) -> str:
+        """Whom the runs run as: the team's principal (``teams``), or the owner. Its
+        secrets are the ones a run's pod is given."""
+        return f"{TEAM_PRINCIPAL}{self.team}" if self.team else self.owner
+
+    @property
     def workspace_claim(self) -> str:
-        """The owner's workspace PVC, named as MoonSpawner (KubeSpawner's slugs) names it."""
+        """The owner's workspace PVC, named as MoonSpawner (KubeSpawner's slugs) names it; a
+        team job's is the team folder's claim."""
+        if self.team:
+            return team_claim(self.team)
         return f"claim-{safe_slug(self.owner, max_length=48)}"
 
     def labels(self) -> dict[str, str]:
@@ -124,7 +139,7 @@ def pod_spec(defn: Definition, names: Names, launch: Launch, w: Workload) -> dic
     workspace's mount, the catalog's ``storage.mount_path``), the runner and the secrets."""
     workspace = w.home
     output = f"{workspace}/{OUTPUT_DIR}/{defn.name}/$(MOONHUB_RUN).ipynb"
-    secret_env, secret_volumes, secret_mounts = secrets.pod_parts(defn.secret_uses(), names.owner)
+    secret_env, secret_volumes, secret_mounts = secrets.pod_parts(defn.secret_uses(), names.runner)
     env = [
         {"name": "MOONHUB_RUN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
         {"name": "MOONHUB_LAUNCH_URL", "value": literal_env(launch.url)},

@@ -10,7 +10,8 @@ from moonhub_core.catalog import Catalog
 
 def entitled(catalog: Catalog, groups: tuple[str, ...], admin: bool) -> dict[str, Any]:
     """The environments, sizes and GPU types (with the counts within the caller's limit)
-    a job of this caller may use, the catalog's order and defaults kept."""
+    a job of this caller may use, the catalog's order and defaults kept; and the teams of
+    theirs that may own jobs (their groups with a team folder: ``teams``)."""
     ok = ch.allowed(catalog, groups, admin)
     gpus = []
     for g in ok.gpu_types:
@@ -37,4 +38,5 @@ def entitled(catalog: Catalog, groups: tuple[str, ...], admin: bool) -> dict[str
         ],
         "gpu_types": gpus,
         "max_gpus": ok.max_gpus_per_user,
+        "teams": [tf.group for tf in catalog.storage.team_folders if tf.group in groups],
     }

@@ -48,7 +48,7 @@ from . import (
     snapshots,
     views,
 )
-from .context import ENDED, Caller, Context, gone_ok, names
+from .context import ENDED, Caller, Context, gone_ok, names, runner_name
 from .db import RunContextRow, RunRow, TaskRunRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
@@ -211,7 +211,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
             if job is not None:
                 await jobstatus.follow(ctx, t, t.job_name, job, row)
                 if t.status in ENDED:  # kept before the end is committed: a failure tries again
-                    await run_logs.keep(ctx, t.job_name, row.owner, defn.secret_uses(), t.finished, s)
+                    await run_logs.keep(ctx, t.job_name, runner_name(row), defn.secret_uses(), t.finished, s)
                     run_resources.later(ctx, t.job_name, t.started, t.finished)
             elif t.queued_at is None or utc(t.queued_at) < grace:
                 t.status, t.finished = "failed", utcnow()
@@ -230,7 +230,7 @@ async def _advance_run(ctx: Context, s: Session, run: RunRow, jobs: dict[str, cl
             continue
         task = next(x for x in tasks if x.name == name)
         if owner is None:
-            owner = await entitlements.owner(ctx, row.owner)
+            owner = await entitlements.runner(ctx, row)
         await _start_task(ctx, s, run, t, defn, task, owner, received(task, tasks, base, rows))
     states = {n: r.status for n, r in rows.items()}
     if run.status == "queued" and any(r.status != "pending" for r in rows.values()):

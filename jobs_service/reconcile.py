@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hubclient.users import HubReadError
 from moonhub_core import claims, metadata, pods, uids
-from moonhub_core.errors import ChoiceError, Conflict
+from moonhub_core.errors import ChoiceError, Conflict, Forbidden, Unavailable
 
 from . import (
     accounts,
@@ -28,8 +28,9 @@ from . import (
     reclaim,
     secrets,
     snapshots,
+    teams,
 )
-from .context import MOONHUB, Caller, Context, gone_ok, names
+from .context import Caller, Context, gone_ok, names
 from .db import AccountRow, DefinitionRow, utcnow
 
 log = logging.getLogger("moonhub.jobs")
@@ -49,9 +50,10 @@ async def _team_folders(ctx: Context) -> None:
 
 async def reconcile(ctx: Context) -> dict[str, list[str]]:
     """Recreate missing (or outdated) CronJobs, remove orphaned CronJobs, suspend jobs their
-    owners may no longer run as defined (and resume them when they may again), and remove
-    the jobs of users gone from the hub for the grace period. Nothing is decided from a hub
-    answer that could not be read in full."""
+    owners may no longer run as defined (and resume them when they may again), and hold the
+    personal jobs of users gone from the hub for the grace period (never deleted: a job admin
+    gives them to a team or removes them). Nothing is decided from a hub answer that could
+    not be read in full."""
     report: dict[str, list[str]] = {k: [] for k in REPORT_KEYS}
     selector = f"{pods.COMPONENT}={pods.NOTEBOOK_JOB}"
     # the jobs first, their CronJobs after: a job made in between has its CronJob listed
@@ -83,6 +85,8 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         if removed:
             report.setdefault("secrets_removed", []).extend(removed)
             kept_secrets = await secrets.by_owner(ctx)
+        async with ctx.writes:
+            accounts.note_groups(ctx, owners, users)
         with ctx.db() as s:
             recorded = {r.owner: r.created for r in s.scalars(select(AccountRow))}
         everyone = owners | {c.user for c in claims} | set(kept_secrets)
@@ -112,10 +116,11 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
                 rows = list(s.scalars(chunk))
                 for row in rows:
                     known.add(row.cronjob)
-                    if row.owner in gone:
-                        report["owner_gone"].append(row.cronjob)
+                    if row.team is None and row.owner in gone:  # a team's job stays the team's
+                        if await accounts.hold_departed(ctx, s, row):
+                            report["owner_gone"].append(row.cronjob)
                         continue
-                    if row.owner in earlier:  # the name is another account's now: held, kept
+                    if row.team is None and row.owner in earlier:  # another account's name now: held
                         if await accounts.hold_job(ctx, s, row, recorded.get(row.owner, "")):
                             report.setdefault("earlier_account_held", []).append(row.cronjob)
                         continue
@@ -129,9 +134,6 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
         with gone_ok():  # a job deleted meanwhile took its CronJob with it
             await ctx.batch.delete_namespaced_cron_job(name, ctx.settings.namespace, propagation_policy="Background")
         report["orphans_removed"].append(name)
-    for name in report["owner_gone"]:
-        async with ctx.writes:
-            await _remove_departed(ctx, name)
     async with ctx.writes:
         report["old_snapshot_configmaps_removed"] = await snapshots.drop_old_configmaps(ctx)
     for what, objects in report.items():
@@ -166,19 +168,31 @@ async def _reconcile_one(
     or it is held (nothing more is done to it in this pass). ``uid_of``: the uid each
     workspace claim names; ``run_as``: the uid each CronJob's runs run as."""
     n = names(row)
-    if ctx.hub is None:
-        owner: Caller | None = Caller(row.owner)
+    owner: Caller | None
+    if row.team is not None:  # runs as the team (``teams``), whoever made it
+        try:
+            owner = await teams.runner(ctx, row.team) if users is not None else None
+        except Unavailable:
+            owner = None
+        except Forbidden as e:  # the team is gone from the hub: held until an admin decides
+            if row.hold is None:
+                await audit.hold(ctx, s, row, str(e))
+                report["suspended"].append(row.cronjob)
+            return False
+    elif ctx.hub is None:
+        owner = Caller(row.owner)
     elif users is None or row.owner not in users:
         owner = None  # unknown now: leave the job as it is
     else:
         owner = Caller.from_model(users[row.owner], ctx.settings.admin_groups)
     if owner is None:
         return False
-    try:
-        owner = dataclasses.replace(owner, uid=uids.parse(uid_of.get(n.workspace_claim), n.workspace_claim))
-    except Conflict as e:
-        log.warning("reconcile: job %s of %s left as it is: %s", row.name, row.owner, e)
-        return False
+    if row.team is None:
+        try:
+            owner = dataclasses.replace(owner, uid=uids.parse(uid_of.get(n.workspace_claim), n.workspace_claim))
+        except Conflict as e:
+            log.warning("reconcile: job %s of %s left as it is: %s", row.name, row.owner, e)
+            return False
     try:
         sha = snapshots.sha_of(row, row.version) or ""
         defn = jobspec.stored(row)
@@ -205,20 +219,3 @@ async def _reconcile_one(
     else:
         await gpu_queues.ensure_for(ctx, owner, cron)  # their groups now: the right team's budget
     return True
-
-
-async def _remove_departed(ctx: Context, cronjob: str) -> None:
-    with ctx.db() as s:
-        left = s.scalar(select(DefinitionRow).where(DefinitionRow.cronjob == cronjob))
-        if left is None:
-            return
-        job_id, owner, job, history = left.id, left.owner, left.name, len(left.runs)
-    log.warning(
-        "reconcile: %s left the hub %s ago or earlier: removing job %s (cronjob %s, %d run(s) of history)",
-        owner,
-        ctx.settings.departed_grace,
-        job,
-        cronjob,
-        history,
-    )
-    await definitions.delete(ctx, MOONHUB, job_id, why=f"owner {owner} left the hub")

@@ -26,6 +26,7 @@ from moonhub_core import unread
 from . import secrets
 from .context import Context
 from .db import DefinitionRow, RunRow, TaskRunRow, utc, utcnow
+from .manifests import TEAM_PRINCIPAL
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -81,8 +82,15 @@ async def read(ctx: Context, job_name: str, owner: str, uses: Any) -> dict[str, 
 
 
 def _runs_of(s: Session, owner: str) -> list[str]:
-    """The Job names of every run and task of ``owner``'s (where their kept logs are)."""
-    defs = select(DefinitionRow.id).where(DefinitionRow.owner == owner)
+    """The Job names of every run and task of ``owner``'s (where their kept logs are): a
+    user's personal jobs', or a team principal's team's jobs'."""
+    team = owner[len(TEAM_PRINCIPAL) :] if owner.startswith(TEAM_PRINCIPAL) else None
+    mine = (
+        DefinitionRow.team == team
+        if team is not None
+        else (DefinitionRow.owner == owner) & DefinitionRow.team.is_(None)
+    )
+    defs = select(DefinitionRow.id).where(mine)
     names = list(s.scalars(select(RunRow.job_name).where(RunRow.definition_id.in_(defs))))
     tasks = select(TaskRunRow.job_name).join(RunRow, RunRow.id == TaskRunRow.run_id)
     return names + list(s.scalars(tasks.where(RunRow.definition_id.in_(defs))))

@@ -32,7 +32,7 @@ from . import (
     validation,
     views,
 )
-from .context import ENDED, Caller, Context, gone_ok, names, new_run, own
+from .context import ENDED, Caller, Context, gone_ok, names, new_run, own, runner_name
 from .db import DefinitionRow, RunContextRow, RunRow, utc, utcnow
 from .limits import LimitReached, check_count
 
@@ -296,7 +296,7 @@ async def start_waiting(ctx: Context) -> None:
             if free <= 0:
                 continue
             try:
-                owner = await entitlements.owner(ctx, row.owner)
+                owner = await entitlements.runner(ctx, row)
             except (Unavailable, Forbidden) as e:
                 logger.warning("back-fill of %s waits: %s", row.name, e)
                 continue
@@ -382,7 +382,7 @@ async def output(ctx: Context, caller: Caller, job_id: int, run_id: int, task: s
             run = shared
         name = job_of(run, task)
         where = run.output if not task else f"jobs/{run.definition.name}/{name}.ipynb"
-        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
+        owner, uses = runner_name(run.definition), jobspec.stored(run.definition).secret_uses()
     data = await asyncio.to_thread(ctx.outputs.notebook, name)
     if data is None:
         raise NotFound("run", f"run {name} kept no output (it did not get to send it); see {where} in the workspace")
@@ -405,7 +405,7 @@ async def file(
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
-        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
+        owner, uses = runner_name(run.definition), jobspec.stored(run.definition).secret_uses()
     found = ctx.outputs.file(name, path)
     if found is None:
         raise NotFound("path", f"run {name} kept no file {path}")
@@ -423,7 +423,7 @@ async def log(ctx: Context, caller: Caller, job_id: int, run_id: int, task: str 
         run = find(s, caller, job_id, run_id)
         name = job_of(run, task)
         progress = views.progress(run)
-        owner, uses = run.definition.owner, jobspec.stored(run.definition).secret_uses()
+        owner, uses = runner_name(run.definition), jobspec.stored(run.definition).secret_uses()
     found = await run_logs.read(ctx, name, owner, uses)
     return None if found is None else {**found, "progress": progress}
 

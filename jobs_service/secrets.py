@@ -24,6 +24,7 @@ from . import audit
 from .context import MOONHUB, Caller, Context, gone_ok
 from .db import utcnow
 from .limits import check_count
+from .manifests import TEAM_PRINCIPAL
 
 GROUP = "moonhub.io/group"
 TO_SERVER = "moonhub.io/to-server"
@@ -229,8 +230,13 @@ async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:
     they are in. A refusal is a choice error (a scheduled run is held on it)."""
     if not uses:
         return
+    team = owner.name[len(TEAM_PRINCIPAL) :] if owner.name.startswith(TEAM_PRINCIPAL) else None
     existing = {s.metadata.name for s in await _mine_and_teams(ctx, owner.name, teams=any(u.team for u in uses))}
     for u in uses:
+        if team is not None and not u.team:  # a team's job runs as the team: no member's own
+            raise NotEntitled(
+                "secrets", f"a job of team {team} may use the team's secrets only, not {u.name} (a person's own)"
+            )
         if u.team and u.team not in owner.groups:
             raise NotEntitled("secrets", f"{owner.name} is not in group {u.team}, whose secret {u.name} this is")
         if u.secret(owner.name) not in existing:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moonhub_core import pods as podc
+from moonhub_core.errors import FieldError
 
 from . import (
     audit,
@@ -29,10 +30,11 @@ from . import (
     run_resources,
     runs,
     snapshots,
+    teams,
     upstream,
     views,
 )
-from .context import ENDED, Context, new_run
+from .context import ENDED, Context, new_run, runner_name
 from .db import DefinitionRow, ProgressRow, RunContextRow, RunRow, in_chunks, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
@@ -93,13 +95,13 @@ async def sync_runs(ctx: Context) -> list[Notice]:
             if run.status in ENDED:
                 ended.append(run.job_name)
                 uses = jobspec.stored(run.definition).secret_uses()
-                ended_by[run.job_name] = (run.definition.owner, uses, run.finished)
+                ended_by[run.job_name] = (runner_name(run.definition), uses, run.finished)
                 spans[run.job_name] = (run.started, run.finished)
             wants = run.definition.spec.get("notify") or {}
             ended_badly = run.status in ("failed", "timed_out")
             if not run.notified and (ended_badly or (run.status == "succeeded" and wants.get("on_success"))):
                 run.notified = True
-                if wants.get("emails") or wants.get("webhook"):
+                if wants.get("emails") or wants.get("webhook") or run.definition.team:
                     to_tell.append((views.job(run.definition), views.run(run)))
         # a run whose Job vanished before it ended was replaced ("replace the previous run")
         # or deleted behind our back
@@ -137,7 +139,7 @@ async def tell_all(ctx: Context, notices: list[Notice]) -> None:
     for job, run, event in notices:
         wants, owner = job.get("notify") or {}, job["owner"]
         about = f"job {job['name']}: the {event or 'run.' + str(run.get('status'))} notice of run {run.get('name')}"
-        if wants.get("emails"):
+        if wants.get("emails") or job.get("team"):  # a team job's alerts go to the team too
             await ctx.outbox.put(owner, f"{about} by e-mail", functools.partial(_email, ctx, job, run, event))
         if wants.get("webhook"):
             if not ctx.settings.webhooks.take(owner):
@@ -148,7 +150,18 @@ async def tell_all(ctx: Context, notices: list[Notice]) -> None:
 
 
 async def _email(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
-    await notify.email(ctx.settings.smtp, job, run, job["notify"]["emails"], ctx.settings.emails, event)
+    """The notice to the job's addresses and, for a team's job, to the team's (``teams``)."""
+    to = list((job.get("notify") or {}).get("emails") or [])
+    team: list[str] = []
+    if job.get("team"):
+        try:
+            team = teams.alert_addresses(await teams.group(ctx, job["team"]))
+        except FieldError as e:  # the hub could not say, or the team is gone: the job's own still go
+            log.warning("job %s: team %s's alert addresses not read: %s", job["name"], job["team"], e.message)
+    if not to and not team:
+        return
+    recipients = to + [a for a in team if a not in to]
+    await notify.email(ctx.settings.smtp, job, run, recipients, ctx.settings.emails, event, trusted=team)
 
 
 async def _webhook(ctx: Context, job: dict[str, Any], run: dict[str, Any], event: str) -> None:
@@ -236,17 +249,18 @@ async def _adopt(ctx: Context, s: Session, job: client.V1Job, by_cron: dict[str,
         run.reason = f"not started: {refused}"[:1024]
         await audit.hold(ctx, s, defn, refused)
     elif ctx.hub is not None and job.spec.suspend:
-        await _owner_queue(ctx, defn.owner, job)
+        await _owner_queue(ctx, defn, job)
     return run
 
 
-async def _owner_queue(ctx: Context, owner: str, job: client.V1Job) -> None:
-    """A scheduled GPU run waits in its owner's queue as their groups are now (best effort:
-    the next reconcile writes it when the hub can not be asked)."""
+async def _owner_queue(ctx: Context, defn: DefinitionRow, job: client.V1Job) -> None:
+    """A scheduled GPU run waits in its owner's (or team's) queue as their groups are now
+    (best effort: the next reconcile writes it when the hub can not be asked)."""
     if gpu_queues.QUEUE_LABEL not in (job.metadata.labels or {}):
         return
+    owner = defn.owner
     try:
-        who = await entitlements.owner(ctx, owner)
+        who = await entitlements.runner(ctx, defn)
         cat = ctx.catalog.get()
         await ctx.queues.ensure_user(cat, who.name, who.groups, who.hub_admin, ctx.settings.namespace)
     except Exception as e:  # the run waits in the queue as it was

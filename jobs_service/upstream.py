@@ -133,7 +133,7 @@ async def _start(ctx: Context, s: Session, down: DefinitionRow, up: RunRow) -> N
         run.reason = f"not started after run {up.job_name}: the previous run is still running (skip)"
     else:
         try:
-            owner = await entitlements.owner(ctx, down.owner)
+            owner = await entitlements.runner(ctx, down)
             job = await runs.job_for(ctx, s, down, owner, down.version, name, "upstream", stands_for)
             await runs.create_job(ctx, job)
         except (Unavailable, Forbidden) as e:

@@ -27,6 +27,8 @@ def job(row: DefinitionRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "owner": row.owner,
+        # the team that owns it (its members see it; it runs as the team), or None
+        "team": row.team,
         "version": row.version,
         "cronjob": row.cronjob,
         "created": row.created.isoformat(),

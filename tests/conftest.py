@@ -429,7 +429,7 @@ def hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     # the tests' webhook receivers listen on loopback (operators allow internal receivers so)
     doc["jobs"]["webhook_allowed_networks"] = ["127.0.0.1/32"]
     doc["jobs"]["email_domains"] = ["example.org"]
-    # departed users' jobs go at the first reconcile that sees the hub's 404 (the grace
+    # departed users' jobs are held at the first reconcile that sees the hub's 404 (the grace
     # period itself is tested without a hub)
     doc["jobs"]["departed_grace"] = 0
     doc["jobs"]["reconcile_interval"] = 5

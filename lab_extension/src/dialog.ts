@@ -63,7 +63,8 @@ const FIELDS = [
   'notify',
   'secrets',
   'after',
-  'tasks'
+  'tasks',
+  'team'
 ] as const;
 type Field = (typeof FIELDS)[number];
 
@@ -113,6 +114,7 @@ export class ScheduleDialog extends Widget {
   private readonly accept: HTMLButtonElement;
   private readonly secrets: SecretPicker;
   private readonly pipeline: PipelinePart;
+  private readonly team: HTMLSelectElement;
 
   constructor(req: IScheduleRequest) {
     super();
@@ -239,6 +241,16 @@ export class ScheduleDialog extends Widget {
     });
     this.secrets = new SecretPicker(this.uid, req.secrets ?? [], job?.secrets ?? []);
     this.pipeline = new PipelinePart(this.uid, req.path, job?.tasks ?? []);
+    // who owns the job: the user, or a team of theirs (it then runs as the team)
+    const teams = [...(req.options.teams ?? [])];
+    if (job?.team && !teams.includes(job.team)) {
+      teams.push(job.team);
+    }
+    this.team = select(
+      id('team'),
+      [{ value: '', label: job && job.owner ? `Only ${job.owner}` : 'Only me' }, ...teams.map(t => ({ value: t, label: `Team ${t}` }))],
+      job?.team ?? ''
+    );
     this.runNow = h('input', { id: id('run_now'), type: 'checkbox' });
     this.accept = button(job ? 'Save' : 'Schedule', { className: 'jp-Dialog-button jp-mod-accept jp-mod-styled' }, () =>
       void this.submit()
@@ -256,6 +268,7 @@ export class ScheduleDialog extends Widget {
     this.controls.set('concurrency', this.concurrency);
     this.controls.set('kernel', this.kernel);
     this.controls.set('notify', this.emails);
+    this.controls.set('team', this.team);
 
     this.node.append(this.build(zones));
     this.node.addEventListener('keydown', e => this.onKey(e));
@@ -277,6 +290,12 @@ export class ScheduleDialog extends Widget {
       this.general,
       h('p', { className: 'moonhub-Notebook' }, 'Notebook: ', h('code', { text: this.req.path })),
       this.field('name', 'Job name', this.name, 'Lower-case letters, digits and "-"; names the job in the Jobs panel.'),
+      this.field(
+        'team',
+        'Owned by',
+        this.team,
+        "A team's job runs as the team: its folder, its secrets, its GPU quota. Its members see it; its editors change it."
+      ),
       this.field('schedule', 'Schedule', this.schedule.row),
       this.schedule.days,
       this.field('timezone', 'Time zone', this.timezone),
@@ -467,7 +486,17 @@ export class ScheduleDialog extends Widget {
       const body = tasks.length
         ? { ...this.input(), tasks, notebook_contents: await this.contents(tasks) }
         : { ...this.input(), tasks: [], notebook_content: this.req.notebook };
-      const saved = job ? await client.updateJob(job.id!, body) : await client.createJob(body as NewJob);
+      const team = this.team.value || null;
+      let saved: Job;
+      if (job) {
+        saved = await client.updateJob(job.id!, body);
+        if (team !== (job.team ?? null)) {
+          // a move is a request of its own, checked as its new owner would run the job
+          saved = await client.updateJob(job.id!, { team });
+        }
+      } else {
+        saved = await client.createJob({ ...(body as NewJob), team });
+      }
       const run = this.runNow.checked ? await client.runNow(saved.id!) : null;
       this.finish({ job: saved, run });
     } catch (e) {

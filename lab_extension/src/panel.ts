@@ -132,6 +132,7 @@ export class JobsPanel extends Widget {
         title: open ? 'Hide the runs' : 'Show the runs'
       },
       h('span', { className: 'moonhub-JobName', text: job.name }),
+      job.team ? h('span', { className: 'moonhub-Badge moonhub-mod-team', text: `team ${job.team}`, title: `Owned by team ${job.team}; made by ${job.owner}` }) : '',
       h('span', { className: `moonhub-Badge moonhub-mod-${status}`, text: statusLabel(last?.status) })
     );
     toggle.addEventListener('click', () => {

@@ -5,7 +5,9 @@ middle tier's tests.
   ``HubAuth`` asks this for every request a service authenticates);
 - ``GET /hub/api/users`` (paginated, as the hub answers with ``Accept:
   application/jupyterhub-pagination+json``) and ``GET /hub/api/users/<name>``: the users,
-  their groups and when their account was made (``hubclient.users``).
+  their groups and when their account was made (``hubclient.users``);
+- ``GET /hub/api/groups/<name>``: a group's members (the users who have it) and its
+  properties (:attr:`FakeHub.group_properties`), as the hub's group model has them.
 
 Only the service's own token may read users. Everything else is 404, as the hub answers.
 """
@@ -53,6 +55,8 @@ class FakeHub:
         self.service_token = secrets.token_hex(16)
         #: token -> the model of the hub service holding it
         self.services: dict[str, dict[str, Any]] = {}
+        #: group -> its properties (a group exists while a user has it or it has properties)
+        self.group_properties: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def add(self, name: str, groups: list[str] | None = None, admin: bool = False) -> User:
@@ -117,6 +121,13 @@ class _Handler(web.RequestHandler):
             if user is None:
                 return self._json(404, {"status": 404, "message": "no such user"})
             return self._json(200, user.model())
+        if path.startswith("groups/"):
+            name = unquote(path[len("groups/") :])
+            members = sorted(u.name for u in hub.users.values() if name in u.groups)
+            if not members and name not in hub.group_properties:
+                return self._json(404, {"status": 404, "message": "no such group"})
+            props = hub.group_properties.get(name, {})
+            return self._json(200, {"kind": "group", "name": name, "users": members, "properties": props})
         return self._json(404, {"status": 404, "message": f"no route {path}"})
 
 

@@ -27,7 +27,7 @@ async def test_service_restart_loses_nothing_and_reconciles(
         timeout=120,
         what="a finished run before the restart",
     )
-    # a user who leaves: their job goes when the service next reconciles
+    # a user who leaves: their job is held when the service next reconciles
     # (a name of its own: a name made again later is another account, which gets none of
     # what this one leaves, its workspace included)
     leaver = hub.login("sam-leaves")
@@ -76,7 +76,7 @@ async def test_service_restart_loses_nothing_and_reconciles(
         lambda: quinn.call("GET", "/jobs").status_code == 200, bool, timeout=30, what="the API answering again"
     )
 
-    after = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"]}
+    after = {j["name"]: j for j in clients["admin"].call("GET", "/jobs").json()["jobs"] if j["owner"] != "sam-leaves"}
     assert after == before, "definitions survive"
     assert await _runs(quinn, job["id"]) == runs_before, "history survives, no duplicate run"
     cron = await batch.read_namespaced_cron_job(job["cronjob"], USER_NS)
@@ -87,13 +87,17 @@ async def test_service_restart_loses_nothing_and_reconciles(
         timeout=30,
         what="the orphan removed",
     )
-    sams_cron = sams.json()["cronjob"]
-    await wait_for(
-        lambda: gone(lambda: batch.read_namespaced_cron_job(sams_cron, USER_NS)),
-        bool,
+    # the departed user's job is held, never deleted: suspended, kept with its history, for
+    # a job admin to give to a team or remove (the hub answers 404 for them)
+    sams_id, sams_cron = sams.json()["id"], sams.json()["cronjob"]
+    held = await wait_for(
+        lambda: asyncio.to_thread(clients["admin"].call, "GET", f"/jobs/{sams_id}"),
+        lambda r: r.status_code == 200 and "left the hub" in (r.json()["suspended_reason"] or ""),
         timeout=30,
-        what="the departed user's job removed (the hub answers 404 for them)",
+        what="the departed user's job held",
     )
+    assert (await batch.read_namespaced_cron_job(sams_cron, USER_NS)).spec.suspend, held.json()
+    assert clients["admin"].call("DELETE", f"/jobs/{sams_id}").status_code == 204, "a job admin removes it"
     await asyncio.sleep(6)  # one more reconcile
     assert last.call("GET", f"/jobs/{late['id']}").status_code == 200, "the 205th user's job is kept"
     assert (await batch.read_namespaced_cron_job(late["cronjob"], USER_NS)).metadata.name == late["cronjob"]
