@@ -29,6 +29,7 @@ from . import (
     secrets,
     shares,
     snapshots,
+    teams,
     validation,
     views,
 )
@@ -351,6 +352,8 @@ async def stop_job(ctx: Context, name: str) -> None:
 async def cancel(ctx: Context, caller: Caller, job_id: int, run_id: int) -> dict[str, Any]:
     with ctx.db() as s:
         run = find(s, caller, job_id, run_id)
+        if run.definition.team is not None:  # a team's editors (or a job admin) cancel
+            await teams.check(ctx, caller, run.definition, "cancel")
         if run.status in ENDED:
             raise Conflict("run", f"run {run_id} already ended ({run.status})")
         await stop_job(ctx, run.job_name)

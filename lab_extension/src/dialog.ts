@@ -294,7 +294,7 @@ export class ScheduleDialog extends Widget {
         'team',
         'Owned by',
         this.team,
-        "A team's job runs as the team: its folder, its secrets, its GPU quota. Its members see it; its editors change it."
+        "A team's job runs as the team: its folder, its secrets, its GPU quota. Its members see it; its editors change it (keep its notebook in the team's folder so they can)."
       ),
       this.field('schedule', 'Schedule', this.schedule.row),
       this.schedule.days,

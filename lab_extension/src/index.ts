@@ -105,7 +105,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {
       try {
         const [notebook, options, server, secrets] = await Promise.all([
-          snapshot(path, panel),
+          snapshot(path, panel).catch(e => {
+            if (job?.team) {
+              // another member's workspace: the team's notebooks belong in its folder
+              throw new Error(
+                `The job's notebook ${path} is not in your workspace. Every member of team ${job.team} can edit its jobs whose notebooks are in the team's folder (teams/${job.team}/).`
+              );
+            }
+            throw e;
+          }),
           client.options(),
           client.serverInfo().catch(() => null),
           client.secrets().catch(() => [])

@@ -136,6 +136,9 @@ def test_a_team_job_runs_as_the_team_and_members_act_on_it_by_their_role(middle:
     r = ben.call("POST", f"/jobs/{jid}/run", {})
     assert r.status_code == 201, r.text
     run = r.json()
+    r = vic.call("DELETE", f"/jobs/{jid}/runs/{run['id']}")
+    assert r.status_code == 403 and "viewer" in r.json()["message"], "a viewer does not cancel either"
+    assert olga.call("DELETE", f"/jobs/{jid}/runs/{run['id']}").status_code == 404
     made = middle.job(run["name"])
     assert made is not None and _claims(made) == {f"team-{TEAM}"} and _secret_refs(made) == _secret_refs(cron)
     env = middle.env(run["name"])
