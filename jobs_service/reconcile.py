@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from hubclient.users import HubReadError
 from moonhub_core import claims, metadata, pods, uids
-from moonhub_core.errors import ChoiceError, Conflict, Forbidden, Unavailable
+from moonhub_core.errors import ChoiceError, Conflict, FieldError, Forbidden, Unavailable
 
 from . import (
     accounts,
@@ -105,6 +105,8 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
             report[key] = [u.claim for u in done]
     await _team_folders(ctx)
     known: set[str] = set()
+    #: each team's principal, or why it has none (gone from the hub), asked once a pass
+    team_runners: dict[str, Caller | FieldError] = {}
     # the jobs in chunks, each a transaction of its own under the writer lock: the API's
     # changes and the sync loop go on between two (a pass over 10,000 jobs takes a while)
     for k in range(0, len(ids), CHUNK):
@@ -124,7 +126,9 @@ async def reconcile(ctx: Context) -> dict[str, list[str]]:
                         if await accounts.hold_job(ctx, s, row, recorded.get(row.owner, "")):
                             report.setdefault("earlier_account_held", []).append(row.cronjob)
                         continue
-                    if await _reconcile_one(ctx, s, row, users, existing, outdated, report, uid_of, run_as):
+                    if await _reconcile_one(
+                        ctx, s, row, users, existing, outdated, report, uid_of, run_as, team_runners
+                    ):
                         snapshots.prune(ctx, s, row)
                 s.commit()
         await asyncio.sleep(0)
@@ -163,6 +167,7 @@ async def _reconcile_one(
     report: dict[str, list[str]],
     uid_of: Mapping[str, str],
     run_as: Mapping[str, str],
+    team_runners: dict[str, Caller | FieldError],
 ) -> bool:
     """One job: its owner's entitlements, its CronJob. False when its owner is unknown now
     or it is held (nothing more is done to it in this pass). ``uid_of``: the uid each
@@ -170,15 +175,20 @@ async def _reconcile_one(
     n = names(row)
     owner: Caller | None
     if row.team is not None:  # runs as the team (``teams``), whoever made it
-        try:
-            owner = await teams.runner(ctx, row.team) if users is not None else None
-        except Unavailable:
-            owner = None
-        except Forbidden as e:  # the team is gone from the hub: held until an admin decides
+        if users is None:
+            return False
+        if row.team not in team_runners:
+            try:
+                team_runners[row.team] = await teams.runner(ctx, row.team)
+            except (Unavailable, Forbidden) as e:
+                team_runners[row.team] = e
+        found = team_runners[row.team]
+        if isinstance(found, Forbidden):  # the team is gone from the hub: held until an admin decides
             if row.hold is None:
-                await audit.hold(ctx, s, row, str(e))
+                await audit.hold(ctx, s, row, found.message)
                 report["suspended"].append(row.cronjob)
             return False
+        owner = found if isinstance(found, Caller) else None
     elif ctx.hub is None:
         owner = Caller(row.owner)
     elif users is None or row.owner not in users:

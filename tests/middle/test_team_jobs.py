@@ -24,7 +24,7 @@ from tests.helpers import NOTEBOOK
 from tests.hub.jobs_client import Jobs, job_body
 from tests.middle.conftest import BATCH, NAMESPACE, Middle, wait_until
 
-TEAM, GID, NO_FOLDER = "data-eng", 4101, "no-folder-team"
+TEAM, GID, NO_FOLDER, SHORT_LIVED = "data-eng", 4101, "no-folder-team", "short-lived"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,7 +34,10 @@ def team_folder(middle: Middle) -> Iterator[None]:
     catalog = middle.folder / "catalog.yaml"
     before = catalog.read_text()
     doc = yaml.safe_load(before)
-    doc.setdefault("storage", {})["team_folders"] = [{"group": TEAM, "gid": GID, "capacity": "10Gi"}]
+    doc.setdefault("storage", {})["team_folders"] = [
+        {"group": TEAM, "gid": GID, "capacity": "10Gi"},
+        {"group": SHORT_LIVED, "gid": GID + 1, "capacity": "10Gi"},
+    ]
     catalog.write_text(yaml.safe_dump(doc))
     middle.hub.group_properties[TEAM] = {VIEWERS: ["vic"], ALERTS: ["oncall@example.org"]}
     boss = middle.user("admin", admin=True)
@@ -230,3 +233,23 @@ def test_notebook_content_of_a_team_job_may_not_hold_the_teams_secret(middle: Mi
     leaky = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][1], "source": "token = 'team-token-123456'"}]}
     r = ana.call("POST", "/jobs", team_job("leaky", notebook_content=leaky))
     assert r.status_code == 400 and r.json()["field"] == "notebook_content", r.text
+
+
+def test_a_team_gone_from_the_hub_holds_its_jobs_until_it_is_back(middle: Middle) -> None:
+    eve = middle.user("eve", groups=[SHORT_LIVED])
+    r = eve.call("POST", "/jobs", {**job_body("short", schedule="0 7 * * *"), "team": SHORT_LIVED})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    middle.hub.users["eve"].groups = []  # its last member leaves: the hub has no such group
+    middle.run(middle.service.reconcile())
+    boss = middle.user("admin")
+    reason = boss.call("GET", f"/jobs/{job['id']}").json()["suspended_reason"] or ""
+    assert "no longer exists" in reason, reason
+    assert _cron(middle, job["cronjob"])["spec"]["suspend"] is True
+    eve = middle.user("eve")  # a new login (a login's groups are the hub's when it was checked)
+    assert eve.call("GET", f"/jobs/{job['id']}").status_code == 404, "not a member any more"
+    middle.hub.users["eve"].groups = [SHORT_LIVED]
+    middle.run(middle.service.reconcile())
+    assert boss.call("GET", f"/jobs/{job['id']}").json()["suspended_reason"] is None, "released"
+    assert not _cron(middle, job["cronjob"])["spec"]["suspend"]
+    assert middle.user("eve").call("DELETE", f"/jobs/{job['id']}").status_code == 204
