@@ -10,7 +10,8 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import requests
@@ -341,3 +342,26 @@ def monitoring_queries() -> list[tuple[str, str]]:
                 series = re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", v["query"]["query"])
                 out.append((f"{path.name}: ${v['name']}", series))
     return out
+
+
+@contextmanager
+def team_folder_in_catalog(hub: Any, group: str, gid: int, capacity: str = "16Mi") -> Iterator[None]:
+    """``hub``'s catalog gives ``group`` a team folder (an admin's edit), put back afterwards."""
+    original = hub.catalog.read_text()
+    doc = yaml.safe_load(original)
+    doc["storage"]["team_folders"] = [{"group": group, "gid": gid, "capacity": capacity}]
+    hub.catalog.write_text(yaml.safe_dump(doc))
+    try:
+        yield
+    finally:
+        hub.catalog.write_text(original)
+
+
+async def team_folder_bound(core: client.CoreV1Api, ns: str, group: str) -> None:
+    """Wait for ``group``'s team folder claim, made by the jobs service's reconcile, to bind."""
+    await wait_for(
+        lambda: core.list_namespaced_persistent_volume_claim(ns, field_selector=f"metadata.name=team-{group}"),
+        lambda claims: bool(claims.items) and claims.items[0].status.phase == "Bound",
+        timeout=90,
+        what=f"team {group}'s folder claim, bound",
+    )

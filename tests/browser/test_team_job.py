@@ -10,13 +10,12 @@ import json
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser.test_schedule_notebook import SHOTS, _open_lab, _put_notebook
 from tests.conftest import Hub
-from tests.helpers import jobs_api, parameter_notebook, printed, runs_ended, wait_for
+from tests.helpers import jobs_api, parameter_notebook, printed, runs_ended, team_folder_bound, team_folder_in_catalog
 
 USER_NS = "moonhub-users"
 MAKER, EDITOR, TEAM, GID = "bea", "cal", "bt-team", 2109
@@ -33,14 +32,8 @@ NOTEBOOK = parameter_notebook(
 
 @pytest.fixture
 def team_catalog(hub: Hub) -> Iterator[None]:
-    original = hub.catalog.read_text()
-    doc = yaml.safe_load(original)
-    doc["storage"]["team_folders"] = [{"group": TEAM, "gid": GID, "capacity": "16Mi"}]
-    hub.catalog.write_text(yaml.safe_dump(doc))
-    try:
+    with team_folder_in_catalog(hub, TEAM, GID):
         yield
-    finally:
-        hub.catalog.write_text(original)
 
 
 async def _jobs_panel(page: Page) -> Locator:
@@ -61,12 +54,7 @@ async def test_a_member_edits_and_runs_a_team_job_another_member_made(
     assert hub.api(admin, "POST", f"/groups/{TEAM}/users", json={"users": [MAKER, EDITOR]}).status_code == 200
     boss = jobs_api(hub, admin, "admin")
     assert boss("PUT", f"/team-secrets/{TEAM}/api-key", {"value": SECRET}).status_code in (200, 201)
-    await wait_for(
-        lambda: core.list_namespaced_persistent_volume_claim(USER_NS, field_selector=f"metadata.name=team-{TEAM}"),
-        lambda claims: bool(claims.items) and claims.items[0].status.phase == "Bound",
-        timeout=90,
-        what="the team folder's claim, bound",
-    )
+    await team_folder_bound(core, USER_NS, TEAM)
     SHOTS.mkdir(exist_ok=True)
     path = f"teams/{TEAM}/report.ipynb"
     job_id = None

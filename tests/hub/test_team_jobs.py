@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 
 from tests.conftest import Hub
-from tests.helpers import jobs_api, notebook, printed, runs_ended, wait_for
+from tests.helpers import jobs_api, notebook, printed, runs_ended, team_folder_bound, team_folder_in_catalog
 
 USER_NS = "moonhub-users"
 TEAM, GID = "tj-team", 2107
@@ -33,14 +32,8 @@ MARKS = notebook(
 
 @pytest.fixture
 def team_catalog(hub: Hub) -> Iterator[None]:
-    original = hub.catalog.read_text()
-    doc = yaml.safe_load(original)
-    doc["storage"]["team_folders"] = [{"group": TEAM, "gid": GID, "capacity": "16Mi"}]
-    hub.catalog.write_text(yaml.safe_dump(doc))
-    try:
+    with team_folder_in_catalog(hub, TEAM, GID):
         yield
-    finally:
-        hub.catalog.write_text(original)
 
 
 def _output(call: Any, job_id: int, run_id: int) -> str:
@@ -61,12 +54,7 @@ async def test_a_team_job_made_by_one_member_is_edited_and_run_by_another_as_the
     oscar, boss = jobs_api(hub, hub.login("oscar"), "oscar"), jobs_api(hub, admin, "admin")
     assert boss("PUT", f"/team-secrets/{TEAM}/api-key", {"value": SECRET}).status_code in (200, 201)
     # the team's folder exists once the service has seen the catalog (its reconcile)
-    await wait_for(
-        lambda: core.list_namespaced_persistent_volume_claim(USER_NS, field_selector=f"metadata.name=team-{TEAM}"),
-        lambda claims: bool(claims.items) and claims.items[0].status.phase == "Bound",
-        timeout=90,
-        what="the team folder's claim, bound",
-    )
+    await team_folder_bound(core, USER_NS, TEAM)
     body = {
         "name": "team-marks",
         "notebook": "marks.ipynb",
