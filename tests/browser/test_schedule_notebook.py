@@ -108,12 +108,12 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     dialog = page.locator(".moonhub-ScheduleDialog")
     palette = page.locator(".lm-CommandPalette-input")
     item = page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Schedule This Notebook")
-    for _ in range(3):  # right after opening, the lab may not have made the notebook current yet
+    for _ in range(5):  # right after opening (on a busy machine) the lab may not have made the notebook current
         await page.locator(".jp-NotebookPanel .jp-Cell").first.click()
         await page.keyboard.press("Escape")  # command mode
         await page.keyboard.press("Control+Shift+C")
         try:
-            await palette.wait_for(state="visible", timeout=5_000)
+            await palette.wait_for(state="visible", timeout=10_000)
             await expect(palette).to_be_focused()
             await page.keyboard.type("Schedule This Notebook")
             # Enter runs the highlighted item: wait until the filter has caught up with the typing
