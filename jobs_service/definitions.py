@@ -119,8 +119,8 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         notebooks, sha = [frozen], frozen.sha256
     n = manifests.Names(caller.name, defn.name, team=team or "")
     if team is not None:  # the team's job: it runs as the team (``teams``)
-        await teams.may_join(ctx, caller, team)
-        owner = await teams.runner(ctx, team)
+        await teams.may_join(ctx, caller, team)  # the hub has the team, and the caller edits for it
+        owner = teams.as_team(team)
     else:
         owner = await entitlements.owner(ctx, caller.name, caller)
     # entitlements and secrets checked before anything exists
@@ -292,7 +292,7 @@ async def move(ctx: Context, caller: Caller, job_id: int, team: Any) -> dict[str
                 raise NotFound("id", f"no job {job_id}")
         if team is not None:
             await teams.may_join(ctx, caller, team)
-            runner = await teams.runner(ctx, team)
+            runner = teams.as_team(team)
         else:
             runner = await entitlements.owner(ctx, row.owner, caller if caller.name == row.owner else None)
         _unique_in_team(s, team, row.name, but=row.id)

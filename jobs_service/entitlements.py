@@ -117,8 +117,8 @@ async def acting_for(ctx: Context, caller: Caller, row: DefinitionRow, action: s
     when the operator opted in (``jobs.admins_may_edit``). A team job's members act by
     their role in the team; it runs as the team."""
     if row.team is not None:
-        if await teams.check(ctx, caller, row, action) is not None:
-            return await teams.runner(ctx, row.team)
+        if await teams.check(ctx, caller, row, action) is not None:  # the hub has the team
+            return teams.as_team(row.team)
     elif row.owner == caller.name:
         return await owner(ctx, caller.name, caller)
     if action not in ADMIN_ACTIONS and not ctx.settings.admins_may_edit:

@@ -77,13 +77,18 @@ async def group(ctx: Context, team: str, field: str = "team") -> dict[str, Any]:
     return model
 
 
+def as_team(team: str) -> Caller:
+    """The principal a job of ``team`` runs as (pure: :func:`runner` checks the team first)."""
+    return Caller(principal(team), (team,))
+
+
 async def runner(ctx: Context, team: str) -> Caller:
     """The principal a job of ``team`` runs as (the team must still exist on the hub)."""
     try:
         await group(ctx, team)
     except NotFound:
         raise Forbidden("team", f"team {team} no longer exists on the hub") from None
-    return Caller(principal(team), (team,))
+    return as_team(team)
 
 
 async def check(ctx: Context, caller: Caller, row: DefinitionRow, action: str) -> str | None:
