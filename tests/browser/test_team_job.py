@@ -18,7 +18,7 @@ from tests.conftest import Hub
 from tests.helpers import jobs_api, parameter_notebook, printed, runs_ended, team_folder_bound, team_folder_in_catalog
 
 USER_NS = "moonhub-users"
-MAKER, EDITOR, TEAM, GID = "bea", "cal", "bt-team", 2109
+MAKER, EDITOR, TEAM, GID = "tjob-bea", "tjob-cal", "bt-team", 2109
 SECRET = "bt-team-key-24680"
 NOTEBOOK = parameter_notebook(
     "rows = 10",
@@ -61,7 +61,7 @@ async def test_a_member_edits_and_runs_a_team_job_another_member_made(
     maker = await browser.new_context(viewport={"width": 1400, "height": 900})
     editor = await browser.new_context(viewport={"width": 1400, "height": 900})
     try:
-        # bea schedules the team's notebook as the team's job, with the team's secret
+        # the maker schedules the team's notebook as the team's job, with the team's secret
         page = await maker.new_page()
         await _open_lab(page, hub, MAKER)
         await _put_notebook(page, hub, path, NOTEBOOK, user=MAKER)
@@ -86,7 +86,7 @@ async def test_a_member_edits_and_runs_a_team_job_another_member_made(
         job_id = made["id"]
         assert made["owner"] == MAKER
 
-        # cal finds it in his panel, edits a parameter and runs it
+        # the editor finds it in his panel, edits a parameter and runs it
         page2 = await editor.new_page()
         await _open_lab(page2, hub, EDITOR)
         panel2 = await _jobs_panel(page2)

@@ -18,6 +18,8 @@ from tests.helpers import jobs_api, notebook, printed, runs_ended, team_folder_b
 
 USER_NS = "moonhub-users"
 TEAM, GID = "tj-team", 2107
+#: names no other test uses (a name is one account across the test hubs and the cluster)
+TINA, THEO, OSCAR = "tjob-tina", "tjob-theo", "tjob-oscar"
 SECRET = "team-key-0123456789"
 #: each run adds a line to a file in its workspace (the team's folder) and prints them all
 MARKS = notebook(
@@ -46,12 +48,12 @@ async def test_a_team_job_made_by_one_member_is_edited_and_run_by_another_as_the
     hub: Hub, core: client.CoreV1Api, team_catalog: None
 ) -> None:
     admin = hub.login("admin")
-    for user in ("tina", "theo", "oscar"):
+    for user in (TINA, THEO, OSCAR):
         hub.login(user)
     assert hub.api(admin, "POST", f"/groups/{TEAM}").status_code in (201, 409)
-    assert hub.api(admin, "POST", f"/groups/{TEAM}/users", json={"users": ["tina", "theo"]}).status_code == 200
-    tina, theo = jobs_api(hub, hub.login("tina"), "tina"), jobs_api(hub, hub.login("theo"), "theo")
-    oscar, boss = jobs_api(hub, hub.login("oscar"), "oscar"), jobs_api(hub, admin, "admin")
+    assert hub.api(admin, "POST", f"/groups/{TEAM}/users", json={"users": [TINA, THEO]}).status_code == 200
+    tina, theo = jobs_api(hub, hub.login(TINA), TINA), jobs_api(hub, hub.login(THEO), THEO)
+    oscar, boss = jobs_api(hub, hub.login(OSCAR), OSCAR), jobs_api(hub, admin, "admin")
     assert boss("PUT", f"/team-secrets/{TEAM}/api-key", {"value": SECRET}).status_code in (200, 201)
     # the team's folder exists once the service has seen the catalog (its reconcile)
     await team_folder_bound(core, USER_NS, TEAM)
@@ -67,7 +69,7 @@ async def test_a_team_job_made_by_one_member_is_edited_and_run_by_another_as_the
     assert r.status_code == 201, r.text
     job = r.json()
     try:
-        assert (job["team"], job["owner"]) == (TEAM, "tina")
+        assert (job["team"], job["owner"]) == (TEAM, TINA)
         assert [j["name"] for j in theo("GET", "/jobs").json()["jobs"]] == ["team-marks"], "a member sees it"
         assert oscar("GET", "/jobs").json()["jobs"] == []
         assert tina("POST", f"/jobs/{job['id']}/run").status_code == 201
@@ -90,7 +92,7 @@ async def test_a_team_job_made_by_one_member_is_edited_and_run_by_another_as_the
             assert oscar("GET", path).status_code == 404, path
         assert oscar("POST", f"/jobs/{job['id']}/run").status_code == 404
         lines = [(e["actor"], e["action"]) for e in theo("GET", "/audit").json()["entries"] if e["job_id"] == job["id"]]
-        assert ("tina", "create") in lines and ("theo", "edit") in lines and ("theo", "run") in lines, lines
+        assert (TINA, "create") in lines and (THEO, "edit") in lines and (THEO, "run") in lines, lines
     finally:
         assert tina("DELETE", f"/jobs/{job['id']}").status_code == 204
         boss("DELETE", f"/team-secrets/{TEAM}/api-key")
