@@ -88,13 +88,6 @@ def _pick_contents(defn: jobspec.Definition, body: dict[str, Any]) -> tuple[Any,
     return content, contents
 
 
-def _team_field(body: dict[str, Any]) -> str | None:
-    team = body.pop("team", None)
-    if team is not None and (not isinstance(team, str) or not team):
-        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
-    return team
-
-
 def _unique_in_team(s: Any, team: str | None, name: str, but: int | None = None) -> None:
     """A team has one job of a name, whichever member made it."""
     if team is None:
@@ -108,7 +101,7 @@ def _unique_in_team(s: Any, team: str | None, name: str, but: int | None = None)
 
 async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     body = _body(body)
-    team = _team_field(body)
+    team = teams.checked_name(body.pop("team", None))
     defn = parse(ctx, {k: v for k, v in body.items() if k not in CONTENT_FIELDS}, caller.name)
     content, contents = _pick_contents(defn, body)
     if defn.tasks:
@@ -279,8 +272,7 @@ async def move(ctx: Context, caller: Caller, job_id: int, team: Any) -> dict[str
     owner's held job to a team) moves it. It is checked as its new runner would run it
     (the team's folder, secrets and entitlements, or the owner's) before anything changes;
     its CronJob is rewritten; a hold it had is lifted, since it may run again."""
-    if team is not None and (not isinstance(team, str) or not team):
-        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
+    team = teams.checked_name(team)
     with ctx.db() as s:
         row = own(s, caller, job_id)
         if row.team is not None:  # leaving a team takes an editor of it

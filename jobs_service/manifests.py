@@ -49,6 +49,11 @@ PUBLISH_FILE = f"{SNAPSHOT_MOUNT}/published.json"
 TEAM_PRINCIPAL = "team/"
 
 
+def team_of(runner: str) -> str | None:
+    """The team a runner's name stands for (``Names.runner``), or None for a user's name."""
+    return runner[len(TEAM_PRINCIPAL) :] if runner.startswith(TEAM_PRINCIPAL) else None
+
+
 @dataclass(frozen=True)
 class Names:
     """Kubernetes names of one definition's objects; CronJob names are at most 52 chars.

@@ -26,7 +26,7 @@ from moonhub_core import unread
 from . import secrets
 from .context import Context
 from .db import DefinitionRow, RunRow, TaskRunRow, utc, utcnow
-from .manifests import TEAM_PRINCIPAL
+from .manifests import team_of
 
 log = logging.getLogger("moonhub.jobs")
 
@@ -84,7 +84,7 @@ async def read(ctx: Context, job_name: str, owner: str, uses: Any) -> dict[str, 
 def _runs_of(s: Session, owner: str) -> list[str]:
     """The Job names of every run and task of ``owner``'s (where their kept logs are): a
     user's personal jobs', or a team principal's team's jobs'."""
-    team = owner[len(TEAM_PRINCIPAL) :] if owner.startswith(TEAM_PRINCIPAL) else None
+    team = team_of(owner)
     mine = (
         DefinitionRow.team == team
         if team is not None

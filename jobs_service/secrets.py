@@ -24,7 +24,7 @@ from . import audit
 from .context import MOONHUB, Caller, Context, gone_ok
 from .db import utcnow
 from .limits import check_count
-from .manifests import TEAM_PRINCIPAL
+from .manifests import team_of
 
 GROUP = "moonhub.io/group"
 TO_SERVER = "moonhub.io/to-server"
@@ -230,7 +230,7 @@ async def check(ctx: Context, owner: Caller, uses: list[sec.Use]) -> None:
     they are in. A refusal is a choice error (a scheduled run is held on it)."""
     if not uses:
         return
-    team = owner.name[len(TEAM_PRINCIPAL) :] if owner.name.startswith(TEAM_PRINCIPAL) else None
+    team = team_of(owner.name)
     existing = {s.metadata.name for s in await _mine_and_teams(ctx, owner.name, teams=any(u.team for u in uses))}
     for u in uses:
         if team is not None and not u.team:  # a team's job runs as the team: no member's own

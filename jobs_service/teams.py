@@ -42,11 +42,6 @@ def principal(team: str) -> str:
     return f"{PRINCIPAL}{team}"
 
 
-def team_of(name: str) -> str | None:
-    """The team a principal's name stands for, or None for a user's name."""
-    return name[len(PRINCIPAL) :] if name.startswith(PRINCIPAL) else None
-
-
 def _names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
@@ -105,10 +100,16 @@ async def check(ctx: Context, caller: Caller, row: DefinitionRow, action: str) -
     return mine
 
 
+def checked_name(team: Any) -> str | None:
+    """A request's ``team``: a group's name, or None (400 naming the field otherwise)."""
+    if team is not None and (not isinstance(team, str) or not team):
+        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
+    return team
+
+
 async def may_join(ctx: Context, caller: Caller, team: str) -> None:
     """That ``caller`` may give a job to ``team``: an editor of it (job admins too)."""
-    if not isinstance(team, str) or not team:
-        raise FieldError("team", "must be the name of a team (a hub group) of yours, or null")
+    checked_name(team)
     model = await group(ctx, team)
     mine = role(model, caller.name)
     if mine is None and not caller.admin:
