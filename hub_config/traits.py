@@ -72,6 +72,9 @@ def apply(c: Any, cfg: PlatformConfig, document: Path) -> None:
     # this hub's pods carry its id: it removes those none of its servers stands for
     c.MoonSpawner.hub_id = pods.hub_id(cfg.hub.public_url)
     c.MoonSpawner.orphan_pod_grace = sp.orphan_pod_grace
+    # time to write open documents to the workspace and shut kernels down at a stop
+    # (KubeSpawner's default is 1 s)
+    c.KubeSpawner.delete_grace_period = sp.stop_grace
     c.KubeSpawner.http_timeout = 120
     # KubeSpawner's 3 s per API call fired while the hub's own event loop lagged under a
     # burst (the API server had answered): the pod was created twice, the first killed, and

@@ -170,6 +170,10 @@ class SpawnerSection:
     #: seconds before a server pod of this hub that no server of it stands for (its stop
     #: failed) is taken for an orphan and removed (spawner_ext/orphans.py); 0: never
     orphan_pod_grace: int = 600
+    #: seconds a server's pod has to finish once told to stop (its termination grace
+    #: period): open documents are written to their files and kernels shut down in it
+    #: (docs/collaboration.md); Kubernetes kills what is left after it
+    stop_grace: int = 15
     #: ignore configuration and Jupyter data under the user's home (their workspace):
     #: ~/.jupyter config files, and also the kernels and lab extensions users register
     #: there (``ipykernel install --user``). With per-user host names (hub.subdomain_host)
@@ -370,6 +374,8 @@ def check_consistency(cfg: PlatformConfig) -> None:
         raise DocumentError(f"jobs.smtp: {j.smtp!r} is not host:port (e.g. mail.example.com:25)")
     if cfg.spawner.orphan_pod_grace != 0 and cfg.spawner.orphan_pod_grace < 10:
         raise DocumentError("spawner.orphan_pod_grace: 0 (never remove) or at least 10 (seconds)")
+    if not 1 <= cfg.spawner.stop_grace <= 600:
+        raise DocumentError("spawner.stop_grace: between 1 and 600 (seconds)")
     index = cfg.spawner.package_index
     if index and (not index.startswith(("http://", "https://")) or not urlparse(index).hostname):
         raise DocumentError(

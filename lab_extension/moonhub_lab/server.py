@@ -30,7 +30,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
-from . import diskspace, gpus, sharing
+from . import collaboration, diskspace, gpus, sharing
 from . import settings as lab_settings
 from .memory import OomWatch, message
 
@@ -247,6 +247,20 @@ class GpusHandler(APIHandler):
         self.finish({"gpus": [g.as_dict() for g in found]})
 
 
+class AccessHandler(APIHandler):
+    """How far the user of this request may go in this server: ``owner``, ``full`` (shared
+    in full) or ``read`` (shared to read: the lab then opens documents read only). Asked by
+    everyone the server is shared with (moonhub_lab.sharing lets it through)."""
+
+    @web.authenticated
+    def get(self) -> None:
+        access = getattr(self, "moonhub_access", None)
+        if access is None:  # a server without the guard: its one user is its owner
+            access = "owner"
+        owner = os.environ.get("JUPYTERHUB_USER", "")
+        self.finish({"access": access, "owner": owner, "user": self.current_user.username})
+
+
 def _start_disk_watch(server_app: Any) -> None:
     """A notice when the workspace becomes almost full and when it is full (once per level
     reached; it goes again when the level drops)."""
@@ -290,6 +304,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "moonhub/notices"), NoticesHandler),
             (url_path_join(base, "moonhub/workspace"), WorkspaceHandler),
             (url_path_join(base, "moonhub/gpus"), GpusHandler),
+            (url_path_join(base, "moonhub/access"), AccessHandler),
         ],
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")
@@ -298,6 +313,9 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     # and only while the hub holds their share (moonhub_lab.sharing: within 30 s of a revoke)
     if sharing.install(server_app):
         server_app.log.info("MoonHub: users this server is shared with read only, unless shared in full")
+    # editing together: documents with changes pending are written before the server stops
+    if collaboration.install(server_app):
+        server_app.log.info("MoonHub: open documents are written to their files before the server stops")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

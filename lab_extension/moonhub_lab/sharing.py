@@ -7,8 +7,10 @@ Authorizer, but not all of what runs in it does (jupyter-server-proxy's programs
 among them; the Git panel; MoonHub's own routes), so the guard sits where every handler
 passes: the identity provider, which names the user of each request. For someone the server
 is shared with read-only it lets through only what reads (JupyterLab's pages and assets,
-files, listings: ``GET`` and ``HEAD`` of :data:`READ_ONLY`, never a websocket), and answers
-everything else 403 (a kernel, a terminal, a save, a proxied program). MoonHub's routes
+files, listings: ``GET`` and ``HEAD`` of :data:`READ_ONLY`; a document's room, to follow
+others' edits live, where it may send nothing that changes the document:
+:data:`READ_ONLY_COLLABORATION`, :func:`reader_may_send`), and answers everything else 403
+(a kernel, a terminal, a save, a proxied program). MoonHub's routes
 (``moonhub/``: the owner's jobs, secrets and notices, through the server's own token) are the
 owner's alone, whatever the share. The server's owner is never limited; a hub admin, who
 may open any server (JupyterHub's admin role), is a reader like any other unless shared with
@@ -50,8 +52,24 @@ READ_ONLY = re.compile(
     r"|api|api/(?:me|status|sessions|kernels|terminals|translations(?:/.*)?|config/.*|metrics/v1)"
     r"|logout)"
 )
+#: what a read-only share opens besides, to follow documents as others edit them (editing
+#: together, jupyter-collaboration): asking for a document's room (a PUT that changes no file)
+#: and the room's websocket, where :func:`reader_may_send` drops whatever would change the
+#: document or save it
+READ_ONLY_COLLABORATION = {
+    "PUT": re.compile(r"api/collaboration/session/.*"),
+    "WEBSOCKET": re.compile(r"api/collaboration/room/.*"),
+}
+#: what every user the server is shared with may ask, whatever the share: how far it goes
+VISITOR = re.compile(r"moonhub/access")
 OWNER_ONLY = re.compile(r"moonhub(?:/.*)?")
 SAFE_METHODS = ("GET", "HEAD")
+#: the Yjs messages of a document's websocket (y-protocols; jupyter-collaboration's
+#: ``MessageType``): the first byte says which
+YJS_SYNC, YJS_AWARENESS = 0, 1
+#: the second byte of a sync message: step 1 asks for what the sender lacks (it reads);
+#: step 2 and update carry changes
+YJS_SYNC_STEP1 = 0
 
 
 def refusal(
@@ -71,13 +89,36 @@ def refusal(
     for them (``shared_in_full``)."""
     if user == owner:
         return None
+    if VISITOR.fullmatch(path) and method.upper() in SAFE_METHODS and not websocket:
+        return None
     if OWNER_ONLY.fullmatch(path):
         return f"MoonHub's jobs, secrets and notices in this server are {owner}'s own"
-    if shared_in_full or check_scopes({f"{WRITE_SCOPE}!server={owner}/{server}"}, set(scopes)):
+    if in_full(owner, server, scopes, shared_in_full):
         return None
     if method.upper() in SAFE_METHODS and not websocket and READ_ONLY.fullmatch(path):
         return None
+    together = READ_ONLY_COLLABORATION.get("WEBSOCKET" if websocket else method.upper())
+    if together is not None and together.fullmatch(path):
+        return None
     return f"{owner} shared this server with you to read: files and notebooks open, but nothing runs or changes"
+
+
+def in_full(owner: str, server: str, scopes: list[str], shared_in_full: bool = False) -> bool:
+    """Whether a user may do in ``owner``'s ``server`` what its owner can: the write scope on
+    it, in their ``scopes`` or in the share the hub holds for them."""
+    return shared_in_full or check_scopes({f"{WRITE_SCOPE}!server={owner}/{server}"}, set(scopes))
+
+
+def reader_may_send(message: bytes) -> bool:
+    """Whether a reader's message on a document's websocket goes on to the document: asking
+    for its state (sync step 1) and saying where they are in it (awareness: who is here, their
+    cursor). Changes (sync step 2, updates), a save, and any message this does not know are
+    dropped, so the document and its file stay as the others made them."""
+    if not message:
+        return False
+    if message[0] == YJS_AWARENESS:
+        return True
+    return message[0] == YJS_SYNC and len(message) > 1 and message[1] == YJS_SYNC_STEP1
 
 
 def shared_access(shares: list[dict[str, Any]]) -> dict[str, str]:
@@ -153,19 +194,53 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
         owner, server = os.environ.get("JUPYTERHUB_USER", ""), os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         model = getattr(user, "hub_user", None) or {}
-        in_full = False
+        shared = False
         if user.username != owner and not model.get("admin") and self.lookup is not None:
             access = await self.lookup.access(user.username)
             if access is None:
                 raise web.HTTPError(403, f"{owner}'s server is not shared with you (any more)")
-            in_full = access == "full"
+            shared = access == "full"
         scopes = list(model.get("scopes") or [])
         why = refusal(
-            handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes, in_full
+            handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes, shared
         )
         if why:
             raise web.HTTPError(403, why)
+        # how far this request may go, for what reads it later: a document's websocket
+        # (:func:`install_reader_filter`) and the lab's question (``moonhub/access``)
+        if user.username == owner:
+            access_here = "owner"
+        elif in_full(owner, server, scopes, shared):
+            access_here = "full"
+        else:
+            access_here = "read"
+        setattr(handler, "moonhub_access", access_here)  # noqa: B010 (tornado's handler has no such field)
         return user
+
+
+def install_reader_filter() -> bool:
+    """Drop what a reader sends on a document's websocket (jupyter-collaboration's
+    ``YDocWebSocketHandler``) unless :func:`reader_may_send` lets it through; True when
+    jupyter-collaboration is there to filter. A request the guard did not see counts as a
+    reader's: nothing unlooked-at changes a document."""
+    try:
+        from jupyter_server_ydoc.handlers import YDocWebSocketHandler
+    except ImportError:
+        return False
+    if getattr(YDocWebSocketHandler.on_message, "moonhub_filtered", False):
+        return True
+    forward = YDocWebSocketHandler.on_message
+
+    async def on_message(self: Any, message: Any) -> Any:
+        if getattr(self, "moonhub_access", "read") == "read":
+            raw = message.encode() if isinstance(message, str) else bytes(message)
+            if not reader_may_send(raw):
+                return None
+        return await forward(self, message)
+
+    on_message.moonhub_filtered = True  # type: ignore[attr-defined]
+    YDocWebSocketHandler.on_message = on_message
+    return True
 
 
 def install(server_app: Any) -> bool:
@@ -183,4 +258,6 @@ def install(server_app: Any) -> bool:
     )
     server_app.web_app.settings["identity_provider"] = guard
     server_app.identity_provider = guard
+    if install_reader_filter():
+        log.info("MoonHub: readers follow documents others edit, and change none")
     return True

@@ -5,13 +5,14 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, MainAreaWidget, Notification, showErrorMessage } from '@jupyterlab/apputils';
-import type { Widget } from '@lumino/widgets';
+import { Widget } from '@lumino/widgets';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { PageConfig } from '@jupyterlab/coreutils';
 
 import { JobsClient } from './api/client';
 import type { Job, Run } from './api/types';
@@ -25,6 +26,7 @@ import { SecretsView } from './secrets';
 import { UsageView } from './usageview';
 import { ShareView } from './shareview';
 import { withoutOutputs } from './snapshot';
+import { accessLabel, fetchAccess, readOnlyNotebooks } from './visitor';
 
 const PLUGIN_ID = 'moonhub-lab:plugin';
 
@@ -242,6 +244,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       align: 'left',
       rank: 51
     });
+
+    // a server someone shared with this user: say whose, and open notebooks read only when
+    // shared to read (others' edits still arrive live)
+    void fetchAccess(app.serviceManager.serverSettings)
+      .then(access => {
+        const label = accessLabel(access, PageConfig.getOption('hubServerUser'));
+        if (access === 'read' && notebooks) {
+          readOnlyNotebooks(notebooks);
+        }
+        if (label && statusBar) {
+          const badge = new Widget();
+          badge.addClass('moonhub-AccessBadge');
+          badge.node.dataset.access = access;
+          badge.node.textContent = label;
+          statusBar.registerStatusItem('moonhub:access', { item: badge, align: 'left', rank: 10 });
+        }
+      })
+      .catch(e => console.warn('moonhub-lab: access not known', e));
 
     if (settings) {
       const apply = (s: ISettingRegistry.ISettings) => {

@@ -52,3 +52,19 @@ export function expiresIn(iso: string | null | undefined, now: Date = new Date()
 export function grantee(s: Pick<Share, 'kind' | 'name'>): string {
   return s.kind === 'group' ? `team ${s.name}` : s.name;
 }
+
+/** How far the user of a page may go in the server: its owner, shared in full, or to read. */
+export type Access = 'owner' | 'full' | 'read';
+
+/** Whether the user of this page is not the server's owner (JupyterHub's page config). */
+export function isVisitor(user: string, owner: string): boolean {
+  return !!user && !!owner && user !== owner;
+}
+
+/** What the badge of a shared server says, or '' on one's own. */
+export function accessLabel(access: Access, owner: string): string {
+  if (access === 'read') {
+    return `${owner}'s server: read only`;
+  }
+  return access === 'full' ? `${owner}'s server` : '';
+}

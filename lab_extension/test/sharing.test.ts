@@ -1,4 +1,4 @@
-import { expiresIn, grantee, shareInput } from '../src/sharing';
+import { accessLabel, expiresIn, grantee, isVisitor, shareInput } from '../src/sharing';
 
 describe('sharing your server', () => {
   it('asks for a name, and sends one kind of grantee with the access and hours', () => {
@@ -21,5 +21,19 @@ describe('sharing your server', () => {
   it('names a team as a team', () => {
     expect(grantee({ kind: 'group', name: 'crew' })).toBe('team crew');
     expect(grantee({ kind: 'user', name: 'rudi' })).toBe('rudi');
+  });
+});
+
+describe('a server shared with you', () => {
+  it('is a visitor only where the page user is not the owner', () => {
+    expect(isVisitor('tam', 'sol')).toBe(true);
+    expect(isVisitor('sol', 'sol')).toBe(false);
+    expect(isVisitor('', 'sol')).toBe(false); // not under JupyterHub: nobody to tell apart
+  });
+
+  it('says whose server it is, and read only where so', () => {
+    expect(accessLabel('read', 'sol')).toBe("sol's server: read only");
+    expect(accessLabel('full', 'sol')).toBe("sol's server");
+    expect(accessLabel('owner', 'sol')).toBe('');
   });
 });

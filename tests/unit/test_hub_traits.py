@@ -292,6 +292,14 @@ def test_the_hub_labels_its_pods_with_an_id_from_its_public_url(tmp_path: Path) 
         _configured(tmp_path, spawner={"orphan_pod_grace": 5})
 
 
+def test_a_server_pod_has_time_to_write_open_documents_when_stopped(tmp_path: Path) -> None:
+    c = _configured(tmp_path)
+    assert c.KubeSpawner.delete_grace_period == 15
+    assert _configured(tmp_path, spawner={"stop_grace": 30}).KubeSpawner.delete_grace_period == 30
+    with pytest.raises(ConfigError, match=r"spawner\.stop_grace"):
+        _configured(tmp_path, spawner={"stop_grace": 0})
+
+
 def test_managed_services_start_in_an_empty_folder_and_the_state_is_the_hubs_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,7 +75,12 @@ def test_read_only_opens_pages_files_and_listings(path: str) -> None:
         ("GET", "git/settings", False),
         ("PUT", "lab/api/settings/@jupyterlab/apputils-extension:themes", False),
         ("GET", "lab/api/workspaces", True),  # any websocket
-        ("GET", "api/collaboration/room/json:notebook:abc", True),
+        ("GET", "api/collaboration/room/json:notebook:abc", False),  # a room, not as a socket
+        ("PUT", "api/collaboration/undo_redo/json:notebook:abc", False),  # undoes others' edits
+        ("PUT", "api/collaboration/fork/json:notebook:abc", False),
+        ("DELETE", "api/collaboration/fork/abc", False),
+        ("POST", "api/collaboration/session/report.ipynb", False),
+        ("GET", "api/collaboration/session/report.ipynb", True),
         ("GET", "nbconvert/html/report.ipynb", False),  # runs a converter
         ("GET", "api/contents/../kernels", True),
         ("GET", "lab%2F..%2Fapi/kernels", False),
@@ -154,3 +159,41 @@ async def test_the_lookup_asks_the_hub_again_after_its_ttl_and_sooner_for_someon
         assert await lookup.access("wren") == "full" and len(asked) == 2  # in full: kept for ttl
     finally:
         srv.stop()
+
+
+def test_a_reader_follows_a_document_others_edit_live() -> None:
+    """Editing together: a reader may ask for a document's room and open its websocket,
+    where :func:`reader_may_send` keeps them from changing it; the owner's and full access's
+    edits go through unlimited."""
+    assert refusal("PUT", "api/collaboration/session/data/report.ipynb") is None
+    assert refusal("GET", "api/collaboration/room/json:notebook:0c1d", websocket=True) is None
+    assert refusal("GET", "api/collaboration/room/JupyterLab:globalAwareness", websocket=True) is None
+    # and every visitor may ask how far their share goes
+    for scopes in (READ, FULL):
+        assert refusal("GET", "moonhub/access", scopes=scopes) is None
+        assert refusal("POST", "moonhub/access", scopes=scopes)
+        assert refusal("GET", "moonhub/access", scopes=scopes, websocket=True)
+
+
+@pytest.mark.parametrize(
+    ("message", "goes_on"),
+    [
+        (bytes([0, 0, 1, 0]), True),  # sync step 1: the state the reader has; they get the rest
+        (bytes([1, 5, 1, 2, 3, 4, 5]), True),  # awareness: who is here, where their cursor is
+        (bytes([0, 1, 2, 0, 0]), False),  # sync step 2: what the reader has and the room lacks
+        (bytes([0, 2, 9, 1, 2, 3]), False),  # an update: a reader's edit
+        (bytes([2, 4]) + b"save" + bytes([7]), False),  # jupyter-collaboration's save
+        (bytes([125, 1, 2]), False),  # chat, and whatever else: not let through unknown
+        (bytes([3]), False),
+        (bytes([0]), False),
+        (b"", False),
+    ],
+)
+def test_what_a_reader_sends_on_a_documents_websocket(message: bytes, goes_on: bool) -> None:
+    assert guard.reader_may_send(message) is goes_on
+
+
+def test_how_far_a_visitor_goes_is_the_write_scope_or_the_hubs_share() -> None:
+    assert guard.in_full(OWNER, "", FULL) and not guard.in_full(OWNER, "", READ)
+    assert guard.in_full(OWNER, "", READ, shared_in_full=True)
+    assert not guard.in_full(OWNER, "gpu", FULL)  # another of the owner's servers
