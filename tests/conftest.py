@@ -141,7 +141,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _TIMINGS:
         terminalreporter.section("MoonHub timings")
         for what, seconds in _TIMINGS.items():
-            terminalreporter.write_line(f"{what}: {seconds:.1f}s")
+            # sub-second figures (a keystroke's way to another browser) in milliseconds
+            shown = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f}s"
+            terminalreporter.write_line(f"{what}: {shown}")
 
 
 @pytest.fixture(scope="session")
