@@ -24,6 +24,14 @@ def test_jupyterlab_serves(lab: Container) -> None:
     assert "@jupyterlab/apputils-extension:announcements" in r.text.split("disabledExtensions", 1)[1][:300]
 
 
+def test_the_servers_own_settings_are_read(lab: Container) -> None:
+    """The image's jupyter_server_config.json takes effect (settings in
+    jupyter_server_config.d/ would be ignored: that folder only enables extensions): CPU is
+    tracked for the status bar (jupyter-resource-usage's track_cpu_percent)."""
+    metrics = lab.get("/api/metrics/v1").json()
+    assert "cpu_percent" in metrics, metrics
+
+
 def test_runs_as_the_fixed_non_root_user(lab: Container) -> None:
     assert lab.exec("id", "-u").strip() == "1000"
     assert lab.exec("id", "-un").strip() == "jovyan"
