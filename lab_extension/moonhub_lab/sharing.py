@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +38,8 @@ from jupyterhub.services.auth import check_scopes
 from jupyterhub.singleuser.extension import JupyterHubIdentityProvider
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.ioloop import PeriodicCallback
+from tornado.websocket import WebSocketHandler
 
 log = logging.getLogger("moonhub_lab")
 
@@ -173,6 +176,52 @@ class ShareLookup:
         return self.shared.get(user)
 
 
+#: seconds between two looks at the open connections of people a server is shared with
+SWEEP_SECONDS = 5.0
+#: the websocket close code when a share ends or narrows (the 4000s are the application's)
+CLOSE_REVOKED = 4403
+
+
+def still_allowed(opened_with: str, now: str | None) -> bool:
+    """Whether a connection opened with ``opened_with`` access may stay open now that the
+    share gives ``now`` (None: no share any more)."""
+    if now is None:
+        return False
+    return not (opened_with == "full" and now != "full")
+
+
+class OpenSockets:
+    """The websockets open for people a server is shared with (a kernel's channels, a
+    terminal, a document's room, a proxied program's): each request is checked when it is
+    made, but a websocket stays open after that. Every :data:`SWEEP_SECONDS` each is checked
+    against the share as the hub says it now (:class:`ShareLookup`, up to its ``ttl`` old),
+    and closed when the share ended, or narrowed from full access to read. The lab then
+    reconnects, as the share now allows or not at all."""
+
+    def __init__(self) -> None:
+        self.sockets: weakref.WeakKeyDictionary[WebSocketHandler, tuple[str, str]] = weakref.WeakKeyDictionary()
+
+    def add(self, handler: WebSocketHandler, user: str, access: str) -> None:
+        self.sockets[handler] = (user, access)
+
+    async def sweep(self, lookup: ShareLookup) -> int:
+        """Close what the shares no longer allow; how many were closed."""
+        closed = 0
+        for handler, (user, access) in list(self.sockets.items()):
+            if handler.ws_connection is None:
+                if getattr(handler, "_moonhub_seen_open", False):
+                    self.sockets.pop(handler, None)  # it closed by itself
+                continue  # or it is not open yet
+            handler._moonhub_seen_open = True  # type: ignore[attr-defined]
+            if still_allowed(access, await lookup.access(user)):
+                continue
+            log.info("MoonHub: closing %s's connection to %s: the share ended or narrowed", user, handler.request.path)
+            handler.close(CLOSE_REVOKED, "the server's share with you ended or changed")
+            self.sockets.pop(handler, None)
+            closed += 1
+        return closed
+
+
 class SharedServerIdentityProvider(JupyterHubIdentityProvider):
     """JupyterHub's identity provider, and the guard of :func:`refusal` on every request.
 
@@ -183,6 +232,7 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
     share is in full the same list says."""
 
     lookup: ShareLookup | None = None
+    open_sockets: OpenSockets | None = None
 
     async def get_user(self, handler: web.RequestHandler) -> Any:
         user = await super().get_user(handler)
@@ -194,8 +244,9 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
         owner, server = os.environ.get("JUPYTERHUB_USER", ""), os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         model = getattr(user, "hub_user", None) or {}
-        shared = False
+        shared = shared_by_hub = False
         if user.username != owner and not model.get("admin") and self.lookup is not None:
+            shared_by_hub = True
             access = await self.lookup.access(user.username)
             if access is None:
                 raise web.HTTPError(403, f"{owner}'s server is not shared with you (any more)")
@@ -215,6 +266,9 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         else:
             access_here = "read"
         setattr(handler, "moonhub_access", access_here)  # noqa: B010 (tornado's handler has no such field)
+        if websocket and access_here != "owner" and shared_by_hub and self.open_sockets is not None:
+            if isinstance(handler, WebSocketHandler):
+                self.open_sockets.add(handler, user.username, access_here)
         return user
 
 
@@ -258,6 +312,15 @@ def install(server_app: Any) -> bool:
     )
     server_app.web_app.settings["identity_provider"] = guard
     server_app.identity_provider = guard
+    # a share that ends or narrows closes the connections it had let open
+    guard.open_sockets = OpenSockets()
+    sockets, lookup = guard.open_sockets, guard.lookup
+
+    async def sweep() -> None:
+        if sockets.sockets and lookup is not None:
+            await sockets.sweep(lookup)
+
+    PeriodicCallback(sweep, SWEEP_SECONDS * 1000).start()
     if install_reader_filter():
         log.info("MoonHub: readers follow documents others edit, and change none")
     return True

@@ -3,7 +3,8 @@ built with pycrdt, as JupyterLab's would be, joins a notebook's room in a shared
 through the real hub and proxy, and sends an edit. A user the server is shared with in full
 changes the notebook on disk; one shared with to read follows the room (gets the document,
 their presence goes through) but their edit and their save are dropped by the server, not
-merely hidden by their lab. Nobody else gets into the room."""
+merely hidden by their lab. Nobody else gets into the room, and a share revoked while its
+grantee is in the room closes their connection."""
 
 from __future__ import annotations
 
@@ -114,7 +115,14 @@ class Room:
             self.ws.close()
 
 
-async def test_a_reader_in_a_notebooks_room_changes_nothing_an_editor_does(hub: Hub) -> None:
+async def _closed(ws: WebSocketClientConnection) -> int | None:
+    """Read (and drop) what a websocket sends until the server closes it: its close code."""
+    while await ws.read_message() is not None:
+        pass
+    return ws.close_code
+
+
+async def test_a_reader_in_a_notebooks_room_changes_nothing_an_editor_does(hub: Hub, timings: dict[str, float]) -> None:
     owner_s = hub.login(OWNER)
     sessions = {u: hub.login(u) for u in (EDITOR, READER, STRANGER)}
     owner_token = hub.token(owner_s, OWNER, f"access:servers!server={OWNER}/")
@@ -183,6 +191,17 @@ async def test_a_reader_in_a_notebooks_room_changes_nothing_an_editor_does(hub: 
         await wait_for(
             lambda: on_disk(), lambda cells: cells == ["kept = 1\nfrom_editor = 3"], timeout=30, what="the edit saved"
         )
+
+        # the editor's share is revoked while their room is open: the server closes it (within
+        # its 30 s memory of the hub's shares and a 5 s sweep), and a new one is refused
+        t0 = time.monotonic()
+        assert jobs("DELETE", f"/shares/user/{EDITOR}").status_code == 204
+        assert editor.ws is not None
+        closed = await asyncio.wait_for(_closed(editor.ws), timeout=60)
+        timings["editing together: revoke -> the grantee's open room closed"] = time.monotonic() - t0
+        assert closed == 4403, (closed, editor.ws.close_reason)
+        r = await asyncio.to_thread(editor._session)
+        assert r.status_code == 403, r.text[:300]
     finally:
         for room in rooms:
             room.close()

@@ -197,3 +197,48 @@ def test_how_far_a_visitor_goes_is_the_write_scope_or_the_hubs_share() -> None:
     assert guard.in_full(OWNER, "", FULL) and not guard.in_full(OWNER, "", READ)
     assert guard.in_full(OWNER, "", READ, shared_in_full=True)
     assert not guard.in_full(OWNER, "gpu", FULL)  # another of the owner's servers
+
+
+def test_an_open_connection_stays_only_while_the_share_allows_it() -> None:
+    assert guard.still_allowed("read", "read") and guard.still_allowed("read", "full")
+    assert guard.still_allowed("full", "full")
+    assert not guard.still_allowed("full", "read")  # narrowed: reconnect as a reader
+    assert not guard.still_allowed("read", None) and not guard.still_allowed("full", None)  # revoked
+
+
+class _Socket:
+    """What the sweep reads of a tornado websocket handler."""
+
+    def __init__(self, path: str) -> None:
+        self.ws_connection: object | None = None
+        self.request = type("Request", (), {"path": path})()
+        self.closed: tuple[int, str] | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self.ws_connection = None
+
+
+class _Lookup:
+    def __init__(self, shared: dict[str, str]) -> None:
+        self.shared = shared
+
+    async def access(self, user: str) -> str | None:
+        return self.shared.get(user)
+
+
+def test_the_sweep_closes_what_a_revoked_or_narrowed_share_had_let_open() -> None:
+    sockets = guard.OpenSockets()
+    kernel, room, terminal, opening = (_Socket(p) for p in ("/k", "/room", "/t", "/later"))
+    for s, user, access in ((kernel, "wren", "full"), (room, "rudi", "read"), (terminal, "zeke", "full")):
+        s.ws_connection = object()
+        sockets.add(s, user, access)  # type: ignore[arg-type]
+    sockets.add(opening, "gone", "read")  # type: ignore[arg-type]  # not upgraded yet: left alone
+    lookup = _Lookup({"wren": "read", "rudi": "read", "zeke": "full"})
+    assert asyncio.run(sockets.sweep(lookup)) == 1  # type: ignore[arg-type]
+    assert kernel.closed and kernel.closed[0] == guard.CLOSE_REVOKED  # narrowed from full
+    assert room.closed is None and terminal.closed is None and opening.closed is None
+    lookup.shared.pop("rudi")
+    assert asyncio.run(sockets.sweep(lookup)) == 1  # type: ignore[arg-type]
+    assert room.closed is not None and terminal.closed is None
+    assert set(sockets.sockets) == {terminal, opening}  # type: ignore[comparison-overlap]
