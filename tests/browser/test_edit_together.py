@@ -18,32 +18,15 @@ from playwright.async_api import Browser, Page, expect
 
 from localcluster.config import REPO
 from tests.browser.test_schedule_notebook import _open_lab
+from tests.browser.test_share_server import _login
 from tests.conftest import Hub
-from tests.helpers import jobs_api, wait_for
+from tests.helpers import jobs_api, notebook, wait_for
 
 SHOTS = REPO / "test-results"
 OWNER, EDITOR, READER = "ria", "rex", "rho"
 NOTEBOOK = "together.ipynb"
 CELLS = ".jp-Notebook .jp-Cell"
 KEYSTROKES = 12
-
-
-def _notebook() -> dict[str, object]:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ""}
-    return {
-        "cells": [dict(cell, id="first"), dict(cell, id="second")],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
-async def _login(page: Page, hub: Hub, user: str) -> None:
-    await page.goto(f"{hub.url}/hub/login")
-    await page.fill("#username_input", user)
-    await page.fill("#password_input", hub.password)
-    await page.click("#login_submit")
-    await page.wait_for_url("**/hub/**", timeout=30_000)
 
 
 async def _open_shared_notebook(page: Page, hub: Hub) -> None:
@@ -101,7 +84,7 @@ async def test_two_users_type_into_one_notebook_and_a_reader_follows(
             return requests.put(
                 f"{hub.url}/user/{OWNER}/api/contents/{NOTEBOOK}",
                 headers={"Authorization": f"token {token}"},
-                data=json.dumps({"type": "notebook", "format": "json", "content": _notebook()}),
+                data=json.dumps({"type": "notebook", "format": "json", "content": notebook("", "")}),
                 timeout=30,
             )
 

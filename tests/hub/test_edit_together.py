@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import requests
 from pycrdt import (
@@ -27,20 +26,10 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tests.conftest import Hub
-from tests.helpers import jobs_api, wait_for
+from tests.helpers import jobs_api, notebook, wait_for
 
 OWNER, EDITOR, READER, STRANGER = "yuki", "yves", "yara", "yoshi"
 NOTEBOOK = "together-protocol.ipynb"
-
-
-def _notebook() -> dict[str, Any]:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ""}
-    return {
-        "cells": [dict(cell, id="first", source="kept = 1")],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
 
 
 class Room:
@@ -146,7 +135,7 @@ async def test_a_reader_in_a_notebooks_room_changes_nothing_an_editor_does(hub: 
             requests.put,
             f"{hub.url}/user/{OWNER}/api/contents/{NOTEBOOK}",
             headers={"Authorization": f"token {owner_token}"},
-            data=json.dumps({"type": "notebook", "format": "json", "content": _notebook()}),
+            data=json.dumps({"type": "notebook", "format": "json", "content": notebook("kept = 1")}),
             timeout=30,
         )
         assert r.status_code in (200, 201), r.text

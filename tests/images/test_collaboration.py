@@ -16,15 +16,12 @@ from pycrdt import Array, Doc, create_sync_message, create_update_message, handl
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from tests.helpers import notebook
+
 from .conftest import SPEC, TOKEN, Container
 
 IMAGE = "base-notebook"
 HEADERS = {"Authorization": f"token {TOKEN}"}
-
-
-def _notebook(source: str) -> dict[str, Any]:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source, "id": "c"}
-    return {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 def _put(url: str, path: str, body: dict[str, Any]) -> requests.Response:
@@ -65,7 +62,7 @@ def test_editing_together_is_there_and_keeps_its_state_in_the_pod(lab: Container
     server = lab.exec("jupyter", "server", "extension", "list").replace("\x1b[32m", "").replace("\x1b[0m", "")
     assert "jupyter_server_ydoc" in server and "jupyter_server_fileid" in server, server
     assert "@jupyter/collaboration-extension" in lab.exec("jupyter", "labextension", "list")
-    _put(lab.url, "/api/contents/state.ipynb", {"type": "notebook", "format": "json", "content": _notebook("x = 1")})
+    _put(lab.url, "/api/contents/state.ipynb", {"type": "notebook", "format": "json", "content": notebook("x = 1")})
     asyncio.run(_edit_in_room(lab.url, "state.ipynb", "\ny = 2"))
     in_tmp = lab.exec("sh", "-c", "ls /tmp")
     assert "moonhub-ystore.db" in in_tmp and "moonhub-file-ids.db" in in_tmp, in_tmp
@@ -95,7 +92,7 @@ def test_a_server_stopped_right_after_an_edit_has_it_on_disk_and_exits_at_once(
                 pass
             assert time.monotonic() < deadline, "JupyterLab did not answer"
             time.sleep(0.5)
-        _put(url, "/api/contents/stop.ipynb", {"type": "notebook", "format": "json", "content": _notebook("a = 1")})
+        _put(url, "/api/contents/stop.ipynb", {"type": "notebook", "format": "json", "content": notebook("a = 1")})
         session = {"path": "stop.ipynb", "type": "notebook", "name": "stop.ipynb", "kernel": {"name": "python3"}}
         r = requests.post(f"{url}/api/sessions", headers=HEADERS, data=json.dumps(session), timeout=60)
         assert r.status_code == 201, r.text  # a kernel running too, as in a user's server
