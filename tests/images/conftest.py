@@ -48,14 +48,22 @@ class Container:
         return requests.get(f"{self.url}{path}", headers={"Authorization": f"token {TOKEN}"}, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def lab(image: str) -> Iterator[Container]:
-    """The image's default command (JupyterLab) running, reachable on a local port."""
+def built(image: str) -> str:
+    """The reference of ``image``, which must be built: a CI image fails the test when it is
+    not, another (built by ``--gpu`` only) skips it."""
     info = SPEC.images[image]
     if not image_exists(info.ref):
         if info.ci:
             pytest.fail(f"{info.ref} is not built: ./moonhub test builds it (python -m images.build)")
         pytest.skip(f"{info.ref} not built (python -m images.build --gpu)")
+    return info.ref
+
+
+@pytest.fixture(scope="module")
+def lab(image: str) -> Iterator[Container]:
+    """The image's default command (JupyterLab) running, reachable on a local port."""
+    info = SPEC.images[image]
+    built(image)
     name = f"moonhub-test-{image}-{uuid.uuid4().hex[:6]}"
     subprocess.run(
         [

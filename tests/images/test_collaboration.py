@@ -18,7 +18,7 @@ from tornado.websocket import websocket_connect
 
 from tests.helpers import notebook
 
-from .conftest import SPEC, TOKEN, Container
+from .conftest import TOKEN, Container, built
 
 IMAGE = "base-notebook"
 HEADERS = {"Authorization": f"token {TOKEN}"}
@@ -75,7 +75,7 @@ def test_editing_together_is_there_and_keeps_its_state_in_the_pod(lab: Container
 def test_a_server_stopped_right_after_an_edit_has_it_on_disk_and_exits_at_once(
     image: str, timings: dict[str, float]
 ) -> None:
-    ref = SPEC.images[image].ref
+    ref = built(image)
     name = f"moonhub-test-stop-{uuid.uuid4().hex[:6]}"
     lab = ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", f"--IdentityProvider.token={TOKEN}"]
     run = ["docker", "run", "-d", "--name", name, "-p", "127.0.0.1::8888", ref, *lab]
