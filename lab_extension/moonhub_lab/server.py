@@ -254,9 +254,8 @@ class AccessHandler(APIHandler):
 
     @web.authenticated
     def get(self) -> None:
-        access = getattr(self, "moonhub_access", None)
-        if access is None:  # a server without the guard: its one user is its owner
-            access = "owner"
+        # set by the guard (moonhub_lab.sharing); a server without it has one user, its owner
+        access = getattr(self, "moonhub_access", "owner")
         owner = os.environ.get("JUPYTERHUB_USER", "")
         self.finish({"access": access, "owner": owner, "user": self.current_user.username})
 

@@ -244,31 +244,38 @@ class SharedServerIdentityProvider(JupyterHubIdentityProvider):
         websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
         owner, server = os.environ.get("JUPYTERHUB_USER", ""), os.environ.get("JUPYTERHUB_SERVER_NAME", "")
         model = getattr(user, "hub_user", None) or {}
-        shared = shared_by_hub = False
+        visitor = shared_full = False
         if user.username != owner and not model.get("admin") and self.lookup is not None:
-            shared_by_hub = True
+            visitor = True
             access = await self.lookup.access(user.username)
             if access is None:
                 raise web.HTTPError(403, f"{owner}'s server is not shared with you (any more)")
-            shared = access == "full"
+            shared_full = access == "full"
         scopes = list(model.get("scopes") or [])
-        why = refusal(
-            handler.request.method or "GET", relative, websocket, owner, server, user.username, scopes, shared
-        )
-        if why:
-            raise web.HTTPError(403, why)
-        # how far this request may go, for what reads it later: a document's websocket
-        # (:func:`install_reader_filter`) and the lab's question (``moonhub/access``)
+        # how far this request may go, decided once: for the guard's answer, and for what
+        # reads it later (a document's websocket, :func:`install_reader_filter`; the lab's
+        # question, ``moonhub/access``)
         if user.username == owner:
             access_here = "owner"
-        elif in_full(owner, server, scopes, shared):
+        elif in_full(owner, server, scopes, shared_full):
             access_here = "full"
         else:
             access_here = "read"
+        why = refusal(
+            handler.request.method or "GET",
+            relative,
+            websocket,
+            owner,
+            server,
+            user.username,
+            [],  # the scopes are read above: full access or not is the last argument
+            access_here == "full",
+        )
+        if why:
+            raise web.HTTPError(403, why)
         setattr(handler, "moonhub_access", access_here)  # noqa: B010 (tornado's handler has no such field)
-        if websocket and access_here != "owner" and shared_by_hub and self.open_sockets is not None:
-            if isinstance(handler, WebSocketHandler):
-                self.open_sockets.add(handler, user.username, access_here)
+        if websocket and visitor and self.open_sockets is not None and isinstance(handler, WebSocketHandler):
+            self.open_sockets.add(handler, user.username, access_here)
         return user
 
 
@@ -304,20 +311,20 @@ def install(server_app: Any) -> bool:
     if type(found) is not JupyterHubIdentityProvider or not os.environ.get("JUPYTERHUB_USER"):
         return False
     guard = SharedServerIdentityProvider(parent=server_app, hub_auth=found.hub_auth)
-    guard.lookup = ShareLookup(
+    lookup = ShareLookup(
         found.hub_auth.api_url,
         found.hub_auth.api_token,
         os.environ["JUPYTERHUB_USER"],
         os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
     )
+    # a share that ends or narrows closes the connections it had let open
+    sockets = OpenSockets()
+    guard.lookup, guard.open_sockets = lookup, sockets
     server_app.web_app.settings["identity_provider"] = guard
     server_app.identity_provider = guard
-    # a share that ends or narrows closes the connections it had let open
-    guard.open_sockets = OpenSockets()
-    sockets, lookup = guard.open_sockets, guard.lookup
 
     async def sweep() -> None:
-        if sockets.sockets and lookup is not None:
+        if sockets.sockets:
             await sockets.sweep(lookup)
 
     PeriodicCallback(sweep, SWEEP_SECONDS * 1000).start()

@@ -37,8 +37,12 @@ export function readOnlyNotebook(panel: NotebookPanel): void {
   };
   panel.addClass('moonhub-ReadOnly');
   panel.title.caption = `${panel.context.path} (read only: shared with you to read)`;
-  void panel.context.ready.then(lock);
-  panel.content.modelContentChanged.connect(lock);
+  // cells added, moved or removed (not every edit of a cell's text: others' typing would
+  // walk all cells at each keystroke)
+  void panel.context.ready.then(() => {
+    lock();
+    panel.content.model?.cells.changed.connect(lock);
+  });
   panel.content.cellInViewportChanged.connect((_, cell) => {
     cell.readOnly = true;
   });
