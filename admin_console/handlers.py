@@ -23,7 +23,7 @@ from kubespawner.clients import load_config, shared_client
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from moonhub_core import claims, gpuview, workspaces
+from moonhub_core import claims, gpuview, image_check, image_probe, workspaces
 from moonhub_core import pods as podc
 from moonhub_core.catalog import Catalog, CatalogError, shared_store
 from moonhub_core.errors import Conflict, FieldError, NotFound, ReadOnly
@@ -31,7 +31,7 @@ from moonhub_core.jsonhttp import JsonResponses, read_json
 from moonhub_core.kueue_api import Queues
 from moonhub_core.platform import HUB_SETTING, Document
 
-from . import catalog_source, edits, image_check, image_probe
+from . import catalog_source, edits
 from .catalog_source import CatalogSource, ConfigMapSource, FileSource
 from .revisions import FileRevisions
 from .usage import usage

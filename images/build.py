@@ -35,7 +35,7 @@ import yaml
 from localcluster import registry
 from moonhub_core import image_builds
 
-from . import code_server
+from . import buildkit, code_server
 from .push import push_image
 from .wheelhouse import Wheelhouse
 
@@ -76,6 +76,8 @@ class Spec:
     images: dict[str, Image]
     #: VS Code in the browser: code-server's and its Node.js's versions (spec.yaml `vscode`)
     vscode: dict[str, str] = field(default_factory=dict)
+    #: the image builder's BuildKit and RootlessKit versions (spec.yaml `buildkit`)
+    buildkit: dict[str, str] = field(default_factory=dict)
 
     @property
     def os_ref(self) -> str:
@@ -108,7 +110,15 @@ def load_spec(path: Path = HERE / "spec.yaml") -> Spec:
     vscode = doc.get("vscode") or {}
     if set(vscode) != {"code_server", "node"}:
         raise SystemExit(f"{path}: vscode: needs code_server and node (versions), has {sorted(vscode)}")
-    spec = Spec(os=doc["os"], images=images, vscode={k: str(v) for k, v in vscode.items()})
+    kit = doc.get("buildkit") or {}
+    if set(kit) != {"buildkit", "rootlesskit"}:
+        raise SystemExit(f"{path}: buildkit: needs buildkit and rootlesskit (versions), has {sorted(kit)}")
+    spec = Spec(
+        os=doc["os"],
+        images=images,
+        vscode={k: str(v) for k, v in vscode.items()},
+        buildkit={k: str(v) for k, v in kit.items()},
+    )
     for img in images.values():
         if img.parent != "os" and img.parent not in images:
             raise SystemExit(f"{path}: images.{img.name}.parent: no image {img.parent!r}")
@@ -293,6 +303,8 @@ def context(spec: Spec, img: Image) -> Path:
     if img.name == "base-notebook":
         lab_wheel(ctx)
         code_server.install(spec.vscode["code_server"], spec.vscode["node"], CACHE, ctx / "code-server", say)
+    if img.name == "image-builder":
+        buildkit.install(spec.buildkit["buildkit"], spec.buildkit["rootlesskit"], CACHE, ctx / "buildkit", say)
     if img.name == "hub":
         own_wheel(REPO, ctx)
         chp(ctx / "chp")

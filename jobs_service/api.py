@@ -270,23 +270,26 @@ class BackfillHandler(APIHandler):
         self.send(await self.jobs.backfill(self.caller(), _id("id", job_id), await self.body()), 201)
 
 
-class SecretsHandler(APIHandler):
+class ClaimReadable(APIHandler):
+    """A list the hub reads as a server of a user starts: it signs a claim for that user
+    instead of sending a token (``moonhub_core.server_claim``), which opens the list of the
+    user's own secrets and of their ready images, and only for reading. A claim that does not
+    check out is refused, never taken for no claim."""
+
     def get_current_user(self) -> Any:
-        """The hub, asking as a server of a user starts, signs a claim for that user instead
-        of sending a token (``moonhub_core.server_claim``): it opens this list of the user's
-        own secrets, and only for reading. A claim that does not check out is refused, never
-        taken for no claim."""
         claim = self.request.headers.get(server_claim.HEADER)
         if claim is None:
             return super().get_current_user()
         if self.request.method != "GET":
-            raise web.HTTPError(403, f"{server_claim.HEADER} opens only the list of secrets")
+            raise web.HTTPError(403, f"{server_claim.HEADER} opens only the lists of secrets and images")
         try:
             user = server_claim.check(self.settings.get("server_claim_key", ""), claim)
         except server_claim.ClaimError as e:
             raise web.HTTPError(403, str(e)) from None
-        return {"name": user, "groups": [], "admin": False}
+        return {"name": user, "groups": [], "admin": False, "claim": True}
 
+
+class SecretsHandler(ClaimReadable):
     @_guard
     async def get(self) -> None:
         """Your secrets and your groups' team secrets: names and how they are delivered, never values."""
@@ -307,6 +310,42 @@ class SecretHandler(APIHandler):
         await self.jobs.delete_secret(self.caller(), name, team)
         self.set_status(204)
         self.finish()
+
+
+class ImagesHandler(ClaimReadable):
+    @_guard
+    async def get(self) -> None:
+        """Your images built from environments, newest first (admins: ``?everyone=1`` for all
+        users'); the hub's claim as your server starts: only those ready to run."""
+        if (self.current_user or {}).get("claim"):
+            self.send({"images": self.jobs.usable_images(self.caller().name)})
+            return
+        everyone = self.get_argument("everyone", "") in ("1", "true")
+        self.send({"images": self.jobs.images(self.caller(), everyone)})
+
+    @_guard
+    async def post(self) -> None:
+        """Build an image of one of your environments (its packages, frozen) on a catalog
+        environment you may use; it waits in turn."""
+        self.send(await self.jobs.build_image(self.caller(), await self.body()), 202)
+
+
+class ImageHandler(APIHandler):
+    @_guard
+    async def get(self, build_id: str) -> None:
+        self.send(self.jobs.image(self.caller(), _id("image build", build_id)))
+
+    @_guard
+    async def delete(self, build_id: str) -> None:
+        """Cancel a build that has not ended, or remove an ended one from your images."""
+        self.send(await self.jobs.remove_image(self.caller(), _id("image build", build_id)))
+
+
+class ImageLogHandler(APIHandler):
+    @_guard
+    async def get(self, build_id: str) -> None:
+        """The build's output: live while it runs, kept once it ended."""
+        self.send(await self.jobs.image_log(self.caller(), _id("image build", build_id)))
 
 
 class SharesHandler(APIHandler):
@@ -546,6 +585,9 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/secrets", SecretsHandler),
         (rf"{api}/secrets/(?P<name>[^/]+)", SecretHandler),
         (rf"{api}/team-secrets/(?P<team>[^/]+)/(?P<name>[^/]+)", SecretHandler),
+        (f"{api}/images", ImagesHandler),
+        (rf"{api}/images/(?P<build_id>[0-9]+)", ImageHandler),
+        (rf"{api}/images/(?P<build_id>[0-9]+)/log", ImageLogHandler),
         (f"{api}/shares", SharesHandler),
         (rf"{api}/shares/(?P<kind>user|group)/(?P<name>[^/]+)", ShareHandler),
         (f"{api}/audit", AuditHandler),

@@ -10,7 +10,17 @@ import datetime
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint, create_engine
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship, sessionmaker
 
 
@@ -290,6 +300,38 @@ class ShareRow(Base):
     #: who shared it (the owner, or an admin)
     created_by: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime.datetime] = mapped_column(index=True)
+
+
+class EnvImageRow(Base):
+    """An image a user asked to be built from one of their environments (``env_images``):
+    what it is built from, where it went, how far it is, and what its build said."""
+
+    __tablename__ = "env_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    #: the environment's name in the owner's workspace
+    environment: Mapped[str] = mapped_column(String(64))
+    #: the catalog environment it is built on, and its image as pinned then
+    base: Mapped[str] = mapped_column(String(255))
+    base_image: Mapped[str] = mapped_column(String(1024))
+    #: the environment's packages, frozen (name==version)
+    packages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: queued, building, checking, ready, failed, cancelled (moonhub_core.env_images.STATES)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    #: why it failed, or what the check said
+    message: Mapped[str] = mapped_column(String(2000), default="")
+    #: the image as nodes pull it (repository:tag), and its digest once pushed
+    image: Mapped[str] = mapped_column(String(1024), default="")
+    digest: Mapped[str] = mapped_column(String(80), default="")
+    #: compressed bytes: the whole image, and what the build added to its base
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    added_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: the build's output, kept once its pod is gone (at most LOG_BYTES)
+    log: Mapped[str] = deferred(mapped_column(String, default=""))
+    created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime.datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(default=None)
 
 
 class RunShareRow(Base):

@@ -26,6 +26,7 @@ from moonhub_core.errors import Forbidden
 from . import (
     audit,
     definitions,
+    env_images,
     gpu_queues,
     gpu_usage,
     launch,
@@ -147,6 +148,27 @@ class JobsService:
     @property
     def catalog(self) -> CatalogStore:
         return self.ctx.catalog
+
+    # ---- images built from environments --------------------------------------------------
+    @_writes
+    async def build_image(self, caller: Caller, body: Any) -> dict[str, Any]:
+        return await env_images.create(self.ctx, caller, body)
+
+    def images(self, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
+        return env_images.listing(self.ctx, caller, everyone)
+
+    def image(self, caller: Caller, build_id: int) -> dict[str, Any]:
+        return env_images.get(self.ctx, caller, build_id)
+
+    def usable_images(self, owner: str) -> list[dict[str, Any]]:
+        return env_images.usable(self.ctx, owner)
+
+    @_writes
+    async def remove_image(self, caller: Caller, build_id: int) -> dict[str, Any]:
+        return await env_images.remove(self.ctx, caller, build_id)
+
+    async def image_log(self, caller: Caller, build_id: int) -> dict[str, Any]:
+        return await env_images.log_of(self.ctx, caller, build_id)
 
     # ---- definitions -------------------------------------------------------------------
     @_writes
@@ -271,6 +293,11 @@ class JobsService:
                         await self.usage.sample(self.ctx)
             except Exception:
                 log.exception("following the GPU queues failed")
+            try:  # image builds: follow, check, start in turn (a cluster away: the next pass)
+                async with self.ctx.writes:
+                    await env_images.advance(self.ctx)
+            except Exception:
+                log.exception("following image builds failed")
             try:  # shares whose time is up: the hub revokes them (a hub away: the next pass)
                 if time.monotonic() - shared >= shares.EVERY:
                     shared = time.monotonic()

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from moonhub_core import platform
-from moonhub_core.platform import PlatformConfig
+from moonhub_core.platform import BuildsSection, PlatformConfig
 
 from .limits import Limits
 from .notify import EmailPolicy, SmtpSettings, WebhookPolicy
@@ -64,6 +64,8 @@ class Settings:
     snapshot_dir: Path
     db_url: str
     kubeconfig: str
+    #: images built from users' environments (``builds``, read as declared)
+    builds: BuildsSection
 
 
 def from_platform(cfg: PlatformConfig, document: Path, env: Mapping[str, str]) -> Settings:
@@ -97,6 +99,7 @@ def from_platform(cfg: PlatformConfig, document: Path, env: Mapping[str, str]) -
         snapshot_dir=Path(env.get(SNAPSHOTS_ENV) or "moonhub-job-snapshots"),
         db_url=env.get(DB_ENV) or "sqlite:///moonhub-jobs.sqlite",
         kubeconfig=env.get(KUBECONFIG_ENV, ""),
+        builds=cfg.builds,
     )
 
 

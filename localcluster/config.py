@@ -111,6 +111,13 @@ class ClusterConfig:
         return f"http://{self.node_ip}:{self.package_index_port}/index/"
 
     @property
+    def node_registry(self) -> str:
+        """The image registry as pods reach it (``host:port`` on the node address): the machine's
+        registry (:mod:`.registry`, which the node pulls from on 127.0.0.1) served again here
+        from the same storage, for the image builder's pulls and pushes."""
+        return f"{self.node_ip}:{5000 + self.port_offset}"
+
+    @property
     def kubelet_port(self) -> int:
         return 10250 + self.port_offset
 

@@ -31,6 +31,7 @@ from .config import METADATA_IP, ClusterConfig
 from .controlplane import Component
 from .network import BRIDGE
 from .registry import CACHE, REGISTRY, ref
+from .registry import config as registry_config
 
 PAUSE_IMAGE = ref("moonhub/pause", "3.10")
 CNI_BIN = "/usr/lib/cni"
@@ -194,6 +195,7 @@ def write_configs(cfg: ClusterConfig) -> None:
     (d / "cni" / "10-moonhub.conflist").write_text(json.dumps(cni_config(cfg), indent=2))
     (d / "kubelet" / "config.yaml").write_text(yaml.safe_dump(kubelet_config(cfg)))
     (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(cfg)))
+    (d / "registry.yaml").write_text(registry_config(cfg.node_registry))
     # no outside resolver: CoreDNS answers cluster names and refuses the rest
     (d / "resolv.conf").write_text(f"nameserver {cfg.dns_service_ip}\n")
     prometheus.write_config(cfg)
@@ -313,9 +315,26 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://{cfg.node_ip}:{cfg.package_index_port}/health",
     )
+    # the registry as pods reach it (the image builder's pulls and pushes): the machine's
+    # registry's storage served on the node address too
+    node_registry = Component(
+        "node-registry",
+        [str(b / "registry"), "serve", str(d / "registry.yaml")],
+        f"http://{cfg.node_registry}/v2/",
+    )
     gpu = [gpus] if cfg.simulated_gpus else []
     # metrics: after the GPUs' exporter, which it scrapes (localcluster/prometheus.py)
-    return [metadata, containerd, kubelet, kube_proxy, netpol, packages, *gpu, prometheus.component(cfg, b)]
+    return [
+        metadata,
+        containerd,
+        kubelet,
+        kube_proxy,
+        netpol,
+        packages,
+        node_registry,
+        *gpu,
+        prometheus.component(cfg, b),
+    ]
 
 
 def _network_policies(cfg: ClusterConfig, b: Path) -> Component:

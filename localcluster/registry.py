@@ -71,13 +71,15 @@ def manifest_digest(repository: str, tag: str) -> str | None:
         return None
 
 
-def config() -> str:
+def config(addr: str = REGISTRY) -> str:
+    """The registry's configuration, listening on ``addr``: the machine's on loopback, or a
+    node's second one on its address (the same storage: one registry's content, two doors)."""
     return yaml.safe_dump(
         {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(DATA)}, "delete": {"enabled": True}},
-            "http": {"addr": REGISTRY},
+            "http": {"addr": addr},
         }
     )
 

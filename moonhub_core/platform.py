@@ -21,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
+from kubernetes.utils.quantity import parse_quantity
 
 from .catalog import EXAMPLE as EXAMPLE_CATALOG
 from .numbers import is_whole
@@ -262,6 +263,48 @@ class JobsSection:
 
 
 @dataclass(frozen=True)
+class BuildsSection:
+    """Images users build from their environments (docs/environment-images.md): rootless
+    BuildKit in the cluster, one build pod each, pushed to the platform's registry under the
+    user's name and checked before anyone may use them. Run by the jobs service."""
+
+    #: users may build images from their environments (needs ``jobs.enabled`` and a registry)
+    enabled: bool = False
+    #: where build pods run: a namespace of their own (their pods need a user namespace,
+    #: which Pod Security's "restricted" level refuses; the users' namespace keeps it)
+    namespace: str = "moonhub-builds"
+    #: the builder's image (images/image-builder: BuildKit, RootlessKit, skopeo)
+    builder_image: str = ""
+    #: the registry built images are pushed to and pulled from, as nodes name it (``host:port``)
+    registry: str = ""
+    #: how build pods reach that registry, when not by the same name (the local cluster:
+    #: nodes pull from 127.0.0.1:5000, pods reach it on the node's address); empty: ``registry``
+    builder_registry: str = ""
+    #: registries build pods talk to over plain HTTP (the base image's and ``builder_registry``)
+    plain_http_registries: list[str] = field(default_factory=list)
+    #: ``namespace/name`` of a Secret (key ``config.json``, Docker's format) with the login the
+    #: push uses: mounted only into the pod's push container, never where the build runs
+    push_secret: str = ""
+    #: repositories of built images: ``<registry>/<repository_prefix>/<user>/<environment>``
+    repository_prefix: str = "moonhub-users"
+    #: what one build may use: CPU (cores), memory and disk (Kubernetes quantities; the disk
+    #: holds the base image unpacked, the new layers and the archive pushed)
+    cpu: str = "2"
+    memory: str = "4Gi"
+    disk: str = "30Gi"
+    #: seconds a build may take, its pull and push included
+    timeout: int = 1800
+    #: bytes of the built image (compressed, the base's layers included) at most
+    max_image_bytes: int = 20 * 1024**3
+    #: builds at once, all users together; more wait in turn
+    at_once: int = 2
+    #: one user's builds waiting or running at once (each user's run one at a time)
+    queued_per_user: int = 3
+    #: built images one user keeps (the oldest unused beyond it may be removed by the user)
+    images_per_user: int = 20
+
+
+@dataclass(frozen=True)
 class CullingSection:
     """jupyterhub-idle-culler plus MoonHub's GPU-aware reclaim (docs/hub.md, "Culling")."""
 
@@ -314,6 +357,7 @@ class PlatformConfig:
     spawner: SpawnerSection = field(default_factory=SpawnerSection)
     jobs: JobsSection = field(default_factory=JobsSection)
     culling: CullingSection = field(default_factory=CullingSection)
+    builds: BuildsSection = field(default_factory=BuildsSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
@@ -334,6 +378,30 @@ def _refuse_secrets(data: Any) -> None:
             raise DocumentError(f"{'.'.join(path)}: secrets never go in this document; use {instead}")
 
 
+def _check_builds(cfg: PlatformConfig) -> None:
+    b = cfg.builds
+    for key in ("cpu", "memory", "disk"):
+        try:
+            if parse_quantity(getattr(b, key)) <= 0:
+                raise ValueError
+        except ValueError:
+            raise DocumentError(f"builds.{key}: {getattr(b, key)!r} is not a positive quantity (e.g. 2, 4Gi)") from None
+    for key in ("timeout", "max_image_bytes", "at_once", "queued_per_user", "images_per_user"):
+        if getattr(b, key) < 1:
+            raise DocumentError(f"builds.{key}: must be at least 1")
+    if not b.enabled:
+        return
+    if not cfg.jobs.enabled:
+        raise DocumentError("builds.enabled: needs jobs.enabled (the jobs service runs the builds)")
+    for key in ("builder_image", "registry"):
+        if not getattr(b, key):
+            raise DocumentError(f"builds.{key}: needed when builds.enabled is true")
+    if "/" in b.registry or "/" in b.builder_registry:
+        raise DocumentError("builds.registry, builds.builder_registry: a host or host:port, no path")
+    if b.push_secret and b.push_secret.count("/") != 1:
+        raise DocumentError(f"builds.push_secret: {b.push_secret!r} is not namespace/name")
+
+
 def check_consistency(cfg: PlatformConfig) -> None:
     """What the types alone can not say: settings each auth type needs, sane timeouts."""
     if cfg.hub.route_check_interval < 1:
@@ -341,6 +409,7 @@ def check_consistency(cfg: PlatformConfig) -> None:
     sub = cfg.hub.subdomain_host
     if sub and (not sub.startswith(("http://", "https://")) or urlparse(sub).path not in ("", "/")):
         raise DocumentError("hub.subdomain_host: a scheme and host (and port), e.g. https://moonhub.example.com")
+    _check_builds(cfg)
     cu = cfg.culling
     for key in ("idle_timeout", "gpu_idle_timeout", "warn_before", "every", "gpu_sample_seconds", "notices_seconds"):
         if getattr(cu, key) < 0:

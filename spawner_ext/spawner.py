@@ -27,7 +27,17 @@ from moonhub_core.errors import ChoiceError, NotReady
 from moonhub_core.kueue_api import Queues
 from moonhub_core.workload import Workload, build
 
-from . import failfast, metrics, orphans, queue_wait, readiness, reflector_watch, server_secrets, workload_watch
+from . import (
+    failfast,
+    metrics,
+    orphans,
+    own_images,
+    queue_wait,
+    readiness,
+    reflector_watch,
+    server_secrets,
+    workload_watch,
+)
 from .resuming_reflector import ResumingEventReflector, ResumingPodReflector
 from .spawn_form import SpawnForm
 from .workload_watch import ResumingWorkloadReflector
@@ -114,7 +124,12 @@ class MoonSpawner(SpawnForm):
         raw_size = raw.pop(workspaces.SIZE_OPTION, None)
         groups = [g.name for g in self.user.groups]
         took = Stopwatch()
+        own = None
         try:
+            own_id = own_images.parse(raw.pop(own_images.OPTION, None))
+            if own_id is not None:  # an image the user built: on the environment it was built on
+                own = own_images.pick(await took.time("images", self.own_images()), own_id, raw.get("environment"))
+                raw["environment"] = own["base"]
             choice = ch.parse(raw, cat, ok)
             building = self.building(cat).get(choice.environment)
             if building:
@@ -137,10 +152,14 @@ class MoonSpawner(SpawnForm):
                 self._refused(e)
             self.user_options = {
                 **choice.as_options(),
+                **({own_images.OPTION: own["id"]} if own else {}),
                 **({queue_wait.OPTION: True} if wait else {}),
                 **({workspaces.SIZE_OPTION: size} if size else {}),
             }
             self.apply_workload(build(cat, choice, self.pvc_name, groups, package_index=self.package_index), cat)
+            if own:  # everything of its environment but the image, which is the build's, by digest
+                self.image = own["image"]
+                self.extra_labels = {**self.extra_labels, own_images.LABEL: str(own["id"])}
             # who the pod runs as is the workspace's uid, known once the claim exists
             self._chosen = (cat, choice, groups)
             self.apply_secrets(await secrets)
@@ -221,6 +240,12 @@ class MoonSpawner(SpawnForm):
         jobs_url = str(self._configured_traits()[0].get("MOONHUB_JOBS_URL", ""))
         token = str(self.api_token or "")
         return await server_secrets.wanted(jobs_url, self.user.name, self.server_claim_key, token, self.log)
+
+    async def own_images(self) -> list[dict[str, Any]]:
+        """The user's images built from their environments that are ready to run."""
+        jobs_url = str(self._configured_traits()[0].get("MOONHUB_JOBS_URL", ""))
+        token = str(self.api_token or "")
+        return await own_images.ready(jobs_url, self.user.name, self.server_claim_key, token, self.log)
 
     def apply_secrets(self, uses: list[Any]) -> None:
         """Give the pod the secrets ``uses`` names, by reference (never their values)."""

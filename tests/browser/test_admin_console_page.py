@@ -8,8 +8,8 @@ import asyncio
 
 from playwright.async_api import Browser, Page, expect
 
-from admin_console import image_probe
 from localcluster.config import REPO
+from moonhub_core import image_probe
 from moonhub_core.catalog import load
 from tests.conftest import Hub
 

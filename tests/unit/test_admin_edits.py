@@ -244,7 +244,7 @@ def test_servers_using_what_an_edit_removed_or_changed_are_named() -> None:
 
 
 def test_image_references_are_read_as_docker_reads_them() -> None:
-    from admin_console.image_check import Reference, _challenge, parse, plain_http
+    from moonhub_core.image_check import Reference, _challenge, parse, plain_http
 
     assert parse("python") == Reference("registry-1.docker.io", "library/python", "latest")
     assert parse("jupyter/base:2024") == Reference("registry-1.docker.io", "jupyter/base", "2024")
@@ -283,7 +283,7 @@ def test_the_history_records_each_edit_and_keeps_the_newest_documents(tmp_path: 
 
 
 def test_the_image_probe_runs_as_a_server_would_and_reads_the_kubelets_answer() -> None:
-    from admin_console.image_probe import COMMAND, probe_pod, verdict
+    from moonhub_core.image_probe import COMMAND, probe_pod, verdict
     from moonhub_core.pods import GPU_NODE_LABEL
 
     pod = probe_pod("p", "r/x@sha256:" + "0" * 64)

@@ -111,6 +111,7 @@ def test_node_configs_for_this_machine() -> None:
         "kube-proxy",
         node.ENFORCER,
         "package-index",
+        "node-registry",
         "gpu-plugin",
         "prometheus",
     ]

@@ -21,9 +21,9 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiException
 
-from moonhub_core import pods as podc
-from moonhub_core.errors import FieldError, Unavailable
-from moonhub_core.security import container_security_context, pod_security_context, with_umask
+from . import pods as podc
+from .errors import FieldError, Unavailable
+from .security import container_security_context, pod_security_context, with_umask
 
 #: what every server runs (``c.Spawner.cmd``), asked for its version
 COMMAND = ["jupyterhub-singleuser", "--version"]

@@ -1,0 +1,343 @@
+"""Images built from users' environments (issue 35, item 3; docs/environment-images.md).
+
+A user asks for an image of one of their environments (``POST /api/v1/images``: its name, its
+packages frozen, and the catalog environment to build on, one they may use). The request
+waits in turn (``queued``): one build of each user at a time, ``builds.at_once`` of all users
+together, at most ``builds.queued_per_user`` of a user waiting or running. Its turn come, a
+build pod runs in ``builds.namespace`` (``moonhub_core.env_images.build_pod``: rootless
+BuildKit, then skopeo) bounded by ``builds.cpu``, ``memory``, ``disk`` and ``timeout``.
+Pushed, it is checked (``checking``) as an image an admin offers is: its config must name a
+non-root user, and it must start as a notebook server (a probe pod). Only then is it
+``ready``: its owner may spawn a server and schedule jobs with it; others only once an admin
+promotes it into the catalog (the console's "Add environment" with its image).
+
+The build's output is read from the pod while it runs and kept here when it ends; the pod is
+then removed. Nothing is half-made: a build that fails or is cancelled leaves no image
+offered, and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client
+from sqlalchemy import func, select
+
+from moonhub_core import choices as ch
+from moonhub_core import env_images as ei
+from moonhub_core import image_check, image_probe, unread
+from moonhub_core.errors import Conflict, FieldError, NotFound, TooLarge, Unavailable
+
+from .context import Caller, Context, gone_ok
+from .db import EnvImageRow, utcnow
+
+log = logging.getLogger("moonhub.jobs")
+
+#: bytes of a build's output kept with it once its pod is gone (the end of it, where the
+#: reason of a failure is)
+LOG_BYTES = 256 * 1024
+#: checks of built images in flight (build id -> task); one each
+_checking: dict[int, asyncio.Task[None]] = {}
+
+
+def _enabled(ctx: Context) -> None:
+    if not ctx.settings.builds.enabled:
+        raise NotFound("images", "building images from environments is not enabled on this platform (builds.enabled)")
+
+
+def view(row: EnvImageRow) -> dict[str, Any]:
+    def when(t: datetime.datetime | None) -> str | None:
+        return t.isoformat() if t else None
+
+    return {
+        "id": row.id,
+        "owner": row.owner,
+        "environment": row.environment,
+        "base": row.base,
+        "base_image": row.base_image,
+        "packages": list(row.packages or []),
+        "state": row.state,
+        "message": row.message,
+        "image": f"{row.image}@{row.digest}" if row.state == "ready" else "",
+        "size_bytes": row.size_bytes,
+        "added_bytes": row.added_bytes,
+        "created_at": when(row.created_at),
+        "started_at": when(row.started_at),
+        "finished_at": when(row.finished_at),
+    }
+
+
+def _visible(row: EnvImageRow | None, caller: Caller) -> bool:
+    return row is not None and (row.owner == caller.name or caller.admin)
+
+
+def pod_name(build_id: int) -> str:
+    return f"moonhub-image-build-{build_id}"
+
+
+async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
+    """Queue a build; 400 naming the field of a bad request, 403 for a base the caller may not
+    use, 409/413 past the caller's limits. Nothing is written on a refusal."""
+    _enabled(ctx)
+    req = ei.check_request(body)
+    b = ctx.settings.builds
+    catalog = ctx.catalog.get()
+    base = next((e for e in catalog.environments if e.name == req.base), None)
+    if base is None or not base.enabled:
+        raise FieldError("base", f"no environment {req.base!r} in the catalog")
+    allowed = ch.allowed(catalog, caller.groups, caller.hub_admin)
+    if base.name not in {e.name for e in allowed.environments}:
+        raise FieldError("base", f"you may not use the environment {req.base!r}, so not build on it")
+    with ctx.db() as s:
+        waiting = s.scalar(
+            select(func.count()).where(
+                EnvImageRow.owner == caller.name, EnvImageRow.state.in_(("queued", "building", "checking"))
+            )
+        )
+        if (waiting or 0) >= b.queued_per_user:
+            raise Conflict("images", f"you have {waiting} builds waiting or running; at most {b.queued_per_user}")
+        kept = s.scalar(select(func.count()).where(EnvImageRow.owner == caller.name, EnvImageRow.state == "ready"))
+        if (kept or 0) >= b.images_per_user:
+            raise TooLarge("images", f"you keep {kept} images, the most one user may; remove one first")
+        row = EnvImageRow(
+            owner=caller.name,
+            environment=req.environment,
+            base=base.name,
+            base_image=base.pinned_image,
+            packages=list(req.packages),
+            state="queued",
+            message="waiting for its turn",
+            log="",
+        )
+        s.add(row)
+        s.commit()
+        log.info("image build %d queued: %s's %s on %s", row.id, row.owner, row.environment, row.base)
+        return view(row)
+
+
+def listing(ctx: Context, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:
+    """The caller's builds, newest first (an admin's ``everyone``: all users')."""
+    _enabled(ctx)
+    with ctx.db() as s:
+        q = select(EnvImageRow).order_by(EnvImageRow.id.desc())
+        if not (everyone and caller.admin):
+            q = q.where(EnvImageRow.owner == caller.name)
+        return [view(r) for r in s.scalars(q)]
+
+
+def get(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
+    _enabled(ctx)
+    with ctx.db() as s:
+        row = s.get(EnvImageRow, build_id)
+        if row is None or not _visible(row, caller):
+            raise NotFound("id", f"no image build {build_id}")
+        return view(row)
+
+
+def usable(ctx: Context, owner: str) -> list[dict[str, Any]]:
+    """``owner``'s images that passed their checks (what their spawn form and jobs offer)."""
+    if not ctx.settings.builds.enabled:
+        return []
+    with ctx.db() as s:
+        q = select(EnvImageRow).where(EnvImageRow.owner == owner, EnvImageRow.state == "ready")
+        return [view(r) for r in s.scalars(q.order_by(EnvImageRow.id.desc()))]
+
+
+async def remove(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
+    """Cancel a build that has not ended (its pod removed), or forget one that has (it is no
+    longer offered; the registry keeps its layers until the operator's clean-up)."""
+    _enabled(ctx)
+    with ctx.db() as s:
+        row = s.get(EnvImageRow, build_id)
+        if row is None or not _visible(row, caller):
+            raise NotFound("id", f"no image build {build_id}")
+        if row.state in ei.ENDED:
+            s.delete(row)
+            s.commit()
+            return {"id": build_id, "state": "removed"}
+        if row.state == "building":
+            row.log = await _read_log(ctx, build_id) or row.log
+            with gone_ok():
+                await ctx.core.delete_namespaced_pod(pod_name(build_id), ctx.settings.builds.namespace)
+        task = _checking.pop(build_id, None)
+        if task is not None:
+            task.cancel()
+        row.state, row.message, row.finished_at = "cancelled", f"cancelled by {caller.name}", utcnow()
+        s.commit()
+        return view(row)
+
+
+async def log_of(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
+    """The build's output: live from its pod while it runs, else as kept."""
+    _enabled(ctx)
+    with ctx.db() as s:
+        row = s.get(EnvImageRow, build_id)
+        if row is None or not _visible(row, caller):
+            raise NotFound("id", f"no image build {build_id}")
+        state, kept = row.state, row.log
+    if state == "building":
+        live = await _read_log(ctx, build_id)
+        if live is not None:
+            return {"id": build_id, "state": state, "log": live}
+    return {"id": build_id, "state": state, "log": kept}
+
+
+async def _read_log(ctx: Context, build_id: int) -> str | None:
+    """Both containers' output (the build's, then the push's), the end of it; None without
+    a pod."""
+    parts = []
+    for container in ("build", "push"):
+        call = ctx.core.read_namespaced_pod_log(
+            pod_name(build_id), ctx.settings.builds.namespace, container=container, _preload_content=False
+        )
+        try:
+            data = await unread.body(call)
+        except client.ApiException as e:
+            if e.status == 404 and container == "build":
+                return None
+            if e.status in (400, 404):  # not started yet
+                continue
+            raise
+        parts.append(data.decode("utf-8", "replace"))
+    text = "".join(parts)
+    return text[-LOG_BYTES:]
+
+
+async def advance(ctx: Context) -> None:
+    """One pass: follow running builds to their end, start checks, start queued builds in
+    their turn. Called from the service's loop (the writer lock held)."""
+    if not ctx.settings.builds.enabled:
+        return
+    with ctx.db() as s:
+        building = list(s.scalars(select(EnvImageRow).where(EnvImageRow.state == "building")))
+        for row in building:
+            await _follow(ctx, row)
+        s.add_all(building)
+        s.commit()
+        for row in s.scalars(select(EnvImageRow).where(EnvImageRow.state == "checking")):
+            if row.id not in _checking or _checking[row.id].done():
+                _checking[row.id] = asyncio.create_task(_check(ctx, row.id))
+        busy = s.scalar(select(func.count()).where(EnvImageRow.state.in_(("building", "checking")))) or 0
+        owners_busy = set(s.scalars(select(EnvImageRow.owner).where(EnvImageRow.state.in_(("building", "checking")))))
+        for row in s.scalars(select(EnvImageRow).where(EnvImageRow.state == "queued").order_by(EnvImageRow.id)):
+            if busy >= ctx.settings.builds.at_once:
+                break
+            if row.owner in owners_busy:
+                continue
+            await _start(ctx, row)
+            s.commit()
+            if row.state == "building":
+                busy += 1
+                owners_busy.add(row.owner)
+
+
+async def _start(ctx: Context, row: EnvImageRow) -> None:
+    b = ctx.settings.builds
+    builder_registry = b.builder_registry or b.registry
+    repo = ei.repository(b.repository_prefix, row.owner, row.environment)
+    push_to = f"{builder_registry}/{repo}:{ei.tag(row.id)}"
+    # the base as build pods reach its registry (the local cluster: the node's address)
+    base = row.base_image
+    if b.builder_registry and base.startswith(f"{b.registry}/"):
+        base = f"{b.builder_registry}/{base[len(b.registry) + 1 :]}"
+    index = ctx.settings.package_index
+    host = index.split("/")[2].split(":")[0] if index.startswith("http://") else ""
+    pod = ei.build_pod(
+        name=pod_name(row.id),
+        build_id=row.id,
+        owner=row.owner,
+        builder_image=b.builder_image,
+        dockerfile_text=ei.dockerfile(base, row.owner, row.environment, index or "https://pypi.org/simple", host),
+        packages=tuple(row.packages or ()),
+        push_to=push_to,
+        plain_http_registries=list(b.plain_http_registries),
+        push_secret=b.push_secret,
+        bounds=ei.Bounds(b.cpu, b.memory, b.disk, b.timeout, b.max_image_bytes),
+    )
+    try:
+        await ctx.core.create_namespaced_pod(b.namespace, pod)
+    except client.ApiException as e:
+        if e.status == 409:  # made by an earlier pass that did not record it: follow that one
+            pass
+        else:
+            log.warning("image build %d: its pod could not be made: %s %s", row.id, e.status, e.reason)
+            row.message = f"waiting: the build pod could not be made ({e.status} {e.reason}); trying again"
+            return
+    row.state, row.started_at = "building", utcnow()
+    row.image = f"{b.registry}/{repo}:{ei.tag(row.id)}"
+    row.message = "building"
+    log.info("image build %d started: %s", row.id, push_to)
+
+
+async def _follow(ctx: Context, row: EnvImageRow) -> None:
+    ns = ctx.settings.builds.namespace
+    try:
+        pod = ctx.api.sanitize_for_serialization(await ctx.core.read_namespaced_pod(pod_name(row.id), ns))
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+        row.state, row.finished_at = "failed", utcnow()
+        row.message = "the build pod is gone (removed outside MoonHub, or its node was lost)"
+        return
+    outcome = ei.pod_outcome(pod)
+    if outcome is None:
+        return
+    state, said, told = outcome
+    row.log = (await _read_log(ctx, row.id) or "")[-LOG_BYTES:]
+    if state == "pushed":
+        row.state, row.digest = "checking", str(told["digest"])
+        row.size_bytes = int(told.get("bytes") or 0)
+        row.message = "built and pushed; checking it starts as a notebook server"
+    else:
+        row.state, row.message, row.finished_at = "failed", said, utcnow()
+    log.info("image build %d: %s %s", row.id, row.state, said)
+    with gone_ok():
+        await ctx.core.delete_namespaced_pod(pod_name(row.id), ns, grace_period_seconds=0)
+
+
+async def _check(ctx: Context, build_id: int) -> None:
+    """The checks every catalog image passes, on the pushed image: its config, then a start."""
+    b = ctx.settings.builds
+    with ctx.db() as s:
+        row = s.get(EnvImageRow, build_id)
+        if row is None or row.state != "checking":
+            return
+        image, digest, base_image = row.image, row.digest, row.base_image
+    pinned = f"{image.rsplit(':', 1)[0]}@{digest}"
+    insecure = [*b.plain_http_registries, b.registry]
+    state, message, added = "ready", "", 0
+    try:
+        readable = pinned
+        if b.builder_registry:  # the service reads the registry where build pods reach it
+            readable = f"{b.builder_registry}/{pinned[len(b.registry) + 1 :]}"
+        manifest, config = await image_check.manifest_and_config(readable, insecure)
+        problems = ei.config_problems(config)
+        if problems:
+            raise FieldError("image", "; ".join(problems))
+        try:
+            base_manifest, _ = await image_check.manifest_and_config(base_image, insecure)
+            added = ei.added_bytes(manifest, base_manifest)
+        except FieldError:
+            added = 0  # the base's registry may not be the service's to read; the size stays
+        said = await image_probe.starts_as_server(ctx.core, b.namespace, pinned)
+        message = f"ready: starts as a notebook server ({said.strip()[:200]})"
+    except Unavailable as e:
+        log.info("image build %d: its check could not tell yet: %s", build_id, e.message)
+        return  # the next pass tries again
+    except FieldError as e:
+        state, message = "failed", f"the image failed its checks: {e.message}"
+    except Exception as e:  # a check that breaks must not leave it checking forever
+        log.exception("image build %d: its check failed", build_id)
+        state, message = "failed", f"the image could not be checked: {e}"
+    async with ctx.writes:
+        with ctx.db() as s:
+            row = s.get(EnvImageRow, build_id)
+            if row is None or row.state != "checking":
+                return
+            row.state, row.message, row.finished_at = state, message, utcnow()
+            row.added_bytes = added
+            s.commit()
+    log.info("image build %d: %s: %s", build_id, state, message)

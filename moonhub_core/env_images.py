@@ -1,0 +1,325 @@
+"""Images built from users' environments (issue 35, item 3; docs/environment-images.md): the
+pure parts. What a build request may say, the Dockerfile and the build pod MoonHub makes of
+it, where the image goes, and the checks a built image must pass before anyone runs it.
+
+A build is ``FROM`` the catalog image the user chose (by the digest the catalog recorded),
+plus the environment's packages, installed into the image's own Python environment from the
+platform's package index: the image's default kernel, its notebook server and its job runner
+then have them. The image runs as the catalog's do (uid 1000, ``jupyterhub-singleuser``), so
+it is checked like an image an admin offers: its config names a non-root user, and it starts
+as a notebook server.
+
+The build pod has two containers, in turn: ``build`` (rootless BuildKit; the package
+installs run here, and a package's setup script is code its author wrote) writes the image
+to an ``emptyDir`` as an OCI archive and holds no credential; ``push`` (skopeo) sends it to
+the registry, with the registry's login when there is one, and runs nothing the build made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FieldError
+from .pods import COMPONENT, GPU_NODE_LABEL, OWNER, PREFIX
+
+#: an environment's name (the lab's ``moonhub-env`` makes them with the same rule)
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+#: one line of a frozen environment, as ``pip freeze`` writes it: a package by name, its
+#: extras, and one exact version. Nothing else is built: no URLs, paths, options or ranges
+PINNED = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(\[[A-Za-z0-9._,-]+\])?==([A-Za-z0-9.+!_-]{1,64})")
+MAX_PACKAGES = 300
+#: the component label of build pods
+BUILD = "image-build"
+BUILD_ID = f"{PREFIX}image-build"
+#: where the image's own Python environment is (images/base-notebook) and who it runs as
+VENV = "/opt/moonhub/venv"
+RUN_AS = 1000
+#: the states of a build, in order; the last three are ends
+STATES = ("queued", "building", "checking", "ready", "failed", "cancelled")
+ENDED = ("ready", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A build request, checked: the environment's name, its frozen packages, and the catalog
+    environment whose image it builds on."""
+
+    environment: str
+    packages: tuple[str, ...]
+    base: str
+
+
+def check_request(body: Any) -> Request:
+    """A build request from its JSON body; FieldError (400) naming the field that is wrong.
+    Pure."""
+    if not isinstance(body, dict):
+        raise FieldError("body", "must be a JSON object with environment, packages and base")
+    unknown = sorted(set(body) - {"environment", "packages", "base"})
+    if unknown:
+        raise FieldError(unknown[0], "unknown field; a build has environment, packages and base")
+    env = body.get("environment")
+    if not isinstance(env, str) or not NAME.fullmatch(env):
+        raise FieldError("environment", "must be an environment's name: 1-40 lowercase letters, digits, '-' and '_'")
+    base = body.get("base")
+    if not isinstance(base, str) or not base.strip():
+        raise FieldError("base", "must name the catalog environment whose image the build starts from")
+    return Request(env, check_packages(body.get("packages")), base.strip())
+
+
+def check_packages(packages: Any) -> tuple[str, ...]:
+    """The frozen packages of an environment: each ``name==version`` (extras allowed), at most
+    :data:`MAX_PACKAGES`, none twice. The refusal names the entry. Pure."""
+    if not isinstance(packages, list) or not packages:
+        raise FieldError("packages", "must be a non-empty list of name==version (the environment, frozen)")
+    if len(packages) > MAX_PACKAGES:
+        raise FieldError("packages", f"{len(packages)} packages: at most {MAX_PACKAGES} may be built into an image")
+    seen: dict[str, str] = {}
+    out = []
+    for n, p in enumerate(packages):
+        where = f"packages[{n}]"
+        if not isinstance(p, str):
+            raise FieldError(where, "must be a string, name==version")
+        m = PINNED.fullmatch(p.strip())
+        if not m:
+            raise FieldError(
+                where,
+                f"{p[:80]!r}: only packages by name with one exact version (name==1.2.3), from the platform's "
+                "index: no URLs, paths, options or ranges",
+            )
+        key = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+        if key in seen:
+            raise FieldError(where, f"{m.group(1)!r} is named twice ({seen[key]!r} and {p.strip()!r})")
+        seen[key] = p.strip()
+        out.append(p.strip())
+    return tuple(out)
+
+
+def repository(prefix: str, owner: str, environment: str) -> str:
+    """The repository of ``owner``'s images of ``environment``: ``<prefix>/<owner>/<env>``,
+    with the user name made a valid path component (lowercase letters, digits, ``.``, ``_``,
+    ``-``; a name that had to change gets a short hash of itself, so two names never meet).
+    Pure."""
+    safe = re.sub(r"[^a-z0-9._-]+", "-", owner.lower()).strip("._-") or "user"
+    if safe != owner:
+        safe = f"{safe[:40]}-{hashlib.sha256(owner.encode()).hexdigest()[:8]}"
+    return f"{prefix.strip('/')}/{safe}/{environment}"
+
+
+def tag(build_id: int) -> str:
+    return f"build-{build_id}"
+
+
+def dockerfile(base_image: str, owner: str, environment: str, index_url: str, trusted_host: str) -> str:
+    """The Dockerfile of a build: ``base_image`` (pinned by digest) plus ``requirements.txt``
+    installed into the image's environment from ``index_url``, and nothing else. Every value
+    in it is MoonHub's or checked (the packages go in the file, not here). Pure."""
+    labels = json.dumps({f"{PREFIX}built-by": owner, f"{PREFIX}environment-image": environment})
+    trusted = f" --trusted-host {trusted_host}" if trusted_host else ""
+    return "\n".join(
+        [
+            "# syntax=docker/dockerfile:1",
+            "# MoonHub: an environment's packages on a catalog image (docs/environment-images.md)",
+            f"FROM {base_image}",
+            "USER root",
+            "COPY requirements.txt /opt/moonhub/environment-requirements.txt",
+            f"RUN {VENV}/bin/pip install --no-cache-dir --progress-bar off --index-url {index_url}{trusted}"
+            " -r /opt/moonhub/environment-requirements.txt",
+            f"USER {RUN_AS}",
+            *(f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in json.loads(labels).items()),
+            "",
+        ]
+    )
+
+
+def plain_http(registry: str) -> bool:
+    host = registry.rsplit(":", 1)[0]
+    return host in ("localhost",) or host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    cpu: str
+    memory: str
+    disk: str
+    timeout: int
+    max_image_bytes: int
+
+
+def build_pod(
+    *,
+    name: str,
+    build_id: int,
+    owner: str,
+    builder_image: str,
+    dockerfile_text: str,
+    packages: tuple[str, ...],
+    push_to: str,
+    plain_http_registries: list[str],
+    push_secret: str,
+    bounds: Bounds,
+) -> dict[str, Any]:
+    """The pod of one build (pure). ``build`` runs first (an init container): rootless
+    BuildKit, bounded by the pod's CPU, memory, disk and deadline, no credential; ``push``
+    then sends the archive, with ``push_secret``'s login mounted in it alone."""
+    work = {"name": "work", "mountPath": "/work"}
+    resources = {
+        "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": bounds.cpu, "memory": bounds.memory, "ephemeral-storage": bounds.disk},
+    }
+    # BuildKit is root in a user namespace of its own (RootlessKit: newuidmap, a setuid
+    # program, maps /etc/subuid's range), which the runtime's default seccomp profile and
+    # no_new_privs would refuse; the user stays 1000 and nothing is added to its capabilities
+    build_security = {
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": True,
+        "seccompProfile": {"type": "Unconfined"},
+    }
+    push_security = {
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    push_mounts = [work]
+    volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {"sizeLimit": bounds.disk}}]
+    push_env = [
+        {"name": "PUSH_TO", "value": push_to},
+        {"name": "PUSH_TLS_VERIFY", "value": "false" if push_to.split("/")[0] in plain_http_registries else "true"},
+        {"name": "PUSH_MAX_BYTES", "value": str(bounds.max_image_bytes)},
+    ]
+    if push_secret:
+        volumes.append(
+            {"name": "push-login", "secret": {"secretName": push_secret.split("/", 1)[1], "defaultMode": 0o440}}
+        )
+        push_mounts.append({"name": "push-login", "mountPath": "/run/push-login", "readOnly": True})
+        push_env.append({"name": "PUSH_AUTHFILE", "value": "/run/push-login/config.json"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {COMPONENT: BUILD, BUILD_ID: str(build_id)},
+            "annotations": {OWNER: owner},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "activeDeadlineSeconds": bounds.timeout,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": {"fsGroup": RUN_AS},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": GPU_NODE_LABEL, "operator": "DoesNotExist"}]}
+                        ]
+                    }
+                }
+            },
+            "initContainers": [
+                {
+                    "name": "build",
+                    "image": builder_image,
+                    "command": ["moonhub-build"],
+                    "env": [
+                        {"name": "BUILD_DOCKERFILE", "value": dockerfile_text},
+                        {"name": "BUILD_REQUIREMENTS", "value": "\n".join(packages)},
+                        {"name": "BUILD_PLAIN_HTTP_REGISTRIES", "value": ",".join(plain_http_registries)},
+                    ],
+                    "volumeMounts": [work],
+                    "resources": resources,
+                    "securityContext": build_security,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }
+            ],
+            "containers": [
+                {
+                    "name": "push",
+                    "image": builder_image,
+                    "command": ["moonhub-push"],
+                    "env": push_env,
+                    "volumeMounts": push_mounts,
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"cpu": "1", "memory": "512Mi"},
+                    },
+                    "securityContext": push_security,
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
+
+
+def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """Pure: ``(state, what to say, what the push reported)`` of a build pod that has ended:
+    ``("pushed", ...)`` or ``("failed", why)``; None while it goes on."""
+    status = pod.get("status") or {}
+    reason, message = status.get("reason") or "", status.get("message") or ""
+    if reason == "DeadlineExceeded":
+        return "failed", "the build ran past its time limit (builds.timeout) and was stopped", {}
+    if reason == "Evicted":
+        if "ephemeral" in message:
+            return "failed", f"the build used more disk than it may (builds.disk): {message}", {}
+        return "failed", f"the node evicted the build: {message}", {}
+    for cs in status.get("initContainerStatuses") or []:
+        done = (cs.get("state") or {}).get("terminated") or {}
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+            return "failed", f"the builder image could not be pulled: {waiting.get('message', '')}", {}
+        if done and done.get("exitCode") != 0:
+            if done.get("reason") == "OOMKilled":
+                return "failed", "the build ran out of memory (builds.memory)", {}
+            said = (done.get("message") or "").strip().splitlines()
+            tail = said[-1] if said else ""
+            return "failed", f"the build failed (exit {done.get('exitCode')}){': ' + tail if tail else ''}", {}
+    for cs in status.get("containerStatuses") or []:
+        done = (cs.get("state") or {}).get("terminated") or {}
+        if not done:
+            continue
+        try:
+            told = json.loads(done.get("message") or "{}")
+        except ValueError:
+            told = {}
+        if not isinstance(told, dict):
+            told = {}
+        if done.get("exitCode") == 0 and isinstance(told.get("digest"), str):
+            return "pushed", "", told
+        if told.get("refused") == "too-large":
+            return (
+                "failed",
+                f"the image is {told.get('bytes')} bytes, over the platform's limit (builds.max_image_bytes)",
+                {},
+            )
+        return "failed", f"the push failed (exit {done.get('exitCode')})", {}
+    if status.get("phase") == "Failed":
+        return "failed", message or reason or "the build pod failed", {}
+    return None
+
+
+def config_problems(config: Mapping[str, Any]) -> list[str]:
+    """Pure: what an image's config (the OCI config blob) breaks of the catalog's rules: it
+    must run as a non-root user, by number or name, and start the notebook server's way."""
+    c = config.get("config") or {}
+    user = str(c.get("User") or "")
+    problems = []
+    name = user.split(":", 1)[0]
+    if name in ("", "0", "root"):
+        problems.append(f"runs as root (USER {user or 'unset'}); images run as a non-root user")
+    return problems
+
+
+def added_bytes(manifest: Mapping[str, Any], base: Mapping[str, Any]) -> int:
+    """Pure: the compressed bytes of the layers an image has that its base has not."""
+    have = {layer.get("digest") for layer in base.get("layers") or []}
+    return sum(int(layer.get("size") or 0) for layer in manifest.get("layers") or [] if layer.get("digest") not in have)
