@@ -50,6 +50,8 @@ def hub_up(
         addresses = [(u.hostname or "127.0.0.1", u.port or 80) for u in map(urlparse, urls)]
         ensure_free("the hub", addresses, wait=15.0 if ended else 0.0)
     apply_user_pod_policy(cfg, user_pod_policy(platform, f"moonhub-{name}-user-pods"))
+    if platform.builds.enabled:
+        apply_user_pod_policy(cfg, build_pod_policy(platform, f"moonhub-{name}-build-pods"))
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),
@@ -105,6 +107,40 @@ def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {"name": name, "namespace": platform.spawner.namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
+    }
+
+
+def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods") -> dict[str, Any]:
+    """Image builds' pods (``builds.namespace``): no ingress; egress only to the package index
+    (what their ``pip install`` reads), the registry as they reach it (the base's pull, the
+    push) and the cluster DNS (pure). A package's setup script runs in them: nothing else of
+    the cluster, the host or the world is theirs to reach."""
+    b = platform.builds
+    targets = []
+    if platform.spawner.package_index:
+        u = urlparse(platform.spawner.package_index)
+        targets.append((u.hostname, u.port or (443 if u.scheme == "https" else 80)))
+    host, _, port = (b.builder_registry or b.registry).partition(":")
+    targets.append((host, int(port or 443)))
+    egress: list[dict[str, Any]] = [
+        {"to": [{"ipBlock": {"cidr": f"{h}/32"}}], "ports": [{"port": p, "protocol": "TCP"}]} for h, p in targets
+    ]
+    egress.append(
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        }
+    )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": b.namespace},
         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
     }
 

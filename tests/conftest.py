@@ -388,6 +388,8 @@ def platform_doc(
         "state_dir": ".",
     }
     doc["spawner"]["package_index"] = cluster.package_index_url
+    # image builds' pods reach the registry on this cluster's node address
+    doc["builds"] |= {"builder_registry": cluster.node_registry, "plain_http_registries": [cluster.node_registry]}
     doc["metrics"] = {"prometheus_url": prometheus.url(cluster)}
     doc["culling"] |= {
         "url": f"http://{cluster.node_ip}:{port + 91}",

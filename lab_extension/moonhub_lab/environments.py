@@ -12,6 +12,8 @@ broken fails with the kernel's error; nothing falls back to another kernel.
     moonhub-env create NAME (-r requirements.txt | PACKAGE ...)
     moonhub-env list
     moonhub-env remove NAME
+    moonhub-env image NAME [--base ENVIRONMENT]   build an image of it (its log follows)
+    moonhub-env images                            your images and how far each is
 
 Nothing is left half-made: an environment whose install failed is removed with its kernel,
 and the error says why (pip's own message: an unknown package, a full workspace).
@@ -188,6 +190,27 @@ def listing() -> list[dict[str, Any]]:
     return found
 
 
+def frozen(name: str) -> list[str]:
+    """The packages environment ``name`` holds itself (``pip freeze`` of its own site, not
+    the image's kernel site it reads after it): what an image of it installs."""
+    check_name(name)
+    env = envs_dir() / name
+    python = env / "bin" / "python"
+    if not python.exists() or (env / MAKING).exists():
+        raise EnvironmentError_(f"name: no working environment {name!r} (moonhub-env list)")
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    got = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--path", site], capture_output=True, text=True, check=False
+    )
+    if got.returncode:
+        raise EnvironmentError_(f"name: pip freeze of {name!r} failed: {got.stderr.strip()[-300:]}")
+    packages = [ln.strip() for ln in got.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not packages:
+        raise EnvironmentError_(f"name: environment {name!r} holds no packages of its own: nothing to build")
+    return packages
+
+
 def _python_version() -> str:
     return subprocess.run([BASE_PYTHON, "-c", "import platform; print(platform.python_version())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
@@ -222,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the environments, and whether each works")
     r = sub.add_parser("remove", help="remove an environment and its kernel")
     r.add_argument("name")
+    i = sub.add_parser("image", help="build an image of an environment in the cluster, and follow its log")
+    i.add_argument("name")
+    i.add_argument("--base", help="the catalog environment to build on (default: this server's)")
+    i.add_argument("--no-follow", action="store_true", help="queue the build and return")
+    sub.add_parser("images", help="your images built from environments")
     args = p.parse_args(argv)
     try:
         if args.command == "create":
@@ -236,6 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "remove":
             remove(args.name)
             print(f"moonhub-env: removed {args.name}")
+        elif args.command == "image":
+            from . import env_image_cli
+
+            return env_image_cli.build(args.name, args.base, follow=not args.no_follow)
+        elif args.command == "images":
+            from . import env_image_cli
+
+            return env_image_cli.listing()
         else:
             for env in listing():
                 print(f"{env['name']:<20} {env['state']:<10} kernel {env['kernel']}  {env['path']}")

@@ -30,7 +30,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.ioloop import PeriodicCallback
 
-from . import collaboration, diskspace, gpus, sharing
+from . import collaboration, diskspace, environments, gpus, sharing
 from . import settings as lab_settings
 from .memory import OomWatch, message
 
@@ -260,6 +260,41 @@ class AccessHandler(APIHandler):
         self.finish({"access": access, "owner": owner, "user": self.current_user.username})
 
 
+class EnvironmentsHandler(APIHandler):
+    """The user's environments in the workspace (``moonhub-env``), and the catalog
+    environment this server runs (what an image of one builds on by default)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        found = await asyncio.to_thread(environments.listing)
+        self.finish({"environments": found, "base": lab_settings.from_env().environment})
+
+
+class EnvironmentImageHandler(ForwardHandler):
+    """``POST``: build an image of environment ``name``: its packages are frozen here (``pip
+    freeze`` of its own site) and the request goes on to the jobs service, which checks them
+    again (``{"base": ...}``: the catalog environment to build on; default this server's)."""
+
+    @web.authenticated
+    async def post(self, name: str) -> None:  # type: ignore[override]
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "body: must be JSON") from None
+        base = body.get("base") if isinstance(body, dict) else None
+        try:
+            packages = await asyncio.to_thread(environments.frozen, name)
+        except environments.EnvironmentError_ as e:
+            self.set_status(400)
+            field, _, message = str(e).partition(": ")
+            self.finish({"status": 400, "field": field, "message": message})
+            return
+        self.request.body = json.dumps(
+            {"environment": name, "packages": packages, "base": base or lab_settings.from_env().environment}
+        ).encode()
+        await self._forward("images")
+
+
 def _start_disk_watch(server_app: Any) -> None:
     """A notice when the workspace becomes almost full and when it is full (once per level
     reached; it goes again when the level drops)."""
@@ -304,6 +339,8 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
             (url_path_join(base, "moonhub/workspace"), WorkspaceHandler),
             (url_path_join(base, "moonhub/gpus"), GpusHandler),
             (url_path_join(base, "moonhub/access"), AccessHandler),
+            (url_path_join(base, "moonhub/environments"), EnvironmentsHandler),
+            (url_path_join(base, r"moonhub/environments/([a-z0-9][a-z0-9_-]{0,39})/image"), EnvironmentImageHandler),
         ],
     )
     route = url_path_join(base, "moonhub/api/v1/(.*)")

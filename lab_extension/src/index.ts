@@ -25,6 +25,7 @@ import { RunOutputView } from './outputview';
 import { SecretsView } from './secrets';
 import { UsageView } from './usageview';
 import { ShareView } from './shareview';
+import { ImagesView } from './images';
 import { withoutOutputs } from './snapshot';
 import { accessLabel, fetchAccess, readOnlyNotebooks } from './visitor';
 
@@ -37,6 +38,7 @@ export namespace CommandIDs {
   export const secrets = 'moonhub:secrets';
   export const usage = 'moonhub:usage';
   export const shareServer = 'moonhub:share-server';
+  export const images = 'moonhub:images';
 }
 
 export const scheduleIcon = new LabIcon({
@@ -219,6 +221,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Share your server with a user or a team, read only or in full, for a while',
       execute: () => openMain('moonhub-share', 'Share This Server', () => new ShareView(client))
     });
+    app.commands.addCommand(CommandIDs.images, {
+      label: 'Images From Environments…',
+      caption: 'Build an image of one of your environments, follow its build, see your images',
+      execute: () => openMain('moonhub-images', 'Images', () => new ImagesView(client))
+    });
     app.commands.addCommand(CommandIDs.refreshJobs, {
       label: 'Refresh Scheduled Jobs',
       execute: () => panel.refresh()
@@ -231,6 +238,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette.addItem({ command: CommandIDs.secrets, category });
       palette.addItem({ command: CommandIDs.usage, category });
       palette.addItem({ command: CommandIDs.shareServer, category: 'Server' });
+      palette.addItem({ command: CommandIDs.images, category: 'Server' });
     }
 
     watchNotices(client);

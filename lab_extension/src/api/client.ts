@@ -9,6 +9,9 @@ import { ServerConnection } from '@jupyterlab/services';
 import type { IGpuFigures } from '../format';
 import { errorFrom, JobsError } from './errors';
 import type {
+  EnvImage,
+  EnvImageLog,
+  IEnvironment,
   INotice,
   IWorkspaceSpace,
   Job,
@@ -139,6 +142,32 @@ export class JobsClient {
 
   options(): Promise<Options> {
     return this.api('options');
+  }
+
+  /** Your images built from environments, newest first. */
+  images(): Promise<EnvImage[]> {
+    return this.api<{ images?: EnvImage[] }>('images').then(r => r.images ?? []);
+  }
+
+  /** A build's output: live while it builds, kept once it ended. */
+  imageLog(id: number): Promise<EnvImageLog> {
+    return this.api(`images/${id}/log`);
+  }
+
+  /** Cancel a build that has not ended, or remove an ended one from your images. */
+  removeImage(id: number): Promise<unknown> {
+    return this.api(`images/${id}`, { method: 'DELETE' });
+  }
+
+  /** Your environments in the workspace, and the catalog environment this server runs. */
+  environments(): Promise<{ environments: IEnvironment[]; base: string }> {
+    return this.request(URLExt.join(this.settings.baseUrl, 'moonhub/environments'), {});
+  }
+
+  /** Build an image of environment `name` (its packages frozen by your server) on `base`. */
+  buildImage(name: string, base: string): Promise<EnvImage> {
+    const url = URLExt.join(this.settings.baseUrl, 'moonhub/environments', encodeURIComponent(name), 'image');
+    return this.request(url, { method: 'POST', body: JSON.stringify({ base }) });
   }
 
   /** What this server runs: a new job's environment, size and GPUs default to it. */

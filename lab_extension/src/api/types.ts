@@ -27,6 +27,8 @@ export type ShareInput = Schemas['ShareInput'];
 export type Shares = Schemas['Shares'];
 export type RunShare = Schemas['RunShare'];
 export type RunShareInput = Schemas['RunShareInput'];
+export type EnvImage = Schemas['EnvImage'];
+export type EnvImageLog = Schemas['EnvImageLog'];
 
 /** The log route's answer: the log so far and the progress (cells executed of all). */
 export type RunLog =
@@ -56,4 +58,13 @@ export interface IWorkspaceSpace {
   used: number;
   free: number;
   level: 'ok' | 'warn' | 'full';
+}
+
+/** An environment in the user's workspace (`moonhub-env`; answered by the server extension). */
+export interface IEnvironment {
+  name: string;
+  kernel: string;
+  path: string;
+  /** `ready`, or `broken: ...` with why */
+  state: string;
 }
