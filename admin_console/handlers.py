@@ -302,16 +302,14 @@ class WorkspaceHandler(ConsoleHandler):
         self.send({"claim": claim, "size": size if grown else current, "was": current})
 
 
-class UsageReportHandler(ConsoleHandler):
-    """The jobs service's usage report (``GET /api/v1/usage``), asked by the hub for the admin
-    on the console. A page of the hub can not call the service from the browser: the
-    service's sign-in cookie answers only navigations or requests carrying the service's own
-    XSRF token, which the hub's page can not read. So the hub asks, with a short-lived token
-    of the admin's that opens the jobs service only, kept by the hub and never sent to the
-    browser; the service decides what the admin may see, as for any caller."""
+class JobsForward(ConsoleHandler):
+    """A read of the jobs service's API, asked by the hub for the admin on the console. A page
+    of the hub can not call the service from the browser: the service's sign-in cookie
+    answers only navigations or requests carrying the service's own XSRF token, which the
+    hub's page can not read. So the hub asks, with a short-lived token of the admin's that
+    opens the jobs service only, kept by the hub and never sent to the browser; the service
+    decides what the admin may see, as for any caller."""
 
-    #: the report's query arguments passed on (nothing else is)
-    ARGUMENTS = ("days", "user", "team", "format", "rows")
     #: seconds a token lives; one is made again when less than MARGIN is left
     LIFETIME, MARGIN = 3600, 300
 
@@ -321,21 +319,18 @@ class UsageReportHandler(ConsoleHandler):
         token, until = kept.get(user.name, ("", 0.0))
         if time.time() > until - self.MARGIN:
             token = user.new_api_token(
-                note="MoonHub admin console: usage reports",
+                note="MoonHub admin console: reads of the jobs service",
                 expires_in=self.LIFETIME,
                 scopes=["access:services!service=jobs"],
             )
             kept[user.name] = (token, time.time() + self.LIFETIME)
         return token
 
-    @web.authenticated
-    @needs_scope("admin-ui")
-    async def get(self) -> None:
+    async def forward(self, path: str, query: dict[str, str], off: str) -> None:
         jobs = self.platform.config.jobs
         if not jobs.enabled:
-            raise web.HTTPError(404, "the jobs service is off (jobs.enabled): nothing samples usage")
-        query = urlencode({k: self.get_argument(k) for k in self.ARGUMENTS if self.get_argument(k, None) is not None})
-        url = url_path_join(jobs.url, "services/jobs/api/v1/usage") + (f"?{query}" if query else "")
+            raise web.HTTPError(404, f"the jobs service is off (jobs.enabled): {off}")
+        url = url_path_join(jobs.url, "services/jobs/api/v1", path) + (f"?{urlencode(query)}" if query else "")
         req = HTTPRequest(
             url, headers={"Authorization": f"token {self._token()}"}, request_timeout=60, follow_redirects=False
         )
@@ -349,12 +344,37 @@ class UsageReportHandler(ConsoleHandler):
         self.finish(resp.body or b"")
 
 
+class UsageReportHandler(JobsForward):
+    """The jobs service's usage report (``GET /api/v1/usage``)."""
+
+    #: the report's query arguments passed on (nothing else is)
+    ARGUMENTS = ("days", "user", "team", "format", "rows")
+
+    @web.authenticated
+    @needs_scope("admin-ui")
+    async def get(self) -> None:
+        query = {k: self.get_argument(k) for k in self.ARGUMENTS if self.get_argument(k, None) is not None}
+        await self.forward("usage", query, "nothing samples usage")
+
+
+class UserImagesHandler(JobsForward):
+    """Every user's images built from environments (``GET /api/v1/images?everyone=1``): what
+    an admin may promote into the catalog (an environment added with the image, by digest,
+    checked again like any image offered)."""
+
+    @web.authenticated
+    @needs_scope("admin-ui")
+    async def get(self) -> None:
+        await self.forward("images", {"everyone": "1"}, "nothing builds images")
+
+
 def handlers() -> list[tuple[str, type[BaseHandler]]]:
     """For ``JupyterHub.extra_handlers`` (mounted under /hub/)."""
     return [
         (r"/moonhub-admin/?", PageHandler),
         (r"/moonhub-admin/api/usage", UsageHandler),
         (r"/moonhub-admin/api/usage-report", UsageReportHandler),
+        (r"/moonhub-admin/api/user-images", UserImagesHandler),
         (r"/moonhub-admin/api/catalog", CatalogHandler),
         (r"/moonhub-admin/api/catalog/history", HistoryHandler),
         (r"/moonhub-admin/api/workspaces/([a-z0-9][-a-z0-9.]{0,252})", WorkspaceHandler),

@@ -63,5 +63,5 @@ def install(buildkit: str, rootlesskit: str, cache: Path, into: Path, say: Calla
         building.rename(cached)
         say(f"BuildKit built in {time.monotonic() - t0:.0f}s")
     into.mkdir(parents=True, exist_ok=True)
-    for p in PROGRAMS:
-        shutil.copy2(cached / p, into / p)
+    for program in PROGRAMS:
+        shutil.copy2(cached / program, into / program)

@@ -258,7 +258,7 @@ async def _start(ctx: Context, row: EnvImageRow) -> None:
         bounds=ei.Bounds(b.cpu, b.memory, b.disk, b.timeout, b.max_image_bytes),
     )
     try:
-        await ctx.core.create_namespaced_pod(b.namespace, pod)
+        await ctx.core.create_namespaced_pod(b.namespace, pod)  # type: ignore[arg-type]
     except client.ApiException as e:
         if e.status == 409:  # made by an earlier pass that did not record it: follow that one
             pass

@@ -189,7 +189,7 @@ def build_pod(
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    push_mounts = [work]
+    push_mounts: list[dict[str, Any]] = [work]
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {"sizeLimit": bounds.disk}}]
     push_env = [
         {"name": "PUSH_TO", "value": push_to},
@@ -280,9 +280,8 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | Non
         if done and done.get("exitCode") != 0:
             if done.get("reason") == "OOMKilled":
                 return "failed", "the build ran out of memory (builds.memory)", {}
-            said = (done.get("message") or "").strip().splitlines()
-            tail = said[-1] if said else ""
-            return "failed", f"the build failed (exit {done.get('exitCode')}){': ' + tail if tail else ''}", {}
+            why = reason_in_log(done.get("message") or "")
+            return "failed", f"the build failed (exit {done.get('exitCode')}){': ' + why if why else ''}", {}
     for cs in status.get("containerStatuses") or []:
         done = (cs.get("state") or {}).get("terminated") or {}
         if not done:
@@ -305,6 +304,20 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | Non
     if status.get("phase") == "Failed":
         return "failed", message or reason or "the build pod failed", {}
     return None
+
+
+def reason_in_log(log: str) -> str:
+    """Pure: why a build failed, from the end of its output: the first error a step printed
+    (pip's ``ERROR: No matching distribution found for x``), not BuildKit's summary that a
+    step failed; else the last line."""
+    lines = [ln.strip() for ln in log.strip().splitlines() if ln.strip()]
+    errors = [ln[ln.index("ERROR:") :] for ln in lines if "ERROR:" in ln]
+    own = [e for e in errors if "did not complete successfully" not in e and "failed to solve" not in e]
+    if own:
+        return own[0][:500]
+    if errors:
+        return errors[-1][:500]
+    return lines[-1][:500] if lines else ""
 
 
 def config_problems(config: Mapping[str, Any]) -> list[str]:

@@ -159,7 +159,7 @@ class MoonSpawner(SpawnForm):
             self.apply_workload(build(cat, choice, self.pvc_name, groups, package_index=self.package_index), cat)
             if own:  # everything of its environment but the image, which is the build's, by digest
                 self.image = own["image"]
-                self.extra_labels = {**self.extra_labels, own_images.LABEL: str(own["id"])}
+                self.extra_labels = {**self.extra_labels, own_images.LABEL: str(own["id"])}  # type: ignore[has-type]
             # who the pod runs as is the workspace's uid, known once the claim exists
             self._chosen = (cat, choice, groups)
             self.apply_secrets(await secrets)
@@ -182,7 +182,7 @@ class MoonSpawner(SpawnForm):
         )
         if self._queue_known is not None:
             self._queue_known.set()
-        labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
+        labels: dict[str, str] = dict(self.extra_labels)
         self.extra_labels = {
             **labels,
             **queue_objects.queue_labels(self.user.name, server=True, prefix=self.queue_prefix),

@@ -276,7 +276,7 @@ class EnvironmentImageHandler(ForwardHandler):
     again (``{"base": ...}``: the catalog environment to build on; default this server's)."""
 
     @web.authenticated
-    async def post(self, name: str) -> None:  # type: ignore[override]
+    async def post(self, name: str) -> None:
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:

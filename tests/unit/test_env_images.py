@@ -4,6 +4,7 @@ option in spawner_ext/own_images.py, the ``builds`` settings)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -172,6 +173,17 @@ def test_a_build_pods_end_is_read_from_its_status() -> None:
     assert "over the platform's limit (builds.max_image_bytes)" in ei.pod_outcome(big)[1]  # type: ignore[index]
 
 
+def test_the_reason_of_a_failed_build_is_the_steps_own_error() -> None:
+    log = """#7 [2/3] RUN /opt/moonhub/venv/bin/pip install -r req.txt
+#7 1.902 ERROR: Could not find a version that satisfies the requirement nosuch==1.0 (from versions: none)
+#7 1.903 ERROR: No matching distribution found for nosuch==1.0
+#7 ERROR: process "/bin/sh -c pip install" did not complete successfully: exit code: 1
+error: failed to solve: process "/bin/sh -c pip install" did not complete successfully: exit code: 1
+moonhub-build: the build failed (exit 1)"""
+    assert ei.reason_in_log(log).startswith("ERROR: Could not find a version that satisfies the requirement nosuch")
+    assert ei.reason_in_log("a\nlast words\n") == "last words" and ei.reason_in_log("") == ""
+
+
 def test_an_image_that_runs_as_root_fails_its_check() -> None:
     assert ei.config_problems({"config": {"User": "1000"}}) == []
     assert ei.config_problems({"config": {"User": "jovyan:users"}}) == []
@@ -205,7 +217,7 @@ def test_builds_settings_are_checked() -> None:
     example = load(DEFAULT_CONFIG)
     assert example.builds.enabled and PlatformConfig().builds.enabled is False  # off unless said
     on = BuildsSection(enabled=True, builder_image="r/moonhub/image-builder", registry="r:5000")
-    with pytest.raises(DocumentError, match="needs jobs.enabled"):
+    with pytest.raises(DocumentError, match=r"needs jobs\.enabled"):
         check_consistency(replace(example, builds=on, jobs=JobsSection(enabled=False)))
     check_consistency(replace(example, builds=on))
     for bad, words in [
@@ -215,5 +227,5 @@ def test_builds_settings_are_checked() -> None:
         (BuildsSection(enabled=True, builder_image="b", registry="r:5000/x"), "no path"),
         (BuildsSection(enabled=True, builder_image="b", registry="r", push_secret="x"), "builds.push_secret"),
     ]:
-        with pytest.raises(DocumentError, match=words):
+        with pytest.raises(DocumentError, match=re.escape(words)):
             check_consistency(replace(example, builds=bad))

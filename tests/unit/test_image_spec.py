@@ -57,8 +57,15 @@ def test_lineage_and_descendants() -> None:
     }
     assert SPEC.parent_ref(SPEC.images["base-notebook"]) == "moonhub/debian:bookworm"
     assert [i.name for i in SPEC.lineage("storage-agent")] == ["hub", "storage-agent"]
-    ci = {"base-notebook", "hub", "pytorch-notebook", "tensorflow-cpu-notebook", "storage-helper", "storage-agent",
-          "image-builder"}
+    ci = {
+        "base-notebook",
+        "hub",
+        "pytorch-notebook",
+        "tensorflow-cpu-notebook",
+        "storage-helper",
+        "storage-agent",
+        "image-builder",
+    }
     assert {n for n, i in SPEC.images.items() if i.ci} == ci
 
 

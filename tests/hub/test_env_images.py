@@ -1,0 +1,166 @@
+"""Images built from environments (issue 35, item 3) through the real hub, the jobs service and
+the real node: rootless BuildKit in a build pod of the cluster, the node's registry and its
+package index (a caching proxy of PyPI).
+
+- bad requests are refused naming the field, and nothing is queued;
+- an environment's packages on the base catalog image build in the cluster; its log is read
+  while it builds and kept; the image is pushed under its owner's name, checked (a non-root
+  user, starts as a notebook server) and then ready;
+- its owner starts a server with it: the pod runs it by digest, and the package imports from
+  the image's own Python (not the workspace); another user naming it is refused;
+- an admin promotes it into the catalog (the console's add, which checks it again) for a
+  group, and a member of that group starts it like any environment;
+- a build of an unknown package fails with pip's own words, and nothing is offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import requests
+from kubernetes_asyncio import client
+
+from moonhub_core.catalog import load
+from tests.conftest import Hub
+from tests.helpers import gone, jobs_api, run_in_kernel, wait_for
+
+USER_NS = "moonhub-users"
+BUILDS_NS = "moonhub-builds"
+OWNER, OTHER, MEMBER = "imra", "imke", "imani"
+PACKAGE, VERSION = "tabulate", "0.9.0"
+GROUP = "image-fans"
+
+
+def _call(hub: Hub, s: requests.Session, method: str, path: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+    headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
+    return s.request(method, f"{hub.url}{path}", headers=headers, allow_redirects=False, timeout=300, **kw)
+
+
+@pytest.fixture
+def restore_catalog(hub: Hub):  # type: ignore[no-untyped-def]
+    before = hub.catalog.read_text()
+    yield
+    hub.catalog.write_text(before)
+
+
+async def _ended(call, build_id: int, timeout: float = 900) -> dict:  # type: ignore[no-untyped-def]
+    """The build once it ended, printing its log as it grows (the test's own follow)."""
+    shown = ""
+
+    async def done() -> dict | None:
+        nonlocal shown
+        await asyncio.sleep(2)
+        log = call("GET", f"/images/{build_id}/log").json().get("log") or ""
+        if log.startswith(shown):
+            print(log[len(shown) :], end="")
+        shown = log
+        b = call("GET", f"/images/{build_id}").json()
+        return b if b["state"] in ("ready", "failed", "cancelled") else None
+
+    return await wait_for(done, bool, timeout=timeout, what=f"image build {build_id} ended")  # type: ignore[no-any-return]
+
+
+async def _stop(hub: Hub, s: requests.Session, user: str, core: client.CoreV1Api) -> None:
+    hub.api(s, "DELETE", f"/users/{user}/server")
+    await wait_for(
+        lambda: gone(lambda: core.read_namespaced_pod(f"jupyter-{user}", USER_NS)), bool, timeout=120, what="pod gone"
+    )
+
+
+async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promotes(
+    hub: Hub, core: client.CoreV1Api, timings: dict[str, float], restore_catalog: None
+) -> None:
+    s = hub.login(OWNER)
+    call = jobs_api(hub, s, OWNER)
+
+    # refusals name the field; nothing is queued
+    for body, field in [
+        ({"environment": "tab", "packages": ["x @ http://169.254.169.254/x.whl"], "base": "python"}, "packages[0]"),
+        ({"environment": "tab", "packages": ["--extra-index-url=http://10.0.0.5/"], "base": "python"}, "packages[0]"),
+        ({"environment": "tab", "packages": [f"{PACKAGE}=={VERSION}"], "base": "cobol"}, "base"),
+        ({"environment": "Tab!", "packages": [f"{PACKAGE}=={VERSION}"], "base": "python"}, "environment"),
+        ({"environment": "tab", "packages": [f"{PACKAGE}=={VERSION}"], "base": "python", "image": "x"}, "image"),
+    ]:
+        r = call("POST", "/images", body)
+        assert r.status_code == 400 and r.json()["field"] == field, r.text
+    assert call("GET", "/images").json()["images"] == []
+
+    # a build in the cluster: queued, built by rootless BuildKit, pushed, checked, ready
+    t0 = time.monotonic()
+    r = call("POST", "/images", {"environment": "tab", "packages": [f"{PACKAGE}=={VERSION}"], "base": "python"})
+    assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+    build_id = r.json()["id"]
+    built = await _ended(call, build_id)
+    timings["an environment image: request to ready (build, push, checks)"] = time.monotonic() - t0
+    assert built["state"] == "ready", built
+    assert built["image"].startswith(f"127.0.0.1:5000/moonhub-users/{OWNER}/tab@sha256:"), built
+    print(f"image {built['image']}: {built['size_bytes']} bytes as pushed, {built['added_bytes']} added to its base")
+    assert 0 < built["added_bytes"] < 50 * 2**20, "only the environment's layer is new"
+    log = call("GET", f"/images/{build_id}/log").json()["log"]
+    assert f"Successfully installed {PACKAGE}-{VERSION}" in log and "moonhub-push: pushed" in log, log[-2000:]
+    pods = await core.list_namespaced_pod(BUILDS_NS)
+    assert not [p for p in pods.items if not p.metadata.deletion_timestamp], "build and probe pods are removed"
+    # another user sees none of it
+    other = hub.login(OTHER)
+    other_call = jobs_api(hub, other, OTHER)
+    assert other_call("GET", "/images").json()["images"] == []
+    assert other_call("GET", f"/images/{build_id}").status_code == 404
+    assert other_call("DELETE", f"/images/{build_id}").status_code == 404
+
+    # its owner starts a server with it: the image by digest, the package in the image's Python
+    r = hub.api(s, "POST", f"/users/{OWNER}/server", json={"own_image": str(build_id), "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    hub.open_lab(s, OWNER, timeout=240)
+    try:
+        pod = await core.read_namespaced_pod(f"jupyter-{OWNER}", USER_NS)
+        assert pod.spec.containers[0].image == built["image"]
+        assert pod.metadata.labels["moonhub.io/own-image"] == str(build_id)
+        status, out = await run_in_kernel(
+            hub, s, OWNER, f"import {PACKAGE}; print('AT', {PACKAGE}.__version__, {PACKAGE}.__file__)"
+        )
+        assert status == "ok" and f"AT {VERSION} /opt/moonhub/venv/" in out, out
+    finally:
+        await _stop(hub, s, OWNER, core)
+
+    # someone else's image is not theirs to start
+    r = hub.api(other, "POST", f"/users/{OTHER}/server", json={"own_image": str(build_id), "size": "small"})
+    assert r.status_code == 403 and "no image" in r.text, r.text
+
+    # an admin promotes it for a group: checked again, pinned, offered to the group's members
+    admin = hub.login("admin")
+    assert hub.api(admin, "POST", f"/groups/{GROUP}").status_code in (201, 409)
+    assert hub.api(admin, "POST", f"/groups/{GROUP}/users", json={"users": [MEMBER]}).status_code == 200
+    assert _call(hub, admin, "GET", "/hub/moonhub-admin/api/user-images").json()["images"][0]["id"] == build_id
+    item = {"name": "tab-lab", "display_name": "Tabulate lab", "image": built["image"], "groups": [GROUP]}
+    r = _call(
+        hub, admin, "PATCH", "/hub/moonhub-admin/api/catalog", json={"op": "add", "kind": "environment", "item": item}
+    )
+    assert r.status_code == 200, r.text
+    assert load(hub.catalog).environment("tab-lab") is not None
+    member = hub.login(MEMBER)
+    assert 'value="tab-lab"' in member.get(f"{hub.url}/hub/spawn/{MEMBER}", timeout=30).text
+    assert 'value="tab-lab"' not in other.get(f"{hub.url}/hub/spawn/{OTHER}", timeout=30).text
+    assert hub.spawn_form(member, MEMBER, environment="tab-lab", size="small").status_code == 200
+    hub.open_lab(member, MEMBER, timeout=240)
+    try:
+        pod = await core.read_namespaced_pod(f"jupyter-{MEMBER}", USER_NS)
+        assert pod.spec.containers[0].image == built["image"]
+    finally:
+        await _stop(hub, member, MEMBER, core)
+
+
+async def test_a_build_of_a_package_the_index_lacks_fails_with_pips_words(hub: Hub) -> None:
+    s = hub.login("imogen")
+    call = jobs_api(hub, s, "imogen")
+    r = call("POST", "/images", {"environment": "nope", "packages": ["moonhub-no-such-package==1.0"], "base": "python"})
+    assert r.status_code == 202, r.text
+    built = await _ended(call, r.json()["id"])
+    assert built["state"] == "failed" and built["image"] == "", built
+    # pip's own words (it found no such distribution), not only that a step failed
+    assert "ERROR:" in built["message"] and "moonhub-no-such-package==1.0" in built["message"], built
+    assert "moonhub-no-such-package" in call("GET", f"/images/{built['id']}/log").json()["log"]
+    # an ended build is removed from the list; nothing is left
+    assert call("DELETE", f"/images/{built['id']}").status_code == 200
+    assert call("GET", "/images").json()["images"] == []
