@@ -14,7 +14,7 @@ from moonhub_core import claims, queue_objects
 from moonhub_core.errors import ChoiceError, Forbidden, NotEntitled, Unavailable
 from moonhub_core.workload import Workload, build
 
-from . import jobspec, launch, manifests, secrets, teams
+from . import env_images, jobspec, launch, manifests, secrets, teams
 from .context import Caller, Context, names
 from .db import DefinitionRow
 
@@ -29,8 +29,15 @@ def _workload(ctx: Context, defn: jobspec.Definition, owner: Caller, n: manifest
     if n.team and not any(tf.group == n.team for tf in cat.storage.team_folders):
         # its runs' workspace is the team's folder: a team without one can not own jobs
         raise NotEntitled("team", f"team {n.team} has no team folder (an admin adds one: storage.team_folders)")
-    choice = ch.parse(defn.choices(), cat, ch.allowed(cat, owner.groups, owner.hub_admin))
-    return choice, build(cat, choice, n.workspace_claim, owner.groups, owner.uid, ctx.settings.package_index)
+    raw = defn.choices()
+    own = env_images.for_job(ctx, defn.own_image, n.team or owner.name, defn.environment)
+    if own is not None:
+        raw["environment"] = own.base
+    choice = ch.parse(raw, cat, ch.allowed(cat, owner.groups, owner.hub_admin))
+    w = build(cat, choice, n.workspace_claim, owner.groups, owner.uid, ctx.settings.package_index)
+    if own is not None:  # everything of its environment but the image: the build's, by digest
+        w = dataclasses.replace(w, image=own.image)
+    return choice, w
 
 
 def _queued(ctx: Context, obj: dict[str, Any], owner: Caller) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -29,7 +30,15 @@ from sqlalchemy import func, select
 from moonhub_core import choices as ch
 from moonhub_core import env_images as ei
 from moonhub_core import image_check, image_probe, unread
-from moonhub_core.errors import Conflict, FieldError, NotFound, TooLarge, Unavailable
+from moonhub_core.errors import (
+    Conflict,
+    FieldError,
+    NotEntitled,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    UnknownChoice,
+)
 
 from .context import Caller, Context, gone_ok
 from .db import EnvImageRow, utcnow
@@ -61,13 +70,18 @@ def view(row: EnvImageRow) -> dict[str, Any]:
         "packages": list(row.packages or []),
         "state": row.state,
         "message": row.message,
-        "image": f"{row.image}@{row.digest}" if row.state == "ready" else "",
+        "image": pinned(row) if row.state == "ready" else "",
         "size_bytes": row.size_bytes,
         "added_bytes": row.added_bytes,
         "created_at": when(row.created_at),
         "started_at": when(row.started_at),
         "finished_at": when(row.finished_at),
     }
+
+
+def pinned(row: EnvImageRow) -> str:
+    """The image as pods run it: its name (the tag kept for people) and its digest."""
+    return f"{row.image}@{row.digest}"
 
 
 def _visible(row: EnvImageRow | None, caller: Caller) -> bool:
@@ -144,6 +158,32 @@ def usable(ctx: Context, owner: str) -> list[dict[str, Any]]:
     with ctx.db() as s:
         q = select(EnvImageRow).where(EnvImageRow.owner == owner, EnvImageRow.state == "ready")
         return [view(r) for r in s.scalars(q.order_by(EnvImageRow.id.desc()))]
+
+
+@dataclass(frozen=True)
+class OwnImage:
+    """An image a job runs: the catalog environment it was built on, and it by digest."""
+
+    base: str
+    image: str
+
+
+def for_job(ctx: Context, build_id: int | None, runner: str, environment: str | None) -> OwnImage | None:
+    """The image ``build_id`` for a job that ``runner`` runs (its owner; a team's job runs as
+    the team, whose images none are): NotEntitled naming ``own_image`` when it is not one of
+    the runner's ready images (someone else's, removed, failed), UnknownChoice when the job
+    names another environment than the one it was built on."""
+    if build_id is None:
+        return None
+    with ctx.db() as s:
+        row = s.get(EnvImageRow, build_id)
+        if row is None or row.owner != runner or row.state != "ready" or not ctx.settings.builds.enabled:
+            raise NotEntitled("own_image", f"image {build_id} is not one of {runner}'s images ready to run")
+        if environment not in (None, "", row.base):
+            raise UnknownChoice(
+                "own_image", f"image {build_id} is built on {row.base!r}: the job's environment must be that, or none"
+            )
+        return OwnImage(row.base, pinned(row))
 
 
 async def remove(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
@@ -306,13 +346,13 @@ async def _check(ctx: Context, build_id: int) -> None:
         if row is None or row.state != "checking":
             return
         image, digest, base_image = row.image, row.digest, row.base_image
-    pinned = f"{image.rsplit(':', 1)[0]}@{digest}"
+    run_as = f"{image}@{digest}"
     insecure = [*b.plain_http_registries, b.registry]
     state, message, added = "ready", "", 0
     try:
-        readable = pinned
+        readable = run_as
         if b.builder_registry:  # the service reads the registry where build pods reach it
-            readable = f"{b.builder_registry}/{pinned[len(b.registry) + 1 :]}"
+            readable = f"{b.builder_registry}/{run_as[len(b.registry) + 1 :]}"
         manifest, config = await image_check.manifest_and_config(readable, insecure)
         problems = ei.config_problems(config)
         if problems:
@@ -322,7 +362,7 @@ async def _check(ctx: Context, build_id: int) -> None:
             added = ei.added_bytes(manifest, base_manifest)
         except FieldError:
             added = 0  # the base's registry may not be the service's to read; the size stays
-        said = await image_probe.starts_as_server(ctx.core, b.namespace, pinned)
+        said = await image_probe.starts_as_server(ctx.core, b.namespace, run_as)
         message = f"ready: starts as a notebook server ({said.strip()[:200]})"
     except Unavailable as e:
         log.info("image build %d: its check could not tell yet: %s", build_id, e.message)

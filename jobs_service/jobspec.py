@@ -65,6 +65,9 @@ class Definition:
     #: the Jupyter kernel runs use, e.g. a workspace environment's (``env-<name>``: the lab
     #: extension's moonhub-env); "": the notebook's own (its metadata), else the image's
     kernel: str = ""
+    #: an image its owner built from one of their environments (a build's id,
+    #: ``env_images``), run instead of the environment's own; None: the catalog's
+    own_image: int | None = None
 
     def task_list(self) -> list[Task]:
         return [Task(**t) for t in self.tasks]
@@ -103,11 +106,12 @@ class Definition:
 
 
 #: the form of a definition as this version stores it (``DefinitionRow.spec_version``)
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 #: form -> the function that turns a stored definition of that form into the next form;
 #: a change of ``Definition`` that old stored definitions do not fit adds one here (and
-#: raises SPEC_VERSION). Form 2 added ``kernel`` (its default fits form 1 as it is)
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: dict}
+#: raises SPEC_VERSION). Form 2 added ``kernel``, form 3 ``own_image`` (their defaults fit
+#: the forms before as they are)
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: dict, 2: dict}
 
 
 def to_stored(defn: Definition) -> tuple[dict[str, Any], int]:
@@ -117,6 +121,9 @@ def to_stored(defn: Definition) -> tuple[dict[str, Any], int]:
     by name (:func:`stored`), not read wrongly. Pure."""
     spec = asdict(defn)
     spec["tasks"] = [{k: v for k, v in t.items() if not (k == "kernel" and v is None)} for t in spec["tasks"]]
+    if defn.own_image is not None:
+        return spec, 3
+    del spec["own_image"]
     if defn.kernel or any("kernel" in t for t in spec["tasks"]):
         return spec, 2
     del spec["kernel"]

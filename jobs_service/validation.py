@@ -301,7 +301,18 @@ def parse(data: Any, min_interval: timedelta = timedelta(minutes=1)) -> Definiti
         after=check_after_names(data.get("after")),
         tasks=tasks,
         kernel=check_kernel(data.get("kernel")),
+        own_image=check_own_image(data.get("own_image")),
     )
+
+
+def check_own_image(value: Any) -> int | None:
+    """A build's id (an image its owner built from an environment), or None. Whether it is
+    theirs and ready is checked where the job's choices are (``entitlements``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FieldError("own_image", "must be the id of one of your images (GET /api/v1/images), or null")
+    return value
 
 
 def check_after_names(value: Any) -> list[str]:

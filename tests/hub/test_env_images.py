@@ -6,8 +6,9 @@ package index (a caching proxy of PyPI).
 - an environment's packages on the base catalog image build in the cluster; its log is read
   while it builds and kept; the image is pushed under its owner's name, checked (a non-root
   user, starts as a notebook server) and then ready;
-- its owner starts a server with it: the pod runs it by digest, and the package imports from
-  the image's own Python (not the workspace); another user naming it is refused;
+- its owner starts a server with it, and a job of theirs runs with it: the pod runs it by
+  digest, and the package imports from the image's own Python (not the workspace); another
+  user naming it, for a server or a job, is refused;
 - an admin promotes it into the catalog (the console's add, which checks it again) for a
   group, and a member of that group starts it like any environment;
 - a build of an unknown package fails with pip's own words, and nothing is offered.
@@ -24,7 +25,7 @@ from kubernetes_asyncio import client
 
 from moonhub_core.catalog import load
 from tests.conftest import Hub
-from tests.helpers import gone, jobs_api, run_in_kernel, wait_for
+from tests.helpers import gone, jobs_api, notebook, printed, run_in_kernel, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
 BUILDS_NS = "moonhub-builds"
@@ -123,6 +124,22 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
         assert status == "ok" and f"AT {VERSION} /opt/moonhub/venv/" in out, out
     finally:
         await _stop(hub, s, OWNER, core)
+
+    # a job of its owner runs with it; another user's job naming it is refused
+    show = f"import {PACKAGE}; print('AT', {PACKAGE}.__version__, {PACKAGE}.__file__)"
+    body = {"name": "tabjob", "notebook": "t.ipynb", "notebook_content": notebook(show), "schedule": None,
+            "own_image": build_id}  # fmt: skip
+    r = call("POST", "/jobs", body)
+    assert r.status_code == 201 and r.json()["own_image"] == build_id, r.text
+    job_id = r.json()["id"]
+    assert call("POST", f"/jobs/{job_id}/run").status_code == 201
+    [run] = await runs_ended(call, job_id, timeout=300)
+    assert run["status"] == "succeeded", run
+    out = printed(call("GET", f"/jobs/{job_id}/runs/{run['id']}/output?format=ipynb").json())
+    assert f"AT {VERSION} /opt/moonhub/venv/" in out, out
+    r = other_call("POST", "/jobs", {**body, "name": "notmine"})
+    assert r.status_code == 403 and r.json()["field"] == "own_image", r.text
+    assert call("DELETE", f"/jobs/{job_id}").status_code == 204
 
     # someone else's image is not theirs to start
     r = hub.api(other, "POST", f"/users/{OTHER}/server", json={"own_image": str(build_id), "size": "small"})

@@ -222,3 +222,20 @@ def test_a_job_or_task_runs_with_the_kernel_it_names_and_is_stored_in_the_form_t
     assert form == 2 and jobspec.stored(Row("daily", spec, form)) == pipeline
     a, b = pipeline.task_list()
     assert pipeline.for_task(a).kernel == "" and pipeline.for_task(b).kernel == "env-x"
+
+
+def test_a_job_names_an_own_image_by_its_build_and_is_stored_in_the_form_that_needs_it() -> None:
+    """own_image: an image its owner built from an environment (docs/environment-images.md),
+    by the build's id; stored in form 3 only when set (a rollback reads every other job)."""
+    Row = dataclasses.make_dataclass("Row", ["name", "spec", "spec_version"])
+    named = validation.parse({**BASE, "own_image": 7})
+    assert named.own_image == 7
+    spec, form = jobspec.to_stored(named)
+    assert form == 3 and jobspec.stored(Row("daily", spec, form)) == named
+    spec, form = jobspec.to_stored(validation.parse(BASE))
+    assert form == 1 and "own_image" not in spec
+    assert jobspec.stored(Row("daily", spec, 1)).own_image is None
+    for bad in ("7", 0, -1, True, 1.5, [7]):
+        with pytest.raises(FieldError) as e:
+            validation.parse({**BASE, "own_image": bad})
+        assert e.value.field == "own_image" and e.value.status == 400
