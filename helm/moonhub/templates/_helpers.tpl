@@ -11,6 +11,7 @@
 {{- define "moonhub.config" -}}{{ include "moonhub.fullname" . }}-config{{- end -}}
 {{- define "moonhub.catalog" -}}{{ include "moonhub.fullname" . }}-catalog{{- end -}}
 {{- define "moonhub.prePuller" -}}{{ include "moonhub.fullname" . }}-pre-puller{{- end -}}
+{{- define "moonhub.buildsNamespace" -}}{{ .Values.builds.namespace | default (printf "%s-builds" .Release.Namespace) }}{{- end -}}
 {{- define "moonhub.userNamespace" -}}{{ .Values.userNamespace.name | default (printf "%s-users" .Release.Namespace) }}{{- end -}}
 {{- define "moonhub.hubImage" -}}{{ .Values.images.hub.repository }}:{{ .Values.images.hub.tag }}{{- end -}}
 
