@@ -269,7 +269,7 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | Non
     if reason == "DeadlineExceeded":
         return "failed", "the build ran past its time limit (builds.timeout) and was stopped", {}
     if reason == "Evicted":
-        if "ephemeral" in message:
+        if "ephemeral" in message.lower() or "emptydir" in message.lower():
             return "failed", f"the build used more disk than it may (builds.disk): {message}", {}
         return "failed", f"the node evicted the build: {message}", {}
     for cs in status.get("initContainerStatuses") or []:
@@ -278,7 +278,9 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | Non
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
             return "failed", f"the builder image could not be pulled: {waiting.get('message', '')}", {}
         if done and done.get("exitCode") != 0:
-            if done.get("reason") == "OOMKilled":
+            # the kernel's OOM killer: BuildKit itself (the container's reason), or a step's
+            # process (its exit code 137 in BuildKit's summary)
+            if done.get("reason") == "OOMKilled" or "exit code: 137" in (done.get("message") or ""):
                 return "failed", "the build ran out of memory (builds.memory)", {}
             why = reason_in_log(done.get("message") or "")
             return "failed", f"the build failed (exit {done.get('exitCode')}){': ' + why if why else ''}", {}

@@ -155,6 +155,24 @@ def test_a_build_pods_end_is_read_from_its_status() -> None:
         phase="Failed", initContainerStatuses=[{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
     )
     assert "out of memory (builds.memory)" in ei.pod_outcome(oom)[1]  # type: ignore[index]
+    step_oom = _status(
+        phase="Failed",
+        initContainerStatuses=[
+            {
+                "state": {
+                    "terminated": {
+                        "exitCode": 1,
+                        "message": 'ERROR: process "pip" did not complete successfully: exit code: 137',
+                    }
+                }
+            }
+        ],
+    )
+    assert "out of memory" in ei.pod_outcome(step_oom)[1]  # type: ignore[index]
+    volume = _status(
+        phase="Failed", reason="Evicted", message='Usage of EmptyDir volume "work" exceeds the limit "1Gi".'
+    )
+    assert "more disk than it may" in ei.pod_outcome(volume)[1]  # type: ignore[index]
     late = _status(phase="Failed", reason="DeadlineExceeded")
     assert "time limit (builds.timeout)" in ei.pod_outcome(late)[1]  # type: ignore[index]
     disk = _status(
