@@ -328,7 +328,7 @@ class EnvImageRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     added_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     #: the build's output, kept once its pod is gone (at most LOG_BYTES)
-    log: Mapped[str] = deferred(mapped_column(String, default=""))
+    log: Mapped[str] = mapped_column(String, default="", nullable=False, deferred=True)
     created_at: Mapped[datetime.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(default=None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,11 @@ log = logging.getLogger("moonhub.jobs")
 #: bytes of a build's output kept with it once its pod is gone (the end of it, where the
 #: reason of a failure is)
 LOG_BYTES = 256 * 1024
-#: checks of built images in flight (build id -> task); one each
+#: checks of built images in flight (build id -> task); one each. And when each began
+#: (a check that can not tell, a first pull outlasting the probe, is tried again until
+#: ``builds.timeout``)
 _checking: dict[int, asyncio.Task[None]] = {}
+_check_began: dict[int, float] = {}
 
 
 def _enabled(ctx: Context) -> None:
@@ -88,6 +92,20 @@ def _visible(row: EnvImageRow | None, caller: Caller) -> bool:
     return row is not None and (row.owner == caller.name or caller.admin)
 
 
+def _readable(ctx: Context, image: str) -> str:
+    """``image`` as the service reaches its registry: where build pods reach it, when the
+    platform names that differently (the local cluster: the node's address)."""
+    b = ctx.settings.builds
+    if b.builder_registry and image.startswith(f"{b.registry}/"):
+        return f"{b.builder_registry}/{image[len(b.registry) + 1 :]}"
+    return image
+
+
+def _plain_http(ctx: Context) -> list[str]:
+    b = ctx.settings.builds
+    return [*b.plain_http_registries, b.registry]
+
+
 def pod_name(build_id: int) -> str:
     return f"moonhub-image-build-{build_id}"
 
@@ -105,6 +123,13 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     allowed = ch.allowed(catalog, caller.groups, caller.hub_admin)
     if base.name not in {e.name for e in allowed.environments}:
         raise FieldError("base", f"you may not use the environment {req.base!r}, so not build on it")
+    base_image = base.pinned_image
+    if "@" not in base_image:  # a catalog without a recorded digest: the build is FROM one anyway
+        try:
+            digest = await image_check.digest_of(_readable(ctx, base_image), _plain_http(ctx))
+        except FieldError as e:
+            raise Unavailable("base", f"the image of {base.name!r} can not be read now: {e.message}") from None
+        base_image = f"{base_image}@{digest}"
     with ctx.db() as s:
         waiting = s.scalar(
             select(func.count()).where(
@@ -120,7 +145,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
             owner=caller.name,
             environment=req.environment,
             base=base.name,
-            base_image=base.pinned_image,
+            base_image=base_image,
             packages=list(req.packages),
             state="queued",
             message="waiting for its turn",
@@ -280,9 +305,7 @@ async def _start(ctx: Context, row: EnvImageRow) -> None:
     repo = ei.repository(b.repository_prefix, row.owner, row.environment)
     push_to = f"{builder_registry}/{repo}:{ei.tag(row.id)}"
     # the base as build pods reach its registry (the local cluster: the node's address)
-    base = row.base_image
-    if b.builder_registry and base.startswith(f"{b.registry}/"):
-        base = f"{b.builder_registry}/{base[len(b.registry) + 1 :]}"
+    base = _readable(ctx, row.base_image)
     index = ctx.settings.package_index
     host = index.split("/")[2].split(":")[0] if index.startswith("http://") else ""
     pod = ei.build_pod(
@@ -347,31 +370,31 @@ async def _check(ctx: Context, build_id: int) -> None:
             return
         image, digest, base_image = row.image, row.digest, row.base_image
     run_as = f"{image}@{digest}"
-    insecure = [*b.plain_http_registries, b.registry]
+    insecure = _plain_http(ctx)
     state, message, added = "ready", "", 0
     try:
-        readable = run_as
-        if b.builder_registry:  # the service reads the registry where build pods reach it
-            readable = f"{b.builder_registry}/{run_as[len(b.registry) + 1 :]}"
-        manifest, config = await image_check.manifest_and_config(readable, insecure)
+        manifest, config = await image_check.manifest_and_config(_readable(ctx, run_as), insecure)
         problems = ei.config_problems(config)
         if problems:
             raise FieldError("image", "; ".join(problems))
         try:
-            base_manifest, _ = await image_check.manifest_and_config(base_image, insecure)
+            base_manifest, _ = await image_check.manifest_and_config(_readable(ctx, base_image), insecure)
             added = ei.added_bytes(manifest, base_manifest)
         except FieldError:
             added = 0  # the base's registry may not be the service's to read; the size stays
         said = await image_probe.starts_as_server(ctx.core, b.namespace, run_as)
         message = f"ready: starts as a notebook server ({said.strip()[:200]})"
     except Unavailable as e:
-        log.info("image build %d: its check could not tell yet: %s", build_id, e.message)
-        return  # the next pass tries again
+        if time.monotonic() - _check_began.setdefault(build_id, time.monotonic()) < b.timeout:
+            log.info("image build %d: its check could not tell yet: %s", build_id, e.message)
+            return  # the next pass tries again
+        state, message = "failed", f"the image could not be checked within builds.timeout: {e.message}"
     except FieldError as e:
         state, message = "failed", f"the image failed its checks: {e.message}"
     except Exception as e:  # a check that breaks must not leave it checking forever
         log.exception("image build %d: its check failed", build_id)
         state, message = "failed", f"the image could not be checked: {e}"
+    _check_began.pop(build_id, None)
     async with ctx.writes:
         with ctx.db() as s:
             row = s.get(EnvImageRow, build_id)

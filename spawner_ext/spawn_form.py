@@ -75,6 +75,10 @@ class SpawnForm(WorkspaceClaims):
 
     # ---- the form --------------------------------------------------------------------
     @default("options_form")
+    async def own_images(self) -> list[dict[str, Any]]:
+        """The user's images built from environments, ready to run (:mod:`.own_images`)."""
+        return []
+
     def _default_options_form(self) -> Any:
         return SpawnForm.render_options_form
 
@@ -94,6 +98,10 @@ class SpawnForm(WorkspaceClaims):
         capacity = await self.gpu_capacity(cat) if ok.gpu_types else {}
         workspace_now = await claims.size_of(self.api, self.namespace, self.pvc_name)
         counts = sorted({n for g in ok.gpu_types for n in ok.gpu_counts(g)} | {0})
+        try:  # the user's images built from environments (none when the jobs service can not tell)
+            own = [i for i in await self.own_images() if i["base"] in {e.name for e in ok.environments}]
+        except ChoiceError:
+            own = []
         return _TEMPLATES.get_template("options_form.html").render(
             environments=ok.environments,
             building=building,
@@ -109,6 +117,8 @@ class SpawnForm(WorkspaceClaims):
             workspace_default=cat.storage.capacity,
             bytes_of=workspaces.bytes_of,
             catalog_error=self.catalog_error if self.user.admin else None,
+            own_images=own,
+            selected_own_image=last.get("own_image"),
         )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:

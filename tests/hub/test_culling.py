@@ -65,6 +65,7 @@ def cull_hub(local_cluster: ClusterConfig | None) -> Iterator[Hub]:
     )
     doc = platform_doc(STATE, 18400, catalog)
     doc["jobs"]["enabled"] = False
+    doc["builds"]["enabled"] = False  # builds need the jobs service
     # its own Kueue objects: the session's hub (another catalog) keeps its own
     doc["spawner"]["queue_prefix"] = "moonhub-culling"
     doc["culling"] |= {"enabled": True, **CLOCKS}

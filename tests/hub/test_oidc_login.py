@@ -99,6 +99,7 @@ def oidc_hub(local_cluster: ClusterConfig | None) -> Iterator[OIDCHub]:
         "oidc": {"issuer": f"http://127.0.0.1:{PROVIDER_PORT}"},
     }
     doc["jobs"]["enabled"] = False
+    doc["builds"]["enabled"] = False  # builds need the jobs service
     url, _, hub_sup = start_hub(local_cluster, STATE, doc, "hub-oidc")
     yield OIDCHub(url, accounts)
     hub_sup.stop("hub-oidc")

@@ -90,6 +90,7 @@ def test_every_route_by_every_caller(callers: dict[str, Caller]) -> None:
         "team": "ml-research",
         "path": "metrics.csv",
         "kind": "user",
+        "build_id": "1",
     }
     routes = sorted(_routes(), key=lambda r: (r in LAST, r[1], r[0]))
     table: dict[tuple[str, str], dict[str, int]] = {}
@@ -139,7 +140,14 @@ def test_every_body_route_takes_any_json_and_raw_bytes_without_a_5xx(callers: di
     owner = callers["owner"]
     job = owner("POST", "/jobs", _body("hostile-bodies")).json()
     run = owner("POST", f"/jobs/{job['id']}/run").json()
-    values = {"job_id": job["id"], "run_id": run["id"], "name": "hostile-b", "team": "ml-research", "kind": "user"}
+    values = {
+        "job_id": job["id"],
+        "run_id": run["id"],
+        "name": "hostile-b",
+        "team": "ml-research",
+        "kind": "user",
+        "build_id": 1,
+    }
     before = {j["name"] for j in owner("GET", "/jobs").json()["jobs"]}
     for method, template in _routes():
         if method not in ("POST", "PUT", "PATCH") or template.endswith("/run"):

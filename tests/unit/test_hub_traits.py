@@ -107,7 +107,10 @@ def test_the_metrics_scrapers_token_is_kept_or_read_from_the_file_named(tmp_path
     given.write_text("t" * 48 + "\n")
     assert scraper(_configured(tmp_path, metrics={"scraper_token_file": "secret/token"}))["api_token"] == "t" * 48
     # without the jobs service it reads the hub's metrics only
-    roles = {r["name"]: r for r in _configured(tmp_path, jobs={"enabled": False}).JupyterHub.load_roles}
+    roles = {
+        r["name"]: r
+        for r in _configured(tmp_path, jobs={"enabled": False}, builds={"enabled": False}).JupyterHub.load_roles
+    }
     assert roles["moonhub-metrics-scraper"]["scopes"] == ["read:metrics"]
 
 
