@@ -25,7 +25,7 @@ PROGRAMS = ("buildkitd", "buildctl", "rootlesskit")
 def install(buildkit: str, rootlesskit: str, cache: Path, into: Path, say: Callable[[str], None]) -> None:
     """The three programs of ``buildkit`` and ``rootlesskit`` (versions), built once into the
     cache, copied to ``into``."""
-    cached = cache / "buildkit" / f"{buildkit}-rootlesskit-{rootlesskit}"
+    cached = cache / "buildkit" / f"{buildkit}-rootlesskit-{rootlesskit}-v2"
     if not all((cached / p).exists() for p in PROGRAMS):
         say(f"BuildKit {buildkit} and RootlessKit {rootlesskit}: go build (a few minutes, once)")
         t0 = time.monotonic()
@@ -46,8 +46,20 @@ def install(buildkit: str, rootlesskit: str, cache: Path, into: Path, say: Calla
         shutil.copytree(json.loads(got.stdout)["Dir"], src)
         for p in src.rglob("*"):  # the module cache's files are read-only; go.sum is written
             p.chmod(p.stat().st_mode | 0o200)
+        # its version as BuildKit's own release builds stamp it (`buildkitd --version`)
+        stamp = f"-s -w -X github.com/moby/buildkit/version.Version={buildkit}"
         subprocess.run(
-            ["go", "build", *flags, "-o", str(building) + "/", "./cmd/buildkitd", "./cmd/buildctl"],
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-ldflags",
+                stamp,
+                "-o",
+                str(building) + "/",
+                "./cmd/buildkitd",
+                "./cmd/buildctl",
+            ],
             check=True,
             cwd=src,
             env=env,
