@@ -3,6 +3,8 @@ the real node: rootless BuildKit in a build pod of the cluster, the node's regis
 package index (a caching proxy of PyPI).
 
 - bad requests are refused naming the field, and nothing is queued;
+- an environment made in the workspace (``moonhub-env``) is frozen by the user's server and
+  sent on from the lab's route;
 - an environment's packages on the base catalog image build in the cluster; its log is read
   while it builds and kept; the image is pushed under its owner's name, checked (a non-root
   user, starts as a notebook server) and then ready;
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -25,7 +29,7 @@ from kubernetes_asyncio import client
 
 from moonhub_core.catalog import load
 from tests.conftest import Hub
-from tests.helpers import gone, jobs_api, notebook, printed, run_in_kernel, runs_ended, wait_for
+from tests.helpers import gone, jobs_api, kubectl, notebook, printed, run_in_kernel, runs_ended, wait_for
 
 USER_NS = "moonhub-users"
 BUILDS_NS = "moonhub-builds"
@@ -34,23 +38,23 @@ PACKAGE, VERSION = "tabulate", "0.9.0"
 GROUP = "image-fans"
 
 
-def _call(hub: Hub, s: requests.Session, method: str, path: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+def _call(hub: Hub, s: requests.Session, method: str, path: str, **kw: Any) -> requests.Response:
     headers = {"X-XSRFToken": s.cookies.get("_xsrf", path="/hub/") or ""}
     return s.request(method, f"{hub.url}{path}", headers=headers, allow_redirects=False, timeout=300, **kw)
 
 
 @pytest.fixture
-def restore_catalog(hub: Hub):  # type: ignore[no-untyped-def]
+def restore_catalog(hub: Hub) -> Iterator[None]:
     before = hub.catalog.read_text()
     yield
     hub.catalog.write_text(before)
 
 
-async def _ended(call, build_id: int, timeout: float = 900) -> dict:  # type: ignore[no-untyped-def]
+async def _ended(call: Callable[..., requests.Response], build_id: int, timeout: float = 900) -> dict[str, Any]:
     """The build once it ended, printing its log as it grows (the test's own follow)."""
     shown = ""
 
-    async def done() -> dict | None:
+    async def done() -> dict[str, Any]:
         nonlocal shown
         await asyncio.sleep(2)
         log = call("GET", f"/images/{build_id}/log").json().get("log") or ""
@@ -58,9 +62,9 @@ async def _ended(call, build_id: int, timeout: float = 900) -> dict:  # type: ig
             print(log[len(shown) :], end="")
         shown = log
         b = call("GET", f"/images/{build_id}").json()
-        return b if b["state"] in ("ready", "failed", "cancelled") else None
+        return dict(b) if b["state"] in ("ready", "failed", "cancelled") else {}
 
-    return await wait_for(done, bool, timeout=timeout, what=f"image build {build_id} ended")  # type: ignore[no-any-return]
+    return await wait_for(done, bool, timeout=timeout, what=f"image build {build_id} ended")
 
 
 async def _stop(hub: Hub, s: requests.Session, user: str, core: client.CoreV1Api) -> None:
@@ -88,10 +92,28 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
         assert r.status_code == 400 and r.json()["field"] == field, r.text
     assert call("GET", "/images").json()["images"] == []
 
+    # from the lab: an environment made in the workspace, frozen by the server and sent on
+    r = hub.api(s, "POST", f"/users/{OWNER}/server", json={"environment": "python", "size": "small"})
+    assert r.status_code in (201, 202), r.text
+    hub.open_lab(s, OWNER, timeout=240)
+    try:
+        assert hub.cluster is not None
+        made = kubectl(
+            hub.cluster, "-n", USER_NS, "exec", f"jupyter-{OWNER}", "--",
+            "sh", "-c", f"moonhub-env create tab {PACKAGE}=={VERSION} 2>&1; echo rc=$?",
+        )  # fmt: skip
+        assert "rc=0" in made, made
+        envs = hub.lab(s, OWNER, "moonhub/environments").json()
+        assert envs["base"] == "python" and [e["name"] for e in envs["environments"]] == ["tab"], envs
+        r = hub.lab(s, OWNER, "moonhub/environments/nosuch/image", "POST", json={})
+        assert r.status_code == 400 and r.json()["field"] == "name", r.text
+        t0 = time.monotonic()
+        r = hub.lab(s, OWNER, "moonhub/environments/tab/image", "POST", json={})
+    finally:
+        await _stop(hub, s, OWNER, core)
     # a build in the cluster: queued, built by rootless BuildKit, pushed, checked, ready
-    t0 = time.monotonic()
-    r = call("POST", "/images", {"environment": "tab", "packages": [f"{PACKAGE}=={VERSION}"], "base": "python"})
     assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+    assert r.json()["packages"] == [f"{PACKAGE}=={VERSION}"] and r.json()["base"] == "python", r.text
     build_id = r.json()["id"]
     built = await _ended(call, build_id)
     timings["an environment image: request to ready (build, push, checks)"] = time.monotonic() - t0
