@@ -8,7 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { JobsClient, NewJob } from './api/client';
 import { fieldMessage, JobsError } from './api/errors';
-import type { Concurrency, Job, Options, Run, IServerInfo, Secret } from './api/types';
+import type { Concurrency, EnvImage, Job, Options, Run, IServerInfo, Secret } from './api/types';
 import { button, h, select } from './dom';
 import { CONCURRENCY_LABELS, jobName, when } from './format';
 import { ParametersEditor } from './parameterseditor';
@@ -33,6 +33,8 @@ export interface IScheduleRequest {
   readNotebook?: (path: string) => Promise<Record<string, unknown>>;
   /** the kernels this server offers (the image's and the workspace's environments) */
   kernels?: IKernelChoice[];
+  /** the user's images built from environments, ready to run (docs/environment-images.md) */
+  images?: EnvImage[];
 }
 
 /** A kernel a run may use: its name and what the launcher calls it. */
@@ -60,6 +62,7 @@ const FIELDS = [
   'retries',
   'concurrency',
   'kernel',
+  'own_image',
   'notify',
   'secrets',
   'after',
@@ -104,6 +107,7 @@ export class ScheduleDialog extends Widget {
   private readonly retries: HTMLInputElement;
   private readonly concurrency: HTMLSelectElement;
   private readonly kernel: HTMLSelectElement;
+  private readonly ownImage: HTMLSelectElement;
   private readonly emails: HTMLInputElement;
   private readonly onSuccess: HTMLInputElement;
   private readonly webhook: HTMLInputElement;
@@ -177,6 +181,25 @@ export class ScheduleDialog extends Widget {
       kernels.push({ value: wanted, label: `${wanted} (not in this server)` });
     }
     this.kernel = select(id('kernel'), [{ value: '', label: `The notebook's (${own})` }, ...kernels], wanted);
+
+    // the image: the environment's own, or one the user built (on that environment)
+    const images = (req.images ?? []).map(i => ({
+      value: String(i.id),
+      label: `Your image #${i.id}: ${i.environment} on ${i.base}`,
+      base: i.base
+    }));
+    const wantedImage = job?.own_image ? String(job.own_image) : '';
+    if (wantedImage && !images.some(i => i.value === wantedImage)) {
+      images.push({ value: wantedImage, label: `Image #${wantedImage} (no longer ready)`, base: '' });
+    }
+    this.ownImage = select(id('own_image'), [{ value: '', label: "The environment's own" }, ...images], wantedImage);
+    this.ownImage.addEventListener('change', () => {
+      const base = images.find(i => i.value === this.ownImage.value)?.base;
+      if (base && Array.from(this.environment.options).some(o => o.value === base)) {
+        this.environment.value = base;
+        this.gpusForEnvironment();
+      }
+    });
 
     this.timeout = h('input', {
       id: id('timeout_seconds'),
@@ -267,6 +290,7 @@ export class ScheduleDialog extends Widget {
     this.controls.set('retries', this.retries);
     this.controls.set('concurrency', this.concurrency);
     this.controls.set('kernel', this.kernel);
+    this.controls.set('own_image', this.ownImage);
     this.controls.set('notify', this.emails);
     this.controls.set('team', this.team);
 
@@ -308,6 +332,12 @@ export class ScheduleDialog extends Widget {
         this.field('size', 'Size', this.size),
         this.field('gpu_type', 'GPU type', this.gpuType),
         this.field('gpu_count', 'GPUs', this.gpuCount)
+      ),
+      this.field(
+        'own_image',
+        'Image',
+        this.ownImage,
+        'An image you built from one of your environments runs instead of the environment\u2019s; the environment is the one it was built on.'
       ),
       this.field(
         'kernel',
@@ -452,6 +482,7 @@ export class ScheduleDialog extends Widget {
       retries: Number(this.retries.value),
       concurrency: this.concurrency.value as Concurrency,
       kernel: this.kernel.value,
+      own_image: this.ownImage.value ? Number(this.ownImage.value) : null,
       notify: {
         emails,
         webhook: this.webhook.value.trim(),

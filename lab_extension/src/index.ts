@@ -124,6 +124,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         ]);
         const readNotebook = (p: string) => snapshot(p, null);
         const kernels = await kernelChoices();
+        // the user's images built from environments, ready to run (none where builds are off)
+        const images = (await client.images().catch(() => [])).filter(i => i.state === 'ready');
         const result = await ScheduleDialog.open({
           client,
           path,
@@ -133,7 +135,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           job,
           secrets,
           readNotebook,
-          kernels
+          kernels,
+          images
         });
         if (!result) {
           return;
