@@ -112,10 +112,16 @@ class ClusterConfig:
 
     @property
     def node_registry(self) -> str:
-        """The image registry as pods reach it (``host:port`` on the node address): the machine's
-        registry (:mod:`.registry`, which the node pulls from on 127.0.0.1) served again here
-        from the same storage, for the image builder's pulls and pushes."""
+        """The image registry as pods reach it (``host:port`` on the node address), read only:
+        the machine's registry (:mod:`.registry`, which the node pulls from on 127.0.0.1)
+        served again here from the same storage, for the image builder's pulls."""
         return f"{self.node_ip}:{5000 + self.port_offset}"
+
+    @property
+    def node_registry_push(self) -> str:
+        """The same registry's door for the image builder's pushes: a login is needed (the
+        push container's alone: :func:`.registry.push_login`)."""
+        return f"{self.node_ip}:{5001 + self.port_offset}"
 
     @property
     def kubelet_port(self) -> int:

@@ -8,6 +8,8 @@ cluster DNS.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from moonhub_core.platform import DEFAULT_CONFIG, PlatformConfig, load, scraper_
 
 from . import prometheus
 from .config import REPO, ClusterConfig
+from .registry import push_login
 from .supervisor import Supervisor, ensure_free
 
 log = logging.getLogger("moonhub.localcluster")
@@ -52,6 +55,8 @@ def hub_up(
     apply_user_pod_policy(cfg, user_pod_policy(platform, f"moonhub-{name}-user-pods"))
     if platform.builds.enabled:
         apply_user_pod_policy(cfg, build_pod_policy(platform, f"moonhub-{name}-build-pods"))
+        if platform.builds.push_secret:  # the push container's login to the node's push door
+            apply_user_pod_policy(cfg, push_login_secret(platform, *push_login(cfg.state_dir)), "the push's login")
     env = {
         "MOONHUB_CONFIG": str(platform_config.resolve()),
         "KUBECONFIG": str(cfg.kubeconfig("hub")),
@@ -121,8 +126,9 @@ def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods")
     if platform.spawner.package_index:
         u = urlparse(platform.spawner.package_index)
         targets.append((u.hostname, u.port or (443 if u.scheme == "https" else 80)))
-    host, _, port = (b.builder_registry or b.registry).partition(":")
-    targets.append((host, int(port or 443)))
+    for registry in sorted({b.builder_registry or b.registry, b.push_registry or b.builder_registry or b.registry}):
+        host, _, port = registry.partition(":")
+        targets.append((host, int(port or 443)))
     egress: list[dict[str, Any]] = [
         {"to": [{"ipBlock": {"cidr": f"{h}/32"}}], "ports": [{"port": p, "protocol": "TCP"}]} for h, p in targets
     ]
@@ -145,17 +151,34 @@ def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods")
     }
 
 
-def apply_user_pod_policy(cfg: ClusterConfig, policy: dict[str, Any]) -> None:
+def push_login_secret(platform: PlatformConfig, user: str, password: str) -> dict[str, Any]:
+    """The Secret ``builds.push_secret`` names: Docker's ``config.json`` with the login of the
+    registry's push door (``builds.push_registry``), for the build pods' push container (pure)."""
+    b = platform.builds
+    namespace, name = b.push_secret.split("/", 1)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    config = {"auths": {b.push_registry or b.builder_registry or b.registry: {"auth": token}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "stringData": {"config.json": json.dumps(config)},
+    }
+
+
+def apply_user_pod_policy(cfg: ClusterConfig, obj: dict[str, Any], what: str = "the user pods' NetworkPolicy") -> None:
+    """``kubectl apply`` of one object the host-run hub needs in the cluster (a policy, a Secret)."""
     built = subprocess.run([str(REPO / "localcluster" / "build.sh")], check=True, capture_output=True, text=True)
     kubectl = Path(built.stdout.split()[-1]) / "kubectl"
     proc = subprocess.run(
         [str(kubectl), f"--kubeconfig={cfg.admin_kubeconfig}", "apply", "-f", "-"],
-        input=yaml.safe_dump(policy),
+        input=yaml.safe_dump(obj),
         capture_output=True,
         text=True,
     )
     if proc.returncode:
-        raise RuntimeError(f"applying the user pods' NetworkPolicy failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"applying {what} failed: {proc.stderr.strip()}")
 
 
 def dev_password(platform_config: Path = DEFAULT_PLATFORM_CONFIG) -> str | None:

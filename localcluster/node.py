@@ -30,7 +30,7 @@ from . import prometheus
 from .config import METADATA_IP, ClusterConfig
 from .controlplane import Component
 from .network import BRIDGE
-from .registry import CACHE, REGISTRY, ref
+from .registry import CACHE, REGISTRY, push_login, ref
 from .registry import config as registry_config
 
 PAUSE_IMAGE = ref("moonhub/pause", "3.10")
@@ -195,7 +195,10 @@ def write_configs(cfg: ClusterConfig) -> None:
     (d / "cni" / "10-moonhub.conflist").write_text(json.dumps(cni_config(cfg), indent=2))
     (d / "kubelet" / "config.yaml").write_text(yaml.safe_dump(kubelet_config(cfg)))
     (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(cfg)))
-    (d / "registry.yaml").write_text(registry_config(cfg.node_registry))
+    (d / "registry.yaml").write_text(registry_config(cfg.node_registry, read_only=True))
+    push_login(cfg.state_dir)
+    htpasswd = cfg.state_dir / "registry-push" / "htpasswd"
+    (d / "registry-push.yaml").write_text(registry_config(cfg.node_registry_push, htpasswd=htpasswd))
     # no outside resolver: CoreDNS answers cluster names and refuses the rest
     (d / "resolv.conf").write_text(f"nameserver {cfg.dns_service_ip}\n")
     prometheus.write_config(cfg)
@@ -315,12 +318,18 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         ],
         f"http://{cfg.node_ip}:{cfg.package_index_port}/health",
     )
-    # the registry as pods reach it (the image builder's pulls and pushes): the machine's
-    # registry's storage served on the node address too
+    # the registry as pods reach it: the machine's registry's storage served on the node
+    # address too, read only for the image builder's pulls, and with a login for its pushes
+    # (the push container's alone: a build step, which runs a package's own code, has none)
     node_registry = Component(
         "node-registry",
         [str(b / "registry"), "serve", str(d / "registry.yaml")],
         f"http://{cfg.node_registry}/v2/",
+    )
+    node_registry_push = Component(
+        "node-registry-push",
+        [str(b / "registry"), "serve", str(d / "registry-push.yaml")],
+        None,  # its /v2/ answers 401 without the login
     )
     gpu = [gpus] if cfg.simulated_gpus else []
     # metrics: after the GPUs' exporter, which it scrapes (localcluster/prometheus.py)
@@ -332,6 +341,7 @@ def components(cfg: ClusterConfig, bin_dir: Path) -> list[Component]:
         netpol,
         packages,
         node_registry,
+        node_registry_push,
         *gpu,
         prometheus.component(cfg, b),
     ]

@@ -71,17 +71,49 @@ def manifest_digest(repository: str, tag: str) -> str | None:
         return None
 
 
-def config(addr: str = REGISTRY) -> str:
+def config(addr: str = REGISTRY, *, read_only: bool = False, htpasswd: Path | None = None) -> str:
     """The registry's configuration, listening on ``addr``: the machine's on loopback, or a
-    node's second one on its address (the same storage: one registry's content, two doors)."""
-    return yaml.safe_dump(
-        {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(DATA)}, "delete": {"enabled": True}},
-            "http": {"addr": addr},
-        }
-    )
+    node's doors on its address for the image builder's pods (the same storage: one
+    registry's content): one ``read_only`` (the base images' pulls; distribution answers a
+    push 405), one that takes pushes only with a login from ``htpasswd`` (the push's)."""
+    storage: dict[str, object] = {"filesystem": {"rootdirectory": str(DATA)}, "delete": {"enabled": True}}
+    if read_only:
+        storage["maintenance"] = {"readonly": {"enabled": True}}
+    doc: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": storage,
+        "http": {"addr": addr},
+    }
+    if htpasswd is not None:
+        doc["auth"] = {"htpasswd": {"realm": "moonhub-builds", "path": str(htpasswd)}}
+    return yaml.safe_dump(doc)
+
+
+#: the user name of the node's push door (its password is the cluster's, made once)
+PUSH_USER = "moonhub-builds"
+
+
+def push_login(state: Path) -> tuple[str, str]:
+    """The node's push door's login (user, password), made once per cluster state: the
+    password in ``<state>/registry-push/password``, its bcrypt hash in ``htpasswd`` next to
+    it (the one format distribution reads)."""
+    import secrets
+
+    import bcrypt
+
+    folder = state / "registry-push"
+    folder.mkdir(parents=True, exist_ok=True)
+    password_file = folder / "password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    htpasswd = folder / "htpasswd"
+    line = htpasswd.read_text().strip() if htpasswd.exists() else ""
+    if not line.startswith(f"{PUSH_USER}:") or not bcrypt.checkpw(password.encode(), line.split(":", 1)[1].encode()):
+        htpasswd.write_text(f"{PUSH_USER}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}\n")
+    return PUSH_USER, password
 
 
 def _supervisor() -> Supervisor:

@@ -280,6 +280,10 @@ class BuildsSection:
     #: how build pods reach that registry, when not by the same name (the local cluster:
     #: nodes pull from 127.0.0.1:5000, pods reach it on the node's address); empty: ``registry``
     builder_registry: str = ""
+    #: where build pods push, when not ``builder_registry`` (the local cluster: a door of the
+    #: same registry that takes pushes only with ``push_secret``'s login, beside a read-only
+    #: one for the base's pull); empty: ``builder_registry``
+    push_registry: str = ""
     #: registries build pods talk to over plain HTTP (the base image's and ``builder_registry``)
     plain_http_registries: list[str] = field(default_factory=list)
     #: ``namespace/name`` of a Secret (key ``config.json``, Docker's format) with the login the
@@ -396,8 +400,8 @@ def _check_builds(cfg: PlatformConfig) -> None:
     for key in ("builder_image", "registry"):
         if not getattr(b, key):
             raise DocumentError(f"builds.{key}: needed when builds.enabled is true")
-    if "/" in b.registry or "/" in b.builder_registry:
-        raise DocumentError("builds.registry, builds.builder_registry: a host or host:port, no path")
+    if "/" in b.registry or "/" in b.builder_registry or "/" in b.push_registry:
+        raise DocumentError("builds.registry, builder_registry, push_registry: a host or host:port, no path")
     if b.push_secret and b.push_secret.count("/") != 1:
         raise DocumentError(f"builds.push_secret: {b.push_secret!r} is not namespace/name")
 

@@ -389,7 +389,11 @@ def platform_doc(
     }
     doc["spawner"]["package_index"] = cluster.package_index_url
     # image builds' pods reach the registry on this cluster's node address
-    doc["builds"] |= {"builder_registry": cluster.node_registry, "plain_http_registries": [cluster.node_registry]}
+    doc["builds"] |= {
+        "builder_registry": cluster.node_registry,
+        "push_registry": cluster.node_registry_push,
+        "plain_http_registries": [cluster.node_registry, cluster.node_registry_push],
+    }
     doc["metrics"] = {"prometheus_url": prometheus.url(cluster)}
     doc["culling"] |= {
         "url": f"http://{cluster.node_ip}:{port + 91}",

@@ -112,6 +112,7 @@ def test_node_configs_for_this_machine() -> None:
         node.ENFORCER,
         "package-index",
         "node-registry",
+        "node-registry-push",
         "gpu-plugin",
         "prometheus",
     ]
