@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from .errors import FieldError
 from .pods import COMPONENT, GPU_NODE_LABEL, OWNER, PREFIX
 
@@ -39,6 +41,9 @@ BUILD_ID = f"{PREFIX}image-build"
 #: where the image's own Python environment is (images/base-notebook) and who it runs as
 VENV = "/opt/moonhub/venv"
 RUN_AS = 1000
+#: the build container's exit status when its own watch stopped it past ``builds.disk``
+#: (images/image-builder/moonhub-buildkitd)
+OVER_DISK = 75
 #: the states of a build, in order; the last three are ends
 STATES = ("queued", "building", "checking", "ready", "failed", "cancelled")
 ENDED = ("ready", "failed", "cancelled")
@@ -235,6 +240,7 @@ def build_pod(
                         {"name": "BUILD_DOCKERFILE", "value": dockerfile_text},
                         {"name": "BUILD_REQUIREMENTS", "value": "\n".join(packages)},
                         {"name": "BUILD_PLAIN_HTTP_REGISTRIES", "value": ",".join(plain_http_registries)},
+                        {"name": "BUILD_DISK_BYTES", "value": str(int(parse_quantity(bounds.disk)))},
                     ],
                     "volumeMounts": [work],
                     "resources": resources,
@@ -277,6 +283,12 @@ def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | Non
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
             return "failed", f"the builder image could not be pulled: {waiting.get('message', '')}", {}
+        if done and done.get("exitCode") == OVER_DISK:
+            return (
+                "failed",
+                f"the build used more disk than it may (builds.disk): {reason_in_log(done.get('message') or '')}",
+                {},
+            )
         if done and done.get("exitCode") != 0:
             # the kernel's OOM killer: BuildKit itself (the container's reason), or a step's
             # process (its exit code 137 in BuildKit's summary)

@@ -24,7 +24,7 @@ async def test_a_build_past_its_disk_bound_is_stopped_and_says_so(
     registry = local_cluster.node_registry
     base = f"{registry}/moonhub/debian:bookworm"
     # 2 GB written in a step, 1 GiB allowed (a "10 GB build", scaled to the test's disk)
-    dockerfile = f"FROM {base}\nRUN dd if=/dev/zero of=/fill bs=1M count=2048 && sync\n"
+    dockerfile = f"FROM {base}\nRUN dd if=/dev/zero of=/fill bs=1M count=2048 && sync && sleep 10\n"
     pod = ei.build_pod(
         name="moonhub-image-build-disk",
         build_id=1,
@@ -57,5 +57,7 @@ async def test_a_build_past_its_disk_bound_is_stopped_and_says_so(
     assert state == "failed" and "more disk than it may (builds.disk)" in said, (
         said + "\n" + log[-3000:] + await describe_pod(core, namespace, name)
     )
-    # it got as far as the step: BuildKit started rootless and pulled the base
+    # it got as far as the step (BuildKit started rootless and pulled the base), and was
+    # stopped by its own watch, within seconds, not by the kubelet's eviction
     assert "starting BuildKit" in log and "dd if=/dev/zero" in log, log[-3000:]
+    assert "more than it may (1024 MiB, builds.disk): stopped" in log, log[-3000:]

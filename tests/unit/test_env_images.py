@@ -113,6 +113,7 @@ def test_the_build_pod_is_bounded_and_only_the_push_holds_the_login() -> None:
     assert {"name": "PUSH_AUTHFILE", "value": "/run/push-login/config.json"} in push["env"]
     env = {e["name"]: e["value"] for e in build["env"]}
     assert env["BUILD_REQUIREMENTS"] == "a==1\nb==2" and env["BUILD_PLAIN_HTTP_REGISTRIES"] == "10.85.0.1:5000"
+    assert env["BUILD_DISK_BYTES"] == str(30 * 2**30)  # the build's own watch of its disk
     # both run as uid 1000; the push as the restricted level asks, the build with what a user
     # namespace needs and nothing more
     assert build["securityContext"]["runAsUser"] == push["securityContext"]["runAsUser"] == 1000
@@ -173,6 +174,22 @@ def test_a_build_pods_end_is_read_from_its_status() -> None:
         phase="Failed", reason="Evicted", message='Usage of EmptyDir volume "work" exceeds the limit "1Gi".'
     )
     assert "more disk than it may" in ei.pod_outcome(volume)[1]  # type: ignore[index]
+    watched = _status(
+        phase="Failed",
+        initContainerStatuses=[
+            {
+                "state": {
+                    "terminated": {
+                        "exitCode": ei.OVER_DISK,
+                        "message": "moonhub-build: ERROR: the build used 2050 MiB of disk, more than it may (1024 MiB, builds.disk): stopped",
+                    }
+                }
+            }
+        ],
+    )
+    state, said, _ = ei.pod_outcome(watched)  # type: ignore[misc]
+    assert state == "failed" and said.startswith("the build used more disk than it may (builds.disk)")
+    assert "2050 MiB" in said
     late = _status(phase="Failed", reason="DeadlineExceeded")
     assert "time limit (builds.timeout)" in ei.pod_outcome(late)[1]  # type: ignore[index]
     disk = _status(
