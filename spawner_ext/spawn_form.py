@@ -74,11 +74,11 @@ class SpawnForm(WorkspaceClaims):
         return ch.allowed(self.catalog, [g.name for g in self.user.groups], bool(self.user.admin))
 
     # ---- the form --------------------------------------------------------------------
-    @default("options_form")
     async def own_images(self) -> list[dict[str, Any]]:
         """The user's images built from environments, ready to run (:mod:`.own_images`)."""
         return []
 
+    @default("options_form")
     def _default_options_form(self) -> Any:
         return SpawnForm.render_options_form
 
