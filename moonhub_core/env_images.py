@@ -127,7 +127,7 @@ def dockerfile(base_image: str, owner: str, environment: str, index_url: str, tr
     trusted = f" --trusted-host {trusted_host}" if trusted_host else ""
     return "\n".join(
         [
-            "# syntax=docker/dockerfile:1",
+            # no `# syntax=` line: BuildKit's own Dockerfile frontend, not an image from a registry
             "# MoonHub: an environment's packages on a catalog image (docs/environment-images.md)",
             f"FROM {base_image}",
             "USER root",
