@@ -49,6 +49,8 @@ log = logging.getLogger("moonhub.jobs")
 #: bytes of a build's output kept with it once its pod is gone (the end of it, where the
 #: reason of a failure is)
 LOG_BYTES = 256 * 1024
+#: lines of a running build's output read at most, each container's (its end)
+LOG_LINES = 5000
 #: checks of built images in flight (build id -> task); one each. And when each began
 #: (a check that can not tell, a first pull outlasting the probe, is tried again until
 #: ``builds.timeout``)
@@ -256,7 +258,12 @@ async def _read_log(ctx: Context, build_id: int) -> str | None:
     parts = []
     for container in ("build", "push"):
         call = ctx.core.read_namespaced_pod_log(
-            pod_name(build_id), ctx.settings.builds.namespace, container=container, _preload_content=False
+            pod_name(build_id),
+            ctx.settings.builds.namespace,
+            container=container,
+            limit_bytes=4 * LOG_BYTES,  # (a page of it is kept: the end, where a failure's reason is)
+            tail_lines=LOG_LINES,
+            _preload_content=False,
         )
         try:
             data = await unread.body(call)
