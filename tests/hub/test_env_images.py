@@ -118,7 +118,7 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
     built = await _ended(call, build_id)
     timings["an environment image: request to ready (build, push, checks)"] = time.monotonic() - t0
     assert built["state"] == "ready", built["message"]
-    assert built["image"].startswith(f"127.0.0.1:5000/moonhub-users/{OWNER}/tab@sha256:"), built
+    assert built["image"].startswith(f"127.0.0.1:5000/moonhub-users/{OWNER}/tab:build-{build_id}@sha256:"), built
     print(f"image {built['image']}: {built['size_bytes']} bytes as pushed, {built['added_bytes']} added to its base")
     assert 0 < built["added_bytes"] < 50 * 2**20, "only the environment's layer is new"
     log = call("GET", f"/images/{build_id}/log").json()["log"]
