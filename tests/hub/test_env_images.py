@@ -169,6 +169,7 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
 
     # an admin promotes it for a group: checked again, pinned, offered to the group's members
     admin = hub.login("admin")
+    member = hub.login(MEMBER)  # (a user the hub knows)
     assert hub.api(admin, "POST", f"/groups/{GROUP}").status_code in (201, 409)
     assert hub.api(admin, "POST", f"/groups/{GROUP}/users", json={"users": [MEMBER]}).status_code == 200
     assert _call(hub, admin, "GET", "/hub/moonhub-admin/api/user-images").json()["images"][0]["id"] == build_id
@@ -178,7 +179,6 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
     )
     assert r.status_code == 200, r.text
     assert load(hub.catalog).environment("tab-lab") is not None
-    member = hub.login(MEMBER)
     assert 'value="tab-lab"' in member.get(f"{hub.url}/hub/spawn/{MEMBER}", timeout=30).text
     assert 'value="tab-lab"' not in other.get(f"{hub.url}/hub/spawn/{OTHER}", timeout=30).text
     assert hub.spawn_form(member, MEMBER, environment="tab-lab", size="small").status_code == 200
