@@ -182,7 +182,8 @@ def test_a_build_pods_end_is_read_from_its_status() -> None:
                 "state": {
                     "terminated": {
                         "exitCode": ei.OVER_DISK,
-                        "message": "moonhub-build: ERROR: the build used 2050 MiB of disk, more than it may (1024 MiB, builds.disk): stopped",
+                        "message": "moonhub-build: ERROR: the build used 2050 MiB of disk, more than it may "
+                        "(1024 MiB, builds.disk): stopped",
                     }
                 }
             }
