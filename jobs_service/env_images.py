@@ -114,10 +114,11 @@ def pod_name(build_id: int) -> str:
 
 async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
     """Queue a build; 400 naming the field of a bad request, 403 for a base the caller may not
-    use, 409/413 past the caller's limits. Nothing is written on a refusal."""
+    use, 409/413 past the caller's limits. Nothing is written on a refusal. The base's digest
+    is asked of the registry before the service's writer lock is taken (other writes do not
+    wait on a registry); the limits are counted and the row written under it."""
     _enabled(ctx)
     req = ei.check_request(body)
-    b = ctx.settings.builds
     catalog = ctx.catalog.get()
     base = next((e for e in catalog.environments if e.name == req.base), None)
     if base is None or not base.enabled:
@@ -132,6 +133,12 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         except FieldError as e:
             raise Unavailable("base", f"the image of {base.name!r} can not be read now: {e.message}") from None
         base_image = f"{base_image}@{digest}"
+    async with ctx.writes:
+        return _queue(ctx, caller, req, base.name, base_image)
+
+
+def _queue(ctx: Context, caller: Caller, req: ei.Request, base: str, base_image: str) -> dict[str, Any]:
+    b = ctx.settings.builds
     with ctx.db() as s:
         waiting = s.scalar(
             select(func.count()).where(
@@ -146,7 +153,7 @@ async def create(ctx: Context, caller: Caller, body: Any) -> dict[str, Any]:
         row = EnvImageRow(
             owner=caller.name,
             environment=req.environment,
-            base=base.name,
+            base=base,
             base_image=base_image,
             packages=list(req.packages),
             state="queued",

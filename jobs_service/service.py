@@ -150,8 +150,7 @@ class JobsService:
         return self.ctx.catalog
 
     # ---- images built from environments --------------------------------------------------
-    @_writes
-    async def build_image(self, caller: Caller, body: Any) -> dict[str, Any]:
+    async def build_image(self, caller: Caller, body: Any) -> dict[str, Any]:  # takes the writer lock itself
         return await env_images.create(self.ctx, caller, body)
 
     def images(self, caller: Caller, everyone: bool = False) -> list[dict[str, Any]]:

@@ -76,26 +76,11 @@ def hub_up(
     return url
 
 
-def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -> dict[str, Any]:
-    """Users' servers and job pods (the spawner's namespace): no ingress from other pods
-    (the host-run proxy and hub reach them as the node); egress only to the hub API, the
-    jobs service, the package index (the node's proxy) and the cluster DNS, so not to the
-    Kubernetes API, the metadata address, other users' pods or anything else on the host
-    (pure). Each host-run hub applies its own (``name``); policies add up, so hubs sharing a
-    namespace do not cut each other off."""
-    targets = [urlparse(platform.hub.connect_url or platform.hub.api_url)]
-    if platform.jobs.enabled:
-        targets.append(urlparse(platform.jobs.url))
-    if platform.culling.enabled:  # servers pull their warnings from the GPU reclaim service
-        targets.append(urlparse(platform.culling.connect_url or platform.culling.url))
-    if platform.spawner.package_index:
-        targets.append(urlparse(platform.spawner.package_index))
+def _egress_to(targets: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Egress rules to each ``(address, port)`` over TCP, and to the cluster DNS (pure)."""
     egress: list[dict[str, Any]] = [
-        {
-            "to": [{"ipBlock": {"cidr": f"{u.hostname}/32"}}],
-            "ports": [{"port": u.port or (443 if u.scheme == "https" else 80), "protocol": "TCP"}],
-        }
-        for u in targets
+        {"to": [{"ipBlock": {"cidr": f"{host}/32"}}], "ports": [{"port": port, "protocol": "TCP"}]}
+        for host, port in targets
     ]
     egress.append(
         {
@@ -108,12 +93,40 @@ def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -
             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
         }
     )
+    return egress
+
+
+def _isolated(name: str, namespace: str, targets: list[tuple[str, int]]) -> dict[str, Any]:
+    """A NetworkPolicy for every pod of ``namespace``: no ingress from other pods, egress only
+    to ``targets`` and DNS (pure)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": platform.spawner.namespace},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": _egress_to(targets)},
     }
+
+
+def _address(url: str) -> tuple[str, int]:
+    u = urlparse(url)
+    return u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+
+
+def user_pod_policy(platform: PlatformConfig, name: str = "moonhub-user-pods") -> dict[str, Any]:
+    """Users' servers and job pods (the spawner's namespace): no ingress from other pods
+    (the host-run proxy and hub reach them as the node); egress only to the hub API, the
+    jobs service, the package index (the node's proxy) and the cluster DNS, so not to the
+    Kubernetes API, the metadata address, other users' pods or anything else on the host
+    (pure). Each host-run hub applies its own (``name``); policies add up, so hubs sharing a
+    namespace do not cut each other off."""
+    targets = [platform.hub.connect_url or platform.hub.api_url]
+    if platform.jobs.enabled:
+        targets.append(platform.jobs.url)
+    if platform.culling.enabled:  # servers pull their warnings from the GPU reclaim service
+        targets.append(platform.culling.connect_url or platform.culling.url)
+    if platform.spawner.package_index:
+        targets.append(platform.spawner.package_index)
+    return _isolated(name, platform.spawner.namespace, [_address(u) for u in targets])
 
 
 def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods") -> dict[str, Any]:
@@ -122,33 +135,11 @@ def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods")
     push) and the cluster DNS (pure). A package's setup script runs in them: nothing else of
     the cluster, the host or the world is theirs to reach."""
     b = platform.builds
-    targets = []
-    if platform.spawner.package_index:
-        u = urlparse(platform.spawner.package_index)
-        targets.append((u.hostname, u.port or (443 if u.scheme == "https" else 80)))
+    targets = [_address(platform.spawner.package_index)] if platform.spawner.package_index else []
     for registry in sorted({b.builder_registry or b.registry, b.push_registry or b.builder_registry or b.registry}):
         host, _, port = registry.partition(":")
         targets.append((host, int(port or 443)))
-    egress: list[dict[str, Any]] = [
-        {"to": [{"ipBlock": {"cidr": f"{h}/32"}}], "ports": [{"port": p, "protocol": "TCP"}]} for h, p in targets
-    ]
-    egress.append(
-        {
-            "to": [
-                {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                }
-            ],
-            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-        }
-    )
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": b.namespace},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
-    }
+    return _isolated(name, b.namespace, targets)
 
 
 def push_login_secret(platform: PlatformConfig, user: str, password: str) -> dict[str, Any]:

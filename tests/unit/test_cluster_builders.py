@@ -237,6 +237,38 @@ def test_host_run_hub_policy_lets_user_pods_reach_only_hub_jobs_package_index_an
     yaml.safe_dump(policy)  # plain data
 
 
+def test_build_pods_reach_the_index_and_the_registrys_doors_only_and_the_push_login_is_docker_config() -> None:
+    """Image builds' pods (docs/environment-images.md): the package index, the registry's
+    read-only door and its push door, DNS; nothing reaches them. The push's login is a
+    Secret with Docker's config.json for the push door."""
+    import base64
+    import json
+
+    from localcluster.hub import build_pod_policy, push_login_secret
+    from moonhub_core.platform import BuildsSection
+
+    platform = PlatformConfig(
+        spawner=SpawnerSection(package_index="http://10.85.0.1:3141/index/"),
+        builds=BuildsSection(
+            enabled=True,
+            builder_image="b",
+            registry="127.0.0.1:5000",
+            builder_registry="10.85.0.1:5000",
+            push_registry="10.85.0.1:5001",
+            push_secret="moonhub-builds/push",
+        ),
+    )
+    policy = build_pod_policy(platform)
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "moonhub-builds" and spec["ingress"] == []
+    blocks = [(r["to"][0].get("ipBlock", {}).get("cidr"), [p["port"] for p in r["ports"]]) for r in spec["egress"]]
+    assert blocks == [("10.85.0.1/32", [3141]), ("10.85.0.1/32", [5000]), ("10.85.0.1/32", [5001]), (None, [53, 53])]
+    secret = push_login_secret(platform, "u", "p w")
+    assert (secret["metadata"]["namespace"], secret["metadata"]["name"]) == ("moonhub-builds", "push")
+    auths = json.loads(secret["stringData"]["config.json"])["auths"]
+    assert list(auths) == ["10.85.0.1:5001"] and base64.b64decode(auths["10.85.0.1:5001"]["auth"]) == b"u:p w"
+
+
 def test_kwok_also_completes_storage_helpers_on_simulated_nodes() -> None:
     complete = {
         "kind": "Stage",
