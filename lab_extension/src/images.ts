@@ -83,6 +83,19 @@ export class ImagesView extends Widget {
     }
   }
 
+  private async remove(id: number): Promise<void> {
+    this.error.textContent = '';
+    try {
+      await this.client.removeImage(id);
+      if (this.followed === id) {
+        this.followed = null;
+      }
+      await this.refresh();
+    } catch (e) {
+      this.error.textContent = (e as Error).message;
+    }
+  }
+
   private async refresh(): Promise<void> {
     window.clearTimeout(this.timer);
     if (this.isDisposed) {
@@ -97,9 +110,15 @@ export class ImagesView extends Widget {
             { className: 'moonhub-ImageItem', 'data-state': i.state },
             h('button', { className: 'jp-mod-styled', text: `#${i.id} ${i.environment} on ${i.base}` }),
             h('span', { className: 'moonhub-ImageState', text: ` ${imageStateLabel(i)}` }),
-            h('span', { text: i.state === 'ready' ? ` ${bytesLabel(i.added_bytes)} added` : '' })
+            h('span', { text: i.state === 'ready' ? ` ${bytesLabel(i.added_bytes)} added` : '' }),
+            h('button', {
+              className: 'jp-mod-styled moonhub-ImageRemove',
+              text: ENDED.includes(i.state) ? 'Remove' : 'Cancel',
+              title: ENDED.includes(i.state) ? 'Take it off your images' : 'Stop this build'
+            })
           );
-          item.querySelector('button')!.addEventListener('click', () => {
+          item.querySelector('.moonhub-ImageRemove')!.addEventListener('click', () => void this.remove(i.id));
+          item.querySelector('button:first-child')!.addEventListener('click', () => {
             this.followed = i.id;
             void this.refresh();
           });
