@@ -80,5 +80,8 @@ async def ready(
     if resp.code != 200:
         log.warning("images of %s not read from the jobs service: %s", user, resp.code)
         raise Unavailable(OPTION, f"the jobs service answered {resp.code} for your images; try again")
-    images = json.loads(resp.body).get("images") or []
+    try:
+        images = json.loads(resp.body).get("images") or []
+    except (ValueError, AttributeError):
+        raise Unavailable(OPTION, "the jobs service's answer for your images did not read; try again") from None
     return [i for i in images if isinstance(i, dict)]
