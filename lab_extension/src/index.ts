@@ -108,7 +108,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const openDialog = async (path: string, panel: NotebookPanel | null, job?: Job) => {
       try {
-        const [notebook, options, server, secrets] = await Promise.all([
+        const [notebook, options, server, secrets, built] = await Promise.all([
           snapshot(path, panel).catch(e => {
             if (job?.team) {
               // another member's workspace: the team's notebooks belong in its folder
@@ -120,12 +120,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           }),
           client.options(),
           client.serverInfo().catch(() => null),
-          client.secrets().catch(() => [])
+          client.secrets().catch(() => []),
+          // the user's images built from environments (none where builds are off)
+          client.images().catch(() => [])
         ]);
+        const images = built.filter(i => i.state === 'ready');
         const readNotebook = (p: string) => snapshot(p, null);
         const kernels = await kernelChoices();
-        // the user's images built from environments, ready to run (none where builds are off)
-        const images = (await client.images().catch(() => [])).filter(i => i.state === 'ready');
         const result = await ScheduleDialog.open({
           client,
           path,
