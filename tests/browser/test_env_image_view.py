@@ -66,6 +66,5 @@ async def test_an_environment_is_built_into_an_image_from_the_lab(
 
     # the spawn form offers it (the user's own; it starts on the environment it was built on);
     # the form of a second server, as the first runs
-    form = await page.context.new_page()
-    await form.goto(f"{hub.url}/hub/spawn/{USER}/second")
-    await expect(form.locator("#own_image option", has_text="tabs on python")).to_have_count(1, timeout=30_000)
+    await page.goto(f"{hub.url}/hub/spawn/{USER}/second")
+    await expect(page.locator("#own_image option", has_text="tabs on python")).to_have_count(1, timeout=30_000)
