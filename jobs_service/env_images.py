@@ -104,8 +104,9 @@ def _readable(ctx: Context, image: str) -> str:
 
 
 def _plain_http(ctx: Context) -> list[str]:
-    b = ctx.settings.builds
-    return [*b.plain_http_registries, b.registry]
+    """Registries the service asks over plain HTTP: those the platform names so (loopback
+    ones always are: ``image_check.plain_http``); every other over HTTPS."""
+    return list(ctx.settings.builds.plain_http_registries)
 
 
 def pod_name(build_id: int) -> str:
@@ -294,7 +295,6 @@ async def advance(ctx: Context) -> None:
         building = list(s.scalars(select(EnvImageRow).where(EnvImageRow.state == "building")))
         for row in building:
             await _follow(ctx, row)
-        s.add_all(building)
         s.commit()
         for row in s.scalars(select(EnvImageRow).where(EnvImageRow.state == "checking")):
             if row.id not in _checking or _checking[row.id].done():
@@ -383,15 +383,14 @@ async def _check(ctx: Context, build_id: int) -> None:
             return
         image, digest, base_image = row.image, row.digest, row.base_image
     run_as = f"{image}@{digest}"
-    insecure = _plain_http(ctx)
     state, message, added = "ready", "", 0
     try:
-        manifest, config = await image_check.manifest_and_config(_readable(ctx, run_as), insecure)
+        manifest, config = await image_check.manifest_and_config(_readable(ctx, run_as), _plain_http(ctx))
         problems = ei.config_problems(config)
         if problems:
             raise FieldError("image", "; ".join(problems))
         try:
-            base_manifest, _ = await image_check.manifest_and_config(_readable(ctx, base_image), insecure)
+            base_manifest, _ = await image_check.manifest_and_config(_readable(ctx, base_image), _plain_http(ctx))
             added = ei.added_bytes(manifest, base_manifest)
         except FieldError:
             added = 0  # the base's registry may not be the service's to read; the size stays

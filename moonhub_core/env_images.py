@@ -141,11 +141,6 @@ def dockerfile(base_image: str, owner: str, environment: str, index_url: str, tr
     )
 
 
-def plain_http(registry: str) -> bool:
-    host = registry.rsplit(":", 1)[0]
-    return host in ("localhost",) or host.startswith("127.")
-
-
 @dataclass(frozen=True)
 class Bounds:
     cpu: str

@@ -141,9 +141,7 @@ def create(name: str, requirements: list[str], out: Any = sys.stdout) -> Path:
         python = str(env / "bin" / "python")
         packages = list(requirements)
         if KERNEL_SITE.is_dir():
-            site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-            Path(site, KERNEL_PTH).write_text(f"{KERNEL_SITE}\n")
+            Path(_purelib(python), KERNEL_PTH).write_text(f"{KERNEL_SITE}\n")
         else:
             packages.insert(0, KERNEL_PACKAGE)
         if packages:
@@ -198,8 +196,7 @@ def frozen(name: str) -> list[str]:
     python = env / "bin" / "python"
     if not python.exists() or (env / MAKING).exists():
         raise EnvironmentError_(f"name: no working environment {name!r} (moonhub-env list)")
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    site = _purelib(str(python))
     got = subprocess.run(
         [str(python), "-m", "pip", "freeze", "--path", site], capture_output=True, text=True, check=False
     )
@@ -209,6 +206,12 @@ def frozen(name: str) -> list[str]:
     if not packages:
         raise EnvironmentError_(f"name: environment {name!r} holds no packages of its own: nothing to build")
     return packages
+
+
+def _purelib(python: str) -> str:
+    """An environment's own site-packages folder, as its ``python`` names it."""
+    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
 
 
 def _python_version() -> str:
