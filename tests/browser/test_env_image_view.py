@@ -16,7 +16,7 @@ from tests.conftest import Hub
 from tests.helpers import kubectl
 
 SHOTS = REPO / "test-results"
-USER = "ivy"
+USER = "iona"
 USER_NS = "moonhub-users"
 
 

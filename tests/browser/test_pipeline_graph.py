@@ -13,7 +13,7 @@ from tests.conftest import Hub
 from tests.hub.test_pipelines import PREPARE, REPORT, TRAIN
 
 SHOTS = REPO / "test-results"
-USER = "olga"
+USER = "orla"
 
 
 async def _until_ended(page: Page, panel: Locator, run: Locator) -> str:

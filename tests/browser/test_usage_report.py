@@ -27,7 +27,7 @@ from tests.conftest import Hub
 from tests.helpers import jobs_api, notebook, wait_for
 
 SHOTS = REPO / "test-results"
-USER = "uma"
+USER = "ulla"
 USER_NS = "moonhub-users"
 #: one sample's step at most: the sampler's period, the service's loop (2 s here), slack
 STEP = usage.EVERY + 2 + 3

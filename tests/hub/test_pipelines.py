@@ -183,7 +183,7 @@ async def test_a_service_killed_mid_run_loses_no_transition_and_starts_no_task_t
 
 async def test_a_scheduled_tick_runs_the_pipeline(hub: Hub) -> None:
     """The CronJob's own Job (made at the tick, never a pod) is taken up as the pipeline's run."""
-    uma = jobs_api(hub, hub.login("uma"), "uma")
+    ugo = jobs_api(hub, hub.login("ugo"), "ugo")
     quick = notebook("import moonhub\nmoonhub.publish('at', 'tick')")
     show = notebook(("at = 'unset'", ["parameters"]), "print('got', at)")
     tasks = [
@@ -196,17 +196,17 @@ async def test_a_scheduled_tick_runs_the_pipeline(hub: Hub) -> None:
         "tasks": tasks,
         "notebook_contents": {"first": quick, "second": show},
     }
-    job = uma("POST", "/jobs", body).json()
+    job = ugo("POST", "/jobs", body).json()
     run = await wait_for(
-        lambda: (uma("GET", f"/jobs/{job['id']}/runs").json()["runs"] or [{}])[-1],
+        lambda: (ugo("GET", f"/jobs/{job['id']}/runs").json()["runs"] or [{}])[-1],
         lambda r: r.get("status") in ("succeeded", "failed", "cancelled"),
         timeout=240,
         what="the first scheduled run of the pipeline to end",
     )
-    assert uma("PATCH", f"/jobs/{job['id']}", {"active": False}).status_code == 200
+    assert ugo("PATCH", f"/jobs/{job['id']}", {"active": False}).status_code == 200
     assert run["trigger"] == "schedule" and run["status"] == "succeeded", run
     assert [(t["name"], t["status"]) for t in run["tasks"]] == [("first", "succeeded"), ("second", "succeeded")]
     assert run["scheduled_for"] and run["scheduled_for"][17:19] == "00", "it stands for the tick"
-    out = uma("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=second&format=ipynb").json()
+    out = ugo("GET", f"/jobs/{job['id']}/runs/{run['id']}/output?task=second&format=ipynb").json()
     assert "got tick" in printed(out)
-    assert uma("DELETE", f"/jobs/{job['id']}").status_code == 204
+    assert ugo("DELETE", f"/jobs/{job['id']}").status_code == 204
