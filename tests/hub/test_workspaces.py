@@ -59,6 +59,14 @@ def sh(cfg: ClusterConfig, pod: str, script: str) -> tuple[int, str]:
     return int(rc.split()[0]), body
 
 
+def _df(cfg: ClusterConfig, pod: str) -> tuple[int, str]:
+    """The home folder's size as ``df`` gives it, and its file system's type."""
+    rc, out = sh(cfg, pod, "df -B1 --output=size /home/jovyan | tail -1; stat -f -c %T /home/jovyan")
+    assert rc == 0, out
+    size, kind = out.split()[-2:]
+    return int(size), kind
+
+
 def _start(hub: Hub, s: requests.Session, user: str, **options: str) -> None:
     r = hub.spawn_form(s, user, **{**PYTHON, **options})
     assert r.status_code == 200, r.text[:500]
@@ -91,9 +99,17 @@ async def test_the_storage_enforces_the_size_the_lab_says_so_and_a_workspace_gro
     pvc = await _claim(core, f"claim-{user}")
     assert (pvc.spec.storage_class_name, pvc.spec.resources.requests["storage"]) == ("glusterfs", "32Mi")
 
-    # df in the workspace is the workspace's own size (Gluster's quota), not the volume's
-    rc, out = sh(local_cluster, pod, "df -B1 --output=size /home/jovyan | tail -1")
-    assert rc == 0 and int(out.split()[-1]) == 32 * MiB, out
+    # df in the workspace is the workspace's own size (Gluster's quota), not the volume's. One
+    # CI run's first df, just after the start, gave the whole volume's size once: looked at
+    # again for a while, and a failure says which file system the folder is on (a FUSE mount
+    # that answered without the quota, or a folder that is not on Gluster at all)
+    seen = await wait_for(
+        lambda: _df(local_cluster, pod),
+        lambda got: got[0] == 32 * MiB,
+        timeout=30,
+        what="df in the workspace to give its quota",
+    )
+    assert seen[1].startswith("fuse"), seen
     rc, out = sh(local_cluster, pod, "echo kept > /home/jovyan/kept.txt && head -c 20000000 /dev/urandom > big1")
     assert rc == 0, out
     # past the size: the storage refuses the write, with the error the user's program gets
