@@ -307,6 +307,10 @@ class EnvImageRow(Base):
     what it is built from, where it went, how far it is, and what its build said."""
 
     __tablename__ = "env_images"
+    #: ids are never given again: a build's id is what a job's ``own_image`` and a server's
+    #: spawn option name, and SQLite would otherwise give a removed highest id to the next
+    #: build, which an old job would then run
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(255), index=True)

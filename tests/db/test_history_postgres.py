@@ -11,6 +11,7 @@ from sqlalchemy import select
 from jobs_service import views
 from jobs_service.db import DefinitionRow, RunRow, VersionRow, open_db
 from tests.db.test_schema import (
+    ids_are_never_given_again,
     made_before_migrations_is_upgraded,
     models_match_the_migrations,
     taken_back_for_a_rollback,
@@ -68,6 +69,10 @@ def test_the_models_and_the_migrations_agree_on_postgresql(postgres_url: str) ->
 
 def test_a_postgresql_database_is_taken_back_for_a_rollback(postgres_url: str) -> None:
     taken_back_for_a_rollback(_fresh(postgres_url, "taken_back"))
+
+
+def test_a_removed_builds_id_is_not_given_again_on_postgresql(postgres_url: str) -> None:
+    ids_are_never_given_again(_fresh(postgres_url, "build_ids"))
 
 
 def test_samples_add_up_and_totals_agree_on_postgresql(postgres_url: str) -> None:

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
 from jobs_service import jobspec, schema
-from jobs_service.db import Base, DefinitionRow, open_db
+from jobs_service.db import Base, DefinitionRow, EnvImageRow, open_db
 
 
 def made_before_migrations_is_upgraded(url: str) -> None:
@@ -59,6 +59,29 @@ def models_match_the_migrations(url: str) -> None:
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
     assert diff == [], diff
+    engine.dispose()
+
+
+def ids_are_never_given_again(url: str) -> None:
+    """In a database made by the migrations, a removed build's id (the highest) is not the next
+    build's: a job's ``own_image`` and a server's spawn option name builds by id, and a reused
+    id would hand an old job someone's newer image."""
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    with open_db(url)() as s:
+        rows = [
+            EnvImageRow(owner="ann", environment=f"e{n}", base="python", base_image="img@sha256:0", packages=["a==1"])
+            for n in range(2)
+        ]
+        s.add_all(rows)
+        s.commit()
+        highest = max(r.id for r in rows)
+        s.delete(rows[-1])
+        s.commit()
+        again = EnvImageRow(owner="bo", environment="e", base="python", base_image="img@sha256:0", packages=["a==1"])
+        s.add(again)
+        s.commit()
+        assert again.id > highest, (again.id, highest)
     engine.dispose()
 
 
@@ -113,6 +136,10 @@ def test_an_old_sqlite_database_is_brought_to_the_newest_schema(tmp_path: Path) 
 
 def test_the_models_and_the_migrations_agree_on_sqlite(tmp_path: Path) -> None:
     models_match_the_migrations(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+
+
+def test_a_removed_builds_id_is_not_given_again_on_sqlite(tmp_path: Path) -> None:
+    ids_are_never_given_again(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

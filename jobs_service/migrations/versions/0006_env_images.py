@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+        # ids are never given again (a job's own_image names one)
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_env_images_owner", "env_images", ["owner"])
     op.create_index("ix_env_images_state", "env_images", ["state"])
