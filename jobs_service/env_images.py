@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from moonhub_core import choices as ch
 from moonhub_core import env_images as ei
 from moonhub_core import image_check, image_probe, unread
+from moonhub_core import pods as pods_mod
 from moonhub_core.errors import (
     Conflict,
     FieldError,
@@ -42,13 +43,16 @@ from moonhub_core.errors import (
 )
 
 from .context import Caller, Context, gone_ok
-from .db import EnvImageRow, utcnow
+from .db import EnvImageRow, utc, utcnow
 
 log = logging.getLogger("moonhub.jobs")
 
 #: bytes of a build's output kept with it once its pod is gone (the end of it, where the
 #: reason of a failure is)
 LOG_BYTES = 256 * 1024
+#: a removed build whose image is still to be deleted from the registry: on no list, not
+#: usable, not the owner's to see (moonhub_core.env_images.STATES are what users see)
+REMOVED = "removed"
 #: lines of a running build's output read at most, each container's (its end)
 LOG_LINES = 5000
 #: checks of built images in flight (build id -> task); one each. And when each began
@@ -91,7 +95,7 @@ def pinned(row: EnvImageRow) -> str:
 
 
 def _visible(row: EnvImageRow | None, caller: Caller) -> bool:
-    return row is not None and (row.owner == caller.name or caller.admin)
+    return row is not None and row.state != REMOVED and (row.owner == caller.name or caller.admin)
 
 
 def _readable(ctx: Context, image: str) -> str:
@@ -171,7 +175,7 @@ def listing(ctx: Context, caller: Caller, everyone: bool = False) -> list[dict[s
     """The caller's builds, newest first (an admin's ``everyone``: all users')."""
     _enabled(ctx)
     with ctx.db() as s:
-        q = select(EnvImageRow).order_by(EnvImageRow.id.desc())
+        q = select(EnvImageRow).where(EnvImageRow.state != REMOVED).order_by(EnvImageRow.id.desc())
         if not (everyone and caller.admin):
             q = q.where(EnvImageRow.owner == caller.name)
         return [view(r) for r in s.scalars(q)]
@@ -222,15 +226,21 @@ def for_job(ctx: Context, build_id: int | None, runner: str, environment: str | 
 
 
 async def remove(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
-    """Cancel a build that has not ended (its pod removed), or forget one that has (it is no
-    longer offered; the registry keeps its layers until the operator's clean-up)."""
+    """Cancel a build that has not ended (its pod removed), or remove one that has: it is
+    off every list at once. A pushed image is deleted from the registry after
+    ``builds.removal_grace`` (by a pod with the push login; see :func:`_sweep_removals`),
+    unless by then the catalog or another build uses it; the registry's own clean-up then
+    frees its layers."""
     _enabled(ctx)
     with ctx.db() as s:
         row = s.get(EnvImageRow, build_id)
         if row is None or not _visible(row, caller):
             raise NotFound("id", f"no image build {build_id}")
         if row.state in ei.ENDED:
-            s.delete(row)
+            if row.digest:  # kept, hidden, until its image is deleted from the registry
+                row.state, row.message, row.finished_at = REMOVED, f"removed by {caller.name}", utcnow()
+            else:
+                s.delete(row)
             s.commit()
             return {"id": build_id, "state": "removed"}
         if row.state == "building":
@@ -243,6 +253,87 @@ async def remove(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
         row.state, row.message, row.finished_at = "cancelled", f"cancelled by {caller.name}", utcnow()
         s.commit()
         return view(row)
+
+
+def removal_pod_name(build_id: int) -> str:
+    return f"image-removal-{build_id}"
+
+
+async def _sweep_removals(ctx: Context) -> None:
+    """Removed builds' images, once ``builds.removal_grace`` has passed (long enough for an
+    admin's promotion to reach this service's copy of the catalog): still used by the
+    catalog or another build, the image stays and the row goes; otherwise a pod deletes it
+    from the registry by digest, and when that pod ends, what it did goes to the log and the
+    row and the pod go. A registry that refuses leaves the image to the operator's clean-up."""
+    b = ctx.settings.builds
+    try:
+        listed = await ctx.core.list_namespaced_pod(b.namespace, label_selector=f"{pods_mod.COMPONENT}={ei.REMOVAL}")
+    except client.ApiException as e:
+        log.warning("the image removal pods could not be listed (the next pass tries again): %s", e.reason)
+        return
+    running: set[int] = set()
+    with ctx.db() as s:
+        for p in listed.items:
+            build = int((p.metadata.labels or {}).get(ei.BUILD_ID, "0") or 0)
+            outcome = (
+                None if p.metadata.deletion_timestamp else ei.removal_outcome(ctx.api.sanitize_for_serialization(p))
+            )
+            if outcome is None:
+                running.add(build)
+                continue
+            removed, said = outcome
+            if removed:
+                log.info("image build %d: its image is deleted from the registry", build)
+            else:
+                log.warning(
+                    "image build %d: the registry did not delete its image (left to its clean-up): %s", build, said
+                )
+            with gone_ok():
+                await ctx.core.delete_namespaced_pod(p.metadata.name, b.namespace, grace_period_seconds=0)
+            running.add(build)  # (its row goes below, with the pod)
+            row = s.get(EnvImageRow, build)
+            if row is not None and row.state == REMOVED:
+                s.delete(row)
+        s.commit()
+        due = utcnow() - datetime.timedelta(seconds=b.removal_grace)
+        removed_rows = s.scalars(select(EnvImageRow).where(EnvImageRow.state == REMOVED))
+        for row in [
+            r for r in removed_rows if r.id not in running and (r.finished_at is None or utc(r.finished_at) <= due)
+        ]:
+            others = list(
+                s.scalars(select(EnvImageRow.digest).where(EnvImageRow.id != row.id, EnvImageRow.state != REMOVED))
+            )
+            why = ei.still_used(row.digest, [e.pinned_image for e in ctx.catalog.get().environments], others)
+            if why is not None:
+                log.info("image build %d removed; its image stays in the registry: %s", row.id, why)
+                s.delete(row)
+                continue
+            await _start_removal(ctx, row)
+        s.commit()
+
+
+async def _start_removal(ctx: Context, row: EnvImageRow) -> None:
+    b = ctx.settings.builds
+    repo = ei.repository(b.repository_prefix, row.owner, row.environment)
+    ref = f"{b.push_registry or b.builder_registry or b.registry}/{repo}@{row.digest}"
+    pod = ei.removal_pod(
+        name=removal_pod_name(row.id),
+        build_id=row.id,
+        owner=row.owner,
+        builder_image=b.builder_image,
+        ref=ref,
+        plain_http_registries=list(b.plain_http_registries),
+        push_secret=b.push_secret,
+    )
+    try:
+        await ctx.core.create_namespaced_pod(b.namespace, pod)  # type: ignore[arg-type]
+    except client.ApiException as e:
+        if e.status != 409:
+            log.warning(
+                "image build %d: deleting %s from the registry could not start (tried again): %s", row.id, ref, e.reason
+            )
+        return
+    log.info("image build %d removed; deleting %s from the registry", row.id, ref)
 
 
 async def log_of(ctx: Context, caller: Caller, build_id: int) -> dict[str, Any]:
@@ -291,6 +382,7 @@ async def advance(ctx: Context) -> None:
     their turn. Called from the service's loop (the writer lock held)."""
     if not ctx.settings.builds.enabled:
         return
+    await _sweep_removals(ctx)
     with ctx.db() as s:
         building = list(s.scalars(select(EnvImageRow).where(EnvImageRow.state == "building")))
         for row in building:

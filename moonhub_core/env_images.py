@@ -35,8 +35,9 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 #: extras, and one exact version. Nothing else is built: no URLs, paths, options or ranges
 PINNED = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(\[[A-Za-z0-9._,-]+\])?==([A-Za-z0-9.+!_-]{1,64})")
 MAX_PACKAGES = 300
-#: the component label of build pods
+#: the component label of build pods, and of the pods that remove a build's image
 BUILD = "image-build"
+REMOVAL = "image-removal"
 BUILD_ID = f"{PREFIX}image-build"
 #: where the image's own Python environment is (images/base-notebook) and who it runs as
 VENV = "/opt/moonhub/venv"
@@ -150,6 +151,27 @@ class Bounds:
     max_image_bytes: int
 
 
+#: the push login's file in the containers that mount it (``builds.push_secret``)
+PUSH_AUTHFILE = "/run/push-login/config.json"
+#: the push and removal containers: the builder image's user, nothing added
+PUSH_SECURITY: dict[str, Any] = {
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _push_login(push_secret: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volume and mount of ``push_secret`` (``namespace/name``; none when empty)."""
+    if not push_secret:
+        return [], []
+    volume = {"name": "push-login", "secret": {"secretName": push_secret.split("/", 1)[1], "defaultMode": 0o440}}
+    return [volume], [{"name": "push-login", "mountPath": PUSH_AUTHFILE.rsplit("/", 1)[0], "readOnly": True}]
+
+
 def build_pod(
     *,
     name: str,
@@ -181,27 +203,17 @@ def build_pod(
         "allowPrivilegeEscalation": True,
         "seccompProfile": {"type": "Unconfined"},
     }
-    push_security = {
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    push_mounts: list[dict[str, Any]] = [work]
-    volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {"sizeLimit": bounds.disk}}]
+    push_security = PUSH_SECURITY
+    login_volumes, login_mounts = _push_login(push_secret)
+    push_mounts: list[dict[str, Any]] = [work, *login_mounts]
+    volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {"sizeLimit": bounds.disk}}, *login_volumes]
     push_env = [
         {"name": "PUSH_TO", "value": push_to},
         {"name": "PUSH_TLS_VERIFY", "value": "false" if push_to.split("/")[0] in plain_http_registries else "true"},
         {"name": "PUSH_MAX_BYTES", "value": str(bounds.max_image_bytes)},
     ]
     if push_secret:
-        volumes.append(
-            {"name": "push-login", "secret": {"secretName": push_secret.split("/", 1)[1], "defaultMode": 0o440}}
-        )
-        push_mounts.append({"name": "push-login", "mountPath": "/run/push-login", "readOnly": True})
-        push_env.append({"name": "PUSH_AUTHFILE", "value": "/run/push-login/config.json"})
+        push_env.append({"name": "PUSH_AUTHFILE", "value": PUSH_AUTHFILE})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -260,6 +272,89 @@ def build_pod(
             "volumes": volumes,
         },
     }
+
+
+def removal_pod(
+    *,
+    name: str,
+    build_id: int,
+    owner: str,
+    builder_image: str,
+    ref: str,
+    plain_http_registries: list[str],
+    push_secret: str,
+) -> dict[str, Any]:
+    """The pod that deletes a removed build's image (``ref``, ``registry/repository@digest``)
+    from the registry, with the push login (pure). The registry's own clean-up then frees the
+    layers no other image holds; without the delete, the image's tag would keep them."""
+    if "@sha256:" not in ref:
+        raise ValueError(f"{ref!r}: an image is removed by its digest only")
+    volumes, mounts = _push_login(push_secret)
+    argv = ["skopeo", "delete", "--retry-times", "3"]
+    argv.append(f"--tls-verify={'false' if ref.split('/')[0] in plain_http_registries else 'true'}")
+    if push_secret:
+        argv += ["--authfile", PUSH_AUTHFILE]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {COMPONENT: REMOVAL, BUILD_ID: str(build_id)},
+            "annotations": {OWNER: owner},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "activeDeadlineSeconds": 120,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "remove",
+                    "image": builder_image,
+                    "command": [*argv, f"docker://{ref}"],
+                    "volumeMounts": mounts,
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "securityContext": PUSH_SECURITY,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
+
+
+def removal_outcome(pod: Mapping[str, Any]) -> tuple[bool, str] | None:
+    """Pure: ``(removed, what was said)`` of a removal pod that has ended; None while it runs."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        return True, ""
+    if phase != "Failed":
+        return None
+    for c in status.get("containerStatuses") or []:
+        done = (c.get("state") or {}).get("terminated") or {}
+        if done:
+            said = (done.get("message") or "").strip() or f"exit {done.get('exitCode')}"
+            return False, said[-500:]
+    return False, status.get("message") or status.get("reason") or "the pod failed"
+
+
+def still_used(digest: str, catalog_images: list[str], other_digests: list[str]) -> str | None:
+    """Why an image must stay in the registry though its build is removed (pure): a catalog
+    environment runs it (an admin promoted it), or another build came out as the same image.
+    None: nothing else uses it."""
+    if not digest:
+        return "nothing was pushed"
+    for image in catalog_images:
+        if digest in image:
+            return f"the catalog's image {image} is it"
+    if digest in other_digests:
+        return "another build is the same image"
+    return None
 
 
 def pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:

@@ -306,6 +306,9 @@ class BuildsSection:
     queued_per_user: int = 3
     #: built images one user keeps (the oldest unused beyond it may be removed by the user)
     images_per_user: int = 20
+    #: seconds from a user's removal of an image to its deletion from the registry (an
+    #: admin's promotion in that time keeps it: the catalog's copies take a while to agree)
+    removal_grace: int = 600
 
 
 @dataclass(frozen=True)
@@ -390,6 +393,8 @@ def _check_builds(cfg: PlatformConfig) -> None:
                 raise ValueError
         except ValueError:
             raise DocumentError(f"builds.{key}: {getattr(b, key)!r} is not a positive quantity (e.g. 2, 4Gi)") from None
+    if b.removal_grace < 0:
+        raise DocumentError("builds.removal_grace: must be 0 or more seconds")
     for key in ("timeout", "max_image_bytes", "at_once", "queued_per_user", "images_per_user"):
         if getattr(b, key) < 1:
             raise DocumentError(f"builds.{key}: must be at least 1")

@@ -393,6 +393,8 @@ def platform_doc(
         "builder_registry": cluster.node_registry,
         "push_registry": cluster.node_registry_push,
         "plain_http_registries": [cluster.node_registry, cluster.node_registry_push],
+        # a removed image is deleted from the registry at the next pass
+        "removal_grace": 0,
     }
     doc["metrics"] = {"prometheus_url": prometheus.url(cluster)}
     doc["culling"] |= {

@@ -1,23 +1,32 @@
 """Images from environments in the lab, in chromium (issue 35, item 3): a user with an
 environment in their workspace opens *Images From Environments…* from the command palette,
 builds an image of it, and follows its log in the view until the cluster's build (rootless
-BuildKit, the push, the checks) says it is ready; the spawn form then offers it."""
+BuildKit, the push, the checks) says it is ready; the spawn form then offers it. Removed, the
+image goes from the registry too (a pod with the push login deletes it by digest)."""
 
 from __future__ import annotations
 
 import time
 
+import requests
 from playwright.async_api import Browser, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from localcluster.config import REPO
 from tests.browser.test_schedule_notebook import _open_lab
 from tests.conftest import Hub
-from tests.helpers import kubectl
+from tests.helpers import jobs_api, kubectl, wait_for
 
 SHOTS = REPO / "test-results"
 USER = "iona"
 USER_NS = "moonhub-users"
+
+
+def _asked(manifest: str) -> int:
+    """The registry's answer to a read of ``manifest`` (the machine's own registry, the
+    storage the node's doors share)."""
+    accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    return requests.get(manifest, headers={"Accept": accept}, timeout=10).status_code
 
 
 async def test_an_environment_is_built_into_an_image_from_the_lab(
@@ -68,3 +77,20 @@ async def test_an_environment_is_built_into_an_image_from_the_lab(
     # the form of a second server, as the first runs
     await page.goto(f"{hub.url}/hub/spawn/{USER}/second")
     await expect(page.locator("#own_image option", has_text="tabs on python")).to_have_count(1, timeout=30_000)
+
+    # removed: off the list, and deleted from the registry (nothing else uses it)
+    call = jobs_api(hub, hub.login(USER), USER)
+    [mine] = [i for i in call("GET", "/images").json()["images"] if i["environment"] == "tabs"]
+    name, digest = mine["image"].split("/", 1)[1].rsplit("@", 1)
+    repository = name.rsplit(":", 1)[0]
+    manifest = f"http://127.0.0.1:5000/v2/{repository}/manifests/{digest}"
+    assert _asked(manifest) == 200
+    r = call("DELETE", f"/images/{mine['id']}")
+    assert r.status_code == 200 and r.json()["state"] == "removed", r.text
+    assert call("GET", f"/images/{mine['id']}").status_code == 404
+    await wait_for(
+        lambda: _asked(manifest),
+        lambda code: code == 404,
+        timeout=90,
+        what="the registry to delete the removed image",
+    )

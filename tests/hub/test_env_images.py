@@ -189,6 +189,34 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
     finally:
         await _stop(hub, member, MEMBER, core)
 
+    # its owner removes the build: off their list at once; the catalog runs the image now, so
+    # once the grace has passed (none here) no pod deletes it from the registry (the removal
+    # of one the catalog does not use: tests/browser/test_env_image_view.py)
+    r = call("DELETE", f"/images/{build_id}")
+    assert r.status_code == 200 and r.json()["state"] == "removed", r.text
+    assert call("GET", "/images").json()["images"] == []
+    assert call("GET", f"/images/{build_id}").status_code == 404
+    assert call("DELETE", f"/images/{build_id}").status_code == 404
+    if hub.log is not None:  # the service's word (its output is in the host-run hub's log)
+        said = f"image build {build_id} removed; its image stays in the registry: the catalog's image"
+        await wait_for(
+            lambda: said in hub.log.read_text(errors="replace") if hub.log else False,
+            bool,
+            timeout=60,
+            what="the service to keep the promoted image",
+        )
+    removals = await core.list_namespaced_pod(BUILDS_NS, label_selector="moonhub.io/component=image-removal")
+    assert removals.items == [], [p.metadata.name for p in removals.items]
+    name, digest = built["image"].split("/", 1)[1].rsplit("@", 1)
+    accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    kept = await asyncio.to_thread(
+        requests.get,
+        f"http://127.0.0.1:5000/v2/{name.rsplit(':', 1)[0]}/manifests/{digest}",
+        headers={"Accept": accept},
+        timeout=10,
+    )
+    assert kept.status_code == 200, kept.text
+
 
 async def test_a_build_of_a_package_the_index_lacks_fails_with_pips_words(hub: Hub) -> None:
     s = hub.login("imogen")

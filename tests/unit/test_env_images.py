@@ -126,6 +126,56 @@ def test_the_build_pod_is_bounded_and_only_the_push_holds_the_login() -> None:
     assert "push-login" not in json.dumps(_pod())
 
 
+def _removal(push_secret: str = "", ref: str = "10.85.0.1:5001/moonhub-users/ann/tab@sha256:" + "a" * 64) -> dict:
+    return ei.removal_pod(
+        name="image-removal-7",
+        build_id=7,
+        owner="ann",
+        builder_image="builder@sha256:1",
+        ref=ref,
+        plain_http_registries=["10.85.0.1:5001"],
+        push_secret=push_secret,
+    )
+
+
+def test_a_removed_builds_image_is_deleted_by_digest_with_the_push_login_alone() -> None:
+    pod = _removal("moonhub-builds/push-login")
+    spec = pod["spec"]
+    (c,) = spec["containers"]
+    assert c["command"] == [
+        "skopeo", "delete", "--retry-times", "3", "--tls-verify=false", "--authfile", "/run/push-login/config.json",
+        "docker://10.85.0.1:5001/moonhub-users/ann/tab@sha256:" + "a" * 64,
+    ]  # fmt: skip
+    assert c["volumeMounts"] == [{"name": "push-login", "mountPath": "/run/push-login", "readOnly": True}]
+    assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "Never"
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]} and c["securityContext"]["runAsNonRoot"]
+    assert pod["metadata"]["labels"] == {"moonhub.io/component": ei.REMOVAL, ei.BUILD_ID: "7"}
+    # no login configured: none mounted; an HTTPS registry is verified
+    bare = _removal(ref="registry.example/u/e@sha256:" + "b" * 64)["spec"]
+    assert bare["volumes"] == [] and "--authfile" not in bare["containers"][0]["command"]
+    assert "--tls-verify=true" in bare["containers"][0]["command"]
+    # a tag could name another image by then: only a digest
+    with pytest.raises(ValueError, match="digest"):
+        _removal(ref="10.85.0.1:5001/moonhub-users/ann/tab:build-7")
+
+
+def test_a_removal_pods_end_is_read_from_its_status() -> None:
+    assert ei.removal_outcome(_status(phase="Running")) is None
+    assert ei.removal_outcome(_status(phase="Succeeded")) == (True, "")
+    said = "Unable to delete ...: unsupported"
+    failed = _status(phase="Failed", containerStatuses=[{"state": {"terminated": {"exitCode": 1, "message": said}}}])
+    assert ei.removal_outcome(failed) == (False, said)
+    assert ei.removal_outcome(_status(phase="Failed", reason="DeadlineExceeded")) == (False, "DeadlineExceeded")
+
+
+def test_an_image_the_catalog_or_another_build_uses_stays_in_the_registry() -> None:
+    d = "sha256:" + "c" * 64
+    assert ei.still_used(d, ["img/a:1@sha256:" + "0" * 64], ["sha256:" + "1" * 64]) is None
+    assert "catalog" in (ei.still_used(d, [f"127.0.0.1:5000/moonhub-users/ann/tab:build-7@{d}"], []) or "")
+    assert "another build" in (ei.still_used(d, [], [d]) or "")
+    assert ei.still_used("", [], []) == "nothing was pushed"
+
+
 def _status(**kw: object) -> dict:
     return {"status": kw}
 
@@ -260,6 +310,7 @@ def test_builds_settings_are_checked() -> None:
     for bad, words in [
         (BuildsSection(memory="lots"), "builds.memory"),
         (BuildsSection(at_once=0), "builds.at_once"),
+        (BuildsSection(removal_grace=-1), "builds.removal_grace"),
         (BuildsSection(enabled=True, registry="r:5000"), "builds.builder_image"),
         (BuildsSection(enabled=True, builder_image="b", registry="r:5000/x"), "no path"),
         (BuildsSection(enabled=True, builder_image="b", registry="r", push_secret="x"), "builds.push_secret"),
