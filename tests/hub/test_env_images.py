@@ -123,8 +123,18 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
     assert 0 < built["added_bytes"] < 50 * 2**20, "only the environment's layer is new"
     log = call("GET", f"/images/{build_id}/log").json()["log"]
     assert f"Successfully installed {PACKAGE}-{VERSION}" in log and "moonhub-push: pushed" in log, log[-2000:]
+    # (another test's builds may share the namespace: this build's pod and its probe's)
     pods = await core.list_namespaced_pod(BUILDS_NS)
-    assert not [p for p in pods.items if not p.metadata.deletion_timestamp], "build and probe pods are removed"
+    left = [
+        p.metadata.name
+        for p in pods.items
+        if not p.metadata.deletion_timestamp
+        and (
+            (p.metadata.labels or {}).get("moonhub.io/image-build") == str(build_id)
+            or p.spec.containers[0].image == built["image"]
+        )
+    ]
+    assert not left, f"build and probe pods are removed: {left}"
     # another user sees none of it
     other = hub.login(OTHER)
     other_call = jobs_api(hub, other, OTHER)
@@ -205,7 +215,7 @@ async def test_an_environment_becomes_an_image_its_owner_runs_and_an_admin_promo
             timeout=60,
             what="the service to keep the promoted image",
         )
-    removals = await core.list_namespaced_pod(BUILDS_NS, label_selector="moonhub.io/component=image-removal")
+    removals = await core.list_namespaced_pod(BUILDS_NS, label_selector=f"moonhub.io/image-build={build_id}")
     assert removals.items == [], [p.metadata.name for p in removals.items]
     name, digest = built["image"].split("/", 1)[1].rsplit("@", 1)
     accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
