@@ -172,6 +172,30 @@ def _push_login(push_secret: str) -> tuple[list[dict[str, Any]], list[dict[str, 
     return [volume], [{"name": "push-login", "mountPath": PUSH_AUTHFILE.rsplit("/", 1)[0], "readOnly": True}]
 
 
+def _one_off_pod(
+    name: str, component: str, build_id: int, owner: str, deadline: int, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A pod of the builds' namespace that runs once: labelled with its build, its owner
+    annotated, no service-account token, no service links, ``deadline`` seconds at most."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {COMPONENT: component, BUILD_ID: str(build_id)},
+            "annotations": {OWNER: owner},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "activeDeadlineSeconds": deadline,
+            "terminationGracePeriodSeconds": 5,
+            **spec,
+        },
+    }
+
+
 def build_pod(
     *,
     name: str,
@@ -203,7 +227,6 @@ def build_pod(
         "allowPrivilegeEscalation": True,
         "seccompProfile": {"type": "Unconfined"},
     }
-    push_security = PUSH_SECURITY
     login_volumes, login_mounts = _push_login(push_secret)
     push_mounts: list[dict[str, Any]] = [work, *login_mounts]
     volumes: list[dict[str, Any]] = [{"name": "work", "emptyDir": {"sizeLimit": bounds.disk}}, *login_volumes]
@@ -214,20 +237,13 @@ def build_pod(
     ]
     if push_secret:
         push_env.append({"name": "PUSH_AUTHFILE", "value": PUSH_AUTHFILE})
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {COMPONENT: BUILD, BUILD_ID: str(build_id)},
-            "annotations": {OWNER: owner},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "activeDeadlineSeconds": bounds.timeout,
-            "terminationGracePeriodSeconds": 5,
+    return _one_off_pod(
+        name,
+        BUILD,
+        build_id,
+        owner,
+        bounds.timeout,
+        {
             "securityContext": {"fsGroup": RUN_AS},
             "affinity": {
                 "nodeAffinity": {
@@ -266,12 +282,12 @@ def build_pod(
                         "requests": {"cpu": "100m", "memory": "128Mi"},
                         "limits": {"cpu": "1", "memory": "512Mi"},
                     },
-                    "securityContext": push_security,
+                    "securityContext": PUSH_SECURITY,
                 }
             ],
             "volumes": volumes,
         },
-    }
+    )
 
 
 def removal_pod(
@@ -294,20 +310,13 @@ def removal_pod(
     argv.append(f"--tls-verify={'false' if ref.split('/')[0] in plain_http_registries else 'true'}")
     if push_secret:
         argv += ["--authfile", PUSH_AUTHFILE]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {COMPONENT: REMOVAL, BUILD_ID: str(build_id)},
-            "annotations": {OWNER: owner},
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "activeDeadlineSeconds": 120,
-            "terminationGracePeriodSeconds": 5,
+    return _one_off_pod(
+        name,
+        REMOVAL,
+        build_id,
+        owner,
+        120,
+        {
             "containers": [
                 {
                     "name": "remove",
@@ -324,7 +333,7 @@ def removal_pod(
             ],
             "volumes": volumes,
         },
-    }
+    )
 
 
 def removal_outcome(pod: Mapping[str, Any]) -> tuple[bool, str] | None:
