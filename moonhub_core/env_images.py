@@ -282,7 +282,7 @@ def build_pod(
                         "requests": {"cpu": "100m", "memory": "128Mi"},
                         "limits": {"cpu": "1", "memory": "512Mi"},
                     },
-                    "securityContext": PUSH_SECURITY,
+                    "securityContext": dict(PUSH_SECURITY),
                 }
             ],
             "volumes": volumes,
@@ -327,7 +327,7 @@ def removal_pod(
                         "requests": {"cpu": "50m", "memory": "64Mi"},
                         "limits": {"cpu": "500m", "memory": "256Mi"},
                     },
-                    "securityContext": PUSH_SECURITY,
+                    "securityContext": dict(PUSH_SECURITY),
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                 }
             ],
