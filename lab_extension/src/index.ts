@@ -85,14 +85,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
       return panel ? { path: panel.context.path, panel } : null;
     };
 
-    /** The notebook as saved (unsaved edits are saved first), without its outputs: the snapshot to freeze. */
+    /**
+     * The notebook as the user sees it, without its outputs: the snapshot to freeze. An open
+     * notebook's snapshot is its model's (unsaved edits included); one that is not open is
+     * read from disk. Edits are saved too where the lab saves them (without real-time
+     * collaboration); with it, the server saves each change itself, and a save from here would
+     * find the server's newer save on disk and ask the user about a file that changed.
+     */
     const snapshot = async (path: string, panel: NotebookPanel | null): Promise<Record<string, unknown>> => {
       const open = panel ?? (docs.findWidget(path) as NotebookPanel | undefined) ?? null;
-      if (open?.context?.model?.dirty) {
-        await open.context.save();
+      const model = open?.context?.model;
+      if (open && model) {
+        if (model.dirty && open.context.canSave) {
+          await open.context.save();
+        }
+        const shown = model.toJSON() as unknown;
+        // (the file may be open as text, in an editor: then what is on disk)
+        if (shown && typeof shown === 'object' && Array.isArray((shown as { cells?: unknown }).cells)) {
+          return withoutOutputs(shown as Record<string, unknown>);
+        }
       }
-      const model = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
-      return withoutOutputs(model.content as Record<string, unknown>);
+      const file = await app.serviceManager.contents.get(path, { content: true, type: 'notebook' });
+      return withoutOutputs(file.content as Record<string, unknown>);
     };
 
     /** The kernels this server offers (the image's, and the workspace environments'). */

@@ -127,6 +127,16 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     await expect(dialog.get_by_role("dialog")).to_have_attribute("aria-modal", "true")
     await page.keyboard.press("Escape")
     await expect(dialog).to_have_count(0)
+    # an edit, saved by the server (real-time collaboration saves each change itself, a
+    # second later), and a second one not yet saved when Schedule is clicked: the dialog
+    # takes the notebook as shown and asks nothing (a save from the lab then found the
+    # server's newer save on disk and asked about a changed file: CI saw the dialog not come)
+    code = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").nth(1)
+    await code.click()
+    await page.keyboard.press("End")
+    await page.keyboard.type("  # checked")
+    await page.wait_for_timeout(3000)
+    await page.keyboard.type(" twice")
     toolbar = page.locator(".jp-NotebookPanel-toolbar [data-jp-item-name='moonhub-schedule']")
     await toolbar.get_by_role("button", name="Schedule").click()
 
@@ -211,6 +221,7 @@ async def test_schedule_run_and_watch_from_jupyterlab(
     await job.locator(f"[data-run='{first}']").get_by_role("button", name="View").click()
     frame = page.frame_locator(".moonhub-OutputFrame")
     await expect(frame.locator("body")).to_contain_text("rows: 25 weekly", timeout=30_000)
+    await expect(frame.locator("body")).to_contain_text("# checked twice")  # the snapshot: as shown
     assert await page.locator(".moonhub-OutputFrame").get_attribute("sandbox") == ""
 
     # a secret, kept on the Secrets page (value write-only), offered in the dialog
