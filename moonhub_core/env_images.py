@@ -317,6 +317,8 @@ def removal_pod(
         owner,
         120,
         {
+            # the login's file is root's and its group's (mode 0440): the pod's group reads it
+            "securityContext": {"fsGroup": RUN_AS},
             "containers": [
                 {
                     "name": "remove",

@@ -148,6 +148,7 @@ def test_a_removed_builds_image_is_deleted_by_digest_with_the_push_login_alone()
     ]  # fmt: skip
     assert c["volumeMounts"] == [{"name": "push-login", "mountPath": "/run/push-login", "readOnly": True}]
     assert spec["automountServiceAccountToken"] is False and spec["restartPolicy"] == "Never"
+    assert spec["securityContext"] == {"fsGroup": 1000}, "its user reads the login (mode 0440, the pod's group)"
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]} and c["securityContext"]["runAsNonRoot"]
     assert pod["metadata"]["labels"] == {"moonhub.io/component": ei.REMOVAL, ei.BUILD_ID: "7"}
     # no login configured: none mounted; an HTTPS registry is verified
