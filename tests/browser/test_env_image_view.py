@@ -85,6 +85,7 @@ async def test_an_environment_is_built_into_an_image_from_the_lab(
     repository = name.rsplit(":", 1)[0]
     manifest = f"http://127.0.0.1:5000/v2/{repository}/manifests/{digest}"
     assert _asked(manifest) == 200
+    t0 = time.monotonic()
     r = call("DELETE", f"/images/{mine['id']}")
     assert r.status_code == 200 and r.json()["state"] == "removed", r.text
     assert call("GET", f"/images/{mine['id']}").status_code == 404
@@ -94,3 +95,4 @@ async def test_an_environment_is_built_into_an_image_from_the_lab(
         timeout=90,
         what="the registry to delete the removed image",
     )
+    timings["a removed image: DELETE to gone from the registry (removal_grace 0)"] = time.monotonic() - t0
