@@ -324,7 +324,7 @@ async def advance(ctx: Context) -> None:
 async def _start(ctx: Context, row: EnvImageRow) -> None:
     b = ctx.settings.builds
     repo = ei.repository(b.repository_prefix, row.owner, row.environment)
-    push_to = f"{b.push_registry or b.builder_registry or b.registry}/{repo}:{ei.tag(row.id)}"
+    push_to = f"{b.push_host}/{repo}:{ei.tag(row.id)}"
     # the base as build pods reach its registry (the local cluster: the node's address)
     base = _readable(ctx, row.base_image)
     index = ctx.settings.package_index

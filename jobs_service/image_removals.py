@@ -70,13 +70,16 @@ async def sweep(ctx: Context) -> None:
         s.commit()
         due = utcnow() - datetime.timedelta(seconds=b.removal_grace)
         removed_rows = s.scalars(select(EnvImageRow).where(EnvImageRow.state == REMOVED))
-        for row in [
+        ready = [
             r for r in removed_rows if r.id not in running and (r.finished_at is None or utc(r.finished_at) <= due)
-        ]:
-            others = list(
-                s.scalars(select(EnvImageRow.digest).where(EnvImageRow.id != row.id, EnvImageRow.state != REMOVED))
-            )
-            why = ei.still_used(row.digest, [e.pinned_image for e in ctx.catalog.get().environments], others)
+        ]
+        if not ready:
+            return
+        # what keeps an image: read once per pass (the builds not removed, the catalog)
+        kept = list(s.scalars(select(EnvImageRow.digest).where(EnvImageRow.state != REMOVED)))
+        catalog_images = [e.pinned_image for e in ctx.catalog.get().environments]
+        for row in ready:
+            why = ei.still_used(row.digest, catalog_images, kept)
             if why is not None:
                 log.info("image build %d removed; its image stays in the registry: %s", row.id, why)
                 s.delete(row)
@@ -88,7 +91,7 @@ async def sweep(ctx: Context) -> None:
 async def _start(ctx: Context, row: EnvImageRow) -> None:
     b = ctx.settings.builds
     repo = ei.repository(b.repository_prefix, row.owner, row.environment)
-    ref = f"{b.push_registry or b.builder_registry or b.registry}/{repo}@{row.digest}"
+    ref = f"{b.push_host}/{repo}@{row.digest}"
     pod = ei.removal_pod(
         name=removal_pod_name(row.id),
         build_id=row.id,

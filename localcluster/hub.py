@@ -136,7 +136,7 @@ def build_pod_policy(platform: PlatformConfig, name: str = "moonhub-build-pods")
     the cluster, the host or the world is theirs to reach."""
     b = platform.builds
     targets = [_address(platform.spawner.package_index)] if platform.spawner.package_index else []
-    for registry in sorted({b.builder_registry or b.registry, b.push_registry or b.builder_registry or b.registry}):
+    for registry in sorted({b.pull_host, b.push_host}):
         host, _, port = registry.partition(":")
         targets.append((host, int(port or 443)))
     return _isolated(name, b.namespace, targets)
@@ -148,7 +148,7 @@ def push_login_secret(platform: PlatformConfig, user: str, password: str) -> dic
     b = platform.builds
     namespace, name = b.push_secret.split("/", 1)
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    config = {"auths": {b.push_registry or b.builder_registry or b.registry: {"auth": token}}}
+    config = {"auths": {b.push_host: {"auth": token}}}
     return {
         "apiVersion": "v1",
         "kind": "Secret",

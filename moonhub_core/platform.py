@@ -310,6 +310,16 @@ class BuildsSection:
     #: admin's promotion in that time keeps it: the catalog's copies take a while to agree)
     removal_grace: int = 600
 
+    @property
+    def pull_host(self) -> str:
+        """The registry as build pods reach it for the base's pull."""
+        return self.builder_registry or self.registry
+
+    @property
+    def push_host(self) -> str:
+        """The registry as build pods reach it for pushes (and a removed image's delete)."""
+        return self.push_registry or self.pull_host
+
 
 @dataclass(frozen=True)
 class CullingSection:
